@@ -1,0 +1,193 @@
+//! The command line, as DESIGN §2 lays it out.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Open, self-hosted API management: control plane, gateways and developer portal in one binary."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of the management commands.
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Output format of management commands.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Control plane URL for management commands.
+    #[arg(long = "url", global = true, env = "GATEHOUSE_URL", default_value = "http://127.0.0.1:8090")]
+    pub url: String,
+    /// Data directory: the SQLite store, admin token and secret key of the server commands,
+    /// and where management commands read the admin token when GATEHOUSE_ADMIN_TOKEN is not
+    /// set [default: ./gatehouse-data].
+    #[arg(long = "data", global = true, env = "GATEHOUSE_DATA")]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane and a built-in gateway on this machine.
+    Up(UpArgs),
+    /// Run the control plane alone.
+    ControlPlane(ControlPlaneArgs),
+    /// Manage APIs.
+    #[command(subcommand)]
+    Api(ApiCommand),
+    /// Manage products.
+    #[command(subcommand)]
+    Product(ProductCommand),
+    /// Manage subscriptions and their keys.
+    #[command(subcommand)]
+    Subscription(SubscriptionCommand),
+    /// Manage named values.
+    #[command(subcommand)]
+    NamedValue(NamedValueCommand),
+    /// Manage gateway resources.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+}
+
+/// Settings shared by the server commands. Each can come from a flag, an environment variable
+/// or the settings file; flags win over the environment, the environment over the file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerArgs {
+    /// A settings file (TOML, YAML or JSON) with the same keys as the flags, e.g. `listen`.
+    #[arg(long, env = "GATEHOUSE_SETTINGS")]
+    pub settings: Option<PathBuf>,
+    /// Control plane listen address [default: 127.0.0.1:8090 for `up`, 0.0.0.0:8090 otherwise].
+    #[arg(long, env = "GATEHOUSE_LISTEN")]
+    pub listen: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "GATEHOUSE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct UpArgs {
+    /// Also start an echo backend and create a demo API, product and subscription.
+    #[arg(long)]
+    pub demo: bool,
+    /// Gateway listen address [default: 0.0.0.0:8080].
+    #[arg(long, env = "GATEHOUSE_GATEWAY_LISTEN")]
+    pub gateway_listen: Option<String>,
+    /// How long the gateway waits for a backend's response, e.g. 30s or 500ms [default: 300s].
+    #[arg(long, env = "GATEHOUSE_BACKEND_TIMEOUT")]
+    pub backend_timeout: Option<String>,
+    /// Gateway worker threads [default: one per CPU].
+    #[arg(long, env = "GATEHOUSE_WORKERS")]
+    pub workers: Option<usize>,
+    /// How long shutdown waits for requests in flight, e.g. 30s [default: 30s].
+    #[arg(long, env = "GATEHOUSE_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ControlPlaneArgs {
+    /// Database URL: sqlite://PATH or postgres://… [default: SQLite under --data].
+    #[arg(long, env = "GATEHOUSE_DATABASE")]
+    pub database: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
+    /// Create or replace an API from an OpenAPI 3.x or Swagger 2.0 file (JSON or YAML).
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        id: String,
+        /// URL suffix the gateway serves the API under.
+        #[arg(long)]
+        path: String,
+        /// Backend URL; defaults to the document's first server.
+        #[arg(long)]
+        service_url: Option<String>,
+    },
+    /// List APIs.
+    List,
+    /// Show an API and its operations.
+    Show { id: String },
+    /// Delete an API and its operations.
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProductCommand {
+    /// Create or replace a (published) product.
+    Create {
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// Let the product's APIs be called without a key.
+        #[arg(long)]
+        no_subscription: bool,
+        /// Subscriptions wait for an administrator's approval.
+        #[arg(long)]
+        approval: bool,
+    },
+    /// Add an API to a product.
+    AddApi { product: String, api: String },
+    /// List products.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionCommand {
+    /// Create a subscription and print its keys.
+    Create {
+        id: String,
+        /// `/apis`, `/apis/{id}` or `/products/{id}`.
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print a subscription's keys.
+    Keys { id: String },
+    /// List subscriptions.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NamedValueCommand {
+    /// Create or replace a named value.
+    Set {
+        id: String,
+        value: String,
+        /// Store it encrypted and never show it.
+        #[arg(long)]
+        secret: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Create or replace a gateway resource.
+    Create {
+        id: String,
+        #[arg(long)]
+        location: Option<String>,
+    },
+    /// Assign an API to a gateway.
+    Assign { id: String, api: String },
+    /// List gateways.
+    List,
+}

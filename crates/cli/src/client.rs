@@ -1,0 +1,417 @@
+//! The management commands: thin calls to the management API, printed for people (`-o text`)
+//! or for scripts (`-o json`).
+
+use std::path::PathBuf;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::Failure;
+use crate::args::{
+    ApiCommand, GatewayCommand, Global, NamedValueCommand, Output, ProductCommand,
+    SubscriptionCommand,
+};
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    pub fn new(base: &str, token: String) -> Result<Self, Failure> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .map_err(|e| Failure::runtime(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    /// From the global options: `$GATEHOUSE_ADMIN_TOKEN`, else `<data>/admin-token`.
+    pub fn from_global(global: &Global) -> Result<Self, Failure> {
+        let token = match std::env::var("GATEHOUSE_ADMIN_TOKEN") {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            _ => {
+                let data = global
+                    .data
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("gatehouse-data"));
+                let path = data.join("admin-token");
+                std::fs::read_to_string(&path)
+                    .map(|t| t.trim().to_owned())
+                    .map_err(|e| {
+                        Failure::input(format!(
+                            "no admin token: GATEHOUSE_ADMIN_TOKEN is not set and {} cannot be read ({e}); set one of them or pass --data",
+                            path.display()
+                        ))
+                    })?
+            }
+        };
+        Self::new(&global.url, token)
+    }
+
+    /// Sends one request and returns the JSON answer (`null` for an empty one).
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request.send().await.map_err(|e| {
+            Failure::runtime(format!(
+                "cannot reach the control plane at {}: {}; is `gatehouse up` running, and is GATEHOUSE_URL right?",
+                self.base,
+                root_cause(&e)
+            ))
+        })?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let value: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if status.is_success() {
+            return Ok(value);
+        }
+        let message = value
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("the control plane refused the request")
+            .to_owned();
+        let details: Vec<String> = value
+            .pointer("/error/details")
+            .and_then(Value::as_array)
+            .map(|d| {
+                d.iter()
+                    .map(|x| {
+                        let target = x.get("target").and_then(Value::as_str).unwrap_or("");
+                        let msg = x.get("message").and_then(Value::as_str).unwrap_or("");
+                        match (x.get("line"), x.get("column")) {
+                            (Some(l), Some(c)) => format!("{target}:{l}:{c}: {msg}"),
+                            _ => format!("{target}: {msg}"),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut full = format!("{method} {path} failed with {status}: {message}");
+        for d in &details {
+            full.push_str("\n  ");
+            full.push_str(d);
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            full.push_str("\n  Check GATEHOUSE_ADMIN_TOKEN or --data.");
+        }
+        Err(if status.is_client_error() && status != reqwest::StatusCode::NOT_FOUND {
+            Failure::input(full)
+        } else {
+            Failure::runtime(full)
+        })
+    }
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+fn print(global: &Global, value: &Value, text: impl FnOnce(&Value) -> String) {
+    match global.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        ),
+        Output::Text => {
+            let t = text(value);
+            if !t.is_empty() {
+                println!("{t}");
+            }
+        }
+    }
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let mut widths = Vec::new();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if widths.len() <= i {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub async fn api(global: Global, cmd: ApiCommand) -> Result<(), Failure> {
+    let client = Client::from_global(&global)?;
+    match cmd {
+        ApiCommand::Import {
+            file,
+            id,
+            path,
+            service_url,
+        } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                Failure::input(format!("cannot read {}: {e}", file.display()))
+            })?;
+            let mut body = json!({
+                "path": path,
+                "import": {"format": "openapi", "value": text},
+            });
+            if let Some(url) = service_url {
+                body["serviceUrl"] = json!(url);
+            }
+            let api = client
+                .send(Method::PUT, &format!("/mgmt/apis/{id}"), Some(body))
+                .await
+                .map_err(|mut f| {
+                    f.message = format!("{}: {}", file.display(), f.message);
+                    f
+                })?;
+            let ops = client
+                .send(Method::GET, &format!("/mgmt/apis/{id}/operations?$top=1000"), None)
+                .await?;
+            let count = ops.get("count").and_then(Value::as_u64).unwrap_or(0);
+            print(&global, &api, |a| {
+                format!(
+                    "Imported API '{}' at /{} with {count} operations (backend: {}).",
+                    s(a, "id"),
+                    s(a, "path"),
+                    a.get("serviceUrl").and_then(Value::as_str).unwrap_or("none")
+                )
+            });
+        }
+        ApiCommand::List => {
+            let list = client.send(Method::GET, "/mgmt/apis?$top=1000", None).await?;
+            print(&global, &list, |l| {
+                let mut rows = vec![vec!["ID".into(), "PATH".into(), "SERVICE URL".into(), "NAME".into()]];
+                for a in l.get("value").and_then(Value::as_array).into_iter().flatten() {
+                    rows.push(vec![
+                        s(a, "id").into(),
+                        format!("/{}", s(a, "path")),
+                        s(a, "serviceUrl").into(),
+                        s(a, "displayName").into(),
+                    ]);
+                }
+                table(&rows)
+            });
+        }
+        ApiCommand::Show { id } => {
+            let mut api = client.send(Method::GET, &format!("/mgmt/apis/{id}"), None).await?;
+            let ops = client
+                .send(Method::GET, &format!("/mgmt/apis/{id}/operations?$top=1000"), None)
+                .await?;
+            api["operations"] = ops.get("value").cloned().unwrap_or(Value::Null);
+            print(&global, &api, |a| {
+                let mut out = format!(
+                    "API {} ({})\n  path: /{}\n  service URL: {}\n  subscription required: {}\n  operations:",
+                    s(a, "id"),
+                    s(a, "displayName"),
+                    s(a, "path"),
+                    a.get("serviceUrl").and_then(Value::as_str).unwrap_or("none"),
+                    a.get("subscriptionRequired").and_then(Value::as_bool).unwrap_or(true),
+                );
+                for op in a["operations"].as_array().into_iter().flatten() {
+                    out.push_str(&format!(
+                        "\n    {:<7} {:<30} {}",
+                        s(op, "method"),
+                        s(op, "urlTemplate"),
+                        s(op, "id")
+                    ));
+                }
+                out
+            });
+        }
+        ApiCommand::Delete { id } => {
+            client.send(Method::DELETE, &format!("/mgmt/apis/{id}"), None).await?;
+            print(&global, &json!({"deleted": id}), |_| format!("Deleted API '{id}'."));
+        }
+    }
+    Ok(())
+}
+
+pub async fn product(global: Global, cmd: ProductCommand) -> Result<(), Failure> {
+    let client = Client::from_global(&global)?;
+    match cmd {
+        ProductCommand::Create {
+            id,
+            name,
+            no_subscription,
+            approval,
+        } => {
+            let p = client
+                .send(
+                    Method::PUT,
+                    &format!("/mgmt/products/{id}"),
+                    Some(json!({
+                        "displayName": name,
+                        "subscriptionRequired": !no_subscription,
+                        "approvalRequired": approval,
+                        "state": "published",
+                    })),
+                )
+                .await?;
+            print(&global, &p, |p| format!("Product '{}' is ready.", s(p, "id")));
+        }
+        ProductCommand::AddApi { product, api } => {
+            let a = client
+                .send(Method::PUT, &format!("/mgmt/products/{product}/apis/{api}"), None)
+                .await?;
+            print(&global, &a, |_| format!("Added API '{api}' to product '{product}'."));
+        }
+        ProductCommand::List => {
+            let list = client.send(Method::GET, "/mgmt/products?$top=1000", None).await?;
+            print(&global, &list, |l| {
+                let mut rows = vec![vec!["ID".into(), "NAME".into(), "STATE".into(), "SUBSCRIPTION".into()]];
+                for p in l.get("value").and_then(Value::as_array).into_iter().flatten() {
+                    rows.push(vec![
+                        s(p, "id").into(),
+                        s(p, "displayName").into(),
+                        s(p, "state").into(),
+                        if p.get("subscriptionRequired").and_then(Value::as_bool).unwrap_or(true) {
+                            "required".into()
+                        } else {
+                            "open".into()
+                        },
+                    ]);
+                }
+                table(&rows)
+            });
+        }
+    }
+    Ok(())
+}
+
+fn keys_text(id: &str, k: &Value) -> String {
+    format!(
+        "Subscription '{id}'\n  primary key:   {}\n  secondary key: {}",
+        s(k, "primaryKey"),
+        s(k, "secondaryKey")
+    )
+}
+
+pub async fn subscription(global: Global, cmd: SubscriptionCommand) -> Result<(), Failure> {
+    let client = Client::from_global(&global)?;
+    match cmd {
+        SubscriptionCommand::Create { id, scope, name } => {
+            let mut body = json!({"scope": scope});
+            if let Some(n) = name {
+                body["displayName"] = json!(n);
+            }
+            client
+                .send(Method::PUT, &format!("/mgmt/subscriptions/{id}"), Some(body))
+                .await?;
+            let keys = client
+                .send(Method::POST, &format!("/mgmt/subscriptions/{id}/listSecrets"), None)
+                .await?;
+            print(&global, &keys, |k| keys_text(&id, k));
+        }
+        SubscriptionCommand::Keys { id } => {
+            let keys = client
+                .send(Method::POST, &format!("/mgmt/subscriptions/{id}/listSecrets"), None)
+                .await?;
+            print(&global, &keys, |k| keys_text(&id, k));
+        }
+        SubscriptionCommand::List => {
+            let list = client
+                .send(Method::GET, "/mgmt/subscriptions?$top=1000", None)
+                .await?;
+            print(&global, &list, |l| {
+                let mut rows = vec![vec!["ID".into(), "SCOPE".into(), "STATE".into(), "NAME".into()]];
+                for x in l.get("value").and_then(Value::as_array).into_iter().flatten() {
+                    rows.push(vec![
+                        s(x, "id").into(),
+                        s(x, "scope").into(),
+                        s(x, "state").into(),
+                        s(x, "displayName").into(),
+                    ]);
+                }
+                table(&rows)
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn named_value(global: Global, cmd: NamedValueCommand) -> Result<(), Failure> {
+    let client = Client::from_global(&global)?;
+    match cmd {
+        NamedValueCommand::Set { id, value, secret } => {
+            let nv = client
+                .send(
+                    Method::PUT,
+                    &format!("/mgmt/named-values/{id}"),
+                    Some(json!({"value": value, "secret": secret})),
+                )
+                .await?;
+            print(&global, &nv, |_| {
+                format!(
+                    "Named value '{id}' is set{}.",
+                    if secret { " (secret)" } else { "" }
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn gateway(global: Global, cmd: GatewayCommand) -> Result<(), Failure> {
+    let client = Client::from_global(&global)?;
+    match cmd {
+        GatewayCommand::Create { id, location } => {
+            let mut body = json!({});
+            if let Some(l) = location {
+                body["locationData"] = json!({"name": l});
+            }
+            let g = client
+                .send(Method::PUT, &format!("/mgmt/gateways/{id}"), Some(body))
+                .await?;
+            print(&global, &g, |_| format!("Gateway '{id}' is ready."));
+        }
+        GatewayCommand::Assign { id, api } => {
+            let a = client
+                .send(Method::PUT, &format!("/mgmt/gateways/{id}/apis/{api}"), None)
+                .await?;
+            print(&global, &a, |_| format!("Assigned API '{api}' to gateway '{id}'."));
+        }
+        GatewayCommand::List => {
+            let list = client.send(Method::GET, "/mgmt/gateways?$top=1000", None).await?;
+            print(&global, &list, |l| {
+                let mut rows = vec![vec!["ID".into(), "LOCATION".into(), "DESCRIPTION".into()]];
+                for g in l.get("value").and_then(Value::as_array).into_iter().flatten() {
+                    rows.push(vec![
+                        s(g, "id").into(),
+                        g.pointer("/locationData/name").and_then(Value::as_str).unwrap_or("").into(),
+                        s(g, "description").into(),
+                    ]);
+                }
+                table(&rows)
+            });
+        }
+    }
+    Ok(())
+}

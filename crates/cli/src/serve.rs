@@ -1,0 +1,294 @@
+//! The server commands: build the control plane and the built-in gateway, run them, and shut
+//! them down gracefully on SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use gatehouse_control::{BUILT_IN_GATEWAY, ControlPlane, ControlSettings, Opened};
+use gatehouse_gateway::{ConfigHandle, GatewaySettings, RunningGateway};
+
+use crate::Failure;
+use crate::args::{ControlPlaneArgs, Global, ServerArgs, UpArgs};
+use crate::settings::{FileSettings, parse_addr, parse_duration};
+
+fn init_logging(format: Option<&str>) -> Result<(), Failure> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format.unwrap_or("text") {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => {
+            return Err(Failure::input(format!(
+                "log format '{other}' is unknown; use text or json"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn prepare_data_dir(dir: &PathBuf) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Failure::runtime(format!(
+            "cannot create the data directory {}: {e}; pass --data with a writable directory",
+            dir.display()
+        ))
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
+
+struct Common {
+    data: PathBuf,
+    control_addr: SocketAddr,
+    control: ControlSettings,
+    file: FileSettings,
+}
+
+fn common(global: &Global, server: &ServerArgs, default_listen: &str) -> Result<Common, Failure> {
+    let file = FileSettings::load(server.settings.as_deref())?;
+    init_logging(server.log_format.as_deref().or(file.log_format.as_deref()))?;
+    let data = global
+        .data
+        .clone()
+        .or_else(|| file.data.clone())
+        .unwrap_or_else(|| PathBuf::from("gatehouse-data"));
+    let listen = server
+        .listen
+        .clone()
+        .or_else(|| file.listen.clone())
+        .unwrap_or_else(|| default_listen.to_owned());
+    let control_addr = parse_addr("--listen", &listen)?;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let control = ControlSettings {
+        data_dir: data.clone(),
+        admin_token: env("GATEHOUSE_ADMIN_TOKEN").or_else(|| file.admin_token.clone()),
+        secret_key: env("GATEHOUSE_SECRET_KEY").or_else(|| file.secret_key.clone()),
+    };
+    Ok(Common {
+        data,
+        control_addr,
+        control,
+        file,
+    })
+}
+
+async fn open(common: &Common, database: Option<&str>) -> Result<Opened, Failure> {
+    prepare_data_dir(&common.data)?;
+    let result = match database {
+        Some(url) => match gatehouse_store::Store::open(url).await {
+            Ok(store) => ControlPlane::open(store, &common.control).await,
+            Err(e) => Err(e.into()),
+        },
+        None => gatehouse_control::open_embedded(&common.control).await,
+    };
+    result.map_err(|e| Failure::runtime(format!("cannot start the control plane: {e}")))
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, Failure> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Failure::runtime(format!(
+            "cannot listen on {addr} for the {what}: {e}; free the port or choose another address"
+        ))
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Keeps the built-in gateway on the newest configuration: every committed change is compiled
+/// into a snapshot and swapped in. Bursts of changes coalesce into one compile.
+fn spawn_sync(control: Arc<ControlPlane>, config: ConfigHandle) -> tokio::task::JoinHandle<()> {
+    let mut changes = control.subscribe();
+    tokio::spawn(async move {
+        loop {
+            if changes.changed().await.is_err() {
+                return;
+            }
+            changes.borrow_and_update();
+            match control.snapshot(BUILT_IN_GATEWAY).await {
+                Ok(snapshot) => match config.apply(&snapshot) {
+                    Ok(revision) => tracing::debug!(revision, "configuration applied"),
+                    Err(e) => tracing::error!(error = %e, "configuration rejected; the previous one stays in force"),
+                },
+                Err(e) => tracing::error!(error = %e, "cannot compile the configuration"),
+            }
+        }
+    })
+}
+
+fn display_addr(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        if addr.is_ipv4() {
+            "127.0.0.1".to_owned()
+        } else {
+            "[::1]".to_owned()
+        }
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    format!("http://{ip}:{}", addr.port())
+}
+
+pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
+    let common = common(&global, &args.server, "127.0.0.1:8090")?;
+    let file = &common.file;
+    let gateway_addr = parse_addr(
+        "--gateway-listen",
+        args.gateway_listen
+            .as_deref()
+            .or(file.gateway_listen.as_deref())
+            .unwrap_or("0.0.0.0:8080"),
+    )?;
+    let mut settings = GatewaySettings::default();
+    if let Some(t) = args.backend_timeout.as_deref().or(file.backend_timeout.as_deref()) {
+        settings.backend_timeout = parse_duration("--backend-timeout", t)?;
+    }
+    if let Some(t) = args.shutdown_grace.as_deref().or(file.shutdown_grace.as_deref()) {
+        settings.shutdown_grace = parse_duration("--shutdown-grace", t)?;
+    }
+    if let Some(w) = args.workers.or(file.workers) {
+        if w == 0 || w > 256 {
+            return Err(Failure::input("--workers must be between 1 and 256"));
+        }
+        settings.workers = w;
+    }
+    let grace = settings.shutdown_grace;
+
+    let opened = open(&common, None).await?;
+    let control = opened.control;
+    control
+        .ensure_built_in_gateway()
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot create the built-in gateway: {e}")))?;
+
+    let config = ConfigHandle::default();
+    let snapshot = control
+        .snapshot(BUILT_IN_GATEWAY)
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot compile the configuration: {e}")))?;
+    config.apply(&snapshot).map_err(|e| {
+        Failure::runtime(format!(
+            "the stored configuration cannot be served: {e}; fix it through the management API"
+        ))
+    })?;
+    let sync = spawn_sync(control.clone(), config.clone());
+
+    let gateway = RunningGateway::start(gateway_addr, config, settings).map_err(|e| {
+        Failure::runtime(format!(
+            "cannot start the gateway: {e}; free the port or pass --gateway-listen"
+        ))
+    })?;
+    let listener = bind(common.control_addr, "control plane").await?;
+    let control_url = display_addr(common.control_addr);
+    let gateway_url = display_addr(gateway.local_addr);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let app = control.router();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    let demo_curl = if args.demo {
+        let backend = crate::echo::start(SocketAddr::from(([127, 0, 0, 1], 8091)))
+            .await
+            .map_err(|e| Failure::runtime(format!("cannot start the demo echo backend: {e}")))?;
+        let client = crate::client::Client::new(&control_url, opened.admin_token.clone())?;
+        let key = crate::demo::setup(&client, backend).await?;
+        Some(format!(
+            "curl -H \"Ocp-Apim-Subscription-Key: {key}\" {gateway_url}/demo/hello"
+        ))
+    } else {
+        None
+    };
+
+    println!("Gatehouse is running.");
+    println!("  Gateway:        {gateway_url}");
+    println!("  Management API: {control_url}/mgmt  (Swagger UI: {control_url}/mgmt/docs)");
+    println!("  Data:           {}", common.data.display());
+    println!(
+        "  Admin token:    {}  (kept in {})",
+        opened.admin_token,
+        common.data.join("admin-token").display()
+    );
+    if let Some(curl) = demo_curl {
+        println!("\nTry the demo API:\n  {curl}");
+    }
+    println!("\nPress Ctrl-C to stop.");
+
+    shutdown_signal().await;
+    tracing::info!(?grace, "shutting down: draining requests in flight");
+    let _ = stop_tx.send(true);
+    let drained = tokio::task::spawn_blocking(move || gateway.shutdown_blocking());
+    let _ = drained.await;
+    sync.abort();
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "control plane server ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "control plane server task failed"),
+    }
+    control.store().close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(), Failure> {
+    let common = common(&global, &args.server, "0.0.0.0:8090")?;
+    let database = args.database.clone().or_else(|| common.file.database.clone());
+    let opened = open(&common, database.as_deref()).await?;
+    let control = opened.control;
+    let listener = bind(common.control_addr, "control plane").await?;
+    println!("Gatehouse control plane is running.");
+    println!(
+        "  Management API: {}/mgmt",
+        display_addr(common.control_addr)
+    );
+    if opened.admin_token_created {
+        println!(
+            "  Admin token:    {}  (kept in {})",
+            opened.admin_token,
+            common.data.join("admin-token").display()
+        );
+    }
+    axum::serve(listener, control.router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Failure::runtime(format!("the control plane stopped: {e}")))?;
+    control.store().close().await;
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! `/mgmt/apis` and their operations. `PUT` with `import` creates the operations from an
+//! OpenAPI 3.x or Swagger 2.0 document and keeps the document for the portal and mocks.
+
+use axum::Json;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use gatehouse_model::ValidationError;
+use gatehouse_model::openapi;
+use gatehouse_model::resources::{Api, Collection, Operation, Resource};
+
+use super::{Cp, check_id, commit, encode, load, load_all, merge, prepare, save, saved};
+use crate::ControlPlane;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{JsonBody, Paging};
+
+/// The imported description of an API, kept as JSON (parent = "", id = API id).
+const DOCUMENT: &str = "api-document";
+
+/// Refuses a path another API already serves (paths compare without case, as routing does).
+async fn ensure_path_free(cp: &ControlPlane, api: &Api) -> ApiResult<()> {
+    for other in load_all::<Api>(cp, "").await? {
+        if other.id != api.id && other.path.eq_ignore_ascii_case(&api.path) {
+            return Err(ValidationError::one(
+                "path",
+                format!(
+                    "'{}' is already the path of API '{}'; choose another path",
+                    api.path, other.id
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/mgmt/apis", tag = "apis", params(Paging),
+    responses((status = 200, body = Collection<Api>), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn list(cp: Cp, Query(paging): Query<Paging>) -> ApiResult<Json<Collection<Api>>> {
+    let items = load_all::<Api>(&cp, "").await?;
+    Ok(Json(paging.page("/mgmt/apis", items)?))
+}
+
+#[utoipa::path(get, path = "/mgmt/apis/{apiId}", tag = "apis",
+    params(("apiId" = String, Path)),
+    responses((status = 200, body = Api), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<Api>> {
+    Ok(Json(load::<Api>(&cp, "", &id).await?))
+}
+
+#[utoipa::path(put, path = "/mgmt/apis/{apiId}", tag = "apis",
+    params(("apiId" = String, Path)), request_body = Api,
+    responses((status = 200, body = Api), (status = 201, body = Api),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn put(
+    cp: Cp,
+    Path(id): Path<String>,
+    JsonBody(mut body): JsonBody<Api>,
+) -> ApiResult<(StatusCode, Json<Api>)> {
+    check_id(Api::KIND, &id)?;
+    let imported = match body.import.take() {
+        Some(import) => {
+            let format = import.format.to_ascii_lowercase();
+            if !matches!(
+                format.as_str(),
+                "openapi" | "openapi+json" | "openapi-json" | "openapi+yaml" | "swagger"
+                    | "swagger-json" | "swagger+json"
+            ) {
+                return Err(ValidationError::one(
+                    "import.format",
+                    format!("'{}' is not supported; use 'openapi' (OpenAPI 3.x or Swagger 2.0, JSON or YAML)", import.format),
+                )
+                .into());
+            }
+            Some(openapi::import(&import.value).map_err(|mut e| {
+                for d in &mut e.details {
+                    d.target = format!("import.value: {}", d.target);
+                }
+                e
+            })?)
+        }
+        None => None,
+    };
+    if let Some(doc) = &imported {
+        if body.display_name.is_empty() {
+            body.display_name = doc.title.clone().unwrap_or_default();
+        }
+        if body.description.is_none() {
+            body.description = doc.description.clone();
+        }
+        if body.service_url.is_none() {
+            body.service_url = doc.service_url.clone();
+        }
+        if body.api_version.is_none() {
+            body.api_version = doc.version.clone();
+        }
+    }
+    let api = prepare(body, &id)?;
+    ensure_path_free(&cp, &api).await?;
+    let mut tx = cp.store().begin().await?;
+    let created = save(&mut tx, "", &api).await?;
+    if let Some(doc) = imported {
+        tx.delete_children(Operation::KIND, &id).await?;
+        for op in &doc.operations {
+            save(&mut tx, &id, op).await?;
+        }
+        tx.put(DOCUMENT, "", &id, &encode(&doc.document)?).await?;
+    }
+    commit(&cp, tx).await?;
+    Ok(saved(created, api))
+}
+
+#[utoipa::path(patch, path = "/mgmt/apis/{apiId}", tag = "apis",
+    params(("apiId" = String, Path)), request_body = Api,
+    responses((status = 200, body = Api), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn patch(
+    cp: Cp,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> ApiResult<Json<Api>> {
+    if body.get("import").is_some() {
+        return Err(ValidationError::one("import", "is accepted by PUT only").into());
+    }
+    let existing = load::<Api>(&cp, "", &id).await?;
+    let api = merge(&existing, body)?;
+    ensure_path_free(&cp, &api).await?;
+    let mut tx = cp.store().begin().await?;
+    save(&mut tx, "", &api).await?;
+    commit(&cp, tx).await?;
+    Ok(Json(api))
+}
+
+#[utoipa::path(delete, path = "/mgmt/apis/{apiId}", tag = "apis",
+    params(("apiId" = String, Path)),
+    responses((status = 204, description = "Deleted with its operations"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    check_id(Api::KIND, &id)?;
+    let mut tx = cp.store().begin().await?;
+    if !tx.delete(Api::KIND, "", &id).await? {
+        return Err(ApiError::not_found("API", &id));
+    }
+    tx.delete_children(Operation::KIND, &id).await?;
+    tx.delete(DOCUMENT, "", &id).await?;
+    tx.delete_by_id(super::products::LINK, &id).await?;
+    tx.delete_by_id(super::gateways::LINK, &id).await?;
+    commit(&cp, tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/mgmt/apis/{apiId}/openapi", tag = "apis",
+    params(("apiId" = String, Path)),
+    responses((status = 200, description = "The imported OpenAPI or Swagger document, as JSON", body = Object),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn get_document(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    load::<Api>(&cp, "", &id).await?;
+    let body = cp
+        .store()
+        .get(DOCUMENT, "", &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("API '{id}' has no imported document.")))?;
+    serde_json::from_str(&body)
+        .map(Json)
+        .map_err(|e| ApiError::Internal(format!("stored document is unreadable: {e}")))
+}
+
+#[utoipa::path(get, path = "/mgmt/apis/{apiId}/operations", tag = "apis",
+    params(("apiId" = String, Path), Paging),
+    responses((status = 200, body = Collection<Operation>), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn list_operations(
+    cp: Cp,
+    Path(api): Path<String>,
+    Query(paging): Query<Paging>,
+) -> ApiResult<Json<Collection<Operation>>> {
+    load::<Api>(&cp, "", &api).await?;
+    let items = load_all::<Operation>(&cp, &api).await?;
+    Ok(Json(paging.page(&format!("/mgmt/apis/{api}/operations"), items)?))
+}
+
+#[utoipa::path(get, path = "/mgmt/apis/{apiId}/operations/{operationId}", tag = "apis",
+    params(("apiId" = String, Path), ("operationId" = String, Path)),
+    responses((status = 200, body = Operation), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn get_operation(
+    cp: Cp,
+    Path((api, op)): Path<(String, String)>,
+) -> ApiResult<Json<Operation>> {
+    load::<Api>(&cp, "", &api).await?;
+    Ok(Json(load::<Operation>(&cp, &api, &op).await?))
+}
+
+#[utoipa::path(put, path = "/mgmt/apis/{apiId}/operations/{operationId}", tag = "apis",
+    params(("apiId" = String, Path), ("operationId" = String, Path)), request_body = Operation,
+    responses((status = 200, body = Operation), (status = 201, body = Operation),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn put_operation(
+    cp: Cp,
+    Path((api, op)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Operation>,
+) -> ApiResult<(StatusCode, Json<Operation>)> {
+    load::<Api>(&cp, "", &api).await?;
+    let operation = prepare(body, &op)?;
+    let mut tx = cp.store().begin().await?;
+    let created = save(&mut tx, &api, &operation).await?;
+    commit(&cp, tx).await?;
+    Ok(saved(created, operation))
+}
+
+#[utoipa::path(patch, path = "/mgmt/apis/{apiId}/operations/{operationId}", tag = "apis",
+    params(("apiId" = String, Path), ("operationId" = String, Path)), request_body = Operation,
+    responses((status = 200, body = Operation), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn patch_operation(
+    cp: Cp,
+    Path((api, op)): Path<(String, String)>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> ApiResult<Json<Operation>> {
+    load::<Api>(&cp, "", &api).await?;
+    let existing = load::<Operation>(&cp, &api, &op).await?;
+    let operation = merge(&existing, body)?;
+    let mut tx = cp.store().begin().await?;
+    save(&mut tx, &api, &operation).await?;
+    commit(&cp, tx).await?;
+    Ok(Json(operation))
+}
+
+#[utoipa::path(delete, path = "/mgmt/apis/{apiId}/operations/{operationId}", tag = "apis",
+    params(("apiId" = String, Path), ("operationId" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn delete_operation(
+    cp: Cp,
+    Path((api, op)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    check_id(Api::KIND, &api)?;
+    check_id(Operation::KIND, &op)?;
+    let mut tx = cp.store().begin().await?;
+    if !tx.delete(Operation::KIND, &api, &op).await? {
+        return Err(ApiError::not_found("Operation", &op));
+    }
+    commit(&cp, tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+

@@ -1,0 +1,108 @@
+//! `/mgmt/gateways`: gateway resources and the APIs assigned to each. The built-in gateway of
+//! `gatehouse up` serves every API whatever its assignments.
+
+use axum::Json;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use gatehouse_model::resources::{Api, Collection, Gateway, GatewayLocation, Resource};
+
+use super::{Cp, check_id, commit, load, saved};
+use crate::ControlPlane;
+use crate::compile::BUILT_IN_GATEWAY;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::Paging;
+
+/// Assignment documents: parent = gateway id, id = API id.
+pub const LINK: &str = "gateway-api";
+
+crate::handlers::simple_crud! {
+    type: Gateway,
+    tag: "gateways",
+    collection: "/mgmt/gateways",
+    item: "/mgmt/gateways/{gatewayId}",
+    param: "gatewayId",
+    children: ["gateway-api"]
+}
+
+pub async fn ensure_built_in(cp: &ControlPlane) -> ApiResult<()> {
+    if super::load_opt::<Gateway>(cp, "", BUILT_IN_GATEWAY).await?.is_some() {
+        return Ok(());
+    }
+    let gateway = Gateway {
+        id: BUILT_IN_GATEWAY.to_owned(),
+        description: Some("The gateway built into `gatehouse up`; it serves every API.".into()),
+        location_data: Some(GatewayLocation {
+            name: "built-in".into(),
+            ..GatewayLocation::default()
+        }),
+    };
+    let mut tx = cp.store().begin().await?;
+    tx.put(Gateway::KIND, "", BUILT_IN_GATEWAY, &super::encode(&gateway)?)
+        .await?;
+    commit(cp, tx).await?;
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/apis", tag = "gateways",
+    params(("gatewayId" = String, Path), Paging),
+    responses((status = 200, body = Collection<Api>), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn list_apis(
+    cp: Cp,
+    Path(id): Path<String>,
+    Query(paging): Query<Paging>,
+) -> ApiResult<Json<Collection<Api>>> {
+    load::<Gateway>(&cp, "", &id).await?;
+    let apis = if id == BUILT_IN_GATEWAY {
+        super::load_all::<Api>(&cp, "").await?
+    } else {
+        let mut apis = Vec::new();
+        for link in cp.store().list(LINK, &id).await? {
+            if let Some(api) = super::load_opt::<Api>(&cp, "", &link.id).await? {
+                apis.push(api);
+            }
+        }
+        apis
+    };
+    Ok(Json(paging.page(&format!("/mgmt/gateways/{id}/apis"), apis)?))
+}
+
+#[utoipa::path(put, path = "/mgmt/gateways/{gatewayId}/apis/{apiId}", tag = "gateways",
+    params(("gatewayId" = String, Path), ("apiId" = String, Path)),
+    responses((status = 200, body = Api), (status = 201, body = Api),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn add_api(
+    cp: Cp,
+    Path((gateway, api)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Api>)> {
+    load::<Gateway>(&cp, "", &gateway).await?;
+    let api = load::<Api>(&cp, "", &api).await?;
+    let mut tx = cp.store().begin().await?;
+    let created = tx.put(LINK, &gateway, &api.id, "{}").await?;
+    commit(&cp, tx).await?;
+    Ok(saved(created, api))
+}
+
+#[utoipa::path(delete, path = "/mgmt/gateways/{gatewayId}/apis/{apiId}", tag = "gateways",
+    params(("gatewayId" = String, Path), ("apiId" = String, Path)),
+    responses((status = 204, description = "Unassigned"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn remove_api(
+    cp: Cp,
+    Path((gateway, api)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    check_id("gateway", &gateway)?;
+    check_id("api", &api)?;
+    let mut tx = cp.store().begin().await?;
+    if !tx.delete(LINK, &gateway, &api).await? {
+        return Err(ApiError::NotFound(format!(
+            "API '{api}' is not assigned to gateway '{gateway}'."
+        )));
+    }
+    commit(&cp, tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

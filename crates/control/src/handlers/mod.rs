@@ -1,0 +1,339 @@
+//! Management API handlers, one module per resource. The helpers here hold what every
+//! resource shares: loading, validating, merging a PATCH, paging and publishing a change.
+
+pub mod apis;
+pub mod backends;
+pub mod gateways;
+pub mod named_values;
+pub mod products;
+pub mod subscriptions;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use gatehouse_model::ValidationError;
+use gatehouse_model::resources::{Resource, validate_id};
+use gatehouse_store::Tx;
+use serde_json::Value;
+
+use crate::ControlPlane;
+use crate::error::{ApiError, ApiResult};
+use crate::http::require_admin;
+
+pub type Cp = axum::extract::State<Arc<ControlPlane>>;
+
+/// Largest accepted request body: OpenAPI documents of big APIs run to several megabytes.
+const BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+pub fn router(cp: Arc<ControlPlane>) -> Router {
+    let mgmt = Router::new()
+        .route("/mgmt/apis", get(apis::list))
+        .route(
+            "/mgmt/apis/{apiId}",
+            get(apis::get).put(apis::put).patch(apis::patch).delete(apis::delete),
+        )
+        .route("/mgmt/apis/{apiId}/openapi", get(apis::get_document))
+        .route("/mgmt/apis/{apiId}/operations", get(apis::list_operations))
+        .route(
+            "/mgmt/apis/{apiId}/operations/{operationId}",
+            get(apis::get_operation)
+                .put(apis::put_operation)
+                .patch(apis::patch_operation)
+                .delete(apis::delete_operation),
+        )
+        .route("/mgmt/products", get(products::list))
+        .route(
+            "/mgmt/products/{productId}",
+            get(products::get)
+                .put(products::put)
+                .patch(products::patch)
+                .delete(products::delete),
+        )
+        .route("/mgmt/products/{productId}/apis", get(products::list_apis))
+        .route(
+            "/mgmt/products/{productId}/apis/{apiId}",
+            put(products::add_api).delete(products::remove_api),
+        )
+        .route("/mgmt/subscriptions", get(subscriptions::list))
+        .route(
+            "/mgmt/subscriptions/{subscriptionId}",
+            get(subscriptions::get)
+                .put(subscriptions::put)
+                .patch(subscriptions::patch)
+                .delete(subscriptions::delete),
+        )
+        .route(
+            "/mgmt/subscriptions/{subscriptionId}/listSecrets",
+            post(subscriptions::list_secrets),
+        )
+        .route(
+            "/mgmt/subscriptions/{subscriptionId}/regeneratePrimaryKey",
+            post(subscriptions::regenerate_primary),
+        )
+        .route(
+            "/mgmt/subscriptions/{subscriptionId}/regenerateSecondaryKey",
+            post(subscriptions::regenerate_secondary),
+        )
+        .route("/mgmt/named-values", get(named_values::list))
+        .route(
+            "/mgmt/named-values/{namedValueId}",
+            get(named_values::get)
+                .put(named_values::put)
+                .patch(named_values::patch)
+                .delete(named_values::delete),
+        )
+        .route(
+            "/mgmt/named-values/{namedValueId}/listValue",
+            post(named_values::list_value),
+        )
+        .route("/mgmt/backends", get(backends::list))
+        .route(
+            "/mgmt/backends/{backendId}",
+            get(backends::get)
+                .put(backends::put)
+                .patch(backends::patch)
+                .delete(backends::delete),
+        )
+        .route("/mgmt/gateways", get(gateways::list))
+        .route(
+            "/mgmt/gateways/{gatewayId}",
+            get(gateways::get)
+                .put(gateways::put)
+                .patch(gateways::patch)
+                .delete(gateways::delete),
+        )
+        .route("/mgmt/gateways/{gatewayId}/apis", get(gateways::list_apis))
+        .route(
+            "/mgmt/gateways/{gatewayId}/apis/{apiId}",
+            put(gateways::add_api).delete(gateways::remove_api),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(cp.clone(), require_admin))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
+    mgmt.with_state(cp)
+}
+
+pub(crate) fn decode<R: Resource>(body: &str) -> ApiResult<R> {
+    serde_json::from_str(body)
+        .map_err(|e| ApiError::Internal(format!("stored {} is unreadable: {e}", R::KIND)))
+}
+
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> ApiResult<String> {
+    serde_json::to_string(value).map_err(|e| ApiError::Internal(format!("cannot encode: {e}")))
+}
+
+/// A human name for a kind in messages.
+pub(crate) fn label(kind: &str) -> &str {
+    match kind {
+        "api" => "API",
+        "operation" => "Operation",
+        "product" => "Product",
+        "subscription" => "Subscription",
+        "named-value" => "Named value",
+        "backend" => "Backend",
+        "gateway" => "Gateway",
+        other => other,
+    }
+}
+
+pub(crate) async fn load_opt<R: Resource>(
+    cp: &ControlPlane,
+    parent: &str,
+    id: &str,
+) -> ApiResult<Option<R>> {
+    match cp.store().get(R::KIND, parent, id).await? {
+        Some(body) => decode(&body).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub(crate) async fn load<R: Resource>(cp: &ControlPlane, parent: &str, id: &str) -> ApiResult<R> {
+    check_id(R::KIND, id)?;
+    load_opt(cp, parent, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(label(R::KIND), id))
+}
+
+pub(crate) async fn load_all<R: Resource>(cp: &ControlPlane, parent: &str) -> ApiResult<Vec<R>> {
+    cp.store()
+        .list(R::KIND, parent)
+        .await?
+        .iter()
+        .map(|d| decode(&d.body))
+        .collect()
+}
+
+pub(crate) fn check_id(kind: &str, id: &str) -> ApiResult<()> {
+    let what = match kind {
+        "named-value" => "namedValue",
+        other => other,
+    };
+    validate_id(what, id).map_err(ApiError::from)
+}
+
+/// Gives a parsed body its id from the path and validates it.
+pub(crate) fn prepare<R: Resource>(mut resource: R, id: &str) -> ApiResult<R> {
+    check_id(R::KIND, id)?;
+    resource.set_id(id.to_owned());
+    resource.normalize()?;
+    Ok(resource)
+}
+
+/// Applies a JSON merge patch (RFC 7386) to a resource and validates the result.
+pub(crate) fn merge<R: Resource>(existing: &R, patch: Value) -> ApiResult<R> {
+    if !patch.is_object() {
+        return Err(ValidationError::one("body", "a PATCH body must be a JSON object").into());
+    }
+    let mut value = serde_json::to_value(existing)
+        .map_err(|e| ApiError::Internal(format!("cannot encode: {e}")))?;
+    merge_value(&mut value, patch);
+    if let Value::Object(map) = &mut value {
+        map.remove("id");
+    }
+    let mut merged: R = serde_json::from_value(value).map_err(|e| {
+        ValidationError::one("body", format!("the patched resource is not valid: {e}"))
+    })?;
+    merged.set_id(existing.id().to_owned());
+    merged.normalize()?;
+    Ok(merged)
+}
+
+fn merge_value(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(&k);
+                } else {
+                    merge_value(t.entry(k).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p,
+    }
+}
+
+pub(crate) async fn save<R: Resource>(tx: &mut Tx, parent: &str, resource: &R) -> ApiResult<bool> {
+    Ok(tx
+        .put(R::KIND, parent, resource.id(), &encode(resource)?)
+        .await?)
+}
+
+/// Commits and tells subscribers about the new revision.
+pub(crate) async fn commit(cp: &ControlPlane, tx: Tx) -> ApiResult<u64> {
+    let revision = tx.commit().await?;
+    cp.published(revision);
+    Ok(revision)
+}
+
+pub(crate) fn saved<R>(created: bool, resource: R) -> (StatusCode, Json<R>) {
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(resource))
+}
+
+/// Generates list/get/put/patch/delete handlers for a top-level resource with no special
+/// rules, each documented for the OpenAPI description.
+macro_rules! simple_crud {
+    (
+        type: $ty:ty,
+        tag: $tag:literal,
+        collection: $coll:literal,
+        item: $item:literal,
+        param: $param:literal,
+        children: [$($child:literal),*]
+    ) => {
+        #[utoipa::path(get, path = $coll, tag = $tag, params(crate::http::Paging),
+            responses((status = 200, body = Collection<$ty>),
+                      (status = 400, body = crate::error::ErrorBody),
+                      (status = 401, body = crate::error::ErrorBody)),
+            security(("admin" = [])))]
+        pub async fn list(
+            cp: crate::handlers::Cp,
+            axum::extract::Query(paging): axum::extract::Query<crate::http::Paging>,
+        ) -> crate::error::ApiResult<axum::Json<gatehouse_model::resources::Collection<$ty>>> {
+            let items = crate::handlers::load_all::<$ty>(&cp, "").await?;
+            Ok(axum::Json(paging.page($coll, items)?))
+        }
+
+        #[utoipa::path(get, path = $item, tag = $tag, params(($param = String, Path)),
+            responses((status = 200, body = $ty),
+                      (status = 400, body = crate::error::ErrorBody),
+                      (status = 401, body = crate::error::ErrorBody),
+                      (status = 404, body = crate::error::ErrorBody)),
+            security(("admin" = [])))]
+        pub async fn get(
+            cp: crate::handlers::Cp,
+            axum::extract::Path(id): axum::extract::Path<String>,
+        ) -> crate::error::ApiResult<axum::Json<$ty>> {
+            Ok(axum::Json(crate::handlers::load::<$ty>(&cp, "", &id).await?))
+        }
+
+        #[utoipa::path(put, path = $item, tag = $tag, params(($param = String, Path)),
+            request_body = $ty,
+            responses((status = 200, body = $ty), (status = 201, body = $ty),
+                      (status = 400, body = crate::error::ErrorBody),
+                      (status = 401, body = crate::error::ErrorBody)),
+            security(("admin" = [])))]
+        pub async fn put(
+            cp: crate::handlers::Cp,
+            axum::extract::Path(id): axum::extract::Path<String>,
+            crate::http::JsonBody(body): crate::http::JsonBody<$ty>,
+        ) -> crate::error::ApiResult<(axum::http::StatusCode, axum::Json<$ty>)> {
+            let resource = crate::handlers::prepare(body, &id)?;
+            let mut tx = cp.store().begin().await?;
+            let created = crate::handlers::save(&mut tx, "", &resource).await?;
+            crate::handlers::commit(&cp, tx).await?;
+            Ok(crate::handlers::saved(created, resource))
+        }
+
+        #[utoipa::path(patch, path = $item, tag = $tag, params(($param = String, Path)),
+            request_body = $ty,
+            responses((status = 200, body = $ty),
+                      (status = 400, body = crate::error::ErrorBody),
+                      (status = 401, body = crate::error::ErrorBody),
+                      (status = 404, body = crate::error::ErrorBody)),
+            security(("admin" = [])))]
+        pub async fn patch(
+            cp: crate::handlers::Cp,
+            axum::extract::Path(id): axum::extract::Path<String>,
+            crate::http::JsonBody(body): crate::http::JsonBody<serde_json::Value>,
+        ) -> crate::error::ApiResult<axum::Json<$ty>> {
+            let existing = crate::handlers::load::<$ty>(&cp, "", &id).await?;
+            let resource = crate::handlers::merge(&existing, body)?;
+            let mut tx = cp.store().begin().await?;
+            crate::handlers::save(&mut tx, "", &resource).await?;
+            crate::handlers::commit(&cp, tx).await?;
+            Ok(axum::Json(resource))
+        }
+
+        #[utoipa::path(delete, path = $item, tag = $tag, params(($param = String, Path)),
+            responses((status = 204, description = "Deleted"),
+                      (status = 400, body = crate::error::ErrorBody),
+                      (status = 401, body = crate::error::ErrorBody),
+                      (status = 404, body = crate::error::ErrorBody)),
+            security(("admin" = [])))]
+        pub async fn delete(
+            cp: crate::handlers::Cp,
+            axum::extract::Path(id): axum::extract::Path<String>,
+        ) -> crate::error::ApiResult<axum::http::StatusCode> {
+            use gatehouse_model::resources::Resource as _;
+            crate::handlers::check_id(<$ty>::KIND, &id)?;
+            let mut tx = cp.store().begin().await?;
+            if !tx.delete(<$ty>::KIND, "", &id).await? {
+                return Err(crate::error::ApiError::not_found(
+                    crate::handlers::label(<$ty>::KIND),
+                    &id,
+                ));
+            }
+            $( tx.delete_children($child, &id).await?; )*
+            crate::handlers::commit(&cp, tx).await?;
+            Ok(axum::http::StatusCode::NO_CONTENT)
+        }
+    };
+}
+pub(crate) use simple_crud;

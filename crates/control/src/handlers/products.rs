@@ -1,0 +1,81 @@
+//! `/mgmt/products` and the APIs each product holds (`/mgmt/products/{id}/apis/{api}`).
+
+use axum::Json;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use gatehouse_model::resources::{Api, Collection, Product};
+
+use super::{Cp, check_id, commit, load, saved};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::Paging;
+
+/// Link documents: parent = product id, id = API id.
+pub const LINK: &str = "product-api";
+
+crate::handlers::simple_crud! {
+    type: Product,
+    tag: "products",
+    collection: "/mgmt/products",
+    item: "/mgmt/products/{productId}",
+    param: "productId",
+    children: ["product-api"]
+}
+
+#[utoipa::path(get, path = "/mgmt/products/{productId}/apis", tag = "products",
+    params(("productId" = String, Path), Paging),
+    responses((status = 200, body = Collection<Api>), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn list_apis(
+    cp: Cp,
+    Path(id): Path<String>,
+    Query(paging): Query<Paging>,
+) -> ApiResult<Json<Collection<Api>>> {
+    load::<Product>(&cp, "", &id).await?;
+    let mut apis = Vec::new();
+    for link in cp.store().list(LINK, &id).await? {
+        if let Some(api) = super::load_opt::<Api>(&cp, "", &link.id).await? {
+            apis.push(api);
+        }
+    }
+    Ok(Json(paging.page(&format!("/mgmt/products/{id}/apis"), apis)?))
+}
+
+#[utoipa::path(put, path = "/mgmt/products/{productId}/apis/{apiId}", tag = "products",
+    params(("productId" = String, Path), ("apiId" = String, Path)),
+    responses((status = 200, body = Api), (status = 201, body = Api),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn add_api(
+    cp: Cp,
+    Path((product, api)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Api>)> {
+    load::<Product>(&cp, "", &product).await?;
+    let api = load::<Api>(&cp, "", &api).await?;
+    let mut tx = cp.store().begin().await?;
+    let created = tx.put(LINK, &product, &api.id, "{}").await?;
+    commit(&cp, tx).await?;
+    Ok(saved(created, api))
+}
+
+#[utoipa::path(delete, path = "/mgmt/products/{productId}/apis/{apiId}", tag = "products",
+    params(("productId" = String, Path), ("apiId" = String, Path)),
+    responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn remove_api(
+    cp: Cp,
+    Path((product, api)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    check_id("product", &product)?;
+    check_id("api", &api)?;
+    let mut tx = cp.store().begin().await?;
+    if !tx.delete(LINK, &product, &api).await? {
+        return Err(ApiError::NotFound(format!(
+            "API '{api}' is not in product '{product}'."
+        )));
+    }
+    commit(&cp, tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,255 @@
+//! `/mgmt/subscriptions`: who may call what. Keys are stored encrypted, next to their SHA-256
+//! (what gateways receive); `GET` never returns them, `listSecrets` does.
+
+use axum::Json;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use gatehouse_model::ValidationError;
+use gatehouse_model::resources::{
+    Api, Collection, Product, Resource, Scope, Subscription, SubscriptionKeys,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Cp, check_id, commit, encode, load, load_opt, merge, prepare, save, saved};
+use crate::ControlPlane;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{JsonBody, Paging};
+use crate::secrets;
+
+/// The keys of one subscription as stored: sealed, plus their hashes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredKeys {
+    pub primary_sealed: String,
+    pub secondary_sealed: String,
+    pub primary_hash: String,
+    pub secondary_hash: String,
+}
+
+impl StoredKeys {
+    pub const KIND: &'static str = "subscription-keys";
+}
+
+fn internal(e: secrets::SecretError) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+async fn load_keys(cp: &ControlPlane, id: &str) -> ApiResult<Option<StoredKeys>> {
+    match cp.store().get(StoredKeys::KIND, "", id).await? {
+        Some(body) => serde_json::from_str(&body)
+            .map(Some)
+            .map_err(|e| ApiError::Internal(format!("stored keys are unreadable: {e}"))),
+        None => Ok(None),
+    }
+}
+
+/// Refuses a caller-chosen key that another subscription already uses.
+async fn ensure_unique(cp: &ControlPlane, own: &str, hash: &str, target: &str) -> ApiResult<()> {
+    for doc in cp.store().list_all(StoredKeys::KIND).await? {
+        if doc.id == own {
+            continue;
+        }
+        let k: StoredKeys = serde_json::from_str(&doc.body)
+            .map_err(|e| ApiError::Internal(format!("stored keys are unreadable: {e}")))?;
+        if k.primary_hash == hash || k.secondary_hash == hash {
+            return Err(ValidationError::one(target, "is already used by another subscription").into());
+        }
+    }
+    Ok(())
+}
+
+async fn check_scope(cp: &ControlPlane, sub: &Subscription) -> ApiResult<()> {
+    let missing = |what: &str, id: &str| {
+        ApiError::from(ValidationError::one(
+            "scope",
+            format!("{what} '{id}' does not exist; create it first"),
+        ))
+    };
+    match sub.parsed_scope()? {
+        Scope::AllApis => Ok(()),
+        Scope::Api(id) => match load_opt::<Api>(cp, "", &id).await? {
+            Some(_) => Ok(()),
+            None => Err(missing("API", &id)),
+        },
+        Scope::Product(id) => match load_opt::<Product>(cp, "", &id).await? {
+            Some(_) => Ok(()),
+            None => Err(missing("product", &id)),
+        },
+    }
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[utoipa::path(get, path = "/mgmt/subscriptions", tag = "subscriptions", params(Paging),
+    responses((status = 200, body = Collection<Subscription>), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn list(
+    cp: Cp,
+    Query(paging): Query<Paging>,
+) -> ApiResult<Json<Collection<Subscription>>> {
+    let items = super::load_all::<Subscription>(&cp, "").await?;
+    Ok(Json(paging.page("/mgmt/subscriptions", items)?))
+}
+
+#[utoipa::path(get, path = "/mgmt/subscriptions/{subscriptionId}", tag = "subscriptions",
+    params(("subscriptionId" = String, Path)),
+    responses((status = 200, body = Subscription), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<Subscription>> {
+    Ok(Json(load::<Subscription>(&cp, "", &id).await?))
+}
+
+/// Saves a subscription and (re)places its keys: given ones, kept ones, or fresh ones.
+async fn store_subscription(
+    cp: &ControlPlane,
+    mut sub: Subscription,
+    previous: Option<&Subscription>,
+) -> ApiResult<bool> {
+    check_scope(cp, &sub).await?;
+    let old = load_keys(cp, &sub.id).await?;
+    let pick = |given: Option<String>, sealed: Option<&String>| -> ApiResult<String> {
+        match (given, sealed) {
+            (Some(k), _) => Ok(k),
+            (None, Some(s)) => cp.sealer().open(s).map_err(internal),
+            (None, None) => secrets::new_key().map_err(internal),
+        }
+    };
+    let primary = pick(sub.primary_key.take(), old.as_ref().map(|k| &k.primary_sealed))?;
+    let secondary = pick(
+        sub.secondary_key.take(),
+        old.as_ref().map(|k| &k.secondary_sealed),
+    )?;
+    if primary == secondary {
+        return Err(
+            ValidationError::one("secondaryKey", "must differ from the primary key").into(),
+        );
+    }
+    let keys = StoredKeys {
+        primary_hash: secrets::hash_key(&primary),
+        secondary_hash: secrets::hash_key(&secondary),
+        primary_sealed: cp.sealer().seal(&primary).map_err(internal)?,
+        secondary_sealed: cp.sealer().seal(&secondary).map_err(internal)?,
+    };
+    ensure_unique(cp, &sub.id, &keys.primary_hash, "primaryKey").await?;
+    ensure_unique(cp, &sub.id, &keys.secondary_hash, "secondaryKey").await?;
+    sub.created_date = previous
+        .and_then(|p| p.created_date.clone())
+        .or_else(|| Some(now()));
+    let mut tx = cp.store().begin().await?;
+    let created = save(&mut tx, "", &sub).await?;
+    tx.put(StoredKeys::KIND, "", &sub.id, &encode(&keys)?)
+        .await?;
+    commit(cp, tx).await?;
+    Ok(created)
+}
+
+#[utoipa::path(put, path = "/mgmt/subscriptions/{subscriptionId}", tag = "subscriptions",
+    params(("subscriptionId" = String, Path)), request_body = Subscription,
+    responses((status = 200, body = Subscription), (status = 201, body = Subscription),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn put(
+    cp: Cp,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Subscription>,
+) -> ApiResult<(StatusCode, Json<Subscription>)> {
+    let sub = prepare(body, &id)?;
+    let previous = load_opt::<Subscription>(&cp, "", &id).await?;
+    let created = store_subscription(&cp, sub, previous.as_ref()).await?;
+    let stored = load::<Subscription>(&cp, "", &id).await?;
+    Ok(saved(created, stored))
+}
+
+#[utoipa::path(patch, path = "/mgmt/subscriptions/{subscriptionId}", tag = "subscriptions",
+    params(("subscriptionId" = String, Path)), request_body = Subscription,
+    responses((status = 200, body = Subscription), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn patch(
+    cp: Cp,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> ApiResult<Json<Subscription>> {
+    let existing = load::<Subscription>(&cp, "", &id).await?;
+    let sub = merge(&existing, body)?;
+    store_subscription(&cp, sub, Some(&existing)).await?;
+    Ok(Json(load::<Subscription>(&cp, "", &id).await?))
+}
+
+#[utoipa::path(delete, path = "/mgmt/subscriptions/{subscriptionId}", tag = "subscriptions",
+    params(("subscriptionId" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    check_id(Subscription::KIND, &id)?;
+    let mut tx = cp.store().begin().await?;
+    if !tx.delete(Subscription::KIND, "", &id).await? {
+        return Err(ApiError::not_found("Subscription", &id));
+    }
+    tx.delete(StoredKeys::KIND, "", &id).await?;
+    commit(&cp, tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/mgmt/subscriptions/{subscriptionId}/listSecrets",
+    tag = "subscriptions", params(("subscriptionId" = String, Path)),
+    responses((status = 200, body = SubscriptionKeys), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn list_secrets(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<SubscriptionKeys>> {
+    load::<Subscription>(&cp, "", &id).await?;
+    let keys = load_keys(&cp, &id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("subscription '{id}' has no stored keys")))?;
+    Ok(Json(SubscriptionKeys {
+        primary_key: cp.sealer().open(&keys.primary_sealed).map_err(internal)?,
+        secondary_key: cp.sealer().open(&keys.secondary_sealed).map_err(internal)?,
+    }))
+}
+
+async fn regenerate(cp: &ControlPlane, id: &str, primary: bool) -> ApiResult<StatusCode> {
+    load::<Subscription>(cp, "", id).await?;
+    let mut keys = load_keys(cp, id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("subscription '{id}' has no stored keys")))?;
+    let key = secrets::new_key().map_err(internal)?;
+    let (sealed, hash) = (cp.sealer().seal(&key).map_err(internal)?, secrets::hash_key(&key));
+    if primary {
+        keys.primary_sealed = sealed;
+        keys.primary_hash = hash;
+    } else {
+        keys.secondary_sealed = sealed;
+        keys.secondary_hash = hash;
+    }
+    let mut tx = cp.store().begin().await?;
+    tx.put(StoredKeys::KIND, "", id, &encode(&keys)?).await?;
+    commit(cp, tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/mgmt/subscriptions/{subscriptionId}/regeneratePrimaryKey",
+    tag = "subscriptions", params(("subscriptionId" = String, Path)),
+    responses((status = 204, description = "Regenerated; the old key stops working"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn regenerate_primary(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    regenerate(&cp, &id, true).await
+}
+
+#[utoipa::path(post, path = "/mgmt/subscriptions/{subscriptionId}/regenerateSecondaryKey",
+    tag = "subscriptions", params(("subscriptionId" = String, Path)),
+    responses((status = 204, description = "Regenerated; the old key stops working"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn regenerate_secondary(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    regenerate(&cp, &id, false).await
+}

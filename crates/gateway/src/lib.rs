@@ -1,0 +1,70 @@
+//! The Gatehouse data plane.
+//!
+//! A gateway holds one compiled configuration ([`config::CompiledConfig`]) behind an
+//! `ArcSwap`. Applying a snapshot compiles it off the hot path and swaps it in atomically: a
+//! request in flight keeps the configuration it started with. The listeners run one
+//! current-thread runtime per worker, each with its own `SO_REUSEPORT` socket and its own
+//! upstream connection pool, so a request never hops threads or takes a lock.
+
+pub mod config;
+pub mod error;
+pub mod proxy;
+pub mod route;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use gatehouse_model::snapshot::Snapshot;
+
+pub use config::{CompileError, CompiledConfig};
+pub use server::{RunningGateway, ServeError};
+
+/// Settings of the data plane that do not come from the control plane.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// How long the gateway waits for a backend's response headers.
+    pub backend_timeout: Duration,
+    /// Worker threads, each with its own listener socket and upstream pool.
+    pub workers: usize,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            backend_timeout: Duration::from_secs(300),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The configuration a gateway serves, shared by its workers.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigHandle {
+    current: Arc<ArcSwapOption<CompiledConfig>>,
+}
+
+impl ConfigHandle {
+    /// Compiles `snapshot` and, if it compiles, makes it the configuration every new request
+    /// sees. On error the previous configuration stays in force.
+    pub fn apply(&self, snapshot: &Snapshot) -> Result<u64, CompileError> {
+        let compiled = CompiledConfig::compile(snapshot)?;
+        let revision = compiled.revision;
+        self.current.store(Some(Arc::new(compiled)));
+        Ok(revision)
+    }
+
+    /// The configuration in force, if one has been applied.
+    pub fn current(&self) -> Option<Arc<CompiledConfig>> {
+        self.current.load_full()
+    }
+
+    /// The revision in force, if any.
+    pub fn revision(&self) -> Option<u64> {
+        self.current.load().as_ref().map(|c| c.revision)
+    }
+}

@@ -1,0 +1,191 @@
+//! Listeners and workers.
+//!
+//! Each worker is an OS thread running a current-thread Tokio runtime with its own
+//! `SO_REUSEPORT` listener on the same address: the kernel spreads connections over the
+//! workers, and a connection lives and dies on one thread. Shutdown stops accepting, lets
+//! requests in flight finish within the grace period, then closes what is left.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+
+use crate::proxy::Worker;
+use crate::{ConfigHandle, GatewaySettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start gateway worker: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("a gateway worker stopped before it was ready")]
+    WorkerLost,
+}
+
+/// A gateway whose workers are serving. Dropping it does not stop them; call `shutdown`.
+pub struct RunningGateway {
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningGateway")
+            .field("local_addr", &self.local_addr)
+            .field("workers", &self.workers.len())
+            .finish()
+    }
+}
+
+impl RunningGateway {
+    /// Binds `addr` once per worker and starts serving `config`.
+    pub fn start(
+        addr: SocketAddr,
+        config: ConfigHandle,
+        settings: GatewaySettings,
+    ) -> Result<Self, ServeError> {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut workers = Vec::new();
+        let mut bound = addr;
+        let seed = seed();
+        for index in 0..settings.workers.max(1) {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let worker = Arc::new(Worker::new(
+                config.clone(),
+                settings.clone(),
+                seed.wrapping_add(index as u64) << 8,
+            ));
+            let stop_rx = stop_rx.clone();
+            let grace = settings.shutdown_grace;
+            let handle = std::thread::Builder::new()
+                .name(format!("gateway-{index}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(ServeError::Runtime(e)));
+                            return;
+                        }
+                    };
+                    runtime.block_on(async move {
+                        let listener = match listen(bound) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                                return;
+                            }
+                        };
+                        let local = listener.local_addr().unwrap_or(bound);
+                        let _ = ready_tx.send(Ok(local));
+                        accept_loop(listener, worker, stop_rx, grace).await;
+                    });
+                })
+                .map_err(ServeError::Runtime)?;
+            workers.push(handle);
+            match ready_rx.recv() {
+                Ok(Ok(local)) => bound = local,
+                Ok(Err(e)) => {
+                    let _ = stop.send(true);
+                    return Err(e);
+                }
+                Err(_) => {
+                    let _ = stop.send(true);
+                    return Err(ServeError::WorkerLost);
+                }
+            }
+        }
+        Ok(Self {
+            local_addr: bound,
+            stop,
+            workers,
+        })
+    }
+
+    /// Stops accepting, waits for requests in flight (up to the grace period), and returns
+    /// when every worker has stopped. Blocks the calling thread.
+    pub fn shutdown_blocking(self) {
+        let _ = self.stop.send(true);
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+fn listen(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    let bind_err = |source| ServeError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(bind_err)?;
+    socket.set_reuseaddr(true).map_err(bind_err)?;
+    socket.set_reuseport(true).map_err(bind_err)?;
+    socket.set_nodelay(true).map_err(bind_err)?;
+    socket.bind(addr).map_err(bind_err)?;
+    socket.listen(4096).map_err(bind_err)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    worker: Arc<Worker>,
+    mut stop: watch::Receiver<bool>,
+    grace: std::time::Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: back off a little instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let worker = worker.clone();
+        let service = service_fn(move |req| worker.clone().handle(remote, req));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(?grace, "shutdown grace period over; closing remaining connections");
+    }
+}
+
+/// A random seed for request ids, from the system's generator.
+fn seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        return std::process::id().into();
+    }
+    u64::from_le_bytes(bytes)
+}

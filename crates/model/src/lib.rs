@@ -1,0 +1,11 @@
+//! The Gatehouse configuration model: the resources the management API speaks (with Azure API
+//! Management's property names), their validation, the URL template grammar, OpenAPI import, and
+//! the snapshot format a gateway downloads. Pure data: no I/O, no async runtime.
+
+pub mod error;
+pub mod openapi;
+pub mod resources;
+pub mod snapshot;
+pub mod template;
+
+pub use error::{Detail, ValidationError};

@@ -1,0 +1,743 @@
+//! The resources of the management API, with Azure API Management's property names.
+//!
+//! One struct serves as the body of `PUT` and as the representation returned by `GET`:
+//! read-only properties (`id`) are filled in by the server, input-only ones (keys, `import`)
+//! are never serialised back.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{Problems, ValidationError};
+use crate::template::UrlTemplate;
+
+/// Checks a resource identifier taken from a URL path.
+pub fn validate_id(what: &str, id: &str) -> Result<(), ValidationError> {
+    let ok = !id.is_empty()
+        && id.len() <= 80
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !id.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::one(
+            format!("{what}Id"),
+            format!(
+                "'{id}' is not a valid identifier: use 1 to 80 letters, digits, '-', '_' or '.', not starting with '.'"
+            ),
+        ))
+    }
+}
+
+/// A resource kept by the management API.
+pub trait Resource: Serialize + for<'de> Deserialize<'de> + Clone {
+    /// The name used in messages and in the store.
+    const KIND: &'static str;
+    fn id(&self) -> &str;
+    fn set_id(&mut self, id: String);
+    /// Fills in defaults that depend on other properties, then checks every property.
+    fn normalize(&mut self) -> Result<(), ValidationError>;
+}
+
+macro_rules! resource_id {
+    () => {
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn set_id(&mut self, id: String) {
+            self.id = id;
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Http,
+    Https,
+}
+
+fn default_protocols() -> Vec<Protocol> {
+    vec![Protocol::Http, Protocol::Https]
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Where clients put their subscription key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubscriptionKeyParameterNames {
+    #[serde(default = "default_key_header")]
+    pub header: String,
+    #[serde(default = "default_key_query")]
+    pub query: String,
+}
+
+fn default_key_header() -> String {
+    "Ocp-Apim-Subscription-Key".to_owned()
+}
+
+fn default_key_query() -> String {
+    "subscription-key".to_owned()
+}
+
+impl Default for SubscriptionKeyParameterNames {
+    fn default() -> Self {
+        Self {
+            header: default_key_header(),
+            query: default_key_query(),
+        }
+    }
+}
+
+/// Import an API description while creating or replacing an API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiImport {
+    /// `openapi` (OpenAPI 3.x or Swagger 2.0, JSON or YAML; `openapi+json`, `swagger`, … are
+    /// accepted as synonyms).
+    pub format: String,
+    /// The document itself.
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Api {
+    #[serde(default)]
+    #[schema(read_only)]
+    pub id: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// URL suffix under which the gateway serves the API, without leading or trailing `/`.
+    #[serde(default)]
+    pub path: String,
+    /// The backend base URL requests are forwarded to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_url: Option<String>,
+    #[serde(default = "default_protocols")]
+    pub protocols: Vec<Protocol>,
+    #[serde(default = "default_true")]
+    pub subscription_required: bool,
+    #[serde(default)]
+    pub subscription_key_parameter_names: SubscriptionKeyParameterNames,
+    #[serde(default = "default_revision")]
+    pub api_revision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Input only: an API description to import. Its operations replace the API's operations.
+    #[serde(default, skip_serializing)]
+    #[schema(write_only)]
+    pub import: Option<ApiImport>,
+}
+
+fn default_revision() -> String {
+    "1".to_owned()
+}
+
+impl Resource for Api {
+    const KIND: &'static str = "api";
+    resource_id!();
+
+    fn normalize(&mut self) -> Result<(), ValidationError> {
+        let mut p = Problems::default();
+        self.path = self.path.trim_matches('/').to_owned();
+        if self.display_name.is_empty() {
+            self.display_name = self.id.clone();
+        }
+        if self.display_name.len() > 300 {
+            p.push("displayName", "must be at most 300 characters");
+        }
+        if self.path.len() > 400 {
+            p.push("path", "must be at most 400 characters");
+        }
+        for seg in self.path.split('/') {
+            if self.path.is_empty() {
+                break;
+            }
+            if seg.is_empty() {
+                p.push("path", "must not contain an empty segment ('//')");
+            } else if !seg.chars().all(is_path_char) {
+                p.push(
+                    "path",
+                    format!(
+                        "segment '{seg}' may hold only letters, digits and '-', '_', '.', '~', '!', '$', '(', ')', '*', ',', ';', '=', ':', '@'"
+                    ),
+                );
+            }
+        }
+        if let Some(url) = &self.service_url {
+            if let Err(e) = check_http_url(url) {
+                p.push("serviceUrl", e);
+            }
+        }
+        if self.protocols.is_empty() {
+            p.push("protocols", "must name at least one of 'http', 'https'");
+        }
+        let names = &self.subscription_key_parameter_names;
+        if !is_header_name(&names.header) {
+            p.push(
+                "subscriptionKeyParameterNames.header",
+                format!("'{}' is not a valid HTTP header name", names.header),
+            );
+        }
+        if names.query.is_empty() || !names.query.chars().all(is_path_char) {
+            p.push(
+                "subscriptionKeyParameterNames.query",
+                format!("'{}' is not a valid query parameter name", names.query),
+            );
+        }
+        p.finish("API")
+    }
+}
+
+/// Characters allowed in a path segment without percent-encoding (RFC 3986 `pchar`).
+fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '-' | '_' | '.' | '~' | '!' | '$' | '(' | ')' | '*' | ',' | ';' | '=' | ':' | '@'
+        )
+}
+
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '!' | '#' | '$' | '%' | '&' | '\'' | '*' | '+' | '-' | '.' | '^' | '_' | '`'
+                        | '|' | '~'
+                )
+        })
+}
+
+/// Checks that `url` is an absolute `http` or `https` URL with a host.
+pub fn check_http_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("'{url}' must be an absolute URL starting with http:// or https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains(char::is_whitespace) || authority.contains('@') {
+        return Err(format!("'{url}' has no valid host"));
+    }
+    if url.contains(char::is_whitespace) || url.contains(['#']) {
+        return Err(format!("'{url}' must not contain spaces or a fragment"));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateParameter {
+    pub name: String,
+    #[serde(default = "default_param_type", rename = "type")]
+    pub type_: String,
+    #[serde(default = "default_true")]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn default_param_type() -> String {
+    "string".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Operation {
+    #[serde(default)]
+    #[schema(read_only)]
+    pub id: String,
+    #[serde(default)]
+    pub display_name: String,
+    /// HTTP method, such as `GET`; `*` matches any method.
+    #[serde(default)]
+    pub method: String,
+    /// Path template below the API's path, such as `/users/{id}`.
+    #[serde(default)]
+    pub url_template: String,
+    #[serde(default)]
+    pub template_parameters: Vec<TemplateParameter>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl Resource for Operation {
+    const KIND: &'static str = "operation";
+    resource_id!();
+
+    fn normalize(&mut self) -> Result<(), ValidationError> {
+        let mut p = Problems::default();
+        if self.display_name.is_empty() {
+            self.display_name = self.id.clone();
+        }
+        self.method = self.method.to_ascii_uppercase();
+        if self.method.is_empty() {
+            p.push("method", "is required, for example 'GET'");
+        } else if self.method != "*" && !self.method.chars().all(|c| c.is_ascii_uppercase()) {
+            p.push(
+                "method",
+                format!("'{}' is not an HTTP method such as GET or POST", self.method),
+            );
+        }
+        match UrlTemplate::parse(&self.url_template) {
+            Ok(t) => {
+                for name in t.params() {
+                    if !self.template_parameters.iter().any(|tp| tp.name == name) {
+                        self.template_parameters.push(TemplateParameter {
+                            name: name.to_owned(),
+                            type_: default_param_type(),
+                            required: true,
+                            description: None,
+                        });
+                    }
+                }
+            }
+            Err(e) => p.push("urlTemplate", e.to_string()),
+        }
+        p.finish("operation")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ProductState {
+    #[default]
+    NotPublished,
+    Published,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Product {
+    #[serde(default)]
+    #[schema(read_only)]
+    pub id: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<String>,
+    /// When false, the product's APIs can be called without a key ("open product").
+    #[serde(default = "default_true")]
+    pub subscription_required: bool,
+    #[serde(default)]
+    pub approval_required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions_limit: Option<u32>,
+    #[serde(default)]
+    pub state: ProductState,
+}
+
+impl Resource for Product {
+    const KIND: &'static str = "product";
+    resource_id!();
+
+    fn normalize(&mut self) -> Result<(), ValidationError> {
+        let mut p = Problems::default();
+        if self.display_name.is_empty() {
+            self.display_name = self.id.clone();
+        }
+        if self.display_name.len() > 300 {
+            p.push("displayName", "must be at most 300 characters");
+        }
+        if !self.subscription_required && self.approval_required {
+            p.push(
+                "approvalRequired",
+                "needs subscriptionRequired: an open product has no subscriptions to approve",
+            );
+        }
+        p.finish("product")
+    }
+}
+
+/// What a subscription's keys unlock.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// `/apis`: every API.
+    AllApis,
+    /// `/apis/{id}`.
+    Api(String),
+    /// `/products/{id}`.
+    Product(String),
+}
+
+impl Scope {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim_end_matches('/');
+        let t = t.strip_prefix("/subscriptions/").map_or(t, |_| t);
+        if t == "/apis" {
+            return Ok(Scope::AllApis);
+        }
+        let bad = || {
+            format!("'{text}' is not a scope: use '/apis', '/apis/{{apiId}}' or '/products/{{productId}}'")
+        };
+        let (kind, id) = t
+            .strip_prefix('/')
+            .and_then(|r| r.split_once('/'))
+            .ok_or_else(bad)?;
+        if validate_id("scope", id).is_err() {
+            return Err(bad());
+        }
+        match kind {
+            "apis" => Ok(Scope::Api(id.to_owned())),
+            "products" => Ok(Scope::Product(id.to_owned())),
+            _ => Err(bad()),
+        }
+    }
+
+    pub fn to_path(&self) -> String {
+        match self {
+            Scope::AllApis => "/apis".to_owned(),
+            Scope::Api(id) => format!("/apis/{id}"),
+            Scope::Product(id) => format!("/products/{id}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum SubscriptionState {
+    #[default]
+    Active,
+    Suspended,
+    Submitted,
+    Rejected,
+    Cancelled,
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Subscription {
+    #[serde(default)]
+    #[schema(read_only)]
+    pub id: String,
+    /// `/apis`, `/apis/{apiId}` or `/products/{productId}`.
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub state: SubscriptionState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    #[serde(default)]
+    pub allow_tracing: bool,
+    /// Input only: a key to use instead of a generated one. Read keys with `listSecrets`.
+    #[serde(default, skip_serializing)]
+    #[schema(write_only)]
+    pub primary_key: Option<String>,
+    /// Input only, like `primaryKey`.
+    #[serde(default, skip_serializing)]
+    #[schema(write_only)]
+    pub secondary_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
+    pub created_date: Option<String>,
+}
+
+impl Subscription {
+    pub fn parsed_scope(&self) -> Result<Scope, ValidationError> {
+        Scope::parse(&self.scope).map_err(|e| ValidationError::one("scope", e))
+    }
+}
+
+/// Checks a caller-chosen subscription key.
+pub fn check_key(target: &str, key: &str) -> Result<(), ValidationError> {
+    if key.len() < 16 || key.len() > 256 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ValidationError::one(
+            target,
+            "a key must be 16 to 256 printable ASCII characters without spaces",
+        ));
+    }
+    Ok(())
+}
+
+impl Resource for Subscription {
+    const KIND: &'static str = "subscription";
+    resource_id!();
+
+    fn normalize(&mut self) -> Result<(), ValidationError> {
+        let mut p = Problems::default();
+        if self.display_name.is_empty() {
+            self.display_name = self.id.clone();
+        }
+        match Scope::parse(&self.scope) {
+            Ok(s) => self.scope = s.to_path(),
+            Err(e) => p.push("scope", e),
+        }
+        for (target, key) in [
+            ("primaryKey", &self.primary_key),
+            ("secondaryKey", &self.secondary_key),
+        ] {
+            if let Some(k) = key {
+                if let Err(e) = check_key(target, k) {
+                    p.extend(e.details);
+                }
+            }
+        }
+        p.finish("subscription")
+    }
+}
+
+/// The keys of a subscription, as `listSecrets` returns them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionKeys {
+    pub primary_key: String,
+    pub secondary_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedValue {
+    #[serde(default)]
+    #[schema(read_only)]
+    pub id: String,
+    #[serde(default)]
+    pub display_name: String,
+    /// The value. Never returned for a secret; read it with `listValue`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub secret: bool,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl Resource for NamedValue {
+    const KIND: &'static str = "named-value";
+    resource_id!();
+
+    fn normalize(&mut self) -> Result<(), ValidationError> {
+        let mut p = Problems::default();
+        if self.display_name.is_empty() {
+            self.display_name = self.id.clone();
+        }
+        match &self.value {
+            None => p.push("value", "is required"),
+            Some(v) if v.len() > 4096 => p.push("value", "must be at most 4096 characters"),
+            Some(_) => {}
+        }
+        p.finish("named value")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendAuthorization {
+    pub scheme: String,
+    pub parameter: String,
+}
+
+/// Credentials the gateway adds to requests it sends to the backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendCredentials {
+    #[serde(default)]
+    pub header: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub query: BTreeMap<String, Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<BackendAuthorization>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendTls {
+    #[serde(default = "default_true")]
+    pub validate_certificate_chain: bool,
+    #[serde(default = "default_true")]
+    pub validate_certificate_name: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CircuitBreaker {
+    /// Failures within `intervalSeconds` that open the circuit.
+    pub failure_count: u32,
+    pub interval_seconds: u32,
+    /// How long the circuit stays open.
+    pub trip_duration_seconds: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendPool {
+    /// Upper bound on idle keep-alive connections per gateway worker.
+    pub max_idle_connections: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Backend {
+    #[serde(default)]
+    #[schema(read_only)]
+    pub id: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default = "default_backend_protocol")]
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<BackendCredentials>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTls>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<BackendPool>,
+}
+
+fn default_backend_protocol() -> String {
+    "http".to_owned()
+}
+
+impl Resource for Backend {
+    const KIND: &'static str = "backend";
+    resource_id!();
+
+    fn normalize(&mut self) -> Result<(), ValidationError> {
+        let mut p = Problems::default();
+        if let Err(e) = check_http_url(&self.url) {
+            p.push("url", e);
+        }
+        if self.protocol != "http" {
+            p.push("protocol", "only 'http' backends are supported");
+        }
+        if let Some(c) = &self.credentials {
+            for name in c.header.keys() {
+                if !is_header_name(name) {
+                    p.push(
+                        format!("credentials.header.{name}"),
+                        "is not a valid HTTP header name",
+                    );
+                }
+            }
+        }
+        if let Some(cb) = &self.circuit_breaker {
+            if cb.failure_count == 0 || cb.interval_seconds == 0 || cb.trip_duration_seconds == 0 {
+                p.push("circuitBreaker", "counts and durations must be positive");
+            }
+        }
+        p.finish("backend")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayLocation {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub district: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country_or_region: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Gateway {
+    #[serde(default)]
+    #[schema(read_only)]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location_data: Option<GatewayLocation>,
+}
+
+impl Resource for Gateway {
+    const KIND: &'static str = "gateway";
+    resource_id!();
+
+    fn normalize(&mut self) -> Result<(), ValidationError> {
+        let mut p = Problems::default();
+        if let Some(l) = &self.location_data {
+            if l.name.is_empty() {
+                p.push("locationData.name", "must not be empty");
+            }
+        }
+        p.finish("gateway")
+    }
+}
+
+/// A page of a collection.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Collection<T> {
+    pub value: Vec<T>,
+    pub count: u64,
+    pub next_link: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_forms() {
+        assert_eq!(Scope::parse("/apis").unwrap(), Scope::AllApis);
+        assert_eq!(Scope::parse("/apis/echo").unwrap(), Scope::Api("echo".into()));
+        assert_eq!(
+            Scope::parse("/products/starter/").unwrap(),
+            Scope::Product("starter".into())
+        );
+        assert!(Scope::parse("/users/x").is_err());
+        assert!(Scope::parse("apis").is_err());
+        assert!(Scope::parse("/apis/a/b").is_err());
+    }
+
+    #[test]
+    fn api_defaults_and_validation() {
+        let mut api: Api = serde_json::from_str(r#"{"path":"/echo/","serviceUrl":"http://127.0.0.1:9"}"#).unwrap();
+        api.set_id("echo".into());
+        api.normalize().unwrap();
+        assert_eq!(api.path, "echo");
+        assert_eq!(api.display_name, "echo");
+        assert!(api.subscription_required);
+        let mut bad: Api = serde_json::from_str(r#"{"path":"a b","serviceUrl":"ftp://x"}"#).unwrap();
+        let err = bad.normalize().unwrap_err();
+        assert_eq!(err.details.len(), 2);
+    }
+
+    #[test]
+    fn unknown_properties_are_refused() {
+        assert!(serde_json::from_str::<Api>(r#"{"path":"x","servceUrl":"http://a"}"#).is_err());
+    }
+
+    #[test]
+    fn operation_fills_template_parameters() {
+        let mut op: Operation =
+            serde_json::from_str(r#"{"method":"get","urlTemplate":"/users/{id}"}"#).unwrap();
+        op.set_id("get-user".into());
+        op.normalize().unwrap();
+        assert_eq!(op.method, "GET");
+        assert_eq!(op.template_parameters[0].name, "id");
+    }
+
+    #[test]
+    fn ids() {
+        assert!(validate_id("api", "echo-1.v2_x").is_ok());
+        for bad in ["", ".x", "a/b", "a b", &"x".repeat(81)] {
+            assert!(validate_id("api", bad).is_err());
+        }
+    }
+}

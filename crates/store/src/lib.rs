@@ -1,0 +1,276 @@
+//! Persistence for the control plane.
+//!
+//! Resources are kept as JSON documents keyed by `(kind, parent, id)`: an operation's parent is
+//! its API, a product's API link has the product as parent, and top-level resources have an
+//! empty parent. Every change bumps one store-wide revision in the same transaction; the
+//! snapshot compiler stamps snapshots with it, so gateways can tell which configuration they run.
+//!
+//! Queries go through sqlx's `Any` driver with portable SQL, so the embedded SQLite file and a
+//! shared PostgreSQL server run the same code path.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
+
+mod migrations;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot open the store at {location}: {source}")]
+    Open {
+        location: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("store migration {version} failed: {source}")]
+    Migration {
+        version: i64,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One stored document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub parent: String,
+    pub id: String,
+    pub body: String,
+}
+
+/// The control plane's store.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite file `gatehouse.db` under `dir`.
+    pub async fn open_sqlite_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join("gatehouse.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        Self::open(&url).await
+    }
+
+    /// Opens a store by URL: `sqlite://PATH?mode=rwc`, `sqlite::memory:` or `postgres://…`.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let open_err = |source| StoreError::Open {
+            location: redact(url),
+            source,
+        };
+        let options = AnyConnectOptions::from_str(url).map_err(open_err)?;
+        let sqlite = url.starts_with("sqlite:");
+        let mut pool = AnyPoolOptions::new().max_connections(if sqlite { 4 } else { 10 });
+        if sqlite {
+            pool = pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = FULL",
+                        "PRAGMA busy_timeout = 5000",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool.connect_with(options).await.map_err(open_err)?;
+        let store = Self { pool };
+        migrations::run(&store.pool).await?;
+        Ok(store)
+    }
+
+    /// The revision of the last committed change.
+    pub async fn revision(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT value FROM gh_meta WHERE name = 'revision'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0))
+    }
+
+    pub async fn get(&self, kind: &str, parent: &str, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT body FROM gh_documents WHERE kind = $1 AND parent = $2 AND id = $3",
+        )
+        .bind(kind)
+        .bind(parent)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get::<String, _>(0)?),
+            None => None,
+        })
+    }
+
+    /// Documents of one kind under `parent`, ordered by id.
+    pub async fn list(&self, kind: &str, parent: &str) -> Result<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT parent, id, body FROM gh_documents WHERE kind = $1 AND parent = $2 ORDER BY id",
+        )
+        .bind(kind)
+        .bind(parent)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(document).collect()
+    }
+
+    /// Every document of one kind, whatever its parent, ordered by parent then id.
+    pub async fn list_all(&self, kind: &str) -> Result<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT parent, id, body FROM gh_documents WHERE kind = $1 ORDER BY parent, id",
+        )
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(document).collect()
+    }
+
+    /// Documents of one kind with the given id, under any parent (for example, the products
+    /// that link an API).
+    pub async fn find_by_id(&self, kind: &str, id: &str) -> Result<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT parent, id, body FROM gh_documents WHERE kind = $1 AND id = $2 ORDER BY parent",
+        )
+        .bind(kind)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(document).collect()
+    }
+
+    /// Starts a transaction. Changes made through it bump the revision once, on commit.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(Tx {
+            tx: self.pool.begin().await?,
+            changed: false,
+        })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn document(row: &sqlx::any::AnyRow) -> Result<Document> {
+    Ok(Document {
+        parent: row.try_get(0)?,
+        id: row.try_get(1)?,
+        body: row.try_get(2)?,
+    })
+}
+
+/// Hides a password in a database URL before it goes into a message.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// A write transaction.
+pub struct Tx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    changed: bool,
+}
+
+impl Tx {
+    pub async fn get(&mut self, kind: &str, parent: &str, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT body FROM gh_documents WHERE kind = $1 AND parent = $2 AND id = $3",
+        )
+        .bind(kind)
+        .bind(parent)
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get::<String, _>(0)?),
+            None => None,
+        })
+    }
+
+    /// Creates or replaces a document. Returns true when it was created.
+    pub async fn put(&mut self, kind: &str, parent: &str, id: &str, body: &str) -> Result<bool> {
+        let existed = self.get(kind, parent, id).await?.is_some();
+        sqlx::query(
+            "INSERT INTO gh_documents (kind, parent, id, body) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (kind, parent, id) DO UPDATE SET body = excluded.body",
+        )
+        .bind(kind)
+        .bind(parent)
+        .bind(id)
+        .bind(body)
+        .execute(&mut *self.tx)
+        .await?;
+        self.changed = true;
+        Ok(!existed)
+    }
+
+    /// Deletes a document. Returns true when it existed.
+    pub async fn delete(&mut self, kind: &str, parent: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM gh_documents WHERE kind = $1 AND parent = $2 AND id = $3")
+            .bind(kind)
+            .bind(parent)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        let hit = done.rows_affected() > 0;
+        self.changed |= hit;
+        Ok(hit)
+    }
+
+    /// Deletes every document of `kind` under `parent`.
+    pub async fn delete_children(&mut self, kind: &str, parent: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM gh_documents WHERE kind = $1 AND parent = $2")
+            .bind(kind)
+            .bind(parent)
+            .execute(&mut *self.tx)
+            .await?;
+        self.changed |= done.rows_affected() > 0;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes every document of `kind` with this id, under any parent.
+    pub async fn delete_by_id(&mut self, kind: &str, id: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM gh_documents WHERE kind = $1 AND id = $2")
+            .bind(kind)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        self.changed |= done.rows_affected() > 0;
+        Ok(done.rows_affected())
+    }
+
+    /// Commits, bumping the revision if anything changed. Returns the revision now current.
+    pub async fn commit(mut self) -> Result<u64> {
+        if self.changed {
+            sqlx::query("UPDATE gh_meta SET value = value + 1 WHERE name = 'revision'")
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        let row = sqlx::query("SELECT value FROM gh_meta WHERE name = 'revision'")
+            .fetch_one(&mut *self.tx)
+            .await?;
+        let revision = row.try_get::<i64, _>(0)?;
+        self.tx.commit().await?;
+        Ok(u64::try_from(revision).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,55 @@
+//! Schema migrations, applied in order at start-up. Each runs once, in its own transaction,
+//! and is recorded in `gh_migrations`. Never edit a released migration: add a new one.
+
+use sqlx::{AnyPool, Row};
+
+use crate::{Result, StoreError};
+
+const MIGRATIONS: &[(i64, &[&str])] = &[(
+    1,
+    &[
+        "CREATE TABLE gh_documents (
+            kind TEXT NOT NULL,
+            parent TEXT NOT NULL,
+            id TEXT NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (kind, parent, id)
+        )",
+        "CREATE INDEX gh_documents_by_id ON gh_documents (kind, id)",
+        "CREATE TABLE gh_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        "INSERT INTO gh_meta (name, value) VALUES ('revision', 0)",
+    ],
+)];
+
+pub(crate) async fn run(pool: &AnyPool) -> Result<()> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS gh_migrations (version BIGINT PRIMARY KEY)")
+        .execute(pool)
+        .await?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM gh_migrations")
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    for (version, statements) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        let fail = |source| StoreError::Migration {
+            version: *version,
+            source,
+        };
+        let mut tx = pool.begin().await.map_err(fail)?;
+        for sql in *statements {
+            sqlx::query(*sql).execute(&mut *tx).await.map_err(fail)?;
+        }
+        sqlx::query("INSERT INTO gh_migrations (version) VALUES ($1)")
+            .bind(*version)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        tracing::info!(version, "applied store migration");
+    }
+    Ok(())
+}
