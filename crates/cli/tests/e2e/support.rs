@@ -1,0 +1,372 @@
+//! Shared helpers for the end-to-end tests: the real `gatehouse` binary started as a child
+//! process on loopback ports, and a real HTTP backend that records what it receives.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("gh-e2e-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/openapi")
+        .join(name)
+}
+
+/// A running `gatehouse up`. Killed when dropped.
+pub struct Gatehouse {
+    pub child: Option<Child>,
+    pub data: PathBuf,
+    pub control_port: u16,
+    pub gateway_port: u16,
+    pub token: String,
+    pub extra: Vec<String>,
+    pub http: reqwest::Client,
+}
+
+impl Gatehouse {
+    pub async fn up(tag: &str, extra: &[&str]) -> Self {
+        let data = temp_dir(tag);
+        let mut gh = Self {
+            child: None,
+            data,
+            control_port: free_port(),
+            gateway_port: free_port(),
+            token: String::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+        };
+        gh.start().await;
+        gh
+    }
+
+    /// Starts (or restarts) the process on the same data and ports.
+    pub async fn start(&mut self) {
+        let log = std::fs::File::create(self.data.join("gatehouse.log")).unwrap();
+        let out = std::fs::File::create(self.data.join("stdout.log")).unwrap();
+        let child = Command::new(BIN)
+            .arg("up")
+            .arg("--data")
+            .arg(&self.data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.control_port))
+            .arg("--gateway-listen")
+            .arg(format!("127.0.0.1:{}", self.gateway_port))
+            .args(&self.extra)
+            .env_remove("GATEHOUSE_ADMIN_TOKEN")
+            .env("GATEHOUSE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "gatehouse exited early with {status}: {}",
+                    std::fs::read_to_string(self.data.join("gatehouse.log")).unwrap_or_default()
+                );
+            }
+            let ready = self
+                .http
+                .get(self.gateway("/status-0123456789abcdef"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+                && self
+                    .http
+                    .get(self.control("/mgmt/openapi.json"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200);
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "gatehouse did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.token = std::fs::read_to_string(self.data.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+    }
+
+    pub fn control(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.control_port)
+    }
+
+    pub fn gateway(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.gateway_port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends a signal with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit and returns whether it exited successfully.
+    pub fn wait(&mut self) -> bool {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("gatehouse did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A management API call with the admin token. Returns status and JSON body (or null).
+    pub async fn mgmt(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method, self.control(path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    /// Like `mgmt`, asserting a 2xx answer.
+    pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, value) = self.mgmt(method, path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} answered {status}: {value}"
+        );
+        value
+    }
+
+    /// Runs a management CLI command against this instance.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .env("GATEHOUSE_URL", self.control(""))
+            .env("GATEHOUSE_DATA", &self.data)
+            .env_remove("GATEHOUSE_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("gatehouse.log")).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.data.join("stdout.log")).unwrap_or_default()
+    }
+
+    /// Creates an API at `path` forwarding to `backend`, with one catch-all operation per
+    /// common method.
+    pub async fn simple_api(&self, id: &str, path: &str, backend: &str, open: bool) {
+        self.ok(
+            "PUT",
+            &format!("/mgmt/apis/{id}"),
+            Some(json!({"path": path, "serviceUrl": backend, "subscriptionRequired": !open})),
+        )
+        .await;
+        for (op, method) in [("get", "GET"), ("post", "POST")] {
+            self.ok(
+                "PUT",
+                &format!("/mgmt/apis/{id}/operations/{op}"),
+                Some(json!({"method": method, "urlTemplate": "/{*rest}"})),
+            )
+            .await;
+        }
+    }
+
+    /// Creates a subscription and returns its primary key.
+    pub async fn subscription(&self, id: &str, scope: &str) -> String {
+        self.ok(
+            "PUT",
+            &format!("/mgmt/subscriptions/{id}"),
+            Some(json!({"scope": scope})),
+        )
+        .await;
+        let keys = self
+            .ok("POST", &format!("/mgmt/subscriptions/{id}/listSecrets"), None)
+            .await;
+        keys["primaryKey"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls until `check` holds or the deadline passes; returns how long it took.
+    pub async fn eventually<F, Fut>(&self, within: Duration, mut check: F) -> Duration
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        loop {
+            if check().await {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < within, "condition not met within {within:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
+    }
+}
+
+/// What a backend received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// A real HTTP backend on loopback. A path ending in `/slow/{ms}` waits before answering; every request is
+/// recorded and answered with a JSON echo.
+#[derive(Clone)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Backend {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let record = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| answer(record.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, seen }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn last(&self) -> Received {
+        self.seen.lock().unwrap().last().cloned().expect("backend saw no request")
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+async fn answer(
+    record: Arc<Mutex<Vec<Received>>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let path = parts.uri.path().to_owned();
+    if let Some(ms) = path.rsplit_once("/slow/").and_then(|(_, m)| m.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let headers: BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let received = Received {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        query: parts.uri.query().map(str::to_owned),
+        headers,
+        body: body.to_vec(),
+    };
+    let echo = json!({
+        "method": received.method,
+        "path": received.path,
+        "query": received.query,
+        "body": String::from_utf8_lossy(&received.body),
+    });
+    record.lock().unwrap().push(received);
+    let mut resp = Response::new(Full::new(Bytes::from(echo.to_string())));
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    resp.headers_mut()
+        .insert("x-backend", "test".parse().unwrap());
+    Ok(resp)
+}

@@ -1,0 +1,175 @@
+//! The README's five-minute tour, through the real CLI: import an OpenAPI file, create a product
+//! and a subscription, call the API through the gateway. Also the CLI's errors and exit codes.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{BIN, Backend, Gatehouse, fixture, free_port, temp_dir};
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_five_minute_tour() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("tour", &[]).await;
+    let petstore = fixture("petstore-openapi3.yaml");
+    let petstore = petstore.to_str().unwrap();
+
+    let out = gh.cli(&["api", "import", petstore, "--id", "petstore", "--path", "petstore", "--service-url", &backend.url()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Imported API 'petstore'"), "{}", text(&out));
+
+    let out = gh.cli(&["product", "create", "starter", "--name", "Starter"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = gh.cli(&["product", "add-api", "starter", "petstore"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = gh.cli(&["subscription", "create", "alice", "--scope", "/products/starter", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = keys["primaryKey"].as_str().unwrap().to_owned();
+
+    let out = gh.cli(&["subscription", "keys", "alice"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&key));
+    let out = gh.cli(&["api", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/petstore"), "{}", text(&out));
+    let out = gh.cli(&["api", "show", "petstore", "-o", "json"]);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["operations"].as_array().unwrap().len(), 3);
+    let out = gh.cli(&["named-value", "set", "token", "abc", "--secret"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = gh.cli(&["gateway", "create", "edge", "--location", "Berlin"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = gh.cli(&["gateway", "assign", "edge", "petstore"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let url = gh.gateway("/petstore/pets/12?verbose=true");
+    let status = gh
+        .eventually(Duration::from_secs(2), || {
+            let req = gh.http.get(&url).header("Ocp-Apim-Subscription-Key", &key).send();
+            async move { req.await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+    assert!(status < Duration::from_secs(2));
+    let seen = backend.last();
+    assert_eq!(seen.path, "/pets/12");
+    assert_eq!(seen.query.as_deref(), Some("verbose=true"));
+
+    // Delete through the CLI: the route goes away.
+    let out = gh.cli(&["api", "delete", "petstore"]);
+    assert!(out.status.success(), "{}", text(&out));
+    gh.eventually(Duration::from_secs(1), || {
+        let req = gh.http.get(&url).header("Ocp-Apim-Subscription-Key", &key).send();
+        async move { req.await.is_ok_and(|r| r.status() == 404) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cli_errors_are_one_sentence_with_exit_codes() {
+    let gh = Gatehouse::up("cli-errors", &[]).await;
+    // Invalid input: exit 2, the file and the place named.
+    let broken = gh.data.join("broken.json");
+    std::fs::write(&broken, "{\"openapi\": \"3.0.0\", \"paths\": {\n  \"/a\": \n}").unwrap();
+    let out = gh.cli(&["api", "import", broken.to_str().unwrap(), "--id", "b", "--path", "b"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.json") && err.contains(":3:"), "{err}");
+    assert!(!err.contains("panicked"));
+    // A missing file.
+    let out = gh.cli(&["api", "import", "/nonexistent.yaml", "--id", "b", "--path", "b"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // Not found: runtime failure.
+    let out = gh.cli(&["api", "show", "nope"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'nope' was not found"));
+    // Bad usage.
+    let out = std::process::Command::new(BIN).args(["product", "create"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // No control plane: runtime failure saying where it looked.
+    let port = free_port();
+    let out = std::process::Command::new(BIN)
+        .args(["api", "list"])
+        .env("GATEHOUSE_URL", format!("http://127.0.0.1:{port}"))
+        .env("GATEHOUSE_ADMIN_TOKEN", "x".repeat(20))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("127.0.0.1:{port}")));
+    // A wrong token.
+    let out = std::process::Command::new(BIN)
+        .args(["api", "list"])
+        .env("GATEHOUSE_URL", gh.control(""))
+        .env("GATEHOUSE_ADMIN_TOKEN", "wrong-token-wrong-token")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // Bad settings for the server: exit 2 with the reason.
+    let dir = temp_dir("cli-settings");
+    let settings = dir.join("settings.toml");
+    std::fs::write(&settings, "listen = 12\nnot-a-setting = true\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["up", "--data", dir.to_str().unwrap(), "--settings", settings.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("settings.toml"));
+    let out = std::process::Command::new(BIN)
+        .args(["up", "--data", dir.to_str().unwrap(), "--backend-timeout", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn settings_come_from_flags_env_and_file() {
+    let dir = temp_dir("settings");
+    let (file_port, env_port, gw_port) = (free_port(), free_port(), free_port());
+    let settings = dir.join("settings.yaml");
+    std::fs::write(
+        &settings,
+        format!("listen: 127.0.0.1:{file_port}\ngateway-listen: 127.0.0.1:{gw_port}\n"),
+    )
+    .unwrap();
+    // The environment wins over the file.
+    let mut child = std::process::Command::new(BIN)
+        .args(["up", "--data", dir.to_str().unwrap(), "--settings", settings.to_str().unwrap()])
+        .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{env_port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if http.get(format!("http://127.0.0.1:{env_port}/mgmt/openapi.json")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gateway_up = http
+        .get(format!("http://127.0.0.1:{gw_port}/status-0123456789abcdef"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200);
+    let file_port_used = http
+        .get(format!("http://127.0.0.1:{file_port}/mgmt/openapi.json"))
+        .send()
+        .await
+        .is_ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(dir).ok();
+    assert!(up, "the control plane did not listen on the GATEHOUSE_LISTEN address");
+    assert!(gateway_up, "the gateway did not listen on the settings file's address");
+    assert!(!file_port_used);
+}
