@@ -24,7 +24,12 @@ pub struct Global {
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// Control plane URL for management commands.
-    #[arg(long = "url", global = true, env = "GATEHOUSE_URL", default_value = "http://127.0.0.1:8090")]
+    #[arg(
+        long = "url",
+        global = true,
+        env = "GATEHOUSE_URL",
+        default_value = "http://127.0.0.1:8090"
+    )]
     pub url: String,
     /// Data directory: the SQLite store, admin token and secret key of the server commands,
     /// and where management commands read the admin token when GATEHOUSE_ADMIN_TOKEN is not

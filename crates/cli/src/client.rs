@@ -55,9 +55,17 @@ impl Client {
     }
 
     /// Sends one request and returns the JSON answer (`null` for an empty one).
-    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Failure> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.token);
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             request = request.json(&b);
         }
@@ -107,11 +115,13 @@ impl Client {
         if status == reqwest::StatusCode::UNAUTHORIZED {
             full.push_str("\n  Check GATEHOUSE_ADMIN_TOKEN or --data.");
         }
-        Err(if status.is_client_error() && status != reqwest::StatusCode::NOT_FOUND {
-            Failure::input(full)
-        } else {
-            Failure::runtime(full)
-        })
+        Err(
+            if status.is_client_error() && status != reqwest::StatusCode::NOT_FOUND {
+                Failure::input(full)
+            } else {
+                Failure::runtime(full)
+            },
+        )
     }
 }
 
@@ -175,9 +185,8 @@ pub async fn api(global: Global, cmd: ApiCommand) -> Result<(), Failure> {
             path,
             service_url,
         } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                Failure::input(format!("cannot read {}: {e}", file.display()))
-            })?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Failure::input(format!("cannot read {}: {e}", file.display())))?;
             let mut body = json!({
                 "path": path,
                 "import": {"format": "openapi", "value": text},
@@ -193,7 +202,11 @@ pub async fn api(global: Global, cmd: ApiCommand) -> Result<(), Failure> {
                     f
                 })?;
             let ops = client
-                .send(Method::GET, &format!("/mgmt/apis/{id}/operations?$top=1000"), None)
+                .send(
+                    Method::GET,
+                    &format!("/mgmt/apis/{id}/operations?$top=1000"),
+                    None,
+                )
                 .await?;
             let count = ops.get("count").and_then(Value::as_u64).unwrap_or(0);
             print(&global, &api, |a| {
@@ -201,15 +214,29 @@ pub async fn api(global: Global, cmd: ApiCommand) -> Result<(), Failure> {
                     "Imported API '{}' at /{} with {count} operations (backend: {}).",
                     s(a, "id"),
                     s(a, "path"),
-                    a.get("serviceUrl").and_then(Value::as_str).unwrap_or("none")
+                    a.get("serviceUrl")
+                        .and_then(Value::as_str)
+                        .unwrap_or("none")
                 )
             });
         }
         ApiCommand::List => {
-            let list = client.send(Method::GET, "/mgmt/apis?$top=1000", None).await?;
+            let list = client
+                .send(Method::GET, "/mgmt/apis?$top=1000", None)
+                .await?;
             print(&global, &list, |l| {
-                let mut rows = vec![vec!["ID".into(), "PATH".into(), "SERVICE URL".into(), "NAME".into()]];
-                for a in l.get("value").and_then(Value::as_array).into_iter().flatten() {
+                let mut rows = vec![vec![
+                    "ID".into(),
+                    "PATH".into(),
+                    "SERVICE URL".into(),
+                    "NAME".into(),
+                ]];
+                for a in l
+                    .get("value")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     rows.push(vec![
                         s(a, "id").into(),
                         format!("/{}", s(a, "path")),
@@ -221,9 +248,15 @@ pub async fn api(global: Global, cmd: ApiCommand) -> Result<(), Failure> {
             });
         }
         ApiCommand::Show { id } => {
-            let mut api = client.send(Method::GET, &format!("/mgmt/apis/{id}"), None).await?;
+            let mut api = client
+                .send(Method::GET, &format!("/mgmt/apis/{id}"), None)
+                .await?;
             let ops = client
-                .send(Method::GET, &format!("/mgmt/apis/{id}/operations?$top=1000"), None)
+                .send(
+                    Method::GET,
+                    &format!("/mgmt/apis/{id}/operations?$top=1000"),
+                    None,
+                )
                 .await?;
             api["operations"] = ops.get("value").cloned().unwrap_or(Value::Null);
             print(&global, &api, |a| {
@@ -232,8 +265,12 @@ pub async fn api(global: Global, cmd: ApiCommand) -> Result<(), Failure> {
                     s(a, "id"),
                     s(a, "displayName"),
                     s(a, "path"),
-                    a.get("serviceUrl").and_then(Value::as_str).unwrap_or("none"),
-                    a.get("subscriptionRequired").and_then(Value::as_bool).unwrap_or(true),
+                    a.get("serviceUrl")
+                        .and_then(Value::as_str)
+                        .unwrap_or("none"),
+                    a.get("subscriptionRequired")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(true),
                 );
                 for op in a["operations"].as_array().into_iter().flatten() {
                     out.push_str(&format!(
@@ -247,8 +284,12 @@ pub async fn api(global: Global, cmd: ApiCommand) -> Result<(), Failure> {
             });
         }
         ApiCommand::Delete { id } => {
-            client.send(Method::DELETE, &format!("/mgmt/apis/{id}"), None).await?;
-            print(&global, &json!({"deleted": id}), |_| format!("Deleted API '{id}'."));
+            client
+                .send(Method::DELETE, &format!("/mgmt/apis/{id}"), None)
+                .await?;
+            print(&global, &json!({"deleted": id}), |_| {
+                format!("Deleted API '{id}'.")
+            });
         }
     }
     Ok(())
@@ -275,24 +316,47 @@ pub async fn product(global: Global, cmd: ProductCommand) -> Result<(), Failure>
                     })),
                 )
                 .await?;
-            print(&global, &p, |p| format!("Product '{}' is ready.", s(p, "id")));
+            print(&global, &p, |p| {
+                format!("Product '{}' is ready.", s(p, "id"))
+            });
         }
         ProductCommand::AddApi { product, api } => {
             let a = client
-                .send(Method::PUT, &format!("/mgmt/products/{product}/apis/{api}"), None)
+                .send(
+                    Method::PUT,
+                    &format!("/mgmt/products/{product}/apis/{api}"),
+                    None,
+                )
                 .await?;
-            print(&global, &a, |_| format!("Added API '{api}' to product '{product}'."));
+            print(&global, &a, |_| {
+                format!("Added API '{api}' to product '{product}'.")
+            });
         }
         ProductCommand::List => {
-            let list = client.send(Method::GET, "/mgmt/products?$top=1000", None).await?;
+            let list = client
+                .send(Method::GET, "/mgmt/products?$top=1000", None)
+                .await?;
             print(&global, &list, |l| {
-                let mut rows = vec![vec!["ID".into(), "NAME".into(), "STATE".into(), "SUBSCRIPTION".into()]];
-                for p in l.get("value").and_then(Value::as_array).into_iter().flatten() {
+                let mut rows = vec![vec![
+                    "ID".into(),
+                    "NAME".into(),
+                    "STATE".into(),
+                    "SUBSCRIPTION".into(),
+                ]];
+                for p in l
+                    .get("value")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     rows.push(vec![
                         s(p, "id").into(),
                         s(p, "displayName").into(),
                         s(p, "state").into(),
-                        if p.get("subscriptionRequired").and_then(Value::as_bool).unwrap_or(true) {
+                        if p.get("subscriptionRequired")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(true)
+                        {
                             "required".into()
                         } else {
                             "open".into()
@@ -323,16 +387,28 @@ pub async fn subscription(global: Global, cmd: SubscriptionCommand) -> Result<()
                 body["displayName"] = json!(n);
             }
             client
-                .send(Method::PUT, &format!("/mgmt/subscriptions/{id}"), Some(body))
+                .send(
+                    Method::PUT,
+                    &format!("/mgmt/subscriptions/{id}"),
+                    Some(body),
+                )
                 .await?;
             let keys = client
-                .send(Method::POST, &format!("/mgmt/subscriptions/{id}/listSecrets"), None)
+                .send(
+                    Method::POST,
+                    &format!("/mgmt/subscriptions/{id}/listSecrets"),
+                    None,
+                )
                 .await?;
             print(&global, &keys, |k| keys_text(&id, k));
         }
         SubscriptionCommand::Keys { id } => {
             let keys = client
-                .send(Method::POST, &format!("/mgmt/subscriptions/{id}/listSecrets"), None)
+                .send(
+                    Method::POST,
+                    &format!("/mgmt/subscriptions/{id}/listSecrets"),
+                    None,
+                )
                 .await?;
             print(&global, &keys, |k| keys_text(&id, k));
         }
@@ -341,8 +417,18 @@ pub async fn subscription(global: Global, cmd: SubscriptionCommand) -> Result<()
                 .send(Method::GET, "/mgmt/subscriptions?$top=1000", None)
                 .await?;
             print(&global, &list, |l| {
-                let mut rows = vec![vec!["ID".into(), "SCOPE".into(), "STATE".into(), "NAME".into()]];
-                for x in l.get("value").and_then(Value::as_array).into_iter().flatten() {
+                let mut rows = vec![vec![
+                    "ID".into(),
+                    "SCOPE".into(),
+                    "STATE".into(),
+                    "NAME".into(),
+                ]];
+                for x in l
+                    .get("value")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     rows.push(vec![
                         s(x, "id").into(),
                         s(x, "scope").into(),
@@ -394,18 +480,34 @@ pub async fn gateway(global: Global, cmd: GatewayCommand) -> Result<(), Failure>
         }
         GatewayCommand::Assign { id, api } => {
             let a = client
-                .send(Method::PUT, &format!("/mgmt/gateways/{id}/apis/{api}"), None)
+                .send(
+                    Method::PUT,
+                    &format!("/mgmt/gateways/{id}/apis/{api}"),
+                    None,
+                )
                 .await?;
-            print(&global, &a, |_| format!("Assigned API '{api}' to gateway '{id}'."));
+            print(&global, &a, |_| {
+                format!("Assigned API '{api}' to gateway '{id}'.")
+            });
         }
         GatewayCommand::List => {
-            let list = client.send(Method::GET, "/mgmt/gateways?$top=1000", None).await?;
+            let list = client
+                .send(Method::GET, "/mgmt/gateways?$top=1000", None)
+                .await?;
             print(&global, &list, |l| {
                 let mut rows = vec![vec!["ID".into(), "LOCATION".into(), "DESCRIPTION".into()]];
-                for g in l.get("value").and_then(Value::as_array).into_iter().flatten() {
+                for g in l
+                    .get("value")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     rows.push(vec![
                         s(g, "id").into(),
-                        g.pointer("/locationData/name").and_then(Value::as_str).unwrap_or("").into(),
+                        g.pointer("/locationData/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .into(),
                         s(g, "description").into(),
                     ]);
                 }

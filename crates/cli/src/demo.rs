@@ -63,7 +63,11 @@ pub async fn setup(client: &Client, backend: std::net::SocketAddr) -> Result<Str
         )
         .await?;
     client
-        .send(reqwest::Method::PUT, "/mgmt/products/starter/apis/demo", None)
+        .send(
+            reqwest::Method::PUT,
+            "/mgmt/products/starter/apis/demo",
+            None,
+        )
         .await?;
     client
         .send(

@@ -37,7 +37,11 @@ pub async fn start(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 
 async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let mut headers = BTreeMap::new();
     for (name, value) in &parts.headers {
         headers.insert(

@@ -137,7 +137,9 @@ fn spawn_sync(control: Arc<ControlPlane>, config: ConfigHandle) -> tokio::task::
             match control.snapshot(BUILT_IN_GATEWAY).await {
                 Ok(snapshot) => match config.apply(&snapshot) {
                     Ok(revision) => tracing::debug!(revision, "configuration applied"),
-                    Err(e) => tracing::error!(error = %e, "configuration rejected; the previous one stays in force"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "configuration rejected; the previous one stays in force")
+                    }
                 },
                 Err(e) => tracing::error!(error = %e, "cannot compile the configuration"),
             }
@@ -171,10 +173,18 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
             .unwrap_or("0.0.0.0:8080"),
     )?;
     let mut settings = GatewaySettings::default();
-    if let Some(t) = args.backend_timeout.as_deref().or(file.backend_timeout.as_deref()) {
+    if let Some(t) = args
+        .backend_timeout
+        .as_deref()
+        .or(file.backend_timeout.as_deref())
+    {
         settings.backend_timeout = parse_duration("--backend-timeout", t)?;
     }
-    if let Some(t) = args.shutdown_grace.as_deref().or(file.shutdown_grace.as_deref()) {
+    if let Some(t) = args
+        .shutdown_grace
+        .as_deref()
+        .or(file.shutdown_grace.as_deref())
+    {
         settings.shutdown_grace = parse_duration("--shutdown-grace", t)?;
     }
     if let Some(w) = args.workers.or(file.workers) {
@@ -269,7 +279,10 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
 
 pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(), Failure> {
     let common = common(&global, &args.server, "0.0.0.0:8090")?;
-    let database = args.database.clone().or_else(|| common.file.database.clone());
+    let database = args
+        .database
+        .clone()
+        .or_else(|| common.file.database.clone());
     let opened = open(&common, database.as_deref()).await?;
     let control = opened.control;
     let listener = bind(common.control_addr, "control plane").await?;

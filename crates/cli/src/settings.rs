@@ -96,7 +96,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("t", "30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("t", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("t", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
         assert_eq!(parse_duration("t", "2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("t", "7").unwrap(), Duration::from_secs(7));
         assert!(parse_duration("t", "soon").is_err());

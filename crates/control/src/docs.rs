@@ -6,6 +6,9 @@ use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -33,7 +36,7 @@ use crate::handlers::{apis, backends, gateways, named_values, products, subscrip
         gateways::list, gateways::get, gateways::put, gateways::patch, gateways::delete,
         gateways::list_apis, gateways::add_api, gateways::remove_api,
     ),
-    modifiers(&AdminAuth),
+    modifiers(&AdminAuth, &Conventions),
     tags(
         (name = "apis", description = "APIs and their operations"),
         (name = "products", description = "Products group APIs for subscription"),
@@ -59,6 +62,80 @@ impl Modify for AdminAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Fixes what the derive leaves out but OpenAPI requires: every response needs a
+/// `description`, and every `operationId` must be unique (handlers of different resources share
+/// function names such as `list`, so ids become `<tag>_<function>`, e.g. `products_list`).
+/// Path parameters that are resource ids also get the id syntax, so clients and fuzzers know it.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let (Some(id), Some(tag)) =
+                    (&op.operation_id, op.tags.as_ref().and_then(|t| t.first()))
+                {
+                    let prefix = format!("{}_", tag.replace('-', "_"));
+                    if !id.starts_with(&prefix) {
+                        op.operation_id = Some(format!("{prefix}{id}"));
+                    }
+                }
+                for param in op.parameters.iter_mut().flatten() {
+                    if let RefOr::T(param) = param
+                        && param.parameter_in == ParameterIn::Path
+                        && param.name.ends_with("Id")
+                    {
+                        param.schema = Some(id_schema());
+                    }
+                }
+                for (status, response) in &mut op.responses.responses {
+                    if let RefOr::T(response) = response
+                        && response.description.is_empty()
+                    {
+                        response.description = default_description(status).to_owned();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Resource ids in paths: what `gatehouse_model::resources::validate_id` accepts.
+fn id_schema() -> RefOr<Schema> {
+    RefOr::T(Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}$"))
+            .min_length(Some(1))
+            .max_length(Some(80))
+            .build(),
+    ))
+}
+
+fn default_description(status: &str) -> &'static str {
+    match status {
+        "200" => "OK",
+        "201" => "Created",
+        "204" => "No content",
+        "400" => "Invalid input: a ValidationError with the details",
+        "401" => "Missing or invalid admin token",
+        "404" => "Not found",
+        "405" => "Method not allowed",
+        "409" => "Conflict",
+        "415" => "Unsupported media type",
+        _ => "Response",
     }
 }
 

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use gatehouse_model::resources::Collection;
@@ -40,10 +41,7 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ValidationError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ValidationError::one(
-            "body",
-            "is empty; send a JSON object",
-        ));
+        return Err(ValidationError::one("body", "is empty; send a JSON object"));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let line = u32::try_from(e.line()).unwrap_or(u32::MAX);
@@ -59,6 +57,49 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ValidationErro
             vec![Detail::new("body", e.to_string()).at(line, column)],
         )
     })
+}
+
+/// `axum::extract::Query` whose rejection is a JSON `ValidationError` naming the parameter,
+/// instead of axum's plain-text 400.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(e) => {
+                let text = e.body_text();
+                let problem = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                let (target, message) = match problem.split_once(": ") {
+                    Some((name, message)) if name.starts_with('$') => (name, message),
+                    _ => ("query", problem),
+                };
+                Err(ValidationError::one(target, message).into())
+            }
+        }
+    }
+}
+
+/// `axum::extract::Path` whose rejection (say, a segment that is not UTF-8 once decoded) is a
+/// JSON `ValidationError`, instead of axum's plain-text 400.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(e) if e.status().is_server_error() => Err(ApiError::Internal(e.body_text())),
+            Err(e) => Err(ValidationError::one("path", e.body_text()).into()),
+        }
+    }
 }
 
 /// Paging of collections, as Azure API Management does it.
@@ -133,12 +174,18 @@ mod tests {
 
     #[test]
     fn paging() {
-        let p = Paging { top: Some(2), skip: Some(1) };
+        let p = Paging {
+            top: Some(2),
+            skip: Some(1),
+        };
         let c = p.page("/mgmt/apis", vec![1, 2, 3, 4]).unwrap();
         assert_eq!(c.value, vec![2, 3]);
         assert_eq!(c.count, 4);
         assert_eq!(c.next_link.as_deref(), Some("/mgmt/apis?$top=2&$skip=3"));
-        let p = Paging { top: Some(0), skip: None };
+        let p = Paging {
+            top: Some(0),
+            skip: None,
+        };
         assert!(p.page("/x", vec![1]).is_err());
     }
 }

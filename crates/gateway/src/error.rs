@@ -75,9 +75,8 @@ impl GatewayError {
                 "request failed"
             );
         }
-        let mut response = Response::new(Either::Left(Full::new(Bytes::from_static(
-            body.as_bytes(),
-        ))));
+        let mut response =
+            Response::new(Either::Left(Full::new(Bytes::from_static(body.as_bytes()))));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(

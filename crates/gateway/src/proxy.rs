@@ -112,10 +112,12 @@ impl Worker {
 
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
-        let original_host = headers
-            .get(header::HOST)
-            .cloned()
-            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let original_host = headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         strip_hop_by_hop(&mut headers);
         headers.remove(&api.key_header);
         forwarded_for(&mut headers, remote);
@@ -163,7 +165,10 @@ fn status_ok(request_id: &HeaderValue) -> Response<Body> {
 }
 
 /// The subscription key from the API's header, else its query parameter.
-fn find_key<'a>(api: &CompiledApi, req: &'a Request<Incoming>) -> Option<std::borrow::Cow<'a, str>> {
+fn find_key<'a>(
+    api: &CompiledApi,
+    req: &'a Request<Incoming>,
+) -> Option<std::borrow::Cow<'a, str>> {
     if let Some(v) = req.headers().get(&api.key_header) {
         return v.to_str().ok().map(std::borrow::Cow::Borrowed);
     }
@@ -310,7 +315,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-private"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-private"),
+        );
         h.insert("x-private", HeaderValue::from_static("1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("x-keep", HeaderValue::from_static("1"));
@@ -326,12 +334,24 @@ mod tests {
             authority: "127.0.0.1:9".parse().unwrap(),
             base_path: "/base".into(),
         };
-        let uri = upstream_uri(&up, "/items/1", Some("a=1&subscription-key=s&b=2"), "subscription-key").unwrap();
+        let uri = upstream_uri(
+            &up,
+            "/items/1",
+            Some("a=1&subscription-key=s&b=2"),
+            "subscription-key",
+        )
+        .unwrap();
         assert_eq!(uri.to_string(), "http://127.0.0.1:9/base/items/1?a=1&b=2");
         let uri = upstream_uri(&up, "", Some("subscription-key=s"), "subscription-key").unwrap();
         assert_eq!(uri.to_string(), "http://127.0.0.1:9/base");
-        let root = crate::config::Upstream { base_path: "".into(), ..up };
-        assert_eq!(upstream_uri(&root, "", None, "k").unwrap().to_string(), "http://127.0.0.1:9/");
+        let root = crate::config::Upstream {
+            base_path: "".into(),
+            ..up
+        };
+        assert_eq!(
+            upstream_uri(&root, "", None, "k").unwrap().to_string(),
+            "http://127.0.0.1:9/"
+        );
     }
 
     #[test]

@@ -25,11 +25,7 @@ pub struct CompiledOperation {
 }
 
 impl CompiledOperation {
-    pub fn compile(
-        id: &str,
-        method: &str,
-        template: &str,
-    ) -> Result<Self, String> {
+    pub fn compile(id: &str, method: &str, template: &str) -> Result<Self, String> {
         let parsed = UrlTemplate::parse(template).map_err(|e| e.to_string())?;
         let method = if method == "*" {
             None
@@ -157,10 +153,7 @@ mod tests {
 
     #[test]
     fn exact_method_beats_wildcard_and_catch_all_is_last() {
-        let o = ops(&[
-            ("any", "*", "/{*rest}"),
-            ("get", "GET", "/files/{name}"),
-        ]);
+        let o = ops(&[("any", "*", "/{*rest}"), ("get", "GET", "/files/{name}")]);
         assert_eq!(&*find(&o, &Method::GET, "/files/a").unwrap().id, "get");
         assert_eq!(&*find(&o, &Method::DELETE, "/files/a").unwrap().id, "any");
         assert_eq!(&*find(&o, &Method::GET, "").unwrap().id, "any");

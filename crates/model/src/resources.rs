@@ -64,6 +64,12 @@ fn default_protocols() -> Vec<Protocol> {
     vec![Protocol::Http, Protocol::Https]
 }
 
+/// For input-only properties: never serialised back. (`skip_serializing_if` rather than
+/// `skip_serializing`, because utoipa leaves `skip_serializing` fields out of the schema.)
+fn input_only<T>(_: &T) -> bool {
+    true
+}
+
 fn default_true() -> bool {
     true
 }
@@ -121,6 +127,7 @@ pub struct Api {
     pub path: String,
     /// The backend base URL requests are forwarded to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^https?://[^/?#@\\s]+([/?][^#\\s]*)?$")]
     pub service_url: Option<String>,
     #[serde(default = "default_protocols")]
     pub protocols: Vec<Protocol>,
@@ -133,7 +140,7 @@ pub struct Api {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
     /// Input only: an API description to import. Its operations replace the API's operations.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "input_only")]
     #[schema(write_only)]
     pub import: Option<ApiImport>,
 }
@@ -173,10 +180,10 @@ impl Resource for Api {
                 );
             }
         }
-        if let Some(url) = &self.service_url {
-            if let Err(e) = check_http_url(url) {
-                p.push("serviceUrl", e);
-            }
+        if let Some(url) = &self.service_url
+            && let Err(e) = check_http_url(url)
+        {
+            p.push("serviceUrl", e);
         }
         if self.protocols.is_empty() {
             p.push("protocols", "must name at least one of 'http', 'https'");
@@ -213,8 +220,20 @@ pub fn is_header_name(name: &str) -> bool {
             c.is_ascii_alphanumeric()
                 || matches!(
                     c,
-                    '!' | '#' | '$' | '%' | '&' | '\'' | '*' | '+' | '-' | '.' | '^' | '_' | '`'
-                        | '|' | '~'
+                    '!' | '#'
+                        | '$'
+                        | '%'
+                        | '&'
+                        | '\''
+                        | '*'
+                        | '+'
+                        | '-'
+                        | '.'
+                        | '^'
+                        | '_'
+                        | '`'
+                        | '|'
+                        | '~'
                 )
         })
 }
@@ -224,7 +243,9 @@ pub fn check_http_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("'{url}' must be an absolute URL starting with http:// or https://"))?;
+        .ok_or_else(|| {
+            format!("'{url}' must be an absolute URL starting with http:// or https://")
+        })?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.is_empty() || authority.contains(char::is_whitespace) || authority.contains('@') {
         return Err(format!("'{url}' has no valid host"));
@@ -261,9 +282,11 @@ pub struct Operation {
     pub display_name: String,
     /// HTTP method, such as `GET`; `*` matches any method.
     #[serde(default)]
+    #[schema(pattern = "^([*]|[A-Za-z]+)$")]
     pub method: String,
     /// Path template below the API's path, such as `/users/{id}`.
     #[serde(default)]
+    #[schema(pattern = "^/")]
     pub url_template: String,
     #[serde(default)]
     pub template_parameters: Vec<TemplateParameter>,
@@ -286,7 +309,10 @@ impl Resource for Operation {
         } else if self.method != "*" && !self.method.chars().all(|c| c.is_ascii_uppercase()) {
             p.push(
                 "method",
-                format!("'{}' is not an HTTP method such as GET or POST", self.method),
+                format!(
+                    "'{}' is not an HTTP method such as GET or POST",
+                    self.method
+                ),
             );
         }
         match UrlTemplate::parse(&self.url_template) {
@@ -380,7 +406,9 @@ impl Scope {
             return Ok(Scope::AllApis);
         }
         let bad = || {
-            format!("'{text}' is not a scope: use '/apis', '/apis/{{apiId}}' or '/products/{{productId}}'")
+            format!(
+                "'{text}' is not a scope: use '/apis', '/apis/{{apiId}}' or '/products/{{productId}}'"
+            )
         };
         let (kind, id) = t
             .strip_prefix('/')
@@ -425,6 +453,7 @@ pub struct Subscription {
     pub id: String,
     /// `/apis`, `/apis/{apiId}` or `/products/{productId}`.
     #[serde(default)]
+    #[schema(pattern = "^/(apis|(apis|products)/[A-Za-z0-9_-][A-Za-z0-9._-]{0,79})/*$")]
     pub scope: String,
     #[serde(default)]
     pub display_name: String,
@@ -435,11 +464,11 @@ pub struct Subscription {
     #[serde(default)]
     pub allow_tracing: bool,
     /// Input only: a key to use instead of a generated one. Read keys with `listSecrets`.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "input_only")]
     #[schema(write_only)]
     pub primary_key: Option<String>,
     /// Input only, like `primaryKey`.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "input_only")]
     #[schema(write_only)]
     pub secondary_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -481,10 +510,10 @@ impl Resource for Subscription {
             ("primaryKey", &self.primary_key),
             ("secondaryKey", &self.secondary_key),
         ] {
-            if let Some(k) = key {
-                if let Err(e) = check_key(target, k) {
-                    p.extend(e.details);
-                }
+            if let Some(k) = key
+                && let Err(e) = check_key(target, k)
+            {
+                p.extend(e.details);
             }
         }
         p.finish("subscription")
@@ -587,9 +616,13 @@ pub struct Backend {
     #[serde(default)]
     #[schema(read_only)]
     pub id: String,
+    /// The backend's base URL, `http://` or `https://`.
     #[serde(default)]
+    #[schema(pattern = "^https?://[^/?#@\\s]+([/?][^#\\s]*)?$")]
     pub url: String,
+    /// `http`, the only kind supported.
     #[serde(default = "default_backend_protocol")]
+    #[schema(pattern = "^http$")]
     pub protocol: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -631,10 +664,10 @@ impl Resource for Backend {
                 }
             }
         }
-        if let Some(cb) = &self.circuit_breaker {
-            if cb.failure_count == 0 || cb.interval_seconds == 0 || cb.trip_duration_seconds == 0 {
-                p.push("circuitBreaker", "counts and durations must be positive");
-            }
+        if let Some(cb) = &self.circuit_breaker
+            && (cb.failure_count == 0 || cb.interval_seconds == 0 || cb.trip_duration_seconds == 0)
+        {
+            p.push("circuitBreaker", "counts and durations must be positive");
         }
         p.finish("backend")
     }
@@ -670,10 +703,10 @@ impl Resource for Gateway {
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
         let mut p = Problems::default();
-        if let Some(l) = &self.location_data {
-            if l.name.is_empty() {
-                p.push("locationData.name", "must not be empty");
-            }
+        if let Some(l) = &self.location_data
+            && l.name.is_empty()
+        {
+            p.push("locationData.name", "must not be empty");
         }
         p.finish("gateway")
     }
@@ -695,7 +728,10 @@ mod tests {
     #[test]
     fn scope_forms() {
         assert_eq!(Scope::parse("/apis").unwrap(), Scope::AllApis);
-        assert_eq!(Scope::parse("/apis/echo").unwrap(), Scope::Api("echo".into()));
+        assert_eq!(
+            Scope::parse("/apis/echo").unwrap(),
+            Scope::Api("echo".into())
+        );
         assert_eq!(
             Scope::parse("/products/starter/").unwrap(),
             Scope::Product("starter".into())
@@ -707,13 +743,15 @@ mod tests {
 
     #[test]
     fn api_defaults_and_validation() {
-        let mut api: Api = serde_json::from_str(r#"{"path":"/echo/","serviceUrl":"http://127.0.0.1:9"}"#).unwrap();
+        let mut api: Api =
+            serde_json::from_str(r#"{"path":"/echo/","serviceUrl":"http://127.0.0.1:9"}"#).unwrap();
         api.set_id("echo".into());
         api.normalize().unwrap();
         assert_eq!(api.path, "echo");
         assert_eq!(api.display_name, "echo");
         assert!(api.subscription_required);
-        let mut bad: Api = serde_json::from_str(r#"{"path":"a b","serviceUrl":"ftp://x"}"#).unwrap();
+        let mut bad: Api =
+            serde_json::from_str(r#"{"path":"a b","serviceUrl":"ftp://x"}"#).unwrap();
         let err = bad.normalize().unwrap_err();
         assert_eq!(err.details.len(), 2);
     }

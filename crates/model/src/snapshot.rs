@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::resources::{Operation, Protocol, ProductState, SubscriptionState};
+use crate::resources::{Operation, ProductState, Protocol, SubscriptionState};
 
 /// Bumped when the snapshot format changes incompatibly.
 pub const FORMAT_VERSION: u32 = 1;

@@ -154,7 +154,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_templates() {
-        for bad in ["users", "/a//b", "/{id", "/a{id}", "/{*rest}/x", "/{a}/{a}", "/{}"] {
+        for bad in [
+            "users",
+            "/a//b",
+            "/{id",
+            "/a{id}",
+            "/{*rest}/x",
+            "/{a}/{a}",
+            "/{}",
+        ] {
             assert!(UrlTemplate::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -223,12 +223,13 @@ impl Tx {
 
     /// Deletes a document. Returns true when it existed.
     pub async fn delete(&mut self, kind: &str, parent: &str, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM gh_documents WHERE kind = $1 AND parent = $2 AND id = $3")
-            .bind(kind)
-            .bind(parent)
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM gh_documents WHERE kind = $1 AND parent = $2 AND id = $3")
+                .bind(kind)
+                .bind(parent)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
         let hit = done.rows_affected() > 0;
         self.changed |= hit;
         Ok(hit)

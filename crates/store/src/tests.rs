@@ -23,9 +23,18 @@ async fn put_get_list_delete_and_revision() {
     assert!(tx.put("operation", "a", "op1", "{}").await.unwrap());
     assert_eq!(tx.commit().await.unwrap(), 1);
 
-    let ids: Vec<_> = store.list("api", "").await.unwrap().into_iter().map(|d| d.id).collect();
+    let ids: Vec<_> = store
+        .list("api", "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
     assert_eq!(ids, ["a", "b"]);
-    assert_eq!(store.get("api", "", "a").await.unwrap().as_deref(), Some(r#"{"x":1}"#));
+    assert_eq!(
+        store.get("api", "", "a").await.unwrap().as_deref(),
+        Some(r#"{"x":1}"#)
+    );
 
     let mut tx = store.begin().await.unwrap();
     assert!(!tx.put("api", "", "a", r#"{"x":3}"#).await.unwrap());
@@ -42,7 +51,10 @@ async fn put_get_list_delete_and_revision() {
     store.close().await;
     let again = Store::open_sqlite_dir(&dir).await.unwrap();
     assert_eq!(again.revision().await.unwrap(), 2);
-    assert_eq!(again.get("api", "", "a").await.unwrap().as_deref(), Some(r#"{"x":3}"#));
+    assert_eq!(
+        again.get("api", "", "a").await.unwrap().as_deref(),
+        Some(r#"{"x":3}"#)
+    );
     assert!(again.list_all("operation").await.unwrap().is_empty());
     std::fs::remove_dir_all(dir).ok();
 }
@@ -61,6 +73,9 @@ async fn dropped_transaction_rolls_back() {
 
 #[test]
 fn redacts_passwords() {
-    assert_eq!(redact("postgres://u:secret@db:5432/x"), "postgres://***@db:5432/x");
+    assert_eq!(
+        redact("postgres://u:secret@db:5432/x"),
+        "postgres://***@db:5432/x"
+    );
     assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
 }

@@ -9,7 +9,12 @@ const MISSING: &str = r#"{"statusCode":401,"message":"Access denied due to missi
 const INVALID: &str = r#"{"statusCode":401,"message":"Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription."}"#;
 const NOT_FOUND: &str = r#"{"statusCode":404,"message":"Resource not found"}"#;
 
-async fn call(gh: &Gatehouse, method: &str, path: &str, key: Option<&str>) -> (u16, String, reqwest::header::HeaderMap) {
+async fn call(
+    gh: &Gatehouse,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+) -> (u16, String, reqwest::header::HeaderMap) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut req = gh.http.request(method, gh.gateway(path));
     if let Some(k) = key {
@@ -27,35 +32,67 @@ async fn keys_routing_and_forwarding_follow_azure() {
     let gh = Gatehouse::up("gateway", &["--backend-timeout", "1s"]).await;
 
     // Two products: "gold" holds the orders API, "silver" holds the inventory API.
-    gh.ok("PUT", "/mgmt/apis/orders", Some(json!({
-        "path": "shop/orders",
-        "serviceUrl": format!("{}/backend/v1/", backend.url()),
-    }))).await;
-    gh.ok("PUT", "/mgmt/apis/orders/operations/get-order", Some(json!({
-        "method": "GET", "urlTemplate": "/items/{id}"
-    }))).await;
-    gh.ok("PUT", "/mgmt/apis/orders/operations/slow", Some(json!({
-        "method": "GET", "urlTemplate": "/slow/{ms}"
-    }))).await;
-    gh.ok("PUT", "/mgmt/apis/orders/operations/create", Some(json!({
-        "method": "POST", "urlTemplate": "/items"
-    }))).await;
-    gh.simple_api("inventory", "inventory", &backend.url(), false).await;
-    gh.simple_api("public", "public", &backend.url(), true).await;
+    gh.ok(
+        "PUT",
+        "/mgmt/apis/orders",
+        Some(json!({
+            "path": "shop/orders",
+            "serviceUrl": format!("{}/backend/v1/", backend.url()),
+        })),
+    )
+    .await;
+    gh.ok(
+        "PUT",
+        "/mgmt/apis/orders/operations/get-order",
+        Some(json!({
+            "method": "GET", "urlTemplate": "/items/{id}"
+        })),
+    )
+    .await;
+    gh.ok(
+        "PUT",
+        "/mgmt/apis/orders/operations/slow",
+        Some(json!({
+            "method": "GET", "urlTemplate": "/slow/{ms}"
+        })),
+    )
+    .await;
+    gh.ok(
+        "PUT",
+        "/mgmt/apis/orders/operations/create",
+        Some(json!({
+            "method": "POST", "urlTemplate": "/items"
+        })),
+    )
+    .await;
+    gh.simple_api("inventory", "inventory", &backend.url(), false)
+        .await;
+    gh.simple_api("public", "public", &backend.url(), true)
+        .await;
     let dead = format!("http://127.0.0.1:{}", free_port());
     gh.simple_api("dead", "dead", &dead, true).await;
-    gh.ok("PUT", "/mgmt/products/gold", Some(json!({"displayName": "Gold"}))).await;
+    gh.ok(
+        "PUT",
+        "/mgmt/products/gold",
+        Some(json!({"displayName": "Gold"})),
+    )
+    .await;
     gh.ok("PUT", "/mgmt/products/gold/apis/orders", None).await;
     gh.ok("PUT", "/mgmt/products/silver", Some(json!({}))).await;
-    gh.ok("PUT", "/mgmt/products/silver/apis/inventory", None).await;
+    gh.ok("PUT", "/mgmt/products/silver/apis/inventory", None)
+        .await;
     let gold = gh.subscription("gold-sub", "/products/gold").await;
     let silver = gh.subscription("silver-sub", "/products/silver").await;
     let everything = gh.subscription("all-sub", "/apis").await;
 
     // Changes take effect quickly; wait for the last one.
     gh.eventually(std::time::Duration::from_secs(2), || async {
-        call(&gh, "GET", "/shop/orders/items/1", Some(&everything)).await.0 == 200
-    }).await;
+        call(&gh, "GET", "/shop/orders/items/1", Some(&everything))
+            .await
+            .0
+            == 200
+    })
+    .await;
 
     // A valid key in the header: forwarded with the path rewritten onto the service URL.
     let before = backend.count();
@@ -82,7 +119,10 @@ async fn keys_routing_and_forwarding_follow_azure() {
     assert_eq!(seen.headers["x-custom"], "kept");
     assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
-    assert_eq!(seen.headers["x-forwarded-host"], format!("127.0.0.1:{}", gh.gateway_port));
+    assert_eq!(
+        seen.headers["x-forwarded-host"],
+        format!("127.0.0.1:{}", gh.gateway_port)
+    );
     assert_eq!(seen.headers["host"], backend.addr.to_string());
     assert_eq!(seen.headers["x-request-id"], request_id);
     assert!(!seen.headers.contains_key("ocp-apim-subscription-key"));
@@ -90,7 +130,13 @@ async fn keys_routing_and_forwarding_follow_azure() {
     assert!(seen.headers.values().all(|v| !v.contains(&gold)));
 
     // A valid key in the query: accepted, and not forwarded.
-    let (status, _, _) = call(&gh, "GET", &format!("/shop/orders/items/7?subscription-key={gold}&a=b"), None).await;
+    let (status, _, _) = call(
+        &gh,
+        "GET",
+        &format!("/shop/orders/items/7?subscription-key={gold}&a=b"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     let seen = backend.last();
     assert_eq!(seen.query.as_deref(), Some("a=b"));
@@ -116,14 +162,27 @@ async fn keys_routing_and_forwarding_follow_azure() {
     assert_eq!((status, body.as_str()), (401, MISSING));
     assert_eq!(headers["content-type"], "application/json; charset=utf-8");
     assert!(headers.contains_key("x-request-id"));
-    let (status, body, _) = call(&gh, "GET", "/shop/orders/items/1", Some("not-a-key-at-all")).await;
+    let (status, body, _) =
+        call(&gh, "GET", "/shop/orders/items/1", Some("not-a-key-at-all")).await;
     assert_eq!((status, body.as_str()), (401, INVALID));
     let (status, body, _) = call(&gh, "GET", "/shop/orders/items/1", Some(&silver)).await;
     assert_eq!((status, body.as_str()), (401, INVALID));
-    assert_eq!(backend.count(), before, "refused calls must not reach the backend");
+    assert_eq!(
+        backend.count(),
+        before,
+        "refused calls must not reach the backend"
+    );
     // The silver key does work on its own product's API, and the all-APIs key on both.
-    assert_eq!(call(&gh, "GET", "/inventory/stock", Some(&silver)).await.0, 200);
-    assert_eq!(call(&gh, "GET", "/inventory/stock", Some(&everything)).await.0, 200);
+    assert_eq!(
+        call(&gh, "GET", "/inventory/stock", Some(&silver)).await.0,
+        200
+    );
+    assert_eq!(
+        call(&gh, "GET", "/inventory/stock", Some(&everything))
+            .await
+            .0,
+        200
+    );
 
     // An open API needs no key.
     let (status, _, _) = call(&gh, "GET", "/public/anything/here", None).await;
@@ -153,20 +212,40 @@ async fn keys_routing_and_forwarding_follow_azure() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["statusCode"], 504);
     // ...while a fast enough one passes.
-    assert_eq!(call(&gh, "GET", "/shop/orders/slow/100", Some(&gold)).await.0, 200);
+    assert_eq!(
+        call(&gh, "GET", "/shop/orders/slow/100", Some(&gold))
+            .await
+            .0,
+        200
+    );
 
     // A suspended subscription's key stops working.
-    gh.ok("PATCH", "/mgmt/subscriptions/gold-sub", Some(json!({"state": "suspended"}))).await;
+    gh.ok(
+        "PATCH",
+        "/mgmt/subscriptions/gold-sub",
+        Some(json!({"state": "suspended"})),
+    )
+    .await;
     gh.eventually(std::time::Duration::from_secs(1), || async {
-        call(&gh, "GET", "/shop/orders/items/1", Some(&gold)).await.0 == 401
-    }).await;
+        call(&gh, "GET", "/shop/orders/items/1", Some(&gold))
+            .await
+            .0
+            == 401
+    })
+    .await;
 
     // The health probe.
-    assert_eq!(call(&gh, "GET", "/status-0123456789abcdef", None).await.0, 200);
+    assert_eq!(
+        call(&gh, "GET", "/status-0123456789abcdef", None).await.0,
+        200
+    );
 
     // Keys never reach the log.
     for key in [&gold, &silver, &everything] {
-        assert!(!gh.log().contains(key.as_str()), "a subscription key was logged");
+        assert!(
+            !gh.log().contains(key.as_str()),
+            "a subscription key was logged"
+        );
     }
 }
 
@@ -177,9 +256,13 @@ async fn http2_clients_reach_http1_backends() {
     gh.simple_api("open", "open", &backend.url(), true).await;
     gh.eventually(std::time::Duration::from_secs(2), || async {
         call(&gh, "GET", "/open/a", None).await.0 == 200
-    }).await;
+    })
+    .await;
     // HTTP/2 with prior knowledge, forwarded to an HTTP/1.1 backend.
-    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
     let resp = h2.get(gh.gateway("/open/h2")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);

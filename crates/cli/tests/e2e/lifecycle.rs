@@ -12,10 +12,20 @@ async fn restart_keeps_everything() {
     let mut gh = Gatehouse::up("restart", &[]).await;
     let token = gh.token.clone();
     gh.simple_api("kept", "kept", &backend.url(), false).await;
-    gh.ok("PUT", "/mgmt/products/gold", Some(json!({"state": "published"}))).await;
+    gh.ok(
+        "PUT",
+        "/mgmt/products/gold",
+        Some(json!({"state": "published"})),
+    )
+    .await;
     gh.ok("PUT", "/mgmt/products/gold/apis/kept", None).await;
     let key = gh.subscription("kept-sub", "/products/gold").await;
-    gh.ok("PUT", "/mgmt/named-values/secret", Some(json!({"value": "s3cr3t-value", "secret": true}))).await;
+    gh.ok(
+        "PUT",
+        "/mgmt/named-values/secret",
+        Some(json!({"value": "s3cr3t-value", "secret": true})),
+    )
+    .await;
 
     gh.signal("TERM");
     assert!(gh.wait(), "gatehouse did not exit cleanly on SIGTERM");
@@ -32,11 +42,18 @@ async fn restart_keeps_everything() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(backend.last().path, "/after-restart");
-    let keys = gh.ok("POST", "/mgmt/subscriptions/kept-sub/listSecrets", None).await;
+    let keys = gh
+        .ok("POST", "/mgmt/subscriptions/kept-sub/listSecrets", None)
+        .await;
     assert_eq!(keys["primaryKey"], key.as_str());
-    let v = gh.ok("POST", "/mgmt/named-values/secret/listValue", None).await;
+    let v = gh
+        .ok("POST", "/mgmt/named-values/secret/listValue", None)
+        .await;
     assert_eq!(v["value"], "s3cr3t-value");
-    assert_eq!(gh.ok("GET", "/mgmt/products/gold/apis", None).await["count"], 1);
+    assert_eq!(
+        gh.ok("GET", "/mgmt/products/gold/apis", None).await["count"],
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -71,7 +88,10 @@ async fn sigterm_drains_requests_in_flight() {
     .await;
     gh.signal("TERM");
     for call in calls {
-        let (status, body) = call.await.unwrap().expect("an in-flight request was dropped");
+        let (status, body) = call
+            .await
+            .unwrap()
+            .expect("an in-flight request was dropped");
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("/slow/1500"));
     }

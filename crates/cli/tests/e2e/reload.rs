@@ -13,7 +13,8 @@ use crate::support::{Backend, Gatehouse};
 async fn changes_apply_within_a_second_under_load() {
     let backend = Backend::start().await;
     let gh = Gatehouse::up("reload", &[]).await;
-    gh.simple_api("steady", "steady", &backend.url(), false).await;
+    gh.simple_api("steady", "steady", &backend.url(), false)
+        .await;
     let steady_key = gh.subscription("steady-sub", "/apis/steady").await;
     let doomed_key = gh.subscription("doomed-sub", "/apis").await;
     let call = |key: String, path: &'static str| {
@@ -40,13 +41,21 @@ async fn changes_apply_within_a_second_under_load() {
     let failed = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..8 {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap();
         let url = gh.gateway("/steady/load?n=1");
         let key = steady_key.clone();
         let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
         workers.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                match client.get(&url).header("Ocp-Apim-Subscription-Key", &key).send().await {
+                match client
+                    .get(&url)
+                    .header("Ocp-Apim-Subscription-Key", &key)
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == 200 => {
                         let _ = r.bytes().await;
                         ok.fetch_add(1, Ordering::Relaxed);
@@ -61,7 +70,12 @@ async fn changes_apply_within_a_second_under_load() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Revoke a key: it stops working within a second.
-    gh.ok("POST", "/mgmt/subscriptions/doomed-sub/regeneratePrimaryKey", None).await;
+    gh.ok(
+        "POST",
+        "/mgmt/subscriptions/doomed-sub/regeneratePrimaryKey",
+        None,
+    )
+    .await;
     let revoked_after = gh
         .eventually(Duration::from_secs(1), || {
             let c = call(doomed_key.clone(), "/steady/x");
@@ -83,8 +97,19 @@ async fn changes_apply_within_a_second_under_load() {
 
     // A burst of unrelated changes while the load runs.
     for i in 0..20 {
-        gh.ok("PUT", &format!("/mgmt/named-values/nv{i}"), Some(json!({"value": "v"}))).await;
-        gh.simple_api(&format!("extra{i}"), &format!("extra/{i}"), &backend.url(), true).await;
+        gh.ok(
+            "PUT",
+            &format!("/mgmt/named-values/nv{i}"),
+            Some(json!({"value": "v"})),
+        )
+        .await;
+        gh.simple_api(
+            &format!("extra{i}"),
+            &format!("extra/{i}"),
+            &backend.url(),
+            true,
+        )
+        .await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);

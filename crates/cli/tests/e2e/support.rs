@@ -245,7 +245,11 @@ impl Gatehouse {
         )
         .await;
         let keys = self
-            .ok("POST", &format!("/mgmt/subscriptions/{id}/listSecrets"), None)
+            .ok(
+                "POST",
+                &format!("/mgmt/subscriptions/{id}/listSecrets"),
+                None,
+            )
             .await;
         keys["primaryKey"].as_str().unwrap().to_owned()
     }
@@ -261,7 +265,10 @@ impl Gatehouse {
             if check().await {
                 return start.elapsed();
             }
-            assert!(start.elapsed() < within, "condition not met within {within:?}");
+            assert!(
+                start.elapsed() < within,
+                "condition not met within {within:?}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -310,7 +317,8 @@ impl Backend {
                 };
                 let record = record.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| answer(record.clone(), req));
+                    let service =
+                        hyper::service::service_fn(move |req| answer(record.clone(), req));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -325,7 +333,12 @@ impl Backend {
     }
 
     pub fn last(&self) -> Received {
-        self.seen.lock().unwrap().last().cloned().expect("backend saw no request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("backend saw no request")
     }
 
     pub fn count(&self) -> usize {
@@ -338,15 +351,27 @@ async fn answer(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let path = parts.uri.path().to_owned();
-    if let Some(ms) = path.rsplit_once("/slow/").and_then(|(_, m)| m.parse::<u64>().ok()) {
+    if let Some(ms) = path
+        .rsplit_once("/slow/")
+        .and_then(|(_, m)| m.parse::<u64>().ok())
+    {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let headers: BTreeMap<String, String> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let received = Received {
         method: parts.method.to_string(),

@@ -23,15 +23,37 @@ async fn the_five_minute_tour() {
     let petstore = fixture("petstore-openapi3.yaml");
     let petstore = petstore.to_str().unwrap();
 
-    let out = gh.cli(&["api", "import", petstore, "--id", "petstore", "--path", "petstore", "--service-url", &backend.url()]);
+    let out = gh.cli(&[
+        "api",
+        "import",
+        petstore,
+        "--id",
+        "petstore",
+        "--path",
+        "petstore",
+        "--service-url",
+        &backend.url(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Imported API 'petstore'"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Imported API 'petstore'"),
+        "{}",
+        text(&out)
+    );
 
     let out = gh.cli(&["product", "create", "starter", "--name", "Starter"]);
     assert!(out.status.success(), "{}", text(&out));
     let out = gh.cli(&["product", "add-api", "starter", "petstore"]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = gh.cli(&["subscription", "create", "alice", "--scope", "/products/starter", "-o", "json"]);
+    let out = gh.cli(&[
+        "subscription",
+        "create",
+        "alice",
+        "--scope",
+        "/products/starter",
+        "-o",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
     let key = keys["primaryKey"].as_str().unwrap().to_owned();
@@ -39,7 +61,11 @@ async fn the_five_minute_tour() {
     let out = gh.cli(&["subscription", "keys", "alice"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&key));
     let out = gh.cli(&["api", "list"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("/petstore"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/petstore"),
+        "{}",
+        text(&out)
+    );
     let out = gh.cli(&["api", "show", "petstore", "-o", "json"]);
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown["operations"].as_array().unwrap().len(), 3);
@@ -53,7 +79,11 @@ async fn the_five_minute_tour() {
     let url = gh.gateway("/petstore/pets/12?verbose=true");
     let status = gh
         .eventually(Duration::from_secs(2), || {
-            let req = gh.http.get(&url).header("Ocp-Apim-Subscription-Key", &key).send();
+            let req = gh
+                .http
+                .get(&url)
+                .header("Ocp-Apim-Subscription-Key", &key)
+                .send();
             async move { req.await.is_ok_and(|r| r.status() == 200) }
         })
         .await;
@@ -66,7 +96,11 @@ async fn the_five_minute_tour() {
     let out = gh.cli(&["api", "delete", "petstore"]);
     assert!(out.status.success(), "{}", text(&out));
     gh.eventually(Duration::from_secs(1), || {
-        let req = gh.http.get(&url).header("Ocp-Apim-Subscription-Key", &key).send();
+        let req = gh
+            .http
+            .get(&url)
+            .header("Ocp-Apim-Subscription-Key", &key)
+            .send();
         async move { req.await.is_ok_and(|r| r.status() == 404) }
     })
     .await;
@@ -77,21 +111,44 @@ async fn cli_errors_are_one_sentence_with_exit_codes() {
     let gh = Gatehouse::up("cli-errors", &[]).await;
     // Invalid input: exit 2, the file and the place named.
     let broken = gh.data.join("broken.json");
-    std::fs::write(&broken, "{\"openapi\": \"3.0.0\", \"paths\": {\n  \"/a\": \n}").unwrap();
-    let out = gh.cli(&["api", "import", broken.to_str().unwrap(), "--id", "b", "--path", "b"]);
+    std::fs::write(
+        &broken,
+        "{\"openapi\": \"3.0.0\", \"paths\": {\n  \"/a\": \n}",
+    )
+    .unwrap();
+    let out = gh.cli(&[
+        "api",
+        "import",
+        broken.to_str().unwrap(),
+        "--id",
+        "b",
+        "--path",
+        "b",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("broken.json") && err.contains(":3:"), "{err}");
     assert!(!err.contains("panicked"));
     // A missing file.
-    let out = gh.cli(&["api", "import", "/nonexistent.yaml", "--id", "b", "--path", "b"]);
+    let out = gh.cli(&[
+        "api",
+        "import",
+        "/nonexistent.yaml",
+        "--id",
+        "b",
+        "--path",
+        "b",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     // Not found: runtime failure.
     let out = gh.cli(&["api", "show", "nope"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("'nope' was not found"));
     // Bad usage.
-    let out = std::process::Command::new(BIN).args(["product", "create"]).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["product", "create"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     // No control plane: runtime failure saying where it looked.
     let port = free_port();
@@ -116,13 +173,25 @@ async fn cli_errors_are_one_sentence_with_exit_codes() {
     let settings = dir.join("settings.toml");
     std::fs::write(&settings, "listen = 12\nnot-a-setting = true\n").unwrap();
     let out = std::process::Command::new(BIN)
-        .args(["up", "--data", dir.to_str().unwrap(), "--settings", settings.to_str().unwrap()])
+        .args([
+            "up",
+            "--data",
+            dir.to_str().unwrap(),
+            "--settings",
+            settings.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("settings.toml"));
     let out = std::process::Command::new(BIN)
-        .args(["up", "--data", dir.to_str().unwrap(), "--backend-timeout", "soon"])
+        .args([
+            "up",
+            "--data",
+            dir.to_str().unwrap(),
+            "--backend-timeout",
+            "soon",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -141,7 +210,13 @@ async fn settings_come_from_flags_env_and_file() {
     .unwrap();
     // The environment wins over the file.
     let mut child = std::process::Command::new(BIN)
-        .args(["up", "--data", dir.to_str().unwrap(), "--settings", settings.to_str().unwrap()])
+        .args([
+            "up",
+            "--data",
+            dir.to_str().unwrap(),
+            "--settings",
+            settings.to_str().unwrap(),
+        ])
         .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{env_port}"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -150,14 +225,21 @@ async fn settings_come_from_flags_env_and_file() {
     let http = reqwest::Client::new();
     let mut up = false;
     for _ in 0..200 {
-        if http.get(format!("http://127.0.0.1:{env_port}/mgmt/openapi.json")).send().await.is_ok() {
+        if http
+            .get(format!("http://127.0.0.1:{env_port}/mgmt/openapi.json"))
+            .send()
+            .await
+            .is_ok()
+        {
             up = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let gateway_up = http
-        .get(format!("http://127.0.0.1:{gw_port}/status-0123456789abcdef"))
+        .get(format!(
+            "http://127.0.0.1:{gw_port}/status-0123456789abcdef"
+        ))
         .send()
         .await
         .is_ok_and(|r| r.status() == 200);
@@ -169,7 +251,13 @@ async fn settings_come_from_flags_env_and_file() {
     let _ = child.kill();
     let _ = child.wait();
     std::fs::remove_dir_all(dir).ok();
-    assert!(up, "the control plane did not listen on the GATEHOUSE_LISTEN address");
-    assert!(gateway_up, "the gateway did not listen on the settings file's address");
+    assert!(
+        up,
+        "the control plane did not listen on the GATEHOUSE_LISTEN address"
+    );
+    assert!(
+        gateway_up,
+        "the gateway did not listen on the settings file's address"
+    );
     assert!(!file_port_used);
 }

@@ -2,7 +2,6 @@
 //! OpenAPI 3.x or Swagger 2.0 document and keeps the document for the portal and mocks.
 
 use axum::Json;
-use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use gatehouse_model::ValidationError;
 use gatehouse_model::openapi;
@@ -11,7 +10,7 @@ use gatehouse_model::resources::{Api, Collection, Operation, Resource};
 use super::{Cp, check_id, commit, encode, load, load_all, merge, prepare, save, saved};
 use crate::ControlPlane;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::{JsonBody, Paging};
+use crate::http::{JsonBody, Paging, Path, Query};
 
 /// The imported description of an API, kept as JSON (parent = "", id = API id).
 const DOCUMENT: &str = "api-document";
@@ -67,8 +66,13 @@ pub async fn put(
             let format = import.format.to_ascii_lowercase();
             if !matches!(
                 format.as_str(),
-                "openapi" | "openapi+json" | "openapi-json" | "openapi+yaml" | "swagger"
-                    | "swagger-json" | "swagger+json"
+                "openapi"
+                    | "openapi+json"
+                    | "openapi-json"
+                    | "openapi+yaml"
+                    | "swagger"
+                    | "swagger-json"
+                    | "swagger+json"
             ) {
                 return Err(ValidationError::one(
                     "import.format",
@@ -186,7 +190,9 @@ pub async fn list_operations(
 ) -> ApiResult<Json<Collection<Operation>>> {
     load::<Api>(&cp, "", &api).await?;
     let items = load_all::<Operation>(&cp, &api).await?;
-    Ok(Json(paging.page(&format!("/mgmt/apis/{api}/operations"), items)?))
+    Ok(Json(
+        paging.page(&format!("/mgmt/apis/{api}/operations"), items)?,
+    ))
 }
 
 #[utoipa::path(get, path = "/mgmt/apis/{apiId}/operations/{operationId}", tag = "apis",
@@ -258,4 +264,3 @@ pub async fn delete_operation(
     commit(&cp, tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
-

@@ -2,7 +2,6 @@
 //! `gatehouse up` serves every API whatever its assignments.
 
 use axum::Json;
-use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use gatehouse_model::resources::{Api, Collection, Gateway, GatewayLocation, Resource};
 
@@ -10,7 +9,7 @@ use super::{Cp, check_id, commit, load, saved};
 use crate::ControlPlane;
 use crate::compile::BUILT_IN_GATEWAY;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::Paging;
+use crate::http::{Paging, Path, Query};
 
 /// Assignment documents: parent = gateway id, id = API id.
 pub const LINK: &str = "gateway-api";
@@ -25,7 +24,10 @@ crate::handlers::simple_crud! {
 }
 
 pub async fn ensure_built_in(cp: &ControlPlane) -> ApiResult<()> {
-    if super::load_opt::<Gateway>(cp, "", BUILT_IN_GATEWAY).await?.is_some() {
+    if super::load_opt::<Gateway>(cp, "", BUILT_IN_GATEWAY)
+        .await?
+        .is_some()
+    {
         return Ok(());
     }
     let gateway = Gateway {
@@ -37,8 +39,13 @@ pub async fn ensure_built_in(cp: &ControlPlane) -> ApiResult<()> {
         }),
     };
     let mut tx = cp.store().begin().await?;
-    tx.put(Gateway::KIND, "", BUILT_IN_GATEWAY, &super::encode(&gateway)?)
-        .await?;
+    tx.put(
+        Gateway::KIND,
+        "",
+        BUILT_IN_GATEWAY,
+        &super::encode(&gateway)?,
+    )
+    .await?;
     commit(cp, tx).await?;
     Ok(())
 }
@@ -65,7 +72,9 @@ pub async fn list_apis(
         }
         apis
     };
-    Ok(Json(paging.page(&format!("/mgmt/gateways/{id}/apis"), apis)?))
+    Ok(Json(
+        paging.page(&format!("/mgmt/gateways/{id}/apis"), apis)?,
+    ))
 }
 
 #[utoipa::path(put, path = "/mgmt/gateways/{gatewayId}/apis/{apiId}", tag = "gateways",

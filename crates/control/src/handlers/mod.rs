@@ -32,7 +32,10 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/mgmt/apis", get(apis::list))
         .route(
             "/mgmt/apis/{apiId}",
-            get(apis::get).put(apis::put).patch(apis::patch).delete(apis::delete),
+            get(apis::get)
+                .put(apis::put)
+                .patch(apis::patch)
+                .delete(apis::delete),
         )
         .route("/mgmt/apis/{apiId}/openapi", get(apis::get_document))
         .route("/mgmt/apis/{apiId}/operations", get(apis::list_operations))
@@ -109,7 +112,10 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             "/mgmt/gateways/{gatewayId}/apis/{apiId}",
             put(gateways::add_api).delete(gateways::remove_api),
         )
-        .route_layer(axum::middleware::from_fn_with_state(cp.clone(), require_admin))
+        .route_layer(axum::middleware::from_fn_with_state(
+            cp.clone(),
+            require_admin,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
     mgmt.with_state(cp)
 }
@@ -254,7 +260,7 @@ macro_rules! simple_crud {
             security(("admin" = [])))]
         pub async fn list(
             cp: crate::handlers::Cp,
-            axum::extract::Query(paging): axum::extract::Query<crate::http::Paging>,
+            crate::http::Query(paging): crate::http::Query<crate::http::Paging>,
         ) -> crate::error::ApiResult<axum::Json<gatehouse_model::resources::Collection<$ty>>> {
             let items = crate::handlers::load_all::<$ty>(&cp, "").await?;
             Ok(axum::Json(paging.page($coll, items)?))
@@ -268,7 +274,7 @@ macro_rules! simple_crud {
             security(("admin" = [])))]
         pub async fn get(
             cp: crate::handlers::Cp,
-            axum::extract::Path(id): axum::extract::Path<String>,
+            crate::http::Path(id): crate::http::Path<String>,
         ) -> crate::error::ApiResult<axum::Json<$ty>> {
             Ok(axum::Json(crate::handlers::load::<$ty>(&cp, "", &id).await?))
         }
@@ -281,7 +287,7 @@ macro_rules! simple_crud {
             security(("admin" = [])))]
         pub async fn put(
             cp: crate::handlers::Cp,
-            axum::extract::Path(id): axum::extract::Path<String>,
+            crate::http::Path(id): crate::http::Path<String>,
             crate::http::JsonBody(body): crate::http::JsonBody<$ty>,
         ) -> crate::error::ApiResult<(axum::http::StatusCode, axum::Json<$ty>)> {
             let resource = crate::handlers::prepare(body, &id)?;
@@ -300,7 +306,7 @@ macro_rules! simple_crud {
             security(("admin" = [])))]
         pub async fn patch(
             cp: crate::handlers::Cp,
-            axum::extract::Path(id): axum::extract::Path<String>,
+            crate::http::Path(id): crate::http::Path<String>,
             crate::http::JsonBody(body): crate::http::JsonBody<serde_json::Value>,
         ) -> crate::error::ApiResult<axum::Json<$ty>> {
             let existing = crate::handlers::load::<$ty>(&cp, "", &id).await?;
@@ -319,7 +325,7 @@ macro_rules! simple_crud {
             security(("admin" = [])))]
         pub async fn delete(
             cp: crate::handlers::Cp,
-            axum::extract::Path(id): axum::extract::Path<String>,
+            crate::http::Path(id): crate::http::Path<String>,
         ) -> crate::error::ApiResult<axum::http::StatusCode> {
             use gatehouse_model::resources::Resource as _;
             crate::handlers::check_id(<$ty>::KIND, &id)?;

@@ -2,7 +2,6 @@
 //! encrypted and never returned by `GET`; `listValue` reveals one.
 
 use axum::Json;
-use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use gatehouse_model::resources::{Collection, NamedValue, Resource};
 use serde::Serialize;
@@ -11,7 +10,7 @@ use utoipa::ToSchema;
 use super::{Cp, check_id, commit, load, merge, prepare, save, saved};
 use crate::ControlPlane;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::{JsonBody, Paging};
+use crate::http::{JsonBody, Paging, Path, Query};
 
 /// The stored form with the value of a secret hidden.
 fn present(mut nv: NamedValue) -> NamedValue {
@@ -22,27 +21,27 @@ fn present(mut nv: NamedValue) -> NamedValue {
 }
 
 fn reveal(cp: &ControlPlane, mut nv: NamedValue) -> ApiResult<NamedValue> {
-    if nv.secret {
-        if let Some(v) = &nv.value {
-            nv.value = Some(
-                cp.sealer()
-                    .open(v)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?,
-            );
-        }
+    if nv.secret
+        && let Some(v) = &nv.value
+    {
+        nv.value = Some(
+            cp.sealer()
+                .open(v)
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
     }
     Ok(nv)
 }
 
 fn seal(cp: &ControlPlane, mut nv: NamedValue) -> ApiResult<NamedValue> {
-    if nv.secret {
-        if let Some(v) = &nv.value {
-            nv.value = Some(
-                cp.sealer()
-                    .seal(v)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?,
-            );
-        }
+    if nv.secret
+        && let Some(v) = &nv.value
+    {
+        nv.value = Some(
+            cp.sealer()
+                .seal(v)
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
     }
     Ok(nv)
 }

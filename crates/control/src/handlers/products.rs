@@ -1,13 +1,12 @@
 //! `/mgmt/products` and the APIs each product holds (`/mgmt/products/{id}/apis/{api}`).
 
 use axum::Json;
-use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use gatehouse_model::resources::{Api, Collection, Product};
 
 use super::{Cp, check_id, commit, load, saved};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::Paging;
+use crate::http::{Paging, Path, Query};
 
 /// Link documents: parent = product id, id = API id.
 pub const LINK: &str = "product-api";
@@ -38,7 +37,9 @@ pub async fn list_apis(
             apis.push(api);
         }
     }
-    Ok(Json(paging.page(&format!("/mgmt/products/{id}/apis"), apis)?))
+    Ok(Json(
+        paging.page(&format!("/mgmt/products/{id}/apis"), apis)?,
+    ))
 }
 
 #[utoipa::path(put, path = "/mgmt/products/{productId}/apis/{apiId}", tag = "products",

@@ -2,7 +2,6 @@
 //! (what gateways receive); `GET` never returns them, `listSecrets` does.
 
 use axum::Json;
-use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
@@ -13,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{Cp, check_id, commit, encode, load, load_opt, merge, prepare, save, saved};
 use crate::ControlPlane;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::{JsonBody, Paging};
+use crate::http::{JsonBody, Paging, Path, Query};
 use crate::secrets;
 
 /// The keys of one subscription as stored: sealed, plus their hashes.
@@ -52,7 +51,9 @@ async fn ensure_unique(cp: &ControlPlane, own: &str, hash: &str, target: &str) -
         let k: StoredKeys = serde_json::from_str(&doc.body)
             .map_err(|e| ApiError::Internal(format!("stored keys are unreadable: {e}")))?;
         if k.primary_hash == hash || k.secondary_hash == hash {
-            return Err(ValidationError::one(target, "is already used by another subscription").into());
+            return Err(
+                ValidationError::one(target, "is already used by another subscription").into(),
+            );
         }
     }
     Ok(())
@@ -120,7 +121,10 @@ async fn store_subscription(
             (None, None) => secrets::new_key().map_err(internal),
         }
     };
-    let primary = pick(sub.primary_key.take(), old.as_ref().map(|k| &k.primary_sealed))?;
+    let primary = pick(
+        sub.primary_key.take(),
+        old.as_ref().map(|k| &k.primary_sealed),
+    )?;
     let secondary = pick(
         sub.secondary_key.take(),
         old.as_ref().map(|k| &k.secondary_sealed),
@@ -220,7 +224,10 @@ async fn regenerate(cp: &ControlPlane, id: &str, primary: bool) -> ApiResult<Sta
         .await?
         .ok_or_else(|| ApiError::Internal(format!("subscription '{id}' has no stored keys")))?;
     let key = secrets::new_key().map_err(internal)?;
-    let (sealed, hash) = (cp.sealer().seal(&key).map_err(internal)?, secrets::hash_key(&key));
+    let (sealed, hash) = (
+        cp.sealer().seal(&key).map_err(internal)?,
+        secrets::hash_key(&key),
+    );
     if primary {
         keys.primary_sealed = sealed;
         keys.primary_hash = hash;

@@ -61,11 +61,36 @@ fn snapshot() -> Snapshot {
             },
         ],
         subscriptions: vec![
-            sub("all", "/apis", "key-all-0123456789", SubscriptionState::Active),
-            sub("p", "/products/starter", "key-prod-0123456789", SubscriptionState::Active),
-            sub("d", "/apis/deep", "key-deep-0123456789", SubscriptionState::Active),
-            sub("s", "/apis", "key-susp-0123456789", SubscriptionState::Suspended),
-            sub("gone", "/apis/elsewhere", "key-gone-0123456789", SubscriptionState::Active),
+            sub(
+                "all",
+                "/apis",
+                "key-all-0123456789",
+                SubscriptionState::Active,
+            ),
+            sub(
+                "p",
+                "/products/starter",
+                "key-prod-0123456789",
+                SubscriptionState::Active,
+            ),
+            sub(
+                "d",
+                "/apis/deep",
+                "key-deep-0123456789",
+                SubscriptionState::Active,
+            ),
+            sub(
+                "s",
+                "/apis",
+                "key-susp-0123456789",
+                SubscriptionState::Suspended,
+            ),
+            sub(
+                "gone",
+                "/apis/elsewhere",
+                "key-gone-0123456789",
+                SubscriptionState::Active,
+            ),
         ],
     }
 }
@@ -131,7 +156,12 @@ fn upstream_is_parsed_once() {
 fn rejects_bad_snapshots() {
     let mut s = snapshot();
     s.apis[1].path = "ECHO".into();
-    assert!(CompiledConfig::compile(&s).unwrap_err().message.contains("used by another API"));
+    assert!(
+        CompiledConfig::compile(&s)
+            .unwrap_err()
+            .message
+            .contains("used by another API")
+    );
     let mut s = snapshot();
     s.subscriptions[0].key_hashes = vec!["zz".into()];
     assert!(CompiledConfig::compile(&s).is_err());
