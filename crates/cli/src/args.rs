@@ -62,9 +62,9 @@ pub enum Command {
     /// Manage named values.
     #[command(subcommand)]
     NamedValue(NamedValueCommand),
-    /// Manage gateway resources.
-    #[command(subcommand)]
-    Gateway(GatewayCommand),
+    /// Run a self-hosted gateway (with --config-endpoint and --token), or manage gateway
+    /// resources (with a subcommand).
+    Gateway(Box<GatewayArgs>),
 }
 
 /// Settings shared by the server commands. Each can come from a flag, an environment variable
@@ -183,6 +183,63 @@ pub enum NamedValueCommand {
     },
 }
 
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct GatewayArgs {
+    #[command(subcommand)]
+    pub command: Option<GatewayCommand>,
+    #[command(flatten)]
+    pub run: GatewayRunArgs,
+}
+
+/// Settings of a self-hosted gateway.
+#[derive(Debug, Args, Clone)]
+pub struct GatewayRunArgs {
+    /// The control plane's URL, e.g. https://cp.example.com:8090.
+    #[arg(long, env = "GATEHOUSE_CONFIG_ENDPOINT")]
+    pub config_endpoint: Option<String>,
+    /// The gateway token from `gatehouse gateway token <id>` (better given through
+    /// GATEHOUSE_TOKEN or the settings file than on the command line).
+    #[arg(long, env = "GATEHOUSE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A directory where every applied configuration is saved, so the gateway can start while
+    /// the control plane is unreachable.
+    #[arg(long, env = "GATEHOUSE_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Admin endpoints (/healthz, /readyz) [default: 127.0.0.1:8082].
+    #[arg(long, env = "GATEHOUSE_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// This instance's name in the fleet status [default: the host name].
+    #[arg(long, env = "GATEHOUSE_NAME")]
+    pub name: Option<String>,
+    /// How long to wait for a first configuration when there is no backup [default: 30s].
+    #[arg(long, env = "GATEHOUSE_STARTUP_TIMEOUT")]
+    pub startup_timeout: Option<String>,
+    /// Poll interval when long-polling is off [default: 10s].
+    #[arg(long, env = "GATEHOUSE_POLL_INTERVAL")]
+    pub poll_interval: Option<String>,
+    /// Poll every --poll-interval instead of long-polling.
+    #[arg(long, env = "GATEHOUSE_NO_LONG_POLL")]
+    pub no_long_poll: bool,
+    /// Heartbeat interval [default: 60s].
+    #[arg(long, env = "GATEHOUSE_HEARTBEAT_INTERVAL")]
+    pub heartbeat_interval: Option<String>,
+    /// Longest pause between retries when the control plane is unreachable [default: 2s].
+    #[arg(long, env = "GATEHOUSE_RETRY_MAX")]
+    pub retry_max: Option<String>,
+    /// How long the gateway waits for a backend's response [default: 300s].
+    #[arg(long, env = "GATEHOUSE_BACKEND_TIMEOUT")]
+    pub backend_timeout: Option<String>,
+    /// Worker threads [default: one per CPU].
+    #[arg(long, env = "GATEHOUSE_WORKERS")]
+    pub workers: Option<usize>,
+    /// How long shutdown waits for requests in flight [default: 30s].
+    #[arg(long, env = "GATEHOUSE_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum GatewayCommand {
     /// Create or replace a gateway resource.
@@ -193,6 +250,20 @@ pub enum GatewayCommand {
     },
     /// Assign an API to a gateway.
     Assign { id: String, api: String },
+    /// Stop serving an API on a gateway.
+    Unassign { id: String, api: String },
+    /// Print a new token for a gateway, and nothing else.
+    Token {
+        id: String,
+        /// How long the token lives, at most 30d.
+        #[arg(long, default_value = "30d")]
+        expiry: String,
+        /// Sign with the secondary key instead of the primary.
+        #[arg(long)]
+        secondary: bool,
+    },
+    /// Show a gateway's instances: last heartbeat, configuration revision, link state.
+    Status { id: String },
     /// List gateways.
     List,
 }

@@ -490,6 +490,92 @@ pub async fn gateway(global: Global, cmd: GatewayCommand) -> Result<(), Failure>
                 format!("Assigned API '{api}' to gateway '{id}'.")
             });
         }
+        GatewayCommand::Unassign { id, api } => {
+            client
+                .send(
+                    Method::DELETE,
+                    &format!("/mgmt/gateways/{id}/apis/{api}"),
+                    None,
+                )
+                .await?;
+            print(&global, &json!({"unassigned": api}), |_| {
+                format!("Gateway '{id}' no longer serves API '{api}'.")
+            });
+        }
+        GatewayCommand::Token {
+            id,
+            expiry,
+            secondary,
+        } => {
+            let lifetime = crate::settings::parse_duration("--expiry", &expiry)?;
+            let seconds = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
+                .unwrap_or(0)
+                .saturating_add(seconds)
+                // A token's expiry has minute precision: round down so it stays within 30 days.
+                / 60
+                * 60;
+            let token = client
+                .send(
+                    Method::POST,
+                    &format!("/mgmt/gateways/{id}/generateToken"),
+                    Some(json!({
+                        "expiry": rfc3339(at),
+                        "keyType": if secondary { "secondary" } else { "primary" },
+                    })),
+                )
+                .await?;
+            print(&global, &token, |t| s(t, "value").to_owned());
+        }
+        GatewayCommand::Status { id } => {
+            let status = client
+                .send(Method::GET, &format!("/mgmt/gateways/{id}/status"), None)
+                .await?;
+            print(&global, &status, |st| {
+                let mut rows = vec![vec![
+                    "INSTANCE".into(),
+                    "LINK".into(),
+                    "LAST HEARTBEAT".into(),
+                    "REVISION".into(),
+                    "SYNC".into(),
+                    "STATE".into(),
+                    "PROBLEM".into(),
+                ]];
+                let current = st
+                    .get("currentRevision")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                for i in st
+                    .get("instances")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let problem = i
+                        .get("tokenRejected")
+                        .or_else(|| i.get("lastError"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    rows.push(vec![
+                        s(i, "name").into(),
+                        s(i, "link").into(),
+                        s(i, "lastHeartbeat").into(),
+                        i.get("appliedRevision")
+                            .and_then(Value::as_u64)
+                            .map_or("-".into(), |r| format!("{r}/{current}")),
+                        s(i, "sync").into(),
+                        s(i, "state").into(),
+                        problem.into(),
+                    ]);
+                }
+                format!(
+                    "Gateway '{id}' (current revision {current})\n{}",
+                    table(&rows)
+                )
+            });
+        }
         GatewayCommand::List => {
             let list = client
                 .send(Method::GET, "/mgmt/gateways?$top=1000", None)
@@ -516,4 +602,36 @@ pub async fn gateway(global: Global, cmd: GatewayCommand) -> Result<(), Failure>
         }
     }
     Ok(())
+}
+
+/// Formats Unix seconds as an RFC 3339 UTC time.
+fn rfc3339(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_from_unix() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_798_675_200), "2026-12-31T00:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
 }

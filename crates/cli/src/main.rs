@@ -64,7 +64,10 @@ fn main() -> ExitCode {
             Command::Product(cmd) => client::product(cli.global, cmd).await,
             Command::Subscription(cmd) => client::subscription(cli.global, cmd).await,
             Command::NamedValue(cmd) => client::named_value(cli.global, cmd).await,
-            Command::Gateway(cmd) => client::gateway(cli.global, cmd).await,
+            Command::Gateway(args) => match args.command {
+                Some(cmd) => client::gateway(cli.global, cmd).await,
+                None => serve::gateway(args.run).await,
+            },
         }
     });
     match result {

@@ -305,3 +305,119 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
     control.store().close().await;
     Ok(())
 }
+
+fn instance_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("gateway-{}", std::process::id()))
+}
+
+pub async fn gateway(args: crate::args::GatewayRunArgs) -> Result<(), Failure> {
+    use gatehouse_gateway::link::LinkSettings;
+    use gatehouse_gateway::selfhosted::{self, SelfHostedSettings, StartError};
+
+    let file = FileSettings::load(args.server.settings.as_deref())?;
+    init_logging(
+        args.server
+            .log_format
+            .as_deref()
+            .or(file.log_format.as_deref()),
+    )?;
+    let pick = |flag: &Option<String>, from_file: &Option<String>| {
+        flag.clone().or_else(|| from_file.clone())
+    };
+    let endpoint = pick(&args.config_endpoint, &file.config_endpoint).ok_or_else(|| {
+        Failure::input("--config-endpoint (or GATEHOUSE_CONFIG_ENDPOINT) is required: the control plane's URL, e.g. http://127.0.0.1:8090")
+    })?;
+    if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+        return Err(Failure::input(format!(
+            "--config-endpoint '{endpoint}' must start with http:// or https://"
+        )));
+    }
+    let token = pick(&args.token, &file.token).ok_or_else(|| {
+        Failure::input("--token (or GATEHOUSE_TOKEN) is required: create one with `gatehouse gateway token <id>`")
+    })?;
+    let duration =
+        |what: &str, flag: &Option<String>, from_file: &Option<String>, default: &str| {
+            parse_duration(
+                what,
+                flag.as_deref().or(from_file.as_deref()).unwrap_or(default),
+            )
+        };
+    let mut gateway = GatewaySettings::default();
+    gateway.backend_timeout = duration(
+        "--backend-timeout",
+        &args.backend_timeout,
+        &file.backend_timeout,
+        "300s",
+    )?;
+    gateway.shutdown_grace = duration(
+        "--shutdown-grace",
+        &args.shutdown_grace,
+        &file.shutdown_grace,
+        "30s",
+    )?;
+    if let Some(w) = args.workers.or(file.workers) {
+        if w == 0 || w > 256 {
+            return Err(Failure::input("--workers must be between 1 and 256"));
+        }
+        gateway.workers = w;
+    }
+    let settings = SelfHostedSettings {
+        link: LinkSettings {
+            endpoint,
+            token,
+            instance: pick(&args.name, &file.name).unwrap_or_else(instance_name),
+            long_poll: !args.no_long_poll && file.long_poll.unwrap_or(true),
+            poll_interval: duration(
+                "--poll-interval",
+                &args.poll_interval,
+                &file.poll_interval,
+                "10s",
+            )?,
+            heartbeat_interval: duration(
+                "--heartbeat-interval",
+                &args.heartbeat_interval,
+                &file.heartbeat_interval,
+                "60s",
+            )?,
+            retry_max: duration("--retry-max", &args.retry_max, &file.retry_max, "2s")?,
+        },
+        listen: parse_addr(
+            "--listen",
+            args.server
+                .listen
+                .as_deref()
+                .or(file.listen.as_deref())
+                .unwrap_or("0.0.0.0:8080"),
+        )?,
+        admin_listen: parse_addr(
+            "--admin-listen",
+            args.admin_listen
+                .as_deref()
+                .or(file.admin_listen.as_deref())
+                .unwrap_or("127.0.0.1:8082"),
+        )?,
+        backup_dir: args.backup_dir.clone().or_else(|| file.backup_dir.clone()),
+        backup_key: std::env::var("GATEHOUSE_BACKUP_KEY")
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .or_else(|| file.backup_key.clone()),
+        startup_timeout: duration(
+            "--startup-timeout",
+            &args.startup_timeout,
+            &file.startup_timeout,
+            "30s",
+        )?,
+        gateway,
+    };
+    selfhosted::run(settings, shutdown_signal())
+        .await
+        .map_err(|e| match e {
+            StartError::Token(_) => Failure::input(e.to_string()),
+            other => Failure::runtime(other.to_string()),
+        })
+}

@@ -22,6 +22,17 @@ pub struct FileSettings {
     pub log_format: Option<String>,
     pub admin_token: Option<String>,
     pub secret_key: Option<String>,
+    pub config_endpoint: Option<String>,
+    pub token: Option<String>,
+    pub backup_dir: Option<PathBuf>,
+    pub backup_key: Option<String>,
+    pub admin_listen: Option<String>,
+    pub name: Option<String>,
+    pub startup_timeout: Option<String>,
+    pub poll_interval: Option<String>,
+    pub long_poll: Option<bool>,
+    pub heartbeat_interval: Option<String>,
+    pub retry_max: Option<String>,
 }
 
 impl FileSettings {

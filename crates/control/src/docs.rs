@@ -12,7 +12,9 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{apis, backends, gateways, named_values, products, subscriptions};
+use crate::handlers::{
+    apis, backends, gateway_tokens, gateways, named_values, products, subscriptions,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +37,8 @@ use crate::handlers::{apis, backends, gateways, named_values, products, subscrip
         backends::list, backends::get, backends::put, backends::patch, backends::delete,
         gateways::list, gateways::get, gateways::put, gateways::patch, gateways::delete,
         gateways::list_apis, gateways::add_api, gateways::remove_api,
+        gateway_tokens::generate_token, gateway_tokens::regenerate_key,
+        gateway_tokens::list_keys, gateway_tokens::status,
     ),
     modifiers(&AdminAuth, &Conventions),
     tags(

@@ -11,6 +11,7 @@ mod docs;
 pub mod error;
 mod handlers;
 mod http;
+mod link;
 pub mod secrets;
 
 use std::path::Path;
@@ -54,6 +55,8 @@ pub struct Opened {
 
 pub struct ControlPlane {
     store: Store,
+    /// The newest compiled snapshot per gateway, shared by its replicas' calls.
+    snapshots: std::sync::Mutex<std::collections::HashMap<String, Arc<CachedSnapshot>>>,
     sealer: Sealer,
     admin_hash: [u8; 32],
     changes: watch::Sender<u64>,
@@ -85,6 +88,7 @@ impl ControlPlane {
         let (changes, _) = watch::channel(revision);
         let control = Arc::new(Self {
             store,
+            snapshots: std::sync::Mutex::default(),
             sealer,
             admin_hash: secrets::sha256(admin_token.as_bytes()),
             changes,
@@ -102,7 +106,9 @@ impl ControlPlane {
 
     /// The management API, Swagger UI and OpenAPI document, to be served on the control port.
     pub fn router(self: &Arc<Self>) -> Router {
-        handlers::router(self.clone()).merge(docs::router())
+        handlers::router(self.clone())
+            .merge(docs::router())
+            .merge(link::router(self.clone()))
     }
 
     /// A feed of store revisions: it changes after every committed change.
@@ -113,6 +119,29 @@ impl ControlPlane {
     /// Compiles the snapshot for one gateway from the store as it is now.
     pub async fn snapshot(&self, gateway_id: &str) -> Result<Snapshot, ApiError> {
         compile::snapshot(&self.store, gateway_id).await
+    }
+
+    /// The snapshot for one gateway as JSON, compiled at most once per revision.
+    pub async fn cached_snapshot(&self, gateway_id: &str) -> Result<Arc<CachedSnapshot>, ApiError> {
+        let published = *self.changes.borrow();
+        if let Some(hit) = self.cached(gateway_id).filter(|c| c.revision >= published) {
+            return Ok(hit);
+        }
+        let snapshot = self.snapshot(gateway_id).await?;
+        let body = serde_json::to_vec(&snapshot)
+            .map_err(|e| ApiError::Internal(format!("cannot encode a snapshot: {e}")))?;
+        let fresh = Arc::new(CachedSnapshot {
+            revision: snapshot.revision,
+            body: body.into(),
+        });
+        if let Ok(mut map) = self.snapshots.lock() {
+            map.insert(gateway_id.to_owned(), fresh.clone());
+        }
+        Ok(fresh)
+    }
+
+    fn cached(&self, gateway_id: &str) -> Option<Arc<CachedSnapshot>> {
+        self.snapshots.lock().ok()?.get(gateway_id).cloned()
     }
 
     pub fn store(&self) -> &Store {
@@ -139,6 +168,13 @@ impl ControlPlane {
     pub async fn ensure_built_in_gateway(&self) -> Result<(), ApiError> {
         handlers::gateways::ensure_built_in(self).await
     }
+}
+
+/// A compiled snapshot, encoded once for every replica that asks.
+#[derive(Debug)]
+pub struct CachedSnapshot {
+    pub revision: u64,
+    pub body: axum::body::Bytes,
 }
 
 /// Opens the SQLite store under `data_dir` and the control plane on it.

@@ -6,17 +6,23 @@
 //! current-thread runtime per worker, each with its own `SO_REUSEPORT` socket and its own
 //! upstream connection pool, so a request never hops threads or takes a lock.
 
+pub mod admin;
+pub mod backup;
 pub mod config;
 pub mod error;
+pub mod link;
 pub mod proxy;
 pub mod route;
+pub mod selfhosted;
 pub mod server;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use gatehouse_model::snapshot::Snapshot;
+use gatehouse_model::token::GatewayToken;
 
 pub use config::{CompileError, CompiledConfig};
 pub use server::{RunningGateway, ServeError};
@@ -66,5 +72,37 @@ impl ConfigHandle {
     /// The revision in force, if any.
     pub fn revision(&self) -> Option<u64> {
         self.current.load().as_ref().map(|c| c.revision)
+    }
+}
+
+/// How long before its expiry a token is reported as about to expire.
+pub const TOKEN_WARNING: time::Duration = time::Duration::days(3);
+
+/// A warning for a token that has expired or expires within three days.
+pub fn token_warning(token: &GatewayToken) -> Option<String> {
+    let (y, mo, d, h, mi) = token.expiry;
+    let expiry = time::Month::try_from(mo)
+        .ok()
+        .and_then(|m| time::Date::from_calendar_date(y, m, d).ok())
+        .and_then(|date| {
+            time::Time::from_hms(h, mi, 0)
+                .ok()
+                .map(|t| date.with_time(t).assume_utc())
+        })?;
+    let left = expiry - time::OffsetDateTime::now_utc();
+    let at = token.expiry_rfc3339();
+    if left <= time::Duration::ZERO {
+        Some(format!(
+            "the gateway token expired at {at}; the gateway keeps serving its last configuration but cannot sync: generate a new token with `gatehouse gateway token {}` and restart the gateway with it",
+            token.gateway_id
+        ))
+    } else if left < TOKEN_WARNING {
+        Some(format!(
+            "the gateway token expires at {at}, in {} hours: generate a new one with `gatehouse gateway token {}`",
+            left.whole_hours(),
+            token.gateway_id
+        ))
+    } else {
+        None
     }
 }

@@ -7,5 +7,6 @@ pub mod openapi;
 pub mod resources;
 pub mod snapshot;
 pub mod template;
+pub mod token;
 
 pub use error::{Detail, ValidationError};

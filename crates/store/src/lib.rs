@@ -153,6 +153,22 @@ impl Store {
         rows.iter().map(document).collect()
     }
 
+    /// Writes a document that is state, not configuration (a gateway instance's last
+    /// heartbeat, say): it does not bump the revision, so gateways do not refetch for it.
+    pub async fn put_state(&self, kind: &str, parent: &str, id: &str, body: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO gh_documents (kind, parent, id, body) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (kind, parent, id) DO UPDATE SET body = excluded.body",
+        )
+        .bind(kind)
+        .bind(parent)
+        .bind(id)
+        .bind(body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Starts a transaction. Changes made through it bump the revision once, on commit.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(Tx {

@@ -20,7 +20,7 @@ crate::handlers::simple_crud! {
     collection: "/mgmt/gateways",
     item: "/mgmt/gateways/{gatewayId}",
     param: "gatewayId",
-    children: ["gateway-api"]
+    children: ["gateway-api", "gateway-keys", "gateway-instance"]
 }
 
 pub async fn ensure_built_in(cp: &ControlPlane) -> ApiResult<()> {

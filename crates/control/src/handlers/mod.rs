@@ -3,6 +3,7 @@
 
 pub mod apis;
 pub mod backends;
+pub mod gateway_tokens;
 pub mod gateways;
 pub mod named_values;
 pub mod products;
@@ -108,6 +109,22 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
                 .delete(gateways::delete),
         )
         .route("/mgmt/gateways/{gatewayId}/apis", get(gateways::list_apis))
+        .route(
+            "/mgmt/gateways/{gatewayId}/generateToken",
+            post(gateway_tokens::generate_token),
+        )
+        .route(
+            "/mgmt/gateways/{gatewayId}/regenerateKey",
+            post(gateway_tokens::regenerate_key),
+        )
+        .route(
+            "/mgmt/gateways/{gatewayId}/listKeys",
+            post(gateway_tokens::list_keys),
+        )
+        .route(
+            "/mgmt/gateways/{gatewayId}/status",
+            get(gateway_tokens::status),
+        )
         .route(
             "/mgmt/gateways/{gatewayId}/apis/{apiId}",
             put(gateways::add_api).delete(gateways::remove_api),

@@ -1,0 +1,383 @@
+//! Gateway credentials and fleet status: `generateToken`, `regenerateKey`, `listKeys` and
+//! `status` under `/mgmt/gateways/{id}`.
+//!
+//! Each gateway has a primary and a secondary key (stored sealed). A token names the gateway and
+//! its expiry and is signed with HMAC-SHA512 under one key; regenerating the key revokes its
+//! tokens at once, because verification always uses the key as it is now.
+
+use aws_lc_rs::hmac;
+use axum::Json;
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use gatehouse_model::ValidationError;
+use gatehouse_model::resources::Gateway;
+use gatehouse_model::token::GatewayToken;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::{Cp, commit, encode, load};
+use crate::ControlPlane;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{JsonBody, Path};
+use crate::secrets;
+
+/// Key documents: parent = gateway id, id = `keys`.
+pub const KEYS: &str = "gateway-keys";
+/// Instance documents: parent = gateway id, id = instance name; written by heartbeats.
+pub const INSTANCE: &str = "gateway-instance";
+/// The longest a token may live.
+pub const MAX_TOKEN_LIFETIME: time::Duration = time::Duration::days(30);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredGatewayKeys {
+    primary_sealed: String,
+    secondary_sealed: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyType {
+    #[default]
+    Primary,
+    Secondary,
+}
+
+/// The gateway's keys in clear, creating them on first use.
+async fn keys(cp: &ControlPlane, gateway: &str) -> ApiResult<(String, String)> {
+    let internal = |e: secrets::SecretError| ApiError::Internal(e.to_string());
+    if let Some(body) = cp.store().get(KEYS, gateway, "keys").await? {
+        let k: StoredGatewayKeys = serde_json::from_str(&body)
+            .map_err(|e| ApiError::Internal(format!("stored gateway keys are unreadable: {e}")))?;
+        return Ok((
+            cp.sealer().open(&k.primary_sealed).map_err(internal)?,
+            cp.sealer().open(&k.secondary_sealed).map_err(internal)?,
+        ));
+    }
+    let (primary, secondary) = (
+        secrets::new_key().map_err(internal)?,
+        secrets::new_key().map_err(internal)?,
+    );
+    store_keys(cp, gateway, &primary, &secondary).await?;
+    Ok((primary, secondary))
+}
+
+async fn store_keys(
+    cp: &ControlPlane,
+    gateway: &str,
+    primary: &str,
+    secondary: &str,
+) -> ApiResult<()> {
+    let internal = |e: secrets::SecretError| ApiError::Internal(e.to_string());
+    let stored = StoredGatewayKeys {
+        primary_sealed: cp.sealer().seal(primary).map_err(internal)?,
+        secondary_sealed: cp.sealer().seal(secondary).map_err(internal)?,
+    };
+    let mut tx = cp.store().begin().await?;
+    tx.put(KEYS, gateway, "keys", &encode(&stored)?).await?;
+    // Keys are credentials, not configuration: no gateway needs a new snapshot for them, but the
+    // transaction bumps the revision all the same, which costs one refetch.
+    commit(cp, tx).await?;
+    Ok(())
+}
+
+fn sign(key: &str, gateway: &str, expiry_text: &str) -> String {
+    let k = hmac::Key::new(hmac::HMAC_SHA512, key.as_bytes());
+    let tag = hmac::sign(
+        &k,
+        GatewayToken::signed_text(gateway, expiry_text).as_bytes(),
+    );
+    STANDARD.encode(tag.as_ref())
+}
+
+/// Why a token was refused; the text goes to the gateway and into its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRejection {
+    Malformed(String),
+    UnknownGateway(String),
+    BadSignature,
+    Expired(String),
+}
+
+impl std::fmt::Display for TokenRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed(m) => write!(f, "the gateway token is malformed: {m}"),
+            Self::UnknownGateway(id) => write!(f, "the token names gateway '{id}', which does not exist"),
+            Self::BadSignature => f.write_str(
+                "the gateway token's signature does not match either gateway key: it was forged, or revoked by regenerating its key",
+            ),
+            Self::Expired(at) => write!(f, "the gateway token expired at {at}"),
+        }
+    }
+}
+
+impl TokenRejection {
+    /// A short machine-readable reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::UnknownGateway(_) => "unknownGateway",
+            Self::BadSignature => "invalidSignature",
+            Self::Expired(_) => "expired",
+        }
+    }
+}
+
+/// Checks a presented token. Returns the gateway it authenticates and its expiry.
+pub async fn verify(
+    cp: &ControlPlane,
+    text: &str,
+) -> ApiResult<Result<(String, String), TokenRejection>> {
+    let token = match GatewayToken::parse(text) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(TokenRejection::Malformed(e.to_string()))),
+    };
+    if super::load_opt::<Gateway>(cp, "", &token.gateway_id)
+        .await?
+        .is_none()
+    {
+        return Ok(Err(TokenRejection::UnknownGateway(token.gateway_id)));
+    }
+    let (primary, secondary) = keys(cp, &token.gateway_id).await?;
+    let Ok(presented) = STANDARD.decode(&token.signature) else {
+        return Ok(Err(TokenRejection::BadSignature));
+    };
+    let message = GatewayToken::signed_text(&token.gateway_id, &token.expiry_text);
+    let valid = [primary, secondary].iter().any(|key| {
+        let k = hmac::Key::new(hmac::HMAC_SHA512, key.as_bytes());
+        hmac::verify(&k, message.as_bytes(), &presented).is_ok()
+    });
+    if !valid {
+        return Ok(Err(TokenRejection::BadSignature));
+    }
+    let expiry = expiry_time(&token);
+    if expiry.is_none_or(|e| e <= OffsetDateTime::now_utc()) {
+        return Ok(Err(TokenRejection::Expired(token.expiry_rfc3339())));
+    }
+    Ok(Ok((token.gateway_id.clone(), token.expiry_rfc3339())))
+}
+
+fn expiry_time(token: &GatewayToken) -> Option<OffsetDateTime> {
+    let (y, mo, d, h, mi) = token.expiry;
+    let month = time::Month::try_from(mo).ok()?;
+    let date = time::Date::from_calendar_date(y, month, d).ok()?;
+    let t = time::Time::from_hms(h, mi, 0).ok()?;
+    Some(time::PrimitiveDateTime::new(date, t).assume_utc())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenerateTokenRequest {
+    /// When the token expires (RFC 3339, at most 30 days away). Default: 30 days from now.
+    #[serde(default)]
+    pub expiry: Option<String>,
+    #[serde(default)]
+    pub key_type: KeyType,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GatewayTokenValue {
+    /// `GatewayKey <id>&<yyyyMMddHHmm>&<signature>`: pass it to `gatehouse gateway --token`.
+    pub value: String,
+}
+
+#[utoipa::path(post, path = "/mgmt/gateways/{gatewayId}/generateToken", tag = "gateways",
+    params(("gatewayId" = String, Path)), request_body = GenerateTokenRequest,
+    responses((status = 200, body = GatewayTokenValue), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn generate_token(
+    cp: Cp,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<GenerateTokenRequest>,
+) -> ApiResult<Json<GatewayTokenValue>> {
+    load::<Gateway>(&cp, "", &id).await?;
+    let now = OffsetDateTime::now_utc();
+    let expiry = match &body.expiry {
+        Some(text) => OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| {
+            ValidationError::one(
+                "expiry",
+                format!("'{text}' is not an RFC 3339 time such as 2026-12-01T00:00:00Z"),
+            )
+        })?,
+        None => now + MAX_TOKEN_LIFETIME,
+    }
+    .to_offset(time::UtcOffset::UTC);
+    if expiry <= now {
+        return Err(ValidationError::one("expiry", "is in the past").into());
+    }
+    if expiry > now + MAX_TOKEN_LIFETIME + time::Duration::minutes(1) {
+        return Err(ValidationError::one("expiry", "must be at most 30 days away").into());
+    }
+    let expiry_text = format!(
+        "{:04}{:02}{:02}{:02}{:02}",
+        expiry.year(),
+        u8::from(expiry.month()),
+        expiry.day(),
+        expiry.hour(),
+        expiry.minute()
+    );
+    let (primary, secondary) = keys(&cp, &id).await?;
+    let key = match body.key_type {
+        KeyType::Primary => primary,
+        KeyType::Secondary => secondary,
+    };
+    Ok(Json(GatewayTokenValue {
+        value: GatewayToken::format(&id, &expiry_text, &sign(&key, &id, &expiry_text)),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegenerateKeyRequest {
+    #[serde(default)]
+    pub key_type: KeyType,
+}
+
+#[utoipa::path(post, path = "/mgmt/gateways/{gatewayId}/regenerateKey", tag = "gateways",
+    params(("gatewayId" = String, Path)), request_body = RegenerateKeyRequest,
+    responses((status = 204, description = "Regenerated; tokens signed with the old key stop working"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn regenerate_key(
+    cp: Cp,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RegenerateKeyRequest>,
+) -> ApiResult<StatusCode> {
+    load::<Gateway>(&cp, "", &id).await?;
+    let (mut primary, mut secondary) = keys(&cp, &id).await?;
+    let fresh = secrets::new_key().map_err(|e| ApiError::Internal(e.to_string()))?;
+    match body.key_type {
+        KeyType::Primary => primary = fresh,
+        KeyType::Secondary => secondary = fresh,
+    }
+    store_keys(&cp, &id, &primary, &secondary).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GatewayKeys {
+    pub primary: String,
+    pub secondary: String,
+}
+
+#[utoipa::path(post, path = "/mgmt/gateways/{gatewayId}/listKeys", tag = "gateways",
+    params(("gatewayId" = String, Path)),
+    responses((status = 200, body = GatewayKeys), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn list_keys(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<GatewayKeys>> {
+    load::<Gateway>(&cp, "", &id).await?;
+    let (primary, secondary) = keys(&cp, &id).await?;
+    Ok(Json(GatewayKeys { primary, secondary }))
+}
+
+/// What a gateway instance last reported, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceRecord {
+    pub name: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub applied_revision: Option<u64>,
+    #[serde(default)]
+    pub uptime_seconds: u64,
+    /// `starting`, `ready` or `stale`, as the instance sees itself.
+    #[serde(default)]
+    pub state: String,
+    /// `control-plane` or `backup`.
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub token_expiry: Option<String>,
+    #[serde(default)]
+    pub heartbeat_interval_seconds: u64,
+    /// Why the instance's link is unhealthy, as it reports it.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// When the control plane last heard a valid heartbeat (RFC 3339).
+    #[serde(default)]
+    pub last_heartbeat: Option<String>,
+    /// The last time the control plane refused this instance's token, and why.
+    #[serde(default)]
+    pub token_rejected_at: Option<String>,
+    #[serde(default)]
+    pub token_rejected: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    #[serde(flatten)]
+    pub record: InstanceRecord,
+    /// `inSync` when the instance applied the current revision, else `behind`.
+    pub sync: String,
+    /// `connected`, `stale` (a heartbeat missed) or `offline` (three missed).
+    pub link: String,
+    pub seconds_since_heartbeat: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    pub gateway_id: String,
+    pub current_revision: u64,
+    pub instances: Vec<InstanceStatus>,
+}
+
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/status", tag = "gateways",
+    params(("gatewayId" = String, Path)),
+    responses((status = 200, body = GatewayStatus), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn status(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<GatewayStatus>> {
+    load::<Gateway>(&cp, "", &id).await?;
+    let current = cp.store().revision().await?;
+    let now = OffsetDateTime::now_utc();
+    let mut instances = Vec::new();
+    for doc in cp.store().list(INSTANCE, &id).await? {
+        let record: InstanceRecord = serde_json::from_str(&doc.body)
+            .map_err(|e| ApiError::Internal(format!("stored instance is unreadable: {e}")))?;
+        let age = record
+            .last_heartbeat
+            .as_deref()
+            .and_then(|t| {
+                OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(|t| (now - t).whole_seconds());
+        let interval = i64::try_from(record.heartbeat_interval_seconds.max(1)).unwrap_or(60);
+        let link = match age {
+            Some(a) if a <= interval + interval / 2 => "connected",
+            Some(a) if a <= 3 * interval => "stale",
+            _ => "offline",
+        };
+        let sync = if record.applied_revision == Some(current) {
+            "inSync"
+        } else {
+            "behind"
+        };
+        instances.push(InstanceStatus {
+            record,
+            sync: sync.to_owned(),
+            link: link.to_owned(),
+            seconds_since_heartbeat: age,
+        });
+    }
+    Ok(Json(GatewayStatus {
+        gateway_id: id,
+        current_revision: current,
+        instances,
+    }))
+}

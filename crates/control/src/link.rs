@@ -1,0 +1,257 @@
+//! The gateway link (`/gateway/v1`): what self-hosted gateways call, always outbound from their
+//! side. Every call carries `Authorization: GatewayKey …`.
+//!
+//! - `GET /gateway/v1/config`: the snapshot for the calling gateway, with its revision as the
+//!   `ETag`. With `If-None-Match` naming the current revision the call is held open until the
+//!   configuration changes or `wait` seconds (at most 30) pass, then answers 304.
+//! - `POST /gateway/v1/heartbeat`: the instance's state, kept for the fleet status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::ControlPlane;
+use crate::error::ApiError;
+use crate::handlers::gateway_tokens::{self, INSTANCE, InstanceRecord, now_rfc3339};
+use crate::http::{Query, parse_json};
+
+/// The longest a config call is held open.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Header naming the calling instance, for the fleet status.
+pub const INSTANCE_HEADER: &str = "x-gatehouse-instance";
+
+pub fn router(cp: Arc<ControlPlane>) -> Router {
+    Router::new()
+        .route("/gateway/v1/config", get(config))
+        .route("/gateway/v1/heartbeat", post(heartbeat))
+        .with_state(cp)
+}
+
+fn refuse(status: StatusCode, code: &str, message: String) -> Response {
+    let body = serde_json::json!({"error": {"code": code, "message": message, "details": []}});
+    (status, axum::Json(body)).into_response()
+}
+
+fn instance_name(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(INSTANCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| {
+            s.chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(128)
+                .collect::<String>()
+        })
+        .filter(|s| !s.is_empty())
+}
+
+/// Authenticates the caller, recording a refusal against the instance for the fleet status.
+async fn authenticate(cp: &ControlPlane, headers: &HeaderMap) -> Result<String, Response> {
+    let Some(text) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "InvalidToken",
+            "missing 'Authorization: GatewayKey …' header; pass the gateway's token with --token"
+                .into(),
+        ));
+    };
+    match gateway_tokens::verify(cp, text).await {
+        Ok(Ok((gateway, _expiry))) => Ok(gateway),
+        Ok(Err(rejection)) => {
+            tracing::warn!(reason = %rejection, "refused a gateway token");
+            if let (Ok(token), Some(instance)) = (
+                gatehouse_model::token::GatewayToken::parse(text),
+                instance_name(headers),
+            ) {
+                record_rejection(cp, &token.gateway_id, &instance, &rejection.to_string()).await;
+            }
+            Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "InvalidToken",
+                format!(
+                    "{rejection}; generate a new token with `gatehouse gateway token <id>` ({})",
+                    rejection.code()
+                ),
+            ))
+        }
+        Err(e) => Err(e.into_response()),
+    }
+}
+
+async fn record_rejection(cp: &ControlPlane, gateway: &str, instance: &str, reason: &str) {
+    let Ok(Some(_)) =
+        crate::handlers::load_opt::<gatehouse_model::resources::Gateway>(cp, "", gateway).await
+    else {
+        return;
+    };
+    let mut record = match cp.store().get(INSTANCE, gateway, instance).await {
+        Ok(Some(body)) => serde_json::from_str(&body).unwrap_or_default(),
+        _ => InstanceRecord {
+            name: instance.to_owned(),
+            ..InstanceRecord::default()
+        },
+    };
+    record.token_rejected_at = Some(now_rfc3339());
+    record.token_rejected = Some(reason.to_owned());
+    if let Ok(body) = serde_json::to_string(&record) {
+        if let Err(e) = cp
+            .store()
+            .put_state(INSTANCE, gateway, instance, &body)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record a refused gateway token");
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ConfigQuery {
+    /// Seconds to hold the call open when nothing changed (0 to 30, default 30).
+    wait: Option<u64>,
+}
+
+fn etag(revision: u64) -> String {
+    format!("\"{revision}\"")
+}
+
+fn known_revision(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse().ok())
+}
+
+async fn config(
+    State(cp): State<Arc<ControlPlane>>,
+    Query(query): Query<ConfigQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let gateway = match authenticate(&cp, &headers).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let known = known_revision(&headers);
+    let wait = Duration::from_secs(query.wait.unwrap_or(30)).min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = cp.subscribe();
+    loop {
+        changes.borrow_and_update();
+        let snapshot = match cp.cached_snapshot(&gateway).await {
+            Ok(s) => s,
+            Err(e) => return e.into_response(),
+        };
+        if Some(snapshot.revision) != known {
+            let mut response = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                snapshot.body.clone(),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&etag(snapshot.revision)) {
+                response.headers_mut().insert(header::ETAG, v);
+            }
+            return response;
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    if let Some(Ok(v)) = known.map(|r| HeaderValue::from_str(&etag(r))) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+/// What a gateway instance reports every heartbeat interval.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Heartbeat {
+    instance: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    applied_revision: Option<u64>,
+    #[serde(default)]
+    uptime_seconds: u64,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    token_expiry: Option<String>,
+    #[serde(default)]
+    heartbeat_interval_seconds: u64,
+    #[serde(default)]
+    last_error: Option<String>,
+}
+
+async fn heartbeat(
+    State(cp): State<Arc<ControlPlane>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let gateway = match authenticate(&cp, &headers).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let beat: Heartbeat = match parse_json(&body) {
+        Ok(b) => b,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let name: String = beat
+        .instance
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(128)
+        .collect();
+    if name.is_empty() {
+        return ApiError::from(gatehouse_model::ValidationError::one(
+            "instance",
+            "must name the instance",
+        ))
+        .into_response();
+    }
+    let record = InstanceRecord {
+        name: name.clone(),
+        version: beat.version,
+        applied_revision: beat.applied_revision,
+        uptime_seconds: beat.uptime_seconds,
+        state: beat.state,
+        source: beat.source,
+        token_expiry: beat.token_expiry,
+        heartbeat_interval_seconds: beat.heartbeat_interval_seconds,
+        last_error: beat.last_error,
+        last_heartbeat: Some(now_rfc3339()),
+        token_rejected_at: None,
+        token_rejected: None,
+    };
+    let stored = match serde_json::to_string(&record) {
+        Ok(s) => s,
+        Err(e) => return ApiError::Internal(e.to_string()).into_response(),
+    };
+    match cp
+        .store()
+        .put_state(INSTANCE, &gateway, &name, &stored)
+        .await
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}

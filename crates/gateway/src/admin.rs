@@ -1,0 +1,74 @@
+//! The admin listener of a self-hosted gateway (127.0.0.1:8082 by default): `/healthz` (the
+//! process is alive) and `/readyz` (a configuration is loaded; JSON with the details).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::status::{State, Status};
+
+/// Binds the admin address and serves it on the current runtime until the task is dropped.
+pub async fn start(
+    addr: SocketAddr,
+    status: Arc<Status>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let status = status.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| answer(status.clone(), req));
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok((local, task))
+}
+
+async fn answer(
+    status: Arc<Status>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (code, body) = match req.uri().path() {
+        "/healthz" => (
+            StatusCode::OK,
+            Bytes::from_static(b"{\"status\":\"alive\"}"),
+        ),
+        "/readyz" => {
+            let readiness = status.readiness();
+            let code = if readiness.state == State::Starting {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            (
+                code,
+                Bytes::from(serde_json::to_vec(&readiness).unwrap_or_default()),
+            )
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            Bytes::from_static(b"{\"statusCode\":404,\"message\":\"Resource not found\"}"),
+        ),
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,340 @@
+//! The link client: the only connection between a self-hosted gateway and its control plane,
+//! always opened from the gateway's side.
+//!
+//! It long-polls `/gateway/v1/config` with the applied revision as `If-None-Match` (or polls
+//! every `poll_interval` when long-polling is off), applies each new snapshot, saves it to the
+//! backup, and sends a heartbeat every `heartbeat_interval`. Errors never stop serving: they
+//! mark the gateway stale and the link retries with jittered exponential backoff; when the
+//! control plane answers again the current snapshot is fetched at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatehouse_model::snapshot::Snapshot;
+use gatehouse_model::token::GatewayToken;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, ETAG, IF_NONE_MATCH};
+
+use crate::ConfigHandle;
+use crate::backup::Backup;
+use crate::status::{Source, Status};
+
+pub const INSTANCE_HEADER: &str = "x-gatehouse-instance";
+
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    /// The control plane's base URL, e.g. `https://cp.example.com:8090`.
+    pub endpoint: String,
+    /// The gateway token, with or without its `GatewayKey ` prefix.
+    pub token: String,
+    pub instance: String,
+    pub long_poll: bool,
+    pub poll_interval: Duration,
+    pub heartbeat_interval: Duration,
+    /// The longest pause between retries after an error.
+    pub retry_max: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("cannot reach the control plane at {endpoint}: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+    #[error("the control plane refused the gateway token: {0}")]
+    Refused(String),
+    #[error("the control plane answered {status}: {body}")]
+    Unexpected { status: u16, body: String },
+    #[error("the control plane sent a configuration this gateway cannot use: {0}")]
+    Invalid(String),
+}
+
+enum Fetched {
+    Changed { revision: u64, body: Bytes },
+    Unchanged,
+}
+
+pub struct Link {
+    http: reqwest::Client,
+    settings: LinkSettings,
+    authorization: String,
+    gateway_id: String,
+    config: ConfigHandle,
+    status: Arc<Status>,
+    backup: Option<Arc<Backup>>,
+    started: std::time::Instant,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("endpoint", &self.settings.endpoint)
+            .field("gateway_id", &self.gateway_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    pub fn new(
+        settings: LinkSettings,
+        token: &GatewayToken,
+        config: ConfigHandle,
+        status: Arc<Status>,
+        backup: Option<Arc<Backup>>,
+    ) -> Result<Self, LinkError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .no_proxy()
+            .build()
+            .map_err(|e| LinkError::Unreachable {
+                endpoint: settings.endpoint.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            http,
+            authorization: GatewayToken::format(
+                &token.gateway_id,
+                &token.expiry_text,
+                &token.signature,
+            ),
+            gateway_id: token.gateway_id.clone(),
+            settings,
+            config,
+            status,
+            backup,
+            started: std::time::Instant::now(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.settings.endpoint.trim_end_matches('/'))
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> LinkError {
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            reason = s.to_string();
+            source = s.source();
+        }
+        LinkError::Unreachable {
+            endpoint: self.settings.endpoint.clone(),
+            reason,
+        }
+    }
+
+    async fn fetch(&self, known: Option<u64>, wait: u64) -> Result<Fetched, LinkError> {
+        let mut request = self
+            .http
+            .get(self.url(&format!("/gateway/v1/config?wait={wait}")))
+            .header(AUTHORIZATION, &self.authorization)
+            .header(INSTANCE_HEADER, &self.settings.instance)
+            .timeout(Duration::from_secs(wait + 15));
+        if let Some(r) = known {
+            request = request.header(IF_NONE_MATCH, format!("\"{r}\""));
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        match response.status() {
+            StatusCode::NOT_MODIFIED => Ok(Fetched::Unchanged),
+            StatusCode::OK => {
+                let revision = response
+                    .headers()
+                    .get(ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim_matches('"').parse().ok());
+                let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+                let revision = revision
+                    .ok_or_else(|| LinkError::Invalid("the answer has no revision ETag".into()))?;
+                Ok(Fetched::Changed { revision, body })
+            }
+            StatusCode::UNAUTHORIZED => {
+                let body = response.text().await.unwrap_or_default();
+                let reason = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned))
+                    .unwrap_or(body);
+                Err(LinkError::Refused(reason))
+            }
+            status => {
+                let body = response.text().await.unwrap_or_default();
+                Err(LinkError::Unexpected {
+                    status: status.as_u16(),
+                    body: body.chars().take(300).collect(),
+                })
+            }
+        }
+    }
+
+    /// Applies a snapshot received from the control plane and saves it to the backup.
+    async fn apply(&self, revision: u64, body: Bytes) -> Result<(), LinkError> {
+        let snapshot: Snapshot = serde_json::from_slice(&body)
+            .map_err(|e| LinkError::Invalid(format!("it does not parse: {e}")))?;
+        if snapshot.gateway_id != self.gateway_id {
+            return Err(LinkError::Invalid(format!(
+                "it is for gateway '{}', not '{}'",
+                snapshot.gateway_id, self.gateway_id
+            )));
+        }
+        if snapshot.revision != revision {
+            return Err(LinkError::Invalid(
+                "its revision does not match its ETag".into(),
+            ));
+        }
+        self.config
+            .apply(&snapshot)
+            .map_err(|e| LinkError::Invalid(e.to_string()))?;
+        self.status.applied(revision, Source::ControlPlane);
+        tracing::info!(
+            revision,
+            apis = snapshot.apis.len(),
+            "applied configuration"
+        );
+        if let Some(backup) = &self.backup {
+            let backup = backup.clone();
+            let written = tokio::task::spawn_blocking(move || backup.write(revision, &body)).await;
+            match written {
+                Ok(Ok(path)) => {
+                    tracing::debug!(path = %path.display(), "configuration saved to the backup")
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot save the configuration to the backup")
+                }
+                Err(e) => tracing::error!(error = %e, "backup task failed"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the gateway in sync for as long as the process runs.
+    pub async fn run(self: Arc<Self>) {
+        let mut known = self.status.revision();
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.settings.retry_max);
+        loop {
+            let wait = if self.settings.long_poll && known.is_some() {
+                30
+            } else {
+                0
+            };
+            let result = match self.fetch(known, wait).await {
+                Ok(Fetched::Changed { revision, body }) => {
+                    self.apply(revision, body).await.map(|()| Some(revision))
+                }
+                Ok(Fetched::Unchanged) => {
+                    self.status.synced();
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(applied) => {
+                    if let Some(r) = applied {
+                        known = Some(r);
+                    }
+                    backoff.reset();
+                    if !self.settings.long_poll {
+                        tokio::time::sleep(self.settings.poll_interval).await;
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    match &e {
+                        LinkError::Refused(_) => {
+                            tracing::error!(error = %message, "the control plane refused this gateway; serving the last configuration")
+                        }
+                        _ => {
+                            tracing::warn!(error = %message, "configuration sync failed; serving the last configuration")
+                        }
+                    }
+                    self.status.link_failed(message);
+                    tokio::time::sleep(backoff.next()).await;
+                }
+            }
+        }
+    }
+
+    /// Sends a heartbeat now and then every interval, for as long as the process runs.
+    pub async fn heartbeats(self: Arc<Self>, token: GatewayToken) {
+        let interval = self.settings.heartbeat_interval;
+        loop {
+            let warning = crate::token_warning(&token);
+            if let Some(w) = &warning {
+                tracing::error!(warning = %w, "gateway token");
+            }
+            self.status.set_token_warning(warning);
+            let readiness = self.status.readiness();
+            let body = serde_json::json!({
+                "instance": self.settings.instance,
+                "version": env!("CARGO_PKG_VERSION"),
+                "appliedRevision": readiness.config_revision,
+                "uptimeSeconds": self.started.elapsed().as_secs(),
+                "state": readiness.state,
+                "source": readiness.source,
+                "tokenExpiry": readiness.token_expiry,
+                "heartbeatIntervalSeconds": interval.as_secs().max(1),
+                "lastError": readiness.reason,
+            });
+            let sent = self
+                .http
+                .post(self.url("/gateway/v1/heartbeat"))
+                .header(AUTHORIZATION, &self.authorization)
+                .header(INSTANCE_HEADER, &self.settings.instance)
+                .timeout(Duration::from_secs(10))
+                .json(&body)
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => tracing::warn!(status = r.status().as_u16(), "heartbeat refused"),
+                Err(e) => tracing::debug!(error = %self.unreachable(&e), "heartbeat failed"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+/// Exponential backoff with jitter: each pause is a random fraction (50–100 %) of a ceiling
+/// that doubles from `min` up to `max`.
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    ceiling: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max: max.max(min),
+            ceiling: min,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.ceiling = self.min;
+    }
+
+    fn next(&mut self) -> Duration {
+        let mut b = [0u8; 2];
+        let _ = aws_lc_rs::rand::fill(&mut b);
+        let fraction = 0.5 + f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) / 2.0;
+        let pause = self.ceiling.mul_f64(fraction);
+        self.ceiling = (self.ceiling * 2).min(self.max);
+        pause
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let pauses: Vec<_> = (0..8).map(|_| b.next()).collect();
+        for p in &pauses {
+            assert!(*p >= Duration::from_millis(50) && *p <= Duration::from_millis(800));
+        }
+        assert!(pauses[7] >= Duration::from_millis(400));
+        b.reset();
+        assert!(b.next() <= Duration::from_millis(100));
+    }
+}

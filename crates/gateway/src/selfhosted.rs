@@ -1,0 +1,165 @@
+//! A self-hosted gateway (`gatehouse gateway`): start-up rules, fail static, and shutdown.
+//!
+//! - Control plane reachable: serve what it sends.
+//! - Unreachable, with a valid backup: serve the newest valid generation at once
+//!   (`source: backup`) and keep trying the control plane.
+//! - No usable configuration within `startup_timeout`: stop with one sentence saying why.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gatehouse_model::token::GatewayToken;
+
+use crate::backup::{Backup, BackupError};
+use crate::link::{Link, LinkError, LinkSettings};
+use crate::status::{Source, Status};
+use crate::{ConfigHandle, GatewaySettings, RunningGateway, ServeError};
+
+#[derive(Debug, Clone)]
+pub struct SelfHostedSettings {
+    pub link: LinkSettings,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub backup_dir: Option<PathBuf>,
+    /// Base64 of a 32-byte key that encrypts the backup.
+    pub backup_key: Option<String>,
+    pub startup_timeout: Duration,
+    pub gateway: GatewaySettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the gateway token is not valid: {0}; copy it from `gatehouse gateway token <id>`")]
+    Token(gatehouse_model::token::TokenError),
+    #[error("cannot use the backup directory: {0}")]
+    Backup(#[from] BackupError),
+    #[error("cannot start the gateway: {0}")]
+    Serve(#[from] ServeError),
+    #[error(
+        "cannot listen on {addr} for the admin endpoints: {source}; free the port or pass --admin-listen"
+    )]
+    Admin {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Link(#[from] LinkError),
+    #[error(
+        "no configuration after {timeout:?}: {reason}, and {backup}; check --config-endpoint and --token, or start with --backup-dir pointing at a backup of this gateway"
+    )]
+    NoConfig {
+        timeout: Duration,
+        reason: String,
+        backup: String,
+    },
+}
+
+/// Runs a self-hosted gateway until `shutdown` resolves.
+pub async fn run(
+    settings: SelfHostedSettings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
+    let token = GatewayToken::parse(&settings.link.token).map_err(StartError::Token)?;
+    let status = Arc::new(Status::new(
+        settings.link.instance.clone(),
+        Some(token.expiry_rfc3339()),
+    ));
+    if let Some(w) = crate::token_warning(&token) {
+        tracing::error!(warning = %w, "gateway token");
+        status.set_token_warning(Some(w));
+    }
+    let config = ConfigHandle::default();
+
+    let backup = match &settings.backup_dir {
+        Some(dir) => {
+            let backup = Backup::open(dir, settings.backup_key.as_deref())?;
+            if !backup.encrypted() {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "the backup is not encrypted: set GATEHOUSE_BACKUP_KEY to encrypt the secrets in it"
+                );
+            }
+            restore(&backup, &config, &status)?;
+            Some(Arc::new(backup))
+        }
+        None => None,
+    };
+
+    let gateway = RunningGateway::start(settings.listen, config.clone(), settings.gateway.clone())?;
+    let (admin_addr, admin) = crate::admin::start(settings.admin_listen, status.clone())
+        .await
+        .map_err(|source| StartError::Admin {
+            addr: settings.admin_listen,
+            source,
+        })?;
+    tracing::info!(listen = %gateway.local_addr, admin = %admin_addr, endpoint = %settings.link.endpoint, "gateway started");
+
+    let link = Arc::new(Link::new(
+        settings.link.clone(),
+        &token,
+        config.clone(),
+        status.clone(),
+        backup,
+    )?);
+    let sync = tokio::spawn(link.clone().run());
+    let beats = tokio::spawn(link.heartbeats(token));
+
+    let started = Instant::now();
+    while status.revision().is_none() {
+        if started.elapsed() >= settings.startup_timeout {
+            sync.abort();
+            beats.abort();
+            admin.abort();
+            let _ = tokio::task::spawn_blocking(move || gateway.shutdown_blocking()).await;
+            let reason = status
+                .readiness()
+                .reason
+                .unwrap_or_else(|| "the control plane did not answer".into());
+            let backup = match &settings.backup_dir {
+                Some(dir) => format!(
+                    "the backup directory {} holds no usable configuration",
+                    dir.display()
+                ),
+                None => "there is no backup to start from (--backup-dir)".to_owned(),
+            };
+            return Err(StartError::NoConfig {
+                timeout: settings.startup_timeout,
+                reason,
+                backup,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    shutdown.await;
+    tracing::info!("shutting down: draining requests in flight");
+    sync.abort();
+    beats.abort();
+    let _ = tokio::task::spawn_blocking(move || gateway.shutdown_blocking()).await;
+    admin.abort();
+    Ok(())
+}
+
+/// Applies the newest usable backup generation, if any.
+fn restore(backup: &Backup, config: &ConfigHandle, status: &Status) -> Result<(), StartError> {
+    let Some(loaded) = backup.load_newest()? else {
+        tracing::info!(dir = %backup.dir().display(), "the backup holds no configuration yet");
+        return Ok(());
+    };
+    for (path, reason) in &loaded.skipped {
+        tracing::warn!(path = %path.display(), %reason, "backup generation is unusable; set aside as .corrupt, trying an older one");
+    }
+    match config.apply(&loaded.snapshot) {
+        Ok(revision) => {
+            status.applied(revision, Source::Backup);
+            tracing::info!(revision, path = %loaded.path.display(), "serving the configuration from the backup until the control plane answers");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, path = %loaded.path.display(), "the backup's configuration cannot be applied")
+        }
+    }
+    Ok(())
+}

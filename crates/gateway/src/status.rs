@@ -1,0 +1,171 @@
+//! What a self-hosted gateway knows about itself: readiness, where its configuration came from,
+//! the health of its link and its token. Read by `/readyz` and sent in heartbeats; never on the
+//! request path, so a mutex is fine here.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// No configuration applied yet.
+    Starting,
+    /// Serving, and the link to the control plane is healthy.
+    Ready,
+    /// Serving the last configuration; the link is down or refused.
+    Stale,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    ControlPlane,
+    Backup,
+}
+
+/// The `/readyz` document.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Readiness {
+    pub state: State,
+    pub config_revision: Option<u64>,
+    pub last_sync: Option<String>,
+    pub source: Option<Source>,
+    /// Since when the gateway has been in this state.
+    pub since: String,
+    /// Why the gateway is stale (or not ready).
+    pub reason: Option<String>,
+    pub token_expiry: Option<String>,
+    /// Set when the token expires within three days, or has expired.
+    pub token_warning: Option<String>,
+    pub instance: String,
+    pub uptime_seconds: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: State,
+    since: String,
+    reason: Option<String>,
+    revision: Option<u64>,
+    last_sync: Option<String>,
+    source: Option<Source>,
+    token_warning: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Status {
+    inner: Mutex<Inner>,
+    started: Instant,
+    instance: String,
+    token_expiry: Option<String>,
+}
+
+impl Status {
+    pub fn new(instance: String, token_expiry: Option<String>) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                state: State::Starting,
+                since: crate::backup::now_rfc3339(),
+                reason: None,
+                revision: None,
+                last_sync: None,
+                source: None,
+                token_warning: None,
+            }),
+            started: Instant::now(),
+            instance,
+            token_expiry,
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> Option<R> {
+        self.inner.lock().ok().map(|mut g| f(&mut g))
+    }
+
+    fn enter(inner: &mut Inner, state: State) {
+        if inner.state != state {
+            inner.state = state;
+            inner.since = crate::backup::now_rfc3339();
+        }
+    }
+
+    /// A configuration was applied.
+    pub fn applied(&self, revision: u64, source: Source) {
+        self.with(|i| {
+            i.revision = Some(revision);
+            i.source = Some(source);
+            if source == Source::ControlPlane {
+                i.last_sync = Some(crate::backup::now_rfc3339());
+                i.reason = None;
+                Self::enter(i, State::Ready);
+            } else if i.state == State::Starting {
+                // Serving from a backup: ready to serve, but not in touch yet.
+                i.reason =
+                    Some("serving from the backup; the control plane has not answered yet".into());
+                Self::enter(i, State::Stale);
+            }
+        });
+    }
+
+    /// The control plane answered: nothing changed.
+    pub fn synced(&self) {
+        self.with(|i| {
+            i.last_sync = Some(crate::backup::now_rfc3339());
+            if i.revision.is_some() {
+                i.reason = None;
+                Self::enter(i, State::Ready);
+            }
+        });
+    }
+
+    /// The link failed. Serving continues if a configuration is loaded.
+    pub fn link_failed(&self, reason: String) {
+        self.with(|i| {
+            if i.reason.as_deref() != Some(reason.as_str()) {
+                i.reason = Some(reason);
+            }
+            if i.revision.is_some() {
+                Self::enter(i, State::Stale);
+            }
+        });
+    }
+
+    pub fn set_token_warning(&self, warning: Option<String>) {
+        self.with(|i| i.token_warning = warning);
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let uptime_seconds = self.started.elapsed().as_secs();
+        self.with(|i| Readiness {
+            state: i.state,
+            config_revision: i.revision,
+            last_sync: i.last_sync.clone(),
+            source: i.source,
+            since: i.since.clone(),
+            reason: i.reason.clone(),
+            token_expiry: self.token_expiry.clone(),
+            token_warning: i.token_warning.clone(),
+            instance: self.instance.clone(),
+            uptime_seconds,
+        })
+        .unwrap_or(Readiness {
+            state: State::Starting,
+            config_revision: None,
+            last_sync: None,
+            source: None,
+            since: String::new(),
+            reason: Some("status unavailable".into()),
+            token_expiry: self.token_expiry.clone(),
+            token_warning: None,
+            instance: self.instance.clone(),
+            uptime_seconds,
+        })
+    }
+
+    pub fn revision(&self) -> Option<u64> {
+        self.with(|i| i.revision).flatten()
+    }
+}
