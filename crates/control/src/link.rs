@@ -103,14 +103,13 @@ async fn record_rejection(cp: &ControlPlane, gateway: &str, instance: &str, reas
     };
     record.token_rejected_at = Some(now_rfc3339());
     record.token_rejected = Some(reason.to_owned());
-    if let Ok(body) = serde_json::to_string(&record) {
-        if let Err(e) = cp
+    if let Ok(body) = serde_json::to_string(&record)
+        && let Err(e) = cp
             .store()
             .put_state(INSTANCE, gateway, instance, &body)
             .await
-        {
-            tracing::warn!(error = %e, "cannot record a refused gateway token");
-        }
+    {
+        tracing::warn!(error = %e, "cannot record a refused gateway token");
     }
 }
 

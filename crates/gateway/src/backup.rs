@@ -133,7 +133,7 @@ impl Backup {
                 found.push((seq, entry.path()));
             }
         }
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|g| std::cmp::Reverse(g.0));
         Ok(found)
     }
 

@@ -62,6 +62,9 @@ pub struct Link {
     status: Arc<Status>,
     backup: Option<Arc<Backup>>,
     started: std::time::Instant,
+    /// Wakes the heartbeat loop after a new configuration is applied, so the fleet status
+    /// shows it without waiting a whole interval.
+    applied: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Link {
@@ -102,6 +105,7 @@ impl Link {
             status,
             backup,
             started: std::time::Instant::now(),
+            applied: tokio::sync::Notify::new(),
         })
     }
 
@@ -183,6 +187,7 @@ impl Link {
             .apply(&snapshot)
             .map_err(|e| LinkError::Invalid(e.to_string()))?;
         self.status.applied(revision, Source::ControlPlane);
+        self.applied.notify_one();
         tracing::info!(
             revision,
             apis = snapshot.apis.len(),
@@ -286,7 +291,10 @@ impl Link {
                 Ok(r) => tracing::warn!(status = r.status().as_u16(), "heartbeat refused"),
                 Err(e) => tracing::debug!(error = %self.unreachable(&e), "heartbeat failed"),
             }
-            tokio::time::sleep(interval).await;
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = self.applied.notified() => {}
+            }
         }
     }
 }

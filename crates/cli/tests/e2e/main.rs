@@ -7,5 +7,6 @@ mod gateway;
 mod lifecycle;
 mod management;
 mod reload;
+mod selfhosted;
 mod support;
 mod tour;

@@ -395,3 +395,185 @@ async fn answer(
         .insert("x-backend", "test".parse().unwrap());
     Ok(resp)
 }
+
+/// A running `gatehouse gateway`. Killed when dropped.
+pub struct GatewayProc {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub admin_port: u16,
+    pub dir: PathBuf,
+    pub args: Vec<String>,
+    pub envs: Vec<(String, String)>,
+    pub http: reqwest::Client,
+}
+
+impl GatewayProc {
+    /// Starts a gateway against `endpoint` with `token`; `extra` are more flags.
+    pub fn spawn(tag: &str, endpoint: &str, token: &str, extra: &[&str]) -> Self {
+        let mut gw = Self {
+            child: None,
+            port: free_port(),
+            admin_port: free_port(),
+            dir: temp_dir(tag),
+            args: vec!["--config-endpoint".into(), endpoint.into()],
+            envs: vec![("GATEHOUSE_TOKEN".into(), token.into())],
+            http: reqwest::Client::new(),
+        };
+        gw.args.extend(extra.iter().map(|s| s.to_string()));
+        gw.launch();
+        gw
+    }
+
+    pub fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("gateway.log"))
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("gateway")
+            .args(&self.args)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{}", self.admin_port))
+            .env("GATEHOUSE_LOG", "info")
+            .env_remove("GATEHOUSE_BACKUP_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().unwrap());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub async fn readyz(&self) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("http://127.0.0.1:{}/readyz", self.admin_port))
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+
+    /// Waits until `/readyz` satisfies `check`.
+    pub async fn wait_ready(&self, within: Duration, check: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = self.readyz().await
+                && check(&v)
+            {
+                return v;
+            }
+            assert!(
+                start.elapsed() < within,
+                "gateway readiness not reached within {within:?}: {:?}\n{}",
+                self.readyz().await,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let mut child = self.child.take().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if start.elapsed() > within {
+                let _ = child.kill();
+                panic!("the gateway did not exit within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for GatewayProc {
+    fn drop(&mut self) {
+        self.kill9();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A TCP relay on loopback that a test can cut (close every connection and refuse new ones)
+/// and restore, to simulate a network partition between a gateway and its control plane.
+pub struct Relay {
+    pub port: u16,
+    target: SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    pub async fn start(target: SocketAddr) -> Self {
+        let mut relay = Self {
+            port: free_port(),
+            target,
+            task: None,
+        };
+        relay.restore().await;
+        relay
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Drops every relayed connection and stops listening.
+    pub fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    pub async fn restore(&mut self) {
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let target = self.target;
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
