@@ -166,7 +166,12 @@ pub enum SubscriptionCommand {
         name: Option<String>,
     },
     /// Print a subscription's keys.
-    Keys { id: String },
+    Keys {
+        id: String,
+        /// Print only the primary key, for scripts.
+        #[arg(long)]
+        primary: bool,
+    },
     /// List subscriptions.
     List,
 }

@@ -402,7 +402,7 @@ pub async fn subscription(global: Global, cmd: SubscriptionCommand) -> Result<()
                 .await?;
             print(&global, &keys, |k| keys_text(&id, k));
         }
-        SubscriptionCommand::Keys { id } => {
+        SubscriptionCommand::Keys { id, primary } => {
             let keys = client
                 .send(
                     Method::POST,
@@ -410,7 +410,11 @@ pub async fn subscription(global: Global, cmd: SubscriptionCommand) -> Result<()
                     None,
                 )
                 .await?;
-            print(&global, &keys, |k| keys_text(&id, k));
+            if primary {
+                println!("{}", s(&keys, "primaryKey"));
+            } else {
+                print(&global, &keys, |k| keys_text(&id, k));
+            }
         }
         SubscriptionCommand::List => {
             let list = client

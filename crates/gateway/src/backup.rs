@@ -157,7 +157,14 @@ impl Backup {
         let existing = self.generations()?;
         let seq = existing.first().map_or(1, |(s, _)| s + 1);
         let path = self.dir.join(format!("{PREFIX}{seq:012}{SUFFIX}"));
-        let tmp = self.dir.join(format!("{PREFIX}{seq:012}.tmp"));
+        // Replicas may share one backup volume: the temporary name is unique to this writer,
+        // and a rename onto a name another replica just used replaces one whole file with
+        // another whole file.
+        let tmp = self.dir.join(format!(
+            "{PREFIX}{seq:012}.{}.{}.tmp",
+            std::process::id(),
+            time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+        ));
         {
             let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
             file.write_all(&bytes).map_err(io(&tmp))?;
@@ -185,6 +192,8 @@ impl Backup {
                         skipped,
                     }));
                 }
+                // Another replica sharing the volume may have pruned it meanwhile.
+                Err(_) if !path.exists() => {}
                 Err(reason) => {
                     let aside = path.with_extension("corrupt");
                     let _ = fs::rename(&path, &aside);

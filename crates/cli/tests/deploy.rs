@@ -1,0 +1,230 @@
+//! Deployment artefacts and the README's self-hosted gateway walkthrough.
+//!
+//! There is no container engine on our machines, so the Dockerfile is checked by reading it;
+//! the Kubernetes manifests are checked for what the gateway needs and validated against the
+//! Kubernetes schemas with `kubernetes-validate` (installed by `scripts/test`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn yaml(name: &str) -> Value {
+    let text = std::fs::read_to_string(root().join("deploy/kubernetes").join(name)).unwrap();
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn dockerfile_is_multi_stage_non_root_with_a_backup_volume() {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let froms: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FROM ")).collect();
+    assert!(froms.len() >= 2, "not multi-stage: {froms:?}");
+    assert!(froms[0].contains(" AS "), "the build stage is unnamed");
+    let runtime = &text[text.rfind("\nFROM ").unwrap()..];
+    assert!(
+        runtime.contains("-slim") || runtime.contains("distroless"),
+        "the runtime image is not small"
+    );
+    let user = runtime
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("USER "))
+        .expect("the runtime stage sets no USER");
+    assert!(
+        !user.starts_with("root") && !user.starts_with('0'),
+        "runs as root: {user}"
+    );
+    assert!(runtime.contains("VOLUME [\"/var/lib/gatehouse/backup\"]"));
+    assert!(runtime.contains("COPY --from=build"));
+    assert!(runtime.contains("ENTRYPOINT [\"/usr/local/bin/gatehouse\"]"));
+    assert!(
+        text.contains("--locked"),
+        "the build does not use the lockfile"
+    );
+    assert!(
+        !text.contains("curl ") && !text.contains("wget "),
+        "downloads outside package managers"
+    );
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    assert!(ignore.lines().any(|l| l.trim() == "target"));
+}
+
+#[test]
+fn kubernetes_manifests_carry_what_the_gateway_needs() {
+    let deployment = yaml("deployment.yaml");
+    assert_eq!(deployment["kind"], "Deployment");
+    assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["port"], "admin");
+    let admin = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "admin")
+        .unwrap();
+    assert_eq!(admin["containerPort"], 8082);
+    let env_from = container["envFrom"].as_array().unwrap();
+    assert!(
+        env_from
+            .iter()
+            .any(|e| e["configMapRef"]["name"] == "gatehouse-gateway")
+    );
+    assert!(
+        env_from
+            .iter()
+            .any(|e| e["secretRef"]["name"] == "gatehouse-gateway")
+    );
+    assert_eq!(
+        container["volumeMounts"][0]["mountPath"],
+        "/var/lib/gatehouse/backup"
+    );
+    assert_eq!(
+        pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "gatehouse-gateway-backup"
+    );
+    assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() > 30);
+
+    let config = yaml("configmap.yaml");
+    assert_eq!(
+        config["data"]["GATEHOUSE_BACKUP_DIR"],
+        "/var/lib/gatehouse/backup"
+    );
+    assert_eq!(config["data"]["GATEHOUSE_ADMIN_LISTEN"], "0.0.0.0:8082");
+    let secret = yaml("secret.yaml");
+    assert!(
+        secret["stringData"]["GATEHOUSE_TOKEN"]
+            .as_str()
+            .unwrap()
+            .starts_with("GatewayKey ")
+    );
+    assert_eq!(yaml("pvc.yaml")["kind"], "PersistentVolumeClaim");
+    assert_eq!(yaml("pdb.yaml")["spec"]["minAvailable"], 1);
+    assert_eq!(
+        yaml("service.yaml")["spec"]["ports"][0]["targetPort"],
+        "http"
+    );
+    let kustomization = yaml("kustomization.yaml");
+    assert_eq!(kustomization["resources"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn kubernetes_manifests_validate_against_the_schemas() {
+    let Some(tool) = std::env::var_os("GATEHOUSE_KUBERNETES_VALIDATE") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "set GATEHOUSE_KUBERNETES_VALIDATE to the kubernetes-validate executable; scripts/test does it"
+        );
+        eprintln!("note: GATEHOUSE_KUBERNETES_VALIDATE is not set; schema validation skipped");
+        return;
+    };
+    let dir = root().join("deploy/kubernetes");
+    let files: Vec<PathBuf> = ["configmap", "secret", "pvc", "deployment", "service", "pdb"]
+        .iter()
+        .map(|n| dir.join(format!("{n}.yaml")))
+        .collect();
+    let out = Command::new(tool)
+        .arg("--strict")
+        .args(&files)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
+    assert_eq!(
+        text.matches(" passed for resource ").count(),
+        files.len(),
+        "{text}"
+    );
+}
+
+/// Runs the README's "Run a self-hosted gateway" commands as written, with `gatehouse` on the
+/// PATH, in an empty directory. They use the default ports 8080, 8090, 8091, 8180 and 8182.
+#[test]
+fn readme_self_hosted_walkthrough_works_as_written() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("## Run a self-hosted gateway")
+        .nth(1)
+        .expect("README has no 'Run a self-hosted gateway' section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the section has no sh block");
+
+    let dir = std::env::temp_dir().join(format!("gh-readme-{}", std::process::id()));
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let link = bin.join("gatehouse");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_gatehouse"), &link).unwrap();
+    let script = format!(
+        "set -eu\ntrap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n{block}\necho README-DONE\n"
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&dir)
+        .env("PATH", path)
+        .env_remove("GATEHOUSE_ADMIN_TOKEN")
+        .env_remove("GATEHOUSE_URL")
+        .env_remove("GATEHOUSE_DATA")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the README walkthrough hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let logs = ["up.log", "gateway.log"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        out.status.success() && stdout.contains("README-DONE"),
+        "the walkthrough failed:\n{stdout}\n{}\n{logs}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"state\":\"ready\""), "{stdout}");
+    assert!(
+        stdout.contains("Hello from the Gatehouse demo echo backend"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("edge-1") && stdout.contains("connected"),
+        "{stdout}"
+    );
+    assert!(dir.join("gateway-backup").read_dir().unwrap().count() >= 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
