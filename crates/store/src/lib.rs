@@ -48,6 +48,9 @@ pub struct Document {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite has one writer at a time: write transactions take the write lock up front
+    /// (`BEGIN IMMEDIATE`), so one that read first never fails to upgrade ("database is locked").
+    sqlite: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -89,7 +92,7 @@ impl Store {
             });
         }
         let pool = pool.connect_with(options).await.map_err(open_err)?;
-        let store = Self { pool };
+        let store = Self { pool, sqlite };
         migrations::run(&store.pool).await?;
         Ok(store)
     }
@@ -171,10 +174,12 @@ impl Store {
 
     /// Starts a transaction. Changes made through it bump the revision once, on commit.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(Tx {
-            tx: self.pool.begin().await?,
-            changed: false,
-        })
+        let tx = if self.sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            self.pool.begin().await?
+        };
+        Ok(Tx { tx, changed: false })
     }
 
     pub async fn close(&self) {

@@ -79,3 +79,31 @@ fn redacts_passwords() {
     );
     assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_read_then_write_transactions_never_fail() {
+    let (store, dir) = temp_store().await;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let mut tx = store.begin().await.unwrap();
+                // Read first, then write: the pattern that deadlocks a deferred transaction.
+                tx.get("api", "", "shared").await.unwrap();
+                tx.put("api", "", &format!("t{t}-{i}"), "{}").await.unwrap();
+                tx.put("api", "", "shared", "{}").await.unwrap();
+                tx.commit().await.unwrap();
+                store
+                    .put_state("beat", "", &format!("t{t}"), "{}")
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.revision().await.unwrap(), 200);
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -464,6 +464,18 @@ async fn starts_from_backup_or_refuses_clearly() {
         &["--startup-timeout", "2s"],
     );
     let started = Instant::now();
+    // Meanwhile it is never ready: no configuration is not an empty configuration.
+    let r = bare
+        .wait_ready(Duration::from_secs(2), |r| r["state"] == "starting")
+        .await;
+    assert!(r["configRevision"].is_null());
+    let probe = bare
+        .http
+        .get(bare.url("/status-0123456789abcdef"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 503);
     let code = bare.wait_exit(Duration::from_secs(20));
     assert_eq!(code, Some(1));
     assert!(started.elapsed() >= Duration::from_secs(2));
@@ -625,6 +637,28 @@ async fn catches_up_after_a_partition_and_reports_two_instances() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     println!("fleet status while partitioned: {st}");
+    // Three missed heartbeats (1 s each) and the cut-off instance is offline.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let (_, v) = gh.mgmt("GET", "/mgmt/gateways/edge/status", None).await;
+        let link = |name: &str| {
+            v["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == name)
+                .map(|i| i["link"].clone())
+        };
+        if link("behind-relay") == Some(json!("offline")) {
+            assert_eq!(link("direct"), Some(json!("connected")));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cut-off instance never went offline: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Restore the link: the change is applied within 2 s.
     relay.restore().await;
