@@ -347,19 +347,21 @@ pub async fn gateway(args: crate::args::GatewayRunArgs) -> Result<(), Failure> {
                 flag.as_deref().or(from_file.as_deref()).unwrap_or(default),
             )
         };
-    let mut gateway = GatewaySettings::default();
-    gateway.backend_timeout = duration(
-        "--backend-timeout",
-        &args.backend_timeout,
-        &file.backend_timeout,
-        "300s",
-    )?;
-    gateway.shutdown_grace = duration(
-        "--shutdown-grace",
-        &args.shutdown_grace,
-        &file.shutdown_grace,
-        "30s",
-    )?;
+    let mut gateway = GatewaySettings {
+        backend_timeout: duration(
+            "--backend-timeout",
+            &args.backend_timeout,
+            &file.backend_timeout,
+            "300s",
+        )?,
+        shutdown_grace: duration(
+            "--shutdown-grace",
+            &args.shutdown_grace,
+            &file.shutdown_grace,
+            "30s",
+        )?,
+        ..GatewaySettings::default()
+    };
     if let Some(w) = args.workers.or(file.workers) {
         if w == 0 || w > 256 {
             return Err(Failure::input("--workers must be between 1 and 256"));
