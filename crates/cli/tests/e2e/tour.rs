@@ -261,3 +261,34 @@ async fn settings_come_from_flags_env_and_file() {
     );
     assert!(!file_port_used);
 }
+
+#[tokio::test]
+async fn up_demo_prints_a_curl_that_works() {
+    let gh = Gatehouse::up("demo", &["--demo"]).await;
+    gh.eventually(Duration::from_secs(10), || {
+        let done = gh.stdout().contains("Press Ctrl-C");
+        async move { done }
+    })
+    .await;
+    let out = gh.stdout();
+    assert!(
+        out.contains(&gh.token),
+        "the admin token is not printed:\n{out}"
+    );
+    assert!(out.contains(&format!("http://127.0.0.1:{}/mgmt", gh.control_port)));
+    let curl = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("curl "))
+        .unwrap_or_else(|| panic!("no curl command printed:\n{out}"));
+    let status = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("{curl} -s -o /dev/stderr -w '%{{http_code}}'"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "200", "{curl}");
+    assert!(
+        String::from_utf8_lossy(&status.stderr)
+            .contains("Hello from the Gatehouse demo echo backend")
+    );
+}
