@@ -1,0 +1,507 @@
+//! From policy XML to a checked document: every element known, every attribute valid, every
+//! expression compiled, every `{{named value}}` resolved — or a list of diagnostics with line and
+//! column. This is the one compiler the control plane (on save), the gateway (on load) and
+//! `gatehouse policy check` (offline) all run.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::policies::{self, Step};
+use crate::text::{self, PolicyText};
+use crate::xml::{Attr, Element, Node, Pos, Source};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Section {
+    Inbound,
+    Backend,
+    Outbound,
+    OnError,
+}
+
+impl Section {
+    pub const ALL: [Section; 4] = [Self::Inbound, Self::Backend, Self::Outbound, Self::OnError];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Backend => "backend",
+            Self::Outbound => "outbound",
+            Self::OnError => "on-error",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Self::Inbound => 0,
+            Self::Backend => 1,
+            Self::Outbound => 2,
+            Self::OnError => 3,
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// Where a policy document is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Global,
+    Product,
+    Api,
+    Operation,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::Product => "product",
+            Self::Api => "api",
+            Self::Operation => "operation",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// A problem found in a policy document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub line: u32,
+    pub column: u32,
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.severity {
+            Severity::Error => "",
+            Severity::Warning => "warning: ",
+        };
+        write!(f, "{}:{}: {kind}{}", self.line, self.column, self.message)
+    }
+}
+
+/// Values for `{{name}}` references.
+pub trait NamedValues {
+    fn lookup(&self, name: &str) -> Option<String>;
+}
+
+impl NamedValues for HashMap<String, String> {
+    fn lookup(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// No named values at all (offline checks).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoNamedValues;
+
+impl NamedValues for NoNamedValues {
+    fn lookup(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+/// How strictly to compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every `{{named value}}` must resolve (the control plane and gateways).
+    Strict,
+    /// Unresolved named values are warnings (`gatehouse policy check`).
+    Offline,
+}
+
+/// The four sections of one scope's document, each a list of steps (`<base/>` included).
+#[derive(Debug, Clone, Default)]
+pub struct PolicyDocument {
+    pub sections: [Vec<Step>; 4],
+    /// Sections the document does not mention behave as `<base/>`.
+    pub present: [bool; 4],
+}
+
+impl PolicyDocument {
+    /// The document a scope has when it has none: `<base/>` everywhere.
+    pub fn inherit() -> Self {
+        Self {
+            sections: [
+                vec![Step::Base],
+                vec![Step::Base],
+                vec![Step::Base],
+                vec![Step::Base],
+            ],
+            present: [true; 4],
+        }
+    }
+
+    /// Azure's default global policy: forward every request.
+    pub fn default_global() -> Self {
+        let mut d = Self::default();
+        d.present = [true; 4];
+        d.sections[Section::Backend.index()] = vec![Step::ForwardRequest(Default::default())];
+        d
+    }
+
+    pub fn section(&self, s: Section) -> &[Step] {
+        &self.sections[s.index()]
+    }
+}
+
+/// The state of one compile: the source for positions, named values, diagnostics.
+pub struct Cx<'a> {
+    src: &'a Source<'a>,
+    named: &'a dyn NamedValues,
+    mode: Mode,
+    pub scope: Scope,
+    pub section: Section,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl<'a> Cx<'a> {
+    pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.diags.push(Diagnostic {
+            line: pos.line,
+            column: pos.column,
+            severity: Severity::Error,
+            message: message.into(),
+        });
+    }
+
+    pub fn warning(&mut self, pos: Pos, message: impl Into<String>) {
+        self.diags.push(Diagnostic {
+            line: pos.line,
+            column: pos.column,
+            severity: Severity::Warning,
+            message: message.into(),
+        });
+    }
+
+    /// Replaces `{{name}}` references with their values.
+    fn substitute(&mut self, raw: &str, pos: Pos) -> Option<String> {
+        if !raw.contains("{{") {
+            return Some(raw.to_owned());
+        }
+        let mut out = String::with_capacity(raw.len());
+        let mut rest = raw;
+        let mut ok = true;
+        while let Some(start) = rest.find("{{") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find("}}") else {
+                out.push_str(&rest[start..]);
+                rest = "";
+                break;
+            };
+            let name = after[..end].trim();
+            let valid = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !valid {
+                // Not a reference (Liquid templates use {{ ... }} too): keep it.
+                out.push_str(&rest[start..start + 2 + end + 2]);
+            } else {
+                match self.named.lookup(name) {
+                    Some(v) => out.push_str(&v),
+                    None if self.mode == Mode::Offline => {
+                        self.warning(pos, format!("named value '{name}' is not defined here; it must exist when the policy is applied"));
+                        out.push_str(&rest[start..start + 2 + end + 2]);
+                    }
+                    None => {
+                        self.error(pos, format!("named value '{name}' does not exist; create it with `gatehouse named-value set {name} VALUE`"));
+                        ok = false;
+                    }
+                }
+            }
+            rest = &after[end + 2..];
+        }
+        out.push_str(rest);
+        ok.then_some(out)
+    }
+
+    /// Compiles a value written at `pos` (original byte offset `offset`).
+    pub fn text(&mut self, raw: &str, pos: Pos, offset: usize) -> Option<PolicyText> {
+        let substituted = self.substitute(raw, pos)?;
+        match text::compile(&substituted) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Point at the offending token when the text was used as written.
+                let at = if substituted == raw {
+                    let lead = raw.len() - raw.trim_start().len();
+                    self.src.pos(offset + lead + e.offset)
+                } else {
+                    pos
+                };
+                self.error(at, format!("invalid expression: {}", e.message));
+                None
+            }
+        }
+    }
+
+    pub fn attr<'e>(&mut self, el: &'e Element, name: &str) -> Option<&'e Attr> {
+        el.attr(name)
+    }
+
+    /// A required attribute holding text or an expression.
+    pub fn req_text(&mut self, el: &Element, name: &str) -> Option<PolicyText> {
+        match el.attr(name) {
+            Some(a) => self.text(&a.value, a.pos, a.value_offset),
+            None => {
+                self.error(
+                    el.pos,
+                    format!("<{}> needs the attribute '{name}'", el.name),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn opt_text(&mut self, el: &Element, name: &str) -> Option<PolicyText> {
+        let a = el.attr(name)?;
+        self.text(&a.value, a.pos, a.value_offset)
+    }
+
+    /// A literal attribute (named values allowed, expressions not).
+    pub fn literal(&mut self, el: &Element, name: &str) -> Option<String> {
+        let a = el.attr(name)?;
+        let v = self.substitute(&a.value, a.pos)?;
+        if text::looks_like_expr(&v) {
+            self.error(
+                a.pos,
+                format!("'{name}' of <{}> does not accept an expression", el.name),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
+    pub fn req_literal(&mut self, el: &Element, name: &str) -> Option<String> {
+        if el.attr(name).is_none() {
+            self.error(
+                el.pos,
+                format!("<{}> needs the attribute '{name}'", el.name),
+            );
+            return None;
+        }
+        self.literal(el, name)
+    }
+
+    pub fn bool_attr(&mut self, el: &Element, name: &str, default: bool) -> bool {
+        let Some(v) = self.literal(el, name) else {
+            return default;
+        };
+        match v.trim().to_ascii_lowercase().as_str() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                let pos = el.attr(name).map_or(el.pos, |a| a.pos);
+                self.error(pos, format!("'{name}' must be true or false, not '{v}'"));
+                default
+            }
+        }
+    }
+
+    /// A whole-number literal attribute within `min..=max`.
+    pub fn u64_attr(&mut self, el: &Element, name: &str, min: u64, max: u64) -> Option<u64> {
+        let v = self.literal(el, name)?;
+        let pos = el.attr(name).map_or(el.pos, |a| a.pos);
+        match v.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.error(
+                    pos,
+                    format!("'{name}' must be a whole number from {min} to {max}, not '{v}'"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A literal attribute that must be one of `options` (case-insensitive).
+    pub fn choice(
+        &mut self,
+        el: &Element,
+        name: &str,
+        options: &[&'static str],
+        default: &'static str,
+    ) -> &'static str {
+        let Some(v) = self.literal(el, name) else {
+            return default;
+        };
+        match options.iter().find(|o| o.eq_ignore_ascii_case(v.trim())) {
+            Some(o) => o,
+            None => {
+                let pos = el.attr(name).map_or(el.pos, |a| a.pos);
+                self.error(
+                    pos,
+                    format!("'{name}' must be one of {}, not '{v}'", options.join(", ")),
+                );
+                default
+            }
+        }
+    }
+
+    /// Reports attributes not in `allowed`.
+    pub fn allow_attrs(&mut self, el: &Element, allowed: &[&str]) {
+        for a in &el.attrs {
+            if !allowed.contains(&a.name.as_str()) && !a.name.starts_with("xmlns") {
+                let known = if allowed.is_empty() {
+                    "it takes none".to_owned()
+                } else {
+                    format!("known: {}", allowed.join(", "))
+                };
+                self.error(
+                    a.pos,
+                    format!("<{}> has no attribute '{}' ({known})", el.name, a.name),
+                );
+            }
+        }
+    }
+
+    /// Reports any child element or text.
+    pub fn no_children(&mut self, el: &Element) {
+        if let Some(child) = el.children.first() {
+            let pos = match child {
+                Node::Element(e) => e.pos,
+                Node::Text(_, p, _) => *p,
+            };
+            self.error(pos, format!("<{}> takes no content", el.name));
+        }
+    }
+
+    /// Reports child elements other than `allowed`.
+    pub fn allow_children(&mut self, el: &Element, allowed: &[&str]) {
+        for c in &el.children {
+            match c {
+                Node::Element(e) if !allowed.contains(&e.name.as_str()) => {
+                    self.error(
+                        e.pos,
+                        format!(
+                            "<{}> cannot contain <{}> (allowed: {})",
+                            el.name,
+                            e.name,
+                            allowed.join(", ")
+                        ),
+                    );
+                }
+                Node::Text(_, p, _) => {
+                    self.error(*p, format!("<{}> cannot contain text", el.name));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The text content of an element (named values and expressions allowed).
+    pub fn content(&mut self, el: &Element) -> Option<PolicyText> {
+        match el.text() {
+            Some((t, pos, off)) => self.text(t.trim(), pos, off + (t.len() - t.trim_start().len())),
+            None if el.children.is_empty() => Some(PolicyText::literal("")),
+            None => {
+                self.error(
+                    el.pos,
+                    format!("<{}> must hold text, not elements", el.name),
+                );
+                None
+            }
+        }
+    }
+
+    /// Compiles the policies inside `el` (for `choose`, `when`, `retry`, …).
+    pub fn steps(&mut self, el: &Element) -> Vec<Step> {
+        let mut out = Vec::new();
+        for c in &el.children {
+            match c {
+                Node::Element(e) => {
+                    if let Some(step) = policies::compile(e, self) {
+                        out.push(step);
+                    }
+                }
+                Node::Text(_, p, _) => self.error(*p, format!("<{}> cannot contain text", el.name)),
+            }
+        }
+        out
+    }
+}
+
+/// Compiles one scope's policy document.
+pub fn compile(
+    xml: &str,
+    scope: Scope,
+    named: &dyn NamedValues,
+    mode: Mode,
+) -> (Option<PolicyDocument>, Vec<Diagnostic>) {
+    let src = Source::new(xml);
+    let root = match src.parse() {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                None,
+                vec![Diagnostic {
+                    line: e.pos.line,
+                    column: e.pos.column,
+                    severity: Severity::Error,
+                    message: e.message,
+                }],
+            );
+        }
+    };
+    let mut cx = Cx {
+        src: &src,
+        named,
+        mode,
+        scope,
+        section: Section::Inbound,
+        diags: Vec::new(),
+    };
+    let mut doc = PolicyDocument::default();
+    if root.name != "policies" {
+        cx.error(
+            root.pos,
+            format!("the root element must be <policies>, not <{}>", root.name),
+        );
+        return (None, cx.diags);
+    }
+    cx.allow_attrs(&root, &[]);
+    for child in &root.children {
+        let el = match child {
+            Node::Element(e) => e,
+            Node::Text(_, p, _) => {
+                cx.error(*p, "<policies> cannot contain text");
+                continue;
+            }
+        };
+        let Some(section) = Section::from_name(&el.name) else {
+            cx.error(
+                el.pos,
+                format!(
+                    "<policies> holds <inbound>, <backend>, <outbound> and <on-error>, not <{}>",
+                    el.name
+                ),
+            );
+            continue;
+        };
+        if doc.present[section.index()] {
+            cx.error(el.pos, format!("<{}> appears twice", el.name));
+            continue;
+        }
+        cx.allow_attrs(el, &[]);
+        cx.section = section;
+        doc.present[section.index()] = true;
+        doc.sections[section.index()] = cx.steps(el);
+    }
+    for s in Section::ALL {
+        if !doc.present[s.index()] {
+            doc.sections[s.index()] = vec![Step::Base];
+        }
+    }
+    let failed = cx.diags.iter().any(|d| d.severity == Severity::Error);
+    (if failed { None } else { Some(doc) }, cx.diags)
+}

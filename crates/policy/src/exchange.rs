@@ -1,0 +1,311 @@
+//! One request on its way through the pipeline: what policies read and change, and what
+//! expressions see through [`crate::expr::Context`].
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+
+use crate::expr::{Context, Entity, Field, Message, Value};
+
+/// The request as policies shape it before it goes to the backend.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// `http` or `https`, as the client called.
+    pub scheme: String,
+    /// Host (and port) the client called.
+    pub host: String,
+    /// The path the backend will receive, below the service URL (starts with `/` or is empty).
+    pub path: String,
+    /// Query string without `?` (the subscription key parameter already removed).
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    /// The body once read or replaced by a policy; `None` while it still streams from the
+    /// client untouched.
+    pub body: Option<Bytes>,
+}
+
+/// The response as policies shape it before it goes to the client.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: StatusCode,
+    pub reason: Option<String>,
+    pub headers: HeaderMap,
+    /// `None` while it still streams from the backend untouched.
+    pub body: Option<Bytes>,
+}
+
+impl Response {
+    pub fn new(status: StatusCode) -> Self {
+        Self {
+            status,
+            reason: None,
+            headers: HeaderMap::new(),
+            body: Some(Bytes::new()),
+        }
+    }
+}
+
+/// Who is calling what: fixed for the request, read by expressions.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    pub api_id: Arc<str>,
+    pub api_name: Arc<str>,
+    pub api_path: Arc<str>,
+    pub api_version: Option<Arc<str>>,
+    pub service_url: Option<Arc<str>>,
+    pub operation_id: Arc<str>,
+    pub operation_name: Arc<str>,
+    pub operation_method: Arc<str>,
+    pub operation_url_template: Arc<str>,
+    pub subscription: Option<SubscriptionInfo>,
+    pub product: Option<(Arc<str>, Arc<str>)>,
+    pub user: Option<UserInfo>,
+    pub gateway_id: Arc<str>,
+    pub region: Arc<str>,
+    pub ip: String,
+    pub request_id: uuid::Uuid,
+    pub timestamp: Option<SystemTime>,
+    pub original_url: String,
+    pub matched: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionInfo {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    /// The key the caller presented.
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserInfo {
+    pub id: Arc<str>,
+    pub email: Arc<str>,
+    pub first_name: Arc<str>,
+    pub last_name: Arc<str>,
+}
+
+/// `context.LastError`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LastError {
+    /// The policy (element name) or part of the gateway that failed.
+    pub source: String,
+    pub reason: String,
+    pub message: String,
+    pub scope: String,
+    pub section: String,
+    pub path: String,
+    pub policy_id: String,
+}
+
+/// The whole per-request state.
+#[derive(Debug)]
+pub struct Exchange {
+    pub request: Request,
+    pub response: Option<Response>,
+    pub variables: HashMap<String, Value>,
+    pub info: RequestInfo,
+    /// Set by `set-backend-service`: the base URL requests go to instead of the API's.
+    pub backend_url: Option<String>,
+    pub last_error: Option<LastError>,
+    /// Headers policies add to whatever response the client finally gets (the remaining-calls
+    /// header of a rate limit, say).
+    pub response_headers: HeaderMap,
+}
+
+impl Exchange {
+    pub fn new(request: Request, info: RequestInfo) -> Self {
+        Self {
+            request,
+            response: None,
+            variables: HashMap::new(),
+            info,
+            backend_url: None,
+            last_error: None,
+            response_headers: HeaderMap::new(),
+        }
+    }
+
+    /// The request URL as the backend will see it, relative to the gateway host.
+    pub fn request_url(&self) -> String {
+        let r = &self.request;
+        let mut url = format!("{}://{}{}", r.scheme, r.host, r.path);
+        if url.ends_with("://") || r.path.is_empty() {
+            url.push('/');
+        }
+        if let Some(q) = r.query.as_deref().filter(|q| !q.is_empty()) {
+            url.push('?');
+            url.push_str(q);
+        }
+        url
+    }
+}
+
+fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut values = headers.get_all(name).iter().peekable();
+    values.peek()?;
+    let parts: Vec<Cow<'_, str>> = values
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .collect();
+    Some(parts.join(","))
+}
+
+fn all(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for name in headers.keys() {
+        if let Some(v) = joined(headers, name.as_str()) {
+            out.push((name.as_str().to_owned(), v));
+        }
+    }
+    out
+}
+
+fn opt(s: &Option<Arc<str>>) -> Option<Cow<'_, str>> {
+    s.as_deref().map(Cow::Borrowed)
+}
+
+impl Context for Exchange {
+    fn request_method(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self.request.method.as_str())
+    }
+
+    fn request_url(&self) -> Cow<'_, str> {
+        Cow::Owned(Exchange::request_url(self))
+    }
+
+    fn original_url(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.info.original_url)
+    }
+
+    fn ip_address(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.info.ip)
+    }
+
+    fn header(&self, message: Message, name: &str) -> Option<String> {
+        match message {
+            Message::Request => joined(&self.request.headers, name),
+            Message::Response => joined(&self.response.as_ref()?.headers, name),
+        }
+    }
+
+    fn headers(&self, message: Message) -> Vec<(String, String)> {
+        match message {
+            Message::Request => all(&self.request.headers),
+            Message::Response => self
+                .response
+                .as_ref()
+                .map(|r| all(&r.headers))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn has_body(&self, message: Message) -> bool {
+        match message {
+            Message::Request => true,
+            Message::Response => self.response.is_some(),
+        }
+    }
+
+    fn body(&self, message: Message, _preserve_content: bool) -> Option<Cow<'_, [u8]>> {
+        let body = match message {
+            Message::Request => self.request.body.as_ref(),
+            Message::Response => self.response.as_ref()?.body.as_ref(),
+        };
+        Some(Cow::Borrowed(body.map_or(&[][..], |b| b.as_ref())))
+    }
+
+    fn matched_parameter(&self, name: &str) -> Option<String> {
+        self.info
+            .matched
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    }
+
+    fn matched_parameters(&self) -> Vec<(String, String)> {
+        self.info.matched.clone()
+    }
+
+    fn response_status(&self) -> Option<(u16, Cow<'_, str>)> {
+        let r = self.response.as_ref()?;
+        let reason = match &r.reason {
+            Some(s) => Cow::Borrowed(s.as_str()),
+            None => Cow::Borrowed(r.status.canonical_reason().unwrap_or("")),
+        };
+        Some((r.status.as_u16(), reason))
+    }
+
+    fn variable(&self, name: &str) -> Option<Value> {
+        self.variables.get(name).cloned()
+    }
+
+    fn has_variable(&self, name: &str) -> bool {
+        self.variables.contains_key(name)
+    }
+
+    fn has(&self, entity: Entity) -> bool {
+        match entity {
+            Entity::Subscription => self.info.subscription.is_some(),
+            Entity::User => self.info.user.is_some(),
+            Entity::Product => self.info.product.is_some(),
+            Entity::LastError => self.last_error.is_some(),
+            _ => true,
+        }
+    }
+
+    fn field(&self, field: Field) -> Option<Cow<'_, str>> {
+        let i = &self.info;
+        let sub = i.subscription.as_ref();
+        let user = i.user.as_ref();
+        let err = self.last_error.as_ref();
+        Some(match field {
+            Field::SubscriptionId => b(&sub?.id),
+            Field::SubscriptionName => b(&sub?.name),
+            Field::SubscriptionKey => Cow::Borrowed(sub?.key.as_str()),
+            // Gateways hold only hashes of keys: the other key is not known here.
+            Field::SubscriptionPrimaryKey | Field::SubscriptionSecondaryKey => return None,
+            Field::UserId => b(&user?.id),
+            Field::UserEmail => b(&user?.email),
+            Field::UserFirstName => b(&user?.first_name),
+            Field::UserLastName => b(&user?.last_name),
+            Field::ProductId => b(&i.product.as_ref()?.0),
+            Field::ProductName => b(&i.product.as_ref()?.1),
+            Field::ApiId => b(&i.api_id),
+            Field::ApiName => b(&i.api_name),
+            Field::ApiPath => b(&i.api_path),
+            Field::ApiVersion => return opt(&i.api_version),
+            Field::ApiServiceUrl => return opt(&i.service_url),
+            Field::OperationId => b(&i.operation_id),
+            Field::OperationName => b(&i.operation_name),
+            Field::OperationMethod => b(&i.operation_method),
+            Field::OperationUrlTemplate => b(&i.operation_url_template),
+            Field::DeploymentRegion => b(&i.region),
+            Field::DeploymentGatewayId => b(&i.gateway_id),
+            Field::DeploymentServiceName => Cow::Borrowed("gatehouse"),
+            Field::LastErrorSource => Cow::Borrowed(err?.source.as_str()),
+            Field::LastErrorReason => Cow::Borrowed(err?.reason.as_str()),
+            Field::LastErrorMessage => Cow::Borrowed(err?.message.as_str()),
+            Field::LastErrorScope => Cow::Borrowed(err?.scope.as_str()),
+            Field::LastErrorSection => Cow::Borrowed(err?.section.as_str()),
+            Field::LastErrorPath => Cow::Borrowed(err?.path.as_str()),
+            Field::LastErrorPolicyId => Cow::Borrowed(err?.policy_id.as_str()),
+        })
+    }
+
+    fn request_id(&self) -> uuid::Uuid {
+        self.info.request_id
+    }
+
+    fn timestamp(&self) -> SystemTime {
+        self.info.timestamp.unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+fn b(s: &Arc<str>) -> Cow<'_, str> {
+    Cow::Borrowed(s)
+}

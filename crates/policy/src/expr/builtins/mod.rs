@@ -1,0 +1,694 @@
+//! The library an expression can call: members of `context`, strings, numbers, dates, JSON,
+//! JWTs, regexes, encodings and LINQ. Each family has one module holding both halves:
+//! the compile-time half (does this member exist on this static type, with these arguments,
+//! and what does it return) and the run-time half (do it, dispatching on the value).
+//!
+//! Member names are resolved once, at compile time, into [`Member`]; evaluation never
+//! compares member names as strings.
+
+pub(crate) mod context;
+pub(crate) mod convert;
+pub(crate) mod datetime;
+pub(crate) mod encoding;
+pub(crate) mod json;
+pub(crate) mod jwt;
+pub(crate) mod linq;
+pub(crate) mod number;
+pub(crate) mod regex;
+pub(crate) mod string;
+pub(crate) mod url;
+
+use std::sync::Arc;
+
+use super::Budget;
+use super::context::Context;
+use super::error::{ErrorKind, RtResult, RuntimeError};
+use super::json::Json;
+use super::types::{Class, EnumTy, Ty};
+use super::value::{Obj, Value};
+
+macro_rules! members {
+    ($($name:ident),* $(,)?) => {
+        /// Every member name an expression can use, on any type.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub(crate) enum Member { $($name),* }
+
+        impl Member {
+            pub(crate) fn from_name(name: &str) -> Option<Self> {
+                match name {
+                    $(stringify!($name) => Some(Self::$name),)*
+                    _ => None,
+                }
+            }
+
+            pub(crate) fn name(self) -> &'static str {
+                match self {
+                    $(Self::$name => stringify!($name),)*
+                }
+            }
+        }
+    };
+}
+
+members! {
+    // context
+    Request, Response, Variables, Subscription, User, Product, Api, Operation, Deployment,
+    RequestId, Elapsed, Timestamp, LastError, Method, Url, OriginalUrl, Headers, IpAddress,
+    MatchedParameters, Body, StatusCode, StatusReason, Id, Name, Key, PrimaryKey, SecondaryKey,
+    Email, FirstName, LastName, Path, Version, ServiceUrl, UrlTemplate, Region, GatewayId,
+    ServiceName, Source, Reason, Message, Scope, Section, PolicyId, As, GetValueOrDefault,
+    ContainsKey, Keys,
+    // url
+    Scheme, Host, Port, Query, QueryString, GetQueryParameterValueOrDefault,
+    // object, string, char
+    ToString, Equals, CompareTo, GetType, Length, Contains, StartsWith, EndsWith, Substring,
+    IndexOf, LastIndexOf, Split, Replace, ToUpper, ToLower, ToUpperInvariant, ToLowerInvariant,
+    Trim, TrimStart, TrimEnd, PadLeft, PadRight, Insert, Remove, ToCharArray, IsNullOrEmpty,
+    IsNullOrWhiteSpace, Format, Concat, Join, Compare, Empty, AsJwt, TryParseJwt, IsDigit,
+    IsLetter, IsLetterOrDigit, IsWhiteSpace, IsUpper, IsLower,
+    // numbers
+    Parse, TryParse, MaxValue, MinValue, NaN, PositiveInfinity, NegativeInfinity, IsNaN, Max,
+    Min, Abs, Round, Floor, Ceiling, Pow, Sqrt, Sign, ToInt32, ToInt64, ToDouble, ToBoolean,
+    ToBase64String, FromBase64String, PI,
+    // encoding, uri, guid
+    UTF8, ASCII, Unicode, GetBytes, GetString, EscapeDataString, UnescapeDataString, NewGuid,
+    // dates
+    UtcNow, Now, Today, Year, Month, Day, Hour, Minute, Second, Millisecond, Ticks, DayOfYear,
+    Date, TimeOfDay, AddYears, AddMonths, AddDays, AddHours, AddMinutes, AddSeconds,
+    AddMilliseconds, AddTicks, Add, Subtract, ToUniversalTime, ToLocalTime, FromSeconds,
+    FromMinutes, FromHours, FromDays, FromMilliseconds, FromTicks, TotalDays, TotalHours,
+    TotalMinutes, TotalSeconds, TotalMilliseconds, Days, Hours, Minutes, Seconds, Milliseconds,
+    Zero, Negate, Duration, Kind,
+    // regex
+    IsMatch, Match, Matches, Escape, Success, Groups, Index, Captures,
+    // json
+    Value, ToObject, SelectToken, Count, HasValues, Properties, Children, GetValue, Type,
+    // jwt
+    Subject, Issuer, Audiences, ExpirationTime, NotBefore, IssuedAt, Algorithm, Claims,
+    // linq
+    Any, All, Where, Select, First, FirstOrDefault, Last, LastOrDefault, Sum, Average, ToArray,
+    ToList, Skip, Take, Distinct, Reverse, OrderBy, OrderByDescending, ElementAt,
+    // enum members
+    Ordinal, OrdinalIgnoreCase, InvariantCulture, InvariantCultureIgnoreCase, CurrentCulture,
+    CurrentCultureIgnoreCase, None, Indented, IgnoreCase, Multiline, Singleline, ExplicitCapture,
+    CultureInvariant, IgnorePatternWhitespace, Compiled, RemoveEmptyEntries, TrimEntries, Utc,
+    Local, Unspecified,
+}
+
+/// What evaluation lends a builtin: the request and the step budget.
+pub(crate) struct Rt<'a> {
+    pub ctx: &'a dyn Context,
+    pub budget: &'a mut Budget,
+}
+
+impl Rt<'_> {
+    /// Charges for producing `bytes` of output, before allocating it.
+    pub(crate) fn alloc(&mut self, bytes: usize) -> RtResult<()> {
+        self.budget.charge_bytes(bytes)
+    }
+
+    pub(crate) fn steps(&mut self, n: usize) -> RtResult<()> {
+        self.budget.charge(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+}
+
+/// Per-call data fixed at compile time.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Extra {
+    /// The type argument of `As<T>`, `GetValueOrDefault<T>`, `Value<T>`, `ToObject<T>`.
+    pub targ: Option<Ty>,
+    /// A regex pattern given as a literal, compiled when the policy was saved.
+    pub regex: Option<Arc<::regex::Regex>>,
+}
+
+/// Why a member could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SigErr {
+    /// The type has no member of that name (or not as a method / property).
+    NotFound,
+    /// No overload takes that many arguments.
+    Arity,
+    /// An overload takes that many, but not of these types.
+    Types,
+    /// Something more specific.
+    Other(String),
+}
+
+pub(crate) type Sig = Result<Ty, SigErr>;
+
+/// The compile-time view of a call's arguments.
+pub(crate) struct CallTys<'a> {
+    pub args: &'a [Ty],
+    pub targ: Option<&'a Ty>,
+    /// The last argument is `out`.
+    pub out: bool,
+}
+
+/// Parameter kinds for overload checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum P {
+    Any,
+    Str,
+    Char,
+    /// `int` (also `char`, and `long` where C# would need a cast: lenient).
+    Int,
+    /// Any number.
+    Num,
+    Bool,
+    Bytes,
+    DateTime,
+    TimeSpan,
+    Enum(EnumTy),
+    /// An array or other sequence.
+    Seq,
+    /// `params T[]`: any number of trailing arguments of this kind.
+    Rest(&'static P),
+}
+
+fn accepts(p: P, t: &Ty) -> bool {
+    if t.is_dynamic() {
+        return true;
+    }
+    match p {
+        P::Any => true,
+        P::Str => matches!(t, Ty::String | Ty::Json(_)),
+        P::Char => matches!(t, Ty::Char),
+        P::Int => matches!(t, Ty::Int | Ty::Long | Ty::Char | Ty::Json(_)),
+        P::Num => t.is_numeric() || matches!(t, Ty::Json(_)),
+        P::Bool => matches!(t, Ty::Bool | Ty::Json(_)),
+        P::Bytes => matches!(t, Ty::Bytes),
+        P::DateTime => matches!(t, Ty::DateTime),
+        P::TimeSpan => matches!(t, Ty::TimeSpan),
+        P::Enum(e) => *t == Ty::Enum(e),
+        P::Seq => t.element().is_some(),
+        P::Rest(inner) => accepts(*inner, t),
+    }
+}
+
+/// Picks the first overload whose parameters accept `args`; its index.
+pub(crate) fn overload(args: &[Ty], overloads: &[&[P]]) -> Result<usize, SigErr> {
+    let mut arity_ok = false;
+    for (n, params) in overloads.iter().enumerate() {
+        let rest = params.last().and_then(|p| match p {
+            P::Rest(inner) => Some(**inner),
+            _ => None,
+        });
+        let fixed = if rest.is_some() {
+            params.len() - 1
+        } else {
+            params.len()
+        };
+        let count_ok = match rest {
+            Some(_) => args.len() >= fixed,
+            None => args.len() == fixed,
+        };
+        if !count_ok {
+            continue;
+        }
+        arity_ok = true;
+        let ok = args.iter().enumerate().all(|(i, t)| match params.get(i) {
+            Some(P::Rest(inner)) => accepts(**inner, t),
+            Some(p) if i < fixed => accepts(*p, t),
+            _ => rest.is_some_and(|r| accepts(r, t)),
+        });
+        if ok {
+            return Ok(n);
+        }
+    }
+    Err(if arity_ok {
+        SigErr::Types
+    } else {
+        SigErr::Arity
+    })
+}
+
+/// Checks `args` against `overloads` and returns `ret`.
+pub(crate) fn sig(c: &CallTys<'_>, overloads: &[&[P]], ret: Ty) -> Sig {
+    overload(c.args, overloads).map(|_| ret)
+}
+
+// ---- compile-time lookup -------------------------------------------------------------------
+
+/// The type of property `m` on a value of static type `ty`.
+pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
+    match ty {
+        Ty::Object | Ty::Null => Some(Ty::Object),
+        Ty::Ctx(c) => context::prop_ty(*c, m),
+        Ty::Url | Ty::Query => url::prop_ty(ty, m),
+        Ty::String => string::prop_ty(m),
+        Ty::Array(_) | Ty::Bytes => match m {
+            Member::Length => Some(Ty::Int),
+            _ => None,
+        },
+        Ty::DateTime | Ty::TimeSpan => datetime::prop_ty(ty, m),
+        Ty::Json(_) => json::prop_ty(ty, m),
+        Ty::Jwt | Ty::Claims => jwt::prop_ty(ty, m),
+        Ty::Match | Ty::Groups | Ty::Group => regex::prop_ty(ty, m),
+        Ty::Pair(k, v) => match m {
+            Member::Key => Some((**k).clone()),
+            Member::Value => Some((**v).clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The result type of calling method `m` on a value of static type `ty`.
+pub(crate) fn method_sig(ty: &Ty, m: Member, c: &CallTys<'_>) -> Sig {
+    // Members every object has.
+    match m {
+        Member::ToString if c.args.is_empty() && !ty.is_dynamic() => return Ok(Ty::String),
+        Member::Equals if c.args.len() == 1 && !matches!(ty, Ty::String) => return Ok(Ty::Bool),
+        Member::GetType => {
+            return Err(SigErr::Other(
+                "GetType() is not allowed in policy expressions".into(),
+            ));
+        }
+        _ => {}
+    }
+    match ty {
+        Ty::Object | Ty::Null => Ok(c.targ.cloned().unwrap_or(Ty::Object)),
+        Ty::Ctx(o) => context::method_sig(*o, m, c),
+        Ty::Url | Ty::Query => url::method_sig(ty, m, c),
+        Ty::String => string::method_sig(m, c),
+        Ty::Char => string::char_method_sig(m, c),
+        Ty::Int | Ty::Long | Ty::Double | Ty::Bool => number::method_sig(ty, m, c),
+        Ty::DateTime | Ty::TimeSpan => datetime::method_sig(ty, m, c),
+        Ty::Guid => match m {
+            Member::ToString => sig(c, &[&[P::Str]], Ty::String),
+            _ => Err(SigErr::NotFound),
+        },
+        Ty::Encoding => encoding::method_sig(m, c),
+        Ty::Json(_) => json::method_sig(ty, m, c),
+        Ty::Jwt | Ty::Claims => jwt::method_sig(ty, m, c),
+        Ty::Match | Ty::Groups | Ty::Group => Err(SigErr::NotFound),
+        _ => Err(SigErr::NotFound),
+    }
+}
+
+/// The type of `ty[index]`.
+pub(crate) fn index_ty(ty: &Ty, index: &Ty) -> Result<Ty, String> {
+    let int_index = matches!(index, Ty::Int | Ty::Long | Ty::Char) || index.is_dynamic();
+    let str_index = matches!(index, Ty::String) || index.is_dynamic();
+    let ok = |t: Ty, valid: bool| {
+        if valid {
+            Ok(t)
+        } else {
+            Err(format!(
+                "Cannot apply indexing with [] of type '{index}' to '{ty}'"
+            ))
+        }
+    };
+    match ty {
+        Ty::Object | Ty::Null => Ok(Ty::Object),
+        Ty::String => ok(Ty::Char, int_index),
+        Ty::Array(t) => ok((**t).clone(), int_index),
+        Ty::Bytes => ok(Ty::Int, int_index),
+        Ty::Json(_) => ok(
+            Ty::Json(super::types::JKind::Token),
+            int_index || str_index || matches!(index, Ty::Json(_)),
+        ),
+        Ty::Ctx(super::value::CtxObj::Headers(_))
+        | Ty::Ctx(super::value::CtxObj::MatchedParameters) => ok(Ty::String, str_index),
+        Ty::Ctx(super::value::CtxObj::Variables) => ok(Ty::Object, str_index),
+        Ty::Query | Ty::Claims => ok(Ty::array_of(Ty::String), str_index),
+        Ty::Groups => ok(Ty::Group, int_index || str_index),
+        _ => Err(format!(
+            "Cannot apply indexing with [] to an expression of type '{ty}'"
+        )),
+    }
+}
+
+/// The type of static property `Class.m`.
+pub(crate) fn static_prop_ty(class: Class, m: Member) -> Option<Ty> {
+    match class {
+        Class::String => (m == Member::Empty).then_some(Ty::String),
+        Class::Int | Class::Long | Class::Double | Class::Math => number::static_prop_ty(class, m),
+        Class::DateTime | Class::TimeSpan => datetime::static_prop_ty(class, m),
+        Class::Encoding | Class::Guid => encoding::static_prop_ty(class, m),
+        Class::StringComparison
+        | Class::Formatting
+        | Class::RegexOptions
+        | Class::StringSplitOptions
+        | Class::DateTimeKind => enum_value(class, m).map(|(t, _)| Ty::Enum(t)),
+        _ => None,
+    }
+}
+
+/// The result type of static method `Class.m(args)`.
+pub(crate) fn static_sig(class: Class, m: Member, c: &CallTys<'_>) -> Sig {
+    match class {
+        Class::String => string::static_sig(m, c),
+        Class::Char => string::char_static_sig(m, c),
+        Class::Int | Class::Long | Class::Double | Class::Bool | Class::Math => {
+            number::static_sig(class, m, c)
+        }
+        Class::Convert | Class::Encoding | Class::Guid | Class::Uri => {
+            encoding::static_sig(class, m, c)
+        }
+        Class::DateTime | Class::TimeSpan => datetime::static_sig(class, m, c),
+        Class::Regex => regex::static_sig(m, c),
+        Class::JObject | Class::JArray | Class::JToken | Class::JValue | Class::JProperty => {
+            json::static_sig(class, m, c)
+        }
+        _ => Err(SigErr::NotFound),
+    }
+}
+
+/// The type of the `out` argument of a method that has one.
+pub(crate) fn out_ty(recv: Option<&Ty>, class: Option<Class>, m: Member) -> Option<Ty> {
+    match (recv, class, m) {
+        (_, Some(Class::Int), Member::TryParse) => Some(Ty::Int),
+        (_, Some(Class::Long), Member::TryParse) => Some(Ty::Long),
+        (_, Some(Class::Double), Member::TryParse) => Some(Ty::Double),
+        (_, Some(Class::Bool), Member::TryParse) => Some(Ty::Bool),
+        (_, Some(Class::DateTime), Member::TryParse) => Some(Ty::DateTime),
+        (Some(Ty::String | Ty::Object), None, Member::TryParseJwt) => Some(Ty::Jwt),
+        _ => None,
+    }
+}
+
+/// Enum members: their type and numeric value (as .NET defines them).
+pub(crate) fn enum_value(class: Class, m: Member) -> Option<(EnumTy, i32)> {
+    use Member as M;
+    let (t, v) = match (class, m) {
+        (Class::StringComparison, M::CurrentCulture) => (EnumTy::StringComparison, 0),
+        (Class::StringComparison, M::CurrentCultureIgnoreCase) => (EnumTy::StringComparison, 1),
+        (Class::StringComparison, M::InvariantCulture) => (EnumTy::StringComparison, 2),
+        (Class::StringComparison, M::InvariantCultureIgnoreCase) => (EnumTy::StringComparison, 3),
+        (Class::StringComparison, M::Ordinal) => (EnumTy::StringComparison, 4),
+        (Class::StringComparison, M::OrdinalIgnoreCase) => (EnumTy::StringComparison, 5),
+        (Class::Formatting, M::None) => (EnumTy::Formatting, 0),
+        (Class::Formatting, M::Indented) => (EnumTy::Formatting, 1),
+        (Class::RegexOptions, M::None) => (EnumTy::RegexOptions, 0),
+        (Class::RegexOptions, M::IgnoreCase) => (EnumTy::RegexOptions, 1),
+        (Class::RegexOptions, M::Multiline) => (EnumTy::RegexOptions, 2),
+        (Class::RegexOptions, M::ExplicitCapture) => (EnumTy::RegexOptions, 4),
+        (Class::RegexOptions, M::Compiled) => (EnumTy::RegexOptions, 8),
+        (Class::RegexOptions, M::Singleline) => (EnumTy::RegexOptions, 16),
+        (Class::RegexOptions, M::IgnorePatternWhitespace) => (EnumTy::RegexOptions, 32),
+        (Class::RegexOptions, M::CultureInvariant) => (EnumTy::RegexOptions, 512),
+        (Class::StringSplitOptions, M::None) => (EnumTy::StringSplitOptions, 0),
+        (Class::StringSplitOptions, M::RemoveEmptyEntries) => (EnumTy::StringSplitOptions, 1),
+        (Class::StringSplitOptions, M::TrimEntries) => (EnumTy::StringSplitOptions, 2),
+        (Class::DateTimeKind, M::Unspecified) => (EnumTy::DateTimeKind, 0),
+        (Class::DateTimeKind, M::Utc) => (EnumTy::DateTimeKind, 1),
+        (Class::DateTimeKind, M::Local) => (EnumTy::DateTimeKind, 2),
+        _ => return None,
+    };
+    Some((t, v))
+}
+
+/// Parameter names usable as named arguments (`preserveContent: true`), by position.
+pub(crate) fn param_names(m: Member) -> &'static [&'static str] {
+    match m {
+        Member::As => &["preserveContent"],
+        Member::GetValueOrDefault => &["name", "defaultValue"],
+        Member::Substring => &["startIndex", "length"],
+        Member::IsMatch | Member::Match | Member::Matches => &["input", "pattern", "options"],
+        Member::Replace => &["input", "pattern", "replacement", "options"],
+        Member::Equals => &["value", "comparisonType"],
+        Member::ToString => &["format"],
+        _ => &[],
+    }
+}
+
+// ---- run time ------------------------------------------------------------------------------
+
+/// Reads property `m` of `recv`.
+pub(crate) fn get(recv: &Value, m: Member, rt: &mut Rt<'_>) -> RtResult<Value> {
+    match recv {
+        Value::Null => Err(RuntimeError::null_reference()),
+        Value::Handle(h) => match &h.0 {
+            Obj::Ctx(c) => context::get(*c, m, rt),
+            Obj::Url(u) => url::url_prop(u, m),
+            Obj::Query(q) => url::query_prop(q, m),
+            Obj::Claims(j) => jwt::claims_prop(j, m),
+            Obj::Match(_) | Obj::Groups(_) | Obj::Group(..) => regex::get(&h.0, m),
+            Obj::Pair(p) => match m {
+                Member::Key | Member::Name => Ok(p.0.clone()),
+                Member::Value => Ok(p.1.clone()),
+                _ => Err(RuntimeError::no_member(recv.type_name(), m.name())),
+            },
+            Obj::Encoding(_) | Obj::Enum(..) => {
+                Err(RuntimeError::no_member(recv.type_name(), m.name()))
+            }
+        },
+        Value::String(s) => string::get(s, m),
+        Value::Array(a) if m == Member::Length => Ok(len_value(a.len())),
+        Value::Bytes(b) if m == Member::Length => Ok(len_value(b.len())),
+        Value::DateTime(_) | Value::TimeSpan(_) => datetime::get(recv, m),
+        Value::Json(j) => json::get(j, m),
+        Value::Jwt(j) => jwt::get(j, m),
+        _ => Err(RuntimeError::no_member(recv.type_name(), m.name())),
+    }
+}
+
+pub(crate) fn len_value(n: usize) -> Value {
+    Value::Int(i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+/// Calls method `m` on `recv`.
+pub(crate) fn call(
+    recv: &Value,
+    m: Member,
+    args: &[Value],
+    x: &Extra,
+    rt: &mut Rt<'_>,
+) -> RtResult<Value> {
+    match (m, args.len()) {
+        (Member::ToString, 0) if !matches!(recv, Value::Json(_) | Value::Null) => {
+            let s = recv.to_policy_string();
+            return Ok(Value::String(s.into()));
+        }
+        (Member::Equals, 1) if !matches!(recv, Value::String(_) | Value::Null) => {
+            return Ok(Value::Bool(recv.loose_eq(&args[0])));
+        }
+        _ => {}
+    }
+    match recv {
+        Value::Null => Err(RuntimeError::null_reference()),
+        Value::Handle(h) => match &h.0 {
+            Obj::Ctx(c) => context::call(*c, m, args, x, rt),
+            Obj::Url(u) => url::url_call(u, m, args),
+            Obj::Query(q) => url::query_call(q, m, args),
+            Obj::Claims(j) => jwt::claims_call(j, m, args),
+            Obj::Encoding(e) => encoding::call(*e, m, args, rt),
+            _ => Err(RuntimeError::no_member(recv.type_name(), m.name())),
+        },
+        Value::String(s) => string::call(s, m, args, rt),
+        Value::Char(c) => string::char_call(*c, m, args),
+        Value::Int(_) | Value::Long(_) | Value::Double(_) | Value::Bool(_) => {
+            number::call(recv, m, args)
+        }
+        Value::DateTime(_) | Value::TimeSpan(_) => datetime::call(recv, m, args),
+        Value::Guid(g) => match m {
+            Member::ToString => encoding::guid_to_string(*g, args),
+            _ => Err(RuntimeError::no_member("Guid", m.name())),
+        },
+        Value::Json(j) => json::call(j, m, args, x, rt),
+        _ => Err(RuntimeError::no_member(recv.type_name(), m.name())),
+    }
+}
+
+/// Calls a method with an `out` argument; returns (result, out value).
+pub(crate) fn call_out(recv: &Value, m: Member, args: &[Value]) -> RtResult<(Value, Value)> {
+    match (recv, m) {
+        (Value::String(s), Member::TryParseJwt) => Ok(jwt::try_parse(s)),
+        (Value::Null, _) => Err(RuntimeError::null_reference()),
+        _ => {
+            let _ = args;
+            Err(RuntimeError::no_member(recv.type_name(), m.name()))
+        }
+    }
+}
+
+/// `recv[index]`.
+pub(crate) fn index(recv: &Value, idx: &Value, rt: &mut Rt<'_>) -> RtResult<Value> {
+    match recv {
+        Value::Null => Err(RuntimeError::null_reference()),
+        Value::String(s) => string::index(s, idx),
+        Value::Array(items) => {
+            let i = index_arg(idx, items.len())?;
+            Ok(items[i].clone())
+        }
+        Value::Bytes(b) => {
+            let i = index_arg(idx, b.len())?;
+            Ok(Value::Int(i32::from(b[i])))
+        }
+        Value::Json(j) => json::index(j, idx),
+        Value::Handle(h) => match &h.0 {
+            Obj::Ctx(c) => context::index(*c, idx, rt),
+            Obj::Query(q) => url::query_index(q, idx),
+            Obj::Claims(j) => jwt::claims_index(j, idx),
+            Obj::Groups(m) => regex::group(m, idx),
+            _ => Err(RuntimeError::no_member(recv.type_name(), "this[]")),
+        },
+        _ => Err(RuntimeError::new(
+            ErrorKind::Binder,
+            format_args!(
+                "Cannot apply indexing with [] to an expression of type '{}'",
+                recv.type_name()
+            ),
+        )),
+    }
+}
+
+/// An integer index into `len` items, or `IndexOutOfRangeException`.
+pub(crate) fn index_arg(idx: &Value, len: usize) -> RtResult<usize> {
+    let i = match idx.number() {
+        Some(super::value::Num::Int(i) | super::value::Num::Long(i)) => i,
+        _ => {
+            return Err(RuntimeError::new(
+                ErrorKind::InvalidCast,
+                format_args!("An index must be an integer, not '{}'.", idx.type_name()),
+            ));
+        }
+    };
+    usize::try_from(i).ok().filter(|i| *i < len).ok_or_else(|| {
+        RuntimeError::new(
+            ErrorKind::OutOfRange,
+            "Index was outside the bounds of the array.",
+        )
+    })
+}
+
+/// Reads static property `Class.m`.
+pub(crate) fn static_get(class: Class, m: Member, rt: &mut Rt<'_>) -> RtResult<Value> {
+    if let Some((t, v)) = enum_value(class, m) {
+        return Ok(Value::obj(Obj::Enum(t, v, Some(m))));
+    }
+    match class {
+        Class::String => Ok(Value::str("")),
+        Class::Int | Class::Long | Class::Double | Class::Math => number::static_get(class, m),
+        Class::DateTime | Class::TimeSpan => datetime::static_get(class, m, rt),
+        Class::Encoding | Class::Guid => encoding::static_get(class, m),
+        _ => Err(RuntimeError::no_member("type", m.name())),
+    }
+}
+
+/// Calls static method `Class.m(args)`.
+pub(crate) fn static_call(
+    class: Class,
+    m: Member,
+    args: &[Value],
+    x: &Extra,
+    rt: &mut Rt<'_>,
+) -> RtResult<Value> {
+    match class {
+        Class::String => string::static_call(m, args, rt),
+        Class::Char => string::char_static_call(m, args),
+        Class::Int | Class::Long | Class::Double | Class::Bool | Class::Math => {
+            number::static_call(class, m, args)
+        }
+        Class::Convert | Class::Encoding | Class::Guid | Class::Uri => {
+            encoding::static_call(class, m, args, rt)
+        }
+        Class::DateTime | Class::TimeSpan => datetime::static_call(class, m, args),
+        Class::Regex => regex::static_call(m, args, x, rt),
+        Class::JObject | Class::JArray | Class::JToken | Class::JValue | Class::JProperty => {
+            json::static_call(class, m, args)
+        }
+        _ => Err(RuntimeError::no_member("type", m.name())),
+    }
+}
+
+/// Calls a static method with an `out` argument; returns (result, out value).
+pub(crate) fn static_call_out(class: Class, m: Member, args: &[Value]) -> RtResult<(Value, Value)> {
+    match (class, m) {
+        (Class::Int | Class::Long | Class::Double | Class::Bool, Member::TryParse) => {
+            Ok(number::try_parse(class, args))
+        }
+        (Class::DateTime, Member::TryParse) => Ok(datetime::try_parse(args)),
+        _ => Err(RuntimeError::no_member("type", m.name())),
+    }
+}
+
+/// `new T(args)`: the type it makes.
+pub(crate) fn new_sig(class: Class, c: &CallTys<'_>) -> Sig {
+    match class {
+        Class::DateTime | Class::TimeSpan => datetime::new_sig(class, c),
+        Class::JObject | Class::JArray | Class::JProperty | Class::JValue => {
+            json::new_sig(class, c)
+        }
+        _ => Err(SigErr::NotFound),
+    }
+}
+
+/// `new T(args)`.
+pub(crate) fn new_value(class: Class, args: &[Value]) -> RtResult<Value> {
+    match class {
+        Class::DateTime | Class::TimeSpan => datetime::new_value(class, args),
+        _ => json::new_value(class, args),
+    }
+}
+
+// ---- argument helpers ----------------------------------------------------------------------
+
+/// An enum value (`StringComparison.Ordinal`…): its type and number.
+pub(crate) fn enum_arg(v: &Value) -> Option<(EnumTy, i32)> {
+    match v {
+        Value::Handle(h) => match h.0 {
+            Obj::Enum(t, v, _) => Some((t, v)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+pub(crate) fn null_argument(name: &str) -> RuntimeError {
+    RuntimeError::new(
+        ErrorKind::Argument,
+        format_args!("Value cannot be null. (Parameter '{name}')"),
+    )
+}
+
+/// A string argument; `null` is refused (`ArgumentNullException`).
+pub(crate) fn arg_str<'v>(args: &'v [Value], i: usize, name: &str) -> RtResult<&'v str> {
+    match args.get(i) {
+        Some(Value::String(s)) => Ok(s),
+        Some(Value::Json(Json::String(s))) => Ok(s),
+        Some(Value::Null) | None => Err(null_argument(name)),
+        Some(v) => Err(RuntimeError::cast(v.type_name(), "String")),
+    }
+}
+
+/// A string argument that may be null.
+pub(crate) fn arg_opt_str<'v>(args: &'v [Value], i: usize) -> RtResult<Option<&'v str>> {
+    match args.get(i) {
+        Some(Value::Null | Value::Json(Json::Null)) | None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Json(Json::String(s))) => Ok(Some(s)),
+        Some(v) => Err(RuntimeError::cast(v.type_name(), "String")),
+    }
+}
+
+pub(crate) fn arg_i64(args: &[Value], i: usize) -> RtResult<i64> {
+    match args.get(i).and_then(Value::number) {
+        Some(super::value::Num::Int(v) | super::value::Num::Long(v)) => Ok(v),
+        _ => Err(RuntimeError::cast(
+            args.get(i).map_or("null", Value::type_name),
+            "Int32",
+        )),
+    }
+}
+
+pub(crate) fn arg_f64(args: &[Value], i: usize) -> RtResult<f64> {
+    match args.get(i).and_then(Value::number) {
+        Some(n) => Ok(n.as_f64()),
+        None => Err(RuntimeError::cast(
+            args.get(i).map_or("null", Value::type_name),
+            "Double",
+        )),
+    }
+}
+
+pub(crate) fn arg_char(args: &[Value], i: usize) -> RtResult<char> {
+    match args.get(i) {
+        Some(Value::Char(c)) => Ok(*c),
+        other => Err(RuntimeError::cast(
+            other.map_or("null", Value::type_name),
+            "Char",
+        )),
+    }
+}

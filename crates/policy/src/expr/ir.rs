@@ -1,0 +1,123 @@
+//! The compiled form of an expression: a tree whose members, methods, overloads, types and
+//! variable slots were all resolved when the policy was saved. Evaluation walks it without
+//! looking up any name (only variable, header and JSON property keys are strings here).
+
+use super::ast::{BinOp, UnOp};
+use super::builtins::convert::Mode;
+use super::builtins::{Extra, Member};
+use super::types::{Class, Ty};
+use super::value::Value;
+
+#[derive(Debug)]
+pub(crate) enum Node {
+    Const(Value),
+    Local(u32),
+    /// `context`.
+    Context,
+    Prop(Box<Node>, Member),
+    StaticProp(Class, Member),
+    Call(Box<Call>),
+    StaticCall(Box<StaticCall>),
+    Index(Box<Node>, Box<Node>),
+    Linq(Box<Linq>),
+    Unary(UnOp, Box<Node>),
+    /// Arithmetic, comparison and bitwise operators (not `&&`, `||`, `??`).
+    Binary(BinOp, Box<Node>, Box<Node>),
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    Coalesce(Box<Node>, Box<Node>),
+    Cond(Box<Node>, Box<Node>, Box<Node>),
+    Convert(Box<Node>, Ty, Mode),
+    Interp(Box<[Piece]>),
+    /// Root of a `?.` chain: a null met by a [`Node::NullGuard`] inside makes it null.
+    NullChain(Box<Node>),
+    /// The receiver of `?.` / `?[`.
+    NullGuard(Box<Node>),
+    Assign(Box<Assign>),
+    New(Class, Box<[Node]>),
+    NewArray(Box<[Node]>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub recv: Node,
+    pub member: Member,
+    pub args: Box<[Node]>,
+    pub extra: Extra,
+    /// The local receiving the `out` argument.
+    pub out: Option<u32>,
+}
+
+#[derive(Debug)]
+pub(crate) struct StaticCall {
+    pub class: Class,
+    pub member: Member,
+    pub args: Box<[Node]>,
+    pub extra: Extra,
+    pub out: Option<u32>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Linq {
+    pub recv: Node,
+    pub op: Member,
+    /// The lambda's parameter slot and body.
+    pub lambda: Option<(u32, Node)>,
+    /// The non-lambda argument (`Contains(x)`, `Take(n)`…).
+    pub arg: Option<Node>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Piece {
+    pub text: Box<str>,
+    pub hole: Option<Hole>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Hole {
+    pub node: Node,
+    pub align: Option<i64>,
+    pub format: Option<Box<str>>,
+}
+
+/// `local = v`, `local op= v`, `local[k]… = v`, `local++`.
+#[derive(Debug)]
+pub(crate) struct Assign {
+    pub slot: u32,
+    /// Index keys below the local (assignment into a JSON token).
+    pub path: Box<[Node]>,
+    pub op: Option<BinOp>,
+    pub value: Node,
+    /// Conversion back to the local's declared type.
+    pub conv: Option<Ty>,
+    /// `x++` / `x--`: the expression's value is the old one.
+    pub postfix: bool,
+}
+
+#[derive(Debug)]
+pub(crate) enum Stmt {
+    Expr(Node),
+    Let(u32, Node),
+    If(Node, Box<[Stmt]>, Box<[Stmt]>),
+    Return(Node),
+    Foreach {
+        slot: u32,
+        conv: Option<Ty>,
+        iter: Node,
+        body: Box<[Stmt]>,
+    },
+    /// `while` and `for`.
+    Loop {
+        cond: Option<Node>,
+        step: Box<[Node]>,
+        body: Box<[Stmt]>,
+    },
+    Break,
+    Continue,
+}
+
+#[derive(Debug)]
+pub(crate) enum Body {
+    Expr(Node),
+    Block(Box<[Stmt]>),
+}

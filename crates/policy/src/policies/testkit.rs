@@ -1,0 +1,150 @@
+//! Test helpers: compile a document, build an exchange, and run a pipeline against an `Io`
+//! that records what would have gone to the backend.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+use crate::compile::{self, Mode, NoNamedValues, PolicyDocument, Scope, Severity};
+use crate::exchange::{Exchange, Request, RequestInfo, Response};
+use crate::run::{Decision, Io, Pipeline, PolicyError};
+
+use super::ForwardRequest;
+
+pub fn document(xml: &str) -> PolicyDocument {
+    let (doc, diags) = compile::compile(xml, Scope::Global, &NoNamedValues, Mode::Strict);
+    doc.unwrap_or_else(|| panic!("policy did not compile: {diags:?}"))
+}
+
+pub fn pipeline(xml: &str) -> Pipeline {
+    Pipeline::compose(&document(xml), None, None, None)
+}
+
+/// The error messages for an inbound section holding `inner`.
+pub fn errors_inbound(inner: &str) -> Vec<String> {
+    let xml = format!("<policies><inbound>{inner}</inbound></policies>");
+    let (_, diags) = compile::compile(&xml, Scope::Api, &NoNamedValues, Mode::Strict);
+    diags
+        .into_iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| d.to_string())
+        .collect()
+}
+
+pub fn exchange(method: &str, path_and_query: &str, headers: &[(&str, &str)]) -> Exchange {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (path_and_query.to_owned(), None),
+    };
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        map.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    Exchange::new(
+        Request {
+            method: Method::from_bytes(method.as_bytes()).unwrap(),
+            scheme: "https".into(),
+            host: "gw.example".into(),
+            path,
+            query,
+            headers: map,
+            body: Some(bytes::Bytes::new()),
+        },
+        RequestInfo {
+            api_id: "api".into(),
+            operation_id: "op".into(),
+            ip: "127.0.0.1".into(),
+            ..RequestInfo::default()
+        },
+    )
+}
+
+pub fn all(headers: &HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// In-memory fixed-window counters shared between runs.
+#[derive(Clone, Default)]
+pub struct Counters(Arc<Mutex<HashMap<String, u64>>>);
+
+/// Records the forwarded request; answers 200 "ok".
+#[derive(Default)]
+pub struct MockIo {
+    pub forwarded: Option<Request>,
+    pub counters: Counters,
+}
+
+impl Io for MockIo {
+    async fn read_request_body(&mut self, _ex: &mut Exchange) -> Result<(), PolicyError> {
+        Ok(())
+    }
+
+    async fn read_response_body(&mut self, _ex: &mut Exchange) -> Result<(), PolicyError> {
+        Ok(())
+    }
+
+    async fn forward(
+        &mut self,
+        ex: &mut Exchange,
+        _options: &ForwardRequest,
+    ) -> Result<(), PolicyError> {
+        self.forwarded = Some(ex.request.clone());
+        let mut r = Response::new(StatusCode::OK);
+        r.body = Some(bytes::Bytes::from_static(b"ok"));
+        ex.response = Some(r);
+        Ok(())
+    }
+
+    async fn count(&mut self, key: &str, calls: u64, period: Duration, increment: u64) -> Decision {
+        let mut map = self.counters.0.lock().unwrap();
+        let used = map.entry(key.to_owned()).or_insert(0);
+        if *used + increment > calls {
+            return Decision {
+                allowed: false,
+                remaining: calls.saturating_sub(*used),
+                retry_after: period,
+            };
+        }
+        *used += increment;
+        Decision {
+            allowed: true,
+            remaining: calls - *used,
+            retry_after: period,
+        }
+    }
+}
+
+pub fn run(p: &Pipeline, ex: &mut Exchange) -> MockIo {
+    run_with(p, ex, Counters::default())
+}
+
+pub fn run_with(p: &Pipeline, ex: &mut Exchange, counters: Counters) -> MockIo {
+    let mut io = MockIo {
+        forwarded: None,
+        counters,
+    };
+    block_on(p.run(ex, &mut io));
+    io
+}
+
+/// Drives a future that never waits on I/O (the mock's never do).
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = TaskContext::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! Running a composed pipeline over one exchange: inbound, backend, outbound, and on-error
+//! when anything fails, with `context.LastError` set.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::compile::{PolicyDocument, Scope, Section};
+use crate::exchange::{Exchange, LastError, Response};
+use crate::expr::{Expr, Value};
+use crate::policies::{ForwardRequest, Step};
+
+/// Steps one expression evaluation may take before it is stopped.
+pub const EXPRESSION_STEPS: u64 = 100_000;
+
+/// The evaluation budget of one request.
+#[derive(Debug)]
+pub struct Budget {
+    per_expression: u64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            per_expression: EXPRESSION_STEPS,
+        }
+    }
+}
+
+impl Budget {
+    pub fn eval(&mut self, e: &Expr, ex: &Exchange) -> Result<Value, PolicyError> {
+        let mut b = crate::expr::Budget::new(self.per_expression);
+        e.eval(ex, &mut b)
+            .map_err(|err| PolicyError::runtime(&err.reason, err.message))
+    }
+}
+
+/// A failure inside the pipeline. It stops the section and runs `on-error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// The policy that failed (`set-header`, `forward-request`, …), or `expression`.
+    pub source: String,
+    pub reason: String,
+    pub message: String,
+    /// What the client gets when `on-error` does not answer itself.
+    pub status: StatusCode,
+    pub body: &'static str,
+}
+
+const INTERNAL: &str = r#"{"statusCode":500,"message":"Internal server error"}"#;
+pub const BAD_GATEWAY: &str =
+    r#"{"statusCode":502,"message":"Bad gateway. The backend service could not be reached."}"#;
+pub const GATEWAY_TIMEOUT: &str = r#"{"statusCode":504,"message":"Gateway timeout. The backend service did not respond in time."}"#;
+
+impl PolicyError {
+    pub fn runtime(reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            source: "expression".into(),
+            reason: reason.to_owned(),
+            message: message.into(),
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: INTERNAL,
+        }
+    }
+
+    pub fn from_policy(mut self, policy: &str) -> Self {
+        if self.source == "expression" || self.source.is_empty() {
+            self.source = policy.to_owned();
+        }
+        self
+    }
+
+    pub fn backend_unreachable(message: impl Into<String>) -> Self {
+        Self {
+            source: "forward-request".into(),
+            reason: "BackendConnectionFailure".into(),
+            message: message.into(),
+            status: StatusCode::BAD_GATEWAY,
+            body: BAD_GATEWAY,
+        }
+    }
+
+    pub fn backend_timeout(message: impl Into<String>) -> Self {
+        Self {
+            source: "forward-request".into(),
+            reason: "Timeout".into(),
+            message: message.into(),
+            status: StatusCode::GATEWAY_TIMEOUT,
+            body: GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+/// What to do after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// `return-response` (or a refusal such as a rate limit): `exchange.response` is final.
+    Return,
+}
+
+/// The outcome of a rate-limit or quota counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub remaining: u64,
+    /// When the window renews.
+    pub retry_after: Duration,
+}
+
+/// What the pipeline needs from the gateway around it.
+pub trait Io: Send {
+    /// Reads the request body to the end into `ex.request.body` (a no-op when already read).
+    fn read_request_body(
+        &mut self,
+        ex: &mut Exchange,
+    ) -> impl Future<Output = Result<(), PolicyError>> + Send;
+    /// Reads the response body to the end into the response's body.
+    fn read_response_body(
+        &mut self,
+        ex: &mut Exchange,
+    ) -> impl Future<Output = Result<(), PolicyError>> + Send;
+    /// Sends the request to the backend and puts its answer in `ex.response`.
+    fn forward(
+        &mut self,
+        ex: &mut Exchange,
+        options: &ForwardRequest,
+    ) -> impl Future<Output = Result<(), PolicyError>> + Send;
+    /// Counts `increment` calls against `key` in a window of `period`, allowing `calls`.
+    fn count(
+        &mut self,
+        key: &str,
+        calls: u64,
+        period: Duration,
+        increment: u64,
+    ) -> impl Future<Output = Decision> + Send;
+}
+
+/// The effective policy of one operation (for one product): each section with every `<base/>`
+/// replaced by the parent scope's section.
+#[derive(Debug, Clone, Default)]
+pub struct Pipeline {
+    pub sections: [Arc<[Step]>; 4],
+    /// Whether any step or expression reads the request body, so the gateway buffers it first.
+    pub reads_request_body: bool,
+    /// Whether outbound or on-error reads or rewrites the response body.
+    pub reads_response_body: bool,
+    /// The pipeline only forwards: the gateway may take its fast path.
+    pub plain_forward: bool,
+}
+
+impl Pipeline {
+    /// Composes global → product → API → operation. Missing scopes behave as `<base/>`.
+    pub fn compose(
+        global: &PolicyDocument,
+        product: Option<&PolicyDocument>,
+        api: Option<&PolicyDocument>,
+        operation: Option<&PolicyDocument>,
+    ) -> Self {
+        let levels: [Option<&PolicyDocument>; 4] = [Some(global), product, api, operation];
+        let mut sections: [Arc<[Step]>; 4] = Default::default();
+        for s in Section::ALL {
+            let mut out = Vec::new();
+            expand(&levels, 3, s, &mut out);
+            sections[s.index()] = out.into();
+        }
+        let all = || sections.iter().flat_map(|s| s.iter());
+        let reads_request_body = all().any(|s| s.reads_request_body());
+        let reads_response_body = sections[Section::Outbound.index()]
+            .iter()
+            .chain(sections[Section::OnError.index()].iter())
+            .any(|s| s.reads_response_body());
+        let plain_forward = sections[Section::Inbound.index()].is_empty()
+            && sections[Section::Outbound.index()].is_empty()
+            && sections[Section::OnError.index()].is_empty()
+            && matches!(&*sections[Section::Backend.index()], [Step::ForwardRequest(f)] if f.is_default());
+        Self {
+            sections,
+            reads_request_body,
+            reads_response_body,
+            plain_forward,
+        }
+    }
+
+    pub fn section(&self, s: Section) -> &[Step] {
+        &self.sections[s.index()]
+    }
+
+    /// Runs the pipeline. Afterwards `ex.response` holds the answer for the client.
+    pub async fn run<I: Io>(&self, ex: &mut Exchange, io: &mut I) {
+        self.run_sections(ex, io).await;
+        if !ex.response_headers.is_empty() {
+            let extra = std::mem::take(&mut ex.response_headers);
+            if let Some(r) = ex.response.as_mut() {
+                for (name, value) in &extra {
+                    r.headers.insert(name.clone(), value.clone());
+                }
+            }
+        }
+    }
+
+    async fn run_sections<I: Io>(&self, ex: &mut Exchange, io: &mut I) {
+        let mut budget = Budget::default();
+        if self.reads_request_body {
+            if let Err(e) = io.read_request_body(ex).await {
+                return self.fail(ex, io, &mut budget, Section::Inbound, e).await;
+            }
+        }
+        for section in [Section::Inbound, Section::Backend, Section::Outbound] {
+            if section == Section::Outbound && self.reads_response_body && ex.response.is_some() {
+                if let Err(e) = io.read_response_body(ex).await {
+                    return self.fail(ex, io, &mut budget, section, e).await;
+                }
+            }
+            match run_steps(self.section(section), ex, io, &mut budget).await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Return) => return,
+                Err(e) => return self.fail(ex, io, &mut budget, section, e).await,
+            }
+        }
+        if ex.response.is_none() {
+            // Nothing answered: Azure answers 200 with an empty body.
+            ex.response = Some(Response::new(StatusCode::OK));
+        }
+    }
+
+    async fn fail<I: Io>(
+        &self,
+        ex: &mut Exchange,
+        io: &mut I,
+        budget: &mut Budget,
+        section: Section,
+        e: PolicyError,
+    ) {
+        ex.last_error = Some(LastError {
+            source: e.source.clone(),
+            reason: e.reason.clone(),
+            message: e.message.clone(),
+            scope: String::new(),
+            section: section.name().to_owned(),
+            path: String::new(),
+            policy_id: String::new(),
+        });
+        let before = ex.response.as_ref().map(|r| r.status);
+        ex.response = None;
+        let handled = match run_steps(self.section(Section::OnError), ex, io, budget).await {
+            Ok(_) => ex.response.is_some(),
+            Err(second) => {
+                tracing::warn!(source = %second.source, reason = %second.reason, message = %second.message, "on-error failed too");
+                false
+            }
+        };
+        let _ = before;
+        if !handled {
+            let mut r = Response::new(e.status);
+            r.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+            r.body = Some(bytes::Bytes::from_static(e.body.as_bytes()));
+            ex.response = Some(r);
+        }
+    }
+}
+
+fn expand(levels: &[Option<&PolicyDocument>; 4], level: usize, s: Section, out: &mut Vec<Step>) {
+    let Some(doc) = levels[level] else {
+        if level > 0 {
+            expand(levels, level - 1, s, out);
+        }
+        return;
+    };
+    for step in doc.section(s) {
+        match step {
+            Step::Base => {
+                if level > 0 {
+                    expand(levels, level - 1, s, out);
+                }
+            }
+            other => out.push(other.clone()),
+        }
+    }
+}
+
+/// Runs a list of steps. Boxed because `choose` and friends nest.
+pub fn run_steps<'a, I: Io>(
+    steps: &'a [Step],
+    ex: &'a mut Exchange,
+    io: &'a mut I,
+    budget: &'a mut Budget,
+) -> Pin<Box<dyn Future<Output = Result<Flow, PolicyError>> + Send + 'a>> {
+    Box::pin(async move {
+        for step in steps {
+            if step.run(ex, io, budget).await? == Flow::Return {
+                return Ok(Flow::Return);
+            }
+        }
+        Ok(Flow::Continue)
+    })
+}
+
+/// Which scope a document belongs to, for messages.
+pub fn scope_name(s: Scope) -> &'static str {
+    s.name()
+}
+
+#[cfg(test)]
+mod tests;
