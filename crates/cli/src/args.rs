@@ -65,6 +65,9 @@ pub enum Command {
     /// Run a self-hosted gateway (with --config-endpoint and --token), or manage gateway
     /// resources (with a subcommand).
     Gateway(Box<GatewayArgs>),
+    /// Check policy documents offline, or set a scope's policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
 /// Settings shared by the server commands. Each can come from a flag, an environment variable
@@ -101,6 +104,8 @@ pub struct UpArgs {
     pub shutdown_grace: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
+    #[command(flatten)]
+    pub portal: crate::portal::PortalArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -110,6 +115,8 @@ pub struct ControlPlaneArgs {
     pub database: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
+    #[command(flatten)]
+    pub portal: crate::portal::PortalArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,4 +278,29 @@ pub enum GatewayCommand {
     Status { id: String },
     /// List gateways.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check policy documents offline with the compiler gateways use. Prints FILE:LINE:COL:
+    /// message per problem; exits 2 when any file is invalid.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Set the policy of one scope from a file.
+    Set {
+        /// The global policy.
+        #[arg(long, conflicts_with_all = ["product", "api"])]
+        global: bool,
+        /// A product's policy.
+        #[arg(long, conflicts_with = "api")]
+        product: Option<String>,
+        /// An API's policy (or, with --operation, an operation's).
+        #[arg(long)]
+        api: Option<String>,
+        #[arg(long, requires = "api")]
+        operation: Option<String>,
+        file: PathBuf,
+    },
 }

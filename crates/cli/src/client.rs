@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::Failure;
 use crate::args::{
-    ApiCommand, GatewayCommand, Global, NamedValueCommand, Output, ProductCommand,
+    ApiCommand, GatewayCommand, Global, NamedValueCommand, Output, PolicyCommand, ProductCommand,
     SubscriptionCommand,
 };
 
@@ -54,6 +54,12 @@ impl Client {
         Self::new(&global.url, token)
     }
 
+    /// PUTs an XML document (a policy).
+    pub async fn send_xml(&self, path: &str, xml: String) -> Result<Value, Failure> {
+        self.request(Method::PUT, path, Some(("application/xml", xml)))
+            .await
+    }
+
     /// Sends one request and returns the JSON answer (`null` for an empty one).
     pub async fn send(
         &self,
@@ -61,13 +67,25 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, Failure> {
+        let body = body.map(|b| ("application/json", b.to_string()));
+        self.request(method, path, body).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, String)>,
+    ) -> Result<Value, Failure> {
         let url = format!("{}{path}", self.base);
         let mut request = self
             .http
             .request(method.clone(), &url)
             .bearer_auth(&self.token);
-        if let Some(b) = body {
-            request = request.json(&b);
+        if let Some((content_type, b)) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(b);
         }
         let response = request.send().await.map_err(|e| {
             Failure::runtime(format!(
@@ -638,4 +656,103 @@ mod tests {
         assert_eq!(super::rfc3339(1_798_675_200), "2026-12-31T00:00:00Z");
         assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
+}
+
+pub async fn policy(global: Global, cmd: PolicyCommand) -> Result<(), Failure> {
+    match cmd {
+        PolicyCommand::Check { files } => check_policies(&global, &files),
+        PolicyCommand::Set {
+            global: is_global,
+            product,
+            api,
+            operation,
+            file,
+        } => {
+            let path = match (is_global, product, api, operation) {
+                (true, None, None, None) => "/mgmt/policy".to_owned(),
+                (false, Some(p), None, None) => format!("/mgmt/products/{p}/policy"),
+                (false, None, Some(a), None) => format!("/mgmt/apis/{a}/policy"),
+                (false, None, Some(a), Some(o)) => format!("/mgmt/apis/{a}/operations/{o}/policy"),
+                _ => {
+                    return Err(Failure::input(
+                        "say which scope: --global, --product ID, --api ID or --api ID --operation OP",
+                    ));
+                }
+            };
+            let xml = std::fs::read_to_string(&file)
+                .map_err(|e| Failure::input(format!("cannot read {}: {e}", file.display())))?;
+            let client = Client::from_global(&global)?;
+            client.send_xml(&path, xml).await.map_err(|mut f| {
+                f.message = format!("{}: {}", file.display(), f.message);
+                f
+            })?;
+            print(&global, &json!({"scope": path}), |_| {
+                format!("Policy set at {}.", path.trim_start_matches("/mgmt"))
+            });
+            Ok(())
+        }
+    }
+}
+
+/// `gatehouse policy check`: compile each file as the gateways would, offline.
+fn check_policies(global: &Global, files: &[PathBuf]) -> Result<(), Failure> {
+    use gatehouse_policy::{Mode, NoNamedValues, Scope, Severity};
+    let mut invalid = 0;
+    let mut report = Vec::new();
+    for file in files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                invalid += 1;
+                eprintln!("{}: cannot read it: {e}", file.display());
+                continue;
+            }
+        };
+        let (doc, diags) = gatehouse_policy::compile::compile(
+            &text,
+            Scope::Operation,
+            &NoNamedValues,
+            Mode::Offline,
+        );
+        if doc.is_none() {
+            invalid += 1;
+        }
+        for d in &diags {
+            let kind = if d.severity == Severity::Warning {
+                "warning: "
+            } else {
+                ""
+            };
+            let line = format!(
+                "{}:{}:{}: {kind}{}",
+                file.display(),
+                d.line,
+                d.column,
+                d.message
+            );
+            match global.output {
+                Output::Text => println!("{line}"),
+                Output::Json => report.push(json!({
+                    "file": file.display().to_string(),
+                    "line": d.line,
+                    "column": d.column,
+                    "severity": if d.severity == Severity::Warning { "warning" } else { "error" },
+                    "message": d.message,
+                })),
+            }
+        }
+    }
+    if global.output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    }
+    if invalid > 0 {
+        return Err(Failure::input(format!(
+            "{invalid} of {} policy file(s) would not run",
+            files.len()
+        )));
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ mod args;
 mod client;
 mod demo;
 mod echo;
+mod portal;
 mod serve;
 mod settings;
 
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
             Command::Product(cmd) => client::product(cli.global, cmd).await,
             Command::Subscription(cmd) => client::subscription(cli.global, cmd).await,
             Command::NamedValue(cmd) => client::named_value(cli.global, cmd).await,
+            Command::Policy(cmd) => client::policy(cli.global, cmd).await,
             Command::Gateway(args) => match args.command {
                 Some(cmd) => client::gateway(cli.global, cmd).await,
                 None => serve::gateway(args.run).await,

@@ -225,7 +225,11 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
-    let app = control.router();
+    let portal = crate::portal::router(&control, &args.portal, file, Some(gateway_url.clone()))?;
+    let app = control
+        .router()
+        .merge(portal)
+        .into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -250,6 +254,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     println!("Gatehouse is running.");
     println!("  Gateway:        {gateway_url}");
     println!("  Management API: {control_url}/mgmt  (Swagger UI: {control_url}/mgmt/docs)");
+    println!("  Portal:         {control_url}/portal/");
     println!("  Data:           {}", common.data.display());
     println!(
         "  Admin token:    {}  (kept in {})",
@@ -285,10 +290,15 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
         .or_else(|| common.file.database.clone());
     let opened = open(&common, database.as_deref()).await?;
     let control = opened.control;
+    let portal = crate::portal::router(&control, &args.portal, &common.file, None)?;
     let listener = bind(common.control_addr, "control plane").await?;
     println!("Gatehouse control plane is running.");
     println!(
         "  Management API: {}/mgmt",
+        display_addr(common.control_addr)
+    );
+    println!(
+        "  Portal:         {}/portal/",
         display_addr(common.control_addr)
     );
     if opened.admin_token_created {
@@ -298,7 +308,11 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
             common.data.join("admin-token").display()
         );
     }
-    axum::serve(listener, control.router())
+    let app = control
+        .router()
+        .merge(portal)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| Failure::runtime(format!("the control plane stopped: {e}")))?;

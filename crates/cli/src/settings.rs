@@ -33,6 +33,8 @@ pub struct FileSettings {
     pub long_poll: Option<bool>,
     pub heartbeat_interval: Option<String>,
     pub retry_max: Option<String>,
+    pub portal_templates: Option<PathBuf>,
+    pub portal_gateway_url: Option<Vec<String>>,
 }
 
 impl FileSettings {

@@ -1,15 +1,22 @@
 //! The snapshot compiler: from the store to exactly what one gateway serves.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use gatehouse_model::resources::{Api, Operation, Product, Resource, Scope, Subscription};
+use gatehouse_model::resources::{
+    Api, NamedValue, Operation, Product, Resource, Scope, Subscription,
+};
 use gatehouse_model::snapshot::{
     FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotProduct, SnapshotSubscription,
 };
 use gatehouse_store::Store;
 
 use crate::error::ApiError;
+use crate::handlers::{policies, policy_fragments};
+
+/// Where the API import keeps the OpenAPI document (as JSON), by API id.
+const API_DOCUMENT: &str = "api-document";
 use crate::handlers::subscriptions::StoredKeys;
+use crate::secrets::Sealer;
 
 /// The gateway of `gatehouse up`: every API is assigned to it.
 pub const BUILT_IN_GATEWAY: &str = "built-in";
@@ -19,7 +26,11 @@ fn decode<R: Resource>(body: &str) -> Result<R, ApiError> {
         .map_err(|e| ApiError::Internal(format!("stored {} is unreadable: {e}", R::KIND)))
 }
 
-pub async fn snapshot(store: &Store, gateway_id: &str) -> Result<Snapshot, ApiError> {
+pub async fn snapshot(
+    store: &Store,
+    sealer: &Sealer,
+    gateway_id: &str,
+) -> Result<Snapshot, ApiError> {
     // Read the revision first: anything committed later is at least as new as it says.
     let revision = store.revision().await?;
     let assigned: Option<BTreeSet<String>> = if gateway_id == BUILT_IN_GATEWAY {
@@ -51,8 +62,32 @@ pub async fn snapshot(store: &Store, gateway_id: &str) -> Result<Snapshot, ApiEr
             continue;
         }
         let api: Api = decode(&doc.body)?;
+        let policy = store.get(policies::API, &api.id, "policy").await?;
+        let operation_policies: BTreeMap<String, String> = store
+            .list(policies::OPERATION, &api.id)
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d.body))
+            .collect();
+        let api_operations = operations.remove(&api.id).unwrap_or_default();
+        // The imported OpenAPI document's response examples, for `mock-response`.
+        let examples = match store.get(API_DOCUMENT, "", &api.id).await? {
+            Some(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(doc) => crate::examples::extract(&doc, &api_operations),
+                Err(e) => {
+                    tracing::warn!(api = %api.id, error = %e, "the stored OpenAPI document is unreadable; no mock examples");
+                    BTreeMap::new()
+                }
+            },
+            None => BTreeMap::new(),
+        };
         apis.push(SnapshotApi {
-            operations: operations.remove(&api.id).unwrap_or_default(),
+            examples,
+            name: api.display_name.clone(),
+            version: api.api_version.clone(),
+            policy,
+            operation_policies,
+            operations: api_operations,
             path: api.path,
             service_url: api.service_url,
             protocols: api.protocols,
@@ -76,7 +111,10 @@ pub async fn snapshot(store: &Store, gateway_id: &str) -> Result<Snapshot, ApiEr
         if apis.is_empty() {
             continue;
         }
+        let policy = store.get(policies::PRODUCT, &product.id, "policy").await?;
         products.push(SnapshotProduct {
+            name: product.display_name.clone(),
+            policy,
             id: product.id,
             subscription_required: product.subscription_required,
             state: product.state,
@@ -108,11 +146,53 @@ pub async fn snapshot(store: &Store, gateway_id: &str) -> Result<Snapshot, ApiEr
             continue;
         };
         subscriptions.push(SnapshotSubscription {
+            name: sub.display_name.clone(),
             id: sub.id,
             scope: sub.scope,
             state: sub.state,
             key_hashes: vec![k.primary_hash, k.secondary_hash],
         });
+    }
+
+    let global_policy = store.get(policies::GLOBAL, "", "policy").await?;
+
+    let texts = || {
+        global_policy
+            .iter()
+            .chain(products.iter().filter_map(|p| p.policy.as_ref()))
+            .chain(apis.iter().filter_map(|a| a.policy.as_ref()))
+            .chain(apis.iter().flat_map(|a| a.operation_policies.values()))
+    };
+    // Ship only the policy fragments the shipped policies include (through others too).
+    let all_fragments = policy_fragments::all_in(store).await?;
+    let mut policy_fragments = BTreeMap::new();
+    for text in texts() {
+        for id in policy_fragments::reachable(text, &all_fragments) {
+            if let Some(xml) = all_fragments.get(&id) {
+                policy_fragments.insert(id, xml.clone());
+            }
+        }
+    }
+    // Ship only the named values the shipped policies and fragments use.
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    for text in texts().chain(policy_fragments.values()) {
+        wanted.extend(policies::referenced_names(text));
+    }
+    let mut named_values = BTreeMap::new();
+    for name in wanted {
+        let Some(body) = store.get(NamedValue::KIND, "", &name).await? else {
+            continue;
+        };
+        let nv: NamedValue = decode(&body)?;
+        let Some(value) = nv.value else { continue };
+        let value = if nv.secret {
+            sealer
+                .open(&value)
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+        } else {
+            value
+        };
+        named_values.insert(name, value);
     }
 
     Ok(Snapshot {
@@ -122,5 +202,8 @@ pub async fn snapshot(store: &Store, gateway_id: &str) -> Result<Snapshot, ApiEr
         apis,
         products,
         subscriptions,
+        global_policy,
+        named_values,
+        policy_fragments,
     })
 }

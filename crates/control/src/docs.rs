@@ -13,7 +13,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::handlers::{
-    apis, backends, gateway_tokens, gateways, named_values, products, subscriptions,
+    apis, backends, gateway_tokens, gateways, groups, named_values, policies, policy_fragments,
+    portal_settings, products, subscriptions, users,
 };
 
 #[derive(OpenApi)]
@@ -39,6 +40,17 @@ use crate::handlers::{
         gateways::list_apis, gateways::add_api, gateways::remove_api,
         gateway_tokens::generate_token, gateway_tokens::regenerate_key,
         gateway_tokens::list_keys, gateway_tokens::status,
+        policies::get_global, policies::put_global, policies::delete_global,
+        policies::get_product, policies::put_product, policies::delete_product,
+        policies::get_api, policies::put_api, policies::delete_api,
+        policies::get_operation, policies::put_operation, policies::delete_operation,
+        policy_fragments::list, policy_fragments::get, policy_fragments::put,
+        policy_fragments::delete,
+        users::list, users::get, users::put, users::patch, users::delete,
+        groups::list, groups::get, groups::put, groups::patch, groups::delete,
+        groups::list_users, groups::add_user, groups::remove_user,
+        groups::list_product_groups, groups::add_product_group, groups::remove_product_group,
+        portal_settings::get, portal_settings::put,
     ),
     modifiers(&AdminAuth, &Conventions),
     tags(
@@ -48,6 +60,11 @@ use crate::handlers::{
         (name = "named-values", description = "Values policies refer to as {{name}}"),
         (name = "backends", description = "Backend services"),
         (name = "gateways", description = "Gateways and the APIs assigned to them"),
+        (name = "policies", description = "Policy documents at the global, product, API and operation scopes"),
+        (name = "policy-fragments", description = "Reusable policy XML that policies insert with <include-fragment>"),
+        (name = "users", description = "Developer portal accounts"),
+        (name = "groups", description = "Groups of users, and the products they may see"),
+        (name = "portal", description = "Developer portal settings"),
     )
 )]
 pub struct ApiDoc;

@@ -8,6 +8,7 @@
 
 mod compile;
 mod docs;
+mod examples;
 pub mod error;
 mod handlers;
 mod http;
@@ -18,6 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::State;
+use gatehouse_model::resources::{Resource, Subscription, SubscriptionKeys, SubscriptionState};
 use gatehouse_model::snapshot::Snapshot;
 use gatehouse_store::Store;
 use tokio::sync::watch;
@@ -56,7 +59,9 @@ pub struct Opened {
 pub struct ControlPlane {
     store: Store,
     /// The newest compiled snapshot per gateway, shared by its replicas' calls.
-    snapshots: std::sync::Mutex<std::collections::HashMap<String, Arc<CachedSnapshot>>>,
+    /// The newest few compiled snapshots per gateway (newest last), so replicas that are one
+    /// or two revisions behind get a delta instead of the whole configuration.
+    snapshots: std::sync::Mutex<std::collections::HashMap<String, Vec<Arc<CachedSnapshot>>>>,
     sealer: Sealer,
     admin_hash: [u8; 32],
     changes: watch::Sender<u64>,
@@ -118,7 +123,7 @@ impl ControlPlane {
 
     /// Compiles the snapshot for one gateway from the store as it is now.
     pub async fn snapshot(&self, gateway_id: &str) -> Result<Snapshot, ApiError> {
-        compile::snapshot(&self.store, gateway_id).await
+        compile::snapshot(&self.store, &self.sealer, gateway_id).await
     }
 
     /// The snapshot for one gateway as JSON, compiled at most once per revision.
@@ -133,15 +138,33 @@ impl ControlPlane {
         let fresh = Arc::new(CachedSnapshot {
             revision: snapshot.revision,
             body: body.into(),
+            snapshot: Arc::new(snapshot),
         });
         if let Ok(mut map) = self.snapshots.lock() {
-            map.insert(gateway_id.to_owned(), fresh.clone());
+            let history = map.entry(gateway_id.to_owned()).or_default();
+            if history.last().is_none_or(|h| h.revision < fresh.revision) {
+                history.push(fresh.clone());
+            }
+            if history.len() > SNAPSHOT_HISTORY {
+                history.remove(0);
+            }
         }
         Ok(fresh)
     }
 
     fn cached(&self, gateway_id: &str) -> Option<Arc<CachedSnapshot>> {
-        self.snapshots.lock().ok()?.get(gateway_id).cloned()
+        self.snapshots.lock().ok()?.get(gateway_id)?.last().cloned()
+    }
+
+    /// A snapshot of `gateway_id` at exactly `revision`, if it is still remembered.
+    pub fn remembered(&self, gateway_id: &str, revision: u64) -> Option<Arc<CachedSnapshot>> {
+        self.snapshots
+            .lock()
+            .ok()?
+            .get(gateway_id)?
+            .iter()
+            .find(|c| c.revision == revision)
+            .cloned()
     }
 
     pub fn store(&self) -> &Store {
@@ -164,6 +187,90 @@ impl ControlPlane {
         });
     }
 
+    /// Commits a transaction and announces the new revision, for callers outside the
+    /// management API (the developer portal's accounts) whose changes must be published too.
+    pub async fn commit(&self, tx: gatehouse_store::Tx) -> Result<u64, ApiError> {
+        handlers::commit(self, tx).await
+    }
+
+    /// Creates a subscription with fresh keys, exactly as `PUT /mgmt/subscriptions/{id}` does,
+    /// refusing an id that is taken. Returns it as stored.
+    pub async fn create_subscription(
+        self: &Arc<Self>,
+        subscription: Subscription,
+    ) -> Result<Subscription, ApiError> {
+        let id = subscription.id.clone();
+        if self.store.get(Subscription::KIND, "", &id).await?.is_some() {
+            return Err(ApiError::Conflict(format!(
+                "Subscription '{id}' already exists."
+            )));
+        }
+        let (_, axum::Json(stored)) = handlers::subscriptions::put(
+            State(self.clone()),
+            http::Path(id),
+            http::JsonBody(subscription),
+        )
+        .await?;
+        Ok(stored)
+    }
+
+    /// Changes a subscription's state, as `PATCH /mgmt/subscriptions/{id}` does.
+    pub async fn set_subscription_state(
+        self: &Arc<Self>,
+        id: &str,
+        state: SubscriptionState,
+    ) -> Result<Subscription, ApiError> {
+        let patch = serde_json::json!({ "state": state });
+        let axum::Json(stored) = handlers::subscriptions::patch(
+            State(self.clone()),
+            http::Path(id.to_owned()),
+            http::JsonBody(patch),
+        )
+        .await?;
+        Ok(stored)
+    }
+
+    /// A subscription's keys in clear text (`listSecrets`).
+    pub async fn subscription_keys(
+        self: &Arc<Self>,
+        id: &str,
+    ) -> Result<SubscriptionKeys, ApiError> {
+        let axum::Json(keys) =
+            handlers::subscriptions::list_secrets(State(self.clone()), http::Path(id.to_owned()))
+                .await?;
+        Ok(keys)
+    }
+
+    /// Replaces a subscription's primary or secondary key; the old one stops working as soon as
+    /// gateways have the new revision.
+    pub async fn regenerate_subscription_key(
+        self: &Arc<Self>,
+        id: &str,
+        primary: bool,
+    ) -> Result<(), ApiError> {
+        let (state, path) = (State(self.clone()), http::Path(id.to_owned()));
+        if primary {
+            handlers::subscriptions::regenerate_primary(state, path).await?;
+        } else {
+            handlers::subscriptions::regenerate_secondary(state, path).await?;
+        }
+        Ok(())
+    }
+
+    /// The OpenAPI document imported with an API, as JSON; `None` when the API does not exist
+    /// or was not imported.
+    pub async fn api_document(
+        self: &Arc<Self>,
+        api_id: &str,
+    ) -> Result<Option<serde_json::Value>, ApiError> {
+        match handlers::apis::get_document(State(self.clone()), http::Path(api_id.to_owned())).await
+        {
+            Ok(axum::Json(document)) => Ok(Some(document)),
+            Err(ApiError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Makes sure the built-in gateway resource exists (for `gatehouse up`).
     pub async fn ensure_built_in_gateway(&self) -> Result<(), ApiError> {
         handlers::gateways::ensure_built_in(self).await
@@ -175,7 +282,11 @@ impl ControlPlane {
 pub struct CachedSnapshot {
     pub revision: u64,
     pub body: axum::body::Bytes,
+    pub snapshot: Arc<Snapshot>,
 }
+
+/// Snapshots remembered per gateway for deltas.
+const SNAPSHOT_HISTORY: usize = 3;
 
 /// Opens the SQLite store under `data_dir` and the control plane on it.
 pub async fn open_embedded(settings: &ControlSettings) -> Result<Opened, StartError> {

@@ -119,6 +119,17 @@ struct ConfigQuery {
     wait: Option<u64>,
 }
 
+/// The media type of a [`gatehouse_model::snapshot::Delta`]: sent instead of the whole snapshot
+/// to a gateway that accepts it and whose revision the control plane still remembers.
+pub const DELTA_TYPE: &str = "application/vnd.gatehouse.delta+json";
+
+fn wants_delta(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(DELTA_TYPE))
+}
+
 fn etag(revision: u64) -> String {
     format!("\"{revision}\"")
 }
@@ -151,12 +162,22 @@ async fn config(
             Err(e) => return e.into_response(),
         };
         if Some(snapshot.revision) != known {
-            let mut response = (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                snapshot.body.clone(),
-            )
-                .into_response();
+            let base = if wants_delta(&headers) {
+                known.and_then(|k| cp.remembered(&gateway, k))
+            } else {
+                None
+            };
+            let (content_type, body) = match base {
+                Some(base) => {
+                    let delta = gatehouse_model::snapshot::Delta::between(&base.snapshot, &snapshot.snapshot);
+                    match serde_json::to_vec(&delta) {
+                        Ok(bytes) => (DELTA_TYPE, axum::body::Bytes::from(bytes)),
+                        Err(_) => ("application/json", snapshot.body.clone()),
+                    }
+                }
+                None => ("application/json", snapshot.body.clone()),
+            };
+            let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
             if let Ok(v) = HeaderValue::from_str(&etag(snapshot.revision)) {
                 response.headers_mut().insert(header::ETAG, v);
             }

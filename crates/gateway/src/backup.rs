@@ -99,9 +99,17 @@ impl Backup {
             }
             None => None,
         };
+        // Temporary files a crash left behind. Recent ones may belong to another replica that
+        // shares the volume and is writing right now: leave those.
         for entry in fs::read_dir(dir).map_err(io(dir))?.flatten() {
             let name = entry.file_name();
-            if name.to_string_lossy().ends_with(".tmp") {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age > std::time::Duration::from_secs(60));
+            if name.to_string_lossy().ends_with(".tmp") && stale {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -356,12 +364,13 @@ mod tests {
     }
 
     #[test]
-    fn leftover_temporary_files_are_removed() {
+    fn leftover_temporary_files_are_never_loaded() {
         let d = dir("tmp");
         fs::write(d.join("snapshot-000000000009.tmp"), b"partial").unwrap();
         let b = Backup::open(&d, None).unwrap();
         assert!(b.load_newest().unwrap().is_none());
-        assert!(!d.join("snapshot-000000000009.tmp").exists());
+        // A fresh one may be another replica's write in progress: it stays.
+        assert!(d.join("snapshot-000000000009.tmp").exists());
         fs::remove_dir_all(d).ok();
     }
 }

@@ -4,13 +4,15 @@
 //! lower-cased path, operation patterns, parsed upstream URLs, header names, and the key index
 //! (SHA-256 of each key → the subscription it belongs to).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use gatehouse_model::resources::{Protocol, Scope, SubscriptionState};
 use gatehouse_model::snapshot::{FORMAT_VERSION, Snapshot, SnapshotApi};
 use http::HeaderName;
 use http::uri::{Authority, Scheme};
+
+use gatehouse_policy::{Mode, Pipeline, PolicyDocument, Scope as PolicyScope};
 
 use crate::route::CompiledOperation;
 
@@ -34,6 +36,10 @@ pub struct Upstream {
 #[derive(Debug)]
 pub struct CompiledApi {
     pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub path: Arc<str>,
+    pub version: Option<Arc<str>>,
+    pub service_url: Option<Arc<str>>,
     pub index: usize,
     pub upstream: Option<Upstream>,
     pub http: bool,
@@ -43,6 +49,9 @@ pub struct CompiledApi {
     pub key_header: HeaderName,
     pub key_query: Box<str>,
     pub operations: Vec<CompiledOperation>,
+    /// Answers CORS preflights no operation matches (see [`crate::proxy`]); `None` when the
+    /// API's effective inbound policy has no cors policy.
+    pub preflight: Option<CompiledOperation>,
 }
 
 #[derive(Debug)]
@@ -55,8 +64,19 @@ enum Access {
 #[derive(Debug)]
 pub struct SubscriptionEntry {
     pub id: Arc<str>,
+    pub name: Arc<str>,
     active: bool,
     access: Access,
+}
+
+impl SubscriptionEntry {
+    /// The product a product-scoped subscription belongs to.
+    pub fn product(&self) -> Option<usize> {
+        match self.access {
+            Access::Product(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -70,6 +90,8 @@ pub struct CompiledConfig {
     max_depth: usize,
     /// For each product, the set of API indices it holds.
     product_apis: Vec<HashSet<usize>>,
+    /// For each product, its id and display name (`context.Product`).
+    pub products: Vec<(Arc<str>, Arc<str>)>,
     keys: HashMap<[u8; 32], Arc<SubscriptionEntry>>,
 }
 
@@ -98,6 +120,53 @@ impl CompiledConfig {
             ));
         }
 
+        // Policies first: every API's pipelines are composed from them.
+        let named: HashMap<String, String> = snapshot
+            .named_values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let fragments = &snapshot.policy_fragments;
+        let global = match &snapshot.global_policy {
+            Some(xml) => compile_doc(
+                xml,
+                PolicyScope::Global,
+                &named,
+                fragments,
+                "globalPolicy".into(),
+            )
+            .map_err(|(t, m)| fail(t, m))?,
+            None => PolicyDocument::default_global(),
+        };
+        let mut product_docs = Vec::with_capacity(snapshot.products.len());
+        for product in &snapshot.products {
+            product_docs.push(match &product.policy {
+                Some(xml) => Some(
+                    compile_doc(
+                        xml,
+                        PolicyScope::Product,
+                        &named,
+                        fragments,
+                        format!("products.{}.policy", product.id),
+                    )
+                    .map_err(|(t, m)| fail(t, m))?,
+                ),
+                None => None,
+            });
+        }
+        let docs = Docs {
+            global,
+            products: product_docs,
+            named,
+            fragments,
+        };
+        let mut products_of: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, product) in snapshot.products.iter().enumerate() {
+            for api in &product.apis {
+                products_of.entry(api.as_str()).or_default().push(i);
+            }
+        }
+
         let mut by_id: HashMap<&str, usize> = HashMap::new();
         let mut by_path = HashMap::new();
         let mut apis = Vec::with_capacity(snapshot.apis.len());
@@ -117,11 +186,15 @@ impl CompiledConfig {
                 ));
             }
             by_id.insert(&api.id, index);
-            apis.push(compile_api(api, index).map_err(|(t, m)| fail(t, m))?);
+            let products = products_of
+                .get(api.id.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            apis.push(compile_api(api, index, &docs, products).map_err(|(t, m)| fail(t, m))?);
         }
 
         let mut product_index: HashMap<&str, usize> = HashMap::new();
         let mut product_apis = Vec::with_capacity(snapshot.products.len());
+        let mut products = Vec::with_capacity(snapshot.products.len());
         for product in &snapshot.products {
             let members: HashSet<usize> = product
                 .apis
@@ -137,6 +210,14 @@ impl CompiledConfig {
             }
             product_index.insert(&product.id, product_apis.len());
             product_apis.push(members);
+            products.push((
+                Arc::<str>::from(product.id.as_str()),
+                Arc::<str>::from(if product.name.is_empty() {
+                    product.id.as_str()
+                } else {
+                    product.name.as_str()
+                }),
+            ));
         }
 
         let mut keys = HashMap::with_capacity(snapshot.subscriptions.len() * 2);
@@ -157,6 +238,11 @@ impl CompiledConfig {
             };
             let entry = Arc::new(SubscriptionEntry {
                 id: sub.id.as_str().into(),
+                name: if sub.name.is_empty() {
+                    sub.id.as_str().into()
+                } else {
+                    sub.name.as_str().into()
+                },
                 active: sub.state == SubscriptionState::Active,
                 access,
             });
@@ -174,6 +260,7 @@ impl CompiledConfig {
             by_path,
             max_depth,
             product_apis,
+            products,
             keys,
         })
     }
@@ -237,7 +324,43 @@ impl CompiledConfig {
     }
 }
 
-fn compile_api(api: &SnapshotApi, index: usize) -> Result<CompiledApi, (String, String)> {
+/// Policy documents compiled for one configuration.
+struct Docs<'s> {
+    global: PolicyDocument,
+    /// By product index; `None` when the product has no policy.
+    products: Vec<Option<PolicyDocument>>,
+    named: HashMap<String, String>,
+    /// The policy fragments `<include-fragment>` inlines.
+    fragments: &'s BTreeMap<String, String>,
+}
+
+fn compile_doc(
+    xml: &str,
+    scope: PolicyScope,
+    named: &HashMap<String, String>,
+    fragments: &BTreeMap<String, String>,
+    target: String,
+) -> Result<PolicyDocument, (String, String)> {
+    let (doc, diags) =
+        gatehouse_policy::compile::compile_with(xml, scope, named, fragments, Mode::Strict);
+    doc.ok_or_else(|| {
+        let first = diags
+            .iter()
+            .find(|d| d.severity == gatehouse_policy::Severity::Error)
+            .map_or_else(
+                || "the policy does not compile".to_owned(),
+                |d| d.to_string(),
+            );
+        (target, first)
+    })
+}
+
+fn compile_api(
+    api: &SnapshotApi,
+    index: usize,
+    docs: &Docs<'_>,
+    products_of_api: &[usize],
+) -> Result<CompiledApi, (String, String)> {
     let target = |p: &str| format!("apis.{}.{p}", api.id);
     let upstream = match &api.service_url {
         Some(url) => Some(parse_upstream(url).map_err(|m| (target("serviceUrl"), m))?),
@@ -249,15 +372,70 @@ fn compile_api(api: &SnapshotApi, index: usize) -> Result<CompiledApi, (String, 
             format!("'{}' is not a valid header name", api.key_header),
         )
     })?;
+    let api_doc = match &api.policy {
+        Some(xml) => Some(compile_doc(
+            xml,
+            PolicyScope::Api,
+            &docs.named,
+            docs.fragments,
+            target("policy"),
+        )?),
+        None => None,
+    };
     let mut operations = Vec::with_capacity(api.operations.len());
     for op in &api.operations {
-        operations.push(
-            CompiledOperation::compile(&op.id, &op.method, &op.url_template)
-                .map_err(|m| (format!("apis.{}.operations.{}", api.id, op.id), m))?,
-        );
+        let mut compiled = CompiledOperation::compile(&op.id, &op.method, &op.url_template)
+            .map_err(|m| (format!("apis.{}.operations.{}", api.id, op.id), m))?;
+        compiled.name = op.display_name.as_str().into();
+        compiled.examples = api.examples.get(&op.id).cloned().map(Arc::new);
+        let op_doc = match api.operation_policies.get(&op.id) {
+            Some(xml) => Some(compile_doc(
+                xml,
+                PolicyScope::Operation,
+                &docs.named,
+                docs.fragments,
+                format!("apis.{}.operations.{}.policy", api.id, op.id),
+            )?),
+            None => None,
+        };
+        let compose = |product: Option<&PolicyDocument>| {
+            Arc::new(Pipeline::compose(
+                &docs.global,
+                product,
+                api_doc.as_ref(),
+                op_doc.as_ref(),
+            ))
+        };
+        compiled.policy.default = compose(None);
+        for &p in products_of_api {
+            if let Some(Some(doc)) = docs.products.get(p) {
+                compiled.policy.by_product.push((p, compose(Some(doc))));
+            }
+        }
+        operations.push(compiled);
     }
+    // CORS preflights for paths no operation declares are answered by the API's (or the
+    // global) cors policy, when there is one.
+    let api_pipeline = Pipeline::compose(&docs.global, None, api_doc.as_ref(), None);
+    let preflight = if api_pipeline.answers_preflight() {
+        let mut op = CompiledOperation::compile("cors-preflight", "*", "/")
+            .map_err(|m| (target("policy"), m))?;
+        op.policy.default = Arc::new(api_pipeline);
+        Some(op)
+    } else {
+        None
+    };
     Ok(CompiledApi {
+        preflight,
         id: api.id.as_str().into(),
+        name: if api.name.is_empty() {
+            api.id.as_str().into()
+        } else {
+            api.name.as_str().into()
+        },
+        path: api.path.as_str().into(),
+        version: api.version.as_deref().map(Into::into),
+        service_url: api.service_url.as_deref().map(Into::into),
         index,
         upstream,
         http: api.protocols.contains(&Protocol::Http),
@@ -269,7 +447,7 @@ fn compile_api(api: &SnapshotApi, index: usize) -> Result<CompiledApi, (String, 
     })
 }
 
-fn parse_upstream(url: &str) -> Result<Upstream, String> {
+pub(crate) fn parse_upstream(url: &str) -> Result<Upstream, String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("'{url}' is not a valid URL: {e}"))?;

@@ -8,9 +8,12 @@
 
 pub mod admin;
 pub mod backup;
+pub mod cache;
 pub mod config;
+pub mod counters;
 pub mod error;
 pub mod link;
+pub mod openid;
 pub mod proxy;
 pub mod route;
 pub mod selfhosted;

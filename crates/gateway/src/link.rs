@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gatehouse_model::snapshot::Snapshot;
+use gatehouse_model::snapshot::{Delta, Snapshot};
 use gatehouse_model::token::GatewayToken;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, ETAG, IF_NONE_MATCH};
@@ -50,8 +50,12 @@ pub enum LinkError {
 
 enum Fetched {
     Changed { revision: u64, body: Bytes },
+    Delta { revision: u64, body: Bytes },
     Unchanged,
 }
+
+/// The media type of a delta between two snapshots (see `gatehouse_model::snapshot::Delta`).
+const DELTA_TYPE: &str = "application/vnd.gatehouse.delta+json";
 
 pub struct Link {
     http: reqwest::Client,
@@ -132,6 +136,7 @@ impl Link {
             .get(self.url(&format!("/gateway/v1/config?wait={wait}")))
             .header(AUTHORIZATION, &self.authorization)
             .header(INSTANCE_HEADER, &self.settings.instance)
+            .header(reqwest::header::ACCEPT, format!("{DELTA_TYPE}, application/json"))
             .timeout(Duration::from_secs(wait + 15));
         if let Some(r) = known {
             request = request.header(IF_NONE_MATCH, format!("\"{r}\""));
@@ -145,10 +150,19 @@ impl Link {
                     .get(ETAG)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim_matches('"').parse().ok());
+                let delta = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with(DELTA_TYPE));
                 let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
                 let revision = revision
                     .ok_or_else(|| LinkError::Invalid("the answer has no revision ETag".into()))?;
-                Ok(Fetched::Changed { revision, body })
+                Ok(if delta {
+                    Fetched::Delta { revision, body }
+                } else {
+                    Fetched::Changed { revision, body }
+                })
             }
             StatusCode::UNAUTHORIZED => {
                 let body = response.text().await.unwrap_or_default();
@@ -168,10 +182,9 @@ impl Link {
         }
     }
 
-    /// Applies a snapshot received from the control plane and saves it to the backup.
-    async fn apply(&self, revision: u64, body: Bytes) -> Result<(), LinkError> {
-        let snapshot: Snapshot = serde_json::from_slice(&body)
-            .map_err(|e| LinkError::Invalid(format!("it does not parse: {e}")))?;
+    /// Checks and applies a snapshot from the control plane, and saves it to the backup
+    /// (`body` is its JSON when the control plane sent it whole).
+    async fn apply(&self, revision: u64, snapshot: Snapshot, body: Option<Bytes>) -> Result<Arc<Snapshot>, LinkError> {
         if snapshot.gateway_id != self.gateway_id {
             return Err(LinkError::Invalid(format!(
                 "it is for gateway '{}', not '{}'",
@@ -179,39 +192,40 @@ impl Link {
             )));
         }
         if snapshot.revision != revision {
-            return Err(LinkError::Invalid(
-                "its revision does not match its ETag".into(),
-            ));
+            return Err(LinkError::Invalid("its revision does not match its ETag".into()));
         }
         self.config
             .apply(&snapshot)
             .map_err(|e| LinkError::Invalid(e.to_string()))?;
         self.status.applied(revision, Source::ControlPlane);
         self.applied.notify_one();
-        tracing::info!(
-            revision,
-            apis = snapshot.apis.len(),
-            "applied configuration"
-        );
+        tracing::info!(revision, apis = snapshot.apis.len(), "applied configuration");
+        let snapshot = Arc::new(snapshot);
         if let Some(backup) = &self.backup {
             let backup = backup.clone();
-            let written = tokio::task::spawn_blocking(move || backup.write(revision, &body)).await;
+            let saved = snapshot.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let bytes = match body {
+                    Some(b) => b.to_vec(),
+                    None => serde_json::to_vec(&*saved)
+                        .map_err(|e| crate::backup::BackupError::Corrupt(e.to_string()))?,
+                };
+                backup.write(revision, &bytes)
+            })
+            .await;
             match written {
-                Ok(Ok(path)) => {
-                    tracing::debug!(path = %path.display(), "configuration saved to the backup")
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "cannot save the configuration to the backup")
-                }
+                Ok(Ok(path)) => tracing::debug!(path = %path.display(), "configuration saved to the backup"),
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot save the configuration to the backup"),
                 Err(e) => tracing::error!(error = %e, "backup task failed"),
             }
         }
-        Ok(())
+        Ok(snapshot)
     }
 
     /// Keeps the gateway in sync for as long as the process runs.
-    pub async fn run(self: Arc<Self>) {
-        let mut known = self.status.revision();
+    /// `last` is the snapshot already in force (from the backup), the base for deltas.
+    pub async fn run(self: Arc<Self>, mut last: Option<Arc<Snapshot>>) {
+        let mut known = last.as_ref().map(|s| s.revision);
         let mut backoff = Backoff::new(Duration::from_millis(200), self.settings.retry_max);
         loop {
             let wait = if self.settings.long_poll && known.is_some() {
@@ -221,7 +235,33 @@ impl Link {
             };
             let result = match self.fetch(known, wait).await {
                 Ok(Fetched::Changed { revision, body }) => {
-                    self.apply(revision, body).await.map(|()| Some(revision))
+                    match serde_json::from_slice::<Snapshot>(&body) {
+                        Ok(snapshot) => self.apply(revision, snapshot, Some(body)).await.map(|s| {
+                            last = Some(s);
+                            Some(revision)
+                        }),
+                        Err(e) => Err(LinkError::Invalid(format!("it does not parse: {e}"))),
+                    }
+                }
+                Ok(Fetched::Delta { revision, body }) => {
+                    let next = serde_json::from_slice::<Delta>(&body)
+                        .map_err(|e| LinkError::Invalid(format!("the delta does not parse: {e}")))
+                        .and_then(|delta| {
+                            let base = last.as_deref().ok_or_else(|| LinkError::Invalid("a delta came without a base".into()))?;
+                            tracing::debug!(revision, changes = delta.len(), bytes = body.len(), "received a delta");
+                            delta.apply(base).map_err(LinkError::Invalid)
+                        });
+                    match next {
+                        Ok(snapshot) => self.apply(revision, snapshot, None).await.map(|s| {
+                            last = Some(s);
+                            Some(revision)
+                        }),
+                        Err(e) => {
+                            // Start over from a whole snapshot.
+                            known = None;
+                            Err(e)
+                        }
+                    }
                 }
                 Ok(Fetched::Unchanged) => {
                     self.status.synced();

@@ -2,6 +2,7 @@
 //! backend, stream the answer back.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +16,19 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::{CompiledApi, CompiledConfig, KeyCheck};
+use gatehouse_policy::exchange::{
+    Request as ExRequest, RequestInfo, Response as ExResponse, SubscriptionInfo,
+};
+use gatehouse_policy::policies::{CacheEntry, ForwardRequest, OpenIdKeys};
+use gatehouse_policy::expr::HttpResponse;
+use gatehouse_policy::policies::header_list;
+use gatehouse_policy::run::{OutboundRequest, Slot};
+use gatehouse_policy::{Decision, Exchange, Io, PolicyError};
+
+use crate::config::{CompiledApi, CompiledConfig, KeyCheck, Upstream};
+use crate::cache::GatewayCache;
+use crate::counters::LocalCounters;
+use crate::openid::OpenIdKeyCache;
 use crate::error::GatewayError;
 use crate::{ConfigHandle, GatewaySettings, route};
 
@@ -38,10 +51,20 @@ pub struct Worker {
     client: Client<HttpConnector, Body>,
     settings: GatewaySettings,
     ids: RequestIds,
+    counters: Arc<LocalCounters>,
+    cache: Arc<GatewayCache>,
+    openid: Arc<OpenIdKeyCache>,
 }
 
 impl Worker {
-    pub fn new(config: ConfigHandle, settings: GatewaySettings, seed: u64) -> Self {
+    pub fn new(
+        config: ConfigHandle,
+        settings: GatewaySettings,
+        seed: u64,
+        counters: Arc<LocalCounters>,
+        cache: Arc<GatewayCache>,
+        openid: Arc<OpenIdKeyCache>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
@@ -55,6 +78,9 @@ impl Worker {
             client,
             settings,
             ids: RequestIds::new(seed),
+            counters,
+            cache,
+            openid,
         }
     }
 
@@ -91,31 +117,167 @@ impl Worker {
         if !api.http {
             return Err(GatewayError::NotFound);
         }
-        route::find(&api.operations, req.method(), rest).ok_or(GatewayError::NotFound)?;
+        let preflight = is_preflight(&req);
+        let op = match route::find(&api.operations, req.method(), rest) {
+            Some(op) => op,
+            // A CORS preflight for a path no operation declares: the API's (or the global)
+            // cors policy answers it, as Azure does before matching operations.
+            None if preflight => api.preflight.as_ref().ok_or(GatewayError::NotFound)?,
+            None => return Err(GatewayError::NotFound),
+        };
+        // Browsers send preflights without keys: when cors answers them, none is needed.
+        let answers_preflight = preflight
+            && op.policy.default.answers_preflight()
+            && !op.method_text.eq_ignore_ascii_case("OPTIONS");
 
         let key = find_key(api, &req);
-        match key.as_deref() {
+        let subscription = match key.as_deref() {
+            _ if answers_preflight => None,
             Some(k) => match config.check_key(api, k) {
-                KeyCheck::Valid(_) => {}
-                KeyCheck::Invalid if api.open => {}
+                KeyCheck::Valid(entry) => Some(entry.clone()),
+                KeyCheck::Invalid if api.open => None,
                 KeyCheck::Invalid => return Err(GatewayError::InvalidKey),
             },
-            None if api.open => {}
+            None if api.open => None,
             None => return Err(GatewayError::MissingKey),
+        };
+        let product = subscription.as_ref().and_then(|s| s.product());
+        let pipeline = op.policy.for_product(product);
+
+        if pipeline.plain_forward {
+            // The fast path: nothing to run but the forward itself.
+            let upstream = api
+                .upstream
+                .as_ref()
+                .ok_or_else(|| GatewayError::NoBackend(api.id.clone()))?;
+            let uri = upstream_uri(upstream, rest, req.uri().query(), &api.key_query)?;
+            let (parts, body) = req.into_parts();
+            let mut headers =
+                self.outgoing_headers(parts.headers, &parts.uri, api, remote, request_id);
+            if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
+                headers.insert(header::HOST, host);
+            }
+            let response = self
+                .send(
+                    parts.method,
+                    uri,
+                    headers,
+                    Either::Right(body),
+                    self.settings.backend_timeout,
+                )
+                .await?;
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            return Ok(Response::from_parts(parts, Either::Right(body)));
         }
 
-        let upstream = api
-            .upstream
-            .as_ref()
-            .ok_or_else(|| GatewayError::NoBackend(api.id.clone()))?;
-        let uri = upstream_uri(upstream, rest, req.uri().query(), &api.key_query)?;
-
+        let rest = rest.to_owned();
+        let key = key.map(std::borrow::Cow::into_owned);
+        let query = without_key(req.uri().query(), &api.key_query);
+        let matched = op.matched(&rest);
         let (parts, body) = req.into_parts();
-        let mut headers = parts.headers;
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let original_url = match parts.uri.query() {
+            Some(q) => format!("http://{host}{}?{q}", parts.uri.path()),
+            None => format!("http://{host}{}", parts.uri.path()),
+        };
+        let headers = self.outgoing_headers(parts.headers, &parts.uri, api, remote, request_id);
+        let info = RequestInfo {
+            api_id: api.id.clone(),
+            api_name: api.name.clone(),
+            api_path: api.path.clone(),
+            api_version: api.version.clone(),
+            service_url: api.service_url.clone(),
+            operation_id: op.id.clone(),
+            operation_name: op.name.clone(),
+            operation_method: op.method_text.clone(),
+            operation_url_template: op.template.clone(),
+            subscription: subscription.as_ref().map(|s| SubscriptionInfo {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                key: key.as_deref().unwrap_or_default().to_owned(),
+            }),
+            product: product.and_then(|p| config.products.get(p).cloned()),
+            user: None,
+            gateway_id: config.gateway_id.clone(),
+            region: Arc::from(""),
+            ip: remote.ip().to_string(),
+            request_id: request_uuid(request_id),
+            timestamp: Some(std::time::SystemTime::now()),
+            original_url,
+            matched,
+            examples: op.examples.clone(),
+        };
+        let mut ex = Exchange::new(
+            ExRequest {
+                method: parts.method,
+                scheme: "http".to_owned(),
+                host,
+                path: rest,
+                query,
+                headers,
+                body: None,
+            },
+            info,
+        );
+        let mut io = GatewayIo {
+            worker: self,
+            upstream: api.upstream.as_ref(),
+            api_id: &api.id,
+            body: Some(body),
+            response_stream: None,
+        };
+        pipeline.run(&mut ex, &mut io).await;
+        if let Some(e) = &ex.last_error {
+            tracing::warn!(
+                request_id = request_id.to_str().unwrap_or_default(),
+                api = %api.id,
+                operation = %op.id,
+                source = %e.source,
+                reason = %e.reason,
+                section = %e.section,
+                message = %e.message,
+                "policy error"
+            );
+        }
+        let Some(answer) = ex.response.take() else {
+            return Err(GatewayError::NoBackend(api.id.clone()));
+        };
+        let mut response = Response::new(match answer.body {
+            Some(bytes) => Either::Left(Full::new(bytes)),
+            None => match io.response_stream.take() {
+                Some(stream) => Either::Right(stream),
+                None => Either::Left(Full::new(Bytes::new())),
+            },
+        });
+        *response.status_mut() = answer.status;
+        *response.headers_mut() = answer.headers;
+        if matches!(response.body(), Either::Left(_)) {
+            // The body was replaced or buffered: its length is the buffer's.
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+            response.headers_mut().remove(header::TRANSFER_ENCODING);
+        }
+        Ok(response)
+    }
+
+    /// The client's headers as the backend should get them: hop-by-hop and the subscription key
+    /// removed, X-Forwarded-* and the request id added.
+    fn outgoing_headers(
+        &self,
+        mut headers: HeaderMap,
+        uri: &Uri,
+        api: &CompiledApi,
+        remote: SocketAddr,
+        request_id: &HeaderValue,
+    ) -> HeaderMap {
         let original_host = headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
+            uri.authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         strip_hop_by_hop(&mut headers);
@@ -125,25 +287,28 @@ impl Worker {
         if let Some(host) = original_host {
             headers.insert(X_FORWARDED_HOST, host);
         }
-        if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
-            headers.insert(header::HOST, host);
-        }
         headers.insert(X_REQUEST_ID, request_id.clone());
+        headers
+    }
 
-        let mut outgoing = Request::new(Either::Right(body));
-        *outgoing.method_mut() = parts.method;
+    /// Sends one request upstream within `timeout` (for the response headers).
+    async fn send(
+        &self,
+        method: http::Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Body,
+        timeout: std::time::Duration,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        let mut outgoing = Request::new(body);
+        *outgoing.method_mut() = method;
         *outgoing.uri_mut() = uri;
         *outgoing.version_mut() = http::Version::HTTP_11;
         *outgoing.headers_mut() = headers;
-
-        let timeout = self.settings.backend_timeout;
-        let response = tokio::time::timeout(timeout, self.client.request(outgoing))
+        tokio::time::timeout(timeout, self.client.request(outgoing))
             .await
             .map_err(|_| GatewayError::BackendTimeout(timeout))?
-            .map_err(GatewayError::BackendUnreachable)?;
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, Either::Right(body)))
+            .map_err(GatewayError::BackendUnreachable)
     }
 
     fn request_id(&self, headers: &HeaderMap) -> HeaderValue {
@@ -155,6 +320,15 @@ impl Worker {
         }
         self.ids.next()
     }
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+fn is_preflight(req: &Request<Incoming>) -> bool {
+    req.method() == http::Method::OPTIONS
+        && req.headers().contains_key(header::ORIGIN)
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 fn status_ok(request_id: &HeaderValue) -> Response<Body> {
@@ -295,7 +469,9 @@ impl RequestIds {
 
     fn next(&self) -> HeaderValue {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let text = format!("{:016x}{:016x}", self.prefix, n);
+        let text = uuid::Uuid::from_u64_pair(self.prefix, n)
+            .hyphenated()
+            .to_string();
         HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
     }
 }
@@ -362,5 +538,287 @@ mod tests {
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
         forwarded_for(&mut h, "[::1]:6".parse().unwrap());
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, ::1");
+    }
+}
+
+/// The request id as a UUID for `context.RequestId`: ours are UUIDs; a caller's other id is
+/// hashed into one.
+fn request_uuid(id: &HeaderValue) -> uuid::Uuid {
+    if let Some(u) = id.to_str().ok().and_then(|s| uuid::Uuid::parse_str(s).ok()) {
+        return u;
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    uuid::Uuid::from_bytes(bytes)
+}
+
+/// The query string without the subscription key parameter.
+fn without_key(query: Option<&str>, key_query: &str) -> Option<String> {
+    let q = query?;
+    let kept: Vec<&str> = q
+        .split('&')
+        .filter(|p| !p.is_empty() && p.split_once('=').map_or(*p, |(n, _)| n) != key_query)
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+/// Largest body a policy may buffer.
+const MAX_BUFFERED_BODY: usize = 16 * 1024 * 1024;
+
+/// What the policy pipeline needs from the gateway for one request.
+struct GatewayIo<'a> {
+    worker: &'a Worker,
+    upstream: Option<&'a Upstream>,
+    api_id: &'a Arc<str>,
+    /// The client's body while it still streams.
+    body: Option<Incoming>,
+    /// The backend's body while it still streams.
+    response_stream: Option<Incoming>,
+}
+
+fn too_large() -> PolicyError {
+    PolicyError {
+        source: "gateway".into(),
+        reason: "BodyTooLarge".into(),
+        message: format!("the body exceeds {MAX_BUFFERED_BODY} bytes, the most a policy can read"),
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        body: r#"{"statusCode":413,"message":"Request entity too large"}"#,
+    }
+}
+
+async fn collect(body: Incoming) -> Result<Bytes, PolicyError> {
+    use http_body_util::BodyExt;
+    http_body_util::Limited::new(body, MAX_BUFFERED_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| too_large())
+}
+
+impl Io for GatewayIo<'_> {
+    async fn read_request_body(&mut self, ex: &mut Exchange) -> Result<(), PolicyError> {
+        if ex.request.body.is_none() {
+            ex.request.body = Some(match self.body.take() {
+                Some(b) => collect(b).await?,
+                None => Bytes::new(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn read_response_body(&mut self, ex: &mut Exchange) -> Result<(), PolicyError> {
+        let Some(response) = ex.response.as_mut() else {
+            return Ok(());
+        };
+        if response.body.is_none() {
+            response.body = Some(match self.response_stream.take() {
+                Some(b) => collect(b).await?,
+                None => Bytes::new(),
+            });
+            response.headers.remove(header::CONTENT_LENGTH);
+        }
+        Ok(())
+    }
+
+    async fn forward(
+        &mut self,
+        ex: &mut Exchange,
+        options: &ForwardRequest,
+    ) -> Result<(), PolicyError> {
+        let parsed;
+        let upstream = match &ex.backend_url {
+            Some(url) => {
+                parsed = crate::config::parse_upstream(url).map_err(|m| {
+                    PolicyError::backend_unreachable(format!("set-backend-service: {m}"))
+                })?;
+                &parsed
+            }
+            None => self.upstream.ok_or_else(|| {
+                PolicyError::backend_unreachable(format!(
+                    "API '{}' has no backend service URL",
+                    self.api_id
+                ))
+            })?,
+        };
+        let mut path_and_query =
+            String::with_capacity(upstream.base_path.len() + ex.request.path.len() + 32);
+        path_and_query.push_str(&upstream.base_path);
+        path_and_query.push_str(&ex.request.path);
+        if path_and_query.is_empty() {
+            path_and_query.push('/');
+        }
+        if let Some(q) = ex.request.query.as_deref().filter(|q| !q.is_empty()) {
+            path_and_query.push('?');
+            path_and_query.push_str(q);
+        }
+        let uri = Uri::builder()
+            .scheme(upstream.scheme.clone())
+            .authority(upstream.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| {
+                PolicyError::backend_unreachable(format!("the backend URL is not valid: {e}"))
+            })?;
+        let mut headers = ex.request.headers.clone();
+        if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
+            headers.insert(header::HOST, host);
+        }
+        let body = match &ex.request.body {
+            Some(b) => {
+                headers.remove(header::CONTENT_LENGTH);
+                headers.remove(header::TRANSFER_ENCODING);
+                Either::Left(Full::new(b.clone()))
+            }
+            None => match self.body.take() {
+                Some(stream) => Either::Right(stream),
+                None => Either::Left(Full::new(Bytes::new())),
+            },
+        };
+        let timeout = options
+            .timeout
+            .unwrap_or(self.worker.settings.backend_timeout);
+        let response = self
+            .worker
+            .send(ex.request.method.clone(), uri, headers, body, timeout)
+            .await
+            .map_err(|e| match e {
+                GatewayError::BackendTimeout(t) => {
+                    PolicyError::backend_timeout(format!("the backend did not answer within {t:?}"))
+                }
+                other => PolicyError::backend_unreachable(other.to_string()),
+            })?;
+        let (mut parts, stream) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        ex.response = Some(ExResponse {
+            status: parts.status,
+            reason: None,
+            headers: parts.headers,
+            body: None,
+        });
+        self.response_stream = Some(stream);
+        Ok(())
+    }
+
+    async fn count(
+        &mut self,
+        key: &str,
+        calls: u64,
+        period: std::time::Duration,
+        increment: u64,
+    ) -> Decision {
+        self.worker.counters.count(key, calls, period, increment)
+    }
+
+    async fn cache_get(&mut self, key: &str) -> Option<CacheEntry> {
+        self.worker.cache.get(key).await
+    }
+
+    async fn cache_put(&mut self, key: &str, entry: CacheEntry, ttl: std::time::Duration) {
+        self.worker.cache.put(key, entry, ttl).await;
+    }
+
+    async fn cache_remove(&mut self, key: &str) {
+        self.worker.cache.remove(key).await;
+    }
+
+    async fn openid_keys(
+        &mut self,
+        config_url: &str,
+        refresh: bool,
+    ) -> Result<Arc<OpenIdKeys>, PolicyError> {
+        self.worker
+            .openid
+            .keys(config_url, refresh)
+            .await
+            .map_err(|m| PolicyError::runtime("OpenIdConfigurationUnavailable", m))
+    }
+
+    async fn acquire(&mut self, key: &str, max: u64) -> Option<Slot> {
+        self.worker.counters.slots.try_take(key, max).map(Slot::new)
+    }
+
+    // The future owns what it needs (a client handle), so it borrows nothing at all.
+    #[allow(refining_impl_trait)]
+    fn send(
+        &mut self,
+        request: OutboundRequest,
+    ) -> impl Future<Output = Result<HttpResponse, PolicyError>> + Send + use<> {
+        outbound(self.worker.client.clone(), request)
+    }
+
+    fn send_detached(&mut self, request: OutboundRequest) {
+        let client = self.worker.client.clone();
+        let url = request.url.clone();
+        tokio::spawn(async move {
+            if let Err(e) = outbound(client, request).await {
+                tracing::debug!(url = %url, reason = %e.reason, message = %e.message, "send-one-way-request failed");
+            }
+        });
+    }
+
+    async fn sleep(&mut self, duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+/// A request of `send-request` / `send-one-way-request` over the worker's client (plain http:
+/// the client has no TLS), answer read whole, all within the request's timeout.
+async fn outbound(
+    client: Client<HttpConnector, Body>,
+    request: OutboundRequest,
+) -> Result<HttpResponse, PolicyError> {
+    let failed = |m: String| PolicyError::send_failed("BackendConnectionFailure", m);
+    let uri: Uri = request
+        .url
+        .parse()
+        .map_err(|e| failed(format!("'{}' is not a valid URL: {e}", request.url)))?;
+    if uri.scheme() != Some(&http::uri::Scheme::HTTP) || uri.authority().is_none() {
+        return Err(failed(format!(
+            "'{}': this gateway sends requests to absolute http:// URLs only",
+            request.url
+        )));
+    }
+    let mut headers = request.headers;
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::CONTENT_LENGTH);
+    if let Some(host) = uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        headers.insert(header::HOST, host);
+    }
+    let mut outgoing = Request::new(Either::Left(Full::new(request.body)));
+    *outgoing.method_mut() = request.method;
+    *outgoing.uri_mut() = uri;
+    *outgoing.headers_mut() = headers;
+    let url = request.url;
+    let exchange = async {
+        let response = client
+            .request(outgoing)
+            .await
+            .map_err(|e| failed(format!("{url}: {e}")))?;
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let body = collect(body).await?;
+        let reason = parts
+            .extensions
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+            .or_else(|| parts.status.canonical_reason().map(str::to_owned))
+            .unwrap_or_default();
+        Ok(HttpResponse {
+            status: parts.status.as_u16(),
+            reason,
+            headers: header_list(&parts.headers),
+            body,
+        })
+    };
+    match tokio::time::timeout(request.timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(PolicyError::send_failed(
+            "Timeout",
+            format!("{url} did not answer within {:?}", request.timeout),
+        )),
     }
 }

@@ -22,11 +22,39 @@ pub struct CompiledOperation {
     method: Option<http::Method>,
     patterns: Vec<Pattern>,
     pub param_names: Vec<Box<str>>,
+    /// Display name, method and template as written, for `context.Operation`.
+    pub name: std::sync::Arc<str>,
+    pub method_text: std::sync::Arc<str>,
+    pub template: std::sync::Arc<str>,
+    /// The effective policy, composed once per configuration.
+    pub policy: OperationPolicy,
+    /// Response examples from the API's OpenAPI document (`mock-response`).
+    pub examples: Option<std::sync::Arc<gatehouse_model::snapshot::ResponseExamples>>,
+}
+
+/// The composed pipeline of an operation: one for calls without a product, and one for each
+/// product of the API that has a policy of its own.
+#[derive(Debug, Default)]
+pub struct OperationPolicy {
+    pub default: std::sync::Arc<gatehouse_policy::Pipeline>,
+    pub by_product: Vec<(usize, std::sync::Arc<gatehouse_policy::Pipeline>)>,
+}
+
+impl OperationPolicy {
+    pub fn for_product(
+        &self,
+        product: Option<usize>,
+    ) -> &std::sync::Arc<gatehouse_policy::Pipeline> {
+        product
+            .and_then(|p| self.by_product.iter().find(|(i, _)| *i == p))
+            .map_or(&self.default, |(_, pipeline)| pipeline)
+    }
 }
 
 impl CompiledOperation {
     pub fn compile(id: &str, method: &str, template: &str) -> Result<Self, String> {
         let parsed = UrlTemplate::parse(template).map_err(|e| e.to_string())?;
+        let method_text: std::sync::Arc<str> = method.into();
         let method = if method == "*" {
             None
         } else {
@@ -55,7 +83,44 @@ impl CompiledOperation {
             method,
             patterns,
             param_names,
+            name: id.into(),
+            method_text,
+            template: template.into(),
+            policy: OperationPolicy::default(),
+            examples: None,
         })
+    }
+
+    /// The template parameters of a request path this operation matched.
+    pub fn matched(&self, rest: &str) -> Vec<(String, String)> {
+        let trimmed = rest.strip_prefix('/').unwrap_or(rest);
+        let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+        let segments: Vec<&str> = if trimmed.is_empty() {
+            Vec::new()
+        } else {
+            trimmed.split('/').collect()
+        };
+        let mut names = self.param_names.iter();
+        let mut out = Vec::new();
+        for (i, p) in self.patterns.iter().enumerate() {
+            match p {
+                Pattern::Literal(_) => {}
+                Pattern::Param => {
+                    if let (Some(n), Some(v)) = (names.next(), segments.get(i)) {
+                        out.push((n.to_string(), (*v).to_owned()));
+                    }
+                }
+                Pattern::CatchAll => {
+                    if let Some(n) = names.next() {
+                        out.push((
+                            n.to_string(),
+                            segments.get(i..).map(|s| s.join("/")).unwrap_or_default(),
+                        ));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Scores a match of `segments`: `None` when it does not match; otherwise a rank per

@@ -73,6 +73,7 @@ pub async fn run(
     }
     let config = ConfigHandle::default();
 
+    let mut restored = None;
     let backup = match &settings.backup_dir {
         Some(dir) => {
             let backup = Backup::open(dir, settings.backup_key.as_deref())?;
@@ -82,7 +83,7 @@ pub async fn run(
                     "the backup is not encrypted: set GATEHOUSE_BACKUP_KEY to encrypt the secrets in it"
                 );
             }
-            restore(&backup, &config, &status)?;
+            restored = restore(&backup, &config, &status)?;
             Some(Arc::new(backup))
         }
         None => None,
@@ -104,7 +105,7 @@ pub async fn run(
         status.clone(),
         backup,
     )?);
-    let sync = tokio::spawn(link.clone().run());
+    let sync = tokio::spawn(link.clone().run(restored.map(Arc::new)));
     let beats = tokio::spawn(link.heartbeats(token));
 
     let started = Instant::now();
@@ -118,7 +119,7 @@ pub async fn run(
                 .readiness()
                 .reason
                 .unwrap_or_else(|| "the control plane did not answer".into());
-            let backup = match &settings.backup_dir {
+    let backup = match &settings.backup_dir {
                 Some(dir) => format!(
                     "the backup directory {} holds no usable configuration",
                     dir.display()
@@ -143,11 +144,15 @@ pub async fn run(
     Ok(())
 }
 
-/// Applies the newest usable backup generation, if any.
-fn restore(backup: &Backup, config: &ConfigHandle, status: &Status) -> Result<(), StartError> {
+/// Applies the newest usable backup generation, if any, and returns its snapshot.
+fn restore(
+    backup: &Backup,
+    config: &ConfigHandle,
+    status: &Status,
+) -> Result<Option<gatehouse_model::snapshot::Snapshot>, StartError> {
     let Some(loaded) = backup.load_newest()? else {
         tracing::info!(dir = %backup.dir().display(), "the backup holds no configuration yet");
-        return Ok(());
+        return Ok(None);
     };
     for (path, reason) in &loaded.skipped {
         tracing::warn!(path = %path.display(), %reason, "backup generation is unusable; set aside as .corrupt, trying an older one");
@@ -158,8 +163,9 @@ fn restore(backup: &Backup, config: &ConfigHandle, status: &Status) -> Result<()
             tracing::info!(revision, path = %loaded.path.display(), "serving the configuration from the backup until the control plane answers");
         }
         Err(e) => {
-            tracing::error!(error = %e, path = %loaded.path.display(), "the backup's configuration cannot be applied")
+            tracing::error!(error = %e, path = %loaded.path.display(), "the backup's configuration cannot be applied");
+            return Ok(None);
         }
     }
-    Ok(())
+    Ok(Some(loaded.snapshot))
 }

@@ -59,12 +59,19 @@ impl RunningGateway {
         let mut workers = Vec::new();
         let mut bound = addr;
         let seed = seed();
+        let counters = std::sync::Arc::new(crate::counters::LocalCounters::default());
+        // The policy cache and the OpenID keys outlive configuration swaps, like the counters.
+        let cache = Arc::new(crate::cache::GatewayCache::default());
+        let openid = Arc::new(crate::openid::OpenIdKeyCache::default());
         for index in 0..settings.workers.max(1) {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let worker = Arc::new(Worker::new(
                 config.clone(),
                 settings.clone(),
                 seed.wrapping_add(index as u64) << 8,
+                counters.clone(),
+                cache.clone(),
+                openid.clone(),
             ));
             let stop_rx = stop_rx.clone();
             let grace = settings.shutdown_grace;

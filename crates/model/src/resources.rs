@@ -712,6 +712,359 @@ impl Resource for Gateway {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum UserState {
+    #[default]
+    Active,
+    /// Cannot sign in to the developer portal.
+    Blocked,
+}
+
+/// A developer-portal account. Users sign up in the portal; the password is kept apart (as an
+/// argon2 hash) and never part of this resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct User {
+    #[serde(default)]
+    #[schema(read_only)]
+    pub id: String,
+    #[serde(default)]
+    #[schema(max_length = 254)]
+    pub email: String,
+    #[serde(default)]
+    #[schema(max_length = 100)]
+    pub first_name: String,
+    #[serde(default)]
+    #[schema(max_length = 100)]
+    pub last_name: String,
+    #[serde(default)]
+    pub state: UserState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
+    pub registration_date: Option<String>,
+}
+
+/// Store kinds that belong to users and groups: a user's password hash (parent "", id = user
+/// id), group membership (parent = group, id = user) and product visibility (parent = product,
+/// id = group).
+pub const USER_CREDENTIALS: &str = "user-credentials";
+pub const GROUP_USER: &str = "group-user";
+pub const PRODUCT_GROUP: &str = "product-group";
+/// Groups whose members are implicit: every signed-in user, every anonymous visitor.
+pub const DEVELOPERS_GROUP: &str = "developers";
+pub const GUESTS_GROUP: &str = "guests";
+
+/// Checks the shape of an email address: one `@`, a non-empty local part and a dotted domain,
+/// no spaces or control characters, at most 254 characters.
+pub fn check_email(email: &str) -> Result<(), String> {
+    let bad = || format!("'{email}' is not an email address such as ada@example.com");
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = email.rsplit_once('@').ok_or_else(bad)?;
+    let domain_ok = domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '.'));
+    if local.is_empty() || local.len() > 64 || local.contains(['@', '<', '>', '"']) || !domain_ok {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+impl Resource for User {
+    const KIND: &'static str = "user";
+    resource_id!();
+
+    fn normalize(&mut self) -> Result<(), ValidationError> {
+        let mut p = Problems::default();
+        self.email = self.email.trim().to_owned();
+        if let Err(e) = check_email(&self.email) {
+            p.push("email", e);
+        }
+        for (target, value) in [
+            ("firstName", &self.first_name),
+            ("lastName", &self.last_name),
+        ] {
+            if value.chars().count() > 100 {
+                p.push(target, "must be at most 100 characters");
+            }
+            if value.chars().any(char::is_control) {
+                p.push(target, "must not contain control characters");
+            }
+        }
+        if self.note.as_ref().is_some_and(|n| n.chars().count() > 1000) {
+            p.push("note", "must be at most 1000 characters");
+        }
+        p.finish("user")
+    }
+}
+
+/// A set of users. Products linked to groups are visible in the portal only to their members;
+/// the groups `developers` (every signed-in user) and `guests` (anonymous visitors) have
+/// implicit members, as in Azure API Management.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Group {
+    #[serde(default)]
+    #[schema(read_only)]
+    pub id: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl Resource for Group {
+    const KIND: &'static str = "group";
+    resource_id!();
+
+    fn normalize(&mut self) -> Result<(), ValidationError> {
+        let mut p = Problems::default();
+        if self.display_name.is_empty() {
+            self.display_name = self.id.clone();
+        }
+        if self.display_name.chars().count() > 300 {
+            p.push("displayName", "must be at most 300 characters");
+        }
+        if self
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 1000)
+        {
+            p.push("description", "must be at most 1000 characters");
+        }
+        p.finish("group")
+    }
+}
+
+/// The developer portal's branding (`/mgmt/portal/settings`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortalSettings {
+    /// Shown in the header and the page titles.
+    #[serde(default = "default_portal_title")]
+    #[schema(max_length = 100)]
+    pub title: String,
+    /// An `https://` (or `http://`) image URL, or a path on this server such as `/logo.png`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_url: Option<String>,
+    /// Header, links and buttons (`#rrggbb`); white text on it must stay readable.
+    #[serde(default = "default_primary_color")]
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
+    pub primary_color: String,
+    #[serde(default = "default_background_color")]
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
+    pub background_color: String,
+    /// Body text; must contrast with the background (WCAG AA, 4.5:1).
+    #[serde(default = "default_text_color")]
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
+    pub text_color: String,
+    /// Plain text shown at the bottom of every page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub footer: Option<String>,
+    /// The home page's body, in Markdown (headings, paragraphs, lists, emphasis, code, links).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_markdown: Option<String>,
+}
+
+fn default_portal_title() -> String {
+    "Developer portal".to_owned()
+}
+
+fn default_primary_color() -> String {
+    "#1f4e8c".to_owned()
+}
+
+fn default_background_color() -> String {
+    "#ffffff".to_owned()
+}
+
+fn default_text_color() -> String {
+    "#1a1a1a".to_owned()
+}
+
+impl Default for PortalSettings {
+    fn default() -> Self {
+        Self {
+            title: default_portal_title(),
+            logo_url: None,
+            primary_color: default_primary_color(),
+            background_color: default_background_color(),
+            text_color: default_text_color(),
+            footer: None,
+            landing_markdown: None,
+        }
+    }
+}
+
+/// `#rrggbb` as red, green and blue.
+pub fn parse_hex_color(text: &str) -> Option<[u8; 3]> {
+    let hex = text.strip_prefix('#')?;
+    if hex.len() != 6 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let byte = |i: usize| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok();
+    Some([byte(0)?, byte(2)?, byte(4)?])
+}
+
+/// The WCAG 2 contrast ratio of two colours, from 1 to 21.
+pub fn contrast_ratio(a: [u8; 3], b: [u8; 3]) -> f64 {
+    fn luminance(c: [u8; 3]) -> f64 {
+        let channel = |v: u8| {
+            let s = f64::from(v) / 255.0;
+            if s <= 0.039_28 {
+                s / 12.92
+            } else {
+                ((s + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(c[0]) + 0.7152 * channel(c[1]) + 0.0722 * channel(c[2])
+    }
+    let (la, lb) = (luminance(a), luminance(b));
+    let (hi, lo) = if la > lb { (la, lb) } else { (lb, la) };
+    (hi + 0.05) / (lo + 0.05)
+}
+
+/// Smallest contrast accepted between text and its background (WCAG AA for normal text).
+pub const MIN_CONTRAST: f64 = 4.5;
+
+impl PortalSettings {
+    /// Where the settings are stored: one document (parent "", id [`Self::ID`]).
+    pub const KIND: &'static str = "portal-settings";
+    pub const ID: &'static str = "default";
+
+    pub fn validate(&mut self) -> Result<(), ValidationError> {
+        let mut p = Problems::default();
+        self.title = self.title.trim().to_owned();
+        if self.title.is_empty() {
+            self.title = default_portal_title();
+        }
+        if self.title.chars().count() > 100 || self.title.chars().any(char::is_control) {
+            p.push(
+                "title",
+                "must be at most 100 characters, without control characters",
+            );
+        }
+        if let Some(url) = &self.logo_url {
+            let local = url.starts_with('/') && !url.starts_with("//");
+            let ok = url.len() <= 2000
+                && !url.contains(['"', '\'', '<', '>', '\\'])
+                && (local || check_http_url(url).is_ok());
+            if !ok {
+                p.push(
+                    "logoUrl",
+                    "must be an http(s) URL or a path starting with '/', at most 2000 characters",
+                );
+            }
+        }
+        let mut colors = Vec::new();
+        for (target, value) in [
+            ("primaryColor", &mut self.primary_color),
+            ("backgroundColor", &mut self.background_color),
+            ("textColor", &mut self.text_color),
+        ] {
+            *value = value.to_ascii_lowercase();
+            match parse_hex_color(value) {
+                Some(c) => colors.push(c),
+                None => p.push(target, format!("'{value}' is not a colour such as #1f4e8c")),
+            }
+        }
+        if let [primary, background, text] = colors[..] {
+            if contrast_ratio(text, background) < MIN_CONTRAST {
+                p.push(
+                    "textColor",
+                    format!("contrasts {:.1}:1 with backgroundColor; at least {MIN_CONTRAST}:1 keeps text readable", contrast_ratio(text, background)),
+                );
+            }
+            if contrast_ratio([255, 255, 255], primary) < MIN_CONTRAST {
+                p.push(
+                    "primaryColor",
+                    format!("contrasts {:.1}:1 with white text; at least {MIN_CONTRAST}:1 keeps buttons readable", contrast_ratio([255, 255, 255], primary)),
+                );
+            }
+            if contrast_ratio(primary, background) < MIN_CONTRAST {
+                p.push(
+                    "primaryColor",
+                    format!("contrasts {:.1}:1 with backgroundColor; at least {MIN_CONTRAST}:1 keeps links readable", contrast_ratio(primary, background)),
+                );
+            }
+        }
+        if self
+            .footer
+            .as_ref()
+            .is_some_and(|f| f.chars().count() > 1000)
+        {
+            p.push("footer", "must be at most 1000 characters");
+        }
+        if self
+            .landing_markdown
+            .as_ref()
+            .is_some_and(|m| m.len() > 64 * 1024)
+        {
+            p.push("landingMarkdown", "must be at most 64 KiB");
+        }
+        p.finish("portal settings")
+    }
+}
+
+/// Largest policy fragment accepted (Azure's limit).
+pub const MAX_POLICY_FRAGMENT: usize = 512 * 1024;
+
+/// A policy fragment: reusable policy XML (`<fragment>…</fragment>`) that policies insert with
+/// `<include-fragment fragment-id="…"/>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyFragment {
+    #[serde(default)]
+    #[schema(read_only)]
+    pub id: String,
+    /// The fragment: `<fragment>` holding one or more policies.
+    #[serde(default)]
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `rawxml` (the value as written) or `xml`; both are read the same way here.
+    #[serde(default = "default_fragment_format")]
+    #[schema(pattern = "^(rawxml|xml)$")]
+    pub format: String,
+}
+
+fn default_fragment_format() -> String {
+    "rawxml".to_owned()
+}
+
+impl Resource for PolicyFragment {
+    const KIND: &'static str = "policy-fragment";
+    resource_id!();
+
+    fn normalize(&mut self) -> Result<(), ValidationError> {
+        let mut p = Problems::default();
+        if self.value.trim().is_empty() {
+            p.push("value", "is required: the fragment XML, <fragment>…</fragment>");
+        } else if self.value.len() > MAX_POLICY_FRAGMENT {
+            p.push("value", "must be at most 512 KiB");
+        }
+        if let Some(d) = &self.description
+            && d.len() > 1000
+        {
+            p.push("description", "must be at most 1000 characters");
+        }
+        self.format = self.format.to_ascii_lowercase();
+        if self.format != "rawxml" && self.format != "xml" {
+            p.push("format", "must be 'rawxml' or 'xml'");
+        }
+        p.finish("policy fragment")
+    }
+}
+
 /// A page of a collection.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -769,6 +1122,42 @@ mod tests {
         op.normalize().unwrap();
         assert_eq!(op.method, "GET");
         assert_eq!(op.template_parameters[0].name, "id");
+    }
+
+    #[test]
+    fn users_need_an_email() {
+        let mut user: User = serde_json::from_str(r#"{"email":" ada@example.com "}"#).unwrap();
+        user.set_id("ada".into());
+        user.normalize().unwrap();
+        assert_eq!(user.email, "ada@example.com");
+        assert_eq!(user.state, UserState::Active);
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "a b@example.com",
+            "ada@example",
+        ] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<User>(r#"{"email":"a@b.c","password":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn portal_settings_need_readable_colours() {
+        let mut ok = PortalSettings::default();
+        ok.validate().unwrap();
+        let mut low: PortalSettings =
+            serde_json::from_str(r##"{"textColor":"#eeeeee","primaryColor":"#FFFF00"}"##).unwrap();
+        let err = low.validate().unwrap_err();
+        let targets: Vec<&str> = err.details.iter().map(|d| d.target.as_str()).collect();
+        assert!(targets.contains(&"textColor") && targets.contains(&"primaryColor"));
+        let mut bad: PortalSettings =
+            serde_json::from_str(r#"{"primaryColor":"red","logoUrl":"javascript:alert(1)"}"#)
+                .unwrap();
+        assert_eq!(bad.validate().unwrap_err().details.len(), 2);
+        assert!((contrast_ratio([0, 0, 0], [255, 255, 255]) - 21.0).abs() < 0.01);
     }
 
     #[test]

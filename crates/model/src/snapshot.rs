@@ -4,6 +4,8 @@
 //!
 //! Subscription keys never travel in clear: a snapshot carries the SHA-256 of each key.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::resources::{Operation, ProductState, Protocol, SubscriptionState};
@@ -22,6 +24,17 @@ pub struct Snapshot {
     pub apis: Vec<SnapshotApi>,
     pub products: Vec<SnapshotProduct>,
     pub subscriptions: Vec<SnapshotSubscription>,
+    /// The global policy document (XML); `None` is Azure's default (forward every request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_policy: Option<String>,
+    /// The named values the shipped policies refer to, by name (secret ones included: the
+    /// gateway needs them to compile; the backup encrypts them when a backup key is set).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub named_values: BTreeMap<String, String>,
+    /// The policy fragments (`<fragment>…</fragment>` XML) the shipped policies include, by id;
+    /// gateways inline them when they compile the policies.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policy_fragments: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +49,35 @@ pub struct SnapshotApi {
     pub key_header: String,
     pub key_query: String,
     pub operations: Vec<Operation>,
+    /// Display name (`context.Api.Name`).
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The API-scope policy document (XML).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Operation-scope policy documents, by operation id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operation_policies: BTreeMap<String, String>,
+    /// Response examples from the imported OpenAPI document, by operation id (for
+    /// `mock-response`). Operations without examples are left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub examples: BTreeMap<String, ResponseExamples>,
+}
+
+/// The example responses of one operation: status code as the document writes it (`200`,
+/// `2XX`, `default`) → the examples for it, one per content type, in document order.
+pub type ResponseExamples = BTreeMap<String, Vec<ResponseExample>>;
+
+/// One example body, as the gateway sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseExample {
+    /// The media type (`application/json`).
+    pub content_type: String,
+    /// The body: JSON as text for JSON media types, a string example as written otherwise.
+    pub body: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +88,11 @@ pub struct SnapshotProduct {
     pub state: ProductState,
     /// Ids of the product's APIs that this gateway serves.
     pub apis: Vec<String>,
+    #[serde(default)]
+    pub name: String,
+    /// The product-scope policy document (XML).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,4 +104,204 @@ pub struct SnapshotSubscription {
     pub state: SubscriptionState,
     /// Lower-case hex SHA-256 of the primary and secondary keys.
     pub key_hashes: Vec<String>,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// The changes from one snapshot of a gateway to a newer one, so that a change to one
+/// subscription ships one subscription, not all of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Delta {
+    pub format: u32,
+    /// The revision the delta applies to.
+    pub base: u64,
+    /// The revision it produces.
+    pub revision: u64,
+    pub gateway_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apis: Vec<SnapshotApi>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_apis: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub products: Vec<SnapshotProduct>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_products: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<SnapshotSubscription>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_subscriptions: Vec<String>,
+    /// `Some` when the global policy changed (`Some(None)`: removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_policy: Option<Option<String>>,
+    /// `Some` when any named value changed: the whole new set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named_values: Option<BTreeMap<String, String>>,
+}
+
+/// Upserts and removals between two lists keyed by id, keeping `new`'s order for upserts.
+fn changes<T: Clone + PartialEq>(old: &[T], new: &[T], id: impl Fn(&T) -> &str) -> (Vec<T>, Vec<String>) {
+    let before: BTreeMap<&str, &T> = old.iter().map(|t| (id(t), t)).collect();
+    let after: std::collections::BTreeSet<&str> = new.iter().map(&id).collect();
+    let upserts = new
+        .iter()
+        .filter(|t| before.get(id(t)).is_none_or(|o| *o != *t))
+        .cloned()
+        .collect();
+    let removed = old
+        .iter()
+        .map(&id)
+        .filter(|i| !after.contains(i))
+        .map(str::to_owned)
+        .collect();
+    (upserts, removed)
+}
+
+/// Applies upserts and removals to a list keyed by id: replaced items keep their place, new
+/// ones are appended.
+fn patch<T: Clone>(list: &mut Vec<T>, upserts: &[T], removed: &[String], id: impl Fn(&T) -> &str) {
+    if !removed.is_empty() {
+        let gone: std::collections::BTreeSet<&str> = removed.iter().map(String::as_str).collect();
+        list.retain(|t| !gone.contains(id(t)));
+    }
+    if upserts.is_empty() {
+        return;
+    }
+    let mut at: BTreeMap<String, usize> = list.iter().enumerate().map(|(i, t)| (id(t).to_owned(), i)).collect();
+    for u in upserts {
+        match at.get(id(u)) {
+            Some(&i) => {
+                if let Some(slot) = list.get_mut(i) {
+                    *slot = u.clone();
+                }
+            }
+            None => {
+                at.insert(id(u).to_owned(), list.len());
+                list.push(u.clone());
+            }
+        }
+    }
+}
+
+impl Delta {
+    /// What changed from `old` to `new` (both for the same gateway).
+    pub fn between(old: &Snapshot, new: &Snapshot) -> Self {
+        let (apis, removed_apis) = changes(&old.apis, &new.apis, |a| &a.id);
+        let (products, removed_products) = changes(&old.products, &new.products, |p| &p.id);
+        let (subscriptions, removed_subscriptions) =
+            changes(&old.subscriptions, &new.subscriptions, |s| &s.id);
+        Self {
+            format: FORMAT_VERSION,
+            base: old.revision,
+            revision: new.revision,
+            gateway_id: new.gateway_id.clone(),
+            apis,
+            removed_apis,
+            products,
+            removed_products,
+            subscriptions,
+            removed_subscriptions,
+            global_policy: (old.global_policy != new.global_policy).then(|| new.global_policy.clone()),
+            named_values: (old.named_values != new.named_values).then(|| new.named_values.clone()),
+        }
+    }
+
+    /// The snapshot this delta produces from `base`.
+    pub fn apply(&self, base: &Snapshot) -> Result<Snapshot, String> {
+        if self.format != FORMAT_VERSION {
+            return Err(format!("delta format {} is not supported", self.format));
+        }
+        if base.revision != self.base || base.gateway_id != self.gateway_id {
+            return Err(format!(
+                "the delta applies to revision {} of gateway '{}', not to revision {} of '{}'",
+                self.base, self.gateway_id, base.revision, base.gateway_id
+            ));
+        }
+        let mut next = base.clone();
+        next.revision = self.revision;
+        patch(&mut next.apis, &self.apis, &self.removed_apis, |a| &a.id);
+        patch(&mut next.products, &self.products, &self.removed_products, |p| &p.id);
+        patch(&mut next.subscriptions, &self.subscriptions, &self.removed_subscriptions, |s| &s.id);
+        if let Some(g) = &self.global_policy {
+            next.global_policy = g.clone();
+        }
+        if let Some(n) = &self.named_values {
+            next.named_values = n.clone();
+        }
+        Ok(next)
+    }
+
+    /// Items the delta carries: a measure of its size.
+    pub fn len(&self) -> usize {
+        self.apis.len()
+            + self.removed_apis.len()
+            + self.products.len()
+            + self.removed_products.len()
+            + self.subscriptions.len()
+            + self.removed_subscriptions.len()
+            + usize::from(self.global_policy.is_some())
+            + self.named_values.as_ref().map_or(0, BTreeMap::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::SubscriptionState;
+
+    fn sub(id: &str, state: SubscriptionState) -> SnapshotSubscription {
+        SnapshotSubscription {
+            id: id.into(),
+            scope: "/apis".into(),
+            state,
+            key_hashes: vec![format!("{id:0>64}")],
+            name: id.into(),
+        }
+    }
+
+    fn snap(revision: u64, subs: Vec<SnapshotSubscription>) -> Snapshot {
+        Snapshot {
+            format: FORMAT_VERSION,
+            revision,
+            gateway_id: "g".into(),
+            subscriptions: subs,
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn a_one_subscription_change_ships_one_subscription() {
+        let many: Vec<_> = (0..1000).map(|i| sub(&format!("s{i}"), SubscriptionState::Active)).collect();
+        let old = snap(1, many.clone());
+        let mut changed = many;
+        changed[500].state = SubscriptionState::Suspended;
+        changed.remove(10);
+        changed.push(sub("new", SubscriptionState::Active));
+        let new = snap(2, changed);
+        let d = Delta::between(&old, &new);
+        assert_eq!(d.subscriptions.len(), 2);
+        assert_eq!(d.removed_subscriptions, vec!["s10".to_owned()]);
+        assert!(d.apis.is_empty() && d.global_policy.is_none() && d.named_values.is_none());
+        let rebuilt = d.apply(&old).unwrap();
+        assert_eq!(rebuilt, new);
+        // Applying to the wrong base is refused.
+        assert!(d.apply(&new).is_err());
+    }
+
+    #[test]
+    fn policies_and_named_values_travel_when_they_change() {
+        let old = snap(1, vec![]);
+        let mut new = snap(2, vec![]);
+        new.global_policy = Some("<policies/>".into());
+        new.named_values.insert("a".into(), "b".into());
+        let d = Delta::between(&old, &new);
+        assert_eq!(d.apply(&old).unwrap(), new);
+        let back = Delta::between(&new, &snap(3, vec![]));
+        assert_eq!(back.global_policy, Some(None));
+        assert_eq!(back.apply(&new).unwrap().global_policy, None);
+    }
 }

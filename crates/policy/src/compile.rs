@@ -110,6 +110,41 @@ impl NamedValues for NoNamedValues {
     }
 }
 
+/// Policy fragments (`<fragment>…</fragment>` XML) by id, for `<include-fragment>`.
+///
+/// A fragment is compiled where it is included, in that document's scope and section. A
+/// fragment may include another (Azure refuses that for now; this gateway allows it), up to
+/// [`MAX_FRAGMENT_DEPTH`] deep; a fragment that includes itself, directly or through others, is
+/// refused as a cycle.
+pub trait Fragments {
+    fn fragment(&self, id: &str) -> Option<&str>;
+}
+
+impl Fragments for HashMap<String, String> {
+    fn fragment(&self, id: &str) -> Option<&str> {
+        self.get(id).map(String::as_str)
+    }
+}
+
+impl Fragments for std::collections::BTreeMap<String, String> {
+    fn fragment(&self, id: &str) -> Option<&str> {
+        self.get(id).map(String::as_str)
+    }
+}
+
+/// No fragments at all.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoFragments;
+
+impl Fragments for NoFragments {
+    fn fragment(&self, _: &str) -> Option<&str> {
+        None
+    }
+}
+
+/// How deep fragments may include fragments.
+pub const MAX_FRAGMENT_DEPTH: usize = 8;
+
 /// How strictly to compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -162,9 +197,78 @@ pub struct Cx<'a> {
     pub scope: Scope,
     pub section: Section,
     pub diags: Vec<Diagnostic>,
+    fragments: &'a dyn Fragments,
+    /// The fragments being compiled, outermost first (empty in a policy document).
+    including: Vec<String>,
 }
 
 impl<'a> Cx<'a> {
+    /// Whether this is the inside of a policy fragment.
+    pub fn in_fragment(&self) -> bool {
+        !self.including.is_empty()
+    }
+
+    /// Compiles the policies of fragment `id` for an `<include-fragment>` at `at`. Problems
+    /// inside the fragment are reported at `at`, with the fragment's own line and column.
+    pub fn include(&mut self, id: &str, at: Pos) -> Option<Vec<Step>> {
+        if let Some(start) = self.including.iter().position(|f| f == id) {
+            let mut chain: Vec<&str> = self.including[start..].iter().map(String::as_str).collect();
+            chain.push(id);
+            self.error(
+                at,
+                format!(
+                    "policy fragments include each other in a cycle: {}",
+                    chain.join(" → ")
+                ),
+            );
+            return None;
+        }
+        if self.including.len() >= MAX_FRAGMENT_DEPTH {
+            self.error(
+                at,
+                format!("policy fragments are nested more than {MAX_FRAGMENT_DEPTH} deep"),
+            );
+            return None;
+        }
+        let Some(xml) = self.fragments.fragment(id) else {
+            if self.mode == Mode::Offline {
+                self.warning(
+                    at,
+                    format!("policy fragment '{id}' is not known here; it must exist when the policy is applied"),
+                );
+                return Some(Vec::new());
+            }
+            self.error(
+                at,
+                format!("policy fragment '{id}' does not exist; create it with PUT /mgmt/policy-fragments/{id}"),
+            );
+            return None;
+        };
+        let mut including = self.including.clone();
+        including.push(id.to_owned());
+        let (steps, diags) = fragment_steps(
+            xml,
+            self.scope,
+            self.section,
+            self.named,
+            self.fragments,
+            self.mode,
+            including,
+        );
+        for d in diags {
+            self.diags.push(Diagnostic {
+                line: at.line,
+                column: at.column,
+                severity: d.severity,
+                message: format!(
+                    "in policy fragment '{id}' at {}:{}: {}",
+                    d.line, d.column, d.message
+                ),
+            });
+        }
+        steps
+    }
+
     pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
         self.diags.push(Diagnostic {
             line: pos.line,
@@ -431,11 +535,104 @@ impl<'a> Cx<'a> {
     }
 }
 
-/// Compiles one scope's policy document.
+/// Compiles one scope's policy document (without policy fragments; see [`compile_with`]).
 pub fn compile(
     xml: &str,
     scope: Scope,
     named: &dyn NamedValues,
+    mode: Mode,
+) -> (Option<PolicyDocument>, Vec<Diagnostic>) {
+    compile_with(xml, scope, named, &NoFragments, mode)
+}
+
+/// The policies of a fragment's XML, compiled for `scope` and `section`.
+fn fragment_steps(
+    xml: &str,
+    scope: Scope,
+    section: Section,
+    named: &dyn NamedValues,
+    fragments: &dyn Fragments,
+    mode: Mode,
+    including: Vec<String>,
+) -> (Option<Vec<Step>>, Vec<Diagnostic>) {
+    let src = Source::new(xml);
+    let root = match src.parse() {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                None,
+                vec![Diagnostic {
+                    line: e.pos.line,
+                    column: e.pos.column,
+                    severity: Severity::Error,
+                    message: e.message,
+                }],
+            );
+        }
+    };
+    let mut cx = Cx {
+        src: &src,
+        named,
+        mode,
+        scope,
+        section,
+        diags: Vec::new(),
+        fragments,
+        including,
+    };
+    if root.name != "fragment" {
+        cx.error(
+            root.pos,
+            format!("the root element of a policy fragment must be <fragment>, not <{}>", root.name),
+        );
+        return (None, cx.diags);
+    }
+    cx.allow_attrs(&root, &[]);
+    let steps = cx.steps(&root);
+    let failed = cx.diags.iter().any(|d| d.severity == Severity::Error);
+    (if failed { None } else { Some(steps) }, cx.diags)
+}
+
+/// Checks a policy fragment on its own, as the control plane does when it is saved: it must be
+/// `<fragment>` holding policies that compile in at least one section at some scope (where it
+/// is included decides the rest). Returns the problems of the closest fit.
+pub fn check_fragment(
+    id: &str,
+    xml: &str,
+    named: &dyn NamedValues,
+    fragments: &dyn Fragments,
+    mode: Mode,
+) -> Vec<Diagnostic> {
+    let mut best: Option<Vec<Diagnostic>> = None;
+    for scope in [Scope::Operation, Scope::Api, Scope::Product, Scope::Global] {
+        for section in Section::ALL {
+            let (steps, diags) = fragment_steps(
+                xml,
+                scope,
+                section,
+                named,
+                fragments,
+                mode,
+                vec![id.to_owned()],
+            );
+            if steps.is_some() {
+                return diags;
+            }
+            let errors = |d: &[Diagnostic]| d.iter().filter(|d| d.severity == Severity::Error).count();
+            if best.as_ref().is_none_or(|b| errors(&diags) < errors(b)) {
+                best = Some(diags);
+            }
+        }
+    }
+    best.unwrap_or_default()
+}
+
+/// Compiles one scope's policy document, inlining the `<include-fragment>`s from `fragments`.
+pub fn compile_with(
+    xml: &str,
+    scope: Scope,
+    named: &dyn NamedValues,
+    fragments: &dyn Fragments,
     mode: Mode,
 ) -> (Option<PolicyDocument>, Vec<Diagnostic>) {
     let src = Source::new(xml);
@@ -460,6 +657,8 @@ pub fn compile(
         scope,
         section: Section::Inbound,
         diags: Vec::new(),
+        fragments,
+        including: Vec::new(),
     };
     let mut doc = PolicyDocument::default();
     if root.name != "policies" {

@@ -72,6 +72,8 @@ pub struct RequestInfo {
     pub timestamp: Option<SystemTime>,
     pub original_url: String,
     pub matched: Vec<(String, String)>,
+    /// The operation's response examples from its OpenAPI document (`mock-response`).
+    pub examples: Option<Arc<gatehouse_model::snapshot::ResponseExamples>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -116,6 +118,15 @@ pub struct Exchange {
     /// Headers policies add to whatever response the client finally gets (the remaining-calls
     /// header of a rate limit, say).
     pub response_headers: HeaderMap,
+    /// The answer of a policy that refuses the request by raising an error (validate-jwt):
+    /// `on-error` starts from it (as `context.Response`) and the client gets it unless
+    /// `on-error` answers otherwise.
+    pub error_response: Option<Response>,
+    /// Set by `cache-lookup` on a miss: where `cache-store` keeps the response.
+    pub response_cache: Option<crate::policies::ResponseCacheKey>,
+    /// Quota counting left for when the response is known (bandwidth, and increment
+    /// conditions that read the response); see [`crate::policies::Quota`].
+    pub(crate) quota_charges: Vec<crate::policies::QuotaCharge>,
 }
 
 impl Exchange {
@@ -128,6 +139,9 @@ impl Exchange {
             backend_url: None,
             last_error: None,
             response_headers: HeaderMap::new(),
+            error_response: None,
+            response_cache: None,
+            quota_charges: Vec::new(),
         }
     }
 

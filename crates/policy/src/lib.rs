@@ -17,7 +17,8 @@ pub mod text;
 pub mod xml;
 
 pub use compile::{
-    Diagnostic, Mode, NamedValues, NoNamedValues, PolicyDocument, Scope, Section, Severity,
+    Diagnostic, Fragments, Mode, NamedValues, NoFragments, NoNamedValues, PolicyDocument, Scope,
+    Section, Severity,
 };
 pub use exchange::Exchange;
 pub use run::{Budget, Decision, Flow, Io, Pipeline, PolicyError};

@@ -10,8 +10,8 @@ use http::StatusCode;
 
 use crate::compile::{PolicyDocument, Scope, Section};
 use crate::exchange::{Exchange, LastError, Response};
-use crate::expr::{Expr, Value};
-use crate::policies::{ForwardRequest, Step};
+use crate::expr::{Expr, HttpResponse, Value};
+use crate::policies::{CacheEntry, ForwardRequest, OpenIdKeys, Step};
 
 /// Steps one expression evaluation may take before it is stopped.
 pub const EXPRESSION_STEPS: u64 = 100_000;
@@ -83,6 +83,18 @@ impl PolicyError {
         }
     }
 
+    /// `send-request` could not get an answer (`reason`: `BackendConnectionFailure`,
+    /// `Timeout`).
+    pub fn send_failed(reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            source: "send-request".into(),
+            reason: reason.to_owned(),
+            message: message.into(),
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: INTERNAL,
+        }
+    }
+
     pub fn backend_timeout(message: impl Into<String>) -> Self {
         Self {
             source: "forward-request".into(),
@@ -137,6 +149,117 @@ pub trait Io: Send {
         period: Duration,
         increment: u64,
     ) -> impl Future<Output = Decision> + Send;
+
+    // The methods below have defaults so that an `Io` for a single request (tests, benches)
+    // needs nothing more; the gateway implements them all.
+
+    /// Takes one of the `max` slots of `key` (`limit-concurrency`), or `None` at once when
+    /// all are taken. The slot is free again when the [`Slot`] is dropped. The default grants
+    /// every request.
+    fn acquire(&mut self, key: &str, max: u64) -> impl Future<Output = Option<Slot>> + Send {
+        let _ = (key, max);
+        std::future::ready(Some(Slot::unlimited()))
+    }
+
+    /// Sends a request of `send-request` and reads its whole answer, all within
+    /// `request.timeout`. The future does not borrow the `Io`, so several can run at once
+    /// (`wait`). The default refuses.
+    fn send(
+        &mut self,
+        request: OutboundRequest,
+    ) -> impl Future<Output = Result<HttpResponse, PolicyError>> + Send + use<Self> {
+        std::future::ready(Err(PolicyError::send_failed(
+            "BackendConnectionFailure",
+            format!("cannot send requests from here ({})", request.url),
+        )))
+    }
+
+    /// Sends a request of `send-one-way-request` without waiting for it. The default drops it.
+    fn send_detached(&mut self, request: OutboundRequest) {
+        let _ = request;
+    }
+
+    /// Waits (`retry` between attempts). The default returns at once.
+    fn sleep(&mut self, duration: Duration) -> impl Future<Output = ()> + Send {
+        let _ = duration;
+        std::future::ready(())
+    }
+
+    /// The entry `key` of the gateway's cache (`cache-lookup`, `cache-lookup-value`): one
+    /// cache per gateway process, shared by its workers, bounded in bytes. The default has none.
+    fn cache_get(&mut self, key: &str) -> impl Future<Output = Option<CacheEntry>> + Send {
+        let _ = key;
+        std::future::ready(None)
+    }
+
+    /// Keeps `entry` under `key` for `ttl` (`cache-store`, `cache-store-value`). The default
+    /// forgets it.
+    fn cache_put(
+        &mut self,
+        key: &str,
+        entry: CacheEntry,
+        ttl: Duration,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (key, entry, ttl);
+        std::future::ready(())
+    }
+
+    /// Removes `key` from the cache (`cache-remove-value`).
+    fn cache_remove(&mut self, key: &str) -> impl Future<Output = ()> + Send {
+        let _ = key;
+        std::future::ready(())
+    }
+
+    /// The signing keys an OpenID Connect provider publishes (`validate-jwt`'s
+    /// `<openid-config url>`): its discovery document's `jwks_uri` and issuer, fetched and
+    /// cached by the gateway and refreshed hourly. `refresh` asks for a fresh copy because a
+    /// token names a key the cached set lacks; the gateway fetches again at most every five
+    /// minutes. The default has no network.
+    fn openid_keys(
+        &mut self,
+        config_url: &str,
+        refresh: bool,
+    ) -> impl Future<Output = Result<Arc<OpenIdKeys>, PolicyError>> + Send {
+        let _ = refresh;
+        std::future::ready(Err(PolicyError::runtime(
+            "OpenIdConfigurationUnavailable",
+            format!("cannot fetch the OpenID configuration {config_url} from here"),
+        )))
+    }
+}
+
+/// A request `send-request` or `send-one-way-request` makes (not to the API's backend).
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    pub method: http::Method,
+    /// Absolute URL.
+    pub url: String,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+    /// For the whole exchange: connecting, sending, and reading the answer.
+    pub timeout: Duration,
+}
+
+/// A `limit-concurrency` slot: held while the nested policies run, freed when dropped (on
+/// success, error or cancellation alike).
+pub struct Slot(Option<Box<dyn std::any::Any + Send>>);
+
+impl Slot {
+    /// A slot whose release is `guard`'s `Drop`.
+    pub fn new(guard: impl std::any::Any + Send) -> Self {
+        Self(Some(Box::new(guard)))
+    }
+
+    /// A slot that limits nothing.
+    pub fn unlimited() -> Self {
+        Self(None)
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Slot" } else { "Slot(unlimited)" })
+    }
 }
 
 /// The effective policy of one operation (for one product): each section with every `<base/>`
@@ -150,6 +273,9 @@ pub struct Pipeline {
     pub reads_response_body: bool,
     /// The pipeline only forwards: the gateway may take its fast path.
     pub plain_forward: bool,
+    /// The `cors` policies that are direct children of `inbound` (fragments included), which
+    /// answer CORS preflights before anything else runs.
+    pub cors: Arc<[crate::policies::Cors]>,
 }
 
 impl Pipeline {
@@ -177,12 +303,20 @@ impl Pipeline {
             && sections[Section::Outbound.index()].is_empty()
             && sections[Section::OnError.index()].is_empty()
             && matches!(&*sections[Section::Backend.index()], [Step::ForwardRequest(f)] if f.is_default());
+        let mut cors = Vec::new();
+        top_level_cors(&sections[Section::Inbound.index()], &mut cors);
         Self {
             sections,
             reads_request_body,
             reads_response_body,
             plain_forward,
+            cors: cors.into(),
         }
+    }
+
+    /// Whether CORS preflights are answered by this pipeline's `cors` policies.
+    pub fn answers_preflight(&self) -> bool {
+        !self.cors.is_empty()
     }
 
     pub fn section(&self, s: Section) -> &[Step] {
@@ -191,7 +325,19 @@ impl Pipeline {
 
     /// Runs the pipeline. Afterwards `ex.response` holds the answer for the client.
     pub async fn run<I: Io>(&self, ex: &mut Exchange, io: &mut I) {
+        if self.answers_preflight() && crate::policies::is_preflight(ex) {
+            // Only the cors policies run on a preflight (Azure).
+            let mut budget = Budget::default();
+            if let Err(e) = crate::policies::preflight(&self.cors, ex, &mut budget) {
+                self.fail(ex, io, &mut budget, Section::Inbound, e.from_policy("cors"))
+                    .await;
+            }
+            return;
+        }
         self.run_sections(ex, io).await;
+        if !ex.quota_charges.is_empty() {
+            crate::policies::quota::settle(ex, io, &mut Budget::default()).await;
+        }
         if !ex.response_headers.is_empty() {
             let extra = std::mem::take(&mut ex.response_headers);
             if let Some(r) = ex.response.as_mut() {
@@ -245,7 +391,9 @@ impl Pipeline {
             policy_id: String::new(),
         });
         let before = ex.response.as_ref().map(|r| r.status);
-        ex.response = None;
+        // A policy that refused the request (validate-jwt) made the answer on-error starts from.
+        let refusal = ex.error_response.take();
+        ex.response = refusal.clone();
         let handled = match run_steps(self.section(Section::OnError), ex, io, budget).await {
             Ok(_) => ex.response.is_some(),
             Err(second) => {
@@ -254,7 +402,9 @@ impl Pipeline {
             }
         };
         let _ = before;
-        if !handled {
+        if !handled && refusal.is_some() {
+            ex.response = refusal;
+        } else if !handled {
             let mut r = Response::new(e.status);
             r.headers.insert(
                 http::header::CONTENT_TYPE,
@@ -262,6 +412,18 @@ impl Pipeline {
             );
             r.body = Some(bytes::Bytes::from_static(e.body.as_bytes()));
             ex.response = Some(r);
+        }
+    }
+}
+
+/// The `cors` policies among `steps`, looking into included fragments (which stand for their
+/// policies) but not into other nested policies.
+fn top_level_cors(steps: &[Step], out: &mut Vec<crate::policies::Cors>) {
+    for step in steps {
+        match step {
+            Step::Cors(c) => out.push((**c).clone()),
+            Step::IncludeFragment(f) => top_level_cors(&f.steps, out),
+            _ => {}
         }
     }
 }

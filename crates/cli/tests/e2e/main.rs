@@ -6,6 +6,8 @@
 mod gateway;
 mod lifecycle;
 mod management;
+mod policies;
+mod policies_auth;
 mod reload;
 mod selfhosted;
 mod support;

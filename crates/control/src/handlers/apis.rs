@@ -156,6 +156,8 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     tx.delete(DOCUMENT, "", &id).await?;
     tx.delete_by_id(super::products::LINK, &id).await?;
     tx.delete_by_id(super::gateways::LINK, &id).await?;
+    tx.delete_children(super::policies::API, &id).await?;
+    tx.delete_children(super::policies::OPERATION, &id).await?;
     commit(&cp, tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -261,6 +263,7 @@ pub async fn delete_operation(
     if !tx.delete(Operation::KIND, &api, &op).await? {
         return Err(ApiError::not_found("Operation", &op));
     }
+    tx.delete(super::policies::OPERATION, &api, &op).await?;
     commit(&cp, tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,9 +5,14 @@ pub mod apis;
 pub mod backends;
 pub mod gateway_tokens;
 pub mod gateways;
+pub mod groups;
 pub mod named_values;
+pub mod policies;
+pub mod policy_fragments;
+pub mod portal_settings;
 pub mod products;
 pub mod subscriptions;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -39,6 +44,37 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
                 .delete(apis::delete),
         )
         .route("/mgmt/apis/{apiId}/openapi", get(apis::get_document))
+        .route(
+            "/mgmt/policy",
+            get(policies::get_global)
+                .put(policies::put_global)
+                .delete(policies::delete_global),
+        )
+        .route(
+            "/mgmt/apis/{apiId}/policy",
+            get(policies::get_api)
+                .put(policies::put_api)
+                .delete(policies::delete_api),
+        )
+        .route(
+            "/mgmt/apis/{apiId}/operations/{operationId}/policy",
+            get(policies::get_operation)
+                .put(policies::put_operation)
+                .delete(policies::delete_operation),
+        )
+        .route(
+            "/mgmt/products/{productId}/policy",
+            get(policies::get_product)
+                .put(policies::put_product)
+                .delete(policies::delete_product),
+        )
+        .route("/mgmt/policy-fragments", get(policy_fragments::list))
+        .route(
+            "/mgmt/policy-fragments/{fragmentId}",
+            get(policy_fragments::get)
+                .put(policy_fragments::put)
+                .delete(policy_fragments::delete),
+        )
         .route("/mgmt/apis/{apiId}/operations", get(apis::list_operations))
         .route(
             "/mgmt/apis/{apiId}/operations/{operationId}",
@@ -129,6 +165,39 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             "/mgmt/gateways/{gatewayId}/apis/{apiId}",
             put(gateways::add_api).delete(gateways::remove_api),
         )
+        .route("/mgmt/users", get(users::list))
+        .route(
+            "/mgmt/users/{userId}",
+            get(users::get)
+                .put(users::put)
+                .patch(users::patch)
+                .delete(users::delete),
+        )
+        .route("/mgmt/groups", get(groups::list))
+        .route(
+            "/mgmt/groups/{groupId}",
+            get(groups::get)
+                .put(groups::put)
+                .patch(groups::patch)
+                .delete(groups::delete),
+        )
+        .route("/mgmt/groups/{groupId}/users", get(groups::list_users))
+        .route(
+            "/mgmt/groups/{groupId}/users/{userId}",
+            put(groups::add_user).delete(groups::remove_user),
+        )
+        .route(
+            "/mgmt/products/{productId}/groups",
+            get(groups::list_product_groups),
+        )
+        .route(
+            "/mgmt/products/{productId}/groups/{groupId}",
+            put(groups::add_product_group).delete(groups::remove_product_group),
+        )
+        .route(
+            "/mgmt/portal/settings",
+            get(portal_settings::get).put(portal_settings::put),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             cp.clone(),
             require_admin,
@@ -156,6 +225,8 @@ pub(crate) fn label(kind: &str) -> &str {
         "named-value" => "Named value",
         "backend" => "Backend",
         "gateway" => "Gateway",
+        "user" => "User",
+        "group" => "Group",
         other => other,
     }
 }

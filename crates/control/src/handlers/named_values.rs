@@ -110,6 +110,17 @@ pub async fn patch(
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     check_id(NamedValue::KIND, &id)?;
+    let users = super::policies::users_of(&cp, &id).await?;
+    if !users.is_empty() {
+        return Err(gatehouse_model::ValidationError::one(
+            "namedValueId",
+            format!(
+                "'{id}' is used by the policy of {}; remove it there first",
+                users.join(", ")
+            ),
+        )
+        .into());
+    }
     let mut tx = cp.store().begin().await?;
     if !tx.delete(NamedValue::KIND, "", &id).await? {
         return Err(ApiError::not_found("Named value", &id));

@@ -17,7 +17,7 @@ crate::handlers::simple_crud! {
     collection: "/mgmt/products",
     item: "/mgmt/products/{productId}",
     param: "productId",
-    children: ["product-api"]
+    children: ["product-api", "product-group", "policy-product"]
 }
 
 #[utoipa::path(get, path = "/mgmt/products/{productId}/apis", tag = "products",

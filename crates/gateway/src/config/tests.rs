@@ -23,6 +23,11 @@ fn api(id: &str, path: &str, required: bool) -> SnapshotApi {
             template_parameters: vec![],
             description: None,
         }],
+        name: id.into(),
+        version: None,
+        policy: None,
+        operation_policies: Default::default(),
+        examples: Default::default(),
     }
 }
 
@@ -32,6 +37,7 @@ fn sub(id: &str, scope: &str, key: &str, state: SubscriptionState) -> SnapshotSu
         scope: scope.into(),
         state,
         key_hashes: vec![hex(hash_key(key))],
+        name: id.into(),
     }
 }
 
@@ -52,12 +58,16 @@ fn snapshot() -> Snapshot {
                 subscription_required: true,
                 state: ProductState::Published,
                 apis: vec!["echo".into()],
+                name: "Starter".into(),
+                policy: None,
             },
             SnapshotProduct {
                 id: "open".into(),
                 subscription_required: false,
                 state: ProductState::Published,
                 apis: vec!["in-open".into()],
+                name: "Open".into(),
+                policy: None,
             },
         ],
         subscriptions: vec![
@@ -92,6 +102,9 @@ fn snapshot() -> Snapshot {
                 SubscriptionState::Active,
             ),
         ],
+        global_policy: None,
+        named_values: Default::default(),
+        policy_fragments: Default::default(),
     }
 }
 
@@ -168,4 +181,104 @@ fn rejects_bad_snapshots() {
     let mut s = snapshot();
     s.format = 99;
     assert!(CompiledConfig::compile(&s).is_err());
+}
+
+#[test]
+fn policies_compose_per_operation_and_product() {
+    let mut s = snapshot();
+    s.global_policy = Some("<policies><inbound><set-header name=\"X-G\"><value>{{greeting}}</value></set-header></inbound><backend><forward-request/></backend></policies>".into());
+    s.named_values.insert("greeting".into(), "hi".into());
+    s.products[0].policy = Some("<policies><inbound><base/><set-header name=\"X-P\"><value>p</value></set-header></inbound></policies>".into());
+    let c = CompiledConfig::compile(&s).unwrap();
+    let echo = c.find_api("/echo").unwrap().0;
+    let op = &echo.operations[0];
+    assert!(!op.policy.default.plain_forward);
+    let starter = op.policy.for_product(Some(0));
+    assert!(!std::sync::Arc::ptr_eq(starter, &op.policy.default));
+    assert_eq!(starter.section(gatehouse_policy::Section::Inbound).len(), 2);
+    assert_eq!(
+        op.policy
+            .default
+            .section(gatehouse_policy::Section::Inbound)
+            .len(),
+        1
+    );
+    // Without policies the fast path is taken.
+    let plain = CompiledConfig::compile(&snapshot()).unwrap();
+    assert!(
+        plain.find_api("/echo").unwrap().0.operations[0]
+            .policy
+            .default
+            .plain_forward
+    );
+    // A policy that does not compile rejects the whole configuration, saying where.
+    s.named_values.clear();
+    let err = CompiledConfig::compile(&s).unwrap_err();
+    assert!(
+        err.target.contains("globalPolicy") && err.message.contains("greeting"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fragments_are_inlined_and_a_missing_one_rejects_the_configuration() {
+    let mut s = snapshot();
+    s.apis[0].policy = Some(
+        r#"<policies><inbound><base/><include-fragment fragment-id="tag"/></inbound></policies>"#
+            .into(),
+    );
+    s.policy_fragments.insert(
+        "tag".into(),
+        r#"<fragment><set-header name="X-Tag"><value>{{greeting}}</value></set-header></fragment>"#
+            .into(),
+    );
+    s.named_values.insert("greeting".into(), "hi".into());
+    let c = CompiledConfig::compile(&s).unwrap();
+    let op = &c.find_api("/echo").unwrap().0.operations[0];
+    assert_eq!(
+        op.policy
+            .default
+            .section(gatehouse_policy::Section::Inbound)
+            .len(),
+        1
+    );
+    s.policy_fragments.clear();
+    let err = CompiledConfig::compile(&s).unwrap_err();
+    assert!(
+        err.target == "apis.echo.policy" && err.message.contains("policy fragment 'tag'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn apis_with_cors_answer_preflights_and_operations_get_their_examples() {
+    let mut s = snapshot();
+    let cors = r#"<policies><inbound><cors><allowed-origins><origin>*</origin></allowed-origins><allowed-headers><header>*</header></allowed-headers></cors><base/></inbound></policies>"#;
+    s.apis[0].policy = Some(cors.into());
+    let mut examples = gatehouse_model::snapshot::ResponseExamples::new();
+    examples.insert(
+        "200".into(),
+        vec![gatehouse_model::snapshot::ResponseExample {
+            content_type: "application/json".into(),
+            body: "{}".into(),
+        }],
+    );
+    s.apis[0].examples.insert("get".into(), examples);
+    let c = CompiledConfig::compile(&s).unwrap();
+    let echo = c.find_api("/echo").unwrap().0;
+    let preflight = echo.preflight.as_ref().unwrap();
+    assert!(preflight.policy.default.answers_preflight());
+    assert!(c.find_api("/a/b/c").unwrap().0.preflight.is_none());
+    assert_eq!(
+        echo.operations[0].examples.as_ref().unwrap()["200"][0].body,
+        "{}"
+    );
+    // A global cors policy serves every API.
+    let mut s = snapshot();
+    s.global_policy = Some(cors.replace("<base/>", "").replace(
+        "</inbound>",
+        "</inbound><backend><forward-request/></backend>",
+    ));
+    let c = CompiledConfig::compile(&s).unwrap();
+    assert!(c.find_api("/a/b/c").unwrap().0.preflight.is_some());
 }

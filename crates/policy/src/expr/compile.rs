@@ -71,6 +71,20 @@ fn stmt_returns(s: &AStmt) -> bool {
     }
 }
 
+/// A method call being compiled.
+#[derive(Clone, Copy)]
+struct CallSite<'a> {
+    name: &'a str,
+    name_span: Span,
+    member: Member,
+    targ: Option<&'a Ty>,
+    null_cond: bool,
+    value_args: &'a [&'a Arg],
+    out_arg: Option<&'a Arg>,
+    has_lambda: bool,
+    span: Span,
+}
+
 /// A compiled expression and its static type.
 struct T {
     node: Node,
@@ -190,8 +204,10 @@ impl Compiler<'_> {
                 for (name, name_span, init) in vars {
                     let (slot, node) = match (&declared, init) {
                         (None, None) => {
-                            return Err(self
-                                .err(*name_span, "Implicitly-typed variables must be initialized"));
+                            return Err(self.err(
+                                *name_span,
+                                "Implicitly-typed variables must be initialized",
+                            ));
                         }
                         (None, Some(e)) => {
                             let t = self.value_expr(e)?;
@@ -371,203 +387,228 @@ impl Compiler<'_> {
         self.expr(e)
     }
 
+    /// Dispatches on the kind of expression. Kept small on purpose: it is on every level of
+    /// recursion, so each arm's work (and stack) lives in its own method.
     fn expr(&mut self, e: &ast::Expr) -> R<T> {
         let s = e.span;
-        Ok(match &e.kind {
-            ExprKind::Null => T::new(Node::Const(Value::Null), Ty::Null),
-            ExprKind::Bool(b) => T::new(Node::Const(Value::Bool(*b)), Ty::Bool),
-            ExprKind::Int(v, long) => self.int_literal(*v, *long, false, s)?,
-            ExprKind::Real(v) => T::new(Node::Const(Value::Double(*v)), Ty::Double),
-            ExprKind::Str(v) => T::new(Node::Const(Value::str(v)), Ty::String),
-            ExprKind::Char(c) => T::new(Node::Const(Value::Char(*c)), Ty::Char),
-            ExprKind::Interp(pieces) => {
-                let mut out = Vec::new();
-                for p in pieces {
-                    let hole = match &p.hole {
-                        Some(h) => Some(ir::Hole {
-                            node: self.value_expr(&h.expr)?.node,
-                            align: h.align,
-                            format: h.format.as_deref().map(Into::into),
-                        }),
-                        None => None,
-                    };
-                    out.push(ir::Piece {
-                        text: p.text.as_str().into(),
-                        hole,
-                    });
-                }
-                T::new(Node::Interp(out.into()), Ty::String)
-            }
-            ExprKind::Name(_) | ExprKind::Member { .. } => match self.target(e)? {
-                Target::Value(t) => t,
-                Target::Class(c, span) => {
-                    return Err(self.err(
-                        span,
-                        format!("'{c:?}' is a type, which is not valid in the given context"),
-                    ));
-                }
-                Target::Namespace(ns, span) => {
-                    return Err(self.err(
-                        span,
-                        format!("'{ns}' is a namespace but is used like a variable"),
-                    ));
-                }
-            },
-            ExprKind::Call { callee, args } => self.call(callee, args, s)?,
-            ExprKind::Index {
-                target,
-                index,
-                null_cond,
-            } => {
-                let t = self.value_expr(target)?;
-                let i = self.value_expr(index)?;
-                let ty = index_ty(&t.ty, &i.ty).map_err(|m| self.err(s, m))?;
-                let recv = if *null_cond {
-                    Node::NullGuard(Box::new(t.node))
-                } else {
-                    t.node
-                };
-                T::new(Node::Index(Box::new(recv), Box::new(i.node)), ty)
-            }
+        match &e.kind {
+            ExprKind::Null => Ok(T::new(Node::Const(Value::Null), Ty::Null)),
+            ExprKind::Bool(b) => Ok(T::new(Node::Const(Value::Bool(*b)), Ty::Bool)),
+            ExprKind::Int(v, long) => self.int_literal(*v, *long, false, s),
+            ExprKind::Real(v) => Ok(T::new(Node::Const(Value::Double(*v)), Ty::Double)),
+            ExprKind::Str(v) => Ok(T::new(Node::Const(Value::str(v)), Ty::String)),
+            ExprKind::Char(c) => Ok(T::new(Node::Const(Value::Char(*c)), Ty::Char)),
+            ExprKind::Interp(pieces) => self.interpolation(pieces),
+            ExprKind::Name(_) | ExprKind::Member { .. } => self.name_or_member(e),
+            ExprKind::Call { callee, args } => self.call(callee, args, s),
+            ExprKind::Index { target, index, null_cond } => self.index(target, index, *null_cond, s),
             ExprKind::NullChain(inner) => {
                 let t = self.expr(inner)?;
-                T::new(Node::NullChain(Box::new(t.node)), t.ty)
+                Ok(T::new(Node::NullChain(Box::new(t.node)), t.ty))
             }
-            ExprKind::Unary(op, operand) => self.unary(*op, operand, s)?,
-            ExprKind::IncDec {
-                target,
-                increment,
-                prefix,
-            } => {
-                let (slot, ty) = self.assignable_local(target)?;
-                if !ty.is_numeric() && !ty.is_dynamic() {
-                    return Err(self.err(
-                        s,
-                        format!(
-                            "Operator '{}' cannot be applied to operand of type '{ty}'",
-                            if *increment { "++" } else { "--" }
-                        ),
-                    ));
-                }
-                let op = if *increment { BinOp::Add } else { BinOp::Sub };
-                let assign = ir::Assign {
-                    slot,
-                    path: Box::new([]),
-                    op: Some(op),
-                    value: Node::Const(Value::Int(1)),
-                    conv: (!ty.is_dynamic()).then(|| ty.clone()),
-                    postfix: !prefix,
-                };
-                T::new(Node::Assign(Box::new(assign)), ty)
+            ExprKind::Unary(op, operand) => self.unary(*op, operand, s),
+            ExprKind::IncDec { target, increment, prefix } => self.inc_dec(target, *increment, *prefix, s),
+            ExprKind::Binary(op, l, r) => self.binary(*op, l, r, s),
+            ExprKind::Conditional(c, t, f) => self.conditional(c, t, f, s),
+            ExprKind::Cast(tr, operand) => self.cast(tr, operand, s),
+            ExprKind::Is(operand, tr) => self.is_as(operand, tr, Mode::Is),
+            ExprKind::As(operand, tr) => self.is_as(operand, tr, Mode::As),
+            ExprKind::Lambda { .. } => Err(self.err(
+                s,
+                "A lambda expression is only allowed as an argument of a LINQ method (Any, Where, Select…)",
+            )),
+            ExprKind::New { ty, args } => self.new_object(ty, args),
+            ExprKind::NewArray { elem, items } => self.new_array(elem.as_ref(), items, s),
+            ExprKind::Assign { op, target, value } => self.assign(*op, target, value, s),
+        }
+    }
+
+    fn interpolation(&mut self, pieces: &[ast::InterpPiece]) -> R<T> {
+        let mut out = Vec::new();
+        for p in pieces {
+            let hole = match &p.hole {
+                Some(h) => Some(ir::Hole {
+                    node: self.value_expr(&h.expr)?.node,
+                    align: h.align,
+                    format: h.format.as_deref().map(Into::into),
+                }),
+                None => None,
+            };
+            out.push(ir::Piece {
+                text: p.text.as_str().into(),
+                hole,
+            });
+        }
+        Ok(T::new(Node::Interp(out.into()), Ty::String))
+    }
+
+    fn name_or_member(&mut self, e: &ast::Expr) -> R<T> {
+        match self.target(e)? {
+            Target::Value(t) => Ok(t),
+            Target::Class(c, span) => Err(self.err(
+                span,
+                format!(
+                    "'{}' is a type, which is not valid in the given context",
+                    class_name(c)
+                ),
+            )),
+            Target::Namespace(ns, span) => Err(self.err(
+                span,
+                format!("'{ns}' is a namespace but is used like a variable"),
+            )),
+        }
+    }
+
+    fn index(&mut self, target: &ast::Expr, index: &ast::Expr, null_cond: bool, s: Span) -> R<T> {
+        let t = self.value_expr(target)?;
+        let i = self.value_expr(index)?;
+        let ty = index_ty(&t.ty, &i.ty).map_err(|m| self.err(s, m))?;
+        let recv = if null_cond {
+            Node::NullGuard(Box::new(t.node))
+        } else {
+            t.node
+        };
+        Ok(T::new(Node::Index(Box::new(recv), Box::new(i.node)), ty))
+    }
+
+    fn inc_dec(&mut self, target: &ast::Expr, increment: bool, prefix: bool, s: Span) -> R<T> {
+        let (slot, ty) = self.assignable_local(target)?;
+        if !ty.is_numeric() && !ty.is_dynamic() {
+            let op = if increment { "++" } else { "--" };
+            return Err(self.err(
+                s,
+                format!("Operator '{op}' cannot be applied to operand of type '{ty}'"),
+            ));
+        }
+        let assign = ir::Assign {
+            slot,
+            path: Box::new([]),
+            op: Some(if increment { BinOp::Add } else { BinOp::Sub }),
+            value: Node::Const(Value::Int(1)),
+            conv: (!ty.is_dynamic()).then(|| ty.clone()),
+            postfix: !prefix,
+        };
+        Ok(T::new(Node::Assign(Box::new(assign)), ty))
+    }
+
+    fn conditional(&mut self, c: &ast::Expr, t: &ast::Expr, f: &ast::Expr, s: Span) -> R<T> {
+        let c = self.condition(c)?;
+        let (t, f) = (self.value_expr(t)?, self.value_expr(f)?);
+        let ty = join(&t.ty, &f.ty);
+        let known = |t: &Ty| !t.is_dynamic() && !matches!(t, Ty::Json(_));
+        if ty == Ty::Object && known(&t.ty) && known(&f.ty) {
+            return Err(self.err(
+                s,
+                format!(
+                    "Type of conditional expression cannot be determined because there is no implicit conversion between '{}' and '{}'",
+                    t.ty, f.ty
+                ),
+            ));
+        }
+        Ok(T::new(
+            Node::Cond(Box::new(c), Box::new(t.node), Box::new(f.node)),
+            ty,
+        ))
+    }
+
+    fn cast(&mut self, tr: &TypeRef, operand: &ast::Expr, s: Span) -> R<T> {
+        let to = self.type_of(tr)?;
+        let t = self.value_expr(operand)?;
+        let invalid = matches!(
+            (&t.ty, &to),
+            (
+                Ty::String,
+                Ty::Int | Ty::Long | Ty::Double | Ty::Bool | Ty::Char | Ty::DateTime
+            ) | (
+                Ty::Int | Ty::Long | Ty::Double | Ty::Bool | Ty::Char,
+                Ty::String
+            ) | (Ty::Bool, Ty::Int | Ty::Long | Ty::Double)
+                | (Ty::Int | Ty::Long | Ty::Double, Ty::Bool)
+        );
+        if invalid {
+            return Err(self.err(s, format!("Cannot convert type '{}' to '{to}'", t.ty)));
+        }
+        Ok(T::new(
+            Node::Convert(Box::new(t.node), to.clone(), Mode::Cast),
+            to,
+        ))
+    }
+
+    fn is_as(&mut self, operand: &ast::Expr, tr: &TypeRef, mode: Mode) -> R<T> {
+        let to = self.type_of(tr)?;
+        if mode == Mode::As && to.is_value_type() && !tr.nullable {
+            return Err(self.err(
+                tr.span,
+                format!(
+                    "The as operator must be used with a reference type or nullable type ('{to}' is a non-nullable value type)"
+                ),
+            ));
+        }
+        let t = self.value_expr(operand)?;
+        let ty = if mode == Mode::Is {
+            Ty::Bool
+        } else {
+            to.clone()
+        };
+        Ok(T::new(Node::Convert(Box::new(t.node), to, mode), ty))
+    }
+
+    fn new_object(&mut self, ty: &TypeRef, args: &[Arg]) -> R<T> {
+        if !ty.args.is_empty() || ty.array > 0 {
+            return Err(self.err(ty.span, types::not_allowed(&ty.name)));
+        }
+        let class = types::class(&ty.name)
+            .ok_or_else(|| self.err(ty.span, types::not_allowed(&ty.name)))?;
+        let args = self.plain_args(args, Member::Equals)?;
+        let tys: Vec<Ty> = args.iter().map(|a| a.ty.clone()).collect();
+        let ret = new_sig(
+            class,
+            &CallTys {
+                args: &tys,
+                targ: None,
+                out: false,
+            },
+        )
+        .map_err(|e| match e {
+            SigErr::NotFound => self.err(
+                ty.span,
+                format!(
+                    "Cannot create an instance of '{}' in policy expressions",
+                    ty.name
+                ),
+            ),
+            e => self.sig_err(
+                e,
+                &class_name(class),
+                args.len(),
+                ty.span,
+                &Ty::Object,
+                true,
+            ),
+        })?;
+        Ok(T::new(
+            Node::New(class, args.into_iter().map(|a| a.node).collect()),
+            ret,
+        ))
+    }
+
+    fn new_array(&mut self, elem: Option<&TypeRef>, items: &[ast::Expr], s: Span) -> R<T> {
+        let items = items
+            .iter()
+            .map(|i| self.value_expr(i))
+            .collect::<R<Vec<_>>>()?;
+        let elem_ty = match elem {
+            Some(t) => self.type_of(t)?,
+            None => {
+                let first = items.first().map_or(Ty::Object, |t| t.ty.clone());
+                items.iter().skip(1).fold(first, |a, t| join(&a, &t.ty))
             }
-            ExprKind::Binary(op, l, r) => self.binary(*op, l, r, s)?,
-            ExprKind::Conditional(c, t, f) => {
-                let c = self.condition(c)?;
-                let (t, f) = (self.value_expr(t)?, self.value_expr(f)?);
-                let ty = join(&t.ty, &f.ty);
-                let both_known = !t.ty.is_dynamic()
-                    && !f.ty.is_dynamic()
-                    && !matches!(t.ty, Ty::Json(_))
-                    && !matches!(f.ty, Ty::Json(_));
-                if ty == Ty::Object && both_known {
-                    return Err(self.err(s, format!(
-                        "Type of conditional expression cannot be determined because there is no implicit conversion between '{}' and '{}'",
-                        t.ty, f.ty
-                    )));
-                }
-                T::new(
-                    Node::Cond(Box::new(c), Box::new(t.node), Box::new(f.node)),
-                    ty,
-                )
-            }
-            ExprKind::Cast(tr, operand) => {
-                let to = self.type_of(tr)?;
-                let t = self.value_expr(operand)?;
-                let invalid = matches!(
-                    (&t.ty, &to),
-                    (
-                        Ty::String,
-                        Ty::Int | Ty::Long | Ty::Double | Ty::Bool | Ty::Char | Ty::DateTime
-                    ) | (
-                        Ty::Int | Ty::Long | Ty::Double | Ty::Bool | Ty::Char,
-                        Ty::String
-                    ) | (Ty::Bool, Ty::Int | Ty::Long | Ty::Double)
-                        | (Ty::Int | Ty::Long | Ty::Double, Ty::Bool)
-                );
-                if invalid {
-                    return Err(self.err(s, format!("Cannot convert type '{}' to '{to}'", t.ty)));
-                }
-                T::new(Node::Convert(Box::new(t.node), to.clone(), Mode::Cast), to)
-            }
-            ExprKind::Is(operand, tr) => {
-                let to = self.type_of(tr)?;
-                let t = self.value_expr(operand)?;
-                T::new(Node::Convert(Box::new(t.node), to, Mode::Is), Ty::Bool)
-            }
-            ExprKind::As(operand, tr) => {
-                let to = self.type_of(tr)?;
-                if to.is_value_type() && !tr.nullable {
-                    return Err(self.err(tr.span, format!(
-                        "The as operator must be used with a reference type or nullable type ('{to}' is a non-nullable value type)"
-                    )));
-                }
-                let t = self.value_expr(operand)?;
-                T::new(Node::Convert(Box::new(t.node), to.clone(), Mode::As), to)
-            }
-            ExprKind::Lambda { .. } => {
-                return Err(self.err(s, "A lambda expression is only allowed as an argument of a LINQ method (Any, Where, Select…)"));
-            }
-            ExprKind::New { ty, args } => {
-                if !ty.args.is_empty() || ty.array > 0 {
-                    return Err(self.err(ty.span, types::not_allowed(&ty.name)));
-                }
-                let class = types::class(&ty.name)
-                    .ok_or_else(|| self.err(ty.span, types::not_allowed(&ty.name)))?;
-                let args = self.plain_args(args, Member::Equals)?;
-                let tys: Vec<Ty> = args.iter().map(|a| a.ty.clone()).collect();
-                let ret = new_sig(
-                    class,
-                    &CallTys {
-                        args: &tys,
-                        targ: None,
-                        out: false,
-                    },
-                )
-                .map_err(|e| {
-                    self.sig_err(
-                        e,
-                        &format!("{class:?}"),
-                        args.len(),
-                        ty.span,
-                        &Ty::Object,
-                        true,
-                    )
-                })?;
-                T::new(
-                    Node::New(class, args.into_iter().map(|a| a.node).collect()),
-                    ret,
-                )
-            }
-            ExprKind::NewArray { elem, items } => {
-                let items = items
-                    .iter()
-                    .map(|i| self.value_expr(i))
-                    .collect::<R<Vec<_>>>()?;
-                let elem_ty = match elem {
-                    Some(t) => self.type_of(t)?,
-                    None => {
-                        let first = items.first().map_or(Ty::Object, |t| t.ty.clone());
-                        items.iter().skip(1).fold(first, |a, t| join(&a, &t.ty))
-                    }
-                };
-                let nodes = items
-                    .into_iter()
-                    .map(|t| self.coerce(t, &elem_ty, true, s))
-                    .collect::<R<Vec<_>>>()?;
-                T::new(Node::NewArray(nodes.into()), Ty::array_of(elem_ty))
-            }
-            ExprKind::Assign { op, target, value } => self.assign(*op, target, value, s)?,
-        })
+        };
+        let nodes = items
+            .into_iter()
+            .map(|t| self.coerce(t, &elem_ty, true, s))
+            .collect::<R<Vec<_>>>()?;
+        Ok(T::new(Node::NewArray(nodes.into()), Ty::array_of(elem_ty)))
     }
 
     fn int_literal(&self, v: u64, long: bool, negative: bool, s: Span) -> R<T> {
@@ -576,10 +617,8 @@ impl Compiler<'_> {
         } else {
             i128::from(v)
         };
-        if !long {
-            if let Ok(i) = i32::try_from(signed) {
-                return Ok(T::new(Node::Const(Value::Int(i)), Ty::Int));
-            }
+        if !long && let Ok(i) = i32::try_from(signed) {
+            return Ok(T::new(Node::Const(Value::Int(i)), Ty::Int));
         }
         match i64::try_from(signed) {
             Ok(i) => Ok(T::new(Node::Const(Value::Long(i)), Ty::Long)),
@@ -649,15 +688,8 @@ impl Compiler<'_> {
                 )
             }
             BinOp::Coalesce => {
-                if a.ty.is_value_type() {
-                    return Err(self.err(
-                        s,
-                        format!(
-                            "Operator '??' cannot be applied to operands of type '{}' and '{}'",
-                            a.ty, b.ty
-                        ),
-                    ));
-                }
+                // Static types don't track nullability (`x?.Length` is an `int?`), so `??`
+                // is accepted on any left operand.
                 let ty = join(&a.ty, &b.ty);
                 T::new(Node::Coalesce(la, lb), ty)
             }
@@ -963,6 +995,11 @@ impl Compiler<'_> {
             _ => return Err(self.err(*name_span, format!("'{name}' takes one type argument"))),
         };
         let ordered = self.order_args(args, m)?;
+        if matches!(m, Member::Add | Member::Remove)
+            && let Some((slot, path)) = self.json_place(target)
+        {
+            return self.json_mutation(slot, &path, m, &ordered, s);
+        }
         let recv = self.target(target)?;
         // `out` goes last.
         let out_arg = match ordered.last().map(|a| &a.kind) {
@@ -984,103 +1021,202 @@ impl Compiler<'_> {
             |a| matches!(&a.kind, ArgKind::Value(e) if matches!(e.kind, ExprKind::Lambda { .. })),
         );
 
+        let site = CallSite {
+            name,
+            name_span: *name_span,
+            member: m,
+            targ: targ.as_ref(),
+            null_cond: *null_cond,
+            value_args,
+            out_arg,
+            has_lambda,
+            span: s,
+        };
         match recv {
             Target::Namespace(ns, _) => {
                 Err(self.err(callee.span, types::not_allowed(&format!("{ns}.{name}"))))
             }
-            Target::Class(class, _) => {
-                if has_lambda {
-                    return Err(self.err(s, "Cannot convert lambda expression to type 'object' because it is not a delegate type"));
-                }
-                let compiled = value_args
-                    .iter()
-                    .map(|a| self.arg_value(a))
-                    .collect::<R<Vec<_>>>()?;
-                let mut tys: Vec<Ty> = compiled.iter().map(|a| a.ty.clone()).collect();
-                if out_arg.is_some() {
-                    tys.push(Ty::Object);
-                }
-                let ret = static_sig(
-                    class,
-                    m,
-                    &CallTys {
-                        args: &tys,
-                        targ: targ.as_ref(),
-                        out: out_arg.is_some(),
-                    },
-                )
-                .map_err(|e| match e {
-                    SigErr::NotFound => self.err(
-                        *name_span,
-                        format!(
-                            "'{}' does not contain a definition for '{name}'",
-                            class_name(class)
-                        ),
-                    ),
-                    e => self.sig_err(e, name, tys.len(), s, &Ty::Object, true),
-                })?;
-                let out = match out_arg {
-                    Some(a) => Some(self.out_slot(a, out_ty(None, Some(class), m))?),
-                    None => None,
-                };
-                let extra = Extra {
-                    targ,
-                    regex: self.literal_regex(class, m, &compiled, value_args)?,
-                };
-                let call = ir::StaticCall {
-                    class,
-                    member: m,
-                    args: compiled.into_iter().map(|a| a.node).collect(),
-                    extra,
-                    out,
-                };
-                Ok(T::new(Node::StaticCall(Box::new(call)), ret))
-            }
-            Target::Value(t) => {
-                let linq_ok = linq::lambda_arity(m).is_some() && t.ty.element().is_some();
-                if has_lambda || (linq_ok && !has_method(&t.ty, m)) {
-                    if !linq_ok {
-                        return Err(self.err(*name_span, no_definition(&t.ty, name)));
-                    }
-                    return self.linq(t, m, name, *name_span, *null_cond, value_args, s);
-                }
-                let compiled = value_args
-                    .iter()
-                    .map(|a| self.arg_value(a))
-                    .collect::<R<Vec<_>>>()?;
-                let mut tys: Vec<Ty> = compiled.iter().map(|a| a.ty.clone()).collect();
-                if out_arg.is_some() {
-                    tys.push(Ty::Object);
-                }
-                let ret = method_sig(
-                    &t.ty,
-                    m,
-                    &CallTys {
-                        args: &tys,
-                        targ: targ.as_ref(),
-                        out: out_arg.is_some(),
-                    },
-                )
-                .map_err(|e| self.sig_err(e, name, tys.len(), *name_span, &t.ty, false))?;
-                let out = match out_arg {
-                    Some(a) => Some(self.out_slot(a, out_ty(Some(&t.ty), None, m))?),
-                    None => None,
-                };
-                let recv = if *null_cond {
-                    Node::NullGuard(Box::new(t.node))
-                } else {
-                    t.node
-                };
-                let call = ir::Call {
-                    recv,
-                    member: m,
-                    args: compiled.into_iter().map(|a| a.node).collect(),
-                    extra: Extra { targ, regex: None },
-                    out,
-                };
-                Ok(T::new(Node::Call(Box::new(call)), ret))
-            }
+            Target::Class(class, _) => self.static_call(class, site),
+            Target::Value(t) => self.method_call(t, site),
         }
+    }
+
+    fn static_call(&mut self, class: Class, site: CallSite<'_>) -> R<T> {
+        let CallSite {
+            name,
+            name_span,
+            member: m,
+            targ,
+            value_args,
+            out_arg,
+            has_lambda,
+            span: s,
+            ..
+        } = site;
+        if has_lambda {
+            return Err(self.err(s, "Cannot convert lambda expression to type 'object' because it is not a delegate type"));
+        }
+        let compiled = value_args
+            .iter()
+            .map(|a| self.arg_value(a))
+            .collect::<R<Vec<_>>>()?;
+        let mut tys: Vec<Ty> = compiled.iter().map(|a| a.ty.clone()).collect();
+        if out_arg.is_some() {
+            tys.push(Ty::Object);
+        }
+        let call_tys = CallTys {
+            args: &tys,
+            targ,
+            out: out_arg.is_some(),
+        };
+        let ret = static_sig(class, m, &call_tys).map_err(|e| match e {
+            SigErr::NotFound => self.err(
+                name_span,
+                format!(
+                    "'{}' does not contain a definition for '{name}'",
+                    class_name(class)
+                ),
+            ),
+            e => self.sig_err(e, name, tys.len(), s, &Ty::Object, true),
+        })?;
+        let out = match out_arg {
+            Some(a) => Some(self.out_slot(a, out_ty(None, Some(class), m))?),
+            None => None,
+        };
+        let extra = Extra {
+            targ: targ.cloned(),
+            regex: self.literal_regex(class, m, &compiled, value_args)?,
+        };
+        let call = ir::StaticCall {
+            class,
+            member: m,
+            args: compiled.into_iter().map(|a| a.node).collect(),
+            extra,
+            out,
+        };
+        Ok(T::new(Node::StaticCall(Box::new(call)), ret))
+    }
+
+    fn method_call(&mut self, t: T, site: CallSite<'_>) -> R<T> {
+        let m = site.member;
+        let linq_ok = linq::lambda_arity(m).is_some() && t.ty.element().is_some();
+        if site.has_lambda || (linq_ok && !has_method(&t.ty, m)) {
+            if !linq_ok {
+                return Err(self.err(site.name_span, no_definition(&t.ty, site.name)));
+            }
+            return self.linq(t, &site);
+        }
+        let CallSite {
+            name,
+            name_span,
+            targ,
+            null_cond,
+            value_args,
+            out_arg,
+            ..
+        } = site;
+        let compiled = value_args
+            .iter()
+            .map(|a| self.arg_value(a))
+            .collect::<R<Vec<_>>>()?;
+        let mut tys: Vec<Ty> = compiled.iter().map(|a| a.ty.clone()).collect();
+        if out_arg.is_some() {
+            tys.push(Ty::Object);
+        }
+        let call_tys = CallTys {
+            args: &tys,
+            targ,
+            out: out_arg.is_some(),
+        };
+        let ret = method_sig(&t.ty, m, &call_tys)
+            .map_err(|e| self.sig_err(e, name, tys.len(), name_span, &t.ty, false))?;
+        let out = match out_arg {
+            Some(a) => Some(self.out_slot(a, out_ty(Some(&t.ty), None, m))?),
+            None => None,
+        };
+        let recv = if null_cond {
+            Node::NullGuard(Box::new(t.node))
+        } else {
+            t.node
+        };
+        let call = ir::Call {
+            recv,
+            member: m,
+            args: compiled.into_iter().map(|a| a.node).collect(),
+            extra: Extra {
+                targ: targ.cloned(),
+                regex: None,
+            },
+            out,
+        };
+        Ok(T::new(Node::Call(Box::new(call)), ret))
+    }
+
+    /// `local` or `local[k]…` where the local holds a JSON token: a place `Add`/`Remove` can
+    /// change in place.
+    fn json_place<'e>(&self, target: &'e ast::Expr) -> Option<(u32, Vec<&'e ast::Expr>)> {
+        let mut path = Vec::new();
+        let mut root = target;
+        while let ExprKind::Index {
+            target: inner,
+            index,
+            null_cond: false,
+        } = &root.kind
+        {
+            path.push(index.as_ref());
+            root = inner;
+        }
+        path.reverse();
+        let ExprKind::Name(n) = &root.kind else {
+            return None;
+        };
+        let local = self.lookup(n)?;
+        matches!(local.ty, Ty::Json(_)).then_some((local.slot, path))
+    }
+
+    /// `token.Add(name, value)`, `token.Add(item)`, `token.Remove(name)` on a token in a local.
+    fn json_mutation(
+        &mut self,
+        slot: u32,
+        path: &[&ast::Expr],
+        m: Member,
+        args: &[&Arg],
+        s: Span,
+    ) -> R<T> {
+        let keys = path
+            .iter()
+            .map(|k| self.value_expr(k).map(|t| t.node))
+            .collect::<R<Vec<_>>>()?;
+        let args = args
+            .iter()
+            .map(|a| self.arg_value(a))
+            .collect::<R<Vec<_>>>()?;
+        let ok = match m {
+            Member::Add => matches!(args.len(), 1 | 2),
+            _ => args.len() == 1,
+        };
+        if !ok {
+            return Err(self.err(
+                s,
+                format!(
+                    "No overload for method '{}' takes {} arguments",
+                    m.name(),
+                    args.len()
+                ),
+            ));
+        }
+        let ty = if m == Member::Remove {
+            Ty::Bool
+        } else {
+            Ty::Object
+        };
+        let node = ir::Mutate {
+            slot,
+            path: keys.into(),
+            member: m,
+            args: args.into_iter().map(|a| a.node).collect(),
+        };
+        Ok(T::new(Node::Mutate(Box::new(node)), ty))
     }
 
     fn arg_value(&mut self, a: &Arg) -> R<T> {
@@ -1158,17 +1294,16 @@ impl Compiler<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn linq(
-        &mut self,
-        t: T,
-        m: Member,
-        name: &str,
-        name_span: Span,
-        null_cond: bool,
-        args: &[&Arg],
-        s: Span,
-    ) -> R<T> {
+    fn linq(&mut self, t: T, site: &CallSite<'_>) -> R<T> {
+        let CallSite {
+            name,
+            name_span,
+            member: m,
+            null_cond,
+            value_args: args,
+            span: s,
+            ..
+        } = *site;
         let elem = t.ty.element().unwrap_or(Ty::Object);
         let needs = linq::lambda_arity(m).flatten();
         let mut lambda = None;

@@ -125,11 +125,12 @@ impl DateTime {
     pub fn to_system_time(self) -> SystemTime {
         let delta = self.ticks - UNIX_EPOCH_TICKS;
         let d = std::time::Duration::from_nanos(delta.unsigned_abs().saturating_mul(100));
-        if delta >= 0 {
-            SystemTime::UNIX_EPOCH + d
+        let t = if delta >= 0 {
+            SystemTime::UNIX_EPOCH.checked_add(d)
         } else {
-            SystemTime::UNIX_EPOCH - d
-        }
+            SystemTime::UNIX_EPOCH.checked_sub(d)
+        };
+        t.unwrap_or(SystemTime::UNIX_EPOCH)
     }
 
     /// `Ticks`.
@@ -149,7 +150,9 @@ impl DateTime {
         }
     }
 
-    /// `new DateTime(y, m, d, h, mi, s, ms)`; `None` for an invalid date.
+    /// `new DateTime(y, m, d, h, mi, s, ms)`; `None` for an invalid date. (The parameters
+    /// mirror .NET's constructor.)
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_parts(
         y: i64,
         mo: i64,
@@ -206,7 +209,7 @@ impl DateTime {
     /// `AddMonths`: clamps the day to the target month's length, as .NET does.
     pub(crate) fn add_months(self, months: i64) -> Option<Self> {
         let p = self.parts();
-        let total = i64::from(p.year) * 12 + i64::from(p.month) - 1 + months;
+        let total = (i64::from(p.year) * 12 + i64::from(p.month) - 1).checked_add(months)?;
         let (y, m) = (total.div_euclid(12), total.rem_euclid(12) + 1);
         let month = Month::try_from(u8::try_from(m).ok()?).ok()?;
         let max_day = i64::from(time::util::days_in_month(month, i32::try_from(y).ok()?));
@@ -425,7 +428,7 @@ fn parse_iso(t: &str) -> Option<DateTime> {
         let z = &z[1..];
         let (zh, zm) = match z.split_once(':') {
             Some((h, m)) => (num(h)?, num(m)?),
-            None if z.len() == 4 => (num(&z[..2])?, num(&z[2..])?),
+            None if z.len() == 4 => (num(z.get(..2)?)?, num(z.get(2..)?)?),
             None => (num(z)?, 0),
         };
         (
@@ -527,7 +530,7 @@ impl TimeSpan {
     /// `TimeSpan.FromX(value)` with `ticks_per_unit`; `None` on overflow or NaN, as .NET throws.
     pub(crate) fn from_units(value: f64, ticks_per_unit: i64) -> Option<Self> {
         let ticks = (value * ticks_per_unit as f64).round();
-        (ticks.is_finite() && ticks.abs() < 9.2e18).then(|| Self {
+        (ticks.is_finite() && ticks.abs() < 9.2e18).then_some(Self {
             ticks: ticks as i64,
         })
     }
@@ -621,6 +624,8 @@ mod tests {
             dt(2026, 1, 2, 15, 4, 5)
         );
         assert!(DateTime::parse("yesterday").is_none());
+        // Found by fuzzing: a 4-byte zone that isn't 4 characters.
+        assert!(DateTime::parse("2026-01-02T03:04+1\u{FFFD}").is_none());
     }
 
     #[test]

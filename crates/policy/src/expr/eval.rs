@@ -6,7 +6,8 @@ use super::builtins::convert::{Mode, convert, to_json};
 use super::builtins::{self, Rt, linq, string};
 use super::context::Context;
 use super::error::{ErrorKind, RtResult, RuntimeError};
-use super::ir::{Assign, Body, Node, Stmt};
+use super::ir::{Assign, Body, Call, Linq, Mutate, Node, Piece, StaticCall, Stmt};
+use super::json::Json;
 use super::ops::{self, truthy};
 use super::value::{CtxObj, Obj, Value};
 
@@ -71,6 +72,17 @@ impl Default for Budget {
     fn default() -> Self {
         Self::new(Self::DEFAULT_STEPS)
     }
+}
+
+/// How deeply arrays and JSON tokens built by an expression may nest (JSON parsed from text
+/// is limited to 128 by the parser).
+const MAX_NESTING: usize = 128;
+
+fn too_deep() -> RuntimeError {
+    RuntimeError::new(
+        ErrorKind::Argument,
+        format_args!("Values may nest at most {MAX_NESTING} levels deep."),
+    )
 }
 
 /// Why evaluation of a node stopped.
@@ -143,142 +155,189 @@ impl Machine<'_> {
         nodes.iter().map(|n| self.eval(n)).collect()
     }
 
+    /// Dispatches on the node. Kept small on purpose: it is on every level of recursion, so
+    /// each arm's work (and stack) lives in its own method.
     fn eval(&mut self, node: &Node) -> Ev<Value> {
         self.rt.budget.charge(1)?;
-        Ok(match node {
-            Node::Const(v) => v.clone(),
-            Node::Local(slot) => self.local(*slot),
-            Node::Context => Value::obj(Obj::Ctx(CtxObj::Context)),
+        match node {
+            Node::Const(v) => Ok(v.clone()),
+            Node::Local(slot) => Ok(self.local(*slot)),
+            Node::Context => Ok(Value::obj(Obj::Ctx(CtxObj::Context))),
             Node::Prop(recv, m) => {
                 let r = self.eval(recv)?;
-                builtins::get(&r, *m, &mut self.rt)?
+                Ok(builtins::get(&r, *m, &mut self.rt)?)
             }
-            Node::StaticProp(c, m) => builtins::static_get(*c, *m, &mut self.rt)?,
-            Node::Call(call) => {
-                let recv = self.eval(&call.recv)?;
-                let args = self.args(&call.args)?;
-                match call.out {
-                    Some(slot) => {
-                        let (result, out) = builtins::call_out(&recv, call.member, &args)?;
-                        self.set_local(slot, out);
-                        result
-                    }
-                    None => builtins::call(&recv, call.member, &args, &call.extra, &mut self.rt)?,
-                }
-            }
-            Node::StaticCall(call) => {
-                let args = self.args(&call.args)?;
-                match call.out {
-                    Some(slot) => {
-                        let (result, out) =
-                            builtins::static_call_out(call.class, call.member, &args)?;
-                        self.set_local(slot, out);
-                        result
-                    }
-                    None => builtins::static_call(
-                        call.class,
-                        call.member,
-                        &args,
-                        &call.extra,
-                        &mut self.rt,
-                    )?,
-                }
-            }
+            Node::StaticProp(c, m) => Ok(builtins::static_get(*c, *m, &mut self.rt)?),
+            Node::Call(call) => self.call(call),
+            Node::StaticCall(call) => self.static_call(call),
             Node::Index(recv, index) => {
                 let r = self.eval(recv)?;
                 let i = self.eval(index)?;
-                builtins::index(&r, &i, &mut self.rt)?
+                Ok(builtins::index(&r, &i, &mut self.rt)?)
             }
-            Node::Linq(l) => {
-                let recv = self.eval(&l.recv)?;
-                let items = linq::enumerate(&recv, &mut self.rt)?;
-                let arg = match &l.arg {
-                    Some(a) => Some(self.eval(a)?),
-                    None => None,
-                };
-                match &l.lambda {
-                    Some((slot, body)) => {
-                        let mut f = |v: &Value| -> RtResult<Value> {
-                            self.set_local(*slot, v.clone());
-                            match self.eval(body) {
-                                Ok(v) => Ok(v),
-                                Err(Halt::Short) => Ok(Value::Null),
-                                Err(Halt::Error(e)) => Err(*e),
-                            }
-                        };
-                        linq::run(l.op, items, Some(&mut f), arg.as_ref())?
-                    }
-                    None => linq::run(l.op, items, None, arg.as_ref())?,
-                }
-            }
+            Node::Linq(l) => self.linq(l),
             Node::Unary(op, operand) => {
                 let v = self.eval(operand)?;
-                ops::unary(*op, v)?
+                Ok(ops::unary(*op, v)?)
             }
             Node::Binary(op, a, b) => {
                 let x = self.eval(a)?;
                 let y = self.eval(b)?;
-                ops::binary(*op, x, y, &mut self.rt)?
+                Ok(ops::binary(*op, x, y, &mut self.rt)?)
             }
             Node::And(a, b) => {
                 let x = self.eval(a)?;
-                Value::Bool(truthy(&x)? && truthy(&self.eval(b)?)?)
+                Ok(Value::Bool(truthy(&x)? && truthy(&self.eval(b)?)?))
             }
             Node::Or(a, b) => {
                 let x = self.eval(a)?;
-                Value::Bool(truthy(&x)? || truthy(&self.eval(b)?)?)
+                Ok(Value::Bool(truthy(&x)? || truthy(&self.eval(b)?)?))
             }
             Node::Coalesce(a, b) => {
                 let x = self.eval(a)?;
-                if x.is_null() { self.eval(b)? } else { x }
+                if x.is_null() { self.eval(b) } else { Ok(x) }
             }
             Node::Cond(c, t, f) => {
                 let x = self.eval(c)?;
                 if truthy(&x)? {
-                    self.eval(t)?
+                    self.eval(t)
                 } else {
-                    self.eval(f)?
+                    self.eval(f)
                 }
             }
             Node::Convert(inner, ty, mode) => {
                 let v = self.eval(inner)?;
-                convert(v, ty, *mode)?
+                Ok(convert(v, ty, *mode)?)
             }
-            Node::Interp(pieces) => {
-                let mut out = String::new();
-                for p in pieces.iter() {
-                    out.push_str(&p.text);
-                    if let Some(h) = &p.hole {
-                        let v = self.eval(&h.node)?;
-                        let text = string::format_value(&v, h.format.as_deref())?;
-                        out.push_str(&string::align_text(text, h.align));
-                    }
-                    self.rt.alloc(out.len())?;
-                }
-                Value::String(out.into())
-            }
+            Node::Interp(pieces) => self.interpolate(pieces),
             Node::NullChain(inner) => match self.eval(inner) {
-                Err(Halt::Short) => Value::Null,
-                other => other?,
+                Err(Halt::Short) => Ok(Value::Null),
+                other => other,
             },
             Node::NullGuard(inner) => {
                 let v = self.eval(inner)?;
-                if v.is_null() {
-                    return Err(Halt::Short);
-                }
-                v
+                if v.is_null() { Err(Halt::Short) } else { Ok(v) }
             }
-            Node::Assign(a) => self.assign(a)?,
+            Node::Assign(a) => self.assign(a),
+            Node::Mutate(mutation) => self.mutate(mutation),
             Node::New(class, args) => {
                 let args = self.args(args)?;
-                builtins::new_value(*class, &args)?
+                self.check_nesting(&args)?;
+                Ok(builtins::new_value(*class, &args)?)
             }
             Node::NewArray(items) => {
                 let items = self.args(items)?;
-                self.rt.steps(items.len())?;
-                Value::Array(items.into())
+                self.check_nesting(&items)?;
+                Ok(Value::Array(items.into()))
+            }
+        }
+    }
+
+    fn call(&mut self, call: &Call) -> Ev<Value> {
+        let recv = self.eval(&call.recv)?;
+        let args = self.args(&call.args)?;
+        Ok(match call.out {
+            Some(slot) => {
+                let (result, out) = builtins::call_out(&recv, call.member, &args)?;
+                self.set_local(slot, out);
+                result
+            }
+            None => builtins::call(&recv, call.member, &args, &call.extra, &mut self.rt)?,
+        })
+    }
+
+    fn static_call(&mut self, call: &StaticCall) -> Ev<Value> {
+        let args = self.args(&call.args)?;
+        Ok(match call.out {
+            Some(slot) => {
+                let (result, out) = builtins::static_call_out(call.class, call.member, &args)?;
+                self.set_local(slot, out);
+                result
+            }
+            None => {
+                builtins::static_call(call.class, call.member, &args, &call.extra, &mut self.rt)?
             }
         })
+    }
+
+    fn linq(&mut self, l: &Linq) -> Ev<Value> {
+        let recv = self.eval(&l.recv)?;
+        let items = linq::enumerate(&recv, &mut self.rt)?;
+        let arg = match &l.arg {
+            Some(a) => Some(self.eval(a)?),
+            None => None,
+        };
+        Ok(match &l.lambda {
+            Some((slot, body)) => {
+                let mut f = |v: &Value| -> RtResult<Value> {
+                    self.set_local(*slot, v.clone());
+                    match self.eval(body) {
+                        Ok(v) => Ok(v),
+                        Err(Halt::Short) => Ok(Value::Null),
+                        Err(Halt::Error(e)) => Err(*e),
+                    }
+                };
+                linq::run(l.op, items, Some(&mut f), arg.as_ref())?
+            }
+            None => linq::run(l.op, items, None, arg.as_ref())?,
+        })
+    }
+
+    fn interpolate(&mut self, pieces: &[Piece]) -> Ev<Value> {
+        let mut out = String::new();
+        for p in pieces {
+            out.push_str(&p.text);
+            if let Some(h) = &p.hole {
+                let v = self.eval(&h.node)?;
+                let text =
+                    string::align_text(string::format_value(&v, h.format.as_deref())?, h.align);
+                self.rt.alloc(text.len())?;
+                out.push_str(&text);
+            }
+        }
+        Ok(Value::String(out.into()))
+    }
+
+    /// Refuses values nested deeper than [`MAX_NESTING`] (arrays in arrays, JSON in JSON), so
+    /// that building, printing and dropping them can't exhaust the stack. Every visited
+    /// element costs a step.
+    fn check_nesting(&mut self, values: &[Value]) -> RtResult<()> {
+        self.check_nesting_at(values, 1)
+    }
+
+    /// [`Machine::check_nesting`] for values placed `depth` levels down.
+    fn check_nesting_at(&mut self, values: &[Value], depth: usize) -> RtResult<()> {
+        let mut stack: Vec<(&Value, usize)> = values.iter().map(|v| (v, depth)).collect();
+        let mut json: Vec<(&Json, usize)> = Vec::new();
+        while let Some((v, depth)) = stack.pop() {
+            self.rt.steps(1)?;
+            match v {
+                Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+                Value::Json(j) => json.push((j, depth)),
+                Value::Handle(h) => {
+                    if let Obj::Pair(p) = &h.0 {
+                        stack.push((&p.0, depth + 1));
+                        stack.push((&p.1, depth + 1));
+                    }
+                }
+                _ => {}
+            }
+            if depth > MAX_NESTING {
+                return Err(too_deep());
+            }
+        }
+        while let Some((j, depth)) = json.pop() {
+            self.rt.steps(1)?;
+            if depth > MAX_NESTING {
+                return Err(too_deep());
+            }
+            match j {
+                Json::Array(items) => json.extend(items.iter().map(|i| (i, depth + 1))),
+                Json::Object(o) => json.extend(o.iter().map(|(_, v)| (v, depth + 1))),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn assign(&mut self, a: &Assign) -> Ev<Value> {
@@ -307,6 +366,9 @@ impl Machine<'_> {
             }
             None => value,
         };
+        // The token assigned into was within the limit; what is put `path.len()` levels below
+        // its root must keep it there (`b["x"] = b` nests `b` one deeper each time).
+        self.check_nesting_at(std::slice::from_ref(&new), keys.len())?;
         let json = to_json(&new)?;
         match self.locals.get_mut(a.slot as usize) {
             Some(Value::Json(root)) => builtins::json::assign_path(root, &keys, json)?,
@@ -323,6 +385,21 @@ impl Machine<'_> {
             }
         }
         Ok(new)
+    }
+
+    fn mutate(&mut self, mutation: &Mutate) -> Ev<Value> {
+        let keys = self.args(&mutation.path)?;
+        let args = self.args(&mutation.args)?;
+        self.check_nesting_at(&args, keys.len() + 1)?;
+        match self.locals.get_mut(mutation.slot as usize) {
+            Some(Value::Json(root)) => {
+                Ok(builtins::json::mutate(root, &keys, mutation.member, &args)?)
+            }
+            Some(Value::Null) | None => Err(RuntimeError::null_reference().into()),
+            Some(other) => {
+                Err(RuntimeError::no_member(other.type_name(), mutation.member.name()).into())
+            }
+        }
     }
 
     fn exec(&mut self, stmts: &[Stmt]) -> Ev<Flow> {

@@ -34,6 +34,8 @@ pub(crate) enum Node {
     /// The receiver of `?.` / `?[`.
     NullGuard(Box<Node>),
     Assign(Box<Assign>),
+    /// `Add` / `Remove` on a JSON token held in a local (changed in place).
+    Mutate(Box<Mutate>),
     New(Class, Box<[Node]>),
     NewArray(Box<[Node]>),
 }
@@ -92,6 +94,14 @@ pub(crate) struct Assign {
     pub conv: Option<Ty>,
     /// `x++` / `x--`: the expression's value is the old one.
     pub postfix: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Mutate {
+    pub slot: u32,
+    pub path: Box<[Node]>,
+    pub member: Member,
+    pub args: Box<[Node]>,
 }
 
 #[derive(Debug)]

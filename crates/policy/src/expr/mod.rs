@@ -36,7 +36,10 @@
 //!
 //! What evaluating guarantees: it never panics, and it is bounded by a [`Budget`] of steps
 //! (tree nodes, loop iterations, sequence elements, and bytes produced), so no expression can
-//! hang a request or exhaust memory. A failure is a [`RuntimeError`] with the `reason` and
+//! hang a request or exhaust memory. Nesting is bounded too (about 60 levels of parentheses,
+//! or chains of about 120 operators or member accesses; values built by an expression nest at
+//! most 128 deep), so neither compiling nor evaluating can exhaust the stack: the deepest
+//! accepted expression needs well under 1 MiB of stack in a release build. A failure is a [`RuntimeError`] with the `reason` and
 //! `message` that `context.LastError` shows in `on-error`.
 //!
 //! Semantics follow C#: `int` is 32-bit and wraps, integer division truncates and throws on
@@ -73,7 +76,7 @@ pub use datetime::{DateTime, DateTimeKind, TimeSpan};
 pub use error::{CompileError, EVALUATION_FAILURE, ErrorKind, RuntimeError};
 pub use eval::Budget;
 pub use json::{Json, JsonObject};
-pub use value::{Handle, Value};
+pub use value::{Handle, HttpResponse, Value};
 
 /// A compiled expression: immutable, `Send + Sync`, evaluated any number of times.
 pub struct Expr {

@@ -19,7 +19,7 @@ use super::ast::{
 use super::lexer::{InterpPart, PResult, Punct, Span, SyntaxError, Tok, Token, cut};
 
 /// Maximum nesting of expressions and statements (parentheses, operators, member chains…).
-pub(crate) const MAX_DEPTH: u32 = 256;
+pub(crate) const MAX_DEPTH: u32 = 128;
 
 /// Tokens plus the current nesting depth.
 type In<'t> = Stateful<TokenSlice<'t, Token>, u32>;
@@ -341,125 +341,168 @@ fn block(i: &mut In<'_>) -> PResult<(Vec<Stmt>, Span)> {
     }
 }
 
+/// One statement. A dispatcher with small frames (each kind in its own function), since
+/// nested blocks and `if`s recurse through it.
 fn statement(i: &mut In<'_>) -> PResult<Stmt> {
-    nested(i, |i| {
-        let t = peek(i);
-        match &t.kind {
-            Tok::P(Punct::LBrace) => Ok(Stmt::Block(block(i)?.0)),
-            Tok::P(Punct::Semi) => {
-                i.next_token();
-                Ok(Stmt::Empty)
-            }
-            Tok::Ident(w) => match w.as_str() {
-                "if" => {
-                    i.next_token();
-                    expect(i, Punct::LParen)?;
-                    let cond = expr(i)?;
-                    expect(i, Punct::RParen)?;
-                    let then = Box::new(statement(i)?);
-                    let els = if is_word(peek(i), "else") {
-                        i.next_token();
-                        Some(Box::new(statement(i)?))
-                    } else {
-                        None
-                    };
-                    Ok(Stmt::If { cond, then, els })
-                }
-                "return" => {
-                    i.next_token();
-                    let value = if is_punct(peek(i), Punct::Semi) {
-                        None
-                    } else {
-                        Some(expr(i)?)
-                    };
-                    expect(i, Punct::Semi)?;
-                    Ok(Stmt::Return(value, t.span))
-                }
-                "foreach" => {
-                    i.next_token();
-                    expect(i, Punct::LParen)?;
-                    let ty = if is_word(peek(i), "var") {
-                        i.next_token();
-                        None
-                    } else {
-                        Some(cut_err(type_ref).parse_next(i)?)
-                    };
-                    let (name, name_span) = cut_err(identifier).parse_next(i)?;
-                    if !is_word(peek(i), "in") {
-                        return cut(peek(i).span.start, "'in' expected");
-                    }
-                    i.next_token();
-                    let iter = expr(i)?;
-                    expect(i, Punct::RParen)?;
-                    let body = Box::new(statement(i)?);
-                    Ok(Stmt::Foreach {
-                        ty,
-                        name,
-                        name_span,
-                        iter,
-                        body,
-                    })
-                }
-                "while" => {
-                    i.next_token();
-                    expect(i, Punct::LParen)?;
-                    let cond = expr(i)?;
-                    expect(i, Punct::RParen)?;
-                    Ok(Stmt::While {
-                        cond,
-                        body: Box::new(statement(i)?),
-                    })
-                }
-                "for" => {
-                    i.next_token();
-                    expect(i, Punct::LParen)?;
-                    let mut init = Vec::new();
-                    if !is_punct(peek(i), Punct::Semi) {
-                        init.push(simple_statement(i)?);
-                    } else {
-                        i.next_token();
-                    }
-                    let cond = if is_punct(peek(i), Punct::Semi) {
-                        None
-                    } else {
-                        Some(expr(i)?)
-                    };
-                    expect(i, Punct::Semi)?;
-                    let mut step = Vec::new();
-                    if !is_punct(peek(i), Punct::RParen) {
-                        step.push(expr(i)?);
-                        while eat(i, Punct::Comma) {
-                            step.push(expr(i)?);
-                        }
-                    }
-                    expect(i, Punct::RParen)?;
-                    Ok(Stmt::For {
-                        init,
-                        cond,
-                        step,
-                        body: Box::new(statement(i)?),
-                    })
-                }
-                "break" | "continue" => {
-                    i.next_token();
-                    expect(i, Punct::Semi)?;
-                    Ok(if w == "break" {
-                        Stmt::Break(t.span)
-                    } else {
-                        Stmt::Continue(t.span)
-                    })
-                }
-                "else" => cut(t.span.start, "'else' without 'if'"),
-                "throw" | "try" | "switch" | "do" | "goto" | "using" | "lock" | "yield"
-                | "unsafe" | "fixed" | "checked" | "unchecked" | "case" | "default" | "catch"
-                | "finally" => cut(
-                    t.span.start,
-                    format!("'{w}' statements are not supported in policy expressions"),
-                ),
-                _ => simple_statement(i),
-            },
-            _ => simple_statement(i),
+    deeper(i)?;
+    let t = peek(i);
+    let r = match &t.kind {
+        Tok::P(Punct::LBrace) => block(i).map(|(stmts, _)| Stmt::Block(stmts)),
+        Tok::P(Punct::Semi) => {
+            i.next_token();
+            Ok(Stmt::Empty)
         }
+        Tok::Ident(w) => match w.as_str() {
+            "if" => if_statement(i),
+            "return" => return_statement(i),
+            "foreach" => foreach_statement(i),
+            "while" => while_statement(i),
+            "for" => for_statement(i),
+            "break" | "continue" => {
+                i.next_token();
+                expect(i, Punct::Semi)?;
+                Ok(if w == "break" {
+                    Stmt::Break(t.span)
+                } else {
+                    Stmt::Continue(t.span)
+                })
+            }
+            _ if is_unsupported_statement(w) => unsupported_statement(t),
+            _ => simple_statement(i),
+        },
+        _ => simple_statement(i),
+    };
+    i.state -= 1;
+    r
+}
+
+fn is_unsupported_statement(w: &str) -> bool {
+    matches!(
+        w,
+        "else"
+            | "throw"
+            | "try"
+            | "switch"
+            | "do"
+            | "goto"
+            | "using"
+            | "lock"
+            | "yield"
+            | "unsafe"
+            | "fixed"
+            | "checked"
+            | "unchecked"
+            | "case"
+            | "default"
+            | "catch"
+            | "finally"
+    )
+}
+
+#[cold]
+fn unsupported_statement(t: &Token) -> PResult<Stmt> {
+    match &t.kind {
+        Tok::Ident(w) if w == "else" => cut(t.span.start, "'else' without 'if'"),
+        Tok::Ident(w) => cut(
+            t.span.start,
+            format!("'{w}' statements are not supported in policy expressions"),
+        ),
+        _ => cut(t.span.start, "Statement expected"),
+    }
+}
+
+fn if_statement(i: &mut In<'_>) -> PResult<Stmt> {
+    i.next_token();
+    expect(i, Punct::LParen)?;
+    let cond = expr(i)?;
+    expect(i, Punct::RParen)?;
+    let then = Box::new(statement(i)?);
+    let els = if is_word(peek(i), "else") {
+        i.next_token();
+        Some(Box::new(statement(i)?))
+    } else {
+        None
+    };
+    Ok(Stmt::If { cond, then, els })
+}
+
+fn return_statement(i: &mut In<'_>) -> PResult<Stmt> {
+    let span = peek(i).span;
+    i.next_token();
+    let value = if is_punct(peek(i), Punct::Semi) {
+        None
+    } else {
+        Some(expr(i)?)
+    };
+    expect(i, Punct::Semi)?;
+    Ok(Stmt::Return(value, span))
+}
+
+fn foreach_statement(i: &mut In<'_>) -> PResult<Stmt> {
+    i.next_token();
+    expect(i, Punct::LParen)?;
+    let ty = if is_word(peek(i), "var") {
+        i.next_token();
+        None
+    } else {
+        Some(cut_err(type_ref).parse_next(i)?)
+    };
+    let (name, name_span) = cut_err(identifier).parse_next(i)?;
+    if !is_word(peek(i), "in") {
+        return cut(peek(i).span.start, "'in' expected");
+    }
+    i.next_token();
+    let iter = expr(i)?;
+    expect(i, Punct::RParen)?;
+    let body = Box::new(statement(i)?);
+    Ok(Stmt::Foreach {
+        ty,
+        name,
+        name_span,
+        iter,
+        body,
+    })
+}
+
+fn while_statement(i: &mut In<'_>) -> PResult<Stmt> {
+    i.next_token();
+    expect(i, Punct::LParen)?;
+    let cond = expr(i)?;
+    expect(i, Punct::RParen)?;
+    Ok(Stmt::While {
+        cond,
+        body: Box::new(statement(i)?),
+    })
+}
+
+fn for_statement(i: &mut In<'_>) -> PResult<Stmt> {
+    i.next_token();
+    expect(i, Punct::LParen)?;
+    let mut init = Vec::new();
+    if !is_punct(peek(i), Punct::Semi) {
+        init.push(simple_statement(i)?);
+    } else {
+        i.next_token();
+    }
+    let cond = if is_punct(peek(i), Punct::Semi) {
+        None
+    } else {
+        Some(expr(i)?)
+    };
+    expect(i, Punct::Semi)?;
+    let mut step = Vec::new();
+    if !is_punct(peek(i), Punct::RParen) {
+        step.push(expr(i)?);
+        while eat(i, Punct::Comma) {
+            step.push(expr(i)?);
+        }
+    }
+    expect(i, Punct::RParen)?;
+    Ok(Stmt::For {
+        init,
+        cond,
+        step,
+        body: Box::new(statement(i)?),
     })
 }
 
@@ -533,33 +576,43 @@ fn declaration_type(i: &mut In<'_>) -> PResult<Option<Option<TypeRef>>> {
 
 // ---- expressions ---------------------------------------------------------------------------
 
+/// A full expression: a lambda, an assignment, or a conditional.
+///
+/// The functions on the recursion path (`expr`, `conditional`, `binary`, `unary`, `postfix`,
+/// `primary`) avoid closures and keep rare, bulky work in helpers, to keep stack frames
+/// small: nesting costs stack in every pass.
 pub(crate) fn expr(i: &mut In<'_>) -> PResult<Expr> {
-    nested(i, |i| {
-        if let Some(lambda) = lambda(i)? {
-            return Ok(lambda);
-        }
-        let lhs = conditional(i)?;
-        let op = match peek(i).kind {
-            Tok::P(Punct::Assign) => None,
-            Tok::P(Punct::PlusEq) => Some(BinOp::Add),
-            Tok::P(Punct::MinusEq) => Some(BinOp::Sub),
-            Tok::P(Punct::StarEq) => Some(BinOp::Mul),
-            Tok::P(Punct::SlashEq) => Some(BinOp::Div),
-            Tok::P(Punct::PercentEq) => Some(BinOp::Rem),
-            _ => return Ok(lhs),
-        };
-        i.next_token();
-        let value = expr(i)?;
-        let span = lhs.span.to(value.span);
-        Ok(node(
-            ExprKind::Assign {
-                op,
-                target: Box::new(lhs),
-                value: Box::new(value),
-            },
-            span,
-        ))
-    })
+    deeper(i)?;
+    let r = match lambda(i)? {
+        Some(lambda) => Ok(lambda),
+        None => assignment(i),
+    };
+    i.state -= 1;
+    r
+}
+
+fn assignment(i: &mut In<'_>) -> PResult<Expr> {
+    let lhs = conditional(i)?;
+    let op = match peek(i).kind {
+        Tok::P(Punct::Assign) => None,
+        Tok::P(Punct::PlusEq) => Some(BinOp::Add),
+        Tok::P(Punct::MinusEq) => Some(BinOp::Sub),
+        Tok::P(Punct::StarEq) => Some(BinOp::Mul),
+        Tok::P(Punct::SlashEq) => Some(BinOp::Div),
+        Tok::P(Punct::PercentEq) => Some(BinOp::Rem),
+        _ => return Ok(lhs),
+    };
+    i.next_token();
+    let value = expr(i)?;
+    let span = lhs.span.to(value.span);
+    Ok(node(
+        ExprKind::Assign {
+            op,
+            target: Box::new(lhs),
+            value: Box::new(value),
+        },
+        span,
+    ))
 }
 
 /// `x => body` or `(x, y) => body`; `None` (consuming nothing) when this isn't a lambda.
@@ -660,14 +713,11 @@ fn binary_op(t: &Tok) -> Option<(BinOp, u8, bool)> {
 
 const RELATIONAL: u8 = 8;
 
+/// Precedence climbing over binary operators (and `is`/`as`) binding at least as tight as
+/// `min`. Each operator of a chain counts as one level of nesting, as the tree it builds is
+/// that deep.
 fn binary(i: &mut In<'_>, min: u8) -> PResult<Expr> {
     let saved = i.state;
-    let r = binary_chain(i, min);
-    i.state = saved;
-    r
-}
-
-fn binary_chain(i: &mut In<'_>, min: u8) -> PResult<Expr> {
     let mut lhs = unary(i)?;
     loop {
         let t = peek(i);
@@ -675,27 +725,7 @@ fn binary_chain(i: &mut In<'_>, min: u8) -> PResult<Expr> {
         if (is_word(t, "is") || is_word(t, "as")) && RELATIONAL >= min {
             deeper(i)?;
             i.next_token();
-            if is_word(t, "is") && is_word(peek(i), "null") {
-                let null = peek(i).span;
-                i.next_token();
-                let span = lhs.span.to(null);
-                lhs = node(
-                    ExprKind::Binary(
-                        BinOp::Eq,
-                        Box::new(lhs),
-                        Box::new(node(ExprKind::Null, null)),
-                    ),
-                    span,
-                );
-                continue;
-            }
-            let ty = cut_err(type_ref).parse_next(i)?;
-            let span = lhs.span.to(ty.span);
-            lhs = if is_word(t, "is") {
-                node(ExprKind::Is(Box::new(lhs), ty), span)
-            } else {
-                node(ExprKind::As(Box::new(lhs), ty), span)
-            };
+            lhs = type_test(i, lhs, is_word(t, "is"))?;
             continue;
         }
         let Some((op, prec, right)) = binary_op(&t.kind) else {
@@ -710,51 +740,77 @@ fn binary_chain(i: &mut In<'_>, min: u8) -> PResult<Expr> {
         let span = lhs.span.to(rhs.span);
         lhs = node(ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span);
     }
+    i.state = saved;
     Ok(lhs)
 }
 
+/// After `is` / `as`: a type (or `is null`).
+fn type_test(i: &mut In<'_>, lhs: Expr, is: bool) -> PResult<Expr> {
+    if is && is_word(peek(i), "null") {
+        let null = peek(i).span;
+        i.next_token();
+        let span = lhs.span.to(null);
+        let null = node(ExprKind::Null, null);
+        return Ok(node(
+            ExprKind::Binary(BinOp::Eq, Box::new(lhs), Box::new(null)),
+            span,
+        ));
+    }
+    let ty = cut_err(type_ref).parse_next(i)?;
+    let span = lhs.span.to(ty.span);
+    Ok(if is {
+        node(ExprKind::Is(Box::new(lhs), ty), span)
+    } else {
+        node(ExprKind::As(Box::new(lhs), ty), span)
+    })
+}
+
 fn unary(i: &mut In<'_>) -> PResult<Expr> {
-    nested(i, |i| {
-        let t = peek(i);
-        let op = match t.kind {
-            Tok::P(Punct::Not) => Some(UnOp::Not),
-            Tok::P(Punct::Minus) => Some(UnOp::Neg),
-            Tok::P(Punct::Plus) => Some(UnOp::Plus),
-            Tok::P(Punct::Tilde) => Some(UnOp::BitNot),
-            _ => None,
-        };
-        if let Some(op) = op {
-            i.next_token();
-            let operand = unary(i)?;
+    deeper(i)?;
+    let t = peek(i);
+    let op = match t.kind {
+        Tok::P(Punct::Not) => Some(UnOp::Not),
+        Tok::P(Punct::Minus) => Some(UnOp::Neg),
+        Tok::P(Punct::Plus) => Some(UnOp::Plus),
+        Tok::P(Punct::Tilde) => Some(UnOp::BitNot),
+        _ => None,
+    };
+    let r = if let Some(op) = op {
+        i.next_token();
+        unary(i).map(|operand| {
             let span = t.span.to(operand.span);
-            return Ok(node(ExprKind::Unary(op, Box::new(operand)), span));
-        }
-        if matches!(t.kind, Tok::P(Punct::PlusPlus | Punct::MinusMinus)) {
-            i.next_token();
-            let target = unary(i)?;
+            node(ExprKind::Unary(op, Box::new(operand)), span)
+        })
+    } else if matches!(t.kind, Tok::P(Punct::PlusPlus | Punct::MinusMinus)) {
+        i.next_token();
+        unary(i).map(|target| {
             let span = t.span.to(target.span);
             let increment = t.kind == Tok::P(Punct::PlusPlus);
-            return Ok(node(
+            node(
                 ExprKind::IncDec {
                     target: Box::new(target),
                     increment,
                     prefix: true,
                 },
                 span,
-            ));
+            )
+        })
+    } else {
+        match cast(i)? {
+            Some(cast) => Ok(cast),
+            None => postfix(i),
         }
-        if is_punct(t, Punct::LParen) {
-            if let Some(cast) = cast(i)? {
-                return Ok(cast);
-            }
-        }
-        postfix(i)
-    })
+    };
+    i.state -= 1;
+    r
 }
 
 /// `(T)operand`, decided as C# does: a predefined or decorated type is always a cast; a plain
 /// name only when the next token can start an operand (not `+`/`-`, which make `(a) - b`).
 fn cast(i: &mut In<'_>) -> PResult<Option<Expr>> {
+    if !is_punct(peek(i), Punct::LParen) {
+        return Ok(None);
+    }
     let cp = i.checkpoint();
     let open = peek(i).span;
     i.next_token();
@@ -787,81 +843,45 @@ fn cast(i: &mut In<'_>) -> PResult<Option<Expr>> {
     Ok(Some(node(ExprKind::Cast(ty, Box::new(operand)), span)))
 }
 
+/// A primary expression and its `.member`, `?.member`, `(args)`, `[index]`, `?[index]`,
+/// `++`/`--` suffixes. Each suffix counts as one level of nesting.
 fn postfix(i: &mut In<'_>) -> PResult<Expr> {
     let saved = i.state;
-    let r = postfix_chain(i);
-    i.state = saved;
-    r
-}
-
-fn postfix_chain(i: &mut In<'_>) -> PResult<Expr> {
     let mut e = primary(i)?;
     let mut null_chain = false;
     loop {
         let t = peek(i);
-        match t.kind {
+        e = match t.kind {
             Tok::P(Punct::Dot | Punct::QDot) => {
                 deeper(i)?;
                 i.next_token();
                 let null_cond = t.kind == Tok::P(Punct::QDot);
                 null_chain |= null_cond;
-                let (name, name_span) = cut_err(identifier).parse_next(i)?;
-                let type_args = generic_args(i)?;
-                let span = e.span.to(i.previous_token_end_span()).to(name_span);
-                e = node(
-                    ExprKind::Member {
-                        target: Box::new(e),
-                        name,
-                        name_span,
-                        type_args,
-                        null_cond,
-                    },
-                    span,
-                );
+                member(i, e, null_cond)?
             }
             Tok::P(Punct::LParen) => {
                 deeper(i)?;
                 let (args, close) = arguments(i)?;
                 let span = e.span.to(close);
-                e = node(
+                node(
                     ExprKind::Call {
                         callee: Box::new(e),
                         args,
                     },
                     span,
-                );
+                )
             }
             Tok::P(Punct::LBracket) => {
                 deeper(i)?;
                 i.next_token();
-                let index = expr(i)?;
-                let close = expect(i, Punct::RBracket)?;
-                let span = e.span.to(close);
-                e = node(
-                    ExprKind::Index {
-                        target: Box::new(e),
-                        index: Box::new(index),
-                        null_cond: false,
-                    },
-                    span,
-                );
+                index(i, e, false)?
             }
             Tok::P(Punct::Question) if is_punct(nth(i, 1), Punct::LBracket) => {
                 deeper(i)?;
                 i.next_token();
                 i.next_token();
                 null_chain = true;
-                let index = expr(i)?;
-                let close = expect(i, Punct::RBracket)?;
-                let span = e.span.to(close);
-                e = node(
-                    ExprKind::Index {
-                        target: Box::new(e),
-                        index: Box::new(index),
-                        null_cond: true,
-                    },
-                    span,
-                );
+                index(i, e, true)?
             }
             Tok::P(Punct::PlusPlus | Punct::MinusMinus) => {
                 i.next_token();
@@ -878,13 +898,44 @@ fn postfix_chain(i: &mut In<'_>) -> PResult<Expr> {
                 break;
             }
             _ => break,
-        }
+        };
     }
     if null_chain {
         let span = e.span;
         e = node(ExprKind::NullChain(Box::new(e)), span);
     }
+    i.state = saved;
     Ok(e)
+}
+
+/// After `.` / `?.`: the member name and any type arguments.
+fn member(i: &mut In<'_>, target: Expr, null_cond: bool) -> PResult<Expr> {
+    let (name, name_span) = cut_err(identifier).parse_next(i)?;
+    let type_args = generic_args(i)?;
+    let span = target.span.to(i.previous_token_end_span()).to(name_span);
+    let kind = ExprKind::Member {
+        target: Box::new(target),
+        name,
+        name_span,
+        type_args,
+        null_cond,
+    };
+    Ok(node(kind, span))
+}
+
+/// After `[` / `?[`: the index and `]`.
+fn index(i: &mut In<'_>, target: Expr, null_cond: bool) -> PResult<Expr> {
+    let index = expr(i)?;
+    let close = expect(i, Punct::RBracket)?;
+    let span = target.span.to(close);
+    Ok(node(
+        ExprKind::Index {
+            target: Box::new(target),
+            index: Box::new(index),
+            null_cond,
+        },
+        span,
+    ))
 }
 
 /// `<T, …>` after a member name, taken only when a call follows (`As<JObject>(…)`), which is
@@ -938,12 +989,13 @@ fn arguments(i: &mut In<'_>) -> PResult<(Vec<Arg>, Span)> {
 fn argument(i: &mut In<'_>) -> PResult<Arg> {
     let start = peek(i).span;
     let mut name = None;
-    if let Tok::Ident(s) = &peek(i).kind {
-        if !is_reserved(s) && is_punct(nth(i, 1), Punct::Colon) {
-            name = Some((s.clone(), start));
-            i.next_token();
-            i.next_token();
-        }
+    if let Tok::Ident(s) = &peek(i).kind
+        && !is_reserved(s)
+        && is_punct(nth(i, 1), Punct::Colon)
+    {
+        name = Some((s.clone(), start));
+        i.next_token();
+        i.next_token();
     }
     let t = peek(i);
     if is_word(t, "ref") || (is_word(t, "in") && !is_punct(nth(i, 1), Punct::Comma)) {
@@ -1010,27 +1062,43 @@ fn primary(i: &mut In<'_>) -> PResult<Expr> {
             "false" => ExprKind::Bool(false),
             "null" => ExprKind::Null,
             "new" => return new_expr(i),
-            "typeof" | "default" | "this" | "base" | "checked" | "unchecked" | "await"
-            | "sizeof" | "stackalloc" | "nameof" | "delegate" | "throw" | "ref" | "switch" => {
-                return cut(
-                    t.span.start,
-                    format!("'{w}' is not supported in policy expressions"),
-                );
-            }
-            w if is_reserved(w) => {
-                return cut(t.span.start, format!("Invalid expression term '{w}'"));
-            }
+            w if is_reserved(w) || w == "nameof" => return bad_term(t),
             _ => ExprKind::Name(w.to_owned()),
         },
-        other => {
-            return cut(
-                t.span.start,
-                format!("Invalid expression term '{}'", describe(other)),
-            );
-        }
+        _ => return bad_term(t),
     };
     i.next_token();
     Ok(node(kind, t.span))
+}
+
+/// The error for a token that can't start an operand.
+#[cold]
+fn bad_term(t: &Token) -> PResult<Expr> {
+    let message = match &t.kind {
+        Tok::Ident(w)
+            if matches!(
+                w.as_str(),
+                "typeof"
+                    | "default"
+                    | "this"
+                    | "base"
+                    | "checked"
+                    | "unchecked"
+                    | "await"
+                    | "sizeof"
+                    | "stackalloc"
+                    | "nameof"
+                    | "delegate"
+                    | "throw"
+                    | "ref"
+                    | "switch"
+            ) =>
+        {
+            format!("'{w}' is not supported in policy expressions")
+        }
+        other => format!("Invalid expression term '{}'", describe(other)),
+    };
+    cut(t.span.start, message)
 }
 
 fn interpolation(i: &mut In<'_>, parts: &[InterpPart]) -> PResult<Vec<InterpPiece>> {
@@ -1147,7 +1215,7 @@ mod tests {
     use super::*;
 
     fn parse_src(src: &str) -> Result<Program, SyntaxError> {
-        parse(&lex(src).map_err(|e| e)?)
+        parse(&lex(src)?)
     }
 
     fn shape(src: &str) -> String {

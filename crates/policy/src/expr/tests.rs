@@ -333,3 +333,72 @@ fn dates() {
     );
     assert_eq!(eval("@(TimeSpan.FromMinutes(90).ToString())"), "01:30:00");
 }
+
+#[test]
+fn linq_on_values_typed_object() {
+    let mut c = ctx();
+    c.variables.push((
+        "list".into(),
+        Value::Array(vec![Value::str("a"), Value::str("b")].into()),
+    ));
+    let eval = |src: &str| {
+        compile(src)
+            .unwrap()
+            .eval(&c, &mut Budget::default())
+            .unwrap()
+            .to_policy_string()
+    };
+    assert_eq!(
+        eval(r#"@(context.Variables["list"].Contains("b"))"#),
+        "True"
+    );
+    assert_eq!(eval(r#"@(context.Variables["list"].Count())"#), "2");
+    assert_eq!(
+        eval(r#"@(context.Variables["list"].Any(x => x.Equals("a")))"#),
+        "True"
+    );
+    assert_eq!(
+        eval(r#"@(context.Request.Url.Query.First().Value[1])"#),
+        "2"
+    );
+}
+
+#[test]
+fn json_add_and_remove_change_the_local() {
+    assert_eq!(
+        ok(
+            r#"@{ var b = context.Request.Body.As<JObject>(true); b.Remove("items"); b.Add("x", 1); b["o"] = new JObject(); b["o"]["a"] = new JArray(); b["o"]["a"].Add(true); return b.ToString(Newtonsoft.Json.Formatting.None); }"#
+        ),
+        r#"{"n":1,"s":"t","x":1,"o":{"a":[true]}}"#
+    );
+    assert_eq!(
+        run(r#"@{ var b = new JObject(); b.Add("x", 1); b.Add("x", 2); return b; }"#)
+            .unwrap_err()
+            .kind,
+        ErrorKind::Argument
+    );
+    assert_eq!(
+        ok(r#"@{ var b = new JObject(); return b.Remove("nope"); }"#),
+        "False"
+    );
+}
+
+#[test]
+fn coalesce_accepts_null_conditional_value_types() {
+    assert_eq!(ok(r#"@(context.User?.Email.Length ?? 0)"#), "0");
+    assert_eq!(
+        ok(r#"@(context.Request.Headers.GetValueOrDefault("nope")?.Contains("x") ?? false)"#),
+        "False"
+    );
+}
+
+#[test]
+fn nesting_of_built_values_is_bounded() {
+    let e =
+        compile(r#"@{ var b = new JObject(); while (true) { b["x"] = b; } return b; }"#).unwrap();
+    let err = e.eval(&ctx(), &mut Budget::default()).unwrap_err();
+    assert!(err.message.contains("nest"), "{err}");
+    let e = compile(r#"@{ object a = "x"; while (true) { a = new[] { a }; } return a; }"#).unwrap();
+    let err = e.eval(&ctx(), &mut Budget::default()).unwrap_err();
+    assert!(err.message.contains("nest"), "{err}");
+}

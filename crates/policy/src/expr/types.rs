@@ -97,11 +97,12 @@ impl Ty {
             Ty::String => Ty::Char,
             Ty::Json(JKind::Array | JKind::Token) => Ty::Json(JKind::Token),
             Ty::Json(JKind::Object) => Ty::Json(JKind::Property),
-            Ty::Ctx(CtxObj::Headers(_))
-            | Ty::Query
-            | Ty::Claims
-            | Ty::Ctx(CtxObj::MatchedParameters) => {
+            // Header values are joined; query and claim values are `string[]`, as in Azure.
+            Ty::Ctx(CtxObj::Headers(_)) | Ty::Ctx(CtxObj::MatchedParameters) => {
                 Ty::Pair(Box::new(Ty::String), Box::new(Ty::String))
+            }
+            Ty::Query | Ty::Claims => {
+                Ty::Pair(Box::new(Ty::String), Box::new(Ty::array_of(Ty::String)))
             }
             Ty::Groups => Ty::Group,
             Ty::Object => Ty::Object,
@@ -306,6 +307,8 @@ pub(crate) fn from_ref(t: &TypeRef) -> Result<Ty, String> {
         ("Guid", 0) => Ty::Guid,
         ("Jwt", 0) => Ty::Jwt,
         ("Match", 0) => Ty::Match,
+        // A response `send-request` stored in a variable: typed like `context.Response`.
+        ("IResponse", 0) => Ty::Ctx(CtxObj::Response),
         ("Group", 0) => Ty::Group,
         ("StringComparison", 0) => Ty::Enum(EnumTy::StringComparison),
         ("Formatting", 0) => Ty::Enum(EnumTy::Formatting),

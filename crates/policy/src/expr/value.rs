@@ -79,6 +79,53 @@ pub(crate) enum Obj {
     /// An enum value (`StringComparison.OrdinalIgnoreCase`), with its member name when it is
     /// a single named value.
     Enum(EnumTy, i32, Option<Member>),
+    /// An HTTP response held in a variable (`send-request`), read as `IResponse`.
+    Response(Arc<HttpResponse>),
+    /// Its `Headers`.
+    ResponseHeaders(Arc<HttpResponse>),
+    /// Its `Body`.
+    ResponseBody(Arc<HttpResponse>),
+}
+
+/// An HTTP response an expression can hold (`(IResponse)context.Variables["name"]`), as
+/// `send-request` stores it: `StatusCode`, `StatusReason`, `Headers` and `Body` read the same
+/// way as those of `context.Response`.
+#[derive(Clone, Debug, Default)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub reason: String,
+    /// In received order; a name may repeat. Names compare without case.
+    pub headers: Vec<(String, String)>,
+    pub body: bytes::Bytes,
+}
+
+impl HttpResponse {
+    /// One header, several values joined with `,` (as `context.Response.Headers` does).
+    pub fn header(&self, name: &str) -> Option<String> {
+        let mut values = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .peekable();
+        values.peek()?;
+        Some(values.collect::<Vec<_>>().join(","))
+    }
+
+    /// Every header once, values joined with `,`.
+    pub fn joined_headers(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (k, v) in &self.headers {
+            match out.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(k)) {
+                Some((_, joined)) => {
+                    joined.push(',');
+                    joined.push_str(v);
+                }
+                None => out.push((k.clone(), v.clone())),
+            }
+        }
+        out
+    }
 }
 
 /// The parts of `context` that are objects.
@@ -113,6 +160,19 @@ impl Value {
 
     pub(crate) fn pair(k: Value, v: Value) -> Self {
         Self::obj(Obj::Pair(Arc::new((k, v))))
+    }
+
+    /// A response for a variable (`send-request`), readable as `IResponse`.
+    pub fn http_response(response: HttpResponse) -> Self {
+        Self::obj(Obj::Response(Arc::new(response)))
+    }
+
+    /// The response, if this value is one made by [`Value::http_response`].
+    pub fn as_http_response(&self) -> Option<&HttpResponse> {
+        match self {
+            Self::Handle(Handle(Obj::Response(r))) => Some(r),
+            _ => None,
+        }
     }
 
     /// True for [`Value::Null`].
@@ -206,6 +266,9 @@ impl Value {
                 Obj::Group(..) => "Group",
                 Obj::Pair(_) => "KeyValuePair",
                 Obj::Encoding(_) => "Encoding",
+                Obj::Response(_) => "IResponse",
+                Obj::ResponseHeaders(_) => "IReadOnlyDictionary<string, string[]>",
+                Obj::ResponseBody(_) => "IMessageBody",
                 Obj::Enum(t, ..) => match t {
                     EnumTy::StringComparison => "StringComparison",
                     EnumTy::Formatting => "Formatting",
@@ -257,6 +320,7 @@ impl Value {
                 (Obj::Encoding(a), Obj::Encoding(b)) => a == b,
                 (Obj::Enum(ta, a, _), Obj::Enum(tb, b, _)) => ta == tb && a == b,
                 (Obj::Pair(a), Obj::Pair(b)) => a.0.loose_eq(&b.0) && a.1.loose_eq(&b.1),
+                (Obj::Response(a), Obj::Response(b)) => Arc::ptr_eq(a, b),
                 _ => false,
             },
             _ => match (self.number(), other.number()) {

@@ -70,13 +70,16 @@ impl ReturnResponse {
 
     pub fn run(&self, ex: &mut Exchange, budget: &mut Budget) -> Result<Flow, PolicyError> {
         let mut response = match &self.variable {
-            Some(name) => {
-                // A response stored by send-request: not supported until that policy exists.
-                return Err(PolicyError::runtime(
-                    "VariableNotFound",
-                    format!("response variable '{name}' does not hold a response"),
-                ));
-            }
+            // A response stored by send-request: the answer starts from it.
+            Some(name) => match ex.variables.get(name).and_then(|v| v.as_http_response()) {
+                Some(held) => from_held(held),
+                None => {
+                    return Err(PolicyError::runtime(
+                        "VariableNotFound",
+                        format!("response variable '{name}' does not hold a response"),
+                    ));
+                }
+            },
             None => Response::new(http::StatusCode::OK),
         };
         if let Some(s) = &self.status {
@@ -103,6 +106,29 @@ impl ReturnResponse {
         ex.response = Some(response);
         Ok(Flow::Return)
     }
+}
+
+/// A response held in a variable, as the answer to the client.
+fn from_held(held: &crate::expr::HttpResponse) -> Response {
+    let mut r = Response::new(
+        http::StatusCode::from_u16(held.status).unwrap_or(http::StatusCode::BAD_GATEWAY),
+    );
+    if !held.reason.is_empty() && r.status.canonical_reason() != Some(held.reason.as_str()) {
+        r.reason = Some(held.reason.clone());
+    }
+    for (name, value) in &held.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            r.headers.append(n, v);
+        }
+    }
+    // The body is sent as held: its length is the buffer's.
+    r.headers.remove(http::header::CONTENT_LENGTH);
+    r.headers.remove(http::header::TRANSFER_ENCODING);
+    r.body = Some(held.body.clone());
+    r
 }
 
 #[cfg(test)]

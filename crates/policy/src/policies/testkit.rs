@@ -13,7 +13,7 @@ use crate::compile::{self, Mode, NoNamedValues, PolicyDocument, Scope, Severity}
 use crate::exchange::{Exchange, Request, RequestInfo, Response};
 use crate::run::{Decision, Io, Pipeline, PolicyError};
 
-use super::ForwardRequest;
+use super::{CacheEntry, ForwardRequest, OpenIdKeys};
 
 pub fn document(xml: &str) -> PolicyDocument {
     let (doc, diags) = compile::compile(xml, Scope::Global, &NoNamedValues, Mode::Strict);
@@ -78,11 +78,38 @@ pub fn all(headers: &HeaderMap, name: &str) -> Vec<String> {
 #[derive(Clone, Default)]
 pub struct Counters(Arc<Mutex<HashMap<String, u64>>>);
 
-/// Records the forwarded request; answers 200 "ok".
+/// Records the forwarded request; answers 200 "ok" (or `answer`, with `answer_type`).
 #[derive(Default)]
 pub struct MockIo {
     pub forwarded: Option<Request>,
     pub counters: Counters,
+    /// The backend's body instead of "ok".
+    pub answer: Option<bytes::Bytes>,
+    /// The backend's Content-Type.
+    pub answer_type: Option<String>,
+    /// How many times the backend was called.
+    pub forwards: usize,
+    /// The gateway's cache, shareable between runs.
+    pub cache: MockCache,
+    /// OpenID configuration URL → the provider's keys.
+    pub openid: HashMap<String, Arc<OpenIdKeys>>,
+    /// Each `openid_keys` call: the URL and whether a refresh was asked for.
+    pub openid_calls: Vec<(String, bool)>,
+}
+
+/// An in-memory cache shared between runs (entries never expire).
+#[derive(Clone, Default)]
+pub struct MockCache(pub Arc<Mutex<HashMap<String, CacheEntry>>>);
+
+/// The error messages for a `section` holding `inner`.
+pub fn errors_in(section: &str, inner: &str) -> Vec<String> {
+    let xml = format!("<policies><{section}>{inner}</{section}></policies>");
+    let (_, diags) = compile::compile(&xml, Scope::Api, &NoNamedValues, Mode::Strict);
+    diags
+        .into_iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| d.to_string())
+        .collect()
 }
 
 impl Io for MockIo {
@@ -100,8 +127,17 @@ impl Io for MockIo {
         _options: &ForwardRequest,
     ) -> Result<(), PolicyError> {
         self.forwarded = Some(ex.request.clone());
+        self.forwards += 1;
         let mut r = Response::new(StatusCode::OK);
-        r.body = Some(bytes::Bytes::from_static(b"ok"));
+        r.body = Some(
+            self.answer
+                .clone()
+                .unwrap_or_else(|| bytes::Bytes::from_static(b"ok")),
+        );
+        if let Some(t) = &self.answer_type {
+            r.headers
+                .insert(http::header::CONTENT_TYPE, HeaderValue::from_str(t).unwrap());
+        }
         ex.response = Some(r);
         Ok(())
     }
@@ -123,6 +159,29 @@ impl Io for MockIo {
             retry_after: period,
         }
     }
+
+    async fn cache_get(&mut self, key: &str) -> Option<CacheEntry> {
+        self.cache.0.lock().unwrap().get(key).cloned()
+    }
+
+    async fn cache_put(&mut self, key: &str, entry: CacheEntry, _ttl: Duration) {
+        self.cache.0.lock().unwrap().insert(key.to_owned(), entry);
+    }
+
+    async fn cache_remove(&mut self, key: &str) {
+        self.cache.0.lock().unwrap().remove(key);
+    }
+
+    async fn openid_keys(
+        &mut self,
+        config_url: &str,
+        refresh: bool,
+    ) -> Result<Arc<OpenIdKeys>, PolicyError> {
+        self.openid_calls.push((config_url.to_owned(), refresh));
+        self.openid.get(config_url).cloned().ok_or_else(|| {
+            PolicyError::runtime("OpenIdConfigurationUnavailable", "unreachable")
+        })
+    }
 }
 
 pub fn run(p: &Pipeline, ex: &mut Exchange) -> MockIo {
@@ -131,8 +190,8 @@ pub fn run(p: &Pipeline, ex: &mut Exchange) -> MockIo {
 
 pub fn run_with(p: &Pipeline, ex: &mut Exchange, counters: Counters) -> MockIo {
     let mut io = MockIo {
-        forwarded: None,
         counters,
+        ..MockIo::default()
     };
     block_on(p.run(ex, &mut io));
     io

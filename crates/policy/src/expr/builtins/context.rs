@@ -255,38 +255,44 @@ pub(crate) fn call(
             let Some(bytes) = cx.body(msg, preserve) else {
                 return Ok(Value::Null);
             };
-            match &x.targ {
-                Some(Ty::String) => Ok(Value::String(String::from_utf8_lossy(&bytes).into())),
-                Some(Ty::Bytes) => Ok(Value::Bytes(bytes.as_ref().into())),
-                Some(Ty::Json(kind)) => {
-                    if bytes.iter().all(u8::is_ascii_whitespace) {
-                        return Ok(Value::Null);
-                    }
-                    let json = Json::from_slice(&bytes).map_err(|e| {
-                        RuntimeError::format(format_args!("The body is not valid JSON: {e}"))
-                    })?;
-                    let ok = match kind {
-                        JKind::Object => matches!(json, Json::Object(_)),
-                        JKind::Array => matches!(json, Json::Array(_)),
-                        _ => true,
-                    };
-                    if !ok {
-                        return Err(RuntimeError::format(format_args!(
-                            "Error reading {}: the body is not a JSON {}.",
-                            Ty::Json(*kind),
-                            if *kind == JKind::Object {
-                                "object"
-                            } else {
-                                "array"
-                            }
-                        )));
-                    }
-                    Ok(Value::Json(json))
-                }
-                _ => Err(RuntimeError::argument("Unsupported body type.")),
-            }
+            body_as(&bytes, x.targ.as_ref())
         }
         _ => Err(RuntimeError::no_member(&Ty::Ctx(o).to_string(), m.name())),
+    }
+}
+
+/// `Body.As<T>()` of body bytes: a string, bytes, or parsed JSON of the kind asked for
+/// (shared with responses held in variables).
+pub(crate) fn body_as(bytes: &[u8], targ: Option<&Ty>) -> RtResult<Value> {
+    match targ {
+        Some(Ty::String) => Ok(Value::String(String::from_utf8_lossy(bytes).into())),
+        Some(Ty::Bytes) => Ok(Value::Bytes(bytes.into())),
+        Some(Ty::Json(kind)) => {
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Value::Null);
+            }
+            let json = Json::from_slice(bytes).map_err(|e| {
+                RuntimeError::format(format_args!("The body is not valid JSON: {e}"))
+            })?;
+            let ok = match kind {
+                JKind::Object => matches!(json, Json::Object(_)),
+                JKind::Array => matches!(json, Json::Array(_)),
+                _ => true,
+            };
+            if !ok {
+                return Err(RuntimeError::format(format_args!(
+                    "Error reading {}: the body is not a JSON {}.",
+                    Ty::Json(*kind),
+                    if *kind == JKind::Object {
+                        "object"
+                    } else {
+                        "array"
+                    }
+                )));
+            }
+            Ok(Value::Json(json))
+        }
+        _ => Err(RuntimeError::argument("Unsupported body type.")),
     }
 }
 

@@ -143,27 +143,42 @@ pub(crate) fn new_value(class: Class, args: &[Value]) -> RtResult<Value> {
         .collect::<RtResult<_>>()?;
     let kind = kind_of(args.iter().find(|a| super::enum_arg(a).is_some()));
     if class == Class::TimeSpan {
+        // Checked: the parts come from the expression and may be anything.
+        let sum = |parts: &[(i64, i64)]| {
+            parts.iter().try_fold(0i64, |acc, (v, unit)| {
+                acc.checked_add(v.checked_mul(*unit)?)
+            })
+        };
         let ticks = match ints.as_slice() {
             [t] => Some(*t),
-            [h, m, s] => Some(h * TICKS_PER_HOUR + m * TICKS_PER_MINUTE + s * TICKS_PER_SECOND),
-            [d, h, m, s] => Some(
-                d * TICKS_PER_DAY
-                    + h * TICKS_PER_HOUR
-                    + m * TICKS_PER_MINUTE
-                    + s * TICKS_PER_SECOND,
-            ),
-            [d, h, m, s, ms] => Some(
-                d * TICKS_PER_DAY
-                    + h * TICKS_PER_HOUR
-                    + m * TICKS_PER_MINUTE
-                    + s * TICKS_PER_SECOND
-                    + ms * TICKS_PER_MILLISECOND,
-            ),
+            [h, m, s] => sum(&[
+                (*h, TICKS_PER_HOUR),
+                (*m, TICKS_PER_MINUTE),
+                (*s, TICKS_PER_SECOND),
+            ]),
+            [d, h, m, s] => sum(&[
+                (*d, TICKS_PER_DAY),
+                (*h, TICKS_PER_HOUR),
+                (*m, TICKS_PER_MINUTE),
+                (*s, TICKS_PER_SECOND),
+            ]),
+            [d, h, m, s, ms] => sum(&[
+                (*d, TICKS_PER_DAY),
+                (*h, TICKS_PER_HOUR),
+                (*m, TICKS_PER_MINUTE),
+                (*s, TICKS_PER_SECOND),
+                (*ms, TICKS_PER_MILLISECOND),
+            ]),
             _ => None,
         };
         return ticks
             .map(|t| Value::TimeSpan(TimeSpan::from_ticks(t)))
-            .ok_or_else(|| RuntimeError::argument("Invalid TimeSpan constructor arguments."));
+            .ok_or_else(|| {
+                RuntimeError::new(
+                    ErrorKind::Overflow,
+                    "TimeSpan overflowed because the duration is too long.",
+                )
+            });
     }
     let dt = match ints.as_slice() {
         [ticks] => DateTime::from_ticks(*ticks, kind),

@@ -391,6 +391,62 @@ pub(crate) fn assign_path(root: &mut Json, path: &[Value], value: Json) -> RtRes
     }
 }
 
+/// `Add` / `Remove` on the token at `path` below `root` (copy-on-write down the path).
+pub(crate) fn mutate(
+    root: &mut Json,
+    path: &[Value],
+    m: Member,
+    args: &[Value],
+) -> RtResult<Value> {
+    let mut cur = root;
+    for key in path {
+        cur = child_mut(cur, key)?;
+    }
+    match (cur, m, args) {
+        (Json::Object(o), Member::Remove, [key]) => {
+            let key = arg_str(std::slice::from_ref(key), 0, "propertyName")?;
+            Ok(Value::Bool(Arc::make_mut(o).remove(key)))
+        }
+        (Json::Object(o), Member::Add, [name, value]) => {
+            let name = arg_str(std::slice::from_ref(name), 0, "propertyName")?.to_owned();
+            add_property(Arc::make_mut(o), name, to_json(value)?)
+        }
+        (Json::Object(o), Member::Add, [Value::Handle(h)]) => match &h.0 {
+            Obj::Pair(p) => add_property(Arc::make_mut(o), p.0.to_policy_string(), to_json(&p.1)?),
+            _ => Err(RuntimeError::argument(
+                "Can not add this value to a JObject.",
+            )),
+        },
+        (Json::Array(a), Member::Add, [item]) => {
+            let item = to_json(item)?;
+            Arc::make_mut(a).push(item);
+            Ok(Value::Null)
+        }
+        (Json::Array(a), Member::Remove, [item]) => {
+            let item = to_json(item)?;
+            let items = Arc::make_mut(a);
+            Ok(Value::Bool(match items.iter().position(|j| *j == item) {
+                Some(i) => {
+                    items.remove(i);
+                    true
+                }
+                None => false,
+            }))
+        }
+        (j, m, _) => Err(RuntimeError::no_member(j.type_name(), m.name())),
+    }
+}
+
+fn add_property(o: &mut JsonObject, name: String, value: Json) -> RtResult<Value> {
+    if o.get(&name).is_some() {
+        return Err(RuntimeError::argument(format_args!(
+            "Can not add property {name} to Newtonsoft.Json.Linq.JObject. Property with the same name already exists on object."
+        )));
+    }
+    o.insert(name, value);
+    Ok(Value::Null)
+}
+
 fn child_mut<'j>(j: &'j mut Json, key: &Value) -> RtResult<&'j mut Json> {
     match (j, key) {
         (Json::Object(o), Value::String(k) | Value::Json(Json::String(k))) => {

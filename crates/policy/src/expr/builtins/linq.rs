@@ -130,6 +130,7 @@ pub(crate) fn enumerate(v: &Value, rt: &mut Rt<'_>) -> RtResult<Vec<Value>> {
             Obj::Query(q) => super::url::query_pairs(q),
             Obj::Claims(j) => super::jwt::claim_pairs(j),
             Obj::Groups(m) => super::regex::groups(m),
+            Obj::ResponseHeaders(r) => super::response::pairs(r),
             _ => return Err(not_enumerable(v)),
         },
         _ => return Err(not_enumerable(v)),
@@ -260,7 +261,13 @@ pub(crate) fn run(
         }
         M::Select | M::Max | M::Min | M::Sum | M::Average | M::OrderBy | M::OrderByDescending => {
             let mapped = match f.as_mut() {
-                Some(f) => items.iter().map(|v| f(v)).collect::<RtResult<Vec<_>>>()?,
+                Some(f) => {
+                    let mut out = Vec::with_capacity(items.len());
+                    for v in &items {
+                        out.push(f(v)?);
+                    }
+                    out
+                }
                 None => items.clone(),
             };
             match m {

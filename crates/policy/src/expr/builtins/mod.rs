@@ -15,6 +15,7 @@ pub(crate) mod jwt;
 pub(crate) mod linq;
 pub(crate) mod number;
 pub(crate) mod regex;
+pub(crate) mod response;
 pub(crate) mod string;
 pub(crate) mod url;
 
@@ -29,8 +30,10 @@ use super::value::{Obj, Value};
 
 macro_rules! members {
     ($($name:ident),* $(,)?) => {
-        /// Every member name an expression can use, on any type.
+        /// Every member name an expression can use, on any type. Variants are spelled as in
+        /// C# (`UTF8`, `ASCII`), since the names are generated from them.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[allow(clippy::upper_case_acronyms)]
         pub(crate) enum Member { $($name),* }
 
         impl Member {
@@ -433,6 +436,9 @@ pub(crate) fn get(recv: &Value, m: Member, rt: &mut Rt<'_>) -> RtResult<Value> {
             Obj::Encoding(_) | Obj::Enum(..) => {
                 Err(RuntimeError::no_member(recv.type_name(), m.name()))
             }
+            Obj::Response(_) | Obj::ResponseHeaders(_) | Obj::ResponseBody(_) => {
+                response::get(&h.0, m)
+            }
         },
         Value::String(s) => string::get(s, m),
         Value::Array(a) if m == Member::Length => Ok(len_value(a.len())),
@@ -466,6 +472,17 @@ pub(crate) fn call(
         }
         _ => {}
     }
+    // A LINQ operator without a lambda on a value typed `object` (`v.Contains(x)`, `v.Count()`)
+    // was compiled as a method call; run it as LINQ when the value is a sequence.
+    let sequence = matches!(
+        recv,
+        Value::Array(_) | Value::Bytes(_) | Value::Json(Json::Array(_))
+    );
+    let arity = linq::lambda_arity(m);
+    if sequence && (arity == Some(None) || (arity.is_some() && args.is_empty())) {
+        let items = linq::enumerate(recv, rt)?;
+        return linq::run(m, items, None, args.first());
+    }
     match recv {
         Value::Null => Err(RuntimeError::null_reference()),
         Value::Handle(h) => match &h.0 {
@@ -474,6 +491,9 @@ pub(crate) fn call(
             Obj::Query(q) => url::query_call(q, m, args),
             Obj::Claims(j) => jwt::claims_call(j, m, args),
             Obj::Encoding(e) => encoding::call(*e, m, args, rt),
+            Obj::Response(_) | Obj::ResponseHeaders(_) | Obj::ResponseBody(_) => {
+                response::call(&h.0, m, args, x)
+            }
             _ => Err(RuntimeError::no_member(recv.type_name(), m.name())),
         },
         Value::String(s) => string::call(s, m, args, rt),
@@ -522,6 +542,7 @@ pub(crate) fn index(recv: &Value, idx: &Value, rt: &mut Rt<'_>) -> RtResult<Valu
             Obj::Query(q) => url::query_index(q, idx),
             Obj::Claims(j) => jwt::claims_index(j, idx),
             Obj::Groups(m) => regex::group(m, idx),
+            Obj::ResponseHeaders(r) => response::index(r, idx),
             _ => Err(RuntimeError::no_member(recv.type_name(), "this[]")),
         },
         _ => Err(RuntimeError::new(
@@ -654,7 +675,7 @@ pub(crate) fn arg_str<'v>(args: &'v [Value], i: usize, name: &str) -> RtResult<&
 }
 
 /// A string argument that may be null.
-pub(crate) fn arg_opt_str<'v>(args: &'v [Value], i: usize) -> RtResult<Option<&'v str>> {
+pub(crate) fn arg_opt_str(args: &[Value], i: usize) -> RtResult<Option<&str>> {
     match args.get(i) {
         Some(Value::Null | Value::Json(Json::Null)) | None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),

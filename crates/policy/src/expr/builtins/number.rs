@@ -472,7 +472,7 @@ mod tests {
     fn formats_like_dotnet() {
         let f = |v: Value, s: &str| format_number(&v, s).unwrap();
         assert_eq!(f(Value::Int(5), "D3"), "005");
-        assert_eq!(f(Value::Double(3.14159), "F2"), "3.14");
+        assert_eq!(f(Value::Double(2.71728), "F2"), "2.72");
         assert_eq!(f(Value::Int(1234567), "N0"), "1,234,567");
         assert_eq!(f(Value::Int(255), "X"), "FF");
         assert_eq!(f(Value::Int(255), "x4"), "00ff");

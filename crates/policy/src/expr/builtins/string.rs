@@ -535,7 +535,7 @@ pub(crate) fn static_call(m: Member, args: &[Value], rt: &mut Rt<'_>) -> RtResul
         )),
         M::Format => {
             let format = arg_str(args, 0, "format")?;
-            let rest: Vec<Value> = match &args[1..] {
+            let rest: Vec<Value> = match args.get(1..).unwrap_or_default() {
                 [Value::Array(items)] => items.to_vec(),
                 other => other.to_vec(),
             };
@@ -555,7 +555,7 @@ pub(crate) fn static_call(m: Member, args: &[Value], rt: &mut Rt<'_>) -> RtResul
                 Some(Value::Char(c)) => c.to_string(),
                 _ => arg_opt_str(args, 0)?.unwrap_or_default().to_owned(),
             };
-            let items: Vec<Value> = match &args[1..] {
+            let items: Vec<Value> = match args.get(1..).unwrap_or_default() {
                 [single] if !matches!(single, Value::String(_)) => {
                     super::linq::enumerate(single, rt)?
                 }

@@ -1,0 +1,206 @@
+//! `/mgmt/groups`, their members (`/mgmt/groups/{id}/users/{userId}`) and the products they
+//! may see in the developer portal (`/mgmt/products/{id}/groups/{groupId}`). A product linked
+//! to no group is visible to everyone; one linked to groups only to their members.
+
+use axum::Json;
+use axum::http::StatusCode;
+use gatehouse_model::resources::{
+    Collection, GROUP_USER, Group, PRODUCT_GROUP, Product, Resource, User,
+};
+
+use super::{Cp, check_id, commit, load, load_all, load_opt, merge, prepare, save, saved};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{JsonBody, Paging, Path, Query};
+
+#[utoipa::path(get, path = "/mgmt/groups", tag = "groups", params(Paging),
+    responses((status = 200, body = Collection<Group>), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn list(cp: Cp, Query(paging): Query<Paging>) -> ApiResult<Json<Collection<Group>>> {
+    let items = load_all::<Group>(&cp, "").await?;
+    Ok(Json(paging.page("/mgmt/groups", items)?))
+}
+
+#[utoipa::path(get, path = "/mgmt/groups/{groupId}", tag = "groups",
+    params(("groupId" = String, Path)),
+    responses((status = 200, body = Group), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<Group>> {
+    Ok(Json(load::<Group>(&cp, "", &id).await?))
+}
+
+#[utoipa::path(put, path = "/mgmt/groups/{groupId}", tag = "groups",
+    params(("groupId" = String, Path)), request_body = Group,
+    responses((status = 200, body = Group), (status = 201, body = Group),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn put(
+    cp: Cp,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Group>,
+) -> ApiResult<(StatusCode, Json<Group>)> {
+    let group = prepare(body, &id)?;
+    let mut tx = cp.store().begin().await?;
+    let created = save(&mut tx, "", &group).await?;
+    commit(&cp, tx).await?;
+    Ok(saved(created, group))
+}
+
+#[utoipa::path(patch, path = "/mgmt/groups/{groupId}", tag = "groups",
+    params(("groupId" = String, Path)), request_body = Group,
+    responses((status = 200, body = Group), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn patch(
+    cp: Cp,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> ApiResult<Json<Group>> {
+    let existing = load::<Group>(&cp, "", &id).await?;
+    let group = merge(&existing, body)?;
+    let mut tx = cp.store().begin().await?;
+    save(&mut tx, "", &group).await?;
+    commit(&cp, tx).await?;
+    Ok(Json(group))
+}
+
+#[utoipa::path(delete, path = "/mgmt/groups/{groupId}", tag = "groups",
+    params(("groupId" = String, Path)),
+    responses((status = 204, description = "Deleted, with its memberships and product links"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    check_id(Group::KIND, &id)?;
+    let mut tx = cp.store().begin().await?;
+    if !tx.delete(Group::KIND, "", &id).await? {
+        return Err(ApiError::not_found("Group", &id));
+    }
+    tx.delete_children(GROUP_USER, &id).await?;
+    tx.delete_by_id(PRODUCT_GROUP, &id).await?;
+    commit(&cp, tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/mgmt/groups/{groupId}/users", tag = "groups",
+    params(("groupId" = String, Path), Paging),
+    responses((status = 200, body = Collection<User>), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn list_users(
+    cp: Cp,
+    Path(id): Path<String>,
+    Query(paging): Query<Paging>,
+) -> ApiResult<Json<Collection<User>>> {
+    load::<Group>(&cp, "", &id).await?;
+    let mut users = Vec::new();
+    for link in cp.store().list(GROUP_USER, &id).await? {
+        if let Some(user) = load_opt::<User>(&cp, "", &link.id).await? {
+            users.push(user);
+        }
+    }
+    Ok(Json(
+        paging.page(&format!("/mgmt/groups/{id}/users"), users)?,
+    ))
+}
+
+#[utoipa::path(put, path = "/mgmt/groups/{groupId}/users/{userId}", tag = "groups",
+    params(("groupId" = String, Path), ("userId" = String, Path)),
+    responses((status = 200, body = User), (status = 201, body = User),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn add_user(
+    cp: Cp,
+    Path((group, user)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    load::<Group>(&cp, "", &group).await?;
+    let user = load::<User>(&cp, "", &user).await?;
+    let mut tx = cp.store().begin().await?;
+    let created = tx.put(GROUP_USER, &group, &user.id, "{}").await?;
+    commit(&cp, tx).await?;
+    Ok(saved(created, user))
+}
+
+#[utoipa::path(delete, path = "/mgmt/groups/{groupId}/users/{userId}", tag = "groups",
+    params(("groupId" = String, Path), ("userId" = String, Path)),
+    responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn remove_user(
+    cp: Cp,
+    Path((group, user)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    check_id(Group::KIND, &group)?;
+    check_id(User::KIND, &user)?;
+    let mut tx = cp.store().begin().await?;
+    if !tx.delete(GROUP_USER, &group, &user).await? {
+        return Err(ApiError::NotFound(format!(
+            "User '{user}' is not in group '{group}'."
+        )));
+    }
+    commit(&cp, tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/mgmt/products/{productId}/groups", tag = "products",
+    params(("productId" = String, Path), Paging),
+    responses((status = 200, body = Collection<Group>), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn list_product_groups(
+    cp: Cp,
+    Path(id): Path<String>,
+    Query(paging): Query<Paging>,
+) -> ApiResult<Json<Collection<Group>>> {
+    load::<Product>(&cp, "", &id).await?;
+    let mut groups = Vec::new();
+    for link in cp.store().list(PRODUCT_GROUP, &id).await? {
+        if let Some(group) = load_opt::<Group>(&cp, "", &link.id).await? {
+            groups.push(group);
+        }
+    }
+    Ok(Json(
+        paging.page(&format!("/mgmt/products/{id}/groups"), groups)?,
+    ))
+}
+
+#[utoipa::path(put, path = "/mgmt/products/{productId}/groups/{groupId}", tag = "products",
+    params(("productId" = String, Path), ("groupId" = String, Path)),
+    responses((status = 200, body = Group), (status = 201, body = Group),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn add_product_group(
+    cp: Cp,
+    Path((product, group)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Group>)> {
+    load::<Product>(&cp, "", &product).await?;
+    let group = load::<Group>(&cp, "", &group).await?;
+    let mut tx = cp.store().begin().await?;
+    let created = tx.put(PRODUCT_GROUP, &product, &group.id, "{}").await?;
+    commit(&cp, tx).await?;
+    Ok(saved(created, group))
+}
+
+#[utoipa::path(delete, path = "/mgmt/products/{productId}/groups/{groupId}", tag = "products",
+    params(("productId" = String, Path), ("groupId" = String, Path)),
+    responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn remove_product_group(
+    cp: Cp,
+    Path((product, group)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    check_id(Product::KIND, &product)?;
+    check_id(Group::KIND, &group)?;
+    let mut tx = cp.store().begin().await?;
+    if !tx.delete(PRODUCT_GROUP, &product, &group).await? {
+        return Err(ApiError::NotFound(format!(
+            "Group '{group}' is not linked to product '{product}'."
+        )));
+    }
+    commit(&cp, tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

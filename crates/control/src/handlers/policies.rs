@@ -1,0 +1,372 @@
+//! Policy documents at the four scopes: `/mgmt/policy` (global), `/mgmt/products/{id}/policy`,
+//! `/mgmt/apis/{id}/policy` and `/mgmt/apis/{id}/operations/{op}/policy`.
+//!
+//! A document is compiled when it is saved, with the named values as they are now; a policy
+//! that would not run is refused with 400 and the line and column of each problem. The body is
+//! the XML itself (`application/xml`), or Azure's JSON form `{"value": "<policies>…"}`.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gatehouse_model::resources::{Api, NamedValue, Operation, Product};
+use gatehouse_model::{Detail, ValidationError};
+use gatehouse_policy::{Mode, Scope, Severity};
+
+use super::{Cp, check_id, commit, load, load_all};
+use crate::ControlPlane;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::Path;
+
+/// Where each scope's document is stored: (kind, parent, id). Product and API documents live
+/// under their resource, so deleting the resource deletes them; operation documents live under
+/// their API.
+pub type Key = (&'static str, String, String);
+
+/// The largest policy document accepted.
+const MAX_POLICY: usize = 256 * 1024;
+
+pub const GLOBAL: &str = "policy-global";
+pub const PRODUCT: &str = "policy-product";
+pub const API: &str = "policy-api";
+pub const OPERATION: &str = "policy-operation";
+
+pub fn global_key() -> Key {
+    (GLOBAL, String::new(), "policy".to_owned())
+}
+
+pub fn product_key(product: &str) -> Key {
+    (PRODUCT, product.to_owned(), "policy".to_owned())
+}
+
+pub fn api_key(api: &str) -> Key {
+    (API, api.to_owned(), "policy".to_owned())
+}
+
+pub fn operation_key(api: &str, op: &str) -> Key {
+    (OPERATION, api.to_owned(), op.to_owned())
+}
+
+/// Every named value in clear, for compiling policies.
+pub async fn named_values(cp: &ControlPlane) -> ApiResult<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for nv in load_all::<NamedValue>(cp, "").await? {
+        let Some(value) = nv.value else { continue };
+        let value = if nv.secret {
+            cp.sealer()
+                .open(&value)
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+        } else {
+            value
+        };
+        out.insert(nv.id, value);
+    }
+    Ok(out)
+}
+
+/// The names a document refers to as `{{name}}`.
+pub fn referenced_names(xml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        let name = after[..end].trim();
+        if !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !out.iter().any(|n| n == name)
+        {
+            out.push(name.to_owned());
+        }
+        rest = &after[end + 2..];
+    }
+    out
+}
+
+fn body_text(headers: &HeaderMap, body: &Bytes) -> ApiResult<String> {
+    if body.len() > MAX_POLICY {
+        return Err(
+            ValidationError::one("body", "a policy document may be at most 256 KiB").into(),
+        );
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ValidationError::one("body", "the policy is not UTF-8 text"))?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.contains("json"));
+    if json {
+        let v: serde_json::Value = crate::http::parse_json(body)?;
+        let value = v
+            .get("value")
+            .or_else(|| v.pointer("/properties/value"))
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| {
+                ValidationError::one(
+                    "value",
+                    "send the policy XML as {\"value\": \"<policies>…</policies>\"}",
+                )
+            })?;
+        return Ok(value.to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+/// Compiles a document the way gateways will, refusing it with positioned details.
+async fn check(cp: &ControlPlane, xml: &str, scope: Scope) -> ApiResult<()> {
+    let named = named_values(cp).await?;
+    let fragments = super::policy_fragments::all(cp).await?;
+    let (doc, diags) =
+        gatehouse_policy::compile::compile_with(xml, scope, &named, &fragments, Mode::Strict);
+    if doc.is_some() {
+        return Ok(());
+    }
+    let details: Vec<Detail> = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| Detail::new("policy", d.message.clone()).at(d.line, d.column))
+        .collect();
+    let first = details
+        .first()
+        .map(|d| {
+            format!(
+                "line {}, column {}: {}",
+                d.line.unwrap_or(0),
+                d.column.unwrap_or(0),
+                d.message
+            )
+        })
+        .unwrap_or_default();
+    Err(ValidationError::new(format!("The policy cannot run: {first}"), details).into())
+}
+
+async fn get_doc(cp: &ControlPlane, key: &Key) -> ApiResult<Response> {
+    let xml = cp
+        .store()
+        .get(key.0, &key.1, &key.2)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("No policy is set at this scope.".into()))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        xml,
+    )
+        .into_response())
+}
+
+async fn put_doc(
+    cp: &ControlPlane,
+    key: &Key,
+    scope: Scope,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let xml = body_text(headers, body)?;
+    check(cp, &xml, scope).await?;
+    let mut tx = cp.store().begin().await?;
+    let created = tx.put(key.0, &key.1, &key.2, &xml).await?;
+    commit(cp, tx).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        xml,
+    )
+        .into_response())
+}
+
+async fn delete_doc(cp: &ControlPlane, key: &Key) -> ApiResult<StatusCode> {
+    let mut tx = cp.store().begin().await?;
+    if !tx.delete(key.0, &key.1, &key.2).await? {
+        return Err(ApiError::NotFound("No policy is set at this scope.".into()));
+    }
+    commit(cp, tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+const XML_DESC: &str =
+    "The policy document: <policies><inbound/><backend/><outbound/><on-error/></policies>";
+
+#[utoipa::path(get, path = "/mgmt/policy", tag = "policies",
+    responses((status = 200, description = XML_DESC, content_type = "application/xml", body = String),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn get_global(cp: Cp) -> ApiResult<Response> {
+    get_doc(&cp, &global_key()).await
+}
+
+#[utoipa::path(put, path = "/mgmt/policy", tag = "policies",
+    request_body(content = String, content_type = "application/xml", description = XML_DESC),
+    responses((status = 200, description = XML_DESC, content_type = "application/xml", body = String),
+              (status = 201, description = XML_DESC, content_type = "application/xml", body = String),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn put_global(cp: Cp, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    put_doc(&cp, &global_key(), Scope::Global, &headers, &body).await
+}
+
+#[utoipa::path(delete, path = "/mgmt/policy", tag = "policies",
+    responses((status = 204, description = "Back to the default global policy"),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn delete_global(cp: Cp) -> ApiResult<StatusCode> {
+    delete_doc(&cp, &global_key()).await
+}
+
+#[utoipa::path(get, path = "/mgmt/products/{productId}/policy", tag = "policies",
+    params(("productId" = String, Path)),
+    responses((status = 200, description = XML_DESC, content_type = "application/xml", body = String),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn get_product(cp: Cp, Path(id): Path<String>) -> ApiResult<Response> {
+    load::<Product>(&cp, "", &id).await?;
+    get_doc(&cp, &product_key(&id)).await
+}
+
+#[utoipa::path(put, path = "/mgmt/products/{productId}/policy", tag = "policies",
+    params(("productId" = String, Path)),
+    request_body(content = String, content_type = "application/xml", description = XML_DESC),
+    responses((status = 200, description = XML_DESC, content_type = "application/xml", body = String),
+              (status = 201, description = XML_DESC, content_type = "application/xml", body = String),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn put_product(
+    cp: Cp,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    load::<Product>(&cp, "", &id).await?;
+    put_doc(&cp, &product_key(&id), Scope::Product, &headers, &body).await
+}
+
+#[utoipa::path(delete, path = "/mgmt/products/{productId}/policy", tag = "policies",
+    params(("productId" = String, Path)),
+    responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn delete_product(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    check_id("product", &id)?;
+    delete_doc(&cp, &product_key(&id)).await
+}
+
+#[utoipa::path(get, path = "/mgmt/apis/{apiId}/policy", tag = "policies",
+    params(("apiId" = String, Path)),
+    responses((status = 200, description = XML_DESC, content_type = "application/xml", body = String),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn get_api(cp: Cp, Path(id): Path<String>) -> ApiResult<Response> {
+    load::<Api>(&cp, "", &id).await?;
+    get_doc(&cp, &api_key(&id)).await
+}
+
+#[utoipa::path(put, path = "/mgmt/apis/{apiId}/policy", tag = "policies",
+    params(("apiId" = String, Path)),
+    request_body(content = String, content_type = "application/xml", description = XML_DESC),
+    responses((status = 200, description = XML_DESC, content_type = "application/xml", body = String),
+              (status = 201, description = XML_DESC, content_type = "application/xml", body = String),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn put_api(
+    cp: Cp,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    load::<Api>(&cp, "", &id).await?;
+    put_doc(&cp, &api_key(&id), Scope::Api, &headers, &body).await
+}
+
+#[utoipa::path(delete, path = "/mgmt/apis/{apiId}/policy", tag = "policies",
+    params(("apiId" = String, Path)),
+    responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn delete_api(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    check_id("api", &id)?;
+    delete_doc(&cp, &api_key(&id)).await
+}
+
+#[utoipa::path(get, path = "/mgmt/apis/{apiId}/operations/{operationId}/policy", tag = "policies",
+    params(("apiId" = String, Path), ("operationId" = String, Path)),
+    responses((status = 200, description = XML_DESC, content_type = "application/xml", body = String),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn get_operation(cp: Cp, Path((api, op)): Path<(String, String)>) -> ApiResult<Response> {
+    load::<Api>(&cp, "", &api).await?;
+    load::<Operation>(&cp, &api, &op).await?;
+    get_doc(&cp, &operation_key(&api, &op)).await
+}
+
+#[utoipa::path(put, path = "/mgmt/apis/{apiId}/operations/{operationId}/policy", tag = "policies",
+    params(("apiId" = String, Path), ("operationId" = String, Path)),
+    request_body(content = String, content_type = "application/xml", description = XML_DESC),
+    responses((status = 200, description = XML_DESC, content_type = "application/xml", body = String),
+              (status = 201, description = XML_DESC, content_type = "application/xml", body = String),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn put_operation(
+    cp: Cp,
+    Path((api, op)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    load::<Api>(&cp, "", &api).await?;
+    load::<Operation>(&cp, &api, &op).await?;
+    put_doc(
+        &cp,
+        &operation_key(&api, &op),
+        Scope::Operation,
+        &headers,
+        &body,
+    )
+    .await
+}
+
+#[utoipa::path(delete, path = "/mgmt/apis/{apiId}/operations/{operationId}/policy", tag = "policies",
+    params(("apiId" = String, Path), ("operationId" = String, Path)),
+    responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn delete_operation(
+    cp: Cp,
+    Path((api, op)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    check_id("api", &api)?;
+    check_id("operation", &op)?;
+    delete_doc(&cp, &operation_key(&api, &op)).await
+}
+
+/// Which scope a stored policy document belongs to, for messages.
+pub fn describe(kind: &str, parent: &str, id: &str) -> String {
+    match kind {
+        GLOBAL => "the global policy".to_owned(),
+        PRODUCT => format!("product '{parent}'"),
+        API => format!("API '{parent}'"),
+        _ => format!("operation '{id}' of API '{parent}'"),
+    }
+}
+
+/// The scopes whose policy documents (or policy fragments) refer to `{{name}}`.
+pub async fn users_of(cp: &ControlPlane, name: &str) -> ApiResult<Vec<String>> {
+    let mut out = Vec::new();
+    for kind in [GLOBAL, PRODUCT, API, OPERATION] {
+        for doc in cp.store().list_all(kind).await? {
+            if referenced_names(&doc.body).iter().any(|n| n == name) {
+                out.push(describe(kind, &doc.parent, &doc.id));
+            }
+        }
+    }
+    for (id, xml) in super::policy_fragments::all(cp).await? {
+        if referenced_names(&xml).iter().any(|n| n == name) {
+            out.push(format!("fragment '{id}'"));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,212 @@
+//! Micro-benchmarks of the gateway's hot path and of configuration compile time:
+//! routing, the subscription-key lookup, a ten-policy pipeline per request, and compiling a
+//! configuration of 1,000 APIs that each carry a policy.
+//!
+//!     cargo bench -p gatehouse-gateway --bench gateway
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gatehouse_gateway::CompiledConfig;
+use gatehouse_gateway::route;
+use gatehouse_model::resources::{Operation, ProductState, Protocol, SubscriptionState};
+use gatehouse_model::snapshot::{
+    FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotProduct, SnapshotSubscription,
+};
+use gatehouse_policy::exchange::{Request, RequestInfo, Response, SubscriptionInfo};
+use gatehouse_policy::policies::ForwardRequest;
+use gatehouse_policy::{Decision, Exchange, Io, PolicyError};
+
+const TEN_POLICIES: &str = r#"<policies>
+  <inbound>
+    <base />
+    <check-header name="X-Client" failed-check-httpcode="401" failed-check-error-message="no client"><value>web</value><value>mobile</value></check-header>
+    <rate-limit-by-key calls="1000000000" renewal-period="3600" counter-key="@(context.Subscription.Id)" />
+    <set-variable name="caller" value="@(context.Subscription.Id + "@" + context.Request.IpAddress)" />
+    <set-header name="X-Caller" exists-action="override"><value>@((string)context.Variables["caller"])</value></set-header>
+    <set-header name="X-Api" exists-action="override"><value>@(context.Api.Name)</value></set-header>
+    <set-query-parameter name="api-version" exists-action="override"><value>2024-01-01</value></set-query-parameter>
+    <choose>
+      <when condition="@(context.Request.Headers.GetValueOrDefault("X-Tier", "") == "gold")">
+        <set-header name="X-Priority" exists-action="override"><value>high</value></set-header>
+      </when>
+      <otherwise><set-header name="X-Priority" exists-action="override"><value>normal</value></set-header></otherwise>
+    </choose>
+    <rewrite-uri template="/v2/items/{id}" />
+  </inbound>
+  <backend><forward-request timeout="30" /></backend>
+  <outbound>
+    <base />
+    <set-header name="X-Powered-By" exists-action="override"><value>gatehouse</value></set-header>
+    <set-header name="Server" exists-action="delete" />
+  </outbound>
+</policies>"#;
+
+fn api(i: usize, policy: bool) -> SnapshotApi {
+    SnapshotApi {
+        id: format!("api-{i}"),
+        path: format!("svc{i}/v1"),
+        service_url: Some(format!("http://127.0.0.1:9/{i}")),
+        protocols: vec![Protocol::Http, Protocol::Https],
+        subscription_required: true,
+        key_header: "Ocp-Apim-Subscription-Key".into(),
+        key_query: "subscription-key".into(),
+        operations: (0..5)
+            .map(|o| Operation {
+                id: format!("op-{o}"),
+                display_name: format!("Operation {o}"),
+                method: if o % 2 == 0 {
+                    "GET".into()
+                } else {
+                    "POST".into()
+                },
+                url_template: format!("/things{o}/{{id}}"),
+                template_parameters: vec![],
+                description: None,
+            })
+            .collect(),
+        name: format!("API {i}"),
+        version: None,
+        policy: policy.then(|| TEN_POLICIES.to_owned()),
+        operation_policies: Default::default(),
+        examples: Default::default(),
+    }
+}
+
+fn hex(bytes: [u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn snapshot(apis: usize, subscriptions: usize, policies: bool) -> Snapshot {
+    Snapshot {
+        format: FORMAT_VERSION,
+        revision: 1,
+        gateway_id: "bench".into(),
+        apis: (0..apis).map(|i| api(i, policies)).collect(),
+        products: vec![SnapshotProduct {
+            id: "p".into(),
+            subscription_required: true,
+            state: ProductState::Published,
+            apis: (0..apis).map(|i| format!("api-{i}")).collect(),
+            name: "P".into(),
+            policy: None,
+        }],
+        subscriptions: (0..subscriptions)
+            .map(|i| SnapshotSubscription {
+                id: format!("sub-{i}"),
+                scope: "/products/p".into(),
+                state: SubscriptionState::Active,
+                key_hashes: vec![hex(gatehouse_gateway::config::hash_key(&format!(
+                    "key-{i:012}"
+                )))],
+                name: format!("Subscription {i}"),
+            })
+            .collect(),
+        global_policy: None,
+        named_values: Default::default(),
+        policy_fragments: Default::default(),
+    }
+}
+
+/// An `Io` that answers at once, so the benchmark measures the policies themselves.
+struct NullIo;
+
+impl Io for NullIo {
+    async fn read_request_body(&mut self, _ex: &mut Exchange) -> Result<(), PolicyError> {
+        Ok(())
+    }
+    async fn read_response_body(&mut self, _ex: &mut Exchange) -> Result<(), PolicyError> {
+        Ok(())
+    }
+    async fn forward(&mut self, ex: &mut Exchange, _o: &ForwardRequest) -> Result<(), PolicyError> {
+        let mut r = Response::new(http::StatusCode::OK);
+        r.headers
+            .insert("server", http::HeaderValue::from_static("backend"));
+        ex.response = Some(r);
+        Ok(())
+    }
+    async fn count(&mut self, _key: &str, calls: u64, period: Duration, _inc: u64) -> Decision {
+        Decision {
+            allowed: true,
+            remaining: calls,
+            retry_after: period,
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let config = CompiledConfig::compile(&snapshot(10_000, 100_000, false)).unwrap();
+    c.bench_function("route: find API + operation among 10,000 APIs", |b| {
+        b.iter(|| {
+            let (api, rest) = config
+                .find_api(black_box("/svc7345/v1/things3/42"))
+                .unwrap();
+            black_box(route::find(&api.operations, &http::Method::POST, rest).unwrap());
+        })
+    });
+    let (api, _) = config.find_api("/svc7345/v1/things3/42").unwrap();
+    c.bench_function("key: check a key among 100,000 subscriptions", |b| {
+        b.iter(|| black_box(config.check_key(api, black_box("key-000000054321"))))
+    });
+
+    let with_policy = CompiledConfig::compile(&snapshot(1, 1, true)).unwrap();
+    let (api, _) = with_policy.find_api("/svc0/v1/things0/42").unwrap();
+    let pipeline = api.operations[0].policy.default.clone();
+    c.bench_function("pipeline: ten policies, one request", |b| {
+        b.iter(|| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("x-client", http::HeaderValue::from_static("web"));
+            headers.insert("x-tier", http::HeaderValue::from_static("gold"));
+            let mut ex = Exchange::new(
+                Request {
+                    method: http::Method::GET,
+                    scheme: "http".into(),
+                    host: "gw".into(),
+                    path: "/things0/42".into(),
+                    query: Some("a=1".into()),
+                    headers,
+                    body: None,
+                },
+                RequestInfo {
+                    api_id: api.id.clone(),
+                    api_name: api.name.clone(),
+                    operation_id: "op-0".into(),
+                    subscription: Some(SubscriptionInfo {
+                        id: "sub-1".into(),
+                        name: "S".into(),
+                        key: String::new(),
+                    }),
+                    ip: "127.0.0.1".into(),
+                    matched: vec![("id".into(), "42".into())],
+                    ..RequestInfo::default()
+                },
+            );
+            block_on(pipeline.run(&mut ex, &mut NullIo));
+            black_box(ex.response);
+        })
+    });
+
+    let thousand = snapshot(1000, 1000, true);
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10);
+    group.bench_function("1,000 APIs, each with a ten-policy document", |b| {
+        b.iter(|| black_box(CompiledConfig::compile(&thousand).unwrap()))
+    });
+    group.finish();
+}
+
+criterion_group!(gateway, benches);
+criterion_main!(gateway);

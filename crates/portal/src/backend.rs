@@ -1,0 +1,64 @@
+//! What the portal needs from the control plane beyond reading the store: operations whose
+//! logic lives there (sealing subscription keys, publishing a committed change to gateways,
+//! reading an API's imported document). The binary implements this over the control plane, so
+//! this crate stays independent of it (DESIGN §8: `portal` and `control` are siblings).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use gatehouse_model::resources::{Subscription, SubscriptionKeys, SubscriptionState};
+use gatehouse_store::Tx;
+use serde_json::Value;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A control-plane operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The input was refused; the message is fit to show the user.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// Anything else; logged, never shown.
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub trait PortalBackend: Send + Sync + 'static {
+    /// Creates a subscription with freshly generated keys (its id must be new).
+    fn create_subscription(
+        &self,
+        subscription: Subscription,
+    ) -> BoxFuture<'_, Result<Subscription, BackendError>>;
+
+    fn set_subscription_state<'a>(
+        &'a self,
+        id: &'a str,
+        state: SubscriptionState,
+    ) -> BoxFuture<'a, Result<Subscription, BackendError>>;
+
+    /// The keys in clear text.
+    fn subscription_keys<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<SubscriptionKeys, BackendError>>;
+
+    /// Replaces the primary (or secondary) key; the old one stops working.
+    fn regenerate_key<'a>(
+        &'a self,
+        id: &'a str,
+        primary: bool,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// The OpenAPI document imported with an API, as JSON, if there is one.
+    fn api_document<'a>(
+        &'a self,
+        api_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, BackendError>>;
+
+    /// Commits a store transaction and publishes the new revision.
+    fn commit(&self, tx: Tx) -> BoxFuture<'_, Result<u64, BackendError>>;
+}
