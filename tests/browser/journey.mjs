@@ -103,9 +103,9 @@ try {
     return res.status;
   };
   const eventually = async (what, check) => {
-    const deadline = Date.now() + 5_000;
+    const deadline = Date.now() + 10_000;
     while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`${what}: not within 5 s`);
+      if (Date.now() > deadline) throw new Error(`${what}: not within 10 s`);
       await new Promise((r) => setTimeout(r, 50));
     }
   };
@@ -126,10 +126,16 @@ try {
     await expectText(page.locator('#api-results'), 'Swagger Petstore');
     const search = page.getByLabel('Search APIs');
     await search.fill('');
-    await search.pressSequentially('star trek', { delay: 20 });
-    await page.locator('#api-results').filter({ hasNotText: 'Swagger Petstore' }).waitFor();
+    await search.pressSequentially('stapi', { delay: 20 });
+    // Each answer names its query, so an earlier, slower answer cannot be mistaken for it.
+    await expectText(page.locator('#api-results'), 'matching “stapi”');
+    await expectText(page.locator('#api-results'), 'STAPI');
+    if (await page.locator('#api-results').getByText('Swagger Petstore').count() !== 0) {
+      throw new Error('the search did not filter the list');
+    }
     await search.fill('');
     await search.pressSequentially('petstore', { delay: 20 });
+    await expectText(page.locator('#api-results'), 'matching “petstore”');
     await expectText(page.locator('#api-results'), 'Swagger Petstore');
     if (await page.locator('#api-results').getByText('STAPI').count() !== 0) {
       throw new Error('the search did not filter the list');
@@ -196,7 +202,7 @@ try {
     subscriptionId = mine.id;
     await admin('PATCH', `/mgmt/subscriptions/${subscriptionId}`, { state: 'active' });
     await page.reload();
-    await expectText(page.locator('.subs'), 'active');
+    await page.locator('.subs .state', { hasText: /^active$/ }).waitFor();
   });
 
   // 7. Reveal the key.

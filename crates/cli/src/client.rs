@@ -648,16 +648,6 @@ fn rfc3339(unix: i64) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_from_unix() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_798_675_200), "2026-12-31T00:00:00Z");
-        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
-}
-
 pub async fn policy(global: Global, cmd: PolicyCommand) -> Result<(), Failure> {
     match cmd {
         PolicyCommand::Check { files } => check_policies(&global, &files),
@@ -755,4 +745,14 @@ fn check_policies(global: &Global, files: &[PathBuf]) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_from_unix() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_798_675_200), "2026-12-31T00:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
 }

@@ -47,6 +47,8 @@ const ROUTES: &[&str] = &[
     "/mgmt/gateways/{gatewayId}",
     "/mgmt/gateways/{gatewayId}/apis",
     "/mgmt/gateways/{gatewayId}/apis/{apiId}",
+    "/mgmt/policy-fragments",
+    "/mgmt/policy-fragments/{fragmentId}",
 ];
 
 /// A `gatehouse up` child process in its own data directory; killed (and the directory removed,

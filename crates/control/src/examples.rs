@@ -34,7 +34,12 @@ fn resolve<'d>(doc: &'d Value, mut v: &'d Value) -> Option<&'d Value> {
 }
 
 fn is_json(media: &str) -> bool {
-    let m = media.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let m = media
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     m == "application/json" || m.ends_with("+json") || m == "text/json"
 }
 
@@ -193,14 +198,20 @@ mod tests {
         };
         assert_eq!(
             got["get-pet"]["200"],
-            [ex("application/json", r#"{"id":1,"name":"Rex"}"#), ex("text/plain", "Rex")]
+            [
+                ex("application/json", r#"{"id":1,"name":"Rex"}"#),
+                ex("text/plain", "Rex")
+            ]
         );
         assert_eq!(
             got["get-pet"]["404"],
             [ex("application/problem+json", r#"{"title":"not found"}"#)]
         );
         assert!(!got["get-pet"].contains_key("500"));
-        assert_eq!(got["add-pet"]["201"], [ex("application/json", r#"{"created":true}"#)]);
+        assert_eq!(
+            got["add-pet"]["201"],
+            [ex("application/json", r#"{"created":true}"#)]
+        );
         assert!(!got.contains_key("manual"));
     }
 

@@ -8,8 +8,8 @@
 
 mod compile;
 mod docs;
-mod examples;
 pub mod error;
+mod examples;
 mod handlers;
 mod http;
 mod link;

@@ -169,7 +169,10 @@ async fn config(
             };
             let (content_type, body) = match base {
                 Some(base) => {
-                    let delta = gatehouse_model::snapshot::Delta::between(&base.snapshot, &snapshot.snapshot);
+                    let delta = gatehouse_model::snapshot::Delta::between(
+                        &base.snapshot,
+                        &snapshot.snapshot,
+                    );
                     match serde_json::to_vec(&delta) {
                         Ok(bytes) => (DELTA_TYPE, axum::body::Bytes::from(bytes)),
                         Err(_) => ("application/json", snapshot.body.clone()),
@@ -177,7 +180,8 @@ async fn config(
                 }
                 None => ("application/json", snapshot.body.clone()),
             };
-            let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
+            let mut response =
+                (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
             if let Ok(v) = HeaderValue::from_str(&etag(snapshot.revision)) {
                 response.headers_mut().insert(header::ETAG, v);
             }

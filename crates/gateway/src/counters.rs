@@ -6,7 +6,7 @@
 //! the first call. Redis-backed counters for several gateways will implement the same calls.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,9 +67,7 @@ pub struct SlotGuard {
 
 impl Slots {
     fn shard(&self, key: &str) -> usize {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        (h.finish() as usize) % SHARDS
+        (self.hasher.hash_one(key) as usize) % SHARDS
     }
 
     fn lock(&self, shard: usize) -> Option<std::sync::MutexGuard<'_, HashMap<String, u64>>> {
@@ -106,12 +104,12 @@ impl Slots {
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        if let Some(mut map) = self.slots.lock(self.shard) {
-            if let Some(used) = map.get_mut(&self.key) {
-                *used = used.saturating_sub(1);
-                if *used == 0 {
-                    map.remove(&self.key);
-                }
+        if let Some(mut map) = self.slots.lock(self.shard)
+            && let Some(used) = map.get_mut(&self.key)
+        {
+            *used = used.saturating_sub(1);
+            if *used == 0 {
+                map.remove(&self.key);
             }
         }
     }
@@ -121,9 +119,7 @@ impl LocalCounters {
     /// Counts `increment` calls against `key`; allows them if the window has room for them.
     pub fn count(&self, key: &str, calls: u64, period: Duration, increment: u64) -> Decision {
         let now = Instant::now();
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        let shard = (h.finish() as usize) % SHARDS;
+        let shard = (self.hasher.hash_one(key) as usize) % SHARDS;
         let Some(lock) = self.shards.get(shard) else {
             return Decision {
                 allowed: true,

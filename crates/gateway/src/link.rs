@@ -136,7 +136,10 @@ impl Link {
             .get(self.url(&format!("/gateway/v1/config?wait={wait}")))
             .header(AUTHORIZATION, &self.authorization)
             .header(INSTANCE_HEADER, &self.settings.instance)
-            .header(reqwest::header::ACCEPT, format!("{DELTA_TYPE}, application/json"))
+            .header(
+                reqwest::header::ACCEPT,
+                format!("{DELTA_TYPE}, application/json"),
+            )
             .timeout(Duration::from_secs(wait + 15));
         if let Some(r) = known {
             request = request.header(IF_NONE_MATCH, format!("\"{r}\""));
@@ -184,7 +187,12 @@ impl Link {
 
     /// Checks and applies a snapshot from the control plane, and saves it to the backup
     /// (`body` is its JSON when the control plane sent it whole).
-    async fn apply(&self, revision: u64, snapshot: Snapshot, body: Option<Bytes>) -> Result<Arc<Snapshot>, LinkError> {
+    async fn apply(
+        &self,
+        revision: u64,
+        snapshot: Snapshot,
+        body: Option<Bytes>,
+    ) -> Result<Arc<Snapshot>, LinkError> {
         if snapshot.gateway_id != self.gateway_id {
             return Err(LinkError::Invalid(format!(
                 "it is for gateway '{}', not '{}'",
@@ -192,14 +200,20 @@ impl Link {
             )));
         }
         if snapshot.revision != revision {
-            return Err(LinkError::Invalid("its revision does not match its ETag".into()));
+            return Err(LinkError::Invalid(
+                "its revision does not match its ETag".into(),
+            ));
         }
         self.config
             .apply(&snapshot)
             .map_err(|e| LinkError::Invalid(e.to_string()))?;
         self.status.applied(revision, Source::ControlPlane);
         self.applied.notify_one();
-        tracing::info!(revision, apis = snapshot.apis.len(), "applied configuration");
+        tracing::info!(
+            revision,
+            apis = snapshot.apis.len(),
+            "applied configuration"
+        );
         let snapshot = Arc::new(snapshot);
         if let Some(backup) = &self.backup {
             let backup = backup.clone();
@@ -214,8 +228,12 @@ impl Link {
             })
             .await;
             match written {
-                Ok(Ok(path)) => tracing::debug!(path = %path.display(), "configuration saved to the backup"),
-                Ok(Err(e)) => tracing::error!(error = %e, "cannot save the configuration to the backup"),
+                Ok(Ok(path)) => {
+                    tracing::debug!(path = %path.display(), "configuration saved to the backup")
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot save the configuration to the backup")
+                }
                 Err(e) => tracing::error!(error = %e, "backup task failed"),
             }
         }
@@ -247,8 +265,15 @@ impl Link {
                     let next = serde_json::from_slice::<Delta>(&body)
                         .map_err(|e| LinkError::Invalid(format!("the delta does not parse: {e}")))
                         .and_then(|delta| {
-                            let base = last.as_deref().ok_or_else(|| LinkError::Invalid("a delta came without a base".into()))?;
-                            tracing::debug!(revision, changes = delta.len(), bytes = body.len(), "received a delta");
+                            let base = last.as_deref().ok_or_else(|| {
+                                LinkError::Invalid("a delta came without a base".into())
+                            })?;
+                            tracing::debug!(
+                                revision,
+                                changes = delta.len(),
+                                bytes = body.len(),
+                                "received a delta"
+                            );
                             delta.apply(base).map_err(LinkError::Invalid)
                         });
                     match next {

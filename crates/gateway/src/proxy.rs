@@ -19,17 +19,17 @@ use hyper_util::rt::TokioExecutor;
 use gatehouse_policy::exchange::{
     Request as ExRequest, RequestInfo, Response as ExResponse, SubscriptionInfo,
 };
-use gatehouse_policy::policies::{CacheEntry, ForwardRequest, OpenIdKeys};
 use gatehouse_policy::expr::HttpResponse;
 use gatehouse_policy::policies::header_list;
+use gatehouse_policy::policies::{CacheEntry, ForwardRequest, OpenIdKeys};
 use gatehouse_policy::run::{OutboundRequest, Slot};
 use gatehouse_policy::{Decision, Exchange, Io, PolicyError};
 
-use crate::config::{CompiledApi, CompiledConfig, KeyCheck, Upstream};
 use crate::cache::GatewayCache;
+use crate::config::{CompiledApi, CompiledConfig, KeyCheck, Upstream};
 use crate::counters::LocalCounters;
-use crate::openid::OpenIdKeyCache;
 use crate::error::GatewayError;
+use crate::openid::OpenIdKeyCache;
 use crate::{ConfigHandle, GatewaySettings, route};
 
 /// Bodies the gateway sends: its own fixed answers, or a stream from the other side.
@@ -476,71 +476,6 @@ impl RequestIds {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("abc"), "abc");
-        assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
-        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
-        assert_eq!(percent_decode("%4"), "%4");
-    }
-
-    #[test]
-    fn hop_by_hop_headers_go() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("close, x-private"),
-        );
-        h.insert("x-private", HeaderValue::from_static("1"));
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert("x-keep", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("x-keep"));
-    }
-
-    #[test]
-    fn upstream_uri_drops_the_key_parameter() {
-        let up = crate::config::Upstream {
-            scheme: http::uri::Scheme::HTTP,
-            authority: "127.0.0.1:9".parse().unwrap(),
-            base_path: "/base".into(),
-        };
-        let uri = upstream_uri(
-            &up,
-            "/items/1",
-            Some("a=1&subscription-key=s&b=2"),
-            "subscription-key",
-        )
-        .unwrap();
-        assert_eq!(uri.to_string(), "http://127.0.0.1:9/base/items/1?a=1&b=2");
-        let uri = upstream_uri(&up, "", Some("subscription-key=s"), "subscription-key").unwrap();
-        assert_eq!(uri.to_string(), "http://127.0.0.1:9/base");
-        let root = crate::config::Upstream {
-            base_path: "".into(),
-            ..up
-        };
-        assert_eq!(
-            upstream_uri(&root, "", None, "k").unwrap().to_string(),
-            "http://127.0.0.1:9/"
-        );
-    }
-
-    #[test]
-    fn forwarded_for_appends() {
-        let mut h = HeaderMap::new();
-        let remote: SocketAddr = "10.0.0.1:5".parse().unwrap();
-        forwarded_for(&mut h, remote);
-        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
-        forwarded_for(&mut h, "[::1]:6".parse().unwrap());
-        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, ::1");
-    }
-}
-
 /// The request id as a UUID for `context.RequestId`: ours are UUIDs; a caller's other id is
 /// hashed into one.
 fn request_uuid(id: &HeaderValue) -> uuid::Uuid {
@@ -820,5 +755,70 @@ async fn outbound(
             "Timeout",
             format!("{url} did not answer within {:?}", request.timeout),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("abc"), "abc");
+        assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
+        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+        assert_eq!(percent_decode("%4"), "%4");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn upstream_uri_drops_the_key_parameter() {
+        let up = crate::config::Upstream {
+            scheme: http::uri::Scheme::HTTP,
+            authority: "127.0.0.1:9".parse().unwrap(),
+            base_path: "/base".into(),
+        };
+        let uri = upstream_uri(
+            &up,
+            "/items/1",
+            Some("a=1&subscription-key=s&b=2"),
+            "subscription-key",
+        )
+        .unwrap();
+        assert_eq!(uri.to_string(), "http://127.0.0.1:9/base/items/1?a=1&b=2");
+        let uri = upstream_uri(&up, "", Some("subscription-key=s"), "subscription-key").unwrap();
+        assert_eq!(uri.to_string(), "http://127.0.0.1:9/base");
+        let root = crate::config::Upstream {
+            base_path: "".into(),
+            ..up
+        };
+        assert_eq!(
+            upstream_uri(&root, "", None, "k").unwrap().to_string(),
+            "http://127.0.0.1:9/"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = HeaderMap::new();
+        let remote: SocketAddr = "10.0.0.1:5".parse().unwrap();
+        forwarded_for(&mut h, remote);
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
+        forwarded_for(&mut h, "[::1]:6".parse().unwrap());
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, ::1");
     }
 }

@@ -119,7 +119,7 @@ pub async fn run(
                 .readiness()
                 .reason
                 .unwrap_or_else(|| "the control plane did not answer".into());
-    let backup = match &settings.backup_dir {
+            let backup = match &settings.backup_dir {
                 Some(dir) => format!(
                     "the backup directory {} holds no usable configuration",
                     dir.display()

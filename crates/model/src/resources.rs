@@ -1048,7 +1048,10 @@ impl Resource for PolicyFragment {
     fn normalize(&mut self) -> Result<(), ValidationError> {
         let mut p = Problems::default();
         if self.value.trim().is_empty() {
-            p.push("value", "is required: the fragment XML, <fragment>…</fragment>");
+            p.push(
+                "value",
+                "is required: the fragment XML, <fragment>…</fragment>",
+            );
         } else if self.value.len() > MAX_POLICY_FRAGMENT {
             p.push("value", "must be at most 512 KiB");
         }

@@ -140,7 +140,11 @@ pub struct Delta {
 }
 
 /// Upserts and removals between two lists keyed by id, keeping `new`'s order for upserts.
-fn changes<T: Clone + PartialEq>(old: &[T], new: &[T], id: impl Fn(&T) -> &str) -> (Vec<T>, Vec<String>) {
+fn changes<T: Clone + PartialEq>(
+    old: &[T],
+    new: &[T],
+    id: impl Fn(&T) -> &str,
+) -> (Vec<T>, Vec<String>) {
     let before: BTreeMap<&str, &T> = old.iter().map(|t| (id(t), t)).collect();
     let after: std::collections::BTreeSet<&str> = new.iter().map(&id).collect();
     let upserts = new
@@ -167,7 +171,11 @@ fn patch<T: Clone>(list: &mut Vec<T>, upserts: &[T], removed: &[String], id: imp
     if upserts.is_empty() {
         return;
     }
-    let mut at: BTreeMap<String, usize> = list.iter().enumerate().map(|(i, t)| (id(t).to_owned(), i)).collect();
+    let mut at: BTreeMap<String, usize> = list
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (id(t).to_owned(), i))
+        .collect();
     for u in upserts {
         match at.get(id(u)) {
             Some(&i) => {
@@ -201,7 +209,8 @@ impl Delta {
             removed_products,
             subscriptions,
             removed_subscriptions,
-            global_policy: (old.global_policy != new.global_policy).then(|| new.global_policy.clone()),
+            global_policy: (old.global_policy != new.global_policy)
+                .then(|| new.global_policy.clone()),
             named_values: (old.named_values != new.named_values).then(|| new.named_values.clone()),
         }
     }
@@ -220,8 +229,18 @@ impl Delta {
         let mut next = base.clone();
         next.revision = self.revision;
         patch(&mut next.apis, &self.apis, &self.removed_apis, |a| &a.id);
-        patch(&mut next.products, &self.products, &self.removed_products, |p| &p.id);
-        patch(&mut next.subscriptions, &self.subscriptions, &self.removed_subscriptions, |s| &s.id);
+        patch(
+            &mut next.products,
+            &self.products,
+            &self.removed_products,
+            |p| &p.id,
+        );
+        patch(
+            &mut next.subscriptions,
+            &self.subscriptions,
+            &self.removed_subscriptions,
+            |s| &s.id,
+        );
         if let Some(g) = &self.global_policy {
             next.global_policy = g.clone();
         }
@@ -275,7 +294,9 @@ mod tests {
 
     #[test]
     fn a_one_subscription_change_ships_one_subscription() {
-        let many: Vec<_> = (0..1000).map(|i| sub(&format!("s{i}"), SubscriptionState::Active)).collect();
+        let many: Vec<_> = (0..1000)
+            .map(|i| sub(&format!("s{i}"), SubscriptionState::Active))
+            .collect();
         let old = snap(1, many.clone());
         let mut changed = many;
         changed[500].state = SubscriptionState::Suspended;

@@ -178,10 +178,12 @@ impl PolicyDocument {
 
     /// Azure's default global policy: forward every request.
     pub fn default_global() -> Self {
-        let mut d = Self::default();
-        d.present = [true; 4];
-        d.sections[Section::Backend.index()] = vec![Step::ForwardRequest(Default::default())];
-        d
+        let mut sections: [Vec<Step>; 4] = Default::default();
+        sections[Section::Backend.index()] = vec![Step::ForwardRequest(Default::default())];
+        Self {
+            sections,
+            present: [true; 4],
+        }
     }
 
     pub fn section(&self, s: Section) -> &[Step] {
@@ -583,7 +585,10 @@ fn fragment_steps(
     if root.name != "fragment" {
         cx.error(
             root.pos,
-            format!("the root element of a policy fragment must be <fragment>, not <{}>", root.name),
+            format!(
+                "the root element of a policy fragment must be <fragment>, not <{}>",
+                root.name
+            ),
         );
         return (None, cx.diags);
     }
@@ -618,7 +623,8 @@ pub fn check_fragment(
             if steps.is_some() {
                 return diags;
             }
-            let errors = |d: &[Diagnostic]| d.iter().filter(|d| d.severity == Severity::Error).count();
+            let errors =
+                |d: &[Diagnostic]| d.iter().filter(|d| d.severity == Severity::Error).count();
             if best.as_ref().is_none_or(|b| errors(&diags) < errors(b)) {
                 best = Some(diags);
             }

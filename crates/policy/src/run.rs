@@ -258,7 +258,11 @@ impl Slot {
 
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Slot" } else { "Slot(unlimited)" })
+        f.write_str(if self.0.is_some() {
+            "Slot"
+        } else {
+            "Slot(unlimited)"
+        })
     }
 }
 
@@ -350,16 +354,18 @@ impl Pipeline {
 
     async fn run_sections<I: Io>(&self, ex: &mut Exchange, io: &mut I) {
         let mut budget = Budget::default();
-        if self.reads_request_body {
-            if let Err(e) = io.read_request_body(ex).await {
-                return self.fail(ex, io, &mut budget, Section::Inbound, e).await;
-            }
+        if self.reads_request_body
+            && let Err(e) = io.read_request_body(ex).await
+        {
+            return self.fail(ex, io, &mut budget, Section::Inbound, e).await;
         }
         for section in [Section::Inbound, Section::Backend, Section::Outbound] {
-            if section == Section::Outbound && self.reads_response_body && ex.response.is_some() {
-                if let Err(e) = io.read_response_body(ex).await {
-                    return self.fail(ex, io, &mut budget, section, e).await;
-                }
+            if section == Section::Outbound
+                && self.reads_response_body
+                && ex.response.is_some()
+                && let Err(e) = io.read_response_body(ex).await
+            {
+                return self.fail(ex, io, &mut budget, section, e).await;
             }
             match run_steps(self.section(section), ex, io, &mut budget).await {
                 Ok(Flow::Continue) => {}

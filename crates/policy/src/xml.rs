@@ -294,9 +294,8 @@ fn prepare(original: &str) -> (String, Vec<usize>) {
                 b'"' => {
                     let prev = if i > 0 { bytes[i - 1] } else { 0 };
                     let prev2 = if i > 1 { bytes[i - 2] } else { 0 };
-                    let verbatim = prev == b'@'
-                        || (prev == b'$' && prev2 == b'@')
-                        || (prev == b'@' && prev2 == b'$');
+                    // `@"…"`, `@$"…"` or `$@"…"`.
+                    let verbatim = prev == b'@' || (prev == b'$' && prev2 == b'@');
                     let interpolated = prev == b'$' || prev2 == b'$';
                     stack.push(if verbatim {
                         Mode::Verbatim { interpolated }
@@ -317,13 +316,13 @@ fn prepare(original: &str) -> (String, Vec<usize>) {
                 b'\\' => {
                     // Keep the escaped character as part of the string.
                     i += 1;
-                    if let Some(&next) = bytes.get(i) {
-                        if matches!(next, b'"' | b'\'' | b'<' | b'>' | b'&') {
-                            flush(&mut out, original, run_start, i, &mut swaps, next);
-                            i += 1;
-                            run_start = i;
-                            continue;
-                        }
+                    if let Some(&next) = bytes.get(i)
+                        && matches!(next, b'"' | b'\'' | b'<' | b'>' | b'&')
+                    {
+                        flush(&mut out, original, run_start, i, &mut swaps, next);
+                        i += 1;
+                        run_start = i;
+                        continue;
                     }
                 }
                 b'"' => {
@@ -368,13 +367,13 @@ fn prepare(original: &str) -> (String, Vec<usize>) {
             Mode::Char => match b {
                 b'\\' => {
                     i += 1;
-                    if let Some(&next) = bytes.get(i) {
-                        if matches!(next, b'"' | b'\'' | b'<' | b'>' | b'&') {
-                            flush(&mut out, original, run_start, i, &mut swaps, next);
-                            i += 1;
-                            run_start = i;
-                            continue;
-                        }
+                    if let Some(&next) = bytes.get(i)
+                        && matches!(next, b'"' | b'\'' | b'<' | b'>' | b'&')
+                    {
+                        flush(&mut out, original, run_start, i, &mut swaps, next);
+                        i += 1;
+                        run_start = i;
+                        continue;
                     }
                 }
                 b'\'' => {

@@ -8,6 +8,7 @@ mod lifecycle;
 mod management;
 mod policies;
 mod policies_auth;
+mod policies_flow;
 mod reload;
 mod selfhosted;
 mod support;

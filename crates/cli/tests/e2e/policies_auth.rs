@@ -262,11 +262,18 @@ async fn validate_jwt_with_an_openid_provider_and_basic_auth_to_the_backend() {
         );
     }
     assert_eq!(idp.count("/keys"), 1);
-    assert_eq!(backend.count(), base + 20, "refused calls never reach the backend");
+    assert_eq!(
+        backend.count(),
+        base + 20,
+        "refused calls never reach the backend"
+    );
 
     // Neither the token nor the backend password reach the log.
     let log = gh.log();
-    assert!(!log.contains(&valid[valid.len() - 40..]), "a token is in the log");
+    assert!(
+        !log.contains(&valid[valid.len() - 40..]),
+        "a token is in the log"
+    );
     assert!(!log.contains("s3cr3t-backend-pw") && !log.contains(&basic));
 
     // What this gateway cannot do is refused when saved, with the position.
@@ -336,7 +343,10 @@ async fn find_and_replace_and_format_conversions_shape_both_bodies() {
     );
     // The backend's JSON echo, changed and converted on the way back.
     let text = r.text().await.unwrap();
-    assert!(text.starts_with("<Document>") && text.ends_with("</Document>"), "{text}");
+    assert!(
+        text.starts_with("<Document>") && text.ends_with("</Document>"),
+        "{text}"
+    );
     for part in ["<method>POST</method>", "<path>/orders</path>", "<query />"] {
         assert!(text.contains(part), "{text}");
     }

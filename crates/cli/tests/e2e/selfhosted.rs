@@ -747,24 +747,40 @@ async fn a_one_subscription_change_ships_a_small_delta() {
     let backend = Backend::start().await;
     let (gh, token, _key) = setup("sh-delta", &backend).await;
     for i in 0..300 {
-        gh.ok("PUT", &format!("/mgmt/subscriptions/bulk{i}"), Some(json!({"scope": "/apis/a"}))).await;
+        gh.ok(
+            "PUT",
+            &format!("/mgmt/subscriptions/bulk{i}"),
+            Some(json!({"scope": "/apis/a"})),
+        )
+        .await;
     }
     let gw = GatewayProc::spawn("sh-delta-gw", &gh.control(""), &token, &[]);
-    gw.wait_ready(Duration::from_secs(10), |r| r["state"] == "ready").await;
+    gw.wait_ready(Duration::from_secs(10), |r| r["state"] == "ready")
+        .await;
 
     let fetch = |etag: Option<String>| {
         let mut req = gh
             .http
             .get(gh.control("/gateway/v1/config?wait=0"))
             .header("Authorization", &token)
-            .header("Accept", "application/vnd.gatehouse.delta+json, application/json");
+            .header(
+                "Accept",
+                "application/vnd.gatehouse.delta+json, application/json",
+            );
         if let Some(e) = etag {
             req = req.header("If-None-Match", e);
         }
         async move {
             let r = req.send().await.unwrap();
-            let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-            let etag = r.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
+            let ct = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let etag = r
+                .headers()
+                .get("etag")
+                .map(|v| v.to_str().unwrap().to_owned());
             (r.status().as_u16(), ct, etag, r.bytes().await.unwrap())
         }
     };
@@ -772,7 +788,12 @@ async fn a_one_subscription_change_ships_a_small_delta() {
     assert_eq!((status, ct.as_str()), (200, "application/json"));
 
     // Suspend one subscription: the next answer is a delta naming just that one.
-    gh.ok("PATCH", "/mgmt/subscriptions/bulk7", Some(json!({"state": "suspended"}))).await;
+    gh.ok(
+        "PATCH",
+        "/mgmt/subscriptions/bulk7",
+        Some(json!({"state": "suspended"})),
+    )
+    .await;
     let (status, ct, _, delta) = fetch(etag).await;
     assert_eq!(status, 200);
     assert_eq!(ct, "application/vnd.gatehouse.delta+json");
@@ -787,12 +808,27 @@ async fn a_one_subscription_change_ships_a_small_delta() {
     assert!(delta.len() * 50 < full.len());
 
     // The gateway, which takes deltas, ends up with exactly the configuration the control plane has.
-    let current = gh.ok("GET", "/mgmt/gateways/edge/status", None).await["currentRevision"].as_u64().unwrap();
-    gw.wait_ready(Duration::from_secs(2), |r| r["configRevision"].as_u64() == Some(current)).await;
-    let keys = gh.ok("POST", "/mgmt/subscriptions/bulk7/listSecrets", None).await;
-    assert_eq!(status_of(&gw, "/a/x", keys["primaryKey"].as_str().unwrap()).await, 401);
-    let keys = gh.ok("POST", "/mgmt/subscriptions/bulk8/listSecrets", None).await;
-    assert_eq!(status_of(&gw, "/a/x", keys["primaryKey"].as_str().unwrap()).await, 200);
+    let current = gh.ok("GET", "/mgmt/gateways/edge/status", None).await["currentRevision"]
+        .as_u64()
+        .unwrap();
+    gw.wait_ready(Duration::from_secs(2), |r| {
+        r["configRevision"].as_u64() == Some(current)
+    })
+    .await;
+    let keys = gh
+        .ok("POST", "/mgmt/subscriptions/bulk7/listSecrets", None)
+        .await;
+    assert_eq!(
+        status_of(&gw, "/a/x", keys["primaryKey"].as_str().unwrap()).await,
+        401
+    );
+    let keys = gh
+        .ok("POST", "/mgmt/subscriptions/bulk8/listSecrets", None)
+        .await;
+    assert_eq!(
+        status_of(&gw, "/a/x", keys["primaryKey"].as_str().unwrap()).await,
+        200
+    );
     assert!(gw.log().contains("applied configuration"));
 }
 

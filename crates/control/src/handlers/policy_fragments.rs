@@ -257,8 +257,14 @@ mod tests {
         assert!(included("<policies/>").is_empty());
         assert!(included("<broken include-fragment").is_empty());
         let fragments: HashMap<String, String> = [
-            ("a".to_owned(), r#"<fragment><include-fragment fragment-id="c"/></fragment>"#.to_owned()),
-            ("c".to_owned(), r#"<fragment><include-fragment fragment-id="a"/></fragment>"#.to_owned()),
+            (
+                "a".to_owned(),
+                r#"<fragment><include-fragment fragment-id="c"/></fragment>"#.to_owned(),
+            ),
+            (
+                "c".to_owned(),
+                r#"<fragment><include-fragment fragment-id="a"/></fragment>"#.to_owned(),
+            ),
         ]
         .into();
         let reached: Vec<String> = reachable(xml, &fragments).into_iter().collect();

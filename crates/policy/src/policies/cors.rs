@@ -211,7 +211,9 @@ impl Cors {
                         let mut out = Vec::new();
                         for origin in &list {
                             match normalise(origin) {
-                                Some(n) if n.starts_with("http://") || n.starts_with("https://") => {
+                                Some(n)
+                                    if n.starts_with("http://") || n.starts_with("https://") =>
+                                {
                                     out.push(n);
                                 }
                                 _ => {
@@ -272,7 +274,11 @@ impl Cors {
                     cx.error(m.pos, "<allowed-methods> needs at least one <method>");
                     ok = false;
                 }
-                Some(if any { Methods::Any } else { Methods::List(list) })
+                Some(if any {
+                    Methods::Any
+                } else {
+                    Methods::List(list)
+                })
             }
         };
 
@@ -356,8 +362,9 @@ impl Cors {
     ) -> Result<bool, PolicyError> {
         match &self.methods {
             Methods::Any => Ok(true),
-            Methods::Default => Ok(method.eq_ignore_ascii_case("GET")
-                || method.eq_ignore_ascii_case("POST")),
+            Methods::Default => {
+                Ok(method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("POST"))
+            }
             Methods::List(list) => {
                 for m in list {
                     if m.eval(ex, budget)?.trim().eq_ignore_ascii_case(method) {
@@ -451,7 +458,8 @@ impl Cors {
     /// The answer to a preflight, or `None` when it does not match this policy.
     fn answer(&self, ex: &Exchange, budget: &mut Budget) -> Result<Option<Response>, PolicyError> {
         let headers = &ex.request.headers;
-        let (Some(origin), Some(method)) = (headers.get(header::ORIGIN), headers.get(REQUEST_METHOD))
+        let (Some(origin), Some(method)) =
+            (headers.get(header::ORIGIN), headers.get(REQUEST_METHOD))
         else {
             return Ok(None);
         };

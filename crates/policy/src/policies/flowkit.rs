@@ -177,7 +177,13 @@ impl Io for FlowIo {
             .lock()
             .unwrap()
             .push(ex.request.body.clone().unwrap_or_default());
-        let status = self.state.statuses.lock().unwrap().pop_front().unwrap_or(200);
+        let status = self
+            .state
+            .statuses
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(200);
         let mut r = Response::new(StatusCode::from_u16(status).unwrap());
         r.body = Some(Bytes::from(format!("answer {status}")));
         ex.response = Some(r);

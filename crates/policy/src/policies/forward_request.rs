@@ -54,11 +54,11 @@ impl ForwardRequest {
         if let Some(ms) = cx.u64_attr(el, "timeout-ms", 1, 240 * 60 * 1000) {
             timeout = Some(Duration::from_millis(ms));
         }
-        if let Some(v) = cx.literal(el, "http-version") {
-            if !matches!(v.trim(), "1" | "1.1" | "2or1") {
-                let pos = el.attr("http-version").map_or(el.pos, |a| a.pos);
-                cx.error(pos, format!("http-version must be 1, 2or1 (not '{v}')"));
-            }
+        if let Some(v) = cx.literal(el, "http-version")
+            && !matches!(v.trim(), "1" | "1.1" | "2or1")
+        {
+            let pos = el.attr("http-version").map_or(el.pos, |a| a.pos);
+            cx.error(pos, format!("http-version must be 1, 2or1 (not '{v}')"));
         }
         Some(Self {
             timeout,
@@ -75,18 +75,17 @@ impl ForwardRequest {
 
     pub async fn run<I: Io>(&self, ex: &mut Exchange, io: &mut I) -> Result<Flow, PolicyError> {
         io.forward(ex, self).await?;
-        if self.fail_on_error_status_code {
-            if let Some(r) = &ex.response {
-                if r.status.is_client_error() || r.status.is_server_error() {
-                    return Err(PolicyError {
-                        source: "forward-request".into(),
-                        reason: "BackendError".into(),
-                        message: format!("the backend answered {}", r.status.as_u16()),
-                        status: r.status,
-                        body: r#"{"statusCode":502,"message":"Bad gateway. The backend service answered with an error."}"#,
-                    });
-                }
-            }
+        if self.fail_on_error_status_code
+            && let Some(r) = &ex.response
+            && (r.status.is_client_error() || r.status.is_server_error())
+        {
+            return Err(PolicyError {
+                source: "forward-request".into(),
+                reason: "BackendError".into(),
+                message: format!("the backend answered {}", r.status.as_u16()),
+                status: r.status,
+                body: r#"{"statusCode":502,"message":"Bad gateway. The backend service answered with an error."}"#,
+            });
         }
         Ok(Flow::Continue)
     }

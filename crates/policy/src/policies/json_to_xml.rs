@@ -434,8 +434,10 @@ mod tests {
             </outbound></policies>"##,
         );
         let mut ex = exchange("GET", "/", &[]);
-        let mut io = MockIo::default();
-        io.answer = Some(bytes::Bytes::from_static(br##"{"soapenv:Envelope": {"xmlns:soapenv": "http://schemas.xmlsoap.org/soap/envelope/", "soapenv:Header": {}, "soapenv:Body": {"v1:QueryList": {"#attrs": {"queryName": "test"}, "v1:QueryItem": {"name": "dummy text"}}}}}"##));
+        let mut io = MockIo {
+            answer: Some(bytes::Bytes::from_static(br##"{"soapenv:Envelope": {"xmlns:soapenv": "http://schemas.xmlsoap.org/soap/envelope/", "soapenv:Header": {}, "soapenv:Body": {"v1:QueryList": {"#attrs": {"queryName": "test"}, "v1:QueryItem": {"name": "dummy text"}}}}}"##)),
+            ..MockIo::default()
+        };
         block_on(p.run(&mut ex, &mut io));
         let r = ex.response.unwrap();
         assert_eq!(r.headers["content-type"], "application/xml");

@@ -28,7 +28,10 @@ impl LimitConcurrency {
         let max_count = match el.attr("max-count") {
             Some(_) => cx.u64_attr(el, "max-count", 1, u64::from(u32::MAX)),
             None => {
-                cx.error(el.pos, "<limit-concurrency> needs the attribute 'max-count'");
+                cx.error(
+                    el.pos,
+                    "<limit-concurrency> needs the attribute 'max-count'",
+                );
                 None
             }
         };

@@ -130,7 +130,10 @@ mod tests {
                 ex("text/plain", "one"),
             ],
         );
-        m.insert("4XX".into(), vec![ex("application/json", r#"{"error":"bad"}"#)]);
+        m.insert(
+            "4XX".into(),
+            vec![ex("application/json", r#"{"error":"bad"}"#)],
+        );
         m.insert("default".into(), vec![ex("text/plain", "whatever")]);
         Arc::new(m)
     }
@@ -159,16 +162,34 @@ mod tests {
     fn answers_from_the_examples_without_the_backend() {
         assert_eq!(
             mock("", true),
-            (200, Some("application/json".into()), r#"{"id":1}"#.into(), false)
+            (
+                200,
+                Some("application/json".into()),
+                r#"{"id":1}"#.into(),
+                false
+            )
         );
         assert_eq!(
-            mock(r#"status-code="200" content-type="text/plain; charset=utf-8""#, true),
-            (200, Some("text/plain; charset=utf-8".into()), "one".into(), false)
+            mock(
+                r#"status-code="200" content-type="text/plain; charset=utf-8""#,
+                true
+            ),
+            (
+                200,
+                Some("text/plain; charset=utf-8".into()),
+                "one".into(),
+                false
+            )
         );
         // A range, then `default`, stand in for a code the document doesn't list.
         assert_eq!(
             mock(r#"status-code="404""#, true),
-            (404, Some("application/json".into()), r#"{"error":"bad"}"#.into(), false)
+            (
+                404,
+                Some("application/json".into()),
+                r#"{"error":"bad"}"#.into(),
+                false
+            )
         );
         assert_eq!(
             mock(r#"status-code="503""#, true),
@@ -178,7 +199,10 @@ mod tests {
 
     #[test]
     fn without_an_example_the_body_is_empty() {
-        assert_eq!(mock(r#"status-code="201""#, false), (201, None, String::new(), false));
+        assert_eq!(
+            mock(r#"status-code="201""#, false),
+            (201, None, String::new(), false)
+        );
         assert_eq!(
             mock(r#"status-code="200" content-type="application/xml""#, true),
             (200, Some("application/xml".into()), String::new(), false)
@@ -189,12 +213,21 @@ mod tests {
     fn compile_errors() {
         for (xml, needle) in [
             (r#"<mock-response status-code="700"/>"#, "from 100 to 599"),
-            (r#"<mock-response status-code="@(200)"/>"#, "does not accept an expression"),
-            (r#"<mock-response content-type="a b&#10;c"/>"#, "not a valid content type"),
+            (
+                r#"<mock-response status-code="@(200)"/>"#,
+                "does not accept an expression",
+            ),
+            (
+                r#"<mock-response content-type="a b&#10;c"/>"#,
+                "not a valid content type",
+            ),
             (r#"<mock-response colour="red"/>"#, "no attribute 'colour'"),
         ] {
             let errors = errors_inbound(xml);
-            assert!(errors.iter().any(|e| e.contains(needle)), "{xml}: {errors:?}");
+            assert!(
+                errors.iter().any(|e| e.contains(needle)),
+                "{xml}: {errors:?}"
+            );
         }
         let xml = r#"<policies><backend><mock-response/></backend></policies>"#;
         let (_, diags) = crate::compile::compile(
@@ -203,6 +236,10 @@ mod tests {
             &crate::compile::NoNamedValues,
             crate::compile::Mode::Strict,
         );
-        assert!(diags.iter().any(|d| d.message.contains("not allowed in <backend>")));
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.message.contains("not allowed in <backend>"))
+        );
     }
 }

@@ -13,6 +13,8 @@ mod check_header;
 mod choose;
 mod cors;
 mod find_and_replace;
+#[cfg(test)]
+pub(crate) mod flowkit;
 mod forward_request;
 mod include_fragment;
 mod ip_filter;
@@ -33,13 +35,11 @@ mod set_method;
 mod set_query_parameter;
 mod set_status;
 mod set_variable;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod validate_jwt;
 mod wait;
 mod xml_to_json;
-#[cfg(test)]
-pub(crate) mod flowkit;
-#[cfg(test)]
-pub(crate) mod testkit;
 
 pub use authentication_basic::AuthenticationBasic;
 pub use cache::{CacheEntry, CachedResponse, Downstream, ResponseCacheKey};
@@ -60,8 +60,8 @@ pub use limit_concurrency::LimitConcurrency;
 pub use mock_response::MockResponse;
 pub use quota::{Quota, QuotaCharge};
 pub use rate_limit::RateLimit;
-pub use return_response::ReturnResponse;
 pub use retry::Retry;
+pub use return_response::ReturnResponse;
 pub use rewrite_uri::RewriteUri;
 pub use send_request::{DEFAULT_SEND_TIMEOUT, SendRequest, header_list};
 pub use set_backend_service::SetBackendService;
@@ -147,7 +147,10 @@ pub const CATALOGUE: &[(&str, &[Section])] = &[
     ("retry", &[Inbound, Backend, Outbound, OnError]),
     ("return-response", &[Inbound, Backend, Outbound, OnError]),
     ("rewrite-uri", &[Inbound]),
-    ("send-one-way-request", &[Inbound, Backend, Outbound, OnError]),
+    (
+        "send-one-way-request",
+        &[Inbound, Backend, Outbound, OnError],
+    ),
     ("send-request", &[Inbound, Backend, Outbound, OnError]),
     ("set-backend-service", &[Inbound, Backend]),
     ("set-body", &[Inbound, Backend, Outbound, OnError]),
@@ -220,9 +223,7 @@ pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Step> {
         "retry" => Step::Retry(Box::new(Retry::compile(el, cx)?)),
         "return-response" => Step::ReturnResponse(ReturnResponse::compile(el, cx)?),
         "rewrite-uri" => Step::RewriteUri(RewriteUri::compile(el, cx)?),
-        "send-one-way-request" => {
-            Step::SendRequest(Box::new(SendRequest::compile(el, cx, true)?))
-        }
+        "send-one-way-request" => Step::SendRequest(Box::new(SendRequest::compile(el, cx, true)?)),
         "send-request" => Step::SendRequest(Box::new(SendRequest::compile(el, cx, false)?)),
         "set-backend-service" => Step::SetBackendService(SetBackendService::compile(el, cx)?),
         "set-body" => Step::SetBody(SetBody::compile(el, cx)?),
@@ -338,7 +339,9 @@ impl Step {
             // A retried forward-request sends the same body again: buffer it first.
             Step::Retry(r) => {
                 self.expressions_read_body()
-                    || r.steps.iter().any(|s| s.reads_request_body() || s.forwards())
+                    || r.steps
+                        .iter()
+                        .any(|s| s.reads_request_body() || s.forwards())
             }
             Step::SendRequest(s) => s.copies_request_body() || self.expressions_read_body(),
             Step::LimitConcurrency(_) | Step::Wait(_) | Step::IncludeFragment(_) => {

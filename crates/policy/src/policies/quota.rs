@@ -146,11 +146,9 @@ fn limit(cx: &mut Cx<'_>, el: &Element, by_key: bool) -> Option<Limit> {
 
 /// `yyyy-MM-ddTHH:mm:ssZ` as Unix seconds.
 fn parse_start(text: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(
-        text.trim(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .ok()?;
+    let t =
+        time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+            .ok()?;
     Some(t.unix_timestamp())
 }
 
@@ -175,7 +173,9 @@ fn window(origin: i64, period: Option<Duration>, now: SystemTime) -> (i128, Dura
         Ok(d) => i128::try_from(d.as_millis()).unwrap_or(i128::MAX),
         Err(e) => -i128::try_from(e.duration().as_millis()).unwrap_or(i128::MAX),
     };
-    let period_ms = i128::try_from(period.as_millis()).unwrap_or(i128::MAX).max(1);
+    let period_ms = i128::try_from(period.as_millis())
+        .unwrap_or(i128::MAX)
+        .max(1);
     let elapsed = (now_ms - i128::from(origin) * 1000).max(0);
     let index = elapsed / period_ms;
     let left = period_ms - elapsed % period_ms;
@@ -249,7 +249,10 @@ impl Quota {
                 && lit.trim().parse::<u32>().is_err()
             {
                 let pos = el.attr("increment-count").map_or(el.pos, |a| a.pos);
-                cx.error(pos, format!("'increment-count' must be a whole number, not '{lit}'"));
+                cx.error(
+                    pos,
+                    format!("'increment-count' must be a whole number, not '{lit}'"),
+                );
                 return None;
             }
             let start = match cx.literal(el, "first-period-start") {
@@ -346,7 +349,10 @@ impl Quota {
             let period_secs = l.period.map_or(0, |p| p.as_secs());
             for (kind, max) in [
                 (Kind::Calls, l.calls),
-                (Kind::Bandwidth, l.bandwidth.map(|kb| kb.saturating_mul(1024))),
+                (
+                    Kind::Bandwidth,
+                    l.bandwidth.map(|kb| kb.saturating_mul(1024)),
+                ),
             ] {
                 let Some(max) = max else { continue };
                 let kind_tag = if kind == Kind::Calls { "c" } else { "b" };
@@ -359,7 +365,12 @@ impl Quota {
                 }
                 let charge_now = kind == Kind::Calls && count_now && increment > 0;
                 let d = io
-                    .count(&window_key, max, left, if charge_now { increment } else { 0 })
+                    .count(
+                        &window_key,
+                        max,
+                        left,
+                        if charge_now { increment } else { 0 },
+                    )
                     .await;
                 let exhausted = !d.allowed || (!charge_now && d.remaining == 0);
                 if exhausted {

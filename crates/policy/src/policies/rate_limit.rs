@@ -200,19 +200,17 @@ impl RateLimit {
         };
         let mut tightest: Option<(Decision, &Limit)> = None;
         for l in &self.limits {
-            if let Some(api) = &l.api {
-                if !(api.eq_ignore_ascii_case(&ex.info.api_id)
+            if let Some(api) = &l.api
+                && !(api.eq_ignore_ascii_case(&ex.info.api_id)
                     || api.eq_ignore_ascii_case(&ex.info.api_name))
-                {
-                    continue;
-                }
+            {
+                continue;
             }
-            if let Some(op) = &l.operation {
-                if !(op.eq_ignore_ascii_case(&ex.info.operation_id)
+            if let Some(op) = &l.operation
+                && !(op.eq_ignore_ascii_case(&ex.info.operation_id)
                     || op.eq_ignore_ascii_case(&ex.info.operation_name))
-                {
-                    continue;
-                }
+            {
+                continue;
             }
             let key = format!(
                 "{base_key}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",

@@ -65,13 +65,21 @@ impl Waits {
 }
 
 /// A whole number of seconds (or a literal to check now).
-fn seconds(cx: &mut Cx<'_>, el: &Element, name: &str, required: bool) -> Option<Option<PolicyText>> {
+fn seconds(
+    cx: &mut Cx<'_>,
+    el: &Element,
+    name: &str,
+    required: bool,
+) -> Option<Option<PolicyText>> {
     let Some(t) = cx.opt_text(el, name) else {
         if el.attr(name).is_some() {
             return None;
         }
         if required {
-            cx.error(el.pos, format!("<retry> needs the attribute '{name}' (seconds)"));
+            cx.error(
+                el.pos,
+                format!("<retry> needs the attribute '{name}' (seconds)"),
+            );
             return None;
         }
         return Some(None);
@@ -82,7 +90,9 @@ fn seconds(cx: &mut Cx<'_>, el: &Element, name: &str, required: bool) -> Option<
         let pos = el.attr(name).map_or(el.pos, |a| a.pos);
         cx.error(
             pos,
-            format!("'{name}' must be a whole number of seconds from 0 to {MAX_WAIT_SECS}, not '{lit}'"),
+            format!(
+                "'{name}' must be a whole number of seconds from 0 to {MAX_WAIT_SECS}, not '{lit}'"
+            ),
         );
         return None;
     }
@@ -93,7 +103,10 @@ fn check_bool(cx: &mut Cx<'_>, el: &Element, name: &str, t: &PolicyText) -> bool
     match t.as_literal() {
         Some(lit) if !matches!(lit.trim().to_ascii_lowercase().as_str(), "true" | "false") => {
             let pos = el.attr(name).map_or(el.pos, |a| a.pos);
-            cx.error(pos, format!("'{name}' must be true, false or an expression, not '{lit}'"));
+            cx.error(
+                pos,
+                format!("'{name}' must be true, false or an expression, not '{lit}'"),
+            );
             false
         }
         _ => true,
@@ -212,10 +225,7 @@ impl Retry {
         let count = self.count.eval(ex, budget)?;
         let count = whole(&count, "count", MAX_COUNT)?;
         let waits = self.waits(ex, budget)?;
-        let condition_reads_body = self
-            .condition
-            .source()
-            .is_some_and(|s| s.contains(".Body"));
+        let condition_reads_body = self.condition.source().is_some_and(|s| s.contains(".Body"));
         let mut retries: u32 = 0;
         loop {
             if run_steps(&self.steps, ex, io, budget).await? == Flow::Return {

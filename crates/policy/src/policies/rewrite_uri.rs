@@ -22,12 +22,13 @@ impl RewriteUri {
         cx.allow_attrs(el, &["template", "copy-unmatched-params"]);
         cx.no_children(el);
         let template = cx.req_text(el, "template")?;
-        if let Some(t) = template.as_literal() {
-            if !t.starts_with('/') && !t.is_empty() {
-                let pos = el.attr("template").map_or(el.pos, |a| a.pos);
-                cx.error(pos, format!("template '{t}' must start with '/'"));
-                return None;
-            }
+        if let Some(t) = template.as_literal()
+            && !t.starts_with('/')
+            && !t.is_empty()
+        {
+            let pos = el.attr("template").map_or(el.pos, |a| a.pos);
+            cx.error(pos, format!("template '{t}' must start with '/'"));
+            return None;
         }
         let copy_unmatched = cx.bool_attr(el, "copy-unmatched-params", true);
         Some(Self {

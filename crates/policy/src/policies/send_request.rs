@@ -20,8 +20,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use super::set_header::{self, SetHeader};
 use super::SetBody;
+use super::set_header::{self, SetHeader};
 use crate::compile::{Cx, Section};
 use crate::exchange::Exchange;
 use crate::expr::Value;
@@ -63,7 +63,9 @@ fn check_url(cx: &mut Cx<'_>, el: &Element, url: &str) -> bool {
     if lower.starts_with("https://") {
         cx.error(
             el.pos,
-            format!("'{url}': this gateway sends requests over http only (https is not set up yet)"),
+            format!(
+                "'{url}': this gateway sends requests over http only (https is not set up yet)"
+            ),
         );
         return false;
     }
@@ -109,7 +111,8 @@ impl SendRequest {
             .unwrap_or_else(|| PolicyText::literal("new"));
         let literal_mode = mode.as_literal().map(|m| m.trim().to_ascii_lowercase());
         if let Some(m) = &literal_mode
-            && m != "new" && m != "copy"
+            && m != "new"
+            && m != "copy"
         {
             let pos = el.attr("mode").map_or(el.pos, |a| a.pos);
             cx.error(pos, format!("'mode' must be new or copy, not '{m}'"));
@@ -178,7 +181,10 @@ impl SendRequest {
                         Some(PolicyText::Expr(_)) => {
                             cx.error(
                                 child.pos,
-                                format!("<set-method> of <{}> does not accept an expression", el.name),
+                                format!(
+                                    "<set-method> of <{}> does not accept an expression",
+                                    el.name
+                                ),
                             );
                             ok = false;
                         }
@@ -196,7 +202,10 @@ impl SendRequest {
                 other => {
                     cx.error(
                         child.pos,
-                        format!("<{other}> inside <{}> is not supported by this gateway", el.name),
+                        format!(
+                            "<{other}> inside <{}> is not supported by this gateway",
+                            el.name
+                        ),
                     );
                     ok = false;
                 }
@@ -205,7 +214,10 @@ impl SendRequest {
         cx.section = section;
         if literal_mode.as_deref() == Some("new") {
             if url.is_none() {
-                cx.error(el.pos, format!("<{}> with mode=\"new\" needs <set-url>", el.name));
+                cx.error(
+                    el.pos,
+                    format!("<{}> with mode=\"new\" needs <set-url>", el.name),
+                );
                 ok = false;
             }
             if method.is_none() {
@@ -302,7 +314,10 @@ impl SendRequest {
         let (Some(method), Some(url)) = (method, url) else {
             return Err(PolicyError::runtime(
                 "ConfigurationError",
-                format!("<{}> with mode=\"new\" needs <set-url> and <set-method>", self.name()),
+                format!(
+                    "<{}> with mode=\"new\" needs <set-url> and <set-method>",
+                    self.name()
+                ),
             ));
         };
         let lower = url.to_ascii_lowercase();
@@ -402,10 +417,7 @@ pub(crate) fn store(
 
 /// The URL the backend would get for the request as it is now.
 fn backend_url(ex: &Exchange) -> String {
-    let base = ex
-        .backend_url
-        .as_deref()
-        .or(ex.info.service_url.as_deref());
+    let base = ex.backend_url.as_deref().or(ex.info.service_url.as_deref());
     let Some(base) = base else {
         return ex.request_url();
     };

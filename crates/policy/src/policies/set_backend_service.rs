@@ -24,15 +24,15 @@ impl SetBackendService {
             return None;
         }
         let base_url = cx.req_text(el, "base-url")?;
-        if let Some(u) = base_url.as_literal() {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                let pos = el.attr("base-url").map_or(el.pos, |a| a.pos);
-                cx.error(
-                    pos,
-                    format!("base-url '{u}' must be an absolute http:// or https:// URL"),
-                );
-                return None;
-            }
+        if let Some(u) = base_url.as_literal()
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            let pos = el.attr("base-url").map_or(el.pos, |a| a.pos);
+            cx.error(
+                pos,
+                format!("base-url '{u}' must be an absolute http:// or https:// URL"),
+            );
+            return None;
         }
         Some(Self { base_url })
     }

@@ -20,15 +20,15 @@ pub struct SetBody {
 impl SetBody {
     pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Self> {
         cx.allow_attrs(el, &["template", "xsi-nil", "parse-date"]);
-        if let Some(t) = cx.literal(el, "template") {
-            if !t.eq_ignore_ascii_case("none") {
-                let pos = el.attr("template").map_or(el.pos, |a| a.pos);
-                cx.error(
-                    pos,
-                    format!("template=\"{t}\" is not supported yet; use an expression (@{{ … }})"),
-                );
-                return None;
-            }
+        if let Some(t) = cx.literal(el, "template")
+            && !t.eq_ignore_ascii_case("none")
+        {
+            let pos = el.attr("template").map_or(el.pos, |a| a.pos);
+            cx.error(
+                pos,
+                format!("template=\"{t}\" is not supported yet; use an expression (@{{ … }})"),
+            );
+            return None;
         }
         let body = match el.text() {
             // Text only: it may be an expression.

@@ -17,11 +17,11 @@ impl SetMethod {
     pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Self> {
         cx.allow_attrs(el, &[]);
         let method = cx.content(el)?;
-        if let Some(lit) = method.as_literal() {
-            if lit.is_empty() || Method::from_bytes(lit.as_bytes()).is_err() {
-                cx.error(el.pos, format!("'{lit}' is not an HTTP method"));
-                return None;
-            }
+        if let Some(lit) = method.as_literal()
+            && (lit.is_empty() || Method::from_bytes(lit.as_bytes()).is_err())
+        {
+            cx.error(el.pos, format!("'{lit}' is not an HTTP method"));
+            return None;
         }
         Some(Self { method })
     }

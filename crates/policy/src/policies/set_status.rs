@@ -20,18 +20,17 @@ impl SetStatus {
         cx.allow_attrs(el, &["code", "reason"]);
         cx.no_children(el);
         let code = cx.req_text(el, "code")?;
-        if let Some(lit) = code.as_literal() {
-            if lit
+        if let Some(lit) = code.as_literal()
+            && lit
                 .trim()
                 .parse::<u16>()
                 .ok()
                 .and_then(|c| StatusCode::from_u16(c).ok())
                 .is_none()
-            {
-                let pos = el.attr("code").map_or(el.pos, |a| a.pos);
-                cx.error(pos, format!("'{lit}' is not an HTTP status code (100-999)"));
-                return None;
-            }
+        {
+            let pos = el.attr("code").map_or(el.pos, |a| a.pos);
+            cx.error(pos, format!("'{lit}' is not an HTTP status code (100-999)"));
+            return None;
         }
         let reason = cx.opt_text(el, "reason");
         Some(Self { code, reason })

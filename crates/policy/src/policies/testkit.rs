@@ -135,8 +135,10 @@ impl Io for MockIo {
                 .unwrap_or_else(|| bytes::Bytes::from_static(b"ok")),
         );
         if let Some(t) = &self.answer_type {
-            r.headers
-                .insert(http::header::CONTENT_TYPE, HeaderValue::from_str(t).unwrap());
+            r.headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_str(t).unwrap(),
+            );
         }
         ex.response = Some(r);
         Ok(())
@@ -178,9 +180,10 @@ impl Io for MockIo {
         refresh: bool,
     ) -> Result<Arc<OpenIdKeys>, PolicyError> {
         self.openid_calls.push((config_url.to_owned(), refresh));
-        self.openid.get(config_url).cloned().ok_or_else(|| {
-            PolicyError::runtime("OpenIdConfigurationUnavailable", "unreachable")
-        })
+        self.openid
+            .get(config_url)
+            .cloned()
+            .ok_or_else(|| PolicyError::runtime("OpenIdConfigurationUnavailable", "unreachable"))
     }
 }
 

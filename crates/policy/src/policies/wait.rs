@@ -58,7 +58,13 @@ impl Wait {
         io: &mut I,
         budget: &mut Budget,
     ) -> Result<Flow, PolicyError> {
-        let any = match self.mode.eval(ex, budget)?.trim().to_ascii_lowercase().as_str() {
+        let any = match self
+            .mode
+            .eval(ex, budget)?
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "any" => true,
             "all" => false,
             other => {
@@ -175,7 +181,10 @@ mod tests {
         block_on(p.run(&mut ex, &mut io.clone()));
         assert_eq!(io.completed(), ["http://fast.test/b"]);
         assert!(ex.variables.contains_key("fast"));
-        assert!(!ex.variables.contains_key("slow"), "the slow one was abandoned");
+        assert!(
+            !ex.variables.contains_key("slow"),
+            "the slow one was abandoned"
+        );
     }
 
     #[test]
@@ -213,7 +222,10 @@ mod tests {
         block_on(pipeline(&xml("false")).run(&mut ex, &mut io()));
         assert_eq!(ex.response.unwrap().status, 599);
         let e = ex.last_error.unwrap();
-        assert_eq!((e.source.as_str(), e.reason.as_str()), ("send-request", "Timeout"));
+        assert_eq!(
+            (e.source.as_str(), e.reason.as_str()),
+            ("send-request", "Timeout")
+        );
     }
 
     #[test]
@@ -238,12 +250,21 @@ mod tests {
     #[test]
     fn compile_errors() {
         for (xml, needle) in [
-            (r#"<wait for="some"><choose><when condition="@(true)"/></choose></wait>"#, "must be all or any"),
-            (r#"<wait><set-header name="a"><value>1</value></set-header></wait>"#, "cannot contain <set-header>"),
+            (
+                r#"<wait for="some"><choose><when condition="@(true)"/></choose></wait>"#,
+                "must be all or any",
+            ),
+            (
+                r#"<wait><set-header name="a"><value>1</value></set-header></wait>"#,
+                "cannot contain <set-header>",
+            ),
             (r#"<wait />"#, "needs at least one"),
         ] {
             let errors = errors_inbound(xml);
-            assert!(errors.iter().any(|e| e.contains(needle)), "{xml}: {errors:?}");
+            assert!(
+                errors.iter().any(|e| e.contains(needle)),
+                "{xml}: {errors:?}"
+            );
         }
     }
 }

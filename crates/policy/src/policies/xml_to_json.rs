@@ -302,9 +302,11 @@ mod tests {
         );
         let call = |accept: &str, content_type: &str| {
             let mut ex = exchange("GET", "/", &[("Accept", accept)]);
-            let mut io = MockIo::default();
-            io.answer = Some(bytes::Bytes::from_static(b"<r><v>1</v></r>"));
-            io.answer_type = Some(content_type.to_owned());
+            let mut io = MockIo {
+                answer: Some(bytes::Bytes::from_static(b"<r><v>1</v></r>")),
+                answer_type: Some(content_type.to_owned()),
+                ..MockIo::default()
+            };
             block_on(p.run(&mut ex, &mut io));
             let r = ex.response.unwrap();
             (

@@ -24,8 +24,16 @@ const POLICY: &str = r#"<policies><inbound>
     </cors>
 </inbound><backend><forward-request /></backend></policies>"#;
 
-fn preflight(p: &Pipeline, origin: &str, method: &str, headers: Option<&str>) -> (u16, Vec<(String, String)>, bool) {
-    let mut h = vec![("Origin", origin), ("Access-Control-Request-Method", method)];
+fn preflight(
+    p: &Pipeline,
+    origin: &str,
+    method: &str,
+    headers: Option<&str>,
+) -> (u16, Vec<(String, String)>, bool) {
+    let mut h = vec![
+        ("Origin", origin),
+        ("Access-Control-Request-Method", method),
+    ];
     if let Some(v) = headers {
         h.push(("Access-Control-Request-Headers", v));
     }
@@ -43,7 +51,10 @@ fn preflight(p: &Pipeline, origin: &str, method: &str, headers: Option<&str>) ->
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let mut v: Vec<(String, String)> = list
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
     v.sort();
     v
 }
@@ -52,7 +63,12 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 fn a_matching_preflight_is_answered_at_the_gateway() {
     let p = pipeline(POLICY);
     // check-header would refuse this request: on a preflight only cors runs.
-    let got = preflight(&p, "http://localhost:8080", "PATCH", Some("X-ZUMO-AUTH, content-type"));
+    let got = preflight(
+        &p,
+        "http://localhost:8080",
+        "PATCH",
+        Some("X-ZUMO-AUTH, content-type"),
+    );
     assert_eq!(
         got,
         (
@@ -71,8 +87,15 @@ fn a_matching_preflight_is_answered_at_the_gateway() {
     // Default ports and case do not matter.
     let (status, headers, _) = preflight(&p, "HTTPS://EXAMPLE.com:443", "GET", None);
     assert_eq!(status, 200);
-    assert!(headers.contains(&("access-control-allow-origin".into(), "HTTPS://EXAMPLE.com:443".into())));
-    assert!(!headers.iter().any(|(k, _)| k == "access-control-allow-headers"));
+    assert!(headers.contains(&(
+        "access-control-allow-origin".into(),
+        "HTTPS://EXAMPLE.com:443".into()
+    )));
+    assert!(
+        !headers
+            .iter()
+            .any(|(k, _)| k == "access-control-allow-headers")
+    );
 }
 
 #[test]
@@ -86,7 +109,11 @@ fn a_preflight_that_does_not_match_gets_an_empty_200() {
         ("null", "GET", None),
     ] {
         let (status, hs, forwarded) = preflight(&p, origin, method, headers);
-        assert_eq!((status, hs, forwarded), (200, vec![], false), "{origin} {method} {headers:?}");
+        assert_eq!(
+            (status, hs, forwarded),
+            (200, vec![], false),
+            "{origin} {method} {headers:?}"
+        );
     }
 }
 
@@ -153,13 +180,19 @@ fn an_operation_that_declares_options_runs_its_policies() {
     let mut ex = exchange(
         "OPTIONS",
         "/",
-        &[("Origin", "http://a.test"), ("Access-Control-Request-Method", "GET")],
+        &[
+            ("Origin", "http://a.test"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
     );
     ex.info.operation_method = "OPTIONS".into();
     let io = run(&p, &mut ex);
     assert!(io.forwarded.is_some());
     // As an actual request, it gets the allow-origin header.
-    assert_eq!(ex.response.unwrap().headers["access-control-allow-origin"], "*");
+    assert_eq!(
+        ex.response.unwrap().headers["access-control-allow-origin"],
+        "*"
+    );
 }
 
 #[test]
@@ -173,7 +206,10 @@ fn actual_requests_get_cors_headers_on_the_response() {
     assert!(io.forwarded.is_some());
     let r = ex.response.unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(r.headers["access-control-allow-origin"], "https://example.com");
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://example.com"
+    );
     assert_eq!(r.headers["access-control-allow-credentials"], "true");
     assert_eq!(
         r.headers["access-control-expose-headers"],
@@ -194,7 +230,13 @@ fn actual_requests_get_cors_headers_on_the_response() {
         let mut ex = exchange("POST", "/", &headers);
         let io = run(&p, &mut ex);
         assert!(io.forwarded.is_some());
-        assert!(ex.response.unwrap().headers.get("access-control-allow-origin").is_none());
+        assert!(
+            ex.response
+                .unwrap()
+                .headers
+                .get("access-control-allow-origin")
+                .is_none()
+        );
     }
 
     // With terminate-unmatched-request="false", an unmatched GET goes on too.
@@ -225,21 +267,29 @@ fn compile_errors() {
     let headers = "<allowed-headers><header>*</header></allowed-headers>";
     for (xml, needle) in [
         (
-            format!(r#"<cors allow-credentials="true"><allowed-origins><origin>*</origin></allowed-origins>{headers}</cors>"#),
+            format!(
+                r#"<cors allow-credentials="true"><allowed-origins><origin>*</origin></allowed-origins>{headers}</cors>"#
+            ),
             "cannot be used with the origin '*'",
         ),
         (
-            format!(r#"<cors><allowed-origins><origin>*</origin><origin>http://a.test</origin></allowed-origins>{headers}</cors>"#),
+            format!(
+                r#"<cors><allowed-origins><origin>*</origin><origin>http://a.test</origin></allowed-origins>{headers}</cors>"#
+            ),
             "either the single origin '*'",
         ),
         (format!("<cors>{headers}</cors>"), "needs <allowed-origins>"),
         (format!("<cors>{origins}</cors>"), "needs <allowed-headers>"),
         (
-            format!("<cors><allowed-origins><origin>example.com</origin></allowed-origins>{headers}</cors>"),
+            format!(
+                "<cors><allowed-origins><origin>example.com</origin></allowed-origins>{headers}</cors>"
+            ),
             "must be '*' or a URL",
         ),
         (
-            format!("<cors><allowed-origins><origin>@(\"x\")</origin></allowed-origins>{headers}</cors>"),
+            format!(
+                "<cors><allowed-origins><origin>@(\"x\")</origin></allowed-origins>{headers}</cors>"
+            ),
             "does not accept an expression",
         ),
         (
@@ -247,24 +297,45 @@ fn compile_errors() {
             "needs at least one <origin>",
         ),
         (
-            format!("<cors>{origins}<allowed-methods><method>GE T</method></allowed-methods>{headers}</cors>"),
+            format!(
+                "<cors>{origins}<allowed-methods><method>GE T</method></allowed-methods>{headers}</cors>"
+            ),
             "is not an HTTP method",
         ),
         (
-            format!(r#"<cors>{origins}<allowed-methods preflight-result-max-age="soon"><method>GET</method></allowed-methods>{headers}</cors>"#),
+            format!(
+                r#"<cors>{origins}<allowed-methods preflight-result-max-age="soon"><method>GET</method></allowed-methods>{headers}</cors>"#
+            ),
             "whole number of seconds",
         ),
-        (format!("<cors>{origins}<allowed-methods/>{headers}</cors>"), "needs at least one <method>"),
-        (format!("<cors>{origins}{origins}{headers}</cors>"), "more than one <allowed-origins>"),
-        (format!(r#"<cors allow-credentials="yes">{origins}{headers}</cors>"#), "must be true or false"),
         (
-            format!("<cors>{origins}<allowed-headers><header>bad header</header></allowed-headers></cors>"),
+            format!("<cors>{origins}<allowed-methods/>{headers}</cors>"),
+            "needs at least one <method>",
+        ),
+        (
+            format!("<cors>{origins}{origins}{headers}</cors>"),
+            "more than one <allowed-origins>",
+        ),
+        (
+            format!(r#"<cors allow-credentials="yes">{origins}{headers}</cors>"#),
+            "must be true or false",
+        ),
+        (
+            format!(
+                "<cors>{origins}<allowed-headers><header>bad header</header></allowed-headers></cors>"
+            ),
             "not a valid header name",
         ),
-        (format!("<cors>{origins}{headers}<colour/></cors>"), "cannot contain <colour>"),
+        (
+            format!("<cors>{origins}{headers}<colour/></cors>"),
+            "cannot contain <colour>",
+        ),
     ] {
         let errors = errors_inbound(&xml);
-        assert!(errors.iter().any(|e| e.contains(needle)), "{xml}: {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "{xml}: {errors:?}"
+        );
     }
     let xml = format!("<policies><outbound><cors>{origins}{headers}</cors></outbound></policies>");
     let (_, diags) = crate::compile::compile(
@@ -273,5 +344,9 @@ fn compile_errors() {
         &crate::compile::NoNamedValues,
         crate::compile::Mode::Strict,
     );
-    assert!(diags.iter().any(|d| d.message.contains("not allowed in <outbound>")));
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.message.contains("not allowed in <outbound>"))
+    );
 }

@@ -10,7 +10,11 @@ fn fragments(list: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
-fn compile_with(xml: &str, frags: &HashMap<String, String>, mode: Mode) -> (Option<PolicyDocument>, Vec<String>) {
+fn compile_with(
+    xml: &str,
+    frags: &HashMap<String, String>,
+    mode: Mode,
+) -> (Option<PolicyDocument>, Vec<String>) {
     let (doc, diags) = compile::compile_with(xml, Scope::Api, &NoNamedValues, frags, mode);
     (doc, diags.into_iter().map(|d| d.to_string()).collect())
 }
@@ -37,7 +41,10 @@ fn a_fragment_runs_where_it_is_included() {
     let mut ex = exchange("PATCH", "/", &[]);
     let io = run(&p, &mut ex);
     let sent = io.forwarded.unwrap();
-    assert_eq!(all(&sent.headers, "x-request-context-data"), ["PATCH", "fixed"]);
+    assert_eq!(
+        all(&sent.headers, "x-request-context-data"),
+        ["PATCH", "fixed"]
+    );
     assert_eq!(all(&sent.headers, "x-after"), ["1"]);
 }
 
@@ -50,8 +57,14 @@ fn problems_inside_a_fragment_point_at_the_include_and_into_the_fragment() {
         ("root", "<policies/>"),
     ]);
     for (id, needle) in [
-        ("bad", "in policy fragment 'bad' at 2:3: <set-header> needs at least one <value>"),
-        ("backend-only", "<forward-request> is not allowed in <inbound>"),
+        (
+            "bad",
+            "in policy fragment 'bad' at 2:3: <set-header> needs at least one <value>",
+        ),
+        (
+            "backend-only",
+            "<forward-request> is not allowed in <inbound>",
+        ),
         ("base", "cannot contain <base/>"),
         ("root", "must be <fragment>"),
         ("missing", "policy fragment 'missing' does not exist"),
@@ -62,7 +75,9 @@ fn problems_inside_a_fragment_point_at_the_include_and_into_the_fragment() {
         let (doc, errors) = compile_with(&xml, &frags, Mode::Strict);
         assert!(doc.is_none());
         assert!(
-            errors.iter().any(|e| e.starts_with("3:3:") && e.contains(needle)),
+            errors
+                .iter()
+                .any(|e| e.starts_with("3:3:") && e.contains(needle)),
             "{id}: {errors:?}"
         );
     }
@@ -78,11 +93,26 @@ fn problems_inside_a_fragment_point_at_the_include_and_into_the_fragment() {
 #[test]
 fn include_cycles_are_refused() {
     let frags = fragments(&[
-        ("a", r#"<fragment><include-fragment fragment-id="b" /></fragment>"#),
-        ("b", r#"<fragment><include-fragment fragment-id="a" /></fragment>"#),
-        ("self", r#"<fragment><include-fragment fragment-id="self" /></fragment>"#),
-        ("leaf", r#"<fragment><set-variable name="v" value="1" /></fragment>"#),
-        ("nests", r#"<fragment><include-fragment fragment-id="leaf" /></fragment>"#),
+        (
+            "a",
+            r#"<fragment><include-fragment fragment-id="b" /></fragment>"#,
+        ),
+        (
+            "b",
+            r#"<fragment><include-fragment fragment-id="a" /></fragment>"#,
+        ),
+        (
+            "self",
+            r#"<fragment><include-fragment fragment-id="self" /></fragment>"#,
+        ),
+        (
+            "leaf",
+            r#"<fragment><set-variable name="v" value="1" /></fragment>"#,
+        ),
+        (
+            "nests",
+            r#"<fragment><include-fragment fragment-id="leaf" /></fragment>"#,
+        ),
     ]);
     let (doc, errors) = compile_with(
         r#"<policies><inbound><include-fragment fragment-id="a" /></inbound></policies>"#,
@@ -90,14 +120,20 @@ fn include_cycles_are_refused() {
         Mode::Strict,
     );
     assert!(doc.is_none());
-    assert!(errors.iter().any(|e| e.contains("cycle: a → b → a")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("cycle: a → b → a")),
+        "{errors:?}"
+    );
     let (doc, errors) = compile_with(
         r#"<policies><inbound><include-fragment fragment-id="self" /></inbound></policies>"#,
         &frags,
         Mode::Strict,
     );
     assert!(doc.is_none());
-    assert!(errors.iter().any(|e| e.contains("cycle: self → self")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("cycle: self → self")),
+        "{errors:?}"
+    );
     // Nesting without a cycle is fine.
     let (doc, errors) = compile_with(
         r#"<policies><inbound><include-fragment fragment-id="nests" /><include-fragment fragment-id="nests" /></inbound></policies>"#,
@@ -107,7 +143,11 @@ fn include_cycles_are_refused() {
     assert!(doc.is_some(), "{errors:?}");
     // A fragment checked on its own (as on save) finds its cycle too.
     let diags = compile::check_fragment("a", &frags["a"], &NoNamedValues, &frags, Mode::Strict);
-    assert!(diags.iter().any(|d| d.severity == Severity::Error && d.message.contains("cycle")));
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.severity == Severity::Error && d.message.contains("cycle"))
+    );
 }
 
 #[test]
@@ -118,7 +158,11 @@ fn offline_checks_warn_about_unknown_fragments() {
         Mode::Offline,
     );
     assert!(doc.is_some());
-    assert!(diags.iter().any(|d| d.contains("warning: policy fragment 'elsewhere' is not known")));
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.contains("warning: policy fragment 'elsewhere' is not known"))
+    );
 }
 
 #[test]
@@ -134,8 +178,16 @@ fn checking_a_fragment_accepts_it_if_it_fits_some_section() {
     assert!(check("<fragment><forward-request/></fragment>").is_empty());
     assert!(check("<fragment><cors><allowed-origins><origin>*</origin></allowed-origins><allowed-headers><header>*</header></allowed-headers></cors></fragment>").is_empty());
     assert!(check("<fragment><quota calls=\"1\" renewal-period=\"0\"/></fragment>").is_empty());
-    assert!(check("<fragment><nope/></fragment>").iter().any(|e| e.contains("unknown policy <nope>")));
-    assert!(check("<fragment><base/></fragment>").iter().any(|e| e.contains("<base/>")));
+    assert!(
+        check("<fragment><nope/></fragment>")
+            .iter()
+            .any(|e| e.contains("unknown policy <nope>"))
+    );
+    assert!(
+        check("<fragment><base/></fragment>")
+            .iter()
+            .any(|e| e.contains("<base/>"))
+    );
     assert!(check("<fragment>").iter().any(|e| !e.is_empty()));
     let errors = check("<fragment><forward-request/><cors/></fragment>");
     assert!(!errors.is_empty(), "no section allows both");
@@ -145,10 +197,19 @@ fn checking_a_fragment_accepts_it_if_it_fits_some_section() {
 fn attributes() {
     for (xml, needle) in [
         ("<include-fragment />", "needs the attribute 'fragment-id'"),
-        (r#"<include-fragment fragment-id="@(&quot;x&quot;)" />"#, "does not accept an expression"),
-        (r#"<include-fragment fragment-id="x" other="1" />"#, "no attribute 'other'"),
+        (
+            r#"<include-fragment fragment-id="@(&quot;x&quot;)" />"#,
+            "does not accept an expression",
+        ),
+        (
+            r#"<include-fragment fragment-id="x" other="1" />"#,
+            "no attribute 'other'",
+        ),
     ] {
         let errors = errors_inbound(xml);
-        assert!(errors.iter().any(|e| e.contains(needle)), "{xml}: {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "{xml}: {errors:?}"
+        );
     }
 }

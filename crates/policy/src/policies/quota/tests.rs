@@ -56,7 +56,10 @@ fn calls_over_the_quota_get_403_with_the_time_to_renewal() {
     let secs = hms[0] * 3600 + hms[1] * 60 + hms[2];
     assert!(secs > 0 && secs <= 3600, "{m}");
     assert_eq!(retry_after.unwrap().parse::<u64>().unwrap(), secs);
-    assert_eq!(io.state.forwards.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(
+        io.state.forwards.load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
 }
 
 #[test]
@@ -104,7 +107,11 @@ fn an_increment_condition_on_the_request_counts_on_arrival() {
     assert_eq!(call(&p, &io, "GET", b"").0, 200, "GETs are not counted");
     assert_eq!(call(&p, &io, "POST", b"").0, 200);
     assert_eq!(call(&p, &io, "POST", b"").0, 403);
-    assert_eq!(call(&p, &io, "GET", b"").0, 403, "a used-up quota refuses every call");
+    assert_eq!(
+        call(&p, &io, "GET", b"").0,
+        403,
+        "a used-up quota refuses every call"
+    );
 }
 
 #[test]
@@ -162,9 +169,17 @@ fn subscription_quotas_nest_per_api_and_operation() {
     };
     assert_eq!(call("slow", Some("s1")), 200);
     assert_eq!(call("slow", Some("s1")), 403, "the operation quota is 1");
-    assert_eq!(call("slow", Some("s2")), 200, "each subscription has its own");
+    assert_eq!(
+        call("slow", Some("s2")),
+        200,
+        "each subscription has its own"
+    );
     assert_eq!(call("fast", Some("s1")), 200);
-    assert_eq!(call("fast", Some("s1")), 403, "the API quota (3) counts every call");
+    assert_eq!(
+        call("fast", Some("s1")),
+        403,
+        "the API quota (3) counts every call"
+    );
     // Without a subscription key the quota does not apply.
     for _ in 0..5 {
         assert_eq!(call("slow", None), 200);
@@ -203,18 +218,48 @@ fn time_to_renewal_prints_like_a_timespan() {
 #[test]
 fn compile_errors() {
     for (xml, needle) in [
-        (r#"<quota-by-key renewal-period="300" counter-key="k" />"#, "needs 'calls', 'bandwidth'"),
-        (r#"<quota-by-key calls="1" counter-key="k" />"#, "needs the attribute 'renewal-period'"),
-        (r#"<quota-by-key calls="1" renewal-period="60" counter-key="k" />"#, "at least 300 seconds"),
-        (r#"<quota-by-key calls="1" renewal-period="300" />"#, "needs the attribute 'counter-key'"),
-        (r#"<quota-by-key calls="@(1)" renewal-period="300" counter-key="k" />"#, "does not accept an expression"),
-        (r#"<quota-by-key calls="1" renewal-period="300" counter-key="k" first-period-start="tomorrow" />"#, "first-period-start"),
-        (r#"<quota-by-key calls="1" renewal-period="300" counter-key="k" increment-count="many" />"#, "increment-count"),
-        (r#"<quota-by-key calls="1" renewal-period="300" counter-key="k" colour="red" />"#, "no attribute 'colour'"),
-        (r#"<quota calls="1" renewal-period="300" />"#, "only be used in a product's policy"),
+        (
+            r#"<quota-by-key renewal-period="300" counter-key="k" />"#,
+            "needs 'calls', 'bandwidth'",
+        ),
+        (
+            r#"<quota-by-key calls="1" counter-key="k" />"#,
+            "needs the attribute 'renewal-period'",
+        ),
+        (
+            r#"<quota-by-key calls="1" renewal-period="60" counter-key="k" />"#,
+            "at least 300 seconds",
+        ),
+        (
+            r#"<quota-by-key calls="1" renewal-period="300" />"#,
+            "needs the attribute 'counter-key'",
+        ),
+        (
+            r#"<quota-by-key calls="@(1)" renewal-period="300" counter-key="k" />"#,
+            "does not accept an expression",
+        ),
+        (
+            r#"<quota-by-key calls="1" renewal-period="300" counter-key="k" first-period-start="tomorrow" />"#,
+            "first-period-start",
+        ),
+        (
+            r#"<quota-by-key calls="1" renewal-period="300" counter-key="k" increment-count="many" />"#,
+            "increment-count",
+        ),
+        (
+            r#"<quota-by-key calls="1" renewal-period="300" counter-key="k" colour="red" />"#,
+            "no attribute 'colour'",
+        ),
+        (
+            r#"<quota calls="1" renewal-period="300" />"#,
+            "only be used in a product's policy",
+        ),
     ] {
         let errors = errors_inbound(xml);
-        assert!(errors.iter().any(|e| e.contains(needle)), "{xml}: {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "{xml}: {errors:?}"
+        );
     }
     let product_errors = |inner: &str| -> Vec<String> {
         let xml = format!("<policies><inbound>{inner}</inbound></policies>");
@@ -226,12 +271,24 @@ fn compile_errors() {
             .collect()
     };
     for (xml, needle) in [
-        (r#"<quota calls="1" renewal-period="300"><api calls="1" renewal-period="60"/></quota>"#, "<api> needs id or name"),
-        (r#"<quota calls="1" renewal-period="300"><api id="a" renewal-period="60"/></quota>"#, "needs 'calls', 'bandwidth'"),
-        (r#"<quota calls="1" renewal-period="300" counter-key="k"/>"#, "no attribute 'counter-key'"),
+        (
+            r#"<quota calls="1" renewal-period="300"><api calls="1" renewal-period="60"/></quota>"#,
+            "<api> needs id or name",
+        ),
+        (
+            r#"<quota calls="1" renewal-period="300"><api id="a" renewal-period="60"/></quota>"#,
+            "needs 'calls', 'bandwidth'",
+        ),
+        (
+            r#"<quota calls="1" renewal-period="300" counter-key="k"/>"#,
+            "no attribute 'counter-key'",
+        ),
     ] {
         let errors = product_errors(xml);
-        assert!(errors.iter().any(|e| e.contains(needle)), "{xml}: {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "{xml}: {errors:?}"
+        );
     }
     assert!(product_errors(r#"<quota bandwidth="40000" renewal-period="0"/>"#).is_empty());
 }

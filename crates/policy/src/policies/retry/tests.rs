@@ -1,5 +1,5 @@
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::super::flowkit::*;
@@ -25,7 +25,10 @@ fn retry_forward(attrs: &str) -> crate::run::Pipeline {
 #[test]
 fn retries_while_the_condition_holds_replaying_the_body() {
     let p = retry_forward(r#"count="5" interval="1""#);
-    assert!(p.reads_request_body, "the body is buffered before the first attempt");
+    assert!(
+        p.reads_request_body,
+        "the body is buffered before the first attempt"
+    );
     let io = FlowIo::default().statuses(&[500, 500, 200]);
     let mut ex = exchange("POST", "/", &[]);
     ex.request.body = Some(bytes::Bytes::from_static(b"payload"));
@@ -69,7 +72,10 @@ fn exponential_waits_grow_to_the_maximum() {
     let s: Vec<f64> = io.sleeps().iter().map(Duration::as_secs_f64).collect();
     assert_eq!(s.len(), 6);
     assert_eq!(s[0], 10.0);
-    for (got, (lo, hi)) in s[1..4].iter().zip([(18.0, 22.0), (34.0, 46.0), (66.0, 94.0)]) {
+    for (got, (lo, hi)) in s[1..4]
+        .iter()
+        .zip([(18.0, 22.0), (34.0, 46.0), (66.0, 94.0)])
+    {
         assert!((lo..=hi).contains(got), "{s:?}");
     }
     assert_eq!(&s[4..], [100.0, 100.0]);
@@ -150,7 +156,12 @@ fn a_failure_inside_is_not_retried() {
         </inbound><backend><forward-request /></backend>
         <on-error><return-response><set-status code="599" /></return-response></on-error></policies>"#,
     );
-    let io = FlowIo::default().answer(|_| Err(PolicyError::send_failed("BackendConnectionFailure", "refused")));
+    let io = FlowIo::default().answer(|_| {
+        Err(PolicyError::send_failed(
+            "BackendConnectionFailure",
+            "refused",
+        ))
+    });
     let mut ex = exchange("GET", "/", &[]);
     block_on(p.run(&mut ex, &mut io.clone()));
     assert_eq!(ex.response.unwrap().status, 599);
@@ -192,19 +203,55 @@ fn expressions_in_the_settings() {
 #[test]
 fn compile_errors() {
     for (xml, needle) in [
-        (r#"<retry count="1" interval="1"/>"#, "needs the attribute 'condition'"),
-        (r#"<retry condition="maybe" count="1" interval="1"/>"#, "must be true, false or an expression"),
-        (r#"<retry condition="true" interval="1"/>"#, "needs the attribute 'count'"),
-        (r#"<retry condition="true" count="0" interval="1"/>"#, "from 1 to 50"),
-        (r#"<retry condition="true" count="51" interval="1"/>"#, "from 1 to 50"),
-        (r#"<retry condition="true" count="1"/>"#, "needs the attribute 'interval'"),
-        (r#"<retry condition="true" count="1" interval="soon"/>"#, "whole number of seconds"),
-        (r#"<retry condition="true" count="1" interval="1" delta="-1"/>"#, "whole number of seconds"),
-        (r#"<retry condition="true" count="1" interval="1" first-fast-retry="often"/>"#, "must be true, false"),
-        (r#"<retry condition="true" count="1" interval="1" colour="red"/>"#, "no attribute 'colour'"),
-        (r#"<retry condition="true" count="1" interval="1"><forward-request/></retry>"#, "not allowed in <inbound>"),
+        (
+            r#"<retry count="1" interval="1"/>"#,
+            "needs the attribute 'condition'",
+        ),
+        (
+            r#"<retry condition="maybe" count="1" interval="1"/>"#,
+            "must be true, false or an expression",
+        ),
+        (
+            r#"<retry condition="true" interval="1"/>"#,
+            "needs the attribute 'count'",
+        ),
+        (
+            r#"<retry condition="true" count="0" interval="1"/>"#,
+            "from 1 to 50",
+        ),
+        (
+            r#"<retry condition="true" count="51" interval="1"/>"#,
+            "from 1 to 50",
+        ),
+        (
+            r#"<retry condition="true" count="1"/>"#,
+            "needs the attribute 'interval'",
+        ),
+        (
+            r#"<retry condition="true" count="1" interval="soon"/>"#,
+            "whole number of seconds",
+        ),
+        (
+            r#"<retry condition="true" count="1" interval="1" delta="-1"/>"#,
+            "whole number of seconds",
+        ),
+        (
+            r#"<retry condition="true" count="1" interval="1" first-fast-retry="often"/>"#,
+            "must be true, false",
+        ),
+        (
+            r#"<retry condition="true" count="1" interval="1" colour="red"/>"#,
+            "no attribute 'colour'",
+        ),
+        (
+            r#"<retry condition="true" count="1" interval="1"><forward-request/></retry>"#,
+            "not allowed in <inbound>",
+        ),
     ] {
         let errors = errors_inbound(xml);
-        assert!(errors.iter().any(|e| e.contains(needle)), "{xml}: {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "{xml}: {errors:?}"
+        );
     }
 }

@@ -29,16 +29,27 @@ fn sends_a_new_request_and_keeps_the_response_for_expressions() {
         </inbound><backend><forward-request /></backend></policies>"#,
     );
     for (active, status) in [(true, 200), (false, 401)] {
-        let io = FlowIo::default().answer(move |_| Ok(ok_json(&format!(r#"{{"active": {active}}}"#))));
+        let io =
+            FlowIo::default().answer(move |_| Ok(ok_json(&format!(r#"{{"active": {active}}}"#))));
         let mut ex = exchange("GET", "/", &[("Authorization", "Bearer abc123")]);
         block_on(p.run(&mut ex, &mut io.clone()));
         let sent = io.sent();
         assert_eq!(sent.len(), 1);
         let r = &sent[0];
-        assert_eq!((r.method.as_str(), r.url.as_str()), ("POST", "http://auth.test/introspection"));
+        assert_eq!(
+            (r.method.as_str(), r.url.as_str()),
+            ("POST", "http://auth.test/introspection")
+        );
         assert_eq!(r.headers["authorization"], "basic dXNlcm5hbWU6cGFzc3dvcmQ=");
-        assert_eq!(r.headers["content-type"], "application/x-www-form-urlencoded");
-        assert_eq!(r.headers.len(), 2, "a new request carries none of the client's headers");
+        assert_eq!(
+            r.headers["content-type"],
+            "application/x-www-form-urlencoded"
+        );
+        assert_eq!(
+            r.headers.len(),
+            2,
+            "a new request carries none of the client's headers"
+        );
         assert_eq!(r.body, "token=abc123");
         assert_eq!(r.timeout, Duration::from_secs(20));
         let response = ex.response.unwrap();
@@ -47,7 +58,10 @@ fn sends_a_new_request_and_keeps_the_response_for_expressions() {
             let fwd = io.state.forwards.load(std::sync::atomic::Ordering::SeqCst);
             assert_eq!(fwd, 1);
         } else {
-            assert_eq!(response.headers["www-authenticate"], r#"Bearer error="invalid_token""#);
+            assert_eq!(
+                response.headers["www-authenticate"],
+                r#"Bearer error="invalid_token""#
+            );
         }
     }
 }
@@ -63,7 +77,11 @@ fn copy_starts_from_the_request_as_the_backend_would_get_it() {
     );
     assert!(p.reads_request_body, "copy needs the whole body first");
     let io = FlowIo::default();
-    let mut ex = exchange("PUT", "/items/1?a=1", &[("X-Client", "c"), ("Host", "gw.example")]);
+    let mut ex = exchange(
+        "PUT",
+        "/items/1?a=1",
+        &[("X-Client", "c"), ("Host", "gw.example")],
+    );
     ex.info.service_url = Some("http://backend.test/base/".into());
     ex.request.body = Some(bytes::Bytes::from_static(b"{\"n\":1}"));
     block_on(p.run(&mut ex, &mut io.clone()));
@@ -74,7 +92,11 @@ fn copy_starts_from_the_request_as_the_backend_would_get_it() {
     assert_eq!(r.headers["x-copy"], "yes");
     assert!(r.headers.get("host").is_none());
     assert_eq!(r.body, "{\"n\":1}");
-    assert_eq!(r.timeout, Duration::from_secs(60), "Azure's default timeout");
+    assert_eq!(
+        r.timeout,
+        Duration::from_secs(60),
+        "Azure's default timeout"
+    );
     // set-backend-service moves the copy along.
     let p = pipeline(
         r#"<policies><inbound>
@@ -85,7 +107,10 @@ fn copy_starts_from_the_request_as_the_backend_would_get_it() {
     let io = FlowIo::default();
     let mut ex = exchange("POST", "/x", &[]);
     block_on(p.run(&mut ex, &mut io.clone()));
-    assert_eq!((io.sent()[0].method.as_str(), io.sent()[0].url.as_str()), ("GET", "http://other.test/x"));
+    assert_eq!(
+        (io.sent()[0].method.as_str(), io.sent()[0].url.as_str()),
+        ("GET", "http://other.test/x")
+    );
 }
 
 #[test]
@@ -117,7 +142,9 @@ fn failures_go_to_on_error_or_leave_null() {
         <on-error><return-response><set-status code="599" /><set-body>@(context.LastError.Source + "/" + context.LastError.Reason)</set-body></return-response></on-error></policies>"#
         )
     };
-    let io = || FlowIo::default().answer(|_| Err(PolicyError::send_failed("Timeout", "no answer in 60s")));
+    let io = || {
+        FlowIo::default().answer(|_| Err(PolicyError::send_failed("Timeout", "no answer in 60s")))
+    };
     let mut ex = exchange("GET", "/", &[]);
     let flow = io();
     block_on(pipeline(&xml("true")).run(&mut ex, &mut flow.clone()));
@@ -164,7 +191,10 @@ fn return_response_answers_with_a_held_response() {
     assert_eq!(r.headers["x-extra"], "1");
     assert!(r.headers.get("content-length").is_none());
     assert_eq!(r.body.unwrap(), "tea");
-    assert_eq!(io.state.forwards.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        io.state.forwards.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
 
     // A variable that holds no response is an error.
     let p = pipeline(
@@ -237,5 +267,7 @@ fn compile_errors() {
         assert!(errors.iter().any(|e| e.contains(needle)), "{xml}: {errors:?}");
     }
     // copy needs neither URL nor method.
-    assert!(errors_inbound(r#"<send-request mode="copy" response-variable-name="r" />"#).is_empty());
+    assert!(
+        errors_inbound(r#"<send-request mode="copy" response-variable-name="r" />"#).is_empty()
+    );
 }

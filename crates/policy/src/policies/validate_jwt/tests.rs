@@ -680,7 +680,10 @@ fn named_values_are_checked_when_known_and_skipped_offline() {
     </validate-jwt></inbound></policies>"#;
     let (doc, diags) = compile::compile(xml, Scope::Api, &crate::NoNamedValues, Mode::Offline);
     assert!(doc.is_some(), "{diags:?}");
-    assert!(diags.iter().all(|d| d.severity == Severity::Warning), "{diags:?}");
+    assert!(
+        diags.iter().all(|d| d.severity == Severity::Warning),
+        "{diags:?}"
+    );
     let named: HashMap<String, String> = HashMap::from([
         ("idp-config".to_owned(), OIDC.to_owned()),
         ("jwt-signing-key".to_owned(), "not base64!".to_owned()),
@@ -689,7 +692,18 @@ fn named_values_are_checked_when_known_and_skipped_offline() {
     let (doc, diags) = compile::compile(xml, Scope::Api, &named, Mode::Strict);
     assert!(doc.is_none());
     let messages: Vec<String> = diags.iter().map(|d| d.message.clone()).collect();
-    assert!(messages.iter().any(|m| m.contains("the key is not base64")), "{messages:?}");
-    assert!(messages.iter().any(|m| m.contains("shorter than 2048 bits")), "{messages:?}");
-    assert!(!messages.iter().any(|m| m.contains("not base64!")), "the key is never echoed");
+    assert!(
+        messages.iter().any(|m| m.contains("the key is not base64")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("shorter than 2048 bits")),
+        "{messages:?}"
+    );
+    assert!(
+        !messages.iter().any(|m| m.contains("not base64!")),
+        "the key is never echoed"
+    );
 }
