@@ -114,17 +114,26 @@ async fn transformation_policies_shape_the_request_and_the_response() {
     )
     .await;
 
-    let r = until(
-        &gh,
-        || {
-            gh.http
-                .get(gh.gateway("/shop/items/42?sort=desc"))
-                .header("Ocp-Apim-Subscription-Key", &key)
-                .header("X-Drop", "x")
-        },
-        200,
-    )
-    .await;
+    // Wait until both policy documents are in force.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let r = loop {
+        let r = gh
+            .http
+            .get(gh.gateway("/shop/items/42?sort=desc"))
+            .header("Ocp-Apim-Subscription-Key", &key)
+            .header("X-Drop", "x")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 && r.headers().contains_key("x-powered-by") {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the API policy never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(r.headers()["x-powered-by"], "shop/get-item");
     assert!(
         r.headers().get("x-backend").is_none(),
@@ -333,18 +342,19 @@ async fn on_error_handles_backend_failures_with_last_error() {
             <set-body>@("{\"error\": \"" + context.LastError.Reason + "\"}")</set-body>
         </return-response>
     </on-error>"#;
-    set_policy(
-        &gh,
-        "/mgmt/apis/down/policy",
-        &format!("<policies>{handler}</policies>"),
-    )
-    .await;
+    // The slow API's policy first: once the down API's is in force, so is this one.
     set_policy(
         &gh,
         "/mgmt/apis/slow/policy",
         &format!(
             r#"<policies><backend><forward-request timeout="1" /></backend>{handler}</policies>"#
         ),
+    )
+    .await;
+    set_policy(
+        &gh,
+        "/mgmt/apis/down/policy",
+        &format!("<policies>{handler}</policies>"),
     )
     .await;
     let r = until(&gh, || gh.http.get(gh.gateway("/down/x")), 503).await;
@@ -374,6 +384,7 @@ async fn rate_limit_admits_exactly_the_limit_under_concurrency() {
     gh.simple_api("limited", "limited", &backend.url(), false)
         .await;
     let key = gh.subscription("s", "/apis").await;
+    let probe = gh.subscription("probe", "/apis").await;
     set_policy(
         &gh,
         "/mgmt/apis/limited/policy",
@@ -383,18 +394,26 @@ async fn rate_limit_admits_exactly_the_limit_under_concurrency() {
         </inbound><outbound><base /></outbound></policies>"#,
     )
     .await;
-    // Wait for the policy without spending the budget: a wrong key is refused before it counts.
-    until(
-        &gh,
-        || {
-            gh.http
-                .get(gh.gateway("/limited/x"))
-                .header("Ocp-Apim-Subscription-Key", "nope-nope-nope-nope")
-        },
-        401,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait for the policy without spending the budget: the probe subscription has its own
+    // counter, and the remaining-calls header shows the policy is in force.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let r = gh
+            .http
+            .get(gh.gateway("/limited/x"))
+            .header("Ocp-Apim-Subscription-Key", &probe)
+            .send()
+            .await
+            .unwrap();
+        if r.headers().contains_key("x-remaining") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rate limit never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(200)

@@ -25,7 +25,7 @@ use crate::compile::Cx;
 use crate::exchange::{Exchange, Response};
 use crate::run::{Budget, Flow, PolicyError};
 use crate::text::PolicyText;
-use crate::xml::Element;
+use crate::xml::{Element, Pos};
 
 const REQUEST_METHOD: HeaderName = HeaderName::from_static("access-control-request-method");
 const REQUEST_HEADERS: HeaderName = HeaderName::from_static("access-control-request-headers");
@@ -113,8 +113,9 @@ fn bool_text(cx: &mut Cx<'_>, el: &Element, name: &str, default: bool) -> Option
     Some(t)
 }
 
-/// The literal text of each `<child>` of `el` (at least one), named values substituted.
-fn literal_children(cx: &mut Cx<'_>, el: &Element, child: &str) -> Option<Vec<String>> {
+/// The literal text of each `<child>` of `el` (at least one), named values substituted, with
+/// where each is.
+fn literal_children(cx: &mut Cx<'_>, el: &Element, child: &str) -> Option<Vec<(String, Pos)>> {
     cx.allow_attrs(el, &[]);
     cx.allow_children(el, &[child]);
     let mut out = Vec::new();
@@ -122,7 +123,9 @@ fn literal_children(cx: &mut Cx<'_>, el: &Element, child: &str) -> Option<Vec<St
     for c in el.elements().filter(|c| c.name == child) {
         cx.allow_attrs(c, &[]);
         match cx.content(c) {
-            Some(PolicyText::Literal(s)) if !s.trim().is_empty() => out.push(s.trim().to_owned()),
+            Some(PolicyText::Literal(s)) if !s.trim().is_empty() => {
+                out.push((s.trim().to_owned(), c.pos));
+            }
             Some(PolicyText::Literal(_)) => {
                 cx.error(c.pos, format!("<{child}> must not be empty"));
                 ok = false;
@@ -146,17 +149,17 @@ fn literal_children(cx: &mut Cx<'_>, el: &Element, child: &str) -> Option<Vec<St
 
 fn header_names(cx: &mut Cx<'_>, el: &Element) -> Option<Names> {
     let names = literal_children(cx, el, "header")?;
-    if names.iter().any(|n| n == "*") {
+    if names.iter().any(|(n, _)| n == "*") {
         return Some(Names::Any);
     }
     let mut ok = true;
-    for n in &names {
+    for (n, pos) in &names {
         if HeaderName::from_bytes(n.as_bytes()).is_err() {
-            cx.error(el.pos, format!("'{n}' is not a valid header name"));
+            cx.error(*pos, format!("'{n}' is not a valid header name"));
             ok = false;
         }
     }
-    ok.then(|| Names::List(names.iter().map(|n| n.to_ascii_lowercase()).collect()))
+    ok.then(|| Names::List(names.iter().map(|(n, _)| n.to_ascii_lowercase()).collect()))
 }
 
 impl Cors {
@@ -196,7 +199,7 @@ impl Cors {
             Some(o) => {
                 let list = literal_children(cx, o, "origin");
                 match list {
-                    Some(list) if list.iter().any(|o| o == "*") => {
+                    Some(list) if list.iter().any(|(o, _)| o == "*") => {
                         if list.len() > 1 {
                             cx.error(
                                 o.pos,
@@ -209,7 +212,7 @@ impl Cors {
                     }
                     Some(list) => {
                         let mut out = Vec::new();
-                        for origin in &list {
+                        for (origin, pos) in &list {
                             match normalise(origin) {
                                 Some(n)
                                     if n.starts_with("http://") || n.starts_with("https://") =>
@@ -217,7 +220,7 @@ impl Cors {
                                     out.push(n);
                                 }
                                 _ => {
-                                    cx.error(o.pos, format!("origin '{origin}' must be '*' or a URL with a scheme, host and optional port, such as https://contoso.com"));
+                                    cx.error(*pos, format!("origin '{origin}' must be '*' or a URL with a scheme, host and optional port, such as https://contoso.com"));
                                     ok = false;
                                 }
                             }

@@ -350,3 +350,16 @@ fn compile_errors() {
             .any(|d| d.message.contains("not allowed in <outbound>"))
     );
 }
+
+#[test]
+fn problems_point_at_the_element() {
+    let errors = errors_inbound(
+        "<cors>\n<allowed-origins>\n<origin>http://a.test</origin>\n<origin>ftp:/nope</origin>\n</allowed-origins>\n<allowed-headers><header>*</header></allowed-headers></cors>",
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("4:1:") && e.contains("'ftp:/nope'")),
+        "{errors:?}"
+    );
+}
