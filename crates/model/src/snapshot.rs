@@ -137,6 +137,9 @@ pub struct Delta {
     /// `Some` when any named value changed: the whole new set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub named_values: Option<BTreeMap<String, String>>,
+    /// `Some` when any policy fragment changed: the whole new set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_fragments: Option<BTreeMap<String, String>>,
 }
 
 /// Upserts and removals between two lists keyed by id, keeping `new`'s order for upserts.
@@ -212,6 +215,8 @@ impl Delta {
             global_policy: (old.global_policy != new.global_policy)
                 .then(|| new.global_policy.clone()),
             named_values: (old.named_values != new.named_values).then(|| new.named_values.clone()),
+            policy_fragments: (old.policy_fragments != new.policy_fragments)
+                .then(|| new.policy_fragments.clone()),
         }
     }
 
@@ -247,6 +252,9 @@ impl Delta {
         if let Some(n) = &self.named_values {
             next.named_values = n.clone();
         }
+        if let Some(f) = &self.policy_fragments {
+            next.policy_fragments = f.clone();
+        }
         Ok(next)
     }
 
@@ -260,6 +268,7 @@ impl Delta {
             + self.removed_subscriptions.len()
             + usize::from(self.global_policy.is_some())
             + self.named_values.as_ref().map_or(0, BTreeMap::len)
+            + self.policy_fragments.as_ref().map_or(0, BTreeMap::len)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -324,5 +333,22 @@ mod tests {
         let back = Delta::between(&new, &snap(3, vec![]));
         assert_eq!(back.global_policy, Some(None));
         assert_eq!(back.apply(&new).unwrap().global_policy, None);
+    }
+
+    #[test]
+    fn policy_fragments_travel_when_they_change() {
+        let old = snap(1, vec![]);
+        let mut new = snap(2, vec![]);
+        new.policy_fragments
+            .insert("f".into(), "<fragment/>".into());
+        let d = Delta::between(&old, &new);
+        assert_eq!(d.policy_fragments.as_ref().map(BTreeMap::len), Some(1));
+        assert_eq!(d.apply(&old).unwrap(), new);
+        let mut newer = new.clone();
+        newer.revision = 3;
+        let same = Delta::between(&new, &newer);
+        assert!(same.policy_fragments.is_none() && same.is_empty());
+        let back = Delta::between(&new, &snap(3, vec![]));
+        assert!(back.apply(&new).unwrap().policy_fragments.is_empty());
     }
 }

@@ -346,7 +346,12 @@ impl Pipeline {
             let extra = std::mem::take(&mut ex.response_headers);
             if let Some(r) = ex.response.as_mut() {
                 for (name, value) in &extra {
-                    r.headers.insert(name.clone(), value.clone());
+                    // `Vary` adds to what the response varies by (cors adds `Origin`).
+                    if name == http::header::VARY {
+                        r.headers.append(name.clone(), value.clone());
+                    } else {
+                        r.headers.insert(name.clone(), value.clone());
+                    }
                 }
             }
         }

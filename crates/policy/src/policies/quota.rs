@@ -335,8 +335,9 @@ impl Quota {
             (true, n)
         };
         let now = SystemTime::now();
-        let applicable: Vec<&Limit> = self.limits.iter().filter(|l| self.applies(l, ex)).collect();
-        for l in applicable {
+        // Every counter this request meets: (kind, limit, key, period).
+        let mut counters = Vec::new();
+        for l in self.limits.iter().filter(|l| self.applies(l, ex)) {
             let scope = if self.by_key {
                 String::new()
             } else {
@@ -347,54 +348,60 @@ impl Quota {
                 )
             };
             let period_secs = l.period.map_or(0, |p| p.as_secs());
-            for (kind, max) in [
-                (Kind::Calls, l.calls),
-                (
-                    Kind::Bandwidth,
-                    l.bandwidth.map(|kb| kb.saturating_mul(1024)),
-                ),
-            ] {
+            let bandwidth = l.bandwidth.map(|kb| kb.saturating_mul(1024));
+            for (kind, max) in [(Kind::Calls, l.calls), (Kind::Bandwidth, bandwidth)] {
                 let Some(max) = max else { continue };
-                let kind_tag = if kind == Kind::Calls { "c" } else { "b" };
-                let key = format!("{base}\u{1f}{scope}\u{1f}{period_secs}\u{1f}{kind_tag}");
-                let (index, left) = window(self.first_period_start, l.period, now);
-                let window_key = format!("{key}\u{1f}{index}");
-                if ex.quota_charges.iter().any(|c| c.key == key) {
-                    // Another policy counts this key for this request already.
-                    continue;
+                let tag = if kind == Kind::Calls { "c" } else { "b" };
+                let key = format!("{base}\u{1f}{scope}\u{1f}{period_secs}\u{1f}{tag}");
+                // A key another policy counts for this request already is left to it.
+                if !ex.quota_charges.iter().any(|c| c.key == key) {
+                    counters.push((kind, max, key, l.period));
                 }
-                let charge_now = kind == Kind::Calls && count_now && increment > 0;
+            }
+        }
+        let charged = |kind: Kind| kind == Kind::Calls && count_now && increment > 0;
+        // With several counters to charge (nested quotas), check them all first, so a call
+        // refused by one is not counted by the others. A single one is checked and charged in
+        // one step, which stays exact under concurrency.
+        let precheck = counters.iter().filter(|c| charged(c.0)).count() > 1;
+        for pass in [true, false] {
+            if pass && !precheck {
+                continue;
+            }
+            for (kind, max, key, period) in &counters {
+                let (index, left) = window(self.first_period_start, *period, now);
+                let window_key = format!("{key}\u{1f}{index}");
+                let charge = !pass && charged(*kind);
                 let d = io
-                    .count(
-                        &window_key,
-                        max,
-                        left,
-                        if charge_now { increment } else { 0 },
-                    )
+                    .count(&window_key, *max, left, if charge { increment } else { 0 })
                     .await;
-                let exhausted = !d.allowed || (!charge_now && d.remaining == 0);
+                let needed = if charged(*kind) { increment } else { 1 };
+                let exhausted = !d.allowed || (!charge && d.remaining < needed);
                 if exhausted {
-                    ex.response = Some(refusal(kind, l.period.is_some().then_some(d.retry_after)));
+                    let retry_after = period.is_some().then_some(d.retry_after);
+                    ex.response = Some(refusal(*kind, retry_after));
                     return Ok(Flow::Return);
                 }
-                let what = match kind {
-                    Kind::Calls if count_now => Charge::Counted,
-                    Kind::Calls => Charge::Calls {
-                        condition: self.increment_condition.clone(),
-                        count: 1,
-                    },
-                    Kind::Bandwidth => Charge::Bandwidth {
-                        condition: self.increment_condition.clone(),
-                    },
-                };
-                ex.quota_charges.push(QuotaCharge {
-                    key,
-                    limit: max,
-                    period: l.period,
-                    origin: self.first_period_start,
-                    what,
-                });
             }
+        }
+        for (kind, max, key, period) in counters {
+            let what = match kind {
+                Kind::Calls if count_now => Charge::Counted,
+                Kind::Calls => Charge::Calls {
+                    condition: self.increment_condition.clone(),
+                    count: 1,
+                },
+                Kind::Bandwidth => Charge::Bandwidth {
+                    condition: self.increment_condition.clone(),
+                },
+            };
+            ex.quota_charges.push(QuotaCharge {
+                key,
+                limit: max,
+                period,
+                origin: self.first_period_start,
+                what,
+            });
         }
         Ok(Flow::Continue)
     }

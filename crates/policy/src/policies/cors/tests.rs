@@ -363,3 +363,18 @@ fn problems_point_at_the_element() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn vary_keeps_what_the_response_already_varies_by() {
+    let p = pipeline(
+        r#"<policies><inbound><cors><allowed-origins><origin>http://a.test</origin></allowed-origins><allowed-headers><header>*</header></allowed-headers></cors></inbound>
+        <backend><forward-request /></backend>
+        <outbound><set-header name="Vary" exists-action="override"><value>Accept-Encoding</value></set-header></outbound></policies>"#,
+    );
+    let mut ex = exchange("GET", "/", &[("Origin", "http://a.test")]);
+    run(&p, &mut ex);
+    assert_eq!(
+        all(&ex.response.unwrap().headers, "vary"),
+        ["Accept-Encoding", "Origin"]
+    );
+}

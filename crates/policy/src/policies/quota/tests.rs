@@ -174,6 +174,8 @@ fn subscription_quotas_nest_per_api_and_operation() {
         200,
         "each subscription has its own"
     );
+    // The refused call did not count against the API: two more fit in its 3.
+    assert_eq!(call("fast", Some("s1")), 200);
     assert_eq!(call("fast", Some("s1")), 200);
     assert_eq!(
         call("fast", Some("s1")),
