@@ -145,11 +145,18 @@ impl Exchange {
         }
     }
 
-    /// The request URL as the backend will see it, relative to the gateway host.
+    /// `context.Request.Url`: the gateway URL of the request, API path included, as policies
+    /// have rewritten it so far.
     pub fn request_url(&self) -> String {
         let r = &self.request;
-        let mut url = format!("{}://{}{}", r.scheme, r.host, r.path);
-        if url.ends_with("://") || r.path.is_empty() {
+        let api = self.info.api_path.trim_matches('/');
+        let mut url = format!("{}://{}", r.scheme, r.host);
+        if !api.is_empty() {
+            url.push('/');
+            url.push_str(api);
+        }
+        url.push_str(&r.path);
+        if api.is_empty() && r.path.is_empty() {
             url.push('/');
         }
         if let Some(q) = r.query.as_deref().filter(|q| !q.is_empty()) {

@@ -574,3 +574,53 @@ fn policy_check_prints_file_line_column() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 policy file(s) would not run"));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn trace_writes_to_the_log_with_the_request_id() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("pol-trace", &[]).await;
+    gh.simple_api("traced", "traced", &backend.url(), true)
+        .await;
+    set_policy(
+        &gh,
+        "/mgmt/apis/traced/policy",
+        r#"<policies><inbound><base />
+            <trace source="audit" severity="information">
+                <message>@("visited " + context.Request.Url.Path)</message>
+                <metadata name="tier" value="gold" />
+            </trace>
+        </inbound></policies>"#,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let r = gh
+            .http
+            .get(gh.gateway("/traced/here"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        if gh.log().contains("visited /traced/here") {
+            let line = gh
+                .log()
+                .lines()
+                .find(|l| l.contains("visited /traced/here"))
+                .unwrap()
+                .to_owned();
+            assert!(
+                line.contains("audit") && line.contains("tier=gold"),
+                "{line}"
+            );
+            assert!(gh.log().contains(&id), "the request id is not logged");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trace never reached the log"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(backend.last().path, "/here");
+}

@@ -37,6 +37,7 @@ mod set_status;
 mod set_variable;
 #[cfg(test)]
 pub(crate) mod testkit;
+mod trace;
 pub mod validate_jwt;
 mod wait;
 mod xml_to_json;
@@ -71,6 +72,7 @@ pub use set_method::SetMethod;
 pub use set_query_parameter::SetQueryParameter;
 pub use set_status::SetStatus;
 pub use set_variable::SetVariable;
+pub use trace::Trace;
 pub use validate_jwt::{OpenIdKeys, ValidateJwt};
 pub use wait::Wait;
 pub use xml_to_json::XmlToJson;
@@ -114,6 +116,7 @@ pub enum Step {
     SetQueryParameter(SetQueryParameter),
     SetStatus(SetStatus),
     SetVariable(SetVariable),
+    Trace(Trace),
     ValidateJwt(ValidateJwt),
     Wait(Wait),
     XmlToJson(XmlToJson),
@@ -159,6 +162,7 @@ pub const CATALOGUE: &[(&str, &[Section])] = &[
     ("set-query-parameter", &[Inbound, Backend]),
     ("set-status", &[Inbound, Backend, Outbound, OnError]),
     ("set-variable", &[Inbound, Backend, Outbound, OnError]),
+    ("trace", &[Inbound, Backend, Outbound, OnError]),
     ("validate-jwt", &[Inbound]),
     ("wait", &[Inbound, Backend, Outbound]),
     ("xml-to-json", &[Inbound, Outbound, OnError]),
@@ -232,6 +236,7 @@ pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Step> {
         "set-query-parameter" => Step::SetQueryParameter(SetQueryParameter::compile(el, cx)?),
         "set-status" => Step::SetStatus(SetStatus::compile(el, cx)?),
         "set-variable" => Step::SetVariable(SetVariable::compile(el, cx)?),
+        "trace" => Step::Trace(Trace::compile(el, cx)?),
         "validate-jwt" => Step::ValidateJwt(ValidateJwt::compile(el, cx)?),
         "wait" => Step::Wait(Wait::compile(el, cx)?),
         "xml-to-json" => Step::XmlToJson(XmlToJson::compile(el, cx)?),
@@ -281,6 +286,7 @@ impl Step {
             Step::SetQueryParameter(_) => "set-query-parameter",
             Step::SetStatus(_) => "set-status",
             Step::SetVariable(_) => "set-variable",
+            Step::Trace(_) => "trace",
             Step::ValidateJwt(_) => "validate-jwt",
             Step::Wait(_) => "wait",
             Step::XmlToJson(_) => "xml-to-json",
@@ -325,6 +331,7 @@ impl Step {
             Step::SetQueryParameter(p) => p.run(ex, budget),
             Step::SetStatus(p) => p.run(ex, budget),
             Step::SetVariable(p) => p.run(ex, budget),
+            Step::Trace(p) => p.run(ex, budget),
             Step::ValidateJwt(p) => p.run(ex, io, budget).await,
             Step::Wait(p) => p.run(ex, io, budget).await,
             Step::XmlToJson(p) => p.run(ex, budget),
@@ -410,6 +417,7 @@ impl Step {
             Step::SetHeader(p) => p.texts(),
             Step::SetQueryParameter(p) => p.texts(),
             Step::SetVariable(p) => vec![&p.value],
+            Step::Trace(p) => p.texts(),
             Step::SetBody(p) => vec![&p.body],
             Step::RateLimit(p) => p.texts(),
             Step::ReturnResponse(p) => p.texts(),
