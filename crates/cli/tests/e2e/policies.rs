@@ -624,3 +624,130 @@ async fn trace_writes_to_the_log_with_the_request_id() {
     }
     assert_eq!(backend.last().path, "/here");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn quota_admits_exactly_the_limit_under_concurrency() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("pol-quota-conc", &[]).await;
+    gh.simple_api("metered", "metered", &backend.url(), false)
+        .await;
+    let key = gh.subscription("s", "/apis").await;
+    let probe = gh.subscription("probe", "/apis").await;
+    set_policy(
+        &gh,
+        "/mgmt/apis/metered/policy",
+        r#"<policies><inbound><base />
+            <quota-by-key calls="100" renewal-period="3600" counter-key="@(context.Subscription.Id)" />
+            <set-header name="X-Quota" exists-action="override"><value>on</value></set-header>
+        </inbound><outbound><base /><set-header name="X-Quota" exists-action="override"><value>on</value></set-header></outbound></policies>"#,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let r = gh
+            .http
+            .get(gh.gateway("/metered/x"))
+            .header("Ocp-Apim-Subscription-Key", &probe)
+            .send()
+            .await
+            .unwrap();
+        if r.headers().contains_key("x-quota") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the quota never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(200)
+        .build()
+        .unwrap();
+    let mut calls = Vec::new();
+    for _ in 0..1000 {
+        let (client, url, key) = (client.clone(), gh.gateway("/metered/x"), key.clone());
+        calls.push(tokio::spawn(async move {
+            let r = client
+                .get(url)
+                .header("Ocp-Apim-Subscription-Key", key)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for c in calls {
+        match c.await.unwrap() {
+            (200, _) => ok += 1,
+            (403, body) => {
+                refused += 1;
+                assert!(
+                    body.contains("Out of call volume quota. Quota will be replenished in "),
+                    "{body}"
+                );
+            }
+            (other, body) => panic!("unexpected {other}: {body}"),
+        }
+    }
+    println!("1000 concurrent calls against a quota of 100: {ok} admitted, {refused} refused");
+    assert_eq!((ok, refused), (100, 900));
+}
+
+#[tokio::test]
+async fn set_method_set_body_and_rate_limit_per_subscription() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("pol-method", &[]).await;
+    gh.simple_api("rpc", "rpc", &backend.url(), false).await;
+    let first = gh.subscription("first", "/apis").await;
+    let second = gh.subscription("second", "/apis").await;
+    set_policy(
+        &gh,
+        "/mgmt/apis/rpc/policy",
+        r#"<policies><inbound><base />
+            <rate-limit calls="2" renewal-period="60" />
+            <set-method>POST</set-method>
+            <set-body>@("{\"caller\": \"" + context.Subscription.Id + "\"}")</set-body>
+            <set-header name="Content-Type" exists-action="override"><value>application/json</value></set-header>
+        </inbound></policies>"#,
+    )
+    .await;
+    let call = |key: &str| {
+        gh.http
+            .get(gh.gateway("/rpc/do"))
+            .header("Ocp-Apim-Subscription-Key", key)
+            .send()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let r = call(&first).await.unwrap();
+        assert!(r.status() == 200 || r.status() == 429);
+        if backend.last().method == "POST" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = backend.last();
+    assert_eq!(seen.path, "/do");
+    assert_eq!(
+        String::from_utf8_lossy(&seen.body),
+        r#"{"caller": "first"}"#
+    );
+    assert_eq!(seen.headers["content-type"], "application/json");
+    // The limit of 2 is per subscription: "first" has used one; one more, then 429.
+    assert_eq!(call(&first).await.unwrap().status(), 200);
+    let refused = call(&first).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        call(&second).await.unwrap().status(),
+        200,
+        "another subscription has its own limit"
+    );
+}
