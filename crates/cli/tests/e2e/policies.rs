@@ -5,33 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Gatehouse, free_port};
-
-async fn put_policy(gh: &Gatehouse, path: &str, xml: &str) -> (u16, Value) {
-    let resp = gh
-        .http
-        .put(gh.control(path))
-        .bearer_auth(&gh.token)
-        .header("content-type", "application/xml")
-        .body(xml.to_owned())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-async fn set_policy(gh: &Gatehouse, path: &str, xml: &str) {
-    let (status, body) = put_policy(gh, path, xml).await;
-    assert!(
-        status == 200 || status == 201,
-        "PUT {path}: {status} {body}"
-    );
-}
+use crate::support::{Backend, Gatehouse, free_port, put_policy, set_policy};
 
 /// Waits until a call answers `want`, then returns that response.
 async fn until(

@@ -17,7 +17,7 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Gatehouse};
+use crate::support::{Backend, Gatehouse, put_policy, set_policy};
 
 fn fixture(name: &str) -> Vec<u8> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy/tests/fixtures/jwt");
@@ -92,32 +92,6 @@ impl Idp {
             .filter(|p| *p == path)
             .count()
     }
-}
-
-async fn put_policy(gh: &Gatehouse, path: &str, xml: &str) -> (u16, Value) {
-    let resp = gh
-        .http
-        .put(gh.control(path))
-        .bearer_auth(&gh.token)
-        .header("content-type", "application/xml")
-        .body(xml.to_owned())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-async fn set_policy(gh: &Gatehouse, path: &str, xml: &str) {
-    let (status, body) = put_policy(gh, path, xml).await;
-    assert!(
-        status == 200 || status == 201,
-        "PUT {path}: {status} {body}"
-    );
 }
 
 /// Sends requests until one answers `want` (the configuration reaches the gateway within

@@ -14,33 +14,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Gatehouse};
-
-async fn put_policy(gh: &Gatehouse, path: &str, xml: &str) -> (u16, Value) {
-    let resp = gh
-        .http
-        .put(gh.control(path))
-        .bearer_auth(&gh.token)
-        .header("content-type", "application/xml")
-        .body(xml.to_owned())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-async fn set_policy(gh: &Gatehouse, path: &str, xml: &str) {
-    let (status, body) = put_policy(gh, path, xml).await;
-    assert!(
-        status == 200 || status == 201,
-        "PUT {path}: {status} {body}"
-    );
-}
+use crate::support::{Backend, Gatehouse, put_policy, set_policy};
 
 /// Sends `req()` until it answers `want` (a new configuration takes a moment to arrive).
 async fn until(req: impl Fn() -> reqwest::RequestBuilder, want: u16) -> reqwest::Response {

@@ -579,3 +579,31 @@ impl Drop for Relay {
         self.cut();
     }
 }
+
+/// PUTs a policy document; returns the status and the JSON (or text) answer.
+pub async fn put_policy(gh: &Gatehouse, path: &str, xml: &str) -> (u16, Value) {
+    let resp = gh
+        .http
+        .put(gh.control(path))
+        .bearer_auth(&gh.token)
+        .header("content-type", "application/xml")
+        .body(xml.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// PUTs a policy document, asserting it was accepted.
+pub async fn set_policy(gh: &Gatehouse, path: &str, xml: &str) {
+    let (status, body) = put_policy(gh, path, xml).await;
+    assert!(
+        status == 200 || status == 201,
+        "PUT {path}: {status} {body}"
+    );
+}
