@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use gatehouse_model::resources::{
-    Api, NamedValue, Operation, Product, Resource, Scope, Subscription,
+    Api, NamedValue, Operation, Product, Resource, Scope, Subscription, SubscriptionState, User,
+    UserState,
 };
 use gatehouse_model::snapshot::{
     FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotProduct, SnapshotSubscription,
@@ -130,9 +131,20 @@ pub async fn snapshot(
             .map_err(|e| ApiError::Internal(format!("stored keys are unreadable: {e}")))?;
         keys.insert(doc.id, k);
     }
+    // A blocked user's subscriptions stop working everywhere, as in Azure.
+    let mut blocked: BTreeSet<String> = BTreeSet::new();
+    for doc in store.list(User::KIND, "").await? {
+        let user: User = decode(&doc.body)?;
+        if user.state == UserState::Blocked {
+            blocked.insert(user.id);
+        }
+    }
     let mut subscriptions = Vec::new();
     for doc in store.list(Subscription::KIND, "").await? {
-        let sub: Subscription = decode(&doc.body)?;
+        let mut sub: Subscription = decode(&doc.body)?;
+        if sub.owner_id.as_ref().is_some_and(|o| blocked.contains(o)) {
+            sub.state = SubscriptionState::Suspended;
+        }
         let relevant = match Scope::parse(&sub.scope) {
             Ok(Scope::AllApis) => true,
             Ok(Scope::Api(id)) => served_api(&id),

@@ -268,3 +268,47 @@ async fn http2_clients_reach_http1_backends() {
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(backend.last().path, "/h2");
 }
+
+#[tokio::test]
+async fn a_blocked_users_keys_stop_working() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("blocked-user", &[]).await;
+    gh.simple_api("svc", "svc", &backend.url(), false).await;
+    gh.ok(
+        "PUT",
+        "/mgmt/users/ann",
+        Some(json!({"email": "ann@example.com", "firstName": "Ann", "lastName": "Lee"})),
+    )
+    .await;
+    gh.ok(
+        "PUT",
+        "/mgmt/subscriptions/ann-sub",
+        Some(json!({"scope": "/apis", "ownerId": "ann"})),
+    )
+    .await;
+    let keys = gh
+        .ok("POST", "/mgmt/subscriptions/ann-sub/listSecrets", None)
+        .await;
+    let key = keys["primaryKey"].as_str().unwrap().to_owned();
+    let status = || async { call(&gh, "GET", "/svc/x", Some(&key)).await.0 };
+    gh.eventually(std::time::Duration::from_secs(2), || async {
+        status().await == 200
+    })
+    .await;
+    gh.ok(
+        "PATCH",
+        "/mgmt/users/ann",
+        Some(json!({"state": "blocked"})),
+    )
+    .await;
+    gh.eventually(std::time::Duration::from_secs(1), || async {
+        status().await == 401
+    })
+    .await;
+    gh.ok("PATCH", "/mgmt/users/ann", Some(json!({"state": "active"})))
+        .await;
+    gh.eventually(std::time::Duration::from_secs(1), || async {
+        status().await == 200
+    })
+    .await;
+}
