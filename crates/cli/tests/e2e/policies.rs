@@ -480,6 +480,44 @@ async fn invalid_policies_are_refused_with_line_and_column() {
             "{xml}: {body}"
         );
     }
+    // A named value whose new value would break a policy that uses it is refused.
+    gh.ok(
+        "PUT",
+        "/mgmt/named-values/verb",
+        Some(json!({"value": "@(context.Request.Method)"})),
+    )
+    .await;
+    set_policy(
+        &gh,
+        "/mgmt/apis/a/policy",
+        r#"<policies><inbound><set-header name="X-Verb"><value>{{verb}}</value></set-header></inbound></policies>"#,
+    )
+    .await;
+    let (status, body) = gh
+        .mgmt(
+            "PUT",
+            "/mgmt/named-values/verb",
+            Some(json!({"value": "@(1 +)"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("API 'a'"),
+        "{body}"
+    );
+    let (status, _) = gh
+        .mgmt(
+            "PATCH",
+            "/mgmt/named-values/verb",
+            Some(json!({"value": "@(context.Request.Url.Path)"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    gh.ok("DELETE", "/mgmt/apis/a/policy", None).await;
+
     // JSON form, like Azure's.
     let r = gh
         .http

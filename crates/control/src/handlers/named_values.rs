@@ -79,6 +79,8 @@ pub async fn put(
     JsonBody(body): JsonBody<NamedValue>,
 ) -> ApiResult<(StatusCode, Json<NamedValue>)> {
     let nv = prepare(body, &id)?;
+    super::policies::check_named_value_change(&cp, &id, nv.value.as_deref().unwrap_or_default())
+        .await?;
     let mut tx = cp.store().begin().await?;
     let created = save(&mut tx, "", &seal(&cp, nv.clone())?).await?;
     commit(&cp, tx).await?;
@@ -97,6 +99,8 @@ pub async fn patch(
 ) -> ApiResult<Json<NamedValue>> {
     let existing = reveal(&cp, load::<NamedValue>(&cp, "", &id).await?)?;
     let nv = merge(&existing, body)?;
+    super::policies::check_named_value_change(&cp, &id, nv.value.as_deref().unwrap_or_default())
+        .await?;
     let mut tx = cp.store().begin().await?;
     save(&mut tx, "", &seal(&cp, nv.clone())?).await?;
     commit(&cp, tx).await?;

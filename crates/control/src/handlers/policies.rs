@@ -370,3 +370,46 @@ pub async fn users_of(cp: &ControlPlane, name: &str) -> ApiResult<Vec<String>> {
     }
     Ok(out)
 }
+
+/// Refuses a new value for named value `name` when a policy that uses it would no longer
+/// compile with it (a value holding a broken expression, say): gateways would refuse the whole
+/// configuration otherwise.
+pub async fn check_named_value_change(cp: &ControlPlane, name: &str, value: &str) -> ApiResult<()> {
+    let mut named = named_values(cp).await?;
+    named.insert(name.to_owned(), value.to_owned());
+    let fragments = super::policy_fragments::all(cp).await?;
+    for (kind, scope) in [
+        (GLOBAL, Scope::Global),
+        (PRODUCT, Scope::Product),
+        (API, Scope::Api),
+        (OPERATION, Scope::Operation),
+    ] {
+        for doc in cp.store().list_all(kind).await? {
+            if !referenced_names(&doc.body).iter().any(|n| n == name) {
+                continue;
+            }
+            let (compiled, diags) = gatehouse_policy::compile::compile_with(
+                &doc.body,
+                scope,
+                &named,
+                &fragments,
+                Mode::Strict,
+            );
+            if compiled.is_none() {
+                let first = diags
+                    .iter()
+                    .find(|d| d.severity == Severity::Error)
+                    .map_or_else(String::new, |d| d.to_string());
+                return Err(ValidationError::one(
+                    "value",
+                    format!(
+                        "with this value the policy of {} would not run ({first}); fix the value or the policy",
+                        describe(kind, &doc.parent, &doc.id)
+                    ),
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
