@@ -370,52 +370,9 @@ async fn rate_limit_admits_exactly_the_limit_under_concurrency() {
     .await;
     // Wait for the policy without spending the budget: the probe subscription has its own
     // counter, and the remaining-calls header shows the policy is in force.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    loop {
-        let r = gh
-            .http
-            .get(gh.gateway("/limited/x"))
-            .header("Ocp-Apim-Subscription-Key", &probe)
-            .send()
-            .await
-            .unwrap();
-        if r.headers().contains_key("x-remaining") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the rate limit never took effect"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(200)
-        .build()
-        .unwrap();
-    let mut calls = Vec::new();
-    for _ in 0..1000 {
-        let (client, url, key) = (client.clone(), gh.gateway("/limited/x"), key.clone());
-        calls.push(tokio::spawn(async move {
-            let r = client
-                .get(url)
-                .header("Ocp-Apim-Subscription-Key", key)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            let retry = r
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let body = r.text().await.unwrap();
-            (status, retry, body)
-        }));
-    }
-    let mut ok = 0;
-    let mut limited = 0;
-    for c in calls {
-        let (status, retry, body) = c.await.unwrap();
+    until_header(&gh, "/limited/x", &probe, "x-remaining").await;
+    let (mut ok, mut limited) = (0, 0);
+    for (status, retry, body) in concurrent_calls(&gh, "/limited/x", &key, 1000).await {
         match status {
             200 => ok += 1,
             429 => {
@@ -654,54 +611,19 @@ async fn quota_admits_exactly_the_limit_under_concurrency() {
         </inbound><outbound><base /><set-header name="X-Quota" exists-action="override"><value>on</value></set-header></outbound></policies>"#,
     )
     .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    loop {
-        let r = gh
-            .http
-            .get(gh.gateway("/metered/x"))
-            .header("Ocp-Apim-Subscription-Key", &probe)
-            .send()
-            .await
-            .unwrap();
-        if r.headers().contains_key("x-quota") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the quota never took effect"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(200)
-        .build()
-        .unwrap();
-    let mut calls = Vec::new();
-    for _ in 0..1000 {
-        let (client, url, key) = (client.clone(), gh.gateway("/metered/x"), key.clone());
-        calls.push(tokio::spawn(async move {
-            let r = client
-                .get(url)
-                .header("Ocp-Apim-Subscription-Key", key)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            (status, r.text().await.unwrap())
-        }));
-    }
+    until_header(&gh, "/metered/x", &probe, "x-quota").await;
     let (mut ok, mut refused) = (0, 0);
-    for c in calls {
-        match c.await.unwrap() {
-            (200, _) => ok += 1,
-            (403, body) => {
+    for (status, _, body) in concurrent_calls(&gh, "/metered/x", &key, 1000).await {
+        match status {
+            200 => ok += 1,
+            403 => {
                 refused += 1;
                 assert!(
                     body.contains("Out of call volume quota. Quota will be replenished in "),
                     "{body}"
                 );
             }
-            (other, body) => panic!("unexpected {other}: {body}"),
+            other => panic!("unexpected {other}: {body}"),
         }
     }
     println!("1000 concurrent calls against a quota of 100: {ok} admitted, {refused} refused");
@@ -762,4 +684,62 @@ async fn set_method_set_body_and_rate_limit_per_subscription() {
         200,
         "another subscription has its own limit"
     );
+}
+
+/// Calls `path` with `key` until `header` shows up in the answer: the policy is in force.
+async fn until_header(gh: &Gatehouse, path: &str, key: &str, header: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let r = gh
+            .http
+            .get(gh.gateway(path))
+            .header("Ocp-Apim-Subscription-Key", key)
+            .send()
+            .await
+            .unwrap();
+        if r.headers().contains_key(header) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends `n` concurrent calls; returns each one's status, Retry-After and body.
+async fn concurrent_calls(
+    gh: &Gatehouse,
+    path: &str,
+    key: &str,
+    n: usize,
+) -> Vec<(u16, Option<String>, String)> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(200)
+        .build()
+        .unwrap();
+    let mut calls = Vec::new();
+    for _ in 0..n {
+        let (client, url, key) = (client.clone(), gh.gateway(path), key.to_owned());
+        calls.push(tokio::spawn(async move {
+            let r = client
+                .get(url)
+                .header("Ocp-Apim-Subscription-Key", key)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, retry, r.text().await.unwrap())
+        }));
+    }
+    let mut out = Vec::with_capacity(n);
+    for c in calls {
+        out.push(c.await.unwrap());
+    }
+    out
 }
