@@ -8,79 +8,20 @@ use gatehouse_model::resources::{
     Collection, GROUP_USER, Group, PRODUCT_GROUP, Product, Resource, User,
 };
 
-use super::{Cp, check_id, commit, load, load_all, load_opt, merge, prepare, save, saved};
+use super::{Cp, check_id, commit, load, load_opt, saved};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::{JsonBody, Paging, Path, Query};
+use crate::http::{Paging, Path, Query};
 
-#[utoipa::path(get, path = "/mgmt/groups", tag = "groups", params(Paging),
-    responses((status = 200, body = Collection<Group>), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody)),
-    security(("admin" = [])))]
-pub async fn list(cp: Cp, Query(paging): Query<Paging>) -> ApiResult<Json<Collection<Group>>> {
-    let items = load_all::<Group>(&cp, "").await?;
-    Ok(Json(paging.page("/mgmt/groups", items)?))
-}
-
-#[utoipa::path(get, path = "/mgmt/groups/{groupId}", tag = "groups",
-    params(("groupId" = String, Path)),
-    responses((status = 200, body = Group), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("admin" = [])))]
-pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<Group>> {
-    Ok(Json(load::<Group>(&cp, "", &id).await?))
-}
-
-#[utoipa::path(put, path = "/mgmt/groups/{groupId}", tag = "groups",
-    params(("groupId" = String, Path)), request_body = Group,
-    responses((status = 200, body = Group), (status = 201, body = Group),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("admin" = [])))]
-pub async fn put(
-    cp: Cp,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody<Group>,
-) -> ApiResult<(StatusCode, Json<Group>)> {
-    let group = prepare(body, &id)?;
-    let mut tx = cp.store().begin().await?;
-    let created = save(&mut tx, "", &group).await?;
-    commit(&cp, tx).await?;
-    Ok(saved(created, group))
-}
-
-#[utoipa::path(patch, path = "/mgmt/groups/{groupId}", tag = "groups",
-    params(("groupId" = String, Path)), request_body = Group,
-    responses((status = 200, body = Group), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("admin" = [])))]
-pub async fn patch(
-    cp: Cp,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody<serde_json::Value>,
-) -> ApiResult<Json<Group>> {
-    let existing = load::<Group>(&cp, "", &id).await?;
-    let group = merge(&existing, body)?;
-    let mut tx = cp.store().begin().await?;
-    save(&mut tx, "", &group).await?;
-    commit(&cp, tx).await?;
-    Ok(Json(group))
-}
-
-#[utoipa::path(delete, path = "/mgmt/groups/{groupId}", tag = "groups",
-    params(("groupId" = String, Path)),
-    responses((status = 204, description = "Deleted, with its memberships and product links"),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 404, body = ErrorBody)),
-    security(("admin" = [])))]
-pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    check_id(Group::KIND, &id)?;
-    let mut tx = cp.store().begin().await?;
-    if !tx.delete(Group::KIND, "", &id).await? {
-        return Err(ApiError::not_found("Group", &id));
-    }
-    tx.delete_children(GROUP_USER, &id).await?;
-    tx.delete_by_id(PRODUCT_GROUP, &id).await?;
-    commit(&cp, tx).await?;
-    Ok(StatusCode::NO_CONTENT)
+// Deleting a group also deletes its memberships (children) and the product links that
+// name it (linked by id).
+crate::handlers::simple_crud! {
+    type: Group,
+    tag: "groups",
+    collection: "/mgmt/groups",
+    item: "/mgmt/groups/{groupId}",
+    param: "groupId",
+    children: [GROUP_USER],
+    linked: [PRODUCT_GROUP]
 }
 
 #[utoipa::path(get, path = "/mgmt/groups/{groupId}/users", tag = "groups",

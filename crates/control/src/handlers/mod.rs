@@ -339,7 +339,22 @@ macro_rules! simple_crud {
         collection: $coll:literal,
         item: $item:literal,
         param: $param:literal,
-        children: [$($child:literal),*]
+        children: [$($child:expr),*]
+    ) => {
+        crate::handlers::simple_crud! {
+            type: $ty, tag: $tag, collection: $coll, item: $item, param: $param,
+            children: [$($child),*],
+            linked: []
+        }
+    };
+    (
+        type: $ty:ty,
+        tag: $tag:literal,
+        collection: $coll:literal,
+        item: $item:literal,
+        param: $param:literal,
+        children: [$($child:expr),*],
+        linked: [$($link:expr),*]
     ) => {
         #[utoipa::path(get, path = $coll, tag = $tag, params(crate::http::Paging),
             responses((status = 200, body = Collection<$ty>),
@@ -425,6 +440,7 @@ macro_rules! simple_crud {
                 ));
             }
             $( tx.delete_children($child, &id).await?; )*
+            $( tx.delete_by_id($link, &id).await?; )*
             crate::handlers::commit(&cp, tx).await?;
             Ok(axum::http::StatusCode::NO_CONTENT)
         }
