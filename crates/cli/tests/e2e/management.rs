@@ -538,3 +538,29 @@ fn count_operations(doc: &Value) -> usize {
         .map(|item| METHODS.iter().filter(|m| item.get(**m).is_some()).count())
         .sum()
 }
+
+#[tokio::test]
+async fn deleting_a_group_removes_its_memberships_and_product_links() {
+    let gh = Gatehouse::up("group-delete", &[]).await;
+    gh.ok(
+        "PUT",
+        "/mgmt/groups/partners",
+        Some(json!({"displayName": "Partners"})),
+    )
+    .await;
+    gh.ok("PUT", "/mgmt/products/p", Some(json!({}))).await;
+    gh.ok("PUT", "/mgmt/products/p/groups/partners", None).await;
+    assert_eq!(
+        gh.ok("GET", "/mgmt/products/p/groups", None).await["count"],
+        1
+    );
+    assert_eq!(
+        gh.mgmt("DELETE", "/mgmt/groups/partners", None).await.0,
+        204
+    );
+    assert_eq!(
+        gh.ok("GET", "/mgmt/products/p/groups", None).await["count"],
+        0
+    );
+    assert_eq!(gh.mgmt("GET", "/mgmt/groups/partners", None).await.0, 404);
+}
