@@ -6,6 +6,7 @@ pub mod error;
 pub mod openapi;
 pub mod resources;
 pub mod snapshot;
+pub mod telemetry;
 pub mod template;
 pub mod token;
 
