@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod openapi;
+pub mod reports;
 pub mod resources;
 pub mod snapshot;
 pub mod telemetry;
