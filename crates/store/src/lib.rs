@@ -7,6 +7,9 @@
 //!
 //! Queries go through sqlx's `Any` driver with portable SQL, so the embedded SQLite file and a
 //! shared PostgreSQL server run the same code path.
+//!
+//! Telemetry from gateways lives in tables of its own (see [`telemetry`]) and never bumps the
+//! revision.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -15,6 +18,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 mod migrations;
+pub mod telemetry;
+
+pub use telemetry::{Ingested, Pruned, Retention};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -25,6 +31,12 @@ pub enum StoreError {
         location: String,
         #[source]
         source: sqlx::Error,
+    },
+    #[error("cannot read or write {what}: {source}")]
+    Encoding {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
     },
     #[error("store migration {version} failed: {source}")]
     Migration {
@@ -174,12 +186,17 @@ impl Store {
 
     /// Starts a transaction. Changes made through it bump the revision once, on commit.
     pub async fn begin(&self) -> Result<Tx> {
-        let tx = if self.sqlite {
+        let tx = self.begin_write().await?;
+        Ok(Tx { tx, changed: false })
+    }
+
+    /// A write transaction that bumps nothing (`Tx` wraps one for configuration changes).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(if self.sqlite {
             self.pool.begin_with("BEGIN IMMEDIATE").await?
         } else {
             self.pool.begin().await?
-        };
-        Ok(Tx { tx, changed: false })
+        })
     }
 
     pub async fn close(&self) {

@@ -5,21 +5,67 @@ use sqlx::{AnyPool, Row};
 
 use crate::{Result, StoreError};
 
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE gh_documents (
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE gh_documents (
             kind TEXT NOT NULL,
             parent TEXT NOT NULL,
             id TEXT NOT NULL,
             body TEXT NOT NULL,
             PRIMARY KEY (kind, parent, id)
         )",
-        "CREATE INDEX gh_documents_by_id ON gh_documents (kind, id)",
-        "CREATE TABLE gh_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
-        "INSERT INTO gh_meta (name, value) VALUES ('revision', 0)",
-    ],
-)];
+            "CREATE INDEX gh_documents_by_id ON gh_documents (kind, id)",
+            "CREATE TABLE gh_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+            "INSERT INTO gh_meta (name, value) VALUES ('revision', 0)",
+        ],
+    ),
+    // Telemetry from gateways (see telemetry.rs): batch ids for exactly-once delivery,
+    // per-minute aggregates, request samples.
+    (
+        2,
+        &[
+            "CREATE TABLE gh_telemetry_batches (
+            batch_id TEXT NOT NULL PRIMARY KEY,
+            gateway_id TEXT NOT NULL,
+            instance TEXT NOT NULL,
+            received_at BIGINT NOT NULL,
+            aggregates BIGINT NOT NULL,
+            dropped_batches BIGINT NOT NULL
+        )",
+            "CREATE INDEX gh_telemetry_batches_by_time ON gh_telemetry_batches (received_at)",
+            "CREATE TABLE gh_telemetry_minutes (
+            minute BIGINT NOT NULL,
+            gateway_id TEXT NOT NULL,
+            api_id TEXT NOT NULL,
+            operation_id TEXT NOT NULL,
+            product_id TEXT NOT NULL,
+            subscription_id TEXT NOT NULL,
+            total BIGINT NOT NULL,
+            success BIGINT NOT NULL,
+            blocked BIGINT NOT NULL,
+            failed BIGINT NOT NULL,
+            other BIGINT NOT NULL,
+            bandwidth BIGINT NOT NULL,
+            api_time TEXT NOT NULL,
+            service_time TEXT NOT NULL,
+            PRIMARY KEY (minute, gateway_id, api_id, operation_id, product_id, subscription_id)
+        )",
+            "CREATE INDEX gh_telemetry_minutes_by_api ON gh_telemetry_minutes (api_id, minute)",
+            "CREATE TABLE gh_telemetry_samples (
+            batch_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            gateway_id TEXT NOT NULL,
+            at_ms BIGINT NOT NULL,
+            api_id TEXT NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (batch_id, seq)
+        )",
+            "CREATE INDEX gh_telemetry_samples_by_time ON gh_telemetry_samples (at_ms)",
+        ],
+    ),
+];
 
 pub(crate) async fn run(pool: &AnyPool) -> Result<()> {
     sqlx::query("CREATE TABLE IF NOT EXISTS gh_migrations (version BIGINT PRIMARY KEY)")

@@ -107,3 +107,366 @@ async fn concurrent_read_then_write_transactions_never_fail() {
     assert_eq!(store.revision().await.unwrap(), 200);
     std::fs::remove_dir_all(dir).ok();
 }
+
+mod telemetry {
+    //! Telemetry storage on SQLite, and on PostgreSQL when `GATEHOUSE_TEST_POSTGRES` names a
+    //! server (such as `postgres://postgres@127.0.0.1:5432/postgres`): each test gets a fresh
+    //! database there.
+
+    use gatehouse_model::telemetry::{Aggregate, Batch, Outcome, Sample};
+
+    use super::*;
+    use crate::Retention;
+
+    const MINUTE: i64 = 1_800_000_000;
+
+    fn keep_all() -> Retention {
+        Retention {
+            oldest_minute: 0,
+            samples: 1_000,
+        }
+    }
+
+    fn aggregate(
+        minute: i64,
+        op: &str,
+        product: Option<&str>,
+        calls: &[(Outcome, u64)],
+    ) -> Aggregate {
+        let mut a = Aggregate {
+            minute,
+            api_id: "echo".into(),
+            operation_id: op.into(),
+            product_id: product.map(Into::into),
+            subscription_id: product.map(|p| format!("{p}-sub")),
+            ..Aggregate::default()
+        };
+        for (outcome, micros) in calls {
+            a.counts.add(*outcome);
+            a.bandwidth += 10;
+            a.api_time.record(*micros);
+            a.service_time.record(*micros / 2);
+        }
+        a
+    }
+
+    fn batch(id: &str, aggregates: Vec<Aggregate>) -> Batch {
+        Batch {
+            id: id.into(),
+            instance: "pod-1".into(),
+            created: MINUTE + 70,
+            aggregates,
+            samples: vec![],
+            dropped_batches: 0,
+        }
+    }
+
+    /// Stores and the directory or database to remove afterwards.
+    async fn stores() -> Vec<(Store, Cleanup)> {
+        let (sqlite, dir) = temp_store().await;
+        let mut all = vec![(sqlite, Cleanup::Dir(dir))];
+        match std::env::var("GATEHOUSE_TEST_POSTGRES") {
+            Ok(url) if !url.trim().is_empty() => all.push(postgres(url.trim()).await),
+            _ => eprintln!(
+                "note: GATEHOUSE_TEST_POSTGRES is not set, so telemetry was tested on SQLite only"
+            ),
+        }
+        all
+    }
+
+    enum Cleanup {
+        Dir(std::path::PathBuf),
+        Database { server: String, name: String },
+    }
+
+    impl Cleanup {
+        async fn run(self, store: Store) {
+            store.close().await;
+            match self {
+                Cleanup::Dir(dir) => {
+                    std::fs::remove_dir_all(dir).ok();
+                }
+                Cleanup::Database { server, name } => {
+                    let admin = sqlx::AnyPool::connect(&server).await.unwrap();
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+                        .execute(&admin)
+                        .await
+                        .unwrap();
+                    admin.close().await;
+                }
+            }
+        }
+    }
+
+    async fn postgres(server: &str) -> (Store, Cleanup) {
+        sqlx::any::install_default_drivers();
+        let name = format!(
+            "gh_test_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let admin = sqlx::AnyPool::connect(server).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let (base, _) = server.rsplit_once('/').unwrap();
+        let store = Store::open(&format!("{base}/{name}")).await.unwrap();
+        (
+            store,
+            Cleanup::Database {
+                server: server.to_owned(),
+                name,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_batch_counts_once_and_later_batches_merge() {
+        for (store, cleanup) in stores().await {
+            use Outcome::*;
+            let first = batch(
+                "b-1",
+                vec![
+                    aggregate(
+                        MINUTE,
+                        "get",
+                        Some("gold"),
+                        &[(Success, 1_000), (Failed, 3_000)],
+                    ),
+                    aggregate(MINUTE, "post", None, &[(Blocked, 200)]),
+                    // Same row as the first: merged within the batch.
+                    aggregate(MINUTE, "get", Some("gold"), &[(Success, 2_000)]),
+                ],
+            );
+            let done = store
+                .ingest_telemetry("edge", &first, MINUTE + 80, keep_all())
+                .await
+                .unwrap();
+            assert_eq!((done.duplicate, done.aggregates), (false, 3));
+            let again = store
+                .ingest_telemetry("edge", &first, MINUTE + 90, keep_all())
+                .await
+                .unwrap();
+            assert!(again.duplicate);
+            assert_eq!(again.aggregates, 0);
+
+            let rows = store
+                .telemetry_minutes(MINUTE, MINUTE + 60, None)
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 2, "{rows:?}");
+            let get = rows.iter().find(|a| a.operation_id == "get").unwrap();
+            assert_eq!(
+                (get.counts.total, get.counts.success, get.counts.failed),
+                (3, 2, 1)
+            );
+            assert_eq!(get.bandwidth, 30);
+            assert_eq!(get.api_time.count, 3);
+            assert_eq!(get.api_time.sum_micros, 6_000);
+            assert_eq!(get.product_id.as_deref(), Some("gold"));
+            assert_eq!(get.subscription_id.as_deref(), Some("gold-sub"));
+            let post = rows.iter().find(|a| a.operation_id == "post").unwrap();
+            assert_eq!((post.counts.total, post.counts.blocked), (1, 1));
+            assert_eq!(
+                (post.product_id.as_deref(), post.subscription_id.as_deref()),
+                (None, None)
+            );
+
+            // A later batch for the same minute adds up; its sketch merges with the stored one.
+            let second = batch(
+                "b-2",
+                vec![aggregate(
+                    MINUTE + 59,
+                    "get",
+                    Some("gold"),
+                    &[(Success, 9_000)],
+                )],
+            );
+            store
+                .ingest_telemetry("edge", &second, MINUTE + 100, keep_all())
+                .await
+                .unwrap();
+            let mut expected = get.clone();
+            expected.merge(&second.aggregates[0]);
+            let rows = store
+                .telemetry_minutes(MINUTE, MINUTE + 60, Some("echo"))
+                .await
+                .unwrap();
+            let get = rows.iter().find(|a| a.operation_id == "get").unwrap();
+            assert_eq!(*get, expected);
+            assert_eq!(get.counts.total, 4);
+            assert_eq!(get.minute, MINUTE);
+
+            // Another gateway's row stays apart; the window and the API filter apply.
+            let other = batch(
+                "b-3",
+                vec![aggregate(MINUTE + 60, "get", None, &[(Other, 5)])],
+            );
+            store
+                .ingest_telemetry("far", &other, MINUTE + 130, keep_all())
+                .await
+                .unwrap();
+            let all = store
+                .telemetry_minutes(MINUTE, MINUTE + 120, None)
+                .await
+                .unwrap();
+            assert_eq!(all.len(), 3);
+            assert_eq!(all.last().unwrap().minute, MINUTE + 60);
+            assert!(
+                store
+                    .telemetry_minutes(MINUTE, MINUTE + 120, Some("nothing"))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert_eq!(
+                store
+                    .telemetry_minutes(MINUTE + 60, MINUTE + 120, None)
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
+
+            // Telemetry is not configuration.
+            assert_eq!(store.revision().await.unwrap(), 0);
+            let deliveries = store.telemetry_deliveries().await.unwrap();
+            assert_eq!(
+                deliveries,
+                [
+                    ("edge".to_owned(), 2, 0, MINUTE + 100),
+                    ("far".to_owned(), 1, 0, MINUTE + 130)
+                ]
+            );
+            cleanup.run(store).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn retention_skips_and_prunes_old_telemetry_and_bounds_samples() {
+        for (store, cleanup) in stores().await {
+            let sample = |ms: i64| Sample {
+                timestamp: ms,
+                request_id: format!("r{ms}"),
+                api_id: "echo".into(),
+                status: 200,
+                ..Sample::default()
+            };
+            let mut old = batch(
+                "old",
+                vec![
+                    aggregate(MINUTE - 120, "get", None, &[(Outcome::Success, 1)]),
+                    aggregate(MINUTE, "get", None, &[(Outcome::Success, 1)]),
+                ],
+            );
+            old.samples = (0..5).map(|i| sample(MINUTE * 1000 + i)).collect();
+            old.samples.push(sample((MINUTE - 120) * 1000));
+            old.dropped_batches = 7;
+            let retention = Retention {
+                oldest_minute: MINUTE - 60,
+                samples: 3,
+            };
+            let done = store
+                .ingest_telemetry("edge", &old, MINUTE, retention)
+                .await
+                .unwrap();
+            assert_eq!((done.aggregates, done.samples), (1, 5));
+            let kept: Vec<_> = store
+                .telemetry_samples(10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.request_id)
+                .collect();
+            let newest: Vec<String> = (2..5)
+                .rev()
+                .map(|i| format!("r{}", MINUTE * 1000 + i))
+                .collect();
+            assert_eq!(kept, newest);
+            assert_eq!(store.telemetry_deliveries().await.unwrap()[0].2, 7);
+
+            let later = Retention {
+                oldest_minute: MINUTE + 60,
+                samples: 1,
+            };
+            let pruned = store.prune_telemetry(later).await.unwrap();
+            assert_eq!(pruned.minutes, 1);
+            assert_eq!(pruned.batches, 1);
+            assert_eq!(pruned.samples, 3);
+            assert!(
+                store
+                    .telemetry_minutes(0, i64::MAX, None)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            // Once its id is forgotten a replayed batch is refused as too old, not counted.
+            let replay = store
+                .ingest_telemetry("edge", &old, MINUTE + 60, later)
+                .await
+                .unwrap();
+            assert_eq!((replay.duplicate, replay.aggregates), (false, 0));
+            assert!(
+                store
+                    .telemetry_minutes(0, i64::MAX, None)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            cleanup.run(store).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_and_repeated_batches_count_exactly_once() {
+        for (store, cleanup) in stores().await {
+            let mut tasks = Vec::new();
+            for t in 0..6 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..10 {
+                        // Every batch touches the same two rows, and each is sent twice.
+                        let b = batch(
+                            &format!("t{t}-{i}"),
+                            vec![
+                                aggregate(MINUTE, "get", Some("gold"), &[(Outcome::Success, 100)]),
+                                aggregate(
+                                    MINUTE,
+                                    "post",
+                                    None,
+                                    &[(Outcome::Failed, 100), (Outcome::Success, 50)],
+                                ),
+                            ],
+                        );
+                        for _ in 0..2 {
+                            store
+                                .ingest_telemetry("edge", &b, MINUTE, keep_all())
+                                .await
+                                .unwrap();
+                        }
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let rows = store
+                .telemetry_minutes(MINUTE, MINUTE + 60, None)
+                .await
+                .unwrap();
+            let total = |op: &str| {
+                let a = rows.iter().find(|a| a.operation_id == op).unwrap();
+                (a.counts.total, a.api_time.count, a.bandwidth)
+            };
+            assert_eq!(total("get"), (60, 60, 600));
+            assert_eq!(total("post"), (120, 120, 1_200));
+            assert_eq!(store.telemetry_deliveries().await.unwrap()[0].1, 60);
+            cleanup.run(store).await;
+        }
+    }
+}
