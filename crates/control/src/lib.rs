@@ -14,6 +14,7 @@ mod handlers;
 mod http;
 mod link;
 pub mod secrets;
+mod telemetry;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 pub use compile::BUILT_IN_GATEWAY;
 pub use error::ApiError;
 use secrets::Sealer;
+pub use telemetry::{HOUSEKEEPING_EVERY, IngestOutcome, TelemetrySettings};
 
 /// Settings the control plane needs beyond its store.
 #[derive(Debug, Clone)]
@@ -65,6 +67,7 @@ pub struct ControlPlane {
     sealer: Sealer,
     admin_hash: [u8; 32],
     changes: watch::Sender<u64>,
+    telemetry: TelemetrySettings,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -74,7 +77,18 @@ impl std::fmt::Debug for ControlPlane {
 }
 
 impl ControlPlane {
+    /// Opens the control plane on `store`, keeping telemetry for the default 30 days.
     pub async fn open(store: Store, settings: &ControlSettings) -> Result<Opened, StartError> {
+        Self::open_with(store, settings, TelemetrySettings::default()).await
+    }
+
+    /// Opens the control plane on `store`. Telemetry older than `telemetry.retention_days` is
+    /// deleted now and every hour after, for as long as the control plane lives.
+    pub async fn open_with(
+        store: Store,
+        settings: &ControlSettings,
+        telemetry: TelemetrySettings,
+    ) -> Result<Opened, StartError> {
         let (admin_token, created) = match &settings.admin_token {
             Some(t) if t.trim().len() >= 16 => (t.trim().to_owned(), false),
             Some(_) => {
@@ -97,7 +111,9 @@ impl ControlPlane {
             sealer,
             admin_hash: secrets::sha256(admin_token.as_bytes()),
             changes,
+            telemetry,
         });
+        telemetry::spawn_housekeeping(Arc::downgrade(&control));
         Ok(Opened {
             control,
             admin_token,
@@ -290,6 +306,14 @@ const SNAPSHOT_HISTORY: usize = 3;
 
 /// Opens the SQLite store under `data_dir` and the control plane on it.
 pub async fn open_embedded(settings: &ControlSettings) -> Result<Opened, StartError> {
+    open_embedded_with(settings, TelemetrySettings::default()).await
+}
+
+/// [`open_embedded`] with telemetry settings other than the defaults.
+pub async fn open_embedded_with(
+    settings: &ControlSettings,
+    telemetry: TelemetrySettings,
+) -> Result<Opened, StartError> {
     let store = Store::open_sqlite_dir(Path::new(&settings.data_dir)).await?;
-    ControlPlane::open(store, settings).await
+    ControlPlane::open_with(store, settings, telemetry).await
 }

@@ -5,16 +5,19 @@
 //!   `ETag`. With `If-None-Match` naming the current revision the call is held open until the
 //!   configuration changes or `wait` seconds (at most 30) pass, then answers 304.
 //! - `POST /gateway/v1/heartbeat`: the instance's state, kept for the fleet status.
+//! - `POST /gateway/v1/telemetry`: a [`Batch`] of per-minute aggregates and request samples,
+//!   stored once per batch id; answers `{"accepted": N, "duplicate": bool}`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use gatehouse_model::telemetry::{Batch, MAX_BATCH_BYTES};
 use serde::Deserialize;
 
 use crate::ControlPlane;
@@ -31,6 +34,7 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
     Router::new()
         .route("/gateway/v1/config", get(config))
         .route("/gateway/v1/heartbeat", post(heartbeat))
+        .route("/gateway/v1/telemetry", post(telemetry))
         .with_state(cp)
 }
 
@@ -277,5 +281,39 @@ async fn heartbeat(
     {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Stores a telemetry batch. The token is checked before the body is read, and the body is
+/// read up to [`MAX_BATCH_BYTES`].
+async fn telemetry(
+    State(cp): State<Arc<ControlPlane>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let gateway = match authenticate(&cp, &headers).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let bytes = match axum::body::to_bytes(body, MAX_BATCH_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                format!(
+                    "the telemetry batch is larger than {} MiB, or its upload broke off; send smaller batches",
+                    MAX_BATCH_BYTES / (1024 * 1024)
+                ),
+            );
+        }
+    };
+    let batch: Batch = match parse_json(&bytes) {
+        Ok(b) => b,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match cp.ingest_telemetry(&gateway, &batch).await {
+        Ok(outcome) => (StatusCode::OK, axum::Json(outcome)).into_response(),
+        Err(e) => e.into_response(),
     }
 }
