@@ -14,14 +14,14 @@ use utoipa::{Modify, OpenApi};
 
 use crate::handlers::{
     apis, backends, gateway_tokens, gateways, groups, named_values, policies, policy_fragments,
-    portal_settings, products, subscriptions, users,
+    portal_settings, products, reports, subscriptions, users,
 };
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Gatehouse management API",
-        description = "Manage the APIs, products, subscriptions, named values, backends and gateways of a Gatehouse control plane. Resource and property names follow Azure API Management. Every call needs `Authorization: Bearer <admin token>`.",
+        description = "Manage the APIs, products, subscriptions, named values, backends and gateways of a Gatehouse control plane, and read its traffic reports. Resource and property names follow Azure API Management. Every call needs `Authorization: Bearer <admin token>`.",
         license(name = "Apache-2.0")
     ),
     paths(
@@ -51,6 +51,8 @@ use crate::handlers::{
         groups::list_users, groups::add_user, groups::remove_user,
         groups::list_product_groups, groups::add_product_group, groups::remove_product_group,
         portal_settings::get, portal_settings::put,
+        reports::by_api, reports::by_operation, reports::by_product, reports::by_subscription,
+        reports::by_time,
     ),
     modifiers(&AdminAuth, &Conventions),
     tags(
@@ -65,6 +67,7 @@ use crate::handlers::{
         (name = "users", description = "Developer portal accounts"),
         (name = "groups", description = "Groups of users, and the products they may see"),
         (name = "portal", description = "Developer portal settings"),
+        (name = "reports", description = "Traffic over a time window, from the telemetry gateways upload: calls by outcome, bandwidth, mean and 95th percentile latencies"),
     )
 )]
 pub struct ApiDoc;

@@ -11,6 +11,7 @@ pub mod policies;
 pub mod policy_fragments;
 pub mod portal_settings;
 pub mod products;
+pub mod reports;
 pub mod subscriptions;
 pub mod users;
 
@@ -198,6 +199,14 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             "/mgmt/portal/settings",
             get(portal_settings::get).put(portal_settings::put),
         )
+        .route("/mgmt/reports/byApi", get(reports::by_api))
+        .route("/mgmt/reports/byOperation", get(reports::by_operation))
+        .route("/mgmt/reports/byProduct", get(reports::by_product))
+        .route(
+            "/mgmt/reports/bySubscription",
+            get(reports::by_subscription),
+        )
+        .route("/mgmt/reports/byTime", get(reports::by_time))
         .route_layer(axum::middleware::from_fn_with_state(
             cp.clone(),
             require_admin,
