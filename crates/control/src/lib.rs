@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 pub use compile::BUILT_IN_GATEWAY;
 pub use error::ApiError;
+pub use handlers::gateway_tokens::{GatewayStatus, InstanceRecord, InstanceStatus};
 use secrets::Sealer;
 pub use telemetry::{HOUSEKEEPING_EVERY, IngestOutcome, TelemetrySettings};
 
@@ -285,6 +286,33 @@ impl ControlPlane {
             Err(ApiError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Every gateway with the status of its instances, as `GET /mgmt/gateways/{id}/status`
+    /// computes it, against the current revision; ordered by gateway id.
+    pub async fn fleet_status(
+        &self,
+    ) -> Result<Vec<(gatehouse_model::resources::Gateway, GatewayStatus)>, ApiError> {
+        let current = self.store.revision().await?;
+        let gateways = handlers::load_all::<gatehouse_model::resources::Gateway>(self, "").await?;
+        let mut fleet = Vec::with_capacity(gateways.len());
+        for gateway in gateways {
+            let status =
+                handlers::gateway_tokens::gateway_status(self, gateway.id.clone(), current).await?;
+            fleet.push((gateway, status));
+        }
+        Ok(fleet)
+    }
+
+    /// A value derived from the admin token (never the token or its hash): admin console
+    /// sessions remember it, so changing the admin token ends every session.
+    pub fn admin_generation(&self) -> String {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.admin_hash);
+        let tag = aws_lc_rs::hmac::sign(&key, b"gatehouse admin console sessions");
+        tag.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Makes sure the built-in gateway resource exists (for `gatehouse up`).

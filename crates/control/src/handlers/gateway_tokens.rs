@@ -323,6 +323,23 @@ pub struct InstanceStatus {
     pub seconds_since_heartbeat: Option<i64>,
 }
 
+impl InstanceStatus {
+    /// One word for the instance's link, worst first: `tokenRejected` (its last call was
+    /// refused for its token), `offline` (three heartbeats missed), `behind` (it has not
+    /// applied the current revision) or `inSync`.
+    pub fn state(&self) -> &'static str {
+        if self.record.token_rejected.is_some() {
+            "tokenRejected"
+        } else if self.link == "offline" {
+            "offline"
+        } else if self.sync == "behind" {
+            "behind"
+        } else {
+            "inSync"
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayStatus {
@@ -345,6 +362,16 @@ pub fn now_rfc3339() -> String {
 pub async fn status(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<GatewayStatus>> {
     load::<Gateway>(&cp, "", &id).await?;
     let current = cp.store().revision().await?;
+    Ok(Json(gateway_status(&cp, id, current).await?))
+}
+
+/// The status of gateway `id`'s instances against revision `current`, as the status endpoint
+/// and the admin console's fleet page show it.
+pub(crate) async fn gateway_status(
+    cp: &ControlPlane,
+    id: String,
+    current: u64,
+) -> ApiResult<GatewayStatus> {
     let now = OffsetDateTime::now_utc();
     let mut instances = Vec::new();
     for doc in cp.store().list(INSTANCE, &id).await? {
@@ -375,9 +402,9 @@ pub async fn status(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<GatewaySta
             seconds_since_heartbeat: age,
         });
     }
-    Ok(Json(GatewayStatus {
+    Ok(GatewayStatus {
         gateway_id: id,
         current_revision: current,
         instances,
-    }))
+    })
 }
