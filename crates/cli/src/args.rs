@@ -47,7 +47,7 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane and a built-in gateway on this machine.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Run the control plane alone.
     ControlPlane(ControlPlaneArgs),
     /// Manage APIs.
@@ -85,6 +85,27 @@ pub struct ServerArgs {
     pub log_format: Option<String>,
 }
 
+/// What a gateway records about its traffic: access logs, metrics and uploads.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TelemetryArgs {
+    /// Access log on stdout, one line per request: json, text or off [default: json].
+    #[arg(long, env = "GATEHOUSE_ACCESS_LOG")]
+    pub access_log: Option<String>,
+    /// Label request metrics with the subscription id too (one series per subscription).
+    #[arg(long, env = "GATEHOUSE_METRICS_SUBSCRIPTION_LABELS")]
+    pub metrics_subscription_labels: bool,
+    /// How often request aggregates are sent to the control plane [default: 10s].
+    #[arg(long, env = "GATEHOUSE_TELEMETRY_INTERVAL")]
+    pub telemetry_interval: Option<String>,
+    /// The most telemetry kept while the control plane is unreachable, e.g. 64MiB; the
+    /// oldest is dropped (and counted) beyond it [default: 64MiB].
+    #[arg(long, env = "GATEHOUSE_TELEMETRY_SPOOL_SIZE")]
+    pub telemetry_spool_size: Option<String>,
+    /// Where this gateway runs, a label on its metrics, e.g. "eu-west/rack-4".
+    #[arg(long, env = "GATEHOUSE_LOCATION")]
+    pub location: Option<String>,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct UpArgs {
     /// Also start an echo backend and create a demo API, product and subscription.
@@ -102,6 +123,17 @@ pub struct UpArgs {
     /// How long shutdown waits for requests in flight, e.g. 30s [default: 30s].
     #[arg(long, env = "GATEHOUSE_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
+    /// The gateway's admin endpoints (/metrics, /healthz, /readyz) [default: 127.0.0.1:8082].
+    #[arg(long, env = "GATEHOUSE_GATEWAY_ADMIN_LISTEN")]
+    pub gateway_admin_listen: Option<String>,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    /// Send OpenTelemetry traces of gateway requests to this OTLP/HTTP collector, e.g.
+    /// http://127.0.0.1:4318 (traces go to /v1/traces under it) [default: off].
+    #[arg(long, env = "GATEHOUSE_OTLP_ENDPOINT")]
+    // Read by serve.rs once the proxy records traces (issue #5).
+    #[allow(dead_code)]
+    pub otlp_endpoint: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
     #[command(flatten)]
@@ -218,7 +250,7 @@ pub struct GatewayRunArgs {
     /// the control plane is unreachable.
     #[arg(long, env = "GATEHOUSE_BACKUP_DIR")]
     pub backup_dir: Option<PathBuf>,
-    /// Admin endpoints (/healthz, /readyz) [default: 127.0.0.1:8082].
+    /// Admin endpoints (/metrics, /healthz, /readyz) [default: 127.0.0.1:8082].
     #[arg(long, env = "GATEHOUSE_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
     /// This instance's name in the fleet status [default: the host name].
@@ -248,6 +280,14 @@ pub struct GatewayRunArgs {
     /// How long shutdown waits for requests in flight [default: 30s].
     #[arg(long, env = "GATEHOUSE_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    /// Send OpenTelemetry traces of gateway requests to this OTLP/HTTP collector, e.g.
+    /// http://127.0.0.1:4318 (traces go to /v1/traces under it) [default: off].
+    #[arg(long, env = "GATEHOUSE_OTLP_ENDPOINT")]
+    // Read by serve.rs once the proxy records traces (issue #5).
+    #[allow(dead_code)]
+    pub otlp_endpoint: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -8,9 +8,86 @@ use std::sync::Arc;
 use gatehouse_control::{BUILT_IN_GATEWAY, ControlPlane, ControlSettings, Opened};
 use gatehouse_gateway::{ConfigHandle, GatewaySettings, RunningGateway};
 
+use std::time::Duration;
+
+use gatehouse_gateway::status::{Source, Status};
+use gatehouse_gateway::telemetry::{AccessLog, Telemetry, TelemetrySettings};
+use gatehouse_gateway::upload::{DeliveryError, Sink, UploadSettings, Uploader};
+
 use crate::Failure;
-use crate::args::{ControlPlaneArgs, Global, ServerArgs, UpArgs};
-use crate::settings::{FileSettings, parse_addr, parse_duration};
+use crate::args::{ControlPlaneArgs, Global, ServerArgs, TelemetryArgs, UpArgs};
+use crate::settings::{FileSettings, parse_addr, parse_duration, parse_size};
+
+/// The telemetry settings of a gateway, its upload interval and its spool's size.
+fn telemetry_settings(
+    args: &TelemetryArgs,
+    file: &FileSettings,
+) -> Result<(TelemetrySettings, Duration, u64), Failure> {
+    let access_log = match args.access_log.as_deref().or(file.access_log.as_deref()) {
+        Some(text) => text
+            .parse::<AccessLog>()
+            .map_err(|e| Failure::input(format!("--access-log: {e}")))?,
+        None => AccessLog::Json,
+    };
+    let interval = parse_duration(
+        "--telemetry-interval",
+        args.telemetry_interval
+            .as_deref()
+            .or(file.telemetry_interval.as_deref())
+            .unwrap_or("10s"),
+    )?;
+    if interval < Duration::from_millis(100) {
+        return Err(Failure::input(
+            "--telemetry-interval must be at least 100ms",
+        ));
+    }
+    let spool = parse_size(
+        "--telemetry-spool-size",
+        args.telemetry_spool_size
+            .as_deref()
+            .or(file.telemetry_spool_size.as_deref())
+            .unwrap_or("64MiB"),
+    )?;
+    let settings = TelemetrySettings {
+        access_log,
+        subscription_labels: args.metrics_subscription_labels
+            || file.metrics_subscription_labels.unwrap_or(false),
+        location: args
+            .location
+            .clone()
+            .or_else(|| file.location.clone())
+            .unwrap_or_default(),
+        ..TelemetrySettings::default()
+    };
+    Ok((settings, interval, spool))
+}
+
+/// The built-in gateway's telemetry goes straight into the control plane's store: the same
+/// batches, spool and de-duplication as a self-hosted gateway's, without the HTTP hop.
+struct InProcess(Arc<ControlPlane>);
+
+impl Sink for InProcess {
+    fn deliver(
+        &self,
+        batch: bytes::Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), DeliveryError>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let parsed: gatehouse_model::telemetry::Batch = serde_json::from_slice(&batch)
+                .map_err(|e| DeliveryError::Rejected(format!("unreadable batch: {e}")))?;
+            self.0
+                .ingest_telemetry(BUILT_IN_GATEWAY, &parsed)
+                .await
+                .map(|_| ())
+                .map_err(|e| match e {
+                    gatehouse_control::ApiError::Validation(v) => {
+                        DeliveryError::Rejected(v.to_string())
+                    }
+                    other => DeliveryError::Retry(other.to_string()),
+                })
+        })
+    }
+}
 
 fn init_logging(format: Option<&str>) -> Result<(), Failure> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
@@ -126,7 +203,11 @@ async fn shutdown_signal() {
 
 /// Keeps the built-in gateway on the newest configuration: every committed change is compiled
 /// into a snapshot and swapped in. Bursts of changes coalesce into one compile.
-fn spawn_sync(control: Arc<ControlPlane>, config: ConfigHandle) -> tokio::task::JoinHandle<()> {
+fn spawn_sync(
+    control: Arc<ControlPlane>,
+    config: ConfigHandle,
+    status: Arc<Status>,
+) -> tokio::task::JoinHandle<()> {
     let mut changes = control.subscribe();
     tokio::spawn(async move {
         loop {
@@ -136,7 +217,10 @@ fn spawn_sync(control: Arc<ControlPlane>, config: ConfigHandle) -> tokio::task::
             changes.borrow_and_update();
             match control.snapshot(BUILT_IN_GATEWAY).await {
                 Ok(snapshot) => match config.apply(&snapshot) {
-                    Ok(revision) => tracing::debug!(revision, "configuration applied"),
+                    Ok(revision) => {
+                        status.applied(revision, Source::ControlPlane);
+                        tracing::debug!(revision, "configuration applied")
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "configuration rejected; the previous one stays in force")
                     }
@@ -194,6 +278,15 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         settings.workers = w;
     }
     let grace = settings.shutdown_grace;
+    let admin_addr = parse_addr(
+        "--gateway-admin-listen",
+        args.gateway_admin_listen
+            .as_deref()
+            .or(file.gateway_admin_listen.as_deref())
+            .unwrap_or("127.0.0.1:8082"),
+    )?;
+    let (telemetry_settings, upload_interval, spool_limit) =
+        telemetry_settings(&args.telemetry, file)?;
 
     let opened = open(&common, None).await?;
     let control = opened.control;
@@ -207,18 +300,54 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         .snapshot(BUILT_IN_GATEWAY)
         .await
         .map_err(|e| Failure::runtime(format!("cannot compile the configuration: {e}")))?;
-    config.apply(&snapshot).map_err(|e| {
+    let revision = config.apply(&snapshot).map_err(|e| {
         Failure::runtime(format!(
             "the stored configuration cannot be served: {e}; fix it through the management API"
         ))
     })?;
-    let sync = spawn_sync(control.clone(), config.clone());
+    let status = Arc::new(Status::new(BUILT_IN_GATEWAY.to_owned(), None));
+    status.applied(revision, Source::ControlPlane);
+    let sync = spawn_sync(control.clone(), config.clone(), status.clone());
 
-    let gateway = RunningGateway::start(gateway_addr, config, settings).map_err(|e| {
+    let telemetry = Telemetry::new(telemetry_settings, settings.workers);
+    telemetry.spawn_log_flusher(Duration::from_millis(200));
+    let gateway = RunningGateway::start(gateway_addr, config.clone(), settings, telemetry.clone())
+        .map_err(|e| {
+            Failure::runtime(format!(
+                "cannot start the gateway: {e}; free the port or pass --gateway-listen"
+            ))
+        })?;
+    let sources = gatehouse_gateway::metrics::Sources {
+        telemetry: telemetry.clone(),
+        config,
+        link: Some(status.clone()),
+        instance: BUILT_IN_GATEWAY.to_owned(),
+    };
+    let (_, admin) = gatehouse_gateway::admin::start(admin_addr, status, sources)
+        .await
+        .map_err(|e| {
+            Failure::runtime(format!(
+                "cannot listen on {admin_addr} for the gateway's admin endpoints: {e}; free the port or pass --gateway-admin-listen"
+            ))
+        })?;
+    let uploader = Uploader::new(
+        telemetry.clone(),
+        Arc::new(InProcess(control.clone())),
+        UploadSettings {
+            interval: upload_interval,
+            spool_dir: Some(common.data.join("telemetry-spool")),
+            spool_limit,
+            instance: BUILT_IN_GATEWAY.to_owned(),
+        },
+    )
+    .map_err(|e| {
         Failure::runtime(format!(
-            "cannot start the gateway: {e}; free the port or pass --gateway-listen"
+            "cannot use the telemetry spool in {}: {e}; make the data directory writable",
+            common.data.display()
         ))
     })?;
+    let uploader = Arc::new(uploader);
+    let uploads = tokio::spawn(uploader.clone().run());
     let listener = bind(common.control_addr, "control plane").await?;
     let control_url = display_addr(common.control_addr);
     let gateway_url = display_addr(gateway.local_addr);
@@ -271,6 +400,10 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     let _ = stop_tx.send(true);
     let drained = tokio::task::spawn_blocking(move || gateway.shutdown_blocking());
     let _ = drained.await;
+    uploads.abort();
+    uploader.finish(Duration::from_secs(5)).await;
+    telemetry.flush_logs();
+    admin.abort();
     sync.abort();
     match server.await {
         Ok(Ok(())) => {}
@@ -382,7 +515,11 @@ pub async fn gateway(args: crate::args::GatewayRunArgs) -> Result<(), Failure> {
         }
         gateway.workers = w;
     }
+    let (telemetry, upload_interval, spool_limit) = telemetry_settings(&args.telemetry, &file)?;
     let settings = SelfHostedSettings {
+        telemetry,
+        upload_interval,
+        spool_limit,
         link: LinkSettings {
             endpoint,
             token,

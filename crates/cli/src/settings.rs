@@ -35,6 +35,15 @@ pub struct FileSettings {
     pub retry_max: Option<String>,
     pub portal_templates: Option<PathBuf>,
     pub portal_gateway_url: Option<Vec<String>>,
+    /// Also accepted as `otlp_endpoint`, the name OpenTelemetry users look for.
+    #[serde(alias = "otlp_endpoint")]
+    pub otlp_endpoint: Option<String>,
+    pub gateway_admin_listen: Option<String>,
+    pub access_log: Option<String>,
+    pub metrics_subscription_labels: Option<bool>,
+    pub telemetry_interval: Option<String>,
+    pub telemetry_spool_size: Option<String>,
+    pub location: Option<String>,
 }
 
 impl FileSettings {
@@ -59,6 +68,54 @@ impl FileSettings {
                 ))
             })
     }
+}
+
+/// Parses a size: bytes, or a number with KB, MB, GB (powers of 1000) or KiB, MiB, GiB.
+pub fn parse_size(what: &str, text: &str) -> Result<u64, Failure> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let bad = || {
+        Failure::input(format!(
+            "{what} '{text}' is not a size; write it like 64MiB, 500MB or 1048576"
+        ))
+    };
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let factor: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(bad()),
+    };
+    let bytes = value * factor;
+    if !bytes.is_finite() || !(1.0..=1e15).contains(&bytes) {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// The OTLP/HTTP collector that gateway traces go to, or `None` when tracing is off:
+/// `--otlp-endpoint` or GATEHOUSE_OTLP_ENDPOINT, else `otlp-endpoint` in the settings file. An
+/// empty value means off.
+// Called by serve.rs once the proxy records traces (issue #5).
+#[allow(dead_code)]
+pub fn otlp_endpoint(flag: Option<&str>, file: &FileSettings) -> Result<Option<String>, Failure> {
+    let (endpoint, source) = match flag.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) => (e, "--otlp-endpoint or GATEHOUSE_OTLP_ENDPOINT"),
+        None => match file.otlp_endpoint.as_deref().map(str::trim) {
+            Some(e) if !e.is_empty() => (e, "otlp-endpoint in the settings file"),
+            _ => return Ok(None),
+        },
+    };
+    gatehouse_gateway::otel::traces_url(endpoint)
+        .map_err(|e| Failure::input(format!("{e}, or leave {source} unset to turn tracing off")))?;
+    Ok(Some(endpoint.to_owned()))
 }
 
 /// Parses `30s`, `500ms`, `5m`, `1h` or a plain number of seconds.
@@ -118,6 +175,67 @@ mod tests {
         assert!(parse_duration("t", "soon").is_err());
         assert!(parse_duration("t", "5y").is_err());
         assert!(parse_duration("t", "-1s").is_err());
+    }
+
+    #[test]
+    fn otlp_endpoints() {
+        let none = FileSettings::default();
+        assert_eq!(otlp_endpoint(None, &none).unwrap(), None);
+        assert_eq!(otlp_endpoint(Some(" "), &none).unwrap(), None);
+        assert_eq!(
+            otlp_endpoint(Some("http://127.0.0.1:4318"), &none).unwrap(),
+            Some("http://127.0.0.1:4318".to_owned())
+        );
+
+        let dir = std::env::temp_dir().join(format!("gh-settings-otlp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in [
+            (
+                "kebab.toml",
+                "otlp-endpoint = \"https://otel.example.com\"\n",
+            ),
+            (
+                "snake.toml",
+                "otlp_endpoint = \"https://otel.example.com\"\n",
+            ),
+            ("snake.yaml", "otlp_endpoint: https://otel.example.com\n"),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            let file = FileSettings::load(Some(&path)).unwrap();
+            assert_eq!(
+                otlp_endpoint(None, &file).unwrap().as_deref(),
+                Some("https://otel.example.com"),
+                "{name}"
+            );
+            // The flag (or its environment variable) wins over the file.
+            assert_eq!(
+                otlp_endpoint(Some("http://collector:4318"), &file)
+                    .unwrap()
+                    .as_deref(),
+                Some("http://collector:4318")
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let bad = otlp_endpoint(Some("collector:4318"), &none).unwrap_err();
+        assert_eq!(bad.code, 2);
+        assert!(
+            bad.message.contains("http:// or https://"),
+            "{}",
+            bad.message
+        );
+        assert!(
+            bad.message.contains("GATEHOUSE_OTLP_ENDPOINT"),
+            "{}",
+            bad.message
+        );
+        let file = FileSettings {
+            otlp_endpoint: Some("udp://collector".into()),
+            ..FileSettings::default()
+        };
+        let bad = otlp_endpoint(None, &file).unwrap_err();
+        assert!(bad.message.contains("settings file"), "{}", bad.message);
     }
 
     #[test]

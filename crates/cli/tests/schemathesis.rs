@@ -81,6 +81,8 @@ impl Server {
             .arg(&control)
             .arg("--gateway-listen")
             .arg(format!("127.0.0.1:{gateway_port}"))
+            .arg("--gateway-admin-listen")
+            .arg("127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

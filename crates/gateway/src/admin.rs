@@ -1,5 +1,6 @@
-//! The admin listener of a self-hosted gateway (127.0.0.1:8082 by default): `/healthz` (the
-//! process is alive) and `/readyz` (a configuration is loaded; JSON with the details).
+//! The admin listener of a gateway (127.0.0.1:8082 by default): `/healthz` (the process is
+//! alive), `/readyz` (a configuration is loaded; JSON with the details) and `/metrics`
+//! (Prometheus).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,7 +19,9 @@ use crate::status::{State, Status};
 pub async fn start(
     addr: SocketAddr,
     status: Arc<Status>,
+    metrics: crate::metrics::Sources,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let metrics = Arc::new(metrics);
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let task = tokio::spawn(async move {
@@ -27,8 +30,11 @@ pub async fn start(
                 continue;
             };
             let status = status.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| answer(status.clone(), req));
+                let service = hyper::service::service_fn(move |req| {
+                    answer(status.clone(), metrics.clone(), req)
+                });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -40,8 +46,28 @@ pub async fn start(
 
 async fn answer(
     status: Arc<Status>,
+    metrics: Arc<crate::metrics::Sources>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/metrics" {
+        let openmetrics = req
+            .headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("application/openmetrics-text"));
+        let text = crate::metrics::render(&metrics, openmetrics);
+        let mut response = Response::new(Full::new(Bytes::from(text)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static(if openmetrics {
+                crate::metrics::OPENMETRICS
+            } else {
+                crate::metrics::TEXT
+            }),
+        );
+        return Ok(response);
+    }
     let (code, body) = match req.uri().path() {
         "/healthz" => (
             StatusCode::OK,

@@ -31,6 +31,23 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// Who failed and why, in the terms of Azure's `context.LastError`, for logs and metrics.
+    pub fn info(&self) -> crate::telemetry::ErrorInfo {
+        let (source, reason) = match self {
+            Self::NotFound => ("configuration", "OperationNotFound"),
+            Self::MissingKey => ("authorization", "SubscriptionKeyNotFound"),
+            Self::InvalidKey => ("authorization", "SubscriptionKeyInvalid"),
+            Self::NotReady => ("gateway", "ConfigurationNotLoaded"),
+            Self::NoBackend(_) | Self::BadUpstreamUri(_) => ("configuration", "BackendUrlInvalid"),
+            Self::BackendUnreachable(_) => ("forward-request", "BackendConnectionFailure"),
+            Self::BackendTimeout(_) => ("forward-request", "Timeout"),
+        };
+        crate::telemetry::ErrorInfo {
+            source: source.into(),
+            reason: reason.into(),
+        }
+    }
+
     fn status_and_body(&self) -> (StatusCode, &'static str) {
         match self {
             Self::NotFound => (

@@ -13,12 +13,15 @@ pub mod config;
 pub mod counters;
 pub mod error;
 pub mod link;
+pub mod metrics;
 pub mod openid;
 pub mod proxy;
 pub mod route;
 pub mod selfhosted;
 pub mod server;
 pub mod status;
+pub mod telemetry;
+pub mod upload;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -229,6 +229,7 @@ impl Link {
             .await;
             match written {
                 Ok(Ok(path)) => {
+                    self.status.backup_saved();
                     tracing::debug!(path = %path.display(), "configuration saved to the backup")
                 }
                 Ok(Err(e)) => {
@@ -361,6 +362,43 @@ impl Link {
                 _ = self.applied.notified() => {}
             }
         }
+    }
+}
+
+/// Telemetry goes up the same link: `POST /gateway/v1/telemetry`.
+impl crate::upload::Sink for Link {
+    fn deliver(
+        &self,
+        batch: Bytes,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), crate::upload::DeliveryError>> + Send + '_>,
+    > {
+        use crate::upload::DeliveryError;
+        Box::pin(async move {
+            let sent = self
+                .http
+                .post(self.url("/gateway/v1/telemetry"))
+                .header(AUTHORIZATION, &self.authorization)
+                .header(INSTANCE_HEADER, &self.settings.instance)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .timeout(Duration::from_secs(30))
+                .body(batch)
+                .send()
+                .await
+                .map_err(|e| DeliveryError::Retry(self.unreachable(&e).to_string()))?;
+            let status = sent.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            let body = sent.text().await.unwrap_or_default();
+            let reason = format!("the control plane answered {status}: {body}");
+            match status {
+                StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => {
+                    Err(DeliveryError::Rejected(reason))
+                }
+                _ => Err(DeliveryError::Retry(reason)),
+            }
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -30,6 +31,7 @@ use crate::config::{CompiledApi, CompiledConfig, KeyCheck, Upstream};
 use crate::counters::LocalCounters;
 use crate::error::GatewayError;
 use crate::openid::OpenIdKeyCache;
+use crate::telemetry::{ErrorInfo, ObservedBody, Record, WorkerTelemetry};
 use crate::{ConfigHandle, GatewaySettings, route};
 
 /// Bodies the gateway sends: its own fixed answers, or a stream from the other side.
@@ -54,6 +56,7 @@ pub struct Worker {
     counters: Arc<LocalCounters>,
     cache: Arc<GatewayCache>,
     openid: Arc<OpenIdKeyCache>,
+    telemetry: Arc<WorkerTelemetry>,
 }
 
 impl Worker {
@@ -64,6 +67,7 @@ impl Worker {
         counters: Arc<LocalCounters>,
         cache: Arc<GatewayCache>,
         openid: Arc<OpenIdKeyCache>,
+        telemetry: Arc<WorkerTelemetry>,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -81,6 +85,7 @@ impl Worker {
             counters,
             cache,
             openid,
+            telemetry,
         }
     }
 
@@ -89,20 +94,41 @@ impl Worker {
         self: Arc<Self>,
         remote: SocketAddr,
         req: Request<Incoming>,
-    ) -> Result<Response<Body>, Infallible> {
+    ) -> Result<Response<ObservedBody>, Infallible> {
         let request_id = self.request_id(req.headers());
-        let Some(config) = self.config.current() else {
-            return Ok(GatewayError::NotReady.into_response(&request_id));
-        };
-        if req.uri().path() == STATUS_PATH {
-            return Ok(status_ok(&request_id));
+        let config = self.config.current();
+        if config.is_some() && req.uri().path() == STATUS_PATH {
+            // Health probes are not traffic: no log line, no metrics.
+            return Ok(status_ok(&request_id).map(ObservedBody::plain));
         }
-        let mut response = match self.serve(&config, remote, &request_id, req).await {
-            Ok(r) => r,
-            Err(e) => return Ok(e.into_response(&request_id)),
+        let mut record = self
+            .telemetry
+            .begin(req.method(), req.uri(), remote.ip(), &request_id);
+        record.bytes_in = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        let result = match config {
+            Some(config) => {
+                self.serve(&config, remote, &request_id, req, &mut record)
+                    .await
+            }
+            None => Err(GatewayError::NotReady),
         };
-        response.headers_mut().insert(X_REQUEST_ID, request_id);
-        Ok(response)
+        let response = match result {
+            Ok(mut r) => {
+                r.headers_mut().insert(X_REQUEST_ID, request_id);
+                r
+            }
+            Err(e) => {
+                record.error = Some(e.info());
+                e.into_response(&request_id)
+            }
+        };
+        record.status = response.status().as_u16();
+        let telemetry = self.telemetry.clone();
+        Ok(response.map(|body| ObservedBody::new(body, record, telemetry)))
     }
 
     async fn serve(
@@ -111,12 +137,15 @@ impl Worker {
         remote: SocketAddr,
         request_id: &HeaderValue,
         req: Request<Incoming>,
+        record: &mut Record,
     ) -> Result<Response<Body>, GatewayError> {
         let path = req.uri().path();
         let (api, rest) = config.find_api(path).ok_or(GatewayError::NotFound)?;
         if !api.http {
             return Err(GatewayError::NotFound);
         }
+        record.api = Some(api.id.clone());
+        record.key_query = Some(api.key_query.clone());
         let preflight = is_preflight(&req);
         let op = match route::find(&api.operations, req.method(), rest) {
             Some(op) => op,
@@ -125,6 +154,7 @@ impl Worker {
             None if preflight => api.preflight.as_ref().ok_or(GatewayError::NotFound)?,
             None => return Err(GatewayError::NotFound),
         };
+        record.operation = Some(op.id.clone());
         // Browsers send preflights without keys: when cors answers them, none is needed.
         let answers_preflight = preflight
             && op.policy.default.answers_preflight()
@@ -142,6 +172,10 @@ impl Worker {
             None => return Err(GatewayError::MissingKey),
         };
         let product = subscription.as_ref().and_then(|s| s.product());
+        record.subscription = subscription.as_ref().map(|s| s.id.clone());
+        record.product = product
+            .and_then(|p| config.products.get(p))
+            .map(|p| p.0.clone());
         let pipeline = op.policy.for_product(product);
 
         if pipeline.plain_forward {
@@ -157,6 +191,7 @@ impl Worker {
             if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
                 headers.insert(header::HOST, host);
             }
+            let sent = Instant::now();
             let response = self
                 .send(
                     parts.method,
@@ -165,7 +200,10 @@ impl Worker {
                     Either::Right(body),
                     self.settings.backend_timeout,
                 )
-                .await?;
+                .await;
+            record.backend_time = Some(sent.elapsed());
+            let response = response?;
+            record.backend_status = Some(response.status().as_u16());
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             return Ok(Response::from_parts(parts, Either::Right(body)));
@@ -232,9 +270,24 @@ impl Worker {
             api_id: &api.id,
             body: Some(body),
             response_stream: None,
+            backend_status: None,
+            backend_time: None,
         };
         pipeline.run(&mut ex, &mut io).await;
+        record.backend_status = io.backend_status;
+        record.backend_time = io.backend_time;
+        record.cache = ex.cache_hit;
+        if let Some((source, reason)) = ex.refused {
+            record.error = Some(ErrorInfo {
+                source: source.into(),
+                reason: reason.into(),
+            });
+        }
         if let Some(e) = &ex.last_error {
+            record.error = Some(ErrorInfo {
+                source: e.source.clone().into(),
+                reason: e.reason.clone().into(),
+            });
             tracing::warn!(
                 request_id = request_id.to_str().unwrap_or_default(),
                 api = %api.id,
@@ -510,6 +563,9 @@ struct GatewayIo<'a> {
     body: Option<Incoming>,
     /// The backend's body while it still streams.
     response_stream: Option<Incoming>,
+    /// The last backend call's status and how long its headers took.
+    backend_status: Option<u16>,
+    backend_time: Option<std::time::Duration>,
 }
 
 fn too_large() -> PolicyError {
@@ -613,16 +669,19 @@ impl Io for GatewayIo<'_> {
         let timeout = options
             .timeout
             .unwrap_or(self.worker.settings.backend_timeout);
+        let sent = Instant::now();
         let response = self
             .worker
             .send(ex.request.method.clone(), uri, headers, body, timeout)
-            .await
-            .map_err(|e| match e {
-                GatewayError::BackendTimeout(t) => {
-                    PolicyError::backend_timeout(format!("the backend did not answer within {t:?}"))
-                }
-                other => PolicyError::backend_unreachable(other.to_string()),
-            })?;
+            .await;
+        self.backend_time = Some(sent.elapsed());
+        let response = response.map_err(|e| match e {
+            GatewayError::BackendTimeout(t) => {
+                PolicyError::backend_timeout(format!("the backend did not answer within {t:?}"))
+            }
+            other => PolicyError::backend_unreachable(other.to_string()),
+        })?;
+        self.backend_status = Some(response.status().as_u16());
         let (mut parts, stream) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         ex.response = Some(ExResponse {

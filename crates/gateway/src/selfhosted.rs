@@ -15,6 +15,8 @@ use gatehouse_model::token::GatewayToken;
 use crate::backup::{Backup, BackupError};
 use crate::link::{Link, LinkError, LinkSettings};
 use crate::status::{Source, Status};
+use crate::telemetry::{Telemetry, TelemetrySettings};
+use crate::upload::{UploadSettings, Uploader};
 use crate::{ConfigHandle, GatewaySettings, RunningGateway, ServeError};
 
 #[derive(Debug, Clone)]
@@ -27,6 +29,11 @@ pub struct SelfHostedSettings {
     pub backup_key: Option<String>,
     pub startup_timeout: Duration,
     pub gateway: GatewaySettings,
+    pub telemetry: TelemetrySettings,
+    /// How often telemetry batches are closed and sent.
+    pub upload_interval: Duration,
+    /// The most bytes of telemetry kept while the control plane is away.
+    pub spool_limit: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +54,12 @@ pub enum StartError {
     },
     #[error("{0}")]
     Link(#[from] LinkError),
+    #[error("cannot use the telemetry spool {dir}: {source}; make the backup directory writable")]
+    Spool {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "no configuration after {timeout:?}: {reason}, and {backup}; check --config-endpoint and --token, or start with --backup-dir pointing at a backup of this gateway"
     )]
@@ -89,8 +102,21 @@ pub async fn run(
         None => None,
     };
 
-    let gateway = RunningGateway::start(settings.listen, config.clone(), settings.gateway.clone())?;
-    let (admin_addr, admin) = crate::admin::start(settings.admin_listen, status.clone())
+    let telemetry = Telemetry::new(settings.telemetry.clone(), settings.gateway.workers);
+    telemetry.spawn_log_flusher(Duration::from_millis(200));
+    let gateway = RunningGateway::start(
+        settings.listen,
+        config.clone(),
+        settings.gateway.clone(),
+        telemetry.clone(),
+    )?;
+    let sources = crate::metrics::Sources {
+        telemetry: telemetry.clone(),
+        config: config.clone(),
+        link: Some(status.clone()),
+        instance: settings.link.instance.clone(),
+    };
+    let (admin_addr, admin) = crate::admin::start(settings.admin_listen, status.clone(), sources)
         .await
         .map_err(|source| StartError::Admin {
             addr: settings.admin_listen,
@@ -105,6 +131,23 @@ pub async fn run(
         status.clone(),
         backup,
     )?);
+    let spool_dir = settings.backup_dir.as_ref().map(|d| d.join("telemetry"));
+    let uploader = Uploader::new(
+        telemetry.clone(),
+        link.clone(),
+        UploadSettings {
+            interval: settings.upload_interval,
+            spool_dir: spool_dir.clone(),
+            spool_limit: settings.spool_limit,
+            instance: settings.link.instance.clone(),
+        },
+    )
+    .map_err(|source| StartError::Spool {
+        dir: spool_dir.unwrap_or_default(),
+        source,
+    })?;
+    let uploader = Arc::new(uploader);
+    let uploads = tokio::spawn(uploader.clone().run());
     let sync = tokio::spawn(link.clone().run(restored.map(Arc::new)));
     let beats = tokio::spawn(link.heartbeats(token));
 
@@ -113,8 +156,10 @@ pub async fn run(
         if started.elapsed() >= settings.startup_timeout {
             sync.abort();
             beats.abort();
+            uploads.abort();
             admin.abort();
             let _ = tokio::task::spawn_blocking(move || gateway.shutdown_blocking()).await;
+            telemetry.flush_logs();
             let reason = status
                 .readiness()
                 .reason
@@ -140,6 +185,10 @@ pub async fn run(
     sync.abort();
     beats.abort();
     let _ = tokio::task::spawn_blocking(move || gateway.shutdown_blocking()).await;
+    // Every request has finished: its telemetry goes out now, or waits in the spool.
+    uploads.abort();
+    uploader.finish(Duration::from_secs(5)).await;
+    telemetry.flush_logs();
     admin.abort();
     Ok(())
 }

@@ -54,6 +54,7 @@ impl RunningGateway {
         addr: SocketAddr,
         config: ConfigHandle,
         settings: GatewaySettings,
+        telemetry: Arc<crate::telemetry::Telemetry>,
     ) -> Result<Self, ServeError> {
         let (stop, stop_rx) = watch::channel(false);
         let mut workers = Vec::new();
@@ -72,6 +73,7 @@ impl RunningGateway {
                 counters.clone(),
                 cache.clone(),
                 openid.clone(),
+                telemetry.worker(index),
             ));
             let stop_rx = stop_rx.clone();
             let grace = settings.shutdown_grace;

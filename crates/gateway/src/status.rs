@@ -53,6 +53,18 @@ struct Inner {
     last_sync: Option<String>,
     source: Option<Source>,
     token_warning: Option<String>,
+    synced_at: Option<Instant>,
+    backup_at: Option<Instant>,
+}
+
+/// The numbers `/metrics` shows about the link and the backup.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkGauges {
+    pub state: State,
+    pub revision: Option<u64>,
+    pub since_sync: Option<std::time::Duration>,
+    pub backup_age: Option<std::time::Duration>,
+    pub uptime: std::time::Duration,
 }
 
 #[derive(Debug)]
@@ -74,6 +86,8 @@ impl Status {
                 last_sync: None,
                 source: None,
                 token_warning: None,
+                synced_at: None,
+                backup_at: None,
             }),
             started: Instant::now(),
             instance,
@@ -99,6 +113,7 @@ impl Status {
             i.source = Some(source);
             if source == Source::ControlPlane {
                 i.last_sync = Some(crate::backup::now_rfc3339());
+                i.synced_at = Some(Instant::now());
                 i.reason = None;
                 Self::enter(i, State::Ready);
             } else if i.state == State::Starting {
@@ -114,6 +129,7 @@ impl Status {
     pub fn synced(&self) {
         self.with(|i| {
             i.last_sync = Some(crate::backup::now_rfc3339());
+            i.synced_at = Some(Instant::now());
             if i.revision.is_some() {
                 i.reason = None;
                 Self::enter(i, State::Ready);
@@ -131,6 +147,29 @@ impl Status {
                 Self::enter(i, State::Stale);
             }
         });
+    }
+
+    /// A configuration was written to the backup.
+    pub fn backup_saved(&self) {
+        self.with(|i| i.backup_at = Some(Instant::now()));
+    }
+
+    pub fn gauges(&self) -> LinkGauges {
+        let uptime = self.started.elapsed();
+        self.with(|i| LinkGauges {
+            state: i.state,
+            revision: i.revision,
+            since_sync: i.synced_at.map(|t| t.elapsed()),
+            backup_age: i.backup_at.map(|t| t.elapsed()),
+            uptime,
+        })
+        .unwrap_or(LinkGauges {
+            state: State::Starting,
+            revision: None,
+            since_sync: None,
+            backup_age: None,
+            uptime,
+        })
     }
 
     pub fn set_token_warning(&self, warning: Option<String>) {

@@ -124,6 +124,11 @@ pub struct Exchange {
     pub error_response: Option<Response>,
     /// Set by `cache-lookup` on a miss: where `cache-store` keeps the response.
     pub response_cache: Option<crate::policies::ResponseCacheKey>,
+    /// What `cache-lookup` found: `Some(true)` on a hit, `Some(false)` on a miss.
+    pub cache_hit: Option<bool>,
+    /// The policy that refused the request with its own answer (a rate limit's 429) and
+    /// why, in Azure's error terms, for the gateway's logs and metrics.
+    pub refused: Option<(&'static str, &'static str)>,
     /// Quota counting left for when the response is known (bandwidth, and increment
     /// conditions that read the response); see [`crate::policies::Quota`].
     pub(crate) quota_charges: Vec<crate::policies::QuotaCharge>,
@@ -138,6 +143,8 @@ impl Exchange {
             info,
             backend_url: None,
             last_error: None,
+            cache_hit: None,
+            refused: None,
             response_headers: HeaderMap::new(),
             error_response: None,
             response_cache: None,

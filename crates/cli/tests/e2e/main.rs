@@ -6,6 +6,7 @@
 mod gateway;
 mod lifecycle;
 mod management;
+mod observability;
 mod policies;
 mod policies_auth;
 mod policies_flow;

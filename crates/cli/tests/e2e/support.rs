@@ -52,6 +52,8 @@ pub struct Gatehouse {
     pub data: PathBuf,
     pub control_port: u16,
     pub gateway_port: u16,
+    /// The built-in gateway's admin listener (/metrics, /readyz).
+    pub admin_port: u16,
     pub token: String,
     pub extra: Vec<String>,
     pub http: reqwest::Client,
@@ -65,6 +67,7 @@ impl Gatehouse {
             data,
             control_port: free_port(),
             gateway_port: free_port(),
+            admin_port: free_port(),
             token: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             http: reqwest::Client::builder()
@@ -88,6 +91,8 @@ impl Gatehouse {
             .arg(format!("127.0.0.1:{}", self.control_port))
             .arg("--gateway-listen")
             .arg(format!("127.0.0.1:{}", self.gateway_port))
+            .arg("--gateway-admin-listen")
+            .arg(format!("127.0.0.1:{}", self.admin_port))
             .args(&self.extra)
             .env_remove("GATEHOUSE_ADMIN_TOKEN")
             .env("GATEHOUSE_LOG", "info")
@@ -135,6 +140,10 @@ impl Gatehouse {
 
     pub fn gateway(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.gateway_port)
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
     }
 
     pub fn pid(&self) -> u32 {
@@ -432,6 +441,11 @@ impl GatewayProc {
             .append(true)
             .open(self.dir.join("gateway.log"))
             .unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("stdout.log"))
+            .unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("gateway")
             .args(&self.args)
@@ -442,7 +456,7 @@ impl GatewayProc {
             .env("GATEHOUSE_LOG", "info")
             .env_remove("GATEHOUSE_BACKUP_KEY")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(log);
         for (k, v) in &self.envs {
             cmd.env(k, v);
@@ -452,6 +466,26 @@ impl GatewayProc {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// What the gateway wrote on stdout: its access log.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().unwrap().id();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM failed");
     }
 
     pub async fn readyz(&self) -> Option<Value> {
@@ -606,4 +640,184 @@ pub async fn set_policy(gh: &Gatehouse, path: &str, xml: &str) {
         status == 200 || status == 201,
         "PUT {path}: {status} {body}"
     );
+}
+
+/// A span as the OTLP receiver got it; ids in lowercase hex, times in Unix nanoseconds.
+#[derive(Debug, Clone)]
+pub struct OtlpSpan {
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for a root span.
+    pub parent_span_id: String,
+    pub name: String,
+    /// `server`, `client`, `internal`, `producer`, `consumer` or `unspecified`.
+    pub kind: String,
+    pub start: u64,
+    pub end: u64,
+    /// Every value as text: strings as they are, numbers and booleans formatted.
+    pub attributes: BTreeMap<String, String>,
+    /// `unset`, `ok` or `error`.
+    pub status: String,
+    /// The attributes of the resource that sent it (`service.name`, …).
+    pub resource: BTreeMap<String, String>,
+}
+
+/// A stand-in for an OpenTelemetry collector on loopback: it takes OTLP/HTTP protobuf trace
+/// exports (`POST /v1/traces`), answers 200 and keeps the decoded spans. Pass `url()` as
+/// `--otlp-endpoint`.
+#[derive(Clone)]
+pub struct OtlpReceiver {
+    pub addr: SocketAddr,
+    spans: Arc<Mutex<Vec<OtlpSpan>>>,
+}
+
+impl OtlpReceiver {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let spans: Arc<Mutex<Vec<OtlpSpan>>> = Arc::default();
+        let record = spans.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req| otlp_receive(record.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, spans }
+    }
+
+    /// The base URL, as `--otlp-endpoint` takes it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<OtlpSpan> {
+        self.spans.lock().unwrap().clone()
+    }
+
+    /// The spans of one trace.
+    pub fn trace(&self, trace_id: &str) -> Vec<OtlpSpan> {
+        self.spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace_id)
+            .collect()
+    }
+
+    /// Waits until the spans received satisfy `check` (exports come in batches, about once a
+    /// second) and returns them.
+    pub async fn wait_for(
+        &self,
+        within: Duration,
+        check: impl Fn(&[OtlpSpan]) -> bool,
+    ) -> Vec<OtlpSpan> {
+        let start = Instant::now();
+        loop {
+            let spans = self.spans();
+            if check(&spans) {
+                return spans;
+            }
+            assert!(
+                start.elapsed() < within,
+                "the OTLP receiver did not get the expected spans within {within:?}: {spans:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn otlp_receive(
+    record: Arc<Mutex<Vec<OtlpSpan>>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    let answer = |status: StatusCode| {
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = status;
+        resp.headers_mut()
+            .insert("content-type", "application/x-protobuf".parse().unwrap());
+        Ok(resp)
+    };
+    if req.method() != hyper::Method::POST || req.uri().path() != "/v1/traces" {
+        return answer(StatusCode::NOT_FOUND);
+    }
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let Ok(export) = ExportTraceServiceRequest::decode(body) else {
+        return answer(StatusCode::BAD_REQUEST);
+    };
+    let mut spans = Vec::new();
+    for resource_spans in export.resource_spans {
+        let resource = resource_spans
+            .resource
+            .map(|r| otlp_attributes(&r.attributes))
+            .unwrap_or_default();
+        for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+            let kind = match span.kind {
+                1 => "internal",
+                2 => "server",
+                3 => "client",
+                4 => "producer",
+                5 => "consumer",
+                _ => "unspecified",
+            };
+            let status = match span.status.map_or(0, |s| s.code) {
+                1 => "ok",
+                2 => "error",
+                _ => "unset",
+            };
+            spans.push(OtlpSpan {
+                trace_id: otlp_hex(&span.trace_id),
+                span_id: otlp_hex(&span.span_id),
+                parent_span_id: otlp_hex(&span.parent_span_id),
+                name: span.name,
+                kind: kind.to_owned(),
+                start: span.start_time_unix_nano,
+                end: span.end_time_unix_nano,
+                attributes: otlp_attributes(&span.attributes),
+                status: status.to_owned(),
+                resource: resource.clone(),
+            });
+        }
+    }
+    record.lock().unwrap().extend(spans);
+    answer(StatusCode::OK)
+}
+
+fn otlp_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn otlp_attributes(
+    attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+) -> BTreeMap<String, String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    attributes
+        .iter()
+        .map(|kv| {
+            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(V::StringValue(s)) => s.clone(),
+                Some(V::IntValue(i)) => i.to_string(),
+                Some(V::BoolValue(b)) => b.to_string(),
+                Some(V::DoubleValue(d)) => d.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), value)
+        })
+        .collect()
 }

@@ -205,7 +205,9 @@ async fn settings_come_from_flags_env_and_file() {
     let settings = dir.join("settings.yaml");
     std::fs::write(
         &settings,
-        format!("listen: 127.0.0.1:{file_port}\ngateway-listen: 127.0.0.1:{gw_port}\n"),
+        format!(
+            "listen: 127.0.0.1:{file_port}\ngateway-listen: 127.0.0.1:{gw_port}\ngateway-admin-listen: 127.0.0.1:0\n"
+        ),
     )
     .unwrap();
     // The environment wins over the file.

@@ -193,8 +193,10 @@ impl CacheLookup {
                 headers,
                 body: Some(cached.body.clone()),
             });
+            ex.cache_hit = Some(true);
             return Ok(Flow::Return);
         }
+        ex.cache_hit = Some(false);
         ex.response_cache = Some(key);
         Ok(Flow::Continue)
     }

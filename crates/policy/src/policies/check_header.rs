@@ -89,6 +89,7 @@ impl CheckHeader {
         }
         let message = self.message.eval(ex, budget)?;
         ex.response = Some(json_error(self.status, &message));
+        ex.refused = Some(("check-header", "HeaderNotFound"));
         Ok(Flow::Return)
     }
 }

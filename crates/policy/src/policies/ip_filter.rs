@@ -99,6 +99,7 @@ impl IpFilter {
             return Flow::Continue;
         }
         ex.response = Some(json_error(StatusCode::FORBIDDEN, "Forbidden"));
+        ex.refused = Some(("ip-filter", "CallerIpNotAllowed"));
         Flow::Return
     }
 }

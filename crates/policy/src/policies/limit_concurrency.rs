@@ -55,6 +55,7 @@ impl LimitConcurrency {
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many requests",
             ));
+            ex.refused = Some(("limit-concurrency", "ConcurrencyLimitExceeded"));
             return Ok(Flow::Return);
         };
         let result = run_steps(&self.steps, ex, io, budget).await;

@@ -380,6 +380,7 @@ impl Quota {
                 if exhausted {
                     let retry_after = period.is_some().then_some(d.retry_after);
                     ex.response = Some(refusal(*kind, retry_after));
+                    ex.refused = Some(("quota", "QuotaExceeded"));
                     return Ok(Flow::Return);
                 }
             }

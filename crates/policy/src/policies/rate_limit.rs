@@ -269,6 +269,7 @@ impl RateLimit {
             r.headers.insert(h.clone(), HeaderValue::from(retry_after));
         }
         ex.response = Some(r);
+        ex.refused = Some(("rate-limit", "RateLimitExceeded"));
         Ok(Flow::Return)
     }
 }
