@@ -15,6 +15,7 @@ pub mod error;
 pub mod link;
 pub mod metrics;
 pub mod openid;
+pub mod otel;
 pub mod proxy;
 pub mod route;
 pub mod selfhosted;
