@@ -258,7 +258,7 @@ impl Collector for Scrape {
             }
             gauge(
                 &mut encoder,
-                "gatehouse_custom_metric_sum",
+                "gatehouse_custom_metric_value",
                 "Sum of the values emitted by emit-metric policies",
                 None,
                 &sums,

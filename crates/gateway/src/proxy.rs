@@ -751,6 +751,17 @@ impl Io for GatewayIo<'_> {
         });
     }
 
+    fn emit_metric(&mut self, metric: gatehouse_policy::policies::EmittedMetric) {
+        self.worker.telemetry.emit(
+            crate::telemetry::CustomKey {
+                name: metric.name.into(),
+                namespace: metric.namespace.into(),
+                dimensions: metric.dimensions,
+            },
+            metric.value,
+        );
+    }
+
     async fn sleep(&mut self, duration: std::time::Duration) {
         tokio::time::sleep(duration).await;
     }

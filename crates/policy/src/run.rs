@@ -179,6 +179,11 @@ pub trait Io: Send {
         let _ = request;
     }
 
+    /// Takes a value of `emit-metric`. The default drops it.
+    fn emit_metric(&mut self, metric: crate::policies::EmittedMetric) {
+        let _ = metric;
+    }
+
     /// Waits (`retry` between attempts). The default returns at once.
     fn sleep(&mut self, duration: Duration) -> impl Future<Output = ()> + Send {
         let _ = duration;

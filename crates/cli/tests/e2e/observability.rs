@@ -117,7 +117,7 @@ async fn setup(gh: &Gatehouse, backend: &Backend) -> String {
     set_policy(
         gh,
         "/mgmt/apis/echo/policy",
-        r#"<policies><inbound><base/><set-header name="X-Secret" exists-action="override"><value>{{backend-secret}}</value></set-header></inbound><backend><base/></backend><outbound><base/></outbound><on-error><base/></on-error></policies>"#,
+        r#"<policies><inbound><base/><set-header name="X-Secret" exists-action="override"><value>{{backend-secret}}</value></set-header><emit-metric name="echo-calls" namespace="shop" value="2"><dimension name="API ID"/><dimension name="Method" value="@(context.Request.Method)"/></emit-metric></inbound><backend><base/></backend><outbound><base/></outbound><on-error><base/></on-error></policies>"#,
     )
     .await;
     set_policy(
@@ -343,6 +343,21 @@ async fn metrics_logs_and_reports_account_for_every_request() {
         ),
         3
     );
+    // emit-metric: each of the 10 keyed echo calls added 2 (GET 6, POST 4).
+    let emitted = |method: &str| {
+        let want = [
+            ("name", "echo-calls"),
+            ("namespace", "shop"),
+            ("dim_api_id", "echo"),
+            ("dim_method", method),
+        ];
+        (
+            h("gatehouse_custom_metric_emitted_total", &want),
+            h("gatehouse_custom_metric_value", &want),
+        )
+    };
+    assert_eq!(emitted("GET"), (6, 12));
+    assert_eq!(emitted("POST"), (4, 8));
     assert!(metrics.contains("gatehouse_config_revision{"));
     assert!(metrics.contains("gatehouse_requests_in_flight{"));
     assert_eq!(

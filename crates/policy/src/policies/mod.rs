@@ -12,6 +12,7 @@ mod cache_store_value;
 mod check_header;
 mod choose;
 mod cors;
+mod emit_metric;
 mod find_and_replace;
 #[cfg(test)]
 pub(crate) mod flowkit;
@@ -52,6 +53,7 @@ pub use cache_store_value::CacheStoreValue;
 pub use check_header::CheckHeader;
 pub use choose::Choose;
 pub use cors::{Cors, is_preflight, preflight};
+pub use emit_metric::{EmitMetric, EmittedMetric};
 pub use find_and_replace::FindAndReplace;
 pub use forward_request::{DEFAULT_TIMEOUT, ForwardRequest};
 pub use include_fragment::IncludeFragment;
@@ -116,6 +118,7 @@ pub enum Step {
     SetQueryParameter(SetQueryParameter),
     SetStatus(SetStatus),
     SetVariable(SetVariable),
+    EmitMetric(EmitMetric),
     Trace(Trace),
     ValidateJwt(ValidateJwt),
     Wait(Wait),
@@ -162,6 +165,7 @@ pub const CATALOGUE: &[(&str, &[Section])] = &[
     ("set-query-parameter", &[Inbound, Backend]),
     ("set-status", &[Inbound, Backend, Outbound, OnError]),
     ("set-variable", &[Inbound, Backend, Outbound, OnError]),
+    ("emit-metric", &[Inbound, Backend, Outbound, OnError]),
     ("trace", &[Inbound, Backend, Outbound, OnError]),
     ("validate-jwt", &[Inbound]),
     ("wait", &[Inbound, Backend, Outbound]),
@@ -236,6 +240,7 @@ pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Step> {
         "set-query-parameter" => Step::SetQueryParameter(SetQueryParameter::compile(el, cx)?),
         "set-status" => Step::SetStatus(SetStatus::compile(el, cx)?),
         "set-variable" => Step::SetVariable(SetVariable::compile(el, cx)?),
+        "emit-metric" => Step::EmitMetric(EmitMetric::compile(el, cx)?),
         "trace" => Step::Trace(Trace::compile(el, cx)?),
         "validate-jwt" => Step::ValidateJwt(ValidateJwt::compile(el, cx)?),
         "wait" => Step::Wait(Wait::compile(el, cx)?),
@@ -286,6 +291,7 @@ impl Step {
             Step::SetQueryParameter(_) => "set-query-parameter",
             Step::SetStatus(_) => "set-status",
             Step::SetVariable(_) => "set-variable",
+            Step::EmitMetric(_) => "emit-metric",
             Step::Trace(_) => "trace",
             Step::ValidateJwt(_) => "validate-jwt",
             Step::Wait(_) => "wait",
@@ -331,6 +337,7 @@ impl Step {
             Step::SetQueryParameter(p) => p.run(ex, budget),
             Step::SetStatus(p) => p.run(ex, budget),
             Step::SetVariable(p) => p.run(ex, budget),
+            Step::EmitMetric(p) => p.run(ex, io, budget),
             Step::Trace(p) => p.run(ex, budget),
             Step::ValidateJwt(p) => p.run(ex, io, budget).await,
             Step::Wait(p) => p.run(ex, io, budget).await,
@@ -418,6 +425,7 @@ impl Step {
             Step::SetQueryParameter(p) => p.texts(),
             Step::SetVariable(p) => vec![&p.value],
             Step::Trace(p) => p.texts(),
+            Step::EmitMetric(p) => p.texts(),
             Step::SetBody(p) => vec![&p.body],
             Step::RateLimit(p) => p.texts(),
             Step::ReturnResponse(p) => p.texts(),

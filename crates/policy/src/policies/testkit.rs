@@ -95,6 +95,8 @@ pub struct MockIo {
     pub openid: HashMap<String, Arc<OpenIdKeys>>,
     /// Each `openid_keys` call: the URL and whether a refresh was asked for.
     pub openid_calls: Vec<(String, bool)>,
+    /// What `emit-metric` handed over.
+    pub emitted: Vec<super::EmittedMetric>,
 }
 
 /// An in-memory cache shared between runs (entries never expire).
@@ -113,6 +115,10 @@ pub fn errors_in(section: &str, inner: &str) -> Vec<String> {
 }
 
 impl Io for MockIo {
+    fn emit_metric(&mut self, metric: super::EmittedMetric) {
+        self.emitted.push(metric);
+    }
+
     async fn read_request_body(&mut self, _ex: &mut Exchange) -> Result<(), PolicyError> {
         Ok(())
     }
