@@ -7,6 +7,7 @@ mod gateway;
 mod lifecycle;
 mod management;
 mod observability;
+mod otlp;
 mod policies;
 mod policies_auth;
 mod policies_flow;
