@@ -513,3 +513,11 @@ fn shutdown_is_bounded_when_the_collector_hangs() {
     );
     drop(held);
 }
+
+/// The proxy keeps a `Tracing` in shared state and may hold a `RequestTrace` across awaits.
+#[test]
+fn handles_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Tracing>();
+    send_sync::<RequestTrace>();
+}
