@@ -131,8 +131,6 @@ pub struct UpArgs {
     /// Send OpenTelemetry traces of gateway requests to this OTLP/HTTP collector, e.g.
     /// http://127.0.0.1:4318 (traces go to /v1/traces under it) [default: off].
     #[arg(long, env = "GATEHOUSE_OTLP_ENDPOINT")]
-    // Read by serve.rs once the proxy records traces (issue #5).
-    #[allow(dead_code)]
     pub otlp_endpoint: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
@@ -285,8 +283,6 @@ pub struct GatewayRunArgs {
     /// Send OpenTelemetry traces of gateway requests to this OTLP/HTTP collector, e.g.
     /// http://127.0.0.1:4318 (traces go to /v1/traces under it) [default: off].
     #[arg(long, env = "GATEHOUSE_OTLP_ENDPOINT")]
-    // Read by serve.rs once the proxy records traces (issue #5).
-    #[allow(dead_code)]
     pub otlp_endpoint: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,

@@ -22,7 +22,22 @@ use crate::settings::{FileSettings, parse_addr, parse_duration, parse_size};
 fn telemetry_settings(
     args: &TelemetryArgs,
     file: &FileSettings,
+    otlp_flag: Option<&str>,
+    gateway_id: &str,
+    instance: &str,
 ) -> Result<(TelemetrySettings, Duration, u64), Failure> {
+    let tracing = match crate::settings::otlp_endpoint(otlp_flag, file)? {
+        Some(endpoint) => Some(
+            gatehouse_gateway::otel::Tracing::start(&gatehouse_gateway::otel::OtlpSettings {
+                endpoint,
+                service_name: "gatehouse".to_owned(),
+                gateway_id: gateway_id.to_owned(),
+                instance: instance.to_owned(),
+            })
+            .map_err(|e| Failure::input(format!("--otlp-endpoint: {e}")))?,
+        ),
+        None => None,
+    };
     let access_log = match args.access_log.as_deref().or(file.access_log.as_deref()) {
         Some(text) => text
             .parse::<AccessLog>()
@@ -57,6 +72,7 @@ fn telemetry_settings(
             .clone()
             .or_else(|| file.location.clone())
             .unwrap_or_default(),
+        tracing,
         ..TelemetrySettings::default()
     };
     Ok((settings, interval, spool))
@@ -285,8 +301,14 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
             .or(file.gateway_admin_listen.as_deref())
             .unwrap_or("127.0.0.1:8082"),
     )?;
-    let (telemetry_settings, upload_interval, spool_limit) =
-        telemetry_settings(&args.telemetry, file)?;
+    let (telemetry_settings, upload_interval, spool_limit) = telemetry_settings(
+        &args.telemetry,
+        file,
+        args.otlp_endpoint.as_deref(),
+        BUILT_IN_GATEWAY,
+        BUILT_IN_GATEWAY,
+    )?;
+    let tracing = telemetry_settings.tracing.clone();
 
     let opened = open(&common, None).await?;
     let control = opened.control;
@@ -403,6 +425,9 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     uploads.abort();
     uploader.finish(Duration::from_secs(5)).await;
     telemetry.flush_logs();
+    if let Some(t) = tracing {
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
     admin.abort();
     sync.abort();
     match server.await {
@@ -515,7 +540,19 @@ pub async fn gateway(args: crate::args::GatewayRunArgs) -> Result<(), Failure> {
         }
         gateway.workers = w;
     }
-    let (telemetry, upload_interval, spool_limit) = telemetry_settings(&args.telemetry, &file)?;
+    let instance = pick(&args.name, &file.name).unwrap_or_else(instance_name);
+    // The token is checked properly when the gateway starts; here it only names the gateway
+    // in the traces' resource.
+    let gateway_id = gatehouse_model::token::GatewayToken::parse(&token)
+        .map(|t| t.gateway_id)
+        .unwrap_or_default();
+    let (telemetry, upload_interval, spool_limit) = telemetry_settings(
+        &args.telemetry,
+        &file,
+        args.otlp_endpoint.as_deref(),
+        &gateway_id,
+        &instance,
+    )?;
     let settings = SelfHostedSettings {
         telemetry,
         upload_interval,
@@ -523,7 +560,7 @@ pub async fn gateway(args: crate::args::GatewayRunArgs) -> Result<(), Failure> {
         link: LinkSettings {
             endpoint,
             token,
-            instance: pick(&args.name, &file.name).unwrap_or_else(instance_name),
+            instance,
             long_poll: !args.no_long_poll && file.long_poll.unwrap_or(true),
             poll_interval: duration(
                 "--poll-interval",

@@ -103,8 +103,6 @@ pub fn parse_size(what: &str, text: &str) -> Result<u64, Failure> {
 /// The OTLP/HTTP collector that gateway traces go to, or `None` when tracing is off:
 /// `--otlp-endpoint` or GATEHOUSE_OTLP_ENDPOINT, else `otlp-endpoint` in the settings file. An
 /// empty value means off.
-// Called by serve.rs once the proxy records traces (issue #5).
-#[allow(dead_code)]
 pub fn otlp_endpoint(flag: Option<&str>, file: &FileSettings) -> Result<Option<String>, Failure> {
     let (endpoint, source) = match flag.map(str::trim).filter(|e| !e.is_empty()) {
         Some(e) => (e, "--otlp-endpoint or GATEHOUSE_OTLP_ENDPOINT"),

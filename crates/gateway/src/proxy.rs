@@ -43,6 +43,7 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Azure's health probe path: 200 once a configuration is loaded.
 pub const STATUS_PATH: &str = "/status-0123456789abcdef";
@@ -101,9 +102,13 @@ impl Worker {
             // Health probes are not traffic: no log line, no metrics.
             return Ok(status_ok(&request_id).map(ObservedBody::plain));
         }
-        let mut record = self
-            .telemetry
-            .begin(req.method(), req.uri(), remote.ip(), &request_id);
+        let mut record = self.telemetry.begin(
+            req.method(),
+            req.uri(),
+            req.headers(),
+            remote.ip(),
+            &request_id,
+        );
         record.bytes_in = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -191,6 +196,11 @@ impl Worker {
             if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
                 headers.insert(header::HOST, host);
             }
+            let call = record.trace.as_mut().map(|t| {
+                let call = t.child(crate::otel::BACKEND_CALL);
+                headers.insert(TRACEPARENT, t.traceparent(call));
+                call
+            });
             let sent = Instant::now();
             let response = self
                 .send(
@@ -202,6 +212,16 @@ impl Worker {
                 )
                 .await;
             record.backend_time = Some(sent.elapsed());
+            if let (Some(t), Some(call)) = (record.trace.as_mut(), call) {
+                if let Ok(r) = &response {
+                    t.set_attribute(
+                        Some(call),
+                        "http.response.status_code",
+                        i64::from(r.status().as_u16()),
+                    );
+                }
+                t.end(call);
+            }
             let response = response?;
             record.backend_status = Some(response.status().as_u16());
             let (mut parts, body) = response.into_parts();
@@ -272,6 +292,8 @@ impl Worker {
             response_stream: None,
             backend_status: None,
             backend_time: None,
+            trace: record.trace.as_mut(),
+            section: None,
         };
         pipeline.run(&mut ex, &mut io).await;
         record.backend_status = io.backend_status;
@@ -566,6 +588,9 @@ struct GatewayIo<'a> {
     /// The last backend call's status and how long its headers took.
     backend_status: Option<u16>,
     backend_time: Option<std::time::Duration>,
+    /// The request's spans (tracing on), and the span of the section running now.
+    trace: Option<&'a mut crate::otel::RequestTrace>,
+    section: Option<usize>,
 }
 
 fn too_large() -> PolicyError {
@@ -655,6 +680,15 @@ impl Io for GatewayIo<'_> {
         if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
             headers.insert(header::HOST, host);
         }
+        let section = self.section;
+        let call = self.trace.as_mut().map(|t| {
+            let call = match section {
+                Some(s) => t.child_under(s, crate::otel::BACKEND_CALL),
+                None => t.child(crate::otel::BACKEND_CALL),
+            };
+            headers.insert(TRACEPARENT, t.traceparent(call));
+            call
+        });
         let body = match &ex.request.body {
             Some(b) => {
                 headers.remove(header::CONTENT_LENGTH);
@@ -675,6 +709,16 @@ impl Io for GatewayIo<'_> {
             .send(ex.request.method.clone(), uri, headers, body, timeout)
             .await;
         self.backend_time = Some(sent.elapsed());
+        if let (Some(t), Some(call)) = (self.trace.as_mut(), call) {
+            if let Ok(r) = &response {
+                t.set_attribute(
+                    Some(call),
+                    "http.response.status_code",
+                    i64::from(r.status().as_u16()),
+                );
+            }
+            t.end(call);
+        }
         let response = response.map_err(|e| match e {
             GatewayError::BackendTimeout(t) => {
                 PolicyError::backend_timeout(format!("the backend did not answer within {t:?}"))
@@ -749,6 +793,17 @@ impl Io for GatewayIo<'_> {
                 tracing::debug!(url = %url, reason = %e.reason, message = %e.message, "send-one-way-request failed");
             }
         });
+    }
+
+    fn section(&mut self, section: gatehouse_policy::Section, entering: bool) {
+        let Some(t) = self.trace.as_mut() else {
+            return;
+        };
+        if entering {
+            self.section = Some(t.child(section.name()));
+        } else if let Some(s) = self.section.take() {
+            t.end(s);
+        }
     }
 
     fn emit_metric(&mut self, metric: gatehouse_policy::policies::EmittedMetric) {

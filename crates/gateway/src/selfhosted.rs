@@ -189,6 +189,9 @@ pub async fn run(
     uploads.abort();
     uploader.finish(Duration::from_secs(5)).await;
     telemetry.flush_logs();
+    if let Some(t) = settings.telemetry.tracing.clone() {
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
     admin.abort();
     Ok(())
 }

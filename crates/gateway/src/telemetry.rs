@@ -62,6 +62,8 @@ pub struct TelemetrySettings {
     pub samples_per_worker: usize,
     /// The gateway's location, a label on every request metric.
     pub location: String,
+    /// OpenTelemetry traces, when an OTLP endpoint is configured.
+    pub tracing: Option<crate::otel::Tracing>,
 }
 
 impl Default for TelemetrySettings {
@@ -71,6 +73,7 @@ impl Default for TelemetrySettings {
             subscription_labels: false,
             samples_per_worker: 32,
             location: String::new(),
+            tracing: None,
         }
     }
 }
@@ -102,6 +105,7 @@ impl Telemetry {
                     access_log: settings.access_log,
                     subscription_labels: settings.subscription_labels,
                     samples: settings.samples_per_worker,
+                    tracing: settings.tracing.clone(),
                 })
             })
             .collect();
@@ -238,6 +242,7 @@ pub struct WorkerTelemetry {
     access_log: AccessLog,
     subscription_labels: bool,
     samples: usize,
+    tracing: Option<crate::otel::Tracing>,
 }
 
 #[derive(Debug, Default)]
@@ -262,16 +267,20 @@ impl WorkerTelemetry {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts the record of a request that just arrived.
+    /// Starts the record of a request that just arrived, and its trace when tracing is on.
     pub fn begin(
         &self,
         method: &Method,
         uri: &Uri,
+        headers: &http::HeaderMap,
         client: IpAddr,
         request_id: &HeaderValue,
     ) -> Record {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let trace = self.tracing.as_ref().map(|t| t.begin(headers));
         Record {
+            trace_id: trace.as_ref().map(crate::otel::RequestTrace::trace_id_hex),
+            trace,
             start: Instant::now(),
             timestamp: SystemTime::now(),
             method: method.clone(),
@@ -289,7 +298,6 @@ impl WorkerTelemetry {
             bytes_in: 0,
             error: None,
             cache: None,
-            trace_id: None,
         }
     }
 
@@ -301,7 +309,7 @@ impl WorkerTelemetry {
         v.count += 1;
     }
 
-    fn finish(&self, record: &Record, bytes_out: u64) {
+    fn finish(&self, mut record: Record, bytes_out: u64) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let total = record.start.elapsed();
         let backend = record.backend_time;
@@ -379,6 +387,29 @@ impl WorkerTelemetry {
             let buf = std::mem::take(&mut s.log);
             drop(guard);
             write_stdout(&buf);
+        } else {
+            drop(guard);
+        }
+        if let (Some(mut trace), Some(tracing)) = (record.trace.take(), &self.tracing) {
+            trace.set_attribute(
+                None,
+                "http.request.method",
+                record.method.as_str().to_owned(),
+            );
+            trace.set_attribute(None, "url.path", record.uri.path().to_owned());
+            for (key, value) in [
+                ("gatehouse.api.id", &record.api),
+                ("gatehouse.operation.id", &record.operation),
+                ("gatehouse.product.id", &record.product),
+            ] {
+                if let Some(v) = value {
+                    trace.set_attribute(None, key, v.to_string());
+                }
+            }
+            if let Some(e) = &record.error {
+                trace.set_attribute(None, "gatehouse.error.reason", e.reason.to_string());
+            }
+            trace.finish(tracing, record.status);
         }
     }
 }
@@ -431,6 +462,8 @@ pub struct Record {
     /// `cache-lookup`: a hit or a miss.
     pub cache: Option<bool>,
     pub trace_id: Option<String>,
+    /// The request's spans, when tracing is on.
+    pub trace: Option<crate::otel::RequestTrace>,
 }
 
 impl Record {
@@ -741,7 +774,7 @@ impl ObservedBody {
 
     fn done(&mut self) {
         if let Some((record, telemetry)) = self.pending.take() {
-            telemetry.finish(&record, self.bytes);
+            telemetry.finish(record, self.bytes);
         }
     }
 }
@@ -791,6 +824,7 @@ mod tests {
         let mut r = w.begin(
             &Method::GET,
             &uri.parse().unwrap(),
+            &http::HeaderMap::new(),
             "127.0.0.1".parse().unwrap(),
             &HeaderValue::from_static("rid-1"),
         );
@@ -857,7 +891,7 @@ mod tests {
         for _ in 0..100 {
             let mut r = record(&w, "/echo/x");
             r.status = 200;
-            w.finish(&r, 0);
+            w.finish(r, 0);
         }
         let (aggs, samples) = t.drain();
         assert_eq!(aggs[0].counts.total, 100);

@@ -444,6 +444,7 @@ mod tests {
                 let mut r = w.begin(
                     &http::Method::GET,
                     &"/a/b".parse().unwrap(),
+                    &http::HeaderMap::new(),
                     "127.0.0.1".parse().unwrap(),
                     &http::HeaderValue::from_static("r"),
                 );

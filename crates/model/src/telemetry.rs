@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn a_batch_round_trips_through_json() {
         let mut agg = Aggregate {
-            minute: 1_800_000_000 - 1_800_000_000 % 60,
+            minute: 1_800_000_000,
             api_id: "echo".into(),
             operation_id: "get".into(),
             product_id: Some("starter".into()),

@@ -179,6 +179,12 @@ pub trait Io: Send {
         let _ = request;
     }
 
+    /// A section starts (`entering`) or ends: the gateway's traces time them. The default
+    /// does nothing.
+    fn section(&mut self, section: crate::compile::Section, entering: bool) {
+        let _ = (section, entering);
+    }
+
     /// Takes a value of `emit-metric`. The default drops it.
     fn emit_metric(&mut self, metric: crate::policies::EmittedMetric) {
         let _ = metric;
@@ -377,7 +383,10 @@ impl Pipeline {
             {
                 return self.fail(ex, io, &mut budget, section, e).await;
             }
-            match run_steps(self.section(section), ex, io, &mut budget).await {
+            io.section(section, true);
+            let result = run_steps(self.section(section), ex, io, &mut budget).await;
+            io.section(section, false);
+            match result {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Return) => return,
                 Err(e) => return self.fail(ex, io, &mut budget, section, e).await,
@@ -410,7 +419,10 @@ impl Pipeline {
         // A policy that refused the request (validate-jwt) made the answer on-error starts from.
         let refusal = ex.error_response.take();
         ex.response = refusal.clone();
-        let handled = match run_steps(self.section(Section::OnError), ex, io, budget).await {
+        io.section(Section::OnError, true);
+        let result = run_steps(self.section(Section::OnError), ex, io, budget).await;
+        io.section(Section::OnError, false);
+        let handled = match result {
             Ok(_) => ex.response.is_some(),
             Err(second) => {
                 tracing::warn!(source = %second.source, reason = %second.reason, message = %second.message, "on-error failed too");

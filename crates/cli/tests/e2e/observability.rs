@@ -643,3 +643,128 @@ async fn telemetry_survives_an_outage_exactly_once() {
     );
     std::fs::remove_dir_all(backup).ok();
 }
+
+/// Traces reach a real OTLP/HTTP receiver with the request span, its sections and the backend
+/// call nested as they ran; the backend gets a `traceparent` of the same trace, naming the
+/// backend call as its parent; the access log names the trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn traces_reach_the_collector_and_the_backend_joins_them() {
+    let receiver = crate::support::OtlpReceiver::start().await;
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("obs-otlp", &["--otlp-endpoint", &receiver.url()]).await;
+    let key = setup(&gh, &backend).await;
+    gh.simple_api("plain", "plain", &backend.url(), true).await;
+    let http = reqwest::Client::new();
+    until!(Duration::from_secs(10), "the configuration is in force", {
+        let echo = http
+            .get(gh.gateway("/echo/warm"))
+            .header("Ocp-Apim-Subscription-Key", &key)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        let secret = backend.last().headers.contains_key("x-secret");
+        let plain = http
+            .get(gh.gateway("/plain/warm"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        echo == 200 && secret && plain == 200
+    });
+
+    // A caller that is itself traced: the gateway continues its trace.
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let r = http
+        .get(gh.gateway("/echo/traced?subscription-key=") + &key)
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .header("Authorization", AUTH_SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sent = backend.last();
+    let parent = sent.headers["traceparent"].clone();
+    let parts: Vec<&str> = parent.split('-').collect();
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", caller_trace, "01"),
+        "{parent}"
+    );
+
+    let spans = receiver
+        .wait_for(Duration::from_secs(10), |s| {
+            s.iter().filter(|s| s.trace_id == caller_trace).count() >= 5
+        })
+        .await;
+    let mine: Vec<_> = spans
+        .iter()
+        .filter(|s| s.trace_id == caller_trace)
+        .collect();
+    let named = |name: &str| {
+        let found: Vec<_> = mine.iter().filter(|s| s.name == name).collect();
+        assert_eq!(found.len(), 1, "{name} in {mine:#?}");
+        (*found[0]).clone()
+    };
+    let request = named("gateway request");
+    let (inbound, backend_section, outbound, call) = (
+        named("inbound"),
+        named("backend"),
+        named("outbound"),
+        named("forward-request"),
+    );
+    assert_eq!(request.parent_span_id, caller_span);
+    assert_eq!(request.kind, "server");
+    for section in [&inbound, &backend_section, &outbound] {
+        assert_eq!(section.parent_span_id, request.span_id, "{section:?}");
+        assert!(request.start <= section.start && section.end <= request.end);
+    }
+    assert!(inbound.end <= backend_section.start && backend_section.end <= outbound.start);
+    assert_eq!(call.parent_span_id, backend_section.span_id);
+    assert_eq!(call.kind, "client");
+    assert_eq!(
+        parts[2], call.span_id,
+        "the backend's parent is the backend call"
+    );
+    assert_eq!(request.attributes["gatehouse.api.id"], "echo");
+    assert_eq!(request.attributes["gatehouse.product.id"], "gold");
+    assert_eq!(request.attributes["http.response.status_code"], "200");
+    assert_eq!(call.attributes["http.response.status_code"], "200");
+
+    // An API without policies takes the fast path: still a request span and a backend call.
+    let r = http.get(gh.gateway("/plain/fast")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let fast_parent = backend.last().headers["traceparent"].clone();
+    let fast_trace = fast_parent.split('-').nth(1).unwrap().to_owned();
+    assert_ne!(
+        fast_trace, caller_trace,
+        "no incoming traceparent: a new trace"
+    );
+    let spans = receiver
+        .wait_for(Duration::from_secs(10), |s| {
+            s.iter().filter(|s| s.trace_id == fast_trace).count() >= 2
+        })
+        .await;
+    let fast: Vec<_> = spans.iter().filter(|s| s.trace_id == fast_trace).collect();
+    let root = fast.iter().find(|s| s.name == "gateway request").unwrap();
+    let call = fast.iter().find(|s| s.name == "forward-request").unwrap();
+    assert_eq!(root.parent_span_id, "");
+    assert_eq!(call.parent_span_id, root.span_id);
+
+    // The access log carries the trace ids.
+    let mut lines: Vec<Value>;
+    until!(Duration::from_secs(5), "the traced calls are logged", {
+        lines = json_lines(&gh.stdout());
+        lines.iter().any(|l| l["traceId"] == fast_trace.as_str())
+    });
+    assert!(lines.iter().any(|l| l["traceId"] == caller_trace));
+
+    // Nothing secret in any span.
+    for span in receiver.spans() {
+        let text = format!("{span:?}");
+        for secret in [key.as_str(), "caller-token-Zq81", NAMED_SECRET] {
+            assert!(!text.contains(secret), "a span holds '{secret}': {text}");
+        }
+    }
+}
