@@ -1,15 +1,19 @@
-//! Wiring of the developer portal: its settings, and the adapter that gives it the control
-//! plane's operations (subscription keys, publishing changes) through `PortalBackend`, so the
-//! portal crate does not depend on the control crate.
+//! Wiring of the developer portal and the admin console: their settings, and the adapter that
+//! gives them the control plane's operations (subscription keys, publishing changes, the admin
+//! token check, the fleet's status) through `PortalBackend` and `AdminBackend`, so the portal
+//! crate does not depend on the control crate.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
 use clap::Args;
-use gatehouse_control::{ApiError, ControlPlane};
+use gatehouse_control::{ApiError, BUILT_IN_GATEWAY, ControlPlane};
 use gatehouse_model::resources::{Subscription, SubscriptionKeys, SubscriptionState};
-use gatehouse_portal::{BackendError, BoxFuture, Portal, PortalBackend, PortalConfig};
+use gatehouse_portal::{
+    AdminBackend, BackendError, BoxFuture, Console, ConsoleConfig, Fleet, FleetGateway,
+    FleetInstance, Portal, PortalBackend, PortalConfig,
+};
 use gatehouse_store::Tx;
 
 use crate::Failure;
@@ -102,7 +106,60 @@ impl PortalBackend for ControlBackend {
     }
 }
 
-/// The portal's router. `default_gateway` is the built-in gateway's URL under `up`.
+impl AdminBackend for ControlBackend {
+    fn admin_token_matches(&self, token: &str) -> bool {
+        self.0.admin_token_matches(token)
+    }
+
+    fn admin_generation(&self) -> String {
+        self.0.admin_generation()
+    }
+
+    fn fleet(&self) -> BoxFuture<'_, Result<Fleet, BackendError>> {
+        Box::pin(async move {
+            let (current_revision, statuses) =
+                self.0.fleet_status().await.map_err(backend_error)?;
+            let gateways = statuses
+                .into_iter()
+                .map(|(gateway, status)| FleetGateway {
+                    built_in: gateway.id == BUILT_IN_GATEWAY,
+                    location: gateway
+                        .location_data
+                        .map(|l| l.name)
+                        .filter(|n| !n.is_empty()),
+                    description: gateway.description,
+                    id: gateway.id,
+                    instances: status
+                        .instances
+                        .into_iter()
+                        .map(|i| FleetInstance {
+                            state: i.state().to_owned(),
+                            problem: i
+                                .record
+                                .token_rejected
+                                .clone()
+                                .or_else(|| i.record.last_error.clone()),
+                            name: i.record.name,
+                            version: i.record.version,
+                            link: i.link,
+                            reported_state: i.record.state,
+                            applied_revision: i.record.applied_revision,
+                            last_heartbeat: i.record.last_heartbeat,
+                            seconds_since_heartbeat: i.seconds_since_heartbeat,
+                        })
+                        .collect(),
+                })
+                .collect();
+            Ok(Fleet {
+                current_revision,
+                gateways,
+            })
+        })
+    }
+}
+
+/// The portal's router (`/portal/`) with the admin console's (`/admin/`) merged in.
+/// `default_gateway` is the built-in gateway's URL under `up`.
 pub fn router(
     control: &Arc<ControlPlane>,
     args: &PortalArgs,
@@ -126,8 +183,18 @@ pub fn router(
         gateway_urls,
         ..PortalConfig::default()
     };
+    let templates_dir = config.templates_dir.clone();
     let backend = Arc::new(ControlBackend(control.clone()));
-    let portal = Portal::new(control.store().clone(), backend, config)
+    let portal = Portal::new(control.store().clone(), backend.clone(), config)
         .map_err(|e| Failure::input(format!("cannot start the developer portal: {e}")))?;
-    Ok(portal.router())
+    let console = Console::new(
+        control.store().clone(),
+        backend,
+        ConsoleConfig {
+            templates_dir,
+            ..ConsoleConfig::default()
+        },
+    )
+    .map_err(|e| Failure::input(format!("cannot start the admin console: {e}")))?;
+    Ok(portal.router().merge(console.router()))
 }

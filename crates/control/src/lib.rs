@@ -288,11 +288,9 @@ impl ControlPlane {
         }
     }
 
-    /// Every gateway with the status of its instances, as `GET /mgmt/gateways/{id}/status`
-    /// computes it, against the current revision; ordered by gateway id.
-    pub async fn fleet_status(
-        &self,
-    ) -> Result<Vec<(gatehouse_model::resources::Gateway, GatewayStatus)>, ApiError> {
+    /// The current revision, and every gateway with the status of its instances against it
+    /// as `GET /mgmt/gateways/{id}/status` computes it, ordered by gateway id.
+    pub async fn fleet_status(&self) -> Result<(u64, Vec<FleetEntry>), ApiError> {
         let current = self.store.revision().await?;
         let gateways = handlers::load_all::<gatehouse_model::resources::Gateway>(self, "").await?;
         let mut fleet = Vec::with_capacity(gateways.len());
@@ -301,7 +299,7 @@ impl ControlPlane {
                 handlers::gateway_tokens::gateway_status(self, gateway.id.clone(), current).await?;
             fleet.push((gateway, status));
         }
-        Ok(fleet)
+        Ok((current, fleet))
     }
 
     /// A value derived from the admin token (never the token or its hash): admin console
@@ -320,6 +318,9 @@ impl ControlPlane {
         handlers::gateways::ensure_built_in(self).await
     }
 }
+
+/// A gateway and its status.
+pub type FleetEntry = (gatehouse_model::resources::Gateway, GatewayStatus);
 
 /// A compiled snapshot, encoded once for every replica that asks.
 #[derive(Debug)]

@@ -62,3 +62,52 @@ pub trait PortalBackend: Send + Sync + 'static {
     /// Commits a store transaction and publishes the new revision.
     fn commit(&self, tx: Tx) -> BoxFuture<'_, Result<u64, BackendError>>;
 }
+
+/// What the admin console needs from the control plane: the admin token check and the fleet's
+/// status, computed there as the management API computes it.
+pub trait AdminBackend: Send + Sync + 'static {
+    /// Whether `token` is the admin token (compared in constant time).
+    fn admin_token_matches(&self, token: &str) -> bool;
+
+    /// A value that changes whenever the admin token changes (never the token itself):
+    /// console sessions started under another admin token end.
+    fn admin_generation(&self) -> String;
+
+    /// Every gateway and its instances, with the current configuration revision.
+    fn fleet(&self) -> BoxFuture<'_, Result<Fleet, BackendError>>;
+}
+
+/// The fleet as the admin console shows it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Fleet {
+    pub current_revision: u64,
+    pub gateways: Vec<FleetGateway>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FleetGateway {
+    pub id: String,
+    pub location: Option<String>,
+    pub description: Option<String>,
+    /// The gateway inside `gatehouse up`: it runs in process and sends no heartbeats.
+    pub built_in: bool,
+    pub instances: Vec<FleetInstance>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FleetInstance {
+    pub name: String,
+    pub version: String,
+    /// `inSync`, `behind`, `offline` or `tokenRejected`.
+    pub state: String,
+    /// `connected`, `stale` or `offline`.
+    pub link: String,
+    /// `ready`, `stale` or `starting`, as the instance reports itself.
+    pub reported_state: String,
+    pub applied_revision: Option<u64>,
+    /// RFC 3339.
+    pub last_heartbeat: Option<String>,
+    pub seconds_since_heartbeat: Option<i64>,
+    /// Why the link is unhealthy: a refused token or the instance's last error.
+    pub problem: Option<String>,
+}

@@ -1,4 +1,5 @@
-//! The Gatehouse developer portal, served under `/portal/` by the control plane: browse the
+//! The Gatehouse developer portal, served under `/portal/` by the control plane (and, in
+//! [`admin`], the operators' console under `/admin/`): browse the
 //! published products and their APIs, read each API's reference (rendered from its imported
 //! OpenAPI document), sign up and sign in, subscribe, reveal and regenerate keys, and try calls
 //! through a configured gateway.
@@ -10,6 +11,7 @@
 //! publishing committed changes) goes through [`PortalBackend`].
 
 mod accounts;
+pub mod admin;
 mod assets;
 pub mod backend;
 mod catalog;
@@ -39,7 +41,10 @@ use gatehouse_store::Store;
 use minijinja::context;
 use minijinja::value::{Serde, Value};
 
-pub use backend::{BackendError, BoxFuture, PortalBackend};
+pub use admin::{Console, ConsoleConfig};
+pub use backend::{
+    AdminBackend, BackendError, BoxFuture, Fleet, FleetGateway, FleetInstance, PortalBackend,
+};
 use error::{ErrorPage, PortalError, PortalResult};
 pub use ratelimit::Limits;
 use session::Visitor;

@@ -59,7 +59,7 @@ pub fn random_hex(bytes: usize) -> PortalResult<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn token_id(token: &str) -> String {
+pub(crate) fn token_id(token: &str) -> String {
     digest::digest(&digest::SHA256, token.as_bytes())
         .as_ref()
         .iter()
@@ -67,7 +67,7 @@ fn token_id(token: &str) -> String {
         .collect()
 }
 
-fn looks_like_token(value: &str) -> bool {
+pub(crate) fn looks_like_token(value: &str) -> bool {
     value.len() == 43
         && value
             .chars()
@@ -91,7 +91,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Whether the request reached us over TLS, directly or through a proxy that says so.
-fn came_over_tls(parts: &Parts) -> bool {
+pub(crate) fn came_over_tls(parts: &Parts) -> bool {
     parts.uri.scheme_str() == Some("https")
         || parts
             .headers

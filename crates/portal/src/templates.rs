@@ -82,7 +82,13 @@ fn load(dir: Option<&Path>, name: &str) -> Result<Option<String>, minijinja::Err
 }
 
 impl Templates {
+    /// The portal's templates.
     pub fn new(dir: Option<&Path>) -> Result<Self, TemplateError> {
+        Self::with_pages(dir, PAGES)
+    }
+
+    /// Templates with `pages` checked at start-up (the admin console has its own).
+    pub fn with_pages(dir: Option<&Path>, pages: &[&str]) -> Result<Self, TemplateError> {
         if let Some(d) = dir
             && !d.is_dir()
         {
@@ -114,7 +120,7 @@ impl Templates {
             Value::from_safe_string(crate::markdown::render(&text.unwrap_or_default(), 1))
         });
         let templates = Self { env };
-        for name in PAGES {
+        for name in pages {
             templates
                 .env
                 .get_template(name)
