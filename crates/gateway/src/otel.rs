@@ -318,6 +318,18 @@ impl RequestTrace {
         }
     }
 
+    /// Adds an event (a `trace` policy's message) to child span `child`, or to the request
+    /// span for `None`, at the present time.
+    pub fn add_event(&mut self, child: Option<usize>, name: String, attributes: Vec<KeyValue>) {
+        let span = match child {
+            None => Some(&mut self.request),
+            Some(i) => self.children.get_mut(i),
+        };
+        if let Some(span) = span {
+            span.add_event(name, attributes);
+        }
+    }
+
     /// The W3C `traceparent` that names child span `child` as the parent (the request span
     /// for an unknown child): what the backend receives.
     pub fn traceparent(&self, child: usize) -> HeaderValue {

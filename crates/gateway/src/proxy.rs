@@ -806,6 +806,23 @@ impl Io for GatewayIo<'_> {
         }
     }
 
+    fn trace_event(&mut self, event: gatehouse_policy::policies::TraceEvent) {
+        let section = self.section;
+        if let Some(t) = self.trace.as_mut() {
+            let mut attributes = vec![
+                opentelemetry::KeyValue::new("gatehouse.trace.source", event.source),
+                opentelemetry::KeyValue::new("gatehouse.trace.severity", event.severity.as_str()),
+            ];
+            for (name, value) in event.metadata {
+                attributes.push(opentelemetry::KeyValue::new(
+                    format!("gatehouse.trace.metadata.{name}"),
+                    value,
+                ));
+            }
+            t.add_event(section, event.message, attributes);
+        }
+    }
+
     fn emit_metric(&mut self, metric: gatehouse_policy::policies::EmittedMetric) {
         self.worker.telemetry.emit(
             crate::telemetry::CustomKey {

@@ -185,6 +185,11 @@ pub trait Io: Send {
         let _ = (section, entering);
     }
 
+    /// Takes the message of a `trace` policy (already logged). The default drops it.
+    fn trace_event(&mut self, event: crate::policies::TraceEvent) {
+        let _ = event;
+    }
+
     /// Takes a value of `emit-metric`. The default drops it.
     fn emit_metric(&mut self, metric: crate::policies::EmittedMetric) {
         let _ = metric;

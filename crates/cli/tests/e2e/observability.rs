@@ -117,7 +117,7 @@ async fn setup(gh: &Gatehouse, backend: &Backend) -> String {
     set_policy(
         gh,
         "/mgmt/apis/echo/policy",
-        r#"<policies><inbound><base/><set-header name="X-Secret" exists-action="override"><value>{{backend-secret}}</value></set-header><emit-metric name="echo-calls" namespace="shop" value="2"><dimension name="API ID"/><dimension name="Method" value="@(context.Request.Method)"/></emit-metric></inbound><backend><base/></backend><outbound><base/></outbound><on-error><base/></on-error></policies>"#,
+        r#"<policies><inbound><base/><set-header name="X-Secret" exists-action="override"><value>{{backend-secret}}</value></set-header><trace source="audit" severity="information"><message>@("echo " + context.Request.Method)</message><metadata name="tier" value="gold"/></trace><emit-metric name="echo-calls" namespace="shop" value="2"><dimension name="API ID"/><dimension name="Method" value="@(context.Request.Method)"/></emit-metric></inbound><backend><base/></backend><outbound><base/></outbound><on-error><base/></on-error></policies>"#,
     )
     .await;
     set_policy(
@@ -722,6 +722,11 @@ async fn traces_reach_the_collector_and_the_backend_joins_them() {
     }
     assert!(inbound.end <= backend_section.start && backend_section.end <= outbound.start);
     assert_eq!(call.parent_span_id, backend_section.span_id);
+    // The trace policy's message is an event of the inbound span.
+    let event = &inbound.events[0];
+    assert_eq!(event.0, "echo GET");
+    assert_eq!(event.1["gatehouse.trace.source"], "audit");
+    assert_eq!(event.1["gatehouse.trace.metadata.tier"], "gold");
     assert_eq!(call.kind, "client");
     assert_eq!(
         parts[2], call.span_id,

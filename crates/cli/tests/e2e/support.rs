@@ -660,6 +660,8 @@ pub struct OtlpSpan {
     pub status: String,
     /// The attributes of the resource that sent it (`service.name`, …).
     pub resource: BTreeMap<String, String>,
+    /// The span's events: name and attributes.
+    pub events: Vec<(String, BTreeMap<String, String>)>,
 }
 
 /// A stand-in for an OpenTelemetry collector on loopback: it takes OTLP/HTTP protobuf trace
@@ -792,6 +794,11 @@ async fn otlp_receive(
                 attributes: otlp_attributes(&span.attributes),
                 status: status.to_owned(),
                 resource: resource.clone(),
+                events: span
+                    .events
+                    .iter()
+                    .map(|e| (e.name.clone(), otlp_attributes(&e.attributes)))
+                    .collect(),
             });
         }
     }

@@ -74,7 +74,7 @@ pub use set_method::SetMethod;
 pub use set_query_parameter::SetQueryParameter;
 pub use set_status::SetStatus;
 pub use set_variable::SetVariable;
-pub use trace::Trace;
+pub use trace::{Severity as TraceSeverity, Trace, TraceEvent};
 pub use validate_jwt::{OpenIdKeys, ValidateJwt};
 pub use wait::Wait;
 pub use xml_to_json::XmlToJson;
@@ -338,7 +338,7 @@ impl Step {
             Step::SetStatus(p) => p.run(ex, budget),
             Step::SetVariable(p) => p.run(ex, budget),
             Step::EmitMetric(p) => p.run(ex, io, budget),
-            Step::Trace(p) => p.run(ex, budget),
+            Step::Trace(p) => p.run(ex, io, budget),
             Step::ValidateJwt(p) => p.run(ex, io, budget).await,
             Step::Wait(p) => p.run(ex, io, budget).await,
             Step::XmlToJson(p) => p.run(ex, budget),

@@ -97,6 +97,8 @@ pub struct MockIo {
     pub openid_calls: Vec<(String, bool)>,
     /// What `emit-metric` handed over.
     pub emitted: Vec<super::EmittedMetric>,
+    /// What `trace` handed over.
+    pub traced: Vec<super::TraceEvent>,
 }
 
 /// An in-memory cache shared between runs (entries never expire).
@@ -117,6 +119,10 @@ pub fn errors_in(section: &str, inner: &str) -> Vec<String> {
 impl Io for MockIo {
     fn emit_metric(&mut self, metric: super::EmittedMetric) {
         self.emitted.push(metric);
+    }
+
+    fn trace_event(&mut self, event: super::TraceEvent) {
+        self.traced.push(event);
     }
 
     async fn read_request_body(&mut self, _ex: &mut Exchange) -> Result<(), PolicyError> {

@@ -1,10 +1,11 @@
 //! `<trace source="…" severity="verbose|information|error"><message>…</message>
-//! <metadata name="…" value="…"/></trace>`: writes a message to the gateway's log (and, with
-//! the observability work, to its traces), with the request id so it can be found again.
+//! <metadata name="…" value="…"/></trace>`: writes a message to the gateway's log, with the
+//! request id so it can be found again, and, when tracing is on, as an event on the request's
+//! span of the section it runs in.
 
 use crate::compile::Cx;
 use crate::exchange::Exchange;
-use crate::run::{Budget, Flow, PolicyError};
+use crate::run::{Budget, Flow, Io, PolicyError};
 use crate::text::PolicyText;
 use crate::xml::Element;
 
@@ -13,6 +14,25 @@ pub enum Severity {
     Verbose,
     Information,
     Error,
+}
+
+/// What a `trace` policy hands to the gateway's traces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceEvent {
+    pub source: String,
+    pub severity: Severity,
+    pub message: String,
+    pub metadata: Vec<(String, String)>,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verbose => "verbose",
+            Self::Information => "information",
+            Self::Error => "error",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -74,17 +94,31 @@ impl Trace {
             .collect()
     }
 
-    pub fn run(&self, ex: &mut Exchange, budget: &mut Budget) -> Result<Flow, PolicyError> {
+    pub fn run<I: Io>(
+        &self,
+        ex: &mut Exchange,
+        io: &mut I,
+        budget: &mut Budget,
+    ) -> Result<Flow, PolicyError> {
         let message = self.message.eval(ex, budget)?;
         let mut metadata = String::new();
+        let mut pairs = Vec::with_capacity(self.metadata.len());
         for (name, value) in &self.metadata {
+            let value = value.eval(ex, budget)?;
             if !metadata.is_empty() {
                 metadata.push_str(", ");
             }
             metadata.push_str(name);
             metadata.push('=');
-            metadata.push_str(&value.eval(ex, budget)?);
+            metadata.push_str(&value);
+            pairs.push((name.clone(), value.into_owned()));
         }
+        io.trace_event(TraceEvent {
+            source: self.source.clone(),
+            severity: self.severity,
+            message: message.to_string(),
+            metadata: pairs,
+        });
         let request_id = ex.info.request_id.to_string();
         let (source, api) = (self.source.as_str(), &*ex.info.api_id);
         match self.severity {
@@ -117,7 +151,17 @@ mod tests {
             </inbound><backend><forward-request/></backend></policies>"#,
         );
         let mut ex = exchange("GET", "/", &[]);
-        assert!(run(&p, &mut ex).forwarded.is_some());
+        let io = run(&p, &mut ex);
+        assert!(io.forwarded.is_some());
+        assert_eq!(
+            io.traced,
+            vec![super::TraceEvent {
+                source: "audit".into(),
+                severity: super::Severity::Information,
+                message: "called GET".into(),
+                metadata: vec![("tier".into(), "gold".into())],
+            }]
+        );
     }
 
     #[test]
