@@ -23,6 +23,7 @@ pub mod server;
 pub mod status;
 pub mod telemetry;
 pub mod upload;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;

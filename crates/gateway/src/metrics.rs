@@ -271,6 +271,24 @@ impl Collector for Scrape {
             )?;
         }
 
+        let up = &s.telemetry.upstream;
+        gauge(
+            &mut encoder,
+            "gatehouse_upstream_connections",
+            "Connections to backends open now, pooled or in use",
+            None,
+            &[(
+                base(),
+                up.open.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            )],
+        )?;
+        counter(
+            &mut encoder,
+            "gatehouse_upstream_connections_opened",
+            "Connections to backends opened; few means the pools reuse them",
+            &[(base(), up.opened.load(std::sync::atomic::Ordering::Relaxed))],
+        )?;
+
         let revision = config.as_ref().map(|c| c.revision);
         gauge(
             &mut encoder,

@@ -15,6 +15,11 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+
+use crate::upstream::CountingConnector;
+
+/// The worker's upstream client and pool.
+type UpstreamClient = Client<CountingConnector, Body>;
 use hyper_util::rt::TokioExecutor;
 
 use gatehouse_policy::exchange::{
@@ -51,7 +56,7 @@ pub const STATUS_PATH: &str = "/status-0123456789abcdef";
 /// What one worker thread owns: its upstream pool and a view of the configuration.
 pub struct Worker {
     config: ConfigHandle,
-    client: Client<HttpConnector, Body>,
+    client: UpstreamClient,
     settings: GatewaySettings,
     ids: RequestIds,
     counters: Arc<LocalCounters>,
@@ -77,7 +82,10 @@ impl Worker {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .pool_max_idle_per_host(256)
-            .build(connector);
+            .build(CountingConnector::new(
+                connector,
+                telemetry.upstream.clone(),
+            ));
         Self {
             config,
             client,
@@ -842,7 +850,7 @@ impl Io for GatewayIo<'_> {
 /// A request of `send-request` / `send-one-way-request` over the worker's client (plain http:
 /// the client has no TLS), answer read whole, all within the request's timeout.
 async fn outbound(
-    client: Client<HttpConnector, Body>,
+    client: UpstreamClient,
     request: OutboundRequest,
 ) -> Result<HttpResponse, PolicyError> {
     let failed = |m: String| PolicyError::send_failed("BackendConnectionFailure", m);

@@ -90,10 +90,13 @@ pub struct Telemetry {
     pub spool_bytes: AtomicU64,
     /// Batches delivered to the control plane.
     pub batches_sent: AtomicU64,
+    /// The workers' upstream connections.
+    pub upstream: Arc<crate::upstream::UpstreamGauges>,
 }
 
 impl Telemetry {
     pub fn new(settings: TelemetrySettings, workers: usize) -> Arc<Self> {
+        let upstream = Arc::new(crate::upstream::UpstreamGauges::default());
         let workers = (0..workers.max(1))
             .map(|i| {
                 Arc::new(WorkerTelemetry {
@@ -106,6 +109,7 @@ impl Telemetry {
                     subscription_labels: settings.subscription_labels,
                     samples: settings.samples_per_worker,
                     tracing: settings.tracing.clone(),
+                    upstream: upstream.clone(),
                 })
             })
             .collect();
@@ -116,6 +120,7 @@ impl Telemetry {
             spool_batches: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(0),
             batches_sent: AtomicU64::new(0),
+            upstream,
         })
     }
 
@@ -243,6 +248,7 @@ pub struct WorkerTelemetry {
     subscription_labels: bool,
     samples: usize,
     tracing: Option<crate::otel::Tracing>,
+    pub(crate) upstream: Arc<crate::upstream::UpstreamGauges>,
 }
 
 #[derive(Debug, Default)]

@@ -358,6 +358,13 @@ async fn metrics_logs_and_reports_account_for_every_request() {
     };
     assert_eq!(emitted("GET"), (6, 12));
     assert_eq!(emitted("POST"), (4, 8));
+    // Keep-alive upstream pools: far fewer connections than backend calls.
+    let opened = sum(&metrics, "gatehouse_upstream_connections_opened_total", &[]);
+    assert!(
+        (1..=8).contains(&opened),
+        "{opened} upstream connections opened"
+    );
+    assert!(sum(&metrics, "gatehouse_upstream_connections", &[]) >= 1);
     assert!(metrics.contains("gatehouse_config_revision{"));
     assert!(metrics.contains("gatehouse_requests_in_flight{"));
     assert_eq!(
