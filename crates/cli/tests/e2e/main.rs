@@ -12,6 +12,7 @@ mod policies;
 mod policies_auth;
 mod policies_flow;
 mod reload;
+mod reports;
 mod selfhosted;
 mod support;
 mod tour;
