@@ -49,6 +49,11 @@ const ROUTES: &[&str] = &[
     "/mgmt/gateways/{gatewayId}/apis/{apiId}",
     "/mgmt/policy-fragments",
     "/mgmt/policy-fragments/{fragmentId}",
+    "/mgmt/reports/byApi",
+    "/mgmt/reports/byOperation",
+    "/mgmt/reports/byProduct",
+    "/mgmt/reports/bySubscription",
+    "/mgmt/reports/byTime",
 ];
 
 /// A `gatehouse up` child process in its own data directory; killed (and the directory removed,
