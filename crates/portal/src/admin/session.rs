@@ -236,9 +236,14 @@ fn signin_form(
 
 pub async fn signin_page(
     State(console): State<Arc<Console>>,
-    Query(query): Query<SignInQuery>,
+    query: Result<Query<SignInQuery>, axum::extract::rejection::QueryRejection>,
     parts: axum::http::request::Parts,
 ) -> PortalResult<Response> {
+    // A malformed query is worth a sign-in page all the same.
+    let query = query.map(|Query(q)| q).unwrap_or(SignInQuery {
+        next: None,
+        signed_out: None,
+    });
     let next = safe_next(query.next.as_deref());
     if let Some(token) = cookie(&parts.headers, SESSION_COOKIE)
         && active_session(&console, token).await?.is_some()

@@ -227,8 +227,14 @@ fn charts(
 pub async fn page(
     State(console): State<Arc<Console>>,
     admin: Admin,
-    Query(query): Query<TrafficQuery>,
+    query: Result<Query<TrafficQuery>, axum::extract::rejection::QueryRejection>,
 ) -> PortalResult<Response> {
+    let Query(query) = query.map_err(|e| {
+        PortalError::BadRequest(format!(
+            "The address's query is malformed: {}.",
+            e.body_text()
+        ))
+    })?;
     let preset = match query.window.as_deref().filter(|w| !w.is_empty()) {
         None => PRESETS[DEFAULT_PRESET],
         Some(key) => *PRESETS.iter().find(|p| p.key == key).ok_or_else(|| {
