@@ -463,6 +463,23 @@ async fn every_report_counts_uploaded_telemetry_exactly_once() {
     assert_eq!(body["error"]["code"], "ValidationError");
     assert_eq!(body["error"]["details"][0]["line"], 2);
     assert_eq!(body["error"]["details"][0]["column"], 9);
+    // A batch without an id cannot be de-duplicated: refused, naming the field.
+    let (status, body) = cp
+        .upload(
+            Some(auth),
+            json!({"id": "", "instance": "pod-1", "created": 0, "aggregates": []}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["details"][0]["target"], "id");
+    // Larger than a batch may be: 413, without storing anything.
+    let huge = format!(
+        "{{\"id\":\"huge\",\"pad\":\"{}\"}}",
+        " ".repeat(gatehouse_model::telemetry::MAX_BATCH_BYTES)
+    );
+    let (status, body) = cp.upload(Some(auth), huge).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "PayloadTooLarge");
     // Telemetry is not configuration: the revision stays.
     assert_eq!(
         cp.get("/mgmt/gateways/edge/status").await.1["currentRevision"],
