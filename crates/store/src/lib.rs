@@ -8,6 +8,10 @@
 //! Queries go through sqlx's `Any` driver with portable SQL, so the embedded SQLite file and a
 //! shared PostgreSQL server run the same code path.
 //!
+//! Every revision also records which documents it touched (the change log, [`Store::changes`]),
+//! so the snapshot compiler can bring a compiled snapshot up to date by redoing only what those
+//! documents affect.
+//!
 //! Telemetry from gateways lives in tables of its own (see [`telemetry`]) and never bumps the
 //! revision.
 
@@ -55,6 +59,17 @@ pub struct Document {
     pub id: String,
     pub body: String,
 }
+
+/// A document one revision created, replaced or deleted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Change {
+    pub kind: String,
+    pub parent: String,
+    pub id: String,
+}
+
+/// How many revisions the change log keeps; a compiled snapshot older than that is rebuilt.
+const CHANGE_LOG_REVISIONS: i64 = 10_000;
 
 /// The control plane's store.
 #[derive(Clone)]
@@ -115,6 +130,42 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0))
+    }
+
+    /// The documents revisions `since + 1 ..= upto` touched, or `None` when the change log no
+    /// longer reaches back to `since` (or never did: it starts when the store is upgraded).
+    /// Read `upto` with [`Store::revision`] first: every change up to it is committed.
+    pub async fn changes(&self, since: u64, upto: u64) -> Result<Option<Vec<Change>>> {
+        let from = sqlx::query("SELECT value FROM gh_meta WHERE name = 'changes_from'")
+            .fetch_optional(&self.pool)
+            .await?;
+        let from = match from {
+            Some(row) => row.try_get::<i64, _>(0)?,
+            None => return Ok(None),
+        };
+        let (since, upto) = (to_i64(since), to_i64(upto));
+        if since < from {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT DISTINCT kind, parent, id FROM gh_changes WHERE revision > $1 AND revision <= $2",
+        )
+        .bind(since)
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut changes = rows
+            .iter()
+            .map(|r| {
+                Ok(Change {
+                    kind: r.try_get(0)?,
+                    parent: r.try_get(1)?,
+                    id: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        changes.sort();
+        Ok(Some(changes))
     }
 
     pub async fn get(&self, kind: &str, parent: &str, id: &str) -> Result<Option<String>> {
@@ -187,7 +238,10 @@ impl Store {
     /// Starts a transaction. Changes made through it bump the revision once, on commit.
     pub async fn begin(&self) -> Result<Tx> {
         let tx = self.begin_write().await?;
-        Ok(Tx { tx, changed: false })
+        Ok(Tx {
+            tx,
+            touched: std::collections::BTreeSet::new(),
+        })
     }
 
     /// A write transaction that bumps nothing (`Tx` wraps one for configuration changes).
@@ -202,6 +256,10 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn to_i64(revision: u64) -> i64 {
+    i64::try_from(revision).unwrap_or(i64::MAX)
 }
 
 fn document(row: &sqlx::any::AnyRow) -> Result<Document> {
@@ -223,7 +281,8 @@ fn redact(url: &str) -> String {
 /// A write transaction.
 pub struct Tx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
-    changed: bool,
+    /// `(kind, parent, id)` of every document written or deleted, for the change log.
+    touched: std::collections::BTreeSet<(String, String, String)>,
 }
 
 impl Tx {
@@ -255,7 +314,7 @@ impl Tx {
         .bind(body)
         .execute(&mut *self.tx)
         .await?;
-        self.changed = true;
+        self.touch(kind, parent, id);
         Ok(!existed)
     }
 
@@ -269,35 +328,53 @@ impl Tx {
                 .execute(&mut *self.tx)
                 .await?;
         let hit = done.rows_affected() > 0;
-        self.changed |= hit;
+        if hit {
+            self.touch(kind, parent, id);
+        }
         Ok(hit)
     }
 
     /// Deletes every document of `kind` under `parent`.
     pub async fn delete_children(&mut self, kind: &str, parent: &str) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM gh_documents WHERE kind = $1 AND parent = $2")
-            .bind(kind)
-            .bind(parent)
-            .execute(&mut *self.tx)
-            .await?;
-        self.changed |= done.rows_affected() > 0;
-        Ok(done.rows_affected())
+        let rows =
+            sqlx::query("DELETE FROM gh_documents WHERE kind = $1 AND parent = $2 RETURNING id")
+                .bind(kind)
+                .bind(parent)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        for row in &rows {
+            let id: String = row.try_get(0)?;
+            self.touch(kind, parent, &id);
+        }
+        Ok(rows.len() as u64)
     }
 
     /// Deletes every document of `kind` with this id, under any parent.
     pub async fn delete_by_id(&mut self, kind: &str, id: &str) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM gh_documents WHERE kind = $1 AND id = $2")
-            .bind(kind)
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        self.changed |= done.rows_affected() > 0;
-        Ok(done.rows_affected())
+        let rows =
+            sqlx::query("DELETE FROM gh_documents WHERE kind = $1 AND id = $2 RETURNING parent")
+                .bind(kind)
+                .bind(id)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        for row in &rows {
+            let parent: String = row.try_get(0)?;
+            self.touch(kind, &parent, id);
+        }
+        Ok(rows.len() as u64)
     }
 
-    /// Commits, bumping the revision if anything changed. Returns the revision now current.
+    fn touch(&mut self, kind: &str, parent: &str, id: &str) {
+        self.touched
+            .insert((kind.to_owned(), parent.to_owned(), id.to_owned()));
+    }
+
+    /// Commits, bumping the revision if anything changed and logging what did. Returns the
+    /// revision now current.
     pub async fn commit(mut self) -> Result<u64> {
-        if self.changed {
+        if !self.touched.is_empty() {
+            // The row lock this takes orders concurrent writers (PostgreSQL): revisions are
+            // committed in the order they are numbered.
             sqlx::query("UPDATE gh_meta SET value = value + 1 WHERE name = 'revision'")
                 .execute(&mut *self.tx)
                 .await?;
@@ -306,6 +383,29 @@ impl Tx {
             .fetch_one(&mut *self.tx)
             .await?;
         let revision = row.try_get::<i64, _>(0)?;
+        let touched = std::mem::take(&mut self.touched);
+        for (kind, parent, id) in &touched {
+            sqlx::query(
+                "INSERT INTO gh_changes (revision, kind, parent, id) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(revision)
+            .bind(kind)
+            .bind(parent)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        if !touched.is_empty() && revision % 1000 == 0 && revision > CHANGE_LOG_REVISIONS {
+            let oldest = revision - CHANGE_LOG_REVISIONS;
+            sqlx::query("DELETE FROM gh_changes WHERE revision <= $1")
+                .bind(oldest)
+                .execute(&mut *self.tx)
+                .await?;
+            sqlx::query("UPDATE gh_meta SET value = $1 WHERE name = 'changes_from' AND value < $1")
+                .bind(oldest)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.tx.commit().await?;
         Ok(u64::try_from(revision).unwrap_or(0))
     }

@@ -65,6 +65,22 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX gh_telemetry_samples_by_time ON gh_telemetry_samples (at_ms)",
         ],
     ),
+    // The change log (see `Store::changes`): which documents each revision touched, so the
+    // snapshot compiler can redo only what a change affects. `changes_from` is the oldest
+    // revision the log can bring up to date; stores older than the log start from now.
+    (
+        3,
+        &[
+            "CREATE TABLE gh_changes (
+            revision BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            parent TEXT NOT NULL,
+            id TEXT NOT NULL
+        )",
+            "CREATE INDEX gh_changes_by_revision ON gh_changes (revision)",
+            "INSERT INTO gh_meta (name, value) SELECT 'changes_from', value FROM gh_meta WHERE name = 'revision'",
+        ],
+    ),
 ];
 
 pub(crate) async fn run(pool: &AnyPool) -> Result<()> {

@@ -60,6 +60,43 @@ async fn put_get_list_delete_and_revision() {
 }
 
 #[tokio::test]
+async fn the_change_log_names_what_each_revision_touched() {
+    let (store, dir) = temp_store().await;
+    // The log starts at the revision the store had when it was upgraded: here, 0.
+    assert_eq!(store.changes(0, 0).await.unwrap(), Some(vec![]));
+    let change = |kind: &str, parent: &str, id: &str| Change {
+        kind: kind.into(),
+        parent: parent.into(),
+        id: id.into(),
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.put("api", "", "a", "{}").await.unwrap();
+    tx.put("operation", "a", "op1", "{}").await.unwrap();
+    tx.put("operation", "a", "op2", "{}").await.unwrap();
+    tx.put("product-api", "p", "a", "{}").await.unwrap();
+    assert_eq!(tx.commit().await.unwrap(), 1);
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.delete_children("operation", "a").await.unwrap(), 2);
+    assert_eq!(tx.delete_by_id("product-api", "a").await.unwrap(), 1);
+    assert!(!tx.delete("api", "", "missing").await.unwrap());
+    assert_eq!(tx.commit().await.unwrap(), 2);
+
+    let second = vec![
+        change("operation", "a", "op1"),
+        change("operation", "a", "op2"),
+        change("product-api", "p", "a"),
+    ];
+    assert_eq!(store.changes(1, 2).await.unwrap(), Some(second.clone()));
+    let both = store.changes(0, 2).await.unwrap().unwrap();
+    assert_eq!(both.len(), 4);
+    assert!(both.contains(&change("api", "", "a")));
+    // Revisions after `upto` are left out.
+    assert_eq!(store.changes(0, 1).await.unwrap().unwrap().len(), 4);
+    assert_eq!(store.changes(2, 2).await.unwrap(), Some(vec![]));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
 async fn dropped_transaction_rolls_back() {
     let (store, dir) = temp_store().await;
     {
