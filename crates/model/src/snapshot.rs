@@ -165,33 +165,44 @@ fn changes<T: Clone + PartialEq>(
 }
 
 /// Applies upserts and removals to a list keyed by id: replaced items keep their place, new
-/// ones are appended.
+/// ones are appended. Touches only what changed: no index of the whole list is built.
 fn patch<T: Clone>(list: &mut Vec<T>, upserts: &[T], removed: &[String], id: impl Fn(&T) -> &str) {
     if !removed.is_empty() {
-        let gone: std::collections::BTreeSet<&str> = removed.iter().map(String::as_str).collect();
+        let gone: std::collections::HashSet<&str> = removed.iter().map(String::as_str).collect();
         list.retain(|t| !gone.contains(id(t)));
     }
     if upserts.is_empty() {
         return;
     }
-    let mut at: BTreeMap<String, usize> = list
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (id(t).to_owned(), i))
-        .collect();
-    for u in upserts {
-        match at.get(id(u)) {
-            Some(&i) => {
-                if let Some(slot) = list.get_mut(i) {
-                    *slot = u.clone();
-                }
-            }
-            None => {
-                at.insert(id(u).to_owned(), list.len());
-                list.push(u.clone());
-            }
+    let mut pending: std::collections::HashMap<&str, &T> =
+        upserts.iter().map(|u| (id(u), u)).collect();
+    for slot in list.iter_mut() {
+        if let Some(u) = pending.remove(id(slot)) {
+            *slot = u.clone();
         }
     }
+    for u in upserts {
+        if pending.remove(id(u)).is_some() {
+            list.push(u.clone());
+        }
+    }
+}
+
+/// Folds a later list of upserts and removals into an earlier one: the later word on an id wins.
+fn merge<T>(
+    (upserts, removed): (&mut Vec<T>, &mut Vec<String>),
+    (later_upserts, later_removed): (Vec<T>, Vec<String>),
+    id: impl Fn(&T) -> &str,
+) {
+    let touched: std::collections::BTreeSet<&str> = later_upserts
+        .iter()
+        .map(&id)
+        .chain(later_removed.iter().map(String::as_str))
+        .collect();
+    upserts.retain(|u| !touched.contains(id(u)));
+    removed.retain(|r| !touched.contains(r.as_str()));
+    upserts.extend(later_upserts);
+    removed.extend(later_removed);
 }
 
 impl Delta {
@@ -222,6 +233,21 @@ impl Delta {
 
     /// The snapshot this delta produces from `base`.
     pub fn apply(&self, base: &Snapshot) -> Result<Snapshot, String> {
+        self.applies_to(base)?;
+        self.apply_owned(base.clone())
+    }
+
+    /// [`Delta::apply`] to a base the caller no longer needs: patched in place, not copied.
+    pub fn apply_owned(&self, base: Snapshot) -> Result<Snapshot, String> {
+        self.applies_to(&base)?;
+        let mut next = base;
+        next.revision = self.revision;
+        self.patch_into(&mut next);
+        Ok(next)
+    }
+
+    /// Whether this delta can be applied to `base` (its format, revision and gateway).
+    pub fn applies_to(&self, base: &Snapshot) -> Result<(), String> {
         if self.format != FORMAT_VERSION {
             return Err(format!("delta format {} is not supported", self.format));
         }
@@ -231,8 +257,10 @@ impl Delta {
                 self.base, self.gateway_id, base.revision, base.gateway_id
             ));
         }
-        let mut next = base.clone();
-        next.revision = self.revision;
+        Ok(())
+    }
+
+    fn patch_into(&self, next: &mut Snapshot) {
         patch(&mut next.apis, &self.apis, &self.removed_apis, |a| &a.id);
         patch(
             &mut next.products,
@@ -255,7 +283,43 @@ impl Delta {
         if let Some(f) = &self.policy_fragments {
             next.policy_fragments = f.clone();
         }
-        Ok(next)
+    }
+
+    /// One delta that does what `self` then `next` do: from `self.base` to `next.revision`.
+    /// Lets the control plane answer a gateway a few revisions behind with one small delta.
+    pub fn then(mut self, next: Delta) -> Result<Delta, String> {
+        if next.base != self.revision || next.gateway_id != self.gateway_id {
+            return Err(format!(
+                "a delta from revision {} cannot follow one to revision {}",
+                next.base, self.revision
+            ));
+        }
+        self.revision = next.revision;
+        merge(
+            (&mut self.apis, &mut self.removed_apis),
+            (next.apis, next.removed_apis),
+            |a| &a.id,
+        );
+        merge(
+            (&mut self.products, &mut self.removed_products),
+            (next.products, next.removed_products),
+            |p| &p.id,
+        );
+        merge(
+            (&mut self.subscriptions, &mut self.removed_subscriptions),
+            (next.subscriptions, next.removed_subscriptions),
+            |s| &s.id,
+        );
+        if next.global_policy.is_some() {
+            self.global_policy = next.global_policy;
+        }
+        if next.named_values.is_some() {
+            self.named_values = next.named_values;
+        }
+        if next.policy_fragments.is_some() {
+            self.policy_fragments = next.policy_fragments;
+        }
+        Ok(self)
     }
 
     /// Items the delta carries: a measure of its size.
@@ -320,6 +384,30 @@ mod tests {
         assert_eq!(rebuilt, new);
         // Applying to the wrong base is refused.
         assert!(d.apply(&new).is_err());
+    }
+
+    #[test]
+    fn deltas_in_a_row_fold_into_one() {
+        let s = |id: &str| sub(id, SubscriptionState::Active);
+        let a = snap(1, vec![s("a"), s("b"), s("c")]);
+        let mut b = snap(2, vec![s("a"), s("c"), s("d")]);
+        b.subscriptions[0].state = SubscriptionState::Suspended;
+        b.global_policy = Some("<policies/>".into());
+        let mut c = snap(3, vec![s("a"), s("b"), s("c")]);
+        c.subscriptions[2].name = "renamed".into();
+        c.named_values.insert("n".into(), "v".into());
+        let (ab, bc) = (Delta::between(&a, &b), Delta::between(&b, &c));
+        let ac = ab.clone().then(bc.clone()).unwrap();
+        let mut direct = ac.apply(&a).unwrap();
+        let mut stepwise = bc.apply(&ab.apply(&a).unwrap()).unwrap();
+        direct.subscriptions.sort_by(|x, y| x.id.cmp(&y.id));
+        stepwise.subscriptions.sort_by(|x, y| x.id.cmp(&y.id));
+        assert_eq!(direct, stepwise);
+        assert_eq!(stepwise, c);
+        // "d" came and went: removing it again is harmless.
+        assert_eq!(ac.removed_subscriptions, vec!["d".to_owned()]);
+        // Out of order is refused.
+        assert!(bc.then(ab).is_err());
     }
 
     #[test]
