@@ -1,221 +1,748 @@
 //! The snapshot compiler: from the store to exactly what one gateway serves.
+//!
+//! [`Compiled`] is one gateway's snapshot in keyed form, kept between revisions.
+//! [`Compiled::full`] builds it from the whole store: the reference, simple and complete.
+//! [`Compiled::update`] brings it to a newer revision by redoing only what the store's change
+//! log says the revisions touched, and returns the [`Delta`] for gateways; at 10,000 APIs and
+//! 100,000 subscriptions that is milliseconds instead of seconds. Tests check that the two
+//! agree over random sequences of changes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use gatehouse_model::resources::{
-    Api, NamedValue, Operation, Product, Resource, Scope, Subscription, SubscriptionState, User,
-    UserState,
+    Api, GROUP_USER, NamedValue, Operation, PRODUCT_GROUP, PolicyFragment, Product, Resource,
+    Scope, Subscription, SubscriptionState, USER_CREDENTIALS, User, UserState,
 };
 use gatehouse_model::snapshot::{
-    FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotProduct, SnapshotSubscription,
+    Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotProduct, SnapshotSubscription,
 };
-use gatehouse_store::Store;
+use gatehouse_store::{Change, Store};
 
 use crate::error::ApiError;
-use crate::handlers::{policies, policy_fragments};
+use crate::handlers::subscriptions::StoredKeys;
+use crate::handlers::{gateway_tokens, gateways, policies, policy_fragments, products};
+use crate::secrets::Sealer;
 
 /// Where the API import keeps the OpenAPI document (as JSON), by API id.
 const API_DOCUMENT: &str = "api-document";
-use crate::handlers::subscriptions::StoredKeys;
-use crate::secrets::Sealer;
 
 /// The gateway of `gatehouse up`: every API is assigned to it.
 pub const BUILT_IN_GATEWAY: &str = "built-in";
+
+/// Kinds of stored documents that no snapshot depends on. A change to a kind that is neither
+/// here nor handled by [`Compiled::update`] makes it give up, and the caller compiles in full:
+/// a new input to the snapshot can make it slower, never wrong.
+const IRRELEVANT: &[&str] = &[
+    "gateway",
+    gateway_tokens::KEYS,
+    gateway_tokens::INSTANCE,
+    "backend",
+    "group",
+    GROUP_USER,
+    PRODUCT_GROUP,
+    USER_CREDENTIALS,
+    "portal-settings",
+    "admin-session",
+    "portal-session",
+    crate::handlers::apis::PATH_INDEX,
+];
 
 fn decode<R: Resource>(body: &str) -> Result<R, ApiError> {
     serde_json::from_str(body)
         .map_err(|e| ApiError::Internal(format!("stored {} is unreadable: {e}", R::KIND)))
 }
 
+fn decode_keys(body: &str) -> Result<StoredKeys, ApiError> {
+    serde_json::from_str(body)
+        .map_err(|e| ApiError::Internal(format!("stored keys are unreadable: {e}")))
+}
+
+/// The full compile of one gateway's snapshot, as it is in the store now.
 pub async fn snapshot(
     store: &Store,
     sealer: &Sealer,
     gateway_id: &str,
 ) -> Result<Snapshot, ApiError> {
-    // Read the revision first: anything committed later is at least as new as it says.
-    let revision = store.revision().await?;
-    let assigned: Option<BTreeSet<String>> = if gateway_id == BUILT_IN_GATEWAY {
-        None
-    } else {
-        Some(
-            store
-                .list("gateway-api", gateway_id)
-                .await?
-                .into_iter()
-                .map(|d| d.id)
-                .collect(),
-        )
-    };
-    let serves = |api: &str| assigned.as_ref().is_none_or(|set| set.contains(api));
+    Ok(Compiled::full(store, sealer, gateway_id).await?.snapshot())
+}
 
-    let mut operations: HashMap<String, Vec<Operation>> = HashMap::new();
-    for doc in store.list_all(Operation::KIND).await? {
-        if serves(&doc.parent) {
-            operations
-                .entry(doc.parent.clone())
-                .or_default()
-                .push(decode(&doc.body)?);
+/// What the subscriptions index remembers of every subscription, served here or not.
+#[derive(Debug, Clone, PartialEq)]
+struct SubLinks {
+    /// The scope in canonical form (see [`scope_key`]); `None` when it does not parse.
+    scope: Option<String>,
+    owner: Option<String>,
+}
+
+/// One gateway's snapshot, in keyed form.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Compiled {
+    pub revision: u64,
+    gateway_id: String,
+    /// The APIs assigned to the gateway; `None` for the built-in one, which serves them all.
+    assigned: Option<BTreeSet<String>>,
+    apis: BTreeMap<String, SnapshotApi>,
+    /// Products with at least one API served here.
+    products: BTreeMap<String, SnapshotProduct>,
+    /// Subscriptions whose scope reaches something served here.
+    subscriptions: BTreeMap<String, SnapshotSubscription>,
+    /// Every subscription's scope and owner, and the reverse indexes: which subscriptions a
+    /// change to an API, a product or a user can affect.
+    sub_links: HashMap<String, SubLinks>,
+    by_scope: HashMap<String, BTreeSet<String>>,
+    by_owner: HashMap<String, BTreeSet<String>>,
+    /// Blocked users: their subscriptions ship as suspended.
+    blocked: HashSet<String>,
+    global_policy: Option<String>,
+    named_values: BTreeMap<String, String>,
+    policy_fragments: BTreeMap<String, String>,
+}
+
+/// A scope as the index keys it: `/apis`, `/apis/{id}` or `/products/{id}`.
+fn scope_key(scope: &str) -> Option<String> {
+    match Scope::parse(scope) {
+        Ok(Scope::AllApis) => Some("/apis".to_owned()),
+        Ok(Scope::Api(id)) => Some(api_scope(&id)),
+        Ok(Scope::Product(id)) => Some(product_scope(&id)),
+        Err(_) => None,
+    }
+}
+
+fn api_scope(id: &str) -> String {
+    format!("/apis/{id}")
+}
+
+fn product_scope(id: &str) -> String {
+    format!("/products/{id}")
+}
+
+fn snapshot_api(
+    api: Api,
+    mut operations: Vec<Operation>,
+    policy: Option<String>,
+    operation_policies: BTreeMap<String, String>,
+    document: Option<&str>,
+) -> SnapshotApi {
+    operations.sort_by(|a, b| a.id.cmp(&b.id));
+    // The imported OpenAPI document's response examples, for `mock-response`.
+    let examples = match document {
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(doc) => crate::examples::extract(&doc, &operations),
+            Err(e) => {
+                tracing::warn!(api = %api.id, error = %e, "the stored OpenAPI document is unreadable; no mock examples");
+                BTreeMap::new()
+            }
+        },
+        None => BTreeMap::new(),
+    };
+    SnapshotApi {
+        examples,
+        name: api.display_name,
+        version: api.api_version,
+        policy,
+        operation_policies,
+        operations,
+        path: api.path,
+        service_url: api.service_url,
+        protocols: api.protocols,
+        subscription_required: api.subscription_required,
+        key_header: api.subscription_key_parameter_names.header,
+        key_query: api.subscription_key_parameter_names.query,
+        id: api.id,
+    }
+}
+
+/// A product as shipped, or `None` when none of its APIs is served here.
+fn snapshot_product(
+    product: Product,
+    mut apis: Vec<String>,
+    policy: Option<String>,
+) -> Option<SnapshotProduct> {
+    if apis.is_empty() {
+        return None;
+    }
+    apis.sort();
+    Some(SnapshotProduct {
+        name: product.display_name,
+        policy,
+        id: product.id,
+        subscription_required: product.subscription_required,
+        state: product.state,
+        apis,
+    })
+}
+
+fn snapshot_subscription(
+    sub: Subscription,
+    keys: StoredKeys,
+    blocked: bool,
+) -> SnapshotSubscription {
+    SnapshotSubscription {
+        name: sub.display_name,
+        id: sub.id,
+        scope: sub.scope,
+        // A blocked user's subscriptions stop working everywhere, as in Azure.
+        state: if blocked {
+            SubscriptionState::Suspended
+        } else {
+            sub.state
+        },
+        key_hashes: vec![keys.primary_hash, keys.secondary_hash],
+    }
+}
+
+fn links_of(sub: &Subscription) -> SubLinks {
+    SubLinks {
+        scope: scope_key(&sub.scope),
+        owner: sub.owner_id.clone(),
+    }
+}
+
+/// Adds to `out` the entries of `index` under `key`.
+fn extend_from(out: &mut BTreeSet<String>, index: &HashMap<String, BTreeSet<String>>, key: &str) {
+    if let Some(ids) = index.get(key) {
+        out.extend(ids.iter().cloned());
+    }
+}
+
+impl Compiled {
+    fn empty(gateway_id: &str, revision: u64, assigned: Option<BTreeSet<String>>) -> Self {
+        Self {
+            revision,
+            gateway_id: gateway_id.to_owned(),
+            assigned,
+            apis: BTreeMap::new(),
+            products: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
+            sub_links: HashMap::new(),
+            by_scope: HashMap::new(),
+            by_owner: HashMap::new(),
+            blocked: HashSet::new(),
+            global_policy: None,
+            named_values: BTreeMap::new(),
+            policy_fragments: BTreeMap::new(),
         }
     }
-    let mut apis = Vec::new();
-    for doc in store.list(Api::KIND, "").await? {
-        if !serves(&doc.id) {
-            continue;
+
+    fn serves(&self, api: &str) -> bool {
+        self.assigned.as_ref().is_none_or(|set| set.contains(api))
+    }
+
+    /// Whether a subscription with this (canonical) scope reaches anything served here.
+    fn relevant(&self, scope: Option<&str>) -> bool {
+        let Some(scope) = scope else { return false };
+        if scope == "/apis" {
+            return true;
         }
-        let api: Api = decode(&doc.body)?;
-        let policy = store.get(policies::API, &api.id, "policy").await?;
-        let operation_policies: BTreeMap<String, String> = store
-            .list(policies::OPERATION, &api.id)
+        if let Some(id) = scope.strip_prefix("/apis/") {
+            return self.apis.contains_key(id);
+        }
+        scope
+            .strip_prefix("/products/")
+            .is_some_and(|id| self.products.contains_key(id))
+    }
+
+    fn index_subscription(&mut self, id: &str, links: SubLinks) {
+        if let Some(scope) = &links.scope {
+            self.by_scope
+                .entry(scope.clone())
+                .or_default()
+                .insert(id.to_owned());
+        }
+        if let Some(owner) = &links.owner {
+            self.by_owner
+                .entry(owner.clone())
+                .or_default()
+                .insert(id.to_owned());
+        }
+        self.sub_links.insert(id.to_owned(), links);
+    }
+
+    fn unindex_subscription(&mut self, id: &str) {
+        let Some(old) = self.sub_links.remove(id) else {
+            return;
+        };
+        for (index, key) in [
+            (&mut self.by_scope, old.scope),
+            (&mut self.by_owner, old.owner),
+        ] {
+            if let Some(key) = key
+                && let Some(set) = index.get_mut(&key)
+            {
+                set.remove(id);
+                if set.is_empty() {
+                    index.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Compiles the snapshot of `gateway_id` from the whole store.
+    pub async fn full(store: &Store, sealer: &Sealer, gateway_id: &str) -> Result<Self, ApiError> {
+        // Read the revision first: anything committed later is at least as new as it says.
+        let revision = store.revision().await?;
+        let assigned = if gateway_id == BUILT_IN_GATEWAY {
+            None
+        } else {
+            Some(
+                store
+                    .list(gateways::LINK, gateway_id)
+                    .await?
+                    .into_iter()
+                    .map(|d| d.id)
+                    .collect(),
+            )
+        };
+        let mut c = Self::empty(gateway_id, revision, assigned);
+
+        // Everything per API in one query per kind, not one per API.
+        let mut operations: HashMap<String, Vec<Operation>> = HashMap::new();
+        for doc in store.list_all(Operation::KIND).await? {
+            if c.serves(&doc.parent) {
+                operations
+                    .entry(doc.parent.clone())
+                    .or_default()
+                    .push(decode(&doc.body)?);
+            }
+        }
+        let mut api_policies: HashMap<String, String> = store
+            .list_all(policies::API)
+            .await?
+            .into_iter()
+            .filter(|d| d.id == "policy")
+            .map(|d| (d.parent, d.body))
+            .collect();
+        let mut operation_policies: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        for doc in store.list_all(policies::OPERATION).await? {
+            operation_policies
+                .entry(doc.parent)
+                .or_default()
+                .insert(doc.id, doc.body);
+        }
+        let mut documents: HashMap<String, String> = HashMap::new();
+        for doc in store.list(API_DOCUMENT, "").await? {
+            if c.serves(&doc.id) {
+                documents.insert(doc.id, doc.body);
+            }
+        }
+        for doc in store.list(Api::KIND, "").await? {
+            if !c.serves(&doc.id) {
+                continue;
+            }
+            let api: Api = decode(&doc.body)?;
+            let id = api.id.clone();
+            let shipped = snapshot_api(
+                api,
+                operations.remove(&id).unwrap_or_default(),
+                api_policies.remove(&id),
+                operation_policies.remove(&id).unwrap_or_default(),
+                documents.get(&id).map(String::as_str),
+            );
+            c.apis.insert(id, shipped);
+        }
+
+        let mut product_apis: HashMap<String, Vec<String>> = HashMap::new();
+        for doc in store.list_all(products::LINK).await? {
+            if c.apis.contains_key(&doc.id) {
+                product_apis.entry(doc.parent).or_default().push(doc.id);
+            }
+        }
+        let mut product_policies: HashMap<String, String> = store
+            .list_all(policies::PRODUCT)
+            .await?
+            .into_iter()
+            .filter(|d| d.id == "policy")
+            .map(|d| (d.parent, d.body))
+            .collect();
+        for doc in store.list(Product::KIND, "").await? {
+            let product: Product = decode(&doc.body)?;
+            let id = product.id.clone();
+            let apis = product_apis.remove(&id).unwrap_or_default();
+            if let Some(p) = snapshot_product(product, apis, product_policies.remove(&id)) {
+                c.products.insert(id, p);
+            }
+        }
+
+        let mut keys: HashMap<String, StoredKeys> = HashMap::new();
+        for doc in store.list_all(StoredKeys::KIND).await? {
+            keys.insert(doc.id, decode_keys(&doc.body)?);
+        }
+        for doc in store.list(User::KIND, "").await? {
+            let user: User = decode(&doc.body)?;
+            if user.state == UserState::Blocked {
+                c.blocked.insert(user.id);
+            }
+        }
+        for doc in store.list(Subscription::KIND, "").await? {
+            let sub: Subscription = decode(&doc.body)?;
+            let links = links_of(&sub);
+            let relevant = c.relevant(links.scope.as_deref());
+            c.index_subscription(&sub.id, links);
+            if !relevant {
+                continue;
+            }
+            let Some(k) = keys.remove(&sub.id) else {
+                continue;
+            };
+            let blocked = sub.owner_id.as_ref().is_some_and(|o| c.blocked.contains(o));
+            c.subscriptions
+                .insert(sub.id.clone(), snapshot_subscription(sub, k, blocked));
+        }
+
+        c.global_policy = store.get(policies::GLOBAL, "", "policy").await?;
+        c.ship_policy_inputs(store, sealer).await?;
+        Ok(c)
+    }
+
+    /// Recomputes the policy fragments and named values the shipped policies use.
+    async fn ship_policy_inputs(&mut self, store: &Store, sealer: &Sealer) -> Result<(), ApiError> {
+        let texts = || {
+            self.global_policy
+                .iter()
+                .chain(self.products.values().filter_map(|p| p.policy.as_ref()))
+                .chain(self.apis.values().filter_map(|a| a.policy.as_ref()))
+                .chain(
+                    self.apis
+                        .values()
+                        .flat_map(|a| a.operation_policies.values()),
+                )
+        };
+        // Ship only the policy fragments the shipped policies include (through others too).
+        let all_fragments = policy_fragments::all_in(store).await?;
+        let mut fragments = BTreeMap::new();
+        for text in texts() {
+            for id in policy_fragments::reachable(text, &all_fragments) {
+                if let Some(xml) = all_fragments.get(&id) {
+                    fragments.insert(id, xml.clone());
+                }
+            }
+        }
+        // Ship only the named values the shipped policies and fragments use.
+        let mut wanted: BTreeSet<String> = BTreeSet::new();
+        for text in texts().chain(fragments.values()) {
+            wanted.extend(policies::referenced_names(text));
+        }
+        let mut named_values = BTreeMap::new();
+        for name in wanted {
+            let Some(body) = store.get(NamedValue::KIND, "", &name).await? else {
+                continue;
+            };
+            let nv: NamedValue = decode(&body)?;
+            let Some(value) = nv.value else { continue };
+            let value = if nv.secret {
+                sealer
+                    .open(&value)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?
+            } else {
+                value
+            };
+            named_values.insert(name, value);
+        }
+        self.policy_fragments = fragments;
+        self.named_values = named_values;
+        Ok(())
+    }
+
+    /// One API as shipped, read from the store; `None` when it does not exist.
+    async fn load_api(store: &Store, id: &str) -> Result<Option<SnapshotApi>, ApiError> {
+        let Some(body) = store.get(Api::KIND, "", id).await? else {
+            return Ok(None);
+        };
+        let api: Api = decode(&body)?;
+        let operations = store
+            .list(Operation::KIND, id)
+            .await?
+            .iter()
+            .map(|d| decode(&d.body))
+            .collect::<Result<Vec<Operation>, _>>()?;
+        let policy = store.get(policies::API, id, "policy").await?;
+        let operation_policies = store
+            .list(policies::OPERATION, id)
             .await?
             .into_iter()
             .map(|d| (d.id, d.body))
             .collect();
-        let api_operations = operations.remove(&api.id).unwrap_or_default();
-        // The imported OpenAPI document's response examples, for `mock-response`.
-        let examples = match store.get(API_DOCUMENT, "", &api.id).await? {
-            Some(text) => match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(doc) => crate::examples::extract(&doc, &api_operations),
-                Err(e) => {
-                    tracing::warn!(api = %api.id, error = %e, "the stored OpenAPI document is unreadable; no mock examples");
-                    BTreeMap::new()
-                }
-            },
-            None => BTreeMap::new(),
-        };
-        apis.push(SnapshotApi {
-            examples,
-            name: api.display_name.clone(),
-            version: api.api_version.clone(),
+        let document = store.get(API_DOCUMENT, "", id).await?;
+        Ok(Some(snapshot_api(
+            api,
+            operations,
             policy,
             operation_policies,
-            operations: api_operations,
-            path: api.path,
-            service_url: api.service_url,
-            protocols: api.protocols,
-            subscription_required: api.subscription_required,
-            key_header: api.subscription_key_parameter_names.header,
-            key_query: api.subscription_key_parameter_names.query,
-            id: api.id,
-        });
+            document.as_deref(),
+        )))
     }
 
-    let mut product_apis: HashMap<String, Vec<String>> = HashMap::new();
-    for doc in store.list_all("product-api").await? {
-        if serves(&doc.id) {
-            product_apis.entry(doc.parent).or_default().push(doc.id);
-        }
-    }
-    let mut products = Vec::new();
-    for doc in store.list(Product::KIND, "").await? {
-        let product: Product = decode(&doc.body)?;
-        let apis = product_apis.remove(&product.id).unwrap_or_default();
-        if apis.is_empty() {
-            continue;
-        }
-        let policy = store.get(policies::PRODUCT, &product.id, "policy").await?;
-        products.push(SnapshotProduct {
-            name: product.display_name.clone(),
-            policy,
-            id: product.id,
-            subscription_required: product.subscription_required,
-            state: product.state,
-            apis,
-        });
-    }
-
-    let served_api = |id: &str| apis.iter().any(|a| a.id == id);
-    let served_product = |id: &str| products.iter().any(|p| p.id == id);
-    let mut keys: HashMap<String, StoredKeys> = HashMap::new();
-    for doc in store.list_all(StoredKeys::KIND).await? {
-        let k: StoredKeys = serde_json::from_str(&doc.body)
-            .map_err(|e| ApiError::Internal(format!("stored keys are unreadable: {e}")))?;
-        keys.insert(doc.id, k);
-    }
-    // A blocked user's subscriptions stop working everywhere, as in Azure.
-    let mut blocked: BTreeSet<String> = BTreeSet::new();
-    for doc in store.list(User::KIND, "").await? {
-        let user: User = decode(&doc.body)?;
-        if user.state == UserState::Blocked {
-            blocked.insert(user.id);
-        }
-    }
-    let mut subscriptions = Vec::new();
-    for doc in store.list(Subscription::KIND, "").await? {
-        let mut sub: Subscription = decode(&doc.body)?;
-        if sub.owner_id.as_ref().is_some_and(|o| blocked.contains(o)) {
-            sub.state = SubscriptionState::Suspended;
-        }
-        let relevant = match Scope::parse(&sub.scope) {
-            Ok(Scope::AllApis) => true,
-            Ok(Scope::Api(id)) => served_api(&id),
-            Ok(Scope::Product(id)) => served_product(&id),
-            Err(_) => false,
-        };
-        if !relevant {
-            continue;
-        }
-        let Some(k) = keys.remove(&sub.id) else {
-            continue;
-        };
-        subscriptions.push(SnapshotSubscription {
-            name: sub.display_name.clone(),
-            id: sub.id,
-            scope: sub.scope,
-            state: sub.state,
-            key_hashes: vec![k.primary_hash, k.secondary_hash],
-        });
-    }
-
-    let global_policy = store.get(policies::GLOBAL, "", "policy").await?;
-
-    let texts = || {
-        global_policy
-            .iter()
-            .chain(products.iter().filter_map(|p| p.policy.as_ref()))
-            .chain(apis.iter().filter_map(|a| a.policy.as_ref()))
-            .chain(apis.iter().flat_map(|a| a.operation_policies.values()))
-    };
-    // Ship only the policy fragments the shipped policies include (through others too).
-    let all_fragments = policy_fragments::all_in(store).await?;
-    let mut policy_fragments = BTreeMap::new();
-    for text in texts() {
-        for id in policy_fragments::reachable(text, &all_fragments) {
-            if let Some(xml) = all_fragments.get(&id) {
-                policy_fragments.insert(id, xml.clone());
+    /// Brings the snapshot from its revision to `revision`, given what the revisions between
+    /// touched ([`Store::changes`]), and returns the delta. Returns `None`, leaving `self` as it
+    /// was, when a change is to a kind this does not know: compile in full then. After an
+    /// error `self` is half updated: drop it.
+    pub async fn update(
+        &mut self,
+        store: &Store,
+        sealer: &Sealer,
+        changes: &[Change],
+        revision: u64,
+    ) -> Result<Option<Delta>, ApiError> {
+        let mut dirty_links = BTreeSet::new();
+        let mut dirty_apis = BTreeSet::new();
+        let mut dirty_products = BTreeSet::new();
+        let mut dirty_users = BTreeSet::new();
+        let mut dirty_subs = BTreeSet::new();
+        let (mut global, mut policy_inputs) = (false, false);
+        for change in changes {
+            let Change { kind, parent, id } = change;
+            match kind.as_str() {
+                Api::KIND | API_DOCUMENT => {
+                    dirty_apis.insert(id.clone());
+                }
+                Operation::KIND | policies::API | policies::OPERATION => {
+                    dirty_apis.insert(parent.clone());
+                }
+                gateways::LINK => {
+                    if self.assigned.is_some() && *parent == self.gateway_id {
+                        dirty_links.insert(id.clone());
+                    }
+                }
+                products::LINK | policies::PRODUCT => {
+                    dirty_products.insert(parent.clone());
+                }
+                Product::KIND => {
+                    dirty_products.insert(id.clone());
+                }
+                Subscription::KIND | StoredKeys::KIND => {
+                    dirty_subs.insert(id.clone());
+                }
+                User::KIND => {
+                    dirty_users.insert(id.clone());
+                }
+                policies::GLOBAL => global = true,
+                PolicyFragment::KIND | NamedValue::KIND => policy_inputs = true,
+                other if IRRELEVANT.contains(&other) => {}
+                other => {
+                    tracing::debug!(
+                        kind = other,
+                        "a change the incremental compile does not know; compiling in full"
+                    );
+                    return Ok(None);
+                }
             }
         }
-    }
-    // Ship only the named values the shipped policies and fragments use.
-    let mut wanted: BTreeSet<String> = BTreeSet::new();
-    for text in texts().chain(policy_fragments.values()) {
-        wanted.extend(policies::referenced_names(text));
-    }
-    let mut named_values = BTreeMap::new();
-    for name in wanted {
-        let Some(body) = store.get(NamedValue::KIND, "", &name).await? else {
-            continue;
+        let mut delta = Delta {
+            format: FORMAT_VERSION,
+            base: self.revision,
+            revision,
+            gateway_id: self.gateway_id.clone(),
+            ..Delta::default()
         };
-        let nv: NamedValue = decode(&body)?;
-        let Some(value) = nv.value else { continue };
-        let value = if nv.secret {
-            sealer
-                .open(&value)
-                .map_err(|e| ApiError::Internal(e.to_string()))?
-        } else {
-            value
-        };
-        named_values.insert(name, value);
+
+        // Assignments first: they decide which APIs are served.
+        for api in dirty_links {
+            let assigned = store.get(gateways::LINK, &self.gateway_id, &api).await?;
+            if let Some(set) = &mut self.assigned {
+                if assigned.is_some() {
+                    set.insert(api.clone());
+                } else {
+                    set.remove(&api);
+                }
+            }
+            dirty_apis.insert(api);
+        }
+
+        for id in dirty_apis {
+            let fresh = if self.serves(&id) {
+                Self::load_api(store, &id).await?
+            } else {
+                None
+            };
+            let old = match fresh {
+                Some(api) => self.apis.insert(id.clone(), api),
+                None => self.apis.remove(&id),
+            };
+            let new = self.apis.get(&id);
+            if old.is_some() != new.is_some() {
+                // Served or not any more: its products and the subscriptions to it follow.
+                for link in store.find_by_id(products::LINK, &id).await? {
+                    dirty_products.insert(link.parent);
+                }
+                for p in self.products.values() {
+                    if p.apis.binary_search(&id).is_ok() {
+                        dirty_products.insert(p.id.clone());
+                    }
+                }
+                extend_from(&mut dirty_subs, &self.by_scope, &api_scope(&id));
+            }
+            if old.as_ref().map(|a| (&a.policy, &a.operation_policies))
+                != new.map(|a| (&a.policy, &a.operation_policies))
+            {
+                policy_inputs = true;
+            }
+            match new {
+                Some(api) if old.as_ref() != Some(api) => delta.apis.push(api.clone()),
+                None if old.is_some() => delta.removed_apis.push(id),
+                _ => {}
+            }
+        }
+
+        for id in dirty_products {
+            let fresh = match store.get(Product::KIND, "", &id).await? {
+                Some(body) => {
+                    let product: Product = decode(&body)?;
+                    let apis = store
+                        .list(products::LINK, &id)
+                        .await?
+                        .into_iter()
+                        .map(|d| d.id)
+                        .filter(|api| self.apis.contains_key(api))
+                        .collect();
+                    let policy = store.get(policies::PRODUCT, &id, "policy").await?;
+                    snapshot_product(product, apis, policy)
+                }
+                None => None,
+            };
+            let old = match fresh {
+                Some(p) => self.products.insert(id.clone(), p),
+                None => self.products.remove(&id),
+            };
+            let new = self.products.get(&id);
+            if old.is_some() != new.is_some() {
+                extend_from(&mut dirty_subs, &self.by_scope, &product_scope(&id));
+            }
+            if old.as_ref().map(|p| &p.policy) != new.map(|p| &p.policy) {
+                policy_inputs = true;
+            }
+            match new {
+                Some(p) if old.as_ref() != Some(p) => delta.products.push(p.clone()),
+                None if old.is_some() => delta.removed_products.push(id),
+                _ => {}
+            }
+        }
+
+        for id in dirty_users {
+            let blocked = match store.get(User::KIND, "", &id).await? {
+                Some(body) => decode::<User>(&body)?.state == UserState::Blocked,
+                None => false,
+            };
+            if blocked {
+                self.blocked.insert(id.clone());
+            } else {
+                self.blocked.remove(&id);
+            }
+            extend_from(&mut dirty_subs, &self.by_owner, &id);
+        }
+
+        for id in dirty_subs {
+            self.unindex_subscription(&id);
+            let sub = match store.get(Subscription::KIND, "", &id).await? {
+                Some(body) => Some(decode::<Subscription>(&body)?),
+                None => None,
+            };
+            let mut fresh = None;
+            if let Some(sub) = sub {
+                let links = links_of(&sub);
+                let relevant = self.relevant(links.scope.as_deref());
+                self.index_subscription(&id, links);
+                let keys = match store.get(StoredKeys::KIND, "", &id).await? {
+                    Some(body) if relevant => Some(decode_keys(&body)?),
+                    _ => None,
+                };
+                if let Some(keys) = keys {
+                    let blocked = sub
+                        .owner_id
+                        .as_ref()
+                        .is_some_and(|o| self.blocked.contains(o));
+                    fresh = Some(snapshot_subscription(sub, keys, blocked));
+                }
+            }
+            let old = match fresh {
+                Some(s) => self.subscriptions.insert(id.clone(), s),
+                None => self.subscriptions.remove(&id),
+            };
+            match self.subscriptions.get(&id) {
+                Some(s) if old.as_ref() != Some(s) => delta.subscriptions.push(s.clone()),
+                None if old.is_some() => delta.removed_subscriptions.push(id),
+                _ => {}
+            }
+        }
+
+        if global {
+            let fresh = store.get(policies::GLOBAL, "", "policy").await?;
+            if fresh != self.global_policy {
+                delta.global_policy = Some(fresh.clone());
+                self.global_policy = fresh;
+                policy_inputs = true;
+            }
+        }
+        if policy_inputs {
+            let (fragments, named) = (self.policy_fragments.clone(), self.named_values.clone());
+            self.ship_policy_inputs(store, sealer).await?;
+            if fragments != self.policy_fragments {
+                delta.policy_fragments = Some(self.policy_fragments.clone());
+            }
+            if named != self.named_values {
+                delta.named_values = Some(self.named_values.clone());
+            }
+        }
+        self.revision = revision;
+        Ok(Some(delta))
     }
 
-    Ok(Snapshot {
-        format: FORMAT_VERSION,
-        revision,
-        gateway_id: gateway_id.to_owned(),
-        apis,
-        products,
-        subscriptions,
-        global_policy,
-        named_values,
-        policy_fragments,
-    })
+    /// The delta from `old` to `self`, found by comparing them whole (after a full compile).
+    pub fn diff(&self, old: &Compiled) -> Delta {
+        fn changes<T: Clone + PartialEq>(
+            old: &BTreeMap<String, T>,
+            new: &BTreeMap<String, T>,
+        ) -> (Vec<T>, Vec<String>) {
+            let upserts = new
+                .iter()
+                .filter(|(id, v)| old.get(*id) != Some(*v))
+                .map(|(_, v)| v.clone())
+                .collect();
+            let removed = old
+                .keys()
+                .filter(|id| !new.contains_key(*id))
+                .cloned()
+                .collect();
+            (upserts, removed)
+        }
+        let (apis, removed_apis) = changes(&old.apis, &self.apis);
+        let (products, removed_products) = changes(&old.products, &self.products);
+        let (subscriptions, removed_subscriptions) =
+            changes(&old.subscriptions, &self.subscriptions);
+        Delta {
+            format: FORMAT_VERSION,
+            base: old.revision,
+            revision: self.revision,
+            gateway_id: self.gateway_id.clone(),
+            apis,
+            removed_apis,
+            products,
+            removed_products,
+            subscriptions,
+            removed_subscriptions,
+            global_policy: (old.global_policy != self.global_policy)
+                .then(|| self.global_policy.clone()),
+            named_values: (old.named_values != self.named_values)
+                .then(|| self.named_values.clone()),
+            policy_fragments: (old.policy_fragments != self.policy_fragments)
+                .then(|| self.policy_fragments.clone()),
+        }
+    }
+
+    /// The snapshot, as shipped: APIs, products and subscriptions ordered by id.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            format: FORMAT_VERSION,
+            revision: self.revision,
+            gateway_id: self.gateway_id.clone(),
+            apis: self.apis.values().cloned().collect(),
+            products: self.products.values().cloned().collect(),
+            subscriptions: self.subscriptions.values().cloned().collect(),
+            global_policy: self.global_policy.clone(),
+            named_values: self.named_values.clone(),
+            policy_fragments: self.policy_fragments.clone(),
+        }
+    }
 }
+
+#[cfg(test)]
+mod tests;

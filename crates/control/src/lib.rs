@@ -10,6 +10,7 @@ mod compile;
 mod docs;
 pub mod error;
 mod examples;
+mod feed;
 mod handlers;
 mod http;
 mod link;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 
 pub use compile::BUILT_IN_GATEWAY;
 pub use error::ApiError;
+pub use feed::Answer;
 pub use handlers::gateway_tokens::{GatewayStatus, InstanceRecord, InstanceStatus};
 use secrets::Sealer;
 pub use telemetry::{HOUSEKEEPING_EVERY, IngestOutcome, TelemetrySettings};
@@ -61,10 +63,8 @@ pub struct Opened {
 
 pub struct ControlPlane {
     store: Store,
-    /// The newest compiled snapshot per gateway, shared by its replicas' calls.
-    /// The newest few compiled snapshots per gateway (newest last), so replicas that are one
-    /// or two revisions behind get a delta instead of the whole configuration.
-    snapshots: std::sync::Mutex<std::collections::HashMap<String, Vec<Arc<CachedSnapshot>>>>,
+    /// Each gateway's compiled snapshot and recent deltas, shared by its replicas' calls.
+    feeds: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<feed::Feed>>>>,
     sealer: Sealer,
     admin_hash: [u8; 32],
     changes: watch::Sender<u64>,
@@ -104,11 +104,14 @@ impl ControlPlane {
             settings.secret_key.as_deref(),
             &settings.data_dir.join("secret.key"),
         )?;
+        if let Err(e) = handlers::apis::index_paths(&store).await {
+            tracing::error!(error = %e, "cannot index the API paths");
+        }
         let revision = store.revision().await?;
         let (changes, _) = watch::channel(revision);
         let control = Arc::new(Self {
             store,
-            snapshots: std::sync::Mutex::default(),
+            feeds: std::sync::Mutex::default(),
             sealer,
             admin_hash: secrets::sha256(admin_token.as_bytes()),
             changes,
@@ -143,45 +146,22 @@ impl ControlPlane {
         compile::snapshot(&self.store, &self.sealer, gateway_id).await
     }
 
-    /// The snapshot for one gateway as JSON, compiled at most once per revision.
-    pub async fn cached_snapshot(&self, gateway_id: &str) -> Result<Arc<CachedSnapshot>, ApiError> {
-        let published = *self.changes.borrow();
-        if let Some(hit) = self.cached(gateway_id).filter(|c| c.revision >= published) {
-            return Ok(hit);
-        }
-        let snapshot = self.snapshot(gateway_id).await?;
-        let body = serde_json::to_vec(&snapshot)
-            .map_err(|e| ApiError::Internal(format!("cannot encode a snapshot: {e}")))?;
-        let fresh = Arc::new(CachedSnapshot {
-            revision: snapshot.revision,
-            body: body.into(),
-            snapshot: Arc::new(snapshot),
-        });
-        if let Ok(mut map) = self.snapshots.lock() {
-            let history = map.entry(gateway_id.to_owned()).or_default();
-            if history.last().is_none_or(|h| h.revision < fresh.revision) {
-                history.push(fresh.clone());
-            }
-            if history.len() > SNAPSHOT_HISTORY {
-                history.remove(0);
-            }
-        }
-        Ok(fresh)
-    }
-
-    fn cached(&self, gateway_id: &str) -> Option<Arc<CachedSnapshot>> {
-        self.snapshots.lock().ok()?.get(gateway_id)?.last().cloned()
-    }
-
-    /// A snapshot of `gateway_id` at exactly `revision`, if it is still remembered.
-    pub fn remembered(&self, gateway_id: &str, revision: u64) -> Option<Arc<CachedSnapshot>> {
-        self.snapshots
-            .lock()
-            .ok()?
-            .get(gateway_id)?
-            .iter()
-            .find(|c| c.revision == revision)
-            .cloned()
+    /// What to send a gateway that has revision `known`: nothing new, the delta from it (when
+    /// the gateway accepts deltas and `known` is recent), or the whole snapshot. Each revision
+    /// is compiled once per gateway, incrementally from the previous one.
+    pub async fn answer(
+        &self,
+        gateway_id: &str,
+        known: Option<u64>,
+        delta: bool,
+    ) -> Result<Answer, ApiError> {
+        let feed = match self.feeds.lock() {
+            Ok(mut feeds) => feeds.entry(gateway_id.to_owned()).or_default().clone(),
+            Err(_) => return Err(ApiError::Internal("the snapshot feeds are unusable".into())),
+        };
+        let mut feed = feed.lock().await;
+        feed.answer(&self.store, &self.sealer, gateway_id, known, delta)
+            .await
     }
 
     pub fn store(&self) -> &Store {
@@ -321,17 +301,6 @@ impl ControlPlane {
 
 /// A gateway and its status.
 pub type FleetEntry = (gatehouse_model::resources::Gateway, GatewayStatus);
-
-/// A compiled snapshot, encoded once for every replica that asks.
-#[derive(Debug)]
-pub struct CachedSnapshot {
-    pub revision: u64,
-    pub body: axum::body::Bytes,
-    pub snapshot: Arc<Snapshot>,
-}
-
-/// Snapshots remembered per gateway for deltas.
-const SNAPSHOT_HISTORY: usize = 3;
 
 /// Opens the SQLite store under `data_dir` and the control plane on it.
 pub async fn open_embedded(settings: &ControlSettings) -> Result<Opened, StartError> {

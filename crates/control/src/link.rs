@@ -20,10 +20,10 @@ use axum::routing::{get, post};
 use gatehouse_model::telemetry::{Batch, MAX_BATCH_BYTES};
 use serde::Deserialize;
 
-use crate::ControlPlane;
 use crate::error::ApiError;
 use crate::handlers::gateway_tokens::{self, INSTANCE, InstanceRecord, now_rfc3339};
 use crate::http::{Query, parse_json};
+use crate::{Answer, ControlPlane};
 
 /// The longest a config call is held open.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -161,32 +161,17 @@ async fn config(
     let mut changes = cp.subscribe();
     loop {
         changes.borrow_and_update();
-        let snapshot = match cp.cached_snapshot(&gateway).await {
-            Ok(s) => s,
-            Err(e) => return e.into_response(),
-        };
-        if Some(snapshot.revision) != known {
-            let base = if wants_delta(&headers) {
-                known.and_then(|k| cp.remembered(&gateway, k))
-            } else {
-                None
+        let (content_type, revision, body) =
+            match cp.answer(&gateway, known, wants_delta(&headers)).await {
+                Ok(Answer::Unchanged) => (None, 0, Bytes::new()),
+                Ok(Answer::Delta { revision, body }) => (Some(DELTA_TYPE), revision, body),
+                Ok(Answer::Whole { revision, body }) => (Some("application/json"), revision, body),
+                Err(e) => return e.into_response(),
             };
-            let (content_type, body) = match base {
-                Some(base) => {
-                    let delta = gatehouse_model::snapshot::Delta::between(
-                        &base.snapshot,
-                        &snapshot.snapshot,
-                    );
-                    match serde_json::to_vec(&delta) {
-                        Ok(bytes) => (DELTA_TYPE, axum::body::Bytes::from(bytes)),
-                        Err(_) => ("application/json", snapshot.body.clone()),
-                    }
-                }
-                None => ("application/json", snapshot.body.clone()),
-            };
+        if let Some(content_type) = content_type {
             let mut response =
                 (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
-            if let Ok(v) = HeaderValue::from_str(&etag(snapshot.revision)) {
+            if let Ok(v) = HeaderValue::from_str(&etag(revision)) {
                 response.headers_mut().insert(header::ETAG, v);
             }
             return response;

@@ -6,29 +6,87 @@ use axum::http::StatusCode;
 use gatehouse_model::ValidationError;
 use gatehouse_model::openapi;
 use gatehouse_model::resources::{Api, Collection, Operation, Resource};
+use gatehouse_store::Tx;
 
 use super::{Cp, check_id, commit, encode, load, load_all, merge, prepare, save, saved};
-use crate::ControlPlane;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
 
 /// The imported description of an API, kept as JSON (parent = "", id = API id).
 const DOCUMENT: &str = "api-document";
 
-/// Refuses a path another API already serves (paths compare without case, as routing does).
-async fn ensure_path_free(cp: &ControlPlane, api: &Api) -> ApiResult<()> {
-    for other in load_all::<Api>(cp, "").await? {
-        if other.id != api.id && other.path.eq_ignore_ascii_case(&api.path) {
+/// The path index: one document per API path, lower-cased (parent = "", id = the path), whose
+/// body is the id of the API serving it. Kept in the same transaction as the API, so checking
+/// that a path is free costs one read instead of a scan of every API.
+pub(crate) const PATH_INDEX: &str = "api-path";
+
+fn path_key(path: &str) -> String {
+    path.to_ascii_lowercase()
+}
+
+/// Records `api`'s path in the index inside `tx`, refusing a path another API already serves
+/// (paths compare without case, as routing does), and frees its previous path.
+async fn claim_path(tx: &mut Tx, api: &Api) -> ApiResult<()> {
+    let key = path_key(&api.path);
+    if let Some(owner) = tx.get(PATH_INDEX, "", &key).await? {
+        let owner: String = serde_json::from_str(&owner).unwrap_or_default();
+        if owner != api.id {
             return Err(ValidationError::one(
                 "path",
                 format!(
-                    "'{}' is already the path of API '{}'; choose another path",
-                    api.path, other.id
+                    "'{}' is already the path of API '{owner}'; choose another path",
+                    api.path
                 ),
             )
             .into());
         }
     }
+    if let Some(previous) = tx.get(Api::KIND, "", &api.id).await? {
+        let previous: Api = super::decode(&previous)?;
+        release_path(tx, &previous).await?;
+    }
+    tx.put(PATH_INDEX, "", &key, &encode(&api.id)?).await?;
+    Ok(())
+}
+
+/// Removes `api`'s path from the index, if the index gives it to `api`.
+async fn release_path(tx: &mut Tx, api: &Api) -> ApiResult<()> {
+    let key = path_key(&api.path);
+    if let Some(owner) = tx.get(PATH_INDEX, "", &key).await?
+        && serde_json::from_str::<String>(&owner).is_ok_and(|o| o == api.id)
+    {
+        tx.delete(PATH_INDEX, "", &key).await?;
+    }
+    Ok(())
+}
+
+/// Builds the path index when it does not match the APIs (a store from before the index).
+pub(crate) async fn index_paths(store: &gatehouse_store::Store) -> ApiResult<()> {
+    let mut wanted = std::collections::BTreeMap::new();
+    for doc in store.list(Api::KIND, "").await? {
+        let api: Api = super::decode(&doc.body)?;
+        wanted.insert(path_key(&api.path), encode(&api.id)?);
+    }
+    let indexed: std::collections::BTreeMap<String, String> = store
+        .list(PATH_INDEX, "")
+        .await?
+        .into_iter()
+        .map(|d| (d.id, d.body))
+        .collect();
+    if indexed == wanted {
+        return Ok(());
+    }
+    let mut tx = store.begin().await?;
+    for key in indexed.keys().filter(|k| !wanted.contains_key(*k)) {
+        tx.delete(PATH_INDEX, "", key).await?;
+    }
+    for (key, owner) in &wanted {
+        if indexed.get(key) != Some(owner) {
+            tx.put(PATH_INDEX, "", key, owner).await?;
+        }
+    }
+    tx.commit().await?;
+    tracing::info!(apis = wanted.len(), "indexed API paths");
     Ok(())
 }
 
@@ -104,8 +162,8 @@ pub async fn put(
         }
     }
     let api = prepare(body, &id)?;
-    ensure_path_free(&cp, &api).await?;
     let mut tx = cp.store().begin().await?;
+    claim_path(&mut tx, &api).await?;
     let created = save(&mut tx, "", &api).await?;
     if let Some(doc) = imported {
         tx.delete_children(Operation::KIND, &id).await?;
@@ -133,8 +191,8 @@ pub async fn patch(
     }
     let existing = load::<Api>(&cp, "", &id).await?;
     let api = merge(&existing, body)?;
-    ensure_path_free(&cp, &api).await?;
     let mut tx = cp.store().begin().await?;
+    claim_path(&mut tx, &api).await?;
     save(&mut tx, "", &api).await?;
     commit(&cp, tx).await?;
     Ok(Json(api))
@@ -149,9 +207,11 @@ pub async fn patch(
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     check_id(Api::KIND, &id)?;
     let mut tx = cp.store().begin().await?;
-    if !tx.delete(Api::KIND, "", &id).await? {
+    let Some(existing) = tx.get(Api::KIND, "", &id).await? else {
         return Err(ApiError::not_found("API", &id));
-    }
+    };
+    release_path(&mut tx, &super::decode(&existing)?).await?;
+    tx.delete(Api::KIND, "", &id).await?;
     tx.delete_children(Operation::KIND, &id).await?;
     tx.delete(DOCUMENT, "", &id).await?;
     tx.delete_by_id(super::products::LINK, &id).await?;
@@ -266,4 +326,68 @@ pub async fn delete_operation(
     tx.delete(super::policies::OPERATION, &api, &op).await?;
     commit(&cp, tx).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::extract::State;
+
+    use super::*;
+    use crate::{ControlPlane, ControlSettings};
+
+    async fn control() -> (Arc<ControlPlane>, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("gh-apis-test-{}-{}", std::process::id(), nanos()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = gatehouse_store::Store::open_sqlite_dir(&dir).await.unwrap();
+        let settings = ControlSettings {
+            data_dir: dir.clone(),
+            admin_token: None,
+            secret_key: None,
+        };
+        let opened = ControlPlane::open(store, &settings).await.unwrap();
+        (opened.control, dir)
+    }
+
+    fn nanos() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    }
+
+    async fn put_api(cp: &Arc<ControlPlane>, id: &str, path: &str) -> ApiResult<()> {
+        let body: Api = serde_json::from_value(serde_json::json!({ "path": path })).unwrap();
+        put(State(cp.clone()), Path(id.to_owned()), JsonBody(body))
+            .await
+            .map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn a_path_belongs_to_one_api_whatever_its_case() {
+        let (cp, dir) = control().await;
+        put_api(&cp, "a", "shop/v1").await.unwrap();
+        let taken = put_api(&cp, "b", "Shop/V1").await.unwrap_err();
+        assert!(
+            taken.to_string().contains("already the path of API 'a'"),
+            "{taken}"
+        );
+        // Moving an API frees its old path; deleting one frees its path.
+        put_api(&cp, "a", "shop/v2").await.unwrap();
+        put_api(&cp, "b", "shop/v1").await.unwrap();
+        delete(State(cp.clone()), Path("b".into())).await.unwrap();
+        put_api(&cp, "c", "SHOP/v1").await.unwrap();
+        assert!(put_api(&cp, "d", "shop/V2").await.is_err());
+
+        // A store from before the index gets it built when the control plane opens.
+        let mut tx = cp.store().begin().await.unwrap();
+        tx.delete_children(PATH_INDEX, "").await.unwrap();
+        tx.commit().await.unwrap();
+        index_paths(cp.store()).await.unwrap();
+        assert!(put_api(&cp, "d", "shop/V2").await.is_err());
+        put_api(&cp, "d", "shop/v3").await.unwrap();
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

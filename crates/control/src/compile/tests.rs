@@ -1,0 +1,606 @@
+//! The incremental compile against the full one: random changes to a real store, and after
+//! every few revisions the updated snapshot must equal a fresh full compile, and the delta it
+//! returned must turn the previous snapshot into the new one.
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+
+/// One write to the store, in its own transaction (so its own revision).
+#[derive(Debug, Clone)]
+enum Op {
+    Api {
+        i: u8,
+        path: u8,
+        open: bool,
+    },
+    DeleteApi(u8),
+    Operation {
+        api: u8,
+        op: u8,
+        delete: bool,
+    },
+    ApiPolicy {
+        api: u8,
+        text: u8,
+    },
+    OperationPolicy {
+        api: u8,
+        op: u8,
+        text: u8,
+    },
+    Document {
+        api: u8,
+        delete: bool,
+    },
+    Product {
+        i: u8,
+        open: bool,
+        delete: bool,
+    },
+    Link {
+        product: u8,
+        api: u8,
+        delete: bool,
+    },
+    ProductPolicy {
+        product: u8,
+        text: u8,
+    },
+    Assign {
+        api: u8,
+        delete: bool,
+    },
+    User {
+        i: u8,
+        blocked: bool,
+        delete: bool,
+    },
+    Subscription {
+        i: u8,
+        scope: u8,
+        owner: Option<u8>,
+        suspended: bool,
+        delete: bool,
+    },
+    Keys {
+        sub: u8,
+        variant: u8,
+        delete: bool,
+    },
+    Global {
+        text: u8,
+    },
+    Fragment {
+        i: u8,
+        text: u8,
+        delete: bool,
+    },
+    NamedValue {
+        i: u8,
+        secret: bool,
+        value: u8,
+        delete: bool,
+    },
+    Irrelevant(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..5u8, 0..7u8, any::<bool>()).prop_map(|(i, path, open)| Op::Api { i, path, open }),
+        1 => (0..5u8).prop_map(Op::DeleteApi),
+        2 => (0..5u8, 0..3u8, any::<bool>()).prop_map(|(api, op, delete)| Op::Operation { api, op, delete }),
+        1 => (0..5u8, 0..4u8).prop_map(|(api, text)| Op::ApiPolicy { api, text }),
+        1 => (0..5u8, 0..3u8, 0..4u8).prop_map(|(api, op, text)| Op::OperationPolicy { api, op, text }),
+        1 => (0..5u8, any::<bool>()).prop_map(|(api, delete)| Op::Document { api, delete }),
+        2 => (0..3u8, any::<bool>(), prop::bool::weighted(0.2)).prop_map(|(i, open, delete)| Op::Product { i, open, delete }),
+        3 => (0..3u8, 0..5u8, prop::bool::weighted(0.3)).prop_map(|(product, api, delete)| Op::Link { product, api, delete }),
+        1 => (0..3u8, 0..4u8).prop_map(|(product, text)| Op::ProductPolicy { product, text }),
+        2 => (0..5u8, prop::bool::weighted(0.3)).prop_map(|(api, delete)| Op::Assign { api, delete }),
+        3 => (0..3u8, any::<bool>(), prop::bool::weighted(0.2)).prop_map(|(i, blocked, delete)| Op::User { i, blocked, delete }),
+        4 => (0..5u8, 0..9u8, prop::option::of(0..3u8), prop::bool::weighted(0.3), prop::bool::weighted(0.2))
+            .prop_map(|(i, scope, owner, suspended, delete)| Op::Subscription { i, scope, owner, suspended, delete }),
+        3 => (0..5u8, 0..3u8, prop::bool::weighted(0.2)).prop_map(|(sub, variant, delete)| Op::Keys { sub, variant, delete }),
+        1 => (0..4u8).prop_map(|text| Op::Global { text }),
+        1 => (0..2u8, 0..3u8, prop::bool::weighted(0.2)).prop_map(|(i, text, delete)| Op::Fragment { i, text, delete }),
+        1 => (0..2u8, any::<bool>(), 0..3u8, prop::bool::weighted(0.2)).prop_map(|(i, secret, value, delete)| Op::NamedValue { i, secret, value, delete }),
+        1 => (0..3u8).prop_map(Op::Irrelevant),
+    ]
+}
+
+/// Policy documents that use fragments and named values, or nothing (0 deletes).
+fn policy(text: u8) -> Option<String> {
+    match text {
+        0 => None,
+        1 => Some("<policies><inbound><base /></inbound></policies>".into()),
+        2 => Some(r#"<policies><inbound><base /><include-fragment fragment-id="f0" /></inbound></policies>"#.into()),
+        _ => Some("<policies><inbound><base /><set-header name=\"x\"><value>{{n0}}</value></set-header></inbound></policies>".into()),
+    }
+}
+
+fn fragment(text: u8) -> String {
+    match text {
+        0 => {
+            "<fragment><set-header name=\"y\"><value>{{n1}}</value></set-header></fragment>".into()
+        }
+        1 => r#"<fragment><include-fragment fragment-id="f1" /></fragment>"#.into(),
+        _ => "<fragment><base /></fragment>".into(),
+    }
+}
+
+fn scope(n: u8) -> String {
+    match n {
+        0 => "/apis".into(),
+        1..=5 => format!("/apis/a{}", n - 1),
+        6..=7 => format!("/products/p{}", n - 6),
+        _ => "/nonsense".into(),
+    }
+}
+
+async fn set(
+    tx: &mut gatehouse_store::Tx,
+    kind: &str,
+    parent: &str,
+    id: &str,
+    body: Option<String>,
+) {
+    match body {
+        Some(b) => {
+            tx.put(kind, parent, id, &b).await.unwrap();
+        }
+        None => {
+            tx.delete(kind, parent, id).await.unwrap();
+        }
+    }
+}
+
+async fn run(store: &Store, sealer: &Sealer, op: &Op) {
+    let mut tx = store.begin().await.unwrap();
+    match op {
+        Op::Api { i, path, open } => {
+            let body = json!({"id": format!("a{i}"), "displayName": format!("API {i} {path}"),
+                "path": format!("p{path}"), "serviceUrl": "http://backend", "subscriptionRequired": !open});
+            set(
+                &mut tx,
+                Api::KIND,
+                "",
+                &format!("a{i}"),
+                Some(body.to_string()),
+            )
+            .await;
+        }
+        Op::DeleteApi(i) => {
+            // As the handler does: the API and what hangs off it.
+            let id = format!("a{i}");
+            tx.delete(Api::KIND, "", &id).await.unwrap();
+            tx.delete_children(Operation::KIND, &id).await.unwrap();
+            tx.delete(API_DOCUMENT, "", &id).await.unwrap();
+            tx.delete_by_id(products::LINK, &id).await.unwrap();
+            tx.delete_by_id(gateways::LINK, &id).await.unwrap();
+            tx.delete_children(policies::API, &id).await.unwrap();
+            tx.delete_children(policies::OPERATION, &id).await.unwrap();
+        }
+        Op::Operation { api, op, delete } => {
+            let body = json!({"id": format!("o{op}"), "method": if *op == 1 { "POST" } else { "GET" },
+                "urlTemplate": format!("/things{op}/{{id}}")});
+            set(
+                &mut tx,
+                Operation::KIND,
+                &format!("a{api}"),
+                &format!("o{op}"),
+                (!delete).then(|| body.to_string()),
+            )
+            .await;
+        }
+        Op::ApiPolicy { api, text } => {
+            set(
+                &mut tx,
+                policies::API,
+                &format!("a{api}"),
+                "policy",
+                policy(*text),
+            )
+            .await;
+        }
+        Op::OperationPolicy { api, op, text } => {
+            set(
+                &mut tx,
+                policies::OPERATION,
+                &format!("a{api}"),
+                &format!("o{op}"),
+                policy(*text),
+            )
+            .await;
+        }
+        Op::Document { api, delete } => {
+            let doc = json!({"openapi": "3.0.0", "paths": {"/things0/{id}": {"get": {"responses": {"200": {
+                "content": {"application/json": {"example": {"api": api}}}}}}}}});
+            set(
+                &mut tx,
+                API_DOCUMENT,
+                "",
+                &format!("a{api}"),
+                (!delete).then(|| doc.to_string()),
+            )
+            .await;
+        }
+        Op::Product { i, open, delete } => {
+            let body = json!({"id": format!("p{i}"), "displayName": format!("P{i}"), "subscriptionRequired": !open});
+            set(
+                &mut tx,
+                Product::KIND,
+                "",
+                &format!("p{i}"),
+                (!delete).then(|| body.to_string()),
+            )
+            .await;
+        }
+        Op::Link {
+            product,
+            api,
+            delete,
+        } => {
+            set(
+                &mut tx,
+                products::LINK,
+                &format!("p{product}"),
+                &format!("a{api}"),
+                (!delete).then(|| "{}".to_owned()),
+            )
+            .await;
+        }
+        Op::ProductPolicy { product, text } => {
+            set(
+                &mut tx,
+                policies::PRODUCT,
+                &format!("p{product}"),
+                "policy",
+                policy(*text),
+            )
+            .await;
+        }
+        Op::Assign { api, delete } => {
+            set(
+                &mut tx,
+                gateways::LINK,
+                "edge",
+                &format!("a{api}"),
+                (!delete).then(|| "{}".to_owned()),
+            )
+            .await;
+            // Another gateway's assignments change nothing here.
+            set(
+                &mut tx,
+                gateways::LINK,
+                "other",
+                &format!("a{api}"),
+                Some("{}".to_owned()),
+            )
+            .await;
+        }
+        Op::User { i, blocked, delete } => {
+            let state = if *blocked {
+                UserState::Blocked
+            } else {
+                UserState::Active
+            };
+            let body = json!({"id": format!("u{i}"), "email": format!("u{i}@example.com"), "state": state});
+            set(
+                &mut tx,
+                User::KIND,
+                "",
+                &format!("u{i}"),
+                (!delete).then(|| body.to_string()),
+            )
+            .await;
+        }
+        Op::Subscription {
+            i,
+            scope: s,
+            owner,
+            suspended,
+            delete,
+        } => {
+            let state = if *suspended {
+                SubscriptionState::Suspended
+            } else {
+                SubscriptionState::Active
+            };
+            let mut body = json!({"id": format!("s{i}"), "displayName": format!("S{i}"), "scope": scope(*s), "state": state});
+            if let Some(o) = owner {
+                body["ownerId"] = json!(format!("u{o}"));
+            }
+            set(
+                &mut tx,
+                Subscription::KIND,
+                "",
+                &format!("s{i}"),
+                (!delete).then(|| body.to_string()),
+            )
+            .await;
+        }
+        Op::Keys {
+            sub,
+            variant,
+            delete,
+        } => {
+            let keys = StoredKeys {
+                primary_sealed: String::new(),
+                secondary_sealed: String::new(),
+                primary_hash: format!("{:064x}", u64::from(*sub) * 10 + u64::from(*variant)),
+                secondary_hash: format!(
+                    "{:064x}",
+                    1000 + u64::from(*sub) * 10 + u64::from(*variant)
+                ),
+            };
+            let body = serde_json::to_string(&keys).unwrap();
+            set(
+                &mut tx,
+                StoredKeys::KIND,
+                "",
+                &format!("s{sub}"),
+                (!delete).then_some(body),
+            )
+            .await;
+        }
+        Op::Global { text } => {
+            set(&mut tx, policies::GLOBAL, "", "policy", policy(*text)).await;
+        }
+        Op::Fragment { i, text, delete } => {
+            let body = json!({"id": format!("f{i}"), "value": fragment(*text)});
+            set(
+                &mut tx,
+                PolicyFragment::KIND,
+                "",
+                &format!("f{i}"),
+                (!delete).then(|| body.to_string()),
+            )
+            .await;
+        }
+        Op::NamedValue {
+            i,
+            secret,
+            value,
+            delete,
+        } => {
+            let plain = format!("value-{value}");
+            let value = if *secret {
+                sealer.seal(&plain).unwrap()
+            } else {
+                plain
+            };
+            let body = json!({"id": format!("n{i}"), "value": value, "secret": secret});
+            set(
+                &mut tx,
+                NamedValue::KIND,
+                "",
+                &format!("n{i}"),
+                (!delete).then(|| body.to_string()),
+            )
+            .await;
+        }
+        Op::Irrelevant(n) => {
+            let kind = ["group", "backend", gateway_tokens::INSTANCE][usize::from(*n) % 3];
+            set(&mut tx, kind, "", "x", Some(format!("{{\"n\":{n}}}"))).await;
+        }
+    }
+    tx.commit().await.unwrap();
+}
+
+fn sorted(mut s: Snapshot) -> Snapshot {
+    s.apis.sort_by(|a, b| a.id.cmp(&b.id));
+    s.products.sort_by(|a, b| a.id.cmp(&b.id));
+    s.subscriptions.sort_by(|a, b| a.id.cmp(&b.id));
+    s
+}
+
+async fn temp_store() -> (Store, Sealer, std::path::PathBuf) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "gh-compile-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Store::open_sqlite_dir(&dir).await.unwrap();
+    let sealer = Sealer::load(None, &dir.join("secret.key")).unwrap();
+    (store, sealer, dir)
+}
+
+/// Runs `ops`, checking after each batch (`batches[i]` ops at a time) that the incremental
+/// compile of every gateway equals the full one.
+async fn check(ops: Vec<Op>, batches: Vec<usize>) {
+    let (store, sealer, dir) = temp_store().await;
+    let mut compiled = Vec::new();
+    for gateway in ["edge", BUILT_IN_GATEWAY] {
+        compiled.push(Compiled::full(&store, &sealer, gateway).await.unwrap());
+    }
+    let mut ops = ops.iter();
+    for batch in batches.into_iter().cycle() {
+        let mut ran = 0;
+        for op in ops.by_ref().take(batch) {
+            run(&store, &sealer, op).await;
+            ran += 1;
+        }
+        let revision = store.revision().await.unwrap();
+        for c in &mut compiled {
+            let before = c.clone();
+            let changes = store.changes(c.revision, revision).await.unwrap().unwrap();
+            let delta = c.update(&store, &sealer, &changes, revision).await.unwrap();
+            let full = Compiled::full(&store, &sealer, &c.gateway_id)
+                .await
+                .unwrap();
+            assert_eq!(
+                *c, full,
+                "incremental and full compiles differ for {}",
+                c.gateway_id
+            );
+            let delta = delta.expect("every change here is one the incremental compile knows");
+            assert_eq!(delta, full.diff(&before), "the delta is not the difference");
+            let applied = sorted(delta.apply(&before.snapshot()).unwrap());
+            assert_eq!(
+                applied,
+                full.snapshot(),
+                "the delta does not produce the snapshot"
+            );
+        }
+        if ran < batch {
+            break;
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn incremental_compile_equals_full_compile(
+        ops in prop::collection::vec(op(), 1..60),
+        batches in prop::collection::vec(1..5usize, 1..4),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(check(ops, batches));
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_change_redoes_one_subscription() {
+    let (store, sealer, dir) = temp_store().await;
+    for op in [
+        Op::Api {
+            i: 0,
+            path: 0,
+            open: false,
+        },
+        Op::Product {
+            i: 0,
+            open: false,
+            delete: false,
+        },
+        Op::Link {
+            product: 0,
+            api: 0,
+            delete: false,
+        },
+        Op::Assign {
+            api: 0,
+            delete: false,
+        },
+        Op::Subscription {
+            i: 0,
+            scope: 6,
+            owner: None,
+            suspended: false,
+            delete: false,
+        },
+        Op::Keys {
+            sub: 0,
+            variant: 0,
+            delete: false,
+        },
+        Op::Subscription {
+            i: 1,
+            scope: 6,
+            owner: None,
+            suspended: false,
+            delete: false,
+        },
+        Op::Keys {
+            sub: 1,
+            variant: 0,
+            delete: false,
+        },
+    ] {
+        run(&store, &sealer, &op).await;
+    }
+    let mut c = Compiled::full(&store, &sealer, "edge").await.unwrap();
+    assert_eq!(c.subscriptions.len(), 2);
+    run(
+        &store,
+        &sealer,
+        &Op::Subscription {
+            i: 1,
+            scope: 6,
+            owner: None,
+            suspended: true,
+            delete: false,
+        },
+    )
+    .await;
+    let revision = store.revision().await.unwrap();
+    let changes = store.changes(c.revision, revision).await.unwrap().unwrap();
+    let delta = c
+        .update(&store, &sealer, &changes, revision)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(delta.len(), 1);
+    assert_eq!(delta.subscriptions[0].state, SubscriptionState::Suspended);
+    // Blocking the owner suspends the subscription; deleting the owner brings it back.
+    run(
+        &store,
+        &sealer,
+        &Op::Subscription {
+            i: 0,
+            scope: 0,
+            owner: Some(2),
+            suspended: false,
+            delete: false,
+        },
+    )
+    .await;
+    run(
+        &store,
+        &sealer,
+        &Op::User {
+            i: 2,
+            blocked: true,
+            delete: false,
+        },
+    )
+    .await;
+    let revision = store.revision().await.unwrap();
+    let changes = store.changes(c.revision, revision).await.unwrap().unwrap();
+    let delta = c
+        .update(&store, &sealer, &changes, revision)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(delta.subscriptions.len(), 1);
+    assert_eq!(c.subscriptions["s0"].state, SubscriptionState::Suspended);
+    run(
+        &store,
+        &sealer,
+        &Op::User {
+            i: 2,
+            blocked: true,
+            delete: true,
+        },
+    )
+    .await;
+    let revision = store.revision().await.unwrap();
+    let changes = store.changes(c.revision, revision).await.unwrap().unwrap();
+    c.update(&store, &sealer, &changes, revision)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.subscriptions["s0"].state, SubscriptionState::Active);
+    assert_eq!(c, Compiled::full(&store, &sealer, "edge").await.unwrap());
+    // A kind the incremental compile does not know makes it give up, unchanged.
+    let before = c.clone();
+    let unknown = [Change {
+        kind: "something-new".into(),
+        parent: String::new(),
+        id: "x".into(),
+    }];
+    assert!(
+        c.update(&store, &sealer, &unknown, revision + 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(c, before);
+    std::fs::remove_dir_all(dir).ok();
+}
