@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the gateway's hot path and of configuration compile time:
-//! routing, the subscription-key lookup, a ten-policy pipeline per request, and compiling a
+//! routing, the subscription-key lookup, a ten-policy pipeline per request, the telemetry of
+//! one request (metrics and aggregates, and the access log line), and compiling a
 //! configuration of 1,000 APIs that each carry a policy.
 //!
 //!     cargo bench -p gatehouse-gateway --bench gateway
@@ -199,6 +200,8 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    telemetry_benches(c);
+
     let thousand = snapshot(1000, 1000, true);
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
@@ -206,6 +209,72 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(CompiledConfig::compile(&thousand).unwrap()))
     });
     group.finish();
+}
+
+/// What the gateway does per request after the response: fold the record into the worker's
+/// metrics and per-minute aggregates (access log off), and format the JSON access log line.
+fn telemetry_benches(c: &mut Criterion) {
+    use gatehouse_gateway::telemetry::{AccessLog, ObservedBody, Telemetry, TelemetrySettings};
+    let telemetry = Telemetry::new(
+        TelemetrySettings {
+            access_log: AccessLog::Off,
+            ..TelemetrySettings::default()
+        },
+        1,
+    );
+    let worker = telemetry.worker(0);
+    let uri: http::Uri = "/svc7345/v1/things3/42?subscription-key=k&page=2"
+        .parse()
+        .unwrap();
+    let headers = http::HeaderMap::new();
+    let id = http::HeaderValue::from_static("6a3c9e5e-0d0b-4f59-9a55-3c1f6b1b2f10");
+    let (api, op, product, sub): (
+        std::sync::Arc<str>,
+        std::sync::Arc<str>,
+        std::sync::Arc<str>,
+        std::sync::Arc<str>,
+    ) = (
+        "svc7345".into(),
+        "op3".into(),
+        "gold".into(),
+        "sub-54321".into(),
+    );
+    let record = || {
+        let mut r = worker.begin(
+            &http::Method::GET,
+            &uri,
+            &headers,
+            "10.1.2.3".parse().unwrap(),
+            &id,
+        );
+        r.api = Some(api.clone());
+        r.operation = Some(op.clone());
+        r.product = Some(product.clone());
+        r.subscription = Some(sub.clone());
+        r.key_query = Some("subscription-key".into());
+        r.status = 200;
+        r.backend_status = Some(200);
+        r.backend_time = Some(Duration::from_micros(870));
+        r
+    };
+    c.bench_function("telemetry: metrics + aggregates of one request", |b| {
+        b.iter(|| {
+            drop(ObservedBody::new(
+                http_body_util::Either::Left(http_body_util::Full::new(bytes::Bytes::new())),
+                record(),
+                worker.clone(),
+            ))
+        })
+    });
+    let r = record();
+    let mut out = Vec::with_capacity(1 << 16);
+    c.bench_function("telemetry: one JSON access log line", |b| {
+        b.iter(|| {
+            out.clear();
+            r.json_line(&mut out, Duration::from_micros(1234), 512);
+            black_box(&out);
+        })
+    });
 }
 
 criterion_group!(gateway, benches);

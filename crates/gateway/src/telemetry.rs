@@ -8,7 +8,6 @@
 //! the hot path.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -517,71 +516,85 @@ impl Record {
         }
     }
 
-    fn json_line(&self, out: &mut Vec<u8>, total: Duration, bytes_out: u64) {
-        let mut line = String::with_capacity(384);
-        line.push_str("{\"timestamp\":\"");
-        push_timestamp(&mut line, self.timestamp);
-        line.push_str("\",\"requestId\":");
-        push_json_str(
-            &mut line,
-            &String::from_utf8_lossy(self.request_id.as_bytes()),
-        );
-        let _ = write!(line, ",\"clientIp\":\"{}\",\"method\":", self.client);
-        push_json_str(&mut line, self.method.as_str());
-        line.push_str(",\"url\":");
-        push_json_str(&mut line, &self.url());
+    /// Appends the request's JSON access log line to `out`. Written byte by byte into the
+    /// worker's buffer, with no allocation: it runs once per request.
+    pub fn json_line(&self, out: &mut Vec<u8>, total: Duration, bytes_out: u64) {
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        push_timestamp_bytes(out, self.timestamp);
+        out.extend_from_slice(b"\",\"requestId\":");
+        push_json_bytes(out, self.request_id.as_bytes());
+        out.extend_from_slice(b",\"clientIp\":\"");
+        let _ = write!(out, "{}", self.client);
+        out.extend_from_slice(b"\",\"method\":");
+        push_json_opt_bytes(out, Some(self.method.as_str()));
+        out.extend_from_slice(b",\"url\":\"");
+        self.push_url(out);
+        out.push(b'"');
         for (name, value) in [
-            ("apiId", &self.api),
-            ("operationId", &self.operation),
-            ("productId", &self.product),
-            ("subscriptionId", &self.subscription),
+            (&b",\"apiId\":"[..], &self.api),
+            (b",\"operationId\":", &self.operation),
+            (b",\"productId\":", &self.product),
+            (b",\"subscriptionId\":", &self.subscription),
         ] {
-            let _ = write!(line, ",\"{name}\":");
-            push_json_opt(&mut line, value.as_deref());
+            out.extend_from_slice(name);
+            push_json_opt_bytes(out, value.as_deref());
         }
-        let _ = write!(line, ",\"status\":{},\"backendStatus\":", self.status);
+        out.extend_from_slice(b",\"status\":");
+        push_u64(out, u64::from(self.status));
+        out.extend_from_slice(b",\"backendStatus\":");
         match self.backend_status {
-            Some(s) => {
-                let _ = write!(line, "{s}");
-            }
-            None => line.push_str("null"),
+            Some(s) => push_u64(out, u64::from(s)),
+            None => out.extend_from_slice(b"null"),
         }
-        let _ = write!(line, ",\"totalMs\":{:.3},\"backendMs\":", millis(total));
+        out.extend_from_slice(b",\"totalMs\":");
+        push_millis(out, total);
+        out.extend_from_slice(b",\"backendMs\":");
         match self.backend_time {
-            Some(b) => {
-                let _ = write!(line, "{:.3}", millis(b));
-            }
-            None => line.push_str("null"),
+            Some(b) => push_millis(out, b),
+            None => out.extend_from_slice(b"null"),
         }
-        let _ = write!(
-            line,
-            ",\"bytesIn\":{},\"bytesOut\":{bytes_out},\"errorSource\":",
-            self.bytes_in
-        );
-        push_json_opt(&mut line, self.error.as_ref().map(|e| &*e.source));
-        line.push_str(",\"errorReason\":");
-        push_json_opt(&mut line, self.error.as_ref().map(|e| &*e.reason));
-        line.push_str(",\"cache\":");
-        push_json_opt(
-            &mut line,
-            self.cache.map(|hit| if hit { "hit" } else { "miss" }),
-        );
-        line.push_str(",\"traceId\":");
-        push_json_opt(&mut line, self.trace_id.as_deref());
-        line.push_str("}\n");
-        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b",\"bytesIn\":");
+        push_u64(out, self.bytes_in);
+        out.extend_from_slice(b",\"bytesOut\":");
+        push_u64(out, bytes_out);
+        out.extend_from_slice(b",\"errorSource\":");
+        push_json_opt_bytes(out, self.error.as_ref().map(|e| &*e.source));
+        out.extend_from_slice(b",\"errorReason\":");
+        push_json_opt_bytes(out, self.error.as_ref().map(|e| &*e.reason));
+        out.extend_from_slice(b",\"cache\":");
+        push_json_opt_bytes(out, self.cache.map(|hit| if hit { "hit" } else { "miss" }));
+        out.extend_from_slice(b",\"traceId\":");
+        push_json_opt_bytes(out, self.trace_id.as_deref());
+        out.extend_from_slice(b"}\n");
+    }
+
+    /// The path and query as logged (without the subscription-key parameter), JSON-escaped.
+    fn push_url(&self, out: &mut Vec<u8>) {
+        push_escaped(out, self.uri.path().as_bytes());
+        let Some(query) = self.uri.query() else {
+            return;
+        };
+        let mut first = true;
+        for pair in query.split('&') {
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+            if pair.is_empty() || self.key_query.as_deref() == Some(name) {
+                continue;
+            }
+            out.push(if first { b'?' } else { b'&' });
+            push_escaped(out, pair.as_bytes());
+            first = false;
+        }
     }
 
     fn text_line(&self, out: &mut Vec<u8>, total: Duration, bytes_out: u64) {
-        let mut line = String::with_capacity(256);
-        push_timestamp(&mut line, self.timestamp);
+        push_timestamp_bytes(out, self.timestamp);
+        let _ = write!(out, " {} ", self.client);
+        out.extend_from_slice(self.request_id.as_bytes());
+        let _ = write!(out, " \"{} ", self.method);
+        self.push_url(out);
         let _ = write!(
-            line,
-            " {} {} \"{} {}\" {} {} {:.3}ms api={} operation={}",
-            self.client,
-            String::from_utf8_lossy(self.request_id.as_bytes()),
-            self.method,
-            self.url().escape_debug(),
+            out,
+            "\" {} {} {:.3}ms api={} operation={}",
             self.status,
             bytes_out,
             millis(total),
@@ -589,10 +602,9 @@ impl Record {
             self.operation.as_deref().unwrap_or("-"),
         );
         if let Some(e) = &self.error {
-            let _ = write!(line, " error={}/{}", e.source, e.reason);
+            let _ = write!(out, " error={}/{}", e.source, e.reason);
         }
-        line.push('\n');
-        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
     }
 }
 
@@ -600,45 +612,117 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+/// Appends `bytes` JSON-escaped (without quotes). Text that needs no escaping, nearly all
+/// of it, is copied at once.
+fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    if !bytes.iter().any(|b| *b < 0x20 || *b == b'"' || *b == b'\\') {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b if b < 0x20 => {
+                let _ = write!(out, "\\u{b:04x}");
             }
-            c => out.push(c),
+            b => out.push(b),
         }
     }
-    out.push('"');
 }
 
-fn push_json_opt(out: &mut String, s: Option<&str>) {
+/// Appends a JSON string. Bytes that are not UTF-8 (a header value may hold any) are
+/// replaced, so the line stays valid JSON.
+fn push_json_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    match std::str::from_utf8(bytes) {
+        Ok(_) => push_escaped(out, bytes),
+        Err(_) => push_escaped(out, String::from_utf8_lossy(bytes).as_bytes()),
+    }
+    out.push(b'"');
+}
+
+fn push_json_opt_bytes(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
-        Some(s) => push_json_str(out, s),
-        None => out.push_str("null"),
+        Some(s) => {
+            out.push(b'"');
+            push_escaped(out, s.as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
     }
 }
 
-/// RFC 3339 in UTC with milliseconds.
-fn push_timestamp(out: &mut String, t: SystemTime) {
-    let at = time::OffsetDateTime::from(t);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.millisecond()
-    );
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Milliseconds with three decimals, from whole microseconds.
+fn push_millis(out: &mut Vec<u8>, d: Duration) {
+    let us = micros(d);
+    push_u64(out, us / 1000);
+    let frac = us % 1000;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+}
+
+/// Two digits, zero-padded.
+fn push_2(out: &mut Vec<u8>, n: u32) {
+    out.extend_from_slice(&[b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]);
+}
+
+/// RFC 3339 in UTC with milliseconds, from Unix time by integer arithmetic (days to a civil
+/// date with the proleptic Gregorian calendar's 400-year cycle).
+fn push_timestamp_bytes(out: &mut Vec<u8>, t: SystemTime) {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Shift the epoch to 0000-03-01, so that leap days end each 4-, 100- and 400-year cycle.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    push_u64(out, year.max(0) as u64);
+    out.push(b'-');
+    push_2(out, month);
+    out.push(b'-');
+    push_2(out, day);
+    out.push(b'T');
+    push_2(out, (rem / 3600) as u32);
+    out.push(b':');
+    push_2(out, (rem / 60 % 60) as u32);
+    out.push(b':');
+    push_2(out, (rem % 60) as u32);
+    let ms = since.subsec_millis();
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+        b'Z',
+    ]);
 }
 
 /// The labels of the request metrics.
@@ -906,12 +990,51 @@ mod tests {
     }
 
     #[test]
-    fn strings_are_escaped_in_json() {
-        let mut s = String::new();
-        push_json_str(&mut s, "a\"b\\c\u{1}\n");
-        assert_eq!(s, r#""a\"b\\c\u0001\n""#);
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        assert_eq!(v, "a\"b\\c\u{1}\n");
+    fn timestamps_match_the_time_crate() {
+        let fmt = time::format_description::well_known::Rfc3339;
+        for secs in [
+            0u64,
+            951_782_400,
+            1_709_164_800,
+            1_764_115_200,
+            4_107_542_399,
+            253_402_300_799,
+        ] {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_millis(secs * 1000 + 7);
+            let mut ours = Vec::new();
+            push_timestamp_bytes(&mut ours, t);
+            let theirs = time::OffsetDateTime::from(t).format(&fmt).unwrap();
+            // time prints the fraction without trailing zeros: 00:00:00.007Z.
+            assert_eq!(String::from_utf8(ours).unwrap(), theirs, "{secs}");
+        }
+    }
+
+    #[test]
+    fn millis_and_numbers_print_exactly() {
+        let mut out = Vec::new();
+        push_millis(&mut out, Duration::from_micros(1_234_567));
+        out.push(b' ');
+        push_millis(&mut out, Duration::from_micros(5));
+        out.push(b' ');
+        push_u64(&mut out, 0);
+        out.push(b' ');
+        push_u64(&mut out, u64::MAX);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "1234.567 0.005 0 18446744073709551615"
+        );
+    }
+
+    #[test]
+    fn escaped_bytes_make_valid_json() {
+        let mut out = Vec::new();
+        push_json_bytes(&mut out, b"a\"b\\c\x01\n");
+        out.push(b' ');
+        push_json_bytes(&mut out, b"caf\xc3\xa9 \xff");
+        let text = String::from_utf8(out).unwrap();
+        let (a, b) = text.split_once(' ').unwrap();
+        assert_eq!(serde_json::from_str::<String>(a).unwrap(), "a\"b\\c\u{1}\n");
+        assert_eq!(serde_json::from_str::<String>(b).unwrap(), "café \u{fffd}");
     }
 
     #[test]
