@@ -83,6 +83,10 @@ pub struct ServerArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "GATEHOUSE_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// How long the control plane keeps traffic aggregates for the reports, e.g. 90d
+    /// [default: 30d].
+    #[arg(long, env = "GATEHOUSE_TELEMETRY_RETENTION")]
+    pub telemetry_retention: Option<String>,
 }
 
 /// What a gateway records about its traffic: access logs, metrics and uploads.

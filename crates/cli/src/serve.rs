@@ -140,6 +140,7 @@ fn prepare_data_dir(dir: &PathBuf) -> Result<(), Failure> {
 
 struct Common {
     data: PathBuf,
+    telemetry: gatehouse_control::TelemetrySettings,
     control_addr: SocketAddr,
     control: ControlSettings,
     file: FileSettings,
@@ -165,7 +166,22 @@ fn common(global: &Global, server: &ServerArgs, default_listen: &str) -> Result<
         admin_token: env("GATEHOUSE_ADMIN_TOKEN").or_else(|| file.admin_token.clone()),
         secret_key: env("GATEHOUSE_SECRET_KEY").or_else(|| file.secret_key.clone()),
     };
+    let mut telemetry = gatehouse_control::TelemetrySettings::default();
+    if let Some(text) = server
+        .telemetry_retention
+        .as_deref()
+        .or(file.telemetry_retention.as_deref())
+    {
+        let days = parse_duration("--telemetry-retention", text)?.as_secs() / 86_400;
+        if !(1..=3650).contains(&days) {
+            return Err(Failure::input(format!(
+                "--telemetry-retention '{text}' must be between 1d and 3650d"
+            )));
+        }
+        telemetry.retention_days = days as u32;
+    }
     Ok(Common {
+        telemetry,
         data,
         control_addr,
         control,
@@ -177,10 +193,10 @@ async fn open(common: &Common, database: Option<&str>) -> Result<Opened, Failure
     prepare_data_dir(&common.data)?;
     let result = match database {
         Some(url) => match gatehouse_store::Store::open(url).await {
-            Ok(store) => ControlPlane::open(store, &common.control).await,
+            Ok(store) => ControlPlane::open_with(store, &common.control, common.telemetry).await,
             Err(e) => Err(e.into()),
         },
-        None => gatehouse_control::open_embedded(&common.control).await,
+        None => gatehouse_control::open_embedded_with(&common.control, common.telemetry).await,
     };
     result.map_err(|e| Failure::runtime(format!("cannot start the control plane: {e}")))
 }

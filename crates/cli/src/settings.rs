@@ -44,6 +44,7 @@ pub struct FileSettings {
     pub telemetry_interval: Option<String>,
     pub telemetry_spool_size: Option<String>,
     pub location: Option<String>,
+    pub telemetry_retention: Option<String>,
 }
 
 impl FileSettings {

@@ -195,6 +195,24 @@ async fn cli_errors_are_one_sentence_with_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    for bad in [
+        ["--telemetry-retention", "0d"],
+        ["--access-log", "xml"],
+        ["--telemetry-spool-size", "lots"],
+        ["--otlp-endpoint", "collector:4318"],
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(["up", "--data", dir.to_str().unwrap()])
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(bad[0]),
+            "{bad:?}: {}",
+            text(&out)
+        );
+    }
     std::fs::remove_dir_all(dir).ok();
 }
 
