@@ -3,12 +3,20 @@
 //! Everything a request needs is computed here, once per configuration: the API table keyed by
 //! lower-cased path, operation patterns, parsed upstream URLs, header names, and the key index
 //! (SHA-256 of each key → the subscription it belongs to).
+//!
+//! [`CompiledConfig::update`] applies a delta from the control plane to a compiled
+//! configuration: the APIs it does not touch are shared with the previous configuration, not
+//! recompiled, and a change to subscriptions only patches a copy of the key index. Anything
+//! that changes every pipeline (the global policy, named values, fragments) or renumbers the
+//! products compiles in full. Tests check that both ways give the same configuration.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use gatehouse_model::resources::{Protocol, Scope, SubscriptionState};
-use gatehouse_model::snapshot::{FORMAT_VERSION, Snapshot, SnapshotApi};
+use gatehouse_model::snapshot::{
+    Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotProduct, SnapshotSubscription,
+};
 use http::HeaderName;
 use http::uri::{Authority, Scheme};
 
@@ -83,16 +91,29 @@ impl SubscriptionEntry {
 pub struct CompiledConfig {
     pub revision: u64,
     pub gateway_id: Arc<str>,
-    apis: Vec<CompiledApi>,
+    /// By index. An API removed by an update leaves `None`, so the others keep their index
+    /// (subscriptions and products refer to APIs by it); a full compile packs them again.
+    apis: Vec<Option<Arc<CompiledApi>>>,
     /// Lower-cased API path → index into `apis`.
     by_path: HashMap<Box<str>, usize>,
+    /// API id → index into `apis`.
+    by_id: HashMap<Arc<str>, usize>,
     /// The most `/`-separated segments any API path has.
     max_depth: usize,
     /// For each product, the set of API indices it holds.
     product_apis: Vec<HashSet<usize>>,
     /// For each product, its id and display name (`context.Product`).
     pub products: Vec<(Arc<str>, Arc<str>)>,
-    keys: HashMap<[u8; 32], Arc<SubscriptionEntry>>,
+    keys: Arc<HashMap<[u8; 32], Arc<SubscriptionEntry>>>,
+    /// What an update needs to compile APIs the way this configuration was compiled.
+    sources: Arc<Sources>,
+}
+
+/// The compiled policy documents and the products as the snapshot had them.
+#[derive(Debug)]
+struct Sources {
+    docs: Docs,
+    products: Vec<SnapshotProduct>,
 }
 
 /// Outcome of checking a key against an API.
@@ -102,23 +123,147 @@ pub enum KeyCheck<'a> {
     Invalid,
 }
 
+fn failure(revision: u64) -> impl Fn(String, String) -> CompileError {
+    move |target, message| CompileError {
+        revision,
+        target,
+        message,
+    }
+}
+
+fn check_format(snapshot: &Snapshot) -> Result<(), CompileError> {
+    if snapshot.format != FORMAT_VERSION {
+        return Err(failure(snapshot.revision)(
+            "format".into(),
+            format!(
+                "snapshot format {} is not supported by this gateway (it reads format {FORMAT_VERSION}); upgrade the gateway",
+                snapshot.format
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn lowered_path(api: &SnapshotApi) -> String {
+    api.path.trim_matches('/').to_ascii_lowercase()
+}
+
+fn depth(path: &str) -> usize {
+    if path.is_empty() {
+        0
+    } else {
+        path.split('/').count()
+    }
+}
+
+/// Product index → API ids, turned around: API id → indices of its products.
+fn products_of(products: &[SnapshotProduct]) -> HashMap<&str, Vec<usize>> {
+    let mut out: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, product) in products.iter().enumerate() {
+        for api in &product.apis {
+            out.entry(api.as_str()).or_default().push(i);
+        }
+    }
+    out
+}
+
+fn product_names(products: &[SnapshotProduct]) -> Vec<(Arc<str>, Arc<str>)> {
+    products
+        .iter()
+        .map(|p| {
+            (
+                Arc::<str>::from(p.id.as_str()),
+                Arc::<str>::from(if p.name.is_empty() {
+                    p.id.as_str()
+                } else {
+                    p.name.as_str()
+                }),
+            )
+        })
+        .collect()
+}
+
+fn product_doc(
+    product: &SnapshotProduct,
+    docs: &Docs,
+    revision: u64,
+) -> Result<Option<Arc<PolicyDocument>>, CompileError> {
+    match &product.policy {
+        Some(xml) => compile_doc(
+            xml,
+            PolicyScope::Product,
+            &docs.named,
+            &docs.fragments,
+            format!("products.{}.policy", product.id),
+        )
+        .map(|d| Some(Arc::new(d)))
+        .map_err(|(t, m)| failure(revision)(t, m)),
+        None => Ok(None),
+    }
+}
+
+/// Where a subscription's keys give access, or `None` when nothing it reaches is served here.
+fn access(
+    sub: &SnapshotSubscription,
+    by_id: &HashMap<Arc<str>, usize>,
+    product_index: &HashMap<&str, usize>,
+    revision: u64,
+) -> Result<Option<Access>, CompileError> {
+    Ok(match Scope::parse(&sub.scope) {
+        Ok(Scope::AllApis) => Some(Access::All),
+        // The API is not served here: the keys unlock nothing on this gateway.
+        Ok(Scope::Api(id)) => by_id.get(id.as_str()).map(|&i| Access::Api(i)),
+        Ok(Scope::Product(id)) => product_index.get(id.as_str()).map(|&i| Access::Product(i)),
+        Err(e) => return Err(failure(revision)(format!("subscriptions.{}", sub.id), e)),
+    })
+}
+
+/// Adds a subscription's keys to the index.
+fn index_keys(
+    keys: &mut HashMap<[u8; 32], Arc<SubscriptionEntry>>,
+    sub: &SnapshotSubscription,
+    by_id: &HashMap<Arc<str>, usize>,
+    product_index: &HashMap<&str, usize>,
+    revision: u64,
+) -> Result<(), CompileError> {
+    let Some(access) = access(sub, by_id, product_index, revision)? else {
+        return Ok(());
+    };
+    let entry = Arc::new(SubscriptionEntry {
+        id: sub.id.as_str().into(),
+        name: if sub.name.is_empty() {
+            sub.id.as_str().into()
+        } else {
+            sub.name.as_str().into()
+        },
+        active: sub.state == SubscriptionState::Active,
+        access,
+    });
+    for hash in &sub.key_hashes {
+        let bytes = decode_hash(hash).ok_or_else(|| {
+            failure(revision)(
+                format!("subscriptions.{}", sub.id),
+                "a key hash is not 64 hex digits".into(),
+            )
+        })?;
+        keys.insert(bytes, Arc::clone(&entry));
+    }
+    Ok(())
+}
+
+fn product_index(products: &[SnapshotProduct]) -> HashMap<&str, usize> {
+    products
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.as_str(), i))
+        .collect()
+}
+
 impl CompiledConfig {
     pub fn compile(snapshot: &Snapshot) -> Result<Self, CompileError> {
         let revision = snapshot.revision;
-        let fail = |target: String, message: String| CompileError {
-            revision,
-            target,
-            message,
-        };
-        if snapshot.format != FORMAT_VERSION {
-            return Err(fail(
-                "format".into(),
-                format!(
-                    "snapshot format {} is not supported by this gateway (it reads format {FORMAT_VERSION}); upgrade the gateway",
-                    snapshot.format
-                ),
-            ));
-        }
+        let fail = failure(revision);
+        check_format(snapshot)?;
 
         // Policies first: every API's pipelines are composed from them.
         let named: HashMap<String, String> = snapshot
@@ -126,131 +271,57 @@ impl CompiledConfig {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let fragments = &snapshot.policy_fragments;
-        let global = match &snapshot.global_policy {
-            Some(xml) => compile_doc(
-                xml,
-                PolicyScope::Global,
-                &named,
-                fragments,
-                "globalPolicy".into(),
-            )
-            .map_err(|(t, m)| fail(t, m))?,
-            None => PolicyDocument::default_global(),
-        };
-        let mut product_docs = Vec::with_capacity(snapshot.products.len());
-        for product in &snapshot.products {
-            product_docs.push(match &product.policy {
-                Some(xml) => Some(
-                    compile_doc(
-                        xml,
-                        PolicyScope::Product,
-                        &named,
-                        fragments,
-                        format!("products.{}.policy", product.id),
-                    )
-                    .map_err(|(t, m)| fail(t, m))?,
-                ),
-                None => None,
-            });
-        }
-        let docs = Docs {
-            global,
-            products: product_docs,
+        let mut docs = Docs {
+            global: Arc::new(PolicyDocument::default_global()),
+            products: Vec::with_capacity(snapshot.products.len()),
             named,
-            fragments,
+            fragments: snapshot.policy_fragments.clone(),
         };
-        let mut products_of: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, product) in snapshot.products.iter().enumerate() {
-            for api in &product.apis {
-                products_of.entry(api.as_str()).or_default().push(i);
-            }
+        if let Some(xml) = &snapshot.global_policy {
+            docs.global = Arc::new(
+                compile_doc(
+                    xml,
+                    PolicyScope::Global,
+                    &docs.named,
+                    &docs.fragments,
+                    "globalPolicy".into(),
+                )
+                .map_err(|(t, m)| fail(t, m))?,
+            );
         }
+        for product in &snapshot.products {
+            let doc = product_doc(product, &docs, revision)?;
+            docs.products.push(doc);
+        }
+        let products_of = products_of(&snapshot.products);
 
-        let mut by_id: HashMap<&str, usize> = HashMap::new();
+        let mut by_id = HashMap::new();
         let mut by_path = HashMap::new();
         let mut apis = Vec::with_capacity(snapshot.apis.len());
         let mut max_depth = 0;
         for (index, api) in snapshot.apis.iter().enumerate() {
-            let path = api.path.trim_matches('/').to_ascii_lowercase();
-            let depth = if path.is_empty() {
-                0
-            } else {
-                path.split('/').count()
-            };
-            max_depth = max_depth.max(depth);
+            let path = lowered_path(api);
+            max_depth = max_depth.max(depth(&path));
             if by_path.insert(path.into_boxed_str(), index).is_some() {
                 return Err(fail(
                     format!("apis.{}.path", api.id),
                     format!("path '{}' is used by another API", api.path),
                 ));
             }
-            by_id.insert(&api.id, index);
+            by_id.insert(Arc::<str>::from(api.id.as_str()), index);
             let products = products_of
                 .get(api.id.as_str())
                 .map_or(&[][..], Vec::as_slice);
-            apis.push(compile_api(api, index, &docs, products).map_err(|(t, m)| fail(t, m))?);
+            let compiled = compile_api(api, index, &docs, products, &snapshot.products)
+                .map_err(|(t, m)| fail(t, m))?;
+            apis.push(Some(Arc::new(compiled)));
         }
 
-        let mut product_index: HashMap<&str, usize> = HashMap::new();
-        let mut product_apis = Vec::with_capacity(snapshot.products.len());
-        let mut products = Vec::with_capacity(snapshot.products.len());
-        for product in &snapshot.products {
-            let members: HashSet<usize> = product
-                .apis
-                .iter()
-                .filter_map(|a| by_id.get(a.as_str()).copied())
-                .collect();
-            if !product.subscription_required {
-                for &i in &members {
-                    if let Some(api) = apis.get_mut(i) {
-                        api.open = true;
-                    }
-                }
-            }
-            product_index.insert(&product.id, product_apis.len());
-            product_apis.push(members);
-            products.push((
-                Arc::<str>::from(product.id.as_str()),
-                Arc::<str>::from(if product.name.is_empty() {
-                    product.id.as_str()
-                } else {
-                    product.name.as_str()
-                }),
-            ));
-        }
-
+        let product_apis = members(&snapshot.products, &by_id);
+        let product_index = product_index(&snapshot.products);
         let mut keys = HashMap::with_capacity(snapshot.subscriptions.len() * 2);
         for sub in &snapshot.subscriptions {
-            let target = || format!("subscriptions.{}", sub.id);
-            let access = match Scope::parse(&sub.scope) {
-                Ok(Scope::AllApis) => Access::All,
-                Ok(Scope::Api(id)) => match by_id.get(id.as_str()) {
-                    Some(&i) => Access::Api(i),
-                    // The API is not served here: the keys unlock nothing on this gateway.
-                    None => continue,
-                },
-                Ok(Scope::Product(id)) => match product_index.get(id.as_str()) {
-                    Some(&i) => Access::Product(i),
-                    None => continue,
-                },
-                Err(e) => return Err(fail(target(), e)),
-            };
-            let entry = Arc::new(SubscriptionEntry {
-                id: sub.id.as_str().into(),
-                name: if sub.name.is_empty() {
-                    sub.id.as_str().into()
-                } else {
-                    sub.name.as_str().into()
-                },
-                active: sub.state == SubscriptionState::Active,
-                access,
-            });
-            for hash in &sub.key_hashes {
-                let bytes = decode_hash(hash)
-                    .ok_or_else(|| fail(target(), "a key hash is not 64 hex digits".into()))?;
-                keys.insert(bytes, Arc::clone(&entry));
-            }
+            index_keys(&mut keys, sub, &by_id, &product_index, revision)?;
         }
 
         Ok(Self {
@@ -258,15 +329,186 @@ impl CompiledConfig {
             gateway_id: snapshot.gateway_id.as_str().into(),
             apis,
             by_path,
+            by_id,
             max_depth,
             product_apis,
-            products,
+            products: product_names(&snapshot.products),
+            keys: Arc::new(keys),
+            sources: Arc::new(Sources {
+                docs,
+                products: snapshot.products.clone(),
+            }),
+        })
+    }
+
+    /// The configuration `delta` leads to from this one, where `snapshot` is the snapshot it
+    /// produced. Recompiles only the APIs the delta touches (or whose products changed), and
+    /// shares the rest with this configuration; compiles in full when the change reaches every
+    /// pipeline, or when this configuration is not the delta's base.
+    pub fn update(&self, delta: &Delta, snapshot: &Snapshot) -> Result<Self, CompileError> {
+        let revision = snapshot.revision;
+        let fail = failure(revision);
+        check_format(snapshot)?;
+        let old_products = &self.sources.products;
+        let renumbered = snapshot.products.len() < old_products.len()
+            || old_products
+                .iter()
+                .zip(&snapshot.products)
+                .any(|(old, new)| old.id != new.id);
+        if self.revision != delta.base
+            || *self.gateway_id != *snapshot.gateway_id
+            || delta.global_policy.is_some()
+            || delta.named_values.is_some()
+            || delta.policy_fragments.is_some()
+            || !delta.removed_products.is_empty()
+            || renumbered
+        {
+            return Self::compile(snapshot);
+        }
+
+        // The APIs to compile again: those the delta carries, and those whose products changed.
+        let mut recompile: HashSet<&str> = delta.apis.iter().map(|a| a.id.as_str()).collect();
+        let mut product_docs = self.sources.docs.products.clone();
+        for (i, new) in snapshot.products.iter().enumerate() {
+            match old_products.get(i) {
+                Some(old) if old == new => {}
+                Some(old)
+                    if old.policy == new.policy
+                        && old.subscription_required == new.subscription_required =>
+                {
+                    let before: HashSet<&str> = old.apis.iter().map(String::as_str).collect();
+                    let after: HashSet<&str> = new.apis.iter().map(String::as_str).collect();
+                    recompile.extend(before.symmetric_difference(&after));
+                }
+                old => {
+                    recompile.extend(new.apis.iter().map(String::as_str));
+                    if let Some(old) = old {
+                        recompile.extend(old.apis.iter().map(String::as_str));
+                    }
+                    let doc = product_doc(new, &self.sources.docs, revision)?;
+                    match product_docs.get_mut(i) {
+                        Some(slot) => *slot = doc,
+                        None => product_docs.push(doc),
+                    }
+                }
+            }
+        }
+        let docs = Docs {
+            global: self.sources.docs.global.clone(),
+            products: product_docs,
+            named: self.sources.docs.named.clone(),
+            fragments: self.sources.docs.fragments.clone(),
+        };
+
+        let mut apis = self.apis.clone();
+        let mut by_id = self.by_id.clone();
+        let mut by_path = self.by_path.clone();
+        let mut api_set_changed = false;
+        let free_path = |by_path: &mut HashMap<Box<str>, usize>, api: &CompiledApi| {
+            let old = api.path.trim_matches('/').to_ascii_lowercase();
+            if by_path.get(old.as_str()) == Some(&api.index) {
+                by_path.remove(old.as_str());
+            }
+        };
+        for id in &delta.removed_apis {
+            if let Some(index) = by_id.remove(id.as_str()) {
+                if let Some(Some(old)) = apis.get_mut(index).map(Option::take) {
+                    free_path(&mut by_path, &old);
+                }
+                api_set_changed = true;
+            }
+        }
+        let sources: HashMap<&str, &SnapshotApi> =
+            snapshot.apis.iter().map(|a| (a.id.as_str(), a)).collect();
+        let products_of = products_of(&snapshot.products);
+        // Two passes, so an API may take a path another one of this delta gives up.
+        let mut compiled = Vec::new();
+        for id in recompile {
+            let Some(api) = sources.get(id) else { continue };
+            let index = match by_id.get(id) {
+                Some(&i) => {
+                    if let Some(Some(old)) = apis.get(i) {
+                        free_path(&mut by_path, old);
+                    }
+                    i
+                }
+                None => {
+                    api_set_changed = true;
+                    apis.push(None);
+                    let i = apis.len() - 1;
+                    by_id.insert(Arc::<str>::from(id), i);
+                    i
+                }
+            };
+            let products = products_of.get(id).map_or(&[][..], Vec::as_slice);
+            let api = compile_api(api, index, &docs, products, &snapshot.products)
+                .map_err(|(t, m)| fail(t, m))?;
+            compiled.push(api);
+        }
+        for api in compiled {
+            let path = api.path.trim_matches('/').to_ascii_lowercase();
+            if by_path.insert(path.into_boxed_str(), api.index).is_some() {
+                return Err(fail(
+                    format!("apis.{}.path", api.id),
+                    format!("path '{}' is used by another API", api.path),
+                ));
+            }
+            let index = api.index;
+            if let Some(slot) = apis.get_mut(index) {
+                *slot = Some(Arc::new(api));
+            }
+        }
+        let max_depth = by_path.keys().map(|p| depth(p)).max().unwrap_or(0);
+
+        let product_apis = members(&snapshot.products, &by_id);
+        let product_index = product_index(&snapshot.products);
+        let keys = if api_set_changed || snapshot.products.len() != old_products.len() {
+            // Subscriptions refer to APIs and products by index: index them all again.
+            let mut keys = HashMap::with_capacity(snapshot.subscriptions.len() * 2);
+            for sub in &snapshot.subscriptions {
+                index_keys(&mut keys, sub, &by_id, &product_index, revision)?;
+            }
+            Arc::new(keys)
+        } else if delta.subscriptions.is_empty() && delta.removed_subscriptions.is_empty() {
+            self.keys.clone()
+        } else {
+            let changed: HashSet<&str> = delta
+                .subscriptions
+                .iter()
+                .map(|s| s.id.as_str())
+                .chain(delta.removed_subscriptions.iter().map(String::as_str))
+                .collect();
+            let mut keys: HashMap<[u8; 32], Arc<SubscriptionEntry>> = self
+                .keys
+                .iter()
+                .filter(|(_, e)| !changed.contains(&*e.id))
+                .map(|(k, e)| (*k, e.clone()))
+                .collect();
+            for sub in &delta.subscriptions {
+                index_keys(&mut keys, sub, &by_id, &product_index, revision)?;
+            }
+            Arc::new(keys)
+        };
+
+        Ok(Self {
+            revision,
+            gateway_id: self.gateway_id.clone(),
+            apis,
+            by_path,
+            by_id,
+            max_depth,
+            product_apis,
+            products: product_names(&snapshot.products),
             keys,
+            sources: Arc::new(Sources {
+                docs,
+                products: snapshot.products.clone(),
+            }),
         })
     }
 
     pub fn api_count(&self) -> usize {
-        self.apis.len()
+        self.by_id.len()
     }
 
     /// Finds the API serving `path` (which starts with `/`): the one with the longest path
@@ -295,11 +537,15 @@ impl CompiledConfig {
         };
         for &end in ends.iter().rev() {
             if let Some(&i) = self.by_path.get(&haystack[..end]) {
-                return self.apis.get(i).map(|api| (api, &body[end..]));
+                return self.api(i).map(|api| (api, &body[end..]));
             }
         }
         let i = *self.by_path.get("")?;
-        self.apis.get(i).map(|api| (api, path))
+        self.api(i).map(|api| (api, path))
+    }
+
+    fn api(&self, index: usize) -> Option<&CompiledApi> {
+        self.apis.get(index)?.as_deref()
     }
 
     /// Checks whether `key` belongs to an active subscription that covers `api`.
@@ -324,14 +570,28 @@ impl CompiledConfig {
     }
 }
 
+/// The set of API indices of each product.
+fn members(products: &[SnapshotProduct], by_id: &HashMap<Arc<str>, usize>) -> Vec<HashSet<usize>> {
+    products
+        .iter()
+        .map(|p| {
+            p.apis
+                .iter()
+                .filter_map(|a| by_id.get(a.as_str()).copied())
+                .collect()
+        })
+        .collect()
+}
+
 /// Policy documents compiled for one configuration.
-struct Docs<'s> {
-    global: PolicyDocument,
+#[derive(Debug)]
+struct Docs {
+    global: Arc<PolicyDocument>,
     /// By product index; `None` when the product has no policy.
-    products: Vec<Option<PolicyDocument>>,
+    products: Vec<Option<Arc<PolicyDocument>>>,
     named: HashMap<String, String>,
     /// The policy fragments `<include-fragment>` inlines.
-    fragments: &'s BTreeMap<String, String>,
+    fragments: BTreeMap<String, String>,
 }
 
 fn compile_doc(
@@ -358,8 +618,9 @@ fn compile_doc(
 fn compile_api(
     api: &SnapshotApi,
     index: usize,
-    docs: &Docs<'_>,
+    docs: &Docs,
     products_of_api: &[usize],
+    products: &[SnapshotProduct],
 ) -> Result<CompiledApi, (String, String)> {
     let target = |p: &str| format!("apis.{}.{p}", api.id);
     let upstream = match &api.service_url {
@@ -377,7 +638,7 @@ fn compile_api(
             xml,
             PolicyScope::Api,
             &docs.named,
-            docs.fragments,
+            &docs.fragments,
             target("policy"),
         )?),
         None => None,
@@ -393,7 +654,7 @@ fn compile_api(
                 xml,
                 PolicyScope::Operation,
                 &docs.named,
-                docs.fragments,
+                &docs.fragments,
                 format!("apis.{}.operations.{}.policy", api.id, op.id),
             )?),
             None => None,
@@ -409,7 +670,10 @@ fn compile_api(
         compiled.policy.default = compose(None);
         for &p in products_of_api {
             if let Some(Some(doc)) = docs.products.get(p) {
-                compiled.policy.by_product.push((p, compose(Some(doc))));
+                compiled
+                    .policy
+                    .by_product
+                    .push((p, compose(Some(doc.as_ref()))));
             }
         }
         operations.push(compiled);
@@ -440,7 +704,11 @@ fn compile_api(
         upstream,
         http: api.protocols.contains(&Protocol::Http),
         https: api.protocols.contains(&Protocol::Https),
-        open: !api.subscription_required,
+        // No key is needed when the API does not ask for one, or an open product holds it.
+        open: !api.subscription_required
+            || products_of_api
+                .iter()
+                .any(|&p| products.get(p).is_some_and(|p| !p.subscription_required)),
         key_header,
         key_query: api.key_query.as_str().into(),
         operations,

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use gatehouse_model::snapshot::Snapshot;
+use gatehouse_model::snapshot::{Delta, Snapshot};
 use gatehouse_model::token::GatewayToken;
 
 pub use config::{CompileError, CompiledConfig};
@@ -60,6 +60,10 @@ impl Default for GatewaySettings {
 #[derive(Debug, Default, Clone)]
 pub struct ConfigHandle {
     current: Arc<ArcSwapOption<CompiledConfig>>,
+    /// Configurations swapped out while requests still held them. They are dropped here, on
+    /// the thread that applies configurations, once those requests are done, rather than by
+    /// the last request on a worker thread.
+    retired: Arc<std::sync::Mutex<Vec<Arc<CompiledConfig>>>>,
 }
 
 impl ConfigHandle {
@@ -67,9 +71,40 @@ impl ConfigHandle {
     /// sees. On error the previous configuration stays in force.
     pub fn apply(&self, snapshot: &Snapshot) -> Result<u64, CompileError> {
         let compiled = CompiledConfig::compile(snapshot)?;
+        Ok(self.swap(compiled))
+    }
+
+    /// Like [`ConfigHandle::apply`] for `snapshot`, the result of `delta`: when the
+    /// configuration in force is the delta's base, only what the delta touches is compiled.
+    pub fn apply_delta(&self, delta: &Delta, snapshot: &Snapshot) -> Result<u64, CompileError> {
+        let compiled = match self.current() {
+            Some(current) => current.update(delta, snapshot)?,
+            None => CompiledConfig::compile(snapshot)?,
+        };
+        Ok(self.swap(compiled))
+    }
+
+    fn swap(&self, compiled: CompiledConfig) -> u64 {
         let revision = compiled.revision;
-        self.current.store(Some(Arc::new(compiled)));
-        Ok(revision)
+        let old = self.current.swap(Some(Arc::new(compiled)));
+        if let Ok(mut retired) = self.retired.lock() {
+            retired.extend(old);
+        }
+        self.release();
+        revision
+    }
+
+    /// Drops the swapped-out configurations no request holds any more.
+    pub fn release(&self) {
+        let done: Vec<Arc<CompiledConfig>> = match self.retired.lock() {
+            Ok(mut retired) => {
+                let (done, held) = retired.drain(..).partition(|c| Arc::strong_count(c) == 1);
+                *retired = held;
+                done
+            }
+            Err(_) => return,
+        };
+        drop(done);
     }
 
     /// The configuration in force, if one has been applied.

@@ -192,6 +192,7 @@ impl Link {
         revision: u64,
         snapshot: Snapshot,
         body: Option<Bytes>,
+        delta: Option<&Delta>,
     ) -> Result<Arc<Snapshot>, LinkError> {
         if snapshot.gateway_id != self.gateway_id {
             return Err(LinkError::Invalid(format!(
@@ -204,16 +205,28 @@ impl Link {
                 "its revision does not match its ETag".into(),
             ));
         }
-        self.config
-            .apply(&snapshot)
-            .map_err(|e| LinkError::Invalid(e.to_string()))?;
+        let started = std::time::Instant::now();
+        match delta {
+            Some(delta) => self.config.apply_delta(delta, &snapshot),
+            None => self.config.apply(&snapshot),
+        }
+        .map_err(|e| LinkError::Invalid(e.to_string()))?;
         self.status.applied(revision, Source::ControlPlane);
         self.applied.notify_one();
         tracing::info!(
             revision,
             apis = snapshot.apis.len(),
+            changes = delta.map(Delta::len),
+            ms = started.elapsed().as_millis() as u64,
             "applied configuration"
         );
+        // Requests in flight hold the configuration they started with for a moment: free it
+        // here once they are done, not on a worker.
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            config.release();
+        });
         let snapshot = Arc::new(snapshot);
         if let Some(backup) = &self.backup {
             let backup = backup.clone();
@@ -255,40 +268,40 @@ impl Link {
             let result = match self.fetch(known, wait).await {
                 Ok(Fetched::Changed { revision, body }) => {
                     match serde_json::from_slice::<Snapshot>(&body) {
-                        Ok(snapshot) => self.apply(revision, snapshot, Some(body)).await.map(|s| {
-                            last = Some(s);
-                            Some(revision)
-                        }),
+                        Ok(snapshot) => {
+                            // The old base is not needed any more: free it before compiling.
+                            last = None;
+                            self.apply(revision, snapshot, Some(body), None)
+                                .await
+                                .map(|s| {
+                                    last = Some(s);
+                                    Some(revision)
+                                })
+                        }
                         Err(e) => Err(LinkError::Invalid(format!("it does not parse: {e}"))),
                     }
                 }
-                Ok(Fetched::Delta { revision, body }) => {
-                    let next = serde_json::from_slice::<Delta>(&body)
-                        .map_err(|e| LinkError::Invalid(format!("the delta does not parse: {e}")))
-                        .and_then(|delta| {
-                            let base = last.as_deref().ok_or_else(|| {
-                                LinkError::Invalid("a delta came without a base".into())
-                            })?;
-                            tracing::debug!(
-                                revision,
-                                changes = delta.len(),
-                                bytes = body.len(),
-                                "received a delta"
-                            );
-                            delta.apply(base).map_err(LinkError::Invalid)
-                        });
-                    match next {
-                        Ok(snapshot) => self.apply(revision, snapshot, None).await.map(|s| {
-                            last = Some(s);
-                            Some(revision)
-                        }),
-                        Err(e) => {
-                            // Start over from a whole snapshot.
-                            known = None;
-                            Err(e)
-                        }
+                Ok(Fetched::Delta { revision, body }) => match patched(&mut last, &body) {
+                    Ok((delta, snapshot)) => {
+                        tracing::debug!(
+                            revision,
+                            changes = delta.len(),
+                            bytes = body.len(),
+                            "received a delta"
+                        );
+                        self.apply(revision, snapshot, None, Some(&delta))
+                            .await
+                            .map(|s| {
+                                last = Some(s);
+                                Some(revision)
+                            })
                     }
-                }
+                    Err(e) => {
+                        // Start over from a whole snapshot.
+                        known = None;
+                        Err(e)
+                    }
+                },
                 Ok(Fetched::Unchanged) => {
                     self.status.synced();
                     Ok(None)
@@ -363,6 +376,20 @@ impl Link {
             }
         }
     }
+}
+
+/// The snapshot a delta makes of the last one. The last one is patched in place (it is not
+/// needed afterwards), so a change to one subscription copies nothing else.
+fn patched(last: &mut Option<Arc<Snapshot>>, body: &[u8]) -> Result<(Delta, Snapshot), LinkError> {
+    let delta: Delta = serde_json::from_slice(body)
+        .map_err(|e| LinkError::Invalid(format!("the delta does not parse: {e}")))?;
+    let base = last
+        .as_deref()
+        .ok_or_else(|| LinkError::Invalid("a delta came without a base".into()))?;
+    delta.applies_to(base).map_err(LinkError::Invalid)?;
+    let base = last.take().map(Arc::unwrap_or_clone).unwrap_or_default();
+    let next = delta.apply_owned(base).map_err(LinkError::Invalid)?;
+    Ok((delta, next))
 }
 
 /// Telemetry goes up the same link: `POST /gateway/v1/telemetry`.

@@ -282,3 +282,332 @@ fn apis_with_cors_answer_preflights_and_operations_get_their_examples() {
     let c = CompiledConfig::compile(&s).unwrap();
     assert!(c.find_api("/a/b/c").unwrap().0.preflight.is_some());
 }
+
+mod incremental {
+    //! [`CompiledConfig::update`] against [`CompiledConfig::compile`]: random snapshots in a
+    //! row, each reached by a delta, must compile to the same configuration either way.
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What a configuration does, with indices replaced by ids (an update may number APIs
+    /// differently from a full compile).
+    #[derive(Debug, PartialEq)]
+    struct View {
+        apis: BTreeMap<String, String>,
+        paths: Vec<String>,
+        keys: BTreeMap<[u8; 32], String>,
+        max_depth: usize,
+        products: Vec<(Arc<str>, Arc<str>)>,
+        api_count: usize,
+    }
+
+    fn view(c: &CompiledConfig) -> View {
+        let id = |i: usize| c.api(i).map_or("<gone>".to_owned(), |a| a.id.to_string());
+        let product = |p: usize| {
+            c.products
+                .get(p)
+                .map_or("<none>".into(), |p| p.0.to_string())
+        };
+        let mut apis = BTreeMap::new();
+        for api in c.apis.iter().flatten() {
+            let members: Vec<String> = c
+                .product_apis
+                .iter()
+                .enumerate()
+                .filter(|(_, set)| set.contains(&api.index))
+                .map(|(p, _)| product(p))
+                .collect();
+            let ops: Vec<String> = api
+                .operations
+                .iter()
+                .map(|op| {
+                    let by_product: Vec<String> = op
+                        .policy
+                        .by_product
+                        .iter()
+                        .map(|(p, pipeline)| format!("{}={pipeline:?}", product(*p)))
+                        .collect();
+                    format!(
+                        "{} {:?} {by_product:?} {:?}",
+                        op.id, op.policy.default, op.examples
+                    )
+                })
+                .collect();
+            let text = format!(
+                "{} name={} path={} version={:?} url={:?} upstream={:?} http={} https={} open={} header={} query={} members={members:?} ops={ops:?} preflight={:?}",
+                api.index == c.by_id[&api.id],
+                api.name,
+                api.path,
+                api.version,
+                api.service_url,
+                api.upstream,
+                api.http,
+                api.https,
+                api.open,
+                api.key_header,
+                api.key_query,
+                api.preflight
+                    .as_ref()
+                    .map(|p| format!("{:?}", p.policy.default)),
+            );
+            apis.insert(api.id.to_string(), text);
+        }
+        let mut paths: Vec<String> = c
+            .by_path
+            .iter()
+            .map(|(p, i)| format!("{p}={}", id(*i)))
+            .collect();
+        paths.sort();
+        let keys = c
+            .keys
+            .iter()
+            .map(|(k, e)| {
+                let access = match e.access {
+                    Access::All => "all".to_owned(),
+                    Access::Api(i) => format!("api {}", id(i)),
+                    Access::Product(p) => format!("product {}", product(p)),
+                };
+                (*k, format!("{} {} {} {access}", e.id, e.name, e.active))
+            })
+            .collect();
+        View {
+            apis,
+            paths,
+            keys,
+            max_depth: c.max_depth,
+            products: c.products.clone(),
+            api_count: c.api_count(),
+        }
+    }
+
+    const POLICY: &str = r#"<policies><inbound><base/><set-header name="X-A"><value>{{greeting}}</value></set-header></inbound></policies>"#;
+    const PRODUCT_POLICY: &str = r#"<policies><inbound><base/><set-header name="X-P"><value>p</value></set-header></inbound></policies>"#;
+    const FRAGMENT_POLICY: &str =
+        r#"<policies><inbound><base/><include-fragment fragment-id="tag"/></inbound></policies>"#;
+
+    #[derive(Debug, Clone)]
+    struct Shape {
+        apis: BTreeMap<u8, (u8, bool, u8, bool)>,
+        products: BTreeMap<u8, (bool, bool, Vec<u8>)>,
+        subs: BTreeMap<u8, (u8, bool, u8)>,
+        global: u8,
+        greeting: u8,
+    }
+
+    /// One small change to a shape.
+    #[derive(Debug, Clone)]
+    enum Change {
+        Api(u8, Option<(u8, bool, u8, bool)>),
+        Product(u8, Option<(bool, bool)>),
+        Member(u8, u8, bool),
+        Sub(u8, Option<(u8, bool, u8)>),
+        Global,
+        Greeting,
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            4 => (0..6u8, prop::option::weighted(0.8, (0..9u8, any::<bool>(), 0..3u8, any::<bool>())))
+                .prop_map(|(i, a)| Change::Api(i, a)),
+            2 => (0..3u8, prop::option::weighted(0.8, (any::<bool>(), any::<bool>())))
+                .prop_map(|(i, p)| Change::Product(i, p)),
+            4 => (0..3u8, 0..7u8, any::<bool>()).prop_map(|(p, a, add)| Change::Member(p, a, add)),
+            6 => (0..12u8, prop::option::weighted(0.8, (0..10u8, any::<bool>(), 0..2u8)))
+                .prop_map(|(i, s)| Change::Sub(i, s)),
+            1 => Just(Change::Global),
+            1 => Just(Change::Greeting),
+        ]
+    }
+
+    fn apply(shape: &mut Shape, change: &Change) {
+        fn set<V>(map: &mut BTreeMap<u8, V>, key: u8, value: Option<V>) {
+            match value {
+                Some(v) => {
+                    map.insert(key, v);
+                }
+                None => {
+                    map.remove(&key);
+                }
+            }
+        }
+        match change.clone() {
+            Change::Api(i, a) => set(&mut shape.apis, i, a),
+            Change::Product(i, p) => {
+                let apis = shape
+                    .products
+                    .get(&i)
+                    .map(|p| p.2.clone())
+                    .unwrap_or_default();
+                set(&mut shape.products, i, p.map(|(r, pol)| (r, pol, apis)));
+            }
+            Change::Member(p, a, add) => {
+                if let Some(product) = shape.products.get_mut(&p) {
+                    product.2.retain(|x| *x != a);
+                    if add {
+                        product.2.push(a);
+                    }
+                }
+            }
+            Change::Sub(i, s) => set(&mut shape.subs, i, s),
+            Change::Global => shape.global = 1 - shape.global,
+            Change::Greeting => shape.greeting = 1 - shape.greeting,
+        }
+    }
+
+    fn build(shape: &Shape, revision: u64) -> Snapshot {
+        let mut s = snapshot();
+        s.revision = revision;
+        s.apis = shape
+            .apis
+            .iter()
+            .map(|(&i, &(path, required, policy, version))| {
+                // Mostly a path of its own; now and then one another API may want too.
+                let path = match path {
+                    0 => String::new(),
+                    1 => "shared".to_owned(),
+                    2..=5 => format!("p{i}"),
+                    _ => format!("p{i}/deeper/{path}"),
+                };
+                let mut a = api(&format!("a{i}"), &path, required);
+                a.policy = match policy {
+                    1 => Some(POLICY.into()),
+                    2 => Some(FRAGMENT_POLICY.into()),
+                    _ => None,
+                };
+                a.version = version.then(|| "v2".into());
+                a
+            })
+            .collect();
+        s.products = shape
+            .products
+            .iter()
+            .map(|(&i, (required, policy, apis))| SnapshotProduct {
+                id: format!("p{i}"),
+                subscription_required: *required,
+                state: ProductState::Published,
+                apis: apis.iter().map(|a| format!("a{a}")).collect(),
+                name: format!("Product {i}"),
+                policy: policy.then(|| PRODUCT_POLICY.into()),
+            })
+            .collect();
+        s.subscriptions = shape
+            .subs
+            .iter()
+            .map(|(&i, &(scope, active, key))| {
+                let scope = match scope {
+                    0 => "/apis".to_owned(),
+                    1..=6 => format!("/apis/a{}", scope - 1),
+                    _ => format!("/products/p{}", scope - 7),
+                };
+                let state = if active {
+                    SubscriptionState::Active
+                } else {
+                    SubscriptionState::Suspended
+                };
+                sub(
+                    &format!("s{i}"),
+                    &scope,
+                    &format!("key-{i}-{key}-0123456789"),
+                    state,
+                )
+            })
+            .collect();
+        s.global_policy = (shape.global == 1).then(|| POLICY.replace("X-A", "X-G"));
+        s.named_values
+            .insert("greeting".into(), format!("hello {}", shape.greeting));
+        s.policy_fragments.insert(
+            "tag".into(),
+            r#"<fragment><set-header name="X-Tag"><value>t</value></set-header></fragment>"#.into(),
+        );
+        s
+    }
+
+    fn check(changes: &[Vec<Change>]) {
+        let mut shape = Shape {
+            apis: BTreeMap::new(),
+            products: BTreeMap::new(),
+            subs: BTreeMap::new(),
+            global: 0,
+            greeting: 0,
+        };
+        let mut snapshot = build(&shape, 1);
+        let mut config = CompiledConfig::compile(&snapshot).unwrap();
+        let mut failed = 0;
+        for (n, batch) in changes.iter().enumerate() {
+            let mut next_shape = shape.clone();
+            for c in batch {
+                apply(&mut next_shape, c);
+            }
+            let next = build(&next_shape, n as u64 + 2);
+            let delta = Delta::between(&snapshot, &next);
+            let applied = delta.apply(&snapshot).unwrap();
+            let full = CompiledConfig::compile(&applied);
+            let updated = config.update(&delta, &applied);
+            match (full, updated) {
+                (Ok(full), Ok(updated)) => {
+                    assert_eq!(view(&updated), view(&full), "after delta {delta:#?}");
+                    config = updated;
+                    snapshot = applied;
+                    shape = next_shape;
+                }
+                (Err(_), Err(_)) => failed += 1,
+                (full, updated) => panic!(
+                    "full compile {:?}, update {:?}",
+                    full.map(|_| ()),
+                    updated.map(|_| ())
+                ),
+            }
+        }
+        // Most steps must compile, or the test says little.
+        assert!(
+            failed * 2 <= changes.len(),
+            "{failed} of {} steps failed",
+            changes.len()
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        #[test]
+        fn an_update_compiles_what_a_full_compile_does(
+            changes in prop::collection::vec(prop::collection::vec(change(), 1..4), 1..40),
+        ) {
+            check(&changes);
+        }
+    }
+
+    #[test]
+    fn a_subscription_change_shares_every_api() {
+        let s = snapshot();
+        let c = CompiledConfig::compile(&s).unwrap();
+        let mut next = s.clone();
+        next.revision = 8;
+        next.subscriptions[0].state = SubscriptionState::Suspended;
+        let delta = Delta::between(&s, &next);
+        let updated = c.update(&delta, &next).unwrap();
+        for (old, new) in c.apis.iter().zip(&updated.apis) {
+            assert!(Arc::ptr_eq(old.as_ref().unwrap(), new.as_ref().unwrap()));
+        }
+        assert!(matches!(
+            updated.check_key(updated.find_api("/echo").unwrap().0, "key-all-0123456789"),
+            KeyCheck::Invalid
+        ));
+        // A new API is compiled alone; the others stay shared.
+        let mut newer = next.clone();
+        newer.revision = 9;
+        newer.apis.push(api("extra", "extra", true));
+        let delta = Delta::between(&next, &newer);
+        let again = updated.update(&delta, &newer).unwrap();
+        assert!(Arc::ptr_eq(
+            updated.apis[0].as_ref().unwrap(),
+            again.apis[0].as_ref().unwrap()
+        ));
+        assert_eq!(again.api_count(), 5);
+        assert!(again.find_api("/extra/x").is_some());
+    }
+}
