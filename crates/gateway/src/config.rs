@@ -93,20 +93,88 @@ pub struct CompiledConfig {
     pub gateway_id: Arc<str>,
     /// By index. An API removed by an update leaves `None`, so the others keep their index
     /// (subscriptions and products refer to APIs by it); a full compile packs them again.
-    apis: Vec<Option<Arc<CompiledApi>>>,
+    apis: Arc<Vec<Option<Arc<CompiledApi>>>>,
     /// Lower-cased API path → index into `apis`.
-    by_path: HashMap<Box<str>, usize>,
+    by_path: Arc<HashMap<Box<str>, usize>>,
     /// API id → index into `apis`.
-    by_id: HashMap<Arc<str>, usize>,
+    by_id: Arc<HashMap<Arc<str>, usize>>,
     /// The most `/`-separated segments any API path has.
     max_depth: usize,
     /// For each product, the set of API indices it holds.
-    product_apis: Vec<HashSet<usize>>,
+    product_apis: Arc<Vec<HashSet<usize>>>,
     /// For each product, its id and display name (`context.Product`).
-    pub products: Vec<(Arc<str>, Arc<str>)>,
-    keys: Arc<HashMap<[u8; 32], Arc<SubscriptionEntry>>>,
+    pub products: Arc<Vec<(Arc<str>, Arc<str>)>>,
+    keys: KeyIndex,
     /// What an update needs to compile APIs the way this configuration was compiled.
     sources: Arc<Sources>,
+}
+
+/// Shards of the key index: an update copies the few shards it changes, not the index.
+const SHARDS: usize = 256;
+
+type Shard<K, V> = Arc<HashMap<K, V>>;
+
+/// SHA-256 of each key → the subscription it belongs to, in shards by the hash's first byte;
+/// and each subscription's key hashes, in shards by its id, so an update finds what to drop.
+#[derive(Debug, Clone)]
+struct KeyIndex {
+    keys: Vec<Shard<[u8; 32], Arc<SubscriptionEntry>>>,
+    of_subscription: Vec<Shard<Arc<str>, Vec<[u8; 32]>>>,
+}
+
+fn shard_of_id(id: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    id.hash(&mut h);
+    (h.finish() % SHARDS as u64) as usize
+}
+
+impl KeyIndex {
+    fn new() -> Self {
+        Self {
+            keys: vec![Arc::default(); SHARDS],
+            of_subscription: vec![Arc::default(); SHARDS],
+        }
+    }
+
+    fn get(&self, hash: &[u8; 32]) -> Option<&Arc<SubscriptionEntry>> {
+        self.keys.get(usize::from(hash[0]))?.get(hash)
+    }
+
+    fn insert(&mut self, hash: [u8; 32], entry: Arc<SubscriptionEntry>) {
+        let id = entry.id.clone();
+        if let Some(shard) = self.keys.get_mut(usize::from(hash[0])) {
+            Arc::make_mut(shard).insert(hash, entry);
+        }
+        if let Some(shard) = self.of_subscription.get_mut(shard_of_id(&id)) {
+            Arc::make_mut(shard).entry(id).or_default().push(hash);
+        }
+    }
+
+    /// Drops a subscription's keys.
+    fn remove(&mut self, id: &str) {
+        let Some(shard) = self.of_subscription.get_mut(shard_of_id(id)) else {
+            return;
+        };
+        if !shard.contains_key(id) {
+            return;
+        }
+        let Some(hashes) = Arc::make_mut(shard).remove(id) else {
+            return;
+        };
+        for hash in hashes {
+            if let Some(keys) = self.keys.get_mut(usize::from(hash[0]))
+                && keys.get(&hash).is_some_and(|e| &*e.id == id)
+            {
+                Arc::make_mut(keys).remove(&hash);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = (&[u8; 32], &Arc<SubscriptionEntry>)> {
+        self.keys.iter().flat_map(|shard| shard.iter())
+    }
 }
 
 /// The compiled policy documents and the products as the snapshot had them.
@@ -220,7 +288,7 @@ fn access(
 
 /// Adds a subscription's keys to the index.
 fn index_keys(
-    keys: &mut HashMap<[u8; 32], Arc<SubscriptionEntry>>,
+    keys: &mut KeyIndex,
     sub: &SnapshotSubscription,
     by_id: &HashMap<Arc<str>, usize>,
     product_index: &HashMap<&str, usize>,
@@ -319,7 +387,7 @@ impl CompiledConfig {
 
         let product_apis = members(&snapshot.products, &by_id);
         let product_index = product_index(&snapshot.products);
-        let mut keys = HashMap::with_capacity(snapshot.subscriptions.len() * 2);
+        let mut keys = KeyIndex::new();
         for sub in &snapshot.subscriptions {
             index_keys(&mut keys, sub, &by_id, &product_index, revision)?;
         }
@@ -327,18 +395,41 @@ impl CompiledConfig {
         Ok(Self {
             revision,
             gateway_id: snapshot.gateway_id.as_str().into(),
-            apis,
-            by_path,
-            by_id,
+            apis: Arc::new(apis),
+            by_path: Arc::new(by_path),
+            by_id: Arc::new(by_id),
             max_depth,
-            product_apis,
-            products: product_names(&snapshot.products),
-            keys: Arc::new(keys),
+            product_apis: Arc::new(product_apis),
+            products: Arc::new(product_names(&snapshot.products)),
+            keys,
             sources: Arc::new(Sources {
                 docs,
                 products: snapshot.products.clone(),
             }),
         })
+    }
+
+    /// The subscriptions of `delta` replaced in a copy of the key index.
+    fn patched_keys(
+        &self,
+        delta: &Delta,
+        by_id: &HashMap<Arc<str>, usize>,
+        product_index: &HashMap<&str, usize>,
+        revision: u64,
+    ) -> Result<KeyIndex, CompileError> {
+        let mut keys = self.keys.clone();
+        for id in delta
+            .subscriptions
+            .iter()
+            .map(|s| s.id.as_str())
+            .chain(delta.removed_subscriptions.iter().map(String::as_str))
+        {
+            keys.remove(id);
+        }
+        for sub in &delta.subscriptions {
+            index_keys(&mut keys, sub, by_id, product_index, revision)?;
+        }
+        Ok(keys)
     }
 
     /// The configuration `delta` leads to from this one, where `snapshot` is the snapshot it
@@ -364,6 +455,31 @@ impl CompiledConfig {
             || renumbered
         {
             return Self::compile(snapshot);
+        }
+        if delta.apis.is_empty()
+            && delta.removed_apis.is_empty()
+            && delta.products.is_empty()
+            && snapshot.products.len() == old_products.len()
+        {
+            // Subscriptions only (the common change): everything else is shared.
+            let keys = self.patched_keys(
+                delta,
+                &self.by_id,
+                &product_index(&snapshot.products),
+                revision,
+            )?;
+            return Ok(Self {
+                revision,
+                gateway_id: self.gateway_id.clone(),
+                apis: self.apis.clone(),
+                by_path: self.by_path.clone(),
+                by_id: self.by_id.clone(),
+                max_depth: self.max_depth,
+                product_apis: self.product_apis.clone(),
+                products: self.products.clone(),
+                keys,
+                sources: self.sources.clone(),
+            });
         }
 
         // The APIs to compile again: those the delta carries, and those whose products changed.
@@ -400,9 +516,9 @@ impl CompiledConfig {
             fragments: self.sources.docs.fragments.clone(),
         };
 
-        let mut apis = self.apis.clone();
-        let mut by_id = self.by_id.clone();
-        let mut by_path = self.by_path.clone();
+        let mut apis = (*self.apis).clone();
+        let mut by_id = (*self.by_id).clone();
+        let mut by_path = (*self.by_path).clone();
         let mut api_set_changed = false;
         let free_path = |by_path: &mut HashMap<Box<str>, usize>, api: &CompiledApi| {
             let old = api.path.trim_matches('/').to_ascii_lowercase();
@@ -464,41 +580,24 @@ impl CompiledConfig {
         let product_index = product_index(&snapshot.products);
         let keys = if api_set_changed || snapshot.products.len() != old_products.len() {
             // Subscriptions refer to APIs and products by index: index them all again.
-            let mut keys = HashMap::with_capacity(snapshot.subscriptions.len() * 2);
+            let mut keys = KeyIndex::new();
             for sub in &snapshot.subscriptions {
                 index_keys(&mut keys, sub, &by_id, &product_index, revision)?;
             }
-            Arc::new(keys)
-        } else if delta.subscriptions.is_empty() && delta.removed_subscriptions.is_empty() {
-            self.keys.clone()
+            keys
         } else {
-            let changed: HashSet<&str> = delta
-                .subscriptions
-                .iter()
-                .map(|s| s.id.as_str())
-                .chain(delta.removed_subscriptions.iter().map(String::as_str))
-                .collect();
-            let mut keys: HashMap<[u8; 32], Arc<SubscriptionEntry>> = self
-                .keys
-                .iter()
-                .filter(|(_, e)| !changed.contains(&*e.id))
-                .map(|(k, e)| (*k, e.clone()))
-                .collect();
-            for sub in &delta.subscriptions {
-                index_keys(&mut keys, sub, &by_id, &product_index, revision)?;
-            }
-            Arc::new(keys)
+            self.patched_keys(delta, &by_id, &product_index, revision)?
         };
 
         Ok(Self {
             revision,
             gateway_id: self.gateway_id.clone(),
-            apis,
-            by_path,
-            by_id,
+            apis: Arc::new(apis),
+            by_path: Arc::new(by_path),
+            by_id: Arc::new(by_id),
             max_depth,
-            product_apis,
-            products: product_names(&snapshot.products),
+            product_apis: Arc::new(product_apis),
+            products: Arc::new(product_names(&snapshot.products)),
             keys,
             sources: Arc::new(Sources {
                 docs,
