@@ -220,16 +220,7 @@ impl Worker {
                 )
                 .await;
             record.backend_time = Some(sent.elapsed());
-            if let (Some(t), Some(call)) = (record.trace.as_mut(), call) {
-                if let Ok(r) = &response {
-                    t.set_attribute(
-                        Some(call),
-                        "http.response.status_code",
-                        i64::from(r.status().as_u16()),
-                    );
-                }
-                t.end(call);
-            }
+            end_backend_span(record.trace.as_mut(), call, &response);
             let response = response?;
             record.backend_status = Some(response.status().as_u16());
             let (mut parts, body) = response.into_parts();
@@ -402,6 +393,24 @@ impl Worker {
             }
         }
         self.ids.next()
+    }
+}
+
+/// Ends the span of a backend call (tracing on), with the backend's status when it answered.
+fn end_backend_span(
+    trace: Option<&mut crate::otel::RequestTrace>,
+    call: Option<usize>,
+    response: &Result<Response<Incoming>, GatewayError>,
+) {
+    if let (Some(t), Some(call)) = (trace, call) {
+        if let Ok(r) = response {
+            t.set_attribute(
+                Some(call),
+                "http.response.status_code",
+                i64::from(r.status().as_u16()),
+            );
+        }
+        t.end(call);
     }
 }
 
@@ -717,16 +726,7 @@ impl Io for GatewayIo<'_> {
             .send(ex.request.method.clone(), uri, headers, body, timeout)
             .await;
         self.backend_time = Some(sent.elapsed());
-        if let (Some(t), Some(call)) = (self.trace.as_mut(), call) {
-            if let Ok(r) = &response {
-                t.set_attribute(
-                    Some(call),
-                    "http.response.status_code",
-                    i64::from(r.status().as_u16()),
-                );
-            }
-            t.end(call);
-        }
+        end_backend_span(self.trace.as_deref_mut(), call, &response);
         let response = response.map_err(|e| match e {
             GatewayError::BackendTimeout(t) => {
                 PolicyError::backend_timeout(format!("the backend did not answer within {t:?}"))
