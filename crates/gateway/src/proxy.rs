@@ -293,6 +293,7 @@ impl Worker {
             backend_time: None,
             trace: record.trace.as_mut(),
             section: None,
+            take_headers: pipeline.request_done_at_forward,
         };
         pipeline.run(&mut ex, &mut io).await;
         record.backend_status = io.backend_status;
@@ -608,6 +609,8 @@ struct GatewayIo<'a> {
     /// The request's spans (tracing on), and the span of the section running now.
     trace: Option<&'a mut crate::otel::RequestTrace>,
     section: Option<usize>,
+    /// Nothing reads the request after the forward: its headers move into the backend call.
+    take_headers: bool,
 }
 
 fn too_large() -> PolicyError {
@@ -693,7 +696,11 @@ impl Io for GatewayIo<'_> {
             .map_err(|e| {
                 PolicyError::backend_unreachable(format!("the backend URL is not valid: {e}"))
             })?;
-        let mut headers = ex.request.headers.clone();
+        let mut headers = if self.take_headers {
+            std::mem::take(&mut ex.request.headers)
+        } else {
+            ex.request.headers.clone()
+        };
         if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
             headers.insert(header::HOST, host);
         }

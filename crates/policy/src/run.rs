@@ -293,6 +293,10 @@ pub struct Pipeline {
     pub reads_response_body: bool,
     /// The pipeline only forwards: the gateway may take its fast path.
     pub plain_forward: bool,
+    /// Nothing reads the request once it has been forwarded (the backend section is one
+    /// `forward-request`, outbound and on-error are empty, no quota settles afterwards): the
+    /// gateway may hand the request's headers to the backend call instead of copying them.
+    pub request_done_at_forward: bool,
     /// The `cors` policies that are direct children of `inbound` (fragments included), which
     /// answer CORS preflights before anything else runs.
     pub cors: Arc<[crate::policies::Cors]>,
@@ -323,6 +327,13 @@ impl Pipeline {
             && sections[Section::Outbound.index()].is_empty()
             && sections[Section::OnError.index()].is_empty()
             && matches!(&*sections[Section::Backend.index()], [Step::ForwardRequest(f)] if f.is_default());
+        let request_done_at_forward = sections[Section::Outbound.index()].is_empty()
+            && sections[Section::OnError.index()].is_empty()
+            && matches!(
+                &*sections[Section::Backend.index()],
+                [Step::ForwardRequest(_)]
+            )
+            && !all().any(Step::has_quota);
         let mut cors = Vec::new();
         top_level_cors(&sections[Section::Inbound.index()], &mut cors);
         Self {
@@ -330,6 +341,7 @@ impl Pipeline {
             reads_request_body,
             reads_response_body,
             plain_forward,
+            request_done_at_forward,
             cors: cors.into(),
         }
     }

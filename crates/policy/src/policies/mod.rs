@@ -397,6 +397,16 @@ impl Step {
         }
     }
 
+    /// Whether this step or a nested one is a quota (which settles after the response, and
+    /// may read the request then).
+    pub fn has_quota(&self) -> bool {
+        match self {
+            Step::Quota(_) => true,
+            Step::Choose(c) => c.any(Step::has_quota),
+            _ => self.nested().iter().any(Step::has_quota),
+        }
+    }
+
     /// Whether this step or a nested one forwards the request to the backend.
     fn forwards(&self) -> bool {
         match self {

@@ -290,3 +290,26 @@ fn payload_content_is_not_policy() {
         r#"<soap:Envelope xmlns:soap="urn:s"><unknown-element/></soap:Envelope>"#
     );
 }
+
+#[test]
+fn the_request_is_done_at_forward_only_when_nothing_reads_it_afterwards() {
+    let done = |inner: &str| {
+        let global = doc(
+            Scope::Global,
+            "<policies><inbound/><backend><forward-request/></backend><outbound/><on-error/></policies>",
+        );
+        let api = doc(Scope::Api, inner);
+        Pipeline::compose(&global, None, Some(&api), None).request_done_at_forward
+    };
+    assert!(done(
+        r#"<policies><inbound><base/><set-header name="a" exists-action="override"><value>1</value></set-header></inbound><backend><base/></backend><outbound><base/></outbound></policies>"#
+    ));
+    for later in [
+        r#"<policies><inbound><base/></inbound><backend><base/></backend><outbound><set-header name="a" exists-action="override"><value>@(context.Request.Headers.GetValueOrDefault("x",""))</value></set-header></outbound></policies>"#,
+        r#"<policies><inbound><base/></inbound><backend><base/></backend><on-error><set-status code="500"/></on-error></policies>"#,
+        r#"<policies><inbound><quota-by-key calls="10" renewal-period="300" counter-key="k"/></inbound><backend><base/></backend></policies>"#,
+        r#"<policies><inbound><base/></inbound><backend><retry condition="@(true)" count="2" interval="0"><forward-request/></retry></backend></policies>"#,
+    ] {
+        assert!(!done(later), "{later}");
+    }
+}
