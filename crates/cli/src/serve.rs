@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use gatehouse_control::{BUILT_IN_GATEWAY, ControlPlane, ControlSettings, Opened};
+use gatehouse_control::{BUILT_IN_GATEWAY, ControlPlane, ControlSettings, Opened, Update};
 use gatehouse_gateway::{ConfigHandle, GatewaySettings, RunningGateway};
+use gatehouse_model::snapshot::Snapshot;
 
 use std::time::Duration;
 
@@ -234,11 +235,13 @@ async fn shutdown_signal() {
 }
 
 /// Keeps the built-in gateway on the newest configuration: every committed change is compiled
-/// into a snapshot and swapped in. Bursts of changes coalesce into one compile.
+/// incrementally on both sides (the control plane's snapshot, then the gateway's configuration)
+/// and swapped in. Bursts of changes coalesce into one update. `last` is the snapshot applied.
 fn spawn_sync(
     control: Arc<ControlPlane>,
     config: ConfigHandle,
     status: Arc<Status>,
+    mut last: Option<Snapshot>,
 ) -> tokio::task::JoinHandle<()> {
     let mut changes = control.subscribe();
     tokio::spawn(async move {
@@ -247,18 +250,39 @@ fn spawn_sync(
                 return;
             }
             changes.borrow_and_update();
-            match control.snapshot(BUILT_IN_GATEWAY).await {
-                Ok(snapshot) => match config.apply(&snapshot) {
-                    Ok(revision) => {
-                        status.applied(revision, Source::ControlPlane);
-                        tracing::debug!(revision, "configuration applied")
+            let known = last.as_ref().map(|s| s.revision);
+            let (applied, next) = match control.update(BUILT_IN_GATEWAY, known).await {
+                Ok(Update::Unchanged) => continue,
+                Ok(Update::Whole(snapshot)) => (config.apply(&snapshot), snapshot),
+                Ok(Update::Delta(delta)) => {
+                    let patched = last.take().map(|base| delta.apply_owned(base));
+                    match patched {
+                        Some(Ok(next)) => (config.apply_delta(&delta, &next), next),
+                        _ => {
+                            tracing::error!(
+                                "a delta did not apply to the built-in gateway's snapshot; fetching it whole"
+                            );
+                            continue;
+                        }
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "configuration rejected; the previous one stays in force")
-                    }
-                },
-                Err(e) => tracing::error!(error = %e, "cannot compile the configuration"),
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot compile the configuration");
+                    continue;
+                }
+            };
+            match applied {
+                Ok(revision) => {
+                    status.applied(revision, Source::ControlPlane);
+                    tracing::debug!(revision, "configuration applied")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "configuration rejected; the previous one stays in force")
+                }
             }
+            // Deltas build on the snapshot even when it was rejected: the gateway compiles
+            // the next one in full, since its configuration is not that delta's base.
+            last = Some(next);
         }
     })
 }
@@ -334,10 +358,19 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::runtime(format!("cannot create the built-in gateway: {e}")))?;
 
     let config = ConfigHandle::default();
-    let snapshot = control
-        .snapshot(BUILT_IN_GATEWAY)
-        .await
-        .map_err(|e| Failure::runtime(format!("cannot compile the configuration: {e}")))?;
+    let snapshot = match control.update(BUILT_IN_GATEWAY, None).await {
+        Ok(Update::Whole(snapshot)) => snapshot,
+        Ok(_) => {
+            return Err(Failure::runtime(
+                "cannot compile the configuration: no snapshot".to_owned(),
+            ));
+        }
+        Err(e) => {
+            return Err(Failure::runtime(format!(
+                "cannot compile the configuration: {e}"
+            )));
+        }
+    };
     let revision = config.apply(&snapshot).map_err(|e| {
         Failure::runtime(format!(
             "the stored configuration cannot be served: {e}; fix it through the management API"
@@ -345,7 +378,12 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     })?;
     let status = Arc::new(Status::new(BUILT_IN_GATEWAY.to_owned(), None));
     status.applied(revision, Source::ControlPlane);
-    let sync = spawn_sync(control.clone(), config.clone(), status.clone());
+    let sync = spawn_sync(
+        control.clone(),
+        config.clone(),
+        status.clone(),
+        Some(snapshot),
+    );
 
     let telemetry = Telemetry::new(telemetry_settings, settings.workers);
     telemetry.spawn_log_flusher(Duration::from_millis(200));

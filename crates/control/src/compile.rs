@@ -294,6 +294,8 @@ impl Compiled {
             )
         };
         let mut c = Self::empty(gateway_id, revision, assigned);
+        let started = std::time::Instant::now();
+        let mut phases = Vec::new();
 
         // Everything per API in one query per kind, not one per API.
         let mut operations: HashMap<String, Vec<Operation>> = HashMap::new();
@@ -340,6 +342,7 @@ impl Compiled {
             );
             c.apis.insert(id, shipped);
         }
+        phases.push(("apis", started.elapsed()));
 
         let mut product_apis: HashMap<String, Vec<String>> = HashMap::new();
         for doc in store.list_all(products::LINK).await? {
@@ -363,10 +366,12 @@ impl Compiled {
             }
         }
 
+        phases.push(("products", started.elapsed()));
         let mut keys: HashMap<String, StoredKeys> = HashMap::new();
         for doc in store.list_all(StoredKeys::KIND).await? {
             keys.insert(doc.id, decode_keys(&doc.body)?);
         }
+        phases.push(("keys", started.elapsed()));
         for doc in store.list(User::KIND, "").await? {
             let user: User = decode(&doc.body)?;
             if user.state == UserState::Blocked {
@@ -389,8 +394,15 @@ impl Compiled {
                 .insert(sub.id.clone(), snapshot_subscription(sub, k, blocked));
         }
 
+        phases.push(("subscriptions", started.elapsed()));
         c.global_policy = store.get(policies::GLOBAL, "", "policy").await?;
         c.ship_policy_inputs(store, sealer).await?;
+        phases.push(("policies", started.elapsed()));
+        tracing::debug!(
+            gateway = gateway_id,
+            ?phases,
+            "full compile phases (time since start)"
+        );
         Ok(c)
     }
 

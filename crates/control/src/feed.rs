@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use gatehouse_model::snapshot::Delta;
+use gatehouse_model::snapshot::{Delta, Snapshot};
 use gatehouse_store::Store;
 
 use crate::compile::Compiled;
@@ -31,6 +31,15 @@ pub enum Answer {
     Delta { revision: u64, body: Bytes },
     /// The whole snapshot, as JSON.
     Whole { revision: u64, body: Bytes },
+}
+
+/// What a gateway in the same process (the built-in one) needs to catch up.
+#[derive(Debug)]
+pub enum Update {
+    Unchanged,
+    /// The changes from its revision.
+    Delta(Delta),
+    Whole(Snapshot),
 }
 
 #[derive(Default)]
@@ -124,6 +133,44 @@ impl Feed {
         steps.try_fold(first, |acc, next| acc.then(next).ok())
     }
 
+    /// [`Feed::refresh`], forgetting a half-updated snapshot on error. Returns the revision.
+    async fn refreshed(
+        &mut self,
+        store: &Store,
+        sealer: &Sealer,
+        gateway_id: &str,
+    ) -> Result<u64, ApiError> {
+        match self.refresh(store, sealer, gateway_id).await {
+            Ok(c) => Ok(c.revision),
+            Err(e) => {
+                self.compiled = None;
+                self.steps.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// What a gateway in this process that has `known` needs, as values rather than JSON.
+    pub async fn update(
+        &mut self,
+        store: &Store,
+        sealer: &Sealer,
+        gateway_id: &str,
+        known: Option<u64>,
+    ) -> Result<Update, ApiError> {
+        let revision = self.refreshed(store, sealer, gateway_id).await?;
+        if known == Some(revision) {
+            return Ok(Update::Unchanged);
+        }
+        if let Some(d) = known.and_then(|k| self.delta_from(k)) {
+            return Ok(Update::Delta(d));
+        }
+        match &self.compiled {
+            Some(c) => Ok(Update::Whole(c.snapshot())),
+            None => Err(ApiError::Internal("no compiled snapshot".into())),
+        }
+    }
+
     /// What to send a gateway that has `known` (`delta`: it accepts deltas).
     pub async fn answer(
         &mut self,
@@ -133,16 +180,7 @@ impl Feed {
         known: Option<u64>,
         delta: bool,
     ) -> Result<Answer, ApiError> {
-        let refreshed = self.refresh(store, sealer, gateway_id).await;
-        let revision = match refreshed {
-            Ok(c) => c.revision,
-            Err(e) => {
-                // Half updated: start over next time.
-                self.compiled = None;
-                self.steps.clear();
-                return Err(e);
-            }
-        };
+        let revision = self.refreshed(store, sealer, gateway_id).await?;
         if known == Some(revision) {
             return Ok(Answer::Unchanged);
         }
@@ -163,7 +201,15 @@ impl Feed {
         let Some(compiled) = &self.compiled else {
             return Err(ApiError::Internal("no compiled snapshot".into()));
         };
+        let started = Instant::now();
         let body = encode(&compiled.snapshot())?;
+        tracing::debug!(
+            gateway = gateway_id,
+            revision,
+            bytes = body.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "encoded the whole snapshot"
+        );
         self.whole = Some((revision, body.clone()));
         Ok(Answer::Whole { revision, body })
     }

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 pub use compile::BUILT_IN_GATEWAY;
 pub use error::ApiError;
-pub use feed::Answer;
+pub use feed::{Answer, Update};
 pub use handlers::gateway_tokens::{GatewayStatus, InstanceRecord, InstanceStatus};
 use secrets::Sealer;
 pub use telemetry::{HOUSEKEEPING_EVERY, IngestOutcome, TelemetrySettings};
@@ -155,13 +155,26 @@ impl ControlPlane {
         known: Option<u64>,
         delta: bool,
     ) -> Result<Answer, ApiError> {
-        let feed = match self.feeds.lock() {
-            Ok(mut feeds) => feeds.entry(gateway_id.to_owned()).or_default().clone(),
-            Err(_) => return Err(ApiError::Internal("the snapshot feeds are unusable".into())),
-        };
+        let feed = self.feed(gateway_id)?;
         let mut feed = feed.lock().await;
         feed.answer(&self.store, &self.sealer, gateway_id, known, delta)
             .await
+    }
+
+    /// [`ControlPlane::answer`] for a gateway in this process (the built-in one): the delta or
+    /// the snapshot itself, not its JSON.
+    pub async fn update(&self, gateway_id: &str, known: Option<u64>) -> Result<Update, ApiError> {
+        let feed = self.feed(gateway_id)?;
+        let mut feed = feed.lock().await;
+        feed.update(&self.store, &self.sealer, gateway_id, known)
+            .await
+    }
+
+    fn feed(&self, gateway_id: &str) -> Result<Arc<tokio::sync::Mutex<feed::Feed>>, ApiError> {
+        match self.feeds.lock() {
+            Ok(mut feeds) => Ok(feeds.entry(gateway_id.to_owned()).or_default().clone()),
+            Err(_) => Err(ApiError::Internal("the snapshot feeds are unusable".into())),
+        }
     }
 
     pub fn store(&self) -> &Store {
