@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the gateway's hot path and of configuration compile time:
 //! routing, the subscription-key lookup, a ten-policy pipeline per request, the telemetry of
-//! one request (metrics and aggregates, and the access log line), and compiling a
-//! configuration of 1,000 APIs that each carry a policy.
+//! one request (metrics and aggregates, and the access log line), compiling a configuration
+//! of 1,000 APIs that each carry a policy, and applying a one-subscription change to one of
+//! 10,000 APIs and 100,000 subscriptions.
 //!
 //!     cargo bench -p gatehouse-gateway --bench gateway
 
@@ -15,7 +16,7 @@ use gatehouse_gateway::CompiledConfig;
 use gatehouse_gateway::route;
 use gatehouse_model::resources::{Operation, ProductState, Protocol, SubscriptionState};
 use gatehouse_model::snapshot::{
-    FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotProduct, SnapshotSubscription,
+    Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotProduct, SnapshotSubscription,
 };
 use gatehouse_policy::exchange::{Request, RequestInfo, Response, SubscriptionInfo};
 use gatehouse_policy::policies::ForwardRequest;
@@ -208,6 +209,27 @@ fn benches(c: &mut Criterion) {
     group.bench_function("1,000 APIs, each with a ten-policy document", |b| {
         b.iter(|| black_box(CompiledConfig::compile(&thousand).unwrap()))
     });
+    // What a gateway does for a one-subscription change at 10,000 APIs and 100,000
+    // subscriptions: patch the snapshot, then update the compiled configuration.
+    let big = snapshot(10_000, 100_000, false);
+    let mut next = big.clone();
+    next.revision += 1;
+    next.subscriptions[54_321].state = SubscriptionState::Suspended;
+    let delta = Delta::between(&big, &next);
+    group.bench_function(
+        "one-subscription delta: patch the snapshot (100,000 subscriptions)",
+        |b| {
+            b.iter_batched(
+                || big.clone(),
+                |base| black_box(delta.apply_owned(base).unwrap()),
+                criterion::BatchSize::LargeInput,
+            )
+        },
+    );
+    group.bench_function(
+        "one-subscription delta: update the compiled configuration",
+        |b| b.iter(|| black_box(config.update(&delta, &next).unwrap())),
+    );
     group.finish();
 }
 
