@@ -386,7 +386,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     );
 
     let telemetry = Telemetry::new(telemetry_settings, settings.workers);
-    telemetry.spawn_log_flusher(Duration::from_millis(200));
+    telemetry.spawn_log_flusher(Duration::from_millis(100));
     let gateway = RunningGateway::start(gateway_addr, config.clone(), settings, telemetry.clone())
         .map_err(|e| {
             Failure::runtime(format!(

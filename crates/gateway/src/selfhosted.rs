@@ -103,7 +103,7 @@ pub async fn run(
     };
 
     let telemetry = Telemetry::new(settings.telemetry.clone(), settings.gateway.workers);
-    telemetry.spawn_log_flusher(Duration::from_millis(200));
+    telemetry.spawn_log_flusher(Duration::from_millis(100));
     let gateway = RunningGateway::start(
         settings.listen,
         config.clone(),

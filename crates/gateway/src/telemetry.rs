@@ -134,9 +134,17 @@ impl Telemetry {
 
     /// Writes every buffered access log line to stdout.
     pub fn flush_logs(&self) {
-        for w in &self.workers {
-            let buf = std::mem::take(&mut w.lock().log);
-            write_stdout(&buf);
+        let mut spares = vec![Vec::new(); self.workers.len()];
+        self.flush_logs_with(&mut spares);
+    }
+
+    /// Writes the workers' buffered lines, swapping in the emptied buffers of the previous
+    /// round (`spares`, one per worker), so that no buffer grows from empty again.
+    fn flush_logs_with(&self, spares: &mut [Vec<u8>]) {
+        for (w, spare) in self.workers.iter().zip(spares.iter_mut()) {
+            std::mem::swap(&mut w.lock().log, spare);
+            write_stdout(spare);
+            spare.clear();
         }
     }
 
@@ -147,11 +155,12 @@ impl Telemetry {
             return;
         }
         let weak = Arc::downgrade(self);
+        let mut spares = vec![Vec::new(); self.workers.len()];
         let _ = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
                 while let Some(t) = weak.upgrade() {
-                    t.flush_logs();
+                    t.flush_logs_with(&mut spares);
                     drop(t);
                     std::thread::sleep(every);
                 }
@@ -263,8 +272,9 @@ struct WorkerState {
 }
 
 /// Beyond this many buffered bytes a worker writes its log lines itself instead of waiting
-/// for the flusher.
-const LOG_BUFFER: usize = 64 * 1024;
+/// for the flusher thread, which normally does all the writing: a bound on memory when stdout
+/// is slower than the traffic, not the usual path.
+const LOG_BUFFER: usize = 4 * 1024 * 1024;
 
 impl WorkerTelemetry {
     fn lock(&self) -> MutexGuard<'_, WorkerState> {
