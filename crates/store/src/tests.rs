@@ -61,7 +61,13 @@ async fn put_get_list_delete_and_revision() {
 
 #[tokio::test]
 async fn the_change_log_names_what_each_revision_touched() {
-    let (store, dir) = temp_store().await;
+    for (store, cleanup) in telemetry::stores().await {
+        change_log(&store).await;
+        cleanup.run(store).await;
+    }
+}
+
+async fn change_log(store: &Store) {
     // The log starts at the revision the store had when it was upgraded: here, 0.
     assert_eq!(store.changes(0, 0).await.unwrap(), Some(vec![]));
     let change = |kind: &str, parent: &str, id: &str| Change {
@@ -93,7 +99,6 @@ async fn the_change_log_names_what_each_revision_touched() {
     // Revisions after `upto` are left out.
     assert_eq!(store.changes(0, 1).await.unwrap().unwrap().len(), 4);
     assert_eq!(store.changes(2, 2).await.unwrap(), Some(vec![]));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test]
@@ -199,7 +204,7 @@ mod telemetry {
     }
 
     /// Stores and the directory or database to remove afterwards.
-    async fn stores() -> Vec<(Store, Cleanup)> {
+    pub(super) async fn stores() -> Vec<(Store, Cleanup)> {
         let (sqlite, dir) = temp_store().await;
         let mut all = vec![(sqlite, Cleanup::Dir(dir))];
         match std::env::var("GATEHOUSE_TEST_POSTGRES") {
@@ -211,13 +216,13 @@ mod telemetry {
         all
     }
 
-    enum Cleanup {
+    pub(super) enum Cleanup {
         Dir(std::path::PathBuf),
         Database { server: String, name: String },
     }
 
     impl Cleanup {
-        async fn run(self, store: Store) {
+        pub(super) async fn run(self, store: Store) {
             store.close().await;
             match self {
                 Cleanup::Dir(dir) => {
