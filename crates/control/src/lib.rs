@@ -1,10 +1,11 @@
 //! The Gatehouse control plane: the management API over the store, the snapshot compiler, and
 //! the change feed that tells gateways a new configuration is ready.
 //!
-//! Every change to the store goes through one transaction that bumps the store revision; after
-//! commit the new revision is published on a `watch` channel. Whoever serves gateways (the
-//! built-in gateway of `gatehouse up`, and later the gateway link) compiles a snapshot for that
-//! revision and ships it.
+//! Every change to the store goes through one transaction that bumps the store revision and
+//! logs the documents it touched; after commit the new revision is published on a `watch`
+//! channel. Whoever serves gateways (the built-in gateway of `gatehouse up`, and the gateway
+//! link) asks the gateway's feed for that revision: the feed brings the gateway's compiled
+//! snapshot up to date from the change log and answers with a delta, or the whole snapshot.
 
 mod compile;
 mod docs;
