@@ -401,7 +401,7 @@ impl Pipeline {
                 return self.fail(ex, io, &mut budget, section, e).await;
             }
             io.section(section, true);
-            let result = run_steps(self.section(section), ex, io, &mut budget).await;
+            let result = run_inline(self.section(section), ex, io, &mut budget).await;
             io.section(section, false);
             match result {
                 Ok(Flow::Continue) => {}
@@ -437,7 +437,7 @@ impl Pipeline {
         let refusal = ex.error_response.take();
         ex.response = refusal.clone();
         io.section(Section::OnError, true);
-        let result = run_steps(self.section(Section::OnError), ex, io, budget).await;
+        let result = run_inline(self.section(Section::OnError), ex, io, budget).await;
         io.section(Section::OnError, false);
         let handled = match result {
             Ok(_) => ex.response.is_some(),
@@ -490,6 +490,22 @@ fn expand(levels: &[Option<&PolicyDocument>; 4], level: usize, s: Section, out: 
             other => out.push(other.clone()),
         }
     }
+}
+
+/// Runs a section's steps, in the caller's future: no allocation per section. Nested steps
+/// (`choose`, `retry`, …) go through [`run_steps`], whose box ends the recursion.
+async fn run_inline<I: Io>(
+    steps: &[Step],
+    ex: &mut Exchange,
+    io: &mut I,
+    budget: &mut Budget,
+) -> Result<Flow, PolicyError> {
+    for step in steps {
+        if step.run(ex, io, budget).await? == Flow::Return {
+            return Ok(Flow::Return);
+        }
+    }
+    Ok(Flow::Continue)
 }
 
 /// Runs a list of steps. Boxed because `choose` and friends nest.
