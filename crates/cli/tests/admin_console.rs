@@ -11,8 +11,6 @@
 #[path = "e2e/support.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gatehouse_model::telemetry::{Aggregate, Batch, Outcome};
@@ -51,9 +49,7 @@ fn rfc3339(secs: u64) -> String {
         .replace(':', "%3A")
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use support::repo_root;
 
 /// An aggregate of `calls` (status, api time in µs) for one minute.
 fn aggregate(minute: i64, api: &str, calls: &[(u16, u64)]) -> Aggregate {
@@ -77,28 +73,10 @@ fn aggregate(minute: i64, api: &str, calls: &[(u16, u64)]) -> Aggregate {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_shows_the_fleet_and_traffic_charts_in_a_browser() {
-    let Some(chromium) = std::env::var_os("GATEHOUSE_CHROMIUM").map(PathBuf::from) else {
-        if std::env::var_os("CI").is_some() {
-            panic!("set GATEHOUSE_CHROMIUM (scripts/test installs Debian's chromium and sets it)");
-        }
-        eprintln!(
-            "note: GATEHOUSE_CHROMIUM is not set, so the admin console's browser test was \
-             skipped; run scripts/test, or set it to /usr/bin/chromium"
-        );
+    let Some(chromium) = support::browser("the admin console's browser test") else {
         return;
     };
-    assert!(
-        chromium.is_file(),
-        "GATEHOUSE_CHROMIUM={} is not a file; scripts/test installs Debian's chromium",
-        chromium.display()
-    );
     let root = repo_root();
-    assert!(
-        root.join("node_modules/playwright-core/package.json")
-            .is_file(),
-        "node_modules/playwright-core is missing: run `npm ci` in {}",
-        root.display()
-    );
 
     let gh = Gatehouse::up("admin-console", &[]).await;
     let backend = Backend::start().await;
@@ -271,50 +249,19 @@ async fn console_shows_the_fleet_and_traffic_charts_in_a_browser() {
     });
 
     let artifacts = root.join("test-artifacts/admin");
-    let _ = std::fs::remove_dir_all(&artifacts);
-    let started = Instant::now();
-    let mut child = Command::new("node")
-        .arg(root.join("tests/browser/admin.mjs"))
-        .current_dir(&root)
-        .env("ADMIN_URL", gh.control("/admin/"))
-        .env("ADMIN_TOKEN", &gh.token)
-        .env("EXPECT", expect.to_string())
-        .env("CHROMIUM", &chromium)
-        .env("ARTIFACTS", &artifacts)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run node: install Node.js 20");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the admin console run did not finish within 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!(
-        "admin console in the browser ({:.1} s):\n{stdout}{stderr}",
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        status.success(),
-        "the admin console run failed ({status}); screenshots are in {}:\n{stdout}\n{stderr}\n--- gatehouse log ---\n{}",
-        artifacts.display(),
-        gh.log()
-    );
-    let summary: Value = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("ADMIN OK "))
-        .map(|j| serde_json::from_str(j).unwrap())
-        .expect("the run printed no summary");
+    let summary = support::run_browser_script(
+        "admin.mjs",
+        &chromium,
+        &artifacts,
+        &[
+            ("ADMIN_URL", gh.control("/admin/")),
+            ("ADMIN_TOKEN", gh.token.clone()),
+            ("EXPECT", expect.to_string()),
+        ],
+        "ADMIN OK ",
+        || gh.log(),
+    )
+    .await;
 
     // What the browser read, checked again here.
     assert_eq!(summary["instanceState"], "inSync");

@@ -16,11 +16,8 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{Backend, Gatehouse, fixture};
 
 const PASSWORD: &str = "a long and secret passphrase";
@@ -54,34 +51,14 @@ async fn product(gh: &Gatehouse, id: &str, approval: bool, apis: &[&str]) {
     }
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use support::repo_root;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_journey() {
-    let Some(chromium) = std::env::var_os("GATEHOUSE_CHROMIUM").map(PathBuf::from) else {
-        if std::env::var_os("CI").is_some() {
-            panic!("set GATEHOUSE_CHROMIUM (scripts/test installs Debian's chromium and sets it)");
-        }
-        eprintln!(
-            "note: GATEHOUSE_CHROMIUM is not set, so the portal's browser journey was skipped; \
-             run scripts/test, or set it to /usr/bin/chromium"
-        );
+    let Some(chromium) = support::browser("the portal's browser journey") else {
         return;
     };
-    assert!(
-        chromium.is_file(),
-        "GATEHOUSE_CHROMIUM={} is not a file; scripts/test installs Debian's chromium",
-        chromium.display()
-    );
     let root = repo_root();
-    assert!(
-        root.join("node_modules/playwright-core/package.json")
-            .is_file(),
-        "node_modules/playwright-core is missing: run `npm ci` in {}",
-        root.display()
-    );
 
     let backend = Backend::start().await;
     let gh = Gatehouse::up("portal-journey", &[]).await;
@@ -96,54 +73,22 @@ async fn browser_journey() {
     product(&gh, "starter", true, &["petstore", "stapi"]).await;
 
     let artifacts = root.join("test-artifacts/portal");
-    let _ = std::fs::remove_dir_all(&artifacts);
-    let started = Instant::now();
-    let mut child = Command::new("node")
-        .arg(root.join("tests/browser/journey.mjs"))
-        .current_dir(&root)
-        .env("PORTAL_URL", gh.control("/portal/"))
-        .env("CONTROL_URL", gh.control(""))
-        .env("ADMIN_TOKEN", &gh.token)
-        .env("GATEWAY_URL", gh.gateway(""))
-        .env("API_PATH", "petstore")
-        .env("PRODUCT_ID", "starter")
-        .env("CHROMIUM", &chromium)
-        .env("ARTIFACTS", &artifacts)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run node: install Node.js 20");
-    // Read the output while the browser runs; give up after two minutes.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the browser journey did not finish within 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!(
-        "browser journey ({:.1} s):\n{stdout}{stderr}",
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        status.success(),
-        "the browser journey failed ({status}); screenshots are in {}:\n{stdout}\n{stderr}\n--- gatehouse log ---\n{}",
-        artifacts.display(),
-        gh.log()
-    );
-    let summary: Value = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("JOURNEY OK "))
-        .map(|j| serde_json::from_str(j).unwrap())
-        .expect("the journey printed no summary");
+    let summary = support::run_browser_script(
+        "journey.mjs",
+        &chromium,
+        &artifacts,
+        &[
+            ("PORTAL_URL", gh.control("/portal/")),
+            ("CONTROL_URL", gh.control("")),
+            ("ADMIN_TOKEN", gh.token.clone()),
+            ("GATEWAY_URL", gh.gateway("")),
+            ("API_PATH", "petstore".to_owned()),
+            ("PRODUCT_ID", "starter".to_owned()),
+        ],
+        "JOURNEY OK ",
+        || gh.log(),
+    )
+    .await;
 
     // Every step left a screenshot.
     let steps = summary["steps"].as_array().unwrap();

@@ -828,3 +828,93 @@ fn otlp_attributes(
         })
         .collect()
 }
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Debian's Chromium for the browser tests, from `$GATEHOUSE_CHROMIUM` (scripts/test sets it),
+/// with playwright-core installed. Without it the test is skipped with a note naming `what`,
+/// except under CI, where that fails.
+pub fn browser(what: &str) -> Option<PathBuf> {
+    let Some(chromium) = std::env::var_os("GATEHOUSE_CHROMIUM").map(PathBuf::from) else {
+        if std::env::var_os("CI").is_some() {
+            panic!("set GATEHOUSE_CHROMIUM (scripts/test installs Debian's chromium and sets it)");
+        }
+        eprintln!(
+            "note: GATEHOUSE_CHROMIUM is not set, so {what} was skipped; run scripts/test, or set \
+             it to /usr/bin/chromium"
+        );
+        return None;
+    };
+    assert!(
+        chromium.is_file(),
+        "GATEHOUSE_CHROMIUM={} is not a file; scripts/test installs Debian's chromium",
+        chromium.display()
+    );
+    let root = repo_root();
+    assert!(
+        root.join("node_modules/playwright-core/package.json")
+            .is_file(),
+        "node_modules/playwright-core is missing: run `npm ci` in {}",
+        root.display()
+    );
+    Some(chromium)
+}
+
+/// Runs `tests/browser/{script}` with node, Chromium and `envs` (plus `CHROMIUM` and
+/// `ARTIFACTS`) for at most two minutes, and returns the JSON summary it prints after
+/// `marker`. On failure, `log` (the server's log) goes into the message.
+pub async fn run_browser_script(
+    script: &str,
+    chromium: &Path,
+    artifacts: &Path,
+    envs: &[(&str, String)],
+    marker: &str,
+    log: impl Fn() -> String,
+) -> Value {
+    let root = repo_root();
+    let _ = std::fs::remove_dir_all(artifacts);
+    let started = Instant::now();
+    let mut child = Command::new("node")
+        .arg(root.join("tests/browser").join(script))
+        .current_dir(&root)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("CHROMIUM", chromium)
+        .env("ARTIFACTS", artifacts)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run node: install Node.js 20");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{script} did not finish within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!(
+        "{script} in the browser ({:.1} s):\n{stdout}{stderr}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        status.success(),
+        "{script} failed ({status}); screenshots are in {}:\n{stdout}\n{stderr}\n--- gatehouse log ---\n{}",
+        artifacts.display(),
+        log()
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(marker))
+        .map(|j| serde_json::from_str(j.trim()).unwrap())
+        .unwrap_or_else(|| panic!("{script} printed no summary"))
+}
