@@ -63,6 +63,8 @@ pub struct Worker {
     cache: Arc<GatewayCache>,
     openid: Arc<OpenIdKeyCache>,
     telemetry: Arc<WorkerTelemetry>,
+    /// `context.Deployment.Region`: none yet, one shared empty string.
+    region: Arc<str>,
 }
 
 impl Worker {
@@ -95,6 +97,7 @@ impl Worker {
             cache,
             openid,
             telemetry,
+            region: Arc::from(""),
         }
     }
 
@@ -229,7 +232,7 @@ impl Worker {
         }
 
         let rest = rest.to_owned();
-        let key = key.map(std::borrow::Cow::into_owned);
+        let mut key = key.map(std::borrow::Cow::into_owned);
         let query = without_key(req.uri().query(), &api.key_query);
         let matched = op.matched(&rest);
         let (parts, body) = req.into_parts();
@@ -258,12 +261,12 @@ impl Worker {
             subscription: subscription.as_ref().map(|s| SubscriptionInfo {
                 id: s.id.clone(),
                 name: s.name.clone(),
-                key: key.as_deref().unwrap_or_default().to_owned(),
+                key: key.take().unwrap_or_default(),
             }),
             product: product.and_then(|p| config.products.get(p).cloned()),
             user: None,
             gateway_id: config.gateway_id.clone(),
-            region: Arc::from(""),
+            region: self.region.clone(),
             ip: remote.ip().to_string(),
             request_id: request_uuid(request_id),
             timestamp: Some(std::time::SystemTime::now()),
@@ -514,7 +517,8 @@ fn forwarded_for(headers: &mut HeaderMap, remote: SocketAddr) {
         Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
         _ => ip,
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    // The string's buffer becomes the header value: no copy.
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
         headers.insert(X_FORWARDED_FOR, v);
     }
 }
