@@ -39,6 +39,8 @@ pub struct Upstream {
     pub authority: Authority,
     /// The service URL's path without its trailing `/` (possibly empty).
     pub base_path: Box<str>,
+    /// The `Host` header the backend gets: the authority, made once per configuration.
+    pub host: http::HeaderValue,
 }
 
 #[derive(Debug)]
@@ -833,10 +835,13 @@ pub(crate) fn parse_upstream(url: &str) -> Result<Upstream, String> {
         .cloned()
         .ok_or_else(|| format!("'{url}' has no host"))?;
     let base_path = uri.path().trim_end_matches('/').into();
+    let host = http::HeaderValue::from_str(authority.as_str())
+        .map_err(|_| format!("'{url}': its host cannot be a Host header"))?;
     Ok(Upstream {
         scheme,
         authority,
         base_path,
+        host,
     })
 }
 

@@ -204,9 +204,7 @@ impl Worker {
             let (parts, body) = req.into_parts();
             let mut headers =
                 self.outgoing_headers(parts.headers, &parts.uri, api, remote, request_id);
-            if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
-                headers.insert(header::HOST, host);
-            }
+            headers.insert(header::HOST, upstream.host.clone());
             let call = record.trace.as_mut().map(|t| {
                 let call = t.child(crate::otel::BACKEND_CALL);
                 headers.insert(TRACEPARENT, t.traceparent(call));
@@ -705,9 +703,7 @@ impl Io for GatewayIo<'_> {
         } else {
             ex.request.headers.clone()
         };
-        if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
-            headers.insert(header::HOST, host);
-        }
+        headers.insert(header::HOST, upstream.host.clone());
         let section = self.section;
         let call = self.trace.as_mut().map(|t| {
             let call = match section {
@@ -952,6 +948,7 @@ mod tests {
             scheme: http::uri::Scheme::HTTP,
             authority: "127.0.0.1:9".parse().unwrap(),
             base_path: "/base".into(),
+            host: HeaderValue::from_static("127.0.0.1:9"),
         };
         let uri = upstream_uri(
             &up,
