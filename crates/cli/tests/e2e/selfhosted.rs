@@ -415,7 +415,15 @@ async fn starts_from_backup_or_refuses_clearly() {
         .as_u64()
         .unwrap();
     let backup_store = gatehouse_gateway::backup::Backup::open(&backup, None).unwrap();
-    let generations = backup_store.generations().unwrap();
+    // The backup is written just after the configuration is applied: wait for the third.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let generations = loop {
+        let generations = backup_store.generations().unwrap();
+        if generations.len() >= 3 || std::time::Instant::now() > deadline {
+            break generations;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(generations.len(), 3, "{generations:?}");
     // Nothing in the backup holds the subscription key in clear.
     for (_, path) in &generations {
