@@ -334,13 +334,29 @@ async fn security_headers(req: Request, next: Next) -> Response {
     let is_asset = req.uri().path().starts_with("/portal/assets/");
     let mut response = next.run(req).await;
     let h = response.headers_mut();
+    page_security_headers(
+        h,
+        "default-src 'self'; img-src 'self' https: data:; style-src 'self' 'unsafe-inline'; \
+         script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+         form-action 'self'",
+        is_asset,
+    );
+    if !is_asset {
+        h.insert(header::VARY, HeaderValue::from_static("Cookie, HX-Request"));
+    }
+    response
+}
+
+/// The headers the portal and the admin console both send: their content security policy,
+/// no framing, no sniffing, same-origin referrers, and pages (not assets) never cached.
+pub(crate) fn page_security_headers(
+    h: &mut axum::http::HeaderMap,
+    content_security_policy: &'static str,
+    is_asset: bool,
+) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' https: data:; style-src 'self' 'unsafe-inline'; \
-             script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
-             form-action 'self'",
-        ),
+        HeaderValue::from_static(content_security_policy),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -353,7 +369,5 @@ async fn security_headers(req: Request, next: Next) -> Response {
     );
     if !is_asset {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(header::VARY, HeaderValue::from_static("Cookie, HX-Request"));
     }
-    response
 }

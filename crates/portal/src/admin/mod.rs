@@ -195,26 +195,12 @@ async fn error_pages(State(console): State<Arc<Console>>, req: Request, next: Ne
 async fn security_headers(req: Request, next: Next) -> Response {
     let is_asset = req.uri().path().starts_with("/admin/assets/");
     let mut response = next.run(req).await;
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
-             connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ),
+    crate::page_security_headers(
+        response.headers_mut(),
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        is_asset,
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    if !is_asset {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
     response
 }
 
