@@ -397,7 +397,6 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         telemetry: telemetry.clone(),
         config,
         link: Some(status.clone()),
-        instance: BUILT_IN_GATEWAY.to_owned(),
     };
     let (_, admin) = gatehouse_gateway::admin::start(admin_addr, status, sources)
         .await

@@ -57,7 +57,7 @@ pub struct CompiledApi {
     /// No key is needed: the API does not require one, or it is in an open product.
     pub open: bool,
     pub key_header: HeaderName,
-    pub key_query: Box<str>,
+    pub key_query: Arc<str>,
     pub operations: Vec<CompiledOperation>,
     /// Answers CORS preflights no operation matches (see [`crate::proxy`]); `None` when the
     /// API's effective inbound policy has no cors policy.

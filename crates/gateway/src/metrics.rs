@@ -29,7 +29,6 @@ pub struct Sources {
     pub config: ConfigHandle,
     /// The link of a self-hosted gateway; `None` for the built-in one.
     pub link: Option<Arc<crate::status::Status>>,
-    pub instance: String,
 }
 
 /// Encodes everything, as OpenMetrics when `openmetrics`, else as the classic text format.

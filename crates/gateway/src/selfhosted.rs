@@ -114,7 +114,6 @@ pub async fn run(
         telemetry: telemetry.clone(),
         config: config.clone(),
         link: Some(status.clone()),
-        instance: settings.link.instance.clone(),
     };
     let (admin_addr, admin) = crate::admin::start(settings.admin_listen, status.clone(), sources)
         .await

@@ -347,10 +347,7 @@ impl WorkerTelemetry {
             cache: record.cache,
             error: record.error.as_ref().map(|e| e.reason.clone()),
         };
-        s.metrics
-            .entry(key)
-            .or_default()
-            .observe(total, backend, outcome);
+        s.metrics.entry(key).or_default().observe(total, backend);
 
         if let (Some(api), Some(operation)) = (&record.api, &record.operation) {
             let minute = unix_secs(record.timestamp) / 60 * 60;
@@ -468,7 +465,7 @@ pub struct Record {
     pub product: Option<Arc<str>>,
     pub subscription: Option<Arc<str>>,
     /// The API's subscription-key query parameter, dropped from the logged URL.
-    pub key_query: Option<Box<str>>,
+    pub key_query: Option<Arc<str>>,
     pub status: u16,
     pub backend_status: Option<u16>,
     pub backend_time: Option<Duration>,
@@ -482,24 +479,29 @@ pub struct Record {
 }
 
 impl Record {
-    /// Path and query as logged: without the subscription key parameter.
-    fn url(&self) -> String {
-        let path = self.uri.path();
+    /// Path and query as logged: without the subscription key parameter. Calls `part` with
+    /// the path, then each separator (`?`, `&`) and each kept `name=value` pair, in order.
+    fn url_parts<'a>(&'a self, mut part: impl FnMut(&'a str)) {
+        part(self.uri.path());
         let Some(query) = self.uri.query() else {
-            return path.to_owned();
+            return;
         };
-        let mut url = String::with_capacity(path.len() + query.len() + 1);
-        url.push_str(path);
         let mut first = true;
         for pair in query.split('&') {
             let name = pair.split_once('=').map_or(pair, |(n, _)| n);
             if pair.is_empty() || self.key_query.as_deref() == Some(name) {
                 continue;
             }
-            url.push(if first { '?' } else { '&' });
-            url.push_str(pair);
+            part(if first { "?" } else { "&" });
+            part(pair);
             first = false;
         }
+    }
+
+    /// The logged URL as a string.
+    fn url(&self) -> String {
+        let mut url = String::new();
+        self.url_parts(|p| url.push_str(p));
         url
     }
 
@@ -578,22 +580,9 @@ impl Record {
         out.extend_from_slice(b"}\n");
     }
 
-    /// The path and query as logged (without the subscription-key parameter), JSON-escaped.
+    /// The logged URL, JSON-escaped.
     fn push_url(&self, out: &mut Vec<u8>) {
-        push_escaped(out, self.uri.path().as_bytes());
-        let Some(query) = self.uri.query() else {
-            return;
-        };
-        let mut first = true;
-        for pair in query.split('&') {
-            let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-            if pair.is_empty() || self.key_query.as_deref() == Some(name) {
-                continue;
-            }
-            out.push(if first { b'?' } else { b'&' });
-            push_escaped(out, pair.as_bytes());
-            first = false;
-        }
+        self.url_parts(|p| push_escaped(out, p.as_bytes()));
     }
 
     fn text_line(&self, out: &mut Vec<u8>, total: Duration, bytes_out: u64) {
@@ -826,7 +815,7 @@ pub(crate) struct RequestMetrics {
 }
 
 impl RequestMetrics {
-    fn observe(&mut self, total: Duration, backend: Option<Duration>, _outcome: Outcome) {
+    fn observe(&mut self, total: Duration, backend: Option<Duration>) {
         self.requests += 1;
         self.total.observe(total);
         match backend {
