@@ -295,6 +295,31 @@ impl Drop for Gatehouse {
     }
 }
 
+/// Binds a loopback port and answers every request on it with `handle`, for as long as the
+/// test runs; returns the address.
+pub async fn serve_loopback<H, F>(handle: H) -> SocketAddr
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(handle))
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
 /// What a backend received.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -315,25 +340,9 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
         let record = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let record = record.clone();
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req| answer(record.clone(), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let addr = serve_loopback(move |req| answer(record.clone(), req)).await;
         Self { addr, seen }
     }
 
@@ -675,25 +684,9 @@ pub struct OtlpReceiver {
 
 impl OtlpReceiver {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let spans: Arc<Mutex<Vec<OtlpSpan>>> = Arc::default();
         let record = spans.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let record = record.clone();
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req| otlp_receive(record.clone(), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let addr = serve_loopback(move |req| otlp_receive(record.clone(), req)).await;
         Self { addr, spans }
     }
 
