@@ -105,10 +105,20 @@ impl Gatehouse {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "gatehouse exited early with {status}: {}",
-                    std::fs::read_to_string(self.data.join("gatehouse.log")).unwrap_or_default()
-                );
+                let log =
+                    std::fs::read_to_string(self.data.join("gatehouse.log")).unwrap_or_default();
+                // A port from `free_port` can be taken by a parallel test before we bind it.
+                // On a first start, pick new ports and try again (a restart must keep its own).
+                let ours = [self.control_port, self.gateway_port, self.admin_port]
+                    .iter()
+                    .any(|p| log.contains(&format!("127.0.0.1:{p} ")));
+                if self.token.is_empty() && ours && log.contains("Address already in use") {
+                    self.control_port = free_port();
+                    self.gateway_port = free_port();
+                    self.admin_port = free_port();
+                    return Box::pin(self.start()).await;
+                }
+                panic!("gatehouse exited early with {status}: {log}");
             }
             let ready = self
                 .http
