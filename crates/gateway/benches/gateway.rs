@@ -261,12 +261,13 @@ fn telemetry_benches(c: &mut Criterion) {
         "gold".into(),
         "sub-54321".into(),
     );
+    let client: std::sync::Arc<str> = "10.1.2.3".into();
     let record = || {
         let mut r = worker.begin(
             &http::Method::GET,
             &uri,
             &headers,
-            "10.1.2.3".parse().unwrap(),
+            &client,
             &id,
         );
         r.api = Some(api.clone());

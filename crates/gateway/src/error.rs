@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 
-use crate::proxy::Body;
+use crate::proxy::ResponseBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -25,7 +25,7 @@ pub enum GatewayError {
     #[error("the backend URL could not be built: {0}")]
     BadUpstreamUri(http::Error),
     #[error("the backend could not be reached: {0}")]
-    BackendUnreachable(#[source] hyper_util::client::legacy::Error),
+    BackendUnreachable(#[source] crate::upstream::UpstreamError),
     #[error("the backend did not answer within {0:?}")]
     BackendTimeout(std::time::Duration),
 }
@@ -82,7 +82,7 @@ impl GatewayError {
     }
 
     /// The response the client gets. Server-side failures are logged here, with the request id.
-    pub fn into_response(self, request_id: &HeaderValue) -> Response<Body> {
+    pub fn into_response(self, request_id: &HeaderValue) -> Response<ResponseBody> {
         let (status, body) = self.status_and_body();
         if status.is_server_error() {
             tracing::warn!(

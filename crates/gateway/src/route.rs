@@ -5,6 +5,8 @@
 //! candidates differ, a literal beats a parameter, which beats a catch-all; an exact method
 //! beats `*`.
 
+use std::sync::Arc;
+
 use gatehouse_model::template::{Segment, UrlTemplate};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +23,7 @@ pub struct CompiledOperation {
     /// `None` matches any method.
     method: Option<http::Method>,
     patterns: Vec<Pattern>,
-    pub param_names: Vec<Box<str>>,
+    pub param_names: Vec<Arc<str>>,
     /// Display name, method and template as written, for `context.Operation`.
     pub name: std::sync::Arc<str>,
     pub method_text: std::sync::Arc<str>,
@@ -92,30 +94,38 @@ impl CompiledOperation {
     }
 
     /// The template parameters of a request path this operation matched.
-    pub fn matched(&self, rest: &str) -> Vec<(String, String)> {
+    pub fn matched(&self, rest: &str) -> Vec<(Arc<str>, String)> {
+        if self.param_names.is_empty() {
+            return Vec::new();
+        }
         let trimmed = rest.strip_prefix('/').unwrap_or(rest);
         let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-        let segments: Vec<&str> = if trimmed.is_empty() {
-            Vec::new()
-        } else {
-            trimmed.split('/').collect()
-        };
+        // The segments not yet matched, as one slice: a catch-all takes it whole.
+        let mut tail = (!trimmed.is_empty()).then_some(trimmed);
         let mut names = self.param_names.iter();
-        let mut out = Vec::new();
-        for (i, p) in self.patterns.iter().enumerate() {
+        let mut out = Vec::with_capacity(self.param_names.len());
+        for p in &self.patterns {
+            let here = tail;
+            let segment = tail.map(|t| match t.split_once('/') {
+                Some((segment, after)) => {
+                    tail = Some(after);
+                    segment
+                }
+                None => {
+                    tail = None;
+                    t
+                }
+            });
             match p {
                 Pattern::Literal(_) => {}
                 Pattern::Param => {
-                    if let (Some(n), Some(v)) = (names.next(), segments.get(i)) {
-                        out.push((n.to_string(), (*v).to_owned()));
+                    if let (Some(n), Some(v)) = (names.next(), segment) {
+                        out.push((n.clone(), v.to_owned()));
                     }
                 }
                 Pattern::CatchAll => {
                     if let Some(n) = names.next() {
-                        out.push((
-                            n.to_string(),
-                            segments.get(i..).map(|s| s.join("/")).unwrap_or_default(),
-                        ));
+                        out.push((n.clone(), here.unwrap_or_default().to_owned()));
                     }
                 }
             }
@@ -198,6 +208,30 @@ mod tests {
         list.iter()
             .map(|(id, m, t)| CompiledOperation::compile(id, m, t).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn matched_parameters_take_their_segments() {
+        let pairs = |op: &CompiledOperation, rest: &str| -> Vec<(String, String)> {
+            op.matched(rest)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+        };
+        let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let o = ops(&[
+            ("item", "GET", "/users/{user}/items/{item}"),
+            ("files", "GET", "/files/{*path}"),
+            ("plain", "GET", "/status"),
+        ]);
+        assert_eq!(
+            pairs(&o[0], "/users/7/items/42/"),
+            [p("user", "7"), p("item", "42")]
+        );
+        assert_eq!(pairs(&o[1], "/files/a/b//c"), [p("path", "a/b//c")]);
+        assert_eq!(pairs(&o[1], "/files"), [p("path", "")]);
+        assert_eq!(pairs(&o[0], "/users"), [] as [(String, String); 0]);
+        assert!(o[2].matched("/status").is_empty());
     }
 
     #[test]

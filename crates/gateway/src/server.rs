@@ -173,7 +173,10 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let worker = worker.clone();
-        let service = service_fn(move |req| worker.clone().handle(remote, req));
+        // The client's address as text, once per connection: logs, X-Forwarded-For and
+        // `context.Request.IpAddress` share it.
+        let ip: Arc<str> = remote.ip().to_string().into();
+        let service = service_fn(move |req| worker.clone().handle(ip.clone(), req));
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();

@@ -9,7 +9,6 @@
 
 use std::borrow::Cow;
 use std::io::Write as _;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,7 +22,7 @@ use rustc_hash::FxHashMap;
 
 use gatehouse_model::telemetry::{Aggregate, Outcome, Sample};
 
-use crate::proxy::Body;
+use crate::proxy::ResponseBody as Body;
 
 /// How requests are logged on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -288,7 +287,7 @@ impl WorkerTelemetry {
         method: &Method,
         uri: &Uri,
         headers: &http::HeaderMap,
-        client: IpAddr,
+        client: &Arc<str>,
         request_id: &HeaderValue,
     ) -> Record {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -300,7 +299,7 @@ impl WorkerTelemetry {
             timestamp: SystemTime::now(),
             method: method.clone(),
             uri: uri.clone(),
-            client,
+            client: client.clone(),
             request_id: request_id.clone(),
             api: None,
             operation: None,
@@ -458,7 +457,8 @@ pub struct Record {
     timestamp: SystemTime,
     method: Method,
     uri: Uri,
-    client: IpAddr,
+    /// The client's address as text (made once per connection).
+    client: Arc<str>,
     request_id: HeaderValue,
     pub api: Option<Arc<str>>,
     pub operation: Option<Arc<str>>,
@@ -536,7 +536,7 @@ impl Record {
         out.extend_from_slice(b"\",\"requestId\":");
         push_json_bytes(out, self.request_id.as_bytes());
         out.extend_from_slice(b",\"clientIp\":\"");
-        let _ = write!(out, "{}", self.client);
+        out.extend_from_slice(self.client.as_bytes());
         out.extend_from_slice(b"\",\"method\":");
         push_json_opt_bytes(out, Some(self.method.as_str()));
         out.extend_from_slice(b",\"url\":\"");
@@ -914,7 +914,7 @@ mod tests {
             &Method::GET,
             &uri.parse().unwrap(),
             &http::HeaderMap::new(),
-            "127.0.0.1".parse().unwrap(),
+            &Arc::from("127.0.0.1"),
             &HeaderValue::from_static("rid-1"),
         );
         r.api = Some("echo".into());

@@ -445,7 +445,7 @@ mod tests {
                     &http::Method::GET,
                     &"/a/b".parse().unwrap(),
                     &http::HeaderMap::new(),
-                    "127.0.0.1".parse().unwrap(),
+                    &std::sync::Arc::from("127.0.0.1"),
                     &http::HeaderValue::from_static("r"),
                 );
                 r.api = Some("a".into());

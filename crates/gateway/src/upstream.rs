@@ -1,16 +1,33 @@
-//! The workers' upstream connector: hyper-util's `HttpConnector`, counting the connections it
-//! opens and those still open, for `/metrics`. A pool that reuses its connections opens few.
+//! The workers' upstream connections: a pool per worker of HTTP/1.1 connections to the
+//! backends, reused for as long as the backends keep them open.
+//!
+//! A connection leaves its pool for one request and goes back when the response body has
+//! been read to its end ([`UpstreamBody`]); the next request to the same backend takes the
+//! most recently returned one. A body dropped before its end takes its connection with it,
+//! since what is left of the body would still be on the wire. hyper-util's legacy client does
+//! the same job with more on every request: a pool shared behind wake-up channels, a clone of
+//! the client, and a task spawned per request to return the connection.
+//!
+//! The pool also counts the connections it opens and those still open, for `/metrics`.
 
-use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use http::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustc_hash::FxHashMap;
 use tokio::net::TcpStream;
+
+use crate::proxy::Body;
 
 /// Upstream connections of one gateway process.
 #[derive(Debug, Default)]
@@ -21,97 +38,344 @@ pub struct UpstreamGauges {
     pub opened: AtomicU64,
 }
 
-/// An `HttpConnector` that counts.
+/// How long connections may take to open and may stay idle, and how many may wait per backend.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_idle_per_backend: usize,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            max_idle_per_backend: 256,
+        }
+    }
+}
+
+/// Why a request did not get a response from its backend.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot resolve {authority}: {source}")]
+    Resolve {
+        authority: Authority,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {authority}: {source}")]
+    Connect {
+        authority: Authority,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the connection to {authority} failed: {source}")]
+    Http {
+        authority: Authority,
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+/// One worker's pool. Cloning it is cheap and shares the pool.
 #[derive(Clone)]
-pub struct CountingConnector {
-    inner: HttpConnector,
+pub struct UpstreamPool {
+    shared: Arc<Shared>,
+}
+
+/// Idle connections by backend authority (as the configuration spells it). A backend's list
+/// stays when it empties, so the next request does not allocate it again; the sweeper drops
+/// the empty ones.
+type IdleMap = FxHashMap<Box<str>, Vec<Idle>>;
+
+struct Shared {
+    idle: Mutex<IdleMap>,
     gauges: Arc<UpstreamGauges>,
+    settings: PoolSettings,
+    /// The sweeper that closes connections idle for too long runs (started with the first
+    /// connection, inside the worker's runtime).
+    sweeping: AtomicBool,
 }
 
-impl CountingConnector {
-    pub fn new(inner: HttpConnector, gauges: Arc<UpstreamGauges>) -> Self {
-        Self { inner, gauges }
-    }
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
 }
 
-type ConnectFuture =
-    Pin<Box<dyn Future<Output = Result<Counted, Box<dyn std::error::Error + Send + Sync>>> + Send>>;
-
-impl tower_service::Service<Uri> for CountingConnector {
-    type Response = Counted;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-    type Future = ConnectFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+impl UpstreamPool {
+    pub fn new(gauges: Arc<UpstreamGauges>, settings: PoolSettings) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                idle: Mutex::new(IdleMap::default()),
+                gauges,
+                settings,
+                sweeping: AtomicBool::new(false),
+            }),
+        }
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let gauges = self.gauges.clone();
-        Box::pin(async move {
-            let io = connecting.await?;
-            gauges.opened.fetch_add(1, Ordering::Relaxed);
-            gauges.open.fetch_add(1, Ordering::Relaxed);
-            Ok(Counted { io, gauges })
+    /// Sends `request` (origin-form URI, `Host` set) to `authority` over a pooled connection,
+    /// or a new one. A pooled connection the backend closed before it took the request is
+    /// skipped, and the request goes on the next one.
+    pub async fn send(
+        &self,
+        authority: &Authority,
+        mut request: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        while let Some(mut sender) = self.shared.checkout(authority).await {
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(self.lease(authority, sender, response)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => {
+                        return Err(UpstreamError::Http {
+                            authority: authority.clone(),
+                            source: e.into_error(),
+                        });
+                    }
+                },
+            }
+        }
+        let mut sender = self.connect(authority).await?;
+        match sender.send_request(request).await {
+            Ok(response) => Ok(self.lease(authority, sender, response)),
+            Err(source) => Err(UpstreamError::Http {
+                authority: authority.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn lease(
+        &self,
+        authority: &Authority,
+        sender: SendRequest<Body>,
+        response: Response<Incoming>,
+    ) -> Response<UpstreamBody> {
+        response.map(|inner| UpstreamBody {
+            inner,
+            lease: Some(Lease {
+                pool: self.shared.clone(),
+                authority: authority.clone(),
+                sender,
+            }),
         })
     }
+
+    async fn connect(&self, authority: &Authority) -> Result<SendRequest<Body>, UpstreamError> {
+        self.start_sweeping();
+        let addrs = resolve(authority).await?;
+        let connect_error = |source| UpstreamError::Connect {
+            authority: authority.clone(),
+            source,
+        };
+        let mut last = std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the name resolved to no address",
+        );
+        for addr in addrs {
+            let connecting = TcpStream::connect(addr);
+            let stream = match tokio::time::timeout(
+                self.shared.settings.connect_timeout,
+                connecting,
+            )
+            .await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    last = e;
+                    continue;
+                }
+                Err(_) => {
+                    last = std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "{addr} did not accept within {:?}",
+                            self.shared.settings.connect_timeout
+                        ),
+                    );
+                    continue;
+                }
+            };
+            stream.set_nodelay(true).map_err(connect_error)?;
+            let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+            socket2::SockRef::from(&stream)
+                .set_tcp_keepalive(&keepalive)
+                .map_err(connect_error)?;
+            let (sender, connection) = hyper::client::conn::http1::Builder::new()
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|source| UpstreamError::Http {
+                    authority: authority.clone(),
+                    source,
+                })?;
+            let gauges = self.shared.gauges.clone();
+            gauges.opened.fetch_add(1, Ordering::Relaxed);
+            gauges.open.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "upstream connection ended with an error");
+                }
+                gauges.open.fetch_sub(1, Ordering::Relaxed);
+            });
+            return Ok(sender);
+        }
+        Err(connect_error(last))
+    }
+
+    /// Starts the task that closes idle connections, once, from inside the worker's runtime.
+    fn start_sweeping(&self) {
+        if self.shared.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let pool: Weak<Shared> = Arc::downgrade(&self.shared);
+        let period = (self.shared.settings.idle_timeout / 2).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match pool.upgrade() {
+                    Some(pool) => pool.sweep(),
+                    None => break,
+                }
+            }
+        });
+    }
+
+    /// Idle connections now, all backends together (for tests).
+    pub fn idle_count(&self) -> usize {
+        self.shared.lock().values().map(Vec::len).sum()
+    }
 }
 
-/// A connection that leaves the count when it closes.
-pub struct Counted {
-    io: TokioIo<TcpStream>,
-    gauges: Arc<UpstreamGauges>,
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleMap> {
+        // The map stays consistent whatever a panicking holder did: take it back.
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The most recently returned open connection to `authority`, once it can take a request.
+    async fn checkout(&self, authority: &Authority) -> Option<SendRequest<Body>> {
+        loop {
+            let mut idle = self.lock().get_mut(authority.as_str())?.pop()?;
+            if idle.sender.is_closed() || idle.since.elapsed() > self.settings.idle_timeout {
+                continue;
+            }
+            // Returned at the end of a body: ready at once, or as soon as the connection's
+            // task has seen that end. An error means it closed meanwhile.
+            if idle.sender.ready().await.is_ok() {
+                return Some(idle.sender);
+            }
+        }
+    }
+
+    fn put(&self, authority: &Authority, sender: SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut map = self.lock();
+        if !map.contains_key(authority.as_str()) {
+            map.insert(authority.as_str().into(), Vec::new());
+        }
+        let Some(list) = map.get_mut(authority.as_str()) else {
+            return;
+        };
+        if list.len() < self.settings.max_idle_per_backend {
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Drops the connections idle longer than the idle timeout, and those the backend closed.
+    fn sweep(&self) {
+        let timeout = self.settings.idle_timeout;
+        let mut map = self.lock();
+        map.retain(|_, list| {
+            list.retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() <= timeout);
+            !list.is_empty()
+        });
+    }
 }
 
-impl Drop for Counted {
+/// The addresses of an authority: itself when it is an IP address, else from the resolver.
+async fn resolve(authority: &Authority) -> Result<Vec<SocketAddr>, UpstreamError> {
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority.host();
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(addrs) => Ok(addrs.collect()),
+        Err(source) => Err(UpstreamError::Resolve {
+            authority: authority.clone(),
+            source,
+        }),
+    }
+}
+
+/// A connection out of its pool for one response.
+struct Lease {
+    pool: Arc<Shared>,
+    authority: Authority,
+    sender: SendRequest<Body>,
+}
+
+/// A backend's response body. Its connection goes back to the pool when the body has been
+/// read to its end.
+pub struct UpstreamBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl UpstreamBody {
+    fn release(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.pool.put(&lease.authority, lease.sender);
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        self.gauges.open.fetch_sub(1, Ordering::Relaxed);
+        if self.inner.is_end_stream() {
+            self.release();
+        }
     }
 }
 
-impl Connection for Counted {
-    fn connected(&self) -> Connected {
-        self.io.connected()
-    }
-}
+impl HttpBody for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
 
-impl hyper::rt::Read for Counted {
-    fn poll_read(
+    fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for Counted {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+            // The rest of the body is lost: so is the connection.
+            Poll::Ready(Some(Err(_))) => this.lease = None,
+            _ => {}
+        }
+        polled
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

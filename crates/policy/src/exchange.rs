@@ -67,11 +67,11 @@ pub struct RequestInfo {
     pub user: Option<UserInfo>,
     pub gateway_id: Arc<str>,
     pub region: Arc<str>,
-    pub ip: String,
+    pub ip: Arc<str>,
     pub request_id: uuid::Uuid,
     pub timestamp: Option<SystemTime>,
     pub original_url: String,
-    pub matched: Vec<(String, String)>,
+    pub matched: Vec<(Arc<str>, String)>,
     /// The operation's response examples from its OpenAPI document (`mock-response`).
     pub examples: Option<Arc<gatehouse_model::snapshot::ResponseExamples>>,
 }
@@ -256,7 +256,11 @@ impl Context for Exchange {
     }
 
     fn matched_parameters(&self) -> Vec<(String, String)> {
-        self.info.matched.clone()
+        self.info
+            .matched
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     fn response_status(&self) -> Option<(u16, Cow<'_, str>)> {
@@ -323,6 +327,33 @@ impl Context for Exchange {
             Field::LastErrorPath => Cow::Borrowed(err?.path.as_str()),
             Field::LastErrorPolicyId => Cow::Borrowed(err?.policy_id.as_str()),
         })
+    }
+
+    fn shared_field(&self, field: Field) -> Option<Arc<str>> {
+        let i = &self.info;
+        let shared = |s: &Arc<str>| Some(s.clone());
+        match field {
+            Field::SubscriptionId => shared(&i.subscription.as_ref()?.id),
+            Field::SubscriptionName => shared(&i.subscription.as_ref()?.name),
+            Field::ProductId => shared(&i.product.as_ref()?.0),
+            Field::ProductName => shared(&i.product.as_ref()?.1),
+            Field::ApiId => shared(&i.api_id),
+            Field::ApiName => shared(&i.api_name),
+            Field::ApiPath => shared(&i.api_path),
+            Field::ApiVersion => i.api_version.clone(),
+            Field::ApiServiceUrl => i.service_url.clone(),
+            Field::OperationId => shared(&i.operation_id),
+            Field::OperationName => shared(&i.operation_name),
+            Field::OperationMethod => shared(&i.operation_method),
+            Field::OperationUrlTemplate => shared(&i.operation_url_template),
+            Field::DeploymentRegion => shared(&i.region),
+            Field::DeploymentGatewayId => shared(&i.gateway_id),
+            other => self.field(other).map(|text| Arc::from(&*text)),
+        }
+    }
+
+    fn shared_ip_address(&self) -> Arc<str> {
+        self.info.ip.clone()
     }
 
     fn request_id(&self) -> uuid::Uuid {

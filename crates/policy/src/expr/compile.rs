@@ -705,6 +705,17 @@ impl Compiler<'_> {
                         ),
                     )
                 })?;
+                if op == BinOp::Add && ty == Ty::String {
+                    // `a + "@" + b` is one concatenation of three pieces, not two of two.
+                    let mut pieces = Vec::new();
+                    for side in [*la, *lb] {
+                        match side {
+                            Node::Concat(inner) => pieces.extend(inner.into_vec()),
+                            other => pieces.push(other),
+                        }
+                    }
+                    return Ok(T::new(Node::Concat(pieces.into()), ty));
+                }
                 T::new(Node::Binary(op, la, lb), ty)
             }
         })

@@ -3,6 +3,7 @@
 //! them, so nothing is copied or computed for expressions that don't ask.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::Value;
@@ -163,6 +164,17 @@ pub trait Context {
 
     /// A string property of one of those objects; `None` is null.
     fn field(&self, field: Field) -> Option<Cow<'_, str>>;
+
+    /// [`Context::field`] as an expression's string. An implementation that holds the text
+    /// shared hands out a clone of it instead of a copy.
+    fn shared_field(&self, field: Field) -> Option<Arc<str>> {
+        self.field(field).map(|text| Arc::from(&*text))
+    }
+
+    /// [`Context::ip_address`] as an expression's string; shared likewise.
+    fn shared_ip_address(&self) -> Arc<str> {
+        Arc::from(&*self.ip_address())
+    }
 
     /// `context.RequestId`.
     fn request_id(&self) -> uuid::Uuid;

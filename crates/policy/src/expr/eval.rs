@@ -210,6 +210,7 @@ impl Machine<'_> {
                 Ok(convert(v, ty, *mode)?)
             }
             Node::Interp(pieces) => self.interpolate(pieces),
+            Node::Concat(pieces) => self.concat(pieces),
             Node::NullChain(inner) => match self.eval(inner) {
                 Err(Halt::Short) => Ok(Value::Null),
                 other => other,
@@ -281,6 +282,18 @@ impl Machine<'_> {
             }
             None => linq::run(l.op, items, None, arg.as_ref())?,
         })
+    }
+
+    /// C#'s string `+`: every piece's `ToString()`, null as empty; never null itself.
+    fn concat(&mut self, pieces: &[Node]) -> Ev<Value> {
+        let mut out = String::with_capacity(64);
+        for p in pieces {
+            let v = self.eval(p)?;
+            let text = v.policy_str();
+            self.rt.alloc(text.len())?;
+            out.push_str(&text);
+        }
+        Ok(Value::String(out.into()))
     }
 
     fn interpolate(&mut self, pieces: &[Piece]) -> Ev<Value> {

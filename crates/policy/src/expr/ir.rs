@@ -21,8 +21,10 @@ pub(crate) enum Node {
     Index(Box<Node>, Box<Node>),
     Linq(Box<Linq>),
     Unary(UnOp, Box<Node>),
-    /// Arithmetic, comparison and bitwise operators (not `&&`, `||`, `??`).
+    /// Arithmetic, comparison and bitwise operators (not `&&`, `||`, `??`), except string `+`.
     Binary(BinOp, Box<Node>, Box<Node>),
+    /// A chain of string `+`: each piece's `ToString()` (null: empty), joined in one string.
+    Concat(Box<[Node]>),
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
     Coalesce(Box<Node>, Box<Node>),

@@ -180,9 +180,12 @@ pub(crate) fn binary(op: BinOp, a: Value, b: Value, rt: &mut Rt<'_>) -> RtResult
             }));
         }
         B::Add if is_text(&a) || is_text(&b) => {
-            let (x, y) = (a.to_policy_string(), b.to_policy_string());
+            let (x, y) = (a.policy_str(), b.policy_str());
             rt.alloc(x.len() + y.len())?;
-            return Ok(Value::String((x + &y).into()));
+            let mut joined = String::with_capacity(x.len() + y.len());
+            joined.push_str(&x);
+            joined.push_str(&y);
+            return Ok(Value::String(joined.into()));
         }
         _ => {}
     }

@@ -49,6 +49,22 @@ fn expr_is_send_and_sync() {
 }
 
 #[test]
+fn string_concatenation_follows_csharp() {
+    assert_eq!(ok("@(1 + 2 + \"a\")"), "3a");
+    assert_eq!(ok("@(\"a\" + 1 + 2)"), "a12");
+    assert_eq!(ok("@(\"a\" + (1 + 2))"), "a3");
+    assert_eq!(ok("@(\"a\" + (\"b\" + 'c') + true + 1.5)"), "abcTrue1.5");
+    assert_eq!(
+        ok("@(context.Api.Name + \"/\" + context.Request.Method)"),
+        "Echo/POST"
+    );
+    // Two null strings join to an empty string, never to null.
+    let both_null = "@(context.Request.Headers.GetValueOrDefault(\"no\") + \
+                     context.Request.Headers.GetValueOrDefault(\"none\"))";
+    assert!(matches!(run(both_null), Ok(Value::String(s)) if s.is_empty()));
+}
+
+#[test]
 fn arithmetic_follows_csharp() {
     assert_eq!(ok("@(2147483647 + 1)"), "-2147483648");
     assert_eq!(ok("@(-7 / 2)"), "-3");

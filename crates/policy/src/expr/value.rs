@@ -191,6 +191,19 @@ impl Value {
     /// What C#'s `ToString()` gives (and what a policy attribute receives): `null` is empty,
     /// booleans are `True`/`False`, a double prints its shortest round-trip form (`5`, `3.5`,
     /// `1E+20`), a `JObject` indented JSON, a JSON string its text.
+    /// [`Value::to_policy_string`], borrowed where the value holds the text already.
+    pub fn policy_str(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow;
+        match self {
+            Self::Null => Cow::Borrowed(""),
+            Self::Bool(true) => Cow::Borrowed("True"),
+            Self::Bool(false) => Cow::Borrowed("False"),
+            Self::String(s) => Cow::Borrowed(s),
+            Self::Handle(Handle(Obj::Url(u) | Obj::Query(u))) => Cow::Borrowed(u),
+            _ => Cow::Owned(self.to_policy_string()),
+        }
+    }
+
     pub fn to_policy_string(&self) -> String {
         match self {
             Self::Null => String::new(),

@@ -158,7 +158,7 @@ fn predefined(ex: &Exchange, name: &str) -> String {
             .map(|s| s.id.to_string())
             .unwrap_or_default(),
         "gateway id" => info.gateway_id.to_string(),
-        "client ip" => info.ip.clone(),
+        "client ip" => info.ip.to_string(),
         _ => String::new(),
     }
 }

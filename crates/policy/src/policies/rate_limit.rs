@@ -23,6 +23,27 @@ struct Limit {
     /// (id-or-name) of the API this nested limit applies to.
     api: Option<String>,
     operation: Option<String>,
+    /// What follows the caller's part in this limit's counter key, made once.
+    suffix: Box<str>,
+}
+
+impl Limit {
+    fn new(calls: u64, period: Duration, api: Option<String>, operation: Option<String>) -> Self {
+        let suffix = format!(
+            "\u{1f}{}\u{1f}{}\u{1f}{calls}\u{1f}{}",
+            api.as_deref().unwrap_or(""),
+            operation.as_deref().unwrap_or(""),
+            period.as_secs()
+        )
+        .into();
+        Self {
+            calls,
+            period,
+            api,
+            operation,
+            suffix,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -104,12 +125,7 @@ impl RateLimit {
         }
         cx.allow_attrs(el, &allowed);
         let (calls, period) = limit(cx, el)?;
-        let mut limits = vec![Limit {
-            calls,
-            period,
-            api: None,
-            operation: None,
-        }];
+        let mut limits = vec![Limit::new(calls, period, None, None)];
         if !by_key {
             for api in el.elements() {
                 cx.allow_attrs(api, &["name", "id", "calls", "renewal-period"]);
@@ -119,12 +135,7 @@ impl RateLimit {
                     cx.error(api.pos, "<api> needs id or name");
                 }
                 if let Some((c, p)) = limit(cx, api) {
-                    limits.push(Limit {
-                        calls: c,
-                        period: p,
-                        api: api_id.clone(),
-                        operation: None,
-                    });
+                    limits.push(Limit::new(c, p, api_id.clone(), None));
                 }
                 for op in api.elements() {
                     cx.allow_attrs(op, &["name", "id", "calls", "renewal-period"]);
@@ -133,12 +144,7 @@ impl RateLimit {
                         cx.error(op.pos, "<operation> needs id or name");
                     }
                     if let Some((c, p)) = limit(cx, op) {
-                        limits.push(Limit {
-                            calls: c,
-                            period: p,
-                            api: api_id.clone(),
-                            operation: op_id,
-                        });
+                        limits.push(Limit::new(c, p, api_id.clone(), op_id));
                     }
                 }
             }
@@ -191,13 +197,19 @@ impl RateLimit {
                 None => 1,
             },
         };
-        let base_key = match &self.counter_key {
-            Some(k) => format!("rlk\u{1f}{}", k.eval(ex, budget)?),
-            None => format!(
-                "rl\u{1f}{}",
-                ex.info.subscription.as_ref().map_or("anonymous", |s| &s.id)
+        let (prefix, caller) = match &self.counter_key {
+            Some(k) => ("rlk\u{1f}", k.eval(ex, budget)?),
+            None => (
+                "rl\u{1f}",
+                std::borrow::Cow::Borrowed(
+                    ex.info
+                        .subscription
+                        .as_ref()
+                        .map_or("anonymous", |s| &*s.id),
+                ),
             ),
         };
+        let mut key = String::new();
         let mut tightest: Option<(Decision, &Limit)> = None;
         for l in &self.limits {
             if let Some(api) = &l.api
@@ -212,13 +224,11 @@ impl RateLimit {
             {
                 continue;
             }
-            let key = format!(
-                "{base_key}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
-                l.api.as_deref().unwrap_or(""),
-                l.operation.as_deref().unwrap_or(""),
-                l.calls,
-                l.period.as_secs()
-            );
+            key.clear();
+            key.reserve(prefix.len() + caller.len() + l.suffix.len());
+            key.push_str(prefix);
+            key.push_str(&caller);
+            key.push_str(&l.suffix);
             let d = io.count(&key, l.calls, l.period, increment).await;
             let worse = match &tightest {
                 None => true,

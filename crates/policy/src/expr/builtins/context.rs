@@ -160,7 +160,7 @@ pub(crate) fn get(o: CtxObj, m: Member, rt: &mut Rt<'_>) -> RtResult<Value> {
             None => return Err(RuntimeError::no_member("IContext", m.name())),
         },
         (CtxObj::Request, M::Method) => s(cx.request_method()),
-        (CtxObj::Request, M::IpAddress) => s(cx.ip_address()),
+        (CtxObj::Request, M::IpAddress) => Value::String(cx.shared_ip_address()),
         (CtxObj::Request, M::Url) => Value::obj(Obj::Url(cx.request_url().into())),
         (CtxObj::Request, M::OriginalUrl) => Value::obj(Obj::Url(cx.original_url().into())),
         (CtxObj::Request, M::Headers) => handle(CtxObj::Headers(Message::Request)),
@@ -199,7 +199,7 @@ pub(crate) fn get(o: CtxObj, m: Member, rt: &mut Rt<'_>) -> RtResult<Value> {
             Some(Field::ApiServiceUrl) => cx
                 .field(Field::ApiServiceUrl)
                 .map_or(Value::Null, |u| Value::obj(Obj::Url(u.into()))),
-            Some(f) => opt(cx.field(f)),
+            Some(f) => cx.shared_field(f).map_or(Value::Null, Value::String),
             None => return Err(RuntimeError::no_member(&Ty::Ctx(o).to_string(), m.name())),
         },
         _ => return Err(RuntimeError::no_member(&Ty::Ctx(o).to_string(), m.name())),
