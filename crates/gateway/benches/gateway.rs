@@ -263,13 +263,7 @@ fn telemetry_benches(c: &mut Criterion) {
     );
     let client: std::sync::Arc<str> = "10.1.2.3".into();
     let record = || {
-        let mut r = worker.begin(
-            &http::Method::GET,
-            &uri,
-            &headers,
-            &client,
-            &id,
-        );
+        let mut r = worker.begin(&http::Method::GET, &uri, &headers, &client, &id);
         r.api = Some(api.clone());
         r.operation = Some(op.clone());
         r.product = Some(product.clone());

@@ -470,9 +470,9 @@ fn upstream_uri(
 }
 
 /// The hop-by-hop headers of RFC 9110 §7.6.1 (and the `Connection` header naming more).
-const HOP_BY_HOP_COUNT: usize = 9;
-/// `Connection` comes first: [`strip_hop_by_hop`] reads what it names.
-static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
+/// The hop-by-hop headers of RFC 9110 §7.6.1, in the order of [`hop_by_hop_index`];
+/// `Connection` first, since it names more.
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -484,14 +484,29 @@ static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::UPGRADE,
 ];
 
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    })
+}
+
 /// Removes the hop-by-hop headers of RFC 9110 §7.6.1, including those named by `Connection`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One look at the names present costs less than removing (a hash and a probe) each name
     // that might be there; most messages have none, or only `Connection: keep-alive`.
-    let mut present = [false; HOP_BY_HOP_COUNT];
+    let mut present = [false; 9];
     let mut any = false;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+        if let Some(i) = hop_by_hop_index(name) {
             present[i] = true;
             any = true;
         }
@@ -501,15 +516,21 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     if present[0] {
         // `Connection` names more hop-by-hop headers; its usual tokens name none.
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|n| !n.eq_ignore_ascii_case("close") && !n.eq_ignore_ascii_case("keep-alive"))
-            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-            .collect();
+        let mut named: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(header::CONNECTION) {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim) {
+                if token.is_empty()
+                    || token.eq_ignore_ascii_case("close")
+                    || token.eq_ignore_ascii_case("keep-alive")
+                {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    named.push(name);
+                }
+            }
+        }
         for name in named {
             headers.remove(name);
         }
@@ -962,6 +983,9 @@ mod tests {
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
 
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
         // Without `Connection`, each listed header still goes; others stay.
         let mut h = HeaderMap::new();
         h.insert(
