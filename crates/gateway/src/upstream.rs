@@ -379,3 +379,159 @@ impl HttpBody for UpstreamBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Either, Full};
+    use hyper::service::service_fn;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A loopback HTTP/1.1 backend: `/close` answers with `Connection: close`, `/big` with a
+    /// 64 KiB body, `/empty` with 204, anything else with `ok`. Counts the connections it accepted.
+    async fn backend() -> (Authority, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = service_fn(|req: Request<Incoming>| async move {
+                        let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+                        match req.uri().path() {
+                            "/close" => {
+                                response
+                                    .headers_mut()
+                                    .insert(http::header::CONNECTION, "close".parse().unwrap());
+                            }
+                            "/big" => *response.body_mut() = Full::new(vec![b'x'; 65536].into()),
+                            "/empty" => {
+                                *response.status_mut() = http::StatusCode::NO_CONTENT;
+                                *response.body_mut() = Full::new(Bytes::new());
+                            }
+                            _ => {}
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (authority, accepted)
+    }
+
+    fn get(authority: &Authority, path: &'static str) -> Request<Body> {
+        let mut request = Request::new(Either::Left(Full::new(Bytes::new())));
+        *request.uri_mut() = http::Uri::from_static(path);
+        request.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_str(authority.as_str()).unwrap(),
+        );
+        request
+    }
+
+    async fn call(pool: &UpstreamPool, authority: &Authority, path: &'static str) -> Bytes {
+        let response = pool.send(authority, get(authority, path)).await.unwrap();
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    /// Waits up to 5 s for what the connection tasks do after a response.
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never true: {what}");
+    }
+
+    #[tokio::test]
+    async fn connections_are_reused_and_given_up_when_they_must_be() {
+        let (authority, accepted) = backend().await;
+        let gauges = Arc::new(UpstreamGauges::default());
+        let pool = UpstreamPool::new(gauges.clone(), PoolSettings::default());
+
+        // Read to the end, one after the other: one connection for all.
+        for _ in 0..50 {
+            assert_eq!(&call(&pool, &authority, "/").await[..], b"ok");
+        }
+        assert_eq!(call(&pool, &authority, "/big").await.len(), 65536);
+        assert!(call(&pool, &authority, "/empty").await.is_empty());
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(gauges.opened.load(Ordering::Relaxed), 1);
+        assert_eq!(pool.idle_count(), 1);
+
+        // A body dropped before its end takes its connection with it.
+        let unread = pool
+            .send(&authority, get(&authority, "/big"))
+            .await
+            .unwrap();
+        drop(unread);
+        assert_eq!(&call(&pool, &authority, "/").await[..], b"ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+        // A backend that closes after its answer: the next request opens a new connection
+        // and does not fail.
+        assert_eq!(&call(&pool, &authority, "/close").await[..], b"ok");
+        assert_eq!(&call(&pool, &authority, "/").await[..], b"ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        eventually("one connection open", || {
+            gauges.open.load(Ordering::Relaxed) == 1
+        })
+        .await;
+
+        // Concurrent requests each get a connection; all go back to the pool.
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (pool, authority) = (pool.clone(), authority.clone());
+                tokio::spawn(async move { call(&pool, &authority, "/").await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(&task.await.unwrap()[..], b"ok");
+        }
+        assert_eq!(pool.idle_count(), 8);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_swept() {
+        let (authority, _) = backend().await;
+        let gauges = Arc::new(UpstreamGauges::default());
+        let settings = PoolSettings {
+            idle_timeout: Duration::from_millis(200),
+            ..PoolSettings::default()
+        };
+        let pool = UpstreamPool::new(gauges.clone(), settings);
+        call(&pool, &authority, "/").await;
+        assert_eq!(pool.idle_count(), 1);
+        eventually("the idle connection swept", || pool.idle_count() == 0).await;
+        eventually("no connection open", || {
+            gauges.open.load(Ordering::Relaxed) == 0
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_backend_is_a_clear_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        drop(listener);
+        let pool = UpstreamPool::new(Arc::default(), PoolSettings::default());
+        let e = pool
+            .send(&authority, get(&authority, "/"))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, UpstreamError::Connect { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("cannot connect to {authority}"))
+        );
+    }
+}
