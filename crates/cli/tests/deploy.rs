@@ -1,4 +1,5 @@
-//! Deployment artefacts and the README's self-hosted gateway walkthrough.
+//! Deployment artefacts, the README's self-hosted gateway walkthrough, and the shell scripts
+//! of `benches/` and `scripts/` (they parse, and the README names each benchmark).
 //!
 //! There is no container engine on our machines, so the Dockerfile is checked by reading it;
 //! the Kubernetes manifests are checked for what the gateway needs and validated against the
@@ -227,4 +228,32 @@ fn readme_self_hosted_walkthrough_works_as_written() {
     );
     assert!(dir.join("gateway-backup").read_dir().unwrap().count() >= 1);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bench_and_helper_scripts_parse_and_the_readme_names_each_benchmark() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut checked = 0;
+    for dir in ["benches", "scripts"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if !text.starts_with("#!/usr/bin/env bash") {
+                continue;
+            }
+            let out = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{} does not parse: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if dir == "benches" {
+                let name = format!("benches/{}", path.file_name().unwrap().to_string_lossy());
+                assert!(readme.contains(&name), "README.md does not mention {name}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} scripts found");
 }
