@@ -544,7 +544,7 @@ pub async fn gateway(global: Global, cmd: GatewayCommand) -> Result<(), Failure>
                     Method::POST,
                     &format!("/mgmt/gateways/{id}/generateToken"),
                     Some(json!({
-                        "expiry": rfc3339(at),
+                        "expiry": gatehouse_model::reports::rfc3339(at),
                         "keyType": if secondary { "secondary" } else { "primary" },
                     })),
                 )
@@ -624,28 +624,6 @@ pub async fn gateway(global: Global, cmd: GatewayCommand) -> Result<(), Failure>
         }
     }
     Ok(())
-}
-
-/// Formats Unix seconds as an RFC 3339 UTC time.
-fn rfc3339(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
 }
 
 pub async fn policy(global: Global, cmd: PolicyCommand) -> Result<(), Failure> {
@@ -751,8 +729,10 @@ fn check_policies(global: &Global, files: &[PathBuf]) -> Result<(), Failure> {
 mod tests {
     #[test]
     fn rfc3339_from_unix() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_798_675_200), "2026-12-31T00:00:00Z");
-        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        // Token expiry times are sent in this form.
+        use gatehouse_model::reports::rfc3339;
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_798_675_200), "2026-12-31T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

@@ -43,10 +43,7 @@ async fn echo_calls(gh: &Gatehouse) -> u64 {
 }
 
 fn rfc3339(secs: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(secs as i64).unwrap();
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-        .replace(':', "%3A")
+    gatehouse_model::reports::rfc3339(secs as i64).replace(':', "%3A")
 }
 
 use support::repo_root;

@@ -214,8 +214,23 @@ fn check_format(snapshot: &Snapshot) -> Result<(), CompileError> {
     Ok(())
 }
 
-fn lowered_path(api: &SnapshotApi) -> String {
-    api.path.trim_matches('/').to_ascii_lowercase()
+/// How an API path keys the path index: without its slashes at either end, in lower case.
+fn lowered_path(path: &str) -> String {
+    path.trim_matches('/').to_ascii_lowercase()
+}
+
+/// The key index of all `subscriptions`.
+fn index_all_keys(
+    subscriptions: &[SnapshotSubscription],
+    by_id: &HashMap<Arc<str>, usize>,
+    product_index: &HashMap<&str, usize>,
+    revision: u64,
+) -> Result<KeyIndex, CompileError> {
+    let mut keys = KeyIndex::new();
+    for sub in subscriptions {
+        index_keys(&mut keys, sub, by_id, product_index, revision)?;
+    }
+    Ok(keys)
 }
 
 fn depth(path: &str) -> usize {
@@ -370,7 +385,7 @@ impl CompiledConfig {
         let mut apis = Vec::with_capacity(snapshot.apis.len());
         let mut max_depth = 0;
         for (index, api) in snapshot.apis.iter().enumerate() {
-            let path = lowered_path(api);
+            let path = lowered_path(&api.path);
             max_depth = max_depth.max(depth(&path));
             if by_path.insert(path.into_boxed_str(), index).is_some() {
                 return Err(fail(
@@ -389,10 +404,7 @@ impl CompiledConfig {
 
         let product_apis = members(&snapshot.products, &by_id);
         let product_index = product_index(&snapshot.products);
-        let mut keys = KeyIndex::new();
-        for sub in &snapshot.subscriptions {
-            index_keys(&mut keys, sub, &by_id, &product_index, revision)?;
-        }
+        let keys = index_all_keys(&snapshot.subscriptions, &by_id, &product_index, revision)?;
 
         Ok(Self {
             revision,
@@ -523,7 +535,7 @@ impl CompiledConfig {
         let mut by_path = (*self.by_path).clone();
         let mut api_set_changed = false;
         let free_path = |by_path: &mut HashMap<Box<str>, usize>, api: &CompiledApi| {
-            let old = api.path.trim_matches('/').to_ascii_lowercase();
+            let old = lowered_path(&api.path);
             if by_path.get(old.as_str()) == Some(&api.index) {
                 by_path.remove(old.as_str());
             }
@@ -564,7 +576,7 @@ impl CompiledConfig {
             compiled.push(api);
         }
         for api in compiled {
-            let path = api.path.trim_matches('/').to_ascii_lowercase();
+            let path = lowered_path(&api.path);
             if by_path.insert(path.into_boxed_str(), api.index).is_some() {
                 return Err(fail(
                     format!("apis.{}.path", api.id),
@@ -582,11 +594,7 @@ impl CompiledConfig {
         let product_index = product_index(&snapshot.products);
         let keys = if api_set_changed || snapshot.products.len() != old_products.len() {
             // Subscriptions refer to APIs and products by index: index them all again.
-            let mut keys = KeyIndex::new();
-            for sub in &snapshot.subscriptions {
-                index_keys(&mut keys, sub, &by_id, &product_index, revision)?;
-            }
-            keys
+            index_all_keys(&snapshot.subscriptions, &by_id, &product_index, revision)?
         } else {
             self.patched_keys(delta, &by_id, &product_index, revision)?
         };

@@ -245,8 +245,9 @@ impl UpstreamPool {
         });
     }
 
-    /// Idle connections now, all backends together (for tests).
-    pub fn idle_count(&self) -> usize {
+    /// Idle connections now, all backends together.
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
         self.shared.lock().values().map(Vec::len).sum()
     }
 }

@@ -193,8 +193,37 @@ fn all(headers: &HeaderMap) -> Vec<(String, String)> {
     out
 }
 
-fn opt(s: &Option<Arc<str>>) -> Option<Cow<'_, str>> {
-    s.as_deref().map(Cow::Borrowed)
+impl Exchange {
+    /// The `context` fields the exchange holds as shared strings: `Some` with the value (`None`
+    /// when null) for those, `None` for the others.
+    fn shared_text(&self, field: Field) -> Option<Option<&Arc<str>>> {
+        let i = &self.info;
+        let sub = i.subscription.as_ref();
+        let user = i.user.as_ref();
+        let product = i.product.as_ref();
+        Some(match field {
+            Field::SubscriptionId => sub.map(|s| &s.id),
+            Field::SubscriptionName => sub.map(|s| &s.name),
+            Field::UserId => user.map(|u| &u.id),
+            Field::UserEmail => user.map(|u| &u.email),
+            Field::UserFirstName => user.map(|u| &u.first_name),
+            Field::UserLastName => user.map(|u| &u.last_name),
+            Field::ProductId => product.map(|p| &p.0),
+            Field::ProductName => product.map(|p| &p.1),
+            Field::ApiId => Some(&i.api_id),
+            Field::ApiName => Some(&i.api_name),
+            Field::ApiPath => Some(&i.api_path),
+            Field::ApiVersion => i.api_version.as_ref(),
+            Field::ApiServiceUrl => i.service_url.as_ref(),
+            Field::OperationId => Some(&i.operation_id),
+            Field::OperationName => Some(&i.operation_name),
+            Field::OperationMethod => Some(&i.operation_method),
+            Field::OperationUrlTemplate => Some(&i.operation_url_template),
+            Field::DeploymentRegion => Some(&i.region),
+            Field::DeploymentGatewayId => Some(&i.gateway_id),
+            _ => return None,
+        })
+    }
 }
 
 impl Context for Exchange {
@@ -291,64 +320,31 @@ impl Context for Exchange {
     }
 
     fn field(&self, field: Field) -> Option<Cow<'_, str>> {
-        let i = &self.info;
-        let sub = i.subscription.as_ref();
-        let user = i.user.as_ref();
+        if let Some(shared) = self.shared_text(field) {
+            return shared.map(|s| Cow::Borrowed(&**s));
+        }
+        let sub = self.info.subscription.as_ref();
         let err = self.last_error.as_ref();
-        Some(match field {
-            Field::SubscriptionId => b(&sub?.id),
-            Field::SubscriptionName => b(&sub?.name),
-            Field::SubscriptionKey => Cow::Borrowed(sub?.key.as_str()),
-            // Gateways hold only hashes of keys: the other key is not known here.
-            Field::SubscriptionPrimaryKey | Field::SubscriptionSecondaryKey => return None,
-            Field::UserId => b(&user?.id),
-            Field::UserEmail => b(&user?.email),
-            Field::UserFirstName => b(&user?.first_name),
-            Field::UserLastName => b(&user?.last_name),
-            Field::ProductId => b(&i.product.as_ref()?.0),
-            Field::ProductName => b(&i.product.as_ref()?.1),
-            Field::ApiId => b(&i.api_id),
-            Field::ApiName => b(&i.api_name),
-            Field::ApiPath => b(&i.api_path),
-            Field::ApiVersion => return opt(&i.api_version),
-            Field::ApiServiceUrl => return opt(&i.service_url),
-            Field::OperationId => b(&i.operation_id),
-            Field::OperationName => b(&i.operation_name),
-            Field::OperationMethod => b(&i.operation_method),
-            Field::OperationUrlTemplate => b(&i.operation_url_template),
-            Field::DeploymentRegion => b(&i.region),
-            Field::DeploymentGatewayId => b(&i.gateway_id),
-            Field::DeploymentServiceName => Cow::Borrowed("gatehouse"),
-            Field::LastErrorSource => Cow::Borrowed(err?.source.as_str()),
-            Field::LastErrorReason => Cow::Borrowed(err?.reason.as_str()),
-            Field::LastErrorMessage => Cow::Borrowed(err?.message.as_str()),
-            Field::LastErrorScope => Cow::Borrowed(err?.scope.as_str()),
-            Field::LastErrorSection => Cow::Borrowed(err?.section.as_str()),
-            Field::LastErrorPath => Cow::Borrowed(err?.path.as_str()),
-            Field::LastErrorPolicyId => Cow::Borrowed(err?.policy_id.as_str()),
-        })
+        Some(Cow::Borrowed(match field {
+            Field::SubscriptionKey => sub?.key.as_str(),
+            Field::DeploymentServiceName => "gatehouse",
+            Field::LastErrorSource => err?.source.as_str(),
+            Field::LastErrorReason => err?.reason.as_str(),
+            Field::LastErrorMessage => err?.message.as_str(),
+            Field::LastErrorScope => err?.scope.as_str(),
+            Field::LastErrorSection => err?.section.as_str(),
+            Field::LastErrorPath => err?.path.as_str(),
+            Field::LastErrorPolicyId => err?.policy_id.as_str(),
+            // Gateways hold only hashes of keys: the other key is not known here. (The fields
+            // held shared were answered above.)
+            _ => return None,
+        }))
     }
 
     fn shared_field(&self, field: Field) -> Option<Arc<str>> {
-        let i = &self.info;
-        let shared = |s: &Arc<str>| Some(s.clone());
-        match field {
-            Field::SubscriptionId => shared(&i.subscription.as_ref()?.id),
-            Field::SubscriptionName => shared(&i.subscription.as_ref()?.name),
-            Field::ProductId => shared(&i.product.as_ref()?.0),
-            Field::ProductName => shared(&i.product.as_ref()?.1),
-            Field::ApiId => shared(&i.api_id),
-            Field::ApiName => shared(&i.api_name),
-            Field::ApiPath => shared(&i.api_path),
-            Field::ApiVersion => i.api_version.clone(),
-            Field::ApiServiceUrl => i.service_url.clone(),
-            Field::OperationId => shared(&i.operation_id),
-            Field::OperationName => shared(&i.operation_name),
-            Field::OperationMethod => shared(&i.operation_method),
-            Field::OperationUrlTemplate => shared(&i.operation_url_template),
-            Field::DeploymentRegion => shared(&i.region),
-            Field::DeploymentGatewayId => shared(&i.gateway_id),
-            other => self.field(other).map(|text| Arc::from(&*text)),
+        match self.shared_text(field) {
+            Some(shared) => shared.cloned(),
+            None => self.field(field).map(|text| Arc::from(&*text)),
         }
     }
 
@@ -363,8 +359,4 @@ impl Context for Exchange {
     fn timestamp(&self) -> SystemTime {
         self.info.timestamp.unwrap_or(SystemTime::UNIX_EPOCH)
     }
-}
-
-fn b(s: &Arc<str>) -> Cow<'_, str> {
-    Cow::Borrowed(s)
 }
