@@ -248,6 +248,10 @@ pub struct GatewayRunArgs {
     /// GATEHOUSE_TOKEN or the settings file than on the command line).
     #[arg(long, env = "GATEHOUSE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A file holding the gateway token, such as a mounted Kubernetes Secret: the token stays
+    /// out of `ps` and of the environment. Read at start.
+    #[arg(long, env = "GATEHOUSE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// A directory where every applied configuration is saved, so the gateway can start while
     /// the control plane is unreachable.
     #[arg(long, env = "GATEHOUSE_BACKUP_DIR")]

@@ -190,6 +190,22 @@ fn common(global: &Global, server: &ServerArgs, default_listen: &str) -> Result<
     })
 }
 
+/// Tells where the admin token is. Its value is printed only when it was just created: a start
+/// banner is often kept in logs that more people read than the data directory.
+fn print_admin_token(token: &str, created: bool, common: &Common) {
+    let file = common.data.join("admin-token");
+    if created {
+        println!(
+            "  Admin token:    {token}  (new; kept in {})",
+            file.display()
+        );
+    } else if common.control.admin_token.is_some() {
+        println!("  Admin token:    from GATEHOUSE_ADMIN_TOKEN or the settings file");
+    } else {
+        println!("  Admin token:    in {}", file.display());
+    }
+}
+
 async fn open(common: &Common, database: Option<&str>) -> Result<Opened, Failure> {
     prepare_data_dir(&common.data)?;
     let result = match database {
@@ -460,11 +476,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     println!("  Management API: {control_url}/mgmt  (Swagger UI: {control_url}/mgmt/docs)");
     println!("  Portal:         {control_url}/portal/");
     println!("  Data:           {}", common.data.display());
-    println!(
-        "  Admin token:    {}  (kept in {})",
-        opened.admin_token,
-        common.data.join("admin-token").display()
-    );
+    print_admin_token(&opened.admin_token, opened.admin_token_created, &common);
     if let Some(curl) = demo_curl {
         println!("\nTry the demo API:\n  {curl}");
     }
@@ -512,13 +524,7 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
         "  Portal:         {}/portal/",
         display_addr(common.control_addr)
     );
-    if opened.admin_token_created {
-        println!(
-            "  Admin token:    {}  (kept in {})",
-            opened.admin_token,
-            common.data.join("admin-token").display()
-        );
-    }
+    print_admin_token(&opened.admin_token, opened.admin_token_created, &common);
     let app = control
         .router()
         .merge(portal)
@@ -538,6 +544,50 @@ fn instance_name() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("gateway-{}", std::process::id()))
+}
+
+/// The gateway token from `--token`, `GATEHOUSE_TOKEN`, `--token-file`, `GATEHOUSE_TOKEN_FILE` or
+/// the settings file: exactly one of them.
+fn gateway_token(
+    args: &crate::args::GatewayRunArgs,
+    file: &FileSettings,
+) -> Result<String, Failure> {
+    let inline = args.token.clone().or_else(|| file.token.clone());
+    let path = args.token_file.clone().or_else(|| file.token_file.clone());
+    match (inline, path) {
+        (Some(_), Some(_)) => Err(Failure::input(
+            "the gateway token is given twice: use --token (GATEHOUSE_TOKEN) or --token-file (GATEHOUSE_TOKEN_FILE), not both",
+        )),
+        (Some(token), None) => {
+            let on_command_line =
+                std::env::args().any(|a| a == "--token" || a.starts_with("--token="));
+            if on_command_line {
+                tracing::warn!(
+                    "the gateway token was given with --token, where other users of this machine can read it (ps); use GATEHOUSE_TOKEN or --token-file"
+                );
+            }
+            Ok(token)
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Failure::input(format!(
+                    "cannot read the gateway token from {}: {e}; check --token-file (GATEHOUSE_TOKEN_FILE)",
+                    path.display()
+                ))
+            })?;
+            let token = text.trim();
+            if token.is_empty() {
+                return Err(Failure::input(format!(
+                    "the token file {} is empty; write the output of `gatehouse gateway token <id>` into it",
+                    path.display()
+                )));
+            }
+            Ok(token.to_owned())
+        }
+        (None, None) => Err(Failure::input(
+            "--token (or GATEHOUSE_TOKEN, or --token-file) is required: create one with `gatehouse gateway token <id>`",
+        )),
+    }
 }
 
 pub async fn gateway(args: crate::args::GatewayRunArgs) -> Result<(), Failure> {
@@ -562,9 +612,7 @@ pub async fn gateway(args: crate::args::GatewayRunArgs) -> Result<(), Failure> {
             "--config-endpoint '{endpoint}' must start with http:// or https://"
         )));
     }
-    let token = pick(&args.token, &file.token).ok_or_else(|| {
-        Failure::input("--token (or GATEHOUSE_TOKEN) is required: create one with `gatehouse gateway token <id>`")
-    })?;
+    let token = gateway_token(&args, &file)?;
     let duration =
         |what: &str, flag: &Option<String>, from_file: &Option<String>, default: &str| {
             parse_duration(

@@ -24,6 +24,7 @@ pub struct FileSettings {
     pub secret_key: Option<String>,
     pub config_endpoint: Option<String>,
     pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
     pub backup_dir: Option<PathBuf>,
     pub backup_key: Option<String>,
     pub admin_listen: Option<String>,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use gatehouse_model::token::GatewayToken;
 
-use crate::backup::{Backup, BackupError};
+use crate::backup::{Backup, BackupError, KeySource};
 use crate::link::{Link, LinkError, LinkSettings};
 use crate::status::{Source, Status};
 use crate::telemetry::{Telemetry, TelemetrySettings};
@@ -87,16 +87,20 @@ pub async fn run(
     let config = ConfigHandle::default();
 
     let mut restored = None;
+    let mut backup_problem = None;
     let backup = match &settings.backup_dir {
         Some(dir) => {
-            let backup = Backup::open(dir, settings.backup_key.as_deref())?;
-            if !backup.encrypted() {
-                tracing::warn!(
+            let backup = Backup::open(dir, &token, settings.backup_key.as_deref())?;
+            if let Some(w) = backup.permission_warning() {
+                tracing::warn!(warning = %w, "backup directory");
+            }
+            if backup.key_source() == KeySource::GatewayToken {
+                tracing::info!(
                     dir = %dir.display(),
-                    "the backup is not encrypted: set GATEHOUSE_BACKUP_KEY to encrypt the secrets in it"
+                    "the backup is sealed with a key derived from the gateway token: set GATEHOUSE_BACKUP_KEY to keep it readable across token rotation"
                 );
             }
-            restored = restore(&backup, &config, &status)?;
+            (restored, backup_problem) = restore(&backup, &config, &status)?;
             Some(Arc::new(backup))
         }
         None => None,
@@ -164,10 +168,16 @@ pub async fn run(
                 .reason
                 .unwrap_or_else(|| "the control plane did not answer".into());
             let backup = match &settings.backup_dir {
-                Some(dir) => format!(
-                    "the backup directory {} holds no usable configuration",
-                    dir.display()
-                ),
+                Some(dir) => match &backup_problem {
+                    Some(why) => format!(
+                        "the backup directory {} holds no usable configuration ({why})",
+                        dir.display()
+                    ),
+                    None => format!(
+                        "the backup directory {} holds no configuration",
+                        dir.display()
+                    ),
+                },
                 None => "there is no backup to start from (--backup-dir)".to_owned(),
             };
             return Err(StartError::NoConfig {
@@ -195,28 +205,34 @@ pub async fn run(
     Ok(())
 }
 
-/// Applies the newest usable backup generation, if any, and returns its snapshot.
+/// Applies the newest usable backup generation, if any, and returns its snapshot; without one,
+/// why the backup could not serve.
 fn restore(
     backup: &Backup,
     config: &ConfigHandle,
     status: &Status,
-) -> Result<Option<gatehouse_model::snapshot::Snapshot>, StartError> {
-    let Some(loaded) = backup.load_newest()? else {
-        tracing::info!(dir = %backup.dir().display(), "the backup holds no configuration yet");
-        return Ok(None);
-    };
+) -> Result<(Option<gatehouse_model::snapshot::Snapshot>, Option<String>), StartError> {
+    let loaded = backup.load_newest()?;
     for (path, reason) in &loaded.skipped {
-        tracing::warn!(path = %path.display(), %reason, "backup generation is unusable; set aside as .corrupt, trying an older one");
+        tracing::warn!(path = %path.display(), %reason, "backup generation is unusable, trying an older one");
     }
-    match config.apply(&loaded.snapshot) {
+    let why_not = loaded
+        .skipped
+        .first()
+        .map(|(path, reason)| format!("{}: {reason}", path.display()));
+    let Some((snapshot, path)) = loaded.found else {
+        tracing::info!(dir = %backup.dir().display(), "the backup holds no usable configuration");
+        return Ok((None, why_not));
+    };
+    match config.apply(&snapshot) {
         Ok(revision) => {
             status.applied(revision, Source::Backup);
-            tracing::info!(revision, path = %loaded.path.display(), "serving the configuration from the backup until the control plane answers");
+            tracing::info!(revision, path = %path.display(), "serving the configuration from the backup until the control plane answers");
         }
         Err(e) => {
-            tracing::error!(error = %e, path = %loaded.path.display(), "the backup's configuration cannot be applied");
-            return Ok(None);
+            tracing::error!(error = %e, path = %path.display(), "the backup's configuration cannot be applied");
+            return Ok((None, Some(format!("{}: {e}", path.display()))));
         }
     }
-    Ok(Some(loaded.snapshot))
+    Ok((Some(snapshot), None))
 }

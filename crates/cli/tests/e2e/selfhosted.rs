@@ -38,6 +38,10 @@ async fn token(gh: &Gatehouse, gateway: &str) -> String {
     t["value"].as_str().unwrap().to_owned()
 }
 
+fn parse_token(token: &str) -> gatehouse_model::token::GatewayToken {
+    gatehouse_model::token::GatewayToken::parse(token).unwrap()
+}
+
 async fn status(gw: &GatewayProc, path: &str, key: &str) -> u16 {
     gw.http
         .get(gw.url(path))
@@ -253,6 +257,10 @@ async fn expired_forged_and_revoked_tokens_are_refused() {
     gw.args.retain(|a| a != "BACKUP" && a != "--backup-dir");
     gw.args
         .extend(["--backup-dir".to_owned(), backup.display().to_string()]);
+    // A backup key keeps the backup readable when the gateway restarts with another token.
+    let backup_key = base64::engine::general_purpose::STANDARD.encode([3u8; 32]);
+    gw.envs
+        .push(("GATEHOUSE_BACKUP_KEY".into(), backup_key.clone()));
     gw.launch();
     gw.wait_ready(Duration::from_secs(10), |r| r["state"] == "ready")
         .await;
@@ -295,7 +303,10 @@ async fn expired_forged_and_revoked_tokens_are_refused() {
     gw.kill9();
     let keys = gh.ok("POST", "/mgmt/gateways/edge/listKeys", None).await;
     let expired = sign("edge", "202001010000", keys["primary"].as_str().unwrap());
-    gw.envs = vec![("GATEHOUSE_TOKEN".into(), expired)];
+    gw.envs = vec![
+        ("GATEHOUSE_TOKEN".into(), expired),
+        ("GATEHOUSE_BACKUP_KEY".into(), backup_key),
+    ];
     gw.launch();
     let r = gw
         .wait_ready(Duration::from_secs(5), |r| {
@@ -414,7 +425,8 @@ async fn starts_from_backup_or_refuses_clearly() {
     let newest = gw.readyz().await.unwrap()["configRevision"]
         .as_u64()
         .unwrap();
-    let backup_store = gatehouse_gateway::backup::Backup::open(&backup, None).unwrap();
+    let backup_store =
+        gatehouse_gateway::backup::Backup::open(&backup, &parse_token(&token), None).unwrap();
     // The backup is written just after the configuration is applied: wait for the third.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let generations = loop {
@@ -527,7 +539,8 @@ async fn kill_9_never_tears_the_backup() {
             }
         })
     };
-    let store = gatehouse_gateway::backup::Backup::open(&backup, None).unwrap();
+    let store =
+        gatehouse_gateway::backup::Backup::open(&backup, &parse_token(&token), None).unwrap();
     let mut verified = 0;
     for round in 0..10 {
         gw.launch();
@@ -726,7 +739,9 @@ async fn keys_never_travel_in_clear_and_backups_can_be_encrypted() {
     gw.launch();
     gw.wait_ready(Duration::from_secs(10), |r| r["state"] == "ready")
         .await;
-    let store = gatehouse_gateway::backup::Backup::open(&backup, Some(&backup_key)).unwrap();
+    let store =
+        gatehouse_gateway::backup::Backup::open(&backup, &parse_token(&token), Some(&backup_key))
+            .unwrap();
     // The backup is written right after the configuration is applied.
     let deadline = Instant::now() + Duration::from_secs(2);
     while store.generations().unwrap().is_empty() {
@@ -736,7 +751,7 @@ async fn keys_never_travel_in_clear_and_backups_can_be_encrypted() {
     let generations = store.generations().unwrap();
     for (_, path) in &generations {
         let envelope: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        assert_eq!(envelope["encrypted"], true);
+        assert_eq!(envelope["keySource"], "backupKey");
         let payload = base64::engine::general_purpose::STANDARD
             .decode(envelope["payload"].as_str().unwrap())
             .unwrap();
