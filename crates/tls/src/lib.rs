@@ -6,6 +6,7 @@
 //!   `--tls-cert`/`--tls-key`, reloaded when the files change) and per-hostname certificates
 //!   chosen by SNI; each hostname may ask for a client certificate. Configurations are built once
 //!   per change and swapped whole, so a handshake only looks one up.
+//! - [`x509`]: the certificate fields policies see (`context.Request.Certificate`).
 //! - [`client`]: the outbound side. One trust store (the OS roots, `--trusted-ca` files and the
 //!   CA certificates given to a gateway) and client configurations built from it, strict by
 //!   default and relaxed per backend only.
@@ -18,6 +19,7 @@ pub mod testca;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
+pub mod x509;
 
 use std::path::PathBuf;
 use std::sync::Arc;
