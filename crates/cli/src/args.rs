@@ -36,6 +36,16 @@ pub struct Global {
     /// set [default: ./gatehouse-data].
     #[arg(long = "data", global = true, env = "GATEHOUSE_DATA")]
     pub data: Option<PathBuf>,
+    /// A CA certificate (PEM file) to trust besides the system's, for https backends,
+    /// `send-request`, the gateway link and management commands. Repeatable;
+    /// GATEHOUSE_TRUSTED_CA takes a comma-separated list.
+    #[arg(
+        long = "trusted-ca",
+        global = true,
+        env = "GATEHOUSE_TRUSTED_CA",
+        value_delimiter = ','
+    )]
+    pub trusted_ca: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

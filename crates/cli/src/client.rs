@@ -20,8 +20,16 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, token: String) -> Result<Self, Failure> {
+        Self::trusting(base, token, &[])
+    }
+
+    /// A client that also trusts the CA certificates in `trusted_ca` (`--trusted-ca`).
+    pub fn trusting(base: &str, token: String, trusted_ca: &[PathBuf]) -> Result<Self, Failure> {
+        let tls = gatehouse_gateway::outbound_tls::reqwest_tls(trusted_ca)
+            .map_err(|e| Failure::input(format!("{e}; check --trusted-ca")))?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(120))
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| Failure::runtime(format!("cannot build an HTTP client: {e}")))?;
         Ok(Self {
@@ -51,7 +59,7 @@ impl Client {
                     })?
             }
         };
-        Self::new(&global.url, token)
+        Self::trusting(&global.url, token, &global.trusted_ca)
     }
 
     /// PUTs an XML document (a policy).

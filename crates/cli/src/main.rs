@@ -68,7 +68,7 @@ fn main() -> ExitCode {
             Command::Policy(cmd) => client::policy(cli.global, cmd).await,
             Command::Gateway(args) => match args.command {
                 Some(cmd) => client::gateway(cli.global, cmd).await,
-                None => serve::gateway(args.run).await,
+                None => serve::gateway(cli.global, args.run).await,
             },
         }
     });

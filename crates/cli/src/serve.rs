@@ -328,7 +328,10 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
             .or(file.gateway_listen.as_deref())
             .unwrap_or("0.0.0.0:8080"),
     )?;
-    let mut settings = GatewaySettings::default();
+    let mut settings = GatewaySettings {
+        trusted_ca: trusted_ca(&global, file),
+        ..GatewaySettings::default()
+    };
     if let Some(t) = args
         .backend_timeout
         .as_deref()
@@ -590,7 +593,16 @@ fn gateway_token(
     }
 }
 
-pub async fn gateway(args: crate::args::GatewayRunArgs) -> Result<(), Failure> {
+/// The CA files to trust: the flags (or GATEHOUSE_TRUSTED_CA), else the settings file.
+fn trusted_ca(global: &Global, file: &FileSettings) -> Vec<PathBuf> {
+    if global.trusted_ca.is_empty() {
+        file.trusted_ca.clone().unwrap_or_default()
+    } else {
+        global.trusted_ca.clone()
+    }
+}
+
+pub async fn gateway(global: Global, args: crate::args::GatewayRunArgs) -> Result<(), Failure> {
     use gatehouse_gateway::link::LinkSettings;
     use gatehouse_gateway::selfhosted::{self, SelfHostedSettings, StartError};
 
@@ -633,6 +645,7 @@ pub async fn gateway(args: crate::args::GatewayRunArgs) -> Result<(), Failure> {
             &file.shutdown_grace,
             "30s",
         )?,
+        trusted_ca: trusted_ca(&global, &file),
         ..GatewaySettings::default()
     };
     if let Some(w) = args.workers.or(file.workers) {
@@ -669,6 +682,7 @@ pub async fn gateway(args: crate::args::GatewayRunArgs) -> Result<(), Failure> {
                 &file.poll_interval,
                 "10s",
             )?,
+            trusted_ca: trusted_ca(&global, &file),
             heartbeat_interval: duration(
                 "--heartbeat-interval",
                 &args.heartbeat_interval,

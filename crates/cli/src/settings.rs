@@ -25,6 +25,7 @@ pub struct FileSettings {
     pub config_endpoint: Option<String>,
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
+    pub trusted_ca: Option<Vec<PathBuf>>,
     pub backup_dir: Option<PathBuf>,
     pub backup_key: Option<String>,
     pub admin_listen: Option<String>,

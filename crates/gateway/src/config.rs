@@ -41,6 +41,8 @@ pub struct Upstream {
     pub base_path: Box<str>,
     /// The `Host` header the backend gets: the authority, made once per configuration.
     pub host: http::HeaderValue,
+    /// Where the upstream pools keep its connections, and the name its certificate must carry.
+    pub target: crate::upstream::Target,
 }
 
 #[derive(Debug)]
@@ -833,11 +835,6 @@ pub(crate) fn parse_upstream(url: &str) -> Result<Upstream, String> {
         .filter(|s| *s == &Scheme::HTTP || *s == &Scheme::HTTPS)
         .cloned()
         .ok_or_else(|| format!("'{url}' must start with http:// or https://"))?;
-    if scheme == Scheme::HTTPS {
-        return Err(format!(
-            "'{url}': https backends are not supported by this gateway build yet; use http"
-        ));
-    }
     let authority = uri
         .authority()
         .cloned()
@@ -845,11 +842,14 @@ pub(crate) fn parse_upstream(url: &str) -> Result<Upstream, String> {
     let base_path = uri.path().trim_end_matches('/').into();
     let host = http::HeaderValue::from_str(authority.as_str())
         .map_err(|_| format!("'{url}': its host cannot be a Host header"))?;
+    let target = crate::upstream::Target::new(&scheme, authority.clone())
+        .map_err(|m| format!("'{url}': {m}"))?;
     Ok(Upstream {
         scheme,
         authority,
         base_path,
         host,
+        target,
     })
 }
 

@@ -16,6 +16,7 @@ pub mod link;
 pub mod metrics;
 pub mod openid;
 pub mod otel;
+pub mod outbound_tls;
 pub mod proxy;
 pub mod route;
 pub mod selfhosted;
@@ -44,6 +45,8 @@ pub struct GatewaySettings {
     pub workers: usize,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// CA certificates (PEM files) trusted for https backends besides the OS roots.
+    pub trusted_ca: Vec<std::path::PathBuf>,
 }
 
 impl Default for GatewaySettings {
@@ -52,6 +55,7 @@ impl Default for GatewaySettings {
             backend_timeout: Duration::from_secs(300),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace: Duration::from_secs(30),
+            trusted_ca: Vec::new(),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct LinkSettings {
     pub heartbeat_interval: Duration,
     /// The longest pause between retries after an error.
     pub retry_max: Duration,
+    /// CA certificates (PEM files) trusted for an https control plane besides the OS roots.
+    pub trusted_ca: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,9 +90,16 @@ impl Link {
         status: Arc<Status>,
         backup: Option<Arc<Backup>>,
     ) -> Result<Self, LinkError> {
+        let tls = crate::outbound_tls::reqwest_tls(&settings.trusted_ca).map_err(|e| {
+            LinkError::Unreachable {
+                endpoint: settings.endpoint.clone(),
+                reason: e.to_string(),
+            }
+        })?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .no_proxy()
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| LinkError::Unreachable {
                 endpoint: settings.endpoint.clone(),
@@ -121,6 +130,13 @@ impl Link {
         let mut reason = e.to_string();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
+            if let Some(tls) = s.downcast_ref::<gatehouse_tls::rustls::Error>() {
+                reason = format!(
+                    "its TLS certificate was refused: {}",
+                    gatehouse_tls::client::describe(tls)
+                );
+                break;
+            }
             reason = s.to_string();
             source = s.source();
         }

@@ -86,6 +86,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl OpenIdKeyCache {
+    /// Fetches keys trusting `tls` (the gateway's outbound trust) rather than the OS alone.
+    pub fn trusting(mut self, tls: gatehouse_tls::rustls::ClientConfig) -> Self {
+        if let Ok(client) = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .pool_max_idle_per_host(0)
+            .tls_backend_preconfigured(tls)
+            .build()
+        {
+            self.client = client;
+        }
+        self
+    }
+
     pub fn with_timings(timings: Timings) -> Self {
         // Workers run their own runtimes: keep no idle connections that would belong to one.
         let client = reqwest::Client::builder()

@@ -62,25 +62,36 @@ pub struct Worker {
     region: Arc<str>,
 }
 
+/// What the workers of one gateway share, and what outlives configuration swaps.
+#[derive(Debug, Clone)]
+pub struct WorkerShared {
+    pub counters: Arc<LocalCounters>,
+    pub cache: Arc<GatewayCache>,
+    pub openid: Arc<OpenIdKeyCache>,
+    pub outbound_tls: Arc<crate::outbound_tls::OutboundTls>,
+}
+
 impl Worker {
     pub fn new(
         config: ConfigHandle,
         settings: GatewaySettings,
         seed: u64,
-        counters: Arc<LocalCounters>,
-        cache: Arc<GatewayCache>,
-        openid: Arc<OpenIdKeyCache>,
+        shared: &WorkerShared,
         telemetry: Arc<WorkerTelemetry>,
     ) -> Self {
-        let client = UpstreamPool::new(telemetry.upstream.clone(), PoolSettings::default());
+        let client = UpstreamPool::new(
+            telemetry.upstream.clone(),
+            PoolSettings::default(),
+            shared.outbound_tls.clone(),
+        );
         Self {
             config,
             client,
             settings,
             ids: RequestIds::new(seed),
-            counters,
-            cache,
-            openid,
+            counters: shared.counters.clone(),
+            cache: shared.cache.clone(),
+            openid: shared.openid.clone(),
             telemetry,
             region: Arc::from(""),
         }
@@ -192,7 +203,7 @@ impl Worker {
             let response = self
                 .send(
                     parts.method,
-                    &upstream.authority,
+                    &upstream.target,
                     uri,
                     headers,
                     Either::Right(body),
@@ -360,7 +371,7 @@ impl Worker {
     async fn send(
         &self,
         method: http::Method,
-        authority: &http::uri::Authority,
+        target: &crate::upstream::Target,
         uri: Uri,
         headers: HeaderMap,
         body: Body,
@@ -371,7 +382,7 @@ impl Worker {
         *outgoing.uri_mut() = uri;
         *outgoing.version_mut() = http::Version::HTTP_11;
         *outgoing.headers_mut() = headers;
-        tokio::time::timeout(timeout, self.client.send(authority, outgoing))
+        tokio::time::timeout(timeout, self.client.send(target, outgoing))
             .await
             .map_err(|_| GatewayError::BackendTimeout(timeout))?
             .map_err(GatewayError::BackendUnreachable)
@@ -764,7 +775,7 @@ impl Io for GatewayIo<'_> {
             .worker
             .send(
                 ex.request.method.clone(),
-                &upstream.authority,
+                &upstream.target,
                 uri,
                 headers,
                 body,
@@ -904,16 +915,22 @@ async fn outbound(
         .url
         .parse()
         .map_err(|e| failed(format!("'{}' is not a valid URL: {e}", request.url)))?;
-    let authority = match uri.authority() {
-        Some(a) if uri.scheme() == Some(&http::uri::Scheme::HTTP) => a.clone(),
+    let target = match (uri.scheme(), uri.authority()) {
+        (Some(scheme), Some(a))
+            if *scheme == http::uri::Scheme::HTTP || *scheme == http::uri::Scheme::HTTPS =>
+        {
+            crate::upstream::Target::new(scheme, a.clone())
+                .map_err(|m| failed(format!("'{}': {m}", request.url)))?
+        }
         _ => {
             return Err(failed(format!(
-                "'{}': this gateway sends requests to absolute http:// URLs only",
+                "'{}': send requests to absolute http:// or https:// URLs",
                 request.url
             )));
         }
     };
-    let target = uri
+    let authority = target.authority().clone();
+    let origin_form = uri
         .path_and_query()
         .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     let mut headers = request.headers;
@@ -924,12 +941,12 @@ async fn outbound(
     }
     let mut outgoing = Request::new(Either::Left(Full::new(request.body)));
     *outgoing.method_mut() = request.method;
-    *outgoing.uri_mut() = target;
+    *outgoing.uri_mut() = origin_form;
     *outgoing.headers_mut() = headers;
     let url = request.url;
     let exchange = async {
         let response = pool
-            .send(&authority, outgoing)
+            .send(&target, outgoing)
             .await
             .map_err(|e| failed(format!("{url}: {e}")))?;
         let (mut parts, body) = response.into_parts();
@@ -1004,12 +1021,7 @@ mod tests {
 
     #[test]
     fn upstream_uri_drops_the_key_parameter() {
-        let up = crate::config::Upstream {
-            scheme: http::uri::Scheme::HTTP,
-            authority: "127.0.0.1:9".parse().unwrap(),
-            base_path: "/base".into(),
-            host: HeaderValue::from_static("127.0.0.1:9"),
-        };
+        let up = crate::config::parse_upstream("http://127.0.0.1:9/base").unwrap();
         let uri = upstream_uri(
             &up,
             "/items/1",

@@ -30,6 +30,8 @@ pub enum ServeError {
     Runtime(#[source] std::io::Error),
     #[error("a gateway worker stopped before it was ready")]
     WorkerLost,
+    #[error("{0}")]
+    Tls(#[source] gatehouse_tls::TlsError),
 }
 
 /// A gateway whose workers are serving. Dropping it does not stop them; call `shutdown`.
@@ -60,19 +62,26 @@ impl RunningGateway {
         let mut workers = Vec::new();
         let mut bound = addr;
         let seed = seed();
-        let counters = std::sync::Arc::new(crate::counters::LocalCounters::default());
-        // The policy cache and the OpenID keys outlive configuration swaps, like the counters.
-        let cache = Arc::new(crate::cache::GatewayCache::default());
-        let openid = Arc::new(crate::openid::OpenIdKeyCache::default());
+        let outbound_tls = Arc::new(
+            crate::outbound_tls::OutboundTls::load(&settings.trusted_ca)
+                .map_err(ServeError::Tls)?,
+        );
+        // The counters, the policy cache and the OpenID keys outlive configuration swaps.
+        let shared = crate::proxy::WorkerShared {
+            counters: Arc::new(crate::counters::LocalCounters::default()),
+            cache: Arc::new(crate::cache::GatewayCache::default()),
+            openid: Arc::new(crate::openid::OpenIdKeyCache::default().trusting(
+                crate::outbound_tls::reqwest_tls(&settings.trusted_ca).map_err(ServeError::Tls)?,
+            )),
+            outbound_tls,
+        };
         for index in 0..settings.workers.max(1) {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let worker = Arc::new(Worker::new(
                 config.clone(),
                 settings.clone(),
                 seed.wrapping_add(index as u64) << 8,
-                counters.clone(),
-                cache.clone(),
-                openid.clone(),
+                &shared,
                 telemetry.worker(index),
             ));
             let stop_rx = stop_rx.clone();

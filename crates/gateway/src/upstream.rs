@@ -1,5 +1,5 @@
 //! The workers' upstream connections: a pool per worker of HTTP/1.1 connections to the
-//! backends, reused for as long as the backends keep them open.
+//! backends, plain or over TLS, reused for as long as the backends keep them open.
 //!
 //! A connection leaves its pool for one request and goes back when the response body has
 //! been read to its end ([`UpstreamBody`]); the next request to the same backend takes the
@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gatehouse_tls::rustls::pki_types::ServerName;
 use http::uri::Authority;
 use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -27,7 +28,52 @@ use hyper_util::rt::TokioIo;
 use rustc_hash::FxHashMap;
 use tokio::net::TcpStream;
 
+use crate::outbound_tls::OutboundTls;
 use crate::proxy::Body;
+
+/// Where requests go: a backend's authority and, for https, the name its certificate must
+/// carry. Made once per configuration for an API's service URL.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// What the pools file connections under: the authority, prefixed with `https://` for TLS.
+    key: Arc<str>,
+    authority: Authority,
+    port: u16,
+    tls: Option<ServerName<'static>>,
+}
+
+impl Target {
+    /// The target of an `http` or `https` URL's authority.
+    pub fn new(scheme: &http::uri::Scheme, authority: Authority) -> Result<Self, String> {
+        let https = *scheme == http::uri::Scheme::HTTPS;
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let (key, tls) = if https {
+            let host = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|_| format!("'{host}' is not a host name a certificate can carry"))?;
+            (Arc::from(format!("https://{authority}")), Some(name))
+        } else {
+            (Arc::from(authority.as_str()), None)
+        };
+        Ok(Self {
+            key,
+            authority,
+            port,
+            tls,
+        })
+    }
+
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+}
 
 /// Upstream connections of one gateway process.
 #[derive(Debug, Default)]
@@ -71,6 +117,11 @@ pub enum UpstreamError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS with {authority} failed: {reason}")]
+    Tls {
+        authority: Authority,
+        reason: String,
+    },
     #[error("the connection to {authority} failed: {source}")]
     Http {
         authority: Authority,
@@ -93,6 +144,7 @@ type IdleMap = FxHashMap<Box<str>, Vec<Idle>>;
 struct Shared {
     idle: Mutex<IdleMap>,
     gauges: Arc<UpstreamGauges>,
+    tls: Arc<OutboundTls>,
     settings: PoolSettings,
     /// The sweeper that closes connections idle for too long runs (started with the first
     /// connection, inside the worker's runtime).
@@ -105,44 +157,45 @@ struct Idle {
 }
 
 impl UpstreamPool {
-    pub fn new(gauges: Arc<UpstreamGauges>, settings: PoolSettings) -> Self {
+    pub fn new(gauges: Arc<UpstreamGauges>, settings: PoolSettings, tls: Arc<OutboundTls>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 idle: Mutex::new(IdleMap::default()),
                 gauges,
+                tls,
                 settings,
                 sweeping: AtomicBool::new(false),
             }),
         }
     }
 
-    /// Sends `request` (origin-form URI, `Host` set) to `authority` over a pooled connection,
+    /// Sends `request` (origin-form URI, `Host` set) to `target` over a pooled connection,
     /// or a new one. A pooled connection the backend closed before it took the request is
     /// skipped, and the request goes on the next one.
     pub async fn send(
         &self,
-        authority: &Authority,
+        target: &Target,
         mut request: Request<Body>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        while let Some(mut sender) = self.shared.checkout(authority).await {
+        while let Some(mut sender) = self.shared.checkout(&target.key).await {
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.lease(authority, sender, response)),
+                Ok(response) => return Ok(self.lease(target, sender, response)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => request = unsent,
                     None => {
                         return Err(UpstreamError::Http {
-                            authority: authority.clone(),
+                            authority: target.authority.clone(),
                             source: e.into_error(),
                         });
                     }
                 },
             }
         }
-        let mut sender = self.connect(authority).await?;
+        let mut sender = self.connect(target).await?;
         match sender.send_request(request).await {
-            Ok(response) => Ok(self.lease(authority, sender, response)),
+            Ok(response) => Ok(self.lease(target, sender, response)),
             Err(source) => Err(UpstreamError::Http {
-                authority: authority.clone(),
+                authority: target.authority.clone(),
                 source,
             }),
         }
@@ -150,7 +203,7 @@ impl UpstreamPool {
 
     fn lease(
         &self,
-        authority: &Authority,
+        target: &Target,
         sender: SendRequest<Body>,
         response: Response<Incoming>,
     ) -> Response<UpstreamBody> {
@@ -158,15 +211,16 @@ impl UpstreamPool {
             inner,
             lease: Some(Lease {
                 pool: self.shared.clone(),
-                authority: authority.clone(),
+                key: target.key.clone(),
                 sender,
             }),
         })
     }
 
-    async fn connect(&self, authority: &Authority) -> Result<SendRequest<Body>, UpstreamError> {
+    async fn connect(&self, target: &Target) -> Result<SendRequest<Body>, UpstreamError> {
         self.start_sweeping();
-        let addrs = resolve(authority).await?;
+        let authority = &target.authority;
+        let addrs = resolve(authority, target.port).await?;
         let connect_error = |source| UpstreamError::Connect {
             authority: authority.clone(),
             source,
@@ -175,14 +229,9 @@ impl UpstreamPool {
             std::io::ErrorKind::NotFound,
             "the name resolved to no address",
         );
+        let limit = self.shared.settings.connect_timeout;
         for addr in addrs {
-            let connecting = TcpStream::connect(addr);
-            let stream = match tokio::time::timeout(
-                self.shared.settings.connect_timeout,
-                connecting,
-            )
-            .await
-            {
+            let stream = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     last = e;
@@ -191,10 +240,7 @@ impl UpstreamPool {
                 Err(_) => {
                     last = std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
-                        format!(
-                            "{addr} did not accept within {:?}",
-                            self.shared.settings.connect_timeout
-                        ),
+                        format!("{addr} did not accept within {limit:?}"),
                     );
                     continue;
                 }
@@ -204,25 +250,69 @@ impl UpstreamPool {
             socket2::SockRef::from(&stream)
                 .set_tcp_keepalive(&keepalive)
                 .map_err(connect_error)?;
-            let (sender, connection) = hyper::client::conn::http1::Builder::new()
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|source| UpstreamError::Http {
-                    authority: authority.clone(),
-                    source,
-                })?;
-            let gauges = self.shared.gauges.clone();
-            gauges.opened.fetch_add(1, Ordering::Relaxed);
-            gauges.open.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "upstream connection ended with an error");
+            let sender = match &target.tls {
+                None => self.handshake(authority, stream).await?,
+                Some(name) => {
+                    let connector =
+                        gatehouse_tls::tokio_rustls::TlsConnector::from(self.shared.tls.config());
+                    let tls = match tokio::time::timeout(
+                        limit,
+                        connector.connect(name.clone(), stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            let reason = tls_reason(&e);
+                            tracing::warn!(backend = %authority, host = ?name, %reason, "TLS with the backend failed");
+                            return Err(UpstreamError::Tls {
+                                authority: authority.clone(),
+                                reason,
+                            });
+                        }
+                        Err(_) => {
+                            let reason = format!("no TLS handshake within {limit:?}");
+                            tracing::warn!(backend = %authority, host = ?name, %reason, "TLS with the backend failed");
+                            return Err(UpstreamError::Tls {
+                                authority: authority.clone(),
+                                reason,
+                            });
+                        }
+                    };
+                    self.handshake(authority, tls).await?
                 }
-                gauges.open.fetch_sub(1, Ordering::Relaxed);
-            });
+            };
             return Ok(sender);
         }
         Err(connect_error(last))
+    }
+
+    /// Starts HTTP/1.1 on an open connection, and the task that drives it.
+    async fn handshake<IO>(
+        &self,
+        authority: &Authority,
+        io: IO,
+    ) -> Result<SendRequest<Body>, UpstreamError>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| UpstreamError::Http {
+                authority: authority.clone(),
+                source,
+            })?;
+        let gauges = self.shared.gauges.clone();
+        gauges.opened.fetch_add(1, Ordering::Relaxed);
+        gauges.open.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+            gauges.open.fetch_sub(1, Ordering::Relaxed);
+        });
+        Ok(sender)
     }
 
     /// Starts the task that closes idle connections, once, from inside the worker's runtime.
@@ -261,9 +351,9 @@ impl Shared {
     }
 
     /// The most recently returned open connection to `authority`, once it can take a request.
-    async fn checkout(&self, authority: &Authority) -> Option<SendRequest<Body>> {
+    async fn checkout(&self, key: &str) -> Option<SendRequest<Body>> {
         loop {
-            let mut idle = self.lock().get_mut(authority.as_str())?.pop()?;
+            let mut idle = self.lock().get_mut(key)?.pop()?;
             if idle.sender.is_closed() || idle.since.elapsed() > self.settings.idle_timeout {
                 continue;
             }
@@ -275,15 +365,15 @@ impl Shared {
         }
     }
 
-    fn put(&self, authority: &Authority, sender: SendRequest<Body>) {
+    fn put(&self, key: &str, sender: SendRequest<Body>) {
         if sender.is_closed() {
             return;
         }
         let mut map = self.lock();
-        if !map.contains_key(authority.as_str()) {
-            map.insert(authority.as_str().into(), Vec::new());
+        if !map.contains_key(key) {
+            map.insert(key.into(), Vec::new());
         }
-        let Some(list) = map.get_mut(authority.as_str()) else {
+        let Some(list) = map.get_mut(key) else {
             return;
         };
         if list.len() < self.settings.max_idle_per_backend {
@@ -305,9 +395,15 @@ impl Shared {
     }
 }
 
+/// Says why a TLS handshake with a backend failed, in words (expired, unknown issuer, …).
+fn tls_reason(e: &std::io::Error) -> String {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<gatehouse_tls::rustls::Error>())
+        .map_or_else(|| e.to_string(), gatehouse_tls::client::describe)
+}
+
 /// The addresses of an authority: itself when it is an IP address, else from the resolver.
-async fn resolve(authority: &Authority) -> Result<Vec<SocketAddr>, UpstreamError> {
-    let port = authority.port_u16().unwrap_or(80);
+async fn resolve(authority: &Authority, port: u16) -> Result<Vec<SocketAddr>, UpstreamError> {
     let host = authority.host();
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = literal.parse::<IpAddr>() {
@@ -325,7 +421,7 @@ async fn resolve(authority: &Authority) -> Result<Vec<SocketAddr>, UpstreamError
 /// A connection out of its pool for one response.
 struct Lease {
     pool: Arc<Shared>,
-    authority: Authority,
+    key: Arc<str>,
     sender: SendRequest<Body>,
 }
 
@@ -339,7 +435,7 @@ pub struct UpstreamBody {
 impl UpstreamBody {
     fn release(&mut self) {
         if let Some(lease) = self.lease.take() {
-            lease.pool.put(&lease.authority, lease.sender);
+            lease.pool.put(&lease.key, lease.sender);
         }
     }
 }
@@ -390,15 +486,28 @@ mod tests {
 
     /// A loopback HTTP/1.1 backend: `/close` answers with `Connection: close`, `/big` with a
     /// 64 KiB body, `/empty` with 204, anything else with `ok`. Counts the connections it accepted.
-    async fn backend() -> (Authority, Arc<AtomicUsize>) {
+    async fn backend() -> (Target, Arc<AtomicUsize>) {
+        backend_with(None).await
+    }
+
+    /// [`backend`], over TLS when `tls` is given (the target is then `https://`).
+    async fn backend_with(
+        tls: Option<Arc<gatehouse_tls::server::ServerTls>>,
+    ) -> (Target, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
+        let scheme = if tls.is_some() {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        };
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 count.fetch_add(1, Ordering::SeqCst);
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(|req: Request<Incoming>| async move {
                         let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
@@ -417,16 +526,31 @@ mod tests {
                         }
                         Ok::<_, std::convert::Infallible>(response)
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(tls) => {
+                            if let Ok(accepted) = tls.accept(stream).await {
+                                let _ = http
+                                    .serve_connection(TokioIo::new(accepted.stream), service)
+                                    .await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
-        (authority, accepted)
+        (Target::new(&scheme, authority).unwrap(), accepted)
     }
 
-    fn get(authority: &Authority, path: &'static str) -> Request<Body> {
+    fn pool_with(gauges: Arc<UpstreamGauges>, settings: PoolSettings) -> UpstreamPool {
+        UpstreamPool::new(gauges, settings, Arc::new(OutboundTls::load(&[]).unwrap()))
+    }
+
+    fn get(target: &Target, path: &'static str) -> Request<Body> {
+        let authority = target.authority();
         let mut request = Request::new(Either::Left(Full::new(Bytes::new())));
         *request.uri_mut() = http::Uri::from_static(path);
         request.headers_mut().insert(
@@ -436,8 +560,8 @@ mod tests {
         request
     }
 
-    async fn call(pool: &UpstreamPool, authority: &Authority, path: &'static str) -> Bytes {
-        let response = pool.send(authority, get(authority, path)).await.unwrap();
+    async fn call(pool: &UpstreamPool, target: &Target, path: &'static str) -> Bytes {
+        let response = pool.send(target, get(target, path)).await.unwrap();
         response.into_body().collect().await.unwrap().to_bytes()
     }
 
@@ -454,33 +578,30 @@ mod tests {
 
     #[tokio::test]
     async fn connections_are_reused_and_given_up_when_they_must_be() {
-        let (authority, accepted) = backend().await;
+        let (target, accepted) = backend().await;
         let gauges = Arc::new(UpstreamGauges::default());
-        let pool = UpstreamPool::new(gauges.clone(), PoolSettings::default());
+        let pool = pool_with(gauges.clone(), PoolSettings::default());
 
         // Read to the end, one after the other: one connection for all.
         for _ in 0..50 {
-            assert_eq!(&call(&pool, &authority, "/").await[..], b"ok");
+            assert_eq!(&call(&pool, &target, "/").await[..], b"ok");
         }
-        assert_eq!(call(&pool, &authority, "/big").await.len(), 65536);
-        assert!(call(&pool, &authority, "/empty").await.is_empty());
+        assert_eq!(call(&pool, &target, "/big").await.len(), 65536);
+        assert!(call(&pool, &target, "/empty").await.is_empty());
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         assert_eq!(gauges.opened.load(Ordering::Relaxed), 1);
         assert_eq!(pool.idle_count(), 1);
 
         // A body dropped before its end takes its connection with it.
-        let unread = pool
-            .send(&authority, get(&authority, "/big"))
-            .await
-            .unwrap();
+        let unread = pool.send(&target, get(&target, "/big")).await.unwrap();
         drop(unread);
-        assert_eq!(&call(&pool, &authority, "/").await[..], b"ok");
+        assert_eq!(&call(&pool, &target, "/").await[..], b"ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
 
         // A backend that closes after its answer: the next request opens a new connection
         // and does not fail.
-        assert_eq!(&call(&pool, &authority, "/close").await[..], b"ok");
-        assert_eq!(&call(&pool, &authority, "/").await[..], b"ok");
+        assert_eq!(&call(&pool, &target, "/close").await[..], b"ok");
+        assert_eq!(&call(&pool, &target, "/").await[..], b"ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
         eventually("one connection open", || {
             gauges.open.load(Ordering::Relaxed) == 1
@@ -490,8 +611,8 @@ mod tests {
         // Concurrent requests each get a connection; all go back to the pool.
         let tasks: Vec<_> = (0..8)
             .map(|_| {
-                let (pool, authority) = (pool.clone(), authority.clone());
-                tokio::spawn(async move { call(&pool, &authority, "/").await })
+                let (pool, target) = (pool.clone(), target.clone());
+                tokio::spawn(async move { call(&pool, &target, "/").await })
             })
             .collect();
         for task in tasks {
@@ -502,14 +623,14 @@ mod tests {
 
     #[tokio::test]
     async fn idle_connections_are_swept() {
-        let (authority, _) = backend().await;
+        let (target, _) = backend().await;
         let gauges = Arc::new(UpstreamGauges::default());
         let settings = PoolSettings {
             idle_timeout: Duration::from_millis(200),
             ..PoolSettings::default()
         };
-        let pool = UpstreamPool::new(gauges.clone(), settings);
-        call(&pool, &authority, "/").await;
+        let pool = pool_with(gauges.clone(), settings);
+        call(&pool, &target, "/").await;
         assert_eq!(pool.idle_count(), 1);
         eventually("the idle connection swept", || pool.idle_count() == 0).await;
         eventually("no connection open", || {
@@ -523,16 +644,54 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
         drop(listener);
-        let pool = UpstreamPool::new(Arc::default(), PoolSettings::default());
-        let e = pool
-            .send(&authority, get(&authority, "/"))
-            .await
-            .err()
-            .unwrap();
+        let pool = pool_with(Arc::default(), PoolSettings::default());
+        let target = Target::new(&http::uri::Scheme::HTTP, authority.clone()).unwrap();
+        let e = pool.send(&target, get(&target, "/")).await.err().unwrap();
         assert!(matches!(e, UpstreamError::Connect { .. }), "{e}");
         assert!(
             e.to_string()
                 .starts_with(&format!("cannot connect to {authority}"))
         );
+    }
+
+    #[tokio::test]
+    async fn https_backends_are_verified_and_their_connections_pooled() {
+        let ca = gatehouse_tls::testca::TestCa::new("upstream");
+        let leaf = ca.leaf("backend", &["127.0.0.1", "localhost"]);
+        let server =
+            gatehouse_tls::server::ServerTls::from_files(&leaf.cert, &leaf.key, false).unwrap();
+        let (target, accepted) = backend_with(Some(server)).await;
+        assert!(target.is_tls());
+
+        // Trusted through an added CA: answers, and reuses its connection.
+        let trust =
+            gatehouse_tls::client::Trust::only(&std::fs::read(&ca.cert).unwrap(), "ca").unwrap();
+        let trusting = UpstreamPool::new(
+            Arc::default(),
+            PoolSettings::default(),
+            Arc::new(OutboundTls::new(trust).unwrap()),
+        );
+        for _ in 0..3 {
+            assert_eq!(&call(&trusting, &target, "/").await[..], b"ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+        // The OS roots alone do not know the test CA: a clear error naming the reason.
+        let strict = pool_with(Arc::default(), PoolSettings::default());
+        let e = strict.send(&target, get(&target, "/")).await.err().unwrap();
+        assert!(matches!(e, UpstreamError::Tls { .. }), "{e}");
+        assert!(e.to_string().contains("issuer is not trusted"), "{e}");
+
+        // A certificate that does not name the host called.
+        let other = ca.leaf("other", &["other.test"]);
+        let server =
+            gatehouse_tls::server::ServerTls::from_files(&other.cert, &other.key, false).unwrap();
+        let (misnamed, _) = backend_with(Some(server)).await;
+        let e = trusting
+            .send(&misnamed, get(&misnamed, "/"))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("does not name the host"), "{e}");
     }
 }

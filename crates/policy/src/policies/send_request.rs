@@ -12,8 +12,9 @@
 //! `mode="copy"` starts from the current request: its method, its URL as the backend would see
 //! it (the backend service URL with the rewritten path and query), its headers and body (no
 //! body in outbound, as in Azure); the children then change it. `mode="new"` starts empty and
-//! needs `<set-url>` and `<set-method>`. The gateway sends over plain `http` only; an `https`
-//! URL is refused when the policy is saved, or fails when an expression produces one.
+//! needs `<set-url>` and `<set-method>`. The gateway sends over `http` or `https` (trusting
+//! the OS roots, `--trusted-ca` and the gateway's CA certificates); any other URL is refused when
+//! the policy is saved, or fails when an expression produces one.
 
 use std::time::Duration;
 
@@ -60,17 +61,12 @@ pub(crate) struct Prepared {
 
 fn check_url(cx: &mut Cx<'_>, el: &Element, url: &str) -> bool {
     let lower = url.trim().to_ascii_lowercase();
-    if lower.starts_with("https://") {
+    let absolute = lower.starts_with("http://") || lower.starts_with("https://");
+    if !absolute || url.trim().parse::<http::Uri>().is_err() {
         cx.error(
             el.pos,
-            format!(
-                "'{url}': this gateway sends requests over http only (https is not set up yet)"
-            ),
+            format!("'{url}' is not an absolute http:// or https:// URL"),
         );
-        return false;
-    }
-    if !lower.starts_with("http://") || url.trim().parse::<http::Uri>().is_err() {
-        cx.error(el.pos, format!("'{url}' is not an absolute http:// URL"));
         return false;
     }
     true
@@ -321,14 +317,10 @@ impl SendRequest {
             ));
         };
         let lower = url.to_ascii_lowercase();
-        if !lower.starts_with("http://") {
+        if !lower.starts_with("http://") && !lower.starts_with("https://") {
             return Err(PolicyError::send_failed(
                 "BackendConnectionFailure",
-                if lower.starts_with("https://") {
-                    format!("'{url}': this gateway sends requests over http only")
-                } else {
-                    format!("'{url}' is not an absolute http:// URL")
-                },
+                format!("'{url}' is not an absolute http:// or https:// URL"),
             ));
         }
         for h in &self.headers {

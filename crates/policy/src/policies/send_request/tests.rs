@@ -235,15 +235,31 @@ fn one_way_requests_do_not_wait() {
 fn urls_from_expressions_are_checked_when_sent() {
     let p = pipeline(
         r#"<policies><inbound>
-            <send-request mode="new" response-variable-name="r"><set-url>@("https://secure.test/")</set-url><set-method>GET</set-method></send-request>
+            <send-request mode="new" response-variable-name="r"><set-url>@("ftp://files.test/")</set-url><set-method>GET</set-method></send-request>
         </inbound><backend><forward-request /></backend></policies>"#,
     );
     let io = FlowIo::default();
     let mut ex = exchange("GET", "/", &[]);
     block_on(p.run(&mut ex, &mut io.clone()));
     assert_eq!(ex.response.unwrap().status, 500);
-    assert!(ex.last_error.unwrap().message.contains("http only"));
+    assert!(
+        ex.last_error
+            .unwrap()
+            .message
+            .contains("not an absolute http:// or https:// URL")
+    );
     assert!(io.sent().is_empty());
+    // https goes out like http.
+    let p = pipeline(
+        r#"<policies><inbound>
+            <send-request mode="new" response-variable-name="r"><set-url>@("https://secure.test/")</set-url><set-method>GET</set-method></send-request>
+        </inbound><backend><forward-request /></backend></policies>"#,
+    );
+    let io = FlowIo::default();
+    let mut ex = exchange("GET", "/", &[]);
+    block_on(p.run(&mut ex, &mut io.clone()));
+    assert_eq!(io.sent().len(), 1);
+    assert_eq!(io.sent()[0].url, "https://secure.test/");
 }
 
 #[test]
@@ -253,8 +269,8 @@ fn compile_errors() {
         (format!("<send-request mode=\"new\">{url}</send-request>"), "needs the attribute 'response-variable-name'"),
         (r#"<send-request response-variable-name="r"><set-method>GET</set-method></send-request>"#.to_owned(), "needs <set-url>"),
         (r#"<send-request response-variable-name="r"><set-url>http://a.test/</set-url></send-request>"#.to_owned(), "needs <set-method>"),
-        (r#"<send-request response-variable-name="r"><set-url>https://a.test/</set-url><set-method>GET</set-method></send-request>"#.to_owned(), "http only"),
-        (r#"<send-request response-variable-name="r"><set-url>a.test/x</set-url><set-method>GET</set-method></send-request>"#.to_owned(), "not an absolute http:// URL"),
+        (r#"<send-request response-variable-name="r"><set-url>ftp://a.test/</set-url><set-method>GET</set-method></send-request>"#.to_owned(), "not an absolute http:// or https:// URL"),
+        (r#"<send-request response-variable-name="r"><set-url>a.test/x</set-url><set-method>GET</set-method></send-request>"#.to_owned(), "not an absolute http:// or https:// URL"),
         (r#"<send-request response-variable-name="r"><set-url>http://a.test/</set-url><set-method>@("GET")</set-method></send-request>"#.to_owned(), "does not accept an expression"),
         (format!(r#"<send-request response-variable-name="r" mode="clone">{url}</send-request>"#), "must be new or copy"),
         (format!(r#"<send-request response-variable-name="r" timeout="0">{url}</send-request>"#), "'timeout' must be"),
