@@ -13,8 +13,10 @@ use gatehouse_tls::client::{Trust, Verify};
 use gatehouse_tls::rustls::ClientConfig;
 use gatehouse_tls::rustls::pki_types::CertificateDer;
 
-/// ALPN for backend connections: HTTP/1.1, the protocol the upstream pool speaks.
-const ALPN: &[&[u8]] = &[b"http/1.1"];
+/// ALPN for backend connections: HTTP/2 where the backend offers it, else HTTP/1.1.
+const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+/// ALPN for reqwest's connections (the link, OpenID): HTTP/1.1, which its long-polls suit.
+const ALPN_HTTP1: &[&[u8]] = &[b"http/1.1"];
 
 pub struct OutboundTls {
     /// The trust from the command line: the OS roots and `--trusted-ca`.
@@ -76,6 +78,6 @@ impl OutboundTls {
 /// A client configuration for reqwest (the link, JWKS and OpenID fetches): the OS roots plus
 /// `trusted_ca`, strict, HTTP/1.1.
 pub fn reqwest_tls(trusted_ca: &[PathBuf]) -> Result<ClientConfig, TlsError> {
-    let config = Trust::load(trusted_ca)?.client_config(ALPN, Verify::default())?;
+    let config = Trust::load(trusted_ca)?.client_config(ALPN_HTTP1, Verify::default())?;
     Ok((*config).clone())
 }

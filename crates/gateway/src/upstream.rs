@@ -1,5 +1,7 @@
-//! The workers' upstream connections: a pool per worker of HTTP/1.1 connections to the
-//! backends, plain or over TLS, reused for as long as the backends keep them open.
+//! The workers' upstream connections: a pool per worker of connections to the backends, plain
+//! or over TLS, reused for as long as the backends keep them open. HTTP/1.1 connections carry
+//! one request at a time; a backend that offers HTTP/2 through ALPN gets one multiplexed
+//! connection per worker, shared by every request to it.
 //!
 //! A connection leaves its pool for one request and goes back when the response body has
 //! been read to its end ([`UpstreamBody`]); the next request to the same backend takes the
@@ -24,6 +26,7 @@ use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http2;
 use hyper_util::rt::TokioIo;
 use rustc_hash::FxHashMap;
 use tokio::net::TcpStream;
@@ -143,6 +146,8 @@ type IdleMap = FxHashMap<Box<str>, Vec<Idle>>;
 
 struct Shared {
     idle: Mutex<IdleMap>,
+    /// The one HTTP/2 connection per backend that offered it.
+    multiplexed: Mutex<FxHashMap<Arc<str>, http2::SendRequest<Body>>>,
     gauges: Arc<UpstreamGauges>,
     tls: Arc<OutboundTls>,
     settings: PoolSettings,
@@ -161,6 +166,7 @@ impl UpstreamPool {
         Self {
             shared: Arc::new(Shared {
                 idle: Mutex::new(IdleMap::default()),
+                multiplexed: Mutex::default(),
                 gauges,
                 tls,
                 settings,
@@ -177,6 +183,9 @@ impl UpstreamPool {
         target: &Target,
         mut request: Request<Body>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        if let Some(shared) = self.shared.multiplexed(&target.key) {
+            return self.send_multiplexed(target, shared, request).await;
+        }
         while let Some(mut sender) = self.shared.checkout(&target.key).await {
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.lease(target, sender, response)),
@@ -191,14 +200,62 @@ impl UpstreamPool {
                 },
             }
         }
-        let mut sender = self.connect(target).await?;
-        match sender.send_request(request).await {
-            Ok(response) => Ok(self.lease(target, sender, response)),
-            Err(source) => Err(UpstreamError::Http {
-                authority: target.authority.clone(),
-                source,
-            }),
+        match self.connect(target).await? {
+            Connection::Http1(mut sender) => match sender.send_request(request).await {
+                Ok(response) => Ok(self.lease(target, sender, response)),
+                Err(source) => Err(UpstreamError::Http {
+                    authority: target.authority.clone(),
+                    source,
+                }),
+            },
+            Connection::Http2(sender) => {
+                self.shared
+                    .lock_multiplexed()
+                    .insert(target.key.clone(), sender.clone());
+                self.send_multiplexed(target, sender, request).await
+            }
         }
+    }
+
+    /// Sends over the backend's HTTP/2 connection: the target in the request line's place
+    /// (`:scheme`, `:authority`, `:path`), no `Host` header.
+    async fn send_multiplexed(
+        &self,
+        target: &Target,
+        mut sender: http2::SendRequest<Body>,
+        mut request: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let authority = match request.headers_mut().remove(http::header::HOST) {
+            Some(host) => {
+                Authority::try_from(host.as_bytes()).unwrap_or_else(|_| target.authority.clone())
+            }
+            None => target.authority.clone(),
+        };
+        let path = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let scheme = if target.is_tls() {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(scheme);
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(path);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+        *request.version_mut() = http::Version::HTTP_2;
+        let http_error = |source| UpstreamError::Http {
+            authority: target.authority.clone(),
+            source,
+        };
+        sender.ready().await.map_err(http_error)?;
+        let response = sender.send_request(request).await.map_err(http_error)?;
+        Ok(response.map(|inner| UpstreamBody { inner, lease: None }))
     }
 
     fn lease(
@@ -217,7 +274,7 @@ impl UpstreamPool {
         })
     }
 
-    async fn connect(&self, target: &Target) -> Result<SendRequest<Body>, UpstreamError> {
+    async fn connect(&self, target: &Target) -> Result<Connection, UpstreamError> {
         self.start_sweeping();
         let authority = &target.authority;
         let addrs = resolve(authority, target.port).await?;
@@ -250,8 +307,8 @@ impl UpstreamPool {
             socket2::SockRef::from(&stream)
                 .set_tcp_keepalive(&keepalive)
                 .map_err(connect_error)?;
-            let sender = match &target.tls {
-                None => self.handshake(authority, stream).await?,
+            let connection = match &target.tls {
+                None => Connection::Http1(self.handshake(authority, stream).await?),
                 Some(name) => {
                     let connector =
                         gatehouse_tls::tokio_rustls::TlsConnector::from(self.shared.tls.config());
@@ -279,10 +336,14 @@ impl UpstreamPool {
                             });
                         }
                     };
-                    self.handshake(authority, tls).await?
+                    if tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()) {
+                        Connection::Http2(self.handshake_http2(authority, tls).await?)
+                    } else {
+                        Connection::Http1(self.handshake(authority, tls).await?)
+                    }
                 }
             };
-            return Ok(sender);
+            return Ok(connection);
         }
         Err(connect_error(last))
     }
@@ -309,6 +370,36 @@ impl UpstreamPool {
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+            gauges.open.fetch_sub(1, Ordering::Relaxed);
+        });
+        Ok(sender)
+    }
+
+    /// Starts HTTP/2 on an open connection (ALPN chose it), and the task that drives it.
+    async fn handshake_http2<IO>(
+        &self,
+        authority: &Authority,
+        io: IO,
+    ) -> Result<http2::SendRequest<Body>, UpstreamError>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, connection) = http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| UpstreamError::Http {
+                authority: authority.clone(),
+                source,
+            })?;
+        let gauges = self.shared.gauges.clone();
+        gauges.opened.fetch_add(1, Ordering::Relaxed);
+        gauges.open.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
             }
             gauges.open.fetch_sub(1, Ordering::Relaxed);
         });
@@ -350,6 +441,25 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn lock_multiplexed(
+        &self,
+    ) -> std::sync::MutexGuard<'_, FxHashMap<Arc<str>, http2::SendRequest<Body>>> {
+        self.multiplexed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The backend's HTTP/2 connection, while it is open.
+    fn multiplexed(&self, key: &str) -> Option<http2::SendRequest<Body>> {
+        let mut map = self.lock_multiplexed();
+        let sender = map.get(key)?;
+        if sender.is_closed() {
+            map.remove(key);
+            return None;
+        }
+        Some(sender.clone())
+    }
+
     /// The most recently returned open connection to `authority`, once it can take a request.
     async fn checkout(&self, key: &str) -> Option<SendRequest<Body>> {
         loop {
@@ -386,6 +496,8 @@ impl Shared {
 
     /// Drops the connections idle longer than the idle timeout, and those the backend closed.
     fn sweep(&self) {
+        self.lock_multiplexed()
+            .retain(|_, sender| !sender.is_closed());
         let timeout = self.settings.idle_timeout;
         let mut map = self.lock();
         map.retain(|_, list| {
@@ -416,6 +528,12 @@ async fn resolve(authority: &Authority, port: u16) -> Result<Vec<SocketAddr>, Up
             source,
         }),
     }
+}
+
+/// A new connection, in the protocol the backend chose.
+enum Connection {
+    Http1(SendRequest<Body>),
+    Http2(http2::SendRequest<Body>),
 }
 
 /// A connection out of its pool for one response.
@@ -511,6 +629,12 @@ mod tests {
                 tokio::spawn(async move {
                     let service = service_fn(|req: Request<Incoming>| async move {
                         let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+                        if req.version() == http::Version::HTTP_2 {
+                            // What an HTTP/2 backend saw as :authority, for the tests.
+                            let authority = req.uri().authority().map(|a| a.to_string());
+                            *response.body_mut() =
+                                Full::new(format!("h2 {}", authority.unwrap_or_default()).into());
+                        }
                         match req.uri().path() {
                             "/close" => {
                                 response
@@ -529,7 +653,16 @@ mod tests {
                     let http = hyper::server::conn::http1::Builder::new();
                     match tls {
                         Some(tls) => {
-                            if let Ok(accepted) = tls.accept(stream).await {
+                            let Ok(accepted) = tls.accept(stream).await else {
+                                return;
+                            };
+                            if accepted.http2 {
+                                let _ = hyper::server::conn::http2::Builder::new(
+                                    hyper_util::rt::TokioExecutor::new(),
+                                )
+                                .serve_connection(TokioIo::new(accepted.stream), service)
+                                .await;
+                            } else {
                                 let _ = http
                                     .serve_connection(TokioIo::new(accepted.stream), service)
                                     .await;
@@ -693,5 +826,38 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("does not name the host"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_backend_offering_http2_gets_one_multiplexed_connection() {
+        let ca = gatehouse_tls::testca::TestCa::new("upstream-h2");
+        let leaf = ca.leaf("backend", &["127.0.0.1"]);
+        let server =
+            gatehouse_tls::server::ServerTls::from_files(&leaf.cert, &leaf.key, true).unwrap();
+        let (target, accepted) = backend_with(Some(server)).await;
+        let trust =
+            gatehouse_tls::client::Trust::only(&std::fs::read(&ca.cert).unwrap(), "ca").unwrap();
+        let pool = UpstreamPool::new(
+            Arc::default(),
+            PoolSettings::default(),
+            Arc::new(OutboundTls::new(trust).unwrap()),
+        );
+        let want = format!("h2 {}", target.authority());
+        assert_eq!(call(&pool, &target, "/").await, want.as_bytes());
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (pool, target) = (pool.clone(), target.clone());
+                tokio::spawn(async move { call(&pool, &target, "/").await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), want.as_bytes());
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection, multiplexed"
+        );
+        assert_eq!(pool.idle_count(), 0, "HTTP/2 connections are not leased");
     }
 }
