@@ -512,3 +512,47 @@ mod telemetry {
         }
     }
 }
+
+#[tokio::test]
+async fn unversioned_writes_bump_no_revision_and_log_nothing() {
+    let (store, _dir) = temp_store().await;
+    let mut tx = store.begin().await.unwrap();
+    tx.put("api", "", "a", "{}").await.unwrap();
+    let base = tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    tx.put_unversioned("user-credentials", "", "u1", "{\"h\":1}")
+        .await
+        .unwrap();
+    assert!(
+        tx.create_unversioned("user-email", "", "a@x", "\"u1\"")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.create_unversioned("user-email", "", "a@x", "\"u2\"")
+            .await
+            .unwrap()
+    );
+    assert_eq!(tx.commit().await.unwrap(), base);
+    assert_eq!(store.revision().await.unwrap(), base);
+    assert_eq!(
+        store.changes(base - 1, base).await.unwrap().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store.get("user-email", "", "a@x").await.unwrap().as_deref(),
+        Some("\"u1\"")
+    );
+    assert_eq!(
+        store
+            .get("user-credentials", "", "u1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("{\"h\":1}")
+    );
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.list("user-email", "").await.unwrap().len(), 1);
+    drop(tx);
+}
