@@ -134,11 +134,7 @@ impl AdminBackend for ControlBackend {
                         .into_iter()
                         .map(|i| FleetInstance {
                             state: i.state().to_owned(),
-                            problem: i
-                                .record
-                                .token_rejected
-                                .clone()
-                                .or_else(|| i.record.last_error.clone()),
+                            problem: i.record.last_error.clone(),
                             name: i.record.name,
                             version: i.record.version,
                             link: i.link,

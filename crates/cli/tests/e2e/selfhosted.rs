@@ -275,21 +275,11 @@ async fn expired_forged_and_revoked_tokens_are_refused() {
         gw.log().contains("refused"),
         "the refusal is not in the log"
     );
+    // The refusal is counted against the gateway (not written to any instance: a refused call
+    // proves nothing about who sent it).
     let st = gh.ok("GET", "/mgmt/gateways/edge/status", None).await;
-    let holder = st["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "holder")
-        .unwrap()
-        .clone();
-    assert!(
-        holder["tokenRejected"]
-            .as_str()
-            .unwrap()
-            .contains("signature"),
-        "{st}"
-    );
+    assert!(st["rejectedTokens"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(st["lastTokenRejection"], "invalidSignature", "{st}");
 
     // Restart it with an expired token: it serves from its backup and says the token expired.
     gw.kill9();
@@ -310,20 +300,7 @@ async fn expired_forged_and_revoked_tokens_are_refused() {
     assert_eq!(status(&gw, "/a/x", &key).await, 200);
     assert!(gw.log().contains("expired"));
     let st = gh.ok("GET", "/mgmt/gateways/edge/status", None).await;
-    let holder = st["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "holder")
-        .unwrap()
-        .clone();
-    assert!(
-        holder["tokenRejected"]
-            .as_str()
-            .unwrap()
-            .contains("expired"),
-        "{st}"
-    );
+    assert_eq!(st["lastTokenRejection"], "expired", "{st}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -92,37 +92,95 @@ fn sign(key: &str, gateway: &str, expiry_text: &str) -> String {
     STANDARD.encode(tag.as_ref())
 }
 
-/// Why a token was refused; the text goes to the gateway and into its status.
+/// Why a token was refused. The detail goes to the control plane's log and, counted, into the
+/// gateway's status; the caller only ever hears [`TokenRejection::PUBLIC_MESSAGE`], so it
+/// cannot tell an unknown gateway id from a bad signature (and enumerate gateway ids).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenRejection {
     Malformed(String),
     UnknownGateway(String),
-    BadSignature,
-    Expired(String),
+    BadSignature { gateway: String },
+    Expired { gateway: String, at: String },
 }
 
 impl std::fmt::Display for TokenRejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Malformed(m) => write!(f, "the gateway token is malformed: {m}"),
-            Self::UnknownGateway(id) => write!(f, "the token names gateway '{id}', which does not exist"),
-            Self::BadSignature => f.write_str(
-                "the gateway token's signature does not match either gateway key: it was forged, or revoked by regenerating its key",
+            Self::UnknownGateway(id) => {
+                write!(f, "the token names gateway '{id}', which does not exist")
+            }
+            Self::BadSignature { gateway } => write!(
+                f,
+                "the token for gateway '{gateway}' matches neither gateway key: it was forged, or revoked by regenerating its key"
             ),
-            Self::Expired(at) => write!(f, "the gateway token expired at {at}"),
+            Self::Expired { gateway, at } => {
+                write!(f, "the token for gateway '{gateway}' expired at {at}")
+            }
         }
     }
 }
 
 impl TokenRejection {
-    /// A short machine-readable reason.
+    /// What every caller with a refused token hears, whatever the reason.
+    pub const PUBLIC_MESSAGE: &'static str = "the token is not valid here: it is expired, malformed, revoked by regenerating its key, or for another control plane; generate a new one with `gatehouse gateway token <gateway id>`";
+
+    /// A short machine-readable reason, for the log and the gateway's status.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Malformed(_) => "malformed",
             Self::UnknownGateway(_) => "unknownGateway",
-            Self::BadSignature => "invalidSignature",
-            Self::Expired(_) => "expired",
+            Self::BadSignature { .. } => "invalidSignature",
+            Self::Expired { .. } => "expired",
         }
+    }
+
+    /// The gateway the token names, when that gateway exists.
+    pub fn existing_gateway(&self) -> Option<&str> {
+        match self {
+            Self::BadSignature { gateway } | Self::Expired { gateway, .. } => Some(gateway),
+            Self::Malformed(_) | Self::UnknownGateway(_) => None,
+        }
+    }
+}
+
+/// Link calls refused for their token, per existing gateway, since the control plane started.
+/// Kept in memory only: a refused call proves nothing about who made it, so it writes nothing
+/// to the store and names no instance.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Refusals {
+    pub count: u64,
+    pub last_at: Option<String>,
+    pub last_reason: Option<&'static str>,
+}
+
+/// Most gateways whose refusals are counted (one entry per gateway that exists).
+const MAX_REFUSAL_ENTRIES: usize = 10_000;
+
+impl ControlPlane {
+    /// Counts a refused token against the gateway it names, if that gateway exists.
+    pub(crate) fn count_refusal(&self, rejection: &TokenRejection) {
+        let Some(gateway) = rejection.existing_gateway() else {
+            return;
+        };
+        let Ok(mut map) = self.refusals.lock() else {
+            return;
+        };
+        if map.len() >= MAX_REFUSAL_ENTRIES && !map.contains_key(gateway) {
+            return;
+        }
+        let entry = map.entry(gateway.to_owned()).or_default();
+        entry.count = entry.count.saturating_add(1);
+        entry.last_at = Some(now_rfc3339());
+        entry.last_reason = Some(rejection.code());
+    }
+
+    fn refusals_of(&self, gateway: &str) -> Refusals {
+        self.refusals
+            .lock()
+            .ok()
+            .and_then(|m| m.get(gateway).cloned())
+            .unwrap_or_default()
     }
 }
 
@@ -142,8 +200,11 @@ pub async fn verify(
         return Ok(Err(TokenRejection::UnknownGateway(token.gateway_id)));
     }
     let (primary, secondary) = keys(cp, &token.gateway_id).await?;
+    let bad_signature = || TokenRejection::BadSignature {
+        gateway: token.gateway_id.clone(),
+    };
     let Ok(presented) = STANDARD.decode(&token.signature) else {
-        return Ok(Err(TokenRejection::BadSignature));
+        return Ok(Err(bad_signature()));
     };
     let message = GatewayToken::signed_text(&token.gateway_id, &token.expiry_text);
     let valid = [primary, secondary].iter().any(|key| {
@@ -151,11 +212,14 @@ pub async fn verify(
         hmac::verify(&k, message.as_bytes(), &presented).is_ok()
     });
     if !valid {
-        return Ok(Err(TokenRejection::BadSignature));
+        return Ok(Err(bad_signature()));
     }
     let expiry = expiry_time(&token);
     if expiry.is_none_or(|e| e <= OffsetDateTime::now_utc()) {
-        return Ok(Err(TokenRejection::Expired(token.expiry_rfc3339())));
+        return Ok(Err(TokenRejection::Expired {
+            gateway: token.gateway_id.clone(),
+            at: token.expiry_rfc3339(),
+        }));
     }
     Ok(Ok((token.gateway_id.clone(), token.expiry_rfc3339())))
 }
@@ -304,11 +368,6 @@ pub struct InstanceRecord {
     /// When the control plane last heard a valid heartbeat (RFC 3339).
     #[serde(default)]
     pub last_heartbeat: Option<String>,
-    /// The last time the control plane refused this instance's token, and why.
-    #[serde(default)]
-    pub token_rejected_at: Option<String>,
-    #[serde(default)]
-    pub token_rejected: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -324,13 +383,12 @@ pub struct InstanceStatus {
 }
 
 impl InstanceStatus {
-    /// One word for the instance's link, worst first: `tokenRejected` (its last call was
-    /// refused for its token), `offline` (three heartbeats missed), `behind` (it has not
-    /// applied the current revision) or `inSync`.
+    /// One word for the instance's link, worst first: `offline` (three heartbeats missed),
+    /// `behind` (it has not applied the current revision) or `inSync`. A refused token is not
+    /// an instance's state: anyone can name any instance in a refused call (see
+    /// [`GatewayStatus::rejected_tokens`]).
     pub fn state(&self) -> &'static str {
-        if self.record.token_rejected.is_some() {
-            "tokenRejected"
-        } else if self.link == "offline" {
+        if self.link == "offline" {
             "offline"
         } else if self.sync == "behind" {
             "behind"
@@ -346,6 +404,13 @@ pub struct GatewayStatus {
     pub gateway_id: String,
     pub current_revision: u64,
     pub instances: Vec<InstanceStatus>,
+    /// Link calls refused for their token since the control plane started: expired, revoked
+    /// or forged tokens naming this gateway. Counted in memory, not per instance.
+    pub rejected_tokens: u64,
+    /// When the last one was refused (RFC 3339).
+    pub last_token_rejected_at: Option<String>,
+    /// Why: `expired` or `invalidSignature` (forged, or revoked by regenerating its key).
+    pub last_token_rejection: Option<String>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -402,9 +467,13 @@ pub(crate) async fn gateway_status(
             seconds_since_heartbeat: age,
         });
     }
+    let refusals = cp.refusals_of(&id);
     Ok(GatewayStatus {
         gateway_id: id,
         current_revision: current,
         instances,
+        rejected_tokens: refusals.count,
+        last_token_rejected_at: refusals.last_at,
+        last_token_rejection: refusals.last_reason.map(str::to_owned),
     })
 }

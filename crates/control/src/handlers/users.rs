@@ -6,25 +6,83 @@ use axum::Json;
 use axum::http::StatusCode;
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
-    Collection, GROUP_USER, Resource, USER_CREDENTIALS, User, UserState,
+    Collection, GROUP_USER, Resource, USER_CREDENTIALS, USER_EMAIL, User, UserState, email_key,
 };
+use gatehouse_store::Tx;
 
-use super::{Cp, check_id, commit, load, load_all, load_opt, merge, prepare, save, saved};
-use crate::ControlPlane;
+use super::{Cp, check_id, commit, encode, load, load_all, load_opt, merge, prepare, save, saved};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
 
-/// Refuses an email address another user already has (compared without case).
-pub(crate) async fn ensure_email_free(cp: &ControlPlane, user: &User) -> ApiResult<()> {
-    for other in load_all::<User>(cp, "").await? {
-        if other.id != user.id && other.email.eq_ignore_ascii_case(&user.email) {
-            return Err(ValidationError::one(
-                "email",
-                format!("'{}' is already the email of another user", user.email),
-            )
-            .into());
+fn email_taken(user: &User) -> ApiError {
+    ValidationError::one(
+        "email",
+        format!("'{}' is already the email of another user", user.email),
+    )
+    .into()
+}
+
+/// Points the email index at `user`, refusing an email another user already has (compared
+/// without case), and drops the entry of the email it replaces.
+async fn index_email(tx: &mut Tx, user: &User, previous: Option<&User>) -> ApiResult<()> {
+    let key = email_key(&user.email);
+    if let Some(owner) = tx.get(USER_EMAIL, "", &key).await?
+        && serde_json::from_str::<String>(&owner).is_ok_and(|o| o != user.id)
+    {
+        return Err(email_taken(user));
+    }
+    if let Some(previous) = previous {
+        unindex_email(tx, previous).await?;
+    }
+    tx.put_unversioned(USER_EMAIL, "", &key, &encode(&user.id)?)
+        .await?;
+    Ok(())
+}
+
+/// Drops `user`'s entry from the email index, if it is theirs.
+async fn unindex_email(tx: &mut Tx, user: &User) -> ApiResult<()> {
+    let key = email_key(&user.email);
+    if let Some(owner) = tx.get(USER_EMAIL, "", &key).await?
+        && serde_json::from_str::<String>(&owner).is_ok_and(|o| o == user.id)
+    {
+        tx.delete_unversioned(USER_EMAIL, "", &key).await?;
+    }
+    Ok(())
+}
+
+/// Builds the email index when it does not match the users (a store from before the index).
+/// Of users sharing an email, the first by id keeps it.
+pub(crate) async fn index_emails(store: &gatehouse_store::Store) -> ApiResult<()> {
+    let mut wanted = std::collections::BTreeMap::new();
+    for doc in store.list(User::KIND, "").await? {
+        let user: User = super::decode(&doc.body)?;
+        let key = email_key(&user.email);
+        if wanted.contains_key(&key) {
+            tracing::warn!(user = %user.id, "two users share an email; the index keeps the first");
+            continue;
+        }
+        wanted.insert(key, encode(&user.id)?);
+    }
+    let indexed: std::collections::BTreeMap<String, String> = store
+        .list(USER_EMAIL, "")
+        .await?
+        .into_iter()
+        .map(|d| (d.id, d.body))
+        .collect();
+    if indexed == wanted {
+        return Ok(());
+    }
+    let mut tx = store.begin().await?;
+    for key in indexed.keys().filter(|k| !wanted.contains_key(*k)) {
+        tx.delete_unversioned(USER_EMAIL, "", key).await?;
+    }
+    for (key, owner) in &wanted {
+        if indexed.get(key) != Some(owner) {
+            tx.put_unversioned(USER_EMAIL, "", key, owner).await?;
         }
     }
+    tx.commit().await?;
+    tracing::info!(users = wanted.len(), "indexed user emails");
     Ok(())
 }
 
@@ -65,10 +123,11 @@ pub async fn put(
     let mut user = prepare(body, &id)?;
     let previous = load_opt::<User>(&cp, "", &id).await?;
     user.registration_date = previous
-        .and_then(|p| p.registration_date)
+        .as_ref()
+        .and_then(|p| p.registration_date.clone())
         .or_else(|| Some(now()));
-    ensure_email_free(&cp, &user).await?;
     let mut tx = cp.store().begin().await?;
+    index_email(&mut tx, &user, previous.as_ref()).await?;
     let created = save(&mut tx, "", &user).await?;
     commit(&cp, tx).await?;
     Ok(saved(created, user))
@@ -87,8 +146,8 @@ pub async fn patch(
     let existing = load::<User>(&cp, "", &id).await?;
     let mut user = merge(&existing, body)?;
     user.registration_date = existing.registration_date.clone();
-    ensure_email_free(&cp, &user).await?;
     let mut tx = cp.store().begin().await?;
+    index_email(&mut tx, &user, Some(&existing)).await?;
     save(&mut tx, "", &user).await?;
     commit(&cp, tx).await?;
     if user.state == UserState::Blocked && existing.state != UserState::Blocked {
@@ -106,6 +165,9 @@ pub async fn patch(
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     check_id(User::KIND, &id)?;
     let mut tx = cp.store().begin().await?;
+    if let Some(body) = tx.get(User::KIND, "", &id).await? {
+        unindex_email(&mut tx, &super::decode::<User>(&body)?).await?;
+    }
     if !tx.delete(User::KIND, "", &id).await? {
         return Err(ApiError::not_found("User", &id));
     }
