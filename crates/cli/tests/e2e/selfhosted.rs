@@ -219,7 +219,10 @@ async fn expired_forged_and_revoked_tokens_are_refused() {
     assert_eq!(s, 401);
     assert!(body.contains("expired"), "{body}");
     assert_eq!(config(forged).await, (401, body.clone()));
-    assert_eq!(config("GatewayKey nonsense".into()).await, (401, body.clone()));
+    assert_eq!(
+        config("GatewayKey nonsense".into()).await,
+        (401, body.clone())
+    );
     let log = gh.log();
     assert!(log.contains("expired at"), "{log}");
     assert!(log.contains("matches neither gateway key"), "{log}");
