@@ -115,8 +115,16 @@ async fn config(
     let wait = Duration::from_secs(query.wait.unwrap_or(30)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = cp.subscribe();
+    let mut woken = false;
     loop {
         changes.borrow_and_update();
+        // A change may be the regeneration of this gateway's key: a held call checks the
+        // token again before it answers.
+        if std::mem::replace(&mut woken, true)
+            && let Err(refused) = authenticate(&cp, &headers).await
+        {
+            return refused;
+        }
         let (content_type, revision, body) =
             match cp.answer(&gateway, known, wants_delta(&headers)).await {
                 Ok(Answer::Unchanged) => (None, 0, Bytes::new()),

@@ -114,6 +114,28 @@ async fn forged_link_tokens_leave_no_trace_in_the_fleet_status() {
     assert_eq!(after["rejectedTokens"], 300, "{after}");
     assert_eq!(after["lastTokenRejection"], "invalidSignature", "{after}");
 
+    // A gateway that has no keys yet gets none from forged calls naming it (no write at all:
+    // the store's revision stays put).
+    gh.ok("PUT", "/mgmt/gateways/fresh", Some(json!({}))).await;
+    let revision =
+        gh.ok("GET", "/mgmt/gateways/fresh/status", None).await["currentRevision"].clone();
+    for _ in 0..10 {
+        let resp = gh
+            .http
+            .post(gh.control("/gateway/v1/heartbeat"))
+            .header("authorization", sign("fresh", "209901010000", "guess"))
+            .header("x-gatehouse-instance", "ghost")
+            .json(&json!({"instance": "ghost"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let fresh = gh.ok("GET", "/mgmt/gateways/fresh/status", None).await;
+    assert_eq!(fresh["currentRevision"], revision);
+    assert_eq!(instance_names(&fresh), Vec::<String>::new());
+    assert_eq!(fresh["rejectedTokens"], 10);
+
     let out = gh.cli(&["gateway", "status", "edge"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
@@ -659,4 +681,43 @@ async fn the_api_docs_render_under_their_policy_in_a_browser() {
         "{summary}"
     );
     assert!(summary["operations"].as_u64().unwrap() > 50, "{summary}");
+}
+
+/// Found along finding 6: a config call held open (long poll) was authenticated only when it
+/// started, so a gateway whose key was regenerated meanwhile still got the next snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_config_call_is_refused_once_its_key_is_regenerated() {
+    let gh = Gatehouse::up("sec-held-poll", &[]).await;
+    let (token, _) = gateway_with_token(&gh, "edge").await;
+    let first = gh
+        .http
+        .get(gh.control("/gateway/v1/config?wait=0"))
+        .header("authorization", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let held = {
+        let req = gh
+            .http
+            .get(gh.control("/gateway/v1/config?wait=25"))
+            .header("authorization", &token)
+            .header("if-none-match", etag);
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let status = req.send().await.unwrap().status().as_u16();
+            (status, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gh.ok(
+        "POST",
+        "/mgmt/gateways/edge/regenerateKey",
+        Some(json!({"keyType": "primary"})),
+    )
+    .await;
+    let (status, took) = held.await.unwrap();
+    assert_eq!(status, 401);
+    assert!(took < Duration::from_secs(20), "{took:?}");
 }

@@ -45,16 +45,25 @@ pub enum KeyType {
     Secondary,
 }
 
+/// The gateway's keys in clear, if it has any yet.
+async fn existing_keys(cp: &ControlPlane, gateway: &str) -> ApiResult<Option<(String, String)>> {
+    let internal = |e: secrets::SecretError| ApiError::Internal(e.to_string());
+    let Some(body) = cp.store().get(KEYS, gateway, "keys").await? else {
+        return Ok(None);
+    };
+    let k: StoredGatewayKeys = serde_json::from_str(&body)
+        .map_err(|e| ApiError::Internal(format!("stored gateway keys are unreadable: {e}")))?;
+    Ok(Some((
+        cp.sealer().open(&k.primary_sealed).map_err(internal)?,
+        cp.sealer().open(&k.secondary_sealed).map_err(internal)?,
+    )))
+}
+
 /// The gateway's keys in clear, creating them on first use.
 async fn keys(cp: &ControlPlane, gateway: &str) -> ApiResult<(String, String)> {
     let internal = |e: secrets::SecretError| ApiError::Internal(e.to_string());
-    if let Some(body) = cp.store().get(KEYS, gateway, "keys").await? {
-        let k: StoredGatewayKeys = serde_json::from_str(&body)
-            .map_err(|e| ApiError::Internal(format!("stored gateway keys are unreadable: {e}")))?;
-        return Ok((
-            cp.sealer().open(&k.primary_sealed).map_err(internal)?,
-            cp.sealer().open(&k.secondary_sealed).map_err(internal)?,
-        ));
+    if let Some(keys) = existing_keys(cp, gateway).await? {
+        return Ok(keys);
     }
     let (primary, secondary) = (
         secrets::new_key().map_err(internal)?,
@@ -77,8 +86,9 @@ async fn store_keys(
     };
     let mut tx = cp.store().begin().await?;
     tx.put(KEYS, gateway, "keys", &encode(&stored)?).await?;
-    // Keys are credentials, not configuration: no gateway needs a new snapshot for them, but the
-    // transaction bumps the revision all the same, which costs one refetch.
+    // Keys are credentials, not configuration: no gateway needs a new snapshot for them. The
+    // revision this bumps is still useful: it wakes the gateways' held config calls, so one
+    // whose key was just regenerated calls again at once and is refused.
     commit(cp, tx).await?;
     Ok(())
 }
@@ -199,9 +209,13 @@ pub async fn verify(
     {
         return Ok(Err(TokenRejection::UnknownGateway(token.gateway_id)));
     }
-    let (primary, secondary) = keys(cp, &token.gateway_id).await?;
     let bad_signature = || TokenRejection::BadSignature {
         gateway: token.gateway_id.clone(),
+    };
+    // A gateway without keys has issued no token; a refused call creates none (it writes
+    // nothing at all).
+    let Some((primary, secondary)) = existing_keys(cp, &token.gateway_id).await? else {
+        return Ok(Err(bad_signature()));
     };
     let Ok(presented) = STANDARD.decode(&token.signature) else {
         return Ok(Err(bad_signature()));
