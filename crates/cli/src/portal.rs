@@ -129,6 +129,9 @@ impl AdminBackend for ControlBackend {
                         .filter(|n| !n.is_empty()),
                     description: gateway.description,
                     id: gateway.id,
+                    rejected_tokens: status.rejected_tokens,
+                    last_token_rejection: status.last_token_rejection,
+                    last_token_rejected_at: status.last_token_rejected_at,
                     instances: status
                         .instances
                         .into_iter()

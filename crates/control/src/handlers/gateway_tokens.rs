@@ -133,7 +133,7 @@ impl std::fmt::Display for TokenRejection {
 
 impl TokenRejection {
     /// What every caller with a refused token hears, whatever the reason.
-    pub const PUBLIC_MESSAGE: &'static str = "the token is not valid here: it is expired, malformed, revoked by regenerating its key, or for another control plane; generate a new one with `gatehouse gateway token <gateway id>`";
+    pub const PUBLIC_MESSAGE: &'static str = "the token is expired, revoked (its key was regenerated), malformed, or not issued by this control plane; generate a new one with `gatehouse gateway token <gateway id>`";
 
     /// A short machine-readable reason, for the log and the gateway's status.
     pub fn code(&self) -> &'static str {

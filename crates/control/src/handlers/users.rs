@@ -176,3 +176,81 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     commit(&cp, tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::extract::State;
+
+    use super::*;
+    use crate::{ControlPlane, ControlSettings};
+
+    async fn control() -> (Arc<ControlPlane>, std::path::PathBuf) {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("gh-users-test-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = gatehouse_store::Store::open_sqlite_dir(&dir).await.unwrap();
+        let settings = ControlSettings {
+            data_dir: dir.clone(),
+            admin_token: None,
+            secret_key: None,
+        };
+        (
+            ControlPlane::open(store, &settings).await.unwrap().control,
+            dir,
+        )
+    }
+
+    async fn put_user(cp: &Arc<ControlPlane>, id: &str, email: &str) -> ApiResult<()> {
+        let body: User = serde_json::from_value(serde_json::json!({
+            "email": email, "firstName": "A", "lastName": "B"
+        }))
+        .unwrap();
+        put(State(cp.clone()), Path(id.to_owned()), JsonBody(body))
+            .await
+            .map(|_| ())
+    }
+
+    async fn indexed(cp: &ControlPlane, email: &str) -> Option<String> {
+        cp.store()
+            .get(USER_EMAIL, "", &email_key(email))
+            .await
+            .unwrap()
+            .map(|b| serde_json::from_str(&b).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_email_index_follows_users_and_is_built_for_old_stores() {
+        let (cp, dir) = control().await;
+        put_user(&cp, "u1", "Ann@Example.com").await.unwrap();
+        let taken = put_user(&cp, "u2", "ann@example.COM").await.unwrap_err();
+        assert!(taken.to_string().contains("already the email"), "{taken}");
+        assert_eq!(indexed(&cp, "ANN@example.com").await.as_deref(), Some("u1"));
+
+        // A new email frees the old one; deleting frees the email.
+        put_user(&cp, "u1", "ann@new.example").await.unwrap();
+        assert_eq!(indexed(&cp, "ann@example.com").await, None);
+        put_user(&cp, "u2", "ann@example.com").await.unwrap();
+        delete(State(cp.clone()), Path("u2".into())).await.unwrap();
+        assert_eq!(indexed(&cp, "ann@example.com").await, None);
+
+        // The index bumps no revision.
+        let revision = cp.store().revision().await.unwrap();
+        let mut tx = cp.store().begin().await.unwrap();
+        for doc in cp.store().list(USER_EMAIL, "").await.unwrap() {
+            tx.delete_unversioned(USER_EMAIL, "", &doc.id)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        index_emails(cp.store()).await.unwrap();
+        assert_eq!(cp.store().revision().await.unwrap(), revision);
+        assert_eq!(indexed(&cp, "ANN@new.example").await.as_deref(), Some("u1"));
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
