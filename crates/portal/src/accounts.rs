@@ -3,8 +3,8 @@
 //! resource, which the management API serves without them.
 //!
 //! Each argon2 hash takes about 19 MiB and a core for a moment, so at most
-//! [`CONCURRENT_HASHES`] run at once, process-wide; others wait their turn for a while and are
-//! then told the portal is busy. Accounts and passwords are not configuration: writing them
+//! [`CONCURRENT_HASHES`] run at once, process-wide; others wait their turn (a bounded number,
+//! for a bounded time) and are otherwise told the portal is busy (503). Accounts and passwords are not configuration: writing them
 //! bumps no revision, so no gateway refetches for a sign-up.
 
 use std::sync::{Arc, OnceLock};
@@ -40,7 +40,11 @@ pub const CONCURRENT_HASHES: usize = 2;
 /// How long a request waits for its turn to hash before the portal says it is busy.
 const HASH_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Requests waiting for a hashing slot, at most; more are told at once that the portal is busy.
+const MAX_HASH_WAITERS: usize = 64;
+
 static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_HASHES);
+static HASH_WAITERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A hashing job, given its thread's argon2 memory.
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
@@ -87,24 +91,37 @@ fn hashers() -> PortalResult<&'static std::sync::Mutex<std::sync::mpsc::Sender<J
 async fn hashing<T: Send + 'static>(
     work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
 ) -> PortalResult<T> {
+    /// Counts a waiting request for as long as it waits, even if it is dropped meanwhile.
+    struct Waiting;
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            HASH_WAITERS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let waiting = Waiting;
+    if HASH_WAITERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= MAX_HASH_WAITERS {
+        return Err(PortalError::Busy);
+    }
     let permit = tokio::time::timeout(HASH_QUEUE_WAIT, HASHING.acquire())
         .await
         .map_err(|_| PortalError::Busy)?
         .map_err(|_| PortalError::Busy)?;
+    drop(waiting);
     let (done, result) = tokio::sync::oneshot::channel();
+    // The slot is given back when the work ends, not when the request does: a request dropped
+    // while its hash runs must not let another hash start beside it.
     let job: Job = Box::new(move |memory| {
         let _ = done.send(work(memory));
+        drop(permit);
     });
     hashers()?
         .lock()
         .map_err(|_| PortalError::Internal("the password hashing queue is unusable".into()))?
         .send(job)
         .map_err(|_| PortalError::Internal("the password hashing threads stopped".into()))?;
-    let result = result
-        .await
-        .map_err(|_| PortalError::Internal("password hashing failed".into()));
-    drop(permit);
     result
+        .await
+        .map_err(|_| PortalError::Internal("password hashing failed".into()))
 }
 
 /// `params.block_count()` blocks of `memory`, grown if needed.
