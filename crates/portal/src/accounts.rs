@@ -536,4 +536,27 @@ mod tests {
         // One memory, reused.
         assert_eq!(memory.len(), Params::default().block_count());
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn at_most_two_hashes_run_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        static MOST: AtomicUsize = AtomicUsize::new(0);
+        let jobs: Vec<_> = (0..12)
+            .map(|_| {
+                tokio::spawn(hashing(|_memory| {
+                    let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+                    MOST.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    RUNNING.fetch_sub(1, Ordering::SeqCst);
+                    std::thread::current().name().map(str::to_owned)
+                }))
+            })
+            .collect();
+        for job in jobs {
+            let thread = job.await.unwrap().unwrap().unwrap();
+            assert!(thread.starts_with("portal-hash-"), "{thread}");
+        }
+        assert!(MOST.load(Ordering::SeqCst) <= CONCURRENT_HASHES);
+    }
 }
