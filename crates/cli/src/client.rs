@@ -583,11 +583,7 @@ pub async fn gateway(global: Global, cmd: GatewayCommand) -> Result<(), Failure>
                     .into_iter()
                     .flatten()
                 {
-                    let problem = i
-                        .get("tokenRejected")
-                        .or_else(|| i.get("lastError"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
+                    let problem = i.get("lastError").and_then(Value::as_str).unwrap_or("");
                     rows.push(vec![
                         s(i, "name").into(),
                         s(i, "link").into(),
@@ -600,8 +596,21 @@ pub async fn gateway(global: Global, cmd: GatewayCommand) -> Result<(), Failure>
                         problem.into(),
                     ]);
                 }
+                let refused = st
+                    .get("rejectedTokens")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                let refusals = if refused == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        "\n{refused} link call(s) refused for their token since the control plane started; last at {} ({})",
+                        s(st, "lastTokenRejectedAt"),
+                        s(st, "lastTokenRejection")
+                    )
+                };
                 format!(
-                    "Gateway '{id}' (current revision {current})\n{}",
+                    "Gateway '{id}' (current revision {current})\n{}{refusals}",
                     table(&rows)
                 )
             });

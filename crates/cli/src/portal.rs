@@ -129,16 +129,15 @@ impl AdminBackend for ControlBackend {
                         .filter(|n| !n.is_empty()),
                     description: gateway.description,
                     id: gateway.id,
+                    rejected_tokens: status.rejected_tokens,
+                    last_token_rejection: status.last_token_rejection,
+                    last_token_rejected_at: status.last_token_rejected_at,
                     instances: status
                         .instances
                         .into_iter()
                         .map(|i| FleetInstance {
                             state: i.state().to_owned(),
-                            problem: i
-                                .record
-                                .token_rejected
-                                .clone()
-                                .or_else(|| i.record.last_error.clone()),
+                            problem: i.record.last_error.clone(),
                             name: i.record.name,
                             version: i.record.version,
                             link: i.link,

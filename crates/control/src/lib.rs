@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use gatehouse_model::resources::{Resource, Subscription, SubscriptionKeys, SubscriptionState};
+use gatehouse_model::resources::{Subscription, SubscriptionKeys, SubscriptionState};
 use gatehouse_model::snapshot::Snapshot;
 use gatehouse_store::Store;
 use tokio::sync::watch;
@@ -70,6 +70,9 @@ pub struct ControlPlane {
     admin_hash: [u8; 32],
     changes: watch::Sender<u64>,
     telemetry: TelemetrySettings,
+    /// Refused gateway tokens per existing gateway, for the fleet status (in memory only).
+    refusals:
+        std::sync::Mutex<std::collections::HashMap<String, handlers::gateway_tokens::Refusals>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -108,6 +111,9 @@ impl ControlPlane {
         if let Err(e) = handlers::apis::index_paths(&store).await {
             tracing::error!(error = %e, "cannot index the API paths");
         }
+        if let Err(e) = handlers::users::index_emails(&store).await {
+            tracing::error!(error = %e, "cannot index the user emails");
+        }
         let revision = store.revision().await?;
         let (changes, _) = watch::channel(revision);
         let control = Arc::new(Self {
@@ -117,6 +123,7 @@ impl ControlPlane {
             admin_hash: secrets::sha256(admin_token.as_bytes()),
             changes,
             telemetry,
+            refusals: std::sync::Mutex::default(),
         });
         telemetry::spawn_housekeeping(Arc::downgrade(&control));
         Ok(Opened {
@@ -204,25 +211,15 @@ impl ControlPlane {
         handlers::commit(self, tx).await
     }
 
-    /// Creates a subscription with fresh keys, exactly as `PUT /mgmt/subscriptions/{id}` does,
-    /// refusing an id that is taken. Returns it as stored.
+    /// Creates a subscription with fresh keys, as `PUT /mgmt/subscriptions/{id}` does,
+    /// refusing an id that is taken and, for a product with a `subscriptionsLimit`, one more
+    /// subscription than the limit for its owner (checked in the creating transaction, so
+    /// concurrent requests cannot exceed it). Returns it as stored.
     pub async fn create_subscription(
         self: &Arc<Self>,
         subscription: Subscription,
     ) -> Result<Subscription, ApiError> {
-        let id = subscription.id.clone();
-        if self.store.get(Subscription::KIND, "", &id).await?.is_some() {
-            return Err(ApiError::Conflict(format!(
-                "Subscription '{id}' already exists."
-            )));
-        }
-        let (_, axum::Json(stored)) = handlers::subscriptions::put(
-            State(self.clone()),
-            http::Path(id),
-            http::JsonBody(subscription),
-        )
-        .await?;
-        Ok(stored)
+        handlers::subscriptions::create_for_user(self, subscription).await
     }
 
     /// Changes a subscription's state, as `PATCH /mgmt/subscriptions/{id}` does.

@@ -21,14 +21,14 @@ use gatehouse_model::telemetry::{Batch, MAX_BATCH_BYTES};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::handlers::gateway_tokens::{self, INSTANCE, InstanceRecord, now_rfc3339};
+use crate::handlers::gateway_tokens::{
+    self, INSTANCE, InstanceRecord, TokenRejection, now_rfc3339,
+};
 use crate::http::{Query, parse_json};
 use crate::{Answer, ControlPlane};
 
 /// The longest a config call is held open.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
-/// Header naming the calling instance, for the fleet status.
-pub const INSTANCE_HEADER: &str = "x-gatehouse-instance";
 
 pub fn router(cp: Arc<ControlPlane>) -> Router {
     Router::new()
@@ -43,20 +43,9 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn instance_name(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(INSTANCE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| {
-            s.chars()
-                .filter(|c| c.is_ascii_graphic())
-                .take(128)
-                .collect::<String>()
-        })
-        .filter(|s| !s.is_empty())
-}
-
-/// Authenticates the caller, recording a refusal against the instance for the fleet status.
+/// Authenticates the caller before anything else happens. A refusal writes nothing: it is
+/// logged in detail, counted in memory against the gateway the token names (if it exists),
+/// and answered with one message whatever the reason, so callers cannot probe gateway ids.
 async fn authenticate(cp: &ControlPlane, headers: &HeaderMap) -> Result<String, Response> {
     let Some(text) = headers
         .get(header::AUTHORIZATION)
@@ -72,48 +61,15 @@ async fn authenticate(cp: &ControlPlane, headers: &HeaderMap) -> Result<String, 
     match gateway_tokens::verify(cp, text).await {
         Ok(Ok((gateway, _expiry))) => Ok(gateway),
         Ok(Err(rejection)) => {
-            tracing::warn!(reason = %rejection, "refused a gateway token");
-            if let (Ok(token), Some(instance)) = (
-                gatehouse_model::token::GatewayToken::parse(text),
-                instance_name(headers),
-            ) {
-                record_rejection(cp, &token.gateway_id, &instance, &rejection.to_string()).await;
-            }
+            tracing::warn!(reason = %rejection, code = rejection.code(), "refused a gateway token");
+            cp.count_refusal(&rejection);
             Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 "InvalidToken",
-                format!(
-                    "{rejection}; generate a new token with `gatehouse gateway token <id>` ({})",
-                    rejection.code()
-                ),
+                TokenRejection::PUBLIC_MESSAGE.to_owned(),
             ))
         }
         Err(e) => Err(e.into_response()),
-    }
-}
-
-async fn record_rejection(cp: &ControlPlane, gateway: &str, instance: &str, reason: &str) {
-    let Ok(Some(_)) =
-        crate::handlers::load_opt::<gatehouse_model::resources::Gateway>(cp, "", gateway).await
-    else {
-        return;
-    };
-    let mut record = match cp.store().get(INSTANCE, gateway, instance).await {
-        Ok(Some(body)) => serde_json::from_str(&body).unwrap_or_default(),
-        _ => InstanceRecord {
-            name: instance.to_owned(),
-            ..InstanceRecord::default()
-        },
-    };
-    record.token_rejected_at = Some(now_rfc3339());
-    record.token_rejected = Some(reason.to_owned());
-    if let Ok(body) = serde_json::to_string(&record)
-        && let Err(e) = cp
-            .store()
-            .put_state(INSTANCE, gateway, instance, &body)
-            .await
-    {
-        tracing::warn!(error = %e, "cannot record a refused gateway token");
     }
 }
 
@@ -159,8 +115,16 @@ async fn config(
     let wait = Duration::from_secs(query.wait.unwrap_or(30)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = cp.subscribe();
+    let mut woken = false;
     loop {
         changes.borrow_and_update();
+        // A change may be the regeneration of this gateway's key: a held call checks the
+        // token again before it answers.
+        if std::mem::replace(&mut woken, true)
+            && let Err(refused) = authenticate(&cp, &headers).await
+        {
+            return refused;
+        }
         let (content_type, revision, body) =
             match cp.answer(&gateway, known, wants_delta(&headers)).await {
                 Ok(Answer::Unchanged) => (None, 0, Bytes::new()),
@@ -252,8 +216,6 @@ async fn heartbeat(
         heartbeat_interval_seconds: beat.heartbeat_interval_seconds,
         last_error: beat.last_error,
         last_heartbeat: Some(now_rfc3339()),
-        token_rejected_at: None,
-        token_rejected: None,
     };
     let stored = match serde_json::to_string(&record) {
         Ok(s) => s,

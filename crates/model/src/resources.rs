@@ -752,6 +752,14 @@ pub struct User {
 /// id), group membership (parent = group, id = user) and product visibility (parent = product,
 /// id = group).
 pub const USER_CREDENTIALS: &str = "user-credentials";
+/// The users' email index: parent "", id = the email in lower case, body = the user id as a
+/// JSON string. Sign-in finds a user by it; it also keeps emails unique.
+pub const USER_EMAIL: &str = "user-email";
+
+/// A user's key in [`USER_EMAIL`]: emails are compared without ASCII case.
+pub fn email_key(email: &str) -> String {
+    email.trim().to_ascii_lowercase()
+}
 pub const GROUP_USER: &str = "group-user";
 pub const PRODUCT_GROUP: &str = "product-group";
 /// Groups whose members are implicit: every signed-in user, every anonymous visitor.

@@ -92,13 +92,20 @@ pub struct FleetGateway {
     /// The gateway inside `gatehouse up`: it runs in process and sends no heartbeats.
     pub built_in: bool,
     pub instances: Vec<FleetInstance>,
+    /// Link calls refused for their token since the control plane started (not per instance:
+    /// a refused call proves nothing about who made it).
+    pub rejected_tokens: u64,
+    /// `expired` or `invalidSignature`, for the last one.
+    pub last_token_rejection: Option<String>,
+    /// RFC 3339.
+    pub last_token_rejected_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct FleetInstance {
     pub name: String,
     pub version: String,
-    /// `inSync`, `behind`, `offline` or `tokenRejected`.
+    /// `inSync`, `behind` or `offline`.
     pub state: String,
     /// `connected`, `stale` or `offline`.
     pub link: String,
@@ -108,6 +115,6 @@ pub struct FleetInstance {
     /// RFC 3339.
     pub last_heartbeat: Option<String>,
     pub seconds_since_heartbeat: Option<i64>,
-    /// Why the link is unhealthy: a refused token or the instance's last error.
+    /// Why the link is unhealthy, as the instance reports it.
     pub problem: Option<String>,
 }

@@ -19,6 +19,13 @@ pub enum PortalError {
     SignInRequired,
     #[error("too many attempts")]
     TooManyAttempts(Duration),
+    /// An expensive action (sign-up, password change, key regeneration) ran too often from
+    /// the visitor's address, or from everyone together.
+    #[error("throttled")]
+    Throttled(Duration),
+    /// Too many passwords are being hashed at once; the visitor should retry shortly.
+    #[error("busy hashing passwords")]
+    Busy,
     /// Input the visitor can fix; the message says how.
     #[error("{0}")]
     BadRequest(String),
@@ -33,6 +40,9 @@ pub enum PortalError {
 }
 
 pub type PortalResult<T> = Result<T, PortalError>;
+
+/// The `Retry-After` of a [`PortalError::Busy`] answer.
+const BUSY_RETRY_SECONDS: u64 = 5;
 
 impl PortalError {
     /// The status and the sentence shown to the visitor.
@@ -56,6 +66,17 @@ impl PortalError {
                     "Too many failed sign-in attempts. Try again in {} minutes.",
                     wait.as_secs().div_ceil(60).max(1)
                 ),
+            ),
+            PortalError::Throttled(wait) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many requests of this kind. Try again in {} minutes.",
+                    wait.as_secs().div_ceil(60).max(1)
+                ),
+            ),
+            PortalError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The portal is busy. Try again in a few seconds.".to_owned(),
             ),
             PortalError::BadRequest(m)
             | PortalError::Backend(BackendError::Invalid(m) | BackendError::Conflict(m)) => {
@@ -86,8 +107,15 @@ impl axum::response::IntoResponse for PortalError {
     fn into_response(self) -> axum::response::Response {
         let (status, message) = self.public();
         let mut response = (status, message.clone()).into_response();
-        if let PortalError::TooManyAttempts(wait) = &self
-            && let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+        let retry_after = match &self {
+            PortalError::TooManyAttempts(wait) | PortalError::Throttled(wait) => {
+                Some(wait.as_secs().max(1))
+            }
+            PortalError::Busy => Some(BUSY_RETRY_SECONDS),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after
+            && let Ok(v) = axum::http::HeaderValue::from_str(&seconds.to_string())
         {
             response
                 .headers_mut()

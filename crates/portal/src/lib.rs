@@ -46,7 +46,7 @@ pub use backend::{
     AdminBackend, BackendError, BoxFuture, Fleet, FleetGateway, FleetInstance, PortalBackend,
 };
 use error::{ErrorPage, PortalError, PortalResult};
-pub use ratelimit::Limits;
+pub use ratelimit::{Limits, Rate};
 use session::Visitor;
 pub use templates::TemplateError;
 
@@ -59,6 +59,13 @@ pub struct PortalConfig {
     /// Try it is off. Calls go nowhere else, so the portal is never an open proxy.
     pub gateway_urls: Vec<String>,
     pub sign_in_limits: Limits,
+    /// Sign-ups per client address and in total. Each costs a password hash.
+    pub sign_up_rate: Rate,
+    /// Password changes per client address and in total. Each costs two password hashes.
+    pub password_rate: Rate,
+    /// Key regenerations per client address and in total. Each is a new configuration
+    /// revision that every gateway fetches.
+    pub key_rate: Rate,
     /// How long a session lasts.
     pub session_ttl: Duration,
     /// How long Try it waits for the gateway.
@@ -71,6 +78,9 @@ impl Default for PortalConfig {
             templates_dir: None,
             gateway_urls: Vec::new(),
             sign_in_limits: Limits::default(),
+            sign_up_rate: Rate::new(10, 200, Duration::from_secs(600)),
+            password_rate: Rate::new(10, 100, Duration::from_secs(600)),
+            key_rate: Rate::new(30, 300, Duration::from_secs(600)),
             session_ttl: Duration::from_secs(12 * 3600),
             try_timeout: Duration::from_secs(30),
         }
@@ -96,6 +106,9 @@ pub struct Portal {
     templates: templates::Templates,
     config: PortalConfig,
     limiter: ratelimit::Limiter,
+    sign_ups: ratelimit::Throttle,
+    password_changes: ratelimit::Throttle,
+    key_changes: ratelimit::Throttle,
     documents: Mutex<HashMap<String, CachedDocument>>,
     http: reqwest::Client,
 }
@@ -134,6 +147,9 @@ impl Portal {
             backend,
             templates,
             limiter: ratelimit::Limiter::new(config.sign_in_limits),
+            sign_ups: ratelimit::Throttle::new(config.sign_up_rate),
+            password_changes: ratelimit::Throttle::new(config.password_rate),
+            key_changes: ratelimit::Throttle::new(config.key_rate),
             config,
             documents: Mutex::default(),
             http,

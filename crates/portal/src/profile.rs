@@ -32,13 +32,6 @@ struct SubscriptionRow {
     cancellable: bool,
 }
 
-fn state_counts(state: SubscriptionState) -> bool {
-    matches!(
-        state,
-        SubscriptionState::Active | SubscriptionState::Submitted | SubscriptionState::Suspended
-    )
-}
-
 #[derive(Debug, Deserialize, Default)]
 pub struct ProfileQuery {
     notice: Option<String>,
@@ -174,20 +167,9 @@ pub async fn subscribe(
             "Accept the product's terms of use to subscribe.".into(),
         ));
     }
+    // The control plane enforces the product's `subscriptionsLimit` as it creates the
+    // subscription, in one transaction: a check here could race another request.
     let scope = format!("/products/{product_id}");
-    if let Some(limit) = product.subscriptions_limit {
-        let held = portal
-            .subscriptions_of(&user)
-            .await?
-            .iter()
-            .filter(|s| s.scope == scope && state_counts(s.state))
-            .count();
-        if held >= usize::try_from(limit).unwrap_or(usize::MAX) {
-            return Err(PortalError::BadRequest(format!(
-                "You already have {held} subscription(s) to this product, its limit."
-            )));
-        }
-    }
     let name: String = form
         .name
         .trim()
@@ -265,6 +247,10 @@ pub async fn regenerate(
             "Keys can be regenerated for active subscriptions only.".into(),
         ));
     }
+    portal
+        .key_changes
+        .take(&visitor.ip)
+        .map_err(PortalError::Throttled)?;
     let primary = match form.key.as_str() {
         "primary" => true,
         "secondary" => false,

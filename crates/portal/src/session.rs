@@ -2,8 +2,9 @@
 //!
 //! - A session is a random 256-bit token in an `HttpOnly`, `SameSite=Lax` cookie scoped to
 //!   `/portal` (`Secure` when the request came over TLS, as `X-Forwarded-Proto: https` says).
-//!   The store keeps only its SHA-256 (a state document: no configuration revision), with the
-//!   user, the expiry and the session's CSRF token. Signing out revokes it.
+//!   The store keeps only its SHA-256 (a state document: no configuration revision), under
+//!   the user's id, with the expiry and the session's CSRF token. Signing out revokes it;
+//!   changing the password revokes every session of the user.
 //! - Every form carries a CSRF token. Signed in, it is the session's token (session-bound);
 //!   anonymous (sign-in and sign-up forms), it is the value of a separate `gh_csrf` cookie
 //!   (double submit). [`Posted`] checks it before a POST handler sees the form.
@@ -27,7 +28,8 @@ use crate::error::{PortalError, PortalResult};
 
 pub const SESSION_COOKIE: &str = "gh_session";
 pub const CSRF_COOKIE: &str = "gh_csrf";
-/// Store kind of sessions (parent "", id = SHA-256 of the token, hex).
+/// Store kind of sessions (parent = user id, id = SHA-256 of the token, hex). Sessions from
+/// before sessions were kept under their user have parent "".
 pub const SESSION_KIND: &str = "portal-session";
 /// The form field (or `X-CSRF-Token` header) that carries the token.
 pub const CSRF_FIELD: &str = "csrf";
@@ -173,7 +175,7 @@ impl Visitor {
             .map_err(|e| PortalError::Internal(format!("cannot encode a session: {e}")))?;
         portal
             .store
-            .put_state(SESSION_KIND, "", &token_id(&token), &body)
+            .put_state(SESSION_KIND, user_id, &token_id(&token), &body)
             .await?;
         set_cookie(SESSION_COOKIE, Some(&token), ttl, self.secure)
             .ok_or_else(|| PortalError::Internal("cannot build the session cookie".into()))
@@ -182,16 +184,35 @@ impl Visitor {
     /// Revokes the session and returns the cookie that clears it.
     pub async fn sign_out(&self, portal: &Portal) -> PortalResult<Option<HeaderValue>> {
         if let Some(id) = &self.session_id
-            && let Some(body) = portal.store.get(SESSION_KIND, "", id).await?
-            && let Ok(mut session) = serde_json::from_str::<StoredSession>(&body)
+            && let Some(doc) = portal.store.find_by_id(SESSION_KIND, id).await?.first()
         {
-            session.revoked = true;
-            session.csrf = random_token()?;
-            let body = serde_json::to_string(&session)
-                .map_err(|e| PortalError::Internal(format!("cannot encode a session: {e}")))?;
-            portal.store.put_state(SESSION_KIND, "", id, &body).await?;
+            revoke(portal, doc).await?;
         }
         Ok(set_cookie(SESSION_COOKIE, None, 0, self.secure))
+    }
+
+    /// Ends every session of the signed-in user, this one included, and starts a new one for
+    /// this visitor: after a password change, a session someone else holds is worth nothing.
+    /// Returns the new session's cookie.
+    pub async fn rotate_after_password_change(&self, portal: &Portal) -> PortalResult<HeaderValue> {
+        let user = self.user()?;
+        let mut sessions = portal.store.list(SESSION_KIND, &user.id).await?;
+        // Sessions started before sessions were kept under their user.
+        sessions.extend(
+            portal
+                .store
+                .list(SESSION_KIND, "")
+                .await?
+                .into_iter()
+                .filter(|d| {
+                    serde_json::from_str::<StoredSession>(&d.body)
+                        .is_ok_and(|s| s.user_id == user.id)
+                }),
+        );
+        for doc in &sessions {
+            revoke(portal, doc).await?;
+        }
+        self.sign_in(portal, &user.id).await
     }
 
     pub fn csrf_matches(&self, presented: &str) -> bool {
@@ -202,6 +223,25 @@ impl Visitor {
     }
 }
 
+/// Marks a stored session revoked (and its CSRF token unusable).
+async fn revoke(portal: &Portal, doc: &gatehouse_store::Document) -> PortalResult<()> {
+    let Ok(mut session) = serde_json::from_str::<StoredSession>(&doc.body) else {
+        return Ok(());
+    };
+    if session.revoked {
+        return Ok(());
+    }
+    session.revoked = true;
+    session.csrf = random_token()?;
+    let body = serde_json::to_string(&session)
+        .map_err(|e| PortalError::Internal(format!("cannot encode a session: {e}")))?;
+    portal
+        .store
+        .put_state(SESSION_KIND, &doc.parent, &doc.id, &body)
+        .await?;
+    Ok(())
+}
+
 async fn active_session(
     portal: &Portal,
     token: &str,
@@ -210,12 +250,15 @@ async fn active_session(
         return Ok(None);
     }
     let id = token_id(token);
-    let Some(body) = portal.store.get(SESSION_KIND, "", &id).await? else {
+    let Some(doc) = portal.store.find_by_id(SESSION_KIND, &id).await?.pop() else {
         return Ok(None);
     };
-    let Ok(session) = serde_json::from_str::<StoredSession>(&body) else {
+    let Ok(session) = serde_json::from_str::<StoredSession>(&doc.body) else {
         return Ok(None);
     };
+    if doc.parent != session.user_id && !doc.parent.is_empty() {
+        return Ok(None);
+    }
     if session.revoked || session.expires <= now() {
         return Ok(None);
     }

@@ -318,6 +318,77 @@ impl Tx {
         Ok(!existed)
     }
 
+    /// Creates or replaces a document that no gateway's configuration depends on (a portal
+    /// user's password hash, say): it goes into the change log only if something else in the
+    /// transaction does, and bumps no revision on its own, so gateways do not refetch for it.
+    pub async fn put_unversioned(
+        &mut self,
+        kind: &str,
+        parent: &str,
+        id: &str,
+        body: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO gh_documents (kind, parent, id, body) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (kind, parent, id) DO UPDATE SET body = excluded.body",
+        )
+        .bind(kind)
+        .bind(parent)
+        .bind(id)
+        .bind(body)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Creates an unversioned document (see [`Tx::put_unversioned`]) unless one with its key
+    /// exists. Returns false when it existed. On PostgreSQL a concurrent transaction creating
+    /// the same key waits for this one and then finds it, so the key is a uniqueness guard.
+    pub async fn create_unversioned(
+        &mut self,
+        kind: &str,
+        parent: &str,
+        id: &str,
+        body: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO gh_documents (kind, parent, id, body) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (kind, parent, id) DO NOTHING",
+        )
+        .bind(kind)
+        .bind(parent)
+        .bind(id)
+        .bind(body)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes an unversioned document (see [`Tx::put_unversioned`]). Returns true when it
+    /// existed.
+    pub async fn delete_unversioned(&mut self, kind: &str, parent: &str, id: &str) -> Result<bool> {
+        let done =
+            sqlx::query("DELETE FROM gh_documents WHERE kind = $1 AND parent = $2 AND id = $3")
+                .bind(kind)
+                .bind(parent)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Documents of one kind under `parent`, as this transaction sees them, ordered by id.
+    pub async fn list(&mut self, kind: &str, parent: &str) -> Result<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT parent, id, body FROM gh_documents WHERE kind = $1 AND parent = $2 ORDER BY id",
+        )
+        .bind(kind)
+        .bind(parent)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(document).collect()
+    }
+
     /// Deletes a document. Returns true when it existed.
     pub async fn delete(&mut self, kind: &str, parent: &str, id: &str) -> Result<bool> {
         let done =

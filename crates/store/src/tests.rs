@@ -512,3 +512,98 @@ mod telemetry {
         }
     }
 }
+
+#[tokio::test]
+async fn unversioned_writes_bump_no_revision_and_log_nothing() {
+    let (store, _dir) = temp_store().await;
+    let mut tx = store.begin().await.unwrap();
+    tx.put("api", "", "a", "{}").await.unwrap();
+    let base = tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    tx.put_unversioned("user-credentials", "", "u1", "{\"h\":1}")
+        .await
+        .unwrap();
+    assert!(
+        tx.create_unversioned("user-email", "", "a@x", "\"u1\"")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.create_unversioned("user-email", "", "a@x", "\"u2\"")
+            .await
+            .unwrap()
+    );
+    assert_eq!(tx.commit().await.unwrap(), base);
+    assert_eq!(store.revision().await.unwrap(), base);
+    assert_eq!(
+        store.changes(base - 1, base).await.unwrap().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store.get("user-email", "", "a@x").await.unwrap().as_deref(),
+        Some("\"u1\"")
+    );
+    assert_eq!(
+        store
+            .get("user-credentials", "", "u1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("{\"h\":1}")
+    );
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.list("user-email", "").await.unwrap().len(), 1);
+    drop(tx);
+}
+
+/// What subscribing through the portal relies on: a guard row written first makes concurrent
+/// read-count-then-write transactions of one user take turns, on SQLite and on PostgreSQL
+/// (where a second writer of the row waits for the first to commit, then sees its writes).
+/// And of concurrent `create_unversioned` calls for one key, exactly one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_guard_row_serialises_counting_writers_and_create_is_exclusive() {
+    for (store, cleanup) in telemetry::stores().await {
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut tx = store.begin().await.unwrap();
+                    tx.put_unversioned("guard", "", "u1", "{}").await.unwrap();
+                    let held = tx.list("sub", "").await.unwrap().len();
+                    // Widens the window between counting and writing.
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    if held == 0 {
+                        tx.put("sub", "", &format!("s{i}"), "{}").await.unwrap();
+                    }
+                    tx.commit().await.unwrap();
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(store.list("sub", "").await.unwrap().len(), 1);
+
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut tx = store.begin().await.unwrap();
+                    let won = tx
+                        .create_unversioned("email", "", "a@x", &format!("\"u{i}\""))
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                    won
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.unwrap());
+        }
+        assert_eq!(winners, 1);
+        cleanup.run(store).await;
+    }
+}

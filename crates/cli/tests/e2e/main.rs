@@ -14,6 +14,7 @@ mod policies_flow;
 mod reload;
 mod reports;
 mod security_backup;
+mod security_control;
 mod selfhosted;
 mod support;
 mod tls_outbound;

@@ -217,15 +217,20 @@ async fn expired_forged_and_revoked_tokens_are_refused() {
     };
     let (s, _) = config(token.clone()).await;
     assert_eq!(s, 200);
+    // One answer for every refused token (no probing which check failed); the reason is in
+    // the control plane's log.
     let (s, body) = config(expired.clone()).await;
     assert_eq!(s, 401);
     assert!(body.contains("expired"), "{body}");
-    let (s, body) = config(forged).await;
-    assert_eq!(s, 401);
-    assert!(body.contains("signature"), "{body}");
-    let (s, body) = config("GatewayKey nonsense".into()).await;
-    assert_eq!(s, 401);
-    assert!(body.contains("malformed"), "{body}");
+    assert_eq!(config(forged).await, (401, body.clone()));
+    assert_eq!(
+        config("GatewayKey nonsense".into()).await,
+        (401, body.clone())
+    );
+    let log = gh.log();
+    assert!(log.contains("expired at"), "{log}");
+    assert!(log.contains("matches neither gateway key"), "{log}");
+    assert!(log.contains("malformed"), "{log}");
     assert_eq!(config(String::new()).await.0, 401);
     // Tokens longer than 30 days are not issued.
     let far = gh
@@ -283,21 +288,11 @@ async fn expired_forged_and_revoked_tokens_are_refused() {
         gw.log().contains("refused"),
         "the refusal is not in the log"
     );
+    // The refusal is counted against the gateway (not written to any instance: a refused call
+    // proves nothing about who sent it).
     let st = gh.ok("GET", "/mgmt/gateways/edge/status", None).await;
-    let holder = st["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "holder")
-        .unwrap()
-        .clone();
-    assert!(
-        holder["tokenRejected"]
-            .as_str()
-            .unwrap()
-            .contains("signature"),
-        "{st}"
-    );
+    assert!(st["rejectedTokens"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(st["lastTokenRejection"], "invalidSignature", "{st}");
 
     // Restart it with an expired token: it serves from its backup and says the token expired.
     gw.kill9();
@@ -321,20 +316,7 @@ async fn expired_forged_and_revoked_tokens_are_refused() {
     assert_eq!(status(&gw, "/a/x", &key).await, 200);
     assert!(gw.log().contains("expired"));
     let st = gh.ok("GET", "/mgmt/gateways/edge/status", None).await;
-    let holder = st["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "holder")
-        .unwrap()
-        .clone();
-    assert!(
-        holder["tokenRejected"]
-            .as_str()
-            .unwrap()
-            .contains("expired"),
-        "{st}"
-    );
+    assert_eq!(st["lastTokenRejection"], "expired", "{st}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

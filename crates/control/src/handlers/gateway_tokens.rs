@@ -45,16 +45,25 @@ pub enum KeyType {
     Secondary,
 }
 
+/// The gateway's keys in clear, if it has any yet.
+async fn existing_keys(cp: &ControlPlane, gateway: &str) -> ApiResult<Option<(String, String)>> {
+    let internal = |e: secrets::SecretError| ApiError::Internal(e.to_string());
+    let Some(body) = cp.store().get(KEYS, gateway, "keys").await? else {
+        return Ok(None);
+    };
+    let k: StoredGatewayKeys = serde_json::from_str(&body)
+        .map_err(|e| ApiError::Internal(format!("stored gateway keys are unreadable: {e}")))?;
+    Ok(Some((
+        cp.sealer().open(&k.primary_sealed).map_err(internal)?,
+        cp.sealer().open(&k.secondary_sealed).map_err(internal)?,
+    )))
+}
+
 /// The gateway's keys in clear, creating them on first use.
 async fn keys(cp: &ControlPlane, gateway: &str) -> ApiResult<(String, String)> {
     let internal = |e: secrets::SecretError| ApiError::Internal(e.to_string());
-    if let Some(body) = cp.store().get(KEYS, gateway, "keys").await? {
-        let k: StoredGatewayKeys = serde_json::from_str(&body)
-            .map_err(|e| ApiError::Internal(format!("stored gateway keys are unreadable: {e}")))?;
-        return Ok((
-            cp.sealer().open(&k.primary_sealed).map_err(internal)?,
-            cp.sealer().open(&k.secondary_sealed).map_err(internal)?,
-        ));
+    if let Some(keys) = existing_keys(cp, gateway).await? {
+        return Ok(keys);
     }
     let (primary, secondary) = (
         secrets::new_key().map_err(internal)?,
@@ -77,8 +86,9 @@ async fn store_keys(
     };
     let mut tx = cp.store().begin().await?;
     tx.put(KEYS, gateway, "keys", &encode(&stored)?).await?;
-    // Keys are credentials, not configuration: no gateway needs a new snapshot for them, but the
-    // transaction bumps the revision all the same, which costs one refetch.
+    // Keys are credentials, not configuration: no gateway needs a new snapshot for them. The
+    // revision this bumps is still useful: it wakes the gateways' held config calls, so one
+    // whose key was just regenerated calls again at once and is refused.
     commit(cp, tx).await?;
     Ok(())
 }
@@ -92,37 +102,95 @@ fn sign(key: &str, gateway: &str, expiry_text: &str) -> String {
     STANDARD.encode(tag.as_ref())
 }
 
-/// Why a token was refused; the text goes to the gateway and into its status.
+/// Why a token was refused. The detail goes to the control plane's log and, counted, into the
+/// gateway's status; the caller only ever hears [`TokenRejection::PUBLIC_MESSAGE`], so it
+/// cannot tell an unknown gateway id from a bad signature (and enumerate gateway ids).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenRejection {
     Malformed(String),
     UnknownGateway(String),
-    BadSignature,
-    Expired(String),
+    BadSignature { gateway: String },
+    Expired { gateway: String, at: String },
 }
 
 impl std::fmt::Display for TokenRejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Malformed(m) => write!(f, "the gateway token is malformed: {m}"),
-            Self::UnknownGateway(id) => write!(f, "the token names gateway '{id}', which does not exist"),
-            Self::BadSignature => f.write_str(
-                "the gateway token's signature does not match either gateway key: it was forged, or revoked by regenerating its key",
+            Self::UnknownGateway(id) => {
+                write!(f, "the token names gateway '{id}', which does not exist")
+            }
+            Self::BadSignature { gateway } => write!(
+                f,
+                "the token for gateway '{gateway}' matches neither gateway key: it was forged, or revoked by regenerating its key"
             ),
-            Self::Expired(at) => write!(f, "the gateway token expired at {at}"),
+            Self::Expired { gateway, at } => {
+                write!(f, "the token for gateway '{gateway}' expired at {at}")
+            }
         }
     }
 }
 
 impl TokenRejection {
-    /// A short machine-readable reason.
+    /// What every caller with a refused token hears, whatever the reason.
+    pub const PUBLIC_MESSAGE: &'static str = "the token is expired, revoked (its key was regenerated), malformed, or not issued by this control plane; generate a new one with `gatehouse gateway token <gateway id>`";
+
+    /// A short machine-readable reason, for the log and the gateway's status.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Malformed(_) => "malformed",
             Self::UnknownGateway(_) => "unknownGateway",
-            Self::BadSignature => "invalidSignature",
-            Self::Expired(_) => "expired",
+            Self::BadSignature { .. } => "invalidSignature",
+            Self::Expired { .. } => "expired",
         }
+    }
+
+    /// The gateway the token names, when that gateway exists.
+    pub fn existing_gateway(&self) -> Option<&str> {
+        match self {
+            Self::BadSignature { gateway } | Self::Expired { gateway, .. } => Some(gateway),
+            Self::Malformed(_) | Self::UnknownGateway(_) => None,
+        }
+    }
+}
+
+/// Link calls refused for their token, per existing gateway, since the control plane started.
+/// Kept in memory only: a refused call proves nothing about who made it, so it writes nothing
+/// to the store and names no instance.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Refusals {
+    pub count: u64,
+    pub last_at: Option<String>,
+    pub last_reason: Option<&'static str>,
+}
+
+/// Most gateways whose refusals are counted (one entry per gateway that exists).
+const MAX_REFUSAL_ENTRIES: usize = 10_000;
+
+impl ControlPlane {
+    /// Counts a refused token against the gateway it names, if that gateway exists.
+    pub(crate) fn count_refusal(&self, rejection: &TokenRejection) {
+        let Some(gateway) = rejection.existing_gateway() else {
+            return;
+        };
+        let Ok(mut map) = self.refusals.lock() else {
+            return;
+        };
+        if map.len() >= MAX_REFUSAL_ENTRIES && !map.contains_key(gateway) {
+            return;
+        }
+        let entry = map.entry(gateway.to_owned()).or_default();
+        entry.count = entry.count.saturating_add(1);
+        entry.last_at = Some(now_rfc3339());
+        entry.last_reason = Some(rejection.code());
+    }
+
+    fn refusals_of(&self, gateway: &str) -> Refusals {
+        self.refusals
+            .lock()
+            .ok()
+            .and_then(|m| m.get(gateway).cloned())
+            .unwrap_or_default()
     }
 }
 
@@ -135,29 +203,53 @@ pub async fn verify(
         Ok(t) => t,
         Err(e) => return Ok(Err(TokenRejection::Malformed(e.to_string()))),
     };
-    if super::load_opt::<Gateway>(cp, "", &token.gateway_id)
+    // An unknown gateway goes through the same reads and signature checks as a known one
+    // (against keys nobody has), so the time of the answer does not tell them apart either.
+    let exists = super::load_opt::<Gateway>(cp, "", &token.gateway_id)
         .await?
-        .is_none()
-    {
+        .is_some();
+    // A gateway without keys has issued no token; a refused call creates none (it writes
+    // nothing at all).
+    let keys = existing_keys(cp, &token.gateway_id).await?;
+    let valid = match (&keys, STANDARD.decode(&token.signature)) {
+        (Some((primary, secondary)), Ok(presented)) => {
+            signed_by(&token, primary, secondary, &presented)
+        }
+        (None, Ok(presented)) => {
+            signed_by(&token, NOBODYS_KEY, NOBODYS_KEY, &presented);
+            false
+        }
+        (_, Err(_)) => false,
+    };
+    if !exists {
         return Ok(Err(TokenRejection::UnknownGateway(token.gateway_id)));
     }
-    let (primary, secondary) = keys(cp, &token.gateway_id).await?;
-    let Ok(presented) = STANDARD.decode(&token.signature) else {
-        return Ok(Err(TokenRejection::BadSignature));
-    };
-    let message = GatewayToken::signed_text(&token.gateway_id, &token.expiry_text);
-    let valid = [primary, secondary].iter().any(|key| {
-        let k = hmac::Key::new(hmac::HMAC_SHA512, key.as_bytes());
-        hmac::verify(&k, message.as_bytes(), &presented).is_ok()
-    });
     if !valid {
-        return Ok(Err(TokenRejection::BadSignature));
+        return Ok(Err(TokenRejection::BadSignature {
+            gateway: token.gateway_id.clone(),
+        }));
     }
     let expiry = expiry_time(&token);
     if expiry.is_none_or(|e| e <= OffsetDateTime::now_utc()) {
-        return Ok(Err(TokenRejection::Expired(token.expiry_rfc3339())));
+        return Ok(Err(TokenRejection::Expired {
+            gateway: token.gateway_id.clone(),
+            at: token.expiry_rfc3339(),
+        }));
     }
     Ok(Ok((token.gateway_id.clone(), token.expiry_rfc3339())))
+}
+
+/// Stands in for the keys of a gateway that has none.
+const NOBODYS_KEY: &str = "no gateway has this key";
+
+/// Whether `presented` is the token's signature under either key.
+fn signed_by(token: &GatewayToken, primary: &str, secondary: &str, presented: &[u8]) -> bool {
+    let message = GatewayToken::signed_text(&token.gateway_id, &token.expiry_text);
+    [primary, secondary].iter().fold(false, |valid, key| {
+        let k = hmac::Key::new(hmac::HMAC_SHA512, key.as_bytes());
+        // Both keys are always tried: no early exit.
+        hmac::verify(&k, message.as_bytes(), presented).is_ok() | valid
+    })
 }
 
 fn expiry_time(token: &GatewayToken) -> Option<OffsetDateTime> {
@@ -304,11 +396,6 @@ pub struct InstanceRecord {
     /// When the control plane last heard a valid heartbeat (RFC 3339).
     #[serde(default)]
     pub last_heartbeat: Option<String>,
-    /// The last time the control plane refused this instance's token, and why.
-    #[serde(default)]
-    pub token_rejected_at: Option<String>,
-    #[serde(default)]
-    pub token_rejected: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -324,13 +411,12 @@ pub struct InstanceStatus {
 }
 
 impl InstanceStatus {
-    /// One word for the instance's link, worst first: `tokenRejected` (its last call was
-    /// refused for its token), `offline` (three heartbeats missed), `behind` (it has not
-    /// applied the current revision) or `inSync`.
+    /// One word for the instance's link, worst first: `offline` (three heartbeats missed),
+    /// `behind` (it has not applied the current revision) or `inSync`. A refused token is not
+    /// an instance's state: anyone can name any instance in a refused call (see
+    /// [`GatewayStatus::rejected_tokens`]).
     pub fn state(&self) -> &'static str {
-        if self.record.token_rejected.is_some() {
-            "tokenRejected"
-        } else if self.link == "offline" {
+        if self.link == "offline" {
             "offline"
         } else if self.sync == "behind" {
             "behind"
@@ -346,6 +432,13 @@ pub struct GatewayStatus {
     pub gateway_id: String,
     pub current_revision: u64,
     pub instances: Vec<InstanceStatus>,
+    /// Link calls refused for their token since the control plane started: expired, revoked
+    /// or forged tokens naming this gateway. Counted in memory, not per instance.
+    pub rejected_tokens: u64,
+    /// When the last one was refused (RFC 3339).
+    pub last_token_rejected_at: Option<String>,
+    /// Why: `expired` or `invalidSignature` (forged, or revoked by regenerating its key).
+    pub last_token_rejection: Option<String>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -402,9 +495,13 @@ pub(crate) async fn gateway_status(
             seconds_since_heartbeat: age,
         });
     }
+    let refusals = cp.refusals_of(&id);
     Ok(GatewayStatus {
         gateway_id: id,
         current_revision: current,
         instances,
+        rejected_tokens: refusals.count,
+        last_token_rejected_at: refusals.last_at,
+        last_token_rejection: refusals.last_reason.map(str::to_owned),
     })
 }

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
-    Api, Collection, Product, Resource, Scope, Subscription, SubscriptionKeys,
+    Api, Collection, Product, Resource, Scope, Subscription, SubscriptionKeys, SubscriptionState,
 };
 use serde::{Deserialize, Serialize};
 
@@ -106,11 +106,78 @@ pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<Subscription>
     Ok(Json(load::<Subscription>(&cp, "", &id).await?))
 }
 
-/// Saves a subscription and (re)places its keys: given ones, kept ones, or fresh ones.
+/// Store kind of one empty document per user that subscribing through the portal writes
+/// first in its transaction: on PostgreSQL a concurrent subscribe of the same user waits on
+/// that row until the first commits, then counts what it committed. (SQLite runs one write
+/// transaction at a time anyway.) Unversioned: no gateway needs it.
+const SUBSCRIBE_GUARD: &str = "subscribe-guard";
+
+/// States that count against a product's `subscriptionsLimit`.
+fn counts_against_limit(state: SubscriptionState) -> bool {
+    matches!(
+        state,
+        SubscriptionState::Active | SubscriptionState::Submitted | SubscriptionState::Suspended
+    )
+}
+
+/// Refuses `sub` when its owner already holds `limit` subscriptions to its scope, counting
+/// inside `tx` so concurrent subscribes cannot each see room for one more.
+async fn enforce_limit(
+    tx: &mut gatehouse_store::Tx,
+    sub: &Subscription,
+    owner: &str,
+    limit: u32,
+) -> ApiResult<()> {
+    tx.put_unversioned(SUBSCRIBE_GUARD, "", owner, "{}").await?;
+    let mut held = 0usize;
+    for doc in tx.list(Subscription::KIND, "").await? {
+        let other: Subscription = super::decode(&doc.body)?;
+        if other.id != sub.id
+            && other.owner_id.as_deref() == Some(owner)
+            && other.scope == sub.scope
+            && counts_against_limit(other.state)
+        {
+            held += 1;
+        }
+    }
+    if held >= usize::try_from(limit).unwrap_or(usize::MAX) {
+        return Err(ApiError::Conflict(format!(
+            "You already have {held} subscription(s) to this product, its limit."
+        )));
+    }
+    Ok(())
+}
+
+/// Creates a subscription for a user, as the developer portal does: fresh keys, an id that
+/// must be new, and the product's `subscriptionsLimit` enforced in the same transaction.
+pub(crate) async fn create_for_user(
+    cp: &ControlPlane,
+    body: Subscription,
+) -> ApiResult<Subscription> {
+    let id = body.id.clone();
+    let sub = prepare(body, &id)?;
+    if load_opt::<Subscription>(cp, "", &id).await?.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "Subscription '{id}' already exists."
+        )));
+    }
+    let limit = match sub.parsed_scope()? {
+        Scope::Product(product) => load_opt::<Product>(cp, "", &product)
+            .await?
+            .and_then(|p| p.subscriptions_limit),
+        Scope::Api(_) | Scope::AllApis => None,
+    };
+    store_subscription(cp, sub, None, limit).await?;
+    load::<Subscription>(cp, "", &id).await
+}
+
+/// Saves a subscription and (re)places its keys: given ones, kept ones, or fresh ones. With
+/// `limit`, refuses it when its owner holds that many subscriptions to its scope already.
 async fn store_subscription(
     cp: &ControlPlane,
     mut sub: Subscription,
     previous: Option<&Subscription>,
+    limit: Option<u32>,
 ) -> ApiResult<bool> {
     check_scope(cp, &sub).await?;
     let old = load_keys(cp, &sub.id).await?;
@@ -153,6 +220,9 @@ async fn store_subscription(
         .and_then(|p| p.created_date.clone())
         .or_else(|| Some(now()));
     let mut tx = cp.store().begin().await?;
+    if let (Some(limit), Some(owner)) = (limit, sub.owner_id.clone()) {
+        enforce_limit(&mut tx, &sub, &owner, limit).await?;
+    }
     let created = save(&mut tx, "", &sub).await?;
     tx.put(StoredKeys::KIND, "", &sub.id, &encode(&keys)?)
         .await?;
@@ -172,7 +242,7 @@ pub async fn put(
 ) -> ApiResult<(StatusCode, Json<Subscription>)> {
     let sub = prepare(body, &id)?;
     let previous = load_opt::<Subscription>(&cp, "", &id).await?;
-    let created = store_subscription(&cp, sub, previous.as_ref()).await?;
+    let created = store_subscription(&cp, sub, previous.as_ref(), None).await?;
     let stored = load::<Subscription>(&cp, "", &id).await?;
     Ok(saved(created, stored))
 }
@@ -189,7 +259,7 @@ pub async fn patch(
 ) -> ApiResult<Json<Subscription>> {
     let existing = load::<Subscription>(&cp, "", &id).await?;
     let sub = merge(&existing, body)?;
-    store_subscription(&cp, sub, Some(&existing)).await?;
+    store_subscription(&cp, sub, Some(&existing), None).await?;
     Ok(Json(load::<Subscription>(&cp, "", &id).await?))
 }
 

@@ -6,25 +6,83 @@ use axum::Json;
 use axum::http::StatusCode;
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
-    Collection, GROUP_USER, Resource, USER_CREDENTIALS, User, UserState,
+    Collection, GROUP_USER, Resource, USER_CREDENTIALS, USER_EMAIL, User, UserState, email_key,
 };
+use gatehouse_store::Tx;
 
-use super::{Cp, check_id, commit, load, load_all, load_opt, merge, prepare, save, saved};
-use crate::ControlPlane;
+use super::{Cp, check_id, commit, encode, load, load_all, load_opt, merge, prepare, save, saved};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
 
-/// Refuses an email address another user already has (compared without case).
-pub(crate) async fn ensure_email_free(cp: &ControlPlane, user: &User) -> ApiResult<()> {
-    for other in load_all::<User>(cp, "").await? {
-        if other.id != user.id && other.email.eq_ignore_ascii_case(&user.email) {
-            return Err(ValidationError::one(
-                "email",
-                format!("'{}' is already the email of another user", user.email),
-            )
-            .into());
+fn email_taken(user: &User) -> ApiError {
+    ValidationError::one(
+        "email",
+        format!("'{}' is already the email of another user", user.email),
+    )
+    .into()
+}
+
+/// Points the email index at `user`, refusing an email another user already has (compared
+/// without case), and drops the entry of the email it replaces.
+async fn index_email(tx: &mut Tx, user: &User, previous: Option<&User>) -> ApiResult<()> {
+    let key = email_key(&user.email);
+    if let Some(owner) = tx.get(USER_EMAIL, "", &key).await?
+        && serde_json::from_str::<String>(&owner).is_ok_and(|o| o != user.id)
+    {
+        return Err(email_taken(user));
+    }
+    if let Some(previous) = previous {
+        unindex_email(tx, previous).await?;
+    }
+    tx.put_unversioned(USER_EMAIL, "", &key, &encode(&user.id)?)
+        .await?;
+    Ok(())
+}
+
+/// Drops `user`'s entry from the email index, if it is theirs.
+async fn unindex_email(tx: &mut Tx, user: &User) -> ApiResult<()> {
+    let key = email_key(&user.email);
+    if let Some(owner) = tx.get(USER_EMAIL, "", &key).await?
+        && serde_json::from_str::<String>(&owner).is_ok_and(|o| o == user.id)
+    {
+        tx.delete_unversioned(USER_EMAIL, "", &key).await?;
+    }
+    Ok(())
+}
+
+/// Builds the email index when it does not match the users (a store from before the index).
+/// Of users sharing an email, the first by id keeps it.
+pub(crate) async fn index_emails(store: &gatehouse_store::Store) -> ApiResult<()> {
+    let mut wanted = std::collections::BTreeMap::new();
+    for doc in store.list(User::KIND, "").await? {
+        let user: User = super::decode(&doc.body)?;
+        let key = email_key(&user.email);
+        if wanted.contains_key(&key) {
+            tracing::warn!(user = %user.id, "two users share an email; the index keeps the first");
+            continue;
+        }
+        wanted.insert(key, encode(&user.id)?);
+    }
+    let indexed: std::collections::BTreeMap<String, String> = store
+        .list(USER_EMAIL, "")
+        .await?
+        .into_iter()
+        .map(|d| (d.id, d.body))
+        .collect();
+    if indexed == wanted {
+        return Ok(());
+    }
+    let mut tx = store.begin().await?;
+    for key in indexed.keys().filter(|k| !wanted.contains_key(*k)) {
+        tx.delete_unversioned(USER_EMAIL, "", key).await?;
+    }
+    for (key, owner) in &wanted {
+        if indexed.get(key) != Some(owner) {
+            tx.put_unversioned(USER_EMAIL, "", key, owner).await?;
         }
     }
+    tx.commit().await?;
+    tracing::info!(users = wanted.len(), "indexed user emails");
     Ok(())
 }
 
@@ -65,10 +123,11 @@ pub async fn put(
     let mut user = prepare(body, &id)?;
     let previous = load_opt::<User>(&cp, "", &id).await?;
     user.registration_date = previous
-        .and_then(|p| p.registration_date)
+        .as_ref()
+        .and_then(|p| p.registration_date.clone())
         .or_else(|| Some(now()));
-    ensure_email_free(&cp, &user).await?;
     let mut tx = cp.store().begin().await?;
+    index_email(&mut tx, &user, previous.as_ref()).await?;
     let created = save(&mut tx, "", &user).await?;
     commit(&cp, tx).await?;
     Ok(saved(created, user))
@@ -87,8 +146,8 @@ pub async fn patch(
     let existing = load::<User>(&cp, "", &id).await?;
     let mut user = merge(&existing, body)?;
     user.registration_date = existing.registration_date.clone();
-    ensure_email_free(&cp, &user).await?;
     let mut tx = cp.store().begin().await?;
+    index_email(&mut tx, &user, Some(&existing)).await?;
     save(&mut tx, "", &user).await?;
     commit(&cp, tx).await?;
     if user.state == UserState::Blocked && existing.state != UserState::Blocked {
@@ -106,6 +165,9 @@ pub async fn patch(
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     check_id(User::KIND, &id)?;
     let mut tx = cp.store().begin().await?;
+    if let Some(body) = tx.get(User::KIND, "", &id).await? {
+        unindex_email(&mut tx, &super::decode::<User>(&body)?).await?;
+    }
     if !tx.delete(User::KIND, "", &id).await? {
         return Err(ApiError::not_found("User", &id));
     }
@@ -113,4 +175,82 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     tx.delete_by_id(GROUP_USER, &id).await?;
     commit(&cp, tx).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::extract::State;
+
+    use super::*;
+    use crate::{ControlPlane, ControlSettings};
+
+    async fn control() -> (Arc<ControlPlane>, std::path::PathBuf) {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("gh-users-test-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = gatehouse_store::Store::open_sqlite_dir(&dir).await.unwrap();
+        let settings = ControlSettings {
+            data_dir: dir.clone(),
+            admin_token: None,
+            secret_key: None,
+        };
+        (
+            ControlPlane::open(store, &settings).await.unwrap().control,
+            dir,
+        )
+    }
+
+    async fn put_user(cp: &Arc<ControlPlane>, id: &str, email: &str) -> ApiResult<()> {
+        let body: User = serde_json::from_value(serde_json::json!({
+            "email": email, "firstName": "A", "lastName": "B"
+        }))
+        .unwrap();
+        put(State(cp.clone()), Path(id.to_owned()), JsonBody(body))
+            .await
+            .map(|_| ())
+    }
+
+    async fn indexed(cp: &ControlPlane, email: &str) -> Option<String> {
+        cp.store()
+            .get(USER_EMAIL, "", &email_key(email))
+            .await
+            .unwrap()
+            .map(|b| serde_json::from_str(&b).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_email_index_follows_users_and_is_built_for_old_stores() {
+        let (cp, dir) = control().await;
+        put_user(&cp, "u1", "Ann@Example.com").await.unwrap();
+        let taken = put_user(&cp, "u2", "ann@example.COM").await.unwrap_err();
+        assert!(taken.to_string().contains("already the email"), "{taken}");
+        assert_eq!(indexed(&cp, "ANN@example.com").await.as_deref(), Some("u1"));
+
+        // A new email frees the old one; deleting frees the email.
+        put_user(&cp, "u1", "ann@new.example").await.unwrap();
+        assert_eq!(indexed(&cp, "ann@example.com").await, None);
+        put_user(&cp, "u2", "ann@example.com").await.unwrap();
+        delete(State(cp.clone()), Path("u2".into())).await.unwrap();
+        assert_eq!(indexed(&cp, "ann@example.com").await, None);
+
+        // The index bumps no revision.
+        let revision = cp.store().revision().await.unwrap();
+        let mut tx = cp.store().begin().await.unwrap();
+        for doc in cp.store().list(USER_EMAIL, "").await.unwrap() {
+            tx.delete_unversioned(USER_EMAIL, "", &doc.id)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        index_emails(cp.store()).await.unwrap();
+        assert_eq!(cp.store().revision().await.unwrap(), revision);
+        assert_eq!(indexed(&cp, "ANN@new.example").await.as_deref(), Some("u1"));
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

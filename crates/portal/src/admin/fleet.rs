@@ -36,6 +36,9 @@ struct GatewayRow {
     batches: u64,
     dropped_batches: u64,
     last_batch_ago: Option<String>,
+    rejected_tokens: u64,
+    last_token_rejection: Option<String>,
+    last_token_rejected_at: Option<String>,
 }
 
 pub async fn page(State(console): State<Arc<Console>>, admin: Admin) -> PortalResult<Response> {
@@ -79,6 +82,9 @@ pub async fn page(State(console): State<Arc<Console>>, admin: Admin) -> PortalRe
                 batches,
                 dropped_batches,
                 last_batch_ago: (batches > 0).then(|| ago(now - last)),
+                rejected_tokens: g.rejected_tokens,
+                last_token_rejection: g.last_token_rejection,
+                last_token_rejected_at: g.last_token_rejected_at,
             }
         })
         .collect();

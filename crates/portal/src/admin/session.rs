@@ -304,11 +304,11 @@ pub async fn signin(
         return Err(PortalError::Csrf);
     }
     let ip = client_ip(&parts);
-    if let Err(wait) = console.limiter.check(&ip, &ip) {
-        return Err(PortalError::TooManyAttempts(wait));
-    }
+    let attempt = console
+        .limiter
+        .reserve(&ip, &ip)
+        .map_err(PortalError::TooManyAttempts)?;
     if !console.backend.admin_token_matches(form.token.trim()) {
-        console.limiter.failed(&ip, &ip);
         tracing::warn!(ip = %ip, "admin sign-in with a wrong token");
         return signin_form(
             &console,
@@ -323,7 +323,7 @@ pub async fn signin(
             },
         );
     }
-    console.limiter.succeeded(&ip);
+    console.limiter.succeeded(&attempt);
     let token = random_token()?;
     let ttl = i64::try_from(console.config.session_ttl.as_secs()).unwrap_or(28_800);
     let session = StoredSession {

@@ -50,13 +50,16 @@ impl AdminBackend for FakeAdmin {
                         },
                         FleetInstance {
                             name: "pod-2".into(),
-                            state: "tokenRejected".into(),
+                            state: "offline".into(),
                             link: "offline".into(),
                             applied_revision: Some(5),
                             problem: Some("the token <b>expired</b>".into()),
                             ..FleetInstance::default()
                         },
                     ],
+                    rejected_tokens: 3,
+                    last_token_rejection: Some("expired".into()),
+                    last_token_rejected_at: Some("2026-11-26T09:01:00Z".into()),
                 }],
             })
         })
@@ -185,8 +188,10 @@ async fn a_session_starts_with_the_token_and_ends_with_sign_out() {
     assert!(
         fleet
             .body
-            .contains("data-instance=\"pod-2\" data-state=\"tokenRejected\"")
+            .contains("data-instance=\"pod-2\" data-state=\"offline\"")
     );
+    assert!(fleet.body.contains("3 link calls refused"));
+    assert!(fleet.body.contains("(expired) at"));
     assert!(fleet.body.contains(">5 / 7<"));
     // Everything is escaped.
     assert!(fleet.body.contains("the token &lt;b&gt;expired&lt;/b&gt;"));
