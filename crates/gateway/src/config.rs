@@ -24,6 +24,10 @@ use gatehouse_policy::{Mode, Pipeline, PolicyDocument, Scope as PolicyScope};
 
 use crate::route::CompiledOperation;
 
+pub mod tls;
+
+pub use tls::CompiledTls;
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot apply configuration revision {revision}: {target}: {message}")]
 pub struct CompileError {
@@ -109,6 +113,9 @@ pub struct CompiledConfig {
     keys: KeyIndex,
     /// What an update needs to compile APIs the way this configuration was compiled.
     sources: Arc<Sources>,
+    /// The hostname certificates and CA certificates of the snapshot, compiled once; shared
+    /// with the next configuration when a delta leaves them alone.
+    pub tls: Arc<CompiledTls>,
 }
 
 /// Shards of the key index: an update copies the few shards it changes, not the index.
@@ -420,7 +427,16 @@ impl CompiledConfig {
                 docs,
                 products: snapshot.products.clone(),
             }),
+            tls: Arc::new(CompiledTls::compile(&snapshot.tls, revision)),
         })
+    }
+
+    /// The TLS of the configuration `delta` leads to: compiled again only if it changed.
+    fn updated_tls(&self, delta: &Delta, snapshot: &Snapshot) -> Arc<CompiledTls> {
+        match &delta.tls {
+            Some(_) => Arc::new(CompiledTls::compile(&snapshot.tls, snapshot.revision)),
+            None => self.tls.clone(),
+        }
     }
 
     /// The subscriptions of `delta` replaced in a copy of the key index.
@@ -493,6 +509,7 @@ impl CompiledConfig {
                 products: self.products.clone(),
                 keys,
                 sources: self.sources.clone(),
+                tls: self.updated_tls(delta, snapshot),
             });
         }
 
@@ -613,6 +630,7 @@ impl CompiledConfig {
                 docs,
                 products: snapshot.products.clone(),
             }),
+            tls: self.updated_tls(delta, snapshot),
         })
     }
 
