@@ -16,4 +16,5 @@ mod reports;
 mod security_backup;
 mod selfhosted;
 mod support;
+mod tls_certificates;
 mod tour;
