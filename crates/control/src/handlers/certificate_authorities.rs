@@ -25,6 +25,7 @@ fn not_assigned(gateway: &str, id: &str) -> ApiError {
 }
 
 #[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/certificateAuthorities", tag = "gateways",
+    operation_id = "certificate_authorities_list",
     params(("gatewayId" = String, Path), Paging),
     responses((status = 200, body = Collection<GatewayCertificateAuthority>),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -44,7 +45,9 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/certificateAuthorities/{certificateId}",
-    tag = "gateways", params(("gatewayId" = String, Path), ("certificateId" = String, Path)),
+    tag = "gateways",
+    operation_id = "certificate_authorities_get",
+    params(("gatewayId" = String, Path), ("certificateId" = String, Path)),
     responses((status = 200, body = GatewayCertificateAuthority), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
@@ -60,7 +63,9 @@ pub async fn get(
 }
 
 #[utoipa::path(put, path = "/mgmt/gateways/{gatewayId}/certificateAuthorities/{certificateId}",
-    tag = "gateways", params(("gatewayId" = String, Path), ("certificateId" = String, Path)),
+    tag = "gateways",
+    operation_id = "certificate_authorities_put",
+    params(("gatewayId" = String, Path), ("certificateId" = String, Path)),
     request_body = GatewayCertificateAuthority,
     responses((status = 200, body = GatewayCertificateAuthority),
               (status = 201, body = GatewayCertificateAuthority),
@@ -95,7 +100,9 @@ pub async fn put(
 }
 
 #[utoipa::path(delete, path = "/mgmt/gateways/{gatewayId}/certificateAuthorities/{certificateId}",
-    tag = "gateways", params(("gatewayId" = String, Path), ("certificateId" = String, Path)),
+    tag = "gateways",
+    operation_id = "certificate_authorities_delete",
+    params(("gatewayId" = String, Path), ("certificateId" = String, Path)),
     responses((status = 204, description = "Unassigned"), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]

@@ -20,6 +20,7 @@ fn check_ids(gateway: &str, id: &str) -> ApiResult<()> {
 }
 
 #[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/hostnameConfigurations", tag = "gateways",
+    operation_id = "hostname_configurations_list",
     params(("gatewayId" = String, Path), Paging),
     responses((status = 200, body = Collection<HostnameConfiguration>),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -39,7 +40,9 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/hostnameConfigurations/{hcId}",
-    tag = "gateways", params(("gatewayId" = String, Path), ("hcId" = String, Path)),
+    tag = "gateways",
+    operation_id = "hostname_configurations_get",
+    params(("gatewayId" = String, Path), ("hcId" = String, Path)),
     responses((status = 200, body = HostnameConfiguration), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
@@ -57,7 +60,9 @@ pub async fn get(
 }
 
 #[utoipa::path(put, path = "/mgmt/gateways/{gatewayId}/hostnameConfigurations/{hcId}",
-    tag = "gateways", params(("gatewayId" = String, Path), ("hcId" = String, Path)),
+    tag = "gateways",
+    operation_id = "hostname_configurations_put",
+    params(("gatewayId" = String, Path), ("hcId" = String, Path)),
     request_body = HostnameConfiguration,
     responses((status = 200, body = HostnameConfiguration),
               (status = 201, body = HostnameConfiguration), (status = 400, body = ErrorBody),
@@ -115,7 +120,9 @@ pub async fn put(
 }
 
 #[utoipa::path(delete, path = "/mgmt/gateways/{gatewayId}/hostnameConfigurations/{hcId}",
-    tag = "gateways", params(("gatewayId" = String, Path), ("hcId" = String, Path)),
+    tag = "gateways",
+    operation_id = "hostname_configurations_delete",
+    params(("gatewayId" = String, Path), ("hcId" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
