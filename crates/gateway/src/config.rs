@@ -353,6 +353,14 @@ fn product_index(products: &[SnapshotProduct]) -> HashMap<&str, usize> {
 
 impl CompiledConfig {
     pub fn compile(snapshot: &Snapshot) -> Result<Self, CompileError> {
+        Self::compile_keeping_tls(snapshot, None)
+    }
+
+    /// [`CompiledConfig::compile`], with the TLS part given when it is known not to have changed.
+    fn compile_keeping_tls(
+        snapshot: &Snapshot,
+        tls: Option<Arc<CompiledTls>>,
+    ) -> Result<Self, CompileError> {
         let revision = snapshot.revision;
         let fail = failure(revision);
         check_format(snapshot)?;
@@ -427,7 +435,7 @@ impl CompiledConfig {
                 docs,
                 products: snapshot.products.clone(),
             }),
-            tls: Arc::new(CompiledTls::compile(&snapshot.tls, revision)),
+            tls: tls.unwrap_or_else(|| Arc::new(CompiledTls::compile(&snapshot.tls, revision))),
         })
     }
 
@@ -476,15 +484,16 @@ impl CompiledConfig {
                 .iter()
                 .zip(&snapshot.products)
                 .any(|(old, new)| old.id != new.id);
-        if self.revision != delta.base
-            || *self.gateway_id != *snapshot.gateway_id
-            || delta.global_policy.is_some()
+        if self.revision != delta.base || *self.gateway_id != *snapshot.gateway_id {
+            return Self::compile(snapshot);
+        }
+        if delta.global_policy.is_some()
             || delta.named_values.is_some()
             || delta.policy_fragments.is_some()
             || !delta.removed_products.is_empty()
             || renumbered
         {
-            return Self::compile(snapshot);
+            return Self::compile_keeping_tls(snapshot, Some(self.updated_tls(delta, snapshot)));
         }
         if delta.apis.is_empty()
             && delta.removed_apis.is_empty()

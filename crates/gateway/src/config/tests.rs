@@ -669,6 +669,15 @@ mod incremental {
             .update(&Delta::between(&next, &newer), &newer)
             .unwrap();
         assert!(Arc::ptr_eq(&updated.tls, &again.tls));
+        // So does a change that compiles every pipeline again.
+        let mut global = newer.clone();
+        global.revision = 10;
+        global.global_policy = Some("<policies><inbound><base /></inbound></policies>".into());
+        let recompiled = again
+            .update(&Delta::between(&newer, &global), &global)
+            .unwrap();
+        assert!(!Arc::ptr_eq(&again.apis, &recompiled.apis));
+        assert!(Arc::ptr_eq(&again.tls, &recompiled.tls));
         // A full compile gives the same.
         let full = CompiledConfig::compile(&newer).unwrap();
         assert_eq!(full.tls.hostnames.len(), 1);
