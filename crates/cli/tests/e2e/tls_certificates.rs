@@ -231,6 +231,15 @@ async fn certificates_reach_only_their_gateway_and_never_rest_in_clear() {
         )
         .await;
     assert_eq!(built_in["value"][0]["hostname"], "*.example.com");
+    let built_in = config(&gh, &gateway_token(&gh, "built-in").await).await;
+    let names: Vec<&str> = built_in["tls"]["hostnames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["hostname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["*.example.com"], "the built-in gateway has its own");
+    assert!(built_in["tls"].get("certificateAuthorities").is_none());
 
     // A self-hosted edge applies it, and its backups hold the key sealed only.
     let backup = crate::support::temp_dir("tls-certs-backup");
