@@ -5,7 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
-    Collection, Gateway, GatewayCertificateAuthority, Resource, validate_id,
+    Certificate, Collection, Gateway, GatewayCertificateAuthority, Resource, validate_id,
 };
 
 use super::{Cp, commit, load, load_all, save, saved};
@@ -70,7 +70,7 @@ pub async fn get(
     responses((status = 200, body = GatewayCertificateAuthority),
               (status = 201, body = GatewayCertificateAuthority),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 404, body = ErrorBody)),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn put(
     cp: Cp,
@@ -94,6 +94,12 @@ pub async fn put(
         other => other?,
     };
     let mut tx = cp.store().begin().await?;
+    // Again under the write lock: the certificate may have been deleted meanwhile.
+    if tx.get(Certificate::KIND, "", &id).await?.is_none() {
+        return Err(ApiError::Conflict(format!(
+            "certificate '{id}' was deleted while this request ran"
+        )));
+    }
     let created = save(&mut tx, &gateway, &ca).await?;
     commit(&cp, tx).await?;
     Ok(saved(created, ca))

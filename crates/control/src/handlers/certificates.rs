@@ -155,6 +155,9 @@ pub async fn put(
     let mut shown = inspect(&parts)?;
     shown.id = id.clone();
     let has_key = shown.has_private_key;
+    // Checked inside the write transaction (which holds SQLite's write lock), so a hostname
+    // configuration cannot start using the certificate between the check and the write.
+    let mut tx = cp.store().begin().await?;
     if !has_key {
         let users = hostname_users(&cp, &id).await?;
         if !users.is_empty() {
@@ -181,7 +184,6 @@ pub async fn put(
         sealed_chain: seal(&parts.chain)?,
         sealed_key: parts.key.as_deref().map(seal).transpose()?,
     };
-    let mut tx = cp.store().begin().await?;
     let created = tx
         .put(Certificate::KIND, "", &id, &encode(&stored)?)
         .await?;
@@ -208,6 +210,8 @@ async fn hostname_users(cp: &ControlPlane, id: &str) -> ApiResult<Vec<String>> {
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     validate_id("certificate", &id)?;
+    // As for PUT: the users are read while this transaction holds the write lock.
+    let mut tx = cp.store().begin().await?;
     let mut users: Vec<String> = hostname_users(&cp, &id)
         .await?
         .into_iter()
@@ -233,7 +237,6 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
         )
         .into());
     }
-    let mut tx = cp.store().begin().await?;
     if !tx.delete(Certificate::KIND, "", &id).await? {
         return Err(ApiError::not_found("Certificate", &id));
     }

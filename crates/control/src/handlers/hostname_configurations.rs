@@ -6,7 +6,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
-    Collection, Gateway, HostnameConfiguration, Resource, validate_id,
+    Certificate, Collection, Gateway, HostnameConfiguration, Resource, validate_id,
 };
 
 use super::{Cp, commit, load, load_all, save, saved};
@@ -66,7 +66,8 @@ pub async fn get(
     request_body = HostnameConfiguration,
     responses((status = 200, body = HostnameConfiguration),
               (status = 201, body = HostnameConfiguration), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn put(
     cp: Cp,
@@ -114,6 +115,17 @@ pub async fn put(
         }
     }
     let mut tx = cp.store().begin().await?;
+    // Again under the write lock: the certificate may have gone or lost its key meanwhile.
+    let still = match tx.get(Certificate::KIND, "", &hc.certificate_id).await? {
+        Some(body) => super::certificates::decode(&body)?.has_private_key,
+        None => false,
+    };
+    if !still {
+        return Err(ApiError::Conflict(format!(
+            "certificate '{}' changed while this request ran; try again",
+            hc.certificate_id
+        )));
+    }
     let created = save(&mut tx, &gateway, &hc).await?;
     commit(&cp, tx).await?;
     Ok(saved(created, hc))
