@@ -1463,6 +1463,16 @@ mod tests {
         assert!(e.message.contains("more than one private key"), "{e}");
         let e = split_pem("data", &format!("{CERT}\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nx\n-----END ENCRYPTED PRIVATE KEY-----")).unwrap_err();
         assert!(e.message.contains("openssl pkey"), "{e}");
+        // Hostile shapes end in an error, never a panic.
+        for odd in [
+            "-----BEGIN ",
+            "-----BEGIN -----",
+            "-----BEGIN é-----x-----END é-----",
+            "-----BEGIN CERTIFICATE----------END CERTIFICATE-----",
+            "\u{0}-----BEGIN CERTIFICATE-----",
+        ] {
+            let _ = split_pem("data", odd);
+        }
         let e = split_pem("data", "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap_err();
         assert!(e.message.contains("END CERTIFICATE"), "{e}");
 
