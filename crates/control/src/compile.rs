@@ -10,17 +10,21 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use gatehouse_model::resources::{
-    Api, GROUP_USER, NamedValue, Operation, PRODUCT_GROUP, PolicyFragment, Product, Resource,
-    Scope, Subscription, SubscriptionState, USER_CREDENTIALS, User, UserState,
+    Api, Certificate, GROUP_USER, GatewayCertificateAuthority, HostnameConfiguration, NamedValue,
+    Operation, PRODUCT_GROUP, PolicyFragment, Product, Resource, Scope, Subscription,
+    SubscriptionState, USER_CREDENTIALS, User, UserState,
 };
 use gatehouse_model::snapshot::{
-    Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotProduct, SnapshotSubscription,
+    Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotCertificateAuthority, SnapshotHostname,
+    SnapshotProduct, SnapshotSubscription, SnapshotTls,
 };
 use gatehouse_store::{Change, Store};
 
 use crate::error::ApiError;
 use crate::handlers::subscriptions::StoredKeys;
-use crate::handlers::{gateway_tokens, gateways, policies, policy_fragments, products};
+use crate::handlers::{
+    certificates, gateway_tokens, gateways, policies, policy_fragments, products,
+};
 use crate::secrets::Sealer;
 
 /// Where the API import keeps the OpenAPI document (as JSON), by API id.
@@ -96,6 +100,8 @@ pub(crate) struct Compiled {
     global_policy: Option<String>,
     named_values: BTreeMap<String, String>,
     policy_fragments: BTreeMap<String, String>,
+    /// The gateway's hostname certificates and CA certificates, opened.
+    tls: SnapshotTls,
 }
 
 /// A scope as the index keys it: `/apis`, `/apis/{id}` or `/products/{id}`.
@@ -221,6 +227,7 @@ impl Compiled {
             global_policy: None,
             named_values: BTreeMap::new(),
             policy_fragments: BTreeMap::new(),
+            tls: SnapshotTls::default(),
         }
     }
 
@@ -398,6 +405,8 @@ impl Compiled {
         c.global_policy = store.get(policies::GLOBAL, "", "policy").await?;
         c.ship_policy_inputs(store, sealer).await?;
         phases.push(("policies", started.elapsed()));
+        c.tls = Self::load_tls(store, sealer, gateway_id).await?;
+        phases.push(("tls", started.elapsed()));
         tracing::debug!(
             gateway = gateway_id,
             ?phases,
@@ -455,6 +464,77 @@ impl Compiled {
         Ok(())
     }
 
+    /// The gateway's hostname configurations with their certificates and keys, and its CA
+    /// certificates, opened from the store. A configuration whose certificate is gone or has
+    /// no key (the management API refuses both, but a store edited by hand may hold them) is
+    /// left out with a warning rather than failing the whole snapshot.
+    async fn load_tls(
+        store: &Store,
+        sealer: &Sealer,
+        gateway_id: &str,
+    ) -> Result<SnapshotTls, ApiError> {
+        let mut opened: HashMap<String, Option<certificates::Opened>> = HashMap::new();
+        async fn certificate<'a>(
+            opened: &'a mut HashMap<String, Option<certificates::Opened>>,
+            store: &Store,
+            sealer: &Sealer,
+            id: &str,
+        ) -> Result<Option<&'a certificates::Opened>, ApiError> {
+            if !opened.contains_key(id) {
+                let cert = match store.get(Certificate::KIND, "", id).await? {
+                    Some(body) => Some(certificates::decode(&body)?.open(sealer)?),
+                    None => None,
+                };
+                opened.insert(id.to_owned(), cert);
+            }
+            Ok(opened.get(id).and_then(Option::as_ref))
+        }
+        let mut tls = SnapshotTls::default();
+        for doc in store.list(HostnameConfiguration::KIND, gateway_id).await? {
+            let hc: HostnameConfiguration = decode(&doc.body)?;
+            let cert = certificate(&mut opened, store, sealer, &hc.certificate_id).await?;
+            let Some((chain, key)) = cert.and_then(|c| Some((&c.chain, c.key.as_ref()?))) else {
+                tracing::warn!(
+                    gateway = gateway_id,
+                    hostname_configuration = %hc.id,
+                    certificate = %hc.certificate_id,
+                    "the certificate of a hostname configuration is missing or has no private key; the hostname is not shipped"
+                );
+                continue;
+            };
+            tls.hostnames.push(SnapshotHostname {
+                certificate: chain.clone(),
+                key: key.clone(),
+                id: hc.id,
+                hostname: hc.hostname,
+                certificate_id: hc.certificate_id,
+                negotiate_client_certificate: hc.negotiate_client_certificate,
+                http2_enabled: hc.http2_enabled,
+            });
+        }
+        for doc in store
+            .list(GatewayCertificateAuthority::KIND, gateway_id)
+            .await?
+        {
+            let ca: GatewayCertificateAuthority = decode(&doc.body)?;
+            let Some(cert) = certificate(&mut opened, store, sealer, &doc.id).await? else {
+                tracing::warn!(
+                    gateway = gateway_id,
+                    certificate = %doc.id,
+                    "a certificate authority of the gateway names a certificate that is gone; not shipped"
+                );
+                continue;
+            };
+            tls.certificate_authorities
+                .push(SnapshotCertificateAuthority {
+                    certificate_id: doc.id,
+                    certificate: cert.chain.clone(),
+                    is_trusted: ca.is_trusted,
+                });
+        }
+        Ok(tls)
+    }
+
     /// One API as shipped, read from the store; `None` when it does not exist.
     async fn load_api(store: &Store, id: &str) -> Result<Option<SnapshotApi>, ApiError> {
         let Some(body) = store.get(Api::KIND, "", id).await? else {
@@ -500,7 +580,7 @@ impl Compiled {
         let mut dirty_products = BTreeSet::new();
         let mut dirty_users = BTreeSet::new();
         let mut dirty_subs = BTreeSet::new();
-        let (mut global, mut policy_inputs) = (false, false);
+        let (mut global, mut policy_inputs, mut tls) = (false, false, false);
         for change in changes {
             let Change { kind, parent, id } = change;
             match kind.as_str() {
@@ -529,6 +609,12 @@ impl Compiled {
                 }
                 policies::GLOBAL => global = true,
                 PolicyFragment::KIND | NamedValue::KIND => policy_inputs = true,
+                // Any certificate may be one this gateway uses: reading its few TLS documents
+                // again and comparing is cheaper than tracking who uses what.
+                Certificate::KIND => tls = true,
+                HostnameConfiguration::KIND | GatewayCertificateAuthority::KIND => {
+                    tls |= *parent == self.gateway_id;
+                }
                 other if IRRELEVANT.contains(&other) => {}
                 other => {
                     tracing::debug!(
@@ -694,6 +780,13 @@ impl Compiled {
                 delta.named_values = Some(self.named_values.clone());
             }
         }
+        if tls {
+            let fresh = Self::load_tls(store, sealer, &self.gateway_id).await?;
+            if fresh != self.tls {
+                delta.tls = Some(fresh.clone());
+                self.tls = fresh;
+            }
+        }
         self.revision = revision;
         Ok(Some(delta))
     }
@@ -737,6 +830,7 @@ impl Compiled {
                 .then(|| self.named_values.clone()),
             policy_fragments: (old.policy_fragments != self.policy_fragments)
                 .then(|| self.policy_fragments.clone()),
+            tls: (old.tls != self.tls).then(|| self.tls.clone()),
         }
     }
 
@@ -752,6 +846,7 @@ impl Compiled {
             global_policy: self.global_policy.clone(),
             named_values: self.named_values.clone(),
             policy_fragments: self.policy_fragments.clone(),
+            tls: self.tls.clone(),
         }
     }
 }

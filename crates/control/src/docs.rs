@@ -14,8 +14,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::handlers::{
-    apis, backends, gateway_tokens, gateways, groups, named_values, policies, policy_fragments,
-    portal_settings, products, reports, subscriptions, users,
+    apis, backends, certificate_authorities, certificates, gateway_tokens, gateways, groups,
+    hostname_configurations, named_values, policies, policy_fragments, portal_settings, products,
+    reports, subscriptions, users,
 };
 
 #[derive(OpenApi)]
@@ -39,6 +40,11 @@ use crate::handlers::{
         backends::list, backends::get, backends::put, backends::patch, backends::delete,
         gateways::list, gateways::get, gateways::put, gateways::patch, gateways::delete,
         gateways::list_apis, gateways::add_api, gateways::remove_api,
+        certificates::list, certificates::get, certificates::put, certificates::delete,
+        hostname_configurations::list, hostname_configurations::get,
+        hostname_configurations::put, hostname_configurations::delete,
+        certificate_authorities::list, certificate_authorities::get,
+        certificate_authorities::put, certificate_authorities::delete,
         gateway_tokens::generate_token, gateway_tokens::regenerate_key,
         gateway_tokens::list_keys, gateway_tokens::status,
         policies::get_global, policies::put_global, policies::delete_global,
@@ -62,7 +68,8 @@ use crate::handlers::{
         (name = "subscriptions", description = "Subscriptions and their keys"),
         (name = "named-values", description = "Values policies refer to as {{name}}"),
         (name = "backends", description = "Backend services"),
-        (name = "gateways", description = "Gateways and the APIs assigned to them"),
+        (name = "gateways", description = "Gateways, the APIs assigned to them, their hostname configurations and certificate authorities"),
+        (name = "certificates", description = "TLS certificates (PEM) for the gateways' hostnames and certificate authorities"),
         (name = "policies", description = "Policy documents at the global, product, API and operation scopes"),
         (name = "policy-fragments", description = "Reusable policy XML that policies insert with <include-fragment>"),
         (name = "users", description = "Developer portal accounts"),

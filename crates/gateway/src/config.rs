@@ -24,6 +24,10 @@ use gatehouse_policy::{Mode, Pipeline, PolicyDocument, Scope as PolicyScope};
 
 use crate::route::CompiledOperation;
 
+pub mod tls;
+
+pub use tls::CompiledTls;
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot apply configuration revision {revision}: {target}: {message}")]
 pub struct CompileError {
@@ -111,6 +115,9 @@ pub struct CompiledConfig {
     keys: KeyIndex,
     /// What an update needs to compile APIs the way this configuration was compiled.
     sources: Arc<Sources>,
+    /// The hostname certificates and CA certificates of the snapshot, compiled once; shared
+    /// with the next configuration when a delta leaves them alone.
+    pub tls: Arc<CompiledTls>,
 }
 
 /// Shards of the key index: an update copies the few shards it changes, not the index.
@@ -348,6 +355,14 @@ fn product_index(products: &[SnapshotProduct]) -> HashMap<&str, usize> {
 
 impl CompiledConfig {
     pub fn compile(snapshot: &Snapshot) -> Result<Self, CompileError> {
+        Self::compile_keeping_tls(snapshot, None)
+    }
+
+    /// [`CompiledConfig::compile`], with the TLS part given when it is known not to have changed.
+    fn compile_keeping_tls(
+        snapshot: &Snapshot,
+        tls: Option<Arc<CompiledTls>>,
+    ) -> Result<Self, CompileError> {
         let revision = snapshot.revision;
         let fail = failure(revision);
         check_format(snapshot)?;
@@ -422,7 +437,16 @@ impl CompiledConfig {
                 docs,
                 products: snapshot.products.clone(),
             }),
+            tls: tls.unwrap_or_else(|| Arc::new(CompiledTls::compile(&snapshot.tls, revision))),
         })
+    }
+
+    /// The TLS of the configuration `delta` leads to: compiled again only if it changed.
+    fn updated_tls(&self, delta: &Delta, snapshot: &Snapshot) -> Arc<CompiledTls> {
+        match &delta.tls {
+            Some(_) => Arc::new(CompiledTls::compile(&snapshot.tls, snapshot.revision)),
+            None => self.tls.clone(),
+        }
     }
 
     /// The subscriptions of `delta` replaced in a copy of the key index.
@@ -462,15 +486,16 @@ impl CompiledConfig {
                 .iter()
                 .zip(&snapshot.products)
                 .any(|(old, new)| old.id != new.id);
-        if self.revision != delta.base
-            || *self.gateway_id != *snapshot.gateway_id
-            || delta.global_policy.is_some()
+        if self.revision != delta.base || *self.gateway_id != *snapshot.gateway_id {
+            return Self::compile(snapshot);
+        }
+        if delta.global_policy.is_some()
             || delta.named_values.is_some()
             || delta.policy_fragments.is_some()
             || !delta.removed_products.is_empty()
             || renumbered
         {
-            return Self::compile(snapshot);
+            return Self::compile_keeping_tls(snapshot, Some(self.updated_tls(delta, snapshot)));
         }
         if delta.apis.is_empty()
             && delta.removed_apis.is_empty()
@@ -495,6 +520,7 @@ impl CompiledConfig {
                 products: self.products.clone(),
                 keys,
                 sources: self.sources.clone(),
+                tls: self.updated_tls(delta, snapshot),
             });
         }
 
@@ -615,6 +641,7 @@ impl CompiledConfig {
                 docs,
                 products: snapshot.products.clone(),
             }),
+            tls: self.updated_tls(delta, snapshot),
         })
     }
 

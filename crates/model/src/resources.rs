@@ -1076,6 +1076,279 @@ impl Resource for PolicyFragment {
     }
 }
 
+/// Largest certificate `data` accepted: a long chain and its key are a few KiB.
+pub const MAX_CERTIFICATE_DATA: usize = 64 * 1024;
+
+/// A TLS certificate (`/mgmt/certificates/{id}`), for the gateways' hostname configurations
+/// and certificate authorities. Azure takes base64 PFX; Gatehouse takes PEM text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Certificate {
+    #[serde(default)]
+    #[schema(read_only)]
+    pub id: String,
+    /// Input only: the PEM certificate chain, leaf first, optionally followed by the PEM
+    /// private key (unencrypted PKCS#8, PKCS#1 or SEC1). Never returned.
+    #[serde(default, skip_serializing_if = "input_only")]
+    #[schema(write_only)]
+    pub data: Option<String>,
+    /// Input only, and not supported: Azure's PFX password. Convert the PFX to PEM instead.
+    #[serde(default, skip_serializing_if = "input_only")]
+    #[schema(write_only)]
+    pub password: Option<String>,
+    /// The leaf's subject, such as `CN=api.example.com, O=Contoso`.
+    #[serde(default)]
+    #[schema(read_only)]
+    pub subject: String,
+    /// SHA-1 of the leaf's DER, upper-case hex.
+    #[serde(default)]
+    #[schema(read_only)]
+    pub thumbprint: String,
+    /// The leaf's `NotAfter`, RFC 3339.
+    #[serde(default)]
+    #[schema(read_only)]
+    pub expiration_date: String,
+    /// Whether `data` held the private key (a hostname configuration needs one).
+    #[serde(default)]
+    #[schema(read_only)]
+    pub has_private_key: bool,
+}
+
+/// The private key is given in PEM under one of these labels.
+const KEY_LABELS: &[&str] = &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"];
+
+/// A certificate's `data` taken apart: the chain's PEM blocks and the key's, as given.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PemParts {
+    /// The `CERTIFICATE` blocks, in order.
+    pub chain: String,
+    /// The private key block, if one was given.
+    pub key: Option<String>,
+}
+
+impl std::fmt::Debug for PemParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PemParts")
+            .field("chain", &self.chain)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Splits PEM text into its certificate blocks and its private key block. Only the shape is
+/// checked here; the control plane parses the certificates and checks the key fits.
+pub fn split_pem(target: &str, data: &str) -> Result<PemParts, ValidationError> {
+    let mut chain = String::new();
+    let mut keys = Vec::new();
+    let mut rest = data;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let after = &rest[start + "-----BEGIN ".len()..];
+        let Some(label_end) = after.find("-----") else {
+            return Err(ValidationError::one(
+                target,
+                "has a '-----BEGIN' line that does not end in '-----'",
+            ));
+        };
+        let label = &after[..label_end];
+        let end_line = format!("-----END {label}-----");
+        let Some(end) = after.find(&end_line) else {
+            return Err(ValidationError::one(
+                target,
+                format!("has a '-----BEGIN {label}-----' block with no '{end_line}' line"),
+            ));
+        };
+        let block_end = start + "-----BEGIN ".len() + end + end_line.len();
+        let block = &rest[start..block_end];
+        rest = &rest[block_end..];
+        if label == "CERTIFICATE" {
+            chain.push_str(block);
+            chain.push('\n');
+        } else if KEY_LABELS.contains(&label) {
+            keys.push(block);
+        } else if label == "ENCRYPTED PRIVATE KEY" {
+            return Err(ValidationError::one(
+                target,
+                "holds an encrypted private key, and passwords are not supported; decrypt it with `openssl pkey -in key.pem -out plain-key.pem` and send that",
+            ));
+        } else {
+            return Err(ValidationError::one(
+                target,
+                format!(
+                    "holds a PEM block '{label}'; give only CERTIFICATE blocks (leaf first) and one PRIVATE KEY block"
+                ),
+            ));
+        }
+    }
+    if chain.is_empty() {
+        return Err(ValidationError::one(
+            target,
+            "is not a PEM certificate (-----BEGIN CERTIFICATE-----). Base64 PFX is not supported: convert it with `openssl pkcs12 -in cert.pfx -nodes -out cert.pem` and send the PEM text, the chain (leaf first) then the private key",
+        ));
+    }
+    if keys.len() > 1 {
+        return Err(ValidationError::one(
+            target,
+            "holds more than one private key; give only the key of the leaf certificate",
+        ));
+    }
+    Ok(PemParts {
+        chain,
+        key: keys.first().map(|k| format!("{k}\n")),
+    })
+}
+
+impl Resource for Certificate {
+    const KIND: &'static str = "certificate";
+    resource_id!();
+
+    fn normalize(&mut self) -> Result<(), ValidationError> {
+        let mut p = Problems::default();
+        if self.password.as_ref().is_some_and(|pw| !pw.is_empty()) {
+            p.push(
+                "password",
+                "is not supported: Gatehouse takes PEM, not PFX; convert with `openssl pkcs12 -in cert.pfx -nodes -out cert.pem` and send the PEM text as data",
+            );
+        }
+        match &self.data {
+            None => p.push(
+                "data",
+                "is required: the PEM certificate chain (leaf first), optionally followed by its private key",
+            ),
+            Some(d) if d.len() > MAX_CERTIFICATE_DATA => {
+                p.push("data", "must be at most 64 KiB")
+            }
+            Some(d) => {
+                if let Err(e) = split_pem("data", d) {
+                    p.extend(e.details);
+                }
+            }
+        }
+        p.finish("certificate")
+    }
+}
+
+/// Checks a hostname a gateway serves: a DNS name, or `*.` followed by one (a one-label
+/// wildcard), at most 253 characters. Returns it in lower case.
+pub fn check_hostname(hostname: &str) -> Result<String, String> {
+    let lower = hostname.trim().to_ascii_lowercase();
+    let bad = |why: &str| {
+        format!("'{hostname}' is not a hostname such as api.example.com or *.example.com: {why}")
+    };
+    let name = lower.strip_prefix("*.").unwrap_or(&lower);
+    if name.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if lower.len() > 253 {
+        return Err(bad("it is longer than 253 characters"));
+    }
+    if lower.starts_with("*.") && !name.contains('.') {
+        return Err(bad(
+            "a wildcard needs a domain of two labels or more after '*.'",
+        ));
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(bad("each label between dots must have 1 to 63 characters"));
+        }
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(bad(
+                "labels hold only letters, digits and '-' ('*' only as the whole first label)",
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(bad("a label must not start or end with '-'"));
+        }
+    }
+    if name
+        .split('.')
+        .next_back()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(bad(
+            "IP addresses are not hostnames; SNI carries names only",
+        ));
+    }
+    Ok(lower)
+}
+
+/// A hostname a gateway serves over TLS, with its certificate
+/// (`/mgmt/gateways/{gatewayId}/hostnameConfigurations/{hcId}`). Chosen by SNI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostnameConfiguration {
+    #[serde(default)]
+    #[schema(read_only)]
+    pub id: String,
+    /// `api.example.com`, or `*.example.com` for any one label in front.
+    #[serde(default)]
+    #[schema(max_length = 253)]
+    pub hostname: String,
+    /// The certificate (with its private key) served for the hostname: its id, or Azure's
+    /// `/certificates/{id}` form.
+    #[serde(default)]
+    pub certificate_id: String,
+    /// Ask clients for a certificate (optional for them; policies decide what to accept).
+    #[serde(default)]
+    pub negotiate_client_certificate: bool,
+    /// Offer HTTP/2 through ALPN.
+    #[serde(default = "default_true")]
+    pub http2_enabled: bool,
+}
+
+/// A certificate reference as an id: `cert` or Azure's `.../certificates/cert`.
+pub fn certificate_ref(reference: &str) -> &str {
+    reference
+        .rsplit_once("/certificates/")
+        .map_or(reference, |(_, id)| id)
+        .trim_end_matches('/')
+}
+
+impl Resource for HostnameConfiguration {
+    const KIND: &'static str = "gateway-hostname-configuration";
+    resource_id!();
+
+    fn normalize(&mut self) -> Result<(), ValidationError> {
+        let mut p = Problems::default();
+        match check_hostname(&self.hostname) {
+            Ok(h) => self.hostname = h,
+            Err(e) => p.push("hostname", e),
+        }
+        self.certificate_id = certificate_ref(&self.certificate_id).to_owned();
+        if self.certificate_id.is_empty() {
+            p.push(
+                "certificateId",
+                "is required: the id of a certificate with a private key (/mgmt/certificates)",
+            );
+        } else if let Err(e) = validate_id("certificate", &self.certificate_id) {
+            p.extend(e.details);
+        }
+        p.finish("hostname configuration")
+    }
+}
+
+/// A CA certificate a gateway trusts (`/mgmt/gateways/{gatewayId}/certificateAuthorities/{certificateId}`):
+/// for its outbound TLS, and for the client certificates it is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayCertificateAuthority {
+    /// The certificate's id.
+    #[serde(default)]
+    #[schema(read_only)]
+    pub id: String,
+    /// A trusted root; `false` for an intermediate CA that only helps build chains.
+    #[serde(default = "default_true")]
+    pub is_trusted: bool,
+}
+
+impl Resource for GatewayCertificateAuthority {
+    const KIND: &'static str = "gateway-certificate-authority";
+    resource_id!();
+
+    fn normalize(&mut self) -> Result<(), ValidationError> {
+        Ok(())
+    }
+}
+
 /// A page of a collection.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -1169,6 +1442,100 @@ mod tests {
                 .unwrap();
         assert_eq!(bad.validate().unwrap_err().details.len(), 2);
         assert!((contrast_ratio([0, 0, 0], [255, 255, 255]) - 21.0).abs() < 0.01);
+    }
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----";
+
+    #[test]
+    fn certificate_data_is_pem_with_at_most_one_key() {
+        let parts = split_pem("data", &format!("leaf\n{CERT}\n{CERT}\n{KEY}\n")).unwrap();
+        assert_eq!(parts.chain.matches("BEGIN CERTIFICATE").count(), 2);
+        assert!(
+            parts
+                .key
+                .as_deref()
+                .unwrap()
+                .starts_with("-----BEGIN PRIVATE KEY-----")
+        );
+        assert!(!format!("{parts:?}").contains("MIIE"), "Debug shows no key");
+        assert!(split_pem("data", CERT).unwrap().key.is_none());
+        // Azure's base64 PFX gets the conversion command.
+        let e = split_pem("data", "MIIKZAIBAzCCCh4GCSqGSIb3DQEHAaCCCg8=").unwrap_err();
+        assert!(
+            e.message
+                .contains("openssl pkcs12 -in cert.pfx -nodes -out cert.pem"),
+            "{e}"
+        );
+        let e = split_pem("data", &format!("{CERT}\n{KEY}\n{KEY}")).unwrap_err();
+        assert!(e.message.contains("more than one private key"), "{e}");
+        let e = split_pem("data", &format!("{CERT}\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nx\n-----END ENCRYPTED PRIVATE KEY-----")).unwrap_err();
+        assert!(e.message.contains("openssl pkey"), "{e}");
+        // Hostile shapes end in an error, never a panic.
+        for odd in [
+            "-----BEGIN ",
+            "-----BEGIN -----",
+            "-----BEGIN é-----x-----END é-----",
+            "-----BEGIN CERTIFICATE----------END CERTIFICATE-----",
+            "\u{0}-----BEGIN CERTIFICATE-----",
+        ] {
+            let _ = split_pem("data", odd);
+        }
+        let e = split_pem("data", "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap_err();
+        assert!(e.message.contains("END CERTIFICATE"), "{e}");
+
+        let mut c: Certificate =
+            serde_json::from_str(&serde_json::json!({"data": CERT, "password": "pw"}).to_string())
+                .unwrap();
+        let e = c.normalize().unwrap_err();
+        assert_eq!(e.details[0].target, "password");
+        let mut c: Certificate = serde_json::from_str("{}").unwrap();
+        assert_eq!(c.normalize().unwrap_err().details[0].target, "data");
+        // The data is never serialised back.
+        let c: Certificate =
+            serde_json::from_str(&serde_json::json!({"data": KEY}).to_string()).unwrap();
+        assert!(!serde_json::to_string(&c).unwrap().contains("MIIE"));
+    }
+
+    #[test]
+    fn hostnames_are_dns_names_or_one_label_wildcards() {
+        assert_eq!(
+            check_hostname("API.Example.com").unwrap(),
+            "api.example.com"
+        );
+        assert_eq!(check_hostname("*.example.com").unwrap(), "*.example.com");
+        assert_eq!(check_hostname("localhost").unwrap(), "localhost");
+        for bad in [
+            "",
+            "*.",
+            "*.com",
+            "a..b",
+            "-a.com",
+            "a-.com",
+            "a b.com",
+            "a.*.com",
+            "**.a.com",
+            "127.0.0.1",
+            "a_b.com",
+            &format!("{}.com", "x".repeat(64)),
+        ] {
+            assert!(check_hostname(bad).is_err(), "{bad}");
+        }
+        let mut hc: HostnameConfiguration = serde_json::from_str(
+            r#"{"hostname":"API.example.com","certificateId":"/subscriptions/s/resourceGroups/r/providers/Microsoft.ApiManagement/service/x/certificates/web"}"#,
+        )
+        .unwrap();
+        hc.normalize().unwrap();
+        assert_eq!(
+            (hc.hostname.as_str(), hc.certificate_id.as_str()),
+            ("api.example.com", "web")
+        );
+        assert!(hc.http2_enabled && !hc.negotiate_client_certificate);
+        let mut bad: HostnameConfiguration =
+            serde_json::from_str(r#"{"hostname":"a b","certificateId":""}"#).unwrap();
+        assert_eq!(bad.normalize().unwrap_err().details.len(), 2);
+        let ca: GatewayCertificateAuthority = serde_json::from_str("{}").unwrap();
+        assert!(ca.is_trusted);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! store and shipped as JSON. The built-in gateway of `gatehouse up` receives the very same
 //! value in-process; a self-hosted gateway downloads it over the link.
 //!
-//! Subscription keys never travel in clear: a snapshot carries the SHA-256 of each key.
+//! Subscription keys never travel in clear: a snapshot carries the SHA-256 of each key. The
+//! private keys of the gateway's hostname certificates do travel (the gateway serves with
+//! them): over the link, and sealed in the gateway's backups.
 
 use std::collections::BTreeMap;
 
@@ -35,6 +37,80 @@ pub struct Snapshot {
     /// gateways inline them when they compile the policies.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub policy_fragments: BTreeMap<String, String>,
+    /// The gateway's hostname certificates and CA certificates (absent in older snapshots).
+    #[serde(default, skip_serializing_if = "SnapshotTls::is_empty")]
+    pub tls: SnapshotTls,
+}
+
+/// What a gateway needs for TLS beyond its command line: the certificates it serves per
+/// hostname (chosen by SNI) and the CA certificates assigned to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotTls {
+    /// Ordered by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<SnapshotHostname>,
+    /// Ordered by certificate id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificate_authorities: Vec<SnapshotCertificateAuthority>,
+}
+
+impl SnapshotTls {
+    pub fn is_empty(&self) -> bool {
+        self.hostnames.is_empty() && self.certificate_authorities.is_empty()
+    }
+}
+
+/// One hostname configuration with the certificate it serves.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotHostname {
+    /// The hostname configuration's id.
+    pub id: String,
+    /// `api.example.com` or `*.example.com`, lower case.
+    pub hostname: String,
+    pub certificate_id: String,
+    /// The PEM chain, leaf first.
+    pub certificate: String,
+    /// The PEM private key of the leaf.
+    pub key: String,
+    #[serde(default)]
+    pub negotiate_client_certificate: bool,
+    #[serde(default = "default_true")]
+    pub http2_enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Never prints the private key.
+impl std::fmt::Debug for SnapshotHostname {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotHostname")
+            .field("id", &self.id)
+            .field("hostname", &self.hostname)
+            .field("certificate_id", &self.certificate_id)
+            .field("key", &"<redacted>")
+            .field(
+                "negotiate_client_certificate",
+                &self.negotiate_client_certificate,
+            )
+            .field("http2_enabled", &self.http2_enabled)
+            .finish()
+    }
+}
+
+/// One CA certificate assigned to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotCertificateAuthority {
+    pub certificate_id: String,
+    /// The PEM certificate(s).
+    pub certificate: String,
+    /// A trusted root; `false` for an intermediate that only helps build chains.
+    #[serde(default = "default_true")]
+    pub is_trusted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +216,9 @@ pub struct Delta {
     /// `Some` when any policy fragment changed: the whole new set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_fragments: Option<BTreeMap<String, String>>,
+    /// `Some` when anything of the gateway's TLS changed: the whole new set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SnapshotTls>,
 }
 
 /// Upserts and removals between two lists keyed by id, keeping `new`'s order for upserts.
@@ -228,6 +307,7 @@ impl Delta {
             named_values: (old.named_values != new.named_values).then(|| new.named_values.clone()),
             policy_fragments: (old.policy_fragments != new.policy_fragments)
                 .then(|| new.policy_fragments.clone()),
+            tls: (old.tls != new.tls).then(|| new.tls.clone()),
         }
     }
 
@@ -283,6 +363,9 @@ impl Delta {
         if let Some(f) = &self.policy_fragments {
             next.policy_fragments = f.clone();
         }
+        if let Some(t) = &self.tls {
+            next.tls = t.clone();
+        }
     }
 
     /// One delta that does what `self` then `next` do: from `self.base` to `next.revision`.
@@ -319,6 +402,9 @@ impl Delta {
         if next.policy_fragments.is_some() {
             self.policy_fragments = next.policy_fragments;
         }
+        if next.tls.is_some() {
+            self.tls = next.tls;
+        }
         Ok(self)
     }
 
@@ -333,6 +419,10 @@ impl Delta {
             + usize::from(self.global_policy.is_some())
             + self.named_values.as_ref().map_or(0, BTreeMap::len)
             + self.policy_fragments.as_ref().map_or(0, BTreeMap::len)
+            + self.tls.as_ref().map_or(0, |t| {
+                // An emptied set is still a change.
+                (t.hostnames.len() + t.certificate_authorities.len()).max(1)
+            })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -344,6 +434,61 @@ impl Delta {
 mod tests {
     use super::*;
     use crate::resources::SubscriptionState;
+
+    fn tls(hostname: &str) -> SnapshotTls {
+        SnapshotTls {
+            hostnames: vec![SnapshotHostname {
+                id: "hc".into(),
+                hostname: hostname.into(),
+                certificate_id: "c".into(),
+                certificate: "-----BEGIN CERTIFICATE-----".into(),
+                key: "-----BEGIN PRIVATE KEY-----secret".into(),
+                negotiate_client_certificate: false,
+                http2_enabled: true,
+            }],
+            certificate_authorities: vec![SnapshotCertificateAuthority {
+                certificate_id: "ca".into(),
+                certificate: "-----BEGIN CERTIFICATE-----".into(),
+                is_trusted: true,
+            }],
+        }
+    }
+
+    #[test]
+    fn tls_travels_whole_when_it_changes_and_older_snapshots_still_read() {
+        let old = snap(1, vec![]);
+        let mut new = snap(2, vec![]);
+        new.tls = tls("api.example.com");
+        let d = Delta::between(&old, &new);
+        assert_eq!(d.tls.as_ref(), Some(&new.tls));
+        assert_eq!(d.apply(&old).unwrap(), new);
+        // Unchanged TLS does not travel; an emptied set does.
+        let mut same = new.clone();
+        same.revision = 3;
+        assert!(Delta::between(&new, &same).tls.is_none());
+        let back = Delta::between(&new, &snap(3, vec![]));
+        assert_eq!(back.tls, Some(SnapshotTls::default()));
+        assert!(!back.is_empty());
+        assert!(back.apply(&new).unwrap().tls.is_empty());
+        // Folding keeps the later set.
+        let mut later = snap(3, vec![]);
+        later.tls = tls("other.example.com");
+        let folded = d.clone().then(Delta::between(&new, &later)).unwrap();
+        assert_eq!(folded.apply(&old).unwrap(), later);
+        // A snapshot and a delta written before TLS existed read as having none.
+        let legacy: Snapshot = serde_json::from_str(
+            r#"{"format":1,"revision":1,"gatewayId":"g","apis":[],"products":[],"subscriptions":[]}"#,
+        )
+        .unwrap();
+        assert!(legacy.tls.is_empty());
+        let text = serde_json::to_string(&legacy).unwrap();
+        assert!(!text.contains("tls"), "{text}");
+        let legacy: Delta =
+            serde_json::from_str(r#"{"format":1,"base":1,"revision":2,"gatewayId":"g"}"#).unwrap();
+        assert!(legacy.tls.is_none());
+        // Debug output never shows the key.
+        assert!(!format!("{new:?}").contains("secret"));
+    }
 
     fn sub(id: &str, state: SubscriptionState) -> SnapshotSubscription {
         SnapshotSubscription {

@@ -17,5 +17,6 @@ mod security_backup;
 mod security_control;
 mod selfhosted;
 mod support;
+mod tls_certificates;
 mod tls_outbound;
 mod tour;

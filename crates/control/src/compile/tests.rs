@@ -83,7 +83,32 @@ enum Op {
         value: u8,
         delete: bool,
     },
+    Certificate {
+        i: u8,
+        variant: u8,
+        key: bool,
+        delete: bool,
+    },
+    Hostname {
+        gateway: u8,
+        i: u8,
+        certificate: u8,
+        delete: bool,
+    },
+    CertificateAuthority {
+        gateway: u8,
+        certificate: u8,
+        trusted: bool,
+        delete: bool,
+    },
+    /// What deleting a gateway does to its TLS children.
+    DropGatewayTls(u8),
     Irrelevant(u8),
+}
+
+/// The gateways TLS ops touch: the two compiled here and one that is not.
+fn tls_gateway(n: u8) -> &'static str {
+    ["edge", BUILT_IN_GATEWAY, "other"][usize::from(n) % 3]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -106,6 +131,13 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..2u8, 0..3u8, prop::bool::weighted(0.2)).prop_map(|(i, text, delete)| Op::Fragment { i, text, delete }),
         1 => (0..2u8, any::<bool>(), 0..3u8, prop::bool::weighted(0.2)).prop_map(|(i, secret, value, delete)| Op::NamedValue { i, secret, value, delete }),
         1 => (0..3u8).prop_map(Op::Irrelevant),
+        2 => (0..3u8, 0..2u8, prop::bool::weighted(0.8), prop::bool::weighted(0.2))
+            .prop_map(|(i, variant, key, delete)| Op::Certificate { i, variant, key, delete }),
+        2 => (0..3u8, 0..2u8, 0..3u8, prop::bool::weighted(0.2))
+            .prop_map(|(gateway, i, certificate, delete)| Op::Hostname { gateway, i, certificate, delete }),
+        2 => (0..3u8, 0..3u8, any::<bool>(), prop::bool::weighted(0.2))
+            .prop_map(|(gateway, certificate, trusted, delete)| Op::CertificateAuthority { gateway, certificate, trusted, delete }),
+        1 => (0..3u8).prop_map(Op::DropGatewayTls),
     ]
 }
 
@@ -380,6 +412,74 @@ async fn run(store: &Store, sealer: &Sealer, op: &Op) {
             )
             .await;
         }
+        Op::Certificate {
+            i,
+            variant,
+            key,
+            delete,
+        } => {
+            let stored = certificates::StoredCertificate {
+                subject: format!("CN=c{i}"),
+                thumbprint: format!("{i}{variant}"),
+                expiration_date: "2030-01-01T00:00:00Z".into(),
+                has_private_key: *key,
+                sealed_chain: sealer.seal(&format!("chain-{i}-{variant}")).unwrap(),
+                sealed_key: key.then(|| sealer.seal(&format!("key-{i}-{variant}")).unwrap()),
+            };
+            set(
+                &mut tx,
+                Certificate::KIND,
+                "",
+                &format!("c{i}"),
+                (!delete).then(|| serde_json::to_string(&stored).unwrap()),
+            )
+            .await;
+        }
+        Op::Hostname {
+            gateway,
+            i,
+            certificate,
+            delete,
+        } => {
+            let body = json!({"id": format!("h{i}"), "hostname": format!("h{i}.example.com"),
+                "certificateId": format!("c{certificate}"), "negotiateClientCertificate": certificate == &1,
+                "http2Enabled": true});
+            set(
+                &mut tx,
+                HostnameConfiguration::KIND,
+                tls_gateway(*gateway),
+                &format!("h{i}"),
+                (!delete).then(|| body.to_string()),
+            )
+            .await;
+        }
+        Op::CertificateAuthority {
+            gateway,
+            certificate,
+            trusted,
+            delete,
+        } => {
+            let id = format!("c{certificate}");
+            let body = json!({"id": id, "isTrusted": trusted});
+            set(
+                &mut tx,
+                GatewayCertificateAuthority::KIND,
+                tls_gateway(*gateway),
+                &id,
+                (!delete).then(|| body.to_string()),
+            )
+            .await;
+        }
+        Op::DropGatewayTls(gateway) => {
+            for kind in [
+                HostnameConfiguration::KIND,
+                GatewayCertificateAuthority::KIND,
+            ] {
+                tx.delete_children(kind, tls_gateway(*gateway))
+                    .await
+                    .unwrap();
+            }
+        }
         Op::Irrelevant(n) => {
             let kind = ["group", "backend", gateway_tokens::INSTANCE][usize::from(*n) % 3];
             set(&mut tx, kind, "", "x", Some(format!("{{\"n\":{n}}}"))).await;
@@ -602,5 +702,99 @@ async fn a_subscription_change_redoes_one_subscription() {
             .is_none()
     );
     assert_eq!(c, before);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+async fn advance(store: &Store, sealer: &Sealer, c: &mut Compiled) -> Delta {
+    let revision = store.revision().await.unwrap();
+    let changes = store.changes(c.revision, revision).await.unwrap().unwrap();
+    c.update(store, sealer, &changes, revision)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_certificate_reaches_only_the_gateways_that_use_it() {
+    let (store, sealer, dir) = temp_store().await;
+    let mut edge = Compiled::full(&store, &sealer, "edge").await.unwrap();
+    let mut built_in = Compiled::full(&store, &sealer, BUILT_IN_GATEWAY)
+        .await
+        .unwrap();
+    let cert = |i, variant| Op::Certificate {
+        i,
+        variant,
+        key: true,
+        delete: false,
+    };
+    for op in [
+        cert(0, 0),
+        cert(1, 0),
+        Op::Hostname {
+            gateway: 0,
+            i: 0,
+            certificate: 0,
+            delete: false,
+        },
+        Op::CertificateAuthority {
+            gateway: 1,
+            certificate: 1,
+            trusted: true,
+            delete: false,
+        },
+    ] {
+        run(&store, &sealer, &op).await;
+    }
+    let d = advance(&store, &sealer, &mut edge).await;
+    let tls = d.tls.expect("edge got its hostname");
+    assert_eq!(tls.hostnames.len(), 1);
+    assert_eq!(
+        (
+            tls.hostnames[0].certificate.as_str(),
+            tls.hostnames[0].key.as_str()
+        ),
+        ("chain-0-0", "key-0-0"),
+        "opened, not sealed"
+    );
+    assert!(tls.certificate_authorities.is_empty());
+    let d = advance(&store, &sealer, &mut built_in).await;
+    let tls = d.tls.expect("the built-in gateway got its CA");
+    assert!(tls.hostnames.is_empty());
+    assert_eq!(tls.certificate_authorities[0].certificate, "chain-1-0");
+
+    // Replacing c0 changes edge only; replacing c1 changes the built-in gateway only.
+    run(&store, &sealer, &cert(0, 1)).await;
+    assert_eq!(
+        advance(&store, &sealer, &mut edge)
+            .await
+            .tls
+            .unwrap()
+            .hostnames[0]
+            .key,
+        "key-0-1"
+    );
+    assert!(advance(&store, &sealer, &mut built_in).await.is_empty());
+    run(&store, &sealer, &cert(1, 1)).await;
+    assert!(advance(&store, &sealer, &mut edge).await.is_empty());
+    assert!(advance(&store, &sealer, &mut built_in).await.tls.is_some());
+    // Another gateway's hostname configurations change nothing here.
+    run(
+        &store,
+        &sealer,
+        &Op::Hostname {
+            gateway: 2,
+            i: 1,
+            certificate: 0,
+            delete: false,
+        },
+    )
+    .await;
+    assert!(advance(&store, &sealer, &mut edge).await.is_empty());
+    assert!(advance(&store, &sealer, &mut built_in).await.is_empty());
+    // Deleting the gateway's children empties its set.
+    run(&store, &sealer, &Op::DropGatewayTls(0)).await;
+    let d = advance(&store, &sealer, &mut edge).await;
+    assert_eq!(d.tls, Some(SnapshotTls::default()));
+    assert_eq!(edge, Compiled::full(&store, &sealer, "edge").await.unwrap());
     std::fs::remove_dir_all(dir).ok();
 }

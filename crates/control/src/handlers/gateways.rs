@@ -20,7 +20,8 @@ crate::handlers::simple_crud! {
     collection: "/mgmt/gateways",
     item: "/mgmt/gateways/{gatewayId}",
     param: "gatewayId",
-    children: ["gateway-api", "gateway-keys", "gateway-instance"]
+    children: ["gateway-api", "gateway-keys", "gateway-instance",
+               "gateway-hostname-configuration", "gateway-certificate-authority"]
 }
 
 pub async fn ensure_built_in(cp: &ControlPlane) -> ApiResult<()> {

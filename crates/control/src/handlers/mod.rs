@@ -3,9 +3,12 @@
 
 pub mod apis;
 pub mod backends;
+pub mod certificate_authorities;
+pub mod certificates;
 pub mod gateway_tokens;
 pub mod gateways;
 pub mod groups;
+pub mod hostname_configurations;
 pub mod named_values;
 pub mod policies;
 pub mod policy_fragments;
@@ -165,6 +168,33 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route(
             "/mgmt/gateways/{gatewayId}/apis/{apiId}",
             put(gateways::add_api).delete(gateways::remove_api),
+        )
+        .route("/mgmt/certificates", get(certificates::list))
+        .route(
+            "/mgmt/certificates/{certificateId}",
+            get(certificates::get)
+                .put(certificates::put)
+                .delete(certificates::delete),
+        )
+        .route(
+            "/mgmt/gateways/{gatewayId}/hostnameConfigurations",
+            get(hostname_configurations::list),
+        )
+        .route(
+            "/mgmt/gateways/{gatewayId}/hostnameConfigurations/{hcId}",
+            get(hostname_configurations::get)
+                .put(hostname_configurations::put)
+                .delete(hostname_configurations::delete),
+        )
+        .route(
+            "/mgmt/gateways/{gatewayId}/certificateAuthorities",
+            get(certificate_authorities::list),
+        )
+        .route(
+            "/mgmt/gateways/{gatewayId}/certificateAuthorities/{certificateId}",
+            get(certificate_authorities::get)
+                .put(certificate_authorities::put)
+                .delete(certificate_authorities::delete),
         )
         .route("/mgmt/users", get(users::list))
         .route(

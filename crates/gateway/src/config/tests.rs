@@ -105,6 +105,7 @@ fn snapshot() -> Snapshot {
         global_policy: None,
         named_values: Default::default(),
         policy_fragments: Default::default(),
+        tls: Default::default(),
     }
 }
 
@@ -631,5 +632,58 @@ mod incremental {
         ));
         assert_eq!(again.api_count(), 5);
         assert!(again.find_api("/extra/x").is_some());
+    }
+
+    #[test]
+    fn tls_is_compiled_when_it_changes_and_shared_otherwise() {
+        use gatehouse_model::snapshot::SnapshotHostname;
+        let ca = gatehouse_tls::testca::TestCa::new("gateway-config-update");
+        let leaf = ca.leaf("api", &["api.example.com"]);
+        let s = snapshot();
+        let c = CompiledConfig::compile(&s).unwrap();
+        assert!(c.tls.is_empty());
+        let mut next = s.clone();
+        next.revision = 8;
+        next.tls.hostnames.push(SnapshotHostname {
+            id: "api".into(),
+            hostname: "api.example.com".into(),
+            certificate_id: "web".into(),
+            certificate: std::fs::read_to_string(&leaf.cert).unwrap(),
+            key: std::fs::read_to_string(&leaf.key).unwrap(),
+            negotiate_client_certificate: true,
+            http2_enabled: true,
+        });
+        let delta = Delta::between(&s, &next);
+        let updated = c.update(&delta, &next).unwrap();
+        assert!(
+            Arc::ptr_eq(&c.apis, &updated.apis),
+            "a TLS change shares every API"
+        );
+        assert_eq!(updated.tls.hostnames.len(), 1);
+        assert!(updated.tls.hostnames[0].negotiate_client_certificate);
+        // A subscription change keeps the compiled TLS as it is.
+        let mut newer = next.clone();
+        newer.revision = 9;
+        newer.subscriptions[0].state = SubscriptionState::Suspended;
+        let again = updated
+            .update(&Delta::between(&next, &newer), &newer)
+            .unwrap();
+        assert!(Arc::ptr_eq(&updated.tls, &again.tls));
+        // So does a change that compiles every pipeline again.
+        let mut global = newer.clone();
+        global.revision = 10;
+        global.global_policy = Some("<policies><inbound><base /></inbound></policies>".into());
+        let recompiled = again
+            .update(&Delta::between(&newer, &global), &global)
+            .unwrap();
+        assert!(!Arc::ptr_eq(&again.apis, &recompiled.apis));
+        assert!(Arc::ptr_eq(&again.tls, &recompiled.tls));
+        // A full compile gives the same.
+        let full = CompiledConfig::compile(&newer).unwrap();
+        assert_eq!(full.tls.hostnames.len(), 1);
+        assert_eq!(
+            full.tls.hostnames[0].hostname,
+            again.tls.hostnames[0].hostname
+        );
     }
 }

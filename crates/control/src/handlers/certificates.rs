@@ -1,0 +1,249 @@
+//! `/mgmt/certificates`: TLS certificates for the gateways' hostname configurations and
+//! certificate authorities. The PEM `data` is parsed and checked here (the chain, and that the
+//! key fits the leaf), then kept sealed with the control plane's key; `GET` shows only what the
+//! leaf says of itself (subject, thumbprint, expiry) and whether there is a key.
+
+use axum::Json;
+use axum::http::StatusCode;
+use gatehouse_model::ValidationError;
+use gatehouse_model::resources::{
+    Certificate, Collection, GatewayCertificateAuthority, HostnameConfiguration, PemParts,
+    Resource, split_pem, validate_id,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Cp, commit, encode, prepare, saved};
+use crate::ControlPlane;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{JsonBody, Paging, Path, Query};
+use crate::secrets::Sealer;
+
+/// A certificate as stored: what `GET` shows, and the PEM chain and key sealed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StoredCertificate {
+    pub subject: String,
+    pub thumbprint: String,
+    pub expiration_date: String,
+    pub has_private_key: bool,
+    /// The chain (PEM), sealed.
+    pub sealed_chain: String,
+    /// The private key (PEM), sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_key: Option<String>,
+}
+
+/// A certificate's PEM, opened.
+pub(crate) struct Opened {
+    pub chain: String,
+    pub key: Option<String>,
+}
+
+impl StoredCertificate {
+    pub(crate) fn present(&self, id: &str) -> Certificate {
+        Certificate {
+            id: id.to_owned(),
+            data: None,
+            password: None,
+            subject: self.subject.clone(),
+            thumbprint: self.thumbprint.clone(),
+            expiration_date: self.expiration_date.clone(),
+            has_private_key: self.has_private_key,
+        }
+    }
+
+    pub(crate) fn open(&self, sealer: &Sealer) -> ApiResult<Opened> {
+        let open = |s: &str| {
+            sealer
+                .open(s)
+                .map_err(|e| ApiError::Internal(e.to_string()))
+        };
+        Ok(Opened {
+            chain: open(&self.sealed_chain)?,
+            key: self.sealed_key.as_deref().map(open).transpose()?,
+        })
+    }
+}
+
+pub(crate) fn decode(body: &str) -> ApiResult<StoredCertificate> {
+    serde_json::from_str(body)
+        .map_err(|e| ApiError::Internal(format!("stored certificate is unreadable: {e}")))
+}
+
+/// Parses the chain with the TLS stack the gateways use, reads the leaf, and checks the key
+/// fits it. Every failure is a 400 naming the problem.
+fn inspect(parts: &PemParts) -> ApiResult<Certificate> {
+    let invalid = |message: String| ApiError::from(ValidationError::one("data", message));
+    let chain = gatehouse_tls::pem::certificates(parts.chain.as_bytes(), "the certificate chain")
+        .map_err(|e| invalid(e.to_string()))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| invalid("holds no certificate".into()))?;
+    let info = gatehouse_tls::x509::describe(leaf)
+        .map_err(|e| invalid(format!("the first certificate (the leaf) is {e}")))?;
+    for (i, cert) in chain.iter().enumerate().skip(1) {
+        gatehouse_tls::x509::describe(cert)
+            .map_err(|e| invalid(format!("certificate {} of the chain is {e}", i + 1)))?;
+    }
+    if let Some(key) = &parts.key {
+        gatehouse_tls::pem::certified_key(
+            parts.chain.as_bytes(),
+            "the certificate chain",
+            key.as_bytes(),
+            "the private key",
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+    }
+    Ok(Certificate {
+        id: String::new(),
+        data: None,
+        password: None,
+        subject: info.subject,
+        thumbprint: info.thumbprint,
+        expiration_date: gatehouse_model::reports::rfc3339(info.not_after),
+        has_private_key: parts.key.is_some(),
+    })
+}
+
+pub(crate) async fn load_stored(cp: &ControlPlane, id: &str) -> ApiResult<StoredCertificate> {
+    validate_id("certificate", id)?;
+    match cp.store().get(Certificate::KIND, "", id).await? {
+        Some(body) => decode(&body),
+        None => Err(ApiError::not_found("Certificate", id)),
+    }
+}
+
+#[utoipa::path(get, path = "/mgmt/certificates", tag = "certificates", params(Paging),
+    responses((status = 200, body = Collection<Certificate>), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn list(
+    cp: Cp,
+    Query(paging): Query<Paging>,
+) -> ApiResult<Json<Collection<Certificate>>> {
+    let items = cp
+        .store()
+        .list(Certificate::KIND, "")
+        .await?
+        .iter()
+        .map(|d| decode(&d.body).map(|c| c.present(&d.id)))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(paging.page("/mgmt/certificates", items)?))
+}
+
+#[utoipa::path(get, path = "/mgmt/certificates/{certificateId}", tag = "certificates",
+    params(("certificateId" = String, Path)),
+    responses((status = 200, body = Certificate), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<Certificate>> {
+    Ok(Json(load_stored(&cp, &id).await?.present(&id)))
+}
+
+#[utoipa::path(put, path = "/mgmt/certificates/{certificateId}", tag = "certificates",
+    params(("certificateId" = String, Path)), request_body = Certificate,
+    responses((status = 200, body = Certificate), (status = 201, body = Certificate),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn put(
+    cp: Cp,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Certificate>,
+) -> ApiResult<(StatusCode, Json<Certificate>)> {
+    let body = prepare(body, &id)?;
+    let parts = split_pem("data", body.data.as_deref().unwrap_or_default())?;
+    let mut shown = inspect(&parts)?;
+    shown.id = id.clone();
+    let has_key = shown.has_private_key;
+    // Checked inside the write transaction (which holds SQLite's write lock), so a hostname
+    // configuration cannot start using the certificate between the check and the write.
+    let mut tx = cp.store().begin().await?;
+    if !has_key {
+        let users = hostname_users(&cp, &id).await?;
+        if !users.is_empty() {
+            return Err(ValidationError::one(
+                "data",
+                format!(
+                    "holds no private key, and the hostname configurations {} serve this certificate; add the key after the chain",
+                    users.join(", ")
+                ),
+            )
+            .into());
+        }
+    }
+    let seal = |s: &str| {
+        cp.sealer()
+            .seal(s)
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    };
+    let stored = StoredCertificate {
+        subject: shown.subject.clone(),
+        thumbprint: shown.thumbprint.clone(),
+        expiration_date: shown.expiration_date.clone(),
+        has_private_key: has_key,
+        sealed_chain: seal(&parts.chain)?,
+        sealed_key: parts.key.as_deref().map(seal).transpose()?,
+    };
+    let created = tx
+        .put(Certificate::KIND, "", &id, &encode(&stored)?)
+        .await?;
+    commit(&cp, tx).await?;
+    Ok(saved(created, shown))
+}
+
+/// `gateway/hostnameConfiguration` of every hostname configuration that serves `id`.
+async fn hostname_users(cp: &ControlPlane, id: &str) -> ApiResult<Vec<String>> {
+    let mut users = Vec::new();
+    for doc in cp.store().list_all(HostnameConfiguration::KIND).await? {
+        let hc: HostnameConfiguration = super::decode(&doc.body)?;
+        if hc.certificate_id == id {
+            users.push(format!("{}/{}", doc.parent, doc.id));
+        }
+    }
+    Ok(users)
+}
+
+#[utoipa::path(delete, path = "/mgmt/certificates/{certificateId}", tag = "certificates",
+    params(("certificateId" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    validate_id("certificate", &id)?;
+    // As for PUT: the users are read while this transaction holds the write lock.
+    let mut tx = cp.store().begin().await?;
+    let mut users: Vec<String> = hostname_users(&cp, &id)
+        .await?
+        .into_iter()
+        .map(|u| format!("hostname configuration {u}"))
+        .collect();
+    for doc in cp
+        .store()
+        .find_by_id(GatewayCertificateAuthority::KIND, &id)
+        .await?
+    {
+        users.push(format!(
+            "the certificate authorities of gateway {}",
+            doc.parent
+        ));
+    }
+    if !users.is_empty() {
+        return Err(ValidationError::one(
+            "certificateId",
+            format!(
+                "'{id}' is used by {}; remove it there first",
+                users.join(", ")
+            ),
+        )
+        .into());
+    }
+    if !tx.delete(Certificate::KIND, "", &id).await? {
+        return Err(ApiError::not_found("Certificate", &id));
+    }
+    commit(&cp, tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+#[path = "certificates/tests.rs"]
+mod tests;

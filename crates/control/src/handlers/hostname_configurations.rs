@@ -1,0 +1,154 @@
+//! `/mgmt/gateways/{gatewayId}/hostnameConfigurations`: the hostnames a gateway serves over
+//! TLS, each with a certificate (that has its private key) chosen by SNI. Stored as children of
+//! the gateway, so deleting the gateway removes them.
+
+use axum::Json;
+use axum::http::StatusCode;
+use gatehouse_model::ValidationError;
+use gatehouse_model::resources::{
+    Certificate, Collection, Gateway, HostnameConfiguration, Resource, validate_id,
+};
+
+use super::{Cp, commit, load, load_all, save, saved};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{JsonBody, Paging, Path, Query};
+
+fn check_ids(gateway: &str, id: &str) -> ApiResult<()> {
+    validate_id("gateway", gateway)?;
+    validate_id("hostnameConfiguration", id)?;
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/hostnameConfigurations", tag = "gateways",
+    operation_id = "hostname_configurations_list",
+    params(("gatewayId" = String, Path), Paging),
+    responses((status = 200, body = Collection<HostnameConfiguration>),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn list(
+    cp: Cp,
+    Path(gateway): Path<String>,
+    Query(paging): Query<Paging>,
+) -> ApiResult<Json<Collection<HostnameConfiguration>>> {
+    load::<Gateway>(&cp, "", &gateway).await?;
+    let items = load_all::<HostnameConfiguration>(&cp, &gateway).await?;
+    Ok(Json(paging.page(
+        &format!("/mgmt/gateways/{gateway}/hostnameConfigurations"),
+        items,
+    )?))
+}
+
+#[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/hostnameConfigurations/{hcId}",
+    tag = "gateways",
+    operation_id = "hostname_configurations_get",
+    params(("gatewayId" = String, Path), ("hcId" = String, Path)),
+    responses((status = 200, body = HostnameConfiguration), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn get(
+    cp: Cp,
+    Path((gateway, id)): Path<(String, String)>,
+) -> ApiResult<Json<HostnameConfiguration>> {
+    check_ids(&gateway, &id)?;
+    match super::load_opt::<HostnameConfiguration>(&cp, &gateway, &id).await? {
+        Some(hc) => Ok(Json(hc)),
+        None => Err(ApiError::NotFound(format!(
+            "Hostname configuration '{id}' of gateway '{gateway}' was not found."
+        ))),
+    }
+}
+
+#[utoipa::path(put, path = "/mgmt/gateways/{gatewayId}/hostnameConfigurations/{hcId}",
+    tag = "gateways",
+    operation_id = "hostname_configurations_put",
+    params(("gatewayId" = String, Path), ("hcId" = String, Path)),
+    request_body = HostnameConfiguration,
+    responses((status = 200, body = HostnameConfiguration),
+              (status = 201, body = HostnameConfiguration), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn put(
+    cp: Cp,
+    Path((gateway, id)): Path<(String, String)>,
+    JsonBody(mut hc): JsonBody<HostnameConfiguration>,
+) -> ApiResult<(StatusCode, Json<HostnameConfiguration>)> {
+    check_ids(&gateway, &id)?;
+    hc.set_id(id.clone());
+    hc.normalize()?;
+    load::<Gateway>(&cp, "", &gateway).await?;
+    let certificate = match super::certificates::load_stored(&cp, &hc.certificate_id).await {
+        Err(ApiError::NotFound(_)) => {
+            return Err(ValidationError::one(
+                "certificateId",
+                format!(
+                    "certificate '{}' does not exist; PUT it to /mgmt/certificates/{} first",
+                    hc.certificate_id, hc.certificate_id
+                ),
+            )
+            .into());
+        }
+        other => other?,
+    };
+    if !certificate.has_private_key {
+        return Err(ValidationError::one(
+            "certificateId",
+            format!(
+                "certificate '{}' has no private key, and a gateway cannot serve it without one; PUT it again with the key after the chain",
+                hc.certificate_id
+            ),
+        )
+        .into());
+    }
+    // One configuration per hostname: SNI could not choose between two.
+    for other in load_all::<HostnameConfiguration>(&cp, &gateway).await? {
+        if other.id != id && other.hostname == hc.hostname {
+            return Err(ValidationError::one(
+                "hostname",
+                format!(
+                    "'{}' is already configured by hostname configuration '{}' of this gateway",
+                    hc.hostname, other.id
+                ),
+            )
+            .into());
+        }
+    }
+    let mut tx = cp.store().begin().await?;
+    // Again under the write lock: the certificate may have gone or lost its key meanwhile.
+    let still = match tx.get(Certificate::KIND, "", &hc.certificate_id).await? {
+        Some(body) => super::certificates::decode(&body)?.has_private_key,
+        None => false,
+    };
+    if !still {
+        return Err(ApiError::Conflict(format!(
+            "certificate '{}' changed while this request ran; try again",
+            hc.certificate_id
+        )));
+    }
+    let created = save(&mut tx, &gateway, &hc).await?;
+    commit(&cp, tx).await?;
+    Ok(saved(created, hc))
+}
+
+#[utoipa::path(delete, path = "/mgmt/gateways/{gatewayId}/hostnameConfigurations/{hcId}",
+    tag = "gateways",
+    operation_id = "hostname_configurations_delete",
+    params(("gatewayId" = String, Path), ("hcId" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin" = [])))]
+pub async fn delete(cp: Cp, Path((gateway, id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    check_ids(&gateway, &id)?;
+    let mut tx = cp.store().begin().await?;
+    if !tx
+        .delete(HostnameConfiguration::KIND, &gateway, &id)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!(
+            "Hostname configuration '{id}' of gateway '{gateway}' was not found."
+        )));
+    }
+    commit(&cp, tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
