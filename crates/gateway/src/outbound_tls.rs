@@ -1,17 +1,17 @@
 //! The gateway's outbound TLS: whom it trusts when it calls backends and `send-request` URLs
 //! over https. The trust is the OS roots plus each `--trusted-ca` file, loaded once at start;
-//! the CA certificates assigned to the gateway in its configuration are added when a
-//! configuration brings them. The client configuration is built once per change and shared by
-//! the workers' pools, so TLS sessions resume across connections.
+//! the CA certificates assigned to the gateway in its configuration are added while a
+//! configuration brings them. A client configuration is built once per such change and shared
+//! by the workers' pools, so TLS sessions resume across connections.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
-use arc_swap::ArcSwap;
 use gatehouse_tls::TlsError;
 use gatehouse_tls::client::{Trust, Verify};
 use gatehouse_tls::rustls::ClientConfig;
-use gatehouse_tls::rustls::pki_types::CertificateDer;
+
+use crate::config::tls::CompiledTls;
 
 /// ALPN for backend connections: HTTP/2 where the backend offers it, else HTTP/1.1.
 const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -21,10 +21,10 @@ const ALPN_HTTP1: &[&[u8]] = &[b"http/1.1"];
 pub struct OutboundTls {
     /// The trust from the command line: the OS roots and `--trusted-ca`.
     base: Trust,
-    /// The strict client configuration in force (base + the gateway's own CAs).
-    strict: ArcSwap<ClientConfig>,
-    /// The gateway's CAs the strict configuration was last built with.
-    gateway_cas: std::sync::Mutex<Vec<CertificateDer<'static>>>,
+    /// The strict client configuration of the base trust.
+    base_config: Arc<ClientConfig>,
+    /// The configuration built for the last configuration's CA certificates, and for which.
+    with_cas: Mutex<Option<(Weak<CompiledTls>, Arc<ClientConfig>)>>,
 }
 
 impl std::fmt::Debug for OutboundTls {
@@ -42,36 +42,44 @@ impl OutboundTls {
     }
 
     pub fn new(base: Trust) -> Result<Self, TlsError> {
-        let strict = base.client_config(ALPN, Verify::default())?;
+        let base_config = base.client_config(ALPN, Verify::default())?;
         Ok(Self {
             base,
-            strict: ArcSwap::new(strict),
-            gateway_cas: std::sync::Mutex::default(),
+            base_config,
+            with_cas: Mutex::default(),
         })
     }
 
-    /// The configuration new connections use.
-    pub fn config(&self) -> Arc<ClientConfig> {
-        self.strict.load_full()
-    }
-
-    /// Trusts `cas` (the CA certificates assigned to the gateway) from now on, besides the
-    /// base trust; connections already open stay as they are.
-    pub fn set_gateway_cas(&self, cas: Vec<CertificateDer<'static>>) -> Result<(), TlsError> {
-        let mut current = self
-            .gateway_cas
+    /// The configuration a new connection uses under `tls`, the TLS part of the configuration
+    /// in force: the base trust plus the CA certificates assigned to the gateway. Built once per
+    /// configuration that changes them, not per connection.
+    pub fn config_for(&self, tls: Option<&Arc<CompiledTls>>) -> Arc<ClientConfig> {
+        let Some(tls) = tls.filter(|t| !t.trusted_cas.is_empty()) else {
+            return self.base_config.clone();
+        };
+        let mut cached = self
+            .with_cas
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *current == cas {
-            return Ok(());
+        if let Some((seen, config)) = cached.as_ref()
+            && std::ptr::eq(seen.as_ptr(), Arc::as_ptr(tls))
+        {
+            return config.clone();
         }
-        let trust = self
+        let built = self
             .base
-            .with_certificates(cas.clone(), "the gateway's CA certificates")?;
-        self.strict
-            .store(trust.client_config(ALPN, Verify::default())?);
-        *current = cas;
-        Ok(())
+            .with_certificates(tls.trusted_cas.clone(), "the gateway's CA certificates")
+            .and_then(|trust| trust.client_config(ALPN, Verify::default()));
+        match built {
+            Ok(config) => {
+                *cached = Some((Arc::downgrade(tls), config.clone()));
+                config
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the gateway's CA certificates cannot be trusted; using the base trust");
+                self.base_config.clone()
+            }
+        }
     }
 }
 
@@ -80,4 +88,37 @@ impl OutboundTls {
 pub fn reqwest_tls(trusted_ca: &[PathBuf]) -> Result<ClientConfig, TlsError> {
     let config = Trust::load(trusted_ca)?.client_config(ALPN_HTTP1, Verify::default())?;
     Ok((*config).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateways_cas_join_the_trust_once_per_configuration() {
+        let ca = gatehouse_tls::testca::TestCa::new("outbound-cas");
+        let base = Trust::only(&std::fs::read(&ca.cert).unwrap(), "ca").unwrap();
+        let tls = OutboundTls::new(base).unwrap();
+        // No CAs in the configuration: the base configuration itself.
+        let none = Arc::new(CompiledTls::default());
+        assert!(Arc::ptr_eq(&tls.config_for(Some(&none)), &tls.base_config));
+        assert!(Arc::ptr_eq(&tls.config_for(None), &tls.base_config));
+        // With CAs: built once, then reused while the configuration's TLS is the same.
+        let other = gatehouse_tls::testca::TestCa::new("outbound-cas-2");
+        let der =
+            gatehouse_tls::pem::certificates(&std::fs::read(&other.cert).unwrap(), "o").unwrap();
+        let with = Arc::new(CompiledTls {
+            trusted_cas: der,
+            ..CompiledTls::default()
+        });
+        let first = tls.config_for(Some(&with));
+        assert!(!Arc::ptr_eq(&first, &tls.base_config));
+        assert!(Arc::ptr_eq(&first, &tls.config_for(Some(&with))));
+        // A new configuration (another Arc) builds again.
+        let next = Arc::new(CompiledTls {
+            trusted_cas: with.trusted_cas.clone(),
+            ..CompiledTls::default()
+        });
+        assert!(!Arc::ptr_eq(&first, &tls.config_for(Some(&next))));
+    }
 }

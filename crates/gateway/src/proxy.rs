@@ -83,6 +83,7 @@ impl Worker {
             telemetry.upstream.clone(),
             PoolSettings::default(),
             shared.outbound_tls.clone(),
+            config.clone(),
         );
         Self {
             config,

@@ -146,6 +146,8 @@ type IdleMap = FxHashMap<Box<str>, Vec<Idle>>;
 
 struct Shared {
     idle: Mutex<IdleMap>,
+    /// The configuration in force: its CA certificates join the outbound trust.
+    config: crate::ConfigHandle,
     /// The one HTTP/2 connection per backend that offered it.
     multiplexed: Mutex<FxHashMap<Arc<str>, http2::SendRequest<Body>>>,
     gauges: Arc<UpstreamGauges>,
@@ -162,10 +164,16 @@ struct Idle {
 }
 
 impl UpstreamPool {
-    pub fn new(gauges: Arc<UpstreamGauges>, settings: PoolSettings, tls: Arc<OutboundTls>) -> Self {
+    pub fn new(
+        gauges: Arc<UpstreamGauges>,
+        settings: PoolSettings,
+        tls: Arc<OutboundTls>,
+        config: crate::ConfigHandle,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 idle: Mutex::new(IdleMap::default()),
+                config,
                 multiplexed: Mutex::default(),
                 gauges,
                 tls,
@@ -310,8 +318,12 @@ impl UpstreamPool {
             let connection = match &target.tls {
                 None => Connection::Http1(self.handshake(authority, stream).await?),
                 Some(name) => {
-                    let connector =
-                        gatehouse_tls::tokio_rustls::TlsConnector::from(self.shared.tls.config());
+                    let in_force = self.shared.config.current();
+                    let client = self
+                        .shared
+                        .tls
+                        .config_for(in_force.as_ref().map(|c| &c.tls));
+                    let connector = gatehouse_tls::tokio_rustls::TlsConnector::from(client);
                     let tls = match tokio::time::timeout(
                         limit,
                         connector.connect(name.clone(), stream),
@@ -679,7 +691,12 @@ mod tests {
     }
 
     fn pool_with(gauges: Arc<UpstreamGauges>, settings: PoolSettings) -> UpstreamPool {
-        UpstreamPool::new(gauges, settings, Arc::new(OutboundTls::load(&[]).unwrap()))
+        UpstreamPool::new(
+            gauges,
+            settings,
+            Arc::new(OutboundTls::load(&[]).unwrap()),
+            crate::ConfigHandle::default(),
+        )
     }
 
     fn get(target: &Target, path: &'static str) -> Request<Body> {
@@ -803,6 +820,7 @@ mod tests {
             Arc::default(),
             PoolSettings::default(),
             Arc::new(OutboundTls::new(trust).unwrap()),
+            crate::ConfigHandle::default(),
         );
         for _ in 0..3 {
             assert_eq!(&call(&trusting, &target, "/").await[..], b"ok");
@@ -841,6 +859,7 @@ mod tests {
             Arc::default(),
             PoolSettings::default(),
             Arc::new(OutboundTls::new(trust).unwrap()),
+            crate::ConfigHandle::default(),
         );
         let want = format!("h2 {}", target.authority());
         assert_eq!(call(&pool, &target, "/").await, want.as_bytes());
