@@ -141,6 +141,7 @@ fn prepare_data_dir(dir: &PathBuf) -> Result<(), Failure> {
 
 struct Common {
     data: PathBuf,
+    limits: gatehouse_gateway::listener::ListenerLimits,
     telemetry: gatehouse_control::TelemetrySettings,
     control_addr: SocketAddr,
     control: ControlSettings,
@@ -182,6 +183,7 @@ fn common(global: &Global, server: &ServerArgs, default_listen: &str) -> Result<
         telemetry.retention_days = days as u32;
     }
     Ok(Common {
+        limits: crate::settings::listener_limits(&server.limits, &file)?,
         telemetry,
         data,
         control_addr,
@@ -333,6 +335,9 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         }
         settings.workers = w;
     }
+    settings.limits = common.limits;
+    settings.trusted_proxies =
+        crate::settings::trusted_proxies(args.server.trusted_proxies.as_deref(), file)?;
     let grace = settings.shutdown_grace;
     let admin_addr = parse_addr(
         "--gateway-admin-listen",
@@ -398,7 +403,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         config,
         link: Some(status.clone()),
     };
-    let (_, admin) = gatehouse_gateway::admin::start(admin_addr, status, sources)
+    let (_, admin) = gatehouse_gateway::admin::start(admin_addr, status, sources, common.limits)
         .await
         .map_err(|e| {
             Failure::runtime(format!(
@@ -430,17 +435,17 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let portal = crate::portal::router(&control, &args.portal, file, Some(gateway_url.clone()))?;
-    let app = control
-        .router()
-        .merge(portal)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let app = control.router().merge(portal);
+    let limits = common.limits;
+    let server = tokio::spawn(serve_control(
+        listener,
+        app,
+        limits,
+        async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        },
+        grace,
+    ));
 
     let demo_curl = if args.demo {
         let backend = crate::echo::start(SocketAddr::from(([127, 0, 0, 1], 8091)))
@@ -483,10 +488,8 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     }
     admin.abort();
     sync.abort();
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "control plane server ended with an error"),
-        Err(e) => tracing::warn!(error = %e, "control plane server task failed"),
+    if let Err(e) = server.await {
+        tracing::warn!(error = %e, "control plane server task failed");
     }
     control.store().close().await;
     tracing::info!("stopped");
@@ -519,16 +522,37 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
             common.data.join("admin-token").display()
         );
     }
-    let app = control
-        .router()
-        .merge(portal)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Failure::runtime(format!("the control plane stopped: {e}")))?;
+    let app = control.router().merge(portal);
+    serve_control(
+        listener,
+        app,
+        common.limits,
+        shutdown_signal(),
+        Duration::from_secs(30),
+    )
+    .await;
     control.store().close().await;
     Ok(())
+}
+
+/// Serves the control plane's router (management API and portal) with the listener limits;
+/// handlers see the peer's address as axum's `ConnectInfo`.
+async fn serve_control(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: gatehouse_gateway::listener::ListenerLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) {
+    let service = move |remote: SocketAddr| {
+        let app = hyper_util::service::TowerToHyperService::new(app.clone());
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(remote));
+            hyper::service::Service::call(&app, req)
+        })
+    };
+    gatehouse_gateway::listener::serve(listener, limits, service, shutdown, grace).await;
 }
 
 fn instance_name() -> String {
@@ -593,6 +617,9 @@ pub async fn gateway(args: crate::args::GatewayRunArgs) -> Result<(), Failure> {
         }
         gateway.workers = w;
     }
+    gateway.limits = crate::settings::listener_limits(&args.server.limits, &file)?;
+    gateway.trusted_proxies =
+        crate::settings::trusted_proxies(args.server.trusted_proxies.as_deref(), &file)?;
     let instance = pick(&args.name, &file.name).unwrap_or_else(instance_name);
     // The token is checked properly when the gateway starts; here it only names the gateway
     // in the traces' resource.

@@ -45,6 +45,12 @@ pub struct FileSettings {
     pub telemetry_spool_size: Option<String>,
     pub location: Option<String>,
     pub telemetry_retention: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_header_size: Option<String>,
+    pub max_headers: Option<usize>,
+    pub trusted_proxies: Option<String>,
 }
 
 impl FileSettings {
@@ -115,6 +121,75 @@ pub fn otlp_endpoint(flag: Option<&str>, file: &FileSettings) -> Result<Option<S
     gatehouse_gateway::otel::traces_url(endpoint)
         .map_err(|e| Failure::input(format!("{e}, or leave {source} unset to turn tracing off")))?;
     Ok(Some(endpoint.to_owned()))
+}
+
+/// The listeners' timeouts and caps: flags and environment first, then the settings file.
+pub fn listener_limits(
+    args: &crate::args::ListenerArgs,
+    file: &FileSettings,
+) -> Result<gatehouse_gateway::listener::ListenerLimits, Failure> {
+    let mut limits = gatehouse_gateway::listener::ListenerLimits::default();
+    let positive = |what: &str, d: Duration| {
+        if d.is_zero() {
+            Err(Failure::input(format!("{what} must be longer than 0s")))
+        } else {
+            Ok(d)
+        }
+    };
+    if let Some(t) = args
+        .header_read_timeout
+        .as_deref()
+        .or(file.header_read_timeout.as_deref())
+    {
+        limits.header_read_timeout = positive(
+            "--header-read-timeout",
+            parse_duration("--header-read-timeout", t)?,
+        )?;
+    }
+    if let Some(t) = args
+        .idle_timeout
+        .as_deref()
+        .or(file.idle_timeout.as_deref())
+    {
+        limits.idle_timeout = positive("--idle-timeout", parse_duration("--idle-timeout", t)?)?;
+    }
+    if let Some(n) = args.max_connections.or(file.max_connections) {
+        if n == 0 {
+            return Err(Failure::input("--max-connections must be at least 1"));
+        }
+        limits.max_connections = n;
+    }
+    if let Some(t) = args
+        .max_header_size
+        .as_deref()
+        .or(file.max_header_size.as_deref())
+    {
+        let size = parse_size("--max-header-size", t)?;
+        let min = gatehouse_gateway::listener::MIN_HEADER_SIZE as u64;
+        if size < min {
+            return Err(Failure::input(format!(
+                "--max-header-size '{t}' is below the smallest the server can use, 8KiB"
+            )));
+        }
+        limits.max_header_size = usize::try_from(size).unwrap_or(usize::MAX);
+    }
+    if let Some(n) = args.max_headers.or(file.max_headers) {
+        if n == 0 {
+            return Err(Failure::input("--max-headers must be at least 1"));
+        }
+        limits.max_headers = n;
+    }
+    Ok(limits)
+}
+
+/// The proxies whose `X-Forwarded-For` the gateway believes, parsed once at startup.
+pub fn trusted_proxies(
+    flag: Option<&str>,
+    file: &FileSettings,
+) -> Result<std::sync::Arc<[gatehouse_gateway::forwarded::Cidr]>, Failure> {
+    let text = flag.or(file.trusted_proxies.as_deref()).unwrap_or("");
+    gatehouse_gateway::forwarded::Cidr::parse_list(text)
+        .map_err(|e| Failure::input(format!("--trusted-proxies: {e}")))
 }
 
 /// Parses `30s`, `500ms`, `5m`, `1h` or a plain number of seconds.

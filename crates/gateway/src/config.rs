@@ -107,6 +107,9 @@ pub struct CompiledConfig {
     /// For each product, its id and display name (`context.Product`).
     pub products: Arc<Vec<(Arc<str>, Arc<str>)>>,
     keys: KeyIndex,
+    /// Every query parameter name that carries a subscription key (`subscription-key` and
+    /// each API's own), so logs drop them from any URL, matched or not.
+    pub key_params: Arc<[Arc<str>]>,
     /// What an update needs to compile APIs the way this configuration was compiled.
     sources: Arc<Sources>,
 }
@@ -232,6 +235,20 @@ fn index_all_keys(
     }
     Ok(keys)
 }
+
+/// The distinct key parameter names of `apis`, the default first.
+fn key_params(apis: &[Option<Arc<CompiledApi>>]) -> Arc<[Arc<str>]> {
+    let mut names: Vec<Arc<str>> = vec![Arc::from(DEFAULT_KEY_QUERY)];
+    for api in apis.iter().flatten() {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(&api.key_query)) {
+            names.push(api.key_query.clone());
+        }
+    }
+    names.into()
+}
+
+/// Azure's name of the subscription key query parameter, when an API names none.
+pub const DEFAULT_KEY_QUERY: &str = "subscription-key";
 
 fn depth(path: &str) -> usize {
     if path.is_empty() {
@@ -409,6 +426,7 @@ impl CompiledConfig {
         Ok(Self {
             revision,
             gateway_id: snapshot.gateway_id.as_str().into(),
+            key_params: key_params(&apis),
             apis: Arc::new(apis),
             by_path: Arc::new(by_path),
             by_id: Arc::new(by_id),
@@ -492,6 +510,7 @@ impl CompiledConfig {
                 product_apis: self.product_apis.clone(),
                 products: self.products.clone(),
                 keys,
+                key_params: self.key_params.clone(),
                 sources: self.sources.clone(),
             });
         }
@@ -602,6 +621,7 @@ impl CompiledConfig {
         Ok(Self {
             revision,
             gateway_id: self.gateway_id.clone(),
+            key_params: key_params(&apis),
             apis: Arc::new(apis),
             by_path: Arc::new(by_path),
             by_id: Arc::new(by_id),

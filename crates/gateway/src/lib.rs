@@ -12,10 +12,13 @@ pub mod cache;
 pub mod config;
 pub mod counters;
 pub mod error;
+pub mod forwarded;
 pub mod link;
+pub mod listener;
 pub mod metrics;
 pub mod openid;
 pub mod otel;
+pub mod path;
 pub mod proxy;
 pub mod route;
 pub mod selfhosted;
@@ -44,6 +47,10 @@ pub struct GatewaySettings {
     pub workers: usize,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// Timeouts and caps of the gateway's listener.
+    pub limits: listener::ListenerLimits,
+    /// Peers whose `X-Forwarded-For` is believed (see [`forwarded`]); empty: nobody's.
+    pub trusted_proxies: Arc<[forwarded::Cidr]>,
 }
 
 impl Default for GatewaySettings {
@@ -52,6 +59,8 @@ impl Default for GatewaySettings {
             backend_timeout: Duration::from_secs(300),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace: Duration::from_secs(30),
+            limits: listener::ListenerLimits::default(),
+            trusted_proxies: Arc::from(Vec::new()),
         }
     }
 }

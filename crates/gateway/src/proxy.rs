@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -29,7 +30,15 @@ use crate::error::GatewayError;
 use crate::openid::OpenIdKeyCache;
 use crate::telemetry::{ErrorInfo, ObservedBody, Record, WorkerTelemetry};
 use crate::upstream::{PoolSettings, UpstreamBody, UpstreamPool};
-use crate::{ConfigHandle, GatewaySettings, route};
+use crate::{ConfigHandle, GatewaySettings, forwarded, route};
+
+/// Who sent a request: the client's address as the gateway believes it, the connection's
+/// peer, and whether that peer is a trusted proxy.
+struct Client {
+    ip: Arc<str>,
+    peer: Arc<str>,
+    trusted: bool,
+}
 
 /// Bodies the gateway sends to backends: its own (buffered or replaced), or the client's stream.
 pub type Body = Either<Full<Bytes>, Incoming>;
@@ -89,7 +98,8 @@ impl Worker {
     /// Serves one request. Never fails: every error becomes a response here.
     pub async fn handle(
         self: Arc<Self>,
-        ip: Arc<str>,
+        peer: IpAddr,
+        peer_text: Arc<str>,
         req: Request<Incoming>,
     ) -> Result<Response<ObservedBody>, Infallible> {
         let request_id = self.request_id(req.headers());
@@ -98,6 +108,13 @@ impl Worker {
             // Health probes are not traffic: no log line, no metrics.
             return Ok(status_ok(&request_id).map(ObservedBody::plain));
         }
+        let trusted = !self.settings.trusted_proxies.is_empty()
+            && forwarded::is_trusted(&self.settings.trusted_proxies, peer);
+        let ip = if trusted {
+            self.client_behind(req.headers(), &peer_text)
+        } else {
+            peer_text.clone()
+        };
         let mut record =
             self.telemetry
                 .begin(req.method(), req.uri(), req.headers(), &ip, &request_id);
@@ -106,8 +123,17 @@ impl Worker {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .unwrap_or(0);
+        let client = Client {
+            ip,
+            peer: peer_text,
+            trusted,
+        };
         let result = match config {
-            Some(config) => self.serve(&config, ip, &request_id, req, &mut record).await,
+            Some(config) => {
+                record.key_params = Some(config.key_params.clone());
+                self.serve(&config, client, &request_id, req, &mut record)
+                    .await
+            }
             None => Err(GatewayError::NotReady),
         };
         let response = match result {
@@ -128,18 +154,38 @@ impl Worker {
     async fn serve(
         &self,
         config: &CompiledConfig,
-        ip: Arc<str>,
+        client: Client,
         request_id: &HeaderValue,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         record: &mut Record,
     ) -> Result<Response<ResponseBody>, GatewayError> {
-        let path = req.uri().path();
+        // Hop-by-hop headers go before anything looks at the request, so every decision
+        // below (preflight, key, policies) sees the headers the pipeline and the backend see.
+        strip_hop_by_hop(req.headers_mut());
+        let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let normalized =
+            crate::path::normalize(req.uri().path()).map_err(|_| GatewayError::BadPath)?;
+        let path: &str = &normalized.path;
         let (api, rest) = config.find_api(path).ok_or(GatewayError::NotFound)?;
+        if normalized.floor != usize::MAX {
+            // A `..` that left the API's path on the way (`/demo/../other`): refused rather
+            // than served by whichever API the path lands in.
+            let api_depth = path[..path.len() - rest.len()]
+                .bytes()
+                .filter(|&b| b == b'/')
+                .count();
+            if normalized.left_root(api_depth) {
+                return Err(GatewayError::BadPath);
+            }
+        }
         if !api.http {
             return Err(GatewayError::NotFound);
         }
         record.api = Some(api.id.clone());
-        record.key_query = Some(api.key_query.clone());
         let preflight = is_preflight(&req);
         let op = match route::find(&api.operations, req.method(), rest) {
             Some(op) => op,
@@ -171,6 +217,10 @@ impl Worker {
             .and_then(|p| config.products.get(p))
             .map(|p| p.0.clone());
         let pipeline = op.policy.for_product(product);
+        if answers_preflight && subscription.is_none() && !api.open && pipeline.plain_forward {
+            // Let through without a key as a preflight, yet nothing would answer it as one.
+            return Err(GatewayError::MissingKey);
+        }
 
         if pipeline.plain_forward {
             // The fast path: nothing to run but the forward itself.
@@ -181,7 +231,7 @@ impl Worker {
             let uri = upstream_uri(upstream, rest, req.uri().query(), &api.key_query)?;
             let (parts, body) = req.into_parts();
             let mut headers =
-                self.outgoing_headers(parts.headers, &parts.uri, api, &ip, request_id);
+                self.outgoing_headers(parts.headers, original_host, api, &client, request_id);
             headers.insert(header::HOST, upstream.host.clone());
             let call = record.trace.as_mut().map(|t| {
                 let call = t.child(crate::otel::BACKEND_CALL);
@@ -209,19 +259,17 @@ impl Worker {
         }
 
         let rest = rest.to_owned();
+        let subscription_id_none = subscription.is_none();
         let mut key = key.map(std::borrow::Cow::into_owned);
         let query = without_key(req.uri().query(), &api.key_query);
         let matched = op.matched(&rest);
-        let (parts, body) = req.into_parts();
-        let host = parts
-            .headers
-            .get(header::HOST)
+        let host = original_host
+            .as_ref()
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
             .unwrap_or_default();
         let original_url = {
-            let (path, query) = (parts.uri.path(), parts.uri.query());
+            let query = req.uri().query();
             let mut url = String::with_capacity(
                 7 + host.len() + path.len() + query.map_or(0, |q| q.len() + 1),
             );
@@ -234,7 +282,9 @@ impl Worker {
             }
             url
         };
-        let headers = self.outgoing_headers(parts.headers, &parts.uri, api, &ip, request_id);
+        let (parts, body) = req.into_parts();
+        let ip = client.ip.clone();
+        let headers = self.outgoing_headers(parts.headers, original_host, api, &client, request_id);
         let info = RequestInfo {
             api_id: api.id.clone(),
             api_name: api.name.clone(),
@@ -273,6 +323,15 @@ impl Worker {
             },
             info,
         );
+        if answers_preflight
+            && subscription_id_none
+            && !api.open
+            && !gatehouse_policy::policies::is_preflight(&ex)
+        {
+            // Let through without a key as a preflight: only the pipeline's preflight answer
+            // may follow, never the operation's policies or the backend.
+            return Err(GatewayError::MissingKey);
+        }
         let mut io = GatewayIo {
             worker: self,
             upstream: api.upstream.as_ref(),
@@ -333,27 +392,43 @@ impl Worker {
 
     /// The client's headers as the backend should get them: hop-by-hop and the subscription key
     /// removed, X-Forwarded-* and the request id added.
+    /// The client's headers as the backend should get them (hop-by-hop headers are already
+    /// gone): the subscription key removed, X-Forwarded-* and the request id set by the
+    /// gateway, never passed on as the client wrote them.
     fn outgoing_headers(
         &self,
         mut headers: HeaderMap,
-        uri: &Uri,
+        original_host: Option<HeaderValue>,
         api: &CompiledApi,
-        ip: &str,
+        client: &Client,
         request_id: &HeaderValue,
     ) -> HeaderMap {
-        let original_host = headers.get(header::HOST).cloned().or_else(|| {
-            uri.authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
-        strip_hop_by_hop(&mut headers);
         headers.remove(&api.key_header);
-        forwarded_for(&mut headers, ip);
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        if let Some(host) = original_host {
-            headers.insert(X_FORWARDED_HOST, host);
+        if client.trusted {
+            forwarded_for(&mut headers, &client.peer);
+        } else if let Ok(v) = HeaderValue::from_str(&client.peer) {
+            headers.insert(X_FORWARDED_FOR, v);
         }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        match original_host {
+            Some(host) => headers.insert(X_FORWARDED_HOST, host),
+            None => headers.remove(X_FORWARDED_HOST),
+        };
         headers.insert(X_REQUEST_ID, request_id.clone());
         headers
+    }
+
+    /// The client behind a trusted proxy: the right-most untrusted `X-Forwarded-For` entry,
+    /// else the proxy itself.
+    fn client_behind(&self, headers: &HeaderMap, peer: &Arc<str>) -> Arc<str> {
+        let values = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        match forwarded::client_from_chain(&self.settings.trusted_proxies, values) {
+            Some(ip) => ip.to_string().into(),
+            None => peer.clone(),
+        }
     }
 
     /// Sends one request upstream within `timeout` (for the response headers).

@@ -1,0 +1,574 @@
+//! The gateway's edge under attack (issue #12): the original attack requests of a security
+//! review, sent over raw sockets where an HTTP client would tidy them up, against the real
+//! binary and a recording backend.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{Backend, Gatehouse, set_policy};
+
+/// One response read off a raw connection.
+#[derive(Debug)]
+struct Raw {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// Sends `request` as written on a new connection and reads one response (by its
+/// Content-Length, else to the end of the connection).
+async fn raw(port: u16, request: &str) -> Raw {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_response(&mut stream).await.expect("no response")
+}
+
+async fn read_response(stream: &mut TcpStream) -> Option<Raw> {
+    let mut buf = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let length = head.lines().find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.trim()
+                    .eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            });
+            if let Some(n) = length
+                && buf.len() >= end + 4 + n
+            {
+                let status = head.split(' ').nth(1)?.parse().ok()?;
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + n]).into_owned();
+                return Some(Raw { status, head, body });
+            }
+        }
+        let mut chunk = [0u8; 8192];
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {
+                let end = find(&buf, b"\r\n\r\n")?;
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                let status = head.split(' ').nth(1)?.parse().ok()?;
+                let body = String::from_utf8_lossy(&buf[end + 4..]).into_owned();
+                return Some(Raw { status, head, body });
+            }
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Waits until `check` holds for a gateway call, so a policy just saved is in force.
+async fn until_status(gh: &Gatehouse, port: u16, request: &str, want: u16) {
+    gh.eventually(Duration::from_secs(10), || async {
+        raw(port, request).await.status == want
+    })
+    .await;
+}
+
+// Finding 2: an OPTIONS whose `Connection` header strips `Origin` or
+// `Access-Control-Request-Method` was let through without a key as a preflight, yet the
+// pipeline (seeing the stripped headers) did not answer it as one and forwarded it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_options_with_a_connection_header_and_no_key_never_reaches_the_backend() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("edge-preflight", &[]).await;
+    gh.simple_api("pf", "pf", &backend.url(), false).await;
+    // A second operation for every method, whose own policy refuses everything.
+    gh.ok(
+        "PUT",
+        "/mgmt/apis/pf/operations/any-admin",
+        Some(json!({"method": "*", "urlTemplate": "/admin/{*rest}"})),
+    )
+    .await;
+    set_policy(
+        &gh,
+        "/mgmt/apis/pf/operations/any-admin/policy",
+        r#"<policies><inbound><base /><return-response><set-status code="403" reason="Forbidden" /></return-response></inbound><backend><base /></backend><outbound><base /></outbound></policies>"#,
+    )
+    .await;
+    set_policy(
+        &gh,
+        "/mgmt/apis/pf/policy",
+        r#"<policies><inbound><cors><allowed-origins><origin>*</origin></allowed-origins><allowed-methods><method>GET</method><method>POST</method></allowed-methods><allowed-headers><header>*</header></allowed-headers></cors><base /></inbound><backend><base /></backend><outbound><base /></outbound></policies>"#,
+    )
+    .await;
+    let port = gh.gateway_port;
+    let preflight = |path: &str, connection: Option<&str>| {
+        let connection = connection
+            .map(|c| format!("Connection: {c}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "OPTIONS {path} HTTP/1.1\r\nHost: gw.test\r\nOrigin: http://app.test\r\nAccess-Control-Request-Method: GET\r\n{connection}\r\n"
+        )
+    };
+    // A real preflight is answered by cors without a key, and without the backend.
+    until_status(&gh, port, &preflight("/pf/items", None), 200).await;
+    let answer = raw(port, &preflight("/pf/items", None)).await;
+    assert!(
+        answer
+            .head
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{answer:?}"
+    );
+
+    for connection in [
+        "origin",
+        "access-control-request-method",
+        "Origin, Access-Control-Request-Method",
+        "close, origin",
+        "ORIGIN",
+        "keep-alive, access-control-request-method",
+    ] {
+        for path in ["/pf/items", "/pf/admin/users"] {
+            let answer = raw(port, &preflight(path, Some(connection))).await;
+            assert!(
+                matches!(answer.status, 401 | 404),
+                "OPTIONS {path} with Connection: {connection} got {answer:?}"
+            );
+            if answer.status == 401 {
+                assert!(
+                    answer.body.contains("missing subscription key"),
+                    "{answer:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        backend.count(),
+        0,
+        "the backend got {:?}",
+        backend.seen.lock().unwrap()
+    );
+
+    // With a key the same request is an ordinary call again.
+    let key = gh.subscription("s", "/apis").await;
+    let call = format!(
+        "GET /pf/items HTTP/1.1\r\nHost: gw.test\r\nOcp-Apim-Subscription-Key: {key}\r\nConnection: close\r\n\r\n"
+    );
+    until_status(&gh, port, &call, 200).await;
+    assert!(backend.count() >= 1);
+}
+
+// Finding 4: dot segments, however spelled, were matched as ordinary segments and forwarded
+// as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_path_with_a_dot_segment_reaches_a_backend() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("edge-dots", &[]).await;
+    gh.ok(
+        "PUT",
+        "/mgmt/apis/demo",
+        Some(json!({"path": "demo", "serviceUrl": format!("{}/base", backend.url()), "subscriptionRequired": false})),
+    )
+    .await;
+    gh.ok(
+        "PUT",
+        "/mgmt/apis/demo/operations/files",
+        Some(json!({"method": "GET", "urlTemplate": "/files/{*path}"})),
+    )
+    .await;
+    gh.ok(
+        "PUT",
+        "/mgmt/apis/demo/operations/admin",
+        Some(json!({"method": "GET", "urlTemplate": "/admin/{x}"})),
+    )
+    .await;
+    set_policy(
+        &gh,
+        "/mgmt/apis/demo/operations/admin/policy",
+        r#"<policies><inbound><base /><return-response><set-status code="403" reason="Forbidden" /></return-response></inbound><backend><base /></backend><outbound><base /></outbound></policies>"#,
+    )
+    .await;
+    // Another API the dots could land in.
+    gh.simple_api("other", "other", &backend.url(), true).await;
+    let port = gh.gateway_port;
+    let get =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
+    until_status(&gh, port, &get("/demo/admin/secret"), 403).await;
+
+    // Resolved, then matched: the admin operation's policy refuses them all.
+    for path in [
+        "/demo/files/../admin/secret",
+        "/demo/files/%2e%2e/admin/secret",
+        "/demo/files/.%2e/admin/secret",
+        "/demo/files/%2E./admin/secret",
+        "/demo/files/./../admin/secret",
+        "/demo/files/x/../../admin/secret",
+    ] {
+        let answer = raw(port, &get(path)).await;
+        assert_eq!(answer.status, 403, "{path}: {answer:?}");
+    }
+    // Climbing above the API's root or above `/`, or hiding dots behind an encoded slash.
+    for path in [
+        "/demo/files/../../../etc/passwd",
+        "/demo/../other/x",
+        "/demo/%2e%2e/other/x",
+        "/..",
+        "/demo/files/..%2F..%2Fadmin",
+        "/demo/files/a%2F..%2F..%2Fetc",
+        "/demo/files/%2e%2e%5cadmin",
+    ] {
+        let answer = raw(port, &get(path)).await;
+        assert_eq!(answer.status, 400, "{path}: {answer:?}");
+        let body: Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(body["statusCode"], 400, "{path}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(body.as_object().unwrap().len(), 2, "{path}: {body}");
+    }
+    assert_eq!(
+        backend.count(),
+        0,
+        "the backend got {:?}",
+        backend.seen.lock().unwrap()
+    );
+
+    // Dots inside the API resolve, and the backend gets exactly the normalised path; an
+    // encoded slash stays encoded.
+    let answer = raw(port, &get("/demo/files/a/./b/../c")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(backend.last().path, "/base/files/a/c");
+    let answer = raw(port, &get("/demo/files/a%2Fb/%2e/c")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(backend.last().path, "/base/files/a%2Fb/c");
+    let answer = raw(port, &get("/demo/files/report.v2..json")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(backend.last().path, "/base/files/report.v2..json");
+    assert_eq!(backend.count(), 3);
+    for received in backend.seen.lock().unwrap().iter() {
+        assert!(
+            !received.path.split('/').any(|s| s == ".." || s == "."),
+            "{received:?}"
+        );
+    }
+}
+
+/// Whether the server closed `stream` while the client kept trickling a header line a second.
+/// Returns how long after connecting it was closed, or `None` if it was still open at `give_up`.
+async fn trickle_until_closed(port: u16, give_up: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    if stream
+        .write_all(b"GET /status-0123456789abcdef HTTP/1.1\r\nHost: gw.test\r\n")
+        .await
+        .is_err()
+    {
+        return Some(start.elapsed());
+    }
+    let mut n = 0;
+    while start.elapsed() < give_up {
+        let mut buf = [0u8; 512];
+        // Anything but silence is the end: closed, reset, or a 408 on its way to the close.
+        if tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf))
+            .await
+            .is_ok()
+        {
+            return Some(start.elapsed());
+        }
+        n += 1;
+        let line = format!("X-Trickle-{n}: {n}\r\n");
+        if stream.write_all(line.as_bytes()).await.is_err() {
+            return Some(start.elapsed());
+        }
+    }
+    None
+}
+
+// Finding 5: connections trickling header lines stayed open indefinitely, on the gateway and
+// on the control plane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_trickling_headers_is_closed_within_the_header_timeout() {
+    let gh = Gatehouse::up(
+        "edge-trickle",
+        &["--header-read-timeout", "2s", "--idle-timeout", "6s"],
+    )
+    .await;
+    for (what, port) in [
+        ("gateway", gh.gateway_port),
+        ("control plane", gh.control_port),
+        ("gateway admin", gh.admin_port),
+    ] {
+        let closed = trickle_until_closed(port, Duration::from_secs(20)).await;
+        let after = closed.unwrap_or_else(|| panic!("the {what} kept a trickling connection open"));
+        // 2 s, plus a second for the tick that notices, plus slack for a loaded machine.
+        assert!(
+            after >= Duration::from_millis(1500) && after < Duration::from_secs(6),
+            "the {what} closed the connection after {after:?}"
+        );
+    }
+
+    // A kept-alive connection may idle longer than the header timeout, but not past the idle
+    // timeout.
+    for (what, port, path) in [
+        ("gateway", gh.gateway_port, "/status-0123456789abcdef"),
+        ("control plane", gh.control_port, "/mgmt/openapi.json"),
+    ] {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        assert_eq!(read_response(&mut stream).await.unwrap().status, 200);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let again = read_response(&mut stream).await;
+        assert_eq!(again.map(|r| r.status), Some(200), "{what}: idle 3s");
+        let idle_from = Instant::now();
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "{what}: {closed:?}"
+        );
+        let idle = idle_from.elapsed();
+        assert!(
+            idle >= Duration::from_secs(5) && idle < Duration::from_secs(12),
+            "{what}: closed after {idle:?} idle"
+        );
+    }
+}
+
+// Finding 5: header size and count limits answer 431.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oversized_or_too_many_headers_get_431() {
+    let gh = Gatehouse::up(
+        "edge-431",
+        &["--max-header-size", "8KiB", "--max-headers", "20"],
+    )
+    .await;
+    for port in [gh.gateway_port, gh.control_port] {
+        let big = format!(
+            "GET /status-0123456789abcdef HTTP/1.1\r\nHost: gw.test\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(16 * 1024)
+        );
+        assert_eq!(raw(port, &big).await.status, 431, "port {port}");
+        let many: String = (0..30).map(|i| format!("X-H{i}: {i}\r\n")).collect();
+        let many = format!(
+            "GET /status-0123456789abcdef HTTP/1.1\r\nHost: gw.test\r\n{many}Connection: close\r\n\r\n"
+        );
+        assert_eq!(raw(port, &many).await.status, 431, "port {port}");
+        // Within both limits the same request is served.
+        let fine: String = (0..10).map(|i| format!("X-H{i}: {i}\r\n")).collect();
+        let fine = format!(
+            "GET /status-0123456789abcdef HTTP/1.1\r\nHost: gw.test\r\n{fine}Connection: close\r\n\r\n"
+        );
+        assert_ne!(raw(port, &fine).await.status, 431, "port {port}");
+    }
+}
+
+// Finding 5: a listener holds at most --max-connections open; more are closed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_over_the_cap_are_closed_and_served_again_once_one_closes() {
+    let gh = Gatehouse::up("edge-cap", &["--max-connections", "3"]).await;
+    for port in [gh.gateway_port, gh.control_port] {
+        let request = "GET /status-0123456789abcdef HTTP/1.1\r\nHost: gw.test\r\n\r\n";
+        let mut held = Vec::new();
+        let mut refused = false;
+        // The test harness may hold a connection of its own: at most 3 get through.
+        for _ in 0..4 {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let _ = stream.write_all(request.as_bytes()).await;
+            match read_response(&mut stream).await {
+                Some(r) => {
+                    assert!(r.status == 200 || r.status == 404, "{r:?}");
+                    held.push(stream);
+                }
+                None => {
+                    refused = true;
+                    break;
+                }
+            }
+        }
+        assert!(refused, "port {port}: 4 connections were all served");
+        drop(held);
+        gh.eventually(Duration::from_secs(10), || async {
+            let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else {
+                return false;
+            };
+            let _ = s.write_all(request.as_bytes()).await;
+            read_response(&mut s).await.is_some()
+        })
+        .await;
+    }
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+// Finding 12: a key in the query of a path no API serves was logged in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscription_keys_in_unmatched_urls_are_not_logged() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("edge-redact", &[]).await;
+    gh.ok(
+        "PUT",
+        "/mgmt/apis/custom",
+        Some(json!({
+            "path": "custom",
+            "serviceUrl": backend.url(),
+            "subscriptionKeyParameterNames": {"header": "X-Custom-Key", "query": "customKeyName"}
+        })),
+    )
+    .await;
+    gh.ok(
+        "PUT",
+        "/mgmt/apis/custom/operations/get",
+        Some(json!({"method": "GET", "urlTemplate": "/{*rest}"})),
+    )
+    .await;
+    // The API is in force once its path needs a key.
+    gh.eventually(Duration::from_secs(10), || async {
+        gh.http
+            .get(gh.gateway("/custom/x"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 401)
+    })
+    .await;
+    for url in [
+        "/nope?subscription-key=SECRETVALUE",
+        "/nope/deeper?a=1&customKeyName=SECRET2&b=2",
+        "/nope?Subscription-Key=SECRET3",
+        "/custom/x?customKeyName=SECRET4",
+    ] {
+        let r = gh.http.get(gh.gateway(url)).send().await.unwrap();
+        assert!(
+            r.status() == 404 || r.status() == 401,
+            "{url}: {}",
+            r.status()
+        );
+    }
+    // A last request marks the end: once its line is out, so are the others'.
+    gh.http
+        .get(gh.gateway("/nope/marker"))
+        .send()
+        .await
+        .unwrap();
+    gh.eventually(Duration::from_secs(10), || async {
+        let lines = json_lines(&gh.stdout());
+        let count = |url: &str| lines.iter().filter(|l| l["url"] == url).count();
+        count("/nope") >= 2 && count("/nope/deeper?a=1&b=2") == 1 && count("/nope/marker") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines = json_lines(&gh.stdout());
+    assert!(
+        lines.iter().any(|l| l["url"] == "/nope/deeper?a=1&b=2"),
+        "{lines:?}"
+    );
+    for (what, text) in [
+        ("the access log", gh.stdout()),
+        ("the server log", gh.log()),
+    ] {
+        for secret in ["SECRETVALUE", "SECRET2", "SECRET3", "SECRET4"] {
+            assert!(!text.contains(secret), "{secret} is in {what}:\n{text}");
+        }
+    }
+}
+
+const ECHO_CLIENT: &str = r#"<policies><inbound><base /><set-header name="X-Client-Ip" exists-action="override"><value>@(context.Request.IpAddress)</value></set-header></inbound><backend><base /></backend><outbound><base /></outbound></policies>"#;
+
+async fn forwarded_setup(gh: &Gatehouse, backend: &Backend) {
+    gh.simple_api("fwd", "fwd", &backend.url(), true).await;
+    gh.simple_api("plain", "plain", &backend.url(), true).await;
+    set_policy(gh, "/mgmt/apis/fwd/policy", ECHO_CLIENT).await;
+}
+
+fn saw_client_ip(backend: &Backend) -> bool {
+    backend
+        .seen
+        .lock()
+        .unwrap()
+        .last()
+        .is_some_and(|r| r.headers.contains_key("x-client-ip"))
+}
+
+async fn call_forged(gh: &Gatehouse, path: &str) -> reqwest::Response {
+    gh.http
+        .get(gh.gateway(path))
+        .header("X-Forwarded-For", "203.0.113.66, 198.51.100.7")
+        .header("X-Forwarded-Host", "evil.example")
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .unwrap()
+}
+
+// Finding 14: a client's X-Forwarded-For chain was trusted and extended, and its
+// X-Forwarded-Host passed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forwarded_headers_from_an_untrusted_client_are_replaced() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("edge-xff", &[]).await;
+    forwarded_setup(&gh, &backend).await;
+    let host = format!("127.0.0.1:{}", gh.gateway_port);
+    gh.eventually(Duration::from_secs(10), || async {
+        call_forged(&gh, "/fwd/a").await.status() == 200 && saw_client_ip(&backend)
+    })
+    .await;
+    let got = backend.last();
+    assert_eq!(got.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(got.headers["x-client-ip"], "127.0.0.1");
+    assert_eq!(got.headers["x-forwarded-host"], host);
+    assert_eq!(got.headers["x-forwarded-proto"], "http");
+    // The fast path (no policy) too.
+    assert_eq!(call_forged(&gh, "/plain/a").await.status(), 200);
+    let got = backend.last();
+    assert_eq!(got.path, "/a");
+    assert_eq!(got.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(got.headers["x-forwarded-host"], host);
+    assert_eq!(got.headers["x-forwarded-proto"], "http");
+    // The access log names the peer.
+    gh.eventually(Duration::from_secs(10), || async {
+        json_lines(&gh.stdout())
+            .iter()
+            .any(|l| l["url"] == "/plain/a")
+    })
+    .await;
+    for line in json_lines(&gh.stdout()) {
+        if line["url"] == "/plain/a" || line["url"] == "/fwd/a" {
+            assert_eq!(line["clientIp"], "127.0.0.1", "{line}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forwarded_for_from_a_trusted_proxy_is_appended_and_names_the_client() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("edge-xff-trusted", &["--trusted-proxies", "127.0.0.1/32"]).await;
+    forwarded_setup(&gh, &backend).await;
+    let host = format!("127.0.0.1:{}", gh.gateway_port);
+    gh.eventually(Duration::from_secs(10), || async {
+        call_forged(&gh, "/fwd/b").await.status() == 200 && saw_client_ip(&backend)
+    })
+    .await;
+    let got = backend.last();
+    assert_eq!(
+        got.headers["x-forwarded-for"],
+        "203.0.113.66, 198.51.100.7, 127.0.0.1"
+    );
+    // The right-most address that is not a trusted proxy.
+    assert_eq!(got.headers["x-client-ip"], "198.51.100.7");
+    assert_eq!(got.headers["x-forwarded-host"], host);
+    assert_eq!(got.headers["x-forwarded-proto"], "http");
+    gh.eventually(Duration::from_secs(10), || async {
+        json_lines(&gh.stdout())
+            .iter()
+            .any(|l| l["url"] == "/fwd/b")
+    })
+    .await;
+    let line = json_lines(&gh.stdout())
+        .into_iter()
+        .find(|l| l["url"] == "/fwd/b")
+        .unwrap();
+    assert_eq!(line["clientIp"], "198.51.100.7", "{line}");
+}
