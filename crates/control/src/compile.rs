@@ -96,6 +96,8 @@ pub(crate) struct Compiled {
     global_policy: Option<String>,
     named_values: BTreeMap<String, String>,
     policy_fragments: BTreeMap<String, String>,
+    /// The Try it signing key, base64 (see `gatehouse_model::tryit`).
+    tryit_key: Option<String>,
 }
 
 /// A scope as the index keys it: `/apis`, `/apis/{id}` or `/products/{id}`.
@@ -221,6 +223,7 @@ impl Compiled {
             global_policy: None,
             named_values: BTreeMap::new(),
             policy_fragments: BTreeMap::new(),
+            tryit_key: None,
         }
     }
 
@@ -294,6 +297,10 @@ impl Compiled {
             )
         };
         let mut c = Self::empty(gateway_id, revision, assigned);
+        c.tryit_key = Some(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            sealer.tryit_key(),
+        ));
         let started = std::time::Instant::now();
         let mut phases = Vec::new();
 
@@ -752,6 +759,7 @@ impl Compiled {
             global_policy: self.global_policy.clone(),
             named_values: self.named_values.clone(),
             policy_fragments: self.policy_fragments.clone(),
+            tryit_key: self.tryit_key.clone(),
         }
     }
 }

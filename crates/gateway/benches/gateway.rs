@@ -110,6 +110,7 @@ fn snapshot(apis: usize, subscriptions: usize, policies: bool) -> Snapshot {
         global_policy: None,
         named_values: Default::default(),
         policy_fragments: Default::default(),
+        tryit_key: None,
     }
 }
 

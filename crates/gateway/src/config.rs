@@ -110,6 +110,8 @@ pub struct CompiledConfig {
     /// Every query parameter name that carries a subscription key (`subscription-key` and
     /// each API's own), so logs drop them from any URL, matched or not.
     pub key_params: Arc<[Arc<str>]>,
+    /// Verifies the user address of the portal's Try it calls; `None`: none is believed.
+    pub tryit: Option<crate::tryit::TryItKey>,
     /// What an update needs to compile APIs the way this configuration was compiled.
     sources: Arc<Sources>,
 }
@@ -234,6 +236,20 @@ fn index_all_keys(
         index_keys(&mut keys, sub, by_id, product_index, revision)?;
     }
     Ok(keys)
+}
+
+/// The snapshot's Try it key. One that does not decode is left out (with a warning): Try it
+/// calls are then seen from the control plane's address, and the rest of the configuration
+/// still serves.
+fn tryit_key(snapshot: &Snapshot) -> Option<crate::tryit::TryItKey> {
+    let text = snapshot.tryit_key.as_deref()?;
+    match crate::tryit::TryItKey::from_snapshot(text) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            tracing::warn!(error = %e, "the configuration's Try it key is unusable; Try it calls keep the control plane's address");
+            None
+        }
+    }
 }
 
 /// The distinct key parameter names of `apis`, the default first.
@@ -423,9 +439,11 @@ impl CompiledConfig {
         let product_index = product_index(&snapshot.products);
         let keys = index_all_keys(&snapshot.subscriptions, &by_id, &product_index, revision)?;
 
+        let tryit = tryit_key(snapshot);
         Ok(Self {
             revision,
             gateway_id: snapshot.gateway_id.as_str().into(),
+            tryit,
             key_params: key_params(&apis),
             apis: Arc::new(apis),
             by_path: Arc::new(by_path),
@@ -511,6 +529,7 @@ impl CompiledConfig {
                 products: self.products.clone(),
                 keys,
                 key_params: self.key_params.clone(),
+                tryit: tryit_key(snapshot),
                 sources: self.sources.clone(),
             });
         }
@@ -621,6 +640,7 @@ impl CompiledConfig {
         Ok(Self {
             revision,
             gateway_id: self.gateway_id.clone(),
+            tryit: tryit_key(snapshot),
             key_params: key_params(&apis),
             apis: Arc::new(apis),
             by_path: Arc::new(by_path),

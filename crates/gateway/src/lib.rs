@@ -25,6 +25,7 @@ pub mod selfhosted;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+pub mod tryit;
 pub mod upload;
 pub mod upstream;
 

@@ -53,6 +53,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRYIT: HeaderName = HeaderName::from_static(gatehouse_model::tryit::HEADER);
 
 /// Azure's health probe path: 200 once a configuration is loaded.
 pub const STATUS_PATH: &str = "/status-0123456789abcdef";
@@ -110,11 +111,22 @@ impl Worker {
         }
         let trusted = !self.settings.trusted_proxies.is_empty()
             && forwarded::is_trusted(&self.settings.trusted_proxies, peer);
-        let ip = if trusted {
+        let mut ip = if trusted {
             self.client_behind(req.headers(), &peer_text)
         } else {
             peer_text.clone()
         };
+        if let Some(value) = req.headers().get(TRYIT)
+            && let Some(key) = config.as_ref().and_then(|c| c.tryit.as_ref())
+        {
+            let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if let Some(user) = key.verify(value.as_bytes(), req.method().as_str(), target, now) {
+                ip = user.to_string().into();
+            }
+        }
         let mut record =
             self.telemetry
                 .begin(req.method(), req.uri(), req.headers(), &ip, &request_id);
@@ -162,6 +174,8 @@ impl Worker {
         // Hop-by-hop headers go before anything looks at the request, so every decision
         // below (preflight, key, policies) sees the headers the pipeline and the backend see.
         strip_hop_by_hop(req.headers_mut());
+        // Read in `handle` if anywhere; never for policies or backends to see.
+        req.headers_mut().remove(TRYIT);
         let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
             req.uri()
                 .authority()

@@ -35,6 +35,11 @@ pub struct Snapshot {
     /// gateways inline them when they compile the policies.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub policy_fragments: BTreeMap<String, String>,
+    /// The key (base64 of 32 bytes) that signs the developer portal's Try it calls, so the
+    /// gateway can believe the user address they carry (see [`crate::tryit`]). Secret, like
+    /// the named values; `None`: the gateway believes no such address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tryit_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

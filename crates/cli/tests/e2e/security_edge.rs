@@ -572,3 +572,202 @@ async fn forwarded_for_from_a_trusted_proxy_is_appended_and_names_the_client() {
         .unwrap();
     assert_eq!(line["clientIp"], "198.51.100.7", "{line}");
 }
+
+/// A portal visitor whose connections come from `local` (any 127.x address works on Linux):
+/// cookies kept, redirects not followed, CSRF tokens read from forms.
+struct Visitor {
+    http: reqwest::Client,
+    base: String,
+    cookies: std::collections::HashMap<String, String>,
+}
+
+impl Visitor {
+    fn new(gh: &Gatehouse, local: std::net::IpAddr) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .local_address(local)
+                .build()
+                .unwrap(),
+            base: gh.control(""),
+            cookies: std::collections::HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, path: &str, form: Option<&[(&str, &str)]>) -> (u16, String) {
+        let url = format!("{}{path}", self.base);
+        let mut req = match form {
+            Some(_) => self.http.post(url),
+            None => self.http.get(url),
+        };
+        if !self.cookies.is_empty() {
+            let cookie: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            req = req.header("cookie", cookie.join("; "));
+        }
+        if let Some(form) = form {
+            let body: Vec<String> = form
+                .iter()
+                .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+                .collect();
+            req = req
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.join("&"));
+        }
+        let resp = req.send().await.unwrap();
+        for value in resp.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let (name, value) = text.split(';').next().unwrap().split_once('=').unwrap();
+            if value.is_empty() || text.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    fn csrf(body: &str) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = body.find(marker).expect("no form on the page") + marker.len();
+        let end = body[start..].find('"').unwrap() + start;
+        body[start..end].to_owned()
+    }
+
+    /// Signs up and in, subscribes to `product`; returns the CSRF token and subscription id.
+    async fn subscribed(&mut self, email: &str, product: &str) -> (String, String) {
+        const PASSWORD: &str = "a long and secret passphrase";
+        let csrf = Self::csrf(&self.send("/portal/signup", None).await.1);
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("email", email),
+            ("password", PASSWORD),
+        ];
+        assert_eq!(self.send("/portal/signup", Some(&form)).await.0, 303);
+        assert_eq!(self.send("/portal/signin", Some(&form)).await.0, 303);
+        let csrf = Self::csrf(&self.send("/portal/profile", None).await.1);
+        let (status, body) = self
+            .send(
+                &format!("/portal/products/{product}/subscribe"),
+                Some(&[("csrf", &csrf), ("accept_terms", "yes")]),
+            )
+            .await;
+        assert_eq!(status, 303, "{body}");
+        let profile = self.send("/portal/profile", None).await.1;
+        let start = profile.find("id=\"sub-").unwrap() + "id=\"sub-".len();
+        let sub = profile[start..start + profile[start..].find('"').unwrap()].to_owned();
+        (csrf, sub)
+    }
+
+    /// Try it on `api`'s operation `op`; returns the status the gateway answered.
+    async fn try_it(&mut self, csrf: &str, sub: &str, api: &str, op: &str) -> u16 {
+        let (status, body) = self
+            .send(
+                &format!("/portal/apis/{api}/operations/{op}/try"),
+                Some(&[
+                    ("csrf", csrf),
+                    ("subscription", sub),
+                    ("path.rest", "hello"),
+                ]),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let marker = "id=\"try-status\">";
+        let start = body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no result: {}", &body[body.len().saturating_sub(3000)..]))
+            + marker.len();
+        body[start..start + 3].parse().unwrap()
+    }
+}
+
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+// Finding 10: Try it calls reached the gateway from the control plane's address, so an
+// ip-filter that allowed that address let every portal user through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn try_it_calls_carry_the_portal_users_address_and_forgeries_do_not() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("edge-tryit", &[]).await;
+    gh.simple_api("inside", "inside", &backend.url(), false)
+        .await;
+    // Only callers at 127.0.0.1 get in; the control plane calls the gateway from there too.
+    set_policy(
+        &gh,
+        "/mgmt/apis/inside/policy",
+        r#"<policies><inbound><base /><ip-filter action="allow"><address>127.0.0.1</address></ip-filter><set-header name="X-Client-Ip" exists-action="override"><value>@(context.Request.IpAddress)</value></set-header></inbound><backend><base /></backend><outbound><base /></outbound></policies>"#,
+    )
+    .await;
+    gh.ok(
+        "PUT",
+        "/mgmt/products/starter",
+        Some(json!({"displayName": "Starter", "state": "published", "approvalRequired": false})),
+    )
+    .await;
+    gh.ok("PUT", "/mgmt/products/starter/apis/inside", None)
+        .await;
+
+    // A portal user at 127.0.0.2, outside the allow-list: refused by ip-filter.
+    let mut outsider = Visitor::new(&gh, "127.0.0.2".parse().unwrap());
+    let (csrf, sub) = outsider.subscribed("outsider@example.com", "starter").await;
+    assert_eq!(outsider.try_it(&csrf, &sub, "inside", "get").await, 403);
+    assert_eq!(backend.count(), 0, "{:?}", backend.seen.lock().unwrap());
+
+    // A portal user at 127.0.0.1 gets through, seen as 127.0.0.1, and the backend never sees
+    // the signature.
+    let mut insider = Visitor::new(&gh, "127.0.0.1".parse().unwrap());
+    let (csrf, sub) = insider.subscribed("insider@example.com", "starter").await;
+    assert_eq!(insider.try_it(&csrf, &sub, "inside", "get").await, 200);
+    let got = backend.last();
+    assert_eq!(got.headers["x-client-ip"], "127.0.0.1");
+    assert!(!got.headers.contains_key("x-gatehouse-tryit"), "{got:?}");
+
+    // Forged straight to the gateway: from 127.0.0.2 claiming 127.0.0.1, refused; from
+    // 127.0.0.1 claiming 127.0.0.2, the peer is the client; the header goes nowhere.
+    let key = gh.subscription("direct", "/apis").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    let forged = |claim: &str| format!("v1;{claim};{now};bm90LWEtc2lnbmF0dXJl");
+    let r = from("127.0.0.2")
+        .get(gh.gateway("/inside/x"))
+        .header("Ocp-Apim-Subscription-Key", &key)
+        .header("X-Gatehouse-Tryit", forged("127.0.0.1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let before = backend.count();
+    let r = from("127.0.0.1")
+        .get(gh.gateway("/inside/y"))
+        .header("Ocp-Apim-Subscription-Key", &key)
+        .header("X-Gatehouse-Tryit", forged("127.0.0.2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(backend.count(), before + 1);
+    let got = backend.last();
+    assert_eq!(got.path, "/y");
+    assert_eq!(got.headers["x-client-ip"], "127.0.0.1");
+    assert!(!got.headers.contains_key("x-gatehouse-tryit"), "{got:?}");
+}

@@ -105,6 +105,7 @@ fn snapshot() -> Snapshot {
         global_policy: None,
         named_values: Default::default(),
         policy_fragments: Default::default(),
+        tryit_key: None,
     }
 }
 
