@@ -313,6 +313,56 @@ mod tests {
     }
 
     #[test]
+    fn listener_limits_come_from_flags_then_the_file() {
+        use crate::args::ListenerArgs;
+        let none = FileSettings::default();
+        let defaults = listener_limits(&ListenerArgs::default(), &none).unwrap();
+        assert_eq!(
+            defaults,
+            gatehouse_gateway::listener::ListenerLimits::default()
+        );
+        let file = FileSettings {
+            header_read_timeout: Some("3s".into()),
+            max_headers: Some(50),
+            ..FileSettings::default()
+        };
+        let flags = ListenerArgs {
+            header_read_timeout: Some("2s".into()),
+            max_header_size: Some("16KiB".into()),
+            ..ListenerArgs::default()
+        };
+        let l = listener_limits(&flags, &file).unwrap();
+        assert_eq!(l.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(l.max_headers, 50);
+        assert_eq!(l.max_header_size, 16 * 1024);
+        for bad in [
+            ListenerArgs {
+                max_header_size: Some("4KiB".into()),
+                ..ListenerArgs::default()
+            },
+            ListenerArgs {
+                idle_timeout: Some("0s".into()),
+                ..ListenerArgs::default()
+            },
+            ListenerArgs {
+                max_connections: Some(0),
+                ..ListenerArgs::default()
+            },
+        ] {
+            assert_eq!(listener_limits(&bad, &none).unwrap_err().code, 2);
+        }
+        assert_eq!(trusted_proxies(None, &none).unwrap().len(), 0);
+        assert_eq!(
+            trusted_proxies(Some("10.0.0.0/8, 127.0.0.1"), &none)
+                .unwrap()
+                .len(),
+            2
+        );
+        let bad = trusted_proxies(Some("10.0.0.0/40"), &none).unwrap_err();
+        assert!(bad.message.contains("--trusted-proxies"), "{}", bad.message);
+    }
+
+    #[test]
     fn addresses() {
         assert!(parse_addr("a", "127.0.0.1:80").is_ok());
         assert!(parse_addr("a", "[::1]:80").is_ok());

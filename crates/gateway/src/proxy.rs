@@ -101,7 +101,7 @@ impl Worker {
         self: Arc<Self>,
         peer: IpAddr,
         peer_text: Arc<str>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
     ) -> Result<Response<ObservedBody>, Infallible> {
         let request_id = self.request_id(req.headers());
         let config = self.config.current();
@@ -116,7 +116,8 @@ impl Worker {
         } else {
             peer_text.clone()
         };
-        if let Some(value) = req.headers().get(TRYIT)
+        // Taken out here, read or not: never for policies or backends to see.
+        if let Some(value) = req.headers_mut().remove(TRYIT)
             && let Some(key) = config.as_ref().and_then(|c| c.tryit.as_ref())
         {
             let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -174,8 +175,6 @@ impl Worker {
         // Hop-by-hop headers go before anything looks at the request, so every decision
         // below (preflight, key, policies) sees the headers the pipeline and the backend see.
         strip_hop_by_hop(req.headers_mut());
-        // Read in `handle` if anywhere; never for policies or backends to see.
-        req.headers_mut().remove(TRYIT);
         let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
             req.uri()
                 .authority()
