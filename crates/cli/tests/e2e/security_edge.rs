@@ -695,17 +695,14 @@ fn form_encode(text: &str) -> String {
         .collect()
 }
 
-// Finding 10: Try it calls reached the gateway from the control plane's address, so an
-// ip-filter that allowed that address let every portal user through.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn try_it_calls_carry_the_portal_users_address_and_forgeries_do_not() {
-    let backend = Backend::start().await;
-    let gh = Gatehouse::up("edge-tryit", &[]).await;
+/// API `inside` (only callers at 127.0.0.1 get in, and the backend is told who called) in
+/// the published product `starter`.
+async fn tryit_setup(gh: &Gatehouse, backend: &Backend) {
     gh.simple_api("inside", "inside", &backend.url(), false)
         .await;
     // Only callers at 127.0.0.1 get in; the control plane calls the gateway from there too.
     set_policy(
-        &gh,
+        gh,
         "/mgmt/apis/inside/policy",
         r#"<policies><inbound><base /><ip-filter action="allow"><address>127.0.0.1</address></ip-filter><set-header name="X-Client-Ip" exists-action="override"><value>@(context.Request.IpAddress)</value></set-header></inbound><backend><base /></backend><outbound><base /></outbound></policies>"#,
     )
@@ -718,6 +715,15 @@ async fn try_it_calls_carry_the_portal_users_address_and_forgeries_do_not() {
     .await;
     gh.ok("PUT", "/mgmt/products/starter/apis/inside", None)
         .await;
+}
+
+// Finding 10: Try it calls reached the gateway from the control plane's address, so an
+// ip-filter that allowed that address let every portal user through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn try_it_calls_carry_the_portal_users_address_and_forgeries_do_not() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("edge-tryit", &[]).await;
+    tryit_setup(&gh, &backend).await;
 
     // A portal user at 127.0.0.2, outside the allow-list: refused by ip-filter.
     let mut outsider = Visitor::new(&gh, "127.0.0.2".parse().unwrap());
@@ -770,4 +776,61 @@ async fn try_it_calls_carry_the_portal_users_address_and_forgeries_do_not() {
     assert_eq!(got.path, "/y");
     assert_eq!(got.headers["x-client-ip"], "127.0.0.1");
     assert!(!got.headers.contains_key("x-gatehouse-tryit"), "{got:?}");
+}
+
+// Finding 10, self-hosted: the signing key reaches gateways over the link, so a Try it call
+// through a self-hosted gateway is seen from the portal user's address too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn try_it_through_a_self_hosted_gateway_carries_the_users_address() {
+    use crate::support::{GatewayProc, free_port, temp_dir};
+    let backend = Backend::start().await;
+    let gw_port = free_port();
+    let gw_url = format!("http://127.0.0.1:{gw_port}");
+    let gh = Gatehouse::up("edge-tryit-sh", &["--portal-gateway-url", &gw_url]).await;
+    tryit_setup(&gh, &backend).await;
+    gh.ok("PUT", "/mgmt/gateways/edge", Some(json!({}))).await;
+    gh.ok("PUT", "/mgmt/gateways/edge/apis/inside", None).await;
+    let token = gh
+        .ok(
+            "POST",
+            "/mgmt/gateways/edge/generateToken",
+            Some(json!({"keyType": "primary"})),
+        )
+        .await["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut gw = GatewayProc {
+        child: None,
+        port: gw_port,
+        admin_port: free_port(),
+        dir: temp_dir("edge-tryit-sh-gw"),
+        args: vec!["--config-endpoint".into(), gh.control("")],
+        envs: vec![("GATEHOUSE_TOKEN".into(), token)],
+        http: reqwest::Client::new(),
+    };
+    gw.launch();
+    gw.wait_ready(Duration::from_secs(20), |r| r["state"] == "ready")
+        .await;
+
+    let mut outsider = Visitor::new(&gh, "127.0.0.2".parse().unwrap());
+    let (csrf, sub) = outsider.subscribed("far@example.com", "starter").await;
+    let mut insider = Visitor::new(&gh, "127.0.0.1".parse().unwrap());
+    let (csrf_in, sub_in) = insider.subscribed("near@example.com", "starter").await;
+    // New subscriptions reach the gateway by the link: wait for the insider's to work.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while insider.try_it(&csrf_in, &sub_in, "inside", "get").await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "Try it never got through:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = backend.last();
+    assert_eq!(got.headers["x-client-ip"], "127.0.0.1");
+    assert!(!got.headers.contains_key("x-gatehouse-tryit"), "{got:?}");
+    let before = backend.count();
+    assert_eq!(outsider.try_it(&csrf, &sub, "inside", "get").await, 403);
+    assert_eq!(backend.count(), before);
 }
