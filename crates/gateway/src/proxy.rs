@@ -32,11 +32,33 @@ use crate::telemetry::{ErrorInfo, ObservedBody, Record, WorkerTelemetry};
 use crate::upstream::{PoolSettings, UpstreamBody, UpstreamPool};
 use crate::{ConfigHandle, GatewaySettings, forwarded, route};
 
+/// The other end of a connection, made once per connection: its address, as text (logs,
+/// `context.Request.IpAddress`) and as the `X-Forwarded-For` value backends get.
+#[derive(Debug)]
+pub struct Peer {
+    pub ip: IpAddr,
+    text: Arc<str>,
+    header: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(ip: IpAddr) -> Self {
+        let text = ip.to_string();
+        let header =
+            HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self {
+            ip,
+            text: text.into(),
+            header,
+        }
+    }
+}
+
 /// Who sent a request: the client's address as the gateway believes it, the connection's
 /// peer, and whether that peer is a trusted proxy.
 struct Client {
     ip: Arc<str>,
-    peer: Arc<str>,
+    peer: Arc<Peer>,
     trusted: bool,
 }
 
@@ -99,8 +121,7 @@ impl Worker {
     /// Serves one request. Never fails: every error becomes a response here.
     pub async fn handle(
         self: Arc<Self>,
-        peer: IpAddr,
-        peer_text: Arc<str>,
+        peer: Arc<Peer>,
         mut req: Request<Incoming>,
     ) -> Result<Response<ObservedBody>, Infallible> {
         let request_id = self.request_id(req.headers());
@@ -110,11 +131,11 @@ impl Worker {
             return Ok(status_ok(&request_id).map(ObservedBody::plain));
         }
         let trusted = !self.settings.trusted_proxies.is_empty()
-            && forwarded::is_trusted(&self.settings.trusted_proxies, peer);
+            && forwarded::is_trusted(&self.settings.trusted_proxies, peer.ip);
         let mut ip = if trusted {
-            self.client_behind(req.headers(), &peer_text)
+            self.client_behind(req.headers(), &peer.text)
         } else {
-            peer_text.clone()
+            peer.text.clone()
         };
         // Taken out here, read or not: never for policies or backends to see.
         if let Some(value) = req.headers_mut().remove(TRYIT)
@@ -136,11 +157,7 @@ impl Worker {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .unwrap_or(0);
-        let client = Client {
-            ip,
-            peer: peer_text,
-            trusted,
-        };
+        let client = Client { ip, peer, trusted };
         let result = match config {
             Some(config) => {
                 record.key_params = Some(config.key_params.clone());
@@ -272,7 +289,7 @@ impl Worker {
         }
 
         let rest = rest.to_owned();
-        let subscription_id_none = subscription.is_none();
+        let keyless = subscription.is_none();
         let mut key = key.map(std::borrow::Cow::into_owned);
         let query = without_key(req.uri().query(), &api.key_query);
         let matched = op.matched(&rest);
@@ -337,7 +354,7 @@ impl Worker {
             info,
         );
         if answers_preflight
-            && subscription_id_none
+            && keyless
             && !api.open
             && !gatehouse_policy::policies::is_preflight(&ex)
         {
@@ -403,8 +420,6 @@ impl Worker {
         Ok(response)
     }
 
-    /// The client's headers as the backend should get them: hop-by-hop and the subscription key
-    /// removed, X-Forwarded-* and the request id added.
     /// The client's headers as the backend should get them (hop-by-hop headers are already
     /// gone): the subscription key removed, X-Forwarded-* and the request id set by the
     /// gateway, never passed on as the client wrote them.
@@ -418,9 +433,9 @@ impl Worker {
     ) -> HeaderMap {
         headers.remove(&api.key_header);
         if client.trusted {
-            forwarded_for(&mut headers, &client.peer);
-        } else if let Ok(v) = HeaderValue::from_str(&client.peer) {
-            headers.insert(X_FORWARDED_FOR, v);
+            forwarded_for(&mut headers, &client.peer.text);
+        } else {
+            headers.insert(X_FORWARDED_FOR, client.peer.header.clone());
         }
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         match original_host {

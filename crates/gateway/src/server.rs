@@ -176,11 +176,10 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let worker = worker.clone();
-        // The peer's address as text, once per connection: logs, X-Forwarded-For and
-        // `context.Request.IpAddress` share it.
-        let peer = remote.ip();
-        let ip: Arc<str> = peer.to_string().into();
-        let service = service_fn(move |req| worker.clone().handle(peer, ip.clone(), req));
+        // The peer's address as text and as a header value, once per connection: logs,
+        // X-Forwarded-For and `context.Request.IpAddress` share it.
+        let peer = Arc::new(crate::proxy::Peer::new(remote.ip()));
+        let service = service_fn(move |req| worker.clone().handle(peer.clone(), req));
         let clock = HeadClock::new();
         let conn = limits
             .builder(clock.clone())
