@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use gatehouse_control::{BUILT_IN_GATEWAY, ControlPlane, ControlSettings, Opened, Update};
+use gatehouse_gateway::forwarded::Cidr;
 use gatehouse_gateway::{ConfigHandle, GatewaySettings, RunningGateway};
 use gatehouse_model::snapshot::Snapshot;
 
@@ -142,6 +143,7 @@ fn prepare_data_dir(dir: &PathBuf) -> Result<(), Failure> {
 struct Common {
     data: PathBuf,
     limits: gatehouse_gateway::listener::ListenerLimits,
+    trusted_proxies: Arc<[Cidr]>,
     telemetry: gatehouse_control::TelemetrySettings,
     control_addr: SocketAddr,
     control: ControlSettings,
@@ -184,6 +186,10 @@ fn common(global: &Global, server: &ServerArgs, default_listen: &str) -> Result<
     }
     Ok(Common {
         limits: crate::settings::listener_limits(&server.limits, &file)?,
+        trusted_proxies: crate::settings::trusted_proxies(
+            server.trusted_proxies.as_deref(),
+            &file,
+        )?,
         telemetry,
         data,
         control_addr,
@@ -336,8 +342,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         settings.workers = w;
     }
     settings.limits = common.limits;
-    settings.trusted_proxies =
-        crate::settings::trusted_proxies(args.server.trusted_proxies.as_deref(), file)?;
+    settings.trusted_proxies = common.trusted_proxies.clone();
     let grace = settings.shutdown_grace;
     let admin_addr = parse_addr(
         "--gateway-admin-listen",
@@ -441,6 +446,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         listener,
         app,
         limits,
+        common.trusted_proxies.clone(),
         async move {
             let _ = server_stop.wait_for(|s| *s).await;
         },
@@ -527,6 +533,7 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
         listener,
         app,
         common.limits,
+        common.trusted_proxies.clone(),
         shutdown_signal(),
         Duration::from_secs(30),
     )
@@ -535,20 +542,36 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
     Ok(())
 }
 
-/// Serves the control plane's router (management API and portal) with the listener limits;
-/// handlers see the peer's address as axum's `ConnectInfo`.
+/// Serves the control plane's router (management API and portal) with the listener limits.
+/// Handlers see the client's address as axum's `ConnectInfo`: the peer's, or, when the peer
+/// is one of `trusted_proxies`, the right-most untrusted `X-Forwarded-For` address (so the
+/// portal signs the user's address into Try it calls, and throttles count per user).
 async fn serve_control(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     limits: gatehouse_gateway::listener::ListenerLimits,
+    trusted_proxies: Arc<[Cidr]>,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
     let service = move |remote: SocketAddr| {
         let app = hyper_util::service::TowerToHyperService::new(app.clone());
+        let trusted = gatehouse_gateway::forwarded::is_trusted(&trusted_proxies, remote.ip())
+            .then(|| trusted_proxies.clone());
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let client = trusted
+                .as_deref()
+                .and_then(|t| {
+                    let chain = req
+                        .headers()
+                        .get_all("x-forwarded-for")
+                        .iter()
+                        .filter_map(|v| v.to_str().ok());
+                    gatehouse_gateway::forwarded::client_from_chain(t, chain)
+                })
+                .map_or(remote, |ip| SocketAddr::new(ip, remote.port()));
             req.extensions_mut()
-                .insert(axum::extract::ConnectInfo(remote));
+                .insert(axum::extract::ConnectInfo(client));
             hyper::service::Service::call(&app, req)
         })
     };

@@ -614,6 +614,8 @@ struct Visitor {
     http: reqwest::Client,
     base: String,
     cookies: std::collections::HashMap<String, String>,
+    /// Sent with every request, as a proxy in front of the control plane would add it.
+    forwarded_for: Option<String>,
 }
 
 impl Visitor {
@@ -626,6 +628,7 @@ impl Visitor {
                 .unwrap(),
             base: gh.control(""),
             cookies: std::collections::HashMap::new(),
+            forwarded_for: None,
         }
     }
 
@@ -635,6 +638,9 @@ impl Visitor {
             Some(_) => self.http.post(url),
             None => self.http.get(url),
         };
+        if let Some(xff) = &self.forwarded_for {
+            req = req.header("x-forwarded-for", xff);
+        }
         if !self.cookies.is_empty() {
             let cookie: Vec<String> = self
                 .cookies
@@ -868,4 +874,22 @@ async fn try_it_through_a_self_hosted_gateway_carries_the_users_address() {
     let before = backend.count();
     assert_eq!(outsider.try_it(&csrf, &sub, "inside", "get").await, 403);
     assert_eq!(backend.count(), before);
+}
+
+// Finding 10 behind a proxy: with --trusted-proxies, the portal takes the user's address from
+// the proxy's X-Forwarded-For, and Try it calls carry that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn try_it_behind_a_trusted_proxy_carries_the_forwarded_user_address() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("edge-tryit-proxy", &["--trusted-proxies", "127.0.0.1/32"]).await;
+    tryit_setup(&gh, &backend).await;
+    let mut remote = Visitor::new(&gh, "127.0.0.1".parse().unwrap());
+    remote.forwarded_for = Some("203.0.113.50".into());
+    let (csrf, sub) = remote.subscribed("remote@example.com", "starter").await;
+    assert_eq!(remote.try_it(&csrf, &sub, "inside", "get").await, 403);
+    assert_eq!(backend.count(), 0);
+    // Without the forwarded address the same user is the proxy, 127.0.0.1, and gets in.
+    remote.forwarded_for = None;
+    assert_eq!(remote.try_it(&csrf, &sub, "inside", "get").await, 200);
+    assert_eq!(backend.last().headers["x-client-ip"], "127.0.0.1");
 }
