@@ -245,6 +245,38 @@ mod tests {
         assert_eq!(norm("/demo/a%2F.b").unwrap(), "/demo/a%2F.b");
     }
 
+    proptest::proptest! {
+        /// Whatever the path, normalising never panics, leaves no dot segment (in any
+        /// spelling) and is idempotent: the result normalises to itself, borrowed.
+        #[test]
+        fn normalising_is_total_and_idempotent(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("/"),
+                    proptest::strategy::Just("."),
+                    proptest::strategy::Just("%2e"),
+                    proptest::strategy::Just("%2E"),
+                    proptest::strategy::Just("%2F"),
+                    proptest::strategy::Just("%5c"),
+                    proptest::strategy::Just("a"),
+                    proptest::strategy::Just("b."),
+                ],
+                0..16,
+            )
+        ) {
+            let path = format!("/{}", parts.concat());
+            if let Ok(n) = normalize(&path) {
+                proptest::prop_assert!(n.path.starts_with('/'));
+                for segment in n.path.split('/') {
+                    proptest::prop_assert!(!matches!(dots(segment.as_bytes()), Some(1 | 2)), "{path} -> {}", n.path);
+                }
+                let again = normalize(&n.path).map_err(|_| proptest::test_runner::TestCaseError::fail(format!("{path} -> {} refused", n.path)))?;
+                proptest::prop_assert!(matches!(again.path, Cow::Borrowed(_)), "{path} -> {}", n.path);
+                proptest::prop_assert_eq!(&again.path, &n.path);
+            }
+        }
+    }
+
     #[test]
     fn the_floor_tells_how_far_up_the_path_went() {
         let n = normalize("/demo/a/../b").unwrap();
