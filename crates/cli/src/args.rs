@@ -49,7 +49,7 @@ pub enum Command {
     /// Run the control plane and a built-in gateway on this machine.
     Up(Box<UpArgs>),
     /// Run the control plane alone.
-    ControlPlane(ControlPlaneArgs),
+    ControlPlane(Box<ControlPlaneArgs>),
     /// Manage APIs.
     #[command(subcommand)]
     Api(ApiCommand),
@@ -116,6 +116,10 @@ pub struct ListenerArgs {
     /// The most header fields in one request; more get 431 [default: 100].
     #[arg(long, env = "GATEHOUSE_MAX_HEADERS")]
     pub max_headers: Option<usize>,
+    /// The gateway's largest request body, e.g. 100MiB; larger ones get 413, `none` for no
+    /// limit [default: none].
+    #[arg(long, env = "GATEHOUSE_MAX_REQUEST_BODY")]
+    pub max_request_body: Option<String>,
 }
 
 /// What a gateway records about its traffic: access logs, metrics and uploads.

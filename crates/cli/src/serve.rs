@@ -343,6 +343,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     }
     settings.limits = common.limits;
     settings.trusted_proxies = common.trusted_proxies.clone();
+    settings.max_request_body = crate::settings::max_request_body(&args.server.limits, file)?;
     let grace = settings.shutdown_grace;
     let admin_addr = parse_addr(
         "--gateway-admin-listen",
@@ -643,6 +644,7 @@ pub async fn gateway(args: crate::args::GatewayRunArgs) -> Result<(), Failure> {
     gateway.limits = crate::settings::listener_limits(&args.server.limits, &file)?;
     gateway.trusted_proxies =
         crate::settings::trusted_proxies(args.server.trusted_proxies.as_deref(), &file)?;
+    gateway.max_request_body = crate::settings::max_request_body(&args.server.limits, &file)?;
     let instance = pick(&args.name, &file.name).unwrap_or_else(instance_name);
     // The token is checked properly when the gateway starts; here it only names the gateway
     // in the traces' resource.

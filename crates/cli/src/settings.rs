@@ -50,6 +50,7 @@ pub struct FileSettings {
     pub max_connections: Option<usize>,
     pub max_header_size: Option<String>,
     pub max_headers: Option<usize>,
+    pub max_request_body: Option<String>,
     pub trusted_proxies: Option<String>,
 }
 
@@ -180,6 +181,22 @@ pub fn listener_limits(
         limits.max_headers = n;
     }
     Ok(limits)
+}
+
+/// The gateway's largest request body in bytes; `u64::MAX` for no limit.
+pub fn max_request_body(
+    args: &crate::args::ListenerArgs,
+    file: &FileSettings,
+) -> Result<u64, Failure> {
+    match args
+        .max_request_body
+        .as_deref()
+        .or(file.max_request_body.as_deref())
+        .map(str::trim)
+    {
+        None | Some("none") => Ok(u64::MAX),
+        Some(text) => parse_size("--max-request-body", text),
+    }
 }
 
 /// The proxies whose `X-Forwarded-For` the gateway believes, parsed once at startup.
@@ -351,6 +368,20 @@ mod tests {
         ] {
             assert_eq!(listener_limits(&bad, &none).unwrap_err().code, 2);
         }
+        assert_eq!(
+            max_request_body(&ListenerArgs::default(), &none).unwrap(),
+            u64::MAX
+        );
+        let capped = ListenerArgs {
+            max_request_body: Some("1MiB".into()),
+            ..ListenerArgs::default()
+        };
+        assert_eq!(max_request_body(&capped, &none).unwrap(), 1024 * 1024);
+        let bad = ListenerArgs {
+            max_request_body: Some("lots".into()),
+            ..ListenerArgs::default()
+        };
+        assert!(max_request_body(&bad, &none).is_err());
         assert_eq!(trusted_proxies(None, &none).unwrap().len(), 0);
         assert_eq!(
             trusted_proxies(Some("10.0.0.0/8, 127.0.0.1"), &none)

@@ -20,6 +20,7 @@ pub mod openid;
 pub mod otel;
 pub mod path;
 pub mod proxy;
+pub mod request_body;
 pub mod route;
 pub mod selfhosted;
 pub mod server;
@@ -52,6 +53,8 @@ pub struct GatewaySettings {
     pub limits: listener::ListenerLimits,
     /// Peers whose `X-Forwarded-For` is believed (see [`forwarded`]); empty: nobody's.
     pub trusted_proxies: Arc<[forwarded::Cidr]>,
+    /// The most bytes of a request body forwarded (see [`request_body`]); `u64::MAX`: no limit.
+    pub max_request_body: u64,
 }
 
 impl Default for GatewaySettings {
@@ -62,6 +65,7 @@ impl Default for GatewaySettings {
             shutdown_grace: Duration::from_secs(30),
             limits: listener::ListenerLimits::default(),
             trusted_proxies: Arc::from(Vec::new()),
+            max_request_body: u64::MAX,
         }
     }
 }

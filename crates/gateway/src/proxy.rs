@@ -28,6 +28,7 @@ use crate::config::{CompiledApi, CompiledConfig, KeyCheck, Upstream};
 use crate::counters::LocalCounters;
 use crate::error::GatewayError;
 use crate::openid::OpenIdKeyCache;
+use crate::request_body::ClientBody;
 use crate::telemetry::{ErrorInfo, ObservedBody, Record, WorkerTelemetry};
 use crate::upstream::{PoolSettings, UpstreamBody, UpstreamPool};
 use crate::{ConfigHandle, GatewaySettings, forwarded, route};
@@ -63,7 +64,7 @@ struct Client {
 }
 
 /// Bodies the gateway sends to backends: its own (buffered or replaced), or the client's stream.
-pub type Body = Either<Full<Bytes>, Incoming>;
+pub type Body = Either<Full<Bytes>, ClientBody>;
 
 /// Bodies the gateway answers with: its own fixed or buffered answers, or a backend's stream.
 pub type ResponseBody = Either<Full<Bytes>, UpstreamBody>;
@@ -192,6 +193,10 @@ impl Worker {
         // Hop-by-hop headers go before anything looks at the request, so every decision
         // below (preflight, key, policies) sees the headers the pipeline and the backend see.
         strip_hop_by_hop(req.headers_mut());
+        let limit = self.settings.max_request_body;
+        if limit != u64::MAX && record.bytes_in > limit {
+            return Err(GatewayError::BodyTooLarge(limit));
+        }
         let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
             req.uri()
                 .authority()
@@ -275,7 +280,7 @@ impl Worker {
                     &upstream.authority,
                     uri,
                     headers,
-                    Either::Right(body),
+                    Either::Right(ClientBody::new(body, limit)),
                     self.settings.backend_timeout,
                 )
                 .await;
@@ -366,7 +371,7 @@ impl Worker {
             worker: self,
             upstream: api.upstream.as_ref(),
             api_id: &api.id,
-            body: Some(body),
+            body: Some(ClientBody::new(body, limit)),
             response_stream: None,
             backend_status: None,
             backend_time: None,
@@ -477,7 +482,13 @@ impl Worker {
         tokio::time::timeout(timeout, self.client.send(authority, outgoing))
             .await
             .map_err(|_| GatewayError::BackendTimeout(timeout))?
-            .map_err(GatewayError::BackendUnreachable)
+            .map_err(|e| {
+                if crate::request_body::exceeded(&e) {
+                    GatewayError::BodyTooLarge(self.settings.max_request_body)
+                } else {
+                    GatewayError::BackendUnreachable(e)
+                }
+            })
     }
 
     fn request_id(&self, headers: &HeaderMap) -> HeaderValue {
@@ -738,7 +749,7 @@ struct GatewayIo<'a> {
     upstream: Option<&'a Upstream>,
     api_id: &'a Arc<str>,
     /// The client's body while it still streams.
-    body: Option<Incoming>,
+    body: Option<ClientBody>,
     /// The backend's body while it still streams.
     response_stream: Option<UpstreamBody>,
     /// The last backend call's status and how long its headers took.
@@ -880,6 +891,15 @@ impl Io for GatewayIo<'_> {
             GatewayError::BackendTimeout(t) => {
                 PolicyError::backend_timeout(format!("the backend did not answer within {t:?}"))
             }
+            GatewayError::BodyTooLarge(limit) => PolicyError {
+                source: "gateway".into(),
+                reason: "RequestEntityTooLarge".into(),
+                message: format!(
+                    "the request body is larger than {limit} bytes, the most this gateway forwards"
+                ),
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                body: r#"{"statusCode":413,"message":"Request entity too large"}"#,
+            },
             other => PolicyError::backend_unreachable(other.to_string()),
         })?;
         self.backend_status = Some(response.status().as_u16());

@@ -893,3 +893,54 @@ async fn try_it_behind_a_trusted_proxy_carries_the_forwarded_user_address() {
     assert_eq!(remote.try_it(&csrf, &sub, "inside", "get").await, 200);
     assert_eq!(backend.last().headers["x-client-ip"], "127.0.0.1");
 }
+
+// Finding 5, body limit: the gateway forwards no request body past --max-request-body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_bodies_over_the_limit_get_413() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("edge-body", &["--max-request-body", "1KiB"]).await;
+    gh.simple_api("lim", "lim", &backend.url(), true).await;
+    gh.simple_api("limp", "limp", &backend.url(), true).await;
+    // A policy, so calls to `limp` take the pipeline rather than the fast path.
+    set_policy(&gh, "/mgmt/apis/limp/policy", ECHO_CLIENT).await;
+    let port = gh.gateway_port;
+    let post = |path: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let chunked = |path: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        )
+    };
+    let small = "s".repeat(512);
+    let big = "b".repeat(2048);
+    until_status(&gh, port, &post("/limp/x", &small), 200).await;
+    let before = backend.count();
+    for path in ["/lim/x", "/limp/x"] {
+        let answer = raw(port, &post(path, &big)).await;
+        assert_eq!(answer.status, 413, "{path}: {answer:?}");
+        assert_eq!(
+            answer.body,
+            r#"{"statusCode":413,"message":"Request entity too large"}"#
+        );
+    }
+    assert_eq!(backend.count(), before, "a declared large body went on");
+    for path in ["/lim/x", "/limp/x"] {
+        let answer = raw(port, &chunked(path, &big)).await;
+        assert_eq!(answer.status, 413, "{path}: {answer:?}");
+    }
+    for path in ["/lim/x", "/limp/x"] {
+        assert_eq!(raw(port, &post(path, &small)).await.status, 200);
+        assert_eq!(backend.last().body.len(), 512);
+        assert_eq!(raw(port, &chunked(path, &small)).await.status, 200);
+        assert_eq!(backend.last().body.len(), 512);
+    }
+    // Whatever reached the backend of a cut-off stream, no body past the limit did.
+    for received in backend.seen.lock().unwrap().iter() {
+        assert!(received.body.len() <= 1024, "{} bytes", received.body.len());
+    }
+}
