@@ -59,7 +59,7 @@ pub enum Command {
     /// Run the control plane and a built-in gateway on this machine.
     Up(Box<UpArgs>),
     /// Run the control plane alone.
-    ControlPlane(ControlPlaneArgs),
+    ControlPlane(Box<ControlPlaneArgs>),
     /// Manage APIs.
     #[command(subcommand)]
     Api(ApiCommand),
@@ -97,6 +97,39 @@ pub struct ServerArgs {
     /// [default: 30d].
     #[arg(long, env = "GATEHOUSE_TELEMETRY_RETENTION")]
     pub telemetry_retention: Option<String>,
+    #[command(flatten)]
+    pub limits: ListenerArgs,
+    /// Proxies whose X-Forwarded-For the gateway believes, e.g. 10.0.0.0/8,::1: requests from
+    /// them are attributed to the right-most address in the chain that is not one of them
+    /// [default: none; the peer is the client and X-Forwarded-For is replaced].
+    #[arg(long, env = "GATEHOUSE_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+}
+
+/// Timeouts and caps of every listener of the process (gateway, control plane, admin).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ListenerArgs {
+    /// How long a client may take to send a request's headers, from its first byte; slower
+    /// connections are closed [default: 10s].
+    #[arg(long, env = "GATEHOUSE_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// How long a kept-alive connection may wait for its next request [default: 75s].
+    #[arg(long, env = "GATEHOUSE_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Connections each listener holds open at once; more are closed at once [default: 10000].
+    #[arg(long, env = "GATEHOUSE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// The most bytes of request line and headers, at least 8KiB; more get 431
+    /// [default: 64KiB].
+    #[arg(long, env = "GATEHOUSE_MAX_HEADER_SIZE")]
+    pub max_header_size: Option<String>,
+    /// The most header fields in one request; more get 431 [default: 100].
+    #[arg(long, env = "GATEHOUSE_MAX_HEADERS")]
+    pub max_headers: Option<usize>,
+    /// The gateway's largest request body, e.g. 100MiB; larger ones get 413, `none` for no
+    /// limit [default: none].
+    #[arg(long, env = "GATEHOUSE_MAX_REQUEST_BODY")]
+    pub max_request_body: Option<String>,
 }
 
 /// What a gateway records about its traffic: access logs, metrics and uploads.

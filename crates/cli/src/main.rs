@@ -60,7 +60,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => serve::up(cli.global, *args).await,
-            Command::ControlPlane(args) => serve::control_plane(cli.global, args).await,
+            Command::ControlPlane(args) => serve::control_plane(cli.global, *args).await,
             Command::Api(cmd) => client::api(cli.global, cmd).await,
             Command::Product(cmd) => client::product(cli.global, cmd).await,
             Command::Subscription(cmd) => client::subscription(cli.global, cmd).await,

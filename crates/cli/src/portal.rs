@@ -180,6 +180,9 @@ pub fn router(
             .clone()
             .or_else(|| file.portal_templates.clone()),
         gateway_urls,
+        tryit_key: Some(gatehouse_portal::tryit::SigningKey::new(
+            &control.tryit_key(),
+        )),
         ..PortalConfig::default()
     };
     let templates_dir = config.templates_dir.clone();

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use gatehouse_control::{BUILT_IN_GATEWAY, ControlPlane, ControlSettings, Opened, Update};
+use gatehouse_gateway::forwarded::Cidr;
 use gatehouse_gateway::{ConfigHandle, GatewaySettings, RunningGateway};
 use gatehouse_model::snapshot::Snapshot;
 
@@ -141,6 +142,8 @@ fn prepare_data_dir(dir: &PathBuf) -> Result<(), Failure> {
 
 struct Common {
     data: PathBuf,
+    limits: gatehouse_gateway::listener::ListenerLimits,
+    trusted_proxies: Arc<[Cidr]>,
     telemetry: gatehouse_control::TelemetrySettings,
     control_addr: SocketAddr,
     control: ControlSettings,
@@ -182,6 +185,11 @@ fn common(global: &Global, server: &ServerArgs, default_listen: &str) -> Result<
         telemetry.retention_days = days as u32;
     }
     Ok(Common {
+        limits: crate::settings::listener_limits(&server.limits, &file)?,
+        trusted_proxies: crate::settings::trusted_proxies(
+            server.trusted_proxies.as_deref(),
+            &file,
+        )?,
         telemetry,
         data,
         control_addr,
@@ -352,6 +360,9 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         }
         settings.workers = w;
     }
+    settings.limits = common.limits;
+    settings.trusted_proxies = common.trusted_proxies.clone();
+    settings.max_request_body = crate::settings::max_request_body(&args.server.limits, file)?;
     let grace = settings.shutdown_grace;
     let admin_addr = parse_addr(
         "--gateway-admin-listen",
@@ -417,7 +428,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         config,
         link: Some(status.clone()),
     };
-    let (_, admin) = gatehouse_gateway::admin::start(admin_addr, status, sources)
+    let (_, admin) = gatehouse_gateway::admin::start(admin_addr, status, sources, common.limits)
         .await
         .map_err(|e| {
             Failure::runtime(format!(
@@ -449,17 +460,18 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let portal = crate::portal::router(&control, &args.portal, file, Some(gateway_url.clone()))?;
-    let app = control
-        .router()
-        .merge(portal)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let app = control.router().merge(portal);
+    let limits = common.limits;
+    let server = tokio::spawn(serve_control(
+        listener,
+        app,
+        limits,
+        common.trusted_proxies.clone(),
+        async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        },
+        grace,
+    ));
 
     let demo_curl = if args.demo {
         let backend = crate::echo::start(SocketAddr::from(([127, 0, 0, 1], 8091)))
@@ -498,10 +510,8 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     }
     admin.abort();
     sync.abort();
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "control plane server ended with an error"),
-        Err(e) => tracing::warn!(error = %e, "control plane server task failed"),
+    if let Err(e) = server.await {
+        tracing::warn!(error = %e, "control plane server task failed");
     }
     control.store().close().await;
     tracing::info!("stopped");
@@ -528,16 +538,54 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
         display_addr(common.control_addr)
     );
     print_admin_token(&opened.admin_token, opened.admin_token_created, &common);
-    let app = control
-        .router()
-        .merge(portal)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Failure::runtime(format!("the control plane stopped: {e}")))?;
+    let app = control.router().merge(portal);
+    serve_control(
+        listener,
+        app,
+        common.limits,
+        common.trusted_proxies.clone(),
+        shutdown_signal(),
+        Duration::from_secs(30),
+    )
+    .await;
     control.store().close().await;
     Ok(())
+}
+
+/// Serves the control plane's router (management API and portal) with the listener limits.
+/// Handlers see the client's address as axum's `ConnectInfo`: the peer's, or, when the peer
+/// is one of `trusted_proxies`, the right-most untrusted `X-Forwarded-For` address (so the
+/// portal signs the user's address into Try it calls, and throttles count per user).
+async fn serve_control(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: gatehouse_gateway::listener::ListenerLimits,
+    trusted_proxies: Arc<[Cidr]>,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) {
+    let service = move |remote: SocketAddr| {
+        let app = hyper_util::service::TowerToHyperService::new(app.clone());
+        let trusted = gatehouse_gateway::forwarded::is_trusted(&trusted_proxies, remote.ip())
+            .then(|| trusted_proxies.clone());
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let client = trusted
+                .as_deref()
+                .and_then(|t| {
+                    let chain = req
+                        .headers()
+                        .get_all("x-forwarded-for")
+                        .iter()
+                        .filter_map(|v| v.to_str().ok());
+                    gatehouse_gateway::forwarded::client_from_chain(t, chain)
+                })
+                .map_or(remote, |ip| SocketAddr::new(ip, remote.port()));
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(client));
+            hyper::service::Service::call(&app, req)
+        })
+    };
+    gatehouse_gateway::listener::serve(listener, limits, service, shutdown, grace).await;
 }
 
 fn instance_name() -> String {
@@ -654,6 +702,10 @@ pub async fn gateway(global: Global, args: crate::args::GatewayRunArgs) -> Resul
         }
         gateway.workers = w;
     }
+    gateway.limits = crate::settings::listener_limits(&args.server.limits, &file)?;
+    gateway.trusted_proxies =
+        crate::settings::trusted_proxies(args.server.trusted_proxies.as_deref(), &file)?;
+    gateway.max_request_body = crate::settings::max_request_body(&args.server.limits, &file)?;
     let instance = pick(&args.name, &file.name).unwrap_or_else(instance_name);
     // The token is checked properly when the gateway starts; here it only names the gateway
     // in the traces' resource.

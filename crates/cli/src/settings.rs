@@ -47,6 +47,13 @@ pub struct FileSettings {
     pub telemetry_spool_size: Option<String>,
     pub location: Option<String>,
     pub telemetry_retention: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_header_size: Option<String>,
+    pub max_headers: Option<usize>,
+    pub max_request_body: Option<String>,
+    pub trusted_proxies: Option<String>,
 }
 
 impl FileSettings {
@@ -117,6 +124,91 @@ pub fn otlp_endpoint(flag: Option<&str>, file: &FileSettings) -> Result<Option<S
     gatehouse_gateway::otel::traces_url(endpoint)
         .map_err(|e| Failure::input(format!("{e}, or leave {source} unset to turn tracing off")))?;
     Ok(Some(endpoint.to_owned()))
+}
+
+/// The listeners' timeouts and caps: flags and environment first, then the settings file.
+pub fn listener_limits(
+    args: &crate::args::ListenerArgs,
+    file: &FileSettings,
+) -> Result<gatehouse_gateway::listener::ListenerLimits, Failure> {
+    let mut limits = gatehouse_gateway::listener::ListenerLimits::default();
+    let positive = |what: &str, d: Duration| {
+        if d.is_zero() {
+            Err(Failure::input(format!("{what} must be longer than 0s")))
+        } else {
+            Ok(d)
+        }
+    };
+    if let Some(t) = args
+        .header_read_timeout
+        .as_deref()
+        .or(file.header_read_timeout.as_deref())
+    {
+        limits.header_read_timeout = positive(
+            "--header-read-timeout",
+            parse_duration("--header-read-timeout", t)?,
+        )?;
+    }
+    if let Some(t) = args
+        .idle_timeout
+        .as_deref()
+        .or(file.idle_timeout.as_deref())
+    {
+        limits.idle_timeout = positive("--idle-timeout", parse_duration("--idle-timeout", t)?)?;
+    }
+    if let Some(n) = args.max_connections.or(file.max_connections) {
+        if n == 0 {
+            return Err(Failure::input("--max-connections must be at least 1"));
+        }
+        limits.max_connections = n;
+    }
+    if let Some(t) = args
+        .max_header_size
+        .as_deref()
+        .or(file.max_header_size.as_deref())
+    {
+        let size = parse_size("--max-header-size", t)?;
+        let min = gatehouse_gateway::listener::MIN_HEADER_SIZE as u64;
+        if size < min {
+            return Err(Failure::input(format!(
+                "--max-header-size '{t}' is below the smallest the server can use, 8KiB"
+            )));
+        }
+        limits.max_header_size = usize::try_from(size).unwrap_or(usize::MAX);
+    }
+    if let Some(n) = args.max_headers.or(file.max_headers) {
+        if n == 0 {
+            return Err(Failure::input("--max-headers must be at least 1"));
+        }
+        limits.max_headers = n;
+    }
+    Ok(limits)
+}
+
+/// The gateway's largest request body in bytes; `u64::MAX` for no limit.
+pub fn max_request_body(
+    args: &crate::args::ListenerArgs,
+    file: &FileSettings,
+) -> Result<u64, Failure> {
+    match args
+        .max_request_body
+        .as_deref()
+        .or(file.max_request_body.as_deref())
+        .map(str::trim)
+    {
+        None | Some("none") => Ok(u64::MAX),
+        Some(text) => parse_size("--max-request-body", text),
+    }
+}
+
+/// The proxies whose `X-Forwarded-For` the gateway believes, parsed once at startup.
+pub fn trusted_proxies(
+    flag: Option<&str>,
+    file: &FileSettings,
+) -> Result<std::sync::Arc<[gatehouse_gateway::forwarded::Cidr]>, Failure> {
+    let text = flag.or(file.trusted_proxies.as_deref()).unwrap_or("");
+    gatehouse_gateway::forwarded::Cidr::parse_list(text)
+        .map_err(|e| Failure::input(format!("--trusted-proxies: {e}")))
 }
 
 /// Parses `30s`, `500ms`, `5m`, `1h` or a plain number of seconds.
@@ -237,6 +329,70 @@ mod tests {
         };
         let bad = otlp_endpoint(None, &file).unwrap_err();
         assert!(bad.message.contains("settings file"), "{}", bad.message);
+    }
+
+    #[test]
+    fn listener_limits_come_from_flags_then_the_file() {
+        use crate::args::ListenerArgs;
+        let none = FileSettings::default();
+        let defaults = listener_limits(&ListenerArgs::default(), &none).unwrap();
+        assert_eq!(
+            defaults,
+            gatehouse_gateway::listener::ListenerLimits::default()
+        );
+        let file = FileSettings {
+            header_read_timeout: Some("3s".into()),
+            max_headers: Some(50),
+            ..FileSettings::default()
+        };
+        let flags = ListenerArgs {
+            header_read_timeout: Some("2s".into()),
+            max_header_size: Some("16KiB".into()),
+            ..ListenerArgs::default()
+        };
+        let l = listener_limits(&flags, &file).unwrap();
+        assert_eq!(l.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(l.max_headers, 50);
+        assert_eq!(l.max_header_size, 16 * 1024);
+        for bad in [
+            ListenerArgs {
+                max_header_size: Some("4KiB".into()),
+                ..ListenerArgs::default()
+            },
+            ListenerArgs {
+                idle_timeout: Some("0s".into()),
+                ..ListenerArgs::default()
+            },
+            ListenerArgs {
+                max_connections: Some(0),
+                ..ListenerArgs::default()
+            },
+        ] {
+            assert_eq!(listener_limits(&bad, &none).unwrap_err().code, 2);
+        }
+        assert_eq!(
+            max_request_body(&ListenerArgs::default(), &none).unwrap(),
+            u64::MAX
+        );
+        let capped = ListenerArgs {
+            max_request_body: Some("1MiB".into()),
+            ..ListenerArgs::default()
+        };
+        assert_eq!(max_request_body(&capped, &none).unwrap(), 1024 * 1024);
+        let bad = ListenerArgs {
+            max_request_body: Some("lots".into()),
+            ..ListenerArgs::default()
+        };
+        assert!(max_request_body(&bad, &none).is_err());
+        assert_eq!(trusted_proxies(None, &none).unwrap().len(), 0);
+        assert_eq!(
+            trusted_proxies(Some("10.0.0.0/8, 127.0.0.1"), &none)
+                .unwrap()
+                .len(),
+            2
+        );
+        let bad = trusted_proxies(Some("10.0.0.0/40"), &none).unwrap_err();
+        assert!(bad.message.contains("--trusted-proxies"), "{}", bad.message);
     }
 
     #[test]

@@ -102,6 +102,8 @@ pub(crate) struct Compiled {
     policy_fragments: BTreeMap<String, String>,
     /// The gateway's hostname certificates and CA certificates, opened.
     tls: SnapshotTls,
+    /// The Try it signing key, base64 (see `gatehouse_model::tryit`).
+    tryit_key: Option<String>,
 }
 
 /// A scope as the index keys it: `/apis`, `/apis/{id}` or `/products/{id}`.
@@ -228,6 +230,7 @@ impl Compiled {
             named_values: BTreeMap::new(),
             policy_fragments: BTreeMap::new(),
             tls: SnapshotTls::default(),
+            tryit_key: None,
         }
     }
 
@@ -301,6 +304,10 @@ impl Compiled {
             )
         };
         let mut c = Self::empty(gateway_id, revision, assigned);
+        c.tryit_key = Some(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            sealer.tryit_key(),
+        ));
         let started = std::time::Instant::now();
         let mut phases = Vec::new();
 
@@ -847,6 +854,7 @@ impl Compiled {
             named_values: self.named_values.clone(),
             policy_fragments: self.policy_fragments.clone(),
             tls: self.tls.clone(),
+            tryit_key: self.tryit_key.clone(),
         }
     }
 }

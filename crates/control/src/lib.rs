@@ -189,6 +189,12 @@ impl ControlPlane {
         &self.store
     }
 
+    /// The key the developer portal signs Try it calls with; gateways get it in their
+    /// snapshots (see `gatehouse_model::tryit`).
+    pub fn tryit_key(&self) -> [u8; 32] {
+        self.sealer.tryit_key()
+    }
+
     pub(crate) fn sealer(&self) -> &Sealer {
         &self.sealer
     }

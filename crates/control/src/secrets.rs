@@ -102,6 +102,9 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// Seals and opens secrets stored by the control plane.
 pub struct Sealer {
     key: LessSafeKey,
+    /// Signs the portal's Try it calls (`gatehouse_model::tryit`); derived from the secret
+    /// key, so it stays the same across restarts and needs no file of its own.
+    tryit_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -116,9 +119,19 @@ impl Sealer {
     pub fn new(key: &[u8; 32]) -> Result<Self, SecretError> {
         let unbound = UnboundKey::new(&AES_256_GCM, key)
             .map_err(|_| SecretError::Invalid("bad encryption key".into()))?;
+        let derive = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+        let tag = aws_lc_rs::hmac::sign(&derive, b"gatehouse try-it signing key v1");
+        let mut tryit_key = [0u8; 32];
+        tryit_key.copy_from_slice(tag.as_ref());
         Ok(Self {
             key: LessSafeKey::new(unbound),
+            tryit_key,
         })
+    }
+
+    /// The key that signs Try it calls, shipped to gateways in their snapshots.
+    pub fn tryit_key(&self) -> [u8; 32] {
+        self.tryit_key
     }
 
     /// Loads the key from `GATEHOUSE_SECRET_KEY` (base64 of 32 bytes) if given, else from

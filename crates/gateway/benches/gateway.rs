@@ -111,6 +111,7 @@ fn snapshot(apis: usize, subscriptions: usize, policies: bool) -> Snapshot {
         named_values: Default::default(),
         policy_fragments: Default::default(),
         tls: Default::default(),
+        tryit_key: None,
     }
 }
 
@@ -269,7 +270,9 @@ fn telemetry_benches(c: &mut Criterion) {
         r.operation = Some(op.clone());
         r.product = Some(product.clone());
         r.subscription = Some(sub.clone());
-        r.key_query = Some("subscription-key".into());
+        r.key_params = Some(std::sync::Arc::from(vec![std::sync::Arc::<str>::from(
+            "subscription-key",
+        )]));
         r.status = 200;
         r.backend_status = Some(200);
         r.backend_time = Some(Duration::from_micros(870));

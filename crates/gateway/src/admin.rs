@@ -10,37 +10,33 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::status::{State, Status};
 
-/// Binds the admin address and serves it on the current runtime until the task is dropped.
+/// Binds the admin address and serves it on the current runtime until the task is dropped,
+/// with the same connection limits as the gateway's listener.
 pub async fn start(
     addr: SocketAddr,
     status: Arc<Status>,
     metrics: crate::metrics::Sources,
+    limits: crate::listener::ListenerLimits,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let metrics = Arc::new(metrics);
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let status = status.clone();
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    answer(status.clone(), metrics.clone(), req)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    let service = move |_: SocketAddr| {
+        let status = status.clone();
+        let metrics = metrics.clone();
+        hyper::service::service_fn(move |req| answer(status.clone(), metrics.clone(), req))
+    };
+    let task = tokio::spawn(crate::listener::serve(
+        listener,
+        limits,
+        service,
+        std::future::pending(),
+        std::time::Duration::ZERO,
+    ));
     Ok((local, task))
 }
 

@@ -113,6 +113,11 @@ pub struct CompiledConfig {
     /// For each product, its id and display name (`context.Product`).
     pub products: Arc<Vec<(Arc<str>, Arc<str>)>>,
     keys: KeyIndex,
+    /// Every query parameter name that carries a subscription key (`subscription-key` and
+    /// each API's own), so logs drop them from any URL, matched or not.
+    pub key_params: Arc<[Arc<str>]>,
+    /// Verifies the user address of the portal's Try it calls; `None`: none is believed.
+    pub tryit: Option<crate::tryit::TryItKey>,
     /// What an update needs to compile APIs the way this configuration was compiled.
     sources: Arc<Sources>,
     /// The hostname certificates and CA certificates of the snapshot, compiled once; shared
@@ -241,6 +246,34 @@ fn index_all_keys(
     }
     Ok(keys)
 }
+
+/// The snapshot's Try it key. One that does not decode is left out (with a warning): Try it
+/// calls are then seen from the control plane's address, and the rest of the configuration
+/// still serves.
+fn tryit_key(snapshot: &Snapshot) -> Option<crate::tryit::TryItKey> {
+    let text = snapshot.tryit_key.as_deref()?;
+    match crate::tryit::TryItKey::from_snapshot(text) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            tracing::warn!(error = %e, "the configuration's Try it key is unusable; Try it calls keep the control plane's address");
+            None
+        }
+    }
+}
+
+/// The distinct key parameter names of `apis`, the default first.
+fn key_params(apis: &[Option<Arc<CompiledApi>>]) -> Arc<[Arc<str>]> {
+    let mut names: Vec<Arc<str>> = vec![Arc::from(DEFAULT_KEY_QUERY)];
+    for api in apis.iter().flatten() {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(&api.key_query)) {
+            names.push(api.key_query.clone());
+        }
+    }
+    names.into()
+}
+
+/// Azure's name of the subscription key query parameter, when an API names none.
+pub const DEFAULT_KEY_QUERY: &str = "subscription-key";
 
 fn depth(path: &str) -> usize {
     if path.is_empty() {
@@ -423,9 +456,12 @@ impl CompiledConfig {
         let product_index = product_index(&snapshot.products);
         let keys = index_all_keys(&snapshot.subscriptions, &by_id, &product_index, revision)?;
 
+        let tryit = tryit_key(snapshot);
         Ok(Self {
             revision,
             gateway_id: snapshot.gateway_id.as_str().into(),
+            tryit,
+            key_params: key_params(&apis),
             apis: Arc::new(apis),
             by_path: Arc::new(by_path),
             by_id: Arc::new(by_id),
@@ -519,6 +555,8 @@ impl CompiledConfig {
                 product_apis: self.product_apis.clone(),
                 products: self.products.clone(),
                 keys,
+                key_params: self.key_params.clone(),
+                tryit: tryit_key(snapshot),
                 sources: self.sources.clone(),
                 tls: self.updated_tls(delta, snapshot),
             });
@@ -630,6 +668,8 @@ impl CompiledConfig {
         Ok(Self {
             revision,
             gateway_id: self.gateway_id.clone(),
+            tryit: tryit_key(snapshot),
+            key_params: key_params(&apis),
             apis: Arc::new(apis),
             by_path: Arc::new(by_path),
             by_id: Arc::new(by_id),

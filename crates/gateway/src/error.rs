@@ -14,6 +14,10 @@ use crate::proxy::ResponseBody;
 pub enum GatewayError {
     #[error("no API or operation matches the request")]
     NotFound,
+    #[error("the request path climbs above its root or hides a dot segment")]
+    BadPath,
+    #[error("the request body is larger than {0} bytes, the most this gateway forwards")]
+    BodyTooLarge(u64),
     #[error("the request has no subscription key")]
     MissingKey,
     #[error("the subscription key is not valid for this API")]
@@ -35,6 +39,8 @@ impl GatewayError {
     pub fn info(&self) -> crate::telemetry::ErrorInfo {
         let (source, reason) = match self {
             Self::NotFound => ("configuration", "OperationNotFound"),
+            Self::BadPath => ("gateway", "InvalidRequestPath"),
+            Self::BodyTooLarge(_) => ("gateway", "RequestEntityTooLarge"),
             Self::MissingKey => ("authorization", "SubscriptionKeyNotFound"),
             Self::InvalidKey => ("authorization", "SubscriptionKeyInvalid"),
             Self::NotReady => ("gateway", "ConfigurationNotLoaded"),
@@ -53,6 +59,14 @@ impl GatewayError {
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
                 r#"{"statusCode":404,"message":"Resource not found"}"#,
+            ),
+            Self::BadPath => (
+                StatusCode::BAD_REQUEST,
+                r#"{"statusCode":400,"message":"The request path is not valid."}"#,
+            ),
+            Self::BodyTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                r#"{"statusCode":413,"message":"Request entity too large"}"#,
             ),
             Self::MissingKey => (
                 StatusCode::UNAUTHORIZED,

@@ -12,17 +12,22 @@ pub mod cache;
 pub mod config;
 pub mod counters;
 pub mod error;
+pub mod forwarded;
 pub mod link;
+pub mod listener;
 pub mod metrics;
 pub mod openid;
 pub mod otel;
 pub mod outbound_tls;
+pub mod path;
 pub mod proxy;
+pub mod request_body;
 pub mod route;
 pub mod selfhosted;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+pub mod tryit;
 pub mod upload;
 pub mod upstream;
 
@@ -47,6 +52,12 @@ pub struct GatewaySettings {
     pub shutdown_grace: Duration,
     /// CA certificates (PEM files) trusted for https backends besides the OS roots.
     pub trusted_ca: Vec<std::path::PathBuf>,
+    /// Timeouts and caps of the gateway's listener.
+    pub limits: listener::ListenerLimits,
+    /// Peers whose `X-Forwarded-For` is believed (see [`forwarded`]); empty: nobody's.
+    pub trusted_proxies: Arc<[forwarded::Cidr]>,
+    /// The most bytes of a request body forwarded (see [`request_body`]); `u64::MAX`: no limit.
+    pub max_request_body: u64,
 }
 
 impl Default for GatewaySettings {
@@ -56,6 +67,9 @@ impl Default for GatewaySettings {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace: Duration::from_secs(30),
             trusted_ca: Vec::new(),
+            limits: listener::ListenerLimits::default(),
+            trusted_proxies: Arc::from(Vec::new()),
+            max_request_body: u64::MAX,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -27,12 +28,43 @@ use crate::config::{CompiledApi, CompiledConfig, KeyCheck, Upstream};
 use crate::counters::LocalCounters;
 use crate::error::GatewayError;
 use crate::openid::OpenIdKeyCache;
+use crate::request_body::ClientBody;
 use crate::telemetry::{ErrorInfo, ObservedBody, Record, WorkerTelemetry};
 use crate::upstream::{PoolSettings, UpstreamBody, UpstreamPool};
-use crate::{ConfigHandle, GatewaySettings, route};
+use crate::{ConfigHandle, GatewaySettings, forwarded, route};
+
+/// The other end of a connection, made once per connection: its address, as text (logs,
+/// `context.Request.IpAddress`) and as the `X-Forwarded-For` value backends get.
+#[derive(Debug)]
+pub struct Peer {
+    pub ip: IpAddr,
+    text: Arc<str>,
+    header: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(ip: IpAddr) -> Self {
+        let text = ip.to_string();
+        let header =
+            HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self {
+            ip,
+            text: text.into(),
+            header,
+        }
+    }
+}
+
+/// Who sent a request: the client's address as the gateway believes it, the connection's
+/// peer, and whether that peer is a trusted proxy.
+struct Client {
+    ip: Arc<str>,
+    peer: Arc<Peer>,
+    trusted: bool,
+}
 
 /// Bodies the gateway sends to backends: its own (buffered or replaced), or the client's stream.
-pub type Body = Either<Full<Bytes>, Incoming>;
+pub type Body = Either<Full<Bytes>, ClientBody>;
 
 /// Bodies the gateway answers with: its own fixed or buffered answers, or a backend's stream.
 pub type ResponseBody = Either<Full<Bytes>, UpstreamBody>;
@@ -44,6 +76,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRYIT: HeaderName = HeaderName::from_static(gatehouse_model::tryit::HEADER);
 
 /// Azure's health probe path: 200 once a configuration is loaded.
 pub const STATUS_PATH: &str = "/status-0123456789abcdef";
@@ -101,14 +134,33 @@ impl Worker {
     /// Serves one request. Never fails: every error becomes a response here.
     pub async fn handle(
         self: Arc<Self>,
-        ip: Arc<str>,
-        req: Request<Incoming>,
+        peer: Arc<Peer>,
+        mut req: Request<Incoming>,
     ) -> Result<Response<ObservedBody>, Infallible> {
         let request_id = self.request_id(req.headers());
         let config = self.config.current();
         if config.is_some() && req.uri().path() == STATUS_PATH {
             // Health probes are not traffic: no log line, no metrics.
             return Ok(status_ok(&request_id).map(ObservedBody::plain));
+        }
+        let trusted = !self.settings.trusted_proxies.is_empty()
+            && forwarded::is_trusted(&self.settings.trusted_proxies, peer.ip);
+        let mut ip = if trusted {
+            self.client_behind(req.headers(), &peer.text)
+        } else {
+            peer.text.clone()
+        };
+        // Taken out here, read or not: never for policies or backends to see.
+        if let Some(value) = req.headers_mut().remove(TRYIT)
+            && let Some(key) = config.as_ref().and_then(|c| c.tryit.as_ref())
+        {
+            let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if let Some(user) = key.verify(value.as_bytes(), req.method().as_str(), target, now) {
+                ip = user.to_string().into();
+            }
         }
         let mut record =
             self.telemetry
@@ -118,8 +170,13 @@ impl Worker {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .unwrap_or(0);
+        let client = Client { ip, peer, trusted };
         let result = match config {
-            Some(config) => self.serve(&config, ip, &request_id, req, &mut record).await,
+            Some(config) => {
+                record.key_params = Some(config.key_params.clone());
+                self.serve(&config, client, &request_id, req, &mut record)
+                    .await
+            }
             None => Err(GatewayError::NotReady),
         };
         let response = match result {
@@ -140,18 +197,42 @@ impl Worker {
     async fn serve(
         &self,
         config: &CompiledConfig,
-        ip: Arc<str>,
+        client: Client,
         request_id: &HeaderValue,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         record: &mut Record,
     ) -> Result<Response<ResponseBody>, GatewayError> {
-        let path = req.uri().path();
+        // Hop-by-hop headers go before anything looks at the request, so every decision
+        // below (preflight, key, policies) sees the headers the pipeline and the backend see.
+        strip_hop_by_hop(req.headers_mut());
+        let limit = self.settings.max_request_body;
+        if limit != u64::MAX && record.bytes_in > limit {
+            return Err(GatewayError::BodyTooLarge(limit));
+        }
+        let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let normalized =
+            crate::path::normalize(req.uri().path()).map_err(|_| GatewayError::BadPath)?;
+        let path: &str = &normalized.path;
         let (api, rest) = config.find_api(path).ok_or(GatewayError::NotFound)?;
+        if normalized.floor != usize::MAX {
+            // A `..` that left the API's path on the way (`/demo/../other`): refused rather
+            // than served by whichever API the path lands in.
+            let api_depth = path[..path.len() - rest.len()]
+                .bytes()
+                .filter(|&b| b == b'/')
+                .count();
+            if normalized.left_root(api_depth) {
+                return Err(GatewayError::BadPath);
+            }
+        }
         if !api.http {
             return Err(GatewayError::NotFound);
         }
         record.api = Some(api.id.clone());
-        record.key_query = Some(api.key_query.clone());
         let preflight = is_preflight(&req);
         let op = match route::find(&api.operations, req.method(), rest) {
             Some(op) => op,
@@ -183,6 +264,10 @@ impl Worker {
             .and_then(|p| config.products.get(p))
             .map(|p| p.0.clone());
         let pipeline = op.policy.for_product(product);
+        if answers_preflight && subscription.is_none() && !api.open && pipeline.plain_forward {
+            // Let through without a key as a preflight, yet nothing would answer it as one.
+            return Err(GatewayError::MissingKey);
+        }
 
         if pipeline.plain_forward {
             // The fast path: nothing to run but the forward itself.
@@ -193,7 +278,7 @@ impl Worker {
             let uri = upstream_uri(upstream, rest, req.uri().query(), &api.key_query)?;
             let (parts, body) = req.into_parts();
             let mut headers =
-                self.outgoing_headers(parts.headers, &parts.uri, api, &ip, request_id);
+                self.outgoing_headers(parts.headers, original_host, api, &client, request_id);
             headers.insert(header::HOST, upstream.host.clone());
             let call = record.trace.as_mut().map(|t| {
                 let call = t.child(crate::otel::BACKEND_CALL);
@@ -207,7 +292,7 @@ impl Worker {
                     &upstream.target,
                     uri,
                     headers,
-                    Either::Right(body),
+                    Either::Right(ClientBody::new(body, limit)),
                     self.settings.backend_timeout,
                 )
                 .await;
@@ -221,19 +306,17 @@ impl Worker {
         }
 
         let rest = rest.to_owned();
+        let keyless = subscription.is_none();
         let mut key = key.map(std::borrow::Cow::into_owned);
         let query = without_key(req.uri().query(), &api.key_query);
         let matched = op.matched(&rest);
-        let (parts, body) = req.into_parts();
-        let host = parts
-            .headers
-            .get(header::HOST)
+        let host = original_host
+            .as_ref()
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
             .unwrap_or_default();
         let original_url = {
-            let (path, query) = (parts.uri.path(), parts.uri.query());
+            let query = req.uri().query();
             let mut url = String::with_capacity(
                 7 + host.len() + path.len() + query.map_or(0, |q| q.len() + 1),
             );
@@ -246,7 +329,9 @@ impl Worker {
             }
             url
         };
-        let headers = self.outgoing_headers(parts.headers, &parts.uri, api, &ip, request_id);
+        let (parts, body) = req.into_parts();
+        let ip = client.ip.clone();
+        let headers = self.outgoing_headers(parts.headers, original_host, api, &client, request_id);
         let info = RequestInfo {
             api_id: api.id.clone(),
             api_name: api.name.clone(),
@@ -285,11 +370,20 @@ impl Worker {
             },
             info,
         );
+        if answers_preflight
+            && keyless
+            && !api.open
+            && !gatehouse_policy::policies::is_preflight(&ex)
+        {
+            // Let through without a key as a preflight: only the pipeline's preflight answer
+            // may follow, never the operation's policies or the backend.
+            return Err(GatewayError::MissingKey);
+        }
         let mut io = GatewayIo {
             worker: self,
             upstream: api.upstream.as_ref(),
             api_id: &api.id,
-            body: Some(body),
+            body: Some(ClientBody::new(body, limit)),
             response_stream: None,
             backend_status: None,
             backend_time: None,
@@ -343,29 +437,43 @@ impl Worker {
         Ok(response)
     }
 
-    /// The client's headers as the backend should get them: hop-by-hop and the subscription key
-    /// removed, X-Forwarded-* and the request id added.
+    /// The client's headers as the backend should get them (hop-by-hop headers are already
+    /// gone): the subscription key removed, X-Forwarded-* and the request id set by the
+    /// gateway, never passed on as the client wrote them.
     fn outgoing_headers(
         &self,
         mut headers: HeaderMap,
-        uri: &Uri,
+        original_host: Option<HeaderValue>,
         api: &CompiledApi,
-        ip: &str,
+        client: &Client,
         request_id: &HeaderValue,
     ) -> HeaderMap {
-        let original_host = headers.get(header::HOST).cloned().or_else(|| {
-            uri.authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
-        strip_hop_by_hop(&mut headers);
         headers.remove(&api.key_header);
-        forwarded_for(&mut headers, ip);
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        if let Some(host) = original_host {
-            headers.insert(X_FORWARDED_HOST, host);
+        if client.trusted {
+            forwarded_for(&mut headers, &client.peer.text);
+        } else {
+            headers.insert(X_FORWARDED_FOR, client.peer.header.clone());
         }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        match original_host {
+            Some(host) => headers.insert(X_FORWARDED_HOST, host),
+            None => headers.remove(X_FORWARDED_HOST),
+        };
         headers.insert(X_REQUEST_ID, request_id.clone());
         headers
+    }
+
+    /// The client behind a trusted proxy: the right-most untrusted `X-Forwarded-For` entry,
+    /// else the proxy itself.
+    fn client_behind(&self, headers: &HeaderMap, peer: &Arc<str>) -> Arc<str> {
+        let values = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        match forwarded::client_from_chain(&self.settings.trusted_proxies, values) {
+            Some(ip) => ip.to_string().into(),
+            None => peer.clone(),
+        }
     }
 
     /// Sends one request upstream within `timeout` (for the response headers).
@@ -386,7 +494,13 @@ impl Worker {
         tokio::time::timeout(timeout, self.client.send(target, outgoing))
             .await
             .map_err(|_| GatewayError::BackendTimeout(timeout))?
-            .map_err(GatewayError::BackendUnreachable)
+            .map_err(|e| {
+                if crate::request_body::exceeded(&e) {
+                    GatewayError::BodyTooLarge(self.settings.max_request_body)
+                } else {
+                    GatewayError::BackendUnreachable(e)
+                }
+            })
     }
 
     fn request_id(&self, headers: &HeaderMap) -> HeaderValue {
@@ -647,7 +761,7 @@ struct GatewayIo<'a> {
     upstream: Option<&'a Upstream>,
     api_id: &'a Arc<str>,
     /// The client's body while it still streams.
-    body: Option<Incoming>,
+    body: Option<ClientBody>,
     /// The backend's body while it still streams.
     response_stream: Option<UpstreamBody>,
     /// The last backend call's status and how long its headers took.
@@ -789,6 +903,15 @@ impl Io for GatewayIo<'_> {
             GatewayError::BackendTimeout(t) => {
                 PolicyError::backend_timeout(format!("the backend did not answer within {t:?}"))
             }
+            GatewayError::BodyTooLarge(limit) => PolicyError {
+                source: "gateway".into(),
+                reason: "RequestEntityTooLarge".into(),
+                message: format!(
+                    "the request body is larger than {limit} bytes, the most this gateway forwards"
+                ),
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                body: r#"{"statusCode":413,"message":"Request entity too large"}"#,
+            },
             other => PolicyError::backend_unreachable(other.to_string()),
         })?;
         self.backend_status = Some(response.status().as_u16());

@@ -119,12 +119,17 @@ pub async fn run(
         config: config.clone(),
         link: Some(status.clone()),
     };
-    let (admin_addr, admin) = crate::admin::start(settings.admin_listen, status.clone(), sources)
-        .await
-        .map_err(|source| StartError::Admin {
-            addr: settings.admin_listen,
-            source,
-        })?;
+    let (admin_addr, admin) = crate::admin::start(
+        settings.admin_listen,
+        status.clone(),
+        sources,
+        settings.gateway.limits,
+    )
+    .await
+    .map_err(|source| StartError::Admin {
+        addr: settings.admin_listen,
+        source,
+    })?;
     tracing::info!(listen = %gateway.local_addr, admin = %admin_addr, endpoint = %settings.link.endpoint, "gateway started");
 
     let link = Arc::new(Link::new(

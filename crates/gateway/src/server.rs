@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
+use crate::listener::{ConnectionCap, HeadClock, ListenerLimits, Watched};
 use crate::proxy::Worker;
 use crate::{ConfigHandle, GatewaySettings};
 
@@ -75,6 +75,9 @@ impl RunningGateway {
             )),
             outbound_tls,
         };
+        // One cap for the address, whichever worker's socket a connection lands on.
+        let cap = ConnectionCap::new(settings.limits.max_connections);
+        let limits = settings.limits;
         for index in 0..settings.workers.max(1) {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let worker = Arc::new(Worker::new(
@@ -85,6 +88,7 @@ impl RunningGateway {
                 telemetry.worker(index),
             ));
             let stop_rx = stop_rx.clone();
+            let cap = cap.clone();
             let grace = settings.shutdown_grace;
             let handle = std::thread::Builder::new()
                 .name(format!("gateway-{index}"))
@@ -109,7 +113,7 @@ impl RunningGateway {
                         };
                         let local = listener.local_addr().unwrap_or(bound);
                         let _ = ready_tx.send(Ok(local));
-                        accept_loop(listener, worker, stop_rx, grace).await;
+                        accept_loop(listener, worker, stop_rx, grace, cap, limits).await;
                     });
                 })
                 .map_err(ServeError::Runtime)?;
@@ -163,37 +167,39 @@ async fn accept_loop(
     worker: Arc<Worker>,
     mut stop: watch::Receiver<bool>,
     grace: std::time::Duration,
+    cap: ConnectionCap,
+    limits: ListenerLimits,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let (stream, remote) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Out of file descriptors and the like: back off a little instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
+        let Some((stream, remote)) = crate::listener::accepted_or_wait(accepted).await else {
+            continue;
+        };
+        let Some(permit) = cap.admit() else {
+            crate::listener::refuse(stream, remote, limits.max_connections);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let worker = worker.clone();
-        // The client's address as text, once per connection: logs, X-Forwarded-For and
-        // `context.Request.IpAddress` share it.
-        let ip: Arc<str> = remote.ip().to_string().into();
-        let service = service_fn(move |req| worker.clone().handle(ip.clone(), req));
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        // The peer's address as text and as a header value, once per connection: logs,
+        // X-Forwarded-For and `context.Request.IpAddress` share it.
+        let peer = Arc::new(crate::proxy::Peer::new(remote.ip()));
+        let service = service_fn(move |req| worker.clone().handle(peer.clone(), req));
+        let clock = HeadClock::new();
+        let conn = limits
+            .builder(clock.clone())
+            .serve_connection_with_upgrades(TokioIo::new(Watched::new(stream, clock)), service)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);

@@ -305,7 +305,7 @@ impl WorkerTelemetry {
             operation: None,
             product: None,
             subscription: None,
-            key_query: None,
+            key_params: None,
             status: 0,
             backend_status: None,
             backend_time: None,
@@ -464,8 +464,9 @@ pub struct Record {
     pub operation: Option<Arc<str>>,
     pub product: Option<Arc<str>>,
     pub subscription: Option<Arc<str>>,
-    /// The API's subscription-key query parameter, dropped from the logged URL.
-    pub key_query: Option<Arc<str>>,
+    /// The configuration's subscription-key query parameter names, dropped from the logged
+    /// URL (`subscription-key` is dropped without a configuration too).
+    pub key_params: Option<Arc<[Arc<str>]>>,
     pub status: u16,
     pub backend_status: Option<u16>,
     pub backend_time: Option<Duration>,
@@ -479,7 +480,17 @@ pub struct Record {
 }
 
 impl Record {
-    /// Path and query as logged: without the subscription key parameter. Calls `part` with
+    /// Whether a query parameter carries a subscription key. Names are compared ignoring case,
+    /// so a key spelled another way than its API expects is not logged either.
+    fn is_key_param(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case(crate::config::DEFAULT_KEY_QUERY)
+            || self
+                .key_params
+                .as_deref()
+                .is_some_and(|names| names.iter().any(|n| n.eq_ignore_ascii_case(name)))
+    }
+
+    /// Path and query as logged: without subscription key parameters. Calls `part` with
     /// the path, then each separator (`?`, `&`) and each kept `name=value` pair, in order.
     fn url_parts<'a>(&'a self, mut part: impl FnMut(&'a str)) {
         part(self.uri.path());
@@ -489,7 +500,7 @@ impl Record {
         let mut first = true;
         for pair in query.split('&') {
             let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-            if pair.is_empty() || self.key_query.as_deref() == Some(name) {
+            if pair.is_empty() || self.is_key_param(name) {
                 continue;
             }
             part(if first { "?" } else { "&" });
@@ -919,7 +930,7 @@ mod tests {
         );
         r.api = Some("echo".into());
         r.operation = Some("get".into());
-        r.key_query = Some("subscription-key".into());
+        r.key_params = Some(Arc::from(vec![Arc::<str>::from("subscription-key")]));
         r
     }
 

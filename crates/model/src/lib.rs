@@ -10,5 +10,6 @@ pub mod snapshot;
 pub mod telemetry;
 pub mod template;
 pub mod token;
+pub mod tryit;
 
 pub use error::{Detail, ValidationError};

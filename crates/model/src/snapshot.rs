@@ -40,6 +40,11 @@ pub struct Snapshot {
     /// The gateway's hostname certificates and CA certificates (absent in older snapshots).
     #[serde(default, skip_serializing_if = "SnapshotTls::is_empty")]
     pub tls: SnapshotTls,
+    /// The key (base64 of 32 bytes) that signs the developer portal's Try it calls, so the
+    /// gateway can believe the user address they carry (see [`crate::tryit`]). Secret, like
+    /// the named values; `None`: the gateway believes no such address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tryit_key: Option<String>,
 }
 
 /// What a gateway needs for TLS beyond its command line: the certificates it serves per

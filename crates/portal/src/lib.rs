@@ -23,7 +23,7 @@ pub mod ratelimit;
 pub mod reference;
 pub mod session;
 pub mod templates;
-mod tryit;
+pub mod tryit;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -70,6 +70,9 @@ pub struct PortalConfig {
     pub session_ttl: Duration,
     /// How long Try it waits for the gateway.
     pub try_timeout: Duration,
+    /// Signs the user's address into Try it calls, for gateways to believe; `None`: calls
+    /// carry none, and gateways see the control plane's address.
+    pub tryit_key: Option<tryit::SigningKey>,
 }
 
 impl Default for PortalConfig {
@@ -83,6 +86,7 @@ impl Default for PortalConfig {
             key_rate: Rate::new(30, 300, Duration::from_secs(600)),
             session_ttl: Duration::from_secs(12 * 3600),
             try_timeout: Duration::from_secs(30),
+            tryit_key: None,
         }
     }
 }

@@ -48,6 +48,42 @@ const FORBIDDEN_HEADERS: &[&str] = &[
     "x-forwarded-proto",
 ];
 
+/// The key that signs Try it calls for the gateway (see `gatehouse_model::tryit`).
+#[derive(Clone)]
+pub struct SigningKey(Arc<aws_lc_rs::hmac::Key>);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+impl SigningKey {
+    pub fn new(key: &[u8; 32]) -> Self {
+        Self(Arc::new(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            key,
+        )))
+    }
+
+    /// The header value for a call to `target` made now for a user at `ip`.
+    fn sign(&self, ip: &str, method: &str, target: &reqwest::Url) -> String {
+        use base64::Engine;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut path = target.path().to_owned();
+        if let Some(q) = target.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        let text = gatehouse_model::tryit::signed_text(ip, now, method, &path);
+        let tag = aws_lc_rs::hmac::sign(&self.0, text.as_bytes());
+        let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref());
+        gatehouse_model::tryit::header_value(ip, now, &signature)
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct TryResult {
     method: String,
@@ -262,7 +298,17 @@ async fn call(
     };
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| bad("The operation's method cannot be sent."))?;
-    let mut request = portal.http.request(method.clone(), &url);
+    let target = reqwest::Url::parse(&url)
+        .map_err(|_| bad("The operation's URL cannot be built from these values."))?;
+    let mut request = portal.http.request(method.clone(), target.clone());
+    if let Some(key) = &portal.config.tryit_key {
+        // The gateway sees this call come from the control plane: tell it whom it is for, in
+        // a form only the gateway can check. Not shown to the user with the other headers.
+        request = request.header(
+            gatehouse_model::tryit::HEADER,
+            key.sign(&visitor.ip, method.as_str(), &target),
+        );
+    }
     let mut shown_headers: Vec<(String, String)> = Vec::new();
     for (name, value) in headers {
         shown_headers.push((

@@ -117,7 +117,8 @@ async fn keys_routing_and_forwarding_follow_azure() {
     assert_eq!(seen.path, "/backend/v1/items/42");
     assert_eq!(seen.query.as_deref(), Some("sort=desc&x=1"));
     assert_eq!(seen.headers["x-custom"], "kept");
-    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    // The client's own X-Forwarded-For is not believed (no --trusted-proxies): replaced.
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
     assert_eq!(
         seen.headers["x-forwarded-host"],

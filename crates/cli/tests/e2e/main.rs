@@ -15,6 +15,7 @@ mod reload;
 mod reports;
 mod security_backup;
 mod security_control;
+mod security_edge;
 mod selfhosted;
 mod support;
 mod tls_certificates;

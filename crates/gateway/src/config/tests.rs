@@ -106,6 +106,7 @@ fn snapshot() -> Snapshot {
         named_values: Default::default(),
         policy_fragments: Default::default(),
         tls: Default::default(),
+        tryit_key: None,
     }
 }
 
