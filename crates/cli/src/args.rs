@@ -97,6 +97,14 @@ pub struct ServerArgs {
     /// [default: 30d].
     #[arg(long, env = "GATEHOUSE_TELEMETRY_RETENTION")]
     pub telemetry_retention: Option<String>,
+    /// TLS certificate of this server (PEM, full chain, leaf first): the control plane's for
+    /// `up` and `control-plane`, the gateway's HTTPS listener's for `gateway`. Reloaded when
+    /// the file changes.
+    #[arg(long, env = "GATEHOUSE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "GATEHOUSE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub limits: ListenerArgs,
     /// Proxies whose X-Forwarded-For the gateway believes, e.g. 10.0.0.0/8,::1: requests from
@@ -161,6 +169,17 @@ pub struct UpArgs {
     /// Gateway listen address [default: 0.0.0.0:8080].
     #[arg(long, env = "GATEHOUSE_GATEWAY_LISTEN")]
     pub gateway_listen: Option<String>,
+    /// The gateway's HTTPS listen address, with --gateway-tls-cert or the hostname
+    /// certificates of its configuration [default: 0.0.0.0:8081 when a certificate is given,
+    /// else off].
+    #[arg(long, env = "GATEHOUSE_GATEWAY_HTTPS_LISTEN")]
+    pub gateway_https_listen: Option<String>,
+    /// The gateway's default TLS certificate (PEM, full chain), reloaded when it changes.
+    #[arg(long, env = "GATEHOUSE_GATEWAY_TLS_CERT")]
+    pub gateway_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --gateway-tls-cert.
+    #[arg(long, env = "GATEHOUSE_GATEWAY_TLS_KEY")]
+    pub gateway_tls_key: Option<PathBuf>,
     /// How long the gateway waits for a backend's response, e.g. 30s or 500ms [default: 300s].
     #[arg(long, env = "GATEHOUSE_BACKEND_TIMEOUT")]
     pub backend_timeout: Option<String>,
@@ -302,6 +321,10 @@ pub struct GatewayRunArgs {
     /// Admin endpoints (/metrics, /healthz, /readyz) [default: 127.0.0.1:8082].
     #[arg(long, env = "GATEHOUSE_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
+    /// HTTPS listen address, with --tls-cert or the hostname certificates of the gateway's
+    /// configuration [default: 0.0.0.0:8081 when --tls-cert is given, else off].
+    #[arg(long, env = "GATEHOUSE_HTTPS_LISTEN")]
+    pub https_listen: Option<String>,
     /// This instance's name in the fleet status [default: the host name].
     #[arg(long, env = "GATEHOUSE_NAME")]
     pub name: Option<String>,

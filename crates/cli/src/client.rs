@@ -19,10 +19,6 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(base: &str, token: String) -> Result<Self, Failure> {
-        Self::trusting(base, token, &[])
-    }
-
     /// A client that also trusts the CA certificates in `trusted_ca` (`--trusted-ca`).
     pub fn trusting(base: &str, token: String, trusted_ca: &[PathBuf]) -> Result<Self, Failure> {
         let tls = gatehouse_gateway::outbound_tls::reqwest_tls(trusted_ca)
@@ -151,7 +147,13 @@ impl Client {
     }
 }
 
-fn root_cause(e: &dyn std::error::Error) -> String {
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(tls) = gatehouse_tls::client::find_tls_error(e) {
+        return format!(
+            "its TLS certificate was refused: {} (pass --trusted-ca with its CA)",
+            gatehouse_tls::client::describe(tls)
+        );
+    }
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;

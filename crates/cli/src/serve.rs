@@ -142,6 +142,8 @@ fn prepare_data_dir(dir: &PathBuf) -> Result<(), Failure> {
 
 struct Common {
     data: PathBuf,
+    /// The control plane's TLS, when --tls-cert is given.
+    control_tls: Option<Arc<gatehouse_tls::server::ServerTls>>,
     limits: gatehouse_gateway::listener::ListenerLimits,
     trusted_proxies: Arc<[Cidr]>,
     telemetry: gatehouse_control::TelemetrySettings,
@@ -184,7 +186,32 @@ fn common(global: &Global, server: &ServerArgs, default_listen: &str) -> Result<
         }
         telemetry.retention_days = days as u32;
     }
+    let control_tls = match (
+        server.tls_cert.as_deref().or(file.tls_cert.as_deref()),
+        server.tls_key.as_deref().or(file.tls_key.as_deref()),
+    ) {
+        (Some(cert), Some(key)) => {
+            let tls = gatehouse_tls::server::ServerTls::from_files(cert, key, true)
+                .map_err(|e| Failure::input(format!("{e} (from --tls-cert and --tls-key)")))?;
+            tls.watch_files(CERTIFICATE_CHECK);
+            Some(tls)
+        }
+        (None, None) => {
+            warn_if_exposed(
+                control_addr,
+                "control plane",
+                "pass --tls-cert and --tls-key, or listen on 127.0.0.1 behind a TLS proxy",
+            );
+            None
+        }
+        _ => {
+            return Err(Failure::input(
+                "--tls-cert and --tls-key go together: give both, or neither",
+            ));
+        }
+    };
     Ok(Common {
+        control_tls,
         limits: crate::settings::listener_limits(&server.limits, &file)?,
         trusted_proxies: crate::settings::trusted_proxies(
             server.trusted_proxies.as_deref(),
@@ -312,6 +339,11 @@ fn spawn_sync(
 }
 
 fn display_addr(addr: SocketAddr) -> String {
+    display_url(addr, false)
+}
+
+/// The URL a user on this machine reaches `addr` at.
+fn display_url(addr: SocketAddr, tls: bool) -> String {
     let ip = if addr.ip().is_unspecified() {
         if addr.is_ipv4() {
             "127.0.0.1".to_owned()
@@ -323,7 +355,8 @@ fn display_addr(addr: SocketAddr) -> String {
     } else {
         addr.ip().to_string()
     };
-    format!("http://{ip}:{}", addr.port())
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{ip}:{}", addr.port())
 }
 
 pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
@@ -338,6 +371,22 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     )?;
     let mut settings = GatewaySettings {
         trusted_ca: trusted_ca(&global, file),
+        https: https_listener(
+            args.gateway_https_listen
+                .as_deref()
+                .or(file.gateway_https_listen.as_deref()),
+            args.gateway_tls_cert
+                .as_deref()
+                .or(file.gateway_tls_cert.as_deref()),
+            args.gateway_tls_key
+                .as_deref()
+                .or(file.gateway_tls_key.as_deref()),
+            (
+                "--gateway-https-listen",
+                "--gateway-tls-cert",
+                "--gateway-tls-key",
+            ),
+        )?,
         ..GatewaySettings::default()
     };
     if let Some(t) = args
@@ -415,6 +464,13 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         Some(snapshot),
     );
 
+    if settings.https.is_none() {
+        warn_if_exposed(
+            gateway_addr,
+            "gateway",
+            "pass --gateway-tls-cert and --gateway-tls-key for HTTPS, or --gateway-listen 127.0.0.1:8080",
+        );
+    }
     let telemetry = Telemetry::new(telemetry_settings, settings.workers);
     telemetry.spawn_log_flusher(Duration::from_millis(100));
     let gateway = RunningGateway::start(gateway_addr, config.clone(), settings, telemetry.clone())
@@ -454,8 +510,9 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     let uploader = Arc::new(uploader);
     let uploads = tokio::spawn(uploader.clone().run());
     let listener = bind(common.control_addr, "control plane").await?;
-    let control_url = display_addr(common.control_addr);
+    let control_url = display_url(common.control_addr, common.control_tls.is_some());
     let gateway_url = display_addr(gateway.local_addr);
+    let gateway_https_url = gateway.https_addr.map(|a| display_url(a, true));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
@@ -464,6 +521,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     let limits = common.limits;
     let server = tokio::spawn(serve_control(
         listener,
+        common.control_tls.clone(),
         app,
         limits,
         common.trusted_proxies.clone(),
@@ -477,7 +535,11 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         let backend = crate::echo::start(SocketAddr::from(([127, 0, 0, 1], 8091)))
             .await
             .map_err(|e| Failure::runtime(format!("cannot start the demo echo backend: {e}")))?;
-        let client = crate::client::Client::new(&control_url, opened.admin_token.clone())?;
+        let client = crate::client::Client::trusting(
+            &control_url,
+            opened.admin_token.clone(),
+            &global.trusted_ca,
+        )?;
         let key = crate::demo::setup(&client, backend).await?;
         Some(format!(
             "curl -H \"Ocp-Apim-Subscription-Key: {key}\" {gateway_url}/demo/hello"
@@ -488,6 +550,9 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
 
     println!("Gatehouse is running.");
     println!("  Gateway:        {gateway_url}");
+    if let Some(url) = &gateway_https_url {
+        println!("  Gateway HTTPS:  {url}");
+    }
     println!("  Management API: {control_url}/mgmt  (Swagger UI: {control_url}/mgmt/docs)");
     println!("  Portal:         {control_url}/portal/");
     println!("  Data:           {}", common.data.display());
@@ -529,18 +594,14 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
     let portal = crate::portal::router(&control, &args.portal, &common.file, None)?;
     let listener = bind(common.control_addr, "control plane").await?;
     println!("Gatehouse control plane is running.");
-    println!(
-        "  Management API: {}/mgmt",
-        display_addr(common.control_addr)
-    );
-    println!(
-        "  Portal:         {}/portal/",
-        display_addr(common.control_addr)
-    );
+    let control_url = display_url(common.control_addr, common.control_tls.is_some());
+    println!("  Management API: {control_url}/mgmt");
+    println!("  Portal:         {control_url}/portal/");
     print_admin_token(&opened.admin_token, opened.admin_token_created, &common);
     let app = control.router().merge(portal);
     serve_control(
         listener,
+        common.control_tls.clone(),
         app,
         common.limits,
         common.trusted_proxies.clone(),
@@ -558,12 +619,14 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
 /// portal signs the user's address into Try it calls, and throttles count per user).
 async fn serve_control(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<gatehouse_tls::server::ServerTls>>,
     app: axum::Router,
     limits: gatehouse_gateway::listener::ListenerLimits,
     trusted_proxies: Arc<[Cidr]>,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
+    let https = tls.is_some();
     let service = move |remote: SocketAddr| {
         let app = hyper_util::service::TowerToHyperService::new(app.clone());
         let trusted = gatehouse_gateway::forwarded::is_trusted(&trusted_proxies, remote.ip())
@@ -582,10 +645,18 @@ async fn serve_control(
                 .map_or(remote, |ip| SocketAddr::new(ip, remote.port()));
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(client));
+            if https {
+                // This server terminated TLS itself: it says so, whatever the client wrote
+                // (the portal's cookies are `Secure` then).
+                req.headers_mut().insert(
+                    "x-forwarded-proto",
+                    hyper::header::HeaderValue::from_static("https"),
+                );
+            }
             hyper::service::Service::call(&app, req)
         })
     };
-    gatehouse_gateway::listener::serve(listener, limits, service, shutdown, grace).await;
+    gatehouse_gateway::listener::serve(listener, tls, limits, service, shutdown, grace).await;
 }
 
 fn instance_name() -> String {
@@ -638,6 +709,48 @@ fn gateway_token(
         (None, None) => Err(Failure::input(
             "--token (or GATEHOUSE_TOKEN, or --token-file) is required: create one with `gatehouse gateway token <id>`",
         )),
+    }
+}
+
+/// How often certificate files are checked for a change (Kubernetes updates a mounted Secret
+/// in place within about a minute; the check itself reads two small files).
+const CERTIFICATE_CHECK: Duration = Duration::from_secs(5);
+
+/// The gateway's HTTPS listener: on when an address or a certificate is given. `names` are the
+/// flags' names, for the messages: (listen, cert, key).
+fn https_listener(
+    listen: Option<&str>,
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+    names: (&str, &str, &str),
+) -> Result<Option<gatehouse_gateway::HttpsListener>, Failure> {
+    let (listen_flag, cert_flag, key_flag) = names;
+    let server = match (cert, key) {
+        (Some(cert), Some(key)) => gatehouse_tls::server::ServerTls::from_files(cert, key, true)
+            .map_err(|e| Failure::input(format!("{e} (from {cert_flag} and {key_flag})")))?,
+        (None, None) if listen.is_some() => gatehouse_tls::server::ServerTls::without_default(true)
+            .map_err(|e| Failure::runtime(e.to_string()))?,
+        (None, None) => return Ok(None),
+        _ => {
+            return Err(Failure::input(format!(
+                "{cert_flag} and {key_flag} go together: give both, or neither"
+            )));
+        }
+    };
+    server.watch_files(CERTIFICATE_CHECK);
+    let addr = parse_addr(listen_flag, listen.unwrap_or("0.0.0.0:8081"))?;
+    Ok(Some(gatehouse_gateway::HttpsListener {
+        addr,
+        tls: gatehouse_gateway::inbound_tls::InboundTls::new(server),
+    }))
+}
+
+/// One warning sentence for a listener that serves plain HTTP beyond this machine.
+fn warn_if_exposed(addr: SocketAddr, what: &str, fix: &str) {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "the {what} listens on {addr} without TLS: anyone on the network can read its traffic; {fix}"
+        );
     }
 }
 
@@ -694,6 +807,14 @@ pub async fn gateway(global: Global, args: crate::args::GatewayRunArgs) -> Resul
             "30s",
         )?,
         trusted_ca: trusted_ca(&global, &file),
+        https: https_listener(
+            args.https_listen
+                .as_deref()
+                .or(file.https_listen.as_deref()),
+            args.server.tls_cert.as_deref().or(file.tls_cert.as_deref()),
+            args.server.tls_key.as_deref().or(file.tls_key.as_deref()),
+            ("--https-listen", "--tls-cert", "--tls-key"),
+        )?,
         ..GatewaySettings::default()
     };
     if let Some(w) = args.workers.or(file.workers) {
@@ -771,6 +892,13 @@ pub async fn gateway(global: Global, args: crate::args::GatewayRunArgs) -> Resul
         )?,
         gateway,
     };
+    if settings.gateway.https.is_none() {
+        warn_if_exposed(
+            settings.listen,
+            "gateway",
+            "pass --tls-cert and --tls-key for HTTPS, or --listen 127.0.0.1:8080",
+        );
+    }
     selfhosted::run(settings, shutdown_signal())
         .await
         .map_err(|e| match e {

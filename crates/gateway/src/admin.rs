@@ -32,6 +32,7 @@ pub async fn start(
     };
     let task = tokio::spawn(crate::listener::serve(
         listener,
+        None,
         limits,
         service,
         std::future::pending(),

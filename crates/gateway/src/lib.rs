@@ -13,6 +13,7 @@ pub mod config;
 pub mod counters;
 pub mod error;
 pub mod forwarded;
+pub mod inbound_tls;
 pub mod link;
 pub mod listener;
 pub mod metrics;
@@ -52,6 +53,8 @@ pub struct GatewaySettings {
     pub shutdown_grace: Duration,
     /// CA certificates (PEM files) trusted for https backends besides the OS roots.
     pub trusted_ca: Vec<std::path::PathBuf>,
+    /// The HTTPS listener, if any: its address and certificates.
+    pub https: Option<HttpsListener>,
     /// Timeouts and caps of the gateway's listener.
     pub limits: listener::ListenerLimits,
     /// Peers whose `X-Forwarded-For` is believed (see [`forwarded`]); empty: nobody's.
@@ -67,11 +70,19 @@ impl Default for GatewaySettings {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace: Duration::from_secs(30),
             trusted_ca: Vec::new(),
+            https: None,
             limits: listener::ListenerLimits::default(),
             trusted_proxies: Arc::from(Vec::new()),
             max_request_body: u64::MAX,
         }
     }
+}
+
+/// Where the gateway serves HTTPS, and with which certificates.
+#[derive(Debug, Clone)]
+pub struct HttpsListener {
+    pub addr: std::net::SocketAddr,
+    pub tls: Arc<inbound_tls::InboundTls>,
 }
 
 /// The configuration a gateway serves, shared by its workers.

@@ -128,17 +128,17 @@ impl Link {
 
     fn unreachable(&self, e: &reqwest::Error) -> LinkError {
         let mut reason = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            if let Some(tls) = s.downcast_ref::<gatehouse_tls::rustls::Error>() {
-                reason = format!(
-                    "its TLS certificate was refused: {}",
-                    gatehouse_tls::client::describe(tls)
-                );
-                break;
+        if let Some(tls) = gatehouse_tls::client::find_tls_error(e) {
+            reason = format!(
+                "its TLS certificate was refused: {}",
+                gatehouse_tls::client::describe(tls)
+            );
+        } else {
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                reason = s.to_string();
+                source = s.source();
             }
-            reason = s.to_string();
-            source = s.source();
         }
         LinkError::Unreachable {
             endpoint: self.settings.endpoint.clone(),

@@ -261,9 +261,11 @@ impl hyper::rt::Sleep for HeadSleep {}
 
 /// Serves `listener` with `limits` until `shutdown` resolves, then lets open connections
 /// finish for up to `grace`. `service` makes each connection's service from the peer's
-/// address. For listeners other than the gateway's (the control plane, admin endpoints).
+/// address. With `tls`, every connection starts with a TLS handshake, held to the header
+/// timeout. For listeners other than the gateway's (the control plane, admin endpoints).
 pub async fn serve<F, S, B>(
     listener: TcpListener,
+    tls: Option<Arc<gatehouse_tls::server::ServerTls>>,
     limits: ListenerLimits,
     service: F,
     shutdown: impl Future<Output = ()>,
@@ -293,14 +295,41 @@ pub async fn serve<F, S, B>(
             continue;
         };
         let clock = HeadClock::new();
-        let io = TokioIo::new(Watched::new(stream, clock.clone()));
-        let conn = limits
-            .builder(clock)
-            .serve_connection_with_upgrades(io, service(remote))
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let watched = Watched::new(stream, clock.clone());
+        let service = service(remote);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result = match tls {
+                None => {
+                    let conn = limits
+                        .builder(clock)
+                        .serve_connection_with_upgrades(TokioIo::new(watched), service)
+                        .into_owned();
+                    watcher.watch(conn).await
+                }
+                Some(tls) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, tls.accept(watched));
+                    let accepted = match handshake.await {
+                        Ok(Ok(accepted)) => accepted,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = limits
+                        .builder(clock)
+                        .serve_connection_with_upgrades(TokioIo::new(accepted.stream), service)
+                        .into_owned();
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);

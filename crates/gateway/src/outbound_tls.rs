@@ -122,3 +122,32 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &tls.config_for(Some(&next))));
     }
 }
+#[cfg(test)]
+mod reqwest_errors {
+    /// reqwest wraps a TLS error in two I/O errors; the reason is still found and said.
+    #[tokio::test]
+    async fn a_refused_certificate_is_found_in_a_reqwest_error() {
+        let ca = gatehouse_tls::testca::TestCa::new("reqwest-chain");
+        let leaf = ca.leaf("leaf", &["127.0.0.1"]);
+        let server =
+            gatehouse_tls::server::ServerTls::from_files(&leaf.cert, &leaf.key, false).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = server.accept(stream).await;
+            }
+        });
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(super::reqwest_tls(&[]).unwrap())
+            .build()
+            .unwrap();
+        let e = client
+            .get(format!("https://{addr}/"))
+            .send()
+            .await
+            .unwrap_err();
+        let tls = gatehouse_tls::client::find_tls_error(&e).expect("the TLS error is found");
+        assert!(gatehouse_tls::client::describe(tls).contains("issuer is not trusted"));
+    }
+}

@@ -22,6 +22,7 @@ use gatehouse_policy::policies::header_list;
 use gatehouse_policy::policies::{CacheEntry, ForwardRequest, OpenIdKeys};
 use gatehouse_policy::run::{OutboundRequest, Slot};
 use gatehouse_policy::{Decision, Exchange, Io, PolicyError};
+use gatehouse_tls::rustls::pki_types::CertificateDer;
 
 use crate::cache::GatewayCache;
 use crate::config::{CompiledApi, CompiledConfig, KeyCheck, Upstream};
@@ -34,12 +35,15 @@ use crate::upstream::{PoolSettings, UpstreamBody, UpstreamPool};
 use crate::{ConfigHandle, GatewaySettings, forwarded, route};
 
 /// The other end of a connection, made once per connection: its address, as text (logs,
-/// `context.Request.IpAddress`) and as the `X-Forwarded-For` value backends get.
+/// `context.Request.IpAddress`) and as the `X-Forwarded-For` value backends get, and whether
+/// it came over TLS, with the certificate the client presented.
 #[derive(Debug)]
 pub struct Peer {
     pub ip: IpAddr,
     text: Arc<str>,
     header: HeaderValue,
+    /// `Some` over TLS: the client's certificate chain, leaf first, if it gave one.
+    tls: Option<Option<Arc<[CertificateDer<'static>]>>>,
 }
 
 impl Peer {
@@ -51,7 +55,26 @@ impl Peer {
             ip,
             text: text.into(),
             header,
+            tls: None,
         }
+    }
+
+    /// A peer that connected over TLS, with the certificates it presented.
+    pub fn over_tls(ip: IpAddr, certificates: Option<Arc<[CertificateDer<'static>]>>) -> Self {
+        Self {
+            tls: Some(certificates),
+            ..Self::new(ip)
+        }
+    }
+
+    /// Whether the request came over TLS.
+    pub fn https(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The client's certificate chain, leaf first, when it presented one over TLS.
+    pub fn client_certificates(&self) -> Option<&Arc<[CertificateDer<'static>]>> {
+        self.tls.as_ref().and_then(Option::as_ref)
     }
 }
 
@@ -129,6 +152,11 @@ impl Worker {
             telemetry,
             region: Arc::from(""),
         }
+    }
+
+    /// The TLS part of the configuration in force (hostname certificates for the listener).
+    pub fn config_tls(&self) -> Option<Arc<crate::config::tls::CompiledTls>> {
+        self.config.current().map(|c| c.tls.clone())
     }
 
     /// Serves one request. Never fails: every error becomes a response here.
@@ -229,7 +257,12 @@ impl Worker {
                 return Err(GatewayError::BadPath);
             }
         }
-        if !api.http {
+        // An API answers only over the protocols it lists (Azure's `protocols`).
+        if !(if client.peer.https() {
+            api.https
+        } else {
+            api.http
+        }) {
             return Err(GatewayError::NotFound);
         }
         record.api = Some(api.id.clone());
@@ -320,7 +353,11 @@ impl Worker {
             let mut url = String::with_capacity(
                 7 + host.len() + path.len() + query.map_or(0, |q| q.len() + 1),
             );
-            url.push_str("http://");
+            url.push_str(if client.peer.https() {
+                "https://"
+            } else {
+                "http://"
+            });
             url.push_str(&host);
             url.push_str(path);
             if let Some(q) = query {
@@ -361,7 +398,7 @@ impl Worker {
         let mut ex = Exchange::new(
             ExRequest {
                 method: parts.method,
-                scheme: "http".to_owned(),
+                scheme: if client.peer.https() { "https" } else { "http" }.to_owned(),
                 host,
                 path: rest,
                 query,
@@ -454,7 +491,10 @@ impl Worker {
         } else {
             headers.insert(X_FORWARDED_FOR, client.peer.header.clone());
         }
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(if client.peer.https() { "https" } else { "http" }),
+        );
         match original_host {
             Some(host) => headers.insert(X_FORWARDED_HOST, host),
             None => headers.remove(X_FORWARDED_HOST),

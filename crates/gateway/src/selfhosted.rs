@@ -130,7 +130,7 @@ pub async fn run(
         addr: settings.admin_listen,
         source,
     })?;
-    tracing::info!(listen = %gateway.local_addr, admin = %admin_addr, endpoint = %settings.link.endpoint, "gateway started");
+    tracing::info!(listen = %gateway.local_addr, https = ?gateway.https_addr, admin = %admin_addr, endpoint = %settings.link.endpoint, "gateway started");
 
     let link = Arc::new(Link::new(
         settings.link.clone(),

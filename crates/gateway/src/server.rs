@@ -37,6 +37,8 @@ pub enum ServeError {
 /// A gateway whose workers are serving. Dropping it does not stop them; call `shutdown`.
 pub struct RunningGateway {
     pub local_addr: SocketAddr,
+    /// Where HTTPS is served, when it is.
+    pub https_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -45,6 +47,7 @@ impl std::fmt::Debug for RunningGateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunningGateway")
             .field("local_addr", &self.local_addr)
+            .field("https_addr", &self.https_addr)
             .field("workers", &self.workers.len())
             .finish()
     }
@@ -61,6 +64,7 @@ impl RunningGateway {
         let (stop, stop_rx) = watch::channel(false);
         let mut workers = Vec::new();
         let mut bound = addr;
+        let mut https_bound = settings.https.as_ref().map(|h| h.addr);
         let seed = seed();
         let outbound_tls = Arc::new(
             crate::outbound_tls::OutboundTls::load(&settings.trusted_ca)
@@ -75,8 +79,9 @@ impl RunningGateway {
             )),
             outbound_tls,
         };
-        // One cap for the address, whichever worker's socket a connection lands on.
+        // One cap per address, whichever worker's socket a connection lands on.
         let cap = ConnectionCap::new(settings.limits.max_connections);
+        let https_cap = ConnectionCap::new(settings.limits.max_connections);
         let limits = settings.limits;
         for index in 0..settings.workers.max(1) {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -89,6 +94,11 @@ impl RunningGateway {
             ));
             let stop_rx = stop_rx.clone();
             let cap = cap.clone();
+            let https = settings
+                .https
+                .as_ref()
+                .zip(https_bound)
+                .map(|(h, addr)| (addr, h.tls.clone(), https_cap.clone()));
             let grace = settings.shutdown_grace;
             let handle = std::thread::Builder::new()
                 .name(format!("gateway-{index}"))
@@ -112,14 +122,46 @@ impl RunningGateway {
                             }
                         };
                         let local = listener.local_addr().unwrap_or(bound);
-                        let _ = ready_tx.send(Ok(local));
-                        accept_loop(listener, worker, stop_rx, grace, cap, limits).await;
+                        let secure = match https {
+                            Some((addr, tls, cap)) => match listen(addr) {
+                                Ok(l) => {
+                                    let local = l.local_addr().unwrap_or(addr);
+                                    Some((l, local, tls, cap))
+                                }
+                                Err(e) => {
+                                    let _ = ready_tx.send(Err(e));
+                                    return;
+                                }
+                            },
+                            None => None,
+                        };
+                        let _ = ready_tx.send(Ok((local, secure.as_ref().map(|s| s.1))));
+                        let plain = accept_loop(
+                            listener,
+                            None,
+                            worker.clone(),
+                            stop_rx.clone(),
+                            grace,
+                            cap,
+                            limits,
+                        );
+                        match secure {
+                            Some((l, _, tls, cap)) => {
+                                let secure =
+                                    accept_loop(l, Some(tls), worker, stop_rx, grace, cap, limits);
+                                tokio::join!(plain, secure);
+                            }
+                            None => plain.await,
+                        }
                     });
                 })
                 .map_err(ServeError::Runtime)?;
             workers.push(handle);
             match ready_rx.recv() {
-                Ok(Ok(local)) => bound = local,
+                Ok(Ok((local, secure))) => {
+                    bound = local;
+                    https_bound = secure.or(https_bound);
+                }
                 Ok(Err(e)) => {
                     let _ = stop.send(true);
                     return Err(e);
@@ -132,6 +174,7 @@ impl RunningGateway {
         }
         Ok(Self {
             local_addr: bound,
+            https_addr: https_bound,
             stop,
             workers,
         })
@@ -164,6 +207,7 @@ fn listen(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<Arc<crate::inbound_tls::InboundTls>>,
     worker: Arc<Worker>,
     mut stop: watch::Receiver<bool>,
     grace: std::time::Duration,
@@ -185,18 +229,53 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let worker = worker.clone();
-        // The peer's address as text and as a header value, once per connection: logs,
-        // X-Forwarded-For and `context.Request.IpAddress` share it.
-        let peer = Arc::new(crate::proxy::Peer::new(remote.ip()));
-        let service = service_fn(move |req| worker.clone().handle(peer.clone(), req));
         let clock = HeadClock::new();
-        let conn = limits
-            .builder(clock.clone())
-            .serve_connection_with_upgrades(TokioIo::new(Watched::new(stream, clock)), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let watched = Watched::new(stream, clock.clone());
+        let Some(tls) = tls.clone() else {
+            // The peer's address as text and as a header value, once per connection: logs,
+            // X-Forwarded-For and `context.Request.IpAddress` share it.
+            let peer = Arc::new(crate::proxy::Peer::new(remote.ip()));
+            let service = service_fn(move |req| worker.clone().handle(peer.clone(), req));
+            let conn = limits
+                .builder(clock)
+                .serve_connection_with_upgrades(TokioIo::new(watched), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                drop(permit);
+            });
+            continue;
+        };
+        // The handshake runs in the connection's task, held to the header timeout, so a slow
+        // client holds up nobody else.
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            tls.follow(worker.config_tls().as_ref());
+            let accepted =
+                match tokio::time::timeout(limits.header_read_timeout, tls.accept(watched)).await {
+                    Ok(Ok(accepted)) => accepted,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let peer = Arc::new(crate::proxy::Peer::over_tls(
+                remote.ip(),
+                accepted.client_certificates.clone(),
+            ));
+            let service = service_fn(move |req| worker.clone().handle(peer.clone(), req));
+            let conn = limits
+                .builder(clock)
+                .serve_connection_with_upgrades(TokioIo::new(accepted.stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);

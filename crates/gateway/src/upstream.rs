@@ -521,8 +521,7 @@ impl Shared {
 
 /// Says why a TLS handshake with a backend failed, in words (expired, unknown issuer, …).
 fn tls_reason(e: &std::io::Error) -> String {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<gatehouse_tls::rustls::Error>())
+    gatehouse_tls::client::find_tls_error(e)
         .map_or_else(|| e.to_string(), gatehouse_tls::client::describe)
 }
 

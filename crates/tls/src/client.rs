@@ -256,6 +256,30 @@ impl ServerCertVerifier for Relaxed {
     }
 }
 
+/// The TLS error somewhere in `error`'s chain, looking inside I/O errors too (TLS streams
+/// report their errors wrapped in `std::io::Error`).
+pub fn find_tls_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
+    let mut next = Some(error);
+    // Chains are short; the bound only guards against a cycle.
+    for _ in 0..32 {
+        let e = next?;
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        // An I/O error's `source` skips the error it wraps: look at that one itself.
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
 /// Says in words why a certificate was refused: for the log line of a failed backend call.
 pub fn describe(error: &rustls::Error) -> String {
     match error {

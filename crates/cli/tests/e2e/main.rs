@@ -19,5 +19,6 @@ mod security_edge;
 mod selfhosted;
 mod support;
 mod tls_certificates;
+mod tls_listeners;
 mod tls_outbound;
 mod tour;

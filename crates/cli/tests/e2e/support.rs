@@ -46,6 +46,16 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The tests' HTTP client; it trusts the CA given to the process with `--trusted-ca`, if any.
+pub fn client_trusting(args: &[&str]) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().pool_max_idle_per_host(64);
+    if let Some(i) = args.iter().position(|a| *a == "--trusted-ca") {
+        let pem = std::fs::read(args[i + 1]).unwrap();
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+    }
+    builder.build().unwrap()
+}
+
 /// A running `gatehouse up`. Killed when dropped.
 pub struct Gatehouse {
     pub child: Option<Child>,
@@ -70,10 +80,7 @@ impl Gatehouse {
             admin_port: free_port(),
             token: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .build()
-                .unwrap(),
+            http: client_trusting(extra),
         };
         gh.start().await;
         gh
@@ -145,7 +152,12 @@ impl Gatehouse {
     }
 
     pub fn control(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.control_port)
+        let scheme = if self.extra.iter().any(|a| a == "--tls-cert") {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}{path}", self.control_port)
     }
 
     pub fn gateway(&self, path: &str) -> String {
