@@ -13,6 +13,7 @@ mod policies_auth;
 mod policies_flow;
 mod reload;
 mod reports;
+mod security_parsers;
 mod selfhosted;
 mod support;
 mod tour;
