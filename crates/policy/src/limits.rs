@@ -17,12 +17,15 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_VALUES: usize = 1_000_000;
 
 /// How many attributes one XML element may carry. The XML parser checks each attribute against
-/// the element's others, so an element's cost grows with the square of this.
-pub const MAX_XML_ATTRIBUTES: usize = 256;
+/// the element's others, so an element's cost grows with the square of this: at 128, about ten
+/// comparisons per byte of attributes at worst.
+pub const MAX_XML_ATTRIBUTES: usize = 128;
 
 /// How many namespace declarations (`xmlns`, `xmlns:p`) an XML document may make. Each element
-/// that declares one copies the namespaces in scope, so the cost grows with the square of this.
-pub const MAX_XML_NAMESPACES: usize = 256;
+/// that declares one copies the namespaces in scope, and each prefixed name is looked up among
+/// them, so the cost of a document grows with this (and its square): at 64, a few comparisons
+/// per byte at worst. Real documents declare a handful.
+pub const MAX_XML_NAMESPACES: usize = 64;
 
 /// The longest JSON web token read, in bytes. A token is decoded (base64, then JSON) before its
 /// signature can be checked, so this bounds what an unauthenticated client can make the gateway

@@ -101,6 +101,10 @@ fn start_tag(b: &[u8], from: usize) -> StartTag {
             (None, b'"' | b'\'') => quote = Some(c),
             (None, b'=') => {
                 tag.attributes += 1;
+                if tag.attributes > MAX_XML_ATTRIBUTES {
+                    // Refused anyway: no need to read the rest of the tag.
+                    return tag;
+                }
                 if is_namespace_declaration(b, from, j) {
                     tag.namespaces += 1;
                 }
@@ -117,14 +121,18 @@ fn start_tag(b: &[u8], from: usize) -> StartTag {
     tag
 }
 
-/// Whether the attribute name before the `=` at `eq` is `xmlns` or `xmlns:…`.
+/// Whether the attribute name before the `=` at `eq` is `xmlns` or `xmlns:…`. Looks back no
+/// further than the previous `=` or quote, so each byte of a tag is looked at once more at most.
 fn is_namespace_declaration(b: &[u8], from: usize, eq: usize) -> bool {
     let mut end = eq;
     while end > from && b[end - 1].is_ascii_whitespace() {
         end -= 1;
     }
     let mut start = end;
-    while start > from && !b[start - 1].is_ascii_whitespace() {
+    while start > from
+        && !matches!(b[start - 1], b'=' | b'"' | b'\'')
+        && !b[start - 1].is_ascii_whitespace()
+    {
         start -= 1;
     }
     let name = &b[start..end];
@@ -183,6 +191,17 @@ mod tests {
             .collect();
         assert_eq!(check(&format!("<r>{ns}</r>")), Err(Over::Namespaces));
         assert_eq!(check("<r xmlnsx=\"1\" xmlns:a=\"u\"/>"), Ok(()));
+    }
+
+    #[test]
+    fn hostile_tags_are_scanned_in_linear_time() {
+        // A tag of nothing but `=` (each one an attribute to the scan) or one long name.
+        let equals = format!("<a {}>", "=".repeat(1_000_000));
+        assert_eq!(check(&equals), Err(Over::Attributes));
+        let spaced = format!("<a {}/>", "x =".repeat(MAX_XML_ATTRIBUTES));
+        assert_eq!(check(&spaced), Ok(()));
+        let long = format!("<a {}=\"\"/>", "x".repeat(1_000_000));
+        assert_eq!(check(&long), Ok(()));
     }
 
     #[test]
