@@ -145,6 +145,8 @@ async fn attack_with_probes(gh: &mut Gatehouse, attack: reqwest::RequestBuilder)
             }
             return answer;
         }
+        // Give a passing burst of load a moment to end.
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
