@@ -78,7 +78,7 @@ impl Quiet {
 
 /// A gatehouse with one open API at `p` running `inbound` policies before forwarding to a
 /// recording backend; waits until the policy is live (a GET is refused by it, or reaches the
-/// backend with the header the policy sets first).
+/// backend with the header the policy sets first; not merely routed or configured).
 async fn gatehouse_with(tag: &str, inbound: &str) -> (Gatehouse, Quiet) {
     let (backend, url) = Quiet::start().await;
     let gh = Gatehouse::up(tag, &[]).await;
@@ -101,6 +101,9 @@ async fn gatehouse_with(tag: &str, inbound: &str) -> (Gatehouse, Quiet) {
         async move {
             let before = backend.count();
             match client.get(url).send().await {
+                // Not routed yet (404), or no configuration yet (503).
+                Ok(r) if matches!(r.status().as_u16(), 404 | 503) => false,
+                // Refused by the policy (a GET has no body and no token).
                 Ok(r) if r.status().as_u16() != 200 => true,
                 Ok(_) => {
                     backend.count() > before
