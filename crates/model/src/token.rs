@@ -88,6 +88,36 @@ fn parse_expiry(text: &str) -> Option<(i32, u8, u8, u8, u8)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client sends as a token, parsing returns (the `fuzz/` target
+        /// `gateway_token` runs the same calls for longer).
+        #[test]
+        fn any_text_is_parsed_or_refused(text in any::<String>()) {
+            let _ = GatewayToken::parse(&text);
+        }
+
+        #[test]
+        fn bytes_as_text_are_parsed_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = GatewayToken::parse(&String::from_utf8_lossy(&bytes));
+        }
+
+        /// Near-misses of the format; what parses formats back to the same token.
+        #[test]
+        fn accepted_tokens_round_trip(
+            scheme in prop::option::of("GatewayKey ?"),
+            id in "[^&]{0,12}",
+            expiry in "[0-9]{10,14}",
+            signature in ".{0,24}",
+        ) {
+            let text = format!("{}{id}&{expiry}&{signature}", scheme.unwrap_or_default());
+            if let Ok(t) = GatewayToken::parse(&text) {
+                let again = GatewayToken::format(&t.gateway_id, &t.expiry_text, &t.signature);
+                prop_assert_eq!(GatewayToken::parse(&again), Ok(t));
+            }
+        }
+    }
 
     #[test]
     fn round_trip() {

@@ -11,6 +11,7 @@
 pub mod compile;
 pub mod exchange;
 pub mod expr;
+pub mod limits;
 pub mod policies;
 pub mod run;
 pub mod text;

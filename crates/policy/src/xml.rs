@@ -7,6 +7,8 @@
 //! parses the document, and every string read back out has the placeholders restored. Positions
 //! are mapped back to the text the user wrote, so errors point at the right line and column.
 
+pub mod scan;
+
 use std::ops::Range;
 
 /// A placeholder and the character it stands for.
@@ -151,6 +153,13 @@ impl<'a> Source<'a> {
 
     /// Parses the document into an owned element tree.
     pub fn parse(&self) -> Result<Element, XmlError> {
+        // The tree is walked recursively below: bound its depth first.
+        if let Err(over) = scan::check(&self.prepared) {
+            return Err(XmlError {
+                pos: Pos { line: 1, column: 1 },
+                message: format!("the policy cannot be read: {over}"),
+            });
+        }
         let options = roxmltree::ParsingOptions {
             allow_dtd: false,
             nodes_limit: 200_000,

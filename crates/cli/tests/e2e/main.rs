@@ -16,6 +16,7 @@ mod reports;
 mod security_backup;
 mod security_control;
 mod security_edge;
+mod security_parsers;
 mod selfhosted;
 mod support;
 mod tls_certificates;

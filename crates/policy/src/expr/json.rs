@@ -2,10 +2,14 @@
 //! (as Newtonsoft's `JObject` does, and unlike serde_json's default map), parsed with serde_json
 //! and printed the way Newtonsoft prints (`ToString()` is indented, `Formatting.None` is compact).
 
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use crate::limits::{MAX_DEPTH, MAX_VALUES};
+
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A JSON value (`JToken`: `JObject`, `JArray` or `JValue`). Clones share the tree.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,9 +32,23 @@ pub enum Json {
 
 /// The properties of a JSON object, in insertion order. Keys are unique (a repeated key in a
 /// parsed document replaces the earlier value, as `JObject.Parse` does).
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Objects come from request bodies, so lookups must not be linear in the number of keys
+/// (parsing would be quadratic): past [`INDEXED_FROM`] properties a hash index (std's
+/// `HashMap`, whose keys an attacker cannot make collide) maps each key to its position.
+#[derive(Clone, Debug, Default)]
 pub struct JsonObject {
     entries: Vec<(Arc<str>, Json)>,
+    index: Option<HashMap<Arc<str>, usize>>,
+}
+
+/// Objects smaller than this are searched linearly: no index to build or carry.
+const INDEXED_FROM: usize = 16;
+
+impl PartialEq for JsonObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
 }
 
 impl JsonObject {
@@ -39,36 +57,63 @@ impl JsonObject {
         Self::default()
     }
 
+    fn position(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.entries.iter().position(|(k, _)| &**k == key),
+        }
+    }
+
     /// The value of property `key` (ordinal, case-sensitive, like `JObject[key]`).
     pub fn get(&self, key: &str) -> Option<&Json> {
-        self.entries
-            .iter()
-            .find(|(k, _)| &**k == key)
+        self.position(key)
+            .and_then(|i| self.entries.get(i))
             .map(|(_, v)| v)
     }
 
     /// The value of property `key`, mutably.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Json> {
-        self.entries
-            .iter_mut()
-            .find(|(k, _)| &**k == key)
+        self.position(key)
+            .and_then(|i| self.entries.get_mut(i))
             .map(|(_, v)| v)
     }
 
     /// Sets property `key`, keeping its position if it exists.
     pub fn insert(&mut self, key: impl Into<Arc<str>>, value: Json) {
         let key = key.into();
-        match self.entries.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.entries.push((key, value)),
+        if let Some(slot) = self.position(&key).and_then(|i| self.entries.get_mut(i)) {
+            slot.1 = value;
+            return;
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(key.clone(), self.entries.len());
+        }
+        self.entries.push((key, value));
+        if self.index.is_none() && self.entries.len() >= INDEXED_FROM {
+            self.reindex();
         }
     }
 
     /// Removes property `key`; true when it was there.
     pub fn remove(&mut self, key: &str) -> bool {
-        let before = self.entries.len();
-        self.entries.retain(|(k, _)| &**k != key);
-        before != self.entries.len()
+        let Some(i) = self.position(key) else {
+            return false;
+        };
+        self.entries.remove(i);
+        if self.index.is_some() {
+            self.reindex();
+        }
+        true
+    }
+
+    fn reindex(&mut self) {
+        self.index = (self.entries.len() >= INDEXED_FROM).then(|| {
+            self.entries
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.clone(), i))
+                .collect()
+        });
     }
 
     /// Properties in order.
@@ -88,14 +133,27 @@ impl JsonObject {
 }
 
 impl Json {
-    /// Parses JSON text (`JToken.Parse`).
-    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+    /// Parses JSON text (`JToken.Parse`), within [`MAX_DEPTH`] and [`MAX_VALUES`].
+    pub fn parse(text: &str) -> Result<Self, JsonError> {
+        Self::from_slice(text.as_bytes())
     }
 
-    /// Parses JSON bytes (a message body).
-    pub fn from_slice(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// Parses JSON bytes (a message body), within [`MAX_DEPTH`] and [`MAX_VALUES`]: the work
+    /// is linear in the input and the tree is shallow enough for every recursive walk of it
+    /// (printing, comparing, converting, dropping) to stay well inside a thread's stack.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, JsonError> {
+        let reader = Reader::default();
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let parsed = Seed {
+            reader: &reader,
+            depth: 0,
+        }
+        .deserialize(&mut de)
+        .and_then(|json| de.end().map(|()| json));
+        parsed.map_err(|e| match reader.over.take() {
+            Some(over) => over,
+            None => JsonError::Syntax(e),
+        })
     }
 
     /// Converts from a serde_json value (keys in that value's order).
@@ -263,15 +321,90 @@ pub(crate) fn write_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(JsonVisitor)
+/// Why JSON text was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    /// Not JSON.
+    #[error("{0}")]
+    Syntax(serde_json::Error),
+    /// Nested deeper than [`MAX_DEPTH`].
+    #[error("the JSON nests deeper than {MAX_DEPTH} levels, the most this gateway reads")]
+    TooDeep,
+    /// More than [`MAX_VALUES`] values.
+    #[error("the JSON holds more than {MAX_VALUES} values, the most this gateway reads")]
+    TooManyValues,
+}
+
+impl JsonError {
+    /// True when the text was refused for its size or shape, not its syntax.
+    pub fn over_limit(&self) -> bool {
+        !matches!(self, Self::Syntax(_))
     }
 }
 
-struct JsonVisitor;
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let reader = Reader::default();
+        Seed {
+            reader: &reader,
+            depth: 0,
+        }
+        .deserialize(deserializer)
+    }
+}
 
-impl<'de> Visitor<'de> for JsonVisitor {
+/// What one parse has counted, and which limit stopped it (serde errors carry only text).
+#[derive(Default)]
+struct Reader {
+    values: Cell<usize>,
+    over: Cell<Option<JsonError>>,
+}
+
+impl Reader {
+    fn refuse<E: de::Error>(&self, why: JsonError) -> E {
+        let e = E::custom(&why);
+        self.over.set(Some(why));
+        e
+    }
+
+    fn count<E: de::Error>(&self) -> Result<(), E> {
+        let n = self.values.get() + 1;
+        self.values.set(n);
+        if n > MAX_VALUES {
+            return Err(self.refuse(JsonError::TooManyValues));
+        }
+        Ok(())
+    }
+}
+
+/// Reads one value at `depth` (the number of containers around it).
+#[derive(Clone, Copy)]
+struct Seed<'r> {
+    reader: &'r Reader,
+    depth: usize,
+}
+
+impl Seed<'_> {
+    fn inner<E: de::Error>(self) -> Result<Self, E> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.reader.refuse(JsonError::TooDeep));
+        }
+        Ok(Self {
+            reader: self.reader,
+            depth: self.depth + 1,
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = Json;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Json, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_> {
     type Value = Json;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -279,53 +412,89 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Json, E> {
+        self.reader.count()?;
         Ok(Json::Bool(v))
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Json, E> {
+        self.reader.count()?;
         Ok(Json::Int(v))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Json, E> {
+        self.reader.count()?;
         Ok(i64::try_from(v).map_or(Json::Float(v as f64), Json::Int))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json, E> {
+        self.reader.count()?;
         Ok(Json::Float(v))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Json, E> {
+        self.reader.count()?;
         Ok(Json::String(v.into()))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Json, E> {
+        self.reader.count()?;
         Ok(Json::Null)
     }
 
     fn visit_none<E: de::Error>(self) -> Result<Json, E> {
+        self.reader.count()?;
         Ok(Json::Null)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        self.reader.count()?;
+        let inner = self.inner()?;
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(item) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(inner)? {
             items.push(item);
         }
         Ok(Json::Array(Arc::new(items)))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        self.reader.count()?;
+        let inner = self.inner()?;
         let mut obj = JsonObject::new();
-        while let Some((k, v)) = map.next_entry::<String, Json>()? {
+        while let Some(k) = map.next_key_seed(Key)? {
+            let v = map.next_value_seed(inner)?;
             obj.insert(k, v);
         }
         Ok(Json::Object(Arc::new(obj)))
     }
 }
 
+/// A property name, read straight into the shared string the object keeps.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Arc<str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Arc<str>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Arc<str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a property name")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Arc<str>, E> {
+        Ok(v.into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::{MAX_DEPTH, MAX_VALUES};
 
     #[test]
     fn keeps_order_and_prints_like_newtonsoft() {
@@ -361,6 +530,60 @@ mod tests {
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
         let text = "[".repeat(10_000);
-        assert!(Json::parse(&text).is_err());
+        assert!(matches!(Json::parse(&text), Err(JsonError::TooDeep)));
+        let deepest = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(Json::parse(&deepest).is_ok());
+        let over = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        let e = Json::parse(&over).unwrap_err();
+        assert!(
+            e.over_limit() && e.to_string().contains("deeper than 64"),
+            "{e}"
+        );
+        let objects = format!(
+            "{}{}",
+            "{\"a\":".repeat(MAX_DEPTH + 1),
+            "}".repeat(MAX_DEPTH + 1)
+        );
+        assert!(matches!(Json::parse(&objects), Err(JsonError::TooDeep)));
+        assert!(!Json::parse("{").unwrap_err().over_limit());
+    }
+
+    #[test]
+    fn the_number_of_values_is_bounded() {
+        let fits = format!("[{}0]", "0,".repeat(MAX_VALUES - 2));
+        assert!(Json::parse(&fits).is_ok());
+        let over = format!("[{}0]", "0,".repeat(MAX_VALUES));
+        assert!(matches!(Json::parse(&over), Err(JsonError::TooManyValues)));
+    }
+
+    #[test]
+    fn large_objects_keep_order_and_unique_keys() {
+        let n = 100_000;
+        let text = format!(
+            "{{{},\"k7\":\"again\"}}",
+            (0..n)
+                .map(|i| format!("\"k{i}\":{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let Json::Object(obj) = Json::parse(&text).unwrap() else {
+            panic!("not an object")
+        };
+        assert_eq!(obj.len(), n);
+        assert_eq!(obj.get("k7"), Some(&Json::String("again".into())));
+        assert_eq!(obj.get("k99999"), Some(&Json::Int(99_999)));
+        assert_eq!(obj.iter().nth(8).map(|(k, _)| k), Some("k8"));
+        let mut obj = (*obj).clone();
+        assert!(obj.remove("k0"));
+        assert!(!obj.remove("k0"));
+        assert_eq!(obj.get("k1"), Some(&Json::Int(1)));
+        assert_eq!(obj.iter().next().map(|(k, _)| k), Some("k1"));
+        obj.insert("k1", Json::Null);
+        assert_eq!(obj.iter().next(), Some(("k1", &Json::Null)));
+        assert_eq!(obj.len(), n - 1);
     }
 }

@@ -75,7 +75,7 @@ pub use context::{Context, Entity, Field, Message};
 pub use datetime::{DateTime, DateTimeKind, TimeSpan};
 pub use error::{CompileError, EVALUATION_FAILURE, ErrorKind, RuntimeError};
 pub use eval::Budget;
-pub use json::{Json, JsonObject};
+pub use json::{Json, JsonError, JsonObject};
 pub use value::{Handle, HttpResponse, Value};
 
 /// A compiled expression: immutable, `Send + Sync`, evaluated any number of times.

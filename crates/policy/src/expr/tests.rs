@@ -418,3 +418,38 @@ fn nesting_of_built_values_is_bounded() {
     let err = e.eval(&ctx(), &mut Budget::default()).unwrap_err();
     assert!(err.message.contains("nest"), "{err}");
 }
+
+#[test]
+fn parsing_bodies_and_json_text_is_charged_to_the_budget() {
+    // About 1.4 MB of JSON: 11,000 steps or so to parse, whatever the expression does with it.
+    let body: String = format!(
+        "{{{}}}",
+        (0..100_000)
+            .map(|i| format!("\"k{i}\":{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let cx = StaticContext {
+        request_body: Some(body.into_bytes()),
+        ..ctx()
+    };
+    let e =
+        compile(r#"@((string)context.Request.Body.As<JObject>(preserveContent: true)["k99999"])"#)
+            .unwrap();
+    let mut budget = Budget::default();
+    assert_eq!(e.eval(&cx, &mut budget).unwrap(), Value::str("99999"));
+    assert!(budget.used() > 10_000, "{}", budget.used());
+    // Parsing it again and again runs out of budget instead of time.
+    let e = compile(
+        r#"@{ var n = 0; while (true) { n += context.Request.Body.As<JObject>(preserveContent: true).Count; } return n; }"#,
+    )
+    .unwrap();
+    let err = e.eval(&cx, &mut Budget::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BudgetExceeded, "{err}");
+    let e = compile(
+        r#"@{ var s = context.Request.Body.As<string>(preserveContent: true); var n = 0; while (true) { n += JObject.Parse(s).Count; } return n; }"#,
+    )
+    .unwrap();
+    let err = e.eval(&cx, &mut Budget::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BudgetExceeded, "{err}");
+}

@@ -17,6 +17,8 @@
 //!
 //! With `consider-accept-header` (the default) the body is converted only when the request's
 //! `Accept` header asks for XML. The converted message gets `Content-Type: application/xml`.
+//! A body over the bounds of [`crate::limits`] (nesting, number of values) is refused while it is
+//! parsed: 400 for a request's body, 500 for a response's.
 
 use std::fmt::Write as _;
 
@@ -63,6 +65,35 @@ fn parse_apply(s: &str) -> Option<Apply> {
         Some(Apply::ContentType)
     } else {
         None
+    }
+}
+
+/// Why a body was not converted (here or by `xml-to-json`).
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// Not in the format converted from.
+    Invalid(String),
+    /// Over a bound of [`crate::limits`], refused before the expensive work.
+    OverLimit(String),
+}
+
+const BAD_REQUEST: &str = r#"{"statusCode":400,"message":"Bad request. The message body is nested too deeply or is too large to convert."}"#;
+
+impl Refusal {
+    pub(crate) fn into_error(self, reason: &str, response: bool) -> PolicyError {
+        match self {
+            // A client's own body over the bounds is its fault; a backend's answer is not.
+            Self::OverLimit(message) if !response => PolicyError {
+                source: String::new(),
+                reason: reason.to_owned(),
+                message,
+                status: http::StatusCode::BAD_REQUEST,
+                body: BAD_REQUEST,
+            },
+            Self::OverLimit(message) | Self::Invalid(message) => {
+                PolicyError::runtime(reason, message)
+            }
+        }
     }
 }
 
@@ -167,12 +198,15 @@ impl JsonToXml {
         else {
             return Ok(Flow::Continue);
         };
-        let json = Json::from_slice(current).map_err(|e| {
-            PolicyError::runtime(
-                "JsonToXmlConversionFailure",
-                format!("the body is not JSON: {e}"),
-            )
-        })?;
+        let json = Json::from_slice(current)
+            .map_err(|e| {
+                if e.over_limit() {
+                    Refusal::OverLimit(format!("the body is not converted: {e}"))
+                } else {
+                    Refusal::Invalid(format!("the body is not JSON: {e}"))
+                }
+            })
+            .map_err(|r| r.into_error("JsonToXmlConversionFailure", self.response))?;
         let xml = convert(&json, &self.options);
         *body = Some(Bytes::from(xml));
         headers.remove(CONTENT_LENGTH);
@@ -218,6 +252,7 @@ fn is_special(name: &str, o: &Options) -> bool {
             .is_some_and(|p| name.starts_with(p))
 }
 
+/// Recursive, but never deeper than the JSON nests, which its parser bounds.
 fn element(out: &mut String, name: &str, value: &Json, o: &Options) {
     if let Json::Array(items) = value {
         for item in items.iter() {
@@ -231,31 +266,35 @@ fn element(out: &mut String, name: &str, value: &Json, o: &Options) {
     match value {
         Json::Object(obj) => {
             attributes(out, obj, o);
-            let mut inner = String::new();
+            out.push('>');
+            let open = out.len();
             for (k, v) in obj.iter() {
                 if k == "#text" {
-                    escape(&mut inner, &scalar(v, o), false);
+                    escape(out, &scalar(v, o), false);
                 } else if !is_special(k, o) {
-                    element(&mut inner, k, v, o);
+                    element(out, k, v, o);
                 }
             }
-            close(out, &name, &inner);
+            close(out, &name, open);
         }
         Json::Null => out.push_str(" />"),
         other => {
-            let mut inner = String::new();
-            escape(&mut inner, &scalar(other, o), false);
-            close(out, &name, &inner);
+            out.push('>');
+            let open = out.len();
+            escape(out, &scalar(other, o), false);
+            close(out, &name, open);
         }
     }
 }
 
-fn close(out: &mut String, name: &str, inner: &str) {
-    if inner.is_empty() {
+/// Ends the element whose start tag's `>` ends just before `open`: `<a />` when nothing was
+/// written inside it. Children are written straight into `out` (never into a buffer copied
+/// into the parent's), so the work is linear in the output however deep the JSON nests.
+fn close(out: &mut String, name: &str, open: usize) {
+    if out.len() == open {
+        out.pop();
         out.push_str(" />");
     } else {
-        out.push('>');
-        out.push_str(inner);
         out.push_str("</");
         out.push_str(name);
         out.push('>');

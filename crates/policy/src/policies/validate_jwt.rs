@@ -22,6 +22,7 @@
 //! `TokenSignatureInvalid`, `TokenSignatureKeyNotFound`, `TokenExpired`,
 //! `TokenAudienceNotAllowed`, `TokenIssuerNotAllowed`, `TokenClaimNotFound`,
 //! `TokenClaimValueNotAllowed` or `JwtInvalid`). No message ever contains the token or a key.
+//! A token longer than [`MAX_TOKEN_BYTES`] is refused (`JwtInvalid`) before it is decoded.
 //!
 //! Keys given in the policy are parsed when it is compiled. Keys of `<openid-config>` providers
 //! come from the gateway through [`Io::openid_keys`], which fetches the discovery document and
@@ -53,6 +54,7 @@ use crate::compile::Cx;
 use crate::exchange::Exchange;
 use crate::expr::builtins::jwt::{self, Jwt};
 use crate::expr::{Json, Value};
+use crate::limits::MAX_TOKEN_BYTES;
 use crate::run::{Budget, Flow, Io, PolicyError};
 use crate::text::PolicyText;
 use crate::xml::Element;
@@ -397,6 +399,17 @@ impl ValidateJwt {
         let Some(token) = self.token(ex, budget)? else {
             return Ok(Err(Failure::missing()));
         };
+        // Refused before any decoding: everything below is paid for by whoever sent the token,
+        // signed or not.
+        if token.len() > MAX_TOKEN_BYTES {
+            return Ok(Err(Failure::new(
+                "JwtInvalid",
+                format!(
+                    "The token is {} bytes long, more than the {MAX_TOKEN_BYTES} this gateway reads.",
+                    token.len()
+                ),
+            )));
+        }
         let Some(decoded) = jwt::parse(&token) else {
             return Ok(Err(Failure::new(
                 "JwtInvalid",

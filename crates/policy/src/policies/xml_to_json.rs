@@ -12,23 +12,27 @@
 //!
 //! With `consider-accept-header` (the default) the body is converted only when the request's
 //! `Accept` header asks for JSON. DTDs are refused (no entity expansion). The converted message
-//! gets `Content-Type: application/json`.
+//! gets `Content-Type: application/json`. A body over the bounds of [`crate::limits`] (nesting,
+//! nodes, attributes, namespace declarations) is refused before it is parsed: 400 for a
+//! request's body, 500 for a response's.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::HeaderValue;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 
-use super::json_to_xml::{Apply, mentions};
+use super::json_to_xml::{Apply, Refusal, mentions};
 use super::on_response;
 use super::param::{self, Param};
 use crate::compile::Cx;
 use crate::exchange::Exchange;
 use crate::expr::{Json, JsonObject};
+use crate::limits::MAX_VALUES;
 use crate::run::{Budget, Flow, PolicyError};
 use crate::text::PolicyText;
-use crate::xml::Element;
+use crate::xml::{Element, scan};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -154,7 +158,7 @@ impl XmlToJson {
             return Ok(Flow::Continue);
         };
         let json = convert(current, kind, always_array)
-            .map_err(|m| PolicyError::runtime("XmlToJsonConversionFailure", m))?;
+            .map_err(|r| r.into_error("XmlToJsonConversionFailure", self.response))?;
         *body = Some(Bytes::from(json));
         headers.remove(CONTENT_LENGTH);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -162,39 +166,83 @@ impl XmlToJson {
     }
 }
 
-fn convert(body: &[u8], kind: Kind, always_array: bool) -> Result<String, String> {
-    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8 XML".to_owned())?;
+fn convert(body: &[u8], kind: Kind, always_array: bool) -> Result<String, Refusal> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Refusal::Invalid("the body is not UTF-8 XML".to_owned()))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let doc = roxmltree::Document::parse(text).map_err(|e| format!("the body is not XML: {e}"))?;
+    // Bounds first, so that neither the parser nor the recursive walk below can be made to do
+    // more than linear work or to nest deeper than `MAX_DEPTH`.
+    scan::check(text)
+        .map_err(|over| Refusal::OverLimit(format!("the body is not converted: {over}")))?;
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: u32::try_from(MAX_VALUES).unwrap_or(u32::MAX),
+        ..roxmltree::ParsingOptions::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(text, options).map_err(|e| match e {
+        roxmltree::Error::NodesLimitReached => Refusal::OverLimit(format!(
+            "the body is not converted: it has more than {MAX_VALUES} nodes"
+        )),
+        e => Refusal::Invalid(format!("the body is not XML: {e}")),
+    })?;
     let root = doc.root_element();
     let mut top = JsonObject::new();
-    top.insert(name(root, kind), value(root, kind, always_array));
+    top.insert(
+        name(text, root, kind),
+        value(text, root, kind, always_array),
+    );
     Ok(Json::Object(Arc::new(top)).to_json_string(false))
 }
 
-fn name(node: roxmltree::Node<'_, '_>, kind: Kind) -> String {
-    let local = node.tag_name().name();
-    match (
-        kind,
-        node.tag_name()
-            .namespace()
-            .and_then(|ns| node.lookup_prefix(ns)),
-    ) {
-        (Kind::Direct, Some(prefix)) if !prefix.is_empty() => format!("{prefix}:{local}"),
-        _ => local.to_owned(),
+/// The element's name: as written (`prefix:local`) for `direct`, as Newtonsoft takes
+/// `XmlNode.Name`; the local name for `javascript-friendly`.
+fn name<'t>(text: &'t str, node: roxmltree::Node<'_, 't>, kind: Kind) -> &'t str {
+    match kind {
+        Kind::Direct => text
+            .get(node.range().start + 1..)
+            .and_then(|rest| {
+                rest.split(|c: char| c.is_whitespace() || c == '/' || c == '>')
+                    .next()
+            })
+            .filter(|written| !written.is_empty())
+            .unwrap_or_else(|| node.tag_name().name()),
+        Kind::JavascriptFriendly => node.tag_name().name(),
     }
 }
 
-fn value(node: roxmltree::Node<'_, '_>, kind: Kind, always_array: bool) -> Json {
+/// The element's start tag as written, `<` to `>`.
+fn start_tag<'t>(text: &'t str, node: roxmltree::Node<'_, 't>) -> &'t str {
+    let from = node.range().start;
+    let b = text.as_bytes();
+    let mut quote = None;
+    let mut end = text.len();
+    for (i, &c) in b.iter().enumerate().skip(from) {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'"' | b'\'') => quote = Some(c),
+            (None, b'>') => {
+                end = i + 1;
+                break;
+            }
+            _ => {}
+        }
+    }
+    text.get(from..end).unwrap_or_default()
+}
+
+/// Recursive, but never deeper than `MAX_DEPTH`: [`scan::check`] refused deeper documents.
+fn value<'t>(text: &'t str, node: roxmltree::Node<'_, 't>, kind: Kind, always_array: bool) -> Json {
     let mut obj = JsonObject::new();
-    if kind == Kind::Direct {
+    // Only elements whose start tag mentions `xmlns` declare namespaces; looking at the others'
+    // namespaces in scope would cost each element as many steps as there are declarations.
+    if kind == Kind::Direct && start_tag(text, node).contains("xmlns") {
+        let inherited: HashSet<(Option<&str>, &str)> = node
+            .parent_element()
+            .map(|p| p.namespaces().map(|o| (o.name(), o.uri())).collect())
+            .unwrap_or_default();
         for ns in node.namespaces() {
-            // Only the declarations made on this element.
-            let inherited = node.parent_element().is_some_and(|p| {
-                p.namespaces()
-                    .any(|o| o.name() == ns.name() && o.uri() == ns.uri())
-            });
-            if !inherited {
+            if !inherited.contains(&(ns.name(), ns.uri())) {
                 let key = match ns.name() {
                     Some(p) => format!("@xmlns:{p}"),
                     None => "@xmlns".to_owned(),
@@ -205,42 +253,47 @@ fn value(node: roxmltree::Node<'_, '_>, kind: Kind, always_array: bool) -> Json 
     }
     for a in node.attributes() {
         let key = match kind {
-            Kind::Direct => match a.namespace().and_then(|ns| node.lookup_prefix(ns)) {
-                Some(p) if !p.is_empty() => format!("@{p}:{}", a.name()),
-                _ => format!("@{}", a.name()),
-            },
+            Kind::Direct => {
+                let written = text.get(a.range_qname()).unwrap_or_else(|| a.name());
+                format!("@{written}")
+            }
             Kind::JavascriptFriendly => a.name().to_owned(),
         };
         obj.insert(key, Json::String(a.value().into()));
     }
-    let mut text = String::new();
-    let mut children: Vec<(String, Vec<Json>)> = Vec::new();
+    let mut text_content = String::new();
+    // Repeated elements become one array, in the order each name first appears.
+    let mut children: Vec<(&str, Vec<Json>)> = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     for c in node.children() {
         if c.is_element() {
-            let n = name(c, kind);
-            let v = value(c, kind, always_array);
-            match children.iter_mut().find(|(k, _)| *k == n) {
+            let n = name(text, c, kind);
+            let v = value(text, c, kind, always_array);
+            match seen.get(n).and_then(|i| children.get_mut(*i)) {
                 Some((_, list)) => list.push(v),
-                None => children.push((n, vec![v])),
+                None => {
+                    seen.insert(n, children.len());
+                    children.push((n, vec![v]));
+                }
             }
         } else if c.is_text() {
-            text.push_str(c.text().unwrap_or_default());
+            text_content.push_str(c.text().unwrap_or_default());
         }
     }
-    let text = text.trim();
+    let trimmed = text_content.trim();
     if obj.is_empty() && children.is_empty() {
-        return if text.is_empty() {
+        return if trimmed.is_empty() {
             Json::Null
         } else {
-            Json::String(text.into())
+            Json::String(trimmed.into())
         };
     }
-    if !text.is_empty() {
+    if !trimmed.is_empty() {
         let key = match kind {
             Kind::Direct => "#text",
             Kind::JavascriptFriendly => "text",
         };
-        obj.insert(key, Json::String(text.into()));
+        obj.insert(key, Json::String(trimmed.into()));
     }
     for (k, mut list) in children {
         let v = if list.len() == 1 && !always_array {
@@ -291,6 +344,54 @@ mod tests {
         let bomb = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]><a>&lol2;</a>"#;
         assert!(convert(bomb.as_bytes(), Kind::Direct, false).is_err());
         assert!(convert(b"<a><b></a>", Kind::Direct, false).is_err());
+    }
+
+    #[test]
+    fn bodies_over_the_bounds_are_refused_before_parsing() {
+        let deep = format!("{}{}", "<a>".repeat(20_000), "</a>".repeat(20_000));
+        let e = convert(deep.as_bytes(), Kind::Direct, false).unwrap_err();
+        assert!(
+            matches!(&e, super::Refusal::OverLimit(m) if m.contains("deeper than 64")),
+            "{e:?}"
+        );
+        let ok = format!("{}x{}", "<a>".repeat(64), "</a>".repeat(64));
+        let json = convert(ok.as_bytes(), Kind::Direct, false).unwrap();
+        assert_eq!(
+            json,
+            format!("{}\"x\"{}", "{\"a\":".repeat(64), "}".repeat(64))
+        );
+        // Not XML at all is not a limit.
+        assert!(matches!(
+            convert(b"<a>", Kind::Direct, false),
+            Err(super::Refusal::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn many_siblings_group_into_one_array_in_order() {
+        let n = 40_000;
+        let body: String = (0..n)
+            .map(|i| format!("<n{}>{i}</n{}>", i % 3, i % 3))
+            .collect();
+        let json = convert(format!("<r>{body}<z/></r>").as_bytes(), Kind::Direct, false).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let r = v["r"].as_object().unwrap();
+        assert_eq!(r.keys().collect::<Vec<_>>(), ["n0", "n1", "n2", "z"]);
+        assert_eq!(r["n1"].as_array().unwrap().len(), n / 3);
+        assert_eq!(r["n1"][2], "7");
+        let distinct: String = (0..n).map(|i| format!("<e{i}/>")).collect();
+        let json = convert(format!("<r>{distinct}</r>").as_bytes(), Kind::Direct, false).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["r"].as_object().unwrap().len(), n);
+    }
+
+    #[test]
+    fn namespace_declarations_are_reported_where_made() {
+        let xml = r#"<a:r xmlns:a="urn:a"><a:x xmlns:b="urn:b" b:k="1"><a:y/></a:x><z xmlns="urn:z"/></a:r>"#;
+        assert_eq!(
+            convert(xml.as_bytes(), Kind::Direct, false).unwrap(),
+            r#"{"a:r":{"@xmlns:a":"urn:a","a:x":{"@xmlns:b":"urn:b","@b:k":"1","a:y":null},"z":{"@xmlns":"urn:z"}}}"#
+        );
     }
 
     #[test]

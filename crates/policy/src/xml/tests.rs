@@ -116,3 +116,18 @@ fn unbalanced_expressions_never_panic() {
         let _ = Source::new(text).parse();
     }
 }
+
+#[test]
+fn deeply_nested_policies_are_refused_not_walked() {
+    // The element tree is built recursively: without the pre-scan, 100,000 levels (well under
+    // the node limit) overflowed the stack of whoever saved the policy.
+    let deep = format!(
+        "<policies><inbound>{}{}</inbound></policies>",
+        "<choose>".repeat(100_000),
+        "</choose>".repeat(100_000)
+    );
+    let e = Source::new(&deep).parse().unwrap_err();
+    assert!(e.message.contains("nest deeper than 64"), "{}", e.message);
+    let fits = format!("{}{}", "<a>".repeat(64), "</a>".repeat(64));
+    assert!(Source::new(&fits).parse().is_ok());
+}

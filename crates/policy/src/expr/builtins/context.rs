@@ -255,7 +255,7 @@ pub(crate) fn call(
             let Some(bytes) = cx.body(msg, preserve) else {
                 return Ok(Value::Null);
             };
-            body_as(&bytes, x.targ.as_ref())
+            body_as(&bytes, x.targ.as_ref(), rt)
         }
         _ => Err(RuntimeError::no_member(&Ty::Ctx(o).to_string(), m.name())),
     }
@@ -263,7 +263,10 @@ pub(crate) fn call(
 
 /// `Body.As<T>()` of body bytes: a string, bytes, or parsed JSON of the kind asked for
 /// (shared with responses held in variables).
-pub(crate) fn body_as(bytes: &[u8], targ: Option<&Ty>) -> RtResult<Value> {
+///
+/// Parsing is charged to the expression's budget like producing the body's bytes, before it
+/// starts; the parser bounds depth and size on its own (see [`crate::limits`]).
+pub(crate) fn body_as(bytes: &[u8], targ: Option<&Ty>, rt: &mut Rt<'_>) -> RtResult<Value> {
     match targ {
         Some(Ty::String) => Ok(Value::String(String::from_utf8_lossy(bytes).into())),
         Some(Ty::Bytes) => Ok(Value::Bytes(bytes.into())),
@@ -271,6 +274,7 @@ pub(crate) fn body_as(bytes: &[u8], targ: Option<&Ty>) -> RtResult<Value> {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Value::Null);
             }
+            rt.alloc(bytes.len())?;
             let json = Json::from_slice(bytes).map_err(|e| {
                 RuntimeError::format(format_args!("The body is not valid JSON: {e}"))
             })?;

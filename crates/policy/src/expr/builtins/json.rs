@@ -283,11 +283,18 @@ fn select_token(j: &Json, path: &str) -> RtResult<Value> {
     Ok(cur.map_or(Value::Null, Value::Json))
 }
 
-pub(crate) fn static_call(class: Class, m: Member, args: &[Value]) -> RtResult<Value> {
+pub(crate) fn static_call(
+    class: Class,
+    m: Member,
+    args: &[Value],
+    rt: &mut Rt<'_>,
+) -> RtResult<Value> {
     if m != Member::Parse {
         return Err(RuntimeError::no_member("JToken", m.name()));
     }
     let text = arg_str(args, 0, "json")?;
+    // Parsing costs as much as producing the text; the parser bounds depth and size itself.
+    rt.alloc(text.len())?;
     let j = Json::parse(text)
         .map_err(|e| RuntimeError::format(format_args!("Error parsing JSON: {e}")))?;
     let ok = match class {

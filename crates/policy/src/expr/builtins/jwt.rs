@@ -13,6 +13,7 @@ use crate::expr::error::{RtResult, RuntimeError};
 use crate::expr::json::{Json, JsonObject};
 use crate::expr::types::Ty;
 use crate::expr::value::{Obj, Value};
+use crate::limits::MAX_TOKEN_BYTES;
 
 /// A decoded, unverified JWT.
 #[derive(Debug)]
@@ -67,9 +68,14 @@ fn claim_text(v: &Json) -> String {
     }
 }
 
-/// Decodes a compact JWS (`header.payload.signature`); `None` when it isn't one.
+/// Decodes a compact JWS (`header.payload.signature`); `None` when it isn't one, or when it is
+/// longer than [`MAX_TOKEN_BYTES`] (refused before any decoding).
 pub(crate) fn parse(token: &str) -> Option<Jwt> {
-    let mut parts = token.trim().split('.');
+    let token = token.trim();
+    if token.len() > MAX_TOKEN_BYTES {
+        return None;
+    }
+    let mut parts = token.split('.');
     let (h, p, _sig) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
         return None;
@@ -218,5 +224,20 @@ mod tests {
         assert_eq!(roles, Value::str("reader,writer"));
         assert!(parse("not a jwt").is_none());
         assert!(parse("a.b.c").is_none());
+    }
+
+    #[test]
+    fn oversized_tokens_are_not_decoded() {
+        let claims = format!("{{\"pad\":\"{}\"}}", "x".repeat(MAX_TOKEN_BYTES));
+        let big = format!(
+            "eyJhbGciOiJIUzI1NiJ9.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        assert!(parse(&big).is_none());
+        let fits = format!(
+            "eyJhbGciOiJIUzI1NiJ9.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(r#"{"sub":"a"}"#)
+        );
+        assert!(parse(&fits).is_some());
     }
 }

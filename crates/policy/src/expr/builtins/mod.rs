@@ -492,7 +492,7 @@ pub(crate) fn call(
             Obj::Claims(j) => jwt::claims_call(j, m, args),
             Obj::Encoding(e) => encoding::call(*e, m, args, rt),
             Obj::Response(_) | Obj::ResponseHeaders(_) | Obj::ResponseBody(_) => {
-                response::call(&h.0, m, args, x)
+                response::call(&h.0, m, args, x, rt)
             }
             _ => Err(RuntimeError::no_member(recv.type_name(), m.name())),
         },
@@ -608,7 +608,7 @@ pub(crate) fn static_call(
         Class::DateTime | Class::TimeSpan => datetime::static_call(class, m, args),
         Class::Regex => regex::static_call(m, args, x, rt),
         Class::JObject | Class::JArray | Class::JToken | Class::JValue | Class::JProperty => {
-            json::static_call(class, m, args)
+            json::static_call(class, m, args, rt)
         }
         _ => Err(RuntimeError::no_member("type", m.name())),
     }

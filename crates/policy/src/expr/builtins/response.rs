@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Extra, Member, arg_opt_str, arg_str, len_value};
+use super::{Extra, Member, Rt, arg_opt_str, arg_str, len_value};
 use crate::expr::context::Message;
 use crate::expr::error::{RtResult, RuntimeError};
 use crate::expr::types::Ty;
@@ -54,7 +54,13 @@ pub(crate) fn get(o: &Obj, m: Member) -> RtResult<Value> {
     })
 }
 
-pub(crate) fn call(o: &Obj, m: Member, args: &[Value], x: &Extra) -> RtResult<Value> {
+pub(crate) fn call(
+    o: &Obj,
+    m: Member,
+    args: &[Value],
+    x: &Extra,
+    rt: &mut Rt<'_>,
+) -> RtResult<Value> {
     use Member as M;
     match (o, m) {
         (Obj::ResponseHeaders(r), M::GetValueOrDefault) => {
@@ -68,7 +74,7 @@ pub(crate) fn call(o: &Obj, m: Member, args: &[Value], x: &Extra) -> RtResult<Va
             Ok(Value::Bool(r.header(arg_str(args, 0, "key")?).is_some()))
         }
         // A held response keeps its body: reading it twice gives the same content.
-        (Obj::ResponseBody(r), M::As) => super::context::body_as(&r.body, x.targ.as_ref()),
+        (Obj::ResponseBody(r), M::As) => super::context::body_as(&r.body, x.targ.as_ref(), rt),
         _ => Err(RuntimeError::no_member(&type_name(o), m.name())),
     }
 }

@@ -385,7 +385,11 @@ pub(crate) fn call(s: &Arc<str>, m: Member, args: &[Value], rt: &mut Rt<'_>) -> 
             rt.steps(s.len())?;
             Ok(Value::Array(s.chars().map(Value::Char).collect()))
         }
-        M::AsJwt => Ok(super::jwt::parse(s).map_or(Value::Null, |j| Value::Jwt(Arc::new(j)))),
+        M::AsJwt => {
+            // Decoding costs as much as producing the token's bytes (at most MAX_TOKEN_BYTES).
+            rt.alloc(s.len().min(crate::limits::MAX_TOKEN_BYTES))?;
+            Ok(super::jwt::parse(s).map_or(Value::Null, |j| Value::Jwt(Arc::new(j))))
+        }
         _ => Err(RuntimeError::no_member("String", m.name())),
     }
 }

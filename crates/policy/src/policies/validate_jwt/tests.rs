@@ -707,3 +707,25 @@ fn named_values_are_checked_when_known_and_skipped_offline() {
         "the key is never echoed"
     );
 }
+
+#[test]
+fn an_oversized_token_is_refused_before_it_is_decoded() {
+    let p = hs_policy("", "");
+    // Correctly signed, so only its size can refuse it.
+    let mut big = claims();
+    big["pad"] = J::String("x".repeat(super::MAX_TOKEN_BYTES));
+    let r = bearer(&p, &hs(&big));
+    assert_refused(&r, 401, "JwtInvalid", "Invalid JWT.");
+    let message = &r.0.last_error.as_ref().unwrap().message;
+    assert!(message.contains("more than the 16384"), "{message}");
+    // The configured status and message apply as to any other refusal.
+    let p = hs_policy(
+        r#"failed-validation-httpcode="403" failed-validation-error-message="Nope""#,
+        "",
+    );
+    assert_refused(&bearer(&p, &hs(&big)), 403, "JwtInvalid", "Nope");
+    // A token just under the bound still passes.
+    let mut fits = claims();
+    fits["pad"] = J::String("x".repeat(super::MAX_TOKEN_BYTES / 2));
+    assert_passed(&bearer(&hs_policy("", ""), &hs(&fits)));
+}
