@@ -309,18 +309,10 @@ pub async fn serve<F, S, B>(
                     watcher.watch(conn).await
                 }
                 Some(tls) => {
-                    let handshake =
-                        tokio::time::timeout(limits.header_read_timeout, tls.accept(watched));
-                    let accepted = match handshake.await {
-                        Ok(Ok(accepted)) => accepted,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%remote, "TLS handshake timed out");
-                            return;
-                        }
+                    let Some(accepted) =
+                        handshake(&tls, watched, limits.header_read_timeout, remote).await
+                    else {
+                        return;
                     };
                     let conn = limits
                         .builder(clock)
@@ -344,6 +336,30 @@ pub async fn serve<F, S, B>(
             ?grace,
             "closing connections still open after the grace period"
         );
+    }
+}
+
+/// A TLS handshake held to `limit` (the header timeout: a client that is slow to say hello is
+/// as slow as one that is slow to send its headers). `None` when it failed, logged.
+pub async fn handshake<IO>(
+    tls: &gatehouse_tls::server::ServerTls,
+    io: IO,
+    limit: Duration,
+    remote: SocketAddr,
+) -> Option<gatehouse_tls::server::Accepted<IO>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(limit, tls.accept(io)).await {
+        Ok(Ok(accepted)) => Some(accepted),
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "TLS handshake timed out");
+            None
+        }
     }
 }
 

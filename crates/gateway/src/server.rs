@@ -254,18 +254,16 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             tls.follow(worker.config_tls().as_ref());
-            let accepted =
-                match tokio::time::timeout(limits.header_read_timeout, tls.accept(watched)).await {
-                    Ok(Ok(accepted)) => accepted,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let Some(accepted) = crate::listener::handshake(
+                tls.server(),
+                watched,
+                limits.header_read_timeout,
+                remote,
+            )
+            .await
+            else {
+                return;
+            };
             let peer = Arc::new(crate::proxy::Peer::over_tls(
                 remote.ip(),
                 accepted.client_certificates.clone(),

@@ -376,15 +376,7 @@ impl UpstreamPool {
                 authority: authority.clone(),
                 source,
             })?;
-        let gauges = self.shared.gauges.clone();
-        gauges.opened.fetch_add(1, Ordering::Relaxed);
-        gauges.open.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-            gauges.open.fetch_sub(1, Ordering::Relaxed);
-        });
+        self.drive(connection);
         Ok(sender)
     }
 
@@ -406,16 +398,24 @@ impl UpstreamPool {
                 authority: authority.clone(),
                 source,
             })?;
+        self.drive(connection);
+        Ok(sender)
+    }
+
+    /// Runs a new connection's task until the connection ends, counted in the gauges.
+    fn drive(
+        &self,
+        connection: impl std::future::Future<Output = hyper::Result<()>> + Send + 'static,
+    ) {
         let gauges = self.shared.gauges.clone();
         gauges.opened.fetch_add(1, Ordering::Relaxed);
         gauges.open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+                tracing::debug!(error = %e, "upstream connection ended with an error");
             }
             gauges.open.fetch_sub(1, Ordering::Relaxed);
         });
-        Ok(sender)
     }
 
     /// Starts the task that closes idle connections, once, from inside the worker's runtime.

@@ -304,16 +304,7 @@ impl Tx {
     /// Creates or replaces a document. Returns true when it was created.
     pub async fn put(&mut self, kind: &str, parent: &str, id: &str, body: &str) -> Result<bool> {
         let existed = self.get(kind, parent, id).await?.is_some();
-        sqlx::query(
-            "INSERT INTO gh_documents (kind, parent, id, body) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (kind, parent, id) DO UPDATE SET body = excluded.body",
-        )
-        .bind(kind)
-        .bind(parent)
-        .bind(id)
-        .bind(body)
-        .execute(&mut *self.tx)
-        .await?;
+        self.put_unversioned(kind, parent, id, body).await?;
         self.touch(kind, parent, id);
         Ok(!existed)
     }
