@@ -175,6 +175,23 @@ mod tests {
     }
 
     #[test]
+    fn it_can_be_kept_in_a_variable_and_cast_back() {
+        let e = expr::compile(
+            "@(((X509Certificate2)context.Variables[\"c\"]).Thumbprint + (context.Variables[\"c\"] is X509Certificate2))",
+        )
+        .unwrap();
+        let ctx = StaticContext {
+            variables: vec![("c".into(), super::value(Some(cert(true))))],
+            ..StaticContext::default()
+        };
+        let v = e.eval(&ctx, &mut Budget::default()).unwrap();
+        assert_eq!(
+            v.to_policy_string(),
+            "0123456789ABCDEF0123456789ABCDEF01234567True"
+        );
+    }
+
+    #[test]
     fn without_a_certificate_it_is_null() {
         let cases = [
             ("@(context.Request.Certificate == null)", "True"),
