@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod backup;
 pub mod cache;
+pub mod client_certificate;
 pub mod config;
 pub mod counters;
 pub mod error;

@@ -15,7 +15,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use gatehouse_policy::exchange::{
-    Request as ExRequest, RequestInfo, Response as ExResponse, SubscriptionInfo,
+    ClientCertificate, Request as ExRequest, RequestInfo, Response as ExResponse, SubscriptionInfo,
 };
 use gatehouse_policy::expr::HttpResponse;
 use gatehouse_policy::policies::header_list;
@@ -44,6 +44,8 @@ pub struct Peer {
     header: HeaderValue,
     /// `Some` over TLS: the client's certificate chain, leaf first, if it gave one.
     tls: Option<Option<Arc<[CertificateDer<'static>]>>>,
+    /// That certificate as policies see it (`context.Request.Certificate`).
+    certificate: Option<Arc<ClientCertificate>>,
 }
 
 impl Peer {
@@ -56,15 +58,27 @@ impl Peer {
             text: text.into(),
             header,
             tls: None,
+            certificate: None,
         }
     }
 
-    /// A peer that connected over TLS, with the certificates it presented.
-    pub fn over_tls(ip: IpAddr, certificates: Option<Arc<[CertificateDer<'static>]>>) -> Self {
+    /// A peer that connected over TLS, with the certificates it presented and their
+    /// description for policies (see [`crate::client_certificate::describe`]).
+    pub fn over_tls(
+        ip: IpAddr,
+        certificates: Option<Arc<[CertificateDer<'static>]>>,
+        certificate: Option<Arc<ClientCertificate>>,
+    ) -> Self {
         Self {
             tls: Some(certificates),
+            certificate,
             ..Self::new(ip)
         }
+    }
+
+    /// The client's certificate as policies see it, when it presented one over TLS.
+    pub fn client_certificate(&self) -> Option<&Arc<ClientCertificate>> {
+        self.certificate.as_ref()
     }
 
     /// Whether the request came over TLS.
@@ -394,6 +408,7 @@ impl Worker {
             original_url,
             matched,
             examples: op.examples.clone(),
+            client_certificate: client.peer.client_certificate().cloned(),
         };
         let mut ex = Exchange::new(
             ExRequest {

@@ -264,9 +264,14 @@ async fn accept_loop(
             else {
                 return;
             };
+            // Read and verified here, once for every request of the connection.
+            let certificate = accepted.client_certificates.as_deref().and_then(|chain| {
+                crate::client_certificate::describe(chain, worker.config_tls().as_deref())
+            });
             let peer = Arc::new(crate::proxy::Peer::over_tls(
                 remote.ip(),
                 accepted.client_certificates.clone(),
+                certificate,
             ));
             let service = service_fn(move |req| worker.clone().handle(peer.clone(), req));
             let conn = limits

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
+pub use crate::expr::ClientCertificate;
 use crate::expr::{Context, Entity, Field, Message, Value};
 
 /// The request as policies shape it before it goes to the backend.
@@ -74,6 +75,8 @@ pub struct RequestInfo {
     pub matched: Vec<(Arc<str>, String)>,
     /// The operation's response examples from its OpenAPI document (`mock-response`).
     pub examples: Option<Arc<gatehouse_model::snapshot::ResponseExamples>>,
+    /// `context.Request.Certificate`: described once per connection, shared by its requests.
+    pub client_certificate: Option<Arc<ClientCertificate>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -241,6 +244,10 @@ impl Context for Exchange {
 
     fn ip_address(&self) -> Cow<'_, str> {
         Cow::Borrowed(&self.info.ip)
+    }
+
+    fn client_certificate(&self) -> Option<Arc<ClientCertificate>> {
+        self.info.client_certificate.clone()
     }
 
     fn header(&self, message: Message, name: &str) -> Option<String> {

@@ -20,6 +20,7 @@ mod security_parsers;
 mod selfhosted;
 mod support;
 mod tls_certificates;
+mod tls_client_certificates;
 mod tls_listeners;
 mod tls_outbound;
 mod tour;

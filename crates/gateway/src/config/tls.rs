@@ -6,12 +6,14 @@
 //! One broken hostname configuration (a PEM that does not parse, a key that does not fit) is
 //! logged and left out; the other hostnames and the rest of the configuration still apply.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use gatehouse_model::snapshot::SnapshotTls;
 use gatehouse_tls::TlsError;
 use gatehouse_tls::client::Trust;
-use gatehouse_tls::rustls::pki_types::CertificateDer;
+use gatehouse_tls::rustls::pki_types::{CertificateDer, UnixTime};
+use gatehouse_tls::rustls::server::WebPkiClientVerifier;
+use gatehouse_tls::rustls::server::danger::ClientCertVerifier;
 use gatehouse_tls::server::HostnameCertificate;
 
 /// A hostname or CA certificate of the snapshot that could not be used, and why.
@@ -34,6 +36,22 @@ pub struct CompiledTls {
     pub intermediate_cas: Vec<CertificateDer<'static>>,
     /// What was left out, also logged when compiled.
     pub refused: Vec<Refused>,
+    /// Every usable CA certificate, trusted or not, by id: how a client certificate's issuer
+    /// is named to policies (`validate-client-certificate`'s `issuer-certificate-id`).
+    pub authorities: Vec<Authority>,
+    /// Checks client certificates against [`CompiledTls::trusted_cas`] (`Verify()`); built on
+    /// the first client certificate, once per configuration. `None` without trusted CAs.
+    pub(crate) client_verifier: OnceLock<Option<Arc<dyn ClientCertVerifier>>>,
+}
+
+/// One CA certificate of the gateway, as a client certificate's issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    /// The certificate's id (`certificateAuthorities/{id}`).
+    pub id: Arc<str>,
+    /// Its subject, .NET style, as client certificates name their issuer.
+    pub subject: Arc<str>,
+    pub thumbprint: Arc<str>,
 }
 
 impl CompiledTls {
@@ -83,6 +101,17 @@ impl CompiledTls {
                     continue;
                 }
             };
+            let id: Arc<str> = ca.certificate_id.as_str().into();
+            out.authorities.extend(
+                certs
+                    .iter()
+                    .filter_map(|c| gatehouse_tls::x509::describe(c).ok())
+                    .map(|info| Authority {
+                        id: id.clone(),
+                        subject: info.subject.into(),
+                        thumbprint: info.thumbprint.into(),
+                    }),
+            );
             if ca.is_trusted {
                 // Checked here, once, so extending a trust with them later cannot fail.
                 let mut roots = gatehouse_tls::rustls::RootCertStore::empty();
@@ -99,6 +128,40 @@ impl CompiledTls {
         out.trusted_cas = trusted;
         out.intermediate_cas = intermediate;
         out
+    }
+
+    /// Whether `leaf`, with the `intermediates` the client sent (and the gateway's own
+    /// intermediate CA certificates), leads to one of the trusted CA certificates, every
+    /// certificate current at `now` and the leaf meant for client authentication.
+    pub fn verify_client(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> bool {
+        let verifier = self.client_verifier.get_or_init(|| {
+            if self.trusted_cas.is_empty() {
+                return None;
+            }
+            let mut roots = gatehouse_tls::rustls::RootCertStore::empty();
+            // Each was checked usable when compiled.
+            roots.add_parsable_certificates(self.trusted_cas.iter().cloned());
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), gatehouse_tls::provider())
+                .build()
+                .inspect_err(|e| {
+                    tracing::error!(error = %e, "client certificates cannot be verified against the gateway's CA certificates; Verify() is false")
+                })
+                .ok()
+        });
+        let Some(verifier) = verifier else {
+            return false;
+        };
+        let chain: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .chain(&self.intermediate_cas)
+            .map(|c| CertificateDer::from(c.as_ref()))
+            .collect();
+        verifier.verify_client_cert(leaf, &chain, now).is_ok()
     }
 
     /// No hostname certificates and no CA certificates.

@@ -124,6 +124,12 @@ pub trait Context {
     /// `context.Request.IpAddress`.
     fn ip_address(&self) -> Cow<'_, str>;
 
+    /// `context.Request.Certificate`: the certificate the client presented over TLS, when it
+    /// did and the hostname asked for one.
+    fn client_certificate(&self) -> Option<Arc<super::ClientCertificate>> {
+        None
+    }
+
     /// One header of a message, several values joined with `,`; `None` when absent.
     fn header(&self, message: Message, name: &str) -> Option<String>;
 

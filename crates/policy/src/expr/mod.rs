@@ -70,6 +70,7 @@ mod value;
 
 use std::fmt;
 
+pub use builtins::certificate::ClientCertificate;
 pub use builtins::jwt::Jwt;
 pub use context::{Context, Entity, Field, Message};
 pub use datetime::{DateTime, DateTimeKind, TimeSpan};

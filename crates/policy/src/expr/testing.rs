@@ -1,9 +1,10 @@
 //! A [`Context`] backed by plain data, for tests, examples and fuzzing (feature `test-util`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{Context, Entity, Field, Message, Value};
+use super::{ClientCertificate, Context, Entity, Field, Message, Value};
 
 /// Everything an expression can read, as plain fields. Header names match case-insensitively;
 /// several values of a header are joined with `,`.
@@ -28,6 +29,8 @@ pub struct StaticContext {
     pub timestamp: SystemTime,
     /// A fixed clock for `DateTime.UtcNow`; the system clock when `None`.
     pub now: Option<SystemTime>,
+    /// `context.Request.Certificate`.
+    pub certificate: Option<Arc<ClientCertificate>>,
 }
 
 impl Default for StaticContext {
@@ -49,6 +52,7 @@ impl Default for StaticContext {
             request_id: uuid::Uuid::nil(),
             timestamp: SystemTime::UNIX_EPOCH,
             now: None,
+            certificate: None,
         }
     }
 }
@@ -77,6 +81,10 @@ impl Context for StaticContext {
 
     fn ip_address(&self) -> Cow<'_, str> {
         Cow::Borrowed(&self.ip_address)
+    }
+
+    fn client_certificate(&self) -> Option<Arc<ClientCertificate>> {
+        self.certificate.clone()
     }
 
     fn header(&self, message: Message, name: &str) -> Option<String> {

@@ -30,6 +30,8 @@ pub(crate) enum Ty {
     Guid,
     Jwt,
     Claims,
+    /// `X509Certificate2` (`context.Request.Certificate`).
+    Certificate,
     Match,
     Groups,
     Group,
@@ -135,6 +137,7 @@ impl fmt::Display for Ty {
             Ty::TimeSpan => f.write_str("TimeSpan"),
             Ty::Guid => f.write_str("Guid"),
             Ty::Jwt => f.write_str("Jwt"),
+            Ty::Certificate => f.write_str("X509Certificate2"),
             Ty::Claims | Ty::Query => f.write_str("IReadOnlyDictionary<string, string[]>"),
             Ty::Match => f.write_str("Match"),
             Ty::Groups => f.write_str("GroupCollection"),
@@ -306,6 +309,7 @@ pub(crate) fn from_ref(t: &TypeRef) -> Result<Ty, String> {
         ("TimeSpan", 0) => Ty::TimeSpan,
         ("Guid", 0) => Ty::Guid,
         ("Jwt", 0) => Ty::Jwt,
+        ("X509Certificate2", 0) => Ty::Certificate,
         ("Match", 0) => Ty::Match,
         // A response `send-request` stored in a variable: typed like `context.Response`.
         ("IResponse", 0) => Ty::Ctx(CtxObj::Response),

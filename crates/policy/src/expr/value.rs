@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::builtins::Member;
+use super::builtins::certificate::ClientCertificate;
 use super::builtins::jwt::Jwt;
 use super::builtins::regex::RegexMatch;
 use super::context::{Entity, Message};
@@ -85,6 +86,8 @@ pub(crate) enum Obj {
     ResponseHeaders(Arc<HttpResponse>),
     /// Its `Body`.
     ResponseBody(Arc<HttpResponse>),
+    /// `context.Request.Certificate`.
+    Certificate(Arc<ClientCertificate>),
 }
 
 /// An HTTP response an expression can hold (`(IResponse)context.Variables["name"]`), as
@@ -282,6 +285,7 @@ impl Value {
                 Obj::Response(_) => "IResponse",
                 Obj::ResponseHeaders(_) => "IReadOnlyDictionary<string, string[]>",
                 Obj::ResponseBody(_) => "IMessageBody",
+                Obj::Certificate(_) => super::builtins::certificate::TYPE_NAME,
                 Obj::Enum(t, ..) => match t {
                     EnumTy::StringComparison => "StringComparison",
                     EnumTy::Formatting => "Formatting",
@@ -334,6 +338,7 @@ impl Value {
                 (Obj::Enum(ta, a, _), Obj::Enum(tb, b, _)) => ta == tb && a == b,
                 (Obj::Pair(a), Obj::Pair(b)) => a.0.loose_eq(&b.0) && a.1.loose_eq(&b.1),
                 (Obj::Response(a), Obj::Response(b)) => Arc::ptr_eq(a, b),
+                (Obj::Certificate(a), Obj::Certificate(b)) => Arc::ptr_eq(a, b),
                 _ => false,
             },
             _ => match (self.number(), other.number()) {

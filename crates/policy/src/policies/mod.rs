@@ -39,6 +39,7 @@ mod set_variable;
 #[cfg(test)]
 pub(crate) mod testkit;
 mod trace;
+mod validate_client_certificate;
 pub mod validate_jwt;
 mod wait;
 mod xml_to_json;
@@ -75,6 +76,9 @@ pub use set_query_parameter::SetQueryParameter;
 pub use set_status::SetStatus;
 pub use set_variable::SetVariable;
 pub use trace::{Severity as TraceSeverity, Trace, TraceEvent};
+pub use validate_client_certificate::{
+    Identity as ClientCertificateIdentity, ValidateClientCertificate,
+};
 pub use validate_jwt::{OpenIdKeys, ValidateJwt};
 pub use wait::Wait;
 pub use xml_to_json::XmlToJson;
@@ -120,6 +124,7 @@ pub enum Step {
     SetVariable(SetVariable),
     EmitMetric(EmitMetric),
     Trace(Trace),
+    ValidateClientCertificate(ValidateClientCertificate),
     ValidateJwt(ValidateJwt),
     Wait(Wait),
     XmlToJson(XmlToJson),
@@ -167,6 +172,7 @@ pub const CATALOGUE: &[(&str, &[Section])] = &[
     ("set-variable", &[Inbound, Backend, Outbound, OnError]),
     ("emit-metric", &[Inbound, Backend, Outbound, OnError]),
     ("trace", &[Inbound, Backend, Outbound, OnError]),
+    ("validate-client-certificate", &[Inbound]),
     ("validate-jwt", &[Inbound]),
     ("wait", &[Inbound, Backend, Outbound]),
     ("xml-to-json", &[Inbound, Outbound, OnError]),
@@ -242,6 +248,9 @@ pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Step> {
         "set-variable" => Step::SetVariable(SetVariable::compile(el, cx)?),
         "emit-metric" => Step::EmitMetric(EmitMetric::compile(el, cx)?),
         "trace" => Step::Trace(Trace::compile(el, cx)?),
+        "validate-client-certificate" => {
+            Step::ValidateClientCertificate(ValidateClientCertificate::compile(el, cx)?)
+        }
         "validate-jwt" => Step::ValidateJwt(ValidateJwt::compile(el, cx)?),
         "wait" => Step::Wait(Wait::compile(el, cx)?),
         "xml-to-json" => Step::XmlToJson(XmlToJson::compile(el, cx)?),
@@ -293,6 +302,7 @@ impl Step {
             Step::SetVariable(_) => "set-variable",
             Step::EmitMetric(_) => "emit-metric",
             Step::Trace(_) => "trace",
+            Step::ValidateClientCertificate(_) => "validate-client-certificate",
             Step::ValidateJwt(_) => "validate-jwt",
             Step::Wait(_) => "wait",
             Step::XmlToJson(_) => "xml-to-json",
@@ -339,6 +349,7 @@ impl Step {
             Step::SetVariable(p) => p.run(ex, budget),
             Step::EmitMetric(p) => p.run(ex, io, budget),
             Step::Trace(p) => p.run(ex, io, budget),
+            Step::ValidateClientCertificate(p) => p.run(ex),
             Step::ValidateJwt(p) => p.run(ex, io, budget).await,
             Step::Wait(p) => p.run(ex, io, budget).await,
             Step::XmlToJson(p) => p.run(ex, budget),
@@ -464,7 +475,8 @@ impl Step {
             | Step::Base
             | Step::Choose(_)
             | Step::ForwardRequest(_)
-            | Step::IpFilter(_) => vec![],
+            | Step::IpFilter(_)
+            | Step::ValidateClientCertificate(_) => vec![],
         };
         texts.into_iter().filter_map(|t| t.source()).collect()
     }

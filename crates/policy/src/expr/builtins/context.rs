@@ -78,6 +78,7 @@ pub(crate) fn prop_ty(o: CtxObj, m: Member) -> Option<Ty> {
         (CtxObj::Request, M::Method | M::IpAddress) => Ty::String,
         (CtxObj::Request, M::Url | M::OriginalUrl) => Ty::Url,
         (CtxObj::Request, M::Headers) => ctx(CtxObj::Headers(Message::Request)),
+        (CtxObj::Request, M::Certificate) => Ty::Certificate,
         (CtxObj::Request, M::MatchedParameters) => ctx(CtxObj::MatchedParameters),
         (CtxObj::Request, M::Body) => ctx(CtxObj::Body(Message::Request)),
         (CtxObj::Response, M::StatusCode) => Ty::Int,
@@ -164,6 +165,7 @@ pub(crate) fn get(o: CtxObj, m: Member, rt: &mut Rt<'_>) -> RtResult<Value> {
         (CtxObj::Request, M::Url) => Value::obj(Obj::Url(cx.request_url().into())),
         (CtxObj::Request, M::OriginalUrl) => Value::obj(Obj::Url(cx.original_url().into())),
         (CtxObj::Request, M::Headers) => handle(CtxObj::Headers(Message::Request)),
+        (CtxObj::Request, M::Certificate) => super::certificate::value(cx.client_certificate()),
         (CtxObj::Request, M::MatchedParameters) => handle(CtxObj::MatchedParameters),
         (CtxObj::Request | CtxObj::Response, M::Body) => {
             let msg = if o == CtxObj::Request {

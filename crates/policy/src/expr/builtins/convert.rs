@@ -130,6 +130,7 @@ pub(crate) fn is_type(v: &Value, to: &Ty) -> bool {
                     | (Obj::Groups(_), Ty::Groups)
                     | (Obj::Group(..), Ty::Group)
                     | (Obj::Encoding(_), Ty::Encoding)
+                    | (Obj::Certificate(_), Ty::Certificate)
             ) || matches!((&h.0, t), (Obj::Enum(a, ..), Ty::Enum(b)) if a == b)
                 || matches!((&h.0, t), (Obj::Ctx(a), Ty::Ctx(b)) if a == b)
                 || super::response::is_type(&h.0, t)

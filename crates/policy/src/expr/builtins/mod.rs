@@ -6,6 +6,7 @@
 //! Member names are resolved once, at compile time, into [`Member`]; evaluation never
 //! compares member names as strings.
 
+pub(crate) mod certificate;
 pub(crate) mod context;
 pub(crate) mod convert;
 pub(crate) mod datetime;
@@ -86,6 +87,8 @@ members! {
     IsMatch, Match, Matches, Escape, Success, Groups, Index, Captures,
     // json
     Value, ToObject, SelectToken, Count, HasValues, Properties, Children, GetValue, Type,
+    // certificate
+    Certificate, Thumbprint, SerialNumber, NotAfter, Verify,
     // jwt
     Subject, Issuer, Audiences, ExpirationTime, NotBefore, IssuedAt, Algorithm, Claims,
     // linq
@@ -246,6 +249,7 @@ pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
         Ty::DateTime | Ty::TimeSpan => datetime::prop_ty(ty, m),
         Ty::Json(_) => json::prop_ty(ty, m),
         Ty::Jwt | Ty::Claims => jwt::prop_ty(ty, m),
+        Ty::Certificate => certificate::prop_ty(m),
         Ty::Match | Ty::Groups | Ty::Group => regex::prop_ty(ty, m),
         Ty::Pair(k, v) => match m {
             Member::Key => Some((**k).clone()),
@@ -284,6 +288,7 @@ pub(crate) fn method_sig(ty: &Ty, m: Member, c: &CallTys<'_>) -> Sig {
         Ty::Encoding => encoding::method_sig(m, c),
         Ty::Json(_) => json::method_sig(ty, m, c),
         Ty::Jwt | Ty::Claims => jwt::method_sig(ty, m, c),
+        Ty::Certificate => certificate::method_sig(m, c),
         Ty::Match | Ty::Groups | Ty::Group => Err(SigErr::NotFound),
         _ => Err(SigErr::NotFound),
     }
@@ -439,6 +444,7 @@ pub(crate) fn get(recv: &Value, m: Member, rt: &mut Rt<'_>) -> RtResult<Value> {
             Obj::Response(_) | Obj::ResponseHeaders(_) | Obj::ResponseBody(_) => {
                 response::get(&h.0, m)
             }
+            Obj::Certificate(c) => certificate::get(c, m),
         },
         Value::String(s) => string::get(s, m),
         Value::Array(a) if m == Member::Length => Ok(len_value(a.len())),
@@ -494,6 +500,7 @@ pub(crate) fn call(
             Obj::Response(_) | Obj::ResponseHeaders(_) | Obj::ResponseBody(_) => {
                 response::call(&h.0, m, args, x, rt)
             }
+            Obj::Certificate(c) => certificate::call(c, m, args),
             _ => Err(RuntimeError::no_member(recv.type_name(), m.name())),
         },
         Value::String(s) => string::call(s, m, args, rt),
