@@ -353,6 +353,15 @@ impl UpstreamPool {
                     .shared
                     .tls
                     .config_for(in_force.as_ref().map(|c| &c.tls));
+                // A protocol switch exists in HTTP/1.1 only: offer nothing else (a copy of the
+                // configuration per WebSocket handshake, none per ordinary request).
+                let client = if upgrades {
+                    let mut only_http1 = (*client).clone();
+                    only_http1.alpn_protocols = vec![b"http/1.1".to_vec()];
+                    Arc::new(only_http1)
+                } else {
+                    client
+                };
                 let connector = gatehouse_tls::tokio_rustls::TlsConnector::from(client);
                 let tls = match tokio::time::timeout(limit, connector.connect(name.clone(), stream))
                     .await
@@ -401,8 +410,8 @@ impl UpstreamPool {
                     source,
                 }),
             },
-            // The backend chose HTTP/2 through ALPN, where `Upgrade` does not exist: the
-            // request goes as it is, and the backend answers what it makes of it.
+            // Offered only HTTP/1.1, the backend chose HTTP/2 all the same: `Upgrade` does
+            // not exist there, so the call fails as the backend's error (502).
             Connection::Http2(sender) => self.send_multiplexed(target, sender, request).await,
         }
     }

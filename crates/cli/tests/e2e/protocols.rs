@@ -60,6 +60,18 @@ where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Chan>> + Send + 'static,
 {
+    backend_over(None, handle).await
+}
+
+/// [`backend`], over TLS when `tls` is given (offering h2 and http/1.1 through ALPN).
+async fn backend_over<H, F>(
+    tls: Option<Arc<gatehouse_tls::server::ServerTls>>,
+    handle: H,
+) -> SocketAddr
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Chan>> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -68,14 +80,28 @@ where
                 continue;
             };
             let handle = handle.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let f = handle(req);
                     async move { Ok::<_, Infallible>(f.await) }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .await;
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    None => {
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .await;
+                    }
+                    Some(tls) => {
+                        let Ok(accepted) = tls.accept(stream).await else {
+                            return;
+                        };
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(accepted.stream), service)
+                            .await;
+                    }
+                }
             });
         }
     });
@@ -390,41 +416,42 @@ struct WsState {
 
 /// Echoes text and binary frames; answers a close with a close and ends.
 async fn ws_backend(state: Arc<WsState>) -> SocketAddr {
-    backend(move |mut req: Request<Incoming>| {
-        let state = state.clone();
-        async move {
-            let is_ws = req
-                .headers()
-                .get("upgrade")
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-            if !is_ws {
-                return respond(200, frames(vec![Frame::data(Bytes::from_static(b"plain"))]));
+    backend(move |req: Request<Incoming>| ws_answer(state.clone(), req)).await
+}
+
+fn is_websocket(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get("upgrade")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// The WebSocket backend's answer: a switch and an echo for a handshake, else `plain`.
+async fn ws_answer(state: Arc<WsState>, mut req: Request<Incoming>) -> Response<Chan> {
+    if !is_websocket(&req) {
+        return respond(200, frames(vec![Frame::data(Bytes::from_static(b"plain"))]));
+    }
+    state.handshakes.lock().unwrap().push(req.headers().clone());
+    let accept = ws_accept(req.headers()["sec-websocket-key"].to_str().unwrap());
+    let on = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let mut io = TokioIo::new(on.await.unwrap());
+        while let Ok((opcode, masked, payload)) = read_frame(&mut io).await {
+            if !masked {
+                state.unmasked.fetch_add(1, Ordering::SeqCst);
             }
-            state.handshakes.lock().unwrap().push(req.headers().clone());
-            let accept = ws_accept(req.headers()["sec-websocket-key"].to_str().unwrap());
-            let on = hyper::upgrade::on(&mut req);
-            tokio::spawn(async move {
-                let mut io = TokioIo::new(on.await.unwrap());
-                while let Ok((opcode, masked, payload)) = read_frame(&mut io).await {
-                    if !masked {
-                        state.unmasked.fetch_add(1, Ordering::SeqCst);
-                    }
-                    write_frame(&mut io, opcode, &payload, None).await;
-                    if opcode == 8 {
-                        let _ = io.shutdown().await;
-                        break;
-                    }
-                }
-            });
-            let mut r = respond(101, frames(vec![]));
-            let h = r.headers_mut();
-            h.insert("upgrade", "websocket".parse().unwrap());
-            h.insert("connection", "Upgrade".parse().unwrap());
-            h.insert("sec-websocket-accept", accept.parse().unwrap());
-            r
+            write_frame(&mut io, opcode, &payload, None).await;
+            if opcode == 8 {
+                let _ = io.shutdown().await;
+                break;
+            }
         }
-    })
-    .await
+    });
+    let mut r = respond(101, frames(vec![]));
+    let h = r.headers_mut();
+    h.insert("upgrade", "websocket".parse().unwrap());
+    h.insert("connection", "Upgrade".parse().unwrap());
+    h.insert("sec-websocket-accept", accept.parse().unwrap());
+    r
 }
 
 /// Sends a handshake to the gateway; returns the status, the response head and the socket.
@@ -628,52 +655,50 @@ struct GrpcState {
 
 /// `Unary` answers one message; `Stream` three, 200 ms apart; `Missing` grpc-status 5.
 async fn grpc_backend(state: Arc<GrpcState>) -> SocketAddr {
-    backend(move |req: Request<Incoming>| {
-        let state = state.clone();
-        async move {
-            let header = |n: &str| req.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
-            state
-                .calls
-                .lock()
-                .unwrap()
-                .push((req.version(), header("te"), header("content-type")));
-            let path = req.uri().path().to_owned();
-            let request = req.into_body().collect().await.unwrap().to_bytes();
-            let body = match path.as_str() {
-                "/test.Echo/Unary" => {
-                    let mut reply = b"reply:".to_vec();
-                    reply.extend_from_slice(&request[5..]);
-                    frames(vec![
-                        Frame::data(grpc_message(&reply)),
-                        grpc_trailers(0, None),
-                    ])
-                }
-                "/test.Echo/Stream" => {
-                    let (tx, body) = chan();
-                    tokio::spawn(async move {
-                        for i in 0..3 {
-                            if i == 2 {
-                                *state.last_sent.lock().unwrap() = Some(Instant::now());
-                            }
-                            let m = grpc_message(format!("msg-{i}").as_bytes());
-                            tx.send(Frame::data(m)).await.unwrap();
-                            if i < 2 {
-                                tokio::time::sleep(Duration::from_millis(200)).await;
-                            }
-                        }
-                        tx.send(grpc_trailers(0, None)).await.unwrap();
-                    });
-                    body
-                }
-                _ => frames(vec![grpc_trailers(5, Some("no such thing"))]),
-            };
-            let mut r = respond(200, body);
-            r.headers_mut()
-                .insert("content-type", "application/grpc".parse().unwrap());
-            r
+    backend(move |req: Request<Incoming>| grpc_answer(state.clone(), req)).await
+}
+
+async fn grpc_answer(state: Arc<GrpcState>, req: Request<Incoming>) -> Response<Chan> {
+    let header = |n: &str| req.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
+    state
+        .calls
+        .lock()
+        .unwrap()
+        .push((req.version(), header("te"), header("content-type")));
+    let path = req.uri().path().to_owned();
+    let request = req.into_body().collect().await.unwrap().to_bytes();
+    let body = match path.as_str() {
+        "/test.Echo/Unary" => {
+            let mut reply = b"reply:".to_vec();
+            reply.extend_from_slice(&request[5..]);
+            frames(vec![
+                Frame::data(grpc_message(&reply)),
+                grpc_trailers(0, None),
+            ])
         }
-    })
-    .await
+        "/test.Echo/Stream" => {
+            let (tx, body) = chan();
+            tokio::spawn(async move {
+                for i in 0..3 {
+                    if i == 2 {
+                        *state.last_sent.lock().unwrap() = Some(Instant::now());
+                    }
+                    let m = grpc_message(format!("msg-{i}").as_bytes());
+                    tx.send(Frame::data(m)).await.unwrap();
+                    if i < 2 {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                tx.send(grpc_trailers(0, None)).await.unwrap();
+            });
+            body
+        }
+        _ => frames(vec![grpc_trailers(5, Some("no such thing"))]),
+    };
+    let mut r = respond(200, body);
+    r.headers_mut()
+        .insert("content-type", "application/grpc".parse().unwrap());
+    r
 }
 
 /// What a call got back: its messages with when each arrived, and its trailers.
@@ -685,6 +710,11 @@ struct Call {
 
 /// A gRPC call through the gateway over h2c with prior knowledge.
 async fn grpc_call(gh: &Gatehouse, method: &str, message: &[u8]) -> Call {
+    grpc_call_at(gh, "/grpc/test.Echo", method, message).await
+}
+
+/// A gRPC call to `{prefix}/{method}` on the gateway.
+async fn grpc_call_at(gh: &Gatehouse, prefix: &str, method: &str, message: &[u8]) -> Call {
     let tcp = TcpStream::connect(("127.0.0.1", gh.gateway_port))
         .await
         .unwrap();
@@ -694,7 +724,7 @@ async fn grpc_call(gh: &Gatehouse, method: &str, message: &[u8]) -> Call {
             .unwrap();
     tokio::spawn(conn);
     let req = Request::post(format!(
-        "http://127.0.0.1:{}/grpc/test.Echo/{method}",
+        "http://127.0.0.1:{}{prefix}/{method}",
         gh.gateway_port
     ))
     .header("content-type", "application/grpc+proto")
@@ -830,4 +860,57 @@ async fn grpc_calls_go_over_http2_with_their_trailers() {
             .any(|l| l.starts_with("gatehouse_requests_total") && l.contains("grpc_status=\"5\"")),
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_https_backend_gets_websockets_over_http1_and_grpc_over_h2() {
+    let ca = gatehouse_tls::testca::TestCa::new("proto-tls");
+    let leaf = ca.leaf("backend", &["127.0.0.1"]);
+    let tls = gatehouse_tls::server::ServerTls::from_files(&leaf.cert, &leaf.key, true).unwrap();
+    let ws = Arc::new(WsState::default());
+    let grpc = Arc::new(GrpcState::default());
+    let addr = {
+        let (ws, grpc) = (ws.clone(), grpc.clone());
+        backend_over(Some(tls), move |req: Request<Incoming>| {
+            let (ws, grpc) = (ws.clone(), grpc.clone());
+            async move {
+                let is_grpc = req
+                    .headers()
+                    .get("content-type")
+                    .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+                if is_grpc {
+                    grpc_answer(grpc, req).await
+                } else {
+                    ws_answer(ws, req).await
+                }
+            }
+        })
+        .await
+    };
+    let gh = Gatehouse::up("proto-tls", &["--trusted-ca", ca.cert.to_str().unwrap()]).await;
+    gh.simple_api("secure", "secure", &format!("https://{addr}"), true)
+        .await;
+    until_ready(&gh, "/secure/x", |r| r.status() == 200).await;
+
+    // A WebSocket needs HTTP/1.1: the gateway offers only that to the backend for it.
+    let (status, head, mut tcp) = ws_handshake(&gh, "/secure/chat", "").await;
+    assert_eq!(status, 101, "{head}");
+    echo_and_close(&mut tcp, Duration::ZERO).await;
+    drop(tcp);
+    assert_eq!(ws.handshakes.lock().unwrap().len(), 1);
+
+    // gRPC over the backend's HTTP/2 (ALPN), trailers included.
+    grpc.calls.lock().unwrap().clear();
+    let unary = grpc_call_at(&gh, "/secure/test.Echo", "Unary", b"tls").await;
+    assert_eq!(unary.messages[0].0, b"reply:tls");
+    assert_eq!(unary.trailers.as_ref().unwrap()["grpc-status"], "0");
+    let stream = grpc_call_at(&gh, "/secure/test.Echo", "Stream", b"go").await;
+    assert_eq!(stream.messages.len(), 3);
+    let last_sent = grpc.last_sent.lock().unwrap().take().unwrap();
+    assert!(stream.messages[0].1 < last_sent, "buffered");
+    assert_eq!(stream.trailers.as_ref().unwrap()["grpc-status"], "0");
+    for (version, te, _) in grpc.calls.lock().unwrap().drain(..) {
+        assert_eq!(version, hyper::Version::HTTP_2);
+        assert_eq!(te.as_deref(), Some("trailers"));
+    }
 }
