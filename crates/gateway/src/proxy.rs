@@ -1367,8 +1367,20 @@ mod tests {
         assert_eq!(h.len(), 1);
         let mut none = HeaderMap::new();
         none.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        strip_hop_by_hop(&mut none);
+        assert_eq!(strip_hop_by_hop(&mut none), None);
         assert_eq!(none.len(), 1);
+
+        // A protocol switch: the `Upgrade` value comes back, even when `Connection` names it.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("sec-websocket-key", HeaderValue::from_static("k"));
+        assert_eq!(
+            strip_hop_by_hop(&mut h),
+            Some(HeaderValue::from_static("websocket"))
+        );
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("sec-websocket-key"));
     }
 
     #[test]

@@ -630,6 +630,9 @@ impl Record {
         if let Some(e) = &self.error {
             let _ = write!(out, " error={}/{}", e.source, e.reason);
         }
+        if let Some(s) = self.grpc_status {
+            let _ = write!(out, " grpc-status={s}");
+        }
         out.push(b'\n');
     }
 }
