@@ -456,6 +456,17 @@ async fn ws_answer(state: Arc<WsState>, mut req: Request<Incoming>) -> Response<
 
 /// Sends a handshake to the gateway; returns the status, the response head and the socket.
 async fn ws_handshake(gh: &Gatehouse, path: &str, extra: &str) -> (u16, String, TcpStream) {
+    try_ws_handshake(gh, path, extra)
+        .await
+        .expect("the gateway closed the connection during the handshake")
+}
+
+/// [`ws_handshake`], or `None` when the gateway closes the connection without an answer.
+async fn try_ws_handshake(
+    gh: &Gatehouse,
+    path: &str,
+    extra: &str,
+) -> Option<(u16, String, TcpStream)> {
     let mut tcp = TcpStream::connect(("127.0.0.1", gh.gateway_port))
         .await
         .unwrap();
@@ -472,13 +483,25 @@ async fn ws_handshake(gh: &Gatehouse, path: &str, extra: &str) -> (u16, String, 
         let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut b))
             .await
             .expect("no handshake answer within 10 s")
-            .unwrap();
-        assert_eq!(n, 1, "the gateway closed during the handshake: {head:?}");
+            .unwrap_or(0);
+        if n == 0 {
+            assert!(head.is_empty(), "closed within the answer: {head:?}");
+            return None;
+        }
         head.push(b[0]);
     }
     let head = String::from_utf8(head).unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_ascii_lowercase(), tcp)
+    Some((status, head.to_ascii_lowercase(), tcp))
+}
+
+/// One echo round trip over an open WebSocket.
+async fn echo_once(tcp: &mut TcpStream) {
+    write_frame(tcp, 1, b"still here", Some([1, 2, 3, 4])).await;
+    assert_eq!(
+        read_frame(tcp).await.unwrap(),
+        (1, false, b"still here".to_vec())
+    );
 }
 
 /// Echo round trips over an open WebSocket, then a close.
@@ -913,4 +936,54 @@ async fn an_https_backend_gets_websockets_over_http1_and_grpc_over_h2() {
         assert_eq!(version, hyper::Version::HTTP_2);
         assert_eq!(te.as_deref(), Some("trailers"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn open_websockets_count_against_the_connection_cap() {
+    let state = Arc::new(WsState::default());
+    let addr = ws_backend(state.clone()).await;
+    let mut gh = Gatehouse::up("proto-cap", &["--max-connections", "3"]).await;
+    // A client that keeps no connection to the gateway open between requests.
+    gh.http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    gh.simple_api("wsopen", "wsopen", &format!("http://{addr}"), true)
+        .await;
+    until_ready(&gh, "/wsopen/x", |r| r.status() == 200).await;
+
+    // The harness's own connections may still be closing: at most 3 tunnels get through.
+    let mut open = Vec::new();
+    let mut refused = false;
+    for _ in 0..4 {
+        match try_ws_handshake(&gh, "/wsopen/chat", "").await {
+            Some((status, head, tcp)) => {
+                assert_eq!(status, 101, "{head}");
+                open.push(tcp);
+            }
+            None => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        refused,
+        "4 WebSockets held open under --max-connections 3: switched connections left the cap"
+    );
+    assert!(!open.is_empty());
+    for tcp in &mut open {
+        echo_once(tcp).await;
+    }
+    drop(open);
+    gh.eventually(Duration::from_secs(10), || async {
+        match try_ws_handshake(&gh, "/wsopen/chat", "").await {
+            Some((status, _, mut tcp)) => {
+                echo_once(&mut tcp).await;
+                status == 101
+            }
+            None => false,
+        }
+    })
+    .await;
 }
