@@ -973,4 +973,53 @@ mod tests {
         );
         assert_eq!(pool.idle_count(), 0, "HTTP/2 connections are not leased");
     }
+
+    #[tokio::test]
+    async fn grpc_to_a_plain_backend_gets_one_h2c_connection_apart_from_http1() {
+        // A backend speaking HTTP/1.1 and, with prior knowledge, HTTP/2 on one port.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = service_fn(|req: Request<Incoming>| async move {
+                        let body = format!("{:?}", req.version());
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                            body,
+                        ))))
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                });
+            }
+        });
+        let target = Target::new(&http::uri::Scheme::HTTP, authority).unwrap();
+        let pool = pool_with(Arc::default(), PoolSettings::default());
+        let h2 = |pool: UpstreamPool, target: Target| async move {
+            let response = pool
+                .send_as(&target, get(&target, "/"), Protocol::Http2)
+                .await
+                .unwrap();
+            response.into_body().collect().await.unwrap().to_bytes()
+        };
+        assert_eq!(h2(pool.clone(), target.clone()).await, "HTTP/2.0");
+        let tasks: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(h2(pool.clone(), target.clone())))
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), "HTTP/2.0");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one h2c connection");
+        // Ordinary requests to the same backend keep to HTTP/1.1, on a connection of their own.
+        assert_eq!(call(&pool, &target, "/").await, "HTTP/1.1");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.idle_count(), 1);
+    }
 }
