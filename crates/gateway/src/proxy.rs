@@ -217,15 +217,20 @@ impl Worker {
                 e.into_response(&request_id)
             }
         };
-        record.status = response.status().as_u16();
         let telemetry = self.telemetry.clone();
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS
-            && let Some(tunnel) = response.extensions_mut().remove::<Tunnel>()
-        {
-            // The connection's record ends with the tunnel, not with this empty body.
-            tokio::spawn(tunnel.run(record, telemetry));
-            return Ok(response.map(ObservedBody::plain));
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(tunnel) = response.extensions_mut().remove::<Tunnel>() {
+                // The connection's record ends with the tunnel, not with this empty body.
+                record.status = response.status().as_u16();
+                tokio::spawn(tunnel.run(record, telemetry));
+                return Ok(response.map(ObservedBody::plain));
+            }
+            // A switch nobody asked for (or a policy's 101): there is nothing to switch to.
+            let e = GatewayError::UnaskedSwitch;
+            record.error = Some(e.info());
+            response = e.into_response(&request_id_of(&response));
         }
+        record.status = response.status().as_u16();
         Ok(response.map(|body| ObservedBody::new(body, record, telemetry)))
     }
 
@@ -594,6 +599,15 @@ impl Worker {
         }
         self.ids.next()
     }
+}
+
+/// The request id a response carries (set by [`Worker::handle`]).
+fn request_id_of(response: &Response<ResponseBody>) -> HeaderValue {
+    response
+        .headers()
+        .get(X_REQUEST_ID)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static(""))
 }
 
 /// A request for a backend (HTTP/1.1 unless the upstream pool makes it HTTP/2).

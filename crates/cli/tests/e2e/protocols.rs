@@ -987,3 +987,29 @@ async fn open_websockets_count_against_the_connection_cap() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_switch_nobody_asked_for_is_a_bad_gateway() {
+    let addr = backend(|_req: Request<Incoming>| async move {
+        let mut r = respond(101, frames(vec![]));
+        r.headers_mut()
+            .insert("upgrade", "websocket".parse().unwrap());
+        r.headers_mut()
+            .insert("connection", "upgrade".parse().unwrap());
+        r
+    })
+    .await;
+    let gh = Gatehouse::up("proto-unasked", &[]).await;
+    gh.simple_api("p", "p", &format!("http://{addr}"), true)
+        .await;
+    until_ready(&gh, "/p/x", |r| r.status() != 404).await;
+    let r = gh.http.get(gh.gateway("/p/x")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"{"statusCode":502,"message":"Bad gateway. The backend service could not be reached."}"#
+    );
+    // The gateway still serves the connection's next requests as usual.
+    let r = gh.http.get(gh.gateway("/p/x")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+}
