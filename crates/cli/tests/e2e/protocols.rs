@@ -79,6 +79,8 @@ where
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            // Each event goes out as written, not held back for an ACK (Nagle).
+            stream.set_nodelay(true).unwrap();
             let handle = handle.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
@@ -225,6 +227,7 @@ async fn stream_backend(state: Arc<StreamState>) -> SocketAddr {
 /// Reads the event stream: the first event must arrive while the backend still holds the
 /// rest back.
 async fn events_arrive_unbuffered(gh: &Gatehouse, state: &StreamState, policy: bool) {
+    let sent = Instant::now();
     let mut resp = gh.http.get(gh.gateway("/sse/events")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
@@ -243,6 +246,10 @@ async fn events_arrive_unbuffered(gh: &Gatehouse, state: &StreamState, policy: b
     assert!(
         !state.finished.load(Ordering::SeqCst),
         "the first event arrived only once the backend had finished: the response was buffered (policy: {policy})"
+    );
+    eprintln!(
+        "first event after {:?} (policy: {policy}; the rest follows 2 s later)",
+        sent.elapsed()
     );
     while let Some(chunk) = resp.chunk().await.unwrap() {
         got.extend_from_slice(&chunk);
@@ -812,6 +819,10 @@ async fn grpc_calls_work(gh: &Gatehouse, state: &GrpcState) {
     assert!(
         stream.messages[0].1 < last_sent,
         "the first message arrived only after the last was sent: the stream was buffered"
+    );
+    eprintln!(
+        "gRPC stream: first message {:?} before the last was sent",
+        last_sent - stream.messages[0].1
     );
     assert_eq!(stream.trailers.as_ref().unwrap()["grpc-status"], "0");
 
