@@ -32,6 +32,8 @@ pub enum GatewayError {
     BackendUnreachable(#[source] crate::upstream::UpstreamError),
     #[error("the backend did not answer within {0:?}")]
     BackendTimeout(std::time::Duration),
+    #[error("the backend switched protocols (101) for a request that asked for no switch")]
+    UnaskedSwitch,
 }
 
 impl GatewayError {
@@ -45,7 +47,9 @@ impl GatewayError {
             Self::InvalidKey => ("authorization", "SubscriptionKeyInvalid"),
             Self::NotReady => ("gateway", "ConfigurationNotLoaded"),
             Self::NoBackend(_) | Self::BadUpstreamUri(_) => ("configuration", "BackendUrlInvalid"),
-            Self::BackendUnreachable(_) => ("forward-request", "BackendConnectionFailure"),
+            Self::BackendUnreachable(_) | Self::UnaskedSwitch => {
+                ("forward-request", "BackendConnectionFailure")
+            }
             Self::BackendTimeout(_) => ("forward-request", "Timeout"),
         };
         crate::telemetry::ErrorInfo {
@@ -84,7 +88,7 @@ impl GatewayError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 r#"{"statusCode":500,"message":"Internal server error"}"#,
             ),
-            Self::BackendUnreachable(_) => (
+            Self::BackendUnreachable(_) | Self::UnaskedSwitch => (
                 StatusCode::BAD_GATEWAY,
                 r#"{"statusCode":502,"message":"Bad gateway. The backend service could not be reached."}"#,
             ),

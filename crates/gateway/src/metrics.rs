@@ -182,6 +182,10 @@ impl Collector for Scrape {
                 "error_reason".to_owned(),
                 k.error.as_deref().unwrap_or_default().to_owned(),
             ));
+            labels.push((
+                "grpc_status".to_owned(),
+                k.grpc_status.map(|c| c.to_string()).unwrap_or_default(),
+            ));
             totals.push((labels, m.requests));
             let h = by_class
                 .entry((

@@ -31,7 +31,7 @@ use crate::error::GatewayError;
 use crate::openid::OpenIdKeyCache;
 use crate::request_body::ClientBody;
 use crate::telemetry::{ErrorInfo, ObservedBody, Record, WorkerTelemetry};
-use crate::upstream::{PoolSettings, UpstreamBody, UpstreamPool};
+use crate::upstream::{PoolSettings, Protocol, UpstreamBody, UpstreamPool};
 use crate::{ConfigHandle, GatewaySettings, forwarded, route};
 
 /// The other end of a connection, made once per connection: its address, as text (logs,
@@ -221,7 +221,7 @@ impl Worker {
             }
             None => Err(GatewayError::NotReady),
         };
-        let response = match result {
+        let mut response = match result {
             Ok(mut r) => {
                 r.headers_mut().insert(X_REQUEST_ID, request_id);
                 r
@@ -231,8 +231,20 @@ impl Worker {
                 e.into_response(&request_id)
             }
         };
-        record.status = response.status().as_u16();
         let telemetry = self.telemetry.clone();
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(tunnel) = response.extensions_mut().remove::<Tunnel>() {
+                // The connection's record ends with the tunnel, not with this empty body.
+                record.status = response.status().as_u16();
+                tokio::spawn(tunnel.run(record, telemetry));
+                return Ok(response.map(ObservedBody::plain));
+            }
+            // A switch nobody asked for (or a policy's 101): there is nothing to switch to.
+            let e = GatewayError::UnaskedSwitch;
+            record.error = Some(e.info());
+            response = e.into_response(&request_id_of(&response));
+        }
+        record.status = response.status().as_u16();
         Ok(response.map(|body| ObservedBody::new(body, record, telemetry)))
     }
 
@@ -246,7 +258,10 @@ impl Worker {
     ) -> Result<Response<ResponseBody>, GatewayError> {
         // Hop-by-hop headers go before anything looks at the request, so every decision
         // below (preflight, key, policies) sees the headers the pipeline and the backend see.
-        strip_hop_by_hop(req.headers_mut());
+        let upgrade = strip_hop_by_hop(req.headers_mut());
+        let protocol = protocol_of(&req, upgrade.as_ref());
+        // The client's side of a WebSocket handshake, taken before the request is split.
+        let client_upgrade = (protocol == Protocol::Upgrade).then(|| hyper::upgrade::on(&mut req));
         let limit = self.settings.max_request_body;
         if limit != u64::MAX && record.bytes_in > limit {
             return Err(GatewayError::BodyTooLarge(limit));
@@ -335,20 +350,30 @@ impl Worker {
             let sent = Instant::now();
             let response = self
                 .send(
-                    parts.method,
                     &upstream.target,
-                    uri,
-                    headers,
-                    Either::Right(ClientBody::new(body, limit)),
+                    outgoing(
+                        parts.method,
+                        uri,
+                        headers,
+                        Either::Right(ClientBody::new(body, limit)),
+                    ),
                     self.settings.backend_timeout,
+                    protocol,
                 )
                 .await;
             record.backend_time = Some(sent.elapsed());
             end_backend_span(record.trace.as_mut(), call, &response);
-            let response = response?;
+            let mut response = response?;
             record.backend_status = Some(response.status().as_u16());
+            let tunnel = client_upgrade.and_then(|client| Tunnel::of(client, &mut response));
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            if let Some(tunnel) = tunnel {
+                tunnel.attach(&mut parts.headers, &mut parts.extensions);
+            }
+            if protocol == Protocol::Http2 {
+                record.grpc_status = crate::telemetry::grpc_status(&parts.headers);
+            }
             return Ok(Response::from_parts(parts, Either::Right(body)));
         }
 
@@ -442,6 +467,9 @@ impl Worker {
             trace: record.trace.as_mut(),
             section: None,
             take_headers: pipeline.request_done_at_forward,
+            protocol,
+            client_upgrade,
+            tunnel: None,
         };
         pipeline.run(&mut ex, &mut io).await;
         record.backend_status = io.backend_status;
@@ -485,6 +513,16 @@ impl Worker {
             // The body was replaced or buffered: its length is the buffer's.
             response.headers_mut().remove(header::CONTENT_LENGTH);
             response.headers_mut().remove(header::TRANSFER_ENCODING);
+        }
+        if let Some(tunnel) = io.tunnel.take()
+            && response.status() == StatusCode::SWITCHING_PROTOCOLS
+        {
+            let (mut parts, body) = response.into_parts();
+            tunnel.attach(&mut parts.headers, &mut parts.extensions);
+            response = Response::from_parts(parts, body);
+        }
+        if protocol == Protocol::Http2 {
+            record.grpc_status = crate::telemetry::grpc_status(response.headers());
         }
         Ok(response)
     }
@@ -534,19 +572,28 @@ impl Worker {
     /// Sends one request upstream within `timeout` (for the response headers).
     async fn send(
         &self,
-        method: http::Method,
         target: &crate::upstream::Target,
-        uri: Uri,
-        headers: HeaderMap,
-        body: Body,
+        mut outgoing: Request<Body>,
         timeout: std::time::Duration,
+        protocol: Protocol,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
-        let mut outgoing = Request::new(body);
-        *outgoing.method_mut() = method;
-        *outgoing.uri_mut() = uri;
-        *outgoing.version_mut() = http::Version::HTTP_11;
-        *outgoing.headers_mut() = headers;
-        tokio::time::timeout(timeout, self.client.send(target, outgoing))
+        match protocol {
+            Protocol::Auto => {}
+            // The hop-by-hop headers went with the client's hop; a switch needs them again
+            // on the backend's.
+            Protocol::Upgrade => {
+                let h = outgoing.headers_mut();
+                h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            }
+            // gRPC needs `TE: trailers` end to end; it is the one value HTTP/2 allows.
+            Protocol::Http2 => {
+                outgoing
+                    .headers_mut()
+                    .insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+        }
+        tokio::time::timeout(timeout, self.client.send_as(target, outgoing, protocol))
             .await
             .map_err(|_| GatewayError::BackendTimeout(timeout))?
             .map_err(|e| {
@@ -567,6 +614,25 @@ impl Worker {
         }
         self.ids.next()
     }
+}
+
+/// The request id a response carries (set by [`Worker::handle`]).
+fn request_id_of(response: &Response<ResponseBody>) -> HeaderValue {
+    response
+        .headers()
+        .get(X_REQUEST_ID)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static(""))
+}
+
+/// A request for a backend (HTTP/1.1 unless the upstream pool makes it HTTP/2).
+fn outgoing(method: http::Method, uri: Uri, headers: HeaderMap, body: Body) -> Request<Body> {
+    let mut outgoing = Request::new(body);
+    *outgoing.method_mut() = method;
+    *outgoing.uri_mut() = uri;
+    *outgoing.version_mut() = http::Version::HTTP_11;
+    *outgoing.headers_mut() = headers;
+    outgoing
 }
 
 /// Ends the span of a backend call (tracing on), with the backend's status when it answered.
@@ -681,7 +747,9 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
 }
 
 /// Removes the hop-by-hop headers of RFC 9110 §7.6.1, including those named by `Connection`.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Returns the `Upgrade` header it removed, if any: a request asking for a protocol switch
+/// is told apart for free, from the one look at the names every request gets anyway.
+fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     // One look at the names present costs less than removing (a hash and a probe) each name
     // that might be there; most messages have none, or only `Connection: keep-alive`.
     let mut present = [false; 9];
@@ -693,7 +761,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
     }
     if !any {
-        return;
+        return None;
     }
     if present[0] {
         // `Connection` names more hop-by-hop headers; its usual tokens name none.
@@ -701,9 +769,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         for value in headers.get_all(header::CONNECTION) {
             let Ok(value) = value.to_str() else { continue };
             for token in value.split(',').map(str::trim) {
+                // `upgrade` is in the fixed list below, which keeps its value.
                 if token.is_empty()
                     || token.eq_ignore_ascii_case("close")
                     || token.eq_ignore_ascii_case("keep-alive")
+                    || token.eq_ignore_ascii_case("upgrade")
                 {
                     continue;
                 }
@@ -716,11 +786,16 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
+    let mut upgrade = None;
     for (name, here) in HOP_BY_HOP.iter().zip(present) {
         if here {
-            headers.remove(name);
+            let removed = headers.remove(name);
+            if *name == header::UPGRADE {
+                upgrade = removed;
+            }
         }
     }
+    upgrade
 }
 
 fn forwarded_for(headers: &mut HeaderMap, ip: &str) {
@@ -827,6 +902,12 @@ struct GatewayIo<'a> {
     section: Option<usize>,
     /// Nothing reads the request after the forward: its headers move into the backend call.
     take_headers: bool,
+    /// How the request goes to the backend (a WebSocket handshake, gRPC).
+    protocol: Protocol,
+    /// A WebSocket handshake: the client's side, until the backend answers.
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// Both sides, once the backend switched protocols.
+    tunnel: Option<Tunnel>,
 }
 
 fn too_large() -> PolicyError {
@@ -944,12 +1025,10 @@ impl Io for GatewayIo<'_> {
         let response = self
             .worker
             .send(
-                ex.request.method.clone(),
                 &upstream.target,
-                uri,
-                headers,
-                body,
+                outgoing(ex.request.method.clone(), uri, headers, body),
                 timeout,
+                self.protocol,
             )
             .await;
         self.backend_time = Some(sent.elapsed());
@@ -970,6 +1049,10 @@ impl Io for GatewayIo<'_> {
             other => PolicyError::backend_unreachable(other.to_string()),
         })?;
         self.backend_status = Some(response.status().as_u16());
+        let mut response = response;
+        if let Some(client) = self.client_upgrade.take() {
+            self.tunnel = Tunnel::of(client, &mut response);
+        }
         let (mut parts, stream) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         ex.response = Some(ExResponse {
@@ -1153,6 +1236,125 @@ async fn outbound(
     }
 }
 
+/// How a request goes to its backend: a WebSocket handshake (`Upgrade: websocket` over
+/// HTTP/1.1), gRPC (HTTP/2 with an `application/grpc*` content type), or as usual. Ordinary
+/// HTTP/1.1 requests pay nothing here ([`strip_hop_by_hop`] found the `Upgrade` header).
+fn protocol_of(req: &Request<Incoming>, upgrade: Option<&HeaderValue>) -> Protocol {
+    match req.version() {
+        http::Version::HTTP_2 => {
+            let grpc = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            if grpc {
+                Protocol::Http2
+            } else {
+                Protocol::Auto
+            }
+        }
+        http::Version::HTTP_11
+            if upgrade.is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")) =>
+        {
+            Protocol::Upgrade
+        }
+        _ => Protocol::Auto,
+    }
+}
+
+/// Both sides of a switched (WebSocket) connection, from the backend's 101 until either side
+/// closes. Rides in the 101 response's extensions up to [`Worker::handle`], which starts it.
+#[derive(Debug, Clone)]
+struct Tunnel {
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+}
+
+impl Tunnel {
+    /// The tunnel of a WebSocket handshake the backend accepted (101), else none.
+    fn of(
+        client: hyper::upgrade::OnUpgrade,
+        response: &mut Response<UpstreamBody>,
+    ) -> Option<Self> {
+        (response.status() == StatusCode::SWITCHING_PROTOCOLS).then(|| Self {
+            client,
+            backend: hyper::upgrade::on(response),
+        })
+    }
+
+    /// Puts the tunnel on the client's 101, with the switch's headers the hop dropped.
+    fn attach(self, headers: &mut HeaderMap, extensions: &mut http::Extensions) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        extensions.insert(self);
+    }
+
+    /// Copies bytes both ways until either side closes, then records the connection: its
+    /// duration, the bytes from the client (`bytesIn`) and to it (`bytesOut`).
+    async fn run(
+        self,
+        mut record: crate::telemetry::Record,
+        telemetry: Arc<crate::telemetry::WorkerTelemetry>,
+    ) {
+        let (mut up, mut down) = (0, 0);
+        match tokio::try_join!(self.client, self.backend) {
+            Ok((client, backend)) => {
+                let (mut client_rx, mut client_tx) =
+                    tokio::io::split(hyper_util::rt::TokioIo::new(client));
+                let (mut backend_rx, mut backend_tx) =
+                    tokio::io::split(hyper_util::rt::TokioIo::new(backend));
+                let to_backend = pump(&mut client_rx, &mut backend_tx, &mut up);
+                let to_client = pump(&mut backend_rx, &mut client_tx, &mut down);
+                tokio::pin!(to_backend, to_client);
+                // Once one side has closed, the other has a moment to finish its close,
+                // not forever: a peer that never closes does not hold the tunnel open.
+                tokio::select! {
+                    _ = &mut to_backend => {
+                        let _ = tokio::time::timeout(TUNNEL_CLOSE_GRACE, to_client).await;
+                    }
+                    _ = &mut to_client => {
+                        let _ = tokio::time::timeout(TUNNEL_CLOSE_GRACE, to_backend).await;
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "a protocol switch did not complete"),
+        }
+        record.bytes_in += up;
+        telemetry.finish_tunnel(record, down);
+    }
+}
+
+/// How long a tunnel waits for its second side to close once the first has.
+const TUNNEL_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Copies `from` to `to` until `from` ends (then closes `to` for writing) or either fails,
+/// counting the bytes as they go, so a tunnel cut short still records what it carried.
+async fn pump(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    count: &mut u64,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) => {
+                let _ = to.shutdown().await;
+                return;
+            }
+            Ok(n) => {
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+                *count += n as u64;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "a WebSocket connection ended with an error");
+                return;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1194,8 +1396,20 @@ mod tests {
         assert_eq!(h.len(), 1);
         let mut none = HeaderMap::new();
         none.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        strip_hop_by_hop(&mut none);
+        assert_eq!(strip_hop_by_hop(&mut none), None);
         assert_eq!(none.len(), 1);
+
+        // A protocol switch: the `Upgrade` value comes back, even when `Connection` names it.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("sec-websocket-key", HeaderValue::from_static("k"));
+        assert_eq!(
+            strip_hop_by_hop(&mut h),
+            Some(HeaderValue::from_static("websocket"))
+        );
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("sec-websocket-key"));
     }
 
     #[test]

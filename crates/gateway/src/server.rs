@@ -6,11 +6,14 @@
 //! requests in flight finish within the grace period, then closes what is left.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
@@ -232,20 +235,23 @@ async fn accept_loop(
         let clock = HeadClock::new();
         let watched = Watched::new(stream, clock.clone());
         let Some(tls) = tls.clone() else {
+            let held = Held {
+                inner: watched,
+                _permit: permit,
+            };
             // The peer's address as text and as a header value, once per connection: logs,
             // X-Forwarded-For and `context.Request.IpAddress` share it.
             let peer = Arc::new(crate::proxy::Peer::new(remote.ip()));
             let service = service_fn(move |req| worker.clone().handle(peer.clone(), req));
             let conn = limits
                 .builder(clock)
-                .serve_connection_with_upgrades(TokioIo::new(watched), service)
+                .serve_connection_with_upgrades(TokioIo::new(held), service)
                 .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
-                drop(permit);
             });
             continue;
         };
@@ -276,12 +282,17 @@ async fn accept_loop(
             let service = service_fn(move |req| worker.clone().handle(peer.clone(), req));
             let conn = limits
                 .builder(clock)
-                .serve_connection_with_upgrades(TokioIo::new(accepted.stream), service)
+                .serve_connection_with_upgrades(
+                    TokioIo::new(Held {
+                        inner: accepted.stream,
+                        _permit: permit,
+                    }),
+                    service,
+                )
                 .into_owned();
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(permit);
         });
     }
     drop(listener);
@@ -293,6 +304,54 @@ async fn accept_loop(
             ?grace,
             "shutdown grace period over; closing remaining connections"
         );
+    }
+}
+
+/// A connection's socket with its place under the connection cap. The place goes with the
+/// socket: when a WebSocket handshake hands the socket over to a tunnel, the tunnel holds it
+/// until it closes, so switched connections count against `--max-connections` too.
+struct Held<T> {
+    inner: T,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Held<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Held<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -312,6 +312,7 @@ impl WorkerTelemetry {
             bytes_in: 0,
             error: None,
             cache: None,
+            grpc_status: None,
         }
     }
 
@@ -321,6 +322,12 @@ impl WorkerTelemetry {
         let v = s.custom.entry(key).or_default();
         v.sum += value;
         v.count += 1;
+    }
+
+    /// Records a switched (WebSocket) connection when it closes: `bytes_out` went to the
+    /// client, `record.bytes_in` came from it.
+    pub fn finish_tunnel(&self, record: Record, bytes_out: u64) {
+        self.finish(record, bytes_out);
     }
 
     fn finish(&self, mut record: Record, bytes_out: u64) {
@@ -345,6 +352,7 @@ impl WorkerTelemetry {
             backend_status: record.backend_status,
             cache: record.cache,
             error: record.error.as_ref().map(|e| e.reason.clone()),
+            grpc_status: record.grpc_status,
         };
         s.metrics.entry(key).or_default().observe(total, backend);
 
@@ -474,6 +482,9 @@ pub struct Record {
     pub error: Option<ErrorInfo>,
     /// `cache-lookup`: a hit or a miss.
     pub cache: Option<bool>,
+    /// A gRPC call's status, from the backend's trailers (or its headers, for a call that
+    /// failed before any message).
+    pub grpc_status: Option<u16>,
     pub trace_id: Option<String>,
     /// The request's spans, when tracing is on.
     pub trace: Option<crate::otel::RequestTrace>,
@@ -586,6 +597,11 @@ impl Record {
         push_json_opt_bytes(out, self.error.as_ref().map(|e| &*e.reason));
         out.extend_from_slice(b",\"cache\":");
         push_json_opt_bytes(out, self.cache.map(|hit| if hit { "hit" } else { "miss" }));
+        out.extend_from_slice(b",\"grpcStatus\":");
+        match self.grpc_status {
+            Some(s) => push_u64(out, u64::from(s)),
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(b",\"traceId\":");
         push_json_opt_bytes(out, self.trace_id.as_deref());
         out.extend_from_slice(b"}\n");
@@ -613,6 +629,9 @@ impl Record {
         );
         if let Some(e) = &self.error {
             let _ = write!(out, " error={}/{}", e.source, e.reason);
+        }
+        if let Some(s) = self.grpc_status {
+            let _ = write!(out, " grpc-status={s}");
         }
         out.push(b'\n');
     }
@@ -746,6 +765,7 @@ pub(crate) struct MetricKey {
     pub backend_status: Option<u16>,
     pub cache: Option<bool>,
     pub error: Option<Cow<'static, str>>,
+    pub grpc_status: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -846,6 +866,13 @@ impl RequestMetrics {
     }
 }
 
+/// The `grpc-status` among `headers` (trailers, or the headers of a trailers-only answer).
+pub fn grpc_status(headers: &http::HeaderMap) -> Option<u16> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok()?.trim().parse().ok())
+}
+
 /// A response body that folds its request's [`Record`] into the worker's telemetry when it
 /// ends, or when it is dropped unfinished (the client went away).
 pub struct ObservedBody {
@@ -899,6 +926,11 @@ impl HttpBody for ObservedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
+                } else if let (Some(trailers), Some((record, _))) =
+                    (frame.trailers_ref(), this.pending.as_mut())
+                    && let Some(status) = grpc_status(trailers)
+                {
+                    record.grpc_status = Some(status);
                 }
             }
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.done(),

@@ -1,7 +1,10 @@
 //! The workers' upstream connections: a pool per worker of connections to the backends, plain
 //! or over TLS, reused for as long as the backends keep them open. HTTP/1.1 connections carry
 //! one request at a time; a backend that offers HTTP/2 through ALPN gets one multiplexed
-//! connection per worker, shared by every request to it.
+//! connection per worker, shared by every request to it. gRPC calls to a plain `http://`
+//! backend get HTTP/2 with prior knowledge (h2c), one multiplexed connection per worker and
+//! backend as well, filed apart from the HTTP/1.1 ones. A WebSocket handshake gets an HTTP/1.1
+//! connection of its own that can switch protocols, and never comes back to the pool.
 //!
 //! A connection leaves its pool for one request and goes back when the response body has
 //! been read to its end ([`UpstreamBody`]); the next request to the same backend takes the
@@ -40,6 +43,8 @@ use crate::proxy::Body;
 pub struct Target {
     /// What the pools file connections under: the authority, prefixed with `https://` for TLS.
     key: Arc<str>,
+    /// What the HTTP/2-with-prior-knowledge connection to a plain backend is filed under.
+    h2c_key: Arc<str>,
     authority: Authority,
     port: u16,
     tls: Option<ServerName<'static>>,
@@ -61,8 +66,10 @@ impl Target {
         } else {
             (Arc::from(authority.as_str()), None)
         };
+        let h2c_key = Arc::from(format!("h2c://{authority}"));
         Ok(Self {
             key,
+            h2c_key,
             authority,
             port,
             tls,
@@ -76,6 +83,17 @@ impl Target {
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
+}
+
+/// How a request goes to its backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Over a pooled HTTP/1.1 connection, or HTTP/2 when a TLS backend offers it.
+    Auto,
+    /// A protocol switch (WebSocket): HTTP/1.1 on a connection of its own.
+    Upgrade,
+    /// HTTP/2 (gRPC): with prior knowledge to a plain backend, through ALPN over TLS.
+    Http2,
 }
 
 /// Upstream connections of one gateway process.
@@ -208,7 +226,7 @@ impl UpstreamPool {
                 },
             }
         }
-        match self.connect(target).await? {
+        match self.connect(target, false).await? {
             Connection::Http1(mut sender) => match sender.send_request(request).await {
                 Ok(response) => Ok(self.lease(target, sender, response)),
                 Err(source) => Err(UpstreamError::Http {
@@ -282,7 +300,8 @@ impl UpstreamPool {
         })
     }
 
-    async fn connect(&self, target: &Target) -> Result<Connection, UpstreamError> {
+    /// Opens a TCP connection to the first of the target's addresses that accepts.
+    async fn open(&self, target: &Target) -> Result<TcpStream, UpstreamError> {
         self.start_sweeping();
         let authority = &target.authority;
         let addrs = resolve(authority, target.port).await?;
@@ -315,49 +334,120 @@ impl UpstreamPool {
             socket2::SockRef::from(&stream)
                 .set_tcp_keepalive(&keepalive)
                 .map_err(connect_error)?;
-            let connection = match &target.tls {
-                None => Connection::Http1(self.handshake(authority, stream).await?),
-                Some(name) => {
-                    let in_force = self.shared.config.current();
-                    let client = self
-                        .shared
-                        .tls
-                        .config_for(in_force.as_ref().map(|c| &c.tls));
-                    let connector = gatehouse_tls::tokio_rustls::TlsConnector::from(client);
-                    let tls = match tokio::time::timeout(
-                        limit,
-                        connector.connect(name.clone(), stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            let reason = tls_reason(&e);
-                            tracing::warn!(backend = %authority, host = ?name, %reason, "TLS with the backend failed");
-                            return Err(UpstreamError::Tls {
-                                authority: authority.clone(),
-                                reason,
-                            });
-                        }
-                        Err(_) => {
-                            let reason = format!("no TLS handshake within {limit:?}");
-                            tracing::warn!(backend = %authority, host = ?name, %reason, "TLS with the backend failed");
-                            return Err(UpstreamError::Tls {
-                                authority: authority.clone(),
-                                reason,
-                            });
-                        }
-                    };
-                    if tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()) {
-                        Connection::Http2(self.handshake_http2(authority, tls).await?)
-                    } else {
-                        Connection::Http1(self.handshake(authority, tls).await?)
-                    }
-                }
-            };
-            return Ok(connection);
+            return Ok(stream);
         }
         Err(connect_error(last))
+    }
+
+    /// A new connection to `target`; `upgrades`: an HTTP/1.1 connection that can be taken
+    /// over by a protocol switch (101), never pooled.
+    async fn connect(&self, target: &Target, upgrades: bool) -> Result<Connection, UpstreamError> {
+        let authority = &target.authority;
+        let stream = self.open(target).await?;
+        let limit = self.shared.settings.connect_timeout;
+        let connection = match &target.tls {
+            None => Connection::Http1(self.handshake(authority, stream, upgrades).await?),
+            Some(name) => {
+                let in_force = self.shared.config.current();
+                let client = self
+                    .shared
+                    .tls
+                    .config_for(in_force.as_ref().map(|c| &c.tls));
+                // A protocol switch exists in HTTP/1.1 only: offer nothing else (a copy of the
+                // configuration per WebSocket handshake, none per ordinary request).
+                let client = if upgrades {
+                    let mut only_http1 = (*client).clone();
+                    only_http1.alpn_protocols = vec![b"http/1.1".to_vec()];
+                    Arc::new(only_http1)
+                } else {
+                    client
+                };
+                let connector = gatehouse_tls::tokio_rustls::TlsConnector::from(client);
+                let tls = match tokio::time::timeout(limit, connector.connect(name.clone(), stream))
+                    .await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        let reason = tls_reason(&e);
+                        tracing::warn!(backend = %authority, host = ?name, %reason, "TLS with the backend failed");
+                        return Err(UpstreamError::Tls {
+                            authority: authority.clone(),
+                            reason,
+                        });
+                    }
+                    Err(_) => {
+                        let reason = format!("no TLS handshake within {limit:?}");
+                        tracing::warn!(backend = %authority, host = ?name, %reason, "TLS with the backend failed");
+                        return Err(UpstreamError::Tls {
+                            authority: authority.clone(),
+                            reason,
+                        });
+                    }
+                };
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()) {
+                    Connection::Http2(self.handshake_http2(authority, tls).await?)
+                } else {
+                    Connection::Http1(self.handshake(authority, tls, upgrades).await?)
+                }
+            }
+        };
+        Ok(connection)
+    }
+
+    /// Sends a protocol-switching request (a WebSocket handshake) on a connection of its
+    /// own: on a 101 the connection belongs to the switched protocol
+    /// (`hyper::upgrade::on(response)`), so it never goes back to the pool.
+    async fn send_upgrade(
+        &self,
+        target: &Target,
+        request: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        match self.connect(target, true).await? {
+            Connection::Http1(mut sender) => match sender.send_request(request).await {
+                Ok(response) => Ok(response.map(|inner| UpstreamBody { inner, lease: None })),
+                Err(source) => Err(UpstreamError::Http {
+                    authority: target.authority.clone(),
+                    source,
+                }),
+            },
+            // Offered only HTTP/1.1, the backend chose HTTP/2 all the same: `Upgrade` does
+            // not exist there, so the call fails as the backend's error (502).
+            Connection::Http2(sender) => self.send_multiplexed(target, sender, request).await,
+        }
+    }
+
+    /// Sends over HTTP/2 with prior knowledge (h2c) to a plain `http://` backend: one
+    /// multiplexed connection per worker and backend, filed apart from the HTTP/1.1 ones.
+    async fn send_h2c(
+        &self,
+        target: &Target,
+        request: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        if let Some(sender) = self.shared.multiplexed(&target.h2c_key) {
+            return self.send_multiplexed(target, sender, request).await;
+        }
+        let stream = self.open(target).await?;
+        let sender = self.handshake_http2(&target.authority, stream).await?;
+        self.shared
+            .lock_multiplexed()
+            .insert(target.h2c_key.clone(), sender.clone());
+        self.send_multiplexed(target, sender, request).await
+    }
+
+    /// Sends `request` the way `protocol` asks: see [`Protocol`].
+    pub async fn send_as(
+        &self,
+        target: &Target,
+        request: Request<Body>,
+        protocol: Protocol,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        match protocol {
+            Protocol::Auto => self.send(target, request).await,
+            Protocol::Upgrade => self.send_upgrade(target, request).await,
+            Protocol::Http2 if target.tls.is_none() => self.send_h2c(target, request).await,
+            // Over TLS, ALPN decides; a backend that offers h2 gets it.
+            Protocol::Http2 => self.send(target, request).await,
+        }
     }
 
     /// Starts HTTP/1.1 on an open connection, and the task that drives it.
@@ -365,6 +455,7 @@ impl UpstreamPool {
         &self,
         authority: &Authority,
         io: IO,
+        upgrades: bool,
     ) -> Result<SendRequest<Body>, UpstreamError>
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -376,7 +467,11 @@ impl UpstreamPool {
                 authority: authority.clone(),
                 source,
             })?;
-        self.drive(connection);
+        if upgrades {
+            self.drive(connection.with_upgrades());
+        } else {
+            self.drive(connection);
+        }
         Ok(sender)
     }
 
@@ -877,5 +972,54 @@ mod tests {
             "one connection, multiplexed"
         );
         assert_eq!(pool.idle_count(), 0, "HTTP/2 connections are not leased");
+    }
+
+    #[tokio::test]
+    async fn grpc_to_a_plain_backend_gets_one_h2c_connection_apart_from_http1() {
+        // A backend speaking HTTP/1.1 and, with prior knowledge, HTTP/2 on one port.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = service_fn(|req: Request<Incoming>| async move {
+                        let body = format!("{:?}", req.version());
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                            body,
+                        ))))
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                });
+            }
+        });
+        let target = Target::new(&http::uri::Scheme::HTTP, authority).unwrap();
+        let pool = pool_with(Arc::default(), PoolSettings::default());
+        let h2 = |pool: UpstreamPool, target: Target| async move {
+            let response = pool
+                .send_as(&target, get(&target, "/"), Protocol::Http2)
+                .await
+                .unwrap();
+            response.into_body().collect().await.unwrap().to_bytes()
+        };
+        assert_eq!(h2(pool.clone(), target.clone()).await, "HTTP/2.0");
+        let tasks: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(h2(pool.clone(), target.clone())))
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), "HTTP/2.0");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one h2c connection");
+        // Ordinary requests to the same backend keep to HTTP/1.1, on a connection of their own.
+        assert_eq!(call(&pool, &target, "/").await, "HTTP/1.1");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.idle_count(), 1);
     }
 }

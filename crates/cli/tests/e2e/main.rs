@@ -11,6 +11,7 @@ mod otlp;
 mod policies;
 mod policies_auth;
 mod policies_flow;
+mod protocols;
 mod reload;
 mod reports;
 mod security_backup;
