@@ -226,7 +226,9 @@ impl UpstreamPool {
                 },
             }
         }
-        match self.connect(target, false).await? {
+        // A new connection's futures (TCP, TLS state, handshakes) are large and rare: boxed,
+        // they do not grow every request's future, which is moved on each poll path.
+        match Box::pin(self.connect(target, false)).await? {
             Connection::Http1(mut sender) => match sender.send_request(request).await {
                 Ok(response) => Ok(self.lease(target, sender, response)),
                 Err(source) => Err(UpstreamError::Http {
@@ -402,7 +404,7 @@ impl UpstreamPool {
         target: &Target,
         request: Request<Body>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        match self.connect(target, true).await? {
+        match Box::pin(self.connect(target, true)).await? {
             Connection::Http1(mut sender) => match sender.send_request(request).await {
                 Ok(response) => Ok(response.map(|inner| UpstreamBody { inner, lease: None })),
                 Err(source) => Err(UpstreamError::Http {
@@ -426,8 +428,11 @@ impl UpstreamPool {
         if let Some(sender) = self.shared.multiplexed(&target.h2c_key) {
             return self.send_multiplexed(target, sender, request).await;
         }
-        let stream = self.open(target).await?;
-        let sender = self.handshake_http2(&target.authority, stream).await?;
+        let sender = Box::pin(async {
+            let stream = self.open(target).await?;
+            self.handshake_http2(&target.authority, stream).await
+        })
+        .await?;
         self.shared
             .lock_multiplexed()
             .insert(target.h2c_key.clone(), sender.clone());
