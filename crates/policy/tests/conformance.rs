@@ -1,5 +1,7 @@
-//! Runs the shared expression conformance vectors (`shared/conformance/expressions.json`)
-//! against the expression engine, through a `Context` built from the vectors' `context`.
+//! Runs the expression conformance vectors against the expression engine, through a `Context`
+//! built from the vectors' `context`. The vectors are kept in the repository
+//! (`tests/fixtures/expressions.json`, a copy of the team's `shared/conformance/`), so a clone
+//! tests itself; where `shared/` stands beside the repository, the copy must match it.
 //!
 //! Every `core` vector must pass exactly: its value (strings as strings, numbers numerically,
 //! booleans, null), or a compile error, or a run-time error. `full` vectors run too; their
@@ -12,15 +14,32 @@ use std::time::SystemTime;
 use gatehouse_policy::expr::{self, Budget, Context, Entity, Field, Message, Value};
 use serde_json::Value as J;
 
-/// `shared/conformance/expressions.json` next to the repository (as in CI), else the file
-/// named by `GATEHOUSE_CONFORMANCE`.
-fn vectors_path() -> Option<PathBuf> {
-    let relative = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/expressions.json");
-    if relative.exists() {
-        return Some(relative);
-    }
-    std::env::var_os("GATEHOUSE_CONFORMANCE").map(PathBuf::from)
+/// The repository's copy of the vectors, or the file named by `GATEHOUSE_CONFORMANCE`.
+fn vectors_path() -> PathBuf {
+    std::env::var_os("GATEHOUSE_CONFORMANCE").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/expressions.json"),
+        PathBuf::from,
+    )
+}
+
+/// Where the team's vectors stand when `shared/` is beside the repository (as in CI).
+fn shared_vectors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/expressions.json")
+}
+
+#[test]
+fn the_copy_matches_the_shared_vectors() {
+    let shared = shared_vectors();
+    let Ok(theirs) = std::fs::read(&shared) else {
+        // A clone without `shared/` beside it: the copy is all there is.
+        return;
+    };
+    let ours = std::fs::read(vectors_path()).expect("the repository's vectors");
+    assert!(
+        ours == theirs,
+        "tests/fixtures/expressions.json differs from {}: copy the new vectors in",
+        shared.display()
+    );
 }
 
 /// The request described by the vectors' `context` block.
@@ -212,7 +231,7 @@ impl Context for Host {
     }
 }
 
-/// Compares a result with a vector's `expect`, per shared/conformance/README.md.
+/// Compares a result with a vector's `expect`, per tests/fixtures/expressions-README.md.
 fn matches(value: &Value, expect: &J) -> bool {
     match expect {
         J::Null => value.is_null(),
@@ -272,10 +291,7 @@ fn check(host: &Host, case: &J) -> Result<String, String> {
 
 #[test]
 fn expression_vectors() {
-    let path = vectors_path().expect(
-        "conformance vectors not found at ../../../shared/conformance/expressions.json \
-         (from crates/policy) and GATEHOUSE_CONFORMANCE is not set",
-    );
+    let path = vectors_path();
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let doc: J = serde_json::from_str(&text).expect("vectors are JSON");
