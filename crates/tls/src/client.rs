@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
@@ -177,7 +176,6 @@ impl Trust {
                 .with_custom_certificate_verifier(Arc::new(Relaxed {
                     strict: webpki,
                     verify,
-                    algorithms: provider.signature_verification_algorithms,
                 }))
         };
         let mut config = match identity {
@@ -196,7 +194,6 @@ impl Trust {
 struct Relaxed {
     strict: Arc<WebPkiServerVerifier>,
     verify: Verify,
-    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ServerCertVerifier for Relaxed {
@@ -239,7 +236,8 @@ impl ServerCertVerifier for Relaxed {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        // Signatures are checked whatever is relaxed: the strict verifier does that.
+        self.strict.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -248,11 +246,11 @@ impl ServerCertVerifier for Relaxed {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.strict.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.strict.supported_verify_schemes()
     }
 }
 

@@ -933,3 +933,48 @@ pub async fn run_browser_script(
         .map(|j| serde_json::from_str(j.trim()).unwrap())
         .unwrap_or_else(|| panic!("{script} printed no summary"))
 }
+
+/// `up` with the built-in gateway also serving HTTPS on a port of its own, with `default` as
+/// its default certificate. Returns the process and the HTTPS port.
+pub async fn up_with_https(tag: &str, default: &gatehouse_tls::testca::Issued) -> (Gatehouse, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let gh = Gatehouse::up(
+        tag,
+        &[
+            "--gateway-https-listen",
+            &listen,
+            "--gateway-tls-cert",
+            default.cert.to_str().unwrap(),
+            "--gateway-tls-key",
+            default.key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    (gh, port)
+}
+
+/// Uploads an issued certificate and its key as `/mgmt/certificates/{id}`.
+pub async fn upload_certificate(gh: &Gatehouse, id: &str, issued: &gatehouse_tls::testca::Issued) {
+    let pem = format!(
+        "{}{}",
+        std::fs::read_to_string(&issued.cert).unwrap(),
+        std::fs::read_to_string(&issued.key).unwrap()
+    );
+    gh.ok(
+        "PUT",
+        &format!("/mgmt/certificates/{id}"),
+        Some(json!({ "data": pem })),
+    )
+    .await;
+}
+
+/// openssl's SHA-1 fingerprint line of a PEM certificate (`sha1 Fingerprint=AA:BB:…`).
+pub fn sha1_fingerprint(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

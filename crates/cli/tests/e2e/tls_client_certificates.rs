@@ -10,7 +10,7 @@ use std::time::Duration;
 use gatehouse_tls::testca::{Issued, TestCa};
 use serde_json::json;
 
-use crate::support::{Backend, Gatehouse, free_port, set_policy};
+use crate::support::{Backend, set_policy, sha1_fingerprint, up_with_https, upload_certificate};
 
 /// What curl got: status, the headers (names in lower case) and the body.
 struct Answer {
@@ -63,29 +63,9 @@ fn curl(ca: &Path, host: &str, port: u16, path: &str, client: Option<&Issued>) -
 
 /// The SHA-1 thumbprint as Azure writes it: openssl's fingerprint without the colons.
 fn thumbprint(cert: &Path) -> String {
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
-        .arg(cert)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (_, hex) = text.trim().split_once('=').unwrap();
+    let line = sha1_fingerprint(cert);
+    let (_, hex) = line.split_once('=').unwrap();
     hex.replace(':', "")
-}
-
-/// Uploads `cert` (and its key) as certificate `id`.
-async fn upload(gh: &Gatehouse, id: &str, issued: &Issued) {
-    let pem = format!(
-        "{}{}",
-        std::fs::read_to_string(&issued.cert).unwrap(),
-        std::fs::read_to_string(&issued.key).unwrap()
-    );
-    gh.ok(
-        "PUT",
-        &format!("/mgmt/certificates/{id}"),
-        Some(json!({ "data": pem })),
-    )
-    .await;
 }
 
 const WHO: &str = r#"<policies>
@@ -115,22 +95,9 @@ async fn policies_see_the_client_certificate_and_validate_client_certificate_che
     let mallory = stranger.client("mallory", "mallory");
 
     let backend = Backend::start().await;
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let gh = Gatehouse::up(
-        "tls-client-certs",
-        &[
-            "--gateway-https-listen",
-            &listen,
-            "--gateway-tls-cert",
-            default.cert.to_str().unwrap(),
-            "--gateway-tls-key",
-            default.key.to_str().unwrap(),
-        ],
-    )
-    .await;
-    upload(&gh, "mtls", &mtls).await;
-    upload(&gh, "plain", &plain).await;
+    let (gh, port) = up_with_https("tls-client-certs", &default).await;
+    upload_certificate(&gh, "mtls", &mtls).await;
+    upload_certificate(&gh, "plain", &plain).await;
     gh.ok(
         "PUT",
         "/mgmt/certificates/team-ca",

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use gatehouse_tls::testca::TestCa;
 use serde_json::json;
 
-use crate::support::{Backend, Gatehouse, GatewayProc, free_port};
+use crate::support::{
+    Backend, Gatehouse, GatewayProc, free_port, sha1_fingerprint, up_with_https, upload_certificate,
+};
 
 /// `curl` over HTTPS trusting `ca`; returns (status, HTTP version) as curl reports them.
 fn curl(ca: &Path, url: &str, extra: &[&str]) -> (String, String) {
@@ -45,12 +47,7 @@ fn served_fingerprint(port: u16, sni: &str) -> String {
 }
 
 fn fingerprint(cert: &Path) -> String {
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
-        .arg(cert)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    sha1_fingerprint(cert)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -177,33 +174,10 @@ async fn sni_picks_the_hostname_configurations_certificate() {
     let a = ca.leaf("a", &["a.gatehouse.test"]);
     let b = ca.leaf("b", &["b.gatehouse.test"]);
     let backend = Backend::start().await;
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let gh = Gatehouse::up(
-        "tls-sni",
-        &[
-            "--gateway-https-listen",
-            &listen,
-            "--gateway-tls-cert",
-            default.cert.to_str().unwrap(),
-            "--gateway-tls-key",
-            default.key.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let (gh, port) = up_with_https("tls-sni", &default).await;
     gh.simple_api("echo", "echo", &backend.url(), true).await;
     for (id, issued) in [("a", &a), ("b", &b)] {
-        let pem = format!(
-            "{}{}",
-            std::fs::read_to_string(&issued.cert).unwrap(),
-            std::fs::read_to_string(&issued.key).unwrap()
-        );
-        gh.ok(
-            "PUT",
-            &format!("/mgmt/certificates/{id}"),
-            Some(json!({ "data": pem })),
-        )
-        .await;
+        upload_certificate(&gh, id, issued).await;
         gh.ok(
             "PUT",
             &format!("/mgmt/gateways/built-in/hostnameConfigurations/{id}"),

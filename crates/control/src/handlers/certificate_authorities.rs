@@ -3,12 +3,11 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
     Certificate, Collection, Gateway, GatewayCertificateAuthority, Resource, validate_id,
 };
 
-use super::{Cp, commit, load, load_all, save, saved};
+use super::{Cp, commit, load, save, saved};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
 
@@ -36,12 +35,15 @@ pub async fn list(
     Path(gateway): Path<String>,
     Query(paging): Query<Paging>,
 ) -> ApiResult<Json<Collection<GatewayCertificateAuthority>>> {
-    load::<Gateway>(&cp, "", &gateway).await?;
-    let items = load_all::<GatewayCertificateAuthority>(&cp, &gateway).await?;
-    Ok(Json(paging.page(
-        &format!("/mgmt/gateways/{gateway}/certificateAuthorities"),
-        items,
-    )?))
+    Ok(Json(
+        super::list_gateway_children::<GatewayCertificateAuthority>(
+            &cp,
+            &gateway,
+            "certificateAuthorities",
+            &paging,
+        )
+        .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/certificateAuthorities/{certificateId}",
@@ -81,18 +83,7 @@ pub async fn put(
     ca.set_id(id.clone());
     ca.normalize()?;
     load::<Gateway>(&cp, "", &gateway).await?;
-    match super::certificates::load_stored(&cp, &id).await {
-        Err(ApiError::NotFound(_)) => {
-            return Err(ValidationError::one(
-                "certificateId",
-                format!(
-                    "certificate '{id}' does not exist; PUT it to /mgmt/certificates/{id} first"
-                ),
-            )
-            .into());
-        }
-        other => other?,
-    };
+    super::certificates::referenced(&cp, &id).await?;
     let mut tx = cp.store().begin().await?;
     // Again under the write lock: the certificate may have been deleted meanwhile.
     if tx.get(Certificate::KIND, "", &id).await?.is_none() {
@@ -114,13 +105,6 @@ pub async fn put(
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path((gateway, id)): Path<(String, String)>) -> ApiResult<StatusCode> {
     check_ids(&gateway, &id)?;
-    let mut tx = cp.store().begin().await?;
-    if !tx
-        .delete(GatewayCertificateAuthority::KIND, &gateway, &id)
-        .await?
-    {
-        return Err(not_assigned(&gateway, &id));
-    }
-    commit(&cp, tx).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let missing = not_assigned(&gateway, &id);
+    super::delete_gateway_child::<GatewayCertificateAuthority>(&cp, &gateway, &id, missing).await
 }

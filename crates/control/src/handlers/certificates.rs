@@ -105,6 +105,19 @@ fn inspect(parts: &PemParts) -> ApiResult<Certificate> {
     })
 }
 
+/// The certificate a gateway resource refers to: a missing one is the caller's mistake (400 on
+/// `certificateId`), not a missing resource.
+pub(crate) async fn referenced(cp: &ControlPlane, id: &str) -> ApiResult<StoredCertificate> {
+    match load_stored(cp, id).await {
+        Err(ApiError::NotFound(_)) => Err(gatehouse_model::ValidationError::one(
+            "certificateId",
+            format!("certificate '{id}' does not exist; PUT it to /mgmt/certificates/{id} first"),
+        )
+        .into()),
+        other => other,
+    }
+}
+
 pub(crate) async fn load_stored(cp: &ControlPlane, id: &str) -> ApiResult<StoredCertificate> {
     validate_id("certificate", id)?;
     match cp.store().get(Certificate::KIND, "", id).await? {

@@ -19,6 +19,12 @@ fn check_ids(gateway: &str, id: &str) -> ApiResult<()> {
     Ok(())
 }
 
+fn not_found(gateway: &str, id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "Hostname configuration '{id}' of gateway '{gateway}' was not found."
+    ))
+}
+
 #[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/hostnameConfigurations", tag = "gateways",
     operation_id = "hostname_configurations_list",
     params(("gatewayId" = String, Path), Paging),
@@ -31,12 +37,15 @@ pub async fn list(
     Path(gateway): Path<String>,
     Query(paging): Query<Paging>,
 ) -> ApiResult<Json<Collection<HostnameConfiguration>>> {
-    load::<Gateway>(&cp, "", &gateway).await?;
-    let items = load_all::<HostnameConfiguration>(&cp, &gateway).await?;
-    Ok(Json(paging.page(
-        &format!("/mgmt/gateways/{gateway}/hostnameConfigurations"),
-        items,
-    )?))
+    Ok(Json(
+        super::list_gateway_children::<HostnameConfiguration>(
+            &cp,
+            &gateway,
+            "hostnameConfigurations",
+            &paging,
+        )
+        .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/hostnameConfigurations/{hcId}",
@@ -51,12 +60,10 @@ pub async fn get(
     Path((gateway, id)): Path<(String, String)>,
 ) -> ApiResult<Json<HostnameConfiguration>> {
     check_ids(&gateway, &id)?;
-    match super::load_opt::<HostnameConfiguration>(&cp, &gateway, &id).await? {
-        Some(hc) => Ok(Json(hc)),
-        None => Err(ApiError::NotFound(format!(
-            "Hostname configuration '{id}' of gateway '{gateway}' was not found."
-        ))),
-    }
+    super::load_opt::<HostnameConfiguration>(&cp, &gateway, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found(&gateway, &id))
 }
 
 #[utoipa::path(put, path = "/mgmt/gateways/{gatewayId}/hostnameConfigurations/{hcId}",
@@ -78,19 +85,7 @@ pub async fn put(
     hc.set_id(id.clone());
     hc.normalize()?;
     load::<Gateway>(&cp, "", &gateway).await?;
-    let certificate = match super::certificates::load_stored(&cp, &hc.certificate_id).await {
-        Err(ApiError::NotFound(_)) => {
-            return Err(ValidationError::one(
-                "certificateId",
-                format!(
-                    "certificate '{}' does not exist; PUT it to /mgmt/certificates/{} first",
-                    hc.certificate_id, hc.certificate_id
-                ),
-            )
-            .into());
-        }
-        other => other?,
-    };
+    let certificate = super::certificates::referenced(&cp, &hc.certificate_id).await?;
     if !certificate.has_private_key {
         return Err(ValidationError::one(
             "certificateId",
@@ -140,15 +135,6 @@ pub async fn put(
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path((gateway, id)): Path<(String, String)>) -> ApiResult<StatusCode> {
     check_ids(&gateway, &id)?;
-    let mut tx = cp.store().begin().await?;
-    if !tx
-        .delete(HostnameConfiguration::KIND, &gateway, &id)
-        .await?
-    {
-        return Err(ApiError::NotFound(format!(
-            "Hostname configuration '{id}' of gateway '{gateway}' was not found."
-        )));
-    }
-    commit(&cp, tx).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let missing = not_found(&gateway, &id);
+    super::delete_gateway_child::<HostnameConfiguration>(&cp, &gateway, &id, missing).await
 }

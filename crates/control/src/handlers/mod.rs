@@ -288,6 +288,34 @@ pub(crate) async fn load<R: Resource>(cp: &ControlPlane, parent: &str, id: &str)
         .ok_or_else(|| ApiError::not_found(label(R::KIND), id))
 }
 
+/// A page of a gateway's child resources of kind `R`, listed at
+/// `/mgmt/gateways/{gateway}/{segment}`; 404 when the gateway does not exist.
+pub(crate) async fn list_gateway_children<R: Resource>(
+    cp: &ControlPlane,
+    gateway: &str,
+    segment: &str,
+    paging: &crate::http::Paging,
+) -> ApiResult<gatehouse_model::resources::Collection<R>> {
+    load::<gatehouse_model::resources::Gateway>(cp, "", gateway).await?;
+    let items = load_all::<R>(cp, gateway).await?;
+    paging.page(&format!("/mgmt/gateways/{gateway}/{segment}"), items)
+}
+
+/// Deletes a gateway's child resource; `missing` when there was none.
+pub(crate) async fn delete_gateway_child<R: Resource>(
+    cp: &ControlPlane,
+    gateway: &str,
+    id: &str,
+    missing: ApiError,
+) -> ApiResult<StatusCode> {
+    let mut tx = cp.store().begin().await?;
+    if !tx.delete(R::KIND, gateway, id).await? {
+        return Err(missing);
+    }
+    commit(cp, tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub(crate) async fn load_all<R: Resource>(cp: &ControlPlane, parent: &str) -> ApiResult<Vec<R>> {
     cp.store()
         .list(R::KIND, parent)
