@@ -82,10 +82,10 @@ async fn answer(
                 Bytes::from(serde_json::to_vec(&readiness).unwrap_or_default()),
             )
         }
-        _ => (
-            StatusCode::NOT_FOUND,
-            Bytes::from_static(b"{\"statusCode\":404,\"message\":\"Resource not found\"}"),
-        ),
+        _ => {
+            let (status, body) = gatehouse_policy::Answer::NotFound.parts();
+            (status, Bytes::from_static(body.as_bytes()))
+        }
     };
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = code;

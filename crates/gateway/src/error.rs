@@ -1,23 +1,27 @@
 //! Data-plane failures and the one place they become HTTP responses.
 //!
-//! Each failure says who caused it (the client, the configuration or the backend). The body a
-//! client sees is fixed text — Azure API Management's where it has one — and never carries
-//! internal detail; the detail goes to the log with the request id.
+//! Each failure says who caused it (the client, the configuration, a policy or the backend).
+//! The body a client sees is a fixed answer — Azure API Management's, from
+//! [`gatehouse_policy::Answer`] — and never carries internal detail; the detail goes to the
+//! log with the request id.
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use gatehouse_policy::{Answer, PolicyError};
+use http::{HeaderMap, HeaderValue, Response, header};
 use http_body_util::{Either, Full};
 
 use crate::proxy::ResponseBody;
 
 #[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
+pub enum DataPlaneError {
     #[error("no API or operation matches the request")]
     NotFound,
     #[error("the request path climbs above its root or hides a dot segment")]
     BadPath,
     #[error("the request body is larger than {0} bytes, the most this gateway forwards")]
     BodyTooLarge(u64),
+    #[error("the body is larger than {0} bytes, the most a policy can read")]
+    BufferTooLarge(usize),
     #[error("the request has no subscription key")]
     MissingKey,
     #[error("the subscription key is not valid for this API")]
@@ -34,15 +38,31 @@ pub enum GatewayError {
     BackendTimeout(std::time::Duration),
     #[error("the backend switched protocols (101) for a request that asked for no switch")]
     UnaskedSwitch,
+    /// A policy failed and neither `on-error` nor the policy itself answered.
+    #[error("{}: {} ({})", .0.error.source, .0.error.message, .0.error.reason)]
+    Policy(Box<PolicyFailure>),
 }
 
-impl GatewayError {
+/// A policy's failure, with the headers policies left for the final answer (cors's
+/// `Access-Control-Allow-Origin`, a rate limit's remaining calls).
+#[derive(Debug)]
+pub struct PolicyFailure {
+    pub error: PolicyError,
+    pub headers: HeaderMap,
+}
+
+impl DataPlaneError {
+    pub fn policy(error: PolicyError, headers: HeaderMap) -> Self {
+        Self::Policy(Box::new(PolicyFailure { error, headers }))
+    }
+
     /// Who failed and why, in the terms of Azure's `context.LastError`, for logs and metrics.
     pub fn info(&self) -> crate::telemetry::ErrorInfo {
         let (source, reason) = match self {
             Self::NotFound => ("configuration", "OperationNotFound"),
             Self::BadPath => ("gateway", "InvalidRequestPath"),
             Self::BodyTooLarge(_) => ("gateway", "RequestEntityTooLarge"),
+            Self::BufferTooLarge(_) => ("gateway", "BodyTooLarge"),
             Self::MissingKey => ("authorization", "SubscriptionKeyNotFound"),
             Self::InvalidKey => ("authorization", "SubscriptionKeyInvalid"),
             Self::NotReady => ("gateway", "ConfigurationNotLoaded"),
@@ -51,6 +71,12 @@ impl GatewayError {
                 ("forward-request", "BackendConnectionFailure")
             }
             Self::BackendTimeout(_) => ("forward-request", "Timeout"),
+            Self::Policy(p) => {
+                return crate::telemetry::ErrorInfo {
+                    source: p.error.source.clone().into(),
+                    reason: p.error.reason.clone().into(),
+                };
+            }
         };
         crate::telemetry::ErrorInfo {
             source: source.into(),
@@ -58,51 +84,28 @@ impl GatewayError {
         }
     }
 
-    fn status_and_body(&self) -> (StatusCode, &'static str) {
+    /// The fixed answer the client gets.
+    pub fn answer(&self) -> Answer {
         match self {
-            Self::NotFound => (
-                StatusCode::NOT_FOUND,
-                r#"{"statusCode":404,"message":"Resource not found"}"#,
-            ),
-            Self::BadPath => (
-                StatusCode::BAD_REQUEST,
-                r#"{"statusCode":400,"message":"The request path is not valid."}"#,
-            ),
-            Self::BodyTooLarge(_) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                r#"{"statusCode":413,"message":"Request entity too large"}"#,
-            ),
-            Self::MissingKey => (
-                StatusCode::UNAUTHORIZED,
-                r#"{"statusCode":401,"message":"Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API."}"#,
-            ),
-            Self::InvalidKey => (
-                StatusCode::UNAUTHORIZED,
-                r#"{"statusCode":401,"message":"Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription."}"#,
-            ),
-            Self::NotReady => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                r#"{"statusCode":503,"message":"Service unavailable. The gateway has not loaded its configuration yet."}"#,
-            ),
-            Self::NoBackend(_) | Self::BadUpstreamUri(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                r#"{"statusCode":500,"message":"Internal server error"}"#,
-            ),
-            Self::BackendUnreachable(_) | Self::UnaskedSwitch => (
-                StatusCode::BAD_GATEWAY,
-                r#"{"statusCode":502,"message":"Bad gateway. The backend service could not be reached."}"#,
-            ),
-            Self::BackendTimeout(_) => (
-                StatusCode::GATEWAY_TIMEOUT,
-                r#"{"statusCode":504,"message":"Gateway timeout. The backend service did not respond in time."}"#,
-            ),
+            Self::NotFound => Answer::NotFound,
+            Self::BadPath => Answer::BadPath,
+            Self::BodyTooLarge(_) | Self::BufferTooLarge(_) => Answer::TooLarge,
+            Self::MissingKey => Answer::MissingKey,
+            Self::InvalidKey => Answer::InvalidKey,
+            Self::NotReady => Answer::NotReady,
+            Self::NoBackend(_) | Self::BadUpstreamUri(_) => Answer::Internal,
+            Self::BackendUnreachable(_) | Self::UnaskedSwitch => Answer::BadGateway,
+            Self::BackendTimeout(_) => Answer::GatewayTimeout,
+            Self::Policy(p) => p.error.answer,
         }
     }
 
-    /// The response the client gets. Server-side failures are logged here, with the request id.
+    /// The response the client gets: the one place a failure becomes one. Server-side failures
+    /// are logged here, with the request id.
     pub fn into_response(self, request_id: &HeaderValue) -> Response<ResponseBody> {
-        let (status, body) = self.status_and_body();
-        if status.is_server_error() {
+        let (status, body) = self.answer().parts();
+        // A policy's failure was logged where it happened, with its API, operation and section.
+        if status.is_server_error() && !matches!(self, Self::Policy(_)) {
             tracing::warn!(
                 request_id = request_id.to_str().unwrap_or_default(),
                 status = status.as_u16(),
@@ -114,11 +117,78 @@ impl GatewayError {
             Response::new(Either::Left(Full::new(Bytes::from_static(body.as_bytes()))));
         *response.status_mut() = status;
         let headers = response.headers_mut();
+        if let Self::Policy(p) = self {
+            gatehouse_policy::exchange::add_response_headers(headers, p.headers);
+        }
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
         headers.insert(crate::proxy::X_REQUEST_ID, request_id.clone());
         response
+    }
+}
+
+/// A gateway failure inside a policy (the backend call of `forward-request`, a body a policy
+/// reads): it runs `on-error`, and keeps its reason and answer if nothing else answers.
+impl From<DataPlaneError> for PolicyError {
+    fn from(e: DataPlaneError) -> Self {
+        if let DataPlaneError::Policy(p) = e {
+            return p.error;
+        }
+        let info = e.info();
+        PolicyError::new(
+            info.source.to_string(),
+            info.reason.to_string(),
+            e.to_string(),
+            e.answer(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn body_of(response: Response<ResponseBody>) -> String {
+        let collected = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(response.into_body().collect())
+            .ok()
+            .unwrap();
+        String::from_utf8(collected.to_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_policy_failure_gets_its_fixed_answer_with_the_policies_headers_and_no_detail() {
+        let error = PolicyError::runtime("ExpressionValueEvaluationFailure", "secret detail");
+        let mut extra = HeaderMap::new();
+        extra.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+        extra.append(header::VARY, HeaderValue::from_static("Origin"));
+        let response =
+            DataPlaneError::policy(error, extra).into_response(&HeaderValue::from_static("id-1"));
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers()["access-control-allow-origin"], "*");
+        assert_eq!(response.headers()[header::VARY], "Origin");
+        assert_eq!(response.headers()["x-request-id"], "id-1");
+        assert_eq!(
+            body_of(response),
+            r#"{"statusCode":500,"message":"Internal server error"}"#
+        );
+    }
+
+    #[test]
+    fn a_gateway_failure_inside_a_policy_keeps_its_reason_and_answer() {
+        let e: PolicyError =
+            DataPlaneError::BackendTimeout(std::time::Duration::from_secs(3)).into();
+        assert_eq!(
+            (e.source.as_str(), e.reason.as_str()),
+            ("forward-request", "Timeout")
+        );
+        assert_eq!(e.answer, Answer::GatewayTimeout);
+        let e: PolicyError = DataPlaneError::BodyTooLarge(10).into();
+        assert_eq!(e.answer.status(), 413);
     }
 }

@@ -27,7 +27,7 @@ use gatehouse_tls::rustls::pki_types::CertificateDer;
 use crate::cache::GatewayCache;
 use crate::config::{CompiledApi, CompiledConfig, KeyCheck, Upstream};
 use crate::counters::LocalCounters;
-use crate::error::GatewayError;
+use crate::error::DataPlaneError;
 use crate::openid::OpenIdKeyCache;
 use crate::request_body::ClientBody;
 use crate::telemetry::{ErrorInfo, ObservedBody, Record, WorkerTelemetry};
@@ -219,7 +219,7 @@ impl Worker {
                 self.serve(&config, client, &request_id, req, &mut record)
                     .await
             }
-            None => Err(GatewayError::NotReady),
+            None => Err(DataPlaneError::NotReady),
         };
         let mut response = match result {
             Ok(mut r) => {
@@ -240,7 +240,7 @@ impl Worker {
                 return Ok(response.map(ObservedBody::plain));
             }
             // A switch nobody asked for (or a policy's 101): there is nothing to switch to.
-            let e = GatewayError::UnaskedSwitch;
+            let e = DataPlaneError::UnaskedSwitch;
             record.error = Some(e.info());
             response = e.into_response(&request_id_of(&response));
         }
@@ -255,7 +255,7 @@ impl Worker {
         request_id: &HeaderValue,
         mut req: Request<Incoming>,
         record: &mut Record,
-    ) -> Result<Response<ResponseBody>, GatewayError> {
+    ) -> Result<Response<ResponseBody>, DataPlaneError> {
         // Hop-by-hop headers go before anything looks at the request, so every decision
         // below (preflight, key, policies) sees the headers the pipeline and the backend see.
         let upgrade = strip_hop_by_hop(req.headers_mut());
@@ -264,7 +264,7 @@ impl Worker {
         let client_upgrade = (protocol == Protocol::Upgrade).then(|| hyper::upgrade::on(&mut req));
         let limit = self.settings.max_request_body;
         if limit != u64::MAX && record.bytes_in > limit {
-            return Err(GatewayError::BodyTooLarge(limit));
+            return Err(DataPlaneError::BodyTooLarge(limit));
         }
         let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
             req.uri()
@@ -272,9 +272,9 @@ impl Worker {
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         let normalized =
-            crate::path::normalize(req.uri().path()).map_err(|_| GatewayError::BadPath)?;
+            crate::path::normalize(req.uri().path()).map_err(|_| DataPlaneError::BadPath)?;
         let path: &str = &normalized.path;
-        let (api, rest) = config.find_api(path).ok_or(GatewayError::NotFound)?;
+        let (api, rest) = config.find_api(path).ok_or(DataPlaneError::NotFound)?;
         if normalized.floor != usize::MAX {
             // A `..` that left the API's path on the way (`/demo/../other`): refused rather
             // than served by whichever API the path lands in.
@@ -283,7 +283,7 @@ impl Worker {
                 .filter(|&b| b == b'/')
                 .count();
             if normalized.left_root(api_depth) {
-                return Err(GatewayError::BadPath);
+                return Err(DataPlaneError::BadPath);
             }
         }
         // An API answers only over the protocols it lists (Azure's `protocols`).
@@ -292,7 +292,7 @@ impl Worker {
         } else {
             api.http
         }) {
-            return Err(GatewayError::NotFound);
+            return Err(DataPlaneError::NotFound);
         }
         record.api = Some(api.id.clone());
         let preflight = is_preflight(&req);
@@ -300,8 +300,8 @@ impl Worker {
             Some(op) => op,
             // A CORS preflight for a path no operation declares: the API's (or the global)
             // cors policy answers it, as Azure does before matching operations.
-            None if preflight => api.preflight.as_ref().ok_or(GatewayError::NotFound)?,
-            None => return Err(GatewayError::NotFound),
+            None if preflight => api.preflight.as_ref().ok_or(DataPlaneError::NotFound)?,
+            None => return Err(DataPlaneError::NotFound),
         };
         record.operation = Some(op.id.clone());
         // Browsers send preflights without keys: when cors answers them, none is needed.
@@ -315,10 +315,10 @@ impl Worker {
             Some(k) => match config.check_key(api, k) {
                 KeyCheck::Valid(entry) => Some(entry.clone()),
                 KeyCheck::Invalid if api.open => None,
-                KeyCheck::Invalid => return Err(GatewayError::InvalidKey),
+                KeyCheck::Invalid => return Err(DataPlaneError::InvalidKey),
             },
             None if api.open => None,
-            None => return Err(GatewayError::MissingKey),
+            None => return Err(DataPlaneError::MissingKey),
         };
         let product = subscription.as_ref().and_then(|s| s.product());
         record.subscription = subscription.as_ref().map(|s| s.id.clone());
@@ -328,46 +328,33 @@ impl Worker {
         let pipeline = op.policy.for_product(product);
         if answers_preflight && subscription.is_none() && !api.open && pipeline.plain_forward {
             // Let through without a key as a preflight, yet nothing would answer it as one.
-            return Err(GatewayError::MissingKey);
+            return Err(DataPlaneError::MissingKey);
         }
 
+        let mut leg = Leg {
+            protocol,
+            client_upgrade,
+        };
         if pipeline.plain_forward {
             // The fast path: nothing to run but the forward itself.
             let upstream = api
                 .upstream
                 .as_ref()
-                .ok_or_else(|| GatewayError::NoBackend(api.id.clone()))?;
-            let uri = upstream_uri(upstream, rest, req.uri().query(), &api.key_query)?;
+                .ok_or_else(|| DataPlaneError::NoBackend(api.id.clone()))?;
+            let uri = upstream_uri(upstream, rest, req.uri().query(), Some(&api.key_query))?;
             let (parts, body) = req.into_parts();
-            let mut headers =
+            let headers =
                 self.outgoing_headers(parts.headers, original_host, api, &client, request_id);
-            headers.insert(header::HOST, upstream.host.clone());
-            let call = record.trace.as_mut().map(|t| {
-                let call = t.child(crate::otel::BACKEND_CALL);
-                headers.insert(TRACEPARENT, t.traceparent(call));
-                call
-            });
-            let sent = Instant::now();
-            let response = self
-                .send(
-                    &upstream.target,
-                    outgoing(
-                        parts.method,
-                        uri,
-                        headers,
-                        Either::Right(ClientBody::new(body, limit)),
-                    ),
-                    self.settings.backend_timeout,
-                    protocol,
-                )
-                .await;
-            record.backend_time = Some(sent.elapsed());
-            end_backend_span(record.trace.as_mut(), call, &response);
-            let mut response = response?;
-            record.backend_status = Some(response.status().as_u16());
-            let tunnel = client_upgrade.and_then(|client| Tunnel::of(client, &mut response));
-            let (mut parts, body) = response.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
+            let body = Either::Right(ClientBody::new(body, limit));
+            let request = outgoing(parts.method, uri, headers, body);
+            let timeout = self.settings.backend_timeout;
+            let Answered {
+                mut parts,
+                body,
+                tunnel,
+            } = self
+                .forward(upstream, request, timeout, &mut leg, record, None)
+                .await?;
             if let Some(tunnel) = tunnel {
                 tunnel.attach(&mut parts.headers, &mut parts.extensions);
             }
@@ -454,7 +441,7 @@ impl Worker {
         {
             // Let through without a key as a preflight: only the pipeline's preflight answer
             // may follow, never the operation's policies or the backend.
-            return Err(GatewayError::MissingKey);
+            return Err(DataPlaneError::MissingKey);
         }
         let mut io = GatewayIo {
             worker: self,
@@ -462,18 +449,18 @@ impl Worker {
             api_id: &api.id,
             body: Some(ClientBody::new(body, limit)),
             response_stream: None,
-            backend_status: None,
-            backend_time: None,
-            trace: record.trace.as_mut(),
+            record: &mut *record,
             section: None,
             take_headers: pipeline.request_done_at_forward,
-            protocol,
-            client_upgrade,
+            leg,
             tunnel: None,
         };
         pipeline.run(&mut ex, &mut io).await;
-        record.backend_status = io.backend_status;
-        record.backend_time = io.backend_time;
+        let GatewayIo {
+            response_stream,
+            tunnel,
+            ..
+        } = io;
         record.cache = ex.cache_hit;
         if let Some((source, reason)) = ex.refused {
             record.error = Some(ErrorInfo {
@@ -497,12 +484,16 @@ impl Worker {
                 "policy error"
             );
         }
+        if let Some(failure) = ex.failure.take() {
+            let headers = std::mem::take(&mut ex.response_headers);
+            return Err(DataPlaneError::policy(failure, headers));
+        }
         let Some(answer) = ex.response.take() else {
-            return Err(GatewayError::NoBackend(api.id.clone()));
+            return Err(DataPlaneError::NoBackend(api.id.clone()));
         };
         let mut response = Response::new(match answer.body {
             Some(bytes) => Either::Left(Full::new(bytes)),
-            None => match io.response_stream.take() {
+            None => match response_stream {
                 Some(stream) => Either::Right(stream),
                 None => Either::Left(Full::new(Bytes::new())),
             },
@@ -514,7 +505,7 @@ impl Worker {
             response.headers_mut().remove(header::CONTENT_LENGTH);
             response.headers_mut().remove(header::TRANSFER_ENCODING);
         }
-        if let Some(tunnel) = io.tunnel.take()
+        if let Some(tunnel) = tunnel
             && response.status() == StatusCode::SWITCHING_PROTOCOLS
         {
             let (mut parts, body) = response.into_parts();
@@ -569,6 +560,50 @@ impl Worker {
         }
     }
 
+    /// The one way a request reaches its backend, for the fast path and for `forward-request`
+    /// alike: Host and `traceparent` set, sent within `timeout`, the call timed and its status
+    /// recorded, its span ended (under `section` when a policy section runs it), the answer's
+    /// hop-by-hop headers dropped, and a switch to WebSocket paired with the client's side.
+    async fn forward(
+        &self,
+        upstream: &Upstream,
+        mut request: Request<Body>,
+        timeout: std::time::Duration,
+        leg: &mut Leg,
+        record: &mut Record,
+        section: Option<usize>,
+    ) -> Result<Answered, DataPlaneError> {
+        let headers = request.headers_mut();
+        headers.insert(header::HOST, upstream.host.clone());
+        let call = record.trace.as_mut().map(|t| {
+            let call = match section {
+                Some(s) => t.child_under(s, crate::otel::BACKEND_CALL),
+                None => t.child(crate::otel::BACKEND_CALL),
+            };
+            headers.insert(TRACEPARENT, t.traceparent(call));
+            call
+        });
+        let sent = Instant::now();
+        let response = self
+            .send(&upstream.target, request, timeout, leg.protocol)
+            .await;
+        record.backend_time = Some(sent.elapsed());
+        end_backend_span(record.trace.as_mut(), call, &response);
+        let mut response = response?;
+        record.backend_status = Some(response.status().as_u16());
+        let tunnel = leg
+            .client_upgrade
+            .take()
+            .and_then(|client| Tunnel::of(client, &mut response));
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Answered {
+            parts,
+            body,
+            tunnel,
+        })
+    }
+
     /// Sends one request upstream within `timeout` (for the response headers).
     async fn send(
         &self,
@@ -576,7 +611,7 @@ impl Worker {
         mut outgoing: Request<Body>,
         timeout: std::time::Duration,
         protocol: Protocol,
-    ) -> Result<Response<UpstreamBody>, GatewayError> {
+    ) -> Result<Response<UpstreamBody>, DataPlaneError> {
         match protocol {
             Protocol::Auto => {}
             // The hop-by-hop headers went with the client's hop; a switch needs them again
@@ -595,12 +630,12 @@ impl Worker {
         }
         tokio::time::timeout(timeout, self.client.send_as(target, outgoing, protocol))
             .await
-            .map_err(|_| GatewayError::BackendTimeout(timeout))?
+            .map_err(|_| DataPlaneError::BackendTimeout(timeout))?
             .map_err(|e| {
                 if crate::request_body::exceeded(&e) {
-                    GatewayError::BodyTooLarge(self.settings.max_request_body)
+                    DataPlaneError::BodyTooLarge(self.settings.max_request_body)
                 } else {
-                    GatewayError::BackendUnreachable(e)
+                    DataPlaneError::BackendUnreachable(e)
                 }
             })
     }
@@ -639,7 +674,7 @@ fn outgoing(method: http::Method, uri: Uri, headers: HeaderMap, body: Body) -> R
 fn end_backend_span(
     trace: Option<&mut crate::otel::RequestTrace>,
     call: Option<usize>,
-    response: &Result<Response<UpstreamBody>, GatewayError>,
+    response: &Result<Response<UpstreamBody>, DataPlaneError>,
 ) {
     if let (Some(t), Some(call)) = (trace, call) {
         if let Ok(r) = response {
@@ -685,13 +720,13 @@ fn find_key<'a>(
 }
 
 /// The backend request's target (origin form): the service URL's path + the rest of the path
-/// + the query without the key parameter.
+/// + the query, without the key parameter when one is named.
 fn upstream_uri(
     upstream: &crate::config::Upstream,
     rest: &str,
     query: Option<&str>,
-    key_query: &str,
-) -> Result<Uri, GatewayError> {
+    key_query: Option<&str>,
+) -> Result<Uri, DataPlaneError> {
     let mut path_and_query = String::with_capacity(
         upstream.base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1,
     );
@@ -704,7 +739,7 @@ fn upstream_uri(
         let mut first = true;
         for pair in q.split('&') {
             let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-            if name == key_query || pair.is_empty() {
+            if Some(name) == key_query || pair.is_empty() {
                 continue;
             }
             path_and_query.push(if first { '?' } else { '&' });
@@ -713,7 +748,7 @@ fn upstream_uri(
         }
     }
     Uri::from_maybe_shared(Bytes::from(path_and_query))
-        .map_err(|e| GatewayError::BadUpstreamUri(e.into()))
+        .map_err(|e| DataPlaneError::BadUpstreamUri(e.into()))
 }
 
 /// The hop-by-hop headers of RFC 9110 §7.6.1 (and the `Connection` header naming more).
@@ -894,30 +929,31 @@ struct GatewayIo<'a> {
     body: Option<ClientBody>,
     /// The backend's body while it still streams.
     response_stream: Option<UpstreamBody>,
-    /// The last backend call's status and how long its headers took.
-    backend_status: Option<u16>,
-    backend_time: Option<std::time::Duration>,
-    /// The request's spans (tracing on), and the span of the section running now.
-    trace: Option<&'a mut crate::otel::RequestTrace>,
+    /// The request's record: the backend calls' status and time, and its spans (tracing on).
+    record: &'a mut Record,
+    /// The span of the section running now.
     section: Option<usize>,
     /// Nothing reads the request after the forward: its headers move into the backend call.
     take_headers: bool,
-    /// How the request goes to the backend (a WebSocket handshake, gRPC).
-    protocol: Protocol,
-    /// A WebSocket handshake: the client's side, until the backend answers.
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    leg: Leg,
     /// Both sides, once the backend switched protocols.
     tunnel: Option<Tunnel>,
 }
 
-fn too_large() -> PolicyError {
-    PolicyError {
-        source: "gateway".into(),
-        reason: "BodyTooLarge".into(),
-        message: format!("the body exceeds {MAX_BUFFERED_BODY} bytes, the most a policy can read"),
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        body: r#"{"statusCode":413,"message":"Request entity too large"}"#,
-    }
+/// How a request goes to its backend, the same for every call it makes (`retry` makes several).
+struct Leg {
+    /// A WebSocket handshake, gRPC, or as usual.
+    protocol: Protocol,
+    /// A WebSocket handshake: the client's side, until the backend answers.
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+/// What a backend answered: its status and headers (hop-by-hop headers gone), its body still
+/// streaming, and both sides of the connection when it switched protocols.
+struct Answered {
+    parts: http::response::Parts,
+    body: UpstreamBody,
+    tunnel: Option<Tunnel>,
 }
 
 async fn collect<B>(body: B) -> Result<Bytes, PolicyError>
@@ -930,7 +966,7 @@ where
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|_| too_large())
+        .map_err(|_| DataPlaneError::BufferTooLarge(MAX_BUFFERED_BODY).into())
 }
 
 impl Io for GatewayIo<'_> {
@@ -978,35 +1014,17 @@ impl Io for GatewayIo<'_> {
                 ))
             })?,
         };
-        let mut path_and_query =
-            String::with_capacity(upstream.base_path.len() + ex.request.path.len() + 32);
-        path_and_query.push_str(&upstream.base_path);
-        path_and_query.push_str(&ex.request.path);
-        if path_and_query.is_empty() {
-            path_and_query.push('/');
-        }
-        if let Some(q) = ex.request.query.as_deref().filter(|q| !q.is_empty()) {
-            path_and_query.push('?');
-            path_and_query.push_str(q);
-        }
-        let uri = Uri::from_maybe_shared(Bytes::from(path_and_query)).map_err(|e| {
-            PolicyError::backend_unreachable(format!("the backend URL is not valid: {e}"))
-        })?;
+        let uri = upstream_uri(
+            upstream,
+            &ex.request.path,
+            ex.request.query.as_deref(),
+            None,
+        )?;
         let mut headers = if self.take_headers {
             std::mem::take(&mut ex.request.headers)
         } else {
             ex.request.headers.clone()
         };
-        headers.insert(header::HOST, upstream.host.clone());
-        let section = self.section;
-        let call = self.trace.as_mut().map(|t| {
-            let call = match section {
-                Some(s) => t.child_under(s, crate::otel::BACKEND_CALL),
-                None => t.child(crate::otel::BACKEND_CALL),
-            };
-            headers.insert(TRACEPARENT, t.traceparent(call));
-            call
-        });
         let body = match &ex.request.body {
             Some(b) => {
                 headers.remove(header::CONTENT_LENGTH);
@@ -1021,47 +1039,26 @@ impl Io for GatewayIo<'_> {
         let timeout = options
             .timeout
             .unwrap_or(self.worker.settings.backend_timeout);
-        let sent = Instant::now();
-        let response = self
+        let request = outgoing(ex.request.method.clone(), uri, headers, body);
+        let answered = self
             .worker
-            .send(
-                &upstream.target,
-                outgoing(ex.request.method.clone(), uri, headers, body),
+            .forward(
+                upstream,
+                request,
                 timeout,
-                self.protocol,
+                &mut self.leg,
+                self.record,
+                self.section,
             )
-            .await;
-        self.backend_time = Some(sent.elapsed());
-        end_backend_span(self.trace.as_deref_mut(), call, &response);
-        let response = response.map_err(|e| match e {
-            GatewayError::BackendTimeout(t) => {
-                PolicyError::backend_timeout(format!("the backend did not answer within {t:?}"))
-            }
-            GatewayError::BodyTooLarge(limit) => PolicyError {
-                source: "gateway".into(),
-                reason: "RequestEntityTooLarge".into(),
-                message: format!(
-                    "the request body is larger than {limit} bytes, the most this gateway forwards"
-                ),
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                body: r#"{"statusCode":413,"message":"Request entity too large"}"#,
-            },
-            other => PolicyError::backend_unreachable(other.to_string()),
-        })?;
-        self.backend_status = Some(response.status().as_u16());
-        let mut response = response;
-        if let Some(client) = self.client_upgrade.take() {
-            self.tunnel = Tunnel::of(client, &mut response);
-        }
-        let (mut parts, stream) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+            .await?;
+        self.tunnel = answered.tunnel;
         ex.response = Some(ExResponse {
-            status: parts.status,
+            status: answered.parts.status,
             reason: None,
-            headers: parts.headers,
+            headers: answered.parts.headers,
             body: None,
         });
-        self.response_stream = Some(stream);
+        self.response_stream = Some(answered.body);
         Ok(())
     }
 
@@ -1123,7 +1120,7 @@ impl Io for GatewayIo<'_> {
     }
 
     fn section(&mut self, section: gatehouse_policy::Section, entering: bool) {
-        let Some(t) = self.trace.as_mut() else {
+        let Some(t) = self.record.trace.as_mut() else {
             return;
         };
         if entering {
@@ -1135,7 +1132,7 @@ impl Io for GatewayIo<'_> {
 
     fn trace_event(&mut self, event: gatehouse_policy::policies::TraceEvent) {
         let section = self.section;
-        if let Some(t) = self.trace.as_mut() {
+        if let Some(t) = self.record.trace.as_mut() {
             let mut attributes = vec![
                 opentelemetry::KeyValue::new("gatehouse.trace.source", event.source),
                 opentelemetry::KeyValue::new("gatehouse.trace.severity", event.severity.as_str()),
@@ -1419,17 +1416,31 @@ mod tests {
             &up,
             "/items/1",
             Some("a=1&subscription-key=s&b=2"),
-            "subscription-key",
+            Some("subscription-key"),
         )
         .unwrap();
         assert_eq!(uri.to_string(), "/base/items/1?a=1&b=2");
-        let uri = upstream_uri(&up, "", Some("subscription-key=s"), "subscription-key").unwrap();
+        let uri = upstream_uri(
+            &up,
+            "",
+            Some("subscription-key=s"),
+            Some("subscription-key"),
+        )
+        .unwrap();
         assert_eq!(uri.to_string(), "/base");
+        // A request a policy rewrote: its query as it is (the key went earlier).
+        let uri = upstream_uri(&up, "/x", Some("a=1&b=2"), None).unwrap();
+        assert_eq!(uri.to_string(), "/base/x?a=1&b=2");
         let root = crate::config::Upstream {
             base_path: "".into(),
             ..up
         };
-        assert_eq!(upstream_uri(&root, "", None, "k").unwrap().to_string(), "/");
+        assert_eq!(
+            upstream_uri(&root, "", None, Some("k"))
+                .unwrap()
+                .to_string(),
+            "/"
+        );
     }
 
     #[test]

@@ -108,6 +108,31 @@ pub struct LastError {
     pub policy_id: String,
 }
 
+/// Adds the headers policies left for the final answer (`Exchange::response_headers`) to
+/// `headers`: each replaces a header of its name, except `Vary`, which adds to what the
+/// response varies by (cors adds `Origin`).
+pub fn add_response_headers(headers: &mut HeaderMap, extra: HeaderMap) {
+    let mut last: Option<http::HeaderName> = None;
+    for (name, value) in extra {
+        match name {
+            Some(name) => {
+                if name == http::header::VARY {
+                    headers.append(name.clone(), value);
+                } else {
+                    headers.insert(name.clone(), value);
+                }
+                last = Some(name);
+            }
+            // The further values of the name before.
+            None => {
+                if let Some(name) = &last {
+                    headers.append(name.clone(), value);
+                }
+            }
+        }
+    }
+}
+
 /// The whole per-request state.
 #[derive(Debug)]
 pub struct Exchange {
@@ -125,6 +150,9 @@ pub struct Exchange {
     /// `on-error` starts from it (as `context.Response`) and the client gets it unless
     /// `on-error` answers otherwise.
     pub error_response: Option<Response>,
+    /// A failure neither `on-error` nor a refusal answered: the client gets its fixed answer
+    /// ([`crate::answer::Answer`]), made by the gateway. `response` is then `None`.
+    pub failure: Option<crate::run::PolicyError>,
     /// Set by `cache-lookup` on a miss: where `cache-store` keeps the response.
     pub response_cache: Option<crate::policies::ResponseCacheKey>,
     /// What `cache-lookup` found: `Some(true)` on a hit, `Some(false)` on a miss.
@@ -150,6 +178,7 @@ impl Exchange {
             refused: None,
             response_headers: HeaderMap::new(),
             error_response: None,
+            failure: None,
             response_cache: None,
             quota_charges: Vec::new(),
         }

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod answer;
 pub mod compile;
 pub mod exchange;
 pub mod expr;
@@ -17,6 +18,7 @@ pub mod run;
 pub mod text;
 pub mod xml;
 
+pub use answer::Answer;
 pub use compile::{
     Diagnostic, Fragments, Mode, NamedValues, NoFragments, NoNamedValues, PolicyDocument, Scope,
     Section, Severity,

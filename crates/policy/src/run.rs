@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use crate::answer::Answer;
+
 use crate::compile::{PolicyDocument, Scope, Section};
 use crate::exchange::{Exchange, LastError, Response};
 use crate::expr::{Expr, HttpResponse, Value};
@@ -46,24 +48,26 @@ pub struct PolicyError {
     pub reason: String,
     pub message: String,
     /// What the client gets when `on-error` does not answer itself.
-    pub status: StatusCode,
-    pub body: &'static str,
+    pub answer: Answer,
 }
 
-const INTERNAL: &str = r#"{"statusCode":500,"message":"Internal server error"}"#;
-pub const BAD_GATEWAY: &str =
-    r#"{"statusCode":502,"message":"Bad gateway. The backend service could not be reached."}"#;
-pub const GATEWAY_TIMEOUT: &str = r#"{"statusCode":504,"message":"Gateway timeout. The backend service did not respond in time."}"#;
-
 impl PolicyError {
-    pub fn runtime(reason: &str, message: impl Into<String>) -> Self {
+    pub fn new(
+        source: impl Into<String>,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+        answer: Answer,
+    ) -> Self {
         Self {
-            source: "expression".into(),
-            reason: reason.to_owned(),
+            source: source.into(),
+            reason: reason.into(),
             message: message.into(),
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            body: INTERNAL,
+            answer,
         }
+    }
+
+    pub fn runtime(reason: &str, message: impl Into<String>) -> Self {
+        Self::new("expression", reason, message, Answer::Internal)
     }
 
     pub fn from_policy(mut self, policy: &str) -> Self {
@@ -74,35 +78,27 @@ impl PolicyError {
     }
 
     pub fn backend_unreachable(message: impl Into<String>) -> Self {
-        Self {
-            source: "forward-request".into(),
-            reason: "BackendConnectionFailure".into(),
-            message: message.into(),
-            status: StatusCode::BAD_GATEWAY,
-            body: BAD_GATEWAY,
-        }
+        Self::new(
+            "forward-request",
+            "BackendConnectionFailure",
+            message,
+            Answer::BadGateway,
+        )
     }
 
     /// `send-request` could not get an answer (`reason`: `BackendConnectionFailure`,
     /// `Timeout`).
     pub fn send_failed(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            source: "send-request".into(),
-            reason: reason.to_owned(),
-            message: message.into(),
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            body: INTERNAL,
-        }
+        Self::new("send-request", reason, message, Answer::Internal)
     }
 
     pub fn backend_timeout(message: impl Into<String>) -> Self {
-        Self {
-            source: "forward-request".into(),
-            reason: "Timeout".into(),
-            message: message.into(),
-            status: StatusCode::GATEWAY_TIMEOUT,
-            body: GATEWAY_TIMEOUT,
-        }
+        Self::new(
+            "forward-request",
+            "Timeout",
+            message,
+            Answer::GatewayTimeout,
+        )
     }
 }
 
@@ -355,7 +351,9 @@ impl Pipeline {
         &self.sections[s.index()]
     }
 
-    /// Runs the pipeline. Afterwards `ex.response` holds the answer for the client.
+    /// Runs the pipeline. Afterwards `ex.response` holds the answer for the client, or, when
+    /// a failure was left unanswered, `ex.failure` holds it (with `ex.response_headers` still
+    /// to add to its answer).
     pub async fn run<I: Io>(&self, ex: &mut Exchange, io: &mut I) {
         if self.answers_preflight() && crate::policies::is_preflight(ex) {
             // Only the cors policies run on a preflight (Azure).
@@ -370,18 +368,14 @@ impl Pipeline {
         if !ex.quota_charges.is_empty() {
             crate::policies::quota::settle(ex, io, &mut Budget::default()).await;
         }
-        if !ex.response_headers.is_empty() {
-            let extra = std::mem::take(&mut ex.response_headers);
-            if let Some(r) = ex.response.as_mut() {
-                for (name, value) in &extra {
-                    // `Vary` adds to what the response varies by (cors adds `Origin`).
-                    if name == http::header::VARY {
-                        r.headers.append(name.clone(), value.clone());
-                    } else {
-                        r.headers.insert(name.clone(), value.clone());
-                    }
-                }
-            }
+        // On a failure nobody answered, they stay for the gateway's fixed answer.
+        if !ex.response_headers.is_empty()
+            && let Some(r) = ex.response.as_mut()
+        {
+            crate::exchange::add_response_headers(
+                &mut r.headers,
+                std::mem::take(&mut ex.response_headers),
+            );
         }
     }
 
@@ -432,7 +426,6 @@ impl Pipeline {
             path: String::new(),
             policy_id: String::new(),
         });
-        let before = ex.response.as_ref().map(|r| r.status);
         // A policy that refused the request (validate-jwt) made the answer on-error starts from.
         let refusal = ex.error_response.take();
         ex.response = refusal.clone();
@@ -446,17 +439,12 @@ impl Pipeline {
                 false
             }
         };
-        let _ = before;
         if !handled && refusal.is_some() {
             ex.response = refusal;
         } else if !handled {
-            let mut r = Response::new(e.status);
-            r.headers.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json; charset=utf-8"),
-            );
-            r.body = Some(bytes::Bytes::from_static(e.body.as_bytes()));
-            ex.response = Some(r);
+            // Nothing answered: the gateway answers with the error's fixed answer.
+            ex.response = None;
+            ex.failure = Some(e);
         }
     }
 }

@@ -79,13 +79,12 @@ impl ForwardRequest {
             && let Some(r) = &ex.response
             && (r.status.is_client_error() || r.status.is_server_error())
         {
-            return Err(PolicyError {
-                source: "forward-request".into(),
-                reason: "BackendError".into(),
-                message: format!("the backend answered {}", r.status.as_u16()),
-                status: r.status,
-                body: r#"{"statusCode":502,"message":"Bad gateway. The backend service answered with an error."}"#,
-            });
+            return Err(PolicyError::new(
+                "forward-request",
+                "BackendError",
+                format!("the backend answered {}", r.status.as_u16()),
+                crate::Answer::BackendError,
+            ));
         }
         Ok(Flow::Continue)
     }

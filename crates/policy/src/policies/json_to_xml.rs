@@ -77,19 +77,13 @@ pub(crate) enum Refusal {
     OverLimit(String),
 }
 
-const BAD_REQUEST: &str = r#"{"statusCode":400,"message":"Bad request. The message body is nested too deeply or is too large to convert."}"#;
-
 impl Refusal {
     pub(crate) fn into_error(self, reason: &str, response: bool) -> PolicyError {
         match self {
             // A client's own body over the bounds is its fault; a backend's answer is not.
-            Self::OverLimit(message) if !response => PolicyError {
-                source: String::new(),
-                reason: reason.to_owned(),
-                message,
-                status: http::StatusCode::BAD_REQUEST,
-                body: BAD_REQUEST,
-            },
+            Self::OverLimit(message) if !response => {
+                PolicyError::new("", reason, message, crate::Answer::BadBody)
+            }
             Self::OverLimit(message) | Self::Invalid(message) => {
                 PolicyError::runtime(reason, message)
             }

@@ -26,8 +26,6 @@ use crate::xml::Element;
 /// Azure's limit on identities.
 const MAX_IDENTITIES: usize = 10;
 
-const BODY: &str = r#"{"statusCode":401,"message":"Invalid client certificate."}"#;
-
 /// One `<identity>`: every attribute given must match. Thumbprints and serial numbers compare
 /// without case (hex), names exactly, as .NET writes them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -232,13 +230,12 @@ impl ValidateClientCertificate {
             StatusCode::UNAUTHORIZED,
             "Invalid client certificate.",
         ));
-        Err(PolicyError {
-            source: "validate-client-certificate".into(),
-            reason: failure.reason.into(),
-            message: failure.message.into(),
-            status: StatusCode::UNAUTHORIZED,
-            body: BODY,
-        })
+        Err(PolicyError::new(
+            "validate-client-certificate",
+            failure.reason,
+            failure.message,
+            crate::Answer::InvalidClientCertificate,
+        ))
     }
 }
 

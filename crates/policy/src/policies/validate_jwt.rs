@@ -379,13 +379,12 @@ impl ValidateJwt {
             None => INVALID.to_owned(),
         };
         ex.error_response = Some(json_error(status, &message));
-        Err(PolicyError {
-            source: "validate-jwt".into(),
-            reason: failure.reason.into(),
-            message: failure.message,
-            status,
-            body: r#"{"statusCode":401,"message":"Invalid JWT."}"#,
-        })
+        Err(PolicyError::new(
+            "validate-jwt",
+            failure.reason,
+            failure.message,
+            crate::Answer::InvalidJwt,
+        ))
     }
 
     /// The token, or a refusal. `Err` only for failures of the policy itself (an expression).
