@@ -78,7 +78,9 @@ impl ListenerLimits {
         }
         builder
             .http2()
-            .max_header_list_size(u32::try_from(self.max_header_size).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(self.max_header_size).unwrap_or(u32::MAX))
+            // WebSocket over HTTP/2 (RFC 8441): clients may open one with an extended CONNECT.
+            .enable_connect_protocol();
         builder
     }
 }

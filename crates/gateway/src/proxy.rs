@@ -232,13 +232,13 @@ impl Worker {
             }
         };
         let telemetry = self.telemetry.clone();
+        if let Some(tunnel) = response.extensions_mut().remove::<Tunnel>() {
+            // The connection's record ends with the tunnel, not with this empty body.
+            record.status = response.status().as_u16();
+            tokio::spawn(tunnel.run(record, telemetry));
+            return Ok(response.map(ObservedBody::plain));
+        }
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(tunnel) = response.extensions_mut().remove::<Tunnel>() {
-                // The connection's record ends with the tunnel, not with this empty body.
-                record.status = response.status().as_u16();
-                tokio::spawn(tunnel.run(record, telemetry));
-                return Ok(response.map(ObservedBody::plain));
-            }
             // A switch nobody asked for (or a policy's 101): there is nothing to switch to.
             let e = DataPlaneError::UnaskedSwitch;
             record.error = Some(e.info());
@@ -261,7 +261,18 @@ impl Worker {
         let upgrade = strip_hop_by_hop(req.headers_mut());
         let protocol = protocol_of(&req, upgrade.as_ref());
         // The client's side of a WebSocket handshake, taken before the request is split.
-        let client_upgrade = (protocol == Protocol::Upgrade).then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = (protocol == Protocol::Upgrade).then(|| {
+            let over_h2 = req.version() == http::Version::HTTP_2;
+            if over_h2 {
+                // RFC 8441: the handshake is a CONNECT with `:protocol websocket`. Routes,
+                // policies and the backend see the GET of an HTTP/1.1 handshake.
+                *req.method_mut() = http::Method::GET;
+            }
+            ClientUpgrade {
+                on: hyper::upgrade::on(&mut req),
+                over_h2,
+            }
+        });
         let limit = self.settings.max_request_body;
         if limit != u64::MAX && record.bytes_in > limit {
             return Err(DataPlaneError::BodyTooLarge(limit));
@@ -356,7 +367,7 @@ impl Worker {
                 .forward(upstream, request, timeout, &mut leg, record, None)
                 .await?;
             if let Some(tunnel) = tunnel {
-                tunnel.attach(&mut parts.headers, &mut parts.extensions);
+                tunnel.attach(&mut parts);
             }
             if protocol == Protocol::Http2 {
                 record.grpc_status = crate::telemetry::grpc_status(&parts.headers);
@@ -509,7 +520,7 @@ impl Worker {
             && response.status() == StatusCode::SWITCHING_PROTOCOLS
         {
             let (mut parts, body) = response.into_parts();
-            tunnel.attach(&mut parts.headers, &mut parts.extensions);
+            tunnel.attach(&mut parts);
             response = Response::from_parts(parts, body);
         }
         if protocol == Protocol::Http2 {
@@ -620,6 +631,13 @@ impl Worker {
                 let h = outgoing.headers_mut();
                 h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                 h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                if !h.contains_key(header::SEC_WEBSOCKET_KEY) {
+                    // A client over HTTP/2 (RFC 8441) sends no key: the backend's HTTP/1.1
+                    // handshake needs one, and its accept goes no further than the gateway.
+                    h.insert(header::SEC_WEBSOCKET_KEY, websocket_key());
+                }
+                h.entry(header::SEC_WEBSOCKET_VERSION)
+                    .or_insert(HeaderValue::from_static("13"));
             }
             // gRPC needs `TE: trailers` end to end; it is the one value HTTP/2 allows.
             Protocol::Http2 => {
@@ -945,7 +963,7 @@ struct Leg {
     /// A WebSocket handshake, gRPC, or as usual.
     protocol: Protocol,
     /// A WebSocket handshake: the client's side, until the backend answers.
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
 }
 
 /// What a backend answered: its status and headers (hop-by-hop headers gone), its body still
@@ -1234,10 +1252,19 @@ async fn outbound(
 }
 
 /// How a request goes to its backend: a WebSocket handshake (`Upgrade: websocket` over
-/// HTTP/1.1), gRPC (HTTP/2 with an `application/grpc*` content type), or as usual. Ordinary
+/// HTTP/1.1, or an extended CONNECT over HTTP/2), gRPC (HTTP/2 with an `application/grpc*` content type), or as usual. Ordinary
 /// HTTP/1.1 requests pay nothing here ([`strip_hop_by_hop`] found the `Upgrade` header).
 fn protocol_of(req: &Request<Incoming>, upgrade: Option<&HeaderValue>) -> Protocol {
     match req.version() {
+        http::Version::HTTP_2
+            if req.method() == http::Method::CONNECT
+                && req
+                    .extensions()
+                    .get::<hyper::ext::Protocol>()
+                    .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket")) =>
+        {
+            Protocol::Upgrade
+        }
         http::Version::HTTP_2 => {
             let grpc = req
                 .headers()
@@ -1258,31 +1285,64 @@ fn protocol_of(req: &Request<Incoming>, upgrade: Option<&HeaderValue>) -> Protoc
     }
 }
 
+/// The client's side of a WebSocket handshake, until the backend answers it.
+struct ClientUpgrade {
+    on: hyper::upgrade::OnUpgrade,
+    /// An HTTP/2 extended CONNECT (RFC 8441), answered with a 200 instead of a 101.
+    over_h2: bool,
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes in base64 (RFC 6455 §4.1).
+fn websocket_key() -> HeaderValue {
+    use base64::Engine as _;
+    let mut nonce = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut nonce).is_err() {
+        // The key guards against caches, not attackers: a fallback nonce still does that.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        nonce = now.to_le_bytes();
+    }
+    let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    HeaderValue::from_str(&key)
+        .unwrap_or_else(|_| HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="))
+}
+
 /// Both sides of a switched (WebSocket) connection, from the backend's 101 until either side
-/// closes. Rides in the 101 response's extensions up to [`Worker::handle`], which starts it.
+/// closes. Rides in the client's response's extensions up to [`Worker::handle`], which starts it.
 #[derive(Debug, Clone)]
 struct Tunnel {
     client: hyper::upgrade::OnUpgrade,
     backend: hyper::upgrade::OnUpgrade,
+    over_h2: bool,
 }
 
 impl Tunnel {
     /// The tunnel of a WebSocket handshake the backend accepted (101), else none.
-    fn of(
-        client: hyper::upgrade::OnUpgrade,
-        response: &mut Response<UpstreamBody>,
-    ) -> Option<Self> {
+    fn of(client: ClientUpgrade, response: &mut Response<UpstreamBody>) -> Option<Self> {
         (response.status() == StatusCode::SWITCHING_PROTOCOLS).then(|| Self {
-            client,
+            client: client.on,
             backend: hyper::upgrade::on(response),
+            over_h2: client.over_h2,
         })
     }
 
-    /// Puts the tunnel on the client's 101, with the switch's headers the hop dropped.
-    fn attach(self, headers: &mut HeaderMap, extensions: &mut http::Extensions) {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        extensions.insert(self);
+    /// Puts the tunnel on the client's answer to the backend's 101: the switch's headers the
+    /// hop dropped, or for HTTP/2 a 200, which opens the stream (RFC 8441 §5), without the
+    /// HTTP/1.1 switch's headers.
+    fn attach(self, parts: &mut http::response::Parts) {
+        if self.over_h2 {
+            parts.status = StatusCode::OK;
+            parts.headers.remove(header::SEC_WEBSOCKET_ACCEPT);
+        } else {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
+        parts.extensions.insert(self);
     }
 
     /// Copies bytes both ways until either side closes, then records the connection: its

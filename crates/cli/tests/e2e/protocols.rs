@@ -651,6 +651,144 @@ async fn websocket_handshakes_pass_the_policies_then_frames_flow_both_ways() {
     assert!(line["bytesOut"].as_u64().unwrap() >= 335, "{line}");
 }
 
+/// A WebSocket over HTTP/2 (RFC 8441): an extended CONNECT with `:protocol websocket` on an
+/// HTTP/2 connection (prior knowledge, plain), answered 200, then frames on the stream.
+async fn h2_websocket(
+    gh: &Gatehouse,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Option<hyper::upgrade::Upgraded>) {
+    let tcp = TcpStream::connect(("127.0.0.1", gh.gateway_port))
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::connect(format!("http://127.0.0.1:{}{path}", gh.gateway_port))
+        .header("sec-websocket-version", "13");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let mut req = req.body(Full::new(Bytes::new())).unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let mut resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("no answer within 10 s")
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let upgraded = if status == 200 {
+        Some(hyper::upgrade::on(&mut resp).await.unwrap())
+    } else {
+        None
+    };
+    (status, headers, upgraded)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn websocket_over_http2_extended_connect_reaches_an_http1_backend() {
+    let state = Arc::new(WsState::default());
+    let addr = ws_backend(state.clone()).await;
+    let gh = Gatehouse::up("proto-ws-h2", &[]).await;
+    gh.simple_api("ws", "ws", &format!("http://{addr}"), false)
+        .await;
+    gh.simple_api("wsopen", "wsopen", &format!("http://{addr}"), true)
+        .await;
+    let key = gh.subscription("s", "/apis").await;
+    set_policy(
+        &gh,
+        "/mgmt/apis/ws/policy",
+        r#"<policies>
+            <inbound>
+                <base />
+                <check-header name="X-Client" failed-check-httpcode="403" failed-check-error-message="Unknown client" ignore-case="true">
+                    <value>web</value>
+                </check-header>
+                <set-header name="X-Method" exists-action="override"><value>@(context.Request.Method)</value></set-header>
+            </inbound>
+            <backend><base /></backend>
+            <outbound><base /></outbound>
+        </policies>"#,
+    )
+    .await;
+    until_ready(&gh, "/wsopen/x", |r| r.status() == 200).await;
+    let start = Instant::now();
+    while gh
+        .http
+        .get(gh.gateway("/ws/x"))
+        .header("Ocp-Apim-Subscription-Key", &key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 403
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "no policy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The fast path: 200 opens the stream; frames flow both ways and the close ends it.
+    let (status, headers, upgraded) = h2_websocket(&gh, "/wsopen/chat", &[]).await;
+    assert_eq!(status, 200, "{headers:?}");
+    assert!(!headers.contains_key("sec-websocket-accept"), "{headers:?}");
+    let mut io = TokioIo::new(upgraded.unwrap());
+    write_frame(&mut io, 1, b"over h2", Some([9, 8, 7, 6])).await;
+    assert_eq!(
+        read_frame(&mut io).await.unwrap(),
+        (1, false, b"over h2".to_vec())
+    );
+    write_frame(&mut io, 8, &1000u16.to_be_bytes(), Some([1, 1, 1, 1])).await;
+    assert_eq!(read_frame(&mut io).await.unwrap().0, 8);
+    {
+        // The backend got an HTTP/1.1 handshake with a key of the gateway's making.
+        let seen = state.handshakes.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0]["upgrade"], "websocket");
+        assert_eq!(seen[0]["sec-websocket-version"], "13");
+        assert_eq!(seen[0]["sec-websocket-key"].len(), 24, "{:?}", seen[0]);
+    }
+
+    // The policies run on the handshake: no header, 403 and nothing forwarded.
+    let (status, _, _) =
+        h2_websocket(&gh, "/ws/chat", &[("ocp-apim-subscription-key", &key)]).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = h2_websocket(&gh, "/ws/chat", &[("x-client", "web")]).await;
+    assert_eq!(status, 401);
+    assert_eq!(state.handshakes.lock().unwrap().len(), 1);
+
+    // Key and header: through the pipeline, which sees a GET.
+    let (status, headers, upgraded) = h2_websocket(
+        &gh,
+        "/ws/chat?room=2",
+        &[("ocp-apim-subscription-key", &key), ("x-client", "web")],
+    )
+    .await;
+    assert_eq!(status, 200, "{headers:?}");
+    let mut io = TokioIo::new(upgraded.unwrap());
+    let big = vec![b'h'; 70_000];
+    write_frame(&mut io, 2, &big, Some([1, 2, 3, 4])).await;
+    assert_eq!(read_frame(&mut io).await.unwrap(), (2, false, big));
+    write_frame(&mut io, 8, &1000u16.to_be_bytes(), Some([1, 1, 1, 1])).await;
+    assert_eq!(read_frame(&mut io).await.unwrap().0, 8);
+    let seen = state.handshakes.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(seen["x-method"], "GET");
+    assert!(!seen.contains_key("ocp-apim-subscription-key"));
+    assert_eq!(state.unmasked.load(Ordering::SeqCst), 0);
+
+    // Logged when it closes, with the bytes it carried.
+    let line = log_line(&gh, "the HTTP/2 WebSocket", |l| {
+        l["url"] == "/ws/chat?room=2" && l["bytesIn"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["backendStatus"], 101, "{line}");
+    assert!(line["bytesIn"].as_u64().unwrap() >= 70_000, "{line}");
+    assert!(line["bytesOut"].as_u64().unwrap() >= 70_000, "{line}");
+}
+
 // ---------------------------------------------------------------------------------------
 // gRPC
 // ---------------------------------------------------------------------------------------
