@@ -99,6 +99,32 @@ fn kubernetes_manifests_carry_what_the_gateway_needs() {
         "gatehouse-gateway-backup"
     );
     assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() > 30);
+    // HTTPS: the certificate Secret mounted whole (a subPath mount never sees a renewal),
+    // where the settings point, and the port published.
+    let tls = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "tls")
+        .expect("no TLS mount");
+    assert!(tls["subPath"].is_null(), "a subPath mount is never updated");
+    let tls_dir = tls["mountPath"].as_str().unwrap();
+    let secret_volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .unwrap();
+    assert_eq!(
+        secret_volume["secret"]["secretName"],
+        "gatehouse-gateway-tls"
+    );
+    let https = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "https")
+        .expect("no https port");
 
     let config = yaml("configmap.yaml");
     assert_eq!(
@@ -106,6 +132,25 @@ fn kubernetes_manifests_carry_what_the_gateway_needs() {
         "/var/lib/gatehouse/backup"
     );
     assert_eq!(config["data"]["GATEHOUSE_ADMIN_LISTEN"], "0.0.0.0:8082");
+    assert_eq!(
+        config["data"]["GATEHOUSE_HTTPS_LISTEN"],
+        format!("0.0.0.0:{}", https["containerPort"])
+    );
+    assert_eq!(
+        config["data"]["GATEHOUSE_TLS_CERT"],
+        format!("{tls_dir}/tls.crt")
+    );
+    assert_eq!(
+        config["data"]["GATEHOUSE_TLS_KEY"],
+        format!("{tls_dir}/tls.key")
+    );
+    assert!(
+        yaml("service.yaml")["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["port"] == 443 && p["targetPort"] == "https")
+    );
     let secret = yaml("secret.yaml");
     assert!(
         secret["stringData"]["GATEHOUSE_TOKEN"]
