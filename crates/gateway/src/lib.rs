@@ -30,6 +30,7 @@ pub mod server;
 pub mod status;
 pub mod telemetry;
 pub mod tryit;
+pub mod tunnel;
 pub mod upload;
 pub mod upstream;
 

@@ -31,6 +31,7 @@ use crate::error::DataPlaneError;
 use crate::openid::OpenIdKeyCache;
 use crate::request_body::ClientBody;
 use crate::telemetry::{ErrorInfo, ObservedBody, Record, WorkerTelemetry};
+use crate::tunnel::{ClientUpgrade, Tunnel, Tunnels, websocket_key};
 use crate::upstream::{PoolSettings, Protocol, UpstreamBody, UpstreamPool};
 use crate::{ConfigHandle, GatewaySettings, forwarded, route};
 
@@ -130,6 +131,8 @@ pub struct Worker {
     telemetry: Arc<WorkerTelemetry>,
     /// `context.Deployment.Region`: none yet, one shared empty string.
     region: Arc<str>,
+    /// The WebSockets open on this worker.
+    tunnels: Arc<Tunnels>,
 }
 
 /// What the workers of one gateway share, and what outlives configuration swaps.
@@ -165,7 +168,13 @@ impl Worker {
             openid: shared.openid.clone(),
             telemetry,
             region: Arc::from(""),
+            tunnels: Tunnels::new(),
         }
+    }
+
+    /// The WebSockets open on this worker (shutdown waits for them, then closes them).
+    pub fn tunnels(&self) -> &Arc<Tunnels> {
+        &self.tunnels
     }
 
     /// The TLS part of the configuration in force (hostname certificates for the listener).
@@ -235,7 +244,8 @@ impl Worker {
         if let Some(tunnel) = response.extensions_mut().remove::<Tunnel>() {
             // The connection's record ends with the tunnel, not with this empty body.
             record.status = response.status().as_u16();
-            tokio::spawn(tunnel.run(record, telemetry));
+            let open = self.tunnels.enter();
+            tokio::spawn(tunnel.run(record, telemetry, open));
             return Ok(response.map(ObservedBody::plain));
         }
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -1282,133 +1292,6 @@ fn protocol_of(req: &Request<Incoming>, upgrade: Option<&HeaderValue>) -> Protoc
             Protocol::Upgrade
         }
         _ => Protocol::Auto,
-    }
-}
-
-/// The client's side of a WebSocket handshake, until the backend answers it.
-struct ClientUpgrade {
-    on: hyper::upgrade::OnUpgrade,
-    /// An HTTP/2 extended CONNECT (RFC 8441), answered with a 200 instead of a 101.
-    over_h2: bool,
-}
-
-/// A fresh `Sec-WebSocket-Key`: 16 random bytes in base64 (RFC 6455 §4.1).
-fn websocket_key() -> HeaderValue {
-    use base64::Engine as _;
-    let mut nonce = [0u8; 16];
-    if aws_lc_rs::rand::fill(&mut nonce).is_err() {
-        // The key guards against caches, not attackers: a fallback nonce still does that.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        nonce = now.to_le_bytes();
-    }
-    let key = base64::engine::general_purpose::STANDARD.encode(nonce);
-    HeaderValue::from_str(&key)
-        .unwrap_or_else(|_| HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="))
-}
-
-/// Both sides of a switched (WebSocket) connection, from the backend's 101 until either side
-/// closes. Rides in the client's response's extensions up to [`Worker::handle`], which starts it.
-#[derive(Debug, Clone)]
-struct Tunnel {
-    client: hyper::upgrade::OnUpgrade,
-    backend: hyper::upgrade::OnUpgrade,
-    over_h2: bool,
-}
-
-impl Tunnel {
-    /// The tunnel of a WebSocket handshake the backend accepted (101), else none.
-    fn of(client: ClientUpgrade, response: &mut Response<UpstreamBody>) -> Option<Self> {
-        (response.status() == StatusCode::SWITCHING_PROTOCOLS).then(|| Self {
-            client: client.on,
-            backend: hyper::upgrade::on(response),
-            over_h2: client.over_h2,
-        })
-    }
-
-    /// Puts the tunnel on the client's answer to the backend's 101: the switch's headers the
-    /// hop dropped, or for HTTP/2 a 200, which opens the stream (RFC 8441 §5), without the
-    /// HTTP/1.1 switch's headers.
-    fn attach(self, parts: &mut http::response::Parts) {
-        if self.over_h2 {
-            parts.status = StatusCode::OK;
-            parts.headers.remove(header::SEC_WEBSOCKET_ACCEPT);
-        } else {
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts
-                .headers
-                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        }
-        parts.extensions.insert(self);
-    }
-
-    /// Copies bytes both ways until either side closes, then records the connection: its
-    /// duration, the bytes from the client (`bytesIn`) and to it (`bytesOut`).
-    async fn run(
-        self,
-        mut record: crate::telemetry::Record,
-        telemetry: Arc<crate::telemetry::WorkerTelemetry>,
-    ) {
-        let (mut up, mut down) = (0, 0);
-        match tokio::try_join!(self.client, self.backend) {
-            Ok((client, backend)) => {
-                let (mut client_rx, mut client_tx) =
-                    tokio::io::split(hyper_util::rt::TokioIo::new(client));
-                let (mut backend_rx, mut backend_tx) =
-                    tokio::io::split(hyper_util::rt::TokioIo::new(backend));
-                let to_backend = pump(&mut client_rx, &mut backend_tx, &mut up);
-                let to_client = pump(&mut backend_rx, &mut client_tx, &mut down);
-                tokio::pin!(to_backend, to_client);
-                // Once one side has closed, the other has a moment to finish its close,
-                // not forever: a peer that never closes does not hold the tunnel open.
-                tokio::select! {
-                    _ = &mut to_backend => {
-                        let _ = tokio::time::timeout(TUNNEL_CLOSE_GRACE, to_client).await;
-                    }
-                    _ = &mut to_client => {
-                        let _ = tokio::time::timeout(TUNNEL_CLOSE_GRACE, to_backend).await;
-                    }
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "a protocol switch did not complete"),
-        }
-        record.bytes_in += up;
-        telemetry.finish_tunnel(record, down);
-    }
-}
-
-/// How long a tunnel waits for its second side to close once the first has.
-const TUNNEL_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Copies `from` to `to` until `from` ends (then closes `to` for writing) or either fails,
-/// counting the bytes as they go, so a tunnel cut short still records what it carried.
-async fn pump(
-    from: &mut (impl tokio::io::AsyncRead + Unpin),
-    to: &mut (impl tokio::io::AsyncWrite + Unpin),
-    count: &mut u64,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match from.read(&mut buf).await {
-            Ok(0) => {
-                let _ = to.shutdown().await;
-                return;
-            }
-            Ok(n) => {
-                if to.write_all(&buf[..n]).await.is_err() {
-                    return;
-                }
-                *count += n as u64;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "a WebSocket connection ended with an error");
-                return;
-            }
-        }
     }
 }
 

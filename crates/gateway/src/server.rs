@@ -139,6 +139,10 @@ impl RunningGateway {
                             None => None,
                         };
                         let _ = ready_tx.send(Ok((local, secure.as_ref().map(|s| s.1))));
+                        // Upgraded connections leave hyper's graceful shutdown: the worker's
+                        // tunnels get the same grace, then are closed.
+                        let tunnels = worker.tunnels().clone();
+                        let tunnels = tunnels.close_on(stop_rx.clone(), grace);
                         let plain = accept_loop(
                             listener,
                             None,
@@ -152,9 +156,11 @@ impl RunningGateway {
                             Some((l, _, tls, cap)) => {
                                 let secure =
                                     accept_loop(l, Some(tls), worker, stop_rx, grace, cap, limits);
-                                tokio::join!(plain, secure);
+                                tokio::join!(plain, secure, tunnels);
                             }
-                            None => plain.await,
+                            None => {
+                                tokio::join!(plain, tunnels);
+                            }
                         }
                     });
                 })

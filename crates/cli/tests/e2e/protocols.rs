@@ -651,6 +651,51 @@ async fn websocket_handshakes_pass_the_policies_then_frames_flow_both_ways() {
     assert!(line["bytesOut"].as_u64().unwrap() >= 335, "{line}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn open_websockets_get_the_shutdown_grace_then_close_and_are_logged() {
+    let state = Arc::new(WsState::default());
+    let addr = ws_backend(state.clone()).await;
+    let mut gh = Gatehouse::up("proto-ws-drain", &["--shutdown-grace", "3s"]).await;
+    gh.simple_api("wsopen", "wsopen", &format!("http://{addr}"), true)
+        .await;
+    until_ready(&gh, "/wsopen/x", |r| r.status() == 200).await;
+    let (status, head, mut tcp) = ws_handshake(&gh, "/wsopen/drain", "").await;
+    assert_eq!(status, 101, "{head}");
+    echo_once(&mut tcp).await;
+
+    let stopped = Instant::now();
+    gh.signal("TERM");
+    // Within the grace period the WebSocket still carries frames.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    echo_once(&mut tcp).await;
+    // At its end the gateway closes it, without waiting for either side.
+    let mut rest = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(15), tcp.read(&mut rest))
+        .await
+        .expect("the WebSocket outlived the shutdown grace")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "unexpected bytes: {:?}", &rest[..n]);
+    let held = stopped.elapsed();
+    assert!(
+        held >= Duration::from_secs(2),
+        "closed after {held:?}, before the grace ended"
+    );
+    assert!(gh.wait(), "gatehouse did not exit cleanly");
+    // The connection was logged with what it carried before it was closed.
+    let line = json_lines(&gh.stdout())
+        .into_iter()
+        .find(|l| l["url"] == "/wsopen/drain")
+        .unwrap_or_else(|| {
+            panic!(
+                "no access log line for the closed WebSocket:\n{}",
+                gh.stdout()
+            )
+        });
+    assert_eq!(line["status"], 101, "{line}");
+    assert!(line["bytesIn"].as_u64().unwrap() >= 2 * (6 + 10), "{line}");
+    assert!(line["bytesOut"].as_u64().unwrap() >= 2 * (2 + 10), "{line}");
+}
+
 /// A WebSocket over HTTP/2 (RFC 8441): an extended CONNECT with `:protocol websocket` on an
 /// HTTP/2 connection (prior knowledge, plain), answered 200, then frames on the stream.
 async fn h2_websocket(
