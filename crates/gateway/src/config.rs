@@ -693,19 +693,6 @@ impl CompiledConfig {
     /// that is a whole-segment prefix of it. Returns the API and the rest of the path.
     pub fn find_api<'p>(&self, path: &'p str) -> Option<(&CompiledApi, &'p str)> {
         let body = path.strip_prefix('/').unwrap_or(path);
-        // Byte offsets where each of the first `max_depth` segments ends.
-        let mut ends = Vec::with_capacity(self.max_depth.min(16));
-        for (i, b) in body.bytes().enumerate() {
-            if ends.len() >= self.max_depth {
-                break;
-            }
-            if b == b'/' {
-                ends.push(i);
-            }
-        }
-        if ends.len() < self.max_depth && !body.is_empty() && !body.ends_with('/') {
-            ends.push(body.len());
-        }
         let lowered;
         let haystack = if body.bytes().any(|b| b.is_ascii_uppercase()) {
             lowered = body.to_ascii_lowercase();
@@ -713,9 +700,33 @@ impl CompiledConfig {
         } else {
             body
         };
-        for &end in ends.iter().rev() {
-            if let Some(&i) = self.by_path.get(&haystack[..end]) {
-                return self.api(i).map(|api| (api, &body[end..]));
+        if self.max_depth > 0 {
+            // The candidates are the ends of the first `max_depth` segments, longest first;
+            // found by scanning back from the deepest, so nothing is allocated per request.
+            let mut slashes = 0;
+            let mut deepest_slash = None;
+            for (i, b) in body.bytes().enumerate() {
+                if b == b'/' {
+                    slashes += 1;
+                    if slashes == self.max_depth {
+                        deepest_slash = Some(i);
+                        break;
+                    }
+                }
+            }
+            if deepest_slash.is_none()
+                && !body.is_empty()
+                && !body.ends_with('/')
+                && let Some(&i) = self.by_path.get(haystack)
+            {
+                return self.api(i).map(|api| (api, &body[body.len()..]));
+            }
+            let mut upto = deepest_slash.map_or(body.len(), |i| i + 1);
+            while let Some(end) = haystack[..upto].rfind('/') {
+                if let Some(&i) = self.by_path.get(&haystack[..end]) {
+                    return self.api(i).map(|api| (api, &body[end..]));
+                }
+                upto = end;
             }
         }
         let i = *self.by_path.get("")?;

@@ -755,9 +755,10 @@ fn upstream_uri(
     query: Option<&str>,
     key_query: Option<&str>,
 ) -> Result<Uri, DataPlaneError> {
-    let mut path_and_query = String::with_capacity(
-        upstream.base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1,
-    );
+    // Exactly the length it will have when no key parameter goes: a `Bytes` made of a
+    // `String` with room to spare costs one more allocation.
+    let path_len = (upstream.base_path.len() + rest.len()).max(1);
+    let mut path_and_query = String::with_capacity(path_len + query.map_or(0, |q| q.len() + 1));
     path_and_query.push_str(&upstream.base_path);
     path_and_query.push_str(rest);
     if path_and_query.is_empty() {

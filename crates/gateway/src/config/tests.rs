@@ -126,6 +126,46 @@ fn finds_api_by_longest_path_prefix() {
     assert_eq!(&*a.id, "root");
 }
 
+proptest::proptest! {
+    /// The API found is the one with the longest whole-segment path prefix, as a plain search
+    /// over every API finds it (with the root API as the last resort).
+    #[test]
+    fn find_api_is_the_longest_whole_segment_prefix(
+        segments in proptest::collection::vec(
+            proptest::sample::select(vec!["a", "b", "c", "d", "echo", "ECHO", "", "free", "x"]),
+            0..7,
+        ),
+        trailing in proptest::bool::ANY,
+    ) {
+        let c = CompiledConfig::compile(&snapshot()).unwrap();
+        let mut path = format!("/{}", segments.join("/"));
+        if trailing {
+            path.push('/');
+        }
+        let body = &path[1..];
+        let lower = body.to_ascii_lowercase();
+        let expected = c
+            .apis
+            .iter()
+            .flatten()
+            .filter(|api| !api.path.is_empty())
+            .filter(|api| {
+                let p = api.path.to_ascii_lowercase();
+                lower.starts_with(&p) && matches!(lower.as_bytes().get(p.len()), None | Some(b'/'))
+            })
+            .max_by_key(|api| api.path.len())
+            .map(|api| (api.id.to_string(), body[api.path.len()..].to_owned()))
+            // The root API's rest: the whole path, or after an empty first segment (`//a`)
+            // the path from that segment's end, as for any other API.
+            .or_else(|| {
+                let rest = if body.starts_with('/') { body } else { path.as_str() };
+                c.find_api("/").map(|(root, _)| (root.id.to_string(), rest.to_owned()))
+            });
+        let found = c.find_api(&path).map(|(api, rest)| (api.id.to_string(), rest.to_owned()));
+        proptest::prop_assert_eq!(found, expected, "{}", path);
+    }
+}
+
 #[test]
 fn no_root_api_means_no_match() {
     let mut s = snapshot();
