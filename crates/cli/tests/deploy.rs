@@ -201,27 +201,39 @@ fn kubernetes_manifests_validate_against_the_schemas() {
     );
 }
 
-/// Runs the README's "Run a self-hosted gateway" commands as written, with `gatehouse` on the
-/// PATH, in an empty directory. They use the default ports 8080, 8090, 8091, 8180 and 8182.
-#[test]
-fn readme_self_hosted_walkthrough_works_as_written() {
+/// What a README block printed, and the logs it left (`up.log`, `gateway.log`).
+struct BlockRun {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    logs: String,
+    dir: PathBuf,
+}
+
+/// Runs the first `sh` block under the README heading `heading` as written, with `gatehouse`
+/// on the PATH, in an empty directory, killing what it started in the background when it ends.
+/// The blocks use the default ports, so one runs at a time (a lock shared by the test
+/// processes).
+fn run_readme_block(heading: &str, tag: &str) -> BlockRun {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let section = readme
-        .split("## Run a self-hosted gateway")
+        .split(&format!("\n{heading}\n"))
         .nth(1)
-        .expect("README has no 'Run a self-hosted gateway' section");
+        .unwrap_or_else(|| panic!("README has no '{heading}' section"));
     let block = section
         .split("```sh\n")
         .nth(1)
         .and_then(|b| b.split("```").next())
         .expect("the section has no sh block");
 
-    let dir = std::env::temp_dir().join(format!("gh-readme-{}", std::process::id()));
+    let lock =
+        std::fs::File::create(std::env::temp_dir().join("gatehouse-readme-ports.lock")).unwrap();
+    lock.lock().unwrap();
+    let dir = std::env::temp_dir().join(format!("gh-readme-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let link = bin.join("gatehouse");
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_gatehouse"), &link).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_gatehouse"), bin.join("gatehouse")).unwrap();
     let script = format!(
         "set -eu\ntrap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n{block}\necho README-DONE\n"
     );
@@ -238,6 +250,7 @@ fn readme_self_hosted_walkthrough_works_as_written() {
         .env_remove("GATEHOUSE_ADMIN_TOKEN")
         .env_remove("GATEHOUSE_URL")
         .env_remove("GATEHOUSE_DATA")
+        .env_remove("GATEHOUSE_TRUSTED_CA")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -246,22 +259,58 @@ fn readme_self_hosted_walkthrough_works_as_written() {
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
-            panic!("the README walkthrough hung");
+            panic!("the README block under '{heading}' hung");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let logs = ["up.log", "gateway.log"]
         .iter()
         .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
         .collect::<Vec<_>>()
         .join("\n");
+    BlockRun {
+        ok: out.status.success() && stdout.contains("README-DONE"),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        logs,
+        dir,
+    }
+}
+
+#[test]
+fn readme_tls_block_works_as_written() {
+    let run = run_readme_block("## TLS", "tls");
+    let BlockRun {
+        ok,
+        stdout,
+        stderr,
+        logs,
+        dir,
+    } = &run;
+    assert!(*ok, "the TLS block failed:\n{stdout}\n{stderr}\n{logs}");
+    // The demo API answered over HTTPS (HTTP/2), and the control plane over HTTPS.
     assert!(
-        out.status.success() && stdout.contains("README-DONE"),
-        "the walkthrough failed:\n{stdout}\n{}\n{logs}",
-        String::from_utf8_lossy(&out.stderr)
+        stdout.contains("Hello from the Gatehouse demo echo backend"),
+        "{stdout}"
     );
+    assert!(stdout.contains("\"openapi\""), "{stdout}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Runs the README's "Run a self-hosted gateway" commands as written. They use the default
+/// ports 8080, 8090, 8091, 8180 and 8182.
+#[test]
+fn readme_self_hosted_walkthrough_works_as_written() {
+    let BlockRun {
+        ok,
+        stdout,
+        stderr,
+        logs,
+        dir,
+    } = run_readme_block("## Run a self-hosted gateway", "selfhosted");
+    assert!(ok, "the walkthrough failed:\n{stdout}\n{stderr}\n{logs}");
     assert!(stdout.contains("\"state\":\"ready\""), "{stdout}");
     assert!(
         stdout.contains("Hello from the Gatehouse demo echo backend"),
