@@ -104,6 +104,13 @@ async fn the_five_minute_tour() {
         async move { req.await.is_ok_and(|r| r.status() == 404) }
     })
     .await;
+    // The server log went to a file: plain text, no terminal colour codes in it.
+    let log = gh.log();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file:\n{log}"
+    );
 }
 
 #[tokio::test]
