@@ -78,6 +78,12 @@ pub enum Command {
     /// Check policy documents offline, or set a scope's policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run a small backend that answers every request with a JSON description of it (the
+    /// README's tour calls one), until Ctrl-C.
+    EchoBackend {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// Settings shared by the server commands. Each can come from a flag, an environment variable
@@ -217,9 +223,11 @@ pub struct ControlPlaneArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ApiCommand {
-    /// Create or replace an API from an OpenAPI 3.x or Swagger 2.0 file (JSON or YAML).
+    /// Create or replace an API from an OpenAPI 3.x or Swagger 2.0 document (JSON or YAML): a
+    /// file, or an http(s):// URL to fetch it from.
     Import {
-        file: PathBuf,
+        #[arg(value_name = "FILE_OR_URL")]
+        file: String,
         #[arg(long)]
         id: String,
         /// URL suffix the gateway serves the API under.
@@ -255,6 +263,8 @@ pub enum ProductCommand {
     AddApi { product: String, api: String },
     /// List products.
     List,
+    /// Show a product and its APIs.
+    Show { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -277,6 +287,10 @@ pub enum SubscriptionCommand {
     },
     /// List subscriptions.
     List,
+    /// Show a subscription (its keys only with `keys`).
+    Show { id: String },
+    /// Approve a subscription waiting for approval (`submitted` becomes `active`).
+    Approve { id: String },
 }
 
 #[derive(Debug, Subcommand)]

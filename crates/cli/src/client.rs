@@ -204,6 +204,63 @@ fn table(rows: &[Vec<String>]) -> String {
         .join("\n")
 }
 
+/// The most an imported document may weigh, and how long fetching one may take.
+const MAX_DOCUMENT: usize = 16 * 1024 * 1024;
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An OpenAPI document from a file, or fetched from an http(s):// URL (within
+/// [`MAX_DOCUMENT`] and [`FETCH_TIMEOUT`], trusting `--trusted-ca` as well as the system).
+async fn read_document(source: &str, trusted_ca: &[PathBuf]) -> Result<String, Failure> {
+    let lower = source.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        if lower.contains("://") {
+            return Err(Failure::input(format!(
+                "{source}: only http:// and https:// URLs can be fetched; give a file path or such a URL"
+            )));
+        }
+        return std::fs::read_to_string(source)
+            .map_err(|e| Failure::input(format!("cannot read {source}: {e}")));
+    }
+    let tls = gatehouse_gateway::outbound_tls::reqwest_tls(trusted_ca)
+        .map_err(|e| Failure::input(format!("{e}; check --trusted-ca")))?;
+    let http = reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot build an HTTP client: {e}")))?;
+    let fail = |what: String| Failure::runtime(format!("cannot fetch {source}: {what}"));
+    let mut response = http.get(source).send().await.map_err(|e| {
+        if e.is_timeout() {
+            fail(format!("no answer within {} s", FETCH_TIMEOUT.as_secs()))
+        } else {
+            fail(root_cause(&e))
+        }
+    })?;
+    if !response.status().is_success() {
+        return Err(fail(format!("the server answered {}", response.status())));
+    }
+    let too_large = || {
+        fail(format!(
+            "the document is larger than {} MiB",
+            MAX_DOCUMENT / (1024 * 1024)
+        ))
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_DOCUMENT as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| fail(root_cause(&e)))? {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| fail("the document is not UTF-8 text".into()))
+}
+
 pub async fn api(global: Global, cmd: ApiCommand) -> Result<(), Failure> {
     let client = Client::from_global(&global)?;
     match cmd {
@@ -213,8 +270,7 @@ pub async fn api(global: Global, cmd: ApiCommand) -> Result<(), Failure> {
             path,
             service_url,
         } => {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| Failure::input(format!("cannot read {}: {e}", file.display())))?;
+            let text = read_document(&file, &global.trusted_ca).await?;
             let mut body = json!({
                 "path": path,
                 "import": {"format": "openapi", "value": text},
@@ -226,7 +282,7 @@ pub async fn api(global: Global, cmd: ApiCommand) -> Result<(), Failure> {
                 .send(Method::PUT, &format!("/mgmt/apis/{id}"), Some(body))
                 .await
                 .map_err(|mut f| {
-                    f.message = format!("{}: {}", file.display(), f.message);
+                    f.message = format!("{file}: {}", f.message);
                     f
                 })?;
             let ops = client
@@ -360,6 +416,40 @@ pub async fn product(global: Global, cmd: ProductCommand) -> Result<(), Failure>
                 format!("Added API '{api}' to product '{product}'.")
             });
         }
+        ProductCommand::Show { id } => {
+            let mut product = client
+                .send(Method::GET, &format!("/mgmt/products/{id}"), None)
+                .await?;
+            let apis = client
+                .send(
+                    Method::GET,
+                    &format!("/mgmt/products/{id}/apis?$top=1000"),
+                    None,
+                )
+                .await?;
+            product["apis"] = apis.get("value").cloned().unwrap_or(Value::Null);
+            print(&global, &product, |p| {
+                let flag = |key: &str, default: bool| {
+                    p.get(key).and_then(Value::as_bool).unwrap_or(default)
+                };
+                let mut out = format!(
+                    "Product {} ({})\n  state: {}\n  subscription required: {}\n  approval required: {}\n  APIs:",
+                    s(p, "id"),
+                    s(p, "displayName"),
+                    s(p, "state"),
+                    flag("subscriptionRequired", true),
+                    flag("approvalRequired", false),
+                );
+                let apis = p["apis"].as_array().map(Vec::as_slice).unwrap_or_default();
+                if apis.is_empty() {
+                    out.push_str(" none");
+                }
+                for a in apis {
+                    out.push_str(&format!("\n    {:<20} /{}", s(a, "id"), s(a, "path")));
+                }
+                out
+            });
+        }
         ProductCommand::List => {
             let list = client
                 .send(Method::GET, "/mgmt/products?$top=1000", None)
@@ -406,6 +496,28 @@ fn keys_text(id: &str, k: &Value) -> String {
     )
 }
 
+fn subscription_text(x: &Value) -> String {
+    let mut out = format!(
+        "Subscription {}\n  name: {}\n  scope: {}\n  state: {}",
+        s(x, "id"),
+        s(x, "displayName"),
+        s(x, "scope"),
+        s(x, "state"),
+    );
+    for (key, label) in [
+        ("ownerId", "owner"),
+        ("createdDate", "created"),
+        ("expirationDate", "expires"),
+    ] {
+        if !s(x, key).is_empty() {
+            out.push_str(&format!("\n  {label}: {}", s(x, key)));
+        }
+    }
+    out.push_str("\n  keys: gatehouse subscription keys ");
+    out.push_str(s(x, "id"));
+    out
+}
+
 pub async fn subscription(global: Global, cmd: SubscriptionCommand) -> Result<(), Failure> {
     let client = Client::from_global(&global)?;
     match cmd {
@@ -443,6 +555,24 @@ pub async fn subscription(global: Global, cmd: SubscriptionCommand) -> Result<()
             } else {
                 print(&global, &keys, |k| keys_text(&id, k));
             }
+        }
+        SubscriptionCommand::Show { id } => {
+            let sub = client
+                .send(Method::GET, &format!("/mgmt/subscriptions/{id}"), None)
+                .await?;
+            print(&global, &sub, subscription_text);
+        }
+        SubscriptionCommand::Approve { id } => {
+            let sub = client
+                .send(
+                    Method::PATCH,
+                    &format!("/mgmt/subscriptions/{id}"),
+                    Some(json!({"state": "active"})),
+                )
+                .await?;
+            print(&global, &sub, |x| {
+                format!("Subscription '{}' is {}.", s(x, "id"), s(x, "state"))
+            });
         }
         SubscriptionCommand::List => {
             let list = client

@@ -18,6 +18,25 @@ pub async fn start(addr: SocketAddr) -> std::io::Result<SocketAddr> {
         Ok(l) => l,
         Err(_) => TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await?,
     };
+    serve(listener)
+}
+
+/// `gatehouse echo-backend`: serves at `addr` until Ctrl-C or SIGTERM.
+pub async fn run(addr: SocketAddr) -> Result<(), crate::Failure> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        crate::Failure::runtime(format!(
+            "cannot listen on {addr}: {e}; choose another address with --listen"
+        ))
+    })?;
+    let local = serve(listener)
+        .map_err(|e| crate::Failure::runtime(format!("cannot serve on {addr}: {e}")))?;
+    println!("echo backend on http://{local}/ (Ctrl-C stops it)");
+    crate::serve::shutdown_signal().await;
+    Ok(())
+}
+
+/// Answers on `listener` in the background, until the process ends.
+fn serve(listener: TcpListener) -> std::io::Result<SocketAddr> {
     let local = listener.local_addr()?;
     tokio::spawn(async move {
         loop {

@@ -66,6 +66,7 @@ fn main() -> ExitCode {
             Command::Subscription(cmd) => client::subscription(cli.global, cmd).await,
             Command::NamedValue(cmd) => client::named_value(cli.global, cmd).await,
             Command::Policy(cmd) => client::policy(cli.global, cmd).await,
+            Command::EchoBackend { listen } => echo::run(listen).await,
             Command::Gateway(args) => match args.command {
                 Some(cmd) => client::gateway(cli.global, cmd).await,
                 None => serve::gateway(cli.global, args.run).await,

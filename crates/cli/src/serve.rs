@@ -265,7 +265,7 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, F
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -319,3 +319,137 @@ async fn up_demo_prints_a_curl_that_works() {
             .contains("Hello from the Gatehouse demo echo backend")
     );
 }
+
+/// The CLI covers what the README's first hour needs: an import from a URL, `product show`,
+/// `subscription show` and `approve` (with `-o json` for scripts), and `echo-backend`, the
+/// tour's backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_from_a_url_show_approve_and_an_echo_backend() {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+
+    // The echo backend, as the README starts it.
+    let port = free_port();
+    let mut echo = std::process::Command::new(BIN)
+        .args(["echo-backend", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let gh = Gatehouse::up("cli-first-hour", &[]).await;
+
+    // An OpenAPI document served over HTTP, imported by URL; other schemes and errors are said.
+    let document = std::fs::read(fixture("petstore-openapi3.yaml")).unwrap();
+    let served = crate::support::serve_loopback(move |req: hyper::Request<_>| {
+        let document = document.clone();
+        async move {
+            let mut r = hyper::Response::new(Full::new(Bytes::from(document)));
+            if req.uri().path() != "/petstore.yaml" {
+                *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+            }
+            Ok::<_, std::convert::Infallible>(r)
+        }
+    })
+    .await;
+    let url = format!("http://{served}/petstore.yaml");
+    let backend = format!("http://127.0.0.1:{port}");
+    let out = gh.cli(&[
+        "api",
+        "import",
+        &url,
+        "--id",
+        "pets",
+        "--path",
+        "pets",
+        "--service-url",
+        &backend,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Imported API 'pets'"), "{}", text(&out));
+    let out = gh.cli(&[
+        "api",
+        "import",
+        &format!("http://{served}/missing.yaml"),
+        "--id",
+        "x",
+        "--path",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("the server answered 404"),
+        "{}",
+        text(&out)
+    );
+    let out = gh.cli(&[
+        "api",
+        "import",
+        "ftp://example.test/a.yaml",
+        "--id",
+        "x",
+        "--path",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("only http:// and https://"),
+        "{}",
+        text(&out)
+    );
+
+    // A product that needs approval: the subscription waits, then is approved.
+    for args in [
+        &["product", "create", "gold", "--name", "Gold", "--approval"][..],
+        &["product", "add-api", "gold", "pets"],
+        &["subscription", "create", "bob", "--scope", "/products/gold"],
+    ] {
+        let out = gh.cli(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    }
+    let out = gh.cli(&["-o", "json", "product", "show", "gold"]);
+    let product: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(product["approvalRequired"], true, "{product}");
+    assert_eq!(product["apis"][0]["id"], "pets", "{product}");
+    let out = gh.cli(&["product", "show", "gold"]);
+    assert!(text(&out).contains("pets"), "{}", text(&out));
+    // As a sign-up through the portal leaves it: waiting for approval.
+    let (status, body) = gh
+        .mgmt(
+            "PATCH",
+            "/mgmt/subscriptions/bob",
+            Some(serde_json::json!({"state": "submitted"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let out = gh.cli(&["-o", "json", "subscription", "show", "bob"]);
+    let sub: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sub["state"], "submitted", "{sub}");
+    assert!(
+        sub.get("primaryKey").is_none(),
+        "show prints no keys: {sub}"
+    );
+    let out = gh.cli(&["subscription", "approve", "bob"]);
+    assert!(text(&out).contains("is active"), "{}", text(&out));
+    let out = gh.cli(&["subscription", "show", "bob"]);
+    assert!(text(&out).contains("state: active"), "{}", text(&out));
+
+    // Through the gateway to the echo backend with bob's key.
+    let out = gh.cli(&["subscription", "keys", "bob", "--primary"]);
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let url = gh.gateway("/pets/pets");
+    gh.eventually(Duration::from_secs(5), || {
+        let req = gh
+            .http
+            .get(&url)
+            .header("Ocp-Apim-Subscription-Key", &key)
+            .send();
+        async move {
+            match req.await {
+                Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|t| t.contains("\"/pets\"")),
+                _ => false,
+            }
+        }
+    })
+    .await;
+    let _ = echo.kill();
+    let _ = echo.wait();
+}
