@@ -580,6 +580,27 @@ pub struct BackendCredentials {
     pub query: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<BackendAuthorization>,
+    /// The client certificate presented to the backend over TLS: one certificate of
+    /// `/mgmt/certificates` (with its private key), as `/certificates/{id}` or the plain id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificate_ids: Vec<String>,
+}
+
+impl BackendCredentials {
+    /// The ids of [`BackendCredentials::certificate_ids`], without Azure's `/certificates/`.
+    pub fn certificates(&self) -> impl Iterator<Item = &str> {
+        self.certificate_ids.iter().map(|c| certificate_id_of(c))
+    }
+}
+
+/// A certificate reference as Azure writes it (`/certificates/{id}`, or a full resource id
+/// ending so) or the plain id: the id.
+pub fn certificate_id_of(reference: &str) -> &str {
+    let r = reference.trim();
+    match r.rfind("/certificates/") {
+        Some(i) => &r[i + "/certificates/".len()..],
+        None => r,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -660,6 +681,35 @@ impl Resource for Backend {
                     p.push(
                         format!("credentials.header.{name}"),
                         "is not a valid HTTP header name",
+                    );
+                }
+            }
+            for name in c.query.keys() {
+                if name.is_empty() {
+                    p.push("credentials.query", "a query parameter needs a name");
+                }
+            }
+            if let Some(a) = &c.authorization
+                && (a.scheme.trim().is_empty()
+                    || a.scheme.contains(char::is_whitespace)
+                    || a.parameter.trim().is_empty())
+            {
+                p.push(
+                    "credentials.authorization",
+                    "needs a scheme (one word, such as Basic or Bearer) and a parameter",
+                );
+            }
+            if c.certificate_ids.len() > 1 {
+                p.push(
+                    "credentials.certificateIds",
+                    "one client certificate per backend is supported",
+                );
+            }
+            for (i, c) in c.certificate_ids.iter().enumerate() {
+                if validate_id("certificate", certificate_id_of(c)).is_err() {
+                    p.push(
+                        format!("credentials.certificateIds[{i}]"),
+                        format!("'{c}' is not a certificate id or /certificates/{{id}}"),
                     );
                 }
             }
