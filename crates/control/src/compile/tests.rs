@@ -103,6 +103,11 @@ enum Op {
     },
     /// What deleting a gateway does to its TLS children.
     DropGatewayTls(u8),
+    Backend {
+        i: u8,
+        variant: u8,
+        delete: bool,
+    },
     Irrelevant(u8),
 }
 
@@ -116,18 +121,18 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..5u8, 0..7u8, any::<bool>()).prop_map(|(i, path, open)| Op::Api { i, path, open }),
         1 => (0..5u8).prop_map(Op::DeleteApi),
         2 => (0..5u8, 0..3u8, any::<bool>()).prop_map(|(api, op, delete)| Op::Operation { api, op, delete }),
-        1 => (0..5u8, 0..4u8).prop_map(|(api, text)| Op::ApiPolicy { api, text }),
+        1 => (0..5u8, 0..5u8).prop_map(|(api, text)| Op::ApiPolicy { api, text }),
         1 => (0..5u8, 0..3u8, 0..4u8).prop_map(|(api, op, text)| Op::OperationPolicy { api, op, text }),
         1 => (0..5u8, any::<bool>()).prop_map(|(api, delete)| Op::Document { api, delete }),
         2 => (0..3u8, any::<bool>(), prop::bool::weighted(0.2)).prop_map(|(i, open, delete)| Op::Product { i, open, delete }),
         3 => (0..3u8, 0..5u8, prop::bool::weighted(0.3)).prop_map(|(product, api, delete)| Op::Link { product, api, delete }),
-        1 => (0..3u8, 0..4u8).prop_map(|(product, text)| Op::ProductPolicy { product, text }),
+        1 => (0..3u8, 0..5u8).prop_map(|(product, text)| Op::ProductPolicy { product, text }),
         2 => (0..5u8, prop::bool::weighted(0.3)).prop_map(|(api, delete)| Op::Assign { api, delete }),
         3 => (0..3u8, any::<bool>(), prop::bool::weighted(0.2)).prop_map(|(i, blocked, delete)| Op::User { i, blocked, delete }),
         4 => (0..5u8, 0..9u8, prop::option::of(0..3u8), prop::bool::weighted(0.3), prop::bool::weighted(0.2))
             .prop_map(|(i, scope, owner, suspended, delete)| Op::Subscription { i, scope, owner, suspended, delete }),
         3 => (0..5u8, 0..3u8, prop::bool::weighted(0.2)).prop_map(|(sub, variant, delete)| Op::Keys { sub, variant, delete }),
-        1 => (0..4u8).prop_map(|text| Op::Global { text }),
+        1 => (0..5u8).prop_map(|text| Op::Global { text }),
         1 => (0..2u8, 0..3u8, prop::bool::weighted(0.2)).prop_map(|(i, text, delete)| Op::Fragment { i, text, delete }),
         1 => (0..2u8, any::<bool>(), 0..3u8, prop::bool::weighted(0.2)).prop_map(|(i, secret, value, delete)| Op::NamedValue { i, secret, value, delete }),
         1 => (0..3u8).prop_map(Op::Irrelevant),
@@ -138,6 +143,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..3u8, 0..3u8, any::<bool>(), prop::bool::weighted(0.2))
             .prop_map(|(gateway, certificate, trusted, delete)| Op::CertificateAuthority { gateway, certificate, trusted, delete }),
         1 => (0..3u8).prop_map(Op::DropGatewayTls),
+        2 => (0..2u8, 0..4u8, prop::bool::weighted(0.2))
+            .prop_map(|(i, variant, delete)| Op::Backend { i, variant, delete }),
     ]
 }
 
@@ -147,6 +154,7 @@ fn policy(text: u8) -> Option<String> {
         0 => None,
         1 => Some("<policies><inbound><base /></inbound></policies>".into()),
         2 => Some(r#"<policies><inbound><base /><include-fragment fragment-id="f0" /></inbound></policies>"#.into()),
+        3 => Some(r#"<policies><inbound><base /><authentication-certificate certificate-id="c2" /></inbound></policies>"#.into()),
         _ => Some("<policies><inbound><base /><set-header name=\"x\"><value>{{n0}}</value></set-header></inbound></policies>".into()),
     }
 }
@@ -480,8 +488,28 @@ async fn run(store: &Store, sealer: &Sealer, op: &Op) {
                     .unwrap();
             }
         }
+        Op::Backend { i, variant, delete } => {
+            // Credentials that name a named value and a client certificate, or neither.
+            let body = match variant {
+                0 => json!({"id": format!("b{i}"), "url": "http://b.test"}),
+                1 => json!({"id": format!("b{i}"), "url": "https://b.test",
+                    "tls": {"validateCertificateChain": false}}),
+                2 => json!({"id": format!("b{i}"), "url": "https://b.test",
+                    "credentials": {"header": {"x-key": ["{{n1}}"]}}}),
+                _ => json!({"id": format!("b{i}"), "url": "https://b.test",
+                    "credentials": {"certificateIds": [format!("/certificates/c{i}")]}}),
+            };
+            set(
+                &mut tx,
+                Backend::KIND,
+                "",
+                &format!("b{i}"),
+                (!delete).then(|| body.to_string()),
+            )
+            .await;
+        }
         Op::Irrelevant(n) => {
-            let kind = ["group", "backend", gateway_tokens::INSTANCE][usize::from(*n) % 3];
+            let kind = ["group", "portal-settings", gateway_tokens::INSTANCE][usize::from(*n) % 3];
             set(&mut tx, kind, "", "x", Some(format!("{{\"n\":{n}}}"))).await;
         }
     }

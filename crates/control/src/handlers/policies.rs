@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use gatehouse_model::resources::{Api, NamedValue, Operation, Product};
+use gatehouse_model::resources::{Api, NamedValue, Operation, Product, Resource as _};
 use gatehouse_model::{Detail, ValidationError};
 use gatehouse_policy::{Mode, Scope, Severity};
 
@@ -86,6 +86,80 @@ pub fn referenced_names(xml: &str) -> Vec<String> {
     out
 }
 
+/// The certificate ids a document names in `<authentication-certificate certificate-id="…">`
+/// (literal ones; an expression's is found when a request runs). Read from the text, as
+/// [`referenced_names`] does, so it works on fragments and on documents that do not compile.
+pub fn referenced_certificates(xml: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (start, _) in xml.match_indices("<authentication-certificate") {
+        let element = &xml[start..];
+        let element = &element[..element.find('>').unwrap_or(element.len())];
+        let Some(at) = element.find("certificate-id") else {
+            continue;
+        };
+        let rest = element[at + "certificate-id".len()..].trim_start();
+        let Some(rest) = rest.strip_prefix('=') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let Some(quote) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+            continue;
+        };
+        let value = &rest[1..];
+        let Some(end) = value.find(quote) else {
+            continue;
+        };
+        let id = gatehouse_model::resources::certificate_id_of(&value[..end]);
+        if !id.is_empty() && !id.starts_with('@') && !out.iter().any(|o| o == id) {
+            out.push(id.to_owned());
+        }
+    }
+    out
+}
+
+/// What exists in the store, for the policy compile's checks of literal ids.
+struct Existing {
+    backends: std::collections::HashSet<String>,
+    /// Certificates with a private key.
+    certificates: std::collections::HashSet<String>,
+}
+
+impl Existing {
+    async fn read(cp: &ControlPlane) -> ApiResult<Self> {
+        let backends = cp
+            .store()
+            .list(gatehouse_model::resources::Backend::KIND, "")
+            .await?
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        let mut certificates = std::collections::HashSet::new();
+        for doc in cp
+            .store()
+            .list(gatehouse_model::resources::Certificate::KIND, "")
+            .await?
+        {
+            if super::certificates::decode(&doc.body)?.has_private_key {
+                certificates.insert(doc.id);
+            }
+        }
+        Ok(Self {
+            backends,
+            certificates,
+        })
+    }
+}
+
+impl gatehouse_policy::Known for Existing {
+    fn backend(&self, id: &str) -> Option<bool> {
+        Some(self.backends.contains(id))
+    }
+
+    fn certificate(&self, id: &str) -> Option<bool> {
+        Some(self.certificates.contains(id))
+    }
+}
+
 fn body_text(headers: &HeaderMap, body: &Bytes) -> ApiResult<String> {
     if body.len() > MAX_POLICY {
         return Err(
@@ -119,8 +193,15 @@ fn body_text(headers: &HeaderMap, body: &Bytes) -> ApiResult<String> {
 async fn check(cp: &ControlPlane, xml: &str, scope: Scope) -> ApiResult<()> {
     let named = named_values(cp).await?;
     let fragments = super::policy_fragments::all(cp).await?;
-    let (doc, diags) =
-        gatehouse_policy::compile::compile_with(xml, scope, &named, &fragments, Mode::Strict);
+    let existing = Existing::read(cp).await?;
+    let (doc, diags) = gatehouse_policy::compile::compile_checked(
+        xml,
+        scope,
+        &named,
+        &fragments,
+        Mode::Strict,
+        &existing,
+    );
     if doc.is_some() {
         return Ok(());
     }
