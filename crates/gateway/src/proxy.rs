@@ -459,6 +459,7 @@ impl Worker {
         let mut io = GatewayIo {
             worker: self,
             upstream: api.upstream.as_ref(),
+            backends: &config.backends,
             api_id: &api.id,
             body: Some(ClientBody::new(body, limit)),
             response_stream: None,
@@ -889,6 +890,8 @@ const MAX_BUFFERED_BODY: usize = 16 * 1024 * 1024;
 struct GatewayIo<'a> {
     worker: &'a Worker,
     upstream: Option<&'a Upstream>,
+    /// The configuration's backend resources, for `set-backend-service backend-id`.
+    backends: &'a crate::config::Backends,
     api_id: &'a Arc<str>,
     /// The client's body while it still streams.
     body: Option<ClientBody>,
@@ -963,21 +966,9 @@ impl Io for GatewayIo<'_> {
         ex: &mut Exchange,
         options: &ForwardRequest,
     ) -> Result<(), PolicyError> {
-        let parsed;
-        let upstream = match &ex.backend_url {
-            Some(url) => {
-                parsed = crate::config::parse_upstream(url).map_err(|m| {
-                    PolicyError::backend_unreachable(format!("set-backend-service: {m}"))
-                })?;
-                &parsed
-            }
-            None => self.upstream.ok_or_else(|| {
-                PolicyError::backend_unreachable(format!(
-                    "API '{}' has no backend service URL",
-                    self.api_id
-                ))
-            })?,
-        };
+        let route =
+            crate::config::backends::Route::choose(self.backends, ex, self.upstream, self.api_id)?;
+        let upstream = route.upstream();
         let mut path_and_query =
             String::with_capacity(upstream.base_path.len() + ex.request.path.len() + 32);
         path_and_query.push_str(&upstream.base_path);
@@ -989,6 +980,7 @@ impl Io for GatewayIo<'_> {
             path_and_query.push('?');
             path_and_query.push_str(q);
         }
+        route.add_query(&mut path_and_query);
         let uri = Uri::from_maybe_shared(Bytes::from(path_and_query)).map_err(|e| {
             PolicyError::backend_unreachable(format!("the backend URL is not valid: {e}"))
         })?;
@@ -998,6 +990,7 @@ impl Io for GatewayIo<'_> {
             ex.request.headers.clone()
         };
         headers.insert(header::HOST, upstream.host.clone());
+        route.add_headers(&mut headers);
         let section = self.section;
         let call = self.trace.as_mut().map(|t| {
             let call = match section {
@@ -1025,7 +1018,7 @@ impl Io for GatewayIo<'_> {
         let response = self
             .worker
             .send(
-                &upstream.target,
+                route.target(),
                 outgoing(ex.request.method.clone(), uri, headers, body),
                 timeout,
                 self.protocol,

@@ -34,20 +34,28 @@ use hyper_util::rt::TokioIo;
 use rustc_hash::FxHashMap;
 use tokio::net::TcpStream;
 
+use crate::config::backends::ClientTls;
 use crate::outbound_tls::OutboundTls;
 use crate::proxy::Body;
 
 /// Where requests go: a backend's authority and, for https, the name its certificate must
-/// carry. Made once per configuration for an API's service URL.
+/// carry and the TLS variant its connections use. Made once per configuration for an API's
+/// service URL and for each backend resource.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// What the pools file connections under: the authority, prefixed with `https://` for TLS.
+    /// What the pools file connections under: the authority, prefixed with `https://` for TLS,
+    /// and followed by the TLS variant's tag when it is not the default.
     key: Arc<str>,
     /// What the HTTP/2-with-prior-knowledge connection to a plain backend is filed under.
     h2c_key: Arc<str>,
     authority: Authority,
     port: u16,
     tls: Option<ServerName<'static>>,
+    /// The TLS variant of a backend resource (or of `authentication-certificate`); `None`:
+    /// the gateway's strict configuration.
+    client: Option<Arc<ClientTls>>,
+    /// The backend resource this target belongs to, named in logs.
+    backend: Option<Arc<str>>,
 }
 
 impl Target {
@@ -73,11 +81,41 @@ impl Target {
             authority,
             port,
             tls,
+            client: None,
+            backend: None,
         })
+    }
+
+    /// This target as backend resource `backend`'s, with TLS variant `client` (used for
+    /// https only). Its connections are pooled apart from those of any other variant.
+    pub fn with_client(&self, client: Arc<ClientTls>, backend: Option<Arc<str>>) -> Self {
+        let mut out = self.clone();
+        out.backend = backend.or_else(|| self.backend.clone());
+        if out.tls.is_some() && !client.tag.is_empty() {
+            out.key = Arc::from(format!("{}#{}", self.key, client.tag));
+            out.client = Some(client);
+        }
+        out
+    }
+
+    /// This target as backend resource `backend`'s (named in logs).
+    pub fn named(mut self, backend: Arc<str>) -> Self {
+        self.backend = Some(backend);
+        self
     }
 
     pub fn authority(&self) -> &Authority {
         &self.authority
+    }
+
+    /// The TLS variant of this target, when it is not the gateway's default.
+    pub fn client(&self) -> Option<&Arc<ClientTls>> {
+        self.client.as_ref()
+    }
+
+    /// What the pools file this target's connections under.
+    pub fn pool_key(&self) -> &str {
+        &self.key
     }
 
     pub fn is_tls(&self) -> bool {
@@ -350,11 +388,22 @@ impl UpstreamPool {
         let connection = match &target.tls {
             None => Connection::Http1(self.handshake(authority, stream, upgrades).await?),
             Some(name) => {
-                let in_force = self.shared.config.current();
-                let client = self
-                    .shared
-                    .tls
-                    .config_for(in_force.as_ref().map(|c| &c.tls));
+                let backend = target.backend.as_deref().unwrap_or("-");
+                let client = match &target.client {
+                    Some(variant) => variant.client_config(&self.shared.tls).map_err(|reason| {
+                        tracing::warn!(backend_id = backend, backend = %authority, host = ?name, %reason, "TLS with the backend failed");
+                        UpstreamError::Tls {
+                            authority: authority.clone(),
+                            reason,
+                        }
+                    })?,
+                    None => {
+                        let in_force = self.shared.config.current();
+                        self.shared
+                            .tls
+                            .config_for(in_force.as_ref().map(|c| &c.tls))
+                    }
+                };
                 // A protocol switch exists in HTTP/1.1 only: offer nothing else (a copy of the
                 // configuration per WebSocket handshake, none per ordinary request).
                 let client = if upgrades {
@@ -371,7 +420,7 @@ impl UpstreamPool {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         let reason = tls_reason(&e);
-                        tracing::warn!(backend = %authority, host = ?name, %reason, "TLS with the backend failed");
+                        tracing::warn!(backend_id = backend, backend = %authority, host = ?name, %reason, "TLS with the backend failed");
                         return Err(UpstreamError::Tls {
                             authority: authority.clone(),
                             reason,
@@ -379,7 +428,7 @@ impl UpstreamPool {
                     }
                     Err(_) => {
                         let reason = format!("no TLS handshake within {limit:?}");
-                        tracing::warn!(backend = %authority, host = ?name, %reason, "TLS with the backend failed");
+                        tracing::warn!(backend_id = backend, backend = %authority, host = ?name, %reason, "TLS with the backend failed");
                         return Err(UpstreamError::Tls {
                             authority: authority.clone(),
                             reason,

@@ -277,8 +277,7 @@ impl<'a> Cx<'a> {
         including.push(id.to_owned());
         let (steps, diags) = fragment_steps(
             xml,
-            self.scope,
-            self.section,
+            (self.scope, self.section),
             self.named,
             self.fragments,
             self.mode,
@@ -578,8 +577,7 @@ pub fn compile(
 /// The policies of a fragment's XML, compiled for `scope` and `section`.
 fn fragment_steps(
     xml: &str,
-    scope: Scope,
-    section: Section,
+    (scope, section): (Scope, Section),
     named: &dyn NamedValues,
     fragments: &dyn Fragments,
     mode: Mode,
@@ -643,8 +641,7 @@ pub fn check_fragment(
         for section in Section::ALL {
             let (steps, diags) = fragment_steps(
                 xml,
-                scope,
-                section,
+                (scope, section),
                 named,
                 fragments,
                 mode,
