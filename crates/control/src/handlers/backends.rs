@@ -11,12 +11,35 @@ use crate::ControlPlane;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
 
-/// Refuses a backend whose client certificate is missing or has no key: gateways could not
-/// present it.
-async fn check_certificates(cp: &ControlPlane, backend: &Backend) -> ApiResult<()> {
+/// Refuses a backend whose client certificate is missing or has no key, or whose credentials
+/// name a named value that does not exist: gateways could not use it.
+async fn check_references(cp: &ControlPlane, backend: &Backend) -> ApiResult<()> {
     let Some(credentials) = &backend.credentials else {
         return Ok(());
     };
+    let texts = credentials
+        .header
+        .values()
+        .chain(credentials.query.values())
+        .flatten()
+        .map(String::as_str)
+        .chain(
+            credentials
+                .authorization
+                .iter()
+                .flat_map(|a| [a.scheme.as_str(), a.parameter.as_str()]),
+        );
+    let wanted: Vec<String> = texts.flat_map(super::policies::referenced_names).collect();
+    if !wanted.is_empty() {
+        let named = super::policies::named_values(cp).await?;
+        if let Some(missing) = wanted.iter().find(|w| !named.contains_key(*w)) {
+            return Err(ValidationError::one(
+                "credentials",
+                format!("named value '{missing}' does not exist; create it with PUT /mgmt/named-values/{missing} first"),
+            )
+            .into());
+        }
+    }
     for id in credentials.certificates() {
         let stored = certificates::referenced(cp, id).await.map_err(|e| match e {
             ApiError::Validation(_) => ValidationError::one(
@@ -71,7 +94,7 @@ pub async fn put(
     let resource = prepare(body, &id)?;
     // Checked inside the write transaction, so the certificate cannot go meanwhile.
     let mut tx = cp.store().begin().await?;
-    check_certificates(&cp, &resource).await?;
+    check_references(&cp, &resource).await?;
     let created = save(&mut tx, "", &resource).await?;
     commit(&cp, tx).await?;
     Ok(saved(created, resource))
@@ -90,7 +113,7 @@ pub async fn patch(
     let existing = load::<Backend>(&cp, "", &id).await?;
     let resource = merge(&existing, body)?;
     let mut tx = cp.store().begin().await?;
-    check_certificates(&cp, &resource).await?;
+    check_references(&cp, &resource).await?;
     save(&mut tx, "", &resource).await?;
     commit(&cp, tx).await?;
     Ok(axum::Json(resource))

@@ -449,6 +449,27 @@ pub async fn users_of(cp: &ControlPlane, name: &str) -> ApiResult<Vec<String>> {
             out.push(format!("fragment '{id}'"));
         }
     }
+    // Gateways resolve a backend's credentials with the named values too.
+    for backend in super::load_all::<gatehouse_model::resources::Backend>(cp, "").await? {
+        let Some(c) = &backend.credentials else {
+            continue;
+        };
+        let uses = c
+            .header
+            .values()
+            .chain(c.query.values())
+            .flatten()
+            .map(String::as_str)
+            .chain(
+                c.authorization
+                    .iter()
+                    .flat_map(|a| [a.scheme.as_str(), a.parameter.as_str()]),
+            )
+            .any(|text| referenced_names(text).iter().any(|n| n == name));
+        if uses {
+            out.push(format!("the credentials of backend '{}'", backend.id));
+        }
+    }
     Ok(out)
 }
 
