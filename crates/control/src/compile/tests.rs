@@ -826,3 +826,89 @@ async fn a_certificate_reaches_only_the_gateways_that_use_it() {
     assert_eq!(edge, Compiled::full(&store, &sealer, "edge").await.unwrap());
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn a_backend_ships_with_its_client_certificate_and_named_values_only() {
+    let (store, sealer, dir) = temp_store().await;
+    let mut edge = Compiled::full(&store, &sealer, "edge").await.unwrap();
+    for op in [
+        Op::Certificate {
+            i: 0,
+            variant: 0,
+            key: true,
+            delete: false,
+        },
+        Op::Certificate {
+            i: 1,
+            variant: 0,
+            key: true,
+            delete: false,
+        },
+        Op::NamedValue {
+            i: 1,
+            secret: true,
+            value: 2,
+            delete: false,
+        },
+        // b0 presents c0; no backend or policy names c1.
+        Op::Backend {
+            i: 0,
+            variant: 3,
+            delete: false,
+        },
+    ] {
+        run(&store, &sealer, &op).await;
+    }
+    let d = advance(&store, &sealer, &mut edge).await;
+    assert_eq!(d.backends.len(), 1);
+    let tls = d.tls.expect("the backend's certificate ships");
+    let ids: Vec<&str> = tls
+        .client_certificates
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(ids, ["c0"]);
+    assert_eq!(
+        (
+            tls.client_certificates[0].certificate.as_str(),
+            tls.client_certificates[0].key.as_str()
+        ),
+        ("chain-0-0", "key-0-0"),
+        "opened, not sealed"
+    );
+    assert!(d.named_values.is_none(), "no backend uses n1 yet");
+
+    // b1 uses named value n1: it ships, opened.
+    run(
+        &store,
+        &sealer,
+        &Op::Backend {
+            i: 1,
+            variant: 2,
+            delete: false,
+        },
+    )
+    .await;
+    let d = advance(&store, &sealer, &mut edge).await;
+    assert_eq!(d.backends.len(), 1);
+    let named = d.named_values.expect("n1 ships with b1");
+    assert!(named.contains_key("n1"));
+    assert!(d.tls.is_none(), "the client certificates did not change");
+
+    // Removing b0 takes its certificate out of the gateway's configuration.
+    run(
+        &store,
+        &sealer,
+        &Op::Backend {
+            i: 0,
+            variant: 0,
+            delete: true,
+        },
+    )
+    .await;
+    let d = advance(&store, &sealer, &mut edge).await;
+    assert_eq!(d.removed_backends, ["b0"]);
+    assert!(d.tls.expect("c0 is gone").client_certificates.is_empty());
+    assert_eq!(edge, Compiled::full(&store, &sealer, "edge").await.unwrap());
+    std::fs::remove_dir_all(dir).ok();
+}

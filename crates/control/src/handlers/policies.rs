@@ -515,3 +515,19 @@ pub async fn check_named_value_change(cp: &ControlPlane, name: &str, value: &str
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn certificates_named_by_authentication_certificate_are_found_in_the_text() {
+        let xml = r#"<policies><inbound>
+            <authentication-certificate certificate-id="/certificates/a" />
+            <authentication-certificate  certificate-id = 'b'/>
+            <authentication-certificate certificate-id="@(context.Variables[&quot;c&quot;])" />
+            <authentication-certificate thumbprint="x" />
+            <set-header name="certificate-id"><value>not-one</value></set-header>
+            <authentication-certificate certificate-id="a" />
+        </inbound></policies>"#;
+        assert_eq!(super::referenced_certificates(xml), ["a", "b"]);
+    }
+}
