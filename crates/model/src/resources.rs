@@ -1413,6 +1413,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backend_credentials_name_certificates_the_azure_way_or_plainly() {
+        let mut b: Backend = serde_json::from_str(
+            r#"{"url":"https://b.example.com","credentials":{"certificateIds":["/certificates/client"],
+                "authorization":{"scheme":"Bearer","parameter":"{{token}}"}}}"#,
+        )
+        .unwrap();
+        b.set_id("b".into());
+        b.normalize().unwrap();
+        let c = b.credentials.as_ref().unwrap();
+        assert_eq!(c.certificates().collect::<Vec<_>>(), ["client"]);
+        assert_eq!(certificate_id_of("client"), "client");
+        assert_eq!(
+            certificate_id_of(
+                "/subscriptions/s/resourceGroups/g/providers/Microsoft.ApiManagement/service/x/certificates/c1"
+            ),
+            "c1"
+        );
+        // It serializes back as written, camelCase.
+        let text = serde_json::to_string(&b).unwrap();
+        assert!(
+            text.contains(r#""certificateIds":["/certificates/client"]"#),
+            "{text}"
+        );
+
+        let mut bad: Backend = serde_json::from_str(
+            r#"{"url":"https://b.example.com","credentials":{"certificateIds":["a","/certificates/b c"],
+                "authorization":{"scheme":"","parameter":"x"}}}"#,
+        )
+        .unwrap();
+        bad.set_id("b".into());
+        let e = format!("{:?}", bad.normalize().unwrap_err());
+        assert!(e.contains("one client certificate per backend"), "{e}");
+        assert!(e.contains("is not a certificate id"), "{e}");
+        assert!(e.contains("needs a scheme"), "{e}");
+    }
+
+    #[test]
     fn scope_forms() {
         assert_eq!(Scope::parse("/apis").unwrap(), Scope::AllApis);
         assert_eq!(
