@@ -495,13 +495,27 @@ impl UpstreamPool {
         request: Request<Body>,
         protocol: Protocol,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        match protocol {
+        let result = match protocol {
             Protocol::Auto => self.send(target, request).await,
             Protocol::Upgrade => self.send_upgrade(target, request).await,
             Protocol::Http2 if target.tls.is_none() => self.send_h2c(target, request).await,
             // Over TLS, ALPN decides; a backend that offers h2 gets it.
             Protocol::Http2 => self.send(target, request).await,
+        };
+        // In TLS 1.3 a backend refuses a client certificate after the handshake: the first
+        // request fails instead. Say why, as a failed handshake does.
+        if let (Err(UpstreamError::Http { source, .. }), Some(name)) = (&result, &target.tls)
+            && let Some(tls) = gatehouse_tls::client::find_tls_error(source)
+        {
+            tracing::warn!(
+                backend_id = target.backend.as_deref().unwrap_or("-"),
+                backend = %target.authority,
+                host = ?name,
+                reason = %gatehouse_tls::client::describe(tls),
+                "TLS with the backend failed"
+            );
         }
+        result
     }
 
     /// Starts HTTP/1.1 on an open connection, and the task that drives it.

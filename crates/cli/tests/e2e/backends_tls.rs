@@ -458,6 +458,16 @@ async fn client_certificates_and_credentials_reach_backends() {
     assert_eq!(r.status(), 502);
     assert_eq!(r.text().await.unwrap(), BAD_GATEWAY);
     assert_eq!(status(&gh, "/direct-mtls/x").await, 502);
+    // The log says why, naming the backend.
+    gh.eventually(Duration::from_secs(10), || async {
+        gh.log().lines().any(|l| {
+            l.contains("mtls-nocert")
+                && l.contains(&mtls.addr.to_string())
+                && (l.contains("requires a client certificate")
+                    || l.contains("refused the client certificate"))
+        })
+    })
+    .await;
 
     // authentication-certificate presents the certificate for an API's own service URL.
     let before = mtls.count();
