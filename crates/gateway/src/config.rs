@@ -39,7 +39,7 @@ pub struct CompileError {
 }
 
 /// Where an API's requests go.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Upstream {
     pub scheme: Scheme,
     pub authority: Authority,

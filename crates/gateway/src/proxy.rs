@@ -969,6 +969,7 @@ impl Io for GatewayIo<'_> {
         let route =
             crate::config::backends::Route::choose(self.backends, ex, self.upstream, self.api_id)?;
         let upstream = route.upstream();
+        let query = route.query(ex.request.query.as_deref());
         let mut path_and_query =
             String::with_capacity(upstream.base_path.len() + ex.request.path.len() + 32);
         path_and_query.push_str(&upstream.base_path);
@@ -976,11 +977,10 @@ impl Io for GatewayIo<'_> {
         if path_and_query.is_empty() {
             path_and_query.push('/');
         }
-        if let Some(q) = ex.request.query.as_deref().filter(|q| !q.is_empty()) {
+        if let Some(q) = query.as_deref().filter(|q| !q.is_empty()) {
             path_and_query.push('?');
             path_and_query.push_str(q);
         }
-        route.add_query(&mut path_and_query);
         let uri = Uri::from_maybe_shared(Bytes::from(path_and_query)).map_err(|e| {
             PolicyError::backend_unreachable(format!("the backend URL is not valid: {e}"))
         })?;
@@ -989,8 +989,8 @@ impl Io for GatewayIo<'_> {
         } else {
             ex.request.headers.clone()
         };
-        headers.insert(header::HOST, upstream.host.clone());
         route.add_headers(&mut headers);
+        headers.insert(header::HOST, upstream.host.clone());
         let section = self.section;
         let call = self.trace.as_mut().map(|t| {
             let call = match section {
@@ -1018,7 +1018,7 @@ impl Io for GatewayIo<'_> {
         let response = self
             .worker
             .send(
-                route.target(),
+                &upstream.target,
                 outgoing(ex.request.method.clone(), uri, headers, body),
                 timeout,
                 self.protocol,

@@ -13,6 +13,7 @@
 //! `authentication-certificate` picks a client certificate per request: the variant for it is
 //! made once per configuration (per backend TLS setting) and shared.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,7 +26,6 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{CompiledTls, Upstream, parse_upstream};
 use crate::outbound_tls::OutboundTls;
-use crate::upstream::Target;
 
 /// A certificate the gateway presents as a TLS client, ready to use.
 pub struct ClientCertificate {
@@ -125,33 +125,32 @@ pub struct CompiledBackend {
 }
 
 impl CompiledBackend {
-    /// Adds the backend's query credentials to `path_and_query` (origin form), in place of any
-    /// parameter of the same name the request carried.
-    pub fn add_query(&self, path_and_query: &mut String) {
+    /// The request's query (without `?`) with the backend's query credentials added, in place
+    /// of any parameter of the same name the request carried. Borrowed when there are none.
+    pub fn query<'q>(&self, query: Option<&'q str>) -> Option<Cow<'q, str>> {
         if self.query.is_empty() {
-            return;
+            return query.map(Cow::Borrowed);
         }
-        if let Some(at) = path_and_query.find('?') {
-            let existing = path_and_query.split_off(at);
-            let mut first = true;
-            for pair in existing[1..].split('&') {
-                let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-                if pair.is_empty() || self.query_names.iter().any(|q| **q == *name) {
-                    continue;
-                }
-                path_and_query.push(if first { '?' } else { '&' });
-                path_and_query.push_str(pair);
-                first = false;
+        let mut out = String::with_capacity(
+            query.map_or(0, str::len) + self.query.iter().map(|q| q.len() + 1).sum::<usize>(),
+        );
+        for pair in query.unwrap_or_default().split('&') {
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+            if pair.is_empty() || self.query_names.iter().any(|q| **q == *name) {
+                continue;
             }
+            if !out.is_empty() {
+                out.push('&');
+            }
+            out.push_str(pair);
         }
         for pair in &self.query {
-            path_and_query.push(if path_and_query.contains('?') {
-                '&'
-            } else {
-                '?'
-            });
-            path_and_query.push_str(pair);
+            if !out.is_empty() {
+                out.push('&');
+            }
+            out.push_str(pair);
         }
+        Some(Cow::Owned(out))
     }
 
     /// Sets the backend's header credentials and `Authorization` on the outgoing request,
@@ -413,11 +412,12 @@ fn missing_certificate(message: String) -> PolicyError {
 }
 
 /// Where one forward goes: the backend `set-backend-service` chose (by id or URL) or the API's
-/// service URL, and the target with the client certificate `authentication-certificate` chose.
+/// service URL, with the client certificate `authentication-certificate` chose.
 pub struct Route<'a> {
     chosen: Chosen<'a>,
-    /// A target of its own when the request presents a certificate of its own.
-    target: Option<Target>,
+    /// The chosen upstream with a target of its own, when the request presents a
+    /// certificate of its own.
+    presenting: Option<Upstream>,
 }
 
 enum Chosen<'a> {
@@ -457,14 +457,16 @@ impl<'a> Route<'a> {
         };
         let mut route = Route {
             chosen,
-            target: None,
+            presenting: None,
         };
         if let Some(id) = &ex.authentication_certificate {
             let backend = route.backend();
             let verify = backend.map_or_else(Verify::default, |b| b.verify);
             let variant = backends.variant_for(verify, id)?;
             let name = backend.map(|b| b.id.clone());
-            route.target = Some(route.upstream().target.with_client(variant, name));
+            let mut upstream = route.upstream().clone();
+            upstream.target = upstream.target.with_client(variant, name);
+            route.presenting = Some(upstream);
         }
         Ok(route)
     }
@@ -476,7 +478,11 @@ impl<'a> Route<'a> {
         }
     }
 
+    /// Where the request goes; its `target` says how to connect (the TLS variant).
     pub fn upstream(&self) -> &Upstream {
+        if let Some(u) = &self.presenting {
+            return u;
+        }
         match &self.chosen {
             Chosen::Backend(b) => &b.upstream,
             Chosen::Url(u) => u,
@@ -484,16 +490,15 @@ impl<'a> Route<'a> {
         }
     }
 
-    pub fn target(&self) -> &Target {
-        self.target.as_ref().unwrap_or(&self.upstream().target)
-    }
-
-    pub fn add_query(&self, path_and_query: &mut String) {
-        if let Some(b) = self.backend() {
-            b.add_query(path_and_query);
+    /// The query to send (without `?`): the request's, with a backend's query credentials.
+    pub fn query<'q>(&self, query: Option<&'q str>) -> Option<Cow<'q, str>> {
+        match self.backend() {
+            Some(b) => b.query(query),
+            None => query.map(Cow::Borrowed),
         }
     }
 
+    /// Adds a backend's header credentials to the outgoing headers.
     pub fn add_headers(&self, headers: &mut HeaderMap) {
         if let Some(b) = self.backend() {
             b.add_headers(headers);
