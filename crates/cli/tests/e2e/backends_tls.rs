@@ -346,6 +346,19 @@ async fn a_backends_tls_relaxation_applies_to_that_backend_only_and_changes_live
         r#"{"statusCode":500,"message":"Internal server error"}"#
     );
     log_line(&gh, "backend 'no-such-backend' does not exist").await;
+
+    // A backend a policy sends to cannot be deleted from under it; an unused one can.
+    let (code, body) = gh.mgmt("DELETE", "/mgmt/backends/lax-chain", None).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.to_string().contains("API 'via-lax-chain'"), "{body}");
+    gh.ok(
+        "PUT",
+        "/mgmt/backends/unused",
+        Some(backend(&untrusted.url(), None)),
+    )
+    .await;
+    let (code, body) = gh.mgmt("DELETE", "/mgmt/backends/unused", None).await;
+    assert_eq!(code, 204, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -126,7 +126,19 @@ pub async fn patch(
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<axum::http::StatusCode> {
     check_id(Backend::KIND, &id)?;
+    // Read while this transaction holds the write lock, so no policy starts using it meanwhile.
     let mut tx = cp.store().begin().await?;
+    let users = super::policies::backend_users(&cp, &id).await?;
+    if !users.is_empty() {
+        return Err(ValidationError::one(
+            "backendId",
+            format!(
+                "'{id}' is used by {}; remove it there first",
+                users.join(", ")
+            ),
+        )
+        .into());
+    }
     if !tx.delete(Backend::KIND, "", &id).await? {
         return Err(ApiError::not_found(super::label(Backend::KIND), &id));
     }

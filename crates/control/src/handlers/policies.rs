@@ -86,18 +86,23 @@ pub fn referenced_names(xml: &str) -> Vec<String> {
     out
 }
 
-/// The certificate ids a document names in `<authentication-certificate certificate-id="…">`
-/// (literal ones; an expression's is found when a request runs). Read from the text, as
-/// [`referenced_names`] does, so it works on fragments and on documents that do not compile.
-pub fn referenced_certificates(xml: &str) -> Vec<String> {
+/// The literal values of attribute `attr` on the `<element …>` tags of a policy text, read
+/// from the text, as [`referenced_names`] does, so it works on fragments and on documents that
+/// do not compile. Expressions (`@(…)`) are left out: they are found when a request runs.
+fn literal_attributes(xml: &str, element: &str, attr: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for (start, _) in xml.match_indices("<authentication-certificate") {
-        let element = &xml[start..];
-        let element = &element[..element.find('>').unwrap_or(element.len())];
-        let Some(at) = element.find("certificate-id") else {
+    let open = format!("<{element}");
+    for (start, _) in xml.match_indices(&open) {
+        let tag = &xml[start + open.len()..];
+        let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
+        let Some(at) = tag
+            .match_indices(attr)
+            .map(|(i, _)| i)
+            .find(|&i| tag[..i].ends_with(char::is_whitespace))
+        else {
             continue;
         };
-        let rest = element[at + "certificate-id".len()..].trim_start();
+        let rest = tag[at + attr.len()..].trim_start();
         let Some(rest) = rest.strip_prefix('=') else {
             continue;
         };
@@ -109,12 +114,50 @@ pub fn referenced_certificates(xml: &str) -> Vec<String> {
         let Some(end) = value.find(quote) else {
             continue;
         };
-        let id = gatehouse_model::resources::certificate_id_of(&value[..end]);
-        if !id.is_empty() && !id.starts_with('@') && !out.iter().any(|o| o == id) {
+        let value = value[..end].trim();
+        if !value.is_empty() && !value.starts_with('@') && !out.iter().any(|o| o == value) {
+            out.push(value.to_owned());
+        }
+    }
+    out
+}
+
+/// The certificate ids a document names in `<authentication-certificate certificate-id="…">`.
+pub fn referenced_certificates(xml: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for value in literal_attributes(xml, "authentication-certificate", "certificate-id") {
+        let id = gatehouse_model::resources::certificate_id_of(&value);
+        if !id.is_empty() && !out.iter().any(|o| o == id) {
             out.push(id.to_owned());
         }
     }
     out
+}
+
+/// The backend ids a document names in `<set-backend-service backend-id="…">`.
+pub fn referenced_backends(xml: &str) -> Vec<String> {
+    literal_attributes(xml, "set-backend-service", "backend-id")
+}
+
+/// The scopes whose policy documents (or policy fragments) send to backend `id`.
+pub async fn backend_users(cp: &ControlPlane, id: &str) -> ApiResult<Vec<String>> {
+    let mut out = Vec::new();
+    for kind in [GLOBAL, PRODUCT, API, OPERATION] {
+        for doc in cp.store().list_all(kind).await? {
+            if referenced_backends(&doc.body).iter().any(|b| b == id) {
+                out.push(format!(
+                    "the policy of {}",
+                    describe(kind, &doc.parent, &doc.id)
+                ));
+            }
+        }
+    }
+    for (fragment, xml) in super::policy_fragments::all(cp).await? {
+        if referenced_backends(&xml).iter().any(|b| b == id) {
+            out.push(format!("policy fragment '{fragment}'"));
+        }
+    }
+    Ok(out)
 }
 
 /// What exists in the store, for the policy compile's checks of literal ids.
@@ -529,5 +572,8 @@ mod tests {
             <authentication-certificate certificate-id="a" />
         </inbound></policies>"#;
         assert_eq!(super::referenced_certificates(xml), ["a", "b"]);
+        let xml = r#"<set-backend-service backend-id="orders" /><set-backend-service base-url="http://x" />
+            <set-backend-service backend-id="@(&quot;x&quot;)" /><set-backend-service my-backend-id="no" />"#;
+        assert_eq!(super::referenced_backends(xml), ["orders"]);
     }
 }
