@@ -1009,6 +1009,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_backend_variant_trusts_the_gateways_cas_and_pools_apart_from_strict() {
+        let ca = gatehouse_tls::testca::TestCa::new("upstream-variant");
+        // Trusted only as the gateway's CA certificate, and naming another host.
+        let leaf = ca.leaf("other", &["other.test"]);
+        let server =
+            gatehouse_tls::server::ServerTls::from_files(&leaf.cert, &leaf.key, false).unwrap();
+        let (target, accepted) = backend_with(Some(server)).await;
+        let pool = pool_with(Arc::default(), PoolSettings::default());
+        let cas = Arc::new(crate::config::CompiledTls {
+            trusted_cas: gatehouse_tls::pem::certificates(&std::fs::read(&ca.cert).unwrap(), "ca")
+                .unwrap(),
+            ..crate::config::CompiledTls::default()
+        });
+        let no_name = gatehouse_tls::client::Verify {
+            chain: true,
+            name: false,
+        };
+        let variant = Arc::new(ClientTls::new(no_name, None, cas));
+        let relaxed = target.with_client(variant.clone(), Some("b".into()));
+        for _ in 0..3 {
+            assert_eq!(&call(&pool, &relaxed, "/").await[..], b"ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one pooled connection");
+        // The same backend strictly: a connection of its own, refused; the relaxed one is
+        // never lent to it.
+        let e = pool.send(&target, get(&target, "/")).await.err().unwrap();
+        assert!(matches!(e, UpstreamError::Tls { .. }), "{e}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // The variant's configuration was built once and is shared.
+        let outbound = OutboundTls::load(&[]).unwrap();
+        assert!(Arc::ptr_eq(
+            &variant.client_config(&outbound).unwrap(),
+            &variant.client_config(&outbound).unwrap()
+        ));
+    }
+
+    #[tokio::test]
     async fn a_backend_offering_http2_gets_one_multiplexed_connection() {
         let ca = gatehouse_tls::testca::TestCa::new("upstream-h2");
         let leaf = ca.leaf("backend", &["127.0.0.1"]);

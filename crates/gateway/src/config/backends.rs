@@ -67,7 +67,7 @@ impl std::fmt::Debug for ClientTls {
 }
 
 impl ClientTls {
-    fn new(
+    pub(crate) fn new(
         verify: Verify,
         certificate: Option<Arc<ClientCertificate>>,
         cas: Arc<CompiledTls>,
