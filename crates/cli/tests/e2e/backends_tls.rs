@@ -460,6 +460,28 @@ async fn client_certificates_and_credentials_reach_backends() {
     );
     // The secret never reaches the log.
     assert!(!gh.log().contains("s3cret"));
+    // A value a header cannot carry is refused, in the backend or in its named value.
+    let (code, body) = gh
+        .mgmt(
+            "PUT",
+            "/mgmt/named-values/backend-key",
+            Some(json!({"value": "line\nbreak", "secret": true})),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.to_string().contains("backend 'mtls'"), "{body}");
+    let (code, body) = gh
+        .mgmt(
+            "PUT",
+            "/mgmt/backends/bad",
+            Some(json!({"url": mtls.url(), "credentials": {"header": {"x-a": ["a\r\nb"]}}})),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.to_string().contains("credentials.header.x-a"),
+        "{body}"
+    );
 
     // Without a certificate the backend refuses the gateway: 502.
     let r = gh
