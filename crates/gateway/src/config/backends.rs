@@ -175,10 +175,11 @@ type Variants = HashMap<(bool, bool, Arc<str>), Arc<ClientTls>>;
 #[derive(Debug, Default)]
 pub struct Backends {
     by_id: HashMap<Arc<str>, Arc<CompiledBackend>>,
-    /// The client certificates of the snapshot, or why one cannot be used.
-    certificates: HashMap<Arc<str>, Result<Arc<ClientCertificate>, String>>,
-    /// The variants `authentication-certificate` asked for, by the backend checks and the
-    /// certificate: made on first use, then shared by the configuration's requests.
+    /// The client certificates of the snapshot with the strict variant presenting each, or
+    /// why one cannot be used.
+    certificates: HashMap<Arc<str>, Result<Arc<ClientTls>, String>>,
+    /// The relaxed variants `authentication-certificate` asked for with a relaxed backend, by
+    /// the checks and the certificate: made on first use, then shared.
     variants: Mutex<Variants>,
     cas: Arc<CompiledTls>,
 }
@@ -258,11 +259,17 @@ impl Backends {
     ) -> Result<Self, (String, String)> {
         let mut certificates = HashMap::new();
         for c in &snapshot.tls.client_certificates {
-            let compiled = compile_certificate(&c.id, &c.certificate, &c.key).map(Arc::new);
-            if let Err(e) = &compiled {
+            let strict = compile_certificate(&c.id, &c.certificate, &c.key).map(|cert| {
+                Arc::new(ClientTls::new(
+                    Verify::default(),
+                    Some(Arc::new(cert)),
+                    cas.clone(),
+                ))
+            });
+            if let Err(e) = &strict {
                 tracing::error!(certificate = %c.id, error = %e, "a client certificate of the configuration cannot be used");
             }
-            certificates.insert(Arc::<str>::from(c.id.as_str()), compiled);
+            certificates.insert(Arc::<str>::from(c.id.as_str()), strict);
         }
         let mut out = Self {
             by_id: HashMap::with_capacity(snapshot.backends.len()),
@@ -291,7 +298,7 @@ impl Backends {
         });
         let (mut headers, mut authorization, mut query_names, mut query) =
             (Vec::new(), None, Vec::new(), Vec::new());
-        let mut certificate = None;
+        let mut certificate: Option<Arc<ClientTls>> = None;
         if let Some(c) = &b.credentials {
             for (name, values) in &c.header {
                 let field = format!("credentials.header.{name}");
@@ -344,7 +351,16 @@ impl Backends {
         }
         let id: Arc<str> = b.id.as_str().into();
         if upstream.target.is_tls() && (verify != Verify::default() || certificate.is_some()) {
-            let variant = Arc::new(ClientTls::new(verify, certificate, self.cas.clone()));
+            // Strict with a certificate: the certificate's own variant, shared with the
+            // `authentication-certificate` policies presenting it.
+            let variant = match certificate {
+                Some(strict) if verify == Verify::default() => strict,
+                other => Arc::new(ClientTls::new(
+                    verify,
+                    other.and_then(|v| v.certificate.clone()),
+                    self.cas.clone(),
+                )),
+            };
             upstream.target = upstream.target.with_client(variant, Some(id.clone()));
         } else {
             upstream.target = upstream.target.named(id.clone());
@@ -375,8 +391,8 @@ impl Backends {
     /// The variant presenting certificate `id` with the checks of `verify`, shared within
     /// the configuration.
     fn variant_for(&self, verify: Verify, id: &Arc<str>) -> Result<Arc<ClientTls>, PolicyError> {
-        let certificate = match self.certificates.get(id) {
-            Some(Ok(c)) => c.clone(),
+        let strict = match self.certificates.get(id) {
+            Some(Ok(strict)) => strict,
             Some(Err(e)) => {
                 return Err(missing_certificate(format!(
                     "certificate '{id}' of authentication-certificate cannot be used: {e}"
@@ -388,6 +404,9 @@ impl Backends {
                 )));
             }
         };
+        if verify == Verify::default() {
+            return Ok(strict.clone());
+        }
         let mut variants = self
             .variants
             .lock()
@@ -395,7 +414,11 @@ impl Backends {
         Ok(variants
             .entry((verify.chain, verify.name, id.clone()))
             .or_insert_with(|| {
-                Arc::new(ClientTls::new(verify, Some(certificate), self.cas.clone()))
+                Arc::new(ClientTls::new(
+                    verify,
+                    strict.certificate.clone(),
+                    self.cas.clone(),
+                ))
             })
             .clone())
     }

@@ -208,7 +208,12 @@ fn relaxed_and_client_certificate_backends_pool_apart_from_strict_ones() {
 #[test]
 fn authentication_certificate_gets_one_shared_variant_per_configuration() {
     let ca = TestCa::new("backends-policy-cert");
-    let mut s = snapshot(1, vec![]);
+    let mut with_cert = backend("with-cert", "https://b.example.com");
+    with_cert.credentials = Some(BackendCredentials {
+        certificate_ids: vec!["client".into()],
+        ..BackendCredentials::default()
+    });
+    let mut s = snapshot(1, vec![with_cert]);
     s.tls.client_certificates = vec![client_certificate(&ca, "client")];
     let config = CompiledConfig::compile(&s).unwrap();
     let api = crate::config::parse_upstream("https://api.example.com").unwrap();
@@ -231,6 +236,16 @@ fn authentication_certificate_gets_one_shared_variant_per_configuration() {
     assert_ne!(ta.pool_key(), api.target.pool_key());
     assert_eq!(ta.pool_key(), tb.pool_key());
     assert!(Arc::ptr_eq(ta.client().unwrap(), tb.client().unwrap()));
+    // The backend presenting the same certificate strictly shares the variant (and sessions).
+    let backend_variant = config
+        .backends
+        .get("with-cert")
+        .unwrap()
+        .upstream
+        .target
+        .client()
+        .unwrap();
+    assert!(Arc::ptr_eq(ta.client().unwrap(), backend_variant));
 
     // An unknown certificate or backend is a 500 naming it.
     ex.authentication_certificate = Some("gone".into());
