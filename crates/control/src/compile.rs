@@ -10,13 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use gatehouse_model::resources::{
-    Api, Certificate, GROUP_USER, GatewayCertificateAuthority, HostnameConfiguration, NamedValue,
-    Operation, PRODUCT_GROUP, PolicyFragment, Product, Resource, Scope, Subscription,
+    Api, Backend, Certificate, GROUP_USER, GatewayCertificateAuthority, HostnameConfiguration,
+    NamedValue, Operation, PRODUCT_GROUP, PolicyFragment, Product, Resource, Scope, Subscription,
     SubscriptionState, USER_CREDENTIALS, User, UserState,
 };
 use gatehouse_model::snapshot::{
-    Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotCertificateAuthority, SnapshotHostname,
-    SnapshotProduct, SnapshotSubscription, SnapshotTls,
+    Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotBackend, SnapshotCertificateAuthority,
+    SnapshotClientCertificate, SnapshotHostname, SnapshotProduct, SnapshotSubscription,
+    SnapshotTls,
 };
 use gatehouse_store::{Change, Store};
 
@@ -40,7 +41,6 @@ const IRRELEVANT: &[&str] = &[
     "gateway",
     gateway_tokens::KEYS,
     gateway_tokens::INSTANCE,
-    "backend",
     "group",
     GROUP_USER,
     PRODUCT_GROUP,
@@ -100,8 +100,11 @@ pub(crate) struct Compiled {
     global_policy: Option<String>,
     named_values: BTreeMap<String, String>,
     policy_fragments: BTreeMap<String, String>,
-    /// The gateway's hostname certificates and CA certificates, opened.
+    /// The gateway's hostname certificates and CA certificates, and the client certificates
+    /// its backends and policies present, opened.
     tls: SnapshotTls,
+    /// Every backend: any API's policy may send to any of them.
+    backends: BTreeMap<String, SnapshotBackend>,
     /// The Try it signing key, base64 (see `gatehouse_model::tryit`).
     tryit_key: Option<String>,
 }
@@ -199,6 +202,31 @@ fn snapshot_subscription(
     }
 }
 
+fn snapshot_backend(backend: Backend) -> SnapshotBackend {
+    SnapshotBackend {
+        id: backend.id,
+        url: backend.url,
+        credentials: backend.credentials,
+        tls: backend.tls,
+    }
+}
+
+/// The texts of a backend's credentials that may hold `{{named values}}`.
+fn credential_texts(
+    c: &gatehouse_model::resources::BackendCredentials,
+) -> impl Iterator<Item = &str> {
+    c.header
+        .values()
+        .chain(c.query.values())
+        .flatten()
+        .map(String::as_str)
+        .chain(
+            c.authorization
+                .iter()
+                .flat_map(|a| [a.scheme.as_str(), a.parameter.as_str()]),
+        )
+}
+
 fn links_of(sub: &Subscription) -> SubLinks {
     SubLinks {
         scope: scope_key(&sub.scope),
@@ -230,6 +258,7 @@ impl Compiled {
             named_values: BTreeMap::new(),
             policy_fragments: BTreeMap::new(),
             tls: SnapshotTls::default(),
+            backends: BTreeMap::new(),
             tryit_key: None,
         }
     }
@@ -409,10 +438,14 @@ impl Compiled {
         }
 
         phases.push(("subscriptions", started.elapsed()));
+        for doc in store.list(Backend::KIND, "").await? {
+            let backend = snapshot_backend(decode(&doc.body)?);
+            c.backends.insert(backend.id.clone(), backend);
+        }
         c.global_policy = store.get(policies::GLOBAL, "", "policy").await?;
         c.ship_policy_inputs(store, sealer).await?;
         phases.push(("policies", started.elapsed()));
-        c.tls = Self::load_tls(store, sealer, gateway_id).await?;
+        c.tls = Self::load_tls(store, sealer, gateway_id, &c.client_certificate_ids()).await?;
         phases.push(("tls", started.elapsed()));
         tracing::debug!(
             gateway = gateway_id,
@@ -450,6 +483,14 @@ impl Compiled {
         for text in texts().chain(fragments.values()) {
             wanted.extend(policies::referenced_names(text));
         }
+        // Backends' credentials may hold `{{name}}` too; gateways resolve them the same way.
+        for backend in self.backends.values() {
+            if let Some(c) = &backend.credentials {
+                for value in credential_texts(c) {
+                    wanted.extend(policies::referenced_names(value));
+                }
+            }
+        }
         let mut named_values = BTreeMap::new();
         for name in wanted {
             let Some(body) = store.get(NamedValue::KIND, "", &name).await? else {
@@ -479,6 +520,7 @@ impl Compiled {
         store: &Store,
         sealer: &Sealer,
         gateway_id: &str,
+        client_certificates: &BTreeSet<String>,
     ) -> Result<SnapshotTls, ApiError> {
         let mut opened: HashMap<String, Option<certificates::Opened>> = HashMap::new();
         async fn certificate<'a>(
@@ -539,7 +581,52 @@ impl Compiled {
                     is_trusted: ca.is_trusted,
                 });
         }
+        for id in client_certificates {
+            let cert = certificate(&mut opened, store, sealer, id).await?;
+            let Some((chain, key)) = cert.and_then(|c| Some((&c.chain, c.key.as_ref()?))) else {
+                // A policy may name a certificate that is gone (the management API keeps
+                // backends from it): the gateway says so when a request needs it.
+                tracing::debug!(
+                    gateway = gateway_id,
+                    certificate = %id,
+                    "a client certificate named by a backend or policy is missing or has no private key; not shipped"
+                );
+                continue;
+            };
+            tls.client_certificates.push(SnapshotClientCertificate {
+                id: id.clone(),
+                certificate: chain.clone(),
+                key: key.clone(),
+            });
+        }
         Ok(tls)
+    }
+
+    /// The certificates the gateway presents as a TLS client: those of the backends'
+    /// credentials, and those the shipped policies and fragments name in
+    /// `authentication-certificate`.
+    fn client_certificate_ids(&self) -> BTreeSet<String> {
+        let mut ids: BTreeSet<String> = self
+            .backends
+            .values()
+            .filter_map(|b| b.credentials.as_ref())
+            .flat_map(|c| c.certificates().map(str::to_owned))
+            .collect();
+        let texts = self
+            .global_policy
+            .iter()
+            .chain(self.products.values().filter_map(|p| p.policy.as_ref()))
+            .chain(self.apis.values().filter_map(|a| a.policy.as_ref()))
+            .chain(
+                self.apis
+                    .values()
+                    .flat_map(|a| a.operation_policies.values()),
+            )
+            .chain(self.policy_fragments.values());
+        for text in texts {
+            ids.extend(policies::referenced_certificates(text));
+        }
+        ids
     }
 
     /// One API as shipped, read from the store; `None` when it does not exist.
@@ -587,6 +674,7 @@ impl Compiled {
         let mut dirty_products = BTreeSet::new();
         let mut dirty_users = BTreeSet::new();
         let mut dirty_subs = BTreeSet::new();
+        let mut dirty_backends = BTreeSet::new();
         let (mut global, mut policy_inputs, mut tls) = (false, false, false);
         for change in changes {
             let Change { kind, parent, id } = change;
@@ -613,6 +701,9 @@ impl Compiled {
                 }
                 User::KIND => {
                     dirty_users.insert(id.clone());
+                }
+                Backend::KIND => {
+                    dirty_backends.insert(id.clone());
                 }
                 policies::GLOBAL => global = true,
                 PolicyFragment::KIND | NamedValue::KIND => policy_inputs = true,
@@ -769,6 +860,25 @@ impl Compiled {
             }
         }
 
+        for id in dirty_backends {
+            let fresh = match store.get(Backend::KIND, "", &id).await? {
+                Some(body) => Some(snapshot_backend(decode(&body)?)),
+                None => None,
+            };
+            let old = match fresh {
+                Some(b) => self.backends.insert(id.clone(), b),
+                None => self.backends.remove(&id),
+            };
+            match self.backends.get(&id) {
+                Some(b) if old.as_ref() != Some(b) => delta.backends.push(b.clone()),
+                None if old.is_some() => delta.removed_backends.push(id),
+                _ => continue,
+            }
+            // Its credentials may name other named values and client certificates.
+            policy_inputs = true;
+            tls = true;
+        }
+
         if global {
             let fresh = store.get(policies::GLOBAL, "", "policy").await?;
             if fresh != self.global_policy {
@@ -778,6 +888,8 @@ impl Compiled {
             }
         }
         if policy_inputs {
+            // The policies may name other client certificates.
+            tls = true;
             let (fragments, named) = (self.policy_fragments.clone(), self.named_values.clone());
             self.ship_policy_inputs(store, sealer).await?;
             if fragments != self.policy_fragments {
@@ -788,7 +900,13 @@ impl Compiled {
             }
         }
         if tls {
-            let fresh = Self::load_tls(store, sealer, &self.gateway_id).await?;
+            let fresh = Self::load_tls(
+                store,
+                sealer,
+                &self.gateway_id,
+                &self.client_certificate_ids(),
+            )
+            .await?;
             if fresh != self.tls {
                 delta.tls = Some(fresh.clone());
                 self.tls = fresh;
@@ -820,6 +938,7 @@ impl Compiled {
         let (products, removed_products) = changes(&old.products, &self.products);
         let (subscriptions, removed_subscriptions) =
             changes(&old.subscriptions, &self.subscriptions);
+        let (backends, removed_backends) = changes(&old.backends, &self.backends);
         Delta {
             format: FORMAT_VERSION,
             base: old.revision,
@@ -838,6 +957,8 @@ impl Compiled {
             policy_fragments: (old.policy_fragments != self.policy_fragments)
                 .then(|| self.policy_fragments.clone()),
             tls: (old.tls != self.tls).then(|| self.tls.clone()),
+            backends,
+            removed_backends,
         }
     }
 
@@ -854,6 +975,7 @@ impl Compiled {
             named_values: self.named_values.clone(),
             policy_fragments: self.policy_fragments.clone(),
             tls: self.tls.clone(),
+            backends: self.backends.values().cloned().collect(),
             tryit_key: self.tryit_key.clone(),
         }
     }

@@ -24,8 +24,10 @@ use gatehouse_policy::{Mode, Pipeline, PolicyDocument, Scope as PolicyScope};
 
 use crate::route::CompiledOperation;
 
+pub mod backends;
 pub mod tls;
 
+pub use backends::Backends;
 pub use tls::CompiledTls;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +39,7 @@ pub struct CompileError {
 }
 
 /// Where an API's requests go.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Upstream {
     pub scheme: Scheme,
     pub authority: Authority,
@@ -123,6 +125,9 @@ pub struct CompiledConfig {
     /// The hostname certificates and CA certificates of the snapshot, compiled once; shared
     /// with the next configuration when a delta leaves them alone.
     pub tls: Arc<CompiledTls>,
+    /// The backends `set-backend-service backend-id` sends to, and the client certificates;
+    /// shared with the next configuration when a delta leaves them (and what they use) alone.
+    pub backends: Arc<Backends>,
 }
 
 /// Shards of the key index: an update copies the few shards it changes, not the index.
@@ -457,6 +462,10 @@ impl CompiledConfig {
         let keys = index_all_keys(&snapshot.subscriptions, &by_id, &product_index, revision)?;
 
         let tryit = tryit_key(snapshot);
+        let tls = tls.unwrap_or_else(|| Arc::new(CompiledTls::compile(&snapshot.tls, revision)));
+        let backends = Arc::new(
+            Backends::compile(snapshot, &docs.named, tls.clone()).map_err(|(t, m)| fail(t, m))?,
+        );
         Ok(Self {
             revision,
             gateway_id: snapshot.gateway_id.as_str().into(),
@@ -473,8 +482,29 @@ impl CompiledConfig {
                 docs,
                 products: snapshot.products.clone(),
             }),
-            tls: tls.unwrap_or_else(|| Arc::new(CompiledTls::compile(&snapshot.tls, revision))),
+            tls,
+            backends,
         })
+    }
+
+    /// The backends of the configuration `delta` leads to, under `tls` (that configuration's):
+    /// compiled again only when they, the client certificates or the CAs changed.
+    fn updated_backends(
+        &self,
+        delta: &Delta,
+        snapshot: &Snapshot,
+        tls: &Arc<CompiledTls>,
+    ) -> Result<Arc<Backends>, CompileError> {
+        if delta.backends.is_empty()
+            && delta.removed_backends.is_empty()
+            && delta.tls.is_none()
+            && delta.named_values.is_none()
+        {
+            return Ok(self.backends.clone());
+        }
+        Backends::compile(snapshot, &self.sources.docs.named, tls.clone())
+            .map(Arc::new)
+            .map_err(|(t, m)| failure(snapshot.revision)(t, m))
     }
 
     /// The TLS of the configuration `delta` leads to: compiled again only if it changed.
@@ -545,6 +575,8 @@ impl CompiledConfig {
                 &product_index(&snapshot.products),
                 revision,
             )?;
+            let tls = self.updated_tls(delta, snapshot);
+            let backends = self.updated_backends(delta, snapshot, &tls)?;
             return Ok(Self {
                 revision,
                 gateway_id: self.gateway_id.clone(),
@@ -558,7 +590,8 @@ impl CompiledConfig {
                 key_params: self.key_params.clone(),
                 tryit: tryit_key(snapshot),
                 sources: self.sources.clone(),
-                tls: self.updated_tls(delta, snapshot),
+                tls,
+                backends,
             });
         }
 
@@ -664,6 +697,8 @@ impl CompiledConfig {
         } else {
             self.patched_keys(delta, &by_id, &product_index, revision)?
         };
+        let tls = self.updated_tls(delta, snapshot);
+        let backends = self.updated_backends(delta, snapshot, &tls)?;
 
         Ok(Self {
             revision,
@@ -681,7 +716,8 @@ impl CompiledConfig {
                 docs,
                 products: snapshot.products.clone(),
             }),
-            tls: self.updated_tls(delta, snapshot),
+            tls,
+            backends,
         })
     }
 

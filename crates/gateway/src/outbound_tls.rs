@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 
 use gatehouse_tls::TlsError;
-use gatehouse_tls::client::{Trust, Verify};
+use gatehouse_tls::client::{ClientIdentity, Trust, Verify};
 use gatehouse_tls::rustls::ClientConfig;
+use gatehouse_tls::rustls::pki_types::CertificateDer;
 
 use crate::config::tls::CompiledTls;
 
@@ -80,6 +81,26 @@ impl OutboundTls {
                 self.base_config.clone()
             }
         }
+    }
+}
+
+impl OutboundTls {
+    /// A configuration of its own for a backend's TLS variant: the base trust plus `cas` (the
+    /// gateway's CA certificates), checking what `verify` asks, presenting `identity`. Built
+    /// once per variant and configuration (see `config::backends::ClientTls`).
+    pub fn variant(
+        &self,
+        cas: &[CertificateDer<'static>],
+        verify: Verify,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<Arc<ClientConfig>, TlsError> {
+        let trust = if cas.is_empty() {
+            self.base.clone()
+        } else {
+            self.base
+                .with_certificates(cas.to_vec(), "the gateway's CA certificates")?
+        };
+        trust.client_config_with(ALPN, verify, identity)
     }
 }
 

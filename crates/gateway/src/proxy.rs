@@ -467,6 +467,7 @@ impl Worker {
         let mut io = GatewayIo {
             worker: self,
             upstream: api.upstream.as_ref(),
+            backends: &config.backends,
             api_id: &api.id,
             body: Some(ClientBody::new(body, limit)),
             response_stream: None,
@@ -953,6 +954,8 @@ const MAX_BUFFERED_BODY: usize = 16 * 1024 * 1024;
 struct GatewayIo<'a> {
     worker: &'a Worker,
     upstream: Option<&'a Upstream>,
+    /// The configuration's backend resources, for `set-backend-service backend-id`.
+    backends: &'a crate::config::Backends,
     api_id: &'a Arc<str>,
     /// The client's body while it still streams.
     body: Option<ClientBody>,
@@ -1028,32 +1031,17 @@ impl Io for GatewayIo<'_> {
         ex: &mut Exchange,
         options: &ForwardRequest,
     ) -> Result<(), PolicyError> {
-        let parsed;
-        let upstream = match &ex.backend_url {
-            Some(url) => {
-                parsed = crate::config::parse_upstream(url).map_err(|m| {
-                    PolicyError::backend_unreachable(format!("set-backend-service: {m}"))
-                })?;
-                &parsed
-            }
-            None => self.upstream.ok_or_else(|| {
-                PolicyError::backend_unreachable(format!(
-                    "API '{}' has no backend service URL",
-                    self.api_id
-                ))
-            })?,
-        };
-        let uri = upstream_uri(
-            upstream,
-            &ex.request.path,
-            ex.request.query.as_deref(),
-            None,
-        )?;
+        let route =
+            crate::config::backends::Route::choose(self.backends, ex, self.upstream, self.api_id)?;
+        let upstream = route.upstream();
+        let query = route.query(ex.request.query.as_deref());
+        let uri = upstream_uri(upstream, &ex.request.path, query.as_deref(), None)?;
         let mut headers = if self.take_headers {
             std::mem::take(&mut ex.request.headers)
         } else {
             ex.request.headers.clone()
         };
+        route.add_headers(&mut headers);
         let body = match &ex.request.body {
             Some(b) => {
                 headers.remove(header::CONTENT_LENGTH);

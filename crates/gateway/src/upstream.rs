@@ -34,20 +34,28 @@ use hyper_util::rt::TokioIo;
 use rustc_hash::FxHashMap;
 use tokio::net::TcpStream;
 
+use crate::config::backends::ClientTls;
 use crate::outbound_tls::OutboundTls;
 use crate::proxy::Body;
 
 /// Where requests go: a backend's authority and, for https, the name its certificate must
-/// carry. Made once per configuration for an API's service URL.
+/// carry and the TLS variant its connections use. Made once per configuration for an API's
+/// service URL and for each backend resource.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// What the pools file connections under: the authority, prefixed with `https://` for TLS.
+    /// What the pools file connections under: the authority, prefixed with `https://` for TLS,
+    /// and followed by the TLS variant's tag when it is not the default.
     key: Arc<str>,
     /// What the HTTP/2-with-prior-knowledge connection to a plain backend is filed under.
     h2c_key: Arc<str>,
     authority: Authority,
     port: u16,
     tls: Option<ServerName<'static>>,
+    /// The TLS variant of a backend resource (or of `authentication-certificate`); `None`:
+    /// the gateway's strict configuration.
+    client: Option<Arc<ClientTls>>,
+    /// The backend resource this target belongs to, named in logs.
+    backend: Option<Arc<str>>,
 }
 
 impl Target {
@@ -73,11 +81,41 @@ impl Target {
             authority,
             port,
             tls,
+            client: None,
+            backend: None,
         })
+    }
+
+    /// This target as backend resource `backend`'s, with TLS variant `client` (used for
+    /// https only). Its connections are pooled apart from those of any other variant.
+    pub fn with_client(&self, client: Arc<ClientTls>, backend: Option<Arc<str>>) -> Self {
+        let mut out = self.clone();
+        out.backend = backend.or_else(|| self.backend.clone());
+        if out.tls.is_some() && !client.tag.is_empty() {
+            out.key = Arc::from(format!("{}#{}", self.key, client.tag));
+            out.client = Some(client);
+        }
+        out
+    }
+
+    /// This target as backend resource `backend`'s (named in logs).
+    pub fn named(mut self, backend: Arc<str>) -> Self {
+        self.backend = Some(backend);
+        self
     }
 
     pub fn authority(&self) -> &Authority {
         &self.authority
+    }
+
+    /// The TLS variant of this target, when it is not the gateway's default.
+    pub fn client(&self) -> Option<&Arc<ClientTls>> {
+        self.client.as_ref()
+    }
+
+    /// What the pools file this target's connections under.
+    pub fn pool_key(&self) -> &str {
+        &self.key
     }
 
     pub fn is_tls(&self) -> bool {
@@ -350,11 +388,22 @@ impl UpstreamPool {
         let connection = match &target.tls {
             None => Connection::Http1(self.handshake(authority, stream, upgrades).await?),
             Some(name) => {
-                let in_force = self.shared.config.current();
-                let client = self
-                    .shared
-                    .tls
-                    .config_for(in_force.as_ref().map(|c| &c.tls));
+                let backend = target.backend.as_deref().unwrap_or("-");
+                let client = match &target.client {
+                    Some(variant) => variant.client_config(&self.shared.tls).map_err(|reason| {
+                        tracing::warn!(backend_id = backend, backend = %authority, host = ?name, %reason, "TLS with the backend failed");
+                        UpstreamError::Tls {
+                            authority: authority.clone(),
+                            reason,
+                        }
+                    })?,
+                    None => {
+                        let in_force = self.shared.config.current();
+                        self.shared
+                            .tls
+                            .config_for(in_force.as_ref().map(|c| &c.tls))
+                    }
+                };
                 // A protocol switch exists in HTTP/1.1 only: offer nothing else (a copy of the
                 // configuration per WebSocket handshake, none per ordinary request).
                 let client = if upgrades {
@@ -371,7 +420,7 @@ impl UpstreamPool {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         let reason = tls_reason(&e);
-                        tracing::warn!(backend = %authority, host = ?name, %reason, "TLS with the backend failed");
+                        tracing::warn!(backend_id = backend, backend = %authority, host = ?name, %reason, "TLS with the backend failed");
                         return Err(UpstreamError::Tls {
                             authority: authority.clone(),
                             reason,
@@ -379,7 +428,7 @@ impl UpstreamPool {
                     }
                     Err(_) => {
                         let reason = format!("no TLS handshake within {limit:?}");
-                        tracing::warn!(backend = %authority, host = ?name, %reason, "TLS with the backend failed");
+                        tracing::warn!(backend_id = backend, backend = %authority, host = ?name, %reason, "TLS with the backend failed");
                         return Err(UpstreamError::Tls {
                             authority: authority.clone(),
                             reason,
@@ -446,13 +495,27 @@ impl UpstreamPool {
         request: Request<Body>,
         protocol: Protocol,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        match protocol {
+        let result = match protocol {
             Protocol::Auto => self.send(target, request).await,
             Protocol::Upgrade => self.send_upgrade(target, request).await,
             Protocol::Http2 if target.tls.is_none() => self.send_h2c(target, request).await,
             // Over TLS, ALPN decides; a backend that offers h2 gets it.
             Protocol::Http2 => self.send(target, request).await,
+        };
+        // In TLS 1.3 a backend refuses a client certificate after the handshake: the first
+        // request fails instead. Say why, as a failed handshake does.
+        if let (Err(UpstreamError::Http { source, .. }), Some(name)) = (&result, &target.tls)
+            && let Some(tls) = gatehouse_tls::client::find_tls_error(source)
+        {
+            tracing::warn!(
+                backend_id = target.backend.as_deref().unwrap_or("-"),
+                backend = %target.authority,
+                host = ?name,
+                reason = %gatehouse_tls::client::describe(tls),
+                "TLS with the backend failed"
+            );
         }
+        result
     }
 
     /// Starts HTTP/1.1 on an open connection, and the task that drives it.
@@ -943,6 +1006,43 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("does not name the host"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_backend_variant_trusts_the_gateways_cas_and_pools_apart_from_strict() {
+        let ca = gatehouse_tls::testca::TestCa::new("upstream-variant");
+        // Trusted only as the gateway's CA certificate, and naming another host.
+        let leaf = ca.leaf("other", &["other.test"]);
+        let server =
+            gatehouse_tls::server::ServerTls::from_files(&leaf.cert, &leaf.key, false).unwrap();
+        let (target, accepted) = backend_with(Some(server)).await;
+        let pool = pool_with(Arc::default(), PoolSettings::default());
+        let cas = Arc::new(crate::config::CompiledTls {
+            trusted_cas: gatehouse_tls::pem::certificates(&std::fs::read(&ca.cert).unwrap(), "ca")
+                .unwrap(),
+            ..crate::config::CompiledTls::default()
+        });
+        let no_name = gatehouse_tls::client::Verify {
+            chain: true,
+            name: false,
+        };
+        let variant = Arc::new(ClientTls::new(no_name, None, cas));
+        let relaxed = target.with_client(variant.clone(), Some("b".into()));
+        for _ in 0..3 {
+            assert_eq!(&call(&pool, &relaxed, "/").await[..], b"ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one pooled connection");
+        // The same backend strictly: a connection of its own, refused; the relaxed one is
+        // never lent to it.
+        let e = pool.send(&target, get(&target, "/")).await.err().unwrap();
+        assert!(matches!(e, UpstreamError::Tls { .. }), "{e}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // The variant's configuration was built once and is shared.
+        let outbound = OutboundTls::load(&[]).unwrap();
+        assert!(Arc::ptr_eq(
+            &variant.client_config(&outbound).unwrap(),
+            &variant.client_config(&outbound).unwrap()
+        ));
     }
 
     #[tokio::test]

@@ -580,6 +580,27 @@ pub struct BackendCredentials {
     pub query: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<BackendAuthorization>,
+    /// The client certificate presented to the backend over TLS: one certificate of
+    /// `/mgmt/certificates` (with its private key), as `/certificates/{id}` or the plain id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificate_ids: Vec<String>,
+}
+
+impl BackendCredentials {
+    /// The ids of [`BackendCredentials::certificate_ids`], without Azure's `/certificates/`.
+    pub fn certificates(&self) -> impl Iterator<Item = &str> {
+        self.certificate_ids.iter().map(|c| certificate_id_of(c))
+    }
+}
+
+/// A certificate reference as Azure writes it (`/certificates/{id}`, or a full resource id
+/// ending so) or the plain id: the id.
+pub fn certificate_id_of(reference: &str) -> &str {
+    let r = reference.trim();
+    match r.rfind("/certificates/") {
+        Some(i) => &r[i + "/certificates/".len()..],
+        None => r,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -660,6 +681,35 @@ impl Resource for Backend {
                     p.push(
                         format!("credentials.header.{name}"),
                         "is not a valid HTTP header name",
+                    );
+                }
+            }
+            for name in c.query.keys() {
+                if name.is_empty() {
+                    p.push("credentials.query", "a query parameter needs a name");
+                }
+            }
+            if let Some(a) = &c.authorization
+                && (a.scheme.trim().is_empty()
+                    || a.scheme.contains(char::is_whitespace)
+                    || a.parameter.trim().is_empty())
+            {
+                p.push(
+                    "credentials.authorization",
+                    "needs a scheme (one word, such as Basic or Bearer) and a parameter",
+                );
+            }
+            if c.certificate_ids.len() > 1 {
+                p.push(
+                    "credentials.certificateIds",
+                    "one client certificate per backend is supported",
+                );
+            }
+            for (i, c) in c.certificate_ids.iter().enumerate() {
+                if validate_id("certificate", certificate_id_of(c)).is_err() {
+                    p.push(
+                        format!("credentials.certificateIds[{i}]"),
+                        format!("'{c}' is not a certificate id or /certificates/{{id}}"),
                     );
                 }
             }
@@ -1361,6 +1411,43 @@ pub struct Collection<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backend_credentials_name_certificates_the_azure_way_or_plainly() {
+        let mut b: Backend = serde_json::from_str(
+            r#"{"url":"https://b.example.com","credentials":{"certificateIds":["/certificates/client"],
+                "authorization":{"scheme":"Bearer","parameter":"{{token}}"}}}"#,
+        )
+        .unwrap();
+        b.set_id("b".into());
+        b.normalize().unwrap();
+        let c = b.credentials.as_ref().unwrap();
+        assert_eq!(c.certificates().collect::<Vec<_>>(), ["client"]);
+        assert_eq!(certificate_id_of("client"), "client");
+        assert_eq!(
+            certificate_id_of(
+                "/subscriptions/s/resourceGroups/g/providers/Microsoft.ApiManagement/service/x/certificates/c1"
+            ),
+            "c1"
+        );
+        // It serializes back as written, camelCase.
+        let text = serde_json::to_string(&b).unwrap();
+        assert!(
+            text.contains(r#""certificateIds":["/certificates/client"]"#),
+            "{text}"
+        );
+
+        let mut bad: Backend = serde_json::from_str(
+            r#"{"url":"https://b.example.com","credentials":{"certificateIds":["a","/certificates/b c"],
+                "authorization":{"scheme":"","parameter":"x"}}}"#,
+        )
+        .unwrap();
+        bad.set_id("b".into());
+        let e = format!("{:?}", bad.normalize().unwrap_err());
+        assert!(e.contains("one client certificate per backend"), "{e}");
+        assert!(e.contains("is not a certificate id"), "{e}");
+        assert!(e.contains("needs a scheme"), "{e}");
+    }
 
     #[test]
     fn scope_forms() {

@@ -3,14 +3,17 @@
 //! value in-process; a self-hosted gateway downloads it over the link.
 //!
 //! Subscription keys never travel in clear: a snapshot carries the SHA-256 of each key. The
-//! private keys of the gateway's hostname certificates do travel (the gateway serves with
+//! private keys of the gateway's hostname certificates, and of the client certificates its
+//! backends and `authentication-certificate` policies present, do travel (the gateway uses
 //! them): over the link, and sealed in the gateway's backups.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::resources::{Operation, ProductState, Protocol, SubscriptionState};
+use crate::resources::{
+    BackendCredentials, BackendTls, Operation, ProductState, Protocol, SubscriptionState,
+};
 
 /// Bumped when the snapshot format changes incompatibly.
 pub const FORMAT_VERSION: u32 = 1;
@@ -40,6 +43,11 @@ pub struct Snapshot {
     /// The gateway's hostname certificates and CA certificates (absent in older snapshots).
     #[serde(default, skip_serializing_if = "SnapshotTls::is_empty")]
     pub tls: SnapshotTls,
+    /// The backends (`/mgmt/backends`) `set-backend-service backend-id` can send to, ordered
+    /// by id; credentials as stored, `{{named values}}` unresolved (the gateway resolves them
+    /// from [`Snapshot::named_values`], as it does for policies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<SnapshotBackend>,
     /// The key (base64 of 32 bytes) that signs the developer portal's Try it calls, so the
     /// gateway can believe the user address they carry (see [`crate::tryit`]). Secret, like
     /// the named values; `None`: the gateway believes no such address.
@@ -58,11 +66,64 @@ pub struct SnapshotTls {
     /// Ordered by certificate id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificate_authorities: Vec<SnapshotCertificateAuthority>,
+    /// The client certificates the gateway presents to backends (a backend's
+    /// `credentials.certificateIds`, the `authentication-certificate` policy), with their
+    /// keys. Ordered by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_certificates: Vec<SnapshotClientCertificate>,
 }
 
 impl SnapshotTls {
     pub fn is_empty(&self) -> bool {
-        self.hostnames.is_empty() && self.certificate_authorities.is_empty()
+        self.hostnames.is_empty()
+            && self.certificate_authorities.is_empty()
+            && self.client_certificates.is_empty()
+    }
+}
+
+/// One certificate the gateway presents as a TLS client.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotClientCertificate {
+    /// The certificate's id (`/mgmt/certificates/{id}`).
+    pub id: String,
+    /// The PEM chain, leaf first.
+    pub certificate: String,
+    /// The PEM private key of the leaf.
+    pub key: String,
+}
+
+/// Never prints the private key.
+impl std::fmt::Debug for SnapshotClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotClientCertificate")
+            .field("id", &self.id)
+            .field("key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// One backend (`/mgmt/backends/{id}`), as a gateway needs it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotBackend {
+    pub id: String,
+    /// The base URL, `http://` or `https://`.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<BackendCredentials>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTls>,
+}
+
+/// Never prints the credentials (they may hold secrets in clear once resolved, or keys).
+impl std::fmt::Debug for SnapshotBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotBackend")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
     }
 }
 
@@ -224,6 +285,10 @@ pub struct Delta {
     /// `Some` when anything of the gateway's TLS changed: the whole new set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<SnapshotTls>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<SnapshotBackend>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_backends: Vec<String>,
 }
 
 /// Upserts and removals between two lists keyed by id, keeping `new`'s order for upserts.
@@ -296,6 +361,7 @@ impl Delta {
         let (products, removed_products) = changes(&old.products, &new.products, |p| &p.id);
         let (subscriptions, removed_subscriptions) =
             changes(&old.subscriptions, &new.subscriptions, |s| &s.id);
+        let (backends, removed_backends) = changes(&old.backends, &new.backends, |b| &b.id);
         Self {
             format: FORMAT_VERSION,
             base: old.revision,
@@ -313,6 +379,8 @@ impl Delta {
             policy_fragments: (old.policy_fragments != new.policy_fragments)
                 .then(|| new.policy_fragments.clone()),
             tls: (old.tls != new.tls).then(|| new.tls.clone()),
+            backends,
+            removed_backends,
         }
     }
 
@@ -359,6 +427,16 @@ impl Delta {
             &self.removed_subscriptions,
             |s| &s.id,
         );
+        patch(
+            &mut next.backends,
+            &self.backends,
+            &self.removed_backends,
+            |b| &b.id,
+        );
+        if !self.backends.is_empty() {
+            // Shipped ordered by id; an added backend was appended.
+            next.backends.sort_by(|a, b| a.id.cmp(&b.id));
+        }
         if let Some(g) = &self.global_policy {
             next.global_policy = g.clone();
         }
@@ -398,6 +476,11 @@ impl Delta {
             (next.subscriptions, next.removed_subscriptions),
             |s| &s.id,
         );
+        merge(
+            (&mut self.backends, &mut self.removed_backends),
+            (next.backends, next.removed_backends),
+            |b| &b.id,
+        );
         if next.global_policy.is_some() {
             self.global_policy = next.global_policy;
         }
@@ -421,12 +504,15 @@ impl Delta {
             + self.removed_products.len()
             + self.subscriptions.len()
             + self.removed_subscriptions.len()
+            + self.backends.len()
+            + self.removed_backends.len()
             + usize::from(self.global_policy.is_some())
             + self.named_values.as_ref().map_or(0, BTreeMap::len)
             + self.policy_fragments.as_ref().map_or(0, BTreeMap::len)
             + self.tls.as_ref().map_or(0, |t| {
                 // An emptied set is still a change.
-                (t.hostnames.len() + t.certificate_authorities.len()).max(1)
+                (t.hostnames.len() + t.certificate_authorities.len() + t.client_certificates.len())
+                    .max(1)
             })
     }
 
@@ -456,7 +542,52 @@ mod tests {
                 certificate: "-----BEGIN CERTIFICATE-----".into(),
                 is_trusted: true,
             }],
+            client_certificates: vec![SnapshotClientCertificate {
+                id: "client".into(),
+                certificate: "-----BEGIN CERTIFICATE-----".into(),
+                key: "-----BEGIN PRIVATE KEY-----secret".into(),
+            }],
         }
+    }
+
+    fn backend(id: &str, url: &str) -> SnapshotBackend {
+        SnapshotBackend {
+            id: id.into(),
+            url: url.into(),
+            credentials: Some(BackendCredentials {
+                header: [("x-key".to_owned(), vec!["{{secret}}".to_owned()])].into(),
+                ..BackendCredentials::default()
+            }),
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn backends_travel_as_upserts_and_removals_in_id_order() {
+        let mut old = snap(1, vec![]);
+        old.backends = vec![backend("a", "http://a"), backend("c", "http://c")];
+        let mut new = snap(2, vec![]);
+        new.backends = vec![backend("b", "http://b"), backend("c", "https://c")];
+        let d = Delta::between(&old, &new);
+        assert_eq!(d.backends.len(), 2);
+        assert_eq!(d.removed_backends, vec!["a".to_owned()]);
+        assert_eq!(d.len(), 3);
+        // Applied, the list is in id order again, as a full snapshot ships it.
+        assert_eq!(d.apply(&old).unwrap(), new);
+        // Folded with a later change, the later word wins.
+        let mut later = snap(3, vec![]);
+        later.backends = vec![backend("a", "http://a2")];
+        let folded = d.clone().then(Delta::between(&new, &later)).unwrap();
+        assert_eq!(folded.apply(&old).unwrap(), later);
+        // Unchanged backends do not travel; old deltas and snapshots read as having none.
+        let mut same = new.clone();
+        same.revision = 3;
+        assert!(Delta::between(&new, &same).is_empty());
+        let legacy: Delta =
+            serde_json::from_str(r#"{"format":1,"base":1,"revision":2,"gatewayId":"g"}"#).unwrap();
+        assert!(legacy.backends.is_empty() && legacy.removed_backends.is_empty());
+        // Debug output shows no credentials.
+        assert!(!format!("{new:?}").contains("secret"));
     }
 
     #[test]

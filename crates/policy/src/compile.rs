@@ -142,6 +142,31 @@ impl Fragments for NoFragments {
     }
 }
 
+/// What exists besides the policy: the backends `set-backend-service backend-id` and the
+/// certificates `authentication-certificate certificate-id` name. A literal id that does not
+/// exist is a compile error where the compile can tell (the control plane, on save); elsewhere
+/// ([`Unknown`]) it is found when a request runs.
+pub trait Known {
+    /// `Some(false)` when backend `id` certainly does not exist; `None`: cannot tell.
+    fn backend(&self, id: &str) -> Option<bool>;
+    /// `Some(false)` when certificate `id` certainly does not exist (or has no private key).
+    fn certificate(&self, id: &str) -> Option<bool>;
+}
+
+/// Nothing is known: every id is checked when a request runs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unknown;
+
+impl Known for Unknown {
+    fn backend(&self, _: &str) -> Option<bool> {
+        None
+    }
+
+    fn certificate(&self, _: &str) -> Option<bool> {
+        None
+    }
+}
+
 /// How deep fragments may include fragments.
 pub const MAX_FRAGMENT_DEPTH: usize = 8;
 
@@ -202,6 +227,8 @@ pub struct Cx<'a> {
     fragments: &'a dyn Fragments,
     /// The fragments being compiled, outermost first (empty in a policy document).
     including: Vec<String>,
+    /// The backends and certificates that exist, where the compile can tell.
+    pub known: &'a dyn Known,
 }
 
 impl<'a> Cx<'a> {
@@ -250,12 +277,12 @@ impl<'a> Cx<'a> {
         including.push(id.to_owned());
         let (steps, diags) = fragment_steps(
             xml,
-            self.scope,
-            self.section,
+            (self.scope, self.section),
             self.named,
             self.fragments,
             self.mode,
             including,
+            self.known,
         );
         for d in diags {
             self.diags.push(Diagnostic {
@@ -550,12 +577,12 @@ pub fn compile(
 /// The policies of a fragment's XML, compiled for `scope` and `section`.
 fn fragment_steps(
     xml: &str,
-    scope: Scope,
-    section: Section,
+    (scope, section): (Scope, Section),
     named: &dyn NamedValues,
     fragments: &dyn Fragments,
     mode: Mode,
     including: Vec<String>,
+    known: &dyn Known,
 ) -> (Option<Vec<Step>>, Vec<Diagnostic>) {
     let src = Source::new(xml);
     let root = match src.parse() {
@@ -581,6 +608,7 @@ fn fragment_steps(
         diags: Vec::new(),
         fragments,
         including,
+        known,
     };
     if root.name != "fragment" {
         cx.error(
@@ -613,12 +641,12 @@ pub fn check_fragment(
         for section in Section::ALL {
             let (steps, diags) = fragment_steps(
                 xml,
-                scope,
-                section,
+                (scope, section),
                 named,
                 fragments,
                 mode,
                 vec![id.to_owned()],
+                &Unknown,
             );
             if steps.is_some() {
                 return diags;
@@ -640,6 +668,19 @@ pub fn compile_with(
     named: &dyn NamedValues,
     fragments: &dyn Fragments,
     mode: Mode,
+) -> (Option<PolicyDocument>, Vec<Diagnostic>) {
+    compile_checked(xml, scope, named, fragments, mode, &Unknown)
+}
+
+/// [`compile_with`], refusing literal backend and certificate ids that `known` says do not
+/// exist.
+pub fn compile_checked(
+    xml: &str,
+    scope: Scope,
+    named: &dyn NamedValues,
+    fragments: &dyn Fragments,
+    mode: Mode,
+    known: &dyn Known,
 ) -> (Option<PolicyDocument>, Vec<Diagnostic>) {
     let src = Source::new(xml);
     let root = match src.parse() {
@@ -665,6 +706,7 @@ pub fn compile_with(
         diags: Vec::new(),
         fragments,
         including: Vec::new(),
+        known,
     };
     let mut doc = PolicyDocument::default();
     if root.name != "policies" {

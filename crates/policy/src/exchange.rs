@@ -142,6 +142,10 @@ pub struct Exchange {
     pub info: RequestInfo,
     /// Set by `set-backend-service`: the base URL requests go to instead of the API's.
     pub backend_url: Option<String>,
+    /// Set by `set-backend-service backend-id`: the backend resource requests go to instead.
+    pub backend_id: Option<Arc<str>>,
+    /// Set by `authentication-certificate`: the certificate presented to the backend.
+    pub authentication_certificate: Option<Arc<str>>,
     pub last_error: Option<LastError>,
     /// Headers policies add to whatever response the client finally gets (the remaining-calls
     /// header of a rate limit, say).
@@ -173,6 +177,8 @@ impl Exchange {
             variables: HashMap::new(),
             info,
             backend_url: None,
+            backend_id: None,
+            authentication_certificate: None,
             last_error: None,
             cache_hit: None,
             refused: None,

@@ -20,8 +20,8 @@ pub mod xml;
 
 pub use answer::Answer;
 pub use compile::{
-    Diagnostic, Fragments, Mode, NamedValues, NoFragments, NoNamedValues, PolicyDocument, Scope,
-    Section, Severity,
+    Diagnostic, Fragments, Known, Mode, NamedValues, NoFragments, NoNamedValues, PolicyDocument,
+    Scope, Section, Severity, Unknown,
 };
 pub use exchange::Exchange;
 pub use run::{Budget, Decision, Flow, Io, Pipeline, PolicyError};

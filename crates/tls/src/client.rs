@@ -298,6 +298,18 @@ pub fn describe(error: &rustls::Error) -> String {
             CertificateError::BadSignature => "the certificate's signature is bad".into(),
             other => format!("the certificate is invalid: {other:?}"),
         },
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) => {
+            "the server requires a client certificate, and none was presented".into()
+        }
+        rustls::Error::AlertReceived(
+            alert @ (rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::UnknownCA
+            | rustls::AlertDescription::CertificateUnknown
+            | rustls::AlertDescription::CertificateExpired
+            | rustls::AlertDescription::CertificateRevoked
+            | rustls::AlertDescription::UnsupportedCertificate
+            | rustls::AlertDescription::AccessDenied),
+        ) => format!("the server refused the client certificate presented ({alert:?})"),
         other => other.to_string(),
     }
 }

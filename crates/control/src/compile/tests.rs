@@ -103,6 +103,11 @@ enum Op {
     },
     /// What deleting a gateway does to its TLS children.
     DropGatewayTls(u8),
+    Backend {
+        i: u8,
+        variant: u8,
+        delete: bool,
+    },
     Irrelevant(u8),
 }
 
@@ -116,18 +121,18 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..5u8, 0..7u8, any::<bool>()).prop_map(|(i, path, open)| Op::Api { i, path, open }),
         1 => (0..5u8).prop_map(Op::DeleteApi),
         2 => (0..5u8, 0..3u8, any::<bool>()).prop_map(|(api, op, delete)| Op::Operation { api, op, delete }),
-        1 => (0..5u8, 0..4u8).prop_map(|(api, text)| Op::ApiPolicy { api, text }),
+        1 => (0..5u8, 0..5u8).prop_map(|(api, text)| Op::ApiPolicy { api, text }),
         1 => (0..5u8, 0..3u8, 0..4u8).prop_map(|(api, op, text)| Op::OperationPolicy { api, op, text }),
         1 => (0..5u8, any::<bool>()).prop_map(|(api, delete)| Op::Document { api, delete }),
         2 => (0..3u8, any::<bool>(), prop::bool::weighted(0.2)).prop_map(|(i, open, delete)| Op::Product { i, open, delete }),
         3 => (0..3u8, 0..5u8, prop::bool::weighted(0.3)).prop_map(|(product, api, delete)| Op::Link { product, api, delete }),
-        1 => (0..3u8, 0..4u8).prop_map(|(product, text)| Op::ProductPolicy { product, text }),
+        1 => (0..3u8, 0..5u8).prop_map(|(product, text)| Op::ProductPolicy { product, text }),
         2 => (0..5u8, prop::bool::weighted(0.3)).prop_map(|(api, delete)| Op::Assign { api, delete }),
         3 => (0..3u8, any::<bool>(), prop::bool::weighted(0.2)).prop_map(|(i, blocked, delete)| Op::User { i, blocked, delete }),
         4 => (0..5u8, 0..9u8, prop::option::of(0..3u8), prop::bool::weighted(0.3), prop::bool::weighted(0.2))
             .prop_map(|(i, scope, owner, suspended, delete)| Op::Subscription { i, scope, owner, suspended, delete }),
         3 => (0..5u8, 0..3u8, prop::bool::weighted(0.2)).prop_map(|(sub, variant, delete)| Op::Keys { sub, variant, delete }),
-        1 => (0..4u8).prop_map(|text| Op::Global { text }),
+        1 => (0..5u8).prop_map(|text| Op::Global { text }),
         1 => (0..2u8, 0..3u8, prop::bool::weighted(0.2)).prop_map(|(i, text, delete)| Op::Fragment { i, text, delete }),
         1 => (0..2u8, any::<bool>(), 0..3u8, prop::bool::weighted(0.2)).prop_map(|(i, secret, value, delete)| Op::NamedValue { i, secret, value, delete }),
         1 => (0..3u8).prop_map(Op::Irrelevant),
@@ -138,6 +143,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..3u8, 0..3u8, any::<bool>(), prop::bool::weighted(0.2))
             .prop_map(|(gateway, certificate, trusted, delete)| Op::CertificateAuthority { gateway, certificate, trusted, delete }),
         1 => (0..3u8).prop_map(Op::DropGatewayTls),
+        2 => (0..2u8, 0..4u8, prop::bool::weighted(0.2))
+            .prop_map(|(i, variant, delete)| Op::Backend { i, variant, delete }),
     ]
 }
 
@@ -147,6 +154,7 @@ fn policy(text: u8) -> Option<String> {
         0 => None,
         1 => Some("<policies><inbound><base /></inbound></policies>".into()),
         2 => Some(r#"<policies><inbound><base /><include-fragment fragment-id="f0" /></inbound></policies>"#.into()),
+        3 => Some(r#"<policies><inbound><base /><authentication-certificate certificate-id="c2" /></inbound></policies>"#.into()),
         _ => Some("<policies><inbound><base /><set-header name=\"x\"><value>{{n0}}</value></set-header></inbound></policies>".into()),
     }
 }
@@ -480,8 +488,28 @@ async fn run(store: &Store, sealer: &Sealer, op: &Op) {
                     .unwrap();
             }
         }
+        Op::Backend { i, variant, delete } => {
+            // Credentials that name a named value and a client certificate, or neither.
+            let body = match variant {
+                0 => json!({"id": format!("b{i}"), "url": "http://b.test"}),
+                1 => json!({"id": format!("b{i}"), "url": "https://b.test",
+                    "tls": {"validateCertificateChain": false}}),
+                2 => json!({"id": format!("b{i}"), "url": "https://b.test",
+                    "credentials": {"header": {"x-key": ["{{n1}}"]}}}),
+                _ => json!({"id": format!("b{i}"), "url": "https://b.test",
+                    "credentials": {"certificateIds": [format!("/certificates/c{i}")]}}),
+            };
+            set(
+                &mut tx,
+                Backend::KIND,
+                "",
+                &format!("b{i}"),
+                (!delete).then(|| body.to_string()),
+            )
+            .await;
+        }
         Op::Irrelevant(n) => {
-            let kind = ["group", "backend", gateway_tokens::INSTANCE][usize::from(*n) % 3];
+            let kind = ["group", "portal-settings", gateway_tokens::INSTANCE][usize::from(*n) % 3];
             set(&mut tx, kind, "", "x", Some(format!("{{\"n\":{n}}}"))).await;
         }
     }
@@ -795,6 +823,92 @@ async fn a_certificate_reaches_only_the_gateways_that_use_it() {
     run(&store, &sealer, &Op::DropGatewayTls(0)).await;
     let d = advance(&store, &sealer, &mut edge).await;
     assert_eq!(d.tls, Some(SnapshotTls::default()));
+    assert_eq!(edge, Compiled::full(&store, &sealer, "edge").await.unwrap());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn a_backend_ships_with_its_client_certificate_and_named_values_only() {
+    let (store, sealer, dir) = temp_store().await;
+    let mut edge = Compiled::full(&store, &sealer, "edge").await.unwrap();
+    for op in [
+        Op::Certificate {
+            i: 0,
+            variant: 0,
+            key: true,
+            delete: false,
+        },
+        Op::Certificate {
+            i: 1,
+            variant: 0,
+            key: true,
+            delete: false,
+        },
+        Op::NamedValue {
+            i: 1,
+            secret: true,
+            value: 2,
+            delete: false,
+        },
+        // b0 presents c0; no backend or policy names c1.
+        Op::Backend {
+            i: 0,
+            variant: 3,
+            delete: false,
+        },
+    ] {
+        run(&store, &sealer, &op).await;
+    }
+    let d = advance(&store, &sealer, &mut edge).await;
+    assert_eq!(d.backends.len(), 1);
+    let tls = d.tls.expect("the backend's certificate ships");
+    let ids: Vec<&str> = tls
+        .client_certificates
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(ids, ["c0"]);
+    assert_eq!(
+        (
+            tls.client_certificates[0].certificate.as_str(),
+            tls.client_certificates[0].key.as_str()
+        ),
+        ("chain-0-0", "key-0-0"),
+        "opened, not sealed"
+    );
+    assert!(d.named_values.is_none(), "no backend uses n1 yet");
+
+    // b1 uses named value n1: it ships, opened.
+    run(
+        &store,
+        &sealer,
+        &Op::Backend {
+            i: 1,
+            variant: 2,
+            delete: false,
+        },
+    )
+    .await;
+    let d = advance(&store, &sealer, &mut edge).await;
+    assert_eq!(d.backends.len(), 1);
+    let named = d.named_values.expect("n1 ships with b1");
+    assert!(named.contains_key("n1"));
+    assert!(d.tls.is_none(), "the client certificates did not change");
+
+    // Removing b0 takes its certificate out of the gateway's configuration.
+    run(
+        &store,
+        &sealer,
+        &Op::Backend {
+            i: 0,
+            variant: 0,
+            delete: true,
+        },
+    )
+    .await;
+    let d = advance(&store, &sealer, &mut edge).await;
+    assert_eq!(d.removed_backends, ["b0"]);
+    assert!(d.tls.expect("c0 is gone").client_certificates.is_empty());
     assert_eq!(edge, Compiled::full(&store, &sealer, "edge").await.unwrap());
     std::fs::remove_dir_all(dir).ok();
 }

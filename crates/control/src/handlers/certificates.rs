@@ -183,6 +183,17 @@ pub async fn put(
             )
             .into());
         }
+        let backends = super::backends::certificate_users(&cp, &id).await?;
+        if !backends.is_empty() {
+            return Err(ValidationError::one(
+                "data",
+                format!(
+                    "holds no private key, and {} present this certificate as a client certificate; add the key after the chain",
+                    backends.join(", ")
+                ),
+            )
+            .into());
+        }
     }
     let seal = |s: &str| {
         cp.sealer()
@@ -240,6 +251,7 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
             doc.parent
         ));
     }
+    users.extend(super::backends::certificate_users(&cp, &id).await?);
     if !users.is_empty() {
         return Err(ValidationError::one(
             "certificateId",

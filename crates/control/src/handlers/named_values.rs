@@ -81,6 +81,8 @@ pub async fn put(
     let nv = prepare(body, &id)?;
     super::policies::check_named_value_change(&cp, &id, nv.value.as_deref().unwrap_or_default())
         .await?;
+    super::backends::check_named_value_change(&cp, &id, nv.value.as_deref().unwrap_or_default())
+        .await?;
     let mut tx = cp.store().begin().await?;
     let created = save(&mut tx, "", &seal(&cp, nv.clone())?).await?;
     commit(&cp, tx).await?;
@@ -100,6 +102,8 @@ pub async fn patch(
     let existing = reveal(&cp, load::<NamedValue>(&cp, "", &id).await?)?;
     let nv = merge(&existing, body)?;
     super::policies::check_named_value_change(&cp, &id, nv.value.as_deref().unwrap_or_default())
+        .await?;
+    super::backends::check_named_value_change(&cp, &id, nv.value.as_deref().unwrap_or_default())
         .await?;
     let mut tx = cp.store().begin().await?;
     save(&mut tx, "", &seal(&cp, nv.clone())?).await?;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use gatehouse_model::resources::{Api, NamedValue, Operation, Product};
+use gatehouse_model::resources::{Api, NamedValue, Operation, Product, Resource as _};
 use gatehouse_model::{Detail, ValidationError};
 use gatehouse_policy::{Mode, Scope, Severity};
 
@@ -86,6 +86,123 @@ pub fn referenced_names(xml: &str) -> Vec<String> {
     out
 }
 
+/// The literal values of attribute `attr` on the `<element …>` tags of a policy text, read
+/// from the text, as [`referenced_names`] does, so it works on fragments and on documents that
+/// do not compile. Expressions (`@(…)`) are left out: they are found when a request runs.
+fn literal_attributes(xml: &str, element: &str, attr: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let open = format!("<{element}");
+    for (start, _) in xml.match_indices(&open) {
+        let tag = &xml[start + open.len()..];
+        let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
+        let Some(at) = tag
+            .match_indices(attr)
+            .map(|(i, _)| i)
+            .find(|&i| tag[..i].ends_with(char::is_whitespace))
+        else {
+            continue;
+        };
+        let rest = tag[at + attr.len()..].trim_start();
+        let Some(rest) = rest.strip_prefix('=') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let Some(quote) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+            continue;
+        };
+        let value = &rest[1..];
+        let Some(end) = value.find(quote) else {
+            continue;
+        };
+        let value = value[..end].trim();
+        if !value.is_empty() && !value.starts_with('@') && !out.iter().any(|o| o == value) {
+            out.push(value.to_owned());
+        }
+    }
+    out
+}
+
+/// The certificate ids a document names in `<authentication-certificate certificate-id="…">`.
+pub fn referenced_certificates(xml: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for value in literal_attributes(xml, "authentication-certificate", "certificate-id") {
+        let id = gatehouse_model::resources::certificate_id_of(&value);
+        if !id.is_empty() && !out.iter().any(|o| o == id) {
+            out.push(id.to_owned());
+        }
+    }
+    out
+}
+
+/// The backend ids a document names in `<set-backend-service backend-id="…">`.
+pub fn referenced_backends(xml: &str) -> Vec<String> {
+    literal_attributes(xml, "set-backend-service", "backend-id")
+}
+
+/// The scopes whose policy documents (or policy fragments) send to backend `id`.
+pub async fn backend_users(cp: &ControlPlane, id: &str) -> ApiResult<Vec<String>> {
+    let mut out = Vec::new();
+    for kind in [GLOBAL, PRODUCT, API, OPERATION] {
+        for doc in cp.store().list_all(kind).await? {
+            if referenced_backends(&doc.body).iter().any(|b| b == id) {
+                out.push(format!(
+                    "the policy of {}",
+                    describe(kind, &doc.parent, &doc.id)
+                ));
+            }
+        }
+    }
+    for (fragment, xml) in super::policy_fragments::all(cp).await? {
+        if referenced_backends(&xml).iter().any(|b| b == id) {
+            out.push(format!("policy fragment '{fragment}'"));
+        }
+    }
+    Ok(out)
+}
+
+/// What exists in the store, for the policy compile's checks of literal ids.
+struct Existing {
+    backends: std::collections::HashSet<String>,
+    /// Certificates with a private key.
+    certificates: std::collections::HashSet<String>,
+}
+
+impl Existing {
+    async fn read(cp: &ControlPlane) -> ApiResult<Self> {
+        let backends = cp
+            .store()
+            .list(gatehouse_model::resources::Backend::KIND, "")
+            .await?
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        let mut certificates = std::collections::HashSet::new();
+        for doc in cp
+            .store()
+            .list(gatehouse_model::resources::Certificate::KIND, "")
+            .await?
+        {
+            if super::certificates::decode(&doc.body)?.has_private_key {
+                certificates.insert(doc.id);
+            }
+        }
+        Ok(Self {
+            backends,
+            certificates,
+        })
+    }
+}
+
+impl gatehouse_policy::Known for Existing {
+    fn backend(&self, id: &str) -> Option<bool> {
+        Some(self.backends.contains(id))
+    }
+
+    fn certificate(&self, id: &str) -> Option<bool> {
+        Some(self.certificates.contains(id))
+    }
+}
+
 fn body_text(headers: &HeaderMap, body: &Bytes) -> ApiResult<String> {
     if body.len() > MAX_POLICY {
         return Err(
@@ -119,8 +236,15 @@ fn body_text(headers: &HeaderMap, body: &Bytes) -> ApiResult<String> {
 async fn check(cp: &ControlPlane, xml: &str, scope: Scope) -> ApiResult<()> {
     let named = named_values(cp).await?;
     let fragments = super::policy_fragments::all(cp).await?;
-    let (doc, diags) =
-        gatehouse_policy::compile::compile_with(xml, scope, &named, &fragments, Mode::Strict);
+    let existing = Existing::read(cp).await?;
+    let (doc, diags) = gatehouse_policy::compile::compile_checked(
+        xml,
+        scope,
+        &named,
+        &fragments,
+        Mode::Strict,
+        &existing,
+    );
     if doc.is_some() {
         return Ok(());
     }
@@ -368,6 +492,27 @@ pub async fn users_of(cp: &ControlPlane, name: &str) -> ApiResult<Vec<String>> {
             out.push(format!("fragment '{id}'"));
         }
     }
+    // Gateways resolve a backend's credentials with the named values too.
+    for backend in super::load_all::<gatehouse_model::resources::Backend>(cp, "").await? {
+        let Some(c) = &backend.credentials else {
+            continue;
+        };
+        let uses = c
+            .header
+            .values()
+            .chain(c.query.values())
+            .flatten()
+            .map(String::as_str)
+            .chain(
+                c.authorization
+                    .iter()
+                    .flat_map(|a| [a.scheme.as_str(), a.parameter.as_str()]),
+            )
+            .any(|text| referenced_names(text).iter().any(|n| n == name));
+        if uses {
+            out.push(format!("the credentials of backend '{}'", backend.id));
+        }
+    }
     Ok(out)
 }
 
@@ -412,4 +557,23 @@ pub async fn check_named_value_change(cp: &ControlPlane, name: &str, value: &str
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn certificates_named_by_authentication_certificate_are_found_in_the_text() {
+        let xml = r#"<policies><inbound>
+            <authentication-certificate certificate-id="/certificates/a" />
+            <authentication-certificate  certificate-id = 'b'/>
+            <authentication-certificate certificate-id="@(context.Variables[&quot;c&quot;])" />
+            <authentication-certificate thumbprint="x" />
+            <set-header name="certificate-id"><value>not-one</value></set-header>
+            <authentication-certificate certificate-id="a" />
+        </inbound></policies>"#;
+        assert_eq!(super::referenced_certificates(xml), ["a", "b"]);
+        let xml = r#"<set-backend-service backend-id="orders" /><set-backend-service base-url="http://x" />
+            <set-backend-service backend-id="@(&quot;x&quot;)" /><set-backend-service my-backend-id="no" />"#;
+        assert_eq!(super::referenced_backends(xml), ["orders"]);
+    }
 }

@@ -107,6 +107,7 @@ fn snapshot() -> Snapshot {
         policy_fragments: Default::default(),
         tls: Default::default(),
         tryit_key: None,
+        backends: vec![],
     }
 }
 

@@ -234,6 +234,7 @@ mod tests {
                     is_trusted: true,
                 },
             ],
+            client_certificates: vec![],
         };
         let compiled = CompiledTls::compile(&tls, 7);
         let names: Vec<(&str, bool, bool)> = compiled

@@ -3,6 +3,7 @@
 //! in [`Step::run`].
 
 mod authentication_basic;
+mod authentication_certificate;
 mod cache;
 mod cache_lookup;
 mod cache_lookup_value;
@@ -45,6 +46,7 @@ mod wait;
 mod xml_to_json;
 
 pub use authentication_basic::AuthenticationBasic;
+pub use authentication_certificate::AuthenticationCertificate;
 pub use cache::{CacheEntry, CachedResponse, Downstream, ResponseCacheKey};
 pub use cache_lookup::CacheLookup;
 pub use cache_lookup_value::CacheLookupValue;
@@ -94,6 +96,7 @@ pub enum Step {
     /// `<base/>`: the parent scope's section goes here.
     Base,
     AuthenticationBasic(AuthenticationBasic),
+    AuthenticationCertificate(AuthenticationCertificate),
     CacheLookup(CacheLookup),
     CacheLookupValue(CacheLookupValue),
     CacheRemoveValue(CacheRemoveValue),
@@ -136,6 +139,7 @@ use Section::{Backend, Inbound, OnError, Outbound};
 pub const CATALOGUE: &[(&str, &[Section])] = &[
     ("base", &[Inbound, Backend, Outbound, OnError]),
     ("authentication-basic", &[Inbound]),
+    ("authentication-certificate", &[Inbound]),
     ("cache-lookup", &[Inbound]),
     ("cache-lookup-value", &[Inbound, Backend, Outbound, OnError]),
     ("cache-remove-value", &[Inbound, Backend, Outbound, OnError]),
@@ -215,6 +219,9 @@ pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Step> {
             Step::Base
         }
         "authentication-basic" => Step::AuthenticationBasic(AuthenticationBasic::compile(el, cx)?),
+        "authentication-certificate" => {
+            Step::AuthenticationCertificate(AuthenticationCertificate::compile(el, cx)?)
+        }
         "cache-lookup" => Step::CacheLookup(CacheLookup::compile(el, cx)?),
         "cache-lookup-value" => Step::CacheLookupValue(CacheLookupValue::compile(el, cx)?),
         "cache-remove-value" => Step::CacheRemoveValue(CacheRemoveValue::compile(el, cx)?),
@@ -272,6 +279,7 @@ impl Step {
         match self {
             Step::Base => "base",
             Step::AuthenticationBasic(_) => "authentication-basic",
+            Step::AuthenticationCertificate(_) => "authentication-certificate",
             Step::CacheLookup(_) => "cache-lookup",
             Step::CacheLookupValue(_) => "cache-lookup-value",
             Step::CacheRemoveValue(_) => "cache-remove-value",
@@ -318,6 +326,7 @@ impl Step {
         let result = match self {
             Step::Base => Ok(Flow::Continue),
             Step::AuthenticationBasic(p) => p.run(ex, budget),
+            Step::AuthenticationCertificate(p) => p.run(ex, budget),
             Step::CacheLookup(p) => p.run(ex, io, budget).await,
             Step::CacheLookupValue(p) => p.run(ex, io, budget).await,
             Step::CacheRemoveValue(p) => p.run(ex, io, budget).await,
@@ -455,6 +464,7 @@ impl Step {
             Step::SetStatus(p) => p.texts(),
             Step::SetMethod(p) => vec![&p.method],
             Step::AuthenticationBasic(p) => p.texts(),
+            Step::AuthenticationCertificate(p) => p.texts(),
             Step::CacheLookup(p) => p.texts(),
             Step::CacheLookupValue(p) => p.texts(),
             Step::CacheRemoveValue(p) => p.texts(),

@@ -1,4 +1,9 @@
-//! `<set-backend-service base-url="https://…"/>`: sends this request to another backend.
+//! `<set-backend-service base-url="https://…"/>` or `<set-backend-service backend-id="…"/>`:
+//! sends this request to another backend, by URL or as a backend resource (`/mgmt/backends`,
+//! with its credentials and TLS settings). The gateway looks the backend up when it forwards;
+//! a literal id the compile can check (the control plane, on save) must exist.
+
+use std::sync::Arc;
 
 use crate::compile::Cx;
 use crate::exchange::Exchange;
@@ -7,49 +12,187 @@ use crate::text::PolicyText;
 use crate::xml::Element;
 
 #[derive(Debug, Clone)]
-pub struct SetBackendService {
-    pub base_url: PolicyText,
+pub enum SetBackendService {
+    BaseUrl(PolicyText),
+    /// A literal id, shared by every request (no copy per request), or an expression.
+    BackendId(Result<Arc<str>, PolicyText>),
 }
 
 impl SetBackendService {
     pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Self> {
         cx.allow_attrs(el, &["base-url", "backend-id"]);
         cx.no_children(el);
-        if el.attr("backend-id").is_some() {
-            let pos = el.attr("backend-id").map_or(el.pos, |a| a.pos);
-            cx.error(
-                pos,
-                "backend-id is not supported by this gateway yet; use base-url",
-            );
-            return None;
+        match (el.attr("base-url"), el.attr("backend-id")) {
+            (Some(_), Some(a)) => {
+                cx.error(a.pos, "give either base-url or backend-id, not both");
+                None
+            }
+            (None, None) => {
+                cx.error(
+                    el.pos,
+                    "<set-backend-service> needs the attribute 'base-url' or 'backend-id'",
+                );
+                None
+            }
+            (None, Some(a)) => {
+                let pos = a.pos;
+                let text = cx.req_text(el, "backend-id")?;
+                let Some(id) = text.as_literal().map(str::trim) else {
+                    return Some(Self::BackendId(Err(text)));
+                };
+                if id.is_empty() {
+                    cx.error(pos, "backend-id is empty");
+                    return None;
+                }
+                if cx.known.backend(id) == Some(false) {
+                    cx.error(
+                        pos,
+                        format!(
+                            "backend '{id}' does not exist; create it with PUT /mgmt/backends/{id}"
+                        ),
+                    );
+                    return None;
+                }
+                Some(Self::BackendId(Ok(Arc::from(id))))
+            }
+            (Some(a), None) => {
+                let pos = a.pos;
+                let base_url = cx.req_text(el, "base-url")?;
+                if let Some(u) = base_url.as_literal()
+                    && !(u.starts_with("http://") || u.starts_with("https://"))
+                {
+                    cx.error(
+                        pos,
+                        format!("base-url '{u}' must be an absolute http:// or https:// URL"),
+                    );
+                    return None;
+                }
+                Some(Self::BaseUrl(base_url))
+            }
         }
-        let base_url = cx.req_text(el, "base-url")?;
-        if let Some(u) = base_url.as_literal()
-            && !(u.starts_with("http://") || u.starts_with("https://"))
-        {
-            let pos = el.attr("base-url").map_or(el.pos, |a| a.pos);
-            cx.error(
-                pos,
-                format!("base-url '{u}' must be an absolute http:// or https:// URL"),
-            );
-            return None;
-        }
-        Some(Self { base_url })
     }
 
     pub fn texts(&self) -> Vec<&PolicyText> {
-        vec![&self.base_url]
+        match self {
+            Self::BaseUrl(t) | Self::BackendId(Err(t)) => vec![t],
+            Self::BackendId(Ok(_)) => vec![],
+        }
     }
 
     pub fn run(&self, ex: &mut Exchange, budget: &mut Budget) -> Result<Flow, PolicyError> {
-        let url = self.base_url.eval(ex, budget)?.trim().to_owned();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(PolicyError::runtime(
-                "InvalidBackendUrl",
-                format!("'{url}' is not an absolute http:// or https:// URL"),
-            ));
+        match self {
+            Self::BaseUrl(text) => {
+                let url = text.eval(ex, budget)?.trim().to_owned();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(PolicyError::runtime(
+                        "InvalidBackendUrl",
+                        format!("'{url}' is not an absolute http:// or https:// URL"),
+                    ));
+                }
+                ex.backend_url = Some(url);
+                ex.backend_id = None;
+            }
+            Self::BackendId(id) => {
+                let id = match id {
+                    Ok(id) => id.clone(),
+                    Err(text) => {
+                        let id = text.eval(ex, budget)?;
+                        let id = id.trim();
+                        if id.is_empty() {
+                            return Err(PolicyError::runtime(
+                                "BackendNotFound",
+                                "the backend-id expression gave an empty id",
+                            ));
+                        }
+                        Arc::from(id)
+                    }
+                };
+                ex.backend_id = Some(id);
+                ex.backend_url = None;
+            }
         }
-        ex.backend_url = Some(url);
         Ok(Flow::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+
+    #[test]
+    fn backend_id_is_set_and_the_last_choice_wins() {
+        let p = pipeline(
+            r#"<policies><inbound>
+                <set-backend-service base-url="http://elsewhere.test/" />
+                <set-backend-service backend-id="orders" />
+            </inbound><backend><forward-request/></backend></policies>"#,
+        );
+        let mut ex = exchange("GET", "/", &[]);
+        run(&p, &mut ex);
+        assert_eq!(ex.backend_id.as_deref(), Some("orders"));
+        assert!(ex.backend_url.is_none());
+        let p = pipeline(
+            r#"<policies><inbound>
+                <set-backend-service backend-id="@(&quot;b-&quot; + context.Request.Headers.GetValueOrDefault(&quot;X-B&quot;, &quot;&quot;))" />
+                <set-backend-service base-url="http://elsewhere.test/" />
+            </inbound><backend><forward-request/></backend></policies>"#,
+        );
+        let mut ex = exchange("GET", "/", &[("X-B", "1")]);
+        run(&p, &mut ex);
+        assert!(ex.backend_id.is_none());
+        assert_eq!(ex.backend_url.as_deref(), Some("http://elsewhere.test/"));
+    }
+
+    #[test]
+    fn attributes_are_checked() {
+        let e = errors_inbound(r#"<set-backend-service />"#);
+        assert!(e[0].contains("'base-url' or 'backend-id'"), "{e:?}");
+        let e = errors_inbound(r#"<set-backend-service base-url="http://a" backend-id="b" />"#);
+        assert!(e[0].contains("not both"), "{e:?}");
+        let e = errors_inbound(r#"<set-backend-service backend-id=" " />"#);
+        assert!(e[0].contains("empty"), "{e:?}");
+        let e = errors_inbound(r#"<set-backend-service base-url="ftp://a" />"#);
+        assert!(e[0].contains("absolute http"), "{e:?}");
+    }
+
+    #[test]
+    fn a_literal_backend_that_does_not_exist_is_refused_where_the_compile_knows() {
+        struct Only;
+        impl crate::compile::Known for Only {
+            fn backend(&self, id: &str) -> Option<bool> {
+                Some(id == "there")
+            }
+            fn certificate(&self, _: &str) -> Option<bool> {
+                None
+            }
+        }
+        let compile = |xml: &str| {
+            crate::compile::compile_checked(
+                &format!("<policies><inbound>{xml}</inbound></policies>"),
+                crate::Scope::Api,
+                &crate::NoNamedValues,
+                &crate::NoFragments,
+                crate::Mode::Strict,
+                &Only,
+            )
+        };
+        let (doc, diags) = compile(r#"<set-backend-service backend-id="gone" />"#);
+        assert!(doc.is_none());
+        assert!(
+            diags[0].message.contains("backend 'gone' does not exist"),
+            "{diags:?}"
+        );
+        assert_eq!(diags[0].line, 1);
+        assert!(
+            compile(r#"<set-backend-service backend-id="there" />"#)
+                .0
+                .is_some()
+        );
+        // An expression is checked when a request runs.
+        assert!(
+            compile(r#"<set-backend-service backend-id="@(&quot;gone&quot;)" />"#)
+                .0
+                .is_some()
+        );
     }
 }
