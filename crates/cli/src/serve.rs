@@ -253,11 +253,38 @@ async fn open(common: &Common, database: Option<&str>) -> Result<Opened, Failure
     result.map_err(|e| Failure::runtime(format!("cannot start the control plane: {e}")))
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, Failure> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        Failure::runtime(format!(
-            "cannot listen on {addr} for the {what}: {e}; free the port or choose another address"
-        ))
+/// One sentence for a listener that cannot bind: the address, the cause (a taken port names
+/// the process holding it, when it can be found) and the flag that moves it.
+fn cannot_listen(addr: SocketAddr, what: &str, flag: &str, error: &std::io::Error) -> Failure {
+    let why = gatehouse_gateway::holder::why(addr, error);
+    let fix = if error.kind() == std::io::ErrorKind::AddrInUse {
+        format!("stop that process or pass {flag} with another address")
+    } else {
+        format!("pass {flag} with another address")
+    };
+    Failure::runtime(format!(
+        "cannot listen on {addr} for the {what}: {why}; {fix}"
+    ))
+}
+
+async fn bind(
+    addr: SocketAddr,
+    what: &str,
+    flag: &str,
+) -> Result<tokio::net::TcpListener, Failure> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| cannot_listen(addr, what, flag, &e))
+}
+
+/// Fails at once when another process listens on `addr`, before anything is opened or
+/// started (the listener itself binds later).
+fn claim(addr: SocketAddr, what: &str, flag: &str) -> Result<(), Failure> {
+    gatehouse_gateway::server::claim(addr).map_err(|e| match e {
+        gatehouse_gateway::ServeError::Bind { source, .. } => {
+            cannot_listen(addr, what, flag, &source)
+        }
+        other => Failure::runtime(format!("cannot listen on {addr} for the {what}: {other}")),
     })
 }
 
@@ -429,6 +456,23 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     )?;
     let tracing = telemetry_settings.tracing.clone();
 
+    // Every listener is checked before the store is opened: a second `up` on a taken port
+    // stops here, touching nothing.
+    let listener = bind(common.control_addr, "control plane", "--listen").await?;
+    claim(gateway_addr, "gateway", "--gateway-listen")?;
+    if let Some(https) = &settings.https {
+        claim(
+            https.addr,
+            "gateway's HTTPS listener",
+            "--gateway-https-listen",
+        )?;
+    }
+    claim(
+        admin_addr,
+        "gateway's admin endpoints",
+        "--gateway-admin-listen",
+    )?;
+
     let opened = open(&common, None).await?;
     let control = opened.control;
     control
@@ -473,11 +517,22 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     }
     let telemetry = Telemetry::new(telemetry_settings, settings.workers);
     telemetry.spawn_log_flusher(Duration::from_millis(100));
+    let https_addr = settings.https.as_ref().map(|h| h.addr);
     let gateway = RunningGateway::start(gateway_addr, config.clone(), settings, telemetry.clone())
-        .map_err(|e| {
-            Failure::runtime(format!(
-                "cannot start the gateway: {e}; free the port or pass --gateway-listen"
-            ))
+        .map_err(|e| match e {
+            gatehouse_gateway::ServeError::Bind { addr, source, .. } => {
+                if Some(addr) == https_addr {
+                    cannot_listen(
+                        addr,
+                        "gateway's HTTPS listener",
+                        "--gateway-https-listen",
+                        &source,
+                    )
+                } else {
+                    cannot_listen(addr, "gateway", "--gateway-listen", &source)
+                }
+            }
+            other => Failure::runtime(format!("cannot start the gateway: {other}")),
         })?;
     let sources = gatehouse_gateway::metrics::Sources {
         telemetry: telemetry.clone(),
@@ -487,9 +542,12 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     let (_, admin) = gatehouse_gateway::admin::start(admin_addr, status, sources, common.limits)
         .await
         .map_err(|e| {
-            Failure::runtime(format!(
-                "cannot listen on {admin_addr} for the gateway's admin endpoints: {e}; free the port or pass --gateway-admin-listen"
-            ))
+            cannot_listen(
+                admin_addr,
+                "gateway's admin endpoints",
+                "--gateway-admin-listen",
+                &e,
+            )
         })?;
     let uploader = Uploader::new(
         telemetry.clone(),
@@ -509,7 +567,6 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     })?;
     let uploader = Arc::new(uploader);
     let uploads = tokio::spawn(uploader.clone().run());
-    let listener = bind(common.control_addr, "control plane").await?;
     let control_url = display_url(common.control_addr, common.control_tls.is_some());
     let gateway_url = display_addr(gateway.local_addr);
     let gateway_https_url = gateway.https_addr.map(|a| display_url(a, true));
@@ -589,10 +646,10 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
         .database
         .clone()
         .or_else(|| common.file.database.clone());
+    let listener = bind(common.control_addr, "control plane", "--listen").await?;
     let opened = open(&common, database.as_deref()).await?;
     let control = opened.control;
     let portal = crate::portal::router(&control, &args.portal, &common.file, None)?;
-    let listener = bind(common.control_addr, "control plane").await?;
     println!("Gatehouse control plane is running.");
     let control_url = display_url(common.control_addr, common.control_tls.is_some());
     println!("  Management API: {control_url}/mgmt");

@@ -45,10 +45,12 @@ pub enum StartError {
     #[error("cannot start the gateway: {0}")]
     Serve(#[from] ServeError),
     #[error(
-        "cannot listen on {addr} for the admin endpoints: {source}; free the port or pass --admin-listen"
+        "cannot listen on {addr} for the admin endpoints: {why}; free the port or pass --admin-listen"
     )]
     Admin {
         addr: SocketAddr,
+        /// The cause for a user: a taken port names its holder ([`crate::holder::why`]).
+        why: String,
         #[source]
         source: std::io::Error,
     },
@@ -128,6 +130,7 @@ pub async fn run(
     .await
     .map_err(|source| StartError::Admin {
         addr: settings.admin_listen,
+        why: crate::holder::why(settings.admin_listen, &source),
         source,
     })?;
     tracing::info!(listen = %gateway.local_addr, https = ?gateway.https_addr, admin = %admin_addr, endpoint = %settings.link.endpoint, "gateway started");
