@@ -288,28 +288,143 @@ fn claim(addr: SocketAddr, what: &str, flag: &str) -> Result<(), Failure> {
     })
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+/// The signal that asked the process to stop.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Interrupt,
+    Terminate,
+}
+
+impl Stop {
+    fn name(self) -> &'static str {
+        match self {
+            Stop::Interrupt => "SIGINT",
+            Stop::Terminate => "SIGTERM",
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// What a shell reports for a process this signal ended (128 + its number): a second
+    /// signal cuts work short, and a supervisor should see that, not a clean exit (0) or a
+    /// failure to start (1).
+    fn exit_code(self) -> i32 {
+        match self {
+            Stop::Interrupt => 130,
+            Stop::Terminate => 143,
+        }
     }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM. A signal that cannot be listened to is left to its default
+/// (it ends the process).
+struct Signals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    async fn next(&mut self) -> Stop {
+        #[cfg(unix)]
+        {
+            async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(s) => {
+                        if s.recv().await.is_none() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.interrupt) => Stop::Interrupt,
+                () = recv(&mut self.terminate) => Stop::Terminate,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Stop::Interrupt
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT, logged as the start of the shutdown. From then on
+/// a second signal ends the process at once, with [`Stop::exit_code`], whatever is still
+/// draining.
+async fn shutdown_signal() -> Stop {
+    let mut signals = Signals::new();
+    let first = signals.next().await;
+    tracing::info!(
+        signal = first.name(),
+        "shutting down: stopping listeners (send the signal again to exit at once)"
+    );
+    tokio::spawn(async move {
+        let second = signals.next().await;
+        tracing::warn!(
+            signal = second.name(),
+            code = second.exit_code(),
+            "second signal: exiting now, without waiting for requests in flight"
+        );
+        std::process::exit(second.exit_code());
+    });
+    first
+}
+
+/// Requests the control plane is answering, for the shutdown's log.
+#[derive(Clone, Default)]
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    fn now(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlightGuard(self.0.clone())
+    }
+}
+
+struct InFlightGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Answers the control plane's held long-polls and logs what the shutdown waits for:
+/// `requests` were in flight at the signal (long-polls included), plus `gateway` in the
+/// built-in gateway.
+fn release_long_polls(control: &ControlPlane, requests: usize, gateway: usize, grace: Duration) {
+    let polls = control.close_long_polls();
+    tracing::info!(
+        polls,
+        "answered {polls} held long-polls: linked gateways retry, serving from memory meanwhile"
+    );
+    let waiting = requests.saturating_sub(polls) + gateway;
+    tracing::info!(
+        requests = waiting,
+        ?grace,
+        "waiting for {waiting} requests in flight, for at most the grace period"
+    );
 }
 
 /// Keeps the built-in gateway on the newest configuration: every committed change is compiled
@@ -576,6 +691,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     let portal = crate::portal::router(&control, &args.portal, file, Some(gateway_url.clone()))?;
     let app = control.router().merge(portal);
     let limits = common.limits;
+    let in_flight = InFlight::default();
     let server = tokio::spawn(serve_control(
         listener,
         common.control_tls.clone(),
@@ -586,6 +702,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
             let _ = server_stop.wait_for(|s| *s).await;
         },
         grace,
+        in_flight.clone(),
     ));
 
     let demo_curl = if args.demo {
@@ -620,9 +737,16 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     println!("\nPress Ctrl-C to stop.");
 
     shutdown_signal().await;
-    tracing::info!(?grace, "shutting down: draining requests in flight");
+    let stopping = std::time::Instant::now();
+    let requests = in_flight.now();
     let _ = stop_tx.send(true);
     let drained = tokio::task::spawn_blocking(move || gateway.shutdown_blocking());
+    release_long_polls(
+        &control,
+        requests,
+        usize::try_from(telemetry.in_flight()).unwrap_or(0),
+        grace,
+    );
     let _ = drained.await;
     uploads.abort();
     uploader.finish(Duration::from_secs(5)).await;
@@ -636,7 +760,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         tracing::warn!(error = %e, "control plane server task failed");
     }
     control.store().close().await;
-    tracing::info!("stopped");
+    tracing::info!(ms = stopping.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }
 
@@ -656,17 +780,29 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
     println!("  Portal:         {control_url}/portal/");
     print_admin_token(&opened.admin_token, opened.admin_token_created, &common);
     let app = control.router().merge(portal);
+    let grace = Duration::from_secs(30);
+    let in_flight = InFlight::default();
+    let stopping = {
+        let control = control.clone();
+        let in_flight = in_flight.clone();
+        async move {
+            shutdown_signal().await;
+            release_long_polls(&control, in_flight.now(), 0, grace);
+        }
+    };
     serve_control(
         listener,
         common.control_tls.clone(),
         app,
         common.limits,
         common.trusted_proxies.clone(),
-        shutdown_signal(),
-        Duration::from_secs(30),
+        stopping,
+        grace,
+        in_flight,
     )
     .await;
     control.store().close().await;
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -682,10 +818,12 @@ async fn serve_control(
     trusted_proxies: Arc<[Cidr]>,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
+    in_flight: InFlight,
 ) {
     let https = tls.is_some();
     let service = move |remote: SocketAddr| {
         let app = hyper_util::service::TowerToHyperService::new(app.clone());
+        let in_flight = in_flight.clone();
         let trusted = gatehouse_gateway::forwarded::is_trusted(&trusted_proxies, remote.ip())
             .then(|| trusted_proxies.clone());
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -710,7 +848,13 @@ async fn serve_control(
                     hyper::header::HeaderValue::from_static("https"),
                 );
             }
-            hyper::service::Service::call(&app, req)
+            let counted = in_flight.enter();
+            let call = hyper::service::Service::call(&app, req);
+            async move {
+                let response = call.await;
+                drop(counted);
+                response
+            }
         })
     };
     gatehouse_gateway::listener::serve(listener, tls, limits, service, shutdown, grace).await;
@@ -956,10 +1100,12 @@ pub async fn gateway(global: Global, args: crate::args::GatewayRunArgs) -> Resul
             "pass --tls-cert and --tls-key for HTTPS, or --listen 127.0.0.1:8080",
         );
     }
-    selfhosted::run(settings, shutdown_signal())
-        .await
-        .map_err(|e| match e {
-            StartError::Token(_) => Failure::input(e.to_string()),
-            other => Failure::runtime(other.to_string()),
-        })
+    selfhosted::run(settings, async {
+        shutdown_signal().await;
+    })
+    .await
+    .map_err(|e| match e {
+        StartError::Token(_) => Failure::input(e.to_string()),
+        other => Failure::runtime(other.to_string()),
+    })
 }

@@ -3,7 +3,9 @@
 //!
 //! - `GET /gateway/v1/config`: the snapshot for the calling gateway, with its revision as the
 //!   `ETag`. With `If-None-Match` naming the current revision the call is held open until the
-//!   configuration changes or `wait` seconds (at most 30) pass, then answers 304.
+//!   configuration changes or `wait` seconds (at most 30) pass, then answers 304. When the
+//!   control plane shuts down, held calls answer 304 at once, with `Connection: close`, so
+//!   gateways retry (and find the next control plane, or keep serving from memory meanwhile).
 //! - `POST /gateway/v1/heartbeat`: the instance's state, kept for the fleet status.
 //! - `POST /gateway/v1/telemetry`: a [`Batch`] of per-minute aggregates and request samples,
 //!   stored once per batch id; answers `{"accepted": N, "duplicate": bool}`.
@@ -115,6 +117,8 @@ async fn config(
     let wait = Duration::from_secs(query.wait.unwrap_or(30)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = cp.subscribe();
+    let mut closing = cp.closing.subscribe();
+    let _held = Held::enter(&cp.held);
     let mut woken = false;
     loop {
         changes.borrow_and_update();
@@ -146,6 +150,7 @@ async fn config(
                     break;
                 }
             }
+            _ = closing.wait_for(|c| *c) => break,
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
@@ -153,7 +158,29 @@ async fn config(
     if let Some(Ok(v)) = known.map(|r| HeaderValue::from_str(&etag(r))) {
         response.headers_mut().insert(header::ETAG, v);
     }
+    if *closing.borrow() {
+        // The next call must open a new connection, which finds the listener closed.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
+}
+
+/// A config call counted as held for as long as it runs.
+struct Held<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Held<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// What a gateway instance reports every heartbeat interval.

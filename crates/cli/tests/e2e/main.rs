@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod first_hour;
 mod gateway;
 mod lifecycle;
 mod management;
