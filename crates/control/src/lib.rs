@@ -159,8 +159,10 @@ impl ControlPlane {
     /// so linked gateways retry instead of holding the shutdown for up to
     /// 30 s. Returns how many were held.
     pub fn close_long_polls(&self) -> usize {
+        // Counted first: the calls woken below may finish before this returns.
+        let held = self.held.load(std::sync::atomic::Ordering::Relaxed);
         self.closing.send_replace(true);
-        self.held.load(std::sync::atomic::Ordering::Relaxed)
+        held
     }
 
     /// Compiles the snapshot for one gateway from the store as it is now.

@@ -218,6 +218,7 @@ async fn ctrl_c_on_up_with_two_linked_gateways_exits_within_a_second() {
     let mut child = gh.child.take().unwrap();
     let code = wait_exit(&mut child, Duration::from_secs(30));
     let took = signalled.elapsed();
+    eprintln!("up stopped {took:?} after SIGINT, with two linked gateways");
     let log = gh.log();
     assert_eq!(code, Some(Some(0)), "up did not stop cleanly:\n{log}");
     assert!(
@@ -312,6 +313,7 @@ async fn second_signal_exits_at_once(signal: &str, code: i32) {
     let mut child = gh.child.take().unwrap();
     let exit = wait_exit(&mut child, Duration::from_secs(30));
     let took = signalled.elapsed();
+    eprintln!("up exited {took:?} after a second SIG{signal}");
     let log = gh.log();
     assert_eq!(exit, Some(Some(code)), "{log}");
     assert!(took < Duration::from_secs(1), "took {took:?}:\n{log}");
@@ -327,4 +329,112 @@ async fn a_second_ctrl_c_during_the_grace_period_exits_at_once_with_130() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_sigterm_during_the_grace_period_exits_at_once_with_143() {
     second_signal_exits_at_once("TERM", 143).await;
+}
+
+/// `gatehouse control-plane` on `port` with its data in `data`, its log at `log`.
+fn spawn_control_plane(data: &std::path::Path, log: &std::path::Path, port: u16) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(BIN)
+        .arg("control-plane")
+        .arg("--data")
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("GATEHOUSE_ADMIN_TOKEN")
+        .env_remove("GATEHOUSE_DATABASE")
+        .env("GATEHOUSE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn control_plane_on_a_taken_port_exits_1_and_stops_at_once_with_a_linked_gateway() {
+    let dir = temp_dir("first-hour-cp");
+    let port = free_port();
+    let mut child = spawn_control_plane(&dir, &dir.join("control-plane.log"), port);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    while !http
+        .get(format!("{base}/mgmt/openapi.json"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(child.try_wait().unwrap().is_none(), "control-plane exited");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no control plane"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let admin = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+
+    // A second control plane on the same port stops before touching its data directory.
+    let second = temp_dir("first-hour-cp-second");
+    let mut other = spawn_control_plane(&second.join("data"), &second.join("second.log"), port);
+    let code = wait_exit(&mut other, Duration::from_secs(10)).expect("still running");
+    let log = std::fs::read_to_string(second.join("second.log")).unwrap();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        !second.join("data").exists(),
+        "the data directory was created"
+    );
+    let _ = std::fs::remove_dir_all(&second);
+
+    // A linked gateway: its long-poll is held when the control plane is asked to stop.
+    let mgmt = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{base}{path}"))
+            .bearer_auth(admin.trim())
+    };
+    let r = mgmt(reqwest::Method::PUT, "/mgmt/gateways/edge")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let token: serde_json::Value = mgmt(reqwest::Method::POST, "/mgmt/gateways/edge/generateToken")
+        .json(&json!({"keyType": "primary"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let gw = GatewayProc::spawn(
+        "first-hour-cp-gw",
+        &base,
+        token["value"].as_str().unwrap(),
+        &[],
+    );
+    gw.wait_ready(Duration::from_secs(20), |r| r["state"] == "ready")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let signalled = Instant::now();
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let exit = wait_exit(&mut child, Duration::from_secs(30));
+    let took = signalled.elapsed();
+    eprintln!("control-plane stopped {took:?} after SIGTERM, with a linked gateway");
+    let cp_log = std::fs::read_to_string(dir.join("control-plane.log")).unwrap();
+    assert_eq!(exit, Some(Some(0)), "{cp_log}");
+    assert!(took < Duration::from_secs(1), "took {took:?}:\n{cp_log}");
+    assert!(cp_log.contains("answered 1 held long-polls"), "{cp_log}");
+    assert!(
+        log.contains(&format!(
+            "port {port} is already in use by pid {}",
+            child.id()
+        )),
+        "{log}"
+    );
+    let ready = gw.readyz().await.unwrap();
+    assert!(ready["configRevision"].as_u64().is_some(), "{ready}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
