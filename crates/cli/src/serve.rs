@@ -402,6 +402,22 @@ impl InFlight {
     }
 }
 
+/// `app` counting its requests in `in_flight`.
+fn counted(app: axum::Router, in_flight: &InFlight) -> axum::Router {
+    async fn track(
+        axum::extract::State(in_flight): axum::extract::State<InFlight>,
+        request: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> axum::response::Response {
+        let _counted = in_flight.enter();
+        next.run(request).await
+    }
+    app.layer(axum::middleware::from_fn_with_state(
+        in_flight.clone(),
+        track,
+    ))
+}
+
 struct InFlightGuard(Arc<std::sync::atomic::AtomicUsize>);
 
 impl Drop for InFlightGuard {
@@ -689,9 +705,9 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let portal = crate::portal::router(&control, &args.portal, file, Some(gateway_url.clone()))?;
-    let app = control.router().merge(portal);
-    let limits = common.limits;
     let in_flight = InFlight::default();
+    let app = counted(control.router().merge(portal), &in_flight);
+    let limits = common.limits;
     let server = tokio::spawn(serve_control(
         listener,
         common.control_tls.clone(),
@@ -702,7 +718,6 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
             let _ = server_stop.wait_for(|s| *s).await;
         },
         grace,
-        in_flight.clone(),
     ));
 
     let demo_curl = if args.demo {
@@ -779,9 +794,9 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
     println!("  Management API: {control_url}/mgmt");
     println!("  Portal:         {control_url}/portal/");
     print_admin_token(&opened.admin_token, opened.admin_token_created, &common);
-    let app = control.router().merge(portal);
     let grace = Duration::from_secs(30);
     let in_flight = InFlight::default();
+    let app = counted(control.router().merge(portal), &in_flight);
     let stopping = {
         let control = control.clone();
         let in_flight = in_flight.clone();
@@ -798,7 +813,6 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
         common.trusted_proxies.clone(),
         stopping,
         grace,
-        in_flight,
     )
     .await;
     control.store().close().await;
@@ -818,12 +832,10 @@ async fn serve_control(
     trusted_proxies: Arc<[Cidr]>,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
-    in_flight: InFlight,
 ) {
     let https = tls.is_some();
     let service = move |remote: SocketAddr| {
         let app = hyper_util::service::TowerToHyperService::new(app.clone());
-        let in_flight = in_flight.clone();
         let trusted = gatehouse_gateway::forwarded::is_trusted(&trusted_proxies, remote.ip())
             .then(|| trusted_proxies.clone());
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -848,13 +860,7 @@ async fn serve_control(
                     hyper::header::HeaderValue::from_static("https"),
                 );
             }
-            let counted = in_flight.enter();
-            let call = hyper::service::Service::call(&app, req);
-            async move {
-                let response = call.await;
-                drop(counted);
-                response
-            }
+            hyper::service::Service::call(&app, req)
         })
     };
     gatehouse_gateway::listener::serve(listener, tls, limits, service, shutdown, grace).await;
