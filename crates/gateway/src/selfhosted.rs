@@ -198,7 +198,13 @@ pub async fn run(
     }
 
     shutdown.await;
-    tracing::info!("shutting down: draining requests in flight");
+    let stopping = Instant::now();
+    let requests = telemetry.in_flight().max(0);
+    tracing::info!(
+        requests,
+        grace = ?settings.gateway.shutdown_grace,
+        "waiting for {requests} requests in flight, for at most the grace period"
+    );
     sync.abort();
     beats.abort();
     let _ = tokio::task::spawn_blocking(move || gateway.shutdown_blocking()).await;
@@ -210,6 +216,7 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
     }
     admin.abort();
+    tracing::info!(ms = stopping.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }
 

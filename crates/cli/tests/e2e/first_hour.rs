@@ -438,3 +438,71 @@ async fn control_plane_on_a_taken_port_exits_1_and_stops_at_once_with_a_linked_g
     assert!(ready["configRevision"].as_u64().is_some(), "{ready}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_sigterm_stops_a_self_hosted_gateway_at_once_with_143() {
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("first-hour-sh-twice", &[]).await;
+    gh.simple_api("slow", "slow", &backend.url(), true).await;
+    gh.ok("PUT", "/mgmt/gateways/edge", Some(json!({}))).await;
+    gh.ok("PUT", "/mgmt/gateways/edge/apis/slow", None).await;
+    let token = gh
+        .ok(
+            "POST",
+            "/mgmt/gateways/edge/generateToken",
+            Some(json!({"keyType": "primary"})),
+        )
+        .await["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut gw = GatewayProc::spawn(
+        "first-hour-sh-twice-gw",
+        &gh.control(""),
+        &token,
+        &["--shutdown-grace", "60s"],
+    );
+    gw.wait_ready(Duration::from_secs(20), |r| r["state"] == "ready")
+        .await;
+    let held = {
+        let url = gw.url("/slow/slow/30000");
+        tokio::spawn(async move { reqwest::Client::new().get(url).send().await })
+    };
+    let metrics = gw.admin("/metrics");
+    gh.eventually(Duration::from_secs(5), || {
+        let http = gw.http.clone();
+        let url = metrics.clone();
+        async move {
+            let Ok(r) = http.get(url).send().await else {
+                return false;
+            };
+            r.text().await.is_ok_and(|text| {
+                text.lines()
+                    .any(|l| l.starts_with("gatehouse_requests_in_flight{") && l.ends_with(" 1.0"))
+            })
+        }
+    })
+    .await;
+
+    gw.terminate();
+    gh.eventually(Duration::from_secs(10), || {
+        let log = gw.log();
+        async move { log.contains("waiting for 1 requests in flight") }
+    })
+    .await;
+    assert!(
+        gw.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the gateway did not wait for the request in flight"
+    );
+    let signalled = Instant::now();
+    gw.terminate();
+    let code = gw.wait_exit(Duration::from_secs(30));
+    let took = signalled.elapsed();
+    assert_eq!(code, Some(143), "{}", gw.log());
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?}:\n{}",
+        gw.log()
+    );
+    held.abort();
+}
