@@ -290,7 +290,7 @@ fn claim(addr: SocketAddr, what: &str, flag: &str) -> Result<(), Failure> {
 
 /// The signal that asked the process to stop.
 #[derive(Debug, Clone, Copy)]
-enum Stop {
+pub(crate) enum Stop {
     Interrupt,
     Terminate,
 }
@@ -368,7 +368,7 @@ impl Signals {
 /// Resolves on the first SIGTERM or SIGINT, logged as the start of the shutdown. From then on
 /// a second signal ends the process at once, with [`Stop::exit_code`], whatever is still
 /// draining.
-async fn shutdown_signal() -> Stop {
+pub(crate) async fn shutdown_signal() -> Stop {
     let mut signals = Signals::new();
     let first = signals.next().await;
     tracing::info!(
