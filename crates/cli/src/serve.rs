@@ -367,9 +367,14 @@ impl Signals {
 
 /// Resolves on the first SIGTERM or SIGINT, logged as the start of the shutdown. From then on
 /// a second signal ends the process at once, with [`Stop::exit_code`], whatever is still
-/// draining.
-pub(crate) async fn shutdown_signal() -> Stop {
-    let mut signals = Signals::new();
+/// draining. Signals are listened to from this call, not from the first poll: a server calls
+/// it before it starts serving, so a signal that comes before it waits is not lost (nor ends
+/// the process without draining). Call it inside the runtime.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = Stop> {
+    shutdown_on(Signals::new())
+}
+
+async fn shutdown_on(mut signals: Signals) -> Stop {
     let first = signals.next().await;
     tracing::info!(
         signal = first.name(),
@@ -603,6 +608,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         "gateway's admin endpoints",
         "--gateway-admin-listen",
     )?;
+    let stop = shutdown_signal();
 
     let opened = open(&common, None).await?;
     let control = opened.control;
@@ -751,7 +757,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     }
     println!("\nPress Ctrl-C to stop.");
 
-    shutdown_signal().await;
+    stop.await;
     let stopping = std::time::Instant::now();
     let requests = in_flight.now();
     let _ = stop_tx.send(true);
@@ -786,6 +792,7 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
         .clone()
         .or_else(|| common.file.database.clone());
     let listener = bind(common.control_addr, "control plane", "--listen").await?;
+    let stop = shutdown_signal();
     let opened = open(&common, database.as_deref()).await?;
     let control = opened.control;
     let portal = crate::portal::router(&control, &args.portal, &common.file, None)?;
@@ -801,7 +808,7 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
         let control = control.clone();
         let in_flight = in_flight.clone();
         async move {
-            shutdown_signal().await;
+            stop.await;
             release_long_polls(&control, in_flight.now(), 0, grace);
         }
     };
@@ -1106,8 +1113,9 @@ pub async fn gateway(global: Global, args: crate::args::GatewayRunArgs) -> Resul
             "pass --tls-cert and --tls-key for HTTPS, or --listen 127.0.0.1:8080",
         );
     }
-    selfhosted::run(settings, async {
-        shutdown_signal().await;
+    let stop = shutdown_signal();
+    selfhosted::run(settings, async move {
+        stop.await;
     })
     .await
     .map_err(|e| match e {

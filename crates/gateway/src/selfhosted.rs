@@ -162,6 +162,9 @@ pub async fn run(
     let sync = tokio::spawn(link.clone().run(restored.map(Arc::new)));
     let beats = tokio::spawn(link.heartbeats(token));
 
+    // Polled while waiting for a first configuration too, so a signal then stops the gateway.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut stopped = false;
     let started = Instant::now();
     while status.revision().is_none() {
         if started.elapsed() >= settings.startup_timeout {
@@ -194,10 +197,18 @@ pub async fn run(
                 backup,
             });
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::select! {
+            () = shutdown.as_mut() => {
+                stopped = true;
+                break;
+            }
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
     }
 
-    shutdown.await;
+    if !stopped {
+        shutdown.await;
+    }
     let stopping = Instant::now();
     let requests = telemetry.in_flight().max(0);
     tracing::info!(
