@@ -506,3 +506,31 @@ async fn a_second_sigterm_stops_a_self_hosted_gateway_at_once_with_143() {
     );
     held.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_self_hosted_gateway_waiting_for_its_first_configuration_stops_on_sigterm() {
+    // Nothing listens at the endpoint: the gateway waits (up to a minute) for a configuration.
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let mut gw = GatewayProc::spawn(
+        "first-hour-sh-waiting",
+        &endpoint,
+        "GatewayKey edge&209912312359&c2lnbmF0dXJl",
+        &["--startup-timeout", "60s"],
+    );
+    let start = Instant::now();
+    while !gw.log().contains("configuration sync failed") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the gateway never tried its control plane:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let signalled = Instant::now();
+    gw.terminate();
+    let code = gw.wait_exit(Duration::from_secs(30));
+    let took = signalled.elapsed();
+    assert_eq!(code, Some(0), "{}", gw.log());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(gw.log().contains("stopped"), "{}", gw.log());
+}
