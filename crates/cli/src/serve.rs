@@ -256,36 +256,199 @@ async fn open(common: &Common, database: Option<&str>) -> Result<Opened, Failure
     result.map_err(|e| Failure::runtime(format!("cannot start the control plane: {e}")))
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, Failure> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        Failure::runtime(format!(
-            "cannot listen on {addr} for the {what}: {e}; free the port or choose another address"
-        ))
+/// One sentence for a listener that cannot bind: the address, the cause (a taken port names
+/// the process holding it, when it can be found) and the flag that moves it.
+fn cannot_listen(addr: SocketAddr, what: &str, flag: &str, error: &std::io::Error) -> Failure {
+    let why = gatehouse_gateway::holder::why(addr, error);
+    let fix = if error.kind() == std::io::ErrorKind::AddrInUse {
+        format!("stop that process or pass {flag} with another address")
+    } else {
+        format!("pass {flag} with another address")
+    };
+    Failure::runtime(format!(
+        "cannot listen on {addr} for the {what}: {why}; {fix}"
+    ))
+}
+
+async fn bind(
+    addr: SocketAddr,
+    what: &str,
+    flag: &str,
+) -> Result<tokio::net::TcpListener, Failure> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| cannot_listen(addr, what, flag, &e))
+}
+
+/// Fails at once when another process listens on `addr`, before anything is opened or
+/// started (the listener itself binds later).
+fn claim(addr: SocketAddr, what: &str, flag: &str) -> Result<(), Failure> {
+    gatehouse_gateway::server::claim(addr).map_err(|e| match e {
+        gatehouse_gateway::ServeError::Bind { source, .. } => {
+            cannot_listen(addr, what, flag, &source)
+        }
+        other => Failure::runtime(format!("cannot listen on {addr} for the {what}: {other}")),
     })
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+/// The signal that asked the process to stop.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stop {
+    Interrupt,
+    Terminate,
+}
+
+impl Stop {
+    fn name(self) -> &'static str {
+        match self {
+            Stop::Interrupt => "SIGINT",
+            Stop::Terminate => "SIGTERM",
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// What a shell reports for a process this signal ended (128 + its number): a second
+    /// signal cuts work short, and a supervisor should see that, not a clean exit (0) or a
+    /// failure to start (1).
+    fn exit_code(self) -> i32 {
+        match self {
+            Stop::Interrupt => 130,
+            Stop::Terminate => 143,
+        }
     }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM. A signal that cannot be listened to is left to its default
+/// (it ends the process).
+struct Signals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    async fn next(&mut self) -> Stop {
+        #[cfg(unix)]
+        {
+            async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(s) => {
+                        if s.recv().await.is_none() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.interrupt) => Stop::Interrupt,
+                () = recv(&mut self.terminate) => Stop::Terminate,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Stop::Interrupt
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT, logged as the start of the shutdown. From then on
+/// a second signal ends the process at once, with [`Stop::exit_code`], whatever is still
+/// draining. Signals are listened to from this call, not from the first poll: a server calls
+/// it before it starts serving, so a signal that comes before it waits is not lost (nor ends
+/// the process without draining). Call it inside the runtime.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = Stop> {
+    shutdown_on(Signals::new())
+}
+
+async fn shutdown_on(mut signals: Signals) -> Stop {
+    let first = signals.next().await;
+    tracing::info!(
+        signal = first.name(),
+        "shutting down: stopping listeners (send the signal again to exit at once)"
+    );
+    tokio::spawn(async move {
+        let second = signals.next().await;
+        tracing::warn!(
+            signal = second.name(),
+            code = second.exit_code(),
+            "second signal: exiting now, without waiting for requests in flight"
+        );
+        std::process::exit(second.exit_code());
+    });
+    first
+}
+
+/// Requests the control plane is answering, for the shutdown's log.
+#[derive(Clone, Default)]
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    fn now(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlightGuard(self.0.clone())
+    }
+}
+
+/// `app` counting its requests in `in_flight`.
+fn counted(app: axum::Router, in_flight: &InFlight) -> axum::Router {
+    async fn track(
+        axum::extract::State(in_flight): axum::extract::State<InFlight>,
+        request: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> axum::response::Response {
+        let _counted = in_flight.enter();
+        next.run(request).await
+    }
+    app.layer(axum::middleware::from_fn_with_state(
+        in_flight.clone(),
+        track,
+    ))
+}
+
+struct InFlightGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Answers the control plane's held long-polls and logs what the shutdown waits for:
+/// `requests` were in flight at the signal (long-polls included), plus `gateway` in the
+/// built-in gateway.
+fn release_long_polls(control: &ControlPlane, requests: usize, gateway: usize, grace: Duration) {
+    let polls = control.close_long_polls();
+    tracing::info!(
+        polls,
+        "answered {polls} held long-polls: linked gateways retry, serving from memory meanwhile"
+    );
+    let waiting = requests.saturating_sub(polls) + gateway;
+    tracing::info!(
+        requests = waiting,
+        ?grace,
+        "waiting for {waiting} requests in flight, for at most the grace period"
+    );
 }
 
 /// Keeps the built-in gateway on the newest configuration: every committed change is compiled
@@ -432,6 +595,24 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     )?;
     let tracing = telemetry_settings.tracing.clone();
 
+    // Every listener is checked before the store is opened: a second `up` on a taken port
+    // stops here, touching nothing.
+    let listener = bind(common.control_addr, "control plane", "--listen").await?;
+    claim(gateway_addr, "gateway", "--gateway-listen")?;
+    if let Some(https) = &settings.https {
+        claim(
+            https.addr,
+            "gateway's HTTPS listener",
+            "--gateway-https-listen",
+        )?;
+    }
+    claim(
+        admin_addr,
+        "gateway's admin endpoints",
+        "--gateway-admin-listen",
+    )?;
+    let stop = shutdown_signal();
+
     let opened = open(&common, None).await?;
     let control = opened.control;
     control
@@ -476,11 +657,22 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     }
     let telemetry = Telemetry::new(telemetry_settings, settings.workers);
     telemetry.spawn_log_flusher(Duration::from_millis(100));
+    let https_addr = settings.https.as_ref().map(|h| h.addr);
     let gateway = RunningGateway::start(gateway_addr, config.clone(), settings, telemetry.clone())
-        .map_err(|e| {
-            Failure::runtime(format!(
-                "cannot start the gateway: {e}; free the port or pass --gateway-listen"
-            ))
+        .map_err(|e| match e {
+            gatehouse_gateway::ServeError::Bind { addr, source, .. } => {
+                if Some(addr) == https_addr {
+                    cannot_listen(
+                        addr,
+                        "gateway's HTTPS listener",
+                        "--gateway-https-listen",
+                        &source,
+                    )
+                } else {
+                    cannot_listen(addr, "gateway", "--gateway-listen", &source)
+                }
+            }
+            other => Failure::runtime(format!("cannot start the gateway: {other}")),
         })?;
     let sources = gatehouse_gateway::metrics::Sources {
         telemetry: telemetry.clone(),
@@ -490,9 +682,12 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     let (_, admin) = gatehouse_gateway::admin::start(admin_addr, status, sources, common.limits)
         .await
         .map_err(|e| {
-            Failure::runtime(format!(
-                "cannot listen on {admin_addr} for the gateway's admin endpoints: {e}; free the port or pass --gateway-admin-listen"
-            ))
+            cannot_listen(
+                admin_addr,
+                "gateway's admin endpoints",
+                "--gateway-admin-listen",
+                &e,
+            )
         })?;
     let uploader = Uploader::new(
         telemetry.clone(),
@@ -512,7 +707,6 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     })?;
     let uploader = Arc::new(uploader);
     let uploads = tokio::spawn(uploader.clone().run());
-    let listener = bind(common.control_addr, "control plane").await?;
     let control_url = display_url(common.control_addr, common.control_tls.is_some());
     let gateway_url = display_addr(gateway.local_addr);
     let gateway_https_url = gateway.https_addr.map(|a| display_url(a, true));
@@ -520,7 +714,8 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let portal = crate::portal::router(&control, &args.portal, file, Some(gateway_url.clone()))?;
-    let app = control.router().merge(portal);
+    let in_flight = InFlight::default();
+    let app = counted(control.router().merge(portal), &in_flight);
     let limits = common.limits;
     let server = tokio::spawn(serve_control(
         listener,
@@ -565,10 +760,17 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     }
     println!("\nPress Ctrl-C to stop.");
 
-    shutdown_signal().await;
-    tracing::info!(?grace, "shutting down: draining requests in flight");
+    stop.await;
+    let stopping = std::time::Instant::now();
+    let requests = in_flight.now();
     let _ = stop_tx.send(true);
     let drained = tokio::task::spawn_blocking(move || gateway.shutdown_blocking());
+    release_long_polls(
+        &control,
+        requests,
+        usize::try_from(telemetry.in_flight()).unwrap_or(0),
+        grace,
+    );
     let _ = drained.await;
     uploads.abort();
     uploader.finish(Duration::from_secs(5)).await;
@@ -582,7 +784,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         tracing::warn!(error = %e, "control plane server task failed");
     }
     control.store().close().await;
-    tracing::info!("stopped");
+    tracing::info!(ms = stopping.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }
 
@@ -592,27 +794,39 @@ pub async fn control_plane(global: Global, args: ControlPlaneArgs) -> Result<(),
         .database
         .clone()
         .or_else(|| common.file.database.clone());
+    let listener = bind(common.control_addr, "control plane", "--listen").await?;
+    let stop = shutdown_signal();
     let opened = open(&common, database.as_deref()).await?;
     let control = opened.control;
     let portal = crate::portal::router(&control, &args.portal, &common.file, None)?;
-    let listener = bind(common.control_addr, "control plane").await?;
     println!("Gatehouse control plane is running.");
     let control_url = display_url(common.control_addr, common.control_tls.is_some());
     println!("  Management API: {control_url}/mgmt");
     println!("  Portal:         {control_url}/portal/");
     print_admin_token(&opened.admin_token, opened.admin_token_created, &common);
-    let app = control.router().merge(portal);
+    let grace = Duration::from_secs(30);
+    let in_flight = InFlight::default();
+    let app = counted(control.router().merge(portal), &in_flight);
+    let stopping = {
+        let control = control.clone();
+        let in_flight = in_flight.clone();
+        async move {
+            stop.await;
+            release_long_polls(&control, in_flight.now(), 0, grace);
+        }
+    };
     serve_control(
         listener,
         common.control_tls.clone(),
         app,
         common.limits,
         common.trusted_proxies.clone(),
-        shutdown_signal(),
-        Duration::from_secs(30),
+        stopping,
+        grace,
     )
     .await;
     control.store().close().await;
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -902,10 +1116,13 @@ pub async fn gateway(global: Global, args: crate::args::GatewayRunArgs) -> Resul
             "pass --tls-cert and --tls-key for HTTPS, or --listen 127.0.0.1:8080",
         );
     }
-    selfhosted::run(settings, shutdown_signal())
-        .await
-        .map_err(|e| match e {
-            StartError::Token(_) => Failure::input(e.to_string()),
-            other => Failure::runtime(other.to_string()),
-        })
+    let stop = shutdown_signal();
+    selfhosted::run(settings, async move {
+        stop.await;
+    })
+    .await
+    .map_err(|e| match e {
+        StartError::Token(_) => Failure::input(e.to_string()),
+        other => Failure::runtime(other.to_string()),
+    })
 }

@@ -69,6 +69,10 @@ pub struct ControlPlane {
     sealer: Sealer,
     admin_hash: [u8; 32],
     changes: watch::Sender<u64>,
+    /// Set once the process is shutting down: held config calls answer at once.
+    closing: watch::Sender<bool>,
+    /// Config calls held open now, waiting for a change.
+    held: std::sync::atomic::AtomicUsize,
     telemetry: TelemetrySettings,
     /// Refused gateway tokens per existing gateway, for the fleet status (in memory only).
     refusals:
@@ -122,6 +126,8 @@ impl ControlPlane {
             sealer,
             admin_hash: secrets::sha256(admin_token.as_bytes()),
             changes,
+            closing: watch::channel(false).0,
+            held: std::sync::atomic::AtomicUsize::new(0),
             telemetry,
             refusals: std::sync::Mutex::default(),
         });
@@ -147,6 +153,16 @@ impl ControlPlane {
     /// A feed of store revisions: it changes after every committed change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// Answers every held config long-poll now ("nothing new"), and every later one at once,
+    /// so linked gateways retry instead of holding the shutdown for up to
+    /// 30 s. Returns how many were held.
+    pub fn close_long_polls(&self) -> usize {
+        // Counted first: the calls woken below may finish before this returns.
+        let held = self.held.load(std::sync::atomic::Ordering::Relaxed);
+        self.closing.send_replace(true);
+        held
     }
 
     /// Compiles the snapshot for one gateway from the store as it is now.

@@ -3,7 +3,9 @@
 //!
 //! - `GET /gateway/v1/config`: the snapshot for the calling gateway, with its revision as the
 //!   `ETag`. With `If-None-Match` naming the current revision the call is held open until the
-//!   configuration changes or `wait` seconds (at most 30) pass, then answers 304.
+//!   configuration changes or `wait` seconds (at most 30) pass, then answers 304. When the
+//!   control plane shuts down, held calls answer 304 at once, with `Connection: close`, so
+//!   gateways retry (and find the next control plane, or keep serving from memory meanwhile).
 //! - `POST /gateway/v1/heartbeat`: the instance's state, kept for the fleet status.
 //! - `POST /gateway/v1/telemetry`: a [`Batch`] of per-minute aggregates and request samples,
 //!   stored once per batch id; answers `{"accepted": N, "duplicate": bool}`.
@@ -115,6 +117,8 @@ async fn config(
     let wait = Duration::from_secs(query.wait.unwrap_or(30)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = cp.subscribe();
+    let mut closing = cp.closing.subscribe();
+    let _held = Held::enter(&cp.held);
     let mut woken = false;
     loop {
         changes.borrow_and_update();
@@ -146,6 +150,7 @@ async fn config(
                     break;
                 }
             }
+            _ = closing.wait_for(|c| *c) => break,
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
@@ -153,7 +158,29 @@ async fn config(
     if let Some(Ok(v)) = known.map(|r| HeaderValue::from_str(&etag(r))) {
         response.headers_mut().insert(header::ETAG, v);
     }
+    if *closing.borrow() {
+        // The next call must open a new connection, which finds the listener closed.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
+}
+
+/// A config call counted as held for as long as it runs.
+struct Held<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Held<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// What a gateway instance reports every heartbeat interval.
@@ -262,5 +289,105 @@ async fn telemetry(
     match cp.ingest_telemetry(&gateway, &batch).await {
         Ok(outcome) => (StatusCode::OK, axum::Json(outcome)).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::ControlSettings;
+
+    async fn call(cp: &Arc<ControlPlane>, request: Request<Body>) -> Response {
+        cp.router().oneshot(request).await.unwrap()
+    }
+
+    fn config_call(token: &str, known: Option<&str>) -> Request<Body> {
+        let mut request = Request::get("/gateway/v1/config?wait=30").header("authorization", token);
+        if let Some(etag) = known {
+            request = request.header("if-none-match", etag);
+        }
+        request.body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_answers_held_long_polls_at_once_and_later_ones_without_waiting() {
+        let dir = std::env::temp_dir().join(format!(
+            "gh-link-closing-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = gatehouse_store::Store::open_sqlite_dir(&dir).await.unwrap();
+        let settings = ControlSettings {
+            data_dir: dir.clone(),
+            admin_token: None,
+            secret_key: None,
+        };
+        let opened = ControlPlane::open(store, &settings).await.unwrap();
+        let cp = opened.control;
+        let admin = format!("Bearer {}", opened.admin_token);
+        let put = Request::put("/mgmt/gateways/edge")
+            .header("authorization", &admin)
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        assert!(call(&cp, put).await.status().is_success());
+        let generate = Request::post("/mgmt/gateways/edge/generateToken")
+            .header("authorization", &admin)
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"keyType":"primary"}"#))
+            .unwrap();
+        let body = call(&cp, generate)
+            .await
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        let token: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let token = token["value"].as_str().unwrap().to_owned();
+        let first = call(&cp, config_call(&token, None)).await;
+        assert_eq!(first.status(), StatusCode::OK);
+        let etag = first.headers()[header::ETAG].to_str().unwrap().to_owned();
+
+        let held = {
+            let cp = cp.clone();
+            let request = config_call(&token, Some(&etag));
+            tokio::spawn(async move { call(&cp, request).await })
+        };
+        let start = Instant::now();
+        while cp.held.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "never held");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(cp.close_long_polls(), 1);
+        let closed = Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(5), held)
+            .await
+            .expect("the held call was not answered")
+            .unwrap();
+        assert!(closed.elapsed() < Duration::from_secs(1));
+        assert_eq!(answer.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(answer.headers()[header::CONNECTION], "close");
+        assert_eq!(answer.headers()[header::ETAG], etag.as_str());
+
+        // A call that arrives while the process stops is not held either.
+        let later = tokio::time::timeout(
+            Duration::from_secs(1),
+            call(&cp, config_call(&token, Some(&etag))),
+        )
+        .await
+        .expect("a call after closing was held");
+        assert_eq!(later.status(), StatusCode::NOT_MODIFIED);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -45,10 +45,12 @@ pub enum StartError {
     #[error("cannot start the gateway: {0}")]
     Serve(#[from] ServeError),
     #[error(
-        "cannot listen on {addr} for the admin endpoints: {source}; free the port or pass --admin-listen"
+        "cannot listen on {addr} for the admin endpoints: {why}; free the port or pass --admin-listen"
     )]
     Admin {
         addr: SocketAddr,
+        /// The cause for a user: a taken port names its holder ([`crate::holder::why`]).
+        why: String,
         #[source]
         source: std::io::Error,
     },
@@ -128,6 +130,7 @@ pub async fn run(
     .await
     .map_err(|source| StartError::Admin {
         addr: settings.admin_listen,
+        why: crate::holder::why(settings.admin_listen, &source),
         source,
     })?;
     tracing::info!(listen = %gateway.local_addr, https = ?gateway.https_addr, admin = %admin_addr, endpoint = %settings.link.endpoint, "gateway started");
@@ -159,6 +162,9 @@ pub async fn run(
     let sync = tokio::spawn(link.clone().run(restored.map(Arc::new)));
     let beats = tokio::spawn(link.heartbeats(token));
 
+    // Polled while waiting for a first configuration too, so a signal then stops the gateway.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut stopped = false;
     let started = Instant::now();
     while status.revision().is_none() {
         if started.elapsed() >= settings.startup_timeout {
@@ -191,11 +197,25 @@ pub async fn run(
                 backup,
             });
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::select! {
+            () = shutdown.as_mut() => {
+                stopped = true;
+                break;
+            }
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
     }
 
-    shutdown.await;
-    tracing::info!("shutting down: draining requests in flight");
+    if !stopped {
+        shutdown.await;
+    }
+    let stopping = Instant::now();
+    let requests = telemetry.in_flight().max(0);
+    tracing::info!(
+        requests,
+        grace = ?settings.gateway.shutdown_grace,
+        "waiting for {requests} requests in flight, for at most the grace period"
+    );
     sync.abort();
     beats.abort();
     let _ = tokio::task::spawn_blocking(move || gateway.shutdown_blocking()).await;
@@ -207,6 +227,7 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
     }
     admin.abort();
+    tracing::info!(ms = stopping.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }
 

@@ -2,7 +2,10 @@
 //!
 //! Each worker is an OS thread running a current-thread Tokio runtime with its own
 //! `SO_REUSEPORT` listener on the same address: the kernel spreads connections over the
-//! workers, and a connection lives and dies on one thread. Shutdown stops accepting, lets
+//! workers, and a connection lives and dies on one thread. The port is this process's alone:
+//! before the workers bind, [`claim`] binds it once without `SO_REUSEPORT`, which fails while
+//! any other process listens there (with `SO_REUSEPORT` or not), so a second gateway on the
+//! same port stops with an error instead of silently sharing its connections. Shutdown stops accepting, lets
 //! requests in flight finish within the grace period, then closes what is left.
 
 use std::net::SocketAddr;
@@ -23,9 +26,12 @@ use crate::{ConfigHandle, GatewaySettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
+    /// `why` says it for a user: a taken port names the process holding it
+    /// ([`crate::holder::why`]).
+    #[error("cannot listen on {addr}: {why}")]
     Bind {
         addr: SocketAddr,
+        why: String,
         #[source]
         source: std::io::Error,
     },
@@ -86,6 +92,10 @@ impl RunningGateway {
         let cap = ConnectionCap::new(settings.limits.max_connections);
         let https_cap = ConnectionCap::new(settings.limits.max_connections);
         let limits = settings.limits;
+        claim(addr)?;
+        if let Some(https) = &settings.https {
+            claim(https.addr)?;
+        }
         for index in 0..settings.workers.max(1) {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let worker = Arc::new(Worker::new(
@@ -199,18 +209,45 @@ impl RunningGateway {
     }
 }
 
-fn listen(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    let bind_err = |source| ServeError::Bind { addr, source };
+fn bind_error(addr: SocketAddr) -> impl Fn(std::io::Error) -> ServeError {
+    move |source| ServeError::Bind {
+        addr,
+        why: crate::holder::why(addr, &source),
+        source,
+    }
+}
+
+fn socket(addr: SocketAddr) -> Result<TcpSocket, ServeError> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }
-    .map_err(bind_err)?;
-    socket.set_reuseaddr(true).map_err(bind_err)?;
-    socket.set_reuseport(true).map_err(bind_err)?;
-    socket.set_nodelay(true).map_err(bind_err)?;
-    socket.bind(addr).map_err(bind_err)?;
+    .map_err(bind_error(addr))?;
+    // Sockets of an earlier run still in TIME_WAIT do not hold the port.
+    socket.set_reuseaddr(true).map_err(bind_error(addr))?;
+    Ok(socket)
+}
+
+/// Fails when another process listens on `addr`. A socket bound without `SO_REUSEPORT` cannot
+/// share a port with a listening one, whatever that one's options, so this bind fails exactly
+/// when the workers' `SO_REUSEPORT` binds would join someone else's group. The probe is closed
+/// at once; the workers bind right after it (a process starting in that instant could still
+/// slip in between: the check is for the common mistake, not a lock). Port 0 asks the kernel
+/// for a free port: nothing to check.
+pub fn claim(addr: SocketAddr) -> Result<(), ServeError> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    socket(addr)?.bind(addr).map_err(bind_error(addr))
+}
+
+fn listen(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    let bind_err = bind_error(addr);
+    let socket = socket(addr)?;
+    socket.set_reuseport(true).map_err(&bind_err)?;
+    socket.set_nodelay(true).map_err(&bind_err)?;
+    socket.bind(addr).map_err(&bind_err)?;
     socket.listen(4096).map_err(bind_err)
 }
 

@@ -119,7 +119,7 @@ impl Gatehouse {
                 let ours = [self.control_port, self.gateway_port, self.admin_port]
                     .iter()
                     .any(|p| log.contains(&format!("127.0.0.1:{p} ")));
-                if self.token.is_empty() && ours && log.contains("Address already in use") {
+                if self.token.is_empty() && ours && log.contains("already in use") {
                     self.control_port = free_port();
                     self.gateway_port = free_port();
                     self.admin_port = free_port();
