@@ -315,10 +315,12 @@ impl ServerTls {
             builder.with_no_client_auth()
         };
         let mut config = builder.with_cert_resolver(Arc::new(Fixed(key)));
+        // HTTP/1.0 too, for the clients that offer only it (`curl --http1.0`): without it
+        // such a client gets a fatal no_application_protocol alert, where nginx serves it.
         config.alpn_protocols = if http2 {
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+            vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()]
         } else {
-            vec![b"http/1.1".to_vec()]
+            vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()]
         };
         config.session_storage = self.shared.sessions.clone();
         config.ticketer = self.shared.tickets.clone();

@@ -130,6 +130,17 @@ async fn serves_the_default_certificate_with_alpn() {
     // No ALPN at all is HTTP/1.1 too.
     let none = handshake(&server, &trust, Verify::default(), "localhost", &[], None).await;
     assert!(!none.http2 && none.result.is_ok());
+    // A client that offers only HTTP/1.0 is served, not refused.
+    let h10 = handshake(
+        &server,
+        &trust,
+        Verify::default(),
+        "localhost",
+        &[b"http/1.0"],
+        None,
+    )
+    .await;
+    assert!(!h10.http2 && h10.result.is_ok(), "{:?}", h10.result);
 }
 
 #[tokio::test]
