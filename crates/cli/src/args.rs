@@ -277,6 +277,9 @@ pub enum SubscriptionCommand {
         scope: String,
         #[arg(long)]
         name: Option<String>,
+        /// Initial state: active (the default), submitted (waits for `approve`), suspended.
+        #[arg(long)]
+        state: Option<String>,
     },
     /// Print a subscription's keys.
     Keys {

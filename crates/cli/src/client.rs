@@ -521,10 +521,18 @@ fn subscription_text(x: &Value) -> String {
 pub async fn subscription(global: Global, cmd: SubscriptionCommand) -> Result<(), Failure> {
     let client = Client::from_global(&global)?;
     match cmd {
-        SubscriptionCommand::Create { id, scope, name } => {
+        SubscriptionCommand::Create {
+            id,
+            scope,
+            name,
+            state,
+        } => {
             let mut body = json!({"scope": scope});
             if let Some(n) = name {
                 body["displayName"] = json!(n);
+            }
+            if let Some(state) = state {
+                body["state"] = json!(state);
             }
             client
                 .send(

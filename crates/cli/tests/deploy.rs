@@ -210,21 +210,98 @@ struct BlockRun {
     dir: PathBuf,
 }
 
-/// Runs the first `sh` block under the README heading `heading` as written, with `gatehouse`
-/// on the PATH, in an empty directory, killing what it started in the background when it ends.
-/// The blocks use the default ports, so one runs at a time (a lock shared by the test
-/// processes).
-fn run_readme_block(heading: &str, tag: &str) -> BlockRun {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+/// The README's `sh` blocks, run as written by the tests below: each group runs in one shell,
+/// in order. Blocks for the maintainer's machine (the two commands, which run the suite
+/// itself, and the benchmarks, which run for minutes) are `console` blocks, checked elsewhere.
+const README_SESSIONS: &[&[&str]] = &[
+    &[
+        "## The five-minute tour",
+        "## Policies",
+        "## Developer portal",
+        "## Observability",
+    ],
+    &["## Run a self-hosted gateway"],
+    &["## TLS"],
+];
+
+/// The first `sh` block under the README heading `heading`.
+fn readme_block(readme: &str, heading: &str) -> String {
     let section = readme
         .split(&format!("\n{heading}\n"))
         .nth(1)
         .unwrap_or_else(|| panic!("README has no '{heading}' section"));
-    let block = section
+    let section = section.split("\n## ").next().unwrap_or(section);
+    section
         .split("```sh\n")
         .nth(1)
         .and_then(|b| b.split("```").next())
-        .expect("the section has no sh block");
+        .unwrap_or_else(|| panic!("the section '{heading}' has no sh block"))
+        .to_owned()
+}
+
+#[test]
+fn every_readme_shell_block_is_run_by_a_test() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let blocks = readme.matches("```sh\n").count();
+    let covered: usize = README_SESSIONS.iter().map(|s| s.len()).sum();
+    assert_eq!(
+        blocks, covered,
+        "README.md has {blocks} sh blocks and the tests run {covered}: add the new one to README_SESSIONS"
+    );
+    for heading in README_SESSIONS.iter().flat_map(|s| s.iter()) {
+        readme_block(&readme, heading);
+    }
+    // The two commands: CI runs exactly the README's test command.
+    let two = readme
+        .split("## The two commands")
+        .nth(1)
+        .and_then(|s| s.split("```console\n").nth(1))
+        .and_then(|b| b.split("```").next())
+        .expect("README has no block of the two commands");
+    let test_command = two
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .find(|l| l.starts_with("scripts/"))
+        .expect("no test command among the two");
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    assert!(
+        ci.lines()
+            .any(|l| l.trim() == format!("exec {test_command}")),
+        ".ci/run does not run the README's test command '{test_command}':\n{ci}"
+    );
+    assert!(
+        !readme.contains("../shared"),
+        "README.md links a file outside the repository"
+    );
+}
+
+/// The contract the README links is in the repository; beside the shared folder it came from,
+/// the copy must match it.
+#[test]
+fn the_design_copy_matches_the_shared_contract() {
+    let ours = std::fs::read(root().join("docs/DESIGN.md")).expect("docs/DESIGN.md");
+    let Ok(theirs) = std::fs::read(root().join("../shared/DESIGN.md")) else {
+        // A clone without `shared/` beside it: the copy is all there is.
+        return;
+    };
+    assert!(
+        ours == theirs,
+        "docs/DESIGN.md differs from ../shared/DESIGN.md: copy the new contract in"
+    );
+}
+
+/// Runs the first `sh` block under each of `headings`, in order, in one shell, as written, with
+/// `gatehouse` on the PATH, in an empty directory, killing what it started in the background
+/// when it ends. The blocks use the default ports, so one session runs at a time (a lock shared
+/// by the test processes).
+fn run_readme_block(headings: &[&str], tag: &str) -> BlockRun {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let block = headings
+        .iter()
+        .map(|h| readme_block(&readme, h))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let heading = headings.join(", ");
 
     let lock =
         std::fs::File::create(std::env::temp_dir().join("gatehouse-readme-ports.lock")).unwrap();
@@ -265,7 +342,7 @@ fn run_readme_block(heading: &str, tag: &str) -> BlockRun {
     }
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let logs = ["up.log", "gateway.log"]
+    let logs = ["up.log", "gateway.log", "echo.log"]
         .iter()
         .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
         .collect::<Vec<_>>()
@@ -280,8 +357,28 @@ fn run_readme_block(heading: &str, tag: &str) -> BlockRun {
 }
 
 #[test]
+fn readme_tour_policies_portal_and_observability_work_as_written() {
+    let BlockRun {
+        ok,
+        stdout,
+        stderr,
+        logs,
+        dir,
+    } = run_readme_block(README_SESSIONS[0], "tour");
+    assert!(ok, "the tour failed:\n{stdout}\n{stderr}\n{logs}");
+    // The call through the gateway reached the echo backend without the key.
+    assert!(stdout.contains("\"path\": \"/pets\""), "{stdout}");
+    assert!(!stdout.contains("ocp-apim-subscription-key"), "{stdout}");
+    // The policy was saved, bob was approved, the metrics counted the call, a report answered.
+    assert!(stdout.contains("Subscription 'bob' is active."), "{stdout}");
+    assert!(stdout.contains("gatehouse_requests_total{"), "{stdout}");
+    assert!(stdout.contains("\"value\""), "{stdout}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn readme_tls_block_works_as_written() {
-    let run = run_readme_block("## TLS", "tls");
+    let run = run_readme_block(README_SESSIONS[2], "tls");
     let BlockRun {
         ok,
         stdout,
@@ -309,7 +406,7 @@ fn readme_self_hosted_walkthrough_works_as_written() {
         stderr,
         logs,
         dir,
-    } = run_readme_block("## Run a self-hosted gateway", "selfhosted");
+    } = run_readme_block(README_SESSIONS[1], "selfhosted");
     assert!(ok, "the walkthrough failed:\n{stdout}\n{stderr}\n{logs}");
     assert!(stdout.contains("\"state\":\"ready\""), "{stdout}");
     assert!(

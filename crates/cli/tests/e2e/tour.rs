@@ -400,7 +400,15 @@ async fn import_from_a_url_show_approve_and_an_echo_backend() {
     for args in [
         &["product", "create", "gold", "--name", "Gold", "--approval"][..],
         &["product", "add-api", "gold", "pets"],
-        &["subscription", "create", "bob", "--scope", "/products/gold"],
+        &[
+            "subscription",
+            "create",
+            "bob",
+            "--scope",
+            "/products/gold",
+            "--state",
+            "submitted",
+        ],
     ] {
         let out = gh.cli(args);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
@@ -411,15 +419,6 @@ async fn import_from_a_url_show_approve_and_an_echo_backend() {
     assert_eq!(product["apis"][0]["id"], "pets", "{product}");
     let out = gh.cli(&["product", "show", "gold"]);
     assert!(text(&out).contains("pets"), "{}", text(&out));
-    // As a sign-up through the portal leaves it: waiting for approval.
-    let (status, body) = gh
-        .mgmt(
-            "PATCH",
-            "/mgmt/subscriptions/bob",
-            Some(serde_json::json!({"state": "submitted"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
     let out = gh.cli(&["-o", "json", "subscription", "show", "bob"]);
     let sub: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sub["state"], "submitted", "{sub}");
