@@ -537,18 +537,17 @@ async fn echo_and_close(tcp: &mut TcpStream, hold: Duration) {
     assert_eq!(n, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn websocket_handshakes_pass_the_policies_then_frames_flow_both_ways() {
-    let state = Arc::new(WsState::default());
-    let addr = ws_backend(state.clone()).await;
-    let gh = Gatehouse::up("proto-ws", &[]).await;
+/// The WebSocket tests' APIs in front of the backend at `addr`: `wsopen` (open, no policy: the
+/// fast path) and `ws` (keyed, with a `check-header` on the handshake and a header naming the
+/// method the policies saw). Returns a key for `ws`, once the policy is in force.
+async fn ws_apis(gh: &Gatehouse, addr: SocketAddr) -> String {
     gh.simple_api("ws", "ws", &format!("http://{addr}"), false)
         .await;
     gh.simple_api("wsopen", "wsopen", &format!("http://{addr}"), true)
         .await;
     let key = gh.subscription("s", "/apis").await;
     set_policy(
-        &gh,
+        gh,
         "/mgmt/apis/ws/policy",
         r#"<policies>
             <inbound>
@@ -556,13 +555,14 @@ async fn websocket_handshakes_pass_the_policies_then_frames_flow_both_ways() {
                 <check-header name="X-Client" failed-check-httpcode="403" failed-check-error-message="Unknown client" ignore-case="true">
                     <value>web</value>
                 </check-header>
+                <set-header name="X-Method" exists-action="override"><value>@(context.Request.Method)</value></set-header>
             </inbound>
             <backend><base /></backend>
             <outbound><base /></outbound>
         </policies>"#,
     )
     .await;
-    until_ready(&gh, "/wsopen/x", |r| r.status() == 200).await;
+    until_ready(gh, "/wsopen/x", |r| r.status() == 200).await;
     // The policy is in force once a keyed request without the header is refused.
     let start = Instant::now();
     while gh
@@ -578,6 +578,15 @@ async fn websocket_handshakes_pass_the_policies_then_frames_flow_both_ways() {
         assert!(start.elapsed() < Duration::from_secs(10), "no policy");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn websocket_handshakes_pass_the_policies_then_frames_flow_both_ways() {
+    let state = Arc::new(WsState::default());
+    let addr = ws_backend(state.clone()).await;
+    let gh = Gatehouse::up("proto-ws", &[]).await;
+    let key = ws_apis(&gh, addr).await;
 
     // The fast path: an open API without policies.
     let (status, head, mut tcp) = ws_handshake(&gh, "/wsopen/chat", "").await;
@@ -738,42 +747,7 @@ async fn websocket_over_http2_extended_connect_reaches_an_http1_backend() {
     let state = Arc::new(WsState::default());
     let addr = ws_backend(state.clone()).await;
     let gh = Gatehouse::up("proto-ws-h2", &[]).await;
-    gh.simple_api("ws", "ws", &format!("http://{addr}"), false)
-        .await;
-    gh.simple_api("wsopen", "wsopen", &format!("http://{addr}"), true)
-        .await;
-    let key = gh.subscription("s", "/apis").await;
-    set_policy(
-        &gh,
-        "/mgmt/apis/ws/policy",
-        r#"<policies>
-            <inbound>
-                <base />
-                <check-header name="X-Client" failed-check-httpcode="403" failed-check-error-message="Unknown client" ignore-case="true">
-                    <value>web</value>
-                </check-header>
-                <set-header name="X-Method" exists-action="override"><value>@(context.Request.Method)</value></set-header>
-            </inbound>
-            <backend><base /></backend>
-            <outbound><base /></outbound>
-        </policies>"#,
-    )
-    .await;
-    until_ready(&gh, "/wsopen/x", |r| r.status() == 200).await;
-    let start = Instant::now();
-    while gh
-        .http
-        .get(gh.gateway("/ws/x"))
-        .header("Ocp-Apim-Subscription-Key", &key)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != 403
-    {
-        assert!(start.elapsed() < Duration::from_secs(10), "no policy");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let key = ws_apis(&gh, addr).await;
 
     // The fast path: 200 opens the stream; frames flow both ways and the close ends it.
     let (status, headers, upgraded) = h2_websocket(&gh, "/wsopen/chat", &[]).await;
