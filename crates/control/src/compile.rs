@@ -211,22 +211,6 @@ fn snapshot_backend(backend: Backend) -> SnapshotBackend {
     }
 }
 
-/// The texts of a backend's credentials that may hold `{{named values}}`.
-fn credential_texts(
-    c: &gatehouse_model::resources::BackendCredentials,
-) -> impl Iterator<Item = &str> {
-    c.header
-        .values()
-        .chain(c.query.values())
-        .flatten()
-        .map(String::as_str)
-        .chain(
-            c.authorization
-                .iter()
-                .flat_map(|a| [a.scheme.as_str(), a.parameter.as_str()]),
-        )
-}
-
 fn links_of(sub: &Subscription) -> SubLinks {
     SubLinks {
         scope: scope_key(&sub.scope),
@@ -457,17 +441,7 @@ impl Compiled {
 
     /// Recomputes the policy fragments and named values the shipped policies use.
     async fn ship_policy_inputs(&mut self, store: &Store, sealer: &Sealer) -> Result<(), ApiError> {
-        let texts = || {
-            self.global_policy
-                .iter()
-                .chain(self.products.values().filter_map(|p| p.policy.as_ref()))
-                .chain(self.apis.values().filter_map(|a| a.policy.as_ref()))
-                .chain(
-                    self.apis
-                        .values()
-                        .flat_map(|a| a.operation_policies.values()),
-                )
-        };
+        let texts = || self.policy_texts();
         // Ship only the policy fragments the shipped policies include (through others too).
         let all_fragments = policy_fragments::all_in(store).await?;
         let mut fragments = BTreeMap::new();
@@ -486,7 +460,7 @@ impl Compiled {
         // Backends' credentials may hold `{{name}}` too; gateways resolve them the same way.
         for backend in self.backends.values() {
             if let Some(c) = &backend.credentials {
-                for value in credential_texts(c) {
+                for value in c.texts() {
                     wanted.extend(policies::referenced_names(value));
                 }
             }
@@ -602,6 +576,19 @@ impl Compiled {
         Ok(tls)
     }
 
+    /// The shipped policy documents: global, products', APIs' and operations'.
+    fn policy_texts(&self) -> impl Iterator<Item = &String> {
+        self.global_policy
+            .iter()
+            .chain(self.products.values().filter_map(|p| p.policy.as_ref()))
+            .chain(self.apis.values().filter_map(|a| a.policy.as_ref()))
+            .chain(
+                self.apis
+                    .values()
+                    .flat_map(|a| a.operation_policies.values()),
+            )
+    }
+
     /// The certificates the gateway presents as a TLS client: those of the backends'
     /// credentials, and those the shipped policies and fragments name in
     /// `authentication-certificate`.
@@ -612,17 +599,7 @@ impl Compiled {
             .filter_map(|b| b.credentials.as_ref())
             .flat_map(|c| c.certificates().map(str::to_owned))
             .collect();
-        let texts = self
-            .global_policy
-            .iter()
-            .chain(self.products.values().filter_map(|p| p.policy.as_ref()))
-            .chain(self.apis.values().filter_map(|a| a.policy.as_ref()))
-            .chain(
-                self.apis
-                    .values()
-                    .flat_map(|a| a.operation_policies.values()),
-            )
-            .chain(self.policy_fragments.values());
+        let texts = self.policy_texts().chain(self.policy_fragments.values());
         for text in texts {
             ids.extend(policies::referenced_certificates(text));
         }

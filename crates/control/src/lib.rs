@@ -17,6 +17,8 @@ mod http;
 mod link;
 pub mod secrets;
 mod telemetry;
+#[cfg(test)]
+mod testkit;
 
 use std::path::Path;
 use std::sync::Arc;

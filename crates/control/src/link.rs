@@ -301,7 +301,6 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::ControlSettings;
 
     async fn call(cp: &Arc<ControlPlane>, request: Request<Body>) -> Response {
         cp.router().oneshot(request).await.unwrap()
@@ -317,24 +316,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn closing_answers_held_long_polls_at_once_and_later_ones_without_waiting() {
-        let dir = std::env::temp_dir().join(format!(
-            "gh-link-closing-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = gatehouse_store::Store::open_sqlite_dir(&dir).await.unwrap();
-        let settings = ControlSettings {
-            data_dir: dir.clone(),
-            admin_token: None,
-            secret_key: None,
-        };
-        let opened = ControlPlane::open(store, &settings).await.unwrap();
-        let cp = opened.control;
-        let admin = format!("Bearer {}", opened.admin_token);
+        let t = crate::testkit::open("link-closing").await;
+        let (cp, dir) = (t.cp, t.dir);
+        let admin = format!("Bearer {}", t.token);
         let put = Request::put("/mgmt/gateways/edge")
             .header("authorization", &admin)
             .header("content-type", "application/json")

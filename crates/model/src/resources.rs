@@ -591,6 +591,21 @@ impl BackendCredentials {
     pub fn certificates(&self) -> impl Iterator<Item = &str> {
         self.certificate_ids.iter().map(|c| certificate_id_of(c))
     }
+
+    /// The texts that may hold `{{named values}}`: header and query values, and the
+    /// authorization scheme and parameter.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.header
+            .values()
+            .chain(self.query.values())
+            .flatten()
+            .map(String::as_str)
+            .chain(
+                self.authorization
+                    .iter()
+                    .flat_map(|a| [a.scheme.as_str(), a.parameter.as_str()]),
+            )
+    }
 }
 
 /// A certificate reference as Azure writes it (`/certificates/{id}`, or a full resource id

@@ -335,27 +335,11 @@ mod tests {
     use axum::extract::State;
 
     use super::*;
-    use crate::{ControlPlane, ControlSettings};
+    use crate::ControlPlane;
 
     async fn control() -> (Arc<ControlPlane>, std::path::PathBuf) {
-        let dir =
-            std::env::temp_dir().join(format!("gh-apis-test-{}-{}", std::process::id(), nanos()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = gatehouse_store::Store::open_sqlite_dir(&dir).await.unwrap();
-        let settings = ControlSettings {
-            data_dir: dir.clone(),
-            admin_token: None,
-            secret_key: None,
-        };
-        let opened = ControlPlane::open(store, &settings).await.unwrap();
-        (opened.control, dir)
-    }
-
-    fn nanos() -> u128 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
+        let t = crate::testkit::open("apis-test").await;
+        (t.cp, t.dir)
     }
 
     async fn put_api(cp: &Arc<ControlPlane>, id: &str, path: &str) -> ApiResult<()> {

@@ -19,19 +19,10 @@ async fn check_references(cp: &ControlPlane, backend: &Backend) -> ApiResult<()>
     let Some(credentials) = &backend.credentials else {
         return Ok(());
     };
-    let texts = credentials
-        .header
-        .values()
-        .chain(credentials.query.values())
-        .flatten()
-        .map(String::as_str)
-        .chain(
-            credentials
-                .authorization
-                .iter()
-                .flat_map(|a| [a.scheme.as_str(), a.parameter.as_str()]),
-        );
-    let wanted: Vec<String> = texts.flat_map(super::policies::referenced_names).collect();
+    let wanted: Vec<String> = credentials
+        .texts()
+        .flat_map(super::policies::referenced_names)
+        .collect();
     let named = if wanted.is_empty() {
         HashMap::new()
     } else {

@@ -498,16 +498,7 @@ pub async fn users_of(cp: &ControlPlane, name: &str) -> ApiResult<Vec<String>> {
             continue;
         };
         let uses = c
-            .header
-            .values()
-            .chain(c.query.values())
-            .flatten()
-            .map(String::as_str)
-            .chain(
-                c.authorization
-                    .iter()
-                    .flat_map(|a| [a.scheme.as_str(), a.parameter.as_str()]),
-            )
+            .texts()
             .any(|text| referenced_names(text).iter().any(|n| n == name));
         if uses {
             out.push(format!("the credentials of backend '{}'", backend.id));

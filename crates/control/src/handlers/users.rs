@@ -184,26 +184,11 @@ mod tests {
     use axum::extract::State;
 
     use super::*;
-    use crate::{ControlPlane, ControlSettings};
+    use crate::ControlPlane;
 
     async fn control() -> (Arc<ControlPlane>, std::path::PathBuf) {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("gh-users-test-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = gatehouse_store::Store::open_sqlite_dir(&dir).await.unwrap();
-        let settings = ControlSettings {
-            data_dir: dir.clone(),
-            admin_token: None,
-            secret_key: None,
-        };
-        (
-            ControlPlane::open(store, &settings).await.unwrap().control,
-            dir,
-        )
+        let t = crate::testkit::open("users-test").await;
+        (t.cp, t.dir)
     }
 
     async fn put_user(cp: &Arc<ControlPlane>, id: &str, email: &str) -> ApiResult<()> {

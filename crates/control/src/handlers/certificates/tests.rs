@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::{ControlPlane, ControlSettings};
+use crate::ControlPlane;
 
 struct Harness {
     cp: Arc<ControlPlane>,
@@ -21,26 +21,11 @@ struct Harness {
 
 impl Harness {
     async fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "gh-certs-test-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = gatehouse_store::Store::open_sqlite_dir(&dir).await.unwrap();
-        let settings = ControlSettings {
-            data_dir: dir.clone(),
-            admin_token: None,
-            secret_key: None,
-        };
-        let opened = ControlPlane::open(store, &settings).await.unwrap();
+        let t = crate::testkit::open(&format!("certs-test-{tag}")).await;
         Self {
-            cp: opened.control,
-            token: opened.admin_token,
-            dir,
+            cp: t.cp,
+            token: t.token,
+            dir: t.dir,
         }
     }
 
