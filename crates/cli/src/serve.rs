@@ -327,7 +327,7 @@ fn spawn_sync(
             };
             match applied {
                 Ok(revision) => {
-                    status.applied(revision, Source::ControlPlane);
+                    status.applied(revision, Source::ControlPlane, &config.problems());
                     tracing::debug!(revision, "configuration applied")
                 }
                 Err(e) => {
@@ -459,7 +459,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         ))
     })?;
     let status = Arc::new(Status::new(BUILT_IN_GATEWAY.to_owned(), None));
-    status.applied(revision, Source::ControlPlane);
+    status.applied(revision, Source::ControlPlane, &config.problems());
     let sync = spawn_sync(
         control.clone(),
         config.clone(),

@@ -9,6 +9,10 @@
 //! recompiled, and a change to subscriptions only patches a copy of the key index. Anything
 //! that changes every pipeline (the global policy, named values, fragments) or renumbers the
 //! products compiles in full. Tests check that both ways give the same configuration.
+//!
+//! One API that cannot be compiled (a snapshot from a newer control plane, a broken backup)
+//! does not cost the others: it is kept as an unavailable API that answers its calls with 500,
+//! and [`CompiledConfig::problems`] names it, for `/readyz`, the heartbeat and `/metrics`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -70,6 +74,71 @@ pub struct CompiledApi {
     /// Answers CORS preflights no operation matches (see [`crate::proxy`]); `None` when the
     /// API's effective inbound policy has no cors policy.
     pub preflight: Option<CompiledOperation>,
+    /// Why this gateway cannot serve the API; `None` for every API that compiled. An
+    /// unavailable API has no operations, so its calls reach [`CompiledApi::unmatched`].
+    pub unavailable: Option<Arc<ApiProblem>>,
+}
+
+/// An API of the snapshot this gateway could not compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiProblem {
+    pub api: Arc<str>,
+    /// What in the snapshot was refused, as `apis.{id}.serviceUrl`.
+    pub target: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "API '{}' is not served: {}: {}",
+            self.api, self.target, self.message
+        )
+    }
+}
+
+impl CompiledApi {
+    /// The failure of a call no operation of this API takes: not found, or, when the API
+    /// could not be compiled, unavailable. Only the no-match path pays for the check.
+    pub fn unmatched(&self) -> crate::error::DataPlaneError {
+        match &self.unavailable {
+            None => crate::error::DataPlaneError::NotFound,
+            Some(problem) => crate::error::DataPlaneError::ApiUnavailable(problem.clone()),
+        }
+    }
+
+    /// An API that could not be compiled: it keeps its place (path, index, protocols) and
+    /// serves nothing, so its calls get 500 instead of reaching another API or a 404.
+    fn unavailable(api: &SnapshotApi, index: usize, target: String, message: String) -> Self {
+        let problem = ApiProblem {
+            api: api.id.as_str().into(),
+            target,
+            message,
+        };
+        tracing::error!(problem = %problem, "an API of the configuration cannot be compiled; its calls get 500 and every other API is served");
+        Self {
+            id: api.id.as_str().into(),
+            name: if api.name.is_empty() {
+                api.id.as_str().into()
+            } else {
+                api.name.as_str().into()
+            },
+            path: api.path.as_str().into(),
+            version: api.version.as_deref().map(Into::into),
+            service_url: api.service_url.as_deref().map(Into::into),
+            index,
+            upstream: None,
+            http: api.protocols.contains(&Protocol::Http),
+            https: api.protocols.contains(&Protocol::Https),
+            open: false,
+            key_header: HeaderName::from_static("ocp-apim-subscription-key"),
+            key_query: Arc::from(DEFAULT_KEY_QUERY),
+            operations: Vec::new(),
+            preflight: None,
+            unavailable: Some(Arc::new(problem)),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -128,6 +197,8 @@ pub struct CompiledConfig {
     /// The backends `set-backend-service backend-id` sends to, and the client certificates;
     /// shared with the next configuration when a delta leaves them (and what they use) alone.
     pub backends: Arc<Backends>,
+    /// The APIs of the snapshot that could not be compiled, by id.
+    problems: Arc<[Arc<ApiProblem>]>,
 }
 
 /// Shards of the key index: an update copies the few shards it changes, not the index.
@@ -275,6 +346,24 @@ fn key_params(apis: &[Option<Arc<CompiledApi>>]) -> Arc<[Arc<str>]> {
         }
     }
     names.into()
+}
+
+/// The APIs of `apis` that could not be compiled.
+fn problems_of(apis: &[Option<Arc<CompiledApi>>]) -> Arc<[Arc<ApiProblem>]> {
+    apis.iter()
+        .flatten()
+        .filter_map(|a| a.unavailable.clone())
+        .collect()
+}
+
+/// An API whose path another API of the snapshot already has.
+fn taken_path(api: &SnapshotApi, index: usize) -> CompiledApi {
+    CompiledApi::unavailable(
+        api,
+        index,
+        format!("apis.{}.path", api.id),
+        format!("path '{}' is used by another API", api.path),
+    )
 }
 
 /// Azure's name of the subscription key query parameter, when an API names none.
@@ -440,20 +529,20 @@ impl CompiledConfig {
         let mut apis = Vec::with_capacity(snapshot.apis.len());
         let mut max_depth = 0;
         for (index, api) in snapshot.apis.iter().enumerate() {
-            let path = lowered_path(&api.path);
-            max_depth = max_depth.max(depth(&path));
-            if by_path.insert(path.into_boxed_str(), index).is_some() {
-                return Err(fail(
-                    format!("apis.{}.path", api.id),
-                    format!("path '{}' is used by another API", api.path),
-                ));
-            }
             by_id.insert(Arc::<str>::from(api.id.as_str()), index);
+            let path = lowered_path(&api.path);
+            if by_path.contains_key(path.as_str()) {
+                // The API that has the path keeps it; this one is reported, not routed.
+                apis.push(Some(Arc::new(taken_path(api, index))));
+                continue;
+            }
+            max_depth = max_depth.max(depth(&path));
+            by_path.insert(path.into_boxed_str(), index);
             let products = products_of
                 .get(api.id.as_str())
                 .map_or(&[][..], Vec::as_slice);
             let compiled = compile_api(api, index, &docs, products, &snapshot.products)
-                .map_err(|(t, m)| fail(t, m))?;
+                .unwrap_or_else(|(t, m)| CompiledApi::unavailable(api, index, t, m));
             apis.push(Some(Arc::new(compiled)));
         }
 
@@ -471,6 +560,7 @@ impl CompiledConfig {
             gateway_id: snapshot.gateway_id.as_str().into(),
             tryit,
             key_params: key_params(&apis),
+            problems: problems_of(&apis),
             apis: Arc::new(apis),
             by_path: Arc::new(by_path),
             by_id: Arc::new(by_id),
@@ -544,7 +634,6 @@ impl CompiledConfig {
     /// pipeline, or when this configuration is not the delta's base.
     pub fn update(&self, delta: &Delta, snapshot: &Snapshot) -> Result<Self, CompileError> {
         let revision = snapshot.revision;
-        let fail = failure(revision);
         check_format(snapshot)?;
         let old_products = &self.sources.products;
         let renumbered = snapshot.products.len() < old_products.len()
@@ -555,7 +644,10 @@ impl CompiledConfig {
         if self.revision != delta.base || *self.gateway_id != *snapshot.gateway_id {
             return Self::compile(snapshot);
         }
+        // An API left without its path by another may get it now: a full compile decides.
+        let paths_shared = self.problems.iter().any(|p| p.target.ends_with(".path"));
         if delta.global_policy.is_some()
+            || paths_shared
             || delta.named_values.is_some()
             || delta.policy_fragments.is_some()
             || !delta.removed_products.is_empty()
@@ -592,6 +684,7 @@ impl CompiledConfig {
                 sources: self.sources.clone(),
                 tls,
                 backends,
+                problems: self.problems.clone(),
             });
         }
 
@@ -670,18 +763,21 @@ impl CompiledConfig {
                 }
             };
             let products = products_of.get(id).map_or(&[][..], Vec::as_slice);
-            let api = compile_api(api, index, &docs, products, &snapshot.products)
-                .map_err(|(t, m)| fail(t, m))?;
-            compiled.push(api);
+            let compiled_api = compile_api(api, index, &docs, products, &snapshot.products)
+                .unwrap_or_else(|(t, m)| CompiledApi::unavailable(api, index, t, m));
+            compiled.push(compiled_api);
         }
         for api in compiled {
             let path = lowered_path(&api.path);
-            if by_path.insert(path.into_boxed_str(), api.index).is_some() {
-                return Err(fail(
-                    format!("apis.{}.path", api.id),
-                    format!("path '{}' is used by another API", api.path),
-                ));
+            if by_path.contains_key(path.as_str()) {
+                // Which of two APIs on one path is served follows the snapshot's order, as a
+                // full compile decides it (a control plane never sends such a snapshot).
+                return Self::compile_keeping_tls(
+                    snapshot,
+                    Some(self.updated_tls(delta, snapshot)),
+                );
             }
+            by_path.insert(path.into_boxed_str(), api.index);
             let index = api.index;
             if let Some(slot) = apis.get_mut(index) {
                 *slot = Some(Arc::new(api));
@@ -705,6 +801,7 @@ impl CompiledConfig {
             gateway_id: self.gateway_id.clone(),
             tryit: tryit_key(snapshot),
             key_params: key_params(&apis),
+            problems: problems_of(&apis),
             apis: Arc::new(apis),
             by_path: Arc::new(by_path),
             by_id: Arc::new(by_id),
@@ -723,6 +820,11 @@ impl CompiledConfig {
 
     pub fn api_count(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// The APIs of the snapshot this configuration could not compile (their calls get 500).
+    pub fn problems(&self) -> &Arc<[Arc<ApiProblem>]> {
+        &self.problems
     }
 
     /// Finds the API serving `path` (which starts with `/`): the one with the longest path
@@ -849,15 +951,18 @@ fn compile_api(
 ) -> Result<CompiledApi, (String, String)> {
     let target = |p: &str| format!("apis.{}.{p}", api.id);
     let upstream = match &api.service_url {
-        Some(url) => Some(parse_upstream(url).map_err(|m| (target("serviceUrl"), m))?),
+        Some(url) => Some(parse_service_url(url).map_err(|m| (target("serviceUrl"), m))?),
         None => None,
     };
-    let key_header = HeaderName::from_bytes(api.key_header.as_bytes()).map_err(|_| {
-        (
-            target("subscriptionKeyParameterNames.header"),
-            format!("'{}' is not a valid header name", api.key_header),
-        )
-    })?;
+    let key_header = gatehouse_model::resources::is_header_name(&api.key_header)
+        .then(|| HeaderName::from_bytes(api.key_header.as_bytes()).ok())
+        .flatten()
+        .ok_or_else(|| {
+            (
+                target("subscriptionKeyParameterNames.header"),
+                format!("'{}' is not a valid header name", api.key_header),
+            )
+        })?;
     let api_doc = match &api.policy {
         Some(xml) => Some(compile_doc(
             xml,
@@ -937,7 +1042,15 @@ fn compile_api(
         key_header,
         key_query: api.key_query.as_str().into(),
         operations,
+        unavailable: None,
     })
+}
+
+/// A service or backend URL of the snapshot, checked first by the model's definition of a
+/// backend URL, the one the control plane refuses URLs with at save.
+pub(crate) fn parse_service_url(url: &str) -> Result<Upstream, String> {
+    gatehouse_model::resources::check_http_url(url)?;
+    parse_upstream(url)
 }
 
 pub(crate) fn parse_upstream(url: &str) -> Result<Upstream, String> {
