@@ -384,16 +384,8 @@ impl Resource for Operation {
             self.display_name = self.id.clone();
         }
         self.method = self.method.to_ascii_uppercase();
-        if self.method.is_empty() {
-            p.push("method", "is required, for example 'GET'");
-        } else if self.method != "*" && !self.method.chars().all(|c| c.is_ascii_uppercase()) {
-            p.push(
-                "method",
-                format!(
-                    "'{}' is not an HTTP method such as GET or POST",
-                    self.method
-                ),
-            );
+        if let Err(e) = check_method(&self.method) {
+            p.push("method", e);
         }
         match UrlTemplate::parse(&self.url_template) {
             Ok(t) => {
@@ -411,6 +403,20 @@ impl Resource for Operation {
             Err(e) => p.push("urlTemplate", e.to_string()),
         }
         p.finish("operation")
+    }
+}
+
+/// Checks an operation's method as stored (upper case): `*`, or letters. Gateways check each
+/// operation with it too, so what the control plane saves, they route.
+pub fn check_method(method: &str) -> Result<(), String> {
+    if method.is_empty() {
+        Err("is required, for example 'GET'".to_owned())
+    } else if method != "*" && !method.chars().all(|c| c.is_ascii_uppercase()) {
+        Err(format!(
+            "'{method}' is not an HTTP method such as GET or POST"
+        ))
+    } else {
+        Ok(())
     }
 }
 
