@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod backends_tls;
+mod containment;
 mod gateway;
 mod lifecycle;
 mod management;
