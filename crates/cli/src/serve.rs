@@ -331,7 +331,9 @@ fn spawn_sync(
                     tracing::debug!(revision, "configuration applied")
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "configuration rejected; the previous one stays in force")
+                    tracing::error!(error = %e, "configuration rejected; the previous one stays in force");
+                    // `/readyz` says stale and why, rather than ready.
+                    status.link_failed(e.to_string());
                 }
             }
             // Deltas build on the snapshot even when it was rejected: the gateway compiles

@@ -404,11 +404,9 @@ fn product_names(products: &[SnapshotProduct]) -> Vec<(Arc<str>, Arc<str>)> {
         .collect()
 }
 
-fn product_doc(
-    product: &SnapshotProduct,
-    docs: &Docs,
-    revision: u64,
-) -> Result<Option<Arc<PolicyDocument>>, CompileError> {
+/// A product's compiled policy; a policy that does not compile makes the product's APIs
+/// unavailable (see [`compile_api`]), not the configuration.
+fn product_doc(product: &SnapshotProduct, docs: &Docs) -> ProductDoc {
     match &product.policy {
         Some(xml) => compile_doc(
             xml,
@@ -417,8 +415,7 @@ fn product_doc(
             &docs.fragments,
             format!("products.{}.policy", product.id),
         )
-        .map(|d| Some(Arc::new(d)))
-        .map_err(|(t, m)| failure(revision)(t, m)),
+        .map(|d| Some(Arc::new(d))),
         None => Ok(None),
     }
 }
@@ -519,7 +516,7 @@ impl CompiledConfig {
             );
         }
         for product in &snapshot.products {
-            let doc = product_doc(product, &docs, revision)?;
+            let doc = product_doc(product, &docs);
             docs.products.push(doc);
         }
         let products_of = products_of(&snapshot.products);
@@ -707,7 +704,7 @@ impl CompiledConfig {
                     if let Some(old) = old {
                         recompile.extend(old.apis.iter().map(String::as_str));
                     }
-                    let doc = product_doc(new, &self.sources.docs, revision)?;
+                    let doc = product_doc(new, &self.sources.docs);
                     match product_docs.get_mut(i) {
                         Some(slot) => *slot = doc,
                         None => product_docs.push(doc),
@@ -910,12 +907,15 @@ fn members(products: &[SnapshotProduct], by_id: &HashMap<Arc<str>, usize>) -> Ve
         .collect()
 }
 
+/// A product's policy: `None` when it has none; the target and message when it does not compile.
+type ProductDoc = Result<Option<Arc<PolicyDocument>>, (String, String)>;
+
 /// Policy documents compiled for one configuration.
 #[derive(Debug)]
 struct Docs {
     global: Arc<PolicyDocument>,
     /// By product index; `None` when the product has no policy.
-    products: Vec<Option<Arc<PolicyDocument>>>,
+    products: Vec<ProductDoc>,
     named: HashMap<String, String>,
     /// The policy fragments `<include-fragment>` inlines.
     fragments: BTreeMap<String, String>,
@@ -950,6 +950,14 @@ fn compile_api(
     products: &[SnapshotProduct],
 ) -> Result<CompiledApi, (String, String)> {
     let target = |p: &str| format!("apis.{}.{p}", api.id);
+    // A product of the API whose policy does not compile: its pipelines cannot be composed.
+    if let Some(Err(broken)) = products_of_api
+        .iter()
+        .filter_map(|&p| docs.products.get(p))
+        .find(|d| d.is_err())
+    {
+        return Err(broken.clone());
+    }
     let upstream = match &api.service_url {
         Some(url) => Some(parse_service_url(url).map_err(|m| (target("serviceUrl"), m))?),
         None => None,
@@ -999,7 +1007,7 @@ fn compile_api(
         };
         compiled.policy.default = compose(None);
         for &p in products_of_api {
-            if let Some(Some(doc)) = docs.products.get(p) {
+            if let Some(Ok(Some(doc))) = docs.products.get(p) {
                 compiled
                     .policy
                     .by_product

@@ -55,10 +55,11 @@ fn config_errors(metrics: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_broken_api_gets_500_and_is_reported_while_every_other_api_is_served() {
+/// `up` with API `good` and API `broken` (written into the store) assigned to gateway `edge`;
+/// returns the backend, the control plane, a key for every API and a token for `edge`.
+async fn setup(tag: &str) -> (Backend, Gatehouse, String, String) {
     let backend = Backend::start().await;
-    let gh = Gatehouse::up("contain", &[]).await;
+    let gh = Gatehouse::up(tag, &[]).await;
     gh.simple_api("good", "good", &backend.url(), false).await;
     gh.ok(
         "PUT",
@@ -83,6 +84,23 @@ async fn a_broken_api_gets_500_and_is_reported_while_every_other_api_is_served()
         .as_str()
         .unwrap()
         .to_owned();
+    (backend, gh, key, token)
+}
+
+async fn metrics(gw: &GatewayProc) -> String {
+    gw.http
+        .get(gw.admin("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broken_api_gets_500_and_is_reported_while_every_other_api_is_served() {
+    let (_backend, gh, key, token) = setup("contain").await;
     let gw = GatewayProc::spawn(
         "contain-gw",
         &gh.control(""),
@@ -106,15 +124,7 @@ async fn a_broken_api_gets_500_and_is_reported_while_every_other_api_is_served()
     // The problem is in the gateway's log, not in the answer.
     assert!(gw.log().contains("bad-.example.com"), "{}", gw.log());
 
-    let metrics = gw
-        .http
-        .get(gw.admin("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&gw).await;
     assert_eq!(config_errors(&metrics), Some(1.0), "{metrics}");
 
     // The fleet status names the API and the message, through the heartbeat.
@@ -181,6 +191,44 @@ async fn a_broken_api_gets_500_and_is_reported_while_every_other_api_is_served()
     })
     .await;
     assert_eq!(get(&gw.http, &gw.url("/broken/x"), &key).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gateway_starting_from_a_backup_with_a_broken_api_serves_the_others() {
+    let (_backend, mut gh, key, token) = setup("contain-backup").await;
+    let mut gw = GatewayProc::spawn("contain-backup-gw", &gh.control(""), &token, &[]);
+    // (Relaunch with the backup dir inside the gateway's own temp dir.)
+    gw.kill9();
+    let backup = gw.dir.join("backup");
+    gw.args
+        .extend(["--backup-dir".to_owned(), backup.display().to_string()]);
+    gw.launch();
+    gw.wait_ready(Duration::from_secs(15), |r| r["state"] == "degraded")
+        .await;
+    until("a backup written", Duration::from_secs(10), async || {
+        std::fs::read_dir(&backup).is_ok_and(|mut d| d.next().is_some())
+    })
+    .await;
+
+    // The control plane goes away; the gateway restarts from its backup.
+    gh.signal("KILL");
+    gh.wait();
+    gw.kill9();
+    gw.launch();
+    let ready = gw
+        .wait_ready(Duration::from_secs(15), |r| r["source"] == "backup")
+        .await;
+    assert_eq!(ready["state"], "stale", "{ready}");
+    assert!(
+        ready["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("API 'broken'")),
+        "{ready}"
+    );
+    assert_eq!(get(&gw.http, &gw.url("/good/x"), &key).await.0, 200);
+    let (status, body) = get(&gw.http, &gw.url("/broken/x"), &key).await;
+    assert_eq!((status, body.as_str()), (500, AZURE_500));
+    assert_eq!(config_errors(&metrics(&gw).await), Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -297,6 +297,29 @@ fn fragments_are_inlined_and_a_missing_one_rejects_the_configuration() {
     assert!(c.find_api("/a/b/c").unwrap().0.unavailable.is_none());
 }
 
+#[test]
+fn a_product_policy_that_does_not_compile_costs_only_the_products_apis() {
+    let s = snapshot();
+    let c = CompiledConfig::compile(&s).unwrap();
+    let mut bad = s.clone();
+    bad.revision = 8;
+    bad.products[0].policy =
+        Some("<policies><inbound><no-such-policy/></inbound></policies>".into());
+    let check = |c: &CompiledConfig| {
+        assert_eq!(c.problems().len(), 1, "{:?}", c.problems());
+        let problem = &c.problems()[0];
+        assert_eq!(
+            (&*problem.api, problem.target.as_str()),
+            ("echo", "products.starter.policy")
+        );
+        assert!(c.find_api("/echo/x").unwrap().0.unavailable.is_some());
+        assert!(c.find_api("/a/b/c/x").unwrap().0.unavailable.is_none());
+        assert!(c.find_api("/free/x").unwrap().0.unavailable.is_none());
+    };
+    check(&CompiledConfig::compile(&bad).unwrap());
+    check(&c.update(&Delta::between(&s, &bad), &bad).unwrap());
+}
+
 /// Ways a gateway's compile refuses an API, each injected straight into the snapshot as a
 /// control plane of another release or a damaged backup could send it.
 fn break_api(api: &mut SnapshotApi, how: usize) -> &'static str {
