@@ -197,7 +197,7 @@ pub struct CompiledConfig {
     /// The backends `set-backend-service backend-id` sends to, and the client certificates;
     /// shared with the next configuration when a delta leaves them (and what they use) alone.
     pub backends: Arc<Backends>,
-    /// The APIs of the snapshot that could not be compiled, by id.
+    /// The APIs of the snapshot that could not be compiled, in the snapshot's order.
     problems: Arc<[Arc<ApiProblem>]>,
 }
 
@@ -914,7 +914,7 @@ type ProductDoc = Result<Option<Arc<PolicyDocument>>, (String, String)>;
 #[derive(Debug)]
 struct Docs {
     global: Arc<PolicyDocument>,
-    /// By product index; `None` when the product has no policy.
+    /// By product index (see [`ProductDoc`]).
     products: Vec<ProductDoc>,
     named: HashMap<String, String>,
     /// The policy fragments `<include-fragment>` inlines.

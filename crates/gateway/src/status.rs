@@ -1,14 +1,14 @@
 //! What a self-hosted gateway knows about itself: readiness, where its configuration came from,
-//! the health of its link and its token. Read by `/readyz` and sent in heartbeats; never on the
-//! request path, so a mutex is fine here.
+//! the health of its link and its token, and the APIs its configuration could not compile (the
+//! `degraded` state). Read by `/readyz` and sent in heartbeats; never on the request path, so a
+//! mutex is fine here.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::config::ApiProblem;
-use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
