@@ -490,11 +490,13 @@ fn spawn_sync(
             };
             match applied {
                 Ok(revision) => {
-                    status.applied(revision, Source::ControlPlane);
+                    status.applied(revision, Source::ControlPlane, &config.problems());
                     tracing::debug!(revision, "configuration applied")
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "configuration rejected; the previous one stays in force")
+                    tracing::error!(error = %e, "configuration rejected; the previous one stays in force");
+                    // `/readyz` says stale and why, rather than ready.
+                    status.link_failed(e.to_string());
                 }
             }
             // Deltas build on the snapshot even when it was rejected: the gateway compiles
@@ -640,7 +642,7 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
         ))
     })?;
     let status = Arc::new(Status::new(BUILT_IN_GATEWAY.to_owned(), None));
-    status.applied(revision, Source::ControlPlane);
+    status.applied(revision, Source::ControlPlane, &config.problems());
     let sync = spawn_sync(
         control.clone(),
         config.clone(),

@@ -9,6 +9,10 @@
 //! recompiled, and a change to subscriptions only patches a copy of the key index. Anything
 //! that changes every pipeline (the global policy, named values, fragments) or renumbers the
 //! products compiles in full. Tests check that both ways give the same configuration.
+//!
+//! One API that cannot be compiled (a snapshot from a newer control plane, a broken backup)
+//! does not cost the others: it is kept as an unavailable API that answers its calls with 500,
+//! and [`CompiledConfig::problems`] names it, for `/readyz`, the heartbeat and `/metrics`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -70,6 +74,71 @@ pub struct CompiledApi {
     /// Answers CORS preflights no operation matches (see [`crate::proxy`]); `None` when the
     /// API's effective inbound policy has no cors policy.
     pub preflight: Option<CompiledOperation>,
+    /// Why this gateway cannot serve the API; `None` for every API that compiled. An
+    /// unavailable API has no operations, so its calls reach [`CompiledApi::unmatched`].
+    pub unavailable: Option<Arc<ApiProblem>>,
+}
+
+/// An API of the snapshot this gateway could not compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiProblem {
+    pub api: Arc<str>,
+    /// What in the snapshot was refused, as `apis.{id}.serviceUrl`.
+    pub target: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "API '{}' is not served: {}: {}",
+            self.api, self.target, self.message
+        )
+    }
+}
+
+impl CompiledApi {
+    /// The failure of a call no operation of this API takes: not found, or, when the API
+    /// could not be compiled, unavailable. Only the no-match path pays for the check.
+    pub fn unmatched(&self) -> crate::error::DataPlaneError {
+        match &self.unavailable {
+            None => crate::error::DataPlaneError::NotFound,
+            Some(problem) => crate::error::DataPlaneError::ApiUnavailable(problem.clone()),
+        }
+    }
+
+    /// An API that could not be compiled: it keeps its place (path, index, protocols) and
+    /// serves nothing, so its calls get 500 instead of reaching another API or a 404.
+    fn unavailable(api: &SnapshotApi, index: usize, target: String, message: String) -> Self {
+        let problem = ApiProblem {
+            api: api.id.as_str().into(),
+            target,
+            message,
+        };
+        tracing::error!(problem = %problem, "an API of the configuration cannot be compiled; its calls get 500 and every other API is served");
+        Self {
+            id: api.id.as_str().into(),
+            name: if api.name.is_empty() {
+                api.id.as_str().into()
+            } else {
+                api.name.as_str().into()
+            },
+            path: api.path.as_str().into(),
+            version: api.version.as_deref().map(Into::into),
+            service_url: api.service_url.as_deref().map(Into::into),
+            index,
+            upstream: None,
+            http: api.protocols.contains(&Protocol::Http),
+            https: api.protocols.contains(&Protocol::Https),
+            open: false,
+            key_header: HeaderName::from_static("ocp-apim-subscription-key"),
+            key_query: Arc::from(DEFAULT_KEY_QUERY),
+            operations: Vec::new(),
+            preflight: None,
+            unavailable: Some(Arc::new(problem)),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -128,6 +197,8 @@ pub struct CompiledConfig {
     /// The backends `set-backend-service backend-id` sends to, and the client certificates;
     /// shared with the next configuration when a delta leaves them (and what they use) alone.
     pub backends: Arc<Backends>,
+    /// The APIs of the snapshot that could not be compiled, in the snapshot's order.
+    problems: Arc<[Arc<ApiProblem>]>,
 }
 
 /// Shards of the key index: an update copies the few shards it changes, not the index.
@@ -277,6 +348,24 @@ fn key_params(apis: &[Option<Arc<CompiledApi>>]) -> Arc<[Arc<str>]> {
     names.into()
 }
 
+/// The APIs of `apis` that could not be compiled.
+fn problems_of(apis: &[Option<Arc<CompiledApi>>]) -> Arc<[Arc<ApiProblem>]> {
+    apis.iter()
+        .flatten()
+        .filter_map(|a| a.unavailable.clone())
+        .collect()
+}
+
+/// An API whose path another API of the snapshot already has.
+fn taken_path(api: &SnapshotApi, index: usize) -> CompiledApi {
+    CompiledApi::unavailable(
+        api,
+        index,
+        format!("apis.{}.path", api.id),
+        format!("path '{}' is used by another API", api.path),
+    )
+}
+
 /// Azure's name of the subscription key query parameter, when an API names none.
 pub const DEFAULT_KEY_QUERY: &str = "subscription-key";
 
@@ -315,11 +404,9 @@ fn product_names(products: &[SnapshotProduct]) -> Vec<(Arc<str>, Arc<str>)> {
         .collect()
 }
 
-fn product_doc(
-    product: &SnapshotProduct,
-    docs: &Docs,
-    revision: u64,
-) -> Result<Option<Arc<PolicyDocument>>, CompileError> {
+/// A product's compiled policy; a policy that does not compile makes the product's APIs
+/// unavailable (see [`compile_api`]), not the configuration.
+fn product_doc(product: &SnapshotProduct, docs: &Docs) -> ProductDoc {
     match &product.policy {
         Some(xml) => compile_doc(
             xml,
@@ -328,8 +415,7 @@ fn product_doc(
             &docs.fragments,
             format!("products.{}.policy", product.id),
         )
-        .map(|d| Some(Arc::new(d)))
-        .map_err(|(t, m)| failure(revision)(t, m)),
+        .map(|d| Some(Arc::new(d))),
         None => Ok(None),
     }
 }
@@ -430,7 +516,7 @@ impl CompiledConfig {
             );
         }
         for product in &snapshot.products {
-            let doc = product_doc(product, &docs, revision)?;
+            let doc = product_doc(product, &docs);
             docs.products.push(doc);
         }
         let products_of = products_of(&snapshot.products);
@@ -440,20 +526,20 @@ impl CompiledConfig {
         let mut apis = Vec::with_capacity(snapshot.apis.len());
         let mut max_depth = 0;
         for (index, api) in snapshot.apis.iter().enumerate() {
-            let path = lowered_path(&api.path);
-            max_depth = max_depth.max(depth(&path));
-            if by_path.insert(path.into_boxed_str(), index).is_some() {
-                return Err(fail(
-                    format!("apis.{}.path", api.id),
-                    format!("path '{}' is used by another API", api.path),
-                ));
-            }
             by_id.insert(Arc::<str>::from(api.id.as_str()), index);
+            let path = lowered_path(&api.path);
+            if by_path.contains_key(path.as_str()) {
+                // The API that has the path keeps it; this one is reported, not routed.
+                apis.push(Some(Arc::new(taken_path(api, index))));
+                continue;
+            }
+            max_depth = max_depth.max(depth(&path));
+            by_path.insert(path.into_boxed_str(), index);
             let products = products_of
                 .get(api.id.as_str())
                 .map_or(&[][..], Vec::as_slice);
             let compiled = compile_api(api, index, &docs, products, &snapshot.products)
-                .map_err(|(t, m)| fail(t, m))?;
+                .unwrap_or_else(|(t, m)| CompiledApi::unavailable(api, index, t, m));
             apis.push(Some(Arc::new(compiled)));
         }
 
@@ -471,6 +557,7 @@ impl CompiledConfig {
             gateway_id: snapshot.gateway_id.as_str().into(),
             tryit,
             key_params: key_params(&apis),
+            problems: problems_of(&apis),
             apis: Arc::new(apis),
             by_path: Arc::new(by_path),
             by_id: Arc::new(by_id),
@@ -544,7 +631,6 @@ impl CompiledConfig {
     /// pipeline, or when this configuration is not the delta's base.
     pub fn update(&self, delta: &Delta, snapshot: &Snapshot) -> Result<Self, CompileError> {
         let revision = snapshot.revision;
-        let fail = failure(revision);
         check_format(snapshot)?;
         let old_products = &self.sources.products;
         let renumbered = snapshot.products.len() < old_products.len()
@@ -555,7 +641,10 @@ impl CompiledConfig {
         if self.revision != delta.base || *self.gateway_id != *snapshot.gateway_id {
             return Self::compile(snapshot);
         }
+        // An API left without its path by another may get it now: a full compile decides.
+        let paths_shared = self.problems.iter().any(|p| p.target.ends_with(".path"));
         if delta.global_policy.is_some()
+            || paths_shared
             || delta.named_values.is_some()
             || delta.policy_fragments.is_some()
             || !delta.removed_products.is_empty()
@@ -592,6 +681,7 @@ impl CompiledConfig {
                 sources: self.sources.clone(),
                 tls,
                 backends,
+                problems: self.problems.clone(),
             });
         }
 
@@ -614,7 +704,7 @@ impl CompiledConfig {
                     if let Some(old) = old {
                         recompile.extend(old.apis.iter().map(String::as_str));
                     }
-                    let doc = product_doc(new, &self.sources.docs, revision)?;
+                    let doc = product_doc(new, &self.sources.docs);
                     match product_docs.get_mut(i) {
                         Some(slot) => *slot = doc,
                         None => product_docs.push(doc),
@@ -670,18 +760,21 @@ impl CompiledConfig {
                 }
             };
             let products = products_of.get(id).map_or(&[][..], Vec::as_slice);
-            let api = compile_api(api, index, &docs, products, &snapshot.products)
-                .map_err(|(t, m)| fail(t, m))?;
-            compiled.push(api);
+            let compiled_api = compile_api(api, index, &docs, products, &snapshot.products)
+                .unwrap_or_else(|(t, m)| CompiledApi::unavailable(api, index, t, m));
+            compiled.push(compiled_api);
         }
         for api in compiled {
             let path = lowered_path(&api.path);
-            if by_path.insert(path.into_boxed_str(), api.index).is_some() {
-                return Err(fail(
-                    format!("apis.{}.path", api.id),
-                    format!("path '{}' is used by another API", api.path),
-                ));
+            if by_path.contains_key(path.as_str()) {
+                // Which of two APIs on one path is served follows the snapshot's order, as a
+                // full compile decides it (a control plane never sends such a snapshot).
+                return Self::compile_keeping_tls(
+                    snapshot,
+                    Some(self.updated_tls(delta, snapshot)),
+                );
             }
+            by_path.insert(path.into_boxed_str(), api.index);
             let index = api.index;
             if let Some(slot) = apis.get_mut(index) {
                 *slot = Some(Arc::new(api));
@@ -705,6 +798,7 @@ impl CompiledConfig {
             gateway_id: self.gateway_id.clone(),
             tryit: tryit_key(snapshot),
             key_params: key_params(&apis),
+            problems: problems_of(&apis),
             apis: Arc::new(apis),
             by_path: Arc::new(by_path),
             by_id: Arc::new(by_id),
@@ -723,6 +817,11 @@ impl CompiledConfig {
 
     pub fn api_count(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// The APIs of the snapshot this configuration could not compile (their calls get 500).
+    pub fn problems(&self) -> &Arc<[Arc<ApiProblem>]> {
+        &self.problems
     }
 
     /// Finds the API serving `path` (which starts with `/`): the one with the longest path
@@ -808,12 +907,15 @@ fn members(products: &[SnapshotProduct], by_id: &HashMap<Arc<str>, usize>) -> Ve
         .collect()
 }
 
+/// A product's policy: `None` when it has none; the target and message when it does not compile.
+type ProductDoc = Result<Option<Arc<PolicyDocument>>, (String, String)>;
+
 /// Policy documents compiled for one configuration.
 #[derive(Debug)]
 struct Docs {
     global: Arc<PolicyDocument>,
-    /// By product index; `None` when the product has no policy.
-    products: Vec<Option<Arc<PolicyDocument>>>,
+    /// By product index (see [`ProductDoc`]).
+    products: Vec<ProductDoc>,
     named: HashMap<String, String>,
     /// The policy fragments `<include-fragment>` inlines.
     fragments: BTreeMap<String, String>,
@@ -848,16 +950,27 @@ fn compile_api(
     products: &[SnapshotProduct],
 ) -> Result<CompiledApi, (String, String)> {
     let target = |p: &str| format!("apis.{}.{p}", api.id);
+    // A product of the API whose policy does not compile: its pipelines cannot be composed.
+    if let Some(Err(broken)) = products_of_api
+        .iter()
+        .filter_map(|&p| docs.products.get(p))
+        .find(|d| d.is_err())
+    {
+        return Err(broken.clone());
+    }
     let upstream = match &api.service_url {
-        Some(url) => Some(parse_upstream(url).map_err(|m| (target("serviceUrl"), m))?),
+        Some(url) => Some(parse_service_url(url).map_err(|m| (target("serviceUrl"), m))?),
         None => None,
     };
-    let key_header = HeaderName::from_bytes(api.key_header.as_bytes()).map_err(|_| {
-        (
-            target("subscriptionKeyParameterNames.header"),
-            format!("'{}' is not a valid header name", api.key_header),
-        )
-    })?;
+    let key_header = gatehouse_model::resources::is_header_name(&api.key_header)
+        .then(|| HeaderName::from_bytes(api.key_header.as_bytes()).ok())
+        .flatten()
+        .ok_or_else(|| {
+            (
+                target("subscriptionKeyParameterNames.header"),
+                format!("'{}' is not a valid header name", api.key_header),
+            )
+        })?;
     let api_doc = match &api.policy {
         Some(xml) => Some(compile_doc(
             xml,
@@ -894,7 +1007,7 @@ fn compile_api(
         };
         compiled.policy.default = compose(None);
         for &p in products_of_api {
-            if let Some(Some(doc)) = docs.products.get(p) {
+            if let Some(Ok(Some(doc))) = docs.products.get(p) {
                 compiled
                     .policy
                     .by_product
@@ -937,7 +1050,15 @@ fn compile_api(
         key_header,
         key_query: api.key_query.as_str().into(),
         operations,
+        unavailable: None,
     })
+}
+
+/// A service or backend URL of the snapshot, checked first by the model's definition of a
+/// backend URL, the one the control plane refuses URLs with at save.
+pub(crate) fn parse_service_url(url: &str) -> Result<Upstream, String> {
+    gatehouse_model::resources::check_http_url(url)?;
+    parse_upstream(url)
 }
 
 pub(crate) fn parse_upstream(url: &str) -> Result<Upstream, String> {

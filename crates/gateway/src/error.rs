@@ -28,6 +28,9 @@ pub enum DataPlaneError {
     InvalidKey,
     #[error("the gateway has not loaded a configuration yet")]
     NotReady,
+    /// The API's part of the configuration could not be compiled; the others are served.
+    #[error("{0}")]
+    ApiUnavailable(std::sync::Arc<crate::config::ApiProblem>),
     #[error("API '{0}' has no backend service URL")]
     NoBackend(std::sync::Arc<str>),
     #[error("the backend URL could not be built: {0}")]
@@ -66,6 +69,7 @@ impl DataPlaneError {
             Self::MissingKey => ("authorization", "SubscriptionKeyNotFound"),
             Self::InvalidKey => ("authorization", "SubscriptionKeyInvalid"),
             Self::NotReady => ("gateway", "ConfigurationNotLoaded"),
+            Self::ApiUnavailable(_) => ("configuration", "ApiNotCompiled"),
             Self::NoBackend(_) | Self::BadUpstreamUri(_) => ("configuration", "BackendUrlInvalid"),
             Self::BackendUnreachable(_) | Self::UnaskedSwitch => {
                 ("forward-request", "BackendConnectionFailure")
@@ -93,7 +97,9 @@ impl DataPlaneError {
             Self::MissingKey => Answer::MissingKey,
             Self::InvalidKey => Answer::InvalidKey,
             Self::NotReady => Answer::NotReady,
-            Self::NoBackend(_) | Self::BadUpstreamUri(_) => Answer::Internal,
+            Self::NoBackend(_) | Self::BadUpstreamUri(_) | Self::ApiUnavailable(_) => {
+                Answer::Internal
+            }
             Self::BackendUnreachable(_) | Self::UnaskedSwitch => Answer::BadGateway,
             Self::BackendTimeout(_) => Answer::GatewayTimeout,
             Self::Policy(p) => p.error.answer,
@@ -190,5 +196,21 @@ mod tests {
         assert_eq!(e.answer, Answer::GatewayTimeout);
         let e: PolicyError = DataPlaneError::BodyTooLarge(10).into();
         assert_eq!(e.answer.status(), 413);
+    }
+
+    #[test]
+    fn an_unavailable_api_gets_azures_500_and_the_problem_stays_in_the_log() {
+        let problem = crate::config::ApiProblem {
+            api: "orders".into(),
+            target: "apis.orders.serviceUrl".into(),
+            message: "internal detail".into(),
+        };
+        let response = DataPlaneError::ApiUnavailable(problem.into())
+            .into_response(&HeaderValue::from_static("id-2"));
+        assert_eq!(response.status(), 500);
+        assert_eq!(
+            body_of(response),
+            r#"{"statusCode":500,"message":"Internal server error"}"#
+        );
     }
 }

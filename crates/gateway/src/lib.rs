@@ -42,7 +42,7 @@ use arc_swap::ArcSwapOption;
 use gatehouse_model::snapshot::{Delta, Snapshot};
 use gatehouse_model::token::GatewayToken;
 
-pub use config::{CompileError, CompiledConfig};
+pub use config::{ApiProblem, CompileError, CompiledConfig};
 pub use server::{RunningGateway, ServeError};
 
 /// Settings of the data plane that do not come from the control plane.
@@ -142,6 +142,14 @@ impl ConfigHandle {
     /// The configuration in force, if one has been applied.
     pub fn current(&self) -> Option<Arc<CompiledConfig>> {
         self.current.load_full()
+    }
+
+    /// The APIs the configuration in force could not compile (none before the first).
+    pub fn problems(&self) -> Arc<[Arc<config::ApiProblem>]> {
+        self.current
+            .load()
+            .as_ref()
+            .map_or_else(|| Arc::from(Vec::new()), |c| c.problems().clone())
     }
 
     /// The revision in force, if any.

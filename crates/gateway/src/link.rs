@@ -227,7 +227,8 @@ impl Link {
             None => self.config.apply(&snapshot),
         }
         .map_err(|e| LinkError::Invalid(e.to_string()))?;
-        self.status.applied(revision, Source::ControlPlane);
+        self.status
+            .applied(revision, Source::ControlPlane, &self.config.problems());
         self.applied.notify_one();
         tracing::info!(
             revision,

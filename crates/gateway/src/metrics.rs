@@ -300,9 +300,17 @@ impl Collector for Scrape {
             None,
             &[(base(), revision.map_or(-1.0, |r| r as f64))],
         )?;
+        let errors = config.as_ref().map_or(0, |c| c.problems().len());
+        gauge(
+            &mut encoder,
+            "gatehouse_config_errors",
+            "APIs of the configuration in force that could not be compiled (their calls get 500)",
+            None,
+            &[(base(), errors as f64)],
+        )?;
         if let Some(link) = &s.link {
             let g: LinkGauges = link.gauges();
-            let states = [State::Starting, State::Ready, State::Stale]
+            let states = [State::Starting, State::Ready, State::Stale, State::Degraded]
                 .into_iter()
                 .map(|st| {
                     let mut labels = base();
@@ -312,6 +320,7 @@ impl Collector for Scrape {
                             State::Starting => "starting",
                             State::Ready => "ready",
                             State::Stale => "stale",
+                            State::Degraded => "degraded",
                         }
                         .to_owned(),
                     ));

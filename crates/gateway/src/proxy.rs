@@ -321,8 +321,8 @@ impl Worker {
             Some(op) => op,
             // A CORS preflight for a path no operation declares: the API's (or the global)
             // cors policy answers it, as Azure does before matching operations.
-            None if preflight => api.preflight.as_ref().ok_or(DataPlaneError::NotFound)?,
-            None => return Err(DataPlaneError::NotFound),
+            None if preflight => api.preflight.as_ref().ok_or_else(|| api.unmatched())?,
+            None => return Err(api.unmatched()),
         };
         record.operation = Some(op.id.clone());
         // Browsers send preflights without keys: when cors answers them, none is needed.

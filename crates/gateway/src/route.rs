@@ -54,7 +54,10 @@ impl OperationPolicy {
 }
 
 impl CompiledOperation {
+    /// Checks the method and template with the model's checks, the ones the control plane
+    /// saves operations with.
     pub fn compile(id: &str, method: &str, template: &str) -> Result<Self, String> {
+        gatehouse_model::resources::check_method(method)?;
         let parsed = UrlTemplate::parse(template).map_err(|e| e.to_string())?;
         let method_text: std::sync::Arc<str> = method.into();
         let method = if method == "*" {

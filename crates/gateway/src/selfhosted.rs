@@ -252,7 +252,7 @@ fn restore(
     };
     match config.apply(&snapshot) {
         Ok(revision) => {
-            status.applied(revision, Source::Backup);
+            status.applied(revision, Source::Backup, &config.problems());
             tracing::info!(revision, path = %path.display(), "serving the configuration from the backup until the control plane answers");
         }
         Err(e) => {

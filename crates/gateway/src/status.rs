@@ -1,11 +1,14 @@
 //! What a self-hosted gateway knows about itself: readiness, where its configuration came from,
-//! the health of its link and its token. Read by `/readyz` and sent in heartbeats; never on the
-//! request path, so a mutex is fine here.
+//! the health of its link and its token, and the APIs its configuration could not compile (the
+//! `degraded` state). Read by `/readyz` and sent in heartbeats; never on the request path, so a
+//! mutex is fine here.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
+
+use crate::config::ApiProblem;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -16,6 +19,10 @@ pub enum State {
     Ready,
     /// Serving the last configuration; the link is down or refused.
     Stale,
+    /// In touch with the control plane and serving, but some APIs of the configuration could
+    /// not be compiled: their calls get 500 and `reason` names them. Still ready for traffic,
+    /// since every other API is served.
+    Degraded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,6 +62,8 @@ struct Inner {
     token_warning: Option<String>,
     synced_at: Option<Instant>,
     backup_at: Option<Instant>,
+    /// The APIs the configuration in force could not compile.
+    problems: Arc<[Arc<ApiProblem>]>,
 }
 
 /// The numbers `/metrics` shows about the link and the backup.
@@ -88,6 +97,7 @@ impl Status {
                 token_warning: None,
                 synced_at: None,
                 backup_at: None,
+                problems: Arc::from(Vec::new()),
             }),
             started: Instant::now(),
             instance,
@@ -106,10 +116,11 @@ impl Status {
         }
     }
 
-    /// A configuration was applied.
-    pub fn applied(&self, revision: u64, source: Source) {
+    /// A configuration was applied; `problems` are the APIs it could not compile.
+    pub fn applied(&self, revision: u64, source: Source, problems: &Arc<[Arc<ApiProblem>]>) {
         self.with(|i| {
             i.revision = Some(revision);
+            i.problems = problems.clone();
             i.source = Some(source);
             if source == Source::ControlPlane {
                 i.last_sync = Some(crate::backup::now_rfc3339());
@@ -154,10 +165,29 @@ impl Status {
         self.with(|i| i.backup_at = Some(Instant::now()));
     }
 
+    /// The state as reported: `ready` becomes `degraded` while APIs could not be compiled.
+    fn reported(i: &Inner) -> State {
+        if i.state == State::Ready && !i.problems.is_empty() {
+            State::Degraded
+        } else {
+            i.state
+        }
+    }
+
+    /// Why: the link's reason, then each API the configuration could not compile.
+    fn reason(i: &Inner) -> Option<String> {
+        if i.problems.is_empty() {
+            return i.reason.clone();
+        }
+        let mut out: Vec<String> = i.reason.iter().cloned().collect();
+        out.extend(i.problems.iter().map(ToString::to_string));
+        Some(out.join("; "))
+    }
+
     pub fn gauges(&self) -> LinkGauges {
         let uptime = self.started.elapsed();
         self.with(|i| LinkGauges {
-            state: i.state,
+            state: Self::reported(i),
             revision: i.revision,
             since_sync: i.synced_at.map(|t| t.elapsed()),
             backup_age: i.backup_at.map(|t| t.elapsed()),
@@ -179,12 +209,12 @@ impl Status {
     pub fn readiness(&self) -> Readiness {
         let uptime_seconds = self.started.elapsed().as_secs();
         self.with(|i| Readiness {
-            state: i.state,
+            state: Self::reported(i),
             config_revision: i.revision,
             last_sync: i.last_sync.clone(),
             source: i.source,
             since: i.since.clone(),
-            reason: i.reason.clone(),
+            reason: Self::reason(i),
             token_expiry: self.token_expiry.clone(),
             token_warning: i.token_warning.clone(),
             instance: self.instance.clone(),
@@ -206,5 +236,33 @@ impl Status {
 
     pub fn revision(&self) -> Option<u64> {
         self.with(|i| i.revision).flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apis_not_compiled_make_a_ready_gateway_degraded_and_are_named() {
+        let status = Status::new("i".into(), None);
+        let problem = Arc::new(ApiProblem {
+            api: "orders".into(),
+            target: "apis.orders.serviceUrl".into(),
+            message: "'ftp://x' must be an absolute URL".into(),
+        });
+        status.applied(3, Source::ControlPlane, &Arc::from(vec![problem]));
+        let r = status.readiness();
+        assert_eq!(r.state, State::Degraded);
+        let reason = r.reason.unwrap();
+        assert!(
+            reason.contains("API 'orders'") && reason.contains("ftp://x"),
+            "{reason}"
+        );
+        assert_eq!(status.gauges().state, State::Degraded);
+        // Repaired: ready again, with no reason.
+        status.applied(4, Source::ControlPlane, &Arc::from(Vec::new()));
+        let r = status.readiness();
+        assert_eq!((r.state, r.reason), (State::Ready, None));
     }
 }

@@ -238,7 +238,14 @@ pub fn is_header_name(name: &str) -> bool {
         })
 }
 
-/// Checks that `url` is an absolute `http` or `https` URL with a host.
+/// Checks that `url` is an absolute `http` or `https` URL a gateway can send requests to.
+///
+/// This is the one definition of a backend URL: the control plane refuses at save what it
+/// refuses, and gateways check every service and backend URL with it before they parse one,
+/// so the two cannot disagree (a gateway test holds that whatever passes here, its parser
+/// takes). It is stricter than RFC 3986 where a gateway's HTTP or TLS stack would be: the
+/// host is an IP address or a DNS name a certificate can carry, the port is 1 to 65535, and
+/// the path and query hold only URL characters (others percent-encoded).
 pub fn check_http_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("http://")
@@ -246,14 +253,87 @@ pub fn check_http_url(url: &str) -> Result<(), String> {
         .ok_or_else(|| {
             format!("'{url}' must be an absolute URL starting with http:// or https://")
         })?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.contains(char::is_whitespace) || authority.contains('@') {
-        return Err(format!("'{url}' has no valid host"));
-    }
     if url.contains(char::is_whitespace) || url.contains(['#']) {
         return Err(format!("'{url}' must not contain spaces or a fragment"));
     }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("'{url}' has no valid host"));
+    }
+    let (host, port) = match authority.rfind(':') {
+        Some(colon) if !authority.ends_with(']') => {
+            (&authority[..colon], Some(&authority[colon + 1..]))
+        }
+        _ => (authority, None),
+    };
+    if let Some(port) = port
+        && (port.is_empty()
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || !port.parse::<u16>().is_ok_and(|p| p != 0))
+    {
+        return Err(format!(
+            "'{url}': the port must be a number from 1 to 65535"
+        ));
+    }
+    if !is_url_host(host) {
+        return Err(format!(
+            "'{url}': '{host}' is neither an IP address nor a host name (letters, digits, '-' and '_' in dot-separated labels of at most 63, the last starting with a letter)"
+        ));
+    }
+    let bytes = tail.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = |k: usize| bytes.get(k).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return Err(format!(
+                    "'{url}': '%' must start a percent-encoded byte such as %20"
+                ));
+            }
+            i += 3;
+            continue;
+        }
+        if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?".contains(&b)) {
+            return Err(format!(
+                "'{url}': '{}' is not allowed in a URL's path or query; percent-encode it",
+                tail[i..].chars().next().unwrap_or_default()
+            ));
+        }
+        i += 1;
+    }
     Ok(())
+}
+
+/// An IPv4 address, a bracketed IPv6 address, or a DNS name whose labels are letters, digits,
+/// '-' and '_' (at most 63 each, 253 in all, no '-' at either end) and whose last label starts
+/// with a letter, so it cannot be taken for a number.
+fn is_url_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[') {
+        return inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return host.parse::<std::net::Ipv4Addr>().is_ok();
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let labels_ok = name.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    labels_ok
+        && !name.is_empty()
+        && name.len() <= 253
+        && name
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.starts_with(|c: char| c.is_ascii_alphabetic()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -304,16 +384,8 @@ impl Resource for Operation {
             self.display_name = self.id.clone();
         }
         self.method = self.method.to_ascii_uppercase();
-        if self.method.is_empty() {
-            p.push("method", "is required, for example 'GET'");
-        } else if self.method != "*" && !self.method.chars().all(|c| c.is_ascii_uppercase()) {
-            p.push(
-                "method",
-                format!(
-                    "'{}' is not an HTTP method such as GET or POST",
-                    self.method
-                ),
-            );
+        if let Err(e) = check_method(&self.method) {
+            p.push("method", e);
         }
         match UrlTemplate::parse(&self.url_template) {
             Ok(t) => {
@@ -331,6 +403,20 @@ impl Resource for Operation {
             Err(e) => p.push("urlTemplate", e.to_string()),
         }
         p.finish("operation")
+    }
+}
+
+/// Checks an operation's method as stored (upper case): `*`, or letters. Gateways check each
+/// operation with it too, so what the control plane saves, they route.
+pub fn check_method(method: &str) -> Result<(), String> {
+    if method.is_empty() {
+        Err("is required, for example 'GET'".to_owned())
+    } else if method != "*" && !method.chars().all(|c| c.is_ascii_uppercase()) {
+        Err(format!(
+            "'{method}' is not an HTTP method such as GET or POST"
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -1426,6 +1512,40 @@ pub struct Collection<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backend_url_is_one_a_gateway_can_send_to() {
+        for ok in [
+            "http://localhost:9000",
+            "https://example.com",
+            "https://api.example.com/v1/x?a=b&c=%20d",
+            "http://127.0.0.1:1/",
+            "http://[::1]:8080/base",
+            "https://my_service.internal.",
+            "http://svc-1",
+        ] {
+            assert_eq!(check_http_url(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("ftp://example.com", "must be an absolute URL"),
+            ("https://", "no valid host"),
+            ("https://user@example.com", "no valid host"),
+            ("https://bad-.example.com", "neither an IP address"),
+            ("https://exa$mple.com", "neither an IP address"),
+            ("https://example.123", "neither an IP address"),
+            ("http://1.2.3.256", "neither an IP address"),
+            ("http://[::g]", "neither an IP address"),
+            ("http://example.com:99999", "the port"),
+            ("http://example.com:", "the port"),
+            ("http://example.com/a b", "spaces"),
+            ("http://example.com/ä", "percent-encode it"),
+            ("http://example.com/{x}", "percent-encode it"),
+            ("http://example.com/%zz", "percent-encoded byte"),
+        ] {
+            let e = check_http_url(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn backend_credentials_name_certificates_the_azure_way_or_plainly() {

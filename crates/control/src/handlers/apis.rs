@@ -350,6 +350,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_service_url_a_gateway_would_refuse_is_refused_at_save() {
+        let (cp, dir) = control().await;
+        for url in ["https://bad-.example.com", "http://example.com:99999"] {
+            let body: Api =
+                serde_json::from_value(serde_json::json!({ "path": "shop", "serviceUrl": url }))
+                    .unwrap();
+            let e = put(State(cp.clone()), Path("shop".into()), JsonBody(body))
+                .await
+                .unwrap_err();
+            let text = e.to_string();
+            assert!(
+                matches!(e, ApiError::Validation(_)) && text.contains("serviceUrl"),
+                "{text}"
+            );
+        }
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
     async fn a_path_belongs_to_one_api_whatever_its_case() {
         let (cp, dir) = control().await;
         put_api(&cp, "a", "shop/v1").await.unwrap();

@@ -380,7 +380,8 @@ pub struct InstanceRecord {
     pub applied_revision: Option<u64>,
     #[serde(default)]
     pub uptime_seconds: u64,
-    /// `starting`, `ready` or `stale`, as the instance sees itself.
+    /// `starting`, `ready`, `stale` or `degraded` (some APIs not compiled), as the instance sees
+    /// itself.
     #[serde(default)]
     pub state: String,
     /// `control-plane` or `backup`.
@@ -390,7 +391,7 @@ pub struct InstanceRecord {
     pub token_expiry: Option<String>,
     #[serde(default)]
     pub heartbeat_interval_seconds: u64,
-    /// Why the instance's link is unhealthy, as it reports it.
+    /// Why the instance is stale or degraded (the APIs it could not compile), as it reports it.
     #[serde(default)]
     pub last_error: Option<String>,
     /// When the control plane last heard a valid heartbeat (RFC 3339).

@@ -291,7 +291,7 @@ impl Backends {
     ) -> Result<CompiledBackend, (String, String)> {
         let at = |field: &str| format!("backends.{}.{field}", b.id);
         let fail = |field: &str, m: String| (at(field), format!("backend '{}': {m}", b.id));
-        let mut upstream = parse_upstream(&b.url).map_err(|m| fail("url", m))?;
+        let mut upstream = super::parse_service_url(&b.url).map_err(|m| fail("url", m))?;
         let verify = b.tls.as_ref().map_or_else(Verify::default, |t| Verify {
             chain: t.validate_certificate_chain,
             name: t.validate_certificate_name,

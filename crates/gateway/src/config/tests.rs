@@ -210,14 +210,14 @@ fn upstream_is_parsed_once() {
 
 #[test]
 fn rejects_bad_snapshots() {
+    // Two APIs on one path: the first keeps it, the second is reported, not the whole snapshot.
     let mut s = snapshot();
     s.apis[1].path = "ECHO".into();
-    assert!(
-        CompiledConfig::compile(&s)
-            .unwrap_err()
-            .message
-            .contains("used by another API")
-    );
+    let c = CompiledConfig::compile(&s).unwrap();
+    assert_eq!(c.problems().len(), 1);
+    assert_eq!(&*c.problems()[0].api, "deep");
+    assert!(c.problems()[0].message.contains("used by another API"));
+    assert_eq!(&*c.find_api("/echo/x").unwrap().0.id, "echo");
     let mut s = snapshot();
     s.subscriptions[0].key_hashes = vec!["zz".into()];
     assert!(CompiledConfig::compile(&s).is_err());
@@ -285,12 +285,232 @@ fn fragments_are_inlined_and_a_missing_one_rejects_the_configuration() {
             .len(),
         1
     );
+    // Without the fragment the API cannot be compiled: it alone is unavailable.
     s.policy_fragments.clear();
-    let err = CompiledConfig::compile(&s).unwrap_err();
+    let c = CompiledConfig::compile(&s).unwrap();
+    let problem = &c.problems()[0];
     assert!(
-        err.target == "apis.echo.policy" && err.message.contains("policy fragment 'tag'"),
-        "{err}"
+        problem.target == "apis.echo.policy" && problem.message.contains("policy fragment 'tag'"),
+        "{problem}"
     );
+    assert!(c.find_api("/echo").unwrap().0.unavailable.is_some());
+    assert!(c.find_api("/a/b/c").unwrap().0.unavailable.is_none());
+}
+
+#[test]
+fn a_product_policy_that_does_not_compile_costs_only_the_products_apis() {
+    let s = snapshot();
+    let c = CompiledConfig::compile(&s).unwrap();
+    let mut bad = s.clone();
+    bad.revision = 8;
+    bad.products[0].policy =
+        Some("<policies><inbound><no-such-policy/></inbound></policies>".into());
+    let check = |c: &CompiledConfig| {
+        assert_eq!(c.problems().len(), 1, "{:?}", c.problems());
+        let problem = &c.problems()[0];
+        assert_eq!(
+            (&*problem.api, problem.target.as_str()),
+            ("echo", "products.starter.policy")
+        );
+        assert!(c.find_api("/echo/x").unwrap().0.unavailable.is_some());
+        assert!(c.find_api("/a/b/c/x").unwrap().0.unavailable.is_none());
+        assert!(c.find_api("/free/x").unwrap().0.unavailable.is_none());
+    };
+    check(&CompiledConfig::compile(&bad).unwrap());
+    check(&c.update(&Delta::between(&s, &bad), &bad).unwrap());
+}
+
+/// Ways a gateway's compile refuses an API, each injected straight into the snapshot as a
+/// control plane of another release or a damaged backup could send it.
+fn break_api(api: &mut SnapshotApi, how: usize) -> &'static str {
+    match how % 7 {
+        0 => {
+            api.service_url = Some("https://bad-.example.com".into());
+            "serviceUrl"
+        }
+        1 => {
+            api.service_url = Some("ftp://example.com".into());
+            "serviceUrl"
+        }
+        2 => {
+            api.policy = Some("<policies><inbound><no-such-policy/></inbound></policies>".into());
+            "policy"
+        }
+        3 => {
+            api.operations[0].url_template = "/{unclosed".into();
+            "operations.get"
+        }
+        4 => {
+            api.operations[0].method = "GE T".into();
+            "operations.get"
+        }
+        5 => {
+            api.key_header = "bad header".into();
+            "subscriptionKeyParameterNames.header"
+        }
+        _ => {
+            api.operation_policies.insert(
+                "get".into(),
+                "<policies><inbound><set-header name=\"X\"><value>@(nope(</value></set-header></inbound></policies>".into(),
+            );
+            "operations.get.policy"
+        }
+    }
+}
+
+/// Every API but `broken` is served as compiled; `broken` routes to the 500 answer.
+fn serves_all_but(c: &CompiledConfig, s: &Snapshot, broken: &str, what: &str) {
+    assert_eq!(c.problems().len(), 1, "{:?}", c.problems());
+    let problem = &c.problems()[0];
+    assert_eq!(&*problem.api, broken);
+    assert!(problem.target.contains(what), "{problem}");
+    for api in &s.apis {
+        let path = format!("/{}/x", api.path);
+        let (found, rest) = c.find_api(&path).unwrap();
+        assert_eq!(&*found.id, api.id.as_str());
+        let op = crate::route::find(&found.operations, &http::Method::GET, rest);
+        if api.id == broken {
+            assert!(op.is_none());
+            let e = found.unmatched();
+            assert!(matches!(e, crate::error::DataPlaneError::ApiUnavailable(_)));
+            assert_eq!(
+                e.answer().parts(),
+                gatehouse_policy::Answer::Internal.parts()
+            );
+        } else {
+            assert!(found.unavailable.is_none());
+            assert!(op.is_some(), "{} routes no call", api.id);
+            assert!(found.upstream.is_some());
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// A snapshot with one randomly broken API still compiles, in full and as an update, and
+    /// serves every other API; later updates keep applying.
+    #[test]
+    fn one_broken_api_leaves_every_other_api_served(
+        count in 2usize..8,
+        pick in 0usize..8,
+        how in 0usize..7,
+    ) {
+        let mut s = snapshot();
+        s.apis = (0..count).map(|i| api(&format!("api{i}"), &format!("p{i}"), true)).collect();
+        let broken = pick % count;
+        let mut bad = s.clone();
+        bad.revision = 8;
+        let what = break_api(&mut bad.apis[broken], how);
+        let broken_id = format!("api{broken}");
+
+        let full = CompiledConfig::compile(&bad).unwrap();
+        serves_all_but(&full, &bad, &broken_id, what);
+
+        // The same through the incremental path, from a configuration where it was healthy.
+        let healthy = CompiledConfig::compile(&s).unwrap();
+        proptest::prop_assert!(healthy.problems().is_empty());
+        let delta = Delta::between(&s, &bad);
+        let updated = healthy.update(&delta, &bad).unwrap();
+        serves_all_but(&updated, &bad, &broken_id, what);
+
+        // The configuration keeps following: a new subscription works on the others.
+        let mut next = bad.clone();
+        next.revision = 9;
+        next.subscriptions.push(sub("new", "/apis", "key-new-0123456789", SubscriptionState::Active));
+        let delta = Delta::between(&bad, &next);
+        let later = updated.update(&delta, &next).unwrap();
+        serves_all_but(&later, &next, &broken_id, what);
+        let other = later.find_api(&format!("/p{}/x", (broken + 1) % count)).unwrap().0;
+        proptest::prop_assert!(matches!(later.check_key(other, "key-new-0123456789"), KeyCheck::Valid(_)));
+
+        // Repairing it serves it again.
+        let mut fixed = next.clone();
+        fixed.revision = 10;
+        fixed.apis[broken] = api(&broken_id, &format!("p{broken}"), true);
+        let delta = Delta::between(&next, &fixed);
+        let repaired = later.update(&delta, &fixed).unwrap();
+        proptest::prop_assert!(repaired.problems().is_empty());
+    }
+}
+
+/// Whatever the model's URL check lets through, the gateway's parser takes: the control plane
+/// refuses with that check, so nothing it saves can be refused here.
+#[test]
+fn every_url_the_model_accepts_parses() {
+    use proptest::prelude::*;
+    let part = proptest::sample::select(vec![
+        "a",
+        "Z9",
+        "-",
+        "_",
+        ".",
+        ":",
+        "@",
+        "[",
+        "]",
+        "::1",
+        "127.0.0.1",
+        "8080",
+        "99999",
+        "0",
+        "/",
+        "?",
+        "&",
+        "=",
+        "%",
+        "%2F",
+        "%g",
+        "{",
+        "}",
+        "|",
+        "^",
+        "`",
+        "\\",
+        "\"",
+        "<",
+        ">",
+        "ä",
+        "~",
+        "!",
+        "$",
+        "'",
+        "(",
+        "*",
+        "+",
+        ",",
+        ";",
+        "example",
+        "com",
+        "x-",
+        "1",
+        "0x1f",
+    ]);
+    let strategy = (
+        proptest::sample::select(vec!["http://", "https://"]),
+        proptest::collection::vec(part, 1..10),
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 4096,
+        ..ProptestConfig::default()
+    });
+    let accepted = std::cell::Cell::new(0);
+    runner
+        .run(&strategy, |(scheme, parts)| {
+            let url = format!("{scheme}{}", parts.concat());
+            if gatehouse_model::resources::check_http_url(&url).is_ok() {
+                accepted.set(accepted.get() + 1);
+                prop_assert!(
+                    parse_service_url(&url).is_ok(),
+                    "{url}: {:?}",
+                    parse_service_url(&url).err()
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    // Some of the generated URLs pass, or the test says little.
+    assert!(accepted.get() > 0);
 }
 
 #[test]
@@ -382,7 +602,7 @@ mod incremental {
                 })
                 .collect();
             let text = format!(
-                "{} name={} path={} version={:?} url={:?} upstream={:?} http={} https={} open={} header={} query={} members={members:?} ops={ops:?} preflight={:?}",
+                "{} name={} path={} version={:?} url={:?} upstream={:?} http={} https={} open={} header={} query={} members={members:?} ops={ops:?} preflight={:?} unavailable={:?}",
                 api.index == c.by_id[&api.id],
                 api.name,
                 api.path,
@@ -397,6 +617,7 @@ mod incremental {
                 api.preflight
                     .as_ref()
                     .map(|p| format!("{:?}", p.policy.default)),
+                api.unavailable,
             );
             apis.insert(api.id.to_string(), text);
         }
