@@ -85,16 +85,7 @@ async fn console_shows_the_fleet_and_traffic_charts_in_a_browser() {
         Some(json!({"locationData": {"name": "lab"}, "description": "The lab's gateway"})),
     )
     .await;
-    let token = gh
-        .ok(
-            "POST",
-            "/mgmt/gateways/edge/generateToken",
-            Some(json!({"keyType": "primary"})),
-        )
-        .await["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = gh.gateway_token("edge").await;
     let gw = GatewayProc::spawn(
         "admin-console-gw",
         &gh.control(""),

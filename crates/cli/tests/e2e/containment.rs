@@ -74,16 +74,7 @@ async fn setup(tag: &str) -> (Backend, Gatehouse, String, String) {
     inject_api(&gh, "broken", "broken", "https://bad-.example.com").await;
     gh.ok("PUT", "/mgmt/gateways/edge/apis/broken", None).await;
 
-    let token = gh
-        .ok(
-            "POST",
-            "/mgmt/gateways/edge/generateToken",
-            Some(json!({"keyType": "primary"})),
-        )
-        .await["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = gh.gateway_token("edge").await;
     (backend, gh, key, token)
 }
 

@@ -127,16 +127,7 @@ async fn a_second_up_on_a_taken_port_exits_1_naming_the_port_and_the_first_keeps
 async fn a_self_hosted_gateway_on_a_taken_port_exits_1_naming_it() {
     let gh = Gatehouse::up("first-hour-sh-port", &[]).await;
     gh.ok("PUT", "/mgmt/gateways/edge", Some(json!({}))).await;
-    let token = gh
-        .ok(
-            "POST",
-            "/mgmt/gateways/edge/generateToken",
-            Some(json!({"keyType": "primary"})),
-        )
-        .await["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = gh.gateway_token("edge").await;
     let mut gw = GatewayProc {
         child: None,
         port: gh.gateway_port,
@@ -179,16 +170,7 @@ async fn up_with_two_linked_gateways(
             .await;
         gh.ok("PUT", &format!("/mgmt/gateways/{name}/apis/a"), None)
             .await;
-        let token = gh
-            .ok(
-                "POST",
-                &format!("/mgmt/gateways/{name}/generateToken"),
-                Some(json!({"keyType": "primary"})),
-            )
-            .await["value"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let token = gh.gateway_token(name).await;
         gateways.push(GatewayProc::spawn(
             &format!("{tag}-{name}"),
             &gh.control(""),
@@ -446,16 +428,7 @@ async fn a_second_sigterm_stops_a_self_hosted_gateway_at_once_with_143() {
     gh.simple_api("slow", "slow", &backend.url(), true).await;
     gh.ok("PUT", "/mgmt/gateways/edge", Some(json!({}))).await;
     gh.ok("PUT", "/mgmt/gateways/edge/apis/slow", None).await;
-    let token = gh
-        .ok(
-            "POST",
-            "/mgmt/gateways/edge/generateToken",
-            Some(json!({"keyType": "primary"})),
-        )
-        .await["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = gh.gateway_token("edge").await;
     let mut gw = GatewayProc::spawn(
         "first-hour-sh-twice-gw",
         &gh.control(""),

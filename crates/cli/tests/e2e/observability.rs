@@ -507,15 +507,7 @@ async fn a_counts(gh: &Gatehouse) -> [u64; 4] {
 }
 
 async fn token(gh: &Gatehouse, gateway: &str) -> String {
-    gh.ok(
-        "POST",
-        &format!("/mgmt/gateways/{gateway}/generateToken"),
-        Some(json!({"keyType": "primary"})),
-    )
-    .await["value"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    gh.gateway_token(gateway).await
 }
 
 /// Requests served while the control plane is down reach the reports after it is back,

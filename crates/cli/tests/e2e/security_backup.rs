@@ -13,17 +13,6 @@ use crate::support::{Backend, Gatehouse, GatewayProc, set_policy, temp_dir};
 
 const SECRET: &str = "named-value-s3cr3t-9d1f";
 
-async fn gateway_token(gh: &Gatehouse, gateway: &str) -> String {
-    let t = gh
-        .ok(
-            "POST",
-            &format!("/mgmt/gateways/{gateway}/generateToken"),
-            Some(json!({"keyType": "primary"})),
-        )
-        .await;
-    t["value"].as_str().unwrap().to_owned()
-}
-
 async fn status(gw: &GatewayProc, path: &str, key: &str) -> u16 {
     gw.http
         .get(gw.url(path))
@@ -60,7 +49,7 @@ async fn backups_are_private_sealed_and_cannot_be_replayed() {
     gh.ok("PUT", "/mgmt/gateways/edge", Some(json!({}))).await;
     gh.ok("PUT", "/mgmt/gateways/edge/apis/a", None).await;
     let key = gh.subscription("all", "/apis").await;
-    let token = gateway_token(&gh, "edge").await;
+    let token = gh.gateway_token("edge").await;
 
     // A volume that starts out world-readable, as a fresh mount often is.
     let mut gw = GatewayProc::spawn("sec-backup-gw", &gh.control(""), &token, &[]);
@@ -205,7 +194,7 @@ async fn the_gateway_token_can_come_from_a_file() {
     gh.simple_api("a", "a", &backend.url(), true).await;
     gh.ok("PUT", "/mgmt/gateways/edge", Some(json!({}))).await;
     gh.ok("PUT", "/mgmt/gateways/edge/apis/a", None).await;
-    let token = gateway_token(&gh, "edge").await;
+    let token = gh.gateway_token("edge").await;
     let signature = GatewayToken::parse(&token).unwrap().signature;
 
     let dir = temp_dir("sec-token-file");

@@ -831,16 +831,7 @@ async fn try_it_through_a_self_hosted_gateway_carries_the_users_address() {
     tryit_setup(&gh, &backend).await;
     gh.ok("PUT", "/mgmt/gateways/edge", Some(json!({}))).await;
     gh.ok("PUT", "/mgmt/gateways/edge/apis/inside", None).await;
-    let token = gh
-        .ok(
-            "POST",
-            "/mgmt/gateways/edge/generateToken",
-            Some(json!({"keyType": "primary"})),
-        )
-        .await["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = gh.gateway_token("edge").await;
     let mut gw = GatewayProc {
         child: None,
         port: gw_port,

@@ -28,14 +28,7 @@ async fn setup(tag: &str, backend: &Backend) -> (Gatehouse, String, String) {
 }
 
 async fn token(gh: &Gatehouse, gateway: &str) -> String {
-    let t = gh
-        .ok(
-            "POST",
-            &format!("/mgmt/gateways/{gateway}/generateToken"),
-            Some(json!({"keyType": "primary"})),
-        )
-        .await;
-    t["value"].as_str().unwrap().to_owned()
+    gh.gateway_token(gateway).await
 }
 
 fn parse_token(token: &str) -> gatehouse_model::token::GatewayToken {

@@ -285,6 +285,18 @@ impl Gatehouse {
         keys["primaryKey"].as_str().unwrap().to_owned()
     }
 
+    /// Generates a (primary) token for the gateway resource `gateway`.
+    pub async fn gateway_token(&self, gateway: &str) -> String {
+        let t = self
+            .ok(
+                "POST",
+                &format!("/mgmt/gateways/{gateway}/generateToken"),
+                Some(json!({"keyType": "primary"})),
+            )
+            .await;
+        t["value"].as_str().unwrap().to_owned()
+    }
+
     /// Polls until `check` holds or the deadline passes; returns how long it took.
     pub async fn eventually<F, Fut>(&self, within: Duration, mut check: F) -> Duration
     where

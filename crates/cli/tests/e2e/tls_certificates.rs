@@ -68,17 +68,6 @@ fn assert_no_key(what: &str, bytes: &[u8], key: &str) {
     }
 }
 
-async fn gateway_token(gh: &Gatehouse, gateway: &str) -> String {
-    let t = gh
-        .ok(
-            "POST",
-            &format!("/mgmt/gateways/{gateway}/generateToken"),
-            Some(json!({"keyType": "primary"})),
-        )
-        .await;
-    t["value"].as_str().unwrap().to_owned()
-}
-
 /// The snapshot `GET /gateway/v1/config` gives a gateway with `token`.
 async fn config(gh: &Gatehouse, token: &str) -> Value {
     let r = gh
@@ -201,7 +190,7 @@ async fn certificates_reach_only_their_gateway_and_never_rest_in_clear() {
     assert_eq!(status, 400);
 
     // The snapshot carries them to edge only.
-    let edge_token = gateway_token(&gh, "edge").await;
+    let edge_token = gh.gateway_token("edge").await;
     let snap = config(&gh, &edge_token).await;
     let hostnames = snap["tls"]["hostnames"].as_array().unwrap();
     assert_eq!(hostnames.len(), 1, "{}", snap["tls"]);
@@ -217,7 +206,7 @@ async fn certificates_reach_only_their_gateway_and_never_rest_in_clear() {
         cas[0]["certificate"].as_str().unwrap().trim(),
         read(&ca.cert).trim()
     );
-    let far = config(&gh, &gateway_token(&gh, "far").await).await;
+    let far = config(&gh, &gh.gateway_token("far").await).await;
     assert!(
         far.get("tls").is_none(),
         "another gateway got TLS: {}",
@@ -231,7 +220,7 @@ async fn certificates_reach_only_their_gateway_and_never_rest_in_clear() {
         )
         .await;
     assert_eq!(built_in["value"][0]["hostname"], "*.example.com");
-    let built_in = config(&gh, &gateway_token(&gh, "built-in").await).await;
+    let built_in = config(&gh, &gh.gateway_token("built-in").await).await;
     let names: Vec<&str> = built_in["tls"]["hostnames"]
         .as_array()
         .unwrap()

@@ -250,16 +250,7 @@ async fn a_self_hosted_gateway_syncs_over_an_https_link_or_says_why_not() {
     gh.simple_api("a", "a", &backend.url(), true).await;
     gh.ok("PUT", "/mgmt/gateways/edge", Some(json!({}))).await;
     gh.ok("PUT", "/mgmt/gateways/edge/apis/a", None).await;
-    let token = gh
-        .ok(
-            "POST",
-            "/mgmt/gateways/edge/generateToken",
-            Some(json!({"keyType": "primary"})),
-        )
-        .await["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = gh.gateway_token("edge").await;
     // Plain HTTP to the TLS port is refused.
     let plain = reqwest::get(format!(
         "http://127.0.0.1:{}/mgmt/openapi.json",
