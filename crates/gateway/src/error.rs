@@ -28,8 +28,10 @@ pub enum DataPlaneError {
     InvalidKey,
     #[error("the gateway has not loaded a configuration yet")]
     NotReady,
-    /// The API's part of the configuration could not be compiled; the others are served.
-    #[error("{0}")]
+    /// The API's part of the configuration could not be compiled; the others are served. Only
+    /// the API and the part are said per request (anyone can call it, before any key check);
+    /// the whole problem was logged once, when the configuration was compiled.
+    #[error("API '{}' is unavailable: its {} could not be compiled", .0.api, .0.target)]
     ApiUnavailable(std::sync::Arc<crate::config::ApiProblem>),
     #[error("API '{0}' has no backend service URL")]
     NoBackend(std::sync::Arc<str>),
@@ -110,8 +112,10 @@ impl DataPlaneError {
     /// are logged here, with the request id.
     pub fn into_response(self, request_id: &HeaderValue) -> Response<ResponseBody> {
         let (status, body) = self.answer().parts();
-        // A policy's failure was logged where it happened, with its API, operation and section.
-        if status.is_server_error() && !matches!(self, Self::Policy(_)) {
+        // A policy's failure was logged where it happened, with its API, operation and section;
+        // an unavailable API when its configuration was compiled (its calls are in the access
+        // log with their reason: a warning each would let anyone flood the log).
+        if status.is_server_error() && !matches!(self, Self::Policy(_) | Self::ApiUnavailable(_)) {
             tracing::warn!(
                 request_id = request_id.to_str().unwrap_or_default(),
                 status = status.as_u16(),

@@ -152,7 +152,8 @@ impl RunningGateway {
                         // Upgraded connections leave hyper's graceful shutdown: the worker's
                         // tunnels get the same grace, then are closed.
                         let tunnels = worker.tunnels().clone();
-                        let tunnels = tunnels.close_on(stop_rx.clone(), grace);
+                        let (listeners_done, done) = watch::channel(false);
+                        let tunnels = tunnels.close_on(stop_rx.clone(), done, grace);
                         let plain = accept_loop(
                             listener,
                             None,
@@ -162,16 +163,25 @@ impl RunningGateway {
                             cap,
                             limits,
                         );
-                        match secure {
-                            Some((l, _, tls, cap)) => {
-                                let secure =
-                                    accept_loop(l, Some(tls), worker, stop_rx, grace, cap, limits);
-                                tokio::join!(plain, secure, tunnels);
+                        let listeners = async move {
+                            match secure {
+                                Some((l, _, tls, cap)) => {
+                                    let secure = accept_loop(
+                                        l,
+                                        Some(tls),
+                                        worker,
+                                        stop_rx,
+                                        grace,
+                                        cap,
+                                        limits,
+                                    );
+                                    tokio::join!(plain, secure);
+                                }
+                                None => plain.await,
                             }
-                            None => {
-                                tokio::join!(plain, tunnels);
-                            }
-                        }
+                            listeners_done.send_replace(true);
+                        };
+                        tokio::join!(listeners, tunnels);
                     });
                 })
                 .map_err(ServeError::Runtime)?;

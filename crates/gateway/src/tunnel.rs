@@ -156,16 +156,24 @@ impl Tunnels {
     }
 
     /// At shutdown (once `stop` turns true): the open tunnels have `grace` to close by
-    /// themselves; then the rest are closed, and this returns once each has been logged.
-    pub async fn close_on(&self, mut stop: watch::Receiver<bool>, grace: std::time::Duration) {
+    /// themselves; then the rest are closed, and this returns once each has been logged. A
+    /// handshake still in flight may open a tunnel after the stop, so the count is final only
+    /// once `listeners_done` turns true (the listeners' connections are over).
+    pub async fn close_on(
+        &self,
+        mut stop: watch::Receiver<bool>,
+        mut listeners_done: watch::Receiver<bool>,
+        grace: std::time::Duration,
+    ) {
         if stop.wait_for(|s| *s).await.is_err() {
             return;
         }
         let mut open = self.open.subscribe();
-        if tokio::time::timeout(grace, open.wait_for(|n| *n == 0))
-            .await
-            .is_ok()
-        {
+        let settled = async {
+            until_true(&mut listeners_done).await;
+            let _ = open.wait_for(|n| *n == 0).await;
+        };
+        if tokio::time::timeout(grace, settled).await.is_ok() {
             return;
         }
         tracing::info!(

@@ -238,6 +238,23 @@ pub fn is_header_name(name: &str) -> bool {
         })
 }
 
+/// `url` as a message may show it: without user information (`user:password@`) and without
+/// its query and fragment.
+fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let query = if url.contains('?') { "?…" } else { "" };
+    if scheme.is_empty() {
+        format!("{authority}{path}{query}")
+    } else {
+        format!("{scheme}://{authority}{path}{query}")
+    }
+}
+
 /// Checks that `url` is an absolute `http` or `https` URL a gateway can send requests to.
 ///
 /// This is the one definition of a backend URL: the control plane refuses at save what it
@@ -247,19 +264,27 @@ pub fn is_header_name(name: &str) -> bool {
 /// host is an IP address or a DNS name a certificate can carry, the port is 1 to 65535, and
 /// the path and query hold only URL characters (others percent-encoded).
 pub fn check_http_url(url: &str) -> Result<(), String> {
+    // Messages show the URL without its user information and query: they reach logs and
+    // `/readyz`, and a query or a user-info part can carry a secret.
+    let shown = shown_url(url);
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| {
-            format!("'{url}' must be an absolute URL starting with http:// or https://")
+            format!("'{shown}' must be an absolute URL starting with http:// or https://")
         })?;
     if url.contains(char::is_whitespace) || url.contains(['#']) {
-        return Err(format!("'{url}' must not contain spaces or a fragment"));
+        return Err(format!("'{shown}' must not contain spaces or a fragment"));
     }
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    if authority.is_empty() || authority.contains('@') {
-        return Err(format!("'{url}' has no valid host"));
+    if authority.contains('@') {
+        return Err(format!(
+            "'{shown}' must not carry user information (user:password@); use the backend's credentials"
+        ));
+    }
+    if authority.is_empty() {
+        return Err(format!("'{shown}' has no valid host"));
     }
     let (host, port) = match authority.rfind(':') {
         Some(colon) if !authority.ends_with(']') => {
@@ -273,12 +298,12 @@ pub fn check_http_url(url: &str) -> Result<(), String> {
             || !port.parse::<u16>().is_ok_and(|p| p != 0))
     {
         return Err(format!(
-            "'{url}': the port must be a number from 1 to 65535"
+            "'{shown}': the port must be a number from 1 to 65535"
         ));
     }
     if !is_url_host(host) {
         return Err(format!(
-            "'{url}': '{host}' is neither an IP address nor a host name (letters, digits, '-' and '_' in dot-separated labels of at most 63, the last starting with a letter)"
+            "'{shown}': '{host}' is neither an IP address nor a host name (letters, digits, '-' and '_' in dot-separated labels of at most 63, the last starting with a letter)"
         ));
     }
     let bytes = tail.as_bytes();
@@ -288,7 +313,7 @@ pub fn check_http_url(url: &str) -> Result<(), String> {
             let hex = |k: usize| bytes.get(k).is_some_and(u8::is_ascii_hexdigit);
             if !(hex(i + 1) && hex(i + 2)) {
                 return Err(format!(
-                    "'{url}': '%' must start a percent-encoded byte such as %20"
+                    "'{shown}': '%' must start a percent-encoded byte such as %20"
                 ));
             }
             i += 3;
@@ -296,7 +321,7 @@ pub fn check_http_url(url: &str) -> Result<(), String> {
         }
         if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?".contains(&b)) {
             return Err(format!(
-                "'{url}': '{}' is not allowed in a URL's path or query; percent-encode it",
+                "'{shown}': '{}' is not allowed in a URL's path or query; percent-encode it",
                 tail[i..].chars().next().unwrap_or_default()
             ));
         }
@@ -1529,7 +1554,10 @@ mod tests {
         for (bad, why) in [
             ("ftp://example.com", "must be an absolute URL"),
             ("https://", "no valid host"),
-            ("https://user@example.com", "no valid host"),
+            (
+                "https://user@example.com",
+                "must not carry user information",
+            ),
             ("https://bad-.example.com", "neither an IP address"),
             ("https://exa$mple.com", "neither an IP address"),
             ("https://example.123", "neither an IP address"),
@@ -1544,6 +1572,16 @@ mod tests {
         ] {
             let e = check_http_url(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
+        }
+        // What a message shows never holds user information or a query: they can be secrets.
+        for (bad, secret) in [
+            ("https://user:s3cret@example.com/", "s3cret"),
+            ("https://example.com/{x}?code=s3cret", "s3cret"),
+            ("https://bad-.example.com/x?sig=s3cret", "s3cret"),
+            ("http://example.com:99999/?key=s3cret", "s3cret"),
+        ] {
+            let e = check_http_url(bad).unwrap_err();
+            assert!(!e.contains(secret), "{bad}: {e}");
         }
     }
 

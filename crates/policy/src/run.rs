@@ -366,7 +366,20 @@ impl Pipeline {
         }
         self.run_sections(ex, io).await;
         if !ex.quota_charges.is_empty() {
+            // A failure nothing answered: its fixed answer is what the client gets, so the
+            // conditions and the bandwidth read it, for the time of the settling only.
+            let stand_in = ex.response.is_none()
+                && ex.failure.as_ref().is_some_and(|e| {
+                    let (status, body) = e.answer.parts();
+                    let mut answer = Response::new(status);
+                    answer.body = Some(bytes::Bytes::from_static(body.as_bytes()));
+                    ex.response = Some(answer);
+                    true
+                });
             crate::policies::quota::settle(ex, io, &mut Budget::default()).await;
+            if stand_in {
+                ex.response = None;
+            }
         }
         // On a failure nobody answered, they stay for the gateway's fixed answer.
         if !ex.response_headers.is_empty()

@@ -96,6 +96,28 @@ fn an_increment_condition_on_the_response_counts_after_it() {
 }
 
 #[test]
+fn a_failure_nothing_answered_is_seen_as_its_answer_when_the_quota_settles() {
+    // An expression fails after the quota: the client gets the fixed 500, and the condition,
+    // which reads the response, sees it.
+    let p = pipeline(
+        r#"<policies><inbound>
+            <quota-by-key calls="1" renewal-period="300" counter-key="k"
+                increment-condition="@(context.Response.StatusCode == 500)" />
+            <set-header name="X"><value>@(((string)null).Length.ToString())</value></set-header>
+        </inbound><backend><forward-request /></backend></policies>"#,
+    );
+    let io = FlowIo::default();
+    let mut ex = exchange("GET", "/", &[]);
+    block_on(p.run(&mut ex, &mut io.clone()));
+    assert!(ex.response.is_none(), "the stand-in answer is gone again");
+    assert_eq!(ex.failure.map(|e| e.answer.status().as_u16()), Some(500));
+    // Counted: the second call is over the quota, answered 403 before the failing expression.
+    let mut ex = exchange("GET", "/", &[]);
+    block_on(p.run(&mut ex, &mut io.clone()));
+    assert_eq!(ex.response.map(|r| r.status.as_u16()), Some(403));
+}
+
+#[test]
 fn an_increment_condition_on_the_request_counts_on_arrival() {
     let p = pipeline(
         r#"<policies><inbound>
