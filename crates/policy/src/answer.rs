@@ -36,6 +36,23 @@ pub enum Answer {
 }
 
 impl Answer {
+    /// Every answer, in the order declared.
+    pub const ALL: [Answer; 13] = [
+        Self::NotFound,
+        Self::BadPath,
+        Self::BadBody,
+        Self::TooLarge,
+        Self::MissingKey,
+        Self::InvalidKey,
+        Self::InvalidJwt,
+        Self::InvalidClientCertificate,
+        Self::NotReady,
+        Self::Internal,
+        Self::BadGateway,
+        Self::BackendError,
+        Self::GatewayTimeout,
+    ];
+
     /// The status and the body, `application/json; charset=utf-8`.
     pub fn parts(self) -> (StatusCode, &'static str) {
         match self {
@@ -105,22 +122,7 @@ mod tests {
 
     #[test]
     fn every_body_is_json_with_its_own_status() {
-        use Answer::*;
-        for a in [
-            NotFound,
-            BadPath,
-            BadBody,
-            TooLarge,
-            MissingKey,
-            InvalidKey,
-            InvalidJwt,
-            InvalidClientCertificate,
-            NotReady,
-            Internal,
-            BadGateway,
-            BackendError,
-            GatewayTimeout,
-        ] {
+        for a in Answer::ALL {
             let (status, body) = a.parts();
             let json: serde_json::Value = serde_json::from_str(body).unwrap();
             assert_eq!(json["statusCode"], status.as_u16(), "{a:?}");

@@ -264,17 +264,7 @@ async fn second_signal_exits_at_once(signal: &str, code: i32) {
     };
     // The backend records a request once it has answered: the gateway's gauge shows it held.
     gh.eventually(Duration::from_secs(5), || {
-        let http = gh.http.clone();
-        let url = gh.admin("/metrics");
-        async move {
-            let Ok(r) = http.get(url).send().await else {
-                return false;
-            };
-            r.text().await.is_ok_and(|text| {
-                text.lines()
-                    .any(|l| l.starts_with("gatehouse_requests_in_flight{") && l.ends_with(" 1.0"))
-            })
-        }
+        one_in_flight(&gh.http, gh.admin("/metrics"))
     })
     .await;
 
@@ -443,17 +433,7 @@ async fn a_second_sigterm_stops_a_self_hosted_gateway_at_once_with_143() {
     };
     let metrics = gw.admin("/metrics");
     gh.eventually(Duration::from_secs(5), || {
-        let http = gw.http.clone();
-        let url = metrics.clone();
-        async move {
-            let Ok(r) = http.get(url).send().await else {
-                return false;
-            };
-            r.text().await.is_ok_and(|text| {
-                text.lines()
-                    .any(|l| l.starts_with("gatehouse_requests_in_flight{") && l.ends_with(" 1.0"))
-            })
-        }
+        one_in_flight(&gw.http, metrics.clone())
     })
     .await;
 
@@ -506,4 +486,15 @@ async fn a_self_hosted_gateway_waiting_for_its_first_configuration_stops_on_sigt
     assert_eq!(code, Some(0), "{}", gw.log());
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(gw.log().contains("stopped"), "{}", gw.log());
+}
+
+/// Whether the gateway's metrics at `url` show one request in flight.
+async fn one_in_flight(http: &reqwest::Client, url: String) -> bool {
+    let Ok(r) = http.get(url).send().await else {
+        return false;
+    };
+    r.text().await.is_ok_and(|text| {
+        text.lines()
+            .any(|l| l.starts_with("gatehouse_requests_in_flight{") && l.ends_with(" 1.0"))
+    })
 }

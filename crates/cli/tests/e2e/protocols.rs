@@ -163,6 +163,22 @@ async fn log_line(gh: &Gatehouse, what: &str, check: impl Fn(&Value) -> bool) ->
 // Server-sent events and streamed request bodies
 // ---------------------------------------------------------------------------------------
 
+/// Gives the API `api` policies that touch headers only (the bodies keep streaming), once
+/// `probe` shows them in force.
+async fn pass_through_policy(gh: &Gatehouse, api: &str, probe: &str) {
+    set_policy(
+        gh,
+        &format!("/mgmt/apis/{api}/policy"),
+        r#"<policies>
+            <inbound><base /><set-header name="X-Via" exists-action="override"><value>gatehouse</value></set-header></inbound>
+            <backend><base /></backend>
+            <outbound><base /><set-header name="X-Out" exists-action="override"><value>yes</value></set-header></outbound>
+        </policies>"#,
+    )
+    .await;
+    until_ready(gh, probe, |r| r.headers().contains_key("x-out")).await;
+}
+
 /// What the streaming backend saw.
 #[derive(Default)]
 struct StreamState {
@@ -310,17 +326,7 @@ async fn events_and_request_bodies_stream_through_unbuffered() {
     request_body_streams(&gh, &state).await;
 
     // Policies that do not read the bodies leave them streaming.
-    set_policy(
-        &gh,
-        "/mgmt/apis/sse/policy",
-        r#"<policies>
-            <inbound><base /><set-header name="X-Via" exists-action="override"><value>gatehouse</value></set-header></inbound>
-            <backend><base /></backend>
-            <outbound><base /><set-header name="X-Out" exists-action="override"><value>yes</value></set-header></outbound>
-        </policies>"#,
-    )
-    .await;
-    until_ready(&gh, "/sse/ping", |r| r.headers().contains_key("x-out")).await;
+    pass_through_policy(&gh, "sse", "/sse/ping").await;
     events_arrive_unbuffered(&gh, &state, true).await;
     request_body_streams(&gh, &state).await;
     assert_eq!(
@@ -1011,17 +1017,7 @@ async fn grpc_calls_go_over_http2_with_their_trailers() {
     grpc_calls_work(&gh, &state).await;
 
     // Through policies that leave the bodies alone.
-    set_policy(
-        &gh,
-        "/mgmt/apis/grpc/policy",
-        r#"<policies>
-            <inbound><base /><set-header name="X-Via" exists-action="override"><value>gatehouse</value></set-header></inbound>
-            <backend><base /></backend>
-            <outbound><base /><set-header name="X-Out" exists-action="override"><value>yes</value></set-header></outbound>
-        </policies>"#,
-    )
-    .await;
-    until_ready(&gh, "/grpc/ready", |r| r.headers().contains_key("x-out")).await;
+    pass_through_policy(&gh, "grpc", "/grpc/ready").await;
     state.calls.lock().unwrap().clear();
     grpc_calls_work(&gh, &state).await;
 
