@@ -14,6 +14,7 @@ pub mod config;
 pub mod counters;
 pub mod error;
 pub mod forwarded;
+pub mod h1;
 pub mod holder;
 pub mod inbound_tls;
 pub mod link;

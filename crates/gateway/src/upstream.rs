@@ -13,6 +13,10 @@
 //! the same job with more on every request: a pool shared behind wake-up channels, a clone of
 //! the client, and a task spawned per request to return the connection.
 //!
+//! A request to a plain `http://` backend whose body is already whole (none, or a buffer a
+//! policy made) skips hyper's client and its connection task: [`crate::h1`] writes it and reads
+//! the answer in the task serving the client, on connections pooled apart from hyper's.
+//!
 //! The pool also counts the connections it opens and those still open, for `/metrics`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +31,7 @@ use gatehouse_tls::rustls::pki_types::ServerName;
 use http::uri::Authority;
 use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::client::conn::http2;
@@ -187,6 +192,12 @@ pub enum UpstreamError {
         #[source]
         source: hyper::Error,
     },
+    #[error("the exchange with {authority} failed: {source}")]
+    Exchange {
+        authority: Authority,
+        #[source]
+        source: crate::h1::H1Error,
+    },
 }
 
 /// One worker's pool. Cloning it is cheap and shares the pool.
@@ -202,6 +213,8 @@ type IdleMap = FxHashMap<Box<str>, Vec<Idle>>;
 
 struct Shared {
     idle: Mutex<IdleMap>,
+    /// Idle connections of [`crate::h1`], by backend authority.
+    lean: Mutex<FxHashMap<Box<str>, Vec<LeanIdle>>>,
     /// The configuration in force: its CA certificates join the outbound trust.
     config: crate::ConfigHandle,
     /// The one HTTP/2 connection per backend that offered it.
@@ -219,6 +232,11 @@ struct Idle {
     since: Instant,
 }
 
+struct LeanIdle {
+    conn: Box<crate::h1::Conn>,
+    since: Instant,
+}
+
 impl UpstreamPool {
     pub fn new(
         gauges: Arc<UpstreamGauges>,
@@ -229,6 +247,7 @@ impl UpstreamPool {
         Self {
             shared: Arc::new(Shared {
                 idle: Mutex::new(IdleMap::default()),
+                lean: Mutex::default(),
                 config,
                 multiplexed: Mutex::default(),
                 gauges,
@@ -247,6 +266,11 @@ impl UpstreamPool {
         target: &Target,
         mut request: Request<Body>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        if target.tls.is_none()
+            && let Some(body) = whole_body(request.body_mut())
+        {
+            return self.send_lean(target, request, body).await;
+        }
         if let Some(shared) = self.shared.multiplexed(&target.key) {
             return self.send_multiplexed(target, shared, request).await;
         }
@@ -281,6 +305,78 @@ impl UpstreamPool {
                 self.send_multiplexed(target, sender, request).await
             }
         }
+    }
+
+    /// Sends a request whose body is whole over [`crate::h1`]: on an idle connection of the
+    /// pool, the next one when the backend closed that one as it was taken, else a new one.
+    async fn send_lean(
+        &self,
+        target: &Target,
+        request: Request<Body>,
+        body: Bytes,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let (parts, _) = request.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        loop {
+            let (mut conn, fresh) = match self.shared.checkout_lean(&target.key) {
+                Some(conn) => (conn, false),
+                None => {
+                    let stream = Box::pin(self.open(target)).await?;
+                    let open = crate::h1::OpenGuard::new(self.shared.gauges.clone());
+                    (Box::new(crate::h1::Conn::new(stream, open)), true)
+                }
+            };
+            match conn
+                .exchange(&parts.method, path, &parts.headers, &body)
+                .await
+            {
+                Ok(head) => return Ok(self.lean_response(target, conn, head)),
+                // Each retry takes another idle connection; a new one is never retried.
+                Err(failed) if failed.retry && !fresh => continue,
+                Err(failed) => {
+                    return Err(UpstreamError::Exchange {
+                        authority: target.authority.clone(),
+                        source: failed.error,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The response of a [`crate::h1`] exchange. A body already whole in the read buffer
+    /// gives its connection back at once.
+    fn lean_response(
+        &self,
+        target: &Target,
+        conn: Box<crate::h1::Conn>,
+        head: crate::h1::Head,
+    ) -> Response<UpstreamBody> {
+        let crate::h1::Head {
+            status,
+            version,
+            headers,
+            framing,
+            keep_alive,
+        } = head;
+        let mut body = crate::h1::Body::new(conn, framing, keep_alive);
+        let kind = match body.take_whole() {
+            Some(bytes) => {
+                if let Some(conn) = body.reusable() {
+                    self.shared.put_lean(&target.key, conn);
+                }
+                Kind::Whole(bytes)
+            }
+            None => Kind::Lean {
+                body,
+                pool: self.shared.clone(),
+                key: target.key.clone(),
+            },
+        };
+        let mut response = Response::new(UpstreamBody { kind });
+        *response.status_mut() = status;
+        *response.version_mut() = version;
+        *response.headers_mut() = headers;
+        response
     }
 
     /// Sends over the backend's HTTP/2 connection: the target in the request line's place
@@ -321,7 +417,7 @@ impl UpstreamPool {
         };
         sender.ready().await.map_err(http_error)?;
         let response = sender.send_request(request).await.map_err(http_error)?;
-        Ok(response.map(|inner| UpstreamBody { inner, lease: None }))
+        Ok(response.map(|inner| UpstreamBody::hyper(inner, None)))
     }
 
     fn lease(
@@ -330,13 +426,15 @@ impl UpstreamPool {
         sender: SendRequest<Body>,
         response: Response<Incoming>,
     ) -> Response<UpstreamBody> {
-        response.map(|inner| UpstreamBody {
-            inner,
-            lease: Some(Lease {
-                pool: self.shared.clone(),
-                key: target.key.clone(),
-                sender,
-            }),
+        response.map(|inner| {
+            UpstreamBody::hyper(
+                inner,
+                Some(Lease {
+                    pool: self.shared.clone(),
+                    key: target.key.clone(),
+                    sender,
+                }),
+            )
         })
     }
 
@@ -455,7 +553,7 @@ impl UpstreamPool {
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         match Box::pin(self.connect(target, true)).await? {
             Connection::Http1(mut sender) => match sender.send_request(request).await {
-                Ok(response) => Ok(response.map(|inner| UpstreamBody { inner, lease: None })),
+                Ok(response) => Ok(response.map(|inner| UpstreamBody::hyper(inner, None))),
                 Err(source) => Err(UpstreamError::Http {
                     authority: target.authority.clone(),
                     source,
@@ -604,7 +702,13 @@ impl UpstreamPool {
     /// Idle connections now, all backends together.
     #[cfg(test)]
     fn idle_count(&self) -> usize {
-        self.shared.lock().values().map(Vec::len).sum()
+        self.shared.lock().values().map(Vec::len).sum::<usize>()
+            + self
+                .shared
+                .lock_lean()
+                .values()
+                .map(Vec::len)
+                .sum::<usize>()
     }
 }
 
@@ -614,6 +718,40 @@ impl Shared {
         self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_lean(&self) -> std::sync::MutexGuard<'_, FxHashMap<Box<str>, Vec<LeanIdle>>> {
+        self.lean
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The most recently returned [`crate::h1`] connection to `key` that can take a request.
+    fn checkout_lean(&self, key: &str) -> Option<Box<crate::h1::Conn>> {
+        let mut map = self.lock_lean();
+        let list = map.get_mut(key)?;
+        while let Some(mut idle) = list.pop() {
+            if idle.since.elapsed() <= self.settings.idle_timeout && idle.conn.is_usable() {
+                return Some(idle.conn);
+            }
+        }
+        None
+    }
+
+    fn put_lean(&self, key: &str, conn: Box<crate::h1::Conn>) {
+        let mut map = self.lock_lean();
+        if !map.contains_key(key) {
+            map.insert(key.into(), Vec::new());
+        }
+        let Some(list) = map.get_mut(key) else {
+            return;
+        };
+        if list.len() < self.settings.max_idle_per_backend {
+            list.push(LeanIdle {
+                conn,
+                since: Instant::now(),
+            });
+        }
     }
 
     fn lock_multiplexed(
@@ -679,6 +817,11 @@ impl Shared {
             list.retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() <= timeout);
             !list.is_empty()
         });
+        drop(map);
+        self.lock_lean().retain(|_, list| {
+            list.retain_mut(|idle| idle.since.elapsed() <= timeout && idle.conn.is_usable());
+            !list.is_empty()
+        });
     }
 }
 
@@ -717,24 +860,81 @@ struct Lease {
     sender: SendRequest<Body>,
 }
 
+/// A request body that is already whole, taken out of `body`: none (a client's body that has
+/// ended before it began), or a buffer. `None`: a body still to stream.
+fn whole_body(body: &mut Body) -> Option<Bytes> {
+    match body {
+        Either::Left(full) => {
+            // A `Full` gives its one frame at once.
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            match Pin::new(full).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => Some(frame.into_data().unwrap_or_default()),
+                _ => Some(Bytes::new()),
+            }
+        }
+        Either::Right(stream) if stream.is_end_stream() => Some(Bytes::new()),
+        Either::Right(_) => None,
+    }
+}
+
+/// Why a backend's response body could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamBodyError {
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+    #[error(transparent)]
+    H1(#[from] crate::h1::H1Error),
+}
+
 /// A backend's response body. Its connection goes back to the pool when the body has been
 /// read to its end.
 pub struct UpstreamBody {
-    inner: Incoming,
-    lease: Option<Lease>,
+    kind: Kind,
+}
+
+enum Kind {
+    /// Over hyper's client (HTTP/2, TLS, switches, streamed requests).
+    Hyper {
+        inner: Incoming,
+        lease: Option<Lease>,
+    },
+    /// Over [`crate::h1`], still on its connection.
+    Lean {
+        body: crate::h1::Body,
+        pool: Arc<Shared>,
+        key: Arc<str>,
+    },
+    /// Read whole with the head; its connection is back in the pool already.
+    Whole(Bytes),
 }
 
 impl UpstreamBody {
+    fn hyper(inner: Incoming, lease: Option<Lease>) -> Self {
+        Self {
+            kind: Kind::Hyper { inner, lease },
+        }
+    }
+
     fn release(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            lease.pool.put(&lease.key, lease.sender);
+        match &mut self.kind {
+            Kind::Hyper { lease, .. } => {
+                if let Some(lease) = lease.take() {
+                    lease.pool.put(&lease.key, lease.sender);
+                }
+            }
+            Kind::Lean { body, pool, key } => {
+                if let Some(conn) = body.reusable() {
+                    pool.put_lean(key, conn);
+                }
+            }
+            Kind::Whole(_) => {}
         }
     }
 }
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        if self.inner.is_end_stream() {
+        if self.is_end_stream() {
             self.release();
         }
     }
@@ -742,30 +942,54 @@ impl Drop for UpstreamBody {
 
 impl HttpBody for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamBodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.release(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
-            // The rest of the body is lost: so is the connection.
-            Poll::Ready(Some(Err(_))) => this.lease = None,
-            _ => {}
+        match &mut this.kind {
+            Kind::Hyper { inner, lease } => {
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) => this.release(),
+                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => this.release(),
+                    // The rest of the body is lost: so is the connection.
+                    Poll::Ready(Some(Err(_))) => *lease = None,
+                    _ => {}
+                }
+                polled.map_err(UpstreamBodyError::Hyper)
+            }
+            Kind::Lean { body, .. } => {
+                let polled = body.poll_frame(cx);
+                if body.is_end_stream() {
+                    this.release();
+                }
+                polled.map_err(UpstreamBodyError::H1)
+            }
+            Kind::Whole(bytes) => Poll::Ready(if bytes.is_empty() {
+                None
+            } else {
+                Some(Ok(Frame::data(std::mem::take(bytes))))
+            }),
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.kind {
+            Kind::Hyper { inner, .. } => inner.is_end_stream(),
+            Kind::Lean { body, .. } => body.is_end_stream(),
+            Kind::Whole(bytes) => bytes.is_empty(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.kind {
+            Kind::Hyper { inner, .. } => inner.size_hint(),
+            Kind::Lean { body, .. } => body.size_hint(),
+            Kind::Whole(bytes) => SizeHint::with_exact(bytes.len() as u64),
+        }
     }
 }
 
