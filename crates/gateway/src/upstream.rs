@@ -308,7 +308,9 @@ impl UpstreamPool {
     }
 
     /// Sends a request whose body is whole over [`crate::h1`]: on an idle connection of the
-    /// pool, the next one when the backend closed that one as it was taken, else a new one.
+    /// pool, else a new one. When a reused connection turns out closed as it was taken, the
+    /// request goes once more, on another connection: once, so that a request that makes its
+    /// backend drop the connection is not sent to it again and again.
     async fn send_lean(
         &self,
         target: &Target,
@@ -317,6 +319,7 @@ impl UpstreamPool {
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let (parts, _) = request.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut retried = false;
         loop {
             let (mut conn, fresh) = match self.shared.checkout_lean(&target.key) {
                 Some(conn) => (conn, false),
@@ -331,8 +334,7 @@ impl UpstreamPool {
                 .await
             {
                 Ok(head) => return Ok(self.lean_response(target, conn, head)),
-                // Each retry takes another idle connection; a new one is never retried.
-                Err(failed) if failed.retry && !fresh => continue,
+                Err(failed) if failed.retry && !fresh && !retried => retried = true,
                 Err(failed) => {
                     return Err(UpstreamError::Exchange {
                         authority: target.authority.clone(),
@@ -1173,6 +1175,73 @@ mod tests {
             gauges.open.load(Ordering::Relaxed) == 0
         })
         .await;
+    }
+
+    /// A backend that answers the first request of each connection and closes the connection
+    /// when the second arrives, without a byte of answer: what an idle close racing the next
+    /// request looks like.
+    async fn one_answer_per_connection() -> (Target, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    for answered in [false, true] {
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        seen.clear();
+                        if answered {
+                            return;
+                        }
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await;
+                    }
+                });
+            }
+        });
+        (
+            Target::new(&http::uri::Scheme::HTTP, authority).unwrap(),
+            accepted,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_reused_connection_closed_as_it_is_taken_costs_an_idempotent_request_nothing() {
+        let (target, accepted) = one_answer_per_connection().await;
+        let pool = pool_with(Arc::default(), PoolSettings::default());
+        assert_eq!(&call(&pool, &target, "/").await[..], b"ok");
+        // The pooled connection closes on the next request: it goes again, once, on a new one.
+        assert_eq!(&call(&pool, &target, "/").await[..], b"ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // A POST is not sent twice: the failure is the caller's.
+        let mut post = get(&target, "/");
+        *post.method_mut() = http::Method::POST;
+        let Err(error) = pool.send(&target, post).await else {
+            panic!("a POST was sent again");
+        };
+        assert!(
+            matches!(
+                &error,
+                UpstreamError::Exchange {
+                    source: crate::h1::H1Error::ClosedBeforeAnswer,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
