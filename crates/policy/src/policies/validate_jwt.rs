@@ -52,8 +52,8 @@ use super::check_header::json_error;
 use super::param::{self, Param};
 use crate::compile::Cx;
 use crate::exchange::Exchange;
-use crate::expr::builtins::jwt::{self, Jwt};
 use crate::expr::{Json, Value};
+use crate::expr::{Jwt, parse_jwt};
 use crate::limits::MAX_TOKEN_BYTES;
 use crate::run::{Budget, Flow, Io, PolicyError};
 use crate::text::PolicyText;
@@ -409,7 +409,7 @@ impl ValidateJwt {
                 ),
             )));
         }
-        let Some(decoded) = jwt::parse(&token) else {
+        let Some(decoded) = parse_jwt(&token) else {
             return Ok(Err(Failure::new(
                 "JwtInvalid",
                 "The token is not a JSON web token in compact form.",
