@@ -123,3 +123,194 @@ async fn mgmt_refuses_an_unclosed_expression_naming_its_line_and_column() {
         "{status} {body}"
     );
 }
+
+/// Writes `files` (name, text) into a fresh directory.
+fn write_files(tag: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = crate::support::temp_dir(tag);
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn policy_check_checks_fragment_files() {
+    let dir = write_files(
+        "azure-fragment-check",
+        &[
+            (
+                "good.xml",
+                "<fragment>\n  <set-header name=\"X-F\" exists-action=\"override\">\n    <value>@(context.Request.Headers.GetValueOrDefault(\"x\", \"\"))</value>\n  </set-header>\n</fragment>\n",
+            ),
+            (
+                "bad.xml",
+                "<fragment>\n  <set-header name=\"X\" oops=\"1\"><value>1</value></set-header>\n</fragment>\n",
+            ),
+        ],
+    );
+    let (good, bad) = (dir.join("good.xml"), dir.join("bad.xml"));
+    let out = policy_check(&[], &[&good]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let out = policy_check(&[], &[&bad]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{}:2:24: <set-header> has no attribute 'oops'",
+            bad.display()
+        )),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn policy_check_applies_scope_rules_only_with_a_scope() {
+    let dir = write_files(
+        "azure-scope-check",
+        &[(
+            "quota.xml",
+            "<policies>\n  <inbound>\n    <base />\n    <quota calls=\"100\" renewal-period=\"3600\" />\n  </inbound>\n</policies>\n",
+        )],
+    );
+    let file = dir.join("quota.xml");
+    // Offline, where the document goes is unknown: a warning.
+    let out = policy_check(&[], &[&file]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{}:4:5: warning: <quota>", file.display()))
+            && stdout.contains("--scope"),
+        "{stdout}"
+    );
+    let out = policy_check(&["--scope", "product"], &[&file]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let out = policy_check(&["--scope", "operation"], &[&file]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{}:4:5: <quota>", file.display())),
+        "{stdout}"
+    );
+    let out = policy_check(&["--scope", "tenant"], &[&file]);
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A number, a URL and a header name that come from named values.
+const PLACEHOLDERS: &str = "<policies>\n  <inbound>\n    <base />\n    <rate-limit-by-key calls=\"{{calls}}\" renewal-period=\"60\" counter-key=\"@(context.Request.IpAddress)\" />\n    <set-header name=\"{{header-name}}\" exists-action=\"override\"><value>{{header-value}}</value></set-header>\n  </inbound>\n</policies>\n";
+
+#[tokio::test]
+async fn placeholders_are_warnings_offline_and_checked_when_saved() {
+    let dir = write_files("azure-placeholders", &[("p.xml", PLACEHOLDERS)]);
+    let file = dir.join("p.xml");
+    let out = policy_check(&["--scope", "api"], &[&file]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{}:4:", file.display()))
+            && stdout.contains("warning: named value 'calls'"),
+        "{stdout}"
+    );
+    // The shapes that depend on the named values are not judged offline.
+    assert!(
+        stdout.lines().all(|l| l.contains(": warning: ")),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+
+    // Saved where the named values exist, the substituted value is checked.
+    let backend = Backend::start().await;
+    let gh = Gatehouse::up("azure-placeholders", &[]).await;
+    gh.simple_api("az", "az", &backend.url(), true).await;
+    for (name, value) in [
+        ("calls", "many"),
+        ("header-name", "X-Named"),
+        ("header-value", "from-named-value"),
+    ] {
+        gh.ok(
+            "PUT",
+            &format!("/mgmt/named-values/{name}"),
+            Some(serde_json::json!({"value": value})),
+        )
+        .await;
+    }
+    let (status, body) = put_policy(&gh, "/mgmt/apis/az/policy", PLACEHOLDERS).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["details"][0]["line"], 4, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'calls' must be a whole number"),
+        "{body}"
+    );
+    gh.ok(
+        "PUT",
+        "/mgmt/named-values/calls",
+        Some(serde_json::json!({"value": "1000"})),
+    )
+    .await;
+    set_policy(&gh, "/mgmt/apis/az/policy", PLACEHOLDERS).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = gh.http.get(gh.gateway("/az/x")).send().await.unwrap();
+        if r.status() == 200
+            && backend
+                .last()
+                .headers
+                .get("x-named")
+                .is_some_and(|v| v == "from-named-value")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy never took effect: {}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn rules_no_stricter_than_azure() {
+    let dir = write_files(
+        "azure-relaxed",
+        &[
+            (
+                "trace.xml",
+                "<policies><inbound><base /><trace source=\"audit\">plain text, the older form</trace></inbound></policies>",
+            ),
+            (
+                "cors.xml",
+                "<policies><inbound><base /><cors><allowed-origins><origin>https://a.test</origin></allowed-origins><allowed-methods><method>GET</method></allowed-methods></cors></inbound></policies>",
+            ),
+            (
+                "jwt.xml",
+                "<policies><inbound><base /><validate-jwt header-name=\"Authorization\"><openid-config url=\"{{idp-config}}\" /></validate-jwt></inbound></policies>",
+            ),
+            (
+                "choose.xml",
+                "<policies>\n  <inbound>\n    <choose>\n      <when condition=\"@(context.Request.Nope)\">\n        <set-header name=\"x\"><value>1</value></set-header>\n      </when>\n    </choose>\n  </inbound>\n</policies>",
+            ),
+        ],
+    );
+    for name in ["trace.xml", "cors.xml", "jwt.xml"] {
+        let file = dir.join(name);
+        let out = policy_check(&["--scope", "api"], &[&file]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {out:?}");
+    }
+    let file = dir.join("choose.xml");
+    let out = policy_check(&[], &[&file]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{}:4:", file.display())) && stdout.contains("invalid expression"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("at least one <when"), "{stdout}");
+    std::fs::remove_dir_all(dir).ok();
+}
