@@ -157,8 +157,8 @@ impl<'a> Source<'a> {
             return Err(XmlError {
                 pos: self.pos(u.start),
                 message: format!(
-                    "the expression starting here does not close: {} ({}:{})",
-                    u.what, opener.line, opener.column
+                    "the expression starting here does not close: {} at {}:{} {}",
+                    u.what, opener.line, opener.column, u.why
                 ),
             });
         }

@@ -32,12 +32,13 @@ pub(crate) struct Prepared {
 }
 
 /// An expression that does not close: where it starts (byte offset in the original text), and
-/// why, naming the opener left open by its offset.
+/// what was left open (`what`, at byte offset `opener`) and why (`why`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Unclosed {
     pub start: usize,
     pub opener: usize,
     pub what: &'static str,
+    pub why: &'static str,
 }
 
 impl Prepared {
@@ -88,6 +89,8 @@ pub(crate) fn prepare(original: &str) -> Result<Prepared, Unclosed> {
             text_start = false;
             let rest = &b[i..];
             i = if rest.starts_with(b"<!--") {
+                // The text around a comment is one text: it may start before it.
+                text_start = true;
                 after(b, i + 4, b"-->")
             } else if rest.starts_with(b"<![CDATA[") {
                 after(b, i + 9, b"]]>")
@@ -222,16 +225,17 @@ impl Writer<'_> {
         let mut i = start + 2;
         while let Some(&(mode, opened)) = stack.last() {
             let Some(&c) = b.get(i) else {
-                let what = match mode {
-                    Mode::Code(b')') => "the `(` here has no matching `)`",
-                    Mode::Code(_) => "the `{` here has no matching `}`",
-                    Mode::Str(_) | Mode::Verbatim(_) => "the string literal here is not closed",
-                    Mode::Char => "the character literal here is not closed",
+                let (what, why) = match mode {
+                    Mode::Code(b')') => ("`(`", "has no matching `)`"),
+                    Mode::Code(_) => ("`{`", "has no matching `}`"),
+                    Mode::Str(_) | Mode::Verbatim(_) => ("the string literal", "is not closed"),
+                    Mode::Char => ("the character literal", "is not closed"),
                 };
                 return Err(Unclosed {
                     start,
                     opener: opened,
                     what,
+                    why,
                 });
             };
             match mode {
@@ -278,7 +282,8 @@ impl Writer<'_> {
                                     return Err(Unclosed {
                                         start,
                                         opener: opened,
-                                        what: "the comment here is not closed",
+                                        what: "the comment",
+                                        why: "is not closed",
                                     });
                                 }
                                 Some(b'*') if b.get(i + 1) == Some(&b'/') => break,
@@ -301,14 +306,15 @@ impl Writer<'_> {
                     }
                     b'\n' => {
                         let what = if mode == Mode::Char {
-                            "the character literal here is not closed on its line"
+                            "the character literal"
                         } else {
-                            "the string literal here is not closed on its line"
+                            "the string literal"
                         };
                         return Err(Unclosed {
                             start,
                             opener: opened,
                             what,
+                            why: "is not closed on its line",
                         });
                     }
                     b'"' if mode != Mode::Char => {

@@ -158,13 +158,22 @@ fn unclosed_expression_is_reported_where_it_starts() {
         err.message
     );
     assert!(err.message.contains("does not close"), "{}", err.message);
-    assert!(err.message.contains("(4:28)"), "{}", err.message);
+    assert!(
+        err.message.contains("`(` at 4:28 has no matching `)`"),
+        "{}",
+        err.message
+    );
     // In an attribute, and a string literal that runs past its line.
     let err = Source::new("<a>\n <b c=\"@(x\" />\n <d/>\n</a>")
         .parse()
         .unwrap_err();
     assert_eq!(err.pos, Pos { line: 2, column: 8 }, "{}", err.message);
-    assert!(err.message.contains("(2:11)"), "{}", err.message);
+    assert!(
+        err.message
+            .contains("the string literal at 2:11 is not closed on its line"),
+        "{}",
+        err.message
+    );
     assert!(err.message.contains("string literal"), "{}", err.message);
 }
 
@@ -183,6 +192,9 @@ fn expressions_only_in_attribute_values_and_text() {
     // `@(` in a comment, CDATA or the middle of a text is no expression, and swallows nothing.
     let doc = parse("<a><!-- mail me@(x --><b>text @(y</b><c><![CDATA[@(z]]></c></a>");
     assert_eq!(doc.elements().count(), 2);
+    // An expression after a comment is still read as one.
+    let doc = parse("<v><!-- why -->@(1 < 2)</v>");
+    assert_eq!(doc.text().unwrap().0, "@(1 < 2)");
     // Comments inside blocks may hold quotes and angle brackets.
     let block = "@{\n  // don't <stop>\n  /* \"x\" */ return 1 < 2;\n}";
     let doc = parse(&format!("<v>{block}</v>"));
