@@ -409,9 +409,14 @@ pub enum GatewayCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Check policy documents offline with the compiler gateways use. Prints FILE:LINE:COL:
-    /// message per problem; exits 2 when any file is invalid.
+    /// Check policy documents (root <policies>) and policy fragments (root <fragment>) offline
+    /// with the compiler gateways use. Prints FILE:LINE:COL: message per problem; exits 2 when
+    /// any file is invalid.
     Check {
+        /// The scope the documents are for (global, product, api or operation); its rules then
+        /// apply. Without it, rules that depend on the scope are warnings.
+        #[arg(long, value_parser = ["global", "product", "api", "operation"])]
+        scope: Option<String>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },

@@ -785,7 +785,7 @@ pub async fn gateway(global: Global, cmd: GatewayCommand) -> Result<(), Failure>
 
 pub async fn policy(global: Global, cmd: PolicyCommand) -> Result<(), Failure> {
     match cmd {
-        PolicyCommand::Check { files } => check_policies(&global, &files),
+        PolicyCommand::Check { scope, files } => check_policies(&global, scope.as_deref(), &files),
         PolicyCommand::Set {
             global: is_global,
             product,
@@ -820,8 +820,16 @@ pub async fn policy(global: Global, cmd: PolicyCommand) -> Result<(), Failure> {
 }
 
 /// `gatehouse policy check`: compile each file as the gateways would, offline.
-fn check_policies(global: &Global, files: &[PathBuf]) -> Result<(), Failure> {
-    use gatehouse_policy::{Mode, NoNamedValues, Scope, Severity};
+fn check_policies(global: &Global, scope: Option<&str>, files: &[PathBuf]) -> Result<(), Failure> {
+    use gatehouse_policy::{Scope, Severity};
+    let scope = match scope {
+        None => None,
+        Some(name) => Some(Scope::from_name(name).ok_or_else(|| {
+            Failure::input(format!(
+                "unknown scope '{name}': use global, product, api or operation"
+            ))
+        })?),
+    };
     let mut invalid = 0;
     let mut report = Vec::new();
     for file in files {
@@ -833,13 +841,8 @@ fn check_policies(global: &Global, files: &[PathBuf]) -> Result<(), Failure> {
                 continue;
             }
         };
-        let (doc, diags) = gatehouse_policy::compile::compile(
-            &text,
-            Scope::Operation,
-            &NoNamedValues,
-            Mode::Offline,
-        );
-        if doc.is_none() {
+        let diags = gatehouse_policy::compile::check_offline(&text, scope);
+        if diags.iter().any(|d| d.severity == Severity::Error) {
             invalid += 1;
         }
         for d in &diags {

@@ -54,6 +54,14 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope, innermost first.
+    pub const ALL: [Scope; 4] = [Self::Operation, Self::Api, Self::Product, Self::Global];
+
+    /// The scope called `name` (`global`, `product`, `api`, `operation`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Global => "global",
@@ -229,6 +237,8 @@ pub struct Cx<'a> {
     including: Vec<String>,
     /// The backends and certificates that exist, where the compile can tell.
     pub known: &'a dyn Known,
+    /// Where a value kept a `{{named value}}` unknown offline: its shape cannot be judged there.
+    unresolved: Vec<Pos>,
 }
 
 impl<'a> Cx<'a> {
@@ -298,6 +308,29 @@ impl<'a> Cx<'a> {
         steps
     }
 
+    /// Offline, a value that kept an unknown `{{named value}}` is not refused for its shape (a
+    /// URL, a number, a header name, a template): its errors become warnings, as the value is
+    /// only known, and checked, where the policy is saved.
+    fn defer_unresolved(&mut self) {
+        if self.unresolved.is_empty() {
+            return;
+        }
+        for d in &mut self.diags {
+            if d.severity == Severity::Error
+                && self
+                    .unresolved
+                    .iter()
+                    .any(|p| p.line == d.line && p.column == d.column)
+            {
+                d.severity = Severity::Warning;
+                d.message = format!(
+                    "not checked offline, it depends on a named value: {}",
+                    d.message
+                );
+            }
+        }
+    }
+
     pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
         self.diags.push(Diagnostic {
             line: pos.line,
@@ -345,6 +378,7 @@ impl<'a> Cx<'a> {
                     Some(v) => out.push_str(&v),
                     None if self.mode == Mode::Offline => {
                         self.warning(pos, format!("named value '{name}' is not defined here; it must exist when the policy is applied"));
+                        self.unresolved.push(pos);
                         out.push_str(&rest[start..start + 2 + end + 2]);
                     }
                     None => {
@@ -609,6 +643,7 @@ fn fragment_steps(
         fragments,
         including,
         known,
+        unresolved: Vec::new(),
     };
     if root.name != "fragment" {
         cx.error(
@@ -622,6 +657,7 @@ fn fragment_steps(
     }
     cx.allow_attrs(&root, &[]);
     let steps = cx.steps(&root);
+    cx.defer_unresolved();
     let failed = cx.diags.iter().any(|d| d.severity == Severity::Error);
     (if failed { None } else { Some(steps) }, cx.diags)
 }
@@ -636,8 +672,20 @@ pub fn check_fragment(
     fragments: &dyn Fragments,
     mode: Mode,
 ) -> Vec<Diagnostic> {
+    check_fragment_in(id, xml, &Scope::ALL, named, fragments, mode)
+}
+
+/// [`check_fragment`], trying only `scopes`.
+fn check_fragment_in(
+    id: &str,
+    xml: &str,
+    scopes: &[Scope],
+    named: &dyn NamedValues,
+    fragments: &dyn Fragments,
+    mode: Mode,
+) -> Vec<Diagnostic> {
     let mut best: Option<Vec<Diagnostic>> = None;
-    for scope in [Scope::Operation, Scope::Api, Scope::Product, Scope::Global] {
+    for &scope in scopes {
         for section in Section::ALL {
             let (steps, diags) = fragment_steps(
                 xml,
@@ -659,6 +707,70 @@ pub fn check_fragment(
         }
     }
     best.unwrap_or_default()
+}
+
+/// What `gatehouse policy check` runs on one file: a policy document (root `<policies>`) or a
+/// policy fragment (root `<fragment>`), offline (no named values or fragments known). With
+/// `scope`, that scope's rules apply. Without, where the document will be applied is unknown, so
+/// a rule that fails at some scopes but not at others (`<quota>` only at product scope, for one)
+/// is a warning naming the scopes where it fails; what fails everywhere is an error.
+pub fn check_offline(xml: &str, scope: Option<Scope>) -> Vec<Diagnostic> {
+    let fragment = Source::new(xml)
+        .parse()
+        .is_ok_and(|root| root.name == "fragment");
+    let scopes: Vec<Scope> = scope.map_or_else(|| Scope::ALL.to_vec(), |s| vec![s]);
+    let runs: Vec<(Scope, Vec<Diagnostic>)> = scopes
+        .iter()
+        .map(|&s| {
+            let diags = if fragment {
+                check_fragment_in(
+                    "fragment",
+                    xml,
+                    &[s],
+                    &NoNamedValues,
+                    &NoFragments,
+                    Mode::Offline,
+                )
+            } else {
+                compile(xml, s, &NoNamedValues, Mode::Offline).1
+            };
+            (s, diags)
+        })
+        .collect();
+    let mut out: Vec<Diagnostic> = Vec::new();
+    // Positions whose errors depend on the scope: one warning each.
+    let mut scoped: Vec<(u32, u32)> = Vec::new();
+    for (_, diags) in &runs {
+        for d in diags {
+            let at = (d.line, d.column);
+            let failing: Vec<&str> = runs
+                .iter()
+                .filter(|(_, ds)| {
+                    ds.iter()
+                        .any(|x| x.severity == Severity::Error && (x.line, x.column) == at)
+                })
+                .map(|(s, _)| s.name())
+                .collect();
+            if d.severity == Severity::Warning || failing.len() == runs.len() {
+                if !out.contains(d) {
+                    out.push(d.clone());
+                }
+            } else if !scoped.contains(&at) {
+                scoped.push(at);
+                out.push(Diagnostic {
+                    severity: Severity::Warning,
+                    message: format!(
+                        "{} (fails at {} scope; where the policy is applied decides, or pass --scope)",
+                        d.message,
+                        failing.join(", ")
+                    ),
+                    ..d.clone()
+                });
+            }
+        }
+    }
+    out.sort_by_key(|d| (d.line, d.column));
+    out
 }
 
 /// Compiles one scope's policy document, inlining the `<include-fragment>`s from `fragments`.
@@ -707,6 +819,7 @@ pub fn compile_checked(
         fragments,
         including: Vec::new(),
         known,
+        unresolved: Vec::new(),
     };
     let mut doc = PolicyDocument::default();
     if root.name != "policies" {
@@ -749,6 +862,10 @@ pub fn compile_checked(
             doc.sections[s.index()] = vec![Step::Base];
         }
     }
+    cx.defer_unresolved();
     let failed = cx.diags.iter().any(|d| d.severity == Severity::Error);
     (if failed { None } else { Some(doc) }, cx.diags)
 }
+
+#[cfg(test)]
+mod tests;

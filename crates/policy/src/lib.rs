@@ -1,5 +1,5 @@
 //! Gatehouse policies: the policy XML compiler and built-in policies, and the
-//! expression language they embed ([`expr`]).
+//! expression language they embed ([`expr`], the `gatehouse-expr` crate).
 //!
 //! Everything here compiles once, when a configuration is loaded, into immutable values that
 //! requests only walk. See [`expr`] for the public API of expressions: [`expr::compile`] turns
@@ -11,12 +11,15 @@
 pub mod answer;
 pub mod compile;
 pub mod exchange;
-pub mod expr;
 pub mod limits;
 pub mod policies;
 pub mod run;
 pub mod text;
 pub mod xml;
+
+/// The expression language, its own crate (`gatehouse-expr`), under the name policies and the
+/// gateway use for it.
+pub use gatehouse_expr as expr;
 
 pub use answer::Answer;
 pub use compile::{

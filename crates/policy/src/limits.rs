@@ -7,14 +7,7 @@
 //! The limits are constants rather than settings: they sit far above what real messages need
 //! (Azure's own, Newtonsoft's default `MaxDepth`, is 64) and far below what would hurt a worker.
 
-/// How deeply JSON may nest (objects and arrays) and XML elements may nest. Newtonsoft's
-/// default `MaxDepth`, which Azure's `JObject.Parse` and body conversions enforce.
-pub const MAX_DEPTH: usize = 64;
-
-/// How many values a JSON text may hold, and how many nodes (elements, texts, comments) an XML
-/// document. A message body is at most 16 MiB; this bounds the tree built from it whatever its
-/// shape (each node costs some tens of bytes).
-pub const MAX_VALUES: usize = 1_000_000;
+pub use gatehouse_expr::limits::{MAX_DEPTH, MAX_TOKEN_BYTES, MAX_VALUES};
 
 /// How many attributes one XML element may carry. The XML parser checks each attribute against
 /// the element's others, so an element's cost grows with the square of this: at 128, about ten
@@ -26,9 +19,3 @@ pub const MAX_XML_ATTRIBUTES: usize = 128;
 /// them, so the cost of a document grows with this (and its square): at 64, a few comparisons
 /// per byte at worst. Real documents declare a handful.
 pub const MAX_XML_NAMESPACES: usize = 64;
-
-/// The longest JSON web token read, in bytes. A token is decoded (base64, then JSON) before its
-/// signature can be checked, so this bounds what an unauthenticated client can make the gateway
-/// do. Real tokens are well under 8 KiB (identity providers move large claim sets out of the
-/// token), and most servers refuse request headers longer than this anyway.
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;

@@ -2,25 +2,16 @@
 //!
 //! Azure lets expressions inside `@(...)` and `@{...}` hold characters XML forbids there: `<`
 //! and `>` (`As<JObject>()`, comparisons), `"` inside a `"`-quoted attribute, `&&`. A pre-pass
-//! finds each expression (tracking parentheses, braces, string and character literals and
-//! interpolation holes) and swaps those characters for private-use placeholders; roxmltree then
-//! parses the document, and every string read back out has the placeholders restored. Positions
-//! are mapped back to the text the user wrote, so errors point at the right line and column.
+//! ([`lenient`]) reads each expression in attribute values and text with a C# tokenizer and
+//! writes those characters as XML entities; roxmltree then parses the document and decodes them,
+//! so every string read back out is what the user wrote. Positions are mapped back to the text
+//! the user wrote, so errors point at the right line and column, and an expression that does not
+//! close is reported where it starts.
 
+mod lenient;
 pub mod scan;
 
 use std::ops::Range;
-
-/// A placeholder and the character it stands for.
-const SWAPS: [(char, char); 5] = [
-    ('<', '\u{E000}'),
-    ('>', '\u{E001}'),
-    ('"', '\u{E002}'),
-    ('\'', '\u{E003}'),
-    ('&', '\u{E004}'),
-];
-/// Each placeholder is 3 bytes in UTF-8 where the original character was 1.
-const GROWTH: usize = 2;
 
 /// A position in the text the user wrote: 1-based line and column (in characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,30 +88,38 @@ impl Element {
 /// The original text, the prepared text roxmltree reads, and the map between them.
 pub struct Source<'a> {
     original: &'a str,
-    prepared: String,
-    /// Offsets in `prepared` where a placeholder starts, ascending.
-    swaps: Vec<usize>,
+    prepared: lenient::Prepared,
+    /// An expression that does not close; the document is refused with it.
+    unclosed: Option<lenient::Unclosed>,
     /// Byte offsets in `original` where each line starts.
     lines: Vec<usize>,
 }
 
 impl<'a> Source<'a> {
     pub fn new(original: &'a str) -> Self {
-        let (prepared, swaps) = prepare(original);
+        let (prepared, unclosed) = match lenient::prepare(original) {
+            Ok(p) => (p, None),
+            Err(u) => (lenient::Prepared::default(), Some(u)),
+        };
         let mut lines = vec![0];
         lines.extend(original.match_indices('\n').map(|(i, _)| i + 1));
         Self {
             original,
             prepared,
-            swaps,
+            unclosed,
             lines,
         }
     }
 
+    /// The text the XML parser reads: the original with the raw characters inside expressions
+    /// written as entities (empty when an expression does not close).
+    pub fn prepared(&self) -> &str {
+        &self.prepared.text
+    }
+
     /// Maps a byte offset in the prepared text back to the original text.
     pub fn original_offset(&self, prepared: usize) -> usize {
-        let before = self.swaps.partition_point(|&s| s < prepared);
-        prepared.saturating_sub(before * GROWTH)
+        self.prepared.original_offset(prepared)
     }
 
     /// Line and column of a byte offset in the original text.
@@ -153,8 +152,18 @@ impl<'a> Source<'a> {
 
     /// Parses the document into an owned element tree.
     pub fn parse(&self) -> Result<Element, XmlError> {
+        if let Some(u) = &self.unclosed {
+            let opener = self.pos(u.opener);
+            return Err(XmlError {
+                pos: self.pos(u.start),
+                message: format!(
+                    "the expression starting here does not close: {} at {}:{} {}",
+                    u.what, opener.line, opener.column, u.why
+                ),
+            });
+        }
         // The tree is walked recursively below: bound its depth first.
-        if let Err(over) = scan::check(&self.prepared) {
+        if let Err(over) = scan::check(&self.prepared.text) {
             return Err(XmlError {
                 pos: Pos { line: 1, column: 1 },
                 message: format!("the policy cannot be read: {over}"),
@@ -166,15 +175,12 @@ impl<'a> Source<'a> {
             ..roxmltree::ParsingOptions::default()
         };
         let doc =
-            roxmltree::Document::parse_with_options(&self.prepared, options).map_err(|e| {
+            roxmltree::Document::parse_with_options(&self.prepared.text, options).map_err(|e| {
                 let p = e.pos();
-                // roxmltree's position is in the prepared text; placeholders never span lines, and
-                // a placeholder counts as one character, like the character it replaced.
+                // roxmltree's position is in the prepared text: back to the original.
+                let at = offset_of(&self.prepared.text, p.row, p.col);
                 XmlError {
-                    pos: Pos {
-                        line: p.row,
-                        column: p.col,
-                    },
+                    pos: self.pos(self.original_offset(at)),
                     message: format!("the policy is not well-formed XML: {}", describe(&e)),
                 }
             })?;
@@ -188,7 +194,7 @@ impl<'a> Source<'a> {
             let value_range = a.range_value();
             attrs.push(Attr {
                 name: a.name().to_owned(),
-                value: restore(a.value()),
+                value: a.value().to_owned(),
                 pos: self.pos_prepared(a.range().start),
                 value_offset: self.original_offset(value_range.start),
             });
@@ -202,7 +208,7 @@ impl<'a> Source<'a> {
                 if !text.trim().is_empty() {
                     let start = child.range().start;
                     children.push(Node::Text(
-                        restore(text),
+                        text.to_owned(),
                         self.pos_prepared(start),
                         self.original_offset(start),
                     ));
@@ -240,197 +246,21 @@ fn describe(e: &roxmltree::Error) -> String {
     }
 }
 
-/// Puts back the characters the pre-pass swapped out.
-pub fn restore(text: &str) -> String {
-    if !text.contains(|c: char| ('\u{E000}'..='\u{E004}').contains(&c)) {
-        return text.to_owned();
-    }
-    text.chars()
-        .map(|c| {
-            SWAPS
-                .iter()
-                .find(|(_, p)| *p == c)
-                .map_or(c, |(orig, _)| *orig)
-        })
-        .collect()
-}
-
-/// States of the expression scanner.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Mode {
-    /// Code, with the closing character that ends this level (`)`, `}` or `}` of a hole).
-    Code(u8),
-    /// A regular string literal; `true` when interpolated (`$"…{hole}…"`).
-    Str { interpolated: bool },
-    /// A verbatim string literal (`@"…"`, `""` escapes a quote); `true` when interpolated.
-    Verbatim { interpolated: bool },
-    /// A character literal.
-    Char,
-}
-
-/// Swaps the characters XML forbids inside expressions for placeholders. Returns the prepared
-/// text and the prepared-text offsets of the placeholders.
-fn prepare(original: &str) -> (String, Vec<usize>) {
-    let bytes = original.as_bytes();
-    let mut out = String::with_capacity(original.len() + 16);
-    let mut swaps = Vec::new();
-    let mut stack: Vec<Mode> = Vec::new();
-    let mut i = 0;
-    // Copies everything outside expressions as is, in runs.
-    let mut run_start = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if stack.is_empty() {
-            if b == b'@' && matches!(bytes.get(i + 1), Some(b'(') | Some(b'{')) {
-                let close = if bytes[i + 1] == b'(' { b')' } else { b'}' };
-                stack.push(Mode::Code(close));
-                i += 2;
-            } else {
-                i += 1;
-            }
-            continue;
-        }
-        // Inside an expression: flush the plain run before handling this byte.
-        let mut swap = false;
-        let Some(&mode) = stack.last() else { break };
-        match mode {
-            Mode::Code(close) => match b {
-                b'(' => stack.push(Mode::Code(b')')),
-                b'{' => stack.push(Mode::Code(b'}')),
-                b')' | b'}' if b == close => {
-                    stack.pop();
-                }
-                b'"' => {
-                    let prev = if i > 0 { bytes[i - 1] } else { 0 };
-                    let prev2 = if i > 1 { bytes[i - 2] } else { 0 };
-                    // `@"…"`, `@$"…"` or `$@"…"`.
-                    let verbatim = prev == b'@' || (prev == b'$' && prev2 == b'@');
-                    let interpolated = prev == b'$' || prev2 == b'$';
-                    stack.push(if verbatim {
-                        Mode::Verbatim { interpolated }
-                    } else {
-                        Mode::Str { interpolated }
-                    });
-                    swap = true;
-                }
-                b'\'' => {
-                    stack.push(Mode::Char);
-                    swap = true;
-                }
-                b'<' | b'>' => swap = true,
-                b'&' => swap = !is_entity(&bytes[i..]),
-                _ => {}
-            },
-            Mode::Str { interpolated } => match b {
-                b'\\' => {
-                    // Keep the escaped character as part of the string.
-                    i += 1;
-                    if let Some(&next) = bytes.get(i)
-                        && matches!(next, b'"' | b'\'' | b'<' | b'>' | b'&')
-                    {
-                        flush(&mut out, original, run_start, i, &mut swaps, next);
-                        i += 1;
-                        run_start = i;
-                        continue;
-                    }
-                }
-                b'"' => {
-                    stack.pop();
-                    swap = true;
-                }
-                b'{' if interpolated => {
-                    if bytes.get(i + 1) == Some(&b'{') {
-                        i += 1;
-                    } else {
-                        stack.push(Mode::Code(b'}'));
-                    }
-                }
-                b'<' | b'>' | b'\'' => swap = true,
-                b'&' => swap = !is_entity(&bytes[i..]),
-                _ => {}
-            },
-            Mode::Verbatim { interpolated } => match b {
-                b'"' => {
-                    if bytes.get(i + 1) == Some(&b'"') {
-                        // An escaped quote: two placeholders.
-                        flush(&mut out, original, run_start, i, &mut swaps, b'"');
-                        i += 1;
-                        run_start = i;
-                        swap = true;
-                    } else {
-                        stack.pop();
-                        swap = true;
-                    }
-                }
-                b'{' if interpolated => {
-                    if bytes.get(i + 1) == Some(&b'{') {
-                        i += 1;
-                    } else {
-                        stack.push(Mode::Code(b'}'));
-                    }
-                }
-                b'<' | b'>' | b'\'' => swap = true,
-                b'&' => swap = !is_entity(&bytes[i..]),
-                _ => {}
-            },
-            Mode::Char => match b {
-                b'\\' => {
-                    i += 1;
-                    if let Some(&next) = bytes.get(i)
-                        && matches!(next, b'"' | b'\'' | b'<' | b'>' | b'&')
-                    {
-                        flush(&mut out, original, run_start, i, &mut swaps, next);
-                        i += 1;
-                        run_start = i;
-                        continue;
-                    }
-                }
-                b'\'' => {
-                    stack.pop();
-                    swap = true;
-                }
-                b'<' | b'>' | b'"' => swap = true,
-                b'&' => swap = !is_entity(&bytes[i..]),
-                _ => {}
-            },
-        }
-        if swap {
-            flush(&mut out, original, run_start, i, &mut swaps, b);
-            run_start = i + 1;
-        }
-        i += 1;
-    }
-    out.push_str(original.get(run_start..).unwrap_or_default());
-    (out, swaps)
-}
-
-/// Appends `original[from..to]` then the placeholder for `byte`, recording where it went.
-fn flush(
-    out: &mut String,
-    original: &str,
-    from: usize,
-    to: usize,
-    swaps: &mut Vec<usize>,
-    byte: u8,
-) {
-    out.push_str(original.get(from..to).unwrap_or_default());
-    if let Some((_, placeholder)) = SWAPS.iter().find(|(c, _)| *c as u32 == u32::from(byte)) {
-        swaps.push(out.len());
-        out.push(*placeholder);
-    }
-}
-
-/// Whether `&` at the start of `rest` begins an XML entity or character reference.
-fn is_entity(rest: &[u8]) -> bool {
-    let end = rest.iter().take(12).position(|&b| b == b';');
-    let Some(end) = end else { return false };
-    let name = &rest[1..end];
-    matches!(name, b"lt" | b"gt" | b"amp" | b"quot" | b"apos")
-        || (name.first() == Some(&b'#')
-            && name.len() > 1
-            && name[1..]
-                .iter()
-                .all(|b| b.is_ascii_hexdigit() || *b == b'x'))
+/// The byte offset of a 1-based line and column (in characters) of `text`.
+fn offset_of(text: &str, line: u32, column: u32) -> usize {
+    let start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n')
+            .nth(line as usize - 2)
+            .map_or(text.len(), |(i, _)| i + 1)
+    };
+    let rest = text.get(start..).unwrap_or_default();
+    start
+        + rest
+            .char_indices()
+            .nth(column.saturating_sub(1) as usize)
+            .map_or(rest.len(), |(i, _)| i)
 }
 
 #[cfg(test)]

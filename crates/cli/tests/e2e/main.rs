@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod azure_policies;
 mod backends_tls;
 mod containment;
 mod first_hour;

@@ -22,10 +22,12 @@ impl Choose {
         let mut branches = Vec::new();
         let mut otherwise = Vec::new();
         let mut seen_otherwise = false;
+        let mut whens = 0;
         let mut ok = true;
         for child in el.elements() {
             match child.name.as_str() {
                 "when" => {
+                    whens += 1;
                     if seen_otherwise {
                         cx.error(child.pos, "<when> must come before <otherwise>");
                         ok = false;
@@ -50,7 +52,7 @@ impl Choose {
                 _ => {}
             }
         }
-        if branches.is_empty() {
+        if whens == 0 {
             cx.error(el.pos, "<choose> needs at least one <when condition=\"…\">");
             return None;
         }
@@ -119,6 +121,21 @@ mod tests {
             let io = run(&p, &mut ex);
             assert_eq!(all(&io.forwarded.unwrap().headers, "x-branch"), [want]);
         }
+    }
+
+    #[test]
+    fn a_when_that_fails_reports_its_own_error_not_an_empty_choose() {
+        let errors = errors_inbound(
+            r#"<choose><when condition="@(context.Nope)"><set-header name="x"><value>1</value></set-header></when></choose>"#,
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("invalid expression")),
+            "{errors:?}"
+        );
+        assert!(
+            !errors.iter().any(|e| e.contains("at least one <when")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -46,7 +46,11 @@ pub struct Trace {
 impl Trace {
     pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Self> {
         cx.allow_attrs(el, &["source", "severity"]);
-        cx.allow_children(el, &["message", "metadata"]);
+        // The older form holds the message as the element's own text.
+        let plain = el.elements().next().is_none() && el.text().is_some();
+        if !plain {
+            cx.allow_children(el, &["message", "metadata"]);
+        }
         let source = cx.req_literal(el, "source")?;
         let severity = match cx.choice(
             el,
@@ -58,7 +62,7 @@ impl Trace {
             "error" => Severity::Error,
             _ => Severity::Verbose,
         };
-        let mut message = None;
+        let mut message = if plain { Some(cx.content(el)?) } else { None };
         let mut metadata = Vec::new();
         for child in el.elements() {
             match child.name.as_str() {
@@ -162,6 +166,19 @@ mod tests {
                 metadata: vec![("tier".into(), "gold".into())],
             }]
         );
+    }
+
+    #[test]
+    fn the_older_form_holds_the_message_as_text() {
+        let p = pipeline(
+            r#"<policies><inbound>
+                <trace source="audit">@("called " + context.Request.Method)</trace>
+            </inbound><backend><forward-request/></backend></policies>"#,
+        );
+        let mut ex = exchange("GET", "/", &[]);
+        let io = run(&p, &mut ex);
+        assert_eq!(io.traced.len(), 1);
+        assert_eq!(io.traced[0].message, "called GET");
     }
 
     #[test]

@@ -52,8 +52,8 @@ use super::check_header::json_error;
 use super::param::{self, Param};
 use crate::compile::Cx;
 use crate::exchange::Exchange;
-use crate::expr::builtins::jwt::{self, Jwt};
 use crate::expr::{Json, Value};
+use crate::expr::{Jwt, parse_jwt};
 use crate::limits::MAX_TOKEN_BYTES;
 use crate::run::{Budget, Flow, Io, PolicyError};
 use crate::text::PolicyText;
@@ -243,6 +243,8 @@ impl ValidateJwt {
         let mut issuers = Vec::new();
         let mut claims = Vec::new();
         let mut key_elements = 0;
+        // Offline, keys given by an unknown named value are only known where it is saved.
+        let mut deferred_keys = false;
         let mut seen: Vec<&str> = Vec::new();
         for child in el.elements() {
             if child.name != "openid-config" {
@@ -263,6 +265,7 @@ impl ValidateJwt {
                         let url = url.trim().to_owned();
                         if unresolved(&url) {
                             // `gatehouse policy check` without the named value: checked later.
+                            deferred_keys = true;
                         } else if url.starts_with("https://") || url.starts_with("http://") {
                             openid.push(url);
                         } else {
@@ -299,7 +302,11 @@ impl ValidateJwt {
                 _ => {}
             }
         }
-        if require_signed.as_fixed() == Some(&true) && key_elements == 0 && openid.is_empty() {
+        if require_signed.as_fixed() == Some(&true)
+            && key_elements == 0
+            && openid.is_empty()
+            && !deferred_keys
+        {
             cx.error(
                 el.pos,
                 "<validate-jwt> requires signed tokens but has no keys to check them with: add <issuer-signing-keys> or <openid-config>, or set require-signed-tokens=\"false\"",
@@ -409,7 +416,7 @@ impl ValidateJwt {
                 ),
             )));
         }
-        let Some(decoded) = jwt::parse(&token) else {
+        let Some(decoded) = parse_jwt(&token) else {
             return Ok(Err(Failure::new(
                 "JwtInvalid",
                 "The token is not a JSON web token in compact form.",

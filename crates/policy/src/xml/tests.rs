@@ -131,3 +131,183 @@ fn deeply_nested_policies_are_refused_not_walked() {
     let fits = format!("{}{}", "<a>".repeat(64), "</a>".repeat(64));
     assert!(Source::new(&fits).parse().is_ok());
 }
+
+#[test]
+fn azure_lenient_quotes_in_attribute_and_text_expressions() {
+    let doc = parse(
+        r#"<set-header name="x" exists-action="override" a="@(context.Request.Headers.GetValueOrDefault("x", ""))"><value>@(context.Request.Headers.GetValueOrDefault("x", ""))</value></set-header>"#,
+    );
+    let want = r#"@(context.Request.Headers.GetValueOrDefault("x", ""))"#;
+    assert_eq!(doc.attr("a").unwrap().value, want);
+    assert_eq!(doc.elements().next().unwrap().text().unwrap().0, want);
+    let doc = parse("<value>@(a < b && c > d)</value>");
+    assert_eq!(doc.text().unwrap().0, "@(a < b && c > d)");
+}
+
+#[test]
+fn unclosed_expression_is_reported_where_it_starts() {
+    let text = "<policies>\n  <inbound>\n    <set-header name=\"x\" exists-action=\"override\">\n      <value>@(context.Nope(</value>\n    </set-header>\n  </inbound>\n</policies>";
+    let err = Source::new(text).parse().unwrap_err();
+    assert_eq!(
+        err.pos,
+        Pos {
+            line: 4,
+            column: 14
+        },
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("does not close"), "{}", err.message);
+    assert!(
+        err.message.contains("`(` at 4:28 has no matching `)`"),
+        "{}",
+        err.message
+    );
+    // In an attribute, and a string literal that runs past its line.
+    let err = Source::new("<a>\n <b c=\"@(x\" />\n <d/>\n</a>")
+        .parse()
+        .unwrap_err();
+    assert_eq!(err.pos, Pos { line: 2, column: 8 }, "{}", err.message);
+    assert!(
+        err.message
+            .contains("the string literal at 2:11 is not closed on its line"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("string literal"), "{}", err.message);
+}
+
+#[test]
+fn errors_after_escapes_keep_their_column() {
+    // The escapes make the prepared line longer; the error still points at `</y>`.
+    let err = Source::new("<a>\n<x b=\"@(1 < 2 && \"<\" != \"&\")\"></y>\n</a>")
+        .parse()
+        .unwrap_err();
+    assert_eq!(err.pos.line, 2, "{}", err.message);
+    assert_eq!(err.pos.column, 31, "{}", err.message);
+}
+
+#[test]
+fn expressions_only_in_attribute_values_and_text() {
+    // `@(` in a comment, CDATA or the middle of a text is no expression, and swallows nothing.
+    let doc = parse("<a><!-- mail me@(x --><b>text @(y</b><c><![CDATA[@(z]]></c></a>");
+    assert_eq!(doc.elements().count(), 2);
+    // An expression after a comment is still read as one.
+    let doc = parse("<v><!-- why -->@(1 < 2)</v>");
+    assert_eq!(doc.text().unwrap().0, "@(1 < 2)");
+    // Comments inside blocks may hold quotes and angle brackets.
+    let block = "@{\n  // don't <stop>\n  /* \"x\" */ return 1 < 2;\n}";
+    let doc = parse(&format!("<v>{block}</v>"));
+    assert_eq!(doc.text().unwrap().0, block);
+}
+
+#[test]
+fn verbatim_interpolated_and_char_literals() {
+    for expr in [
+        r#"@(@"a ""quoted"" \ <b>")"#,
+        r#"@($"{(1 > 0 ? "<" : ">")} {{literal}}")"#,
+        r#"@($@"{"x"}""")"#,
+        r#"@('"' == '\'' || '<' != '>')"#,
+        r#"@("&amp; stays an entity: &lt;")"#,
+    ] {
+        let doc = parse(&format!("<v a=\"{expr}\" b='{expr}'>{expr}</v>"));
+        let decoded = expr.replace("&amp;", "&").replace("&lt;", "<");
+        assert_eq!(doc.text().unwrap().0, decoded, "{expr}");
+        assert_eq!(doc.attr("a").unwrap().value, decoded, "{expr}");
+        assert_eq!(doc.attr("b").unwrap().value, decoded, "{expr}");
+    }
+}
+
+#[test]
+fn private_use_characters_are_kept() {
+    // The former pre-pass swapped characters for U+E000..U+E004 and turned those back into
+    // `<`, `>`, `"`, `'`, `&` everywhere.
+    let doc = parse("<a b=\"\u{E000}\">@(\"\u{E002}\" + \"<\")</a>");
+    assert_eq!(doc.attr("b").unwrap().value, "\u{E000}");
+    assert_eq!(doc.text().unwrap().0, "@(\"\u{E002}\" + \"<\")");
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::Source;
+
+    /// XML-ish text with the characters that matter to the pre-pass.
+    fn xmlish() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("<a b=\""),
+                Just("\">"),
+                Just("</a>"),
+                Just("@("),
+                Just("@{"),
+                Just(")"),
+                Just("}"),
+                Just("\""),
+                Just("'"),
+                Just("<"),
+                Just(">"),
+                Just("&"),
+                Just("&amp;"),
+                Just("@\""),
+                Just("$\""),
+                Just("{"),
+                Just("\\"),
+                Just("\n"),
+                Just("//"),
+                Just("/*"),
+                Just("*/"),
+                Just("<!--"),
+                Just("-->"),
+                Just("x"),
+                Just(" "),
+                Just("é"),
+                Just("\u{E000}"),
+            ],
+            0..40,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn prepass_never_panics_and_maps_into_the_original(text in xmlish()) {
+            let src = Source::new(&text);
+            let _ = src.parse();
+            let prepared = src.prepared();
+            let mut last = 0;
+            for i in 0..=prepared.len() {
+                let o = src.original_offset(i);
+                prop_assert!(o <= text.len());
+                prop_assert!(o >= last);
+                last = o;
+            }
+        }
+
+        #[test]
+        fn prepass_is_identity_without_expressions(text in any::<String>()) {
+            let text = text.replace('@', "");
+            let src = Source::new(&text);
+            prop_assert_eq!(src.prepared(), text.as_str());
+        }
+
+        #[test]
+        fn prepass_writes_only_entities_for_what_it_changes(text in xmlish()) {
+            let src = Source::new(&text);
+            let prepared = src.prepared();
+            if !prepared.is_empty() {
+                let decoded = prepared
+                    .replace("&quot;", "\"")
+                    .replace("&apos;", "'")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">");
+                let original = text
+                    .replace("&quot;", "\"")
+                    .replace("&apos;", "'")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">");
+                prop_assert_eq!(decoded.replace("&amp;", "&"), original.replace("&amp;", "&"));
+            }
+        }
+    }
+}

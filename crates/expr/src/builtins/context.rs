@@ -2,12 +2,12 @@
 //! gateway provides. Absent optional objects (`context.User` for an anonymous call) are null.
 
 use super::{CallTys, Extra, Member, P, Rt, Sig, SigErr, arg_opt_str, arg_str, len_value, sig};
-use crate::expr::context::{Entity, Field, Message};
-use crate::expr::datetime::{DateTime, DateTimeKind, TimeSpan};
-use crate::expr::error::{RtResult, RuntimeError};
-use crate::expr::json::Json;
-use crate::expr::types::{JKind, Ty};
-use crate::expr::value::{CtxObj, Obj, Value};
+use crate::context::{Entity, Field, Message};
+use crate::datetime::{DateTime, DateTimeKind, TimeSpan};
+use crate::error::{RtResult, RuntimeError};
+use crate::json::Json;
+use crate::types::{JKind, Ty};
+use crate::value::{CtxObj, Obj, Value};
 
 fn ctx(o: CtxObj) -> Ty {
     Ty::Ctx(o)

@@ -6,7 +6,7 @@
 //! every request ([`Expr::eval`]) against a [`Context`] the gateway implements.
 //!
 //! ```
-//! use gatehouse_policy::expr::{self, Budget, Context, Expr};
+//! use gatehouse_expr::{self as expr, Budget, Context, Expr};
 //!
 //! // When the policy is loaded:
 //! let e: Expr = expr::compile(r#"@(context.Request.Headers.GetValueOrDefault("X-Id", "none").ToUpper())"#)?;
@@ -50,6 +50,11 @@
 //! uses `\n` line breaks (as Newtonsoft does on Linux); `==` between a `JToken` and a
 //! primitive compares values (C# would compare references); header values appear joined with
 //! `,` (also when enumerating `h.Value`).
+//!
+//! This crate imports nothing from the rest of the workspace; `gatehouse-policy` re-exports it
+//! as `gatehouse_policy::expr`.
+
+#![forbid(unsafe_code)]
 
 mod ast;
 pub(crate) mod builtins;
@@ -61,6 +66,7 @@ mod eval;
 mod ir;
 mod json;
 mod lexer;
+pub mod limits;
 mod ops;
 mod parse;
 #[cfg(any(test, feature = "test-util"))]
@@ -71,7 +77,7 @@ mod value;
 use std::fmt;
 
 pub use builtins::certificate::ClientCertificate;
-pub use builtins::jwt::Jwt;
+pub use builtins::jwt::{Jwt, parse as parse_jwt};
 pub use context::{Context, Entity, Field, Message};
 pub use datetime::{DateTime, DateTimeKind, TimeSpan};
 pub use error::{CompileError, EVALUATION_FAILURE, ErrorKind, RuntimeError};

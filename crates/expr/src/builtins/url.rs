@@ -3,9 +3,9 @@
 //! are percent-decoded; several values of one parameter are joined with `,`.
 
 use super::{CallTys, Member, P, Sig, SigErr, arg_opt_str, arg_str, len_value, sig};
-use crate::expr::error::{RtResult, RuntimeError};
-use crate::expr::types::Ty;
-use crate::expr::value::{Obj, Value};
+use crate::error::{RtResult, RuntimeError};
+use crate::types::Ty;
+use crate::value::{Obj, Value};
 
 pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
     use Member as M;

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use crate::expr::error::{ErrorKind, RtResult, RuntimeError};
-use crate::expr::json::Json;
-use crate::expr::types::{JKind, Ty};
-use crate::expr::value::{Obj, Value};
+use crate::error::{ErrorKind, RtResult, RuntimeError};
+use crate::json::Json;
+use crate::types::{JKind, Ty};
+use crate::value::{Obj, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -84,7 +84,7 @@ pub(crate) fn convert(v: Value, to: &Ty, mode: Mode) -> RtResult<Value> {
 }
 
 fn parse_date(s: &str) -> RtResult<Value> {
-    crate::expr::datetime::DateTime::parse(s)
+    crate::datetime::DateTime::parse(s)
         .map(Value::DateTime)
         .ok_or_else(|| {
             RuntimeError::format(format_args!(
@@ -195,9 +195,9 @@ fn round_checked(d: f64, bits: u32) -> RtResult<i64> {
 
 fn parse_int(s: &str, bits: u32) -> RtResult<i64> {
     let class = if bits == 32 {
-        crate::expr::types::Class::Int
+        crate::types::Class::Int
     } else {
-        crate::expr::types::Class::Long
+        crate::types::Class::Long
     };
     match super::number::parse(class, s)? {
         Value::Int(i) => Ok(i64::from(i)),
@@ -325,7 +325,7 @@ pub(crate) fn to_json(v: &Value) -> RtResult<Json> {
         Value::Handle(h) => match &h.0 {
             Obj::Url(u) => Json::String(u.clone()),
             Obj::Pair(p) => {
-                let mut obj = crate::expr::json::JsonObject::new();
+                let mut obj = crate::json::JsonObject::new();
                 obj.insert(p.0.to_policy_string(), to_json(&p.1)?);
                 Json::Object(Arc::new(obj))
             }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use super::convert::{Mode, convert, to_json};
 use super::{CallTys, Extra, Member, P, Rt, Sig, SigErr, arg_str, enum_arg, len_value, sig};
-use crate::expr::error::{ErrorKind, RtResult, RuntimeError};
-use crate::expr::json::{Json, JsonObject};
-use crate::expr::types::{Class, EnumTy, JKind, Ty};
-use crate::expr::value::{Num, Obj, Value};
+use crate::error::{ErrorKind, RtResult, RuntimeError};
+use crate::json::{Json, JsonObject};
+use crate::types::{Class, EnumTy, JKind, Ty};
+use crate::value::{Num, Obj, Value};
 
 fn class_kind(class: Class) -> JKind {
     match class {

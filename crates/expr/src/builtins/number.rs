@@ -3,9 +3,9 @@
 //! conversions `Convert.ToInt32` & co. share.
 
 use super::{CallTys, Member, P, Sig, SigErr, arg_f64, arg_opt_str, arg_str, sig};
-use crate::expr::error::{ErrorKind, RtResult, RuntimeError};
-use crate::expr::types::{Class, Ty, promote};
-use crate::expr::value::{Num, Value, format_double};
+use crate::error::{ErrorKind, RtResult, RuntimeError};
+use crate::types::{Class, Ty, promote};
+use crate::value::{Num, Value, format_double};
 
 pub(crate) fn static_prop_ty(class: Class, m: Member) -> Option<Ty> {
     use Member as M;

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use gatehouse_policy::expr::{self, Budget, Context, Entity, Field, Message, Value};
+use gatehouse_expr::{self as expr, Budget, Context, Entity, Field, Message, Value};
 use serde_json::Value as J;
 
 /// The repository's copy of the vectors, or the file named by `GATEHOUSE_CONFORMANCE`.

@@ -6,10 +6,10 @@
 use std::cmp::Ordering;
 
 use super::{Member, Rt, SigErr, len_value};
-use crate::expr::error::{ErrorKind, RtResult, RuntimeError};
-use crate::expr::json::Json;
-use crate::expr::types::Ty;
-use crate::expr::value::{Num, Obj, Value};
+use crate::error::{ErrorKind, RtResult, RuntimeError};
+use crate::json::Json;
+use crate::types::Ty;
+use crate::value::{Num, Obj, Value};
 
 /// Whether `m` is a LINQ operator, and whether it takes a lambda: `Some(true)` required,
 /// `Some(false)` optional, `None` never.

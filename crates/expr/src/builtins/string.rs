@@ -8,10 +8,10 @@ use super::{
     CallTys, Member, P, Rt, Sig, SigErr, arg_char, arg_i64, arg_opt_str, arg_str, enum_arg,
     len_value, sig,
 };
-use crate::expr::error::{RtResult, RuntimeError};
-use crate::expr::json::Json;
-use crate::expr::types::{EnumTy, Ty};
-use crate::expr::value::Value;
+use crate::error::{RtResult, RuntimeError};
+use crate::json::Json;
+use crate::types::{EnumTy, Ty};
+use crate::value::Value;
 
 const CMP: P = P::Enum(EnumTy::StringComparison);
 const SPLIT_OPTS: P = P::Enum(EnumTy::StringSplitOptions);
@@ -226,7 +226,7 @@ pub(crate) fn index(s: &str, idx: &Value) -> RtResult<Value> {
     let b = byte_at(s, i).unwrap_or(s.len());
     s[b..].chars().next().map(Value::Char).ok_or_else(|| {
         RuntimeError::new(
-            crate::expr::ErrorKind::OutOfRange,
+            crate::ErrorKind::OutOfRange,
             "Index was outside the bounds of the array.",
         )
     })

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use super::{CallTys, Member, Sig, SigErr, sig};
-use crate::expr::datetime::{DateTime, TICKS_PER_SECOND};
-use crate::expr::error::{RtResult, RuntimeError};
-use crate::expr::types::Ty;
-use crate::expr::value::{Obj, Value};
+use crate::datetime::{DateTime, TICKS_PER_SECOND};
+use crate::error::{RtResult, RuntimeError};
+use crate::types::Ty;
+use crate::value::{Obj, Value};
 
 /// A client certificate as policies see it, filled in by the gateway at the handshake.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -110,8 +110,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::ClientCertificate;
-    use crate::expr::testing::StaticContext;
-    use crate::expr::{self, Budget};
+    use crate::testing::StaticContext;
+    use crate::{self as expr, Budget};
 
     fn cert(verified: bool) -> Arc<ClientCertificate> {
         Arc::new(ClientCertificate {

@@ -8,12 +8,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::{CallTys, Member, P, Sig, SigErr, arg_opt_str, arg_str, len_value, sig};
-use crate::expr::datetime::{DateTime, TICKS_PER_SECOND};
-use crate::expr::error::{RtResult, RuntimeError};
-use crate::expr::json::{Json, JsonObject};
-use crate::expr::types::Ty;
-use crate::expr::value::{Obj, Value};
+use crate::datetime::{DateTime, TICKS_PER_SECOND};
+use crate::error::{RtResult, RuntimeError};
+use crate::json::{Json, JsonObject};
 use crate::limits::MAX_TOKEN_BYTES;
+use crate::types::Ty;
+use crate::value::{Obj, Value};
 
 /// A decoded, unverified JWT.
 #[derive(Debug)]
@@ -70,7 +70,7 @@ fn claim_text(v: &Json) -> String {
 
 /// Decodes a compact JWS (`header.payload.signature`); `None` when it isn't one, or when it is
 /// longer than [`MAX_TOKEN_BYTES`] (refused before any decoding).
-pub(crate) fn parse(token: &str) -> Option<Jwt> {
+pub fn parse(token: &str) -> Option<Jwt> {
     let token = token.trim();
     if token.len() > MAX_TOKEN_BYTES {
         return None;

@@ -1,15 +1,15 @@
 //! `DateTime` and `TimeSpan` members: `DateTime.UtcNow`, `AddSeconds`, `Year`…,
 //! `TimeSpan.FromSeconds`, `TotalMinutes`…, and `new DateTime(…)`. The clock is the
-//! context's ([`Context::now`](crate::expr::Context::now)).
+//! context's ([`Context::now`](crate::Context::now)).
 
 use super::{CallTys, Member, P, Rt, Sig, SigErr, arg_f64, arg_i64, arg_opt_str, arg_str, sig};
-use crate::expr::datetime::{
+use crate::datetime::{
     DateTime, DateTimeKind, TICKS_PER_DAY, TICKS_PER_HOUR, TICKS_PER_MILLISECOND, TICKS_PER_MINUTE,
     TICKS_PER_SECOND, TimeSpan,
 };
-use crate::expr::error::{ErrorKind, RtResult, RuntimeError};
-use crate::expr::types::{Class, EnumTy, Ty};
-use crate::expr::value::{Obj, Value};
+use crate::error::{ErrorKind, RtResult, RuntimeError};
+use crate::types::{Class, EnumTy, Ty};
+use crate::value::{Obj, Value};
 
 pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
     use Member as M;

@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use gatehouse_policy::expr::{self, Budget, Context, Entity, ErrorKind, Field, Message, Value};
+use gatehouse_expr::{self as expr, Budget, Context, Entity, ErrorKind, Field, Message, Value};
 use proptest::prelude::*;
 
 /// A context with nothing in it.

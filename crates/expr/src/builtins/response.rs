@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use super::{Extra, Member, Rt, arg_opt_str, arg_str, len_value};
-use crate::expr::context::Message;
-use crate::expr::error::{RtResult, RuntimeError};
-use crate::expr::types::Ty;
-use crate::expr::value::{CtxObj, HttpResponse, Obj, Value};
+use crate::context::Message;
+use crate::error::{RtResult, RuntimeError};
+use crate::types::Ty;
+use crate::value::{CtxObj, HttpResponse, Obj, Value};
 
 fn s(v: impl Into<String>) -> Value {
     Value::String(v.into().into())
@@ -95,8 +95,8 @@ pub(crate) fn pairs(r: &HttpResponse) -> Vec<Value> {
 
 #[cfg(test)]
 mod tests {
-    use crate::expr::testing::StaticContext;
-    use crate::expr::{self, Budget, HttpResponse, Value};
+    use crate::testing::StaticContext;
+    use crate::{self as expr, Budget, HttpResponse, Value};
 
     fn eval(src: &str, held: Value) -> Result<String, String> {
         let e = expr::compile(src).map_err(|e| e.to_string())?;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use ::regex::{Regex, RegexBuilder};
 
 use super::{CallTys, Extra, Member, P, Rt, Sig, SigErr, arg_str, enum_arg, len_value, sig};
-use crate::expr::error::{RtResult, RuntimeError};
-use crate::expr::types::{EnumTy, Ty};
-use crate::expr::value::{Obj, Value};
+use crate::error::{RtResult, RuntimeError};
+use crate::types::{EnumTy, Ty};
+use crate::value::{Obj, Value};
 
 const OPTS: P = P::Enum(EnumTy::RegexOptions);
 
@@ -266,10 +266,8 @@ pub(crate) fn group(rm: &Arc<RegexMatch>, idx: &Value) -> RtResult<Value> {
     let i = match idx {
         Value::String(name) => rm.groups.iter().position(|g| *g.name == **name),
         other => other.number().and_then(|n| match n {
-            crate::expr::value::Num::Int(i) | crate::expr::value::Num::Long(i) => {
-                usize::try_from(i).ok()
-            }
-            crate::expr::value::Num::Double(_) => None,
+            crate::value::Num::Int(i) | crate::value::Num::Long(i) => usize::try_from(i).ok(),
+            crate::value::Num::Double(_) => None,
         }),
     };
     Ok(Value::obj(Obj::Group(rm.clone(), i.unwrap_or(usize::MAX))))

@@ -6,9 +6,9 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::convert::{Mode, convert};
 use super::{CallTys, Member, P, Rt, Sig, SigErr, arg_opt_str, arg_str, sig};
-use crate::expr::error::{RtResult, RuntimeError};
-use crate::expr::types::{Class, Ty};
-use crate::expr::value::{Obj, TextEncoding, Value};
+use crate::error::{RtResult, RuntimeError};
+use crate::types::{Class, Ty};
+use crate::value::{Obj, TextEncoding, Value};
 
 pub(crate) fn static_prop_ty(class: Class, m: Member) -> Option<Ty> {
     match (class, m) {
