@@ -23,6 +23,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     password: Option<String>,
+    /// Served over TLS only, with this certificate.
+    tls: Option<gatehouse_tls::testca::Issued>,
 }
 
 fn redis_binary() -> PathBuf {
@@ -42,11 +44,20 @@ fn redis_binary() -> PathBuf {
 
 impl RedisServer {
     pub fn start(tag: &str, password: Option<&str>) -> Self {
+        Self::start_with(tag, password, None)
+    }
+
+    pub fn start_with(
+        tag: &str,
+        password: Option<&str>,
+        tls: Option<gatehouse_tls::testca::Issued>,
+    ) -> Self {
         let mut r = Self {
             child: None,
             port: free_port(),
             dir: temp_dir(tag),
             password: password.map(str::to_owned),
+            tls,
         };
         r.launch();
         r
@@ -54,7 +65,17 @@ impl RedisServer {
 
     fn launch(&mut self) {
         let mut cmd = Command::new(redis_binary());
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some(issued) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&issued.cert)
+                .arg("--tls-key-file")
+                .arg(&issued.key)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        cmd.args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -72,20 +93,29 @@ impl RedisServer {
         }
     }
 
-    /// Whether it answers PING (any answer, also NOAUTH, means it is up).
+    /// Whether it answers PING (any answer, also NOAUTH, means it is up); over TLS, whether
+    /// it accepts connections.
     fn answers(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
+        if self.tls.is_some() {
+            return true;
+        }
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
         let mut buf = [0u8; 64];
         s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| n > 0)
     }
 
     pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         match &self.password {
-            Some(p) => format!("redis://default:{p}@127.0.0.1:{}/0", self.port),
-            None => format!("redis://127.0.0.1:{}/0", self.port),
+            Some(p) => format!("{scheme}://default:{p}@127.0.0.1:{}/0", self.port),
+            None => format!("{scheme}://127.0.0.1:{}/0", self.port),
         }
     }
 
@@ -305,6 +335,37 @@ async fn rate_limit_by_key_admits_exactly_the_limit_across_two_gateways() {
             "the password was logged:\n{log}"
         );
         assert!(log.contains("default:***@127.0.0.1"), "{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counters_are_shared_over_tls_with_auth() {
+    let ca = gatehouse_tls::testca::TestCa::new("redis-tls");
+    let leaf = ca.leaf("redis", &["127.0.0.1"]);
+    let redis = RedisServer::start_with("redis-tls", Some("tls-pw-9"), Some(leaf));
+    let url = redis.url();
+    assert!(url.starts_with("rediss://"));
+    let ca_path = ca.cert.to_string_lossy().into_owned();
+    let p = pair(
+        "redis-tls",
+        r#"<rate-limit-by-key calls="10" renewal-period="60" counter-key="tls" />"#,
+        &[
+            "--redis",
+            &url,
+            "--redis-timeout",
+            "1s",
+            "--trusted-ca",
+            &ca_path,
+        ],
+        &[],
+    )
+    .await;
+    let t = tally(&spread(&p, "/a/x", 30, 8).await);
+    assert_eq!(t.get(&200), Some(&10), "{t:?}");
+    assert_eq!(t.get(&429), Some(&20), "{t:?}");
+    for gw in &p.gws {
+        assert_eq!(redis_errors(gw).await, 0);
+        assert!(!gw.log().contains("tls-pw-9"));
     }
 }
 
