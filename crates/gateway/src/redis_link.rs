@@ -47,6 +47,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The key layout's version: a change of layout changes it, so old keys are never misread.
 const KEY_VERSION: &str = "gh1";
 const SHARDS: usize = 32;
+/// Batched counters of ended windows are swept from a shard when it grows past this.
+const SWEEP_AT: usize = 4096;
 
 /// What a gateway does when Redis does not answer (`--redis-failure`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -639,14 +641,14 @@ impl Drop for Lease {
 /// The batched counters of this gateway process, shared by its workers: per key, what Redis
 /// last said of the window and the calls admitted here since.
 struct Batches {
-    shards: Vec<Mutex<HashMap<String, Batch>>>,
+    shards: [Mutex<HashMap<String, Batch>>; SHARDS],
     hasher: std::collections::hash_map::RandomState,
 }
 
 impl Default for Batches {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             hasher: std::collections::hash_map::RandomState::new(),
         }
     }
@@ -683,12 +685,7 @@ struct Take {
 
 impl Batches {
     fn shard(&self, key: &str) -> MutexGuard<'_, HashMap<String, Batch>> {
-        let i = (self.hasher.hash_one(key) as usize) % SHARDS;
-        match self.shards.get(i) {
-            Some(m) => lock(m),
-            // Unreachable (the index is taken modulo the length); the first shard will do.
-            None => lock(&self.shards[0]),
-        }
+        lock(&self.shards[(self.hasher.hash_one(key) as usize) % SHARDS])
     }
 
     fn step(calls: u64) -> u64 {
@@ -756,6 +753,9 @@ impl Batches {
                 b.ends = ends;
             }
             _ => {
+                if map.len() > SWEEP_AT {
+                    map.retain(|_, b| b.ends > now);
+                }
                 map.insert(
                     key.to_owned(),
                     Batch {
