@@ -226,6 +226,13 @@ impl RedisShared {
     /// Counts a failed call, and logs it unless one was logged less than a minute ago.
     fn failed(&self, what: &str, why: &dyn std::fmt::Display) {
         self.telemetry.redis_errors.fetch_add(1, Ordering::Relaxed);
+        self.warn(what, why);
+    }
+
+    /// Logs a failure unless one was logged less than a minute ago. A failed connection attempt
+    /// is logged (not counted: the calls that found no connection are), so the first line names
+    /// the cause, such as a refused password or an untrusted certificate.
+    fn warn(&self, what: &str, why: &dyn std::fmt::Display) {
         let now = Instant::now();
         let mut last = lock(&self.last_log);
         if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(60)) {
@@ -346,7 +353,7 @@ impl RedisLink {
             }
         };
         if let Some(e) = failure {
-            tracing::debug!(error = %e, "Redis connection failed");
+            self.shared.warn("connection", &e);
         }
         self.ready.notify_waiters();
     }
