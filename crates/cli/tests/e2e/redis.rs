@@ -178,14 +178,15 @@ async fn pair_with(
     .await;
     gh.ok("PUT", "/mgmt/gateways/edge/apis/a", None).await;
     gh.ok("PUT", "/mgmt/gateways/edge/apis/p", None).await;
-    set_policy(
-        &gh,
-        "/mgmt/apis/a/policy",
-        &format!(
+    // An inbound fragment, or a whole document.
+    let document = if policy.starts_with("<policies>") {
+        policy.to_owned()
+    } else {
+        format!(
             "<policies><inbound><base />{policy}</inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"
-        ),
-    )
-    .await;
+        )
+    };
+    set_policy(&gh, "/mgmt/apis/a/policy", &document).await;
     let key = gh.subscription("s", "/apis").await;
     let token = gh.gateway_token("edge").await;
     let start = |n: u32| {
@@ -627,6 +628,31 @@ async fn a_value_stored_on_one_gateway_is_read_on_the_other() {
         call(&p.gws[0], "GET", "/a/x", &p.key).await,
         (200, "none/hello from gateway one".into()),
         "removed on the other gateway"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_response_cached_by_one_gateway_is_served_by_the_other() {
+    let redis = RedisServer::start("redis-response", None);
+    let url = redis.url();
+    let p = pair(
+        "redis-response",
+        r#"<policies><inbound><base /><cache-lookup vary-by-developer="false" vary-by-developer-groups="false" caching-type="external" /></inbound><backend><base /></backend><outbound><base /><cache-store duration="60" /></outbound><on-error><base /></on-error></policies>"#,
+        &["--redis", &url, "--redis-timeout", "1s"],
+        &[],
+    )
+    .await;
+    let before = p.backend.count();
+    let (s1, first) = call(&p.gws[0], "GET", "/a/cached?q=1", &p.key).await;
+    assert_eq!(s1, 200);
+    assert_eq!(p.backend.count(), before + 1);
+    let (s2, second) = call(&p.gws[1], "GET", "/a/cached?q=1", &p.key).await;
+    assert_eq!(s2, 200);
+    assert_eq!(second, first, "the other gateway served the cached body");
+    assert_eq!(
+        p.backend.count(),
+        before + 1,
+        "the backend was not called again"
     );
 }
 
