@@ -47,6 +47,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The key layout's version: a change of layout changes it, so old keys are never misread.
 const KEY_VERSION: &str = "gh1";
 const SHARDS: usize = 32;
+/// The longest window kept in Redis (a quota without a period lasts this long).
+const LONGEST_WINDOW: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Batched counters of ended windows are swept from a shard when it grows past this.
 const SWEEP_AT: usize = 4096;
 
@@ -139,7 +141,8 @@ impl std::fmt::Debug for RedisShared {
 }
 
 /// `KEYS[1]` the window; `ARGV` calls, period (ms), increment, and 1 to add without a limit
-/// (settling calls already admitted). Returns allowed (0/1), remaining, ms left, used.
+/// (settling calls already admitted). Returns allowed (0/1), remaining, ms left, used. Numbers
+/// go to Redis as integers (`%.0f`, `HINCRBY`): Lua would write large ones in exponent form.
 const COUNT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -151,13 +154,13 @@ local used = tonumber(w[2])
 if ends == nil or used == nil or ends <= now then
   ends = now + tonumber(ARGV[2])
   used = 0
+  redis.call('HSET', KEYS[1], 'e', string.format('%.0f', ends), 'u', 0)
+  redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', ends))
 end
 if ARGV[4] ~= '1' and used + inc > calls then
   return {0, math.max(calls - used, 0), ends - now, used}
 end
-used = used + inc
-redis.call('HSET', KEYS[1], 'e', ends, 'u', used)
-redis.call('PEXPIREAT', KEYS[1], ends)
+used = redis.call('HINCRBY', KEYS[1], 'u', ARGV[3])
 return {1, math.max(calls - used, 0), ends - now, used}
 ";
 
@@ -413,7 +416,7 @@ impl RedisLink {
         increment: u64,
         force: bool,
     ) -> Result<Counted, Unavailable> {
-        let period_ms = period.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+        let period_ms = period.min(LONGEST_WINDOW).as_millis().max(1) as u64;
         let shared = self.shared.clone();
         // A settlement (`force`) holds no request.
         let limit = if force {
