@@ -172,11 +172,12 @@ pub struct TelemetryArgs {
 pub struct RedisArgs {
     /// Keep rate limits, quotas, concurrency leases and the external cache in this Redis (or
     /// Valkey), shared by every replica of the gateway that uses it: redis://host:6379/0,
-    /// rediss://… for TLS, redis://user:password@… for AUTH [default: off, each gateway counts
-    /// alone].
+    /// rediss://… for TLS, redis://user:password@… for AUTH (better given through
+    /// GATEHOUSE_REDIS or the settings file, which `ps` does not show) [default: off, each
+    /// gateway counts alone].
     #[arg(long, env = "GATEHOUSE_REDIS", hide_env_values = true)]
     pub redis: Option<String>,
-    /// When Redis does not answer within 50 ms: open (count locally, cache miss) or closed
+    /// When Redis does not answer within --redis-timeout: open (count locally, cache miss) or closed
     /// (503 for requests that need a counter) [default: open].
     #[arg(long, env = "GATEHOUSE_REDIS_FAILURE")]
     pub redis_failure: Option<String>,
