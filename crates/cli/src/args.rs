@@ -177,8 +177,8 @@ pub struct RedisArgs {
     /// gateway counts alone].
     #[arg(long, env = "GATEHOUSE_REDIS", hide_env_values = true)]
     pub redis: Option<String>,
-    /// When Redis does not answer within --redis-timeout: open (count locally, cache miss) or closed
-    /// (503 for requests that need a counter) [default: open].
+    /// When Redis does not answer within --redis-timeout: open (count locally, cache miss) or
+    /// closed (503 for requests that need a counter) [default: open].
     #[arg(long, env = "GATEHOUSE_REDIS_FAILURE")]
     pub redis_failure: Option<String>,
     /// The longest a request waits on one Redis call, e.g. 50ms or 1s; past it, Redis counts
