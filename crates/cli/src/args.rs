@@ -167,6 +167,31 @@ pub struct TelemetryArgs {
     pub location: Option<String>,
 }
 
+/// Counters and cache shared by the replicas of a gateway (DESIGN §10, docs/redis.md).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RedisArgs {
+    /// Keep rate limits, quotas, concurrency leases and the external cache in this Redis (or
+    /// Valkey), shared by every replica of the gateway that uses it: redis://host:6379/0,
+    /// rediss://… for TLS, redis://user:password@… for AUTH (better given through
+    /// GATEHOUSE_REDIS or the settings file, which `ps` does not show) [default: off, each
+    /// gateway counts alone].
+    #[arg(long, env = "GATEHOUSE_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// When Redis does not answer within --redis-timeout: open (count locally, cache miss) or
+    /// closed (503 for requests that need a counter) [default: open].
+    #[arg(long, env = "GATEHOUSE_REDIS_FAILURE")]
+    pub redis_failure: Option<String>,
+    /// The longest a request waits on one Redis call, e.g. 50ms or 1s; past it, Redis counts
+    /// as unreachable for that call [default: 50ms].
+    #[arg(long, env = "GATEHOUSE_REDIS_TIMEOUT")]
+    pub redis_timeout: Option<String>,
+    /// Counters allowing this many calls or more are counted locally and settled with Redis in
+    /// the background (within the bound docs/redis.md states); smaller ones are exact, one
+    /// round trip per call [default: 10000].
+    #[arg(long, env = "GATEHOUSE_REDIS_BATCH_FROM")]
+    pub redis_batch_from: Option<u64>,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct UpArgs {
     /// Also start an echo backend and create a demo API, product and subscription.
@@ -200,6 +225,8 @@ pub struct UpArgs {
     pub gateway_admin_listen: Option<String>,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// Send OpenTelemetry traces of gateway requests to this OTLP/HTTP collector, e.g.
     /// http://127.0.0.1:4318 (traces go to /v1/traces under it) [default: off].
     #[arg(long, env = "GATEHOUSE_OTLP_ENDPOINT")]
@@ -371,6 +398,8 @@ pub struct GatewayRunArgs {
     pub shutdown_grace: Option<String>,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// Send OpenTelemetry traces of gateway requests to this OTLP/HTTP collector, e.g.
     /// http://127.0.0.1:4318 (traces go to /v1/traces under it) [default: off].
     #[arg(long, env = "GATEHOUSE_OTLP_ENDPOINT")]

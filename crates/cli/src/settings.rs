@@ -60,6 +60,10 @@ pub struct FileSettings {
     pub max_headers: Option<usize>,
     pub max_request_body: Option<String>,
     pub trusted_proxies: Option<String>,
+    pub redis: Option<String>,
+    pub redis_failure: Option<String>,
+    pub redis_timeout: Option<String>,
+    pub redis_batch_from: Option<u64>,
 }
 
 impl FileSettings {
@@ -130,6 +134,89 @@ pub fn otlp_endpoint(flag: Option<&str>, file: &FileSettings) -> Result<Option<S
     gatehouse_gateway::otel::traces_url(endpoint)
         .map_err(|e| Failure::input(format!("{e}, or leave {source} unset to turn tracing off")))?;
     Ok(Some(endpoint.to_owned()))
+}
+
+/// `--redis` and `--redis-failure` (flags and environment first, then the settings file), with
+/// the `--trusted-ca` files as the CAs of `rediss://`. `None`: no Redis, each gateway counts
+/// alone.
+pub fn redis(
+    args: &crate::args::RedisArgs,
+    file: &FileSettings,
+    trusted_ca: &[PathBuf],
+) -> Result<Option<gatehouse_gateway::redis_link::RedisSettings>, Failure> {
+    use gatehouse_gateway::redis_link::{FailureMode, RedisSettings, redact};
+    let failure = match args
+        .redis_failure
+        .as_deref()
+        .or(file.redis_failure.as_deref())
+        .map(str::trim)
+    {
+        None | Some("open") => FailureMode::Open,
+        Some("closed") => FailureMode::Closed,
+        Some(other) => {
+            return Err(Failure::input(format!(
+                "--redis-failure '{other}' is not open or closed: open counts locally when Redis does not answer, closed answers 503"
+            )));
+        }
+    };
+    let timeout = match args
+        .redis_timeout
+        .as_deref()
+        .or(file.redis_timeout.as_deref())
+    {
+        Some(t) => {
+            let d = parse_duration("--redis-timeout", t)?;
+            if d.is_zero() || d > Duration::from_secs(60) {
+                return Err(Failure::input(format!(
+                    "--redis-timeout '{t}' must be more than 0 and at most 60s, e.g. 50ms"
+                )));
+            }
+            d
+        }
+        None => gatehouse_gateway::redis_link::TIMEOUT,
+    };
+    let Some(url) = args
+        .redis
+        .as_deref()
+        .or(file.redis.as_deref())
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(None);
+    };
+    if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+        return Err(Failure::input(format!(
+            "--redis {} must start with redis:// (or rediss:// for TLS), e.g. redis://127.0.0.1:6379/0",
+            redact(url)
+        )));
+    }
+    let root_cert = if url.starts_with("rediss://") && !trusted_ca.is_empty() {
+        let mut pem = Vec::new();
+        for path in trusted_ca {
+            let mut bytes = std::fs::read(path).map_err(|e| {
+                Failure::input(format!(
+                    "cannot read the CA file {} (--trusted-ca) for rediss://: {e}",
+                    path.display()
+                ))
+            })?;
+            pem.append(&mut bytes);
+            pem.push(b'\n');
+        }
+        Some(pem)
+    } else {
+        None
+    };
+    Ok(Some(RedisSettings {
+        url: url.to_owned(),
+        failure,
+        timeout,
+        batch_from: args
+            .redis_batch_from
+            .or(file.redis_batch_from)
+            .unwrap_or(gatehouse_gateway::redis_link::BATCH_FROM)
+            .max(1),
+        root_cert,
+    }))
 }
 
 /// The listeners' timeouts and caps: flags and environment first, then the settings file.
@@ -335,6 +422,67 @@ mod tests {
         };
         let bad = otlp_endpoint(None, &file).unwrap_err();
         assert!(bad.message.contains("settings file"), "{}", bad.message);
+    }
+
+    #[test]
+    fn redis_comes_from_flags_then_the_file() {
+        use crate::args::RedisArgs;
+        use gatehouse_gateway::redis_link::FailureMode;
+        let none = FileSettings::default();
+        assert!(redis(&RedisArgs::default(), &none, &[]).unwrap().is_none());
+        let file = FileSettings {
+            redis: Some("redis://u:pw@10.0.0.5:6379/2".into()),
+            redis_failure: Some("closed".into()),
+            redis_timeout: Some("200ms".into()),
+            redis_batch_from: Some(500),
+            ..FileSettings::default()
+        };
+        let r = redis(&RedisArgs::default(), &file, &[]).unwrap().unwrap();
+        assert_eq!(r.url, "redis://u:pw@10.0.0.5:6379/2");
+        assert_eq!(r.failure, FailureMode::Closed);
+        assert_eq!(r.timeout, Duration::from_millis(200));
+        assert_eq!(r.batch_from, 500);
+        let flags = RedisArgs {
+            redis: Some("rediss://cache:6380".into()),
+            redis_failure: Some("open".into()),
+            redis_timeout: None,
+            redis_batch_from: Some(7),
+        };
+        let r = redis(&flags, &file, &[]).unwrap().unwrap();
+        assert_eq!(r.url, "rediss://cache:6380");
+        assert_eq!(r.failure, FailureMode::Open);
+        assert_eq!(
+            r.timeout,
+            Duration::from_millis(200),
+            "the file's, no flag given"
+        );
+        assert_eq!(r.batch_from, 7);
+        let defaults = RedisArgs {
+            redis: Some("redis://h".into()),
+            ..RedisArgs::default()
+        };
+        let r = redis(&defaults, &none, &[]).unwrap().unwrap();
+        assert_eq!(
+            (r.failure, r.timeout, r.batch_from),
+            (FailureMode::Open, Duration::from_millis(50), 10_000)
+        );
+        let bad_scheme = RedisArgs {
+            redis: Some("http://u:topsecret@h".into()),
+            ..RedisArgs::default()
+        };
+        let e = redis(&bad_scheme, &none, &[]).unwrap_err().message;
+        assert!(e.contains("redis://") && !e.contains("topsecret"), "{e}");
+        let bad_mode = RedisArgs {
+            redis: Some("redis://h".into()),
+            redis_failure: Some("sometimes".into()),
+            ..RedisArgs::default()
+        };
+        assert!(
+            redis(&bad_mode, &none, &[])
+                .unwrap_err()
+                .message
+                .contains("open or closed")
+        );
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub enum DataPlaneError {
     BackendTimeout(std::time::Duration),
     #[error("the backend switched protocols (101) for a request that asked for no switch")]
     UnaskedSwitch,
+    /// Redis, which keeps the gateway's counters, did not answer, and `--redis-failure closed`
+    /// refuses what it cannot count.
+    #[error("the shared counters in Redis did not answer (--redis-failure closed)")]
+    CountersUnavailable,
     /// A policy failed and neither `on-error` nor the policy itself answered.
     #[error("{}: {} ({})", .0.error.source, .0.error.message, .0.error.reason)]
     Policy(Box<PolicyFailure>),
@@ -77,6 +81,7 @@ impl DataPlaneError {
                 ("forward-request", "BackendConnectionFailure")
             }
             Self::BackendTimeout(_) => ("forward-request", "Timeout"),
+            Self::CountersUnavailable => ("gateway", "CountersUnavailable"),
             Self::Policy(p) => {
                 return crate::telemetry::ErrorInfo {
                     source: p.error.source.clone().into(),
@@ -104,6 +109,7 @@ impl DataPlaneError {
             }
             Self::BackendUnreachable(_) | Self::UnaskedSwitch => Answer::BadGateway,
             Self::BackendTimeout(_) => Answer::GatewayTimeout,
+            Self::CountersUnavailable => Answer::Unavailable,
             Self::Policy(p) => p.error.answer,
         }
     }

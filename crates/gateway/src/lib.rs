@@ -25,6 +25,7 @@ pub mod otel;
 pub mod outbound_tls;
 pub mod path;
 pub mod proxy;
+pub mod redis_link;
 pub mod request_body;
 pub mod route;
 pub mod selfhosted;
@@ -65,6 +66,8 @@ pub struct GatewaySettings {
     pub trusted_proxies: Arc<[forwarded::Cidr]>,
     /// The most bytes of a request body forwarded (see [`request_body`]); `u64::MAX`: no limit.
     pub max_request_body: u64,
+    /// Counters and cache shared with the gateway's replicas through Redis (`--redis`).
+    pub redis: Option<redis_link::RedisSettings>,
 }
 
 impl Default for GatewaySettings {
@@ -78,6 +81,7 @@ impl Default for GatewaySettings {
             limits: listener::ListenerLimits::default(),
             trusted_proxies: Arc::from(Vec::new()),
             max_request_body: u64::MAX,
+            redis: None,
         }
     }
 }

@@ -363,6 +363,12 @@ impl Collector for Scrape {
         )?;
         counter(
             &mut encoder,
+            "gatehouse_redis_errors",
+            "Redis calls (shared counters and cache, --redis) that failed or timed out; each fell back as --redis-failure says",
+            &[(base(), load(&t.redis_errors))],
+        )?;
+        counter(
+            &mut encoder,
             "gatehouse_telemetry_spool_dropped_batches",
             "Telemetry batches dropped, oldest first, because the spool was full",
             &[(base(), load(&t.spool_dropped))],

@@ -19,7 +19,7 @@ use gatehouse_policy::exchange::{
 };
 use gatehouse_policy::expr::HttpResponse;
 use gatehouse_policy::policies::header_list;
-use gatehouse_policy::policies::{CacheEntry, ForwardRequest, OpenIdKeys};
+use gatehouse_policy::policies::{CacheEntry, CachingType, ForwardRequest, OpenIdKeys};
 use gatehouse_policy::run::{OutboundRequest, Slot};
 use gatehouse_policy::{Decision, Exchange, Io, PolicyError};
 use gatehouse_tls::rustls::pki_types::CertificateDer;
@@ -127,6 +127,8 @@ pub struct Worker {
     ids: RequestIds,
     counters: Arc<LocalCounters>,
     cache: Arc<GatewayCache>,
+    /// This worker's connection to the counters and cache shared through Redis.
+    redis: Option<Arc<crate::redis_link::RedisLink>>,
     openid: Arc<OpenIdKeyCache>,
     telemetry: Arc<WorkerTelemetry>,
     /// `context.Deployment.Region`: none yet, one shared empty string.
@@ -142,6 +144,7 @@ pub struct WorkerShared {
     pub cache: Arc<GatewayCache>,
     pub openid: Arc<OpenIdKeyCache>,
     pub outbound_tls: Arc<crate::outbound_tls::OutboundTls>,
+    pub redis: Option<Arc<crate::redis_link::RedisShared>>,
 }
 
 impl Worker {
@@ -165,6 +168,7 @@ impl Worker {
             ids: RequestIds::new(seed),
             counters: shared.counters.clone(),
             cache: shared.cache.clone(),
+            redis: shared.redis.clone().map(crate::redis_link::RedisLink::new),
             openid: shared.openid.clone(),
             telemetry,
             region: Arc::from(""),
@@ -476,13 +480,19 @@ impl Worker {
             take_headers: pipeline.request_done_at_forward,
             leg,
             tunnel: None,
+            gateway: &config.gateway_id,
+            counters_down: false,
         };
         pipeline.run(&mut ex, &mut io).await;
         let GatewayIo {
             response_stream,
             tunnel,
+            counters_down,
             ..
         } = io;
+        if counters_down {
+            return Err(DataPlaneError::CountersUnavailable);
+        }
         record.cache = ex.cache_hit;
         if let Some((source, reason)) = ex.refused {
             record.error = Some(ErrorInfo {
@@ -970,6 +980,10 @@ struct GatewayIo<'a> {
     leg: Leg,
     /// Both sides, once the backend switched protocols.
     tunnel: Option<Tunnel>,
+    /// The gateway resource: replicas of it share counters and cache through Redis.
+    gateway: &'a Arc<str>,
+    /// A counter was refused because Redis failed under `--redis-failure closed`: 503.
+    counters_down: bool,
 }
 
 /// How a request goes to its backend, the same for every call it makes (`retry` makes several).
@@ -1086,19 +1100,38 @@ impl Io for GatewayIo<'_> {
         period: std::time::Duration,
         increment: u64,
     ) -> Decision {
-        self.worker.counters.count(key, calls, period, increment)
+        let (redis, local) = (self.worker.redis.as_ref(), &self.worker.counters);
+        let counted =
+            crate::redis_link::count(redis, local, self.gateway, key, calls, period, increment);
+        counted.await.unwrap_or_else(|_| {
+            self.counters_down = true;
+            Decision {
+                allowed: false,
+                remaining: 0,
+                retry_after: period,
+            }
+        })
     }
 
-    async fn cache_get(&mut self, key: &str) -> Option<CacheEntry> {
-        self.worker.cache.get(key).await
+    async fn cache_get(&mut self, key: &str, caching: CachingType) -> Option<CacheEntry> {
+        let (redis, local) = (self.worker.redis.as_ref(), &*self.worker.cache);
+        crate::redis_link::cache_get(redis, local, self.gateway, key, caching).await
     }
 
-    async fn cache_put(&mut self, key: &str, entry: CacheEntry, ttl: std::time::Duration) {
-        self.worker.cache.put(key, entry, ttl).await;
+    async fn cache_put(
+        &mut self,
+        key: &str,
+        entry: CacheEntry,
+        ttl: std::time::Duration,
+        caching: CachingType,
+    ) {
+        let (redis, local) = (self.worker.redis.as_ref(), &*self.worker.cache);
+        crate::redis_link::cache_put(redis, local, self.gateway, key, entry, ttl, caching).await;
     }
 
-    async fn cache_remove(&mut self, key: &str) {
-        self.worker.cache.remove(key).await;
+    async fn cache_remove(&mut self, key: &str, caching: CachingType) {
+        let (redis, local) = (self.worker.redis.as_ref(), &*self.worker.cache);
+        crate::redis_link::cache_remove(redis, local, self.gateway, key, caching).await;
     }
 
     async fn openid_keys(
@@ -1114,7 +1147,12 @@ impl Io for GatewayIo<'_> {
     }
 
     async fn acquire(&mut self, key: &str, max: u64) -> Option<Slot> {
-        self.worker.counters.slots.try_take(key, max).map(Slot::new)
+        let (redis, local) = (self.worker.redis.as_ref(), &self.worker.counters.slots);
+        let taken = crate::redis_link::acquire(redis, local, self.gateway, key, max).await;
+        taken.unwrap_or_else(|_| {
+            self.counters_down = true;
+            None
+        })
     }
 
     // The future owns what it needs (a client handle), so it borrows nothing at all.

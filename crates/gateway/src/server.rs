@@ -41,6 +41,8 @@ pub enum ServeError {
     WorkerLost,
     #[error("{0}")]
     Tls(#[source] gatehouse_tls::TlsError),
+    #[error("{0}")]
+    Redis(#[source] crate::redis_link::RedisSetupError),
 }
 
 /// A gateway whose workers are serving. Dropping it does not stop them; call `shutdown`.
@@ -87,6 +89,13 @@ impl RunningGateway {
                 crate::outbound_tls::reqwest_tls(&settings.trusted_ca).map_err(ServeError::Tls)?,
             )),
             outbound_tls,
+            redis: match &settings.redis {
+                Some(r) => Some(
+                    crate::redis_link::RedisShared::new(r, telemetry.clone())
+                        .map_err(ServeError::Redis)?,
+                ),
+                None => None,
+            },
         };
         // One cap per address, whichever worker's socket a connection lands on.
         let cap = ConnectionCap::new(settings.limits.max_connections);

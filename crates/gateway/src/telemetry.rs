@@ -88,6 +88,8 @@ pub struct Telemetry {
     pub spool_bytes: AtomicU64,
     /// Batches delivered to the control plane.
     pub batches_sent: AtomicU64,
+    /// Redis calls that failed or timed out (`--redis`).
+    pub redis_errors: AtomicU64,
     /// The workers' upstream connections.
     pub upstream: Arc<crate::upstream::UpstreamGauges>,
 }
@@ -118,6 +120,7 @@ impl Telemetry {
             spool_batches: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(0),
             batches_sent: AtomicU64::new(0),
+            redis_errors: AtomicU64::new(0),
             upstream,
         })
     }

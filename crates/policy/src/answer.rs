@@ -33,11 +33,14 @@ pub enum Answer {
     BackendError,
     /// The backend did not answer in time.
     GatewayTimeout,
+    /// A shared counter could not be reached and the gateway fails closed
+    /// (`--redis-failure closed`).
+    Unavailable,
 }
 
 impl Answer {
     /// Every answer, in the order declared.
-    pub const ALL: [Answer; 13] = [
+    pub const ALL: [Answer; 14] = [
         Self::NotFound,
         Self::BadPath,
         Self::BadBody,
@@ -51,6 +54,7 @@ impl Answer {
         Self::BadGateway,
         Self::BackendError,
         Self::GatewayTimeout,
+        Self::Unavailable,
     ];
 
     /// The status and the body, `application/json; charset=utf-8`.
@@ -107,6 +111,10 @@ impl Answer {
             Self::GatewayTimeout => (
                 StatusCode::GATEWAY_TIMEOUT,
                 r#"{"statusCode":504,"message":"Gateway timeout. The backend service did not respond in time."}"#,
+            ),
+            Self::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"statusCode":503,"message":"Service unavailable. Please try again later."}"#,
             ),
         }
     }

@@ -199,8 +199,12 @@ pub trait Io: Send {
 
     /// The entry `key` of the gateway's cache (`cache-lookup`, `cache-lookup-value`): one
     /// cache per gateway process, shared by its workers, bounded in bytes. The default has none.
-    fn cache_get(&mut self, key: &str) -> impl Future<Output = Option<CacheEntry>> + Send {
-        let _ = key;
+    fn cache_get(
+        &mut self,
+        key: &str,
+        caching: crate::policies::CachingType,
+    ) -> impl Future<Output = Option<CacheEntry>> + Send {
+        let _ = (key, caching);
         std::future::ready(None)
     }
 
@@ -211,14 +215,19 @@ pub trait Io: Send {
         key: &str,
         entry: CacheEntry,
         ttl: Duration,
+        caching: crate::policies::CachingType,
     ) -> impl Future<Output = ()> + Send {
-        let _ = (key, entry, ttl);
+        let _ = (key, entry, ttl, caching);
         std::future::ready(())
     }
 
     /// Removes `key` from the cache (`cache-remove-value`).
-    fn cache_remove(&mut self, key: &str) -> impl Future<Output = ()> + Send {
-        let _ = key;
+    fn cache_remove(
+        &mut self,
+        key: &str,
+        caching: crate::policies::CachingType,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (key, caching);
         std::future::ready(())
     }
 

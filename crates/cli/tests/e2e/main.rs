@@ -16,6 +16,7 @@ mod policies;
 mod policies_auth;
 mod policies_flow;
 mod protocols;
+mod redis;
 mod reload;
 mod reports;
 mod security_backup;

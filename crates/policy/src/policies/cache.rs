@@ -2,10 +2,11 @@
 //! through [`crate::Io::cache_get`] and friends), the key `cache-lookup` builds for a response and
 //! leaves for `cache-store` ([`ResponseCacheKey`]), and the `caching-type` attribute.
 //!
-//! The cache is the gateway's own (one per process, shared by its workers, bounded in bytes,
-//! kept across configuration changes, lost on restart): `caching-type="internal"` and the
-//! default `prefer-external` use it; `external` is refused, as this gateway has no external
-//! cache. Response entries and value entries live in separate key spaces.
+//! The gateway has its own cache (one per process, shared by its workers, bounded in bytes,
+//! kept across configuration changes, lost on restart) and, when started with `--redis`, an
+//! external one shared by its replicas. `caching-type` picks: `internal` the own cache,
+//! `external` and the default `prefer-external` the external one when the gateway has one, else
+//! the own cache. Response entries and value entries live in separate key spaces.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -157,20 +158,36 @@ pub(crate) fn value_key(key: &str) -> String {
     format!("value\u{1f}{key}")
 }
 
-/// `caching-type="prefer-external | external | internal"`, which only accepts the caches this
-/// gateway has.
-pub(crate) fn caching_type(cx: &mut Cx<'_>, el: &Element) {
-    let t = cx.choice(
+/// `caching-type`: which cache a policy reads and writes, passed to the gateway with each call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CachingType {
+    /// The external cache when the gateway has one, else its own.
+    #[default]
+    PreferExternal,
+    /// The external cache. A gateway without one uses its own, as for `prefer-external`: the
+    /// same configuration reaches gateways with and without `--redis`.
+    External,
+    /// The gateway's own cache.
+    Internal,
+}
+
+impl CachingType {
+    /// Whether a gateway that has an external cache (`has_external`) uses it.
+    pub fn external(self, has_external: bool) -> bool {
+        has_external && self != Self::Internal
+    }
+}
+
+/// `caching-type="prefer-external | external | internal"`.
+pub(crate) fn caching_type(cx: &mut Cx<'_>, el: &Element) -> CachingType {
+    match cx.choice(
         el,
         "caching-type",
         &["prefer-external", "external", "internal"],
         "prefer-external",
-    );
-    if t == "external" {
-        let pos = el.attr("caching-type").map_or(el.pos, |a| a.pos);
-        cx.error(
-            pos,
-            "caching-type=\"external\" needs an external cache, which this gateway does not have; use internal or prefer-external (the gateway's own cache)",
-        );
+    ) {
+        "external" => CachingType::External,
+        "internal" => CachingType::Internal,
+        _ => CachingType::PreferExternal,
     }
 }

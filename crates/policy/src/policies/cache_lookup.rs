@@ -31,6 +31,7 @@ pub struct CacheLookup {
     allow_private: Param<bool>,
     headers: Vec<String>,
     query: Vec<String>,
+    caching: cache::CachingType,
 }
 
 impl CacheLookup {
@@ -57,7 +58,7 @@ impl CacheLookup {
         }
         let vary_by_developer = param::bool_param(cx, el, "vary-by-developer", false);
         let vary_by_groups = param::bool_param(cx, el, "vary-by-developer-groups", false);
-        cache::caching_type(cx, el);
+        let caching = cache::caching_type(cx, el);
         let downstream = Param::compile(
             cx,
             el,
@@ -108,6 +109,7 @@ impl CacheLookup {
             allow_private,
             headers,
             query,
+            caching,
         })
     }
 
@@ -179,7 +181,7 @@ impl CacheLookup {
             downstream: self.downstream.get(ex, budget)?,
             must_revalidate: self.must_revalidate.get(ex, budget)?,
         };
-        let hit = io.cache_get(&key.key).await;
+        let hit = io.cache_get(&key.key, self.caching).await;
         if let Some(CacheEntry::Response(cached)) = hit {
             let left = cached
                 .expires

@@ -15,6 +15,7 @@ pub struct CacheLookupValue {
     key: PolicyText,
     default: Option<PolicyText>,
     variable: String,
+    caching: cache::CachingType,
 }
 
 impl CacheLookupValue {
@@ -24,7 +25,7 @@ impl CacheLookupValue {
             &["key", "default-value", "variable-name", "caching-type"],
         );
         cx.no_children(el);
-        cache::caching_type(cx, el);
+        let caching = cache::caching_type(cx, el);
         let key = cx.req_text(el, "key");
         let default = cx.opt_text(el, "default-value");
         let variable = cx.req_literal(el, "variable-name");
@@ -34,6 +35,7 @@ impl CacheLookupValue {
             return None;
         }
         Some(Self {
+            caching,
             key,
             default,
             variable: variable.trim().to_owned(),
@@ -53,7 +55,7 @@ impl CacheLookupValue {
         budget: &mut Budget,
     ) -> Result<Flow, PolicyError> {
         let key = cache::value_key(&self.key.eval(ex, budget)?);
-        match io.cache_get(&key).await {
+        match io.cache_get(&key, self.caching).await {
             Some(CacheEntry::Value(v)) => {
                 ex.variables.insert(self.variable.clone(), v);
             }

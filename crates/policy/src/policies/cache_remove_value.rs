@@ -11,15 +11,17 @@ use crate::xml::Element;
 #[derive(Debug, Clone)]
 pub struct CacheRemoveValue {
     key: PolicyText,
+    caching: cache::CachingType,
 }
 
 impl CacheRemoveValue {
     pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Self> {
         cx.allow_attrs(el, &["key", "caching-type"]);
         cx.no_children(el);
-        cache::caching_type(cx, el);
+        let caching = cache::caching_type(cx, el);
         Some(Self {
             key: cx.req_text(el, "key")?,
+            caching,
         })
     }
 
@@ -34,7 +36,7 @@ impl CacheRemoveValue {
         budget: &mut Budget,
     ) -> Result<Flow, PolicyError> {
         let key = cache::value_key(&self.key.eval(ex, budget)?);
-        io.cache_remove(&key).await;
+        io.cache_remove(&key, self.caching).await;
         Ok(Flow::Continue)
     }
 }

@@ -22,6 +22,7 @@ use crate::xml::Element;
 pub struct CacheStore {
     duration: Param<u64>,
     cache_response: Param<bool>,
+    caching: super::cache::CachingType,
 }
 
 pub(crate) fn parse_duration(s: &str) -> Option<u64> {
@@ -54,10 +55,11 @@ impl CacheStore {
     pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Self> {
         cx.allow_attrs(el, &["duration", "cache-response", "caching-type"]);
         cx.no_children(el);
-        super::cache::caching_type(cx, el);
+        let caching = super::cache::caching_type(cx, el);
         let duration = duration_param(cx, el)?;
         let cache_response = param::bool_param(cx, el, "cache-response", false);
         Some(Self {
+            caching,
             duration,
             cache_response,
         })
@@ -107,8 +109,13 @@ impl CacheStore {
             expires: SystemTime::now() + ttl,
         };
         lookup.apply_downstream(&mut response.headers, seconds);
-        io.cache_put(&lookup.key, CacheEntry::Response(Arc::new(entry)), ttl)
-            .await;
+        io.cache_put(
+            &lookup.key,
+            CacheEntry::Response(Arc::new(entry)),
+            ttl,
+            self.caching,
+        )
+        .await;
         Ok(Flow::Continue)
     }
 }

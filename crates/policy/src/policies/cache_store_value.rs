@@ -18,17 +18,19 @@ pub struct CacheStoreValue {
     key: PolicyText,
     value: PolicyText,
     duration: Param<u64>,
+    caching: cache::CachingType,
 }
 
 impl CacheStoreValue {
     pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Self> {
         cx.allow_attrs(el, &["key", "value", "duration", "caching-type"]);
         cx.no_children(el);
-        cache::caching_type(cx, el);
+        let caching = cache::caching_type(cx, el);
         let key = cx.req_text(el, "key");
         let value = cx.req_text(el, "value");
         let duration = duration_param(cx, el);
         Some(Self {
+            caching,
             key: key?,
             value: value?,
             duration: duration?,
@@ -51,7 +53,8 @@ impl CacheStoreValue {
         let key = cache::value_key(&self.key.eval(ex, budget)?);
         let value = cache::storable(self.value.value(ex, budget)?);
         let ttl = Duration::from_secs(self.duration.get(ex, budget)?);
-        io.cache_put(&key, CacheEntry::Value(value), ttl).await;
+        io.cache_put(&key, CacheEntry::Value(value), ttl, self.caching)
+            .await;
         Ok(Flow::Continue)
     }
 }

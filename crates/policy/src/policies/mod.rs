@@ -47,7 +47,7 @@ mod xml_to_json;
 
 pub use authentication_basic::AuthenticationBasic;
 pub use authentication_certificate::AuthenticationCertificate;
-pub use cache::{CacheEntry, CachedResponse, Downstream, ResponseCacheKey};
+pub use cache::{CacheEntry, CachedResponse, CachingType, Downstream, ResponseCacheKey};
 pub use cache_lookup::CacheLookup;
 pub use cache_lookup_value::CacheLookupValue;
 pub use cache_remove_value::CacheRemoveValue;

@@ -174,15 +174,21 @@ impl Io for MockIo {
         }
     }
 
-    async fn cache_get(&mut self, key: &str) -> Option<CacheEntry> {
+    async fn cache_get(&mut self, key: &str, _caching: super::CachingType) -> Option<CacheEntry> {
         self.cache.0.lock().unwrap().get(key).cloned()
     }
 
-    async fn cache_put(&mut self, key: &str, entry: CacheEntry, _ttl: Duration) {
+    async fn cache_put(
+        &mut self,
+        key: &str,
+        entry: CacheEntry,
+        _ttl: Duration,
+        _caching: super::CachingType,
+    ) {
         self.cache.0.lock().unwrap().insert(key.to_owned(), entry);
     }
 
-    async fn cache_remove(&mut self, key: &str) {
+    async fn cache_remove(&mut self, key: &str, _caching: super::CachingType) {
         self.cache.0.lock().unwrap().remove(key);
     }
 

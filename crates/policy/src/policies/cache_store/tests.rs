@@ -255,8 +255,8 @@ fn values_are_stored_read_defaulted_and_removed() {
 fn attributes_are_checked() {
     let cases = [
         (
-            r#"<cache-lookup vary-by-developer="false" vary-by-developer-groups="false" caching-type="external" />"#,
-            "needs an external cache",
+            r#"<cache-lookup vary-by-developer="false" vary-by-developer-groups="false" caching-type="shared" />"#,
+            "must be one of prefer-external, external, internal",
         ),
         (
             r#"<cache-lookup vary-by-developer="false" />"#,
