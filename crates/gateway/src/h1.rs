@@ -76,6 +76,8 @@ pub struct Conn {
     buf: BytesMut,
     /// The request head, built here so its buffer is reused from request to request.
     head: Vec<u8>,
+    /// Where the last response's headers were, reused likewise.
+    spans: Vec<Span>,
     /// Requests this connection carried: a failure on a reused connection may be its idle
     /// close, one on a new connection is the backend's answer.
     served: u32,
@@ -122,6 +124,7 @@ impl Conn {
             io,
             buf: BytesMut::with_capacity(READ_SIZE),
             head: Vec::with_capacity(512),
+            spans: Vec::new(),
             served: 0,
             _open: open,
         }
@@ -207,7 +210,7 @@ impl Conn {
         loop {
             if !self.buf.is_empty() {
                 answered = true;
-                match parse_head(&mut self.buf, method)? {
+                match parse_head(&mut self.buf, &mut self.spans, method)? {
                     Parsed::Head(head) => return Ok(head),
                     Parsed::Informational => continue,
                     Parsed::Partial => {}
@@ -254,44 +257,57 @@ enum Parsed {
 
 /// Where a header's name and value are in the head's bytes.
 #[derive(Clone, Copy, Default)]
-struct Span {
+pub struct Span {
     name: (usize, usize),
     value: (usize, usize),
 }
 
-fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
-    let mut spans = [Span::default(); MAX_HEADERS];
-    let (len, status, version, count) = {
-        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut raw);
-        let len = match response.parse(buf) {
+fn parse_head(
+    buf: &mut BytesMut,
+    spans: &mut Vec<Span>,
+    method: &Method,
+) -> Result<Parsed, H1Error> {
+    let (len, status, version) = {
+        // Uninitialised: zeroing a hundred headers per response would cost more than parsing.
+        let mut raw =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            buf,
+            &mut raw,
+        ) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
             Err(httparse::Error::TooManyHeaders) => return Err(H1Error::TooManyHeaders),
             Err(_) => return Err(H1Error::Invalid("malformed response head")),
         };
-        let status = response.code.unwrap_or(0);
-        let version = response.version.unwrap_or(1);
         let base = buf.as_ptr() as usize;
-        let count = response.headers.len();
-        for (span, header) in spans.iter_mut().zip(response.headers.iter()) {
+        spans.clear();
+        spans.extend(response.headers.iter().map(|header| {
             let name = header.name.as_ptr() as usize - base;
             let value = header.value.as_ptr() as usize - base;
-            span.name = (name, name + header.name.len());
-            span.value = (value, value + header.value.len());
-        }
-        (len, status, version, count)
+            Span {
+                name: (name, name + header.name.len()),
+                value: (value, value + header.value.len()),
+            }
+        }));
+        (
+            len,
+            response.code.unwrap_or(0),
+            response.version.unwrap_or(1),
+        )
     };
     let head = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(status).map_err(|_| H1Error::Invalid("bad status code"))?;
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
         return Ok(Parsed::Informational);
     }
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = HeaderMap::with_capacity(spans.len());
     let mut length: Option<u64> = None;
     let mut chunked = None;
     let mut close = version == 0;
-    for span in &spans[..count] {
+    for span in spans.iter() {
         let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
             .map_err(|_| H1Error::Invalid("bad header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1))

@@ -5,7 +5,7 @@ use tokio::net::TcpListener;
 
 fn head_of(text: &str, method: &Method) -> Result<Parsed, H1Error> {
     let mut buf = BytesMut::from(text.as_bytes());
-    parse_head(&mut buf, method)
+    parse_head(&mut buf, &mut Vec::new(), method)
 }
 
 fn complete(text: &str) -> Head {
