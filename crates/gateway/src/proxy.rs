@@ -620,7 +620,7 @@ impl Worker {
             .send(&upstream.target, request, timeout, leg.protocol)
             .await;
         record.backend_time = Some(sent.elapsed());
-        end_backend_span(record.trace.as_mut(), call, &response);
+        end_backend_span(record.trace.as_deref_mut(), call, &response);
         let mut response = response?;
         record.backend_status = Some(response.status().as_u16());
         let tunnel = leg

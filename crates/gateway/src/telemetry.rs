@@ -294,9 +294,13 @@ impl WorkerTelemetry {
         request_id: &HeaderValue,
     ) -> Record {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let trace = self.tracing.as_ref().map(|t| t.begin(headers));
+        // Boxed: a trace is large and most gateways run without one; every request's record
+        // is moved several times on its way.
+        let trace = self.tracing.as_ref().map(|t| Box::new(t.begin(headers)));
         Record {
-            trace_id: trace.as_ref().map(crate::otel::RequestTrace::trace_id_hex),
+            trace_id: trace
+                .as_deref()
+                .map(crate::otel::RequestTrace::trace_id_hex),
             trace,
             start: Instant::now(),
             timestamp: SystemTime::now(),
@@ -490,7 +494,7 @@ pub struct Record {
     pub grpc_status: Option<u16>,
     pub trace_id: Option<String>,
     /// The request's spans, when tracing is on.
-    pub trace: Option<crate::otel::RequestTrace>,
+    pub trace: Option<Box<crate::otel::RequestTrace>>,
 }
 
 impl Record {
