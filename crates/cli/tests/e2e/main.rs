@@ -5,6 +5,7 @@
 
 mod azure_policies;
 mod backends_tls;
+mod backup_deltas;
 mod containment;
 mod first_hour;
 mod gateway;

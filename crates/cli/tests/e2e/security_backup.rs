@@ -65,8 +65,10 @@ async fn backups_are_private_sealed_and_cannot_be_replayed() {
     assert_eq!(status(&gw, "/a/x", &key).await, 200);
     assert_eq!(backend.last().headers["x-secret"], SECRET);
 
-    // Two more revisions, so there are three generations.
+    // Two more revisions, so there are three generations: whole snapshots, which a restarted
+    // control plane sends (a delta is appended to the delta log instead).
     for i in 0..2 {
+        gw.kill9();
         gh.ok(
             "PUT",
             &format!("/mgmt/subscriptions/gen{i}"),
@@ -76,7 +78,11 @@ async fn backups_are_private_sealed_and_cannot_be_replayed() {
         let rev = gh.ok("GET", "/mgmt/gateways/edge/status", None).await["currentRevision"]
             .as_u64()
             .unwrap();
-        gw.wait_ready(Duration::from_secs(5), |r| {
+        gh.signal("KILL");
+        gh.wait();
+        gh.start().await;
+        gw.launch();
+        gw.wait_ready(Duration::from_secs(30), |r| {
             r["configRevision"].as_u64() == Some(rev)
         })
         .await;

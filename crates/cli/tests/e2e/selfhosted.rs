@@ -381,8 +381,11 @@ async fn starts_from_backup_or_refuses_clearly() {
     gw.launch();
     gw.wait_ready(Duration::from_secs(10), |r| r["state"] == "ready")
         .await;
-    // Three generations: two more changes that reach the gateway.
+    // Three generations: two more changes that reach the gateway as whole snapshots. (A delta
+    // is appended to the delta log instead, so each change is made while the gateway is down
+    // and the control plane restarted, which forgets its deltas.)
     for i in 0..2 {
+        gw.kill9();
         gh.ok(
             "PUT",
             &format!("/mgmt/subscriptions/gen{i}"),
@@ -392,7 +395,11 @@ async fn starts_from_backup_or_refuses_clearly() {
         let rev = gh.ok("GET", "/mgmt/gateways/edge/status", None).await["currentRevision"]
             .as_u64()
             .unwrap();
-        gw.wait_ready(Duration::from_secs(2), |r| {
+        gh.signal("KILL");
+        gh.wait();
+        gh.start().await;
+        gw.launch();
+        gw.wait_ready(Duration::from_secs(30), |r| {
             r["configRevision"].as_u64() == Some(rev)
         })
         .await;
