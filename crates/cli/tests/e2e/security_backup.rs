@@ -68,6 +68,22 @@ async fn backups_are_private_sealed_and_cannot_be_replayed() {
     // Two more revisions, so there are three generations: whole snapshots, which a restarted
     // control plane sends (a delta is appended to the delta log instead).
     for i in 0..2 {
+        // The configuration is saved just after it is applied: let it be before the kill.
+        let store = gatehouse_gateway::backup::Backup::open(
+            &backup,
+            &GatewayToken::parse(&token).unwrap(),
+            None,
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.generations().unwrap().len() < i + 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "generation {} never written",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         gw.kill9();
         gh.ok(
             "PUT",

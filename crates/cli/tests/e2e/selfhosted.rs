@@ -385,6 +385,18 @@ async fn starts_from_backup_or_refuses_clearly() {
     // is appended to the delta log instead, so each change is made while the gateway is down
     // and the control plane restarted, which forgets its deltas.)
     for i in 0..2 {
+        // The configuration is saved just after it is applied: let it be before the kill.
+        let store =
+            gatehouse_gateway::backup::Backup::open(&backup, &parse_token(&token), None).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.generations().unwrap().len() < i + 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "generation {} never written",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         gw.kill9();
         gh.ok(
             "PUT",
