@@ -436,20 +436,29 @@ impl Backup {
         let record = record_bytes(delta.base, delta.revision, &sealed);
         let path = self.dir.join(LOG_FILE);
         let _volume = self.lock_volume()?;
-        let created = !path.exists();
-        let mut file = fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io(&path))?;
-        // One write, so a crash leaves at most a torn last record, which loading cuts off.
-        file.write_all(&record).map_err(io(&path))?;
-        file.sync_data().map_err(io(&path))?;
-        if created {
-            fs::File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io(&self.dir))?;
+        let appended = (|| {
+            let created = !path.exists();
+            let mut file = fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io(&path))?;
+            // One write, so a crash leaves at most a torn last record, which loading cuts off.
+            file.write_all(&record).map_err(io(&path))?;
+            file.sync_data().map_err(io(&path))?;
+            if created {
+                fs::File::open(&self.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io(&self.dir))?;
+            }
+            Ok::<(), BackupError>(())
+        })();
+        if let Err(e) = appended {
+            // Part of the record may be on disk: the next save writes a whole base instead of
+            // appending after it.
+            state.tip = None;
+            return Err(e);
         }
         state.tip = Some(delta.revision);
         state.log_bytes += record.len() as u64;
