@@ -3,7 +3,11 @@
 //!
 //! There is no container engine on our machines, so the Dockerfile is checked by reading it;
 //! the Kubernetes manifests are checked for what the gateway needs and validated against the
-//! Kubernetes schemas with `kubernetes-validate` (installed by `scripts/test`).
+//! Kubernetes schemas with `kubernetes-validate` (installed by `scripts/test`). There is no
+//! kubectl or kustomize either: [`render`] is a small Kustomize subset (`resources` — files or
+//! directories with a kustomization.yaml — and `patches` by `path`, a strategic merge onto the
+//! object of the same kind and name) that builds each overlay, and it refuses any other
+//! Kustomize feature, so the overlays keep to what is checked here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,6 +24,118 @@ fn root() -> PathBuf {
 fn yaml(name: &str) -> Value {
     let text = std::fs::read_to_string(root().join("deploy/kubernetes").join(name)).unwrap();
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The documents `kubectl apply -k DIR` would apply, for the Kustomize subset the manifests use.
+fn render(dir: &Path) -> Vec<Value> {
+    let file = dir.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let k: Value =
+        serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    for key in k.as_object().unwrap().keys() {
+        assert!(
+            ["apiVersion", "kind", "resources", "patches"].contains(&key.as_str()),
+            "{} uses `{key}`, which the renderer in this test does not support",
+            file.display()
+        );
+    }
+    let mut docs = Vec::new();
+    for resource in k["resources"].as_array().into_iter().flatten() {
+        let path = dir.join(resource.as_str().unwrap());
+        if path.is_dir() {
+            docs.extend(render(&path));
+        } else {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let doc: Value =
+                serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            docs.push(doc);
+        }
+    }
+    for patch in k["patches"].as_array().into_iter().flatten() {
+        let keys: Vec<&String> = patch.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["path"],
+            "{}: only `patches: - path:` is supported",
+            file.display()
+        );
+        let path = dir.join(patch["path"].as_str().unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let patch: Value =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let target = docs
+            .iter_mut()
+            .find(|d| {
+                d["kind"] == patch["kind"] && d["metadata"]["name"] == patch["metadata"]["name"]
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} patches an object that is not in the resources",
+                    path.display()
+                )
+            });
+        merge(target, &patch);
+    }
+    // Kustomize refuses two objects with the same kind and name.
+    for (i, d) in docs.iter().enumerate() {
+        assert!(
+            !docs[..i]
+                .iter()
+                .any(|e| e["kind"] == d["kind"] && e["metadata"]["name"] == d["metadata"]["name"]),
+            "{}: {} {} twice",
+            dir.display(),
+            d["kind"],
+            d["metadata"]["name"]
+        );
+    }
+    docs
+}
+
+/// A strategic merge patch, for what the overlays patch: maps merge key by key, `null` deletes
+/// a key, lists of objects with a `name` merge by name, other lists are replaced.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (key, value) in p {
+                if value.is_null() {
+                    t.remove(key);
+                } else {
+                    merge(t.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (Value::Array(t), Value::Array(p)) if p.iter().all(|v| v["name"].is_string()) => {
+            for item in p {
+                match t.iter_mut().find(|x| x["name"] == item["name"]) {
+                    Some(existing) => merge(existing, item),
+                    None => t.push(item.clone()),
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn kinds(docs: &[Value]) -> Vec<String> {
+    let mut k: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    k.sort();
+    k
 }
 
 #[test]
@@ -63,7 +179,7 @@ fn dockerfile_is_multi_stage_non_root_with_a_backup_volume() {
 
 #[test]
 fn kubernetes_manifests_carry_what_the_gateway_needs() {
-    let deployment = yaml("deployment.yaml");
+    let deployment = yaml("base/gateway/deployment.yaml");
     assert_eq!(deployment["kind"], "Deployment");
     assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2);
     let pod = &deployment["spec"]["template"]["spec"];
@@ -126,7 +242,7 @@ fn kubernetes_manifests_carry_what_the_gateway_needs() {
         .find(|p| p["name"] == "https")
         .expect("no https port");
 
-    let config = yaml("configmap.yaml");
+    let config = yaml("base/gateway/configmap.yaml");
     assert_eq!(
         config["data"]["GATEHOUSE_BACKUP_DIR"],
         "/var/lib/gatehouse/backup"
@@ -145,27 +261,231 @@ fn kubernetes_manifests_carry_what_the_gateway_needs() {
         format!("{tls_dir}/tls.key")
     );
     assert!(
-        yaml("service.yaml")["spec"]["ports"]
+        yaml("base/gateway/service.yaml")["spec"]["ports"]
             .as_array()
             .unwrap()
             .iter()
             .any(|p| p["port"] == 443 && p["targetPort"] == "https")
     );
-    let secret = yaml("secret.yaml");
+    let secret = yaml("base/gateway/secret.yaml");
     assert!(
         secret["stringData"]["GATEHOUSE_TOKEN"]
             .as_str()
             .unwrap()
             .starts_with("GatewayKey ")
     );
-    assert_eq!(yaml("pvc.yaml")["kind"], "PersistentVolumeClaim");
-    assert_eq!(yaml("pdb.yaml")["spec"]["minAvailable"], 1);
     assert_eq!(
-        yaml("service.yaml")["spec"]["ports"][0]["targetPort"],
+        yaml("base/gateway/pvc.yaml")["kind"],
+        "PersistentVolumeClaim"
+    );
+    assert_eq!(yaml("overlays/gateway/pdb.yaml")["spec"]["minAvailable"], 1);
+    assert_eq!(
+        yaml("base/gateway/service.yaml")["spec"]["ports"][0]["targetPort"],
         "http"
     );
-    let kustomization = yaml("kustomization.yaml");
-    assert_eq!(kustomization["resources"].as_array().unwrap().len(), 6);
+    let kustomization = yaml("base/gateway/kustomization.yaml");
+    assert_eq!(kustomization["resources"].as_array().unwrap().len(), 5);
+}
+
+/// `kubectl apply -k deploy/kubernetes` still applies the gateways as before, now with the Redis
+/// URL in their Secret.
+#[test]
+fn the_gateway_overlay_is_what_existed_plus_redis() {
+    let root_docs = render(&root().join("deploy/kubernetes"));
+    let docs = render(&root().join("deploy/kubernetes/overlays/gateway"));
+    assert_eq!(root_docs, docs);
+    assert_eq!(
+        kinds(&docs),
+        [
+            "ConfigMap/gatehouse-gateway",
+            "Deployment/gatehouse-gateway",
+            "PersistentVolumeClaim/gatehouse-gateway-backup",
+            "PodDisruptionBudget/gatehouse-gateway",
+            "Secret/gatehouse-gateway",
+            "Service/gatehouse-gateway",
+        ]
+    );
+    let secret = find(&docs, "Secret", "gatehouse-gateway");
+    assert!(
+        secret["stringData"]["GATEHOUSE_REDIS"]
+            .as_str()
+            .unwrap()
+            .starts_with("redis://")
+    );
+    // The patch added to the Secret; it kept the token.
+    assert!(
+        secret["stringData"]["GATEHOUSE_TOKEN"]
+            .as_str()
+            .unwrap()
+            .starts_with("GatewayKey ")
+    );
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/name"],
+        "gatehouse-gateway"
+    );
+    // The Secret is what the gateways read their environment from.
+    let deployment = find(&docs, "Deployment", "gatehouse-gateway");
+    assert!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["secretRef"]["name"] == "gatehouse-gateway")
+    );
+}
+
+#[test]
+fn the_control_plane_overlay_runs_n_replicas_on_postgres_with_shared_secrets() {
+    let docs = render(&root().join("deploy/kubernetes/overlays/control-plane"));
+    assert_eq!(
+        kinds(&docs),
+        [
+            "ConfigMap/gatehouse-control-plane",
+            "Deployment/gatehouse-control-plane",
+            "Secret/gatehouse-control-plane",
+            "Service/gatehouse-control-plane",
+        ]
+    );
+    let deployment = find(&docs, "Deployment", "gatehouse-control-plane");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["args"][0], "control-plane");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let env_from = container["envFrom"].as_array().unwrap();
+    assert!(
+        env_from
+            .iter()
+            .any(|e| e["secretRef"]["name"] == "gatehouse-control-plane")
+    );
+    assert!(
+        env_from
+            .iter()
+            .any(|e| e["configMapRef"]["name"] == "gatehouse-control-plane")
+    );
+    // The environment names are the ones the binary reads (crates/cli/src/args.rs, serve.rs).
+    let secret = find(&docs, "Secret", "gatehouse-control-plane");
+    assert!(
+        secret["stringData"]["GATEHOUSE_DATABASE"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres://")
+    );
+    assert!(secret["stringData"]["GATEHOUSE_ADMIN_TOKEN"].is_string());
+    assert!(secret["stringData"]["GATEHOUSE_SECRET_KEY"].is_string());
+    let args = std::fs::read_to_string(root().join("crates/cli/src/args.rs")).unwrap();
+    let serve = std::fs::read_to_string(root().join("crates/cli/src/serve.rs")).unwrap();
+    let config = find(&docs, "ConfigMap", "gatehouse-control-plane");
+    for name in [
+        "GATEHOUSE_DATABASE",
+        "GATEHOUSE_ADMIN_TOKEN",
+        "GATEHOUSE_SECRET_KEY",
+    ]
+    .into_iter()
+    .chain(
+        config["data"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str),
+    ) {
+        let quoted = format!("\"{name}\"");
+        assert!(
+            args.contains(&quoted) || serve.contains(&quoted),
+            "the binary does not read {name}"
+        );
+    }
+    // Read-only root: the data directory is a volume.
+    let data = config["data"]["GATEHOUSE_DATA"].as_str().unwrap();
+    assert!(
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"] == data)
+    );
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    let port = container["ports"][0]["containerPort"].as_u64().unwrap();
+    assert_eq!(
+        config["data"]["GATEHOUSE_LISTEN"],
+        format!("0.0.0.0:{port}")
+    );
+    let service = find(&docs, "Service", "gatehouse-control-plane");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["template"]["metadata"]["labels"]
+    );
+}
+
+#[test]
+fn the_ha_overlay_links_both_with_disruption_budgets_and_a_gateway_autoscaler() {
+    let docs = render(&root().join("deploy/kubernetes/overlays/ha"));
+    let gateway = render(&root().join("deploy/kubernetes/overlays/gateway"));
+    let control = render(&root().join("deploy/kubernetes/overlays/control-plane"));
+    let mut expected: Vec<String> = kinds(&gateway).into_iter().chain(kinds(&control)).collect();
+    expected.push("HorizontalPodAutoscaler/gatehouse-gateway".into());
+    expected.push("PodDisruptionBudget/gatehouse-control-plane".into());
+    expected.sort();
+    assert_eq!(kinds(&docs), expected);
+    // Gateways link to the control planes' Service.
+    let service = find(&docs, "Service", "gatehouse-control-plane");
+    let port = service["spec"]["ports"][0]["port"].as_u64().unwrap();
+    assert_eq!(
+        find(&docs, "ConfigMap", "gatehouse-gateway")["data"]["GATEHOUSE_CONFIG_ENDPOINT"],
+        format!("http://gatehouse-control-plane:{port}")
+    );
+    // Each budget selects its pods.
+    for name in ["gatehouse-gateway", "gatehouse-control-plane"] {
+        let pdb = find(&docs, "PodDisruptionBudget", name);
+        let deployment = find(&docs, "Deployment", name);
+        assert_eq!(
+            pdb["spec"]["selector"]["matchLabels"],
+            deployment["spec"]["selector"]["matchLabels"]
+        );
+        assert_eq!(pdb["spec"]["minAvailable"], 1);
+    }
+    let hpa = find(&docs, "HorizontalPodAutoscaler", "gatehouse-gateway");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "Deployment");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "gatehouse-gateway");
+    assert!(hpa["spec"]["minReplicas"].as_u64().unwrap() >= 2);
+    // CPU utilisation needs a CPU request; the HPA owns the replica count.
+    let gw = find(&docs, "Deployment", "gatehouse-gateway");
+    assert!(
+        gw["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"].is_string()
+    );
+    assert!(gw["spec"]["replicas"].is_null(), "{}", gw["spec"]);
+    // Still the Redis URL and several control planes.
+    assert!(
+        find(&docs, "Secret", "gatehouse-gateway")["stringData"]["GATEHOUSE_REDIS"].is_string()
+    );
+    assert_eq!(
+        find(&docs, "Deployment", "gatehouse-control-plane")["spec"]["replicas"],
+        3
+    );
+}
+
+#[test]
+fn the_renderer_applies_strategic_merges_as_kustomize_does() {
+    let mut target = serde_json::json!({
+        "spec": {"replicas": 2, "template": {"spec": {"containers": [
+            {"name": "a", "image": "x", "env": [{"name": "A", "value": "1"}]},
+            {"name": "b", "image": "y"}
+        ]}}}
+    });
+    merge(
+        &mut target,
+        &serde_json::json!({"spec": {"replicas": null, "template": {"spec": {"containers": [
+            {"name": "a", "env": [{"name": "B", "value": "2"}]}
+        ]}}}}),
+    );
+    assert_eq!(
+        target,
+        serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a", "image": "x", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+            {"name": "b", "image": "y"}
+        ]}}}})
+    );
 }
 
 #[test]
@@ -178,27 +498,42 @@ fn kubernetes_manifests_validate_against_the_schemas() {
         eprintln!("note: GATEHOUSE_KUBERNETES_VALIDATE is not set; schema validation skipped");
         return;
     };
-    let dir = root().join("deploy/kubernetes");
-    let files: Vec<PathBuf> = ["configmap", "secret", "pvc", "deployment", "service", "pdb"]
-        .iter()
-        .map(|n| dir.join(format!("{n}.yaml")))
-        .collect();
-    let out = Command::new(tool)
-        .arg("--strict")
-        .args(&files)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
-    assert_eq!(
-        text.matches(" passed for resource ").count(),
-        files.len(),
-        "{text}"
-    );
+    // Every overlay, rendered, each document validated on its own file.
+    let out_dir = std::env::temp_dir().join(format!("gh-k8s-validate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir).unwrap();
+    for overlay in ["gateway", "control-plane", "ha"] {
+        let docs = render(&root().join("deploy/kubernetes/overlays").join(overlay));
+        let files: Vec<PathBuf> = docs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let path = out_dir.join(format!("{overlay}-{i}.json"));
+                std::fs::write(&path, serde_json::to_vec_pretty(d).unwrap()).unwrap();
+                path
+            })
+            .collect();
+        let out = Command::new(&tool)
+            .arg("--strict")
+            .args(&files)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "kubernetes-validate failed for the {overlay} overlay:\n{text}"
+        );
+        assert_eq!(
+            text.matches(" passed for resource ").count(),
+            files.len(),
+            "{overlay}: {text}"
+        );
+    }
+    std::fs::remove_dir_all(&out_dir).ok();
 }
 
 /// What a README session printed, and the directory it ran in.

@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, ETAG, IF_NONE_MATCH};
 
 use crate::ConfigHandle;
-use crate::backup::Backup;
+use crate::backup::{Backup, Saved};
 use crate::status::{Source, Status};
 
 pub const INSTANCE_HEADER: &str = "x-gatehouse-instance";
@@ -208,7 +208,7 @@ impl Link {
         revision: u64,
         snapshot: Snapshot,
         body: Option<Bytes>,
-        delta: Option<&Delta>,
+        delta: Option<(Arc<Delta>, Bytes)>,
     ) -> Result<Arc<Snapshot>, LinkError> {
         if snapshot.gateway_id != self.gateway_id {
             return Err(LinkError::Invalid(format!(
@@ -222,8 +222,8 @@ impl Link {
             ));
         }
         let started = std::time::Instant::now();
-        match delta {
-            Some(delta) => self.config.apply_delta(delta, &snapshot),
+        match &delta {
+            Some((delta, _)) => self.config.apply_delta(delta, &snapshot),
             None => self.config.apply(&snapshot),
         }
         .map_err(|e| LinkError::Invalid(e.to_string()))?;
@@ -233,7 +233,7 @@ impl Link {
         tracing::info!(
             revision,
             apis = snapshot.apis.len(),
-            changes = delta.map(Delta::len),
+            changes = delta.as_ref().map(|(d, _)| d.len()),
             ms = started.elapsed().as_millis() as u64,
             "applied configuration"
         );
@@ -246,29 +246,89 @@ impl Link {
         });
         let snapshot = Arc::new(snapshot);
         if let Some(backup) = &self.backup {
-            let backup = backup.clone();
-            let saved = snapshot.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                let bytes = match body {
-                    Some(b) => b.to_vec(),
-                    None => serde_json::to_vec(&*saved)
-                        .map_err(|e| crate::backup::BackupError::Corrupt(e.to_string()))?,
-                };
-                backup.write(revision, &bytes)
-            })
-            .await;
-            match written {
-                Ok(Ok(path)) => {
-                    self.status.backup_saved();
-                    tracing::debug!(path = %path.display(), "configuration saved to the backup")
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "cannot save the configuration to the backup")
-                }
-                Err(e) => tracing::error!(error = %e, "backup task failed"),
-            }
+            self.save(backup, revision, &snapshot, body, delta).await;
         }
         Ok(snapshot)
+    }
+
+    /// Saves an applied configuration to the backup: a delta is appended to the delta log (a
+    /// few KB), a whole snapshot becomes a new base. When the log has grown enough it is
+    /// compacted into a new base in the background, so the next change is not held up.
+    async fn save(
+        &self,
+        backup: &Arc<Backup>,
+        revision: u64,
+        snapshot: &Arc<Snapshot>,
+        body: Option<Bytes>,
+        delta: Option<(Arc<Delta>, Bytes)>,
+    ) {
+        let store = backup.clone();
+        let saved = snapshot.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let cpu = crate::backup::thread_cpu_ns();
+            let result = match (&delta, body) {
+                (Some((delta, json)), _) => store.save_delta(delta, json, &saved),
+                (None, Some(b)) => store.write(revision, &b).map(|path| Saved::Base {
+                    path,
+                    bytes: b.len() as u64,
+                }),
+                (None, None) => serde_json::to_vec(&*saved)
+                    .map_err(|e| crate::backup::BackupError::Corrupt(e.to_string()))
+                    .and_then(|b| {
+                        store.write(revision, &b).map(|path| Saved::Base {
+                            path,
+                            bytes: b.len() as u64,
+                        })
+                    }),
+            };
+            let cpu_us = cpu
+                .zip(crate::backup::thread_cpu_ns())
+                .map(|(before, after)| after.saturating_sub(before) / 1000);
+            result.map(|saved| (saved, cpu_us))
+        })
+        .await;
+        match written {
+            Ok(Ok((saved, cpu_us))) => {
+                self.status.backup_saved();
+                match saved {
+                    Saved::Delta { bytes } => tracing::debug!(
+                        revision,
+                        bytes,
+                        cpu_us,
+                        "delta appended to the backup's delta log"
+                    ),
+                    Saved::Base { path, bytes } => tracing::debug!(
+                        revision,
+                        bytes,
+                        cpu_us,
+                        path = %path.display(),
+                        "configuration saved to the backup"
+                    ),
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot save the configuration to the backup")
+            }
+            Err(e) => tracing::error!(error = %e, "backup task failed"),
+        }
+        if backup.needs_compaction() {
+            let store = backup.clone();
+            let current = snapshot.clone();
+            // Not awaited: the link goes on applying changes while the base is written.
+            tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                match store.compact(&current) {
+                    Ok(Some(path)) => tracing::info!(
+                        revision = current.revision,
+                        ms = started.elapsed().as_millis() as u64,
+                        path = %path.display(),
+                        "backup delta log compacted into a new base"
+                    ),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot compact the backup's delta log"),
+                }
+            });
+        }
     }
 
     /// Keeps the gateway in sync for as long as the process runs.
@@ -306,7 +366,7 @@ impl Link {
                             bytes = body.len(),
                             "received a delta"
                         );
-                        self.apply(revision, snapshot, None, Some(&delta))
+                        self.apply(revision, snapshot, None, Some((Arc::new(delta), body)))
                             .await
                             .map(|s| {
                                 last = Some(s);

@@ -246,6 +246,9 @@ fn restore(
         .skipped
         .first()
         .map(|(path, reason)| format!("{}: {reason}", path.display()));
+    if let Some(why) = &loaded.log_warning {
+        tracing::warn!(dir = %backup.dir().display(), reason = %why, "the backup's delta log ends in a torn or damaged record (a crash mid-write?): starting from the last whole revision; the control plane sends the rest");
+    }
     let Some((snapshot, path)) = loaded.found else {
         tracing::info!(dir = %backup.dir().display(), "the backup holds no usable configuration");
         return Ok((None, why_not));
@@ -253,7 +256,7 @@ fn restore(
     match config.apply(&snapshot) {
         Ok(revision) => {
             status.applied(revision, Source::Backup, &config.problems());
-            tracing::info!(revision, path = %path.display(), "serving the configuration from the backup until the control plane answers");
+            tracing::info!(revision, path = %path.display(), deltas = loaded.replayed, "serving the configuration from the backup until the control plane answers");
         }
         Err(e) => {
             tracing::error!(error = %e, path = %path.display(), "the backup's configuration cannot be applied");

@@ -6,6 +6,7 @@
 mod azure_policies;
 mod backend_responses;
 mod backends_tls;
+mod backup_deltas;
 mod containment;
 mod first_hour;
 mod gateway;

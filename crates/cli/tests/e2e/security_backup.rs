@@ -65,8 +65,26 @@ async fn backups_are_private_sealed_and_cannot_be_replayed() {
     assert_eq!(status(&gw, "/a/x", &key).await, 200);
     assert_eq!(backend.last().headers["x-secret"], SECRET);
 
-    // Two more revisions, so there are three generations.
+    // Two more revisions, so there are three generations: whole snapshots, which a restarted
+    // control plane sends (a delta is appended to the delta log instead).
     for i in 0..2 {
+        // The configuration is saved just after it is applied: let it be before the kill.
+        let store = gatehouse_gateway::backup::Backup::open(
+            &backup,
+            &GatewayToken::parse(&token).unwrap(),
+            None,
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.generations().unwrap().len() < i + 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "generation {} never written",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gw.kill9();
         gh.ok(
             "PUT",
             &format!("/mgmt/subscriptions/gen{i}"),
@@ -76,7 +94,11 @@ async fn backups_are_private_sealed_and_cannot_be_replayed() {
         let rev = gh.ok("GET", "/mgmt/gateways/edge/status", None).await["currentRevision"]
             .as_u64()
             .unwrap();
-        gw.wait_ready(Duration::from_secs(5), |r| {
+        gh.signal("KILL");
+        gh.wait();
+        gh.start().await;
+        gw.launch();
+        gw.wait_ready(Duration::from_secs(30), |r| {
             r["configRevision"].as_u64() == Some(rev)
         })
         .await;

@@ -381,8 +381,23 @@ async fn starts_from_backup_or_refuses_clearly() {
     gw.launch();
     gw.wait_ready(Duration::from_secs(10), |r| r["state"] == "ready")
         .await;
-    // Three generations: two more changes that reach the gateway.
+    // Three generations: two more changes that reach the gateway as whole snapshots. (A delta
+    // is appended to the delta log instead, so each change is made while the gateway is down
+    // and the control plane restarted, which forgets its deltas.)
     for i in 0..2 {
+        // The configuration is saved just after it is applied: let it be before the kill.
+        let store =
+            gatehouse_gateway::backup::Backup::open(&backup, &parse_token(&token), None).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.generations().unwrap().len() < i + 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "generation {} never written",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gw.kill9();
         gh.ok(
             "PUT",
             &format!("/mgmt/subscriptions/gen{i}"),
@@ -392,7 +407,11 @@ async fn starts_from_backup_or_refuses_clearly() {
         let rev = gh.ok("GET", "/mgmt/gateways/edge/status", None).await["currentRevision"]
             .as_u64()
             .unwrap();
-        gw.wait_ready(Duration::from_secs(2), |r| {
+        gh.signal("KILL");
+        gh.wait();
+        gh.start().await;
+        gw.launch();
+        gw.wait_ready(Duration::from_secs(30), |r| {
             r["configRevision"].as_u64() == Some(rev)
         })
         .await;
