@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::ast::{self, Arg, ArgKind, BinOp, ExprKind, Stmt as AStmt, TypeRef, UnOp};
+use super::ast::{self, Arg, ArgKind, BinOp, ExprKind, InitItem, Stmt as AStmt, TypeRef, UnOp};
 use super::builtins::convert::Mode;
 use super::builtins::{
     self, CallTys, Extra, Member, SigErr, index_ty, linq, method_sig, new_sig, out_ty, param_names,
@@ -15,7 +15,7 @@ use super::builtins::{
 use super::error::CompileError;
 use super::ir::{self, Body, Node, Stmt};
 use super::lexer::Span;
-use super::types::{self, Assign, Class, Ty, assignable, join, promote};
+use super::types::{self, Assign, Class, JKind, Ty, assignable, join, promote};
 use super::value::{CtxObj, Value};
 
 /// Compiles a parsed program; returns the tree, the number of local slots, and the static type
@@ -417,7 +417,7 @@ impl Compiler<'_> {
                 s,
                 "A lambda expression is only allowed as an argument of a LINQ method (Any, Where, Select…)",
             )),
-            ExprKind::New { ty, args } => self.new_object(ty, args),
+            ExprKind::New { ty, args, init } => self.new_object(ty, args, init.as_deref()),
             ExprKind::NewArray { elem, items } => self.new_array(elem.as_ref(), items, s),
             ExprKind::Assign { op, target, value } => self.assign(*op, target, value, s),
         }
@@ -553,7 +553,109 @@ impl Compiler<'_> {
         Ok(T::new(Node::Convert(Box::new(t.node), to, mode), ty))
     }
 
-    fn new_object(&mut self, ty: &TypeRef, args: &[Arg]) -> R<T> {
+    fn new_object(&mut self, ty: &TypeRef, args: &[Arg], init: Option<&[InitItem]>) -> R<T> {
+        let simple = ty.name.rsplit('.').next().unwrap_or(&ty.name);
+        if matches!(simple, "Dictionary" | "List") && ty.array == 0 {
+            return self.new_collection(ty, args, init.unwrap_or_default());
+        }
+        let base = self.new_plain(ty, args)?;
+        match init {
+            None => Ok(base),
+            Some(items) => self.initialize(base, ty, items),
+        }
+    }
+
+    /// `new Dictionary<string, T> { … }` (a JSON object: keys in insertion order) and
+    /// `new List<T> { … }` (an array).
+    fn new_collection(&mut self, ty: &TypeRef, args: &[Arg], init: &[InitItem]) -> R<T> {
+        let t = self.type_of(ty)?;
+        if let Some(a) = args.first() {
+            return Err(self.err(
+                a.span,
+                format!(
+                    "'{}' is created empty or from an initializer here; constructor arguments are not supported",
+                    ty.name
+                ),
+            ));
+        }
+        match t {
+            Ty::Array(elem) => {
+                let mut nodes = Vec::with_capacity(init.len());
+                for item in init {
+                    match item {
+                        InitItem::Add(values, span) if values.len() == 1 => {
+                            let v = self.value_expr(&values[0])?;
+                            nodes.push(self.coerce(v, &elem, true, *span)?);
+                        }
+                        other => {
+                            return Err(self.err(
+                                init_span(other),
+                                "A list initializer takes one value per entry ({ a, b, c })",
+                            ));
+                        }
+                    }
+                }
+                Ok(T::new(Node::NewArray(nodes.into()), Ty::Array(elem)))
+            }
+            obj @ Ty::Json(_) => {
+                let base = T::new(Node::New(Class::JObject, Box::new([])), obj);
+                self.initialize(base, ty, init)
+            }
+            _ => Err(self.err(ty.span, types::not_allowed(&ty.name))),
+        }
+    }
+
+    /// An object or collection initializer on a JSON object or array.
+    fn initialize(&mut self, base: T, ty: &TypeRef, items: &[InitItem]) -> R<T> {
+        let (object, array) = (
+            matches!(base.ty, Ty::Json(JKind::Object)),
+            matches!(base.ty, Ty::Json(JKind::Array)),
+        );
+        let mut ops = Vec::with_capacity(items.len());
+        for item in items {
+            let op = match item {
+                InitItem::Index(key, value) if object => {
+                    let k = self.value_expr(key)?;
+                    let k = self.coerce(k, &Ty::String, true, key.span)?;
+                    ir::InitOp::Set(k, self.value_expr(value)?.node)
+                }
+                InitItem::Add(values, _) if object && values.len() == 2 => {
+                    let k = self.value_expr(&values[0])?;
+                    let k = self.coerce(k, &Ty::String, true, values[0].span)?;
+                    ir::InitOp::Set(k, self.value_expr(&values[1])?.node)
+                }
+                InitItem::Add(values, _) if (object || array) && values.len() == 1 => {
+                    ir::InitOp::Add(self.value_expr(&values[0])?.node)
+                }
+                other => {
+                    let what = match other {
+                        InitItem::Index(..) => "an indexer entry ([key] = value)".to_owned(),
+                        InitItem::Add(..) => "an entry of this shape".to_owned(),
+                        InitItem::Member(name, ..) => {
+                            format!("a member assignment ({name} = value)")
+                        }
+                    };
+                    return Err(self.err(
+                        init_span(other),
+                        format!(
+                            "The initializer of '{}' cannot take {what}; JObject takes [\"key\"] = value, {{ \"key\", value }} or a JProperty, JArray and List<T> take values, Dictionary<string, T> takes [key] = value or {{ key, value }}",
+                            ty.name
+                        ),
+                    ));
+                }
+            };
+            ops.push(op);
+        }
+        Ok(T::new(
+            Node::Init(Box::new(ir::Init {
+                base: base.node,
+                ops: ops.into(),
+            })),
+            base.ty,
+        ))
+    }
+
+    fn new_plain(&mut self, ty: &TypeRef, args: &[Arg]) -> R<T> {
         if !ty.args.is_empty() || ty.array > 0 {
             return Err(self.err(ty.span, types::not_allowed(&ty.name)));
         }
@@ -1481,5 +1583,13 @@ fn binary_ty(op: BinOp, a: &Ty, b: &Ty) -> Option<Ty> {
             _ => promote(a, b).filter(|t| *t != Ty::Double),
         },
         B::And | B::Or | B::Coalesce => Some(Ty::Bool),
+    }
+}
+
+fn init_span(item: &InitItem) -> Span {
+    match item {
+        InitItem::Index(k, _) => k.span,
+        InitItem::Add(_, span) => *span,
+        InitItem::Member(_, span, value) => span.to(value.span),
     }
 }

@@ -6,7 +6,7 @@ use super::builtins::convert::{Mode, convert, to_json};
 use super::builtins::{self, Rt, linq, string};
 use super::context::Context;
 use super::error::{ErrorKind, RtResult, RuntimeError};
-use super::ir::{Assign, Body, Call, Linq, Mutate, Node, Piece, StaticCall, Stmt};
+use super::ir::{Assign, Body, Call, Init, InitOp, Linq, Mutate, Node, Piece, StaticCall, Stmt};
 use super::json::Json;
 use super::ops::{self, truthy};
 use super::value::{CtxObj, Obj, Value};
@@ -231,7 +231,43 @@ impl Machine<'_> {
                 self.check_nesting(&items)?;
                 Ok(Value::Array(items.into()))
             }
+            Node::Init(init) => self.initialize(init),
         }
+    }
+
+    fn initialize(&mut self, init: &Init) -> Ev<Value> {
+        let mut target = match self.eval(&init.base)? {
+            Value::Json(j @ (Json::Object(_) | Json::Array(_))) => j,
+            other => {
+                return Err(RuntimeError::new(
+                    ErrorKind::InvalidCast,
+                    format_args!(
+                        "A collection initializer cannot fill '{}'.",
+                        other.type_name()
+                    ),
+                )
+                .into());
+            }
+        };
+        for op in &init.ops {
+            match op {
+                InitOp::Set(key, value) => {
+                    let key = self.eval(key)?;
+                    let value = self.eval(value)?;
+                    self.check_nesting(std::slice::from_ref(&value))?;
+                    let Value::String(key) = key else {
+                        return Err(builtins::null_argument("key").into());
+                    };
+                    builtins::json::init_set(&mut target, key, &value)?;
+                }
+                InitOp::Add(value) => {
+                    let value = self.eval(value)?;
+                    self.check_nesting(std::slice::from_ref(&value))?;
+                    builtins::json::init_add(&mut target, &value)?;
+                }
+            }
+        }
+        Ok(Value::Json(target))
     }
 
     fn call(&mut self, call: &Call) -> Ev<Value> {

@@ -150,3 +150,6 @@ pub fn compile(src: &str) -> Result<Expr, CompileError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod library_tests;

@@ -14,7 +14,7 @@ use winnow::prelude::*;
 use winnow::stream::{Stateful, Stream, TokenSlice};
 
 use super::ast::{
-    Arg, ArgKind, BinOp, Expr, ExprKind, Hole, InterpPiece, Program, Stmt, TypeRef, UnOp,
+    Arg, ArgKind, BinOp, Expr, ExprKind, Hole, InitItem, InterpPiece, Program, Stmt, TypeRef, UnOp,
 };
 use super::lexer::{InterpPart, PResult, Punct, Span, SyntaxError, Tok, Token, cut};
 
@@ -1172,20 +1172,75 @@ fn new_expr(i: &mut In<'_>) -> PResult<Expr> {
             start.to(end),
         ));
     }
-    if !is_punct(peek(i), Punct::LParen) {
+    let (args, mut end) = if is_punct(peek(i), Punct::LParen) {
+        arguments(i)?
+    } else if is_punct(peek(i), Punct::LBrace) {
+        (Vec::new(), ty.span)
+    } else {
         return cut(
             peek(i).span.start,
-            "'(' expected (object initializers are not supported)",
+            "'(' or '{' expected after the type of 'new'",
         );
+    };
+    let init = if is_punct(peek(i), Punct::LBrace) {
+        let (items, close) = initializer(i)?;
+        end = close;
+        Some(items)
+    } else {
+        None
+    };
+    Ok(node(ExprKind::New { ty, args, init }, start.to(end)))
+}
+
+/// `{ ["k"] = v, Name = v, { a, b }, v, … }` after `new T(…)`.
+fn initializer(i: &mut In<'_>) -> PResult<(Vec<InitItem>, Span)> {
+    expect(i, Punct::LBrace)?;
+    let mut items = Vec::new();
+    loop {
+        let t = peek(i);
+        if is_punct(t, Punct::RBrace) {
+            i.next_token();
+            return Ok((items, t.span));
+        }
+        let item = if is_punct(t, Punct::LBracket) {
+            i.next_token();
+            let key = expr(i)?;
+            expect(i, Punct::RBracket)?;
+            expect(i, Punct::Assign)?;
+            InitItem::Index(key, expr(i)?)
+        } else if is_punct(t, Punct::LBrace) {
+            i.next_token();
+            let mut values = Vec::new();
+            loop {
+                values.push(expr(i)?);
+                if !eat(i, Punct::Comma) {
+                    break;
+                }
+            }
+            let close = expect(i, Punct::RBrace)?;
+            InitItem::Add(values, t.span.to(close))
+        } else if let Tok::Ident(name) = &t.kind
+            && !is_reserved(name)
+            && is_punct(nth(i, 1), Punct::Assign)
+        {
+            i.next_token();
+            i.next_token();
+            InitItem::Member(name.clone(), t.span, expr(i)?)
+        } else {
+            let value = expr(i)?;
+            let span = value.span;
+            InitItem::Add(vec![value], span)
+        };
+        items.push(item);
+        let t = peek(i);
+        match t.kind {
+            Tok::P(Punct::Comma) => {
+                i.next_token();
+            }
+            Tok::P(Punct::RBrace) => {}
+            _ => return cut(t.span.start, "',' or '}' expected in the initializer"),
+        }
     }
-    let (args, close) = arguments(i)?;
-    if is_punct(peek(i), Punct::LBrace) {
-        return cut(
-            peek(i).span.start,
-            "Object and collection initializers are not supported in policy expressions",
-        );
-    }
-    Ok(node(ExprKind::New { ty, args }, start.to(close)))
 }
 
 fn array_items(i: &mut In<'_>) -> PResult<(Vec<Expr>, Span)> {

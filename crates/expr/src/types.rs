@@ -328,6 +328,17 @@ pub(crate) fn from_ref(t: &TypeRef) -> Result<Ty, String> {
             1,
         ) => Ty::array_of(arg(0)?),
         ("KeyValuePair", 2) => Ty::Pair(Box::new(arg(0)?), Box::new(arg(1)?)),
+        // A dictionary with string keys is held as a JSON object (keys in insertion order).
+        ("Dictionary" | "IDictionary" | "IReadOnlyDictionary", 2) => {
+            if arg(0)? != Ty::String {
+                return Err(format!(
+                    "'{}' needs string keys in policy expressions (Dictionary<string, T>)",
+                    t.name
+                ));
+            }
+            arg(1)?;
+            Ty::Json(JKind::Object)
+        }
         _ => return Err(not_allowed(&t.name)),
     };
     base = nest_array(base, t.array);

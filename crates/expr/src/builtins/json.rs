@@ -325,28 +325,7 @@ pub(crate) fn new_value(class: Class, args: &[Value]) -> RtResult<Value> {
         Class::JObject => {
             let mut obj = JsonObject::new();
             for a in flatten(args) {
-                match a {
-                    Value::Handle(ref h) => match &h.0 {
-                        Obj::Pair(p) => obj.insert(p.0.to_policy_string(), to_json(&p.1)?),
-                        _ => {
-                            return Err(RuntimeError::argument(format_args!(
-                                "Can not add {} to JObject.",
-                                a.type_name()
-                            )));
-                        }
-                    },
-                    Value::Json(Json::Object(o)) => {
-                        for (k, v) in o.iter() {
-                            obj.insert(k, v.clone());
-                        }
-                    }
-                    other => {
-                        return Err(RuntimeError::argument(format_args!(
-                            "Can not add {} to JObject.",
-                            other.type_name()
-                        )));
-                    }
-                }
+                add_to_object(&mut obj, &a)?;
             }
             Ok(Value::Json(Json::Object(Arc::new(obj))))
         }
@@ -358,6 +337,64 @@ pub(crate) fn new_value(class: Class, args: &[Value]) -> RtResult<Value> {
             Ok(Value::Json(Json::Array(Arc::new(items))))
         }
         _ => Ok(Value::Json(to_json(args.first().unwrap_or(&Value::Null))?)),
+    }
+}
+
+/// Adds a `JProperty` (or the properties of a `JObject`) to an object.
+fn add_to_object(obj: &mut JsonObject, a: &Value) -> RtResult<()> {
+    match a {
+        Value::Handle(h) => match &h.0 {
+            Obj::Pair(p) => obj.insert(p.0.to_policy_string(), to_json(&p.1)?),
+            _ => {
+                return Err(RuntimeError::argument(format_args!(
+                    "Can not add {} to JObject.",
+                    a.type_name()
+                )));
+            }
+        },
+        Value::Json(Json::Object(o)) => {
+            for (k, v) in o.iter() {
+                obj.insert(k, v.clone());
+            }
+        }
+        other => {
+            return Err(RuntimeError::argument(format_args!(
+                "Can not add {} to JObject.",
+                other.type_name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `[key] = value` in an object initializer.
+pub(crate) fn init_set(target: &mut Json, key: Arc<str>, value: &Value) -> RtResult<()> {
+    let value = to_json(value)?;
+    match target {
+        Json::Object(o) => {
+            Arc::make_mut(o).insert(key, value);
+            Ok(())
+        }
+        other => Err(RuntimeError::argument(format_args!(
+            "Can not set a property of {}.",
+            other.type_name()
+        ))),
+    }
+}
+
+/// An item of a collection initializer: an array item, or a property of an object.
+pub(crate) fn init_add(target: &mut Json, value: &Value) -> RtResult<()> {
+    match target {
+        Json::Array(a) => {
+            let item = to_json(value)?;
+            Arc::make_mut(a).push(item);
+            Ok(())
+        }
+        Json::Object(o) => add_to_object(Arc::make_mut(o), value),
+        other => Err(RuntimeError::argument(format_args!(
+            "Can not add items to {}.",
+            other.type_name()
+        ))),
     }
 }
 
