@@ -611,6 +611,7 @@ impl Compiler<'_> {
             matches!(base.ty, Ty::Json(JKind::Object)),
             matches!(base.ty, Ty::Json(JKind::Array)),
         );
+        let builder = base.ty == Ty::UriBuilder;
         let mut ops = Vec::with_capacity(items.len());
         for item in items {
             let op = match item {
@@ -626,6 +627,11 @@ impl Compiler<'_> {
                 }
                 InitItem::Add(values, _) if (object || array) && values.len() == 1 => {
                     ir::InitOp::Add(self.value_expr(&values[0])?.node)
+                }
+                InitItem::Member(name, span, value) if builder => {
+                    let (m, want) = self.builder_member(name, *span)?;
+                    let v = self.value_expr(value)?;
+                    ir::InitOp::Member(m, self.coerce(v, &want, true, value.span)?)
                 }
                 other => {
                     let what = match other {
@@ -653,6 +659,50 @@ impl Compiler<'_> {
             })),
             base.ty,
         ))
+    }
+
+    /// `builder.Host = value`: the local takes a builder with that part changed.
+    fn assign_builder_part(
+        &mut self,
+        local: &ast::Expr,
+        name: &str,
+        name_span: Span,
+        value: &ast::Expr,
+    ) -> R<T> {
+        let (slot, local_ty) = self.assignable_local(local)?;
+        let (m, want) = self.builder_member(name, name_span)?;
+        let v = self.value_expr(value)?;
+        let v = self.coerce(v, &want, true, value.span)?;
+        let call = ir::Call {
+            recv: Node::Local(slot),
+            member: m,
+            args: Box::new([v]),
+            extra: builtins::Extra::default(),
+            out: None,
+        };
+        let assign = ir::Assign {
+            slot,
+            path: Box::new([]),
+            op: None,
+            value: Node::Call(Box::new(call)),
+            conv: None,
+            postfix: false,
+        };
+        Ok(T::new(Node::Assign(Box::new(assign)), local_ty))
+    }
+
+    /// A `UriBuilder` part that can be set, and the type it takes.
+    fn builder_member(&self, name: &str, span: Span) -> R<(Member, Ty)> {
+        Member::from_name(name)
+            .and_then(|m| builtins::net::settable(m).map(|t| (m, t)))
+            .ok_or_else(|| {
+                self.err(
+                    span,
+                    format!(
+                        "'UriBuilder' has no settable member '{name}' (Scheme, Host, Port, Path, Query and Fragment can be set)"
+                    ),
+                )
+            })
     }
 
     fn new_plain(&mut self, ty: &TypeRef, args: &[Arg]) -> R<T> {
@@ -845,6 +895,19 @@ impl Compiler<'_> {
         value: &ast::Expr,
         s: Span,
     ) -> R<T> {
+        if let ExprKind::Member {
+            target: inner,
+            name,
+            name_span,
+            null_cond: false,
+            ..
+        } = &target.kind
+            && let ExprKind::Name(local) = &inner.kind
+            && self.lookup(local).is_some_and(|l| l.ty == Ty::UriBuilder)
+            && op.is_none()
+        {
+            return self.assign_builder_part(inner, name, *name_span, value);
+        }
         // Peel `local[k1][k2]…`.
         let mut path = Vec::new();
         let mut root = target;
@@ -1527,6 +1590,8 @@ fn class_name(c: Class) -> String {
         Class::Bool => "bool".into(),
         Class::Char => "char".into(),
         Class::String => "string".into(),
+        Class::Hmac(alg) => format!("HMAC{}", alg.name()),
+        Class::Hash(alg) => alg.name().into(),
         other => format!("{other:?}"),
     }
 }

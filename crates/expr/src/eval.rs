@@ -238,6 +238,21 @@ impl Machine<'_> {
     fn initialize(&mut self, init: &Init) -> Ev<Value> {
         let mut target = match self.eval(&init.base)? {
             Value::Json(j @ (Json::Object(_) | Json::Array(_))) => j,
+            mut builder @ Value::Handle(_) => {
+                for op in &init.ops {
+                    if let InitOp::Member(m, value) = op {
+                        let value = self.eval(value)?;
+                        builder = builtins::call(
+                            &builder,
+                            *m,
+                            std::slice::from_ref(&value),
+                            &builtins::Extra::default(),
+                            &mut self.rt,
+                        )?;
+                    }
+                }
+                return Ok(builder);
+            }
             other => {
                 return Err(RuntimeError::new(
                     ErrorKind::InvalidCast,
@@ -264,6 +279,11 @@ impl Machine<'_> {
                     let value = self.eval(value)?;
                     self.check_nesting(std::slice::from_ref(&value))?;
                     builtins::json::init_add(&mut target, &value)?;
+                }
+                InitOp::Member(m, _) => {
+                    return Err(
+                        RuntimeError::no_member(Value::Json(target).type_name(), m.name()).into(),
+                    );
                 }
             }
         }

@@ -56,6 +56,8 @@ pub(crate) enum InitOp {
     Set(Node, Node),
     /// `value` (an array item, or a `JProperty` of an object).
     Add(Node),
+    /// `Name = value` (a `UriBuilder` part).
+    Member(Member, Node),
 }
 
 #[derive(Debug)]

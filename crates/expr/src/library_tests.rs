@@ -139,3 +139,392 @@ fn statement_forms() {
         "50"
     );
 }
+
+#[test]
+fn switch_statement() {
+    let src = r#"@{ var x = context.Request.MatchedParameters["id"]; switch (x) { case "1": return "one"; case "41": case "42": { var y = "forty"; return y + x; } default: return "other"; } }"#;
+    assert_eq!(ok(src), "forty42");
+    assert_eq!(
+        ok(
+            r#"@{ var s = ""; foreach (var c in new[] { "a", "b" }) { switch (c) { case "a": s += "A"; break; default: s += "?"; break; } } return s; }"#
+        ),
+        "A?"
+    );
+    assert_eq!(
+        ok(r#"@{ var r = "-"; switch (5) { case 1: r = "1"; break; } return r; }"#),
+        "-"
+    );
+    // Nested switches each keep their own subject.
+    assert_eq!(
+        ok(
+            r#"@{ switch (1) { case 1: switch (2) { case 2: return "12"; } break; } return "no"; }"#
+        ),
+        "12"
+    );
+    let e =
+        compile_err(r#"@{ switch (1) { case 1: if (true) { break; } return "x"; } return "y"; }"#);
+    assert!(
+        e.to_string().contains("'break' inside a switch section"),
+        "{e}"
+    );
+    let e = compile_err(r#"@{ switch (1) { return "x"; } }"#);
+    assert!(
+        e.to_string().contains("'case' or 'default' expected"),
+        "{e}"
+    );
+}
+
+#[test]
+fn using_statement_scopes_its_variable() {
+    assert_eq!(
+        ok(
+            r#"@{ using (var h = new HMACSHA256(Encoding.UTF8.GetBytes("k"))) { return h.HashSize; } }"#
+        ),
+        "256"
+    );
+    let e = compile_err(r#"@{ using (var h = SHA256.Create()) { } return h.HashSize; }"#);
+    assert!(e.to_string().contains("'h'"), "{e}");
+}
+
+fn b64(src: &str) -> String {
+    ok(&format!("@(Convert.ToBase64String({src}))"))
+}
+
+#[test]
+fn hmac_members() {
+    // RFC 4231 test case 2 (key "Jefe").
+    let data = r#"Encoding.UTF8.GetBytes("what do ya want for nothing?")"#;
+    assert_eq!(
+        ok(&format!(
+            r#"@(BitConverter.ToString(new HMACSHA256(Encoding.UTF8.GetBytes("Jefe")).ComputeHash({data})).Replace("-", "").ToLower())"#
+        )),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+    assert_eq!(
+        ok(&format!(
+            r#"@(BitConverter.ToString(new System.Security.Cryptography.HMACSHA512(Encoding.UTF8.GetBytes("Jefe")).ComputeHash({data})).Replace("-", "").Substring(0, 16))"#
+        )),
+        "164B7A7BFCF819E2"
+    );
+    assert_eq!(
+        ok(&format!(
+            r#"@(BitConverter.ToString(new HMACSHA1(Encoding.UTF8.GetBytes("Jefe")).ComputeHash({data})).Replace("-", ""))"#
+        )),
+        "EFFCDF6AE5EB2FA2D27416D5F184DF9C259A7C79"
+    );
+    // RFC 2202 (HMAC-MD5, "Jefe").
+    assert_eq!(
+        ok(&format!(
+            r#"@(BitConverter.ToString(new HMACMD5(Encoding.UTF8.GetBytes("Jefe")).ComputeHash({data})).Replace("-", ""))"#
+        )),
+        "750C783E6AB0B503EAA86E310A5DB738"
+    );
+    assert_eq!(
+        b64(&format!(
+            r#"HMACSHA256.HashData(Encoding.UTF8.GetBytes("Jefe"), {data})"#
+        )),
+        "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM="
+    );
+    // ComputeHash(buffer, offset, count) hashes the slice; a slice past the end is refused.
+    assert_eq!(
+        ok(
+            r#"@(new HMACSHA256(Encoding.UTF8.GetBytes("k")).ComputeHash(Encoding.UTF8.GetBytes("xxmxx"), 2, 1).Length)"#
+        ),
+        "32"
+    );
+    let e = run(
+        r#"@(new HMACSHA256(Encoding.UTF8.GetBytes("k")).ComputeHash(Encoding.UTF8.GetBytes(""), 2, 1))"#,
+    );
+    assert!(e.is_err());
+    assert_eq!(
+        ok(r#"@(new HMACSHA1(Encoding.UTF8.GetBytes("k")).Key.Length)"#),
+        "1"
+    );
+    let e = compile_err(r#"@(new HMACSHA256())"#);
+    assert!(e.to_string().contains("HMACSHA256"), "{e}");
+}
+
+#[test]
+fn hash_members() {
+    let abc = r#"Encoding.UTF8.GetBytes("abc")"#;
+    assert_eq!(
+        b64(&format!("SHA256.Create().ComputeHash({abc})")),
+        "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
+    );
+    assert_eq!(
+        b64(&format!("SHA256.HashData({abc})")),
+        "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
+    );
+    assert_eq!(
+        b64(&format!("MD5.Create().ComputeHash({abc})")),
+        "kAFQmDzST7DWlj99KOF/cg=="
+    );
+    assert_eq!(
+        b64(&format!("SHA1.Create().ComputeHash({abc})")),
+        "qZk+NkcGgWq6PiVxeFDCbJzQ2J0="
+    );
+    assert_eq!(
+        ok(&format!(
+            "@(SHA384.Create().ComputeHash({abc}).Length + SHA512.Create().ComputeHash({abc}).Length)"
+        )),
+        "112"
+    );
+    let e = compile_err(r#"@(new SHA256())"#);
+    assert!(
+        e.to_string()
+            .contains("Cannot create an instance of 'SHA256'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bit_converter_to_string() {
+    assert_eq!(
+        ok(r#"@(BitConverter.ToString(Encoding.UTF8.GetBytes("\u00ff\n")))"#),
+        "C3-BF-0A"
+    );
+    assert_eq!(
+        ok(r#"@(BitConverter.ToString(Encoding.UTF8.GetBytes("")))"#),
+        ""
+    );
+}
+
+#[test]
+fn uri_members() {
+    let u = r#"new Uri("HTTPS://Api.Example.com:8443/a/b?x=1&y=2#frag")"#;
+    assert_eq!(ok(&format!("@({u}.Host)")), "api.example.com");
+    assert_eq!(ok(&format!("@({u}.Scheme)")), "https");
+    assert_eq!(ok(&format!("@({u}.Port)")), "8443");
+    assert_eq!(ok(&format!("@({u}.AbsolutePath)")), "/a/b");
+    assert_eq!(ok(&format!("@({u}.Query)")), "?x=1&y=2");
+    assert_eq!(ok(&format!("@({u}.PathAndQuery)")), "/a/b?x=1&y=2");
+    assert_eq!(ok(&format!("@({u}.Fragment)")), "#frag");
+    assert_eq!(ok(&format!("@({u}.Authority)")), "api.example.com:8443");
+    assert_eq!(ok(&format!("@({u}.IsDefaultPort)")), "False");
+    assert_eq!(
+        ok(&format!("@({u}.ToString())")),
+        "https://api.example.com:8443/a/b?x=1&y=2#frag"
+    );
+    assert_eq!(
+        ok(&format!("@({u}.AbsoluteUri)")),
+        "https://api.example.com:8443/a/b?x=1&y=2#frag"
+    );
+    assert_eq!(
+        ok(r#"@(new Uri("http://h").Port + new Uri("https://h").PathAndQuery)"#),
+        "80/"
+    );
+    assert_eq!(
+        ok(r#"@(new Uri("https://h:443/").ToString())"#),
+        "https://h/"
+    );
+    assert_eq!(
+        ok(r#"@(new Uri(new Uri("https://h/a/b"), "c?d=1").ToString())"#),
+        "https://h/a/c?d=1"
+    );
+    assert_eq!(
+        ok(r#"@(new Uri(new Uri("https://h/a/b"), "/r").ToString())"#),
+        "https://h/r"
+    );
+    assert_eq!(
+        ok(r#"@(context.Request.Url.ToUri().Host)"#),
+        "api.example.com"
+    );
+    assert_eq!(
+        ok(r#"@(new Uri("https://h/x") == new Uri("https://H/x"))"#),
+        "True"
+    );
+    let e = run(r#"@(new Uri("not a url").Host)"#).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Format);
+    assert!(e.message.contains("'not a url'"), "{}", e.message);
+    let e = run(r#"@(new Uri("https://h:99999/").Host)"#).unwrap_err();
+    assert!(e.message.contains("port"), "{}", e.message);
+}
+
+#[test]
+fn uri_builder_members() {
+    assert_eq!(
+        ok(
+            r#"@(new UriBuilder("https://a.b/p?q=1") { Host = "c.d", Port = 8443, Path = "n" }.Uri.ToString())"#
+        ),
+        "https://c.d:8443/n?q=1"
+    );
+    assert_eq!(
+        ok(
+            r#"@{ var b = new UriBuilder(context.Request.Url.ToUri()); b.Scheme = "http"; b.Port = -1; b.Query = "?z=9"; return b.ToString(); }"#
+        ),
+        "http://api.example.com/orders/42?z=9"
+    );
+    assert_eq!(
+        ok(r#"@(new UriBuilder("https", "h", 444, "p").Uri.AbsoluteUri)"#),
+        "https://h:444/p"
+    );
+    assert_eq!(
+        ok(r#"@(new UriBuilder("https://h/p?x").Query + new UriBuilder("https://h/p").Port)"#),
+        "?x443"
+    );
+    let e = compile_err(r#"@(new UriBuilder("https://h") { Nope = 1 })"#);
+    assert!(e.to_string().contains("no settable member 'Nope'"), "{e}");
+    let e = compile_err(
+        r#"@{ var b = new UriBuilder("https://h"); b.Port = "x"; return b.ToString(); }"#,
+    );
+    assert!(e.to_string().contains("Cannot implicitly convert"), "{e}");
+}
+
+#[test]
+fn random_members() {
+    assert_eq!(ok(r#"@(new Random().Next(10) < 10)"#), "True");
+    assert_eq!(
+        ok(r#"@{ var r = new Random(); var n = r.Next(5, 7); return n >= 5 && n < 7; }"#),
+        "True"
+    );
+    assert_eq!(
+        ok(r#"@{ var r = new Random(); var d = r.NextDouble(); return d >= 0.0 && d < 1.0; }"#),
+        "True"
+    );
+    assert_eq!(
+        ok(r#"@(new Random(42).Next() == new Random(42).Next())"#),
+        "True"
+    );
+    assert_eq!(ok(r#"@(new Random().Next(3, 3))"#), "3");
+    assert_eq!(
+        run(r#"@(new Random().Next(5, 1))"#).unwrap_err().kind,
+        ErrorKind::OutOfRange
+    );
+    assert_eq!(
+        run(r#"@(new Random().Next(-1))"#).unwrap_err().kind,
+        ErrorKind::OutOfRange
+    );
+}
+
+#[test]
+fn date_time_offset_members() {
+    assert_eq!(
+        ok(r#"@(DateTimeOffset.FromUnixTimeSeconds(1700000000).ToUnixTimeMilliseconds())"#),
+        "1700000000000"
+    );
+    assert_eq!(
+        ok(r#"@(DateTimeOffset.FromUnixTimeMilliseconds(1500).ToUnixTimeSeconds())"#),
+        "1"
+    );
+    assert_eq!(
+        ok(r#"@(DateTimeOffset.FromUnixTimeSeconds(0).AddSeconds(90.5).ToUnixTimeMilliseconds())"#),
+        "90500"
+    );
+    assert_eq!(
+        ok(r#"@(DateTimeOffset.FromUnixTimeSeconds(86400).UtcDateTime.Day)"#),
+        "2"
+    );
+    assert_eq!(
+        ok(r#"@(DateTimeOffset.UtcNow.ToUnixTimeSeconds() > 1600000000)"#),
+        "True"
+    );
+    assert_eq!(
+        ok(r#"@(DateTime.UtcNow.AddSeconds(1.5) > DateTime.UtcNow)"#),
+        "True"
+    );
+    assert_eq!(
+        ok(
+            r#"@(DateTime.UtcNow.AddMinutes(0.5).AddHours(0.25).AddDays(0.5).AddMilliseconds(1.5) > DateTime.UtcNow)"#
+        ),
+        "True"
+    );
+    assert_eq!(
+        ok(
+            r#"@{ DateTimeOffset d = DateTimeOffset.Parse("2024-01-02T03:04:05Z"); return d.ToUnixTimeSeconds(); }"#
+        ),
+        "1704164645"
+    );
+    assert_eq!(
+        run(r#"@(DateTimeOffset.FromUnixTimeSeconds(999999999999999))"#)
+            .unwrap_err()
+            .kind,
+        ErrorKind::OutOfRange
+    );
+}
+
+#[test]
+fn time_span_members() {
+    assert_eq!(
+        ok(r#"@(TimeSpan.FromSeconds(1.5).TotalMilliseconds)"#),
+        "1500"
+    );
+    assert_eq!(ok(r#"@(TimeSpan.FromMinutes(90).Hours)"#), "1");
+    assert_eq!(ok(r#"@(new TimeSpan(1, 2, 3).TotalSeconds)"#), "3723");
+}
+
+#[test]
+fn array_members() {
+    assert_eq!(ok(r#"@(Array.Empty<string>().Length)"#), "0");
+    assert_eq!(ok(r#"@(Array.IndexOf(new[] { "a", "b" }, "b"))"#), "1");
+    assert_eq!(ok(r#"@(Array.IndexOf(new[] { 1, 2 }, 3))"#), "-1");
+    assert_eq!(ok(r#"@(new[] { 3, 4 }[1] + "a,b".Split(',').Length)"#), "6");
+    assert_eq!(
+        run(r#"@(new[] { 1 }[1])"#).unwrap_err().kind,
+        ErrorKind::OutOfRange
+    );
+    let e = compile_err(r#"@(Array.Empty().Length)"#);
+    assert!(e.to_string().contains("Array.Empty<string>()"), "{e}");
+}
+
+#[test]
+fn convert_members() {
+    assert_eq!(
+        ok(r#"@(Convert.ToBase64String(Encoding.UTF8.GetBytes("hi")))"#),
+        "aGk="
+    );
+    assert_eq!(
+        ok(r#"@(Encoding.UTF8.GetString(Convert.FromBase64String("aGk=")))"#),
+        "hi"
+    );
+    assert_eq!(ok(r#"@(Convert.ToInt32("12") + 1)"#), "13");
+    assert_eq!(ok(r#"@(Convert.ToString(12) + "!")"#), "12!");
+    assert_eq!(
+        ok(r#"@(Encoding.ASCII.GetString(Encoding.ASCII.GetBytes("ab")))"#),
+        "ab"
+    );
+}
+
+#[test]
+fn web_utility_members() {
+    assert_eq!(
+        ok(r#"@(System.Net.WebUtility.UrlEncode("a b&c/é"))"#),
+        "a+b%26c%2F%C3%A9"
+    );
+    assert_eq!(
+        ok(r#"@(WebUtility.UrlDecode("a+b%26c%2F%C3%A9"))"#),
+        "a b&c/é"
+    );
+    assert_eq!(
+        ok(r#"@(WebUtility.HtmlEncode("<a href='x'>\"&</a>"))"#),
+        "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&lt;/a&gt;"
+    );
+    assert_eq!(
+        ok(r#"@(WebUtility.HtmlDecode("&lt;&#65;&#x42;&amp;&bogus; &"))"#),
+        "<AB&&bogus; &"
+    );
+    assert_eq!(ok(r#"@(WebUtility.UrlEncode(null) == null)"#), "True");
+}
+
+#[test]
+fn as_basic_members() {
+    let h = r#"context.Request.Headers.GetValueOrDefault("Authorization", "")"#;
+    assert_eq!(ok(&format!("@({h}.AsBasic().UserId)")), "alice");
+    assert_eq!(ok(&format!("@({h}.AsBasic().Password)")), "s3cr3t");
+    assert_eq!(ok(r#"@("Bearer abc".AsBasic() == null)"#), "True");
+    assert_eq!(ok(r#"@("Basic !!!".AsBasic() == null)"#), "True");
+    assert_eq!(ok(r#"@("Basic bm9jb2xvbg==".AsBasic() == null)"#), "True");
+    assert_eq!(ok(r#"@("Bearer abc".AsBasic()?.UserId ?? "anon")"#), "anon");
+}
+
+#[test]
+fn matched_parameters() {
+    assert_eq!(ok(r#"@(context.Request.MatchedParameters["id"])"#), "42");
+    assert_eq!(
+        ok(r#"@(context.Request.MatchedParameters.GetValueOrDefault("nope", "d"))"#),
+        "d"
+    );
+    assert_eq!(
+        ok(r#"@(context.Request.MatchedParameters.ContainsKey("id"))"#),
+        "True"
+    );
+}

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use super::ast::TypeRef;
+use super::builtins::crypto::HashAlg;
 use super::context::{Entity, Message};
 use super::value::CtxObj;
 
@@ -41,6 +42,14 @@ pub(crate) enum Ty {
     Ctx(CtxObj),
     Encoding,
     Enum(EnumTy),
+    /// `System.Uri`.
+    Uri,
+    UriBuilder,
+    Random,
+    /// An HMAC or hash algorithm object.
+    Hasher,
+    /// `BasicAuthCredentials` (`AsBasic()`).
+    Basic,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +154,11 @@ impl fmt::Display for Ty {
             Ty::Pair(k, v) => write!(f, "KeyValuePair<{k}, {v}>"),
             Ty::Url => f.write_str("IUrl"),
             Ty::Encoding => f.write_str("Encoding"),
+            Ty::Uri => f.write_str("Uri"),
+            Ty::UriBuilder => f.write_str("UriBuilder"),
+            Ty::Random => f.write_str("Random"),
+            Ty::Hasher => f.write_str("HashAlgorithm"),
+            Ty::Basic => f.write_str("BasicAuthCredentials"),
             Ty::Enum(e) => f.write_str(match e {
                 EnumTy::StringComparison => "StringComparison",
                 EnumTy::Formatting => "Formatting",
@@ -201,6 +215,16 @@ pub(crate) enum Class {
     RegexOptions,
     StringSplitOptions,
     DateTimeKind,
+    UriBuilder,
+    Random,
+    /// `HMACSHA256`…: keyed hashes.
+    Hmac(HashAlg),
+    /// `SHA256`, `MD5`…: `Create()` and `HashData`.
+    Hash(HashAlg),
+    WebUtility,
+    Array,
+    BitConverter,
+    DateTimeOffset,
 }
 
 /// (simple name, namespace) of every allowed class; C# keywords have no namespace.
@@ -239,7 +263,25 @@ const CLASSES: &[(&str, &str, Class)] = &[
     ("JValue", "Newtonsoft.Json.Linq", Class::JValue),
     ("JProperty", "Newtonsoft.Json.Linq", Class::JProperty),
     ("Formatting", "Newtonsoft.Json", Class::Formatting),
+    ("UriBuilder", "System", Class::UriBuilder),
+    ("Random", "System", Class::Random),
+    ("Array", "System", Class::Array),
+    ("BitConverter", "System", Class::BitConverter),
+    ("DateTimeOffset", "System", Class::DateTimeOffset),
+    ("WebUtility", "System.Net", Class::WebUtility),
+    ("HMACMD5", CRYPTO, Class::Hmac(HashAlg::Md5)),
+    ("HMACSHA1", CRYPTO, Class::Hmac(HashAlg::Sha1)),
+    ("HMACSHA256", CRYPTO, Class::Hmac(HashAlg::Sha256)),
+    ("HMACSHA384", CRYPTO, Class::Hmac(HashAlg::Sha384)),
+    ("HMACSHA512", CRYPTO, Class::Hmac(HashAlg::Sha512)),
+    ("MD5", CRYPTO, Class::Hash(HashAlg::Md5)),
+    ("SHA1", CRYPTO, Class::Hash(HashAlg::Sha1)),
+    ("SHA256", CRYPTO, Class::Hash(HashAlg::Sha256)),
+    ("SHA384", CRYPTO, Class::Hash(HashAlg::Sha384)),
+    ("SHA512", CRYPTO, Class::Hash(HashAlg::Sha512)),
 ];
+
+const CRYPTO: &str = "System.Security.Cryptography";
 
 /// Namespaces a qualified name may go through.
 const NAMESPACES: &[&str] = &[
@@ -252,6 +294,11 @@ const NAMESPACES: &[&str] = &[
     "Newtonsoft",
     "Newtonsoft.Json",
     "Newtonsoft.Json.Linq",
+    "System.Net",
+    "System.Security",
+    "System.Security.Cryptography",
+    "System.Xml",
+    "System.Xml.Linq",
 ];
 
 /// A class by simple or fully qualified name.
@@ -314,6 +361,17 @@ pub(crate) fn from_ref(t: &TypeRef) -> Result<Ty, String> {
         // A response `send-request` stored in a variable: typed like `context.Response`.
         ("IResponse", 0) => Ty::Ctx(CtxObj::Response),
         ("Group", 0) => Ty::Group,
+        ("Uri", 0) => Ty::Uri,
+        ("UriBuilder", 0) => Ty::UriBuilder,
+        ("Random", 0) => Ty::Random,
+        ("DateTimeOffset", 0) => Ty::DateTime,
+        ("BasicAuthCredentials", 0) => Ty::Basic,
+        (
+            "HMACMD5" | "HMACSHA1" | "HMACSHA256" | "HMACSHA384" | "HMACSHA512" | "HMAC"
+            | "KeyedHashAlgorithm" | "HashAlgorithm" | "MD5" | "SHA1" | "SHA256" | "SHA384"
+            | "SHA512",
+            0,
+        ) => Ty::Hasher,
         ("StringComparison", 0) => Ty::Enum(EnumTy::StringComparison),
         ("Formatting", 0) => Ty::Enum(EnumTy::Formatting),
         ("RegexOptions", 0) => Ty::Enum(EnumTy::RegexOptions),

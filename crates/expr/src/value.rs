@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use super::builtins::Member;
 use super::builtins::certificate::ClientCertificate;
+use super::builtins::crypto::Hasher;
 use super::builtins::jwt::Jwt;
+use super::builtins::misc::Random;
+use super::builtins::net::{UriKind, UriParts};
 use super::builtins::regex::RegexMatch;
 use super::context::{Entity, Message};
 use super::datetime::{DateTime, TimeSpan};
@@ -88,6 +91,14 @@ pub(crate) enum Obj {
     ResponseBody(Arc<HttpResponse>),
     /// `context.Request.Certificate`.
     Certificate(Arc<ClientCertificate>),
+    /// A `System.Uri` or `UriBuilder`.
+    Uri(UriKind, Arc<UriParts>),
+    /// `System.Random`.
+    Random(Arc<Random>),
+    /// `new HMACSHA256(key)`, `SHA256.Create()`…
+    Hasher(Arc<Hasher>),
+    /// `BasicAuthCredentials`: (user id, password).
+    Basic(Arc<(Arc<str>, Arc<str>)>),
 }
 
 /// An HTTP response an expression can hold (`(IResponse)context.Variables["name"]`), as
@@ -226,6 +237,7 @@ impl Value {
             Self::Jwt(_) => "Microsoft.Azure.ApiManagement.Policies.Jwt".to_owned(),
             Self::Handle(Handle(obj)) => match obj {
                 Obj::Url(u) => u.to_string(),
+                Obj::Uri(_, p) => p.to_uri_string(),
                 Obj::Query(q) => q.to_string(),
                 Obj::Match(m) => m.value(0).unwrap_or_default().to_owned(),
                 Obj::Group(m, i) => m.value(*i).unwrap_or_default().to_owned(),
@@ -286,6 +298,10 @@ impl Value {
                 Obj::ResponseHeaders(_) => "IReadOnlyDictionary<string, string[]>",
                 Obj::ResponseBody(_) => "IMessageBody",
                 Obj::Certificate(_) => super::builtins::certificate::TYPE_NAME,
+                Obj::Uri(kind, _) => super::builtins::net::type_name(*kind),
+                Obj::Random(_) => "Random",
+                Obj::Hasher(h) => h.type_name(),
+                Obj::Basic(_) => "BasicAuthCredentials",
                 Obj::Enum(t, ..) => match t {
                     EnumTy::StringComparison => "StringComparison",
                     EnumTy::Formatting => "Formatting",
@@ -339,6 +355,10 @@ impl Value {
                 (Obj::Pair(a), Obj::Pair(b)) => a.0.loose_eq(&b.0) && a.1.loose_eq(&b.1),
                 (Obj::Response(a), Obj::Response(b)) => Arc::ptr_eq(a, b),
                 (Obj::Certificate(a), Obj::Certificate(b)) => Arc::ptr_eq(a, b),
+                (Obj::Uri(ka, a), Obj::Uri(kb, b)) => ka == kb && a == b,
+                (Obj::Random(a), Obj::Random(b)) => Arc::ptr_eq(a, b),
+                (Obj::Hasher(a), Obj::Hasher(b)) => Arc::ptr_eq(a, b),
+                (Obj::Basic(a), Obj::Basic(b)) => a == b,
                 _ => false,
             },
             _ => match (self.number(), other.number()) {

@@ -9,11 +9,14 @@
 pub(crate) mod certificate;
 pub(crate) mod context;
 pub(crate) mod convert;
+pub(crate) mod crypto;
 pub(crate) mod datetime;
 pub(crate) mod encoding;
 pub(crate) mod json;
 pub(crate) mod jwt;
 pub(crate) mod linq;
+pub(crate) mod misc;
+pub(crate) mod net;
 pub(crate) mod number;
 pub(crate) mod regex;
 pub(crate) mod response;
@@ -99,6 +102,15 @@ members! {
     CurrentCultureIgnoreCase, None, Indented, IgnoreCase, Multiline, Singleline, ExplicitCapture,
     CultureInvariant, IgnorePatternWhitespace, Compiled, RemoveEmptyEntries, TrimEntries, Utc,
     Local, Unspecified,
+    // cryptography
+    ComputeHash, Create, HashData, HashSize, Dispose, Clear,
+    // Uri, UriBuilder, WebUtility, basic credentials
+    AbsolutePath, AbsoluteUri, PathAndQuery, Fragment, Authority, UserInfo, OriginalString,
+    IsDefaultPort, IsAbsoluteUri, Uri, ToUri, UrlEncode, UrlDecode, HtmlEncode, HtmlDecode,
+    AsBasic, UserId, Password,
+    // Random, DateTimeOffset
+    Next, NextDouble, NextInt64, FromUnixTimeSeconds, FromUnixTimeMilliseconds,
+    ToUnixTimeSeconds, ToUnixTimeMilliseconds, UtcDateTime, DateTime, LocalDateTime,
 }
 
 /// What evaluation lends a builtin: the request and the step budget.
@@ -246,10 +258,21 @@ pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
             Member::Length => Some(Ty::Int),
             _ => None,
         },
+        Ty::DateTime
+            if matches!(
+                m,
+                Member::UtcDateTime | Member::DateTime | Member::LocalDateTime
+            ) =>
+        {
+            Some(Ty::DateTime)
+        }
         Ty::DateTime | Ty::TimeSpan => datetime::prop_ty(ty, m),
         Ty::Json(_) => json::prop_ty(ty, m),
         Ty::Jwt | Ty::Claims => jwt::prop_ty(ty, m),
         Ty::Certificate => certificate::prop_ty(m),
+        Ty::Uri | Ty::UriBuilder => net::prop_ty(ty, m),
+        Ty::Hasher => crypto::prop_ty(m),
+        Ty::Basic => matches!(m, Member::UserId | Member::Password).then_some(Ty::String),
         Ty::Match | Ty::Groups | Ty::Group => regex::prop_ty(ty, m),
         Ty::Pair(k, v) => match m {
             Member::Key => Some((**k).clone()),
@@ -273,8 +296,18 @@ pub(crate) fn method_sig(ty: &Ty, m: Member, c: &CallTys<'_>) -> Sig {
         }
         _ => {}
     }
+    match (ty, m) {
+        (Ty::String, Member::AsBasic) => return sig(c, &[&[]], Ty::Basic),
+        (Ty::Url, Member::ToUri) => return sig(c, &[&[]], Ty::Uri),
+        (Ty::DateTime, Member::ToUnixTimeSeconds | Member::ToUnixTimeMilliseconds) => {
+            return sig(c, &[&[]], Ty::Long);
+        }
+        _ => {}
+    }
     match ty {
         Ty::Object | Ty::Null => Ok(c.targ.cloned().unwrap_or(Ty::Object)),
+        Ty::Random => misc::random_method_sig(m, c),
+        Ty::Hasher => crypto::method_sig(m, c),
         Ty::Ctx(o) => context::method_sig(*o, m, c),
         Ty::Url | Ty::Query => url::method_sig(ty, m, c),
         Ty::String => string::method_sig(m, c),
@@ -334,6 +367,7 @@ pub(crate) fn static_prop_ty(class: Class, m: Member) -> Option<Ty> {
         Class::Int | Class::Long | Class::Double | Class::Math => number::static_prop_ty(class, m),
         Class::DateTime | Class::TimeSpan => datetime::static_prop_ty(class, m),
         Class::Encoding | Class::Guid => encoding::static_prop_ty(class, m),
+        Class::DateTimeOffset => misc::offset_static_prop_ty(m),
         Class::StringComparison
         | Class::Formatting
         | Class::RegexOptions
@@ -356,6 +390,11 @@ pub(crate) fn static_sig(class: Class, m: Member, c: &CallTys<'_>) -> Sig {
         }
         Class::DateTime | Class::TimeSpan => datetime::static_sig(class, m, c),
         Class::Regex => regex::static_sig(m, c),
+        Class::Hmac(_) | Class::Hash(_) => crypto::static_sig(class, m, c),
+        Class::WebUtility => net::static_sig(class, m, c),
+        Class::Array => misc::array_static_sig(m, c),
+        Class::BitConverter => misc::bit_converter_sig(m, c),
+        Class::DateTimeOffset => misc::offset_static_sig(m, c),
         Class::JObject | Class::JArray | Class::JToken | Class::JValue | Class::JProperty => {
             json::static_sig(class, m, c)
         }
@@ -445,7 +484,19 @@ pub(crate) fn get(recv: &Value, m: Member, rt: &mut Rt<'_>) -> RtResult<Value> {
                 response::get(&h.0, m)
             }
             Obj::Certificate(c) => certificate::get(c, m),
+            Obj::Uri(kind, p) => net::get(*kind, p, m),
+            Obj::Hasher(hasher) => crypto::get(hasher, m),
+            Obj::Basic(creds) => net::basic_get(creds, m),
+            Obj::Random(_) => Err(RuntimeError::no_member(recv.type_name(), m.name())),
         },
+        Value::DateTime(d)
+            if matches!(
+                m,
+                Member::UtcDateTime | Member::DateTime | Member::LocalDateTime
+            ) =>
+        {
+            Ok(Value::DateTime(*d))
+        }
         Value::String(s) => string::get(s, m),
         Value::Array(a) if m == Member::Length => Ok(len_value(a.len())),
         Value::Bytes(b) if m == Member::Length => Ok(len_value(b.len())),
@@ -493,6 +544,9 @@ pub(crate) fn call(
         Value::Null => Err(RuntimeError::null_reference()),
         Value::Handle(h) => match &h.0 {
             Obj::Ctx(c) => context::call(*c, m, args, x, rt),
+            Obj::Url(u) if m == Member::ToUri => {
+                Ok(net::uri_value(net::UriKind::Uri, net::UriParts::parse(u)?))
+            }
             Obj::Url(u) => url::url_call(u, m, args),
             Obj::Query(q) => url::query_call(q, m, args),
             Obj::Claims(j) => jwt::claims_call(j, m, args),
@@ -501,8 +555,22 @@ pub(crate) fn call(
                 response::call(&h.0, m, args, x, rt)
             }
             Obj::Certificate(c) => certificate::call(c, m, args),
+            Obj::Random(r) => misc::random_call(r, m, args),
+            Obj::Hasher(hasher) => crypto::call(hasher, m, args, rt),
+            Obj::Uri(net::UriKind::Builder, p) if args.len() == 1 && net::settable(m).is_some() => {
+                net::set(p, m, &args[0])
+            }
             _ => Err(RuntimeError::no_member(recv.type_name(), m.name())),
         },
+        Value::String(s) if m == Member::AsBasic && args.is_empty() => Ok(net::as_basic(s)),
+        Value::DateTime(d)
+            if matches!(
+                m,
+                Member::ToUnixTimeSeconds | Member::ToUnixTimeMilliseconds
+            ) =>
+        {
+            misc::to_unix(*d, m)
+        }
         Value::String(s) => string::call(s, m, args, rt),
         Value::Char(c) => string::char_call(*c, m, args),
         Value::Int(_) | Value::Long(_) | Value::Double(_) | Value::Bool(_) => {
@@ -591,6 +659,7 @@ pub(crate) fn static_get(class: Class, m: Member, rt: &mut Rt<'_>) -> RtResult<V
         Class::Int | Class::Long | Class::Double | Class::Math => number::static_get(class, m),
         Class::DateTime | Class::TimeSpan => datetime::static_get(class, m, rt),
         Class::Encoding | Class::Guid => encoding::static_get(class, m),
+        Class::DateTimeOffset => datetime::static_get(Class::DateTime, m, rt),
         _ => Err(RuntimeError::no_member("type", m.name())),
     }
 }
@@ -614,6 +683,11 @@ pub(crate) fn static_call(
         }
         Class::DateTime | Class::TimeSpan => datetime::static_call(class, m, args),
         Class::Regex => regex::static_call(m, args, x, rt),
+        Class::Hmac(_) | Class::Hash(_) => crypto::static_call(class, m, args, rt),
+        Class::WebUtility => net::static_call(m, args, rt),
+        Class::Array => misc::array_static_call(m, args, rt),
+        Class::BitConverter => misc::bit_converter_call(m, args, rt),
+        Class::DateTimeOffset => misc::offset_static_call(m, args),
         Class::JObject | Class::JArray | Class::JToken | Class::JValue | Class::JProperty => {
             json::static_call(class, m, args, rt)
         }
@@ -639,6 +713,9 @@ pub(crate) fn new_sig(class: Class, c: &CallTys<'_>) -> Sig {
         Class::JObject | Class::JArray | Class::JProperty | Class::JValue => {
             json::new_sig(class, c)
         }
+        Class::Uri | Class::UriBuilder => net::new_sig(class, c),
+        Class::Random => misc::new_sig(class, c),
+        Class::Hmac(_) => crypto::new_sig(class, c),
         _ => Err(SigErr::NotFound),
     }
 }
@@ -647,6 +724,9 @@ pub(crate) fn new_sig(class: Class, c: &CallTys<'_>) -> Sig {
 pub(crate) fn new_value(class: Class, args: &[Value]) -> RtResult<Value> {
     match class {
         Class::DateTime | Class::TimeSpan => datetime::new_value(class, args),
+        Class::Uri | Class::UriBuilder => net::new_value(class, args),
+        Class::Random => misc::new_value(args),
+        Class::Hmac(_) => crypto::new_value(class, args),
         _ => json::new_value(class, args),
     }
 }
