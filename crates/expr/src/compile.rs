@@ -1448,7 +1448,7 @@ impl Compiler<'_> {
         m: Member,
         args: &[T],
         src_args: &[&Arg],
-    ) -> R<Option<Arc<::regex::Regex>>> {
+    ) -> R<Option<Arc<builtins::regex::Pattern>>> {
         if class != Class::Regex || m == Member::Escape {
             return Ok(None);
         }

@@ -31,8 +31,8 @@
 //! - the allow-list: only `System` types used by policies (`string`, `Math`, `Convert`,
 //!   `Encoding`, `Regex`, `DateTime`, `TimeSpan`, `Guid`, `Uri`…) and Newtonsoft's
 //!   `JObject`/`JArray`/`JToken` may be named; `System.IO.File` and the like are refused;
-//! - literal regex patterns (compiled then, with the `regex` crate: no lookaround or
-//!   backreferences).
+//! - literal regex patterns (compiled then: on the linear-time `regex` crate, or, for .NET's
+//!   lookaround and backreferences, on the backtracking `fancy-regex` with a backtrack limit).
 //!
 //! What evaluating guarantees: it never panics, and it is bounded by a [`Budget`] of steps
 //! (tree nodes, loop iterations, sequence elements, and bytes produced), so no expression can

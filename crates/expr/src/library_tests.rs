@@ -528,3 +528,90 @@ fn matched_parameters() {
         "True"
     );
 }
+
+#[test]
+fn regex_lookaround_and_backreferences() {
+    assert_eq!(ok(r#"@(Regex.IsMatch("foobar", "foo(?=bar)"))"#), "True");
+    assert_eq!(ok(r#"@(Regex.IsMatch("foobaz", "foo(?=bar)"))"#), "False");
+    assert_eq!(
+        ok(r#"@(Regex.Match("price: 100USD", @"\d+(?=USD)").Value)"#),
+        "100"
+    );
+    assert_eq!(ok(r#"@(Regex.Match("xay", "(?<=x)a(?!z)").Index)"#), "1");
+    assert_eq!(
+        ok(r#"@(Regex.IsMatch("hello hello", @"(\w+) \1"))"#),
+        "True"
+    );
+    assert_eq!(
+        ok(r#"@(Regex.IsMatch("hello world", @"(\w+) \1"))"#),
+        "False"
+    );
+    assert_eq!(
+        ok(r#"@(Regex.Match("<b>x</b>", @"<(?<tag>\w+)>(.*?)</\k<tag>>").Groups["tag"].Value)"#),
+        "b"
+    );
+    assert_eq!(
+        ok(r#"@(Regex.Replace("aa bb cd", @"(\w)\1", "<$1>"))"#),
+        "<a> <b> cd"
+    );
+    assert_eq!(
+        ok(r#"@(Regex.Matches("a1b2c3", @"[a-z](?=\d)").Count)"#),
+        "3"
+    );
+    assert_eq!(
+        ok(r#"@(string.Join("|", Regex.Split("a1b22c", @"(?<=\d)(?=[a-z])")))"#),
+        "a1|b22|c"
+    );
+    assert_eq!(
+        ok(r#"@(Regex.IsMatch("FOOBAR", "foo(?=bar)", RegexOptions.IgnoreCase))"#),
+        "True"
+    );
+    // A computed pattern takes the same path at run time.
+    assert_eq!(
+        ok(r#"@{ var p = "(.)" + "\\1"; return Regex.IsMatch("xyy", p); }"#),
+        "True"
+    );
+    // The linear engine still serves what it can, with .NET's substitutions.
+    assert_eq!(
+        ok(r#"@(Regex.Replace("2024-01-02", @"(?<y>\d+)-(\d+)-(\d+)", "$3/$2/${y} $$"))"#),
+        "02/01/2024 $"
+    );
+}
+
+#[test]
+fn regex_backtracking_is_bounded() {
+    // Catastrophic backtracking on a hostile input fails with an error instead of hanging.
+    let evil = format!(r#"@(Regex.IsMatch("{}!", @"^(a+)+\1$"))"#, "a".repeat(40));
+    let started = std::time::Instant::now();
+    let e = run(&evil).unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(e.message.contains("backtrack"), "{}", e.message);
+    // Each attempt is charged up front: a small budget runs out before the last tier.
+    let e = compile(&evil).unwrap();
+    let err = e.eval(&ctx(), &mut Budget::new(5_000)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BudgetExceeded);
+    // Each backtracking search is charged its worst case: a small budget runs out.
+    let e =
+        compile(r#"@(Regex.IsMatch("ab", "a(?=b)") && Regex.IsMatch("ab", "a(?=b)"))"#).unwrap();
+    let err = e.eval(&ctx(), &mut Budget::new(800)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BudgetExceeded);
+    assert!(e.eval(&ctx(), &mut Budget::new(1_200)).is_ok());
+    // A long input starts at a higher tier instead of failing: 50 000 characters scanned.
+    let big = format!(
+        r#"@(Regex.IsMatch("{}foobar", "foo(?=bar)"))"#,
+        "x".repeat(50_000)
+    );
+    let long = compile(&big).map_err(|e| e.message).and_then(|e| {
+        e.eval(&ctx(), &mut Budget::default())
+            .map_err(|e| e.message)
+    });
+    assert!(matches!(long, Ok(Value::Bool(true))), "{long:?}");
+    // A literal pattern neither engine takes is refused when the policy is saved, where it is.
+    let c = compile_err(r#"@(Regex.IsMatch("x", "(?<=a+"))"#);
+    assert!(c.to_string().contains("Invalid regular expression"), "{c}");
+    assert!(c.to_string().contains("column 22"), "{c}");
+}

@@ -136,7 +136,7 @@ pub(crate) struct Extra {
     /// The type argument of `As<T>`, `GetValueOrDefault<T>`, `Value<T>`, `ToObject<T>`.
     pub targ: Option<Ty>,
     /// A regex pattern given as a literal, compiled when the policy was saved.
-    pub regex: Option<Arc<::regex::Regex>>,
+    pub regex: Option<Arc<regex::Pattern>>,
 }
 
 /// Why a member could not be used.
@@ -256,6 +256,8 @@ pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
         Ty::String => string::prop_ty(m),
         Ty::Array(_) | Ty::Bytes => match m {
             Member::Length => Some(Ty::Int),
+            // `Regex.Matches` gives a `MatchCollection`, which counts with `Count`.
+            Member::Count if matches!(ty, Ty::Array(t) if **t == Ty::Match) => Some(Ty::Int),
             _ => None,
         },
         Ty::DateTime
@@ -498,7 +500,7 @@ pub(crate) fn get(recv: &Value, m: Member, rt: &mut Rt<'_>) -> RtResult<Value> {
             Ok(Value::DateTime(*d))
         }
         Value::String(s) => string::get(s, m),
-        Value::Array(a) if m == Member::Length => Ok(len_value(a.len())),
+        Value::Array(a) if matches!(m, Member::Length | Member::Count) => Ok(len_value(a.len())),
         Value::Bytes(b) if m == Member::Length => Ok(len_value(b.len())),
         Value::DateTime(_) | Value::TimeSpan(_) => datetime::get(recv, m),
         Value::Json(j) => json::get(j, m),
