@@ -6,6 +6,7 @@
 mod azure_policies;
 mod backends_tls;
 mod containment;
+mod expressions_library;
 mod first_hour;
 mod gateway;
 mod lifecycle;
