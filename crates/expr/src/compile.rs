@@ -745,6 +745,23 @@ impl Compiler<'_> {
     }
 
     fn new_array(&mut self, elem: Option<&TypeRef>, items: &[ast::Expr], s: Span) -> R<T> {
+        // `new byte[] { … }`: ints checked to fit a byte when the array is made.
+        if let Some(t) = elem
+            && t.array == 0
+            && t.args.is_empty()
+            && matches!(t.name.as_str(), "byte" | "Byte" | "System.Byte")
+        {
+            let mut nodes = Vec::with_capacity(items.len());
+            for i in items {
+                let v = self.value_expr(i)?;
+                nodes.push(self.coerce(v, &Ty::Int, false, i.span)?);
+            }
+            let array = Node::NewArray(nodes.into());
+            return Ok(T::new(
+                Node::Convert(Box::new(array), Ty::Bytes, Mode::Cast),
+                Ty::Bytes,
+            ));
+        }
         let items = items
             .iter()
             .map(|i| self.value_expr(i))

@@ -224,7 +224,7 @@ impl Machine<'_> {
             Node::New(class, args) => {
                 let args = self.args(args)?;
                 self.check_nesting(&args)?;
-                Ok(builtins::new_value(*class, &args)?)
+                Ok(builtins::new_value(*class, &args, &mut self.rt)?)
             }
             Node::NewArray(items) => {
                 let items = self.args(items)?;
@@ -295,7 +295,7 @@ impl Machine<'_> {
         let args = self.args(&call.args)?;
         Ok(match call.out {
             Some(slot) => {
-                let (result, out) = builtins::call_out(&recv, call.member, &args)?;
+                let (result, out) = builtins::call_out(&recv, call.member, &args, &mut self.rt)?;
                 self.set_local(slot, out);
                 result
             }

@@ -615,3 +615,93 @@ fn regex_backtracking_is_bounded() {
     assert!(c.to_string().contains("Invalid regular expression"), "{c}");
     assert!(c.to_string().contains("column 22"), "{c}");
 }
+
+#[test]
+fn try_get_value_on_context_dictionaries() {
+    // Azure's documented example.
+    let src = r#"@{ string[] value; if (context.Request.Headers.TryGetValue("Authorization", out value)) { if (value != null && value.Length > 0) { return Encoding.UTF8.GetString(Convert.FromBase64String(value[0].Substring(6))); } } return null; }"#;
+    assert_eq!(ok(src), "alice:s3cr3t");
+    assert_eq!(
+        ok(
+            r#"@{ string[] v; return context.Request.Headers.TryGetValue("X-None", out v) + "/" + (v == null); }"#
+        ),
+        "False/True"
+    );
+    assert_eq!(
+        ok(
+            r#"@{ string id; context.Request.MatchedParameters.TryGetValue("id", out id); return id; }"#
+        ),
+        "42"
+    );
+    assert_eq!(
+        ok(r#"@{ object o; return context.Variables.TryGetValue("nope", out o) ? "yes" : "no"; }"#),
+        "no"
+    );
+}
+
+#[test]
+fn json_convert_members() {
+    assert_eq!(
+        ok(r#"@(JsonConvert.SerializeObject(new JObject { ["a"] = 1 }))"#),
+        r#"{"a":1}"#
+    );
+    assert_eq!(ok(r#"@(JsonConvert.SerializeObject("x\"y"))"#), r#""x\"y""#);
+    assert_eq!(
+        ok(r#"@(JsonConvert.SerializeObject(new[] { 1, 2 }))"#),
+        "[1,2]"
+    );
+    assert_eq!(
+        ok(r#"@(JsonConvert.SerializeObject(new JObject { ["a"] = 1 }, Formatting.Indented))"#),
+        "{\n  \"a\": 1\n}"
+    );
+    assert_eq!(
+        ok(r#"@(JsonConvert.DeserializeObject<JObject>("{\"a\":{\"b\":2}}")["a"]["b"])"#),
+        "2"
+    );
+    assert_eq!(
+        ok(r#"@(((JObject)JsonConvert.DeserializeObject("{\"a\":1}"))["a"])"#),
+        "1"
+    );
+    assert_eq!(
+        run(r#"@(JsonConvert.DeserializeObject("{"))"#)
+            .unwrap_err()
+            .kind,
+        ErrorKind::Format
+    );
+}
+
+#[test]
+fn guid_string_and_byte_array_constructors() {
+    assert_eq!(
+        ok(r#"@(new Guid("00000000-0000-0000-0000-000000000001").ToString())"#),
+        "00000000-0000-0000-0000-000000000001"
+    );
+    assert_eq!(
+        run(r#"@(new Guid("nope"))"#).unwrap_err().kind,
+        ErrorKind::Format
+    );
+    assert_eq!(ok(r#"@(new string('a', 3))"#), "aaa");
+    assert_eq!(
+        ok(r#"@(new string("abc".ToCharArray().Reverse().ToArray()))"#),
+        "cba"
+    );
+    assert_eq!(
+        run(r#"@(new string('a', -1))"#).unwrap_err().kind,
+        ErrorKind::OutOfRange
+    );
+    assert_eq!(
+        ok(r#"@(Convert.ToBase64String(new byte[] { 1, 2, 255 }))"#),
+        "AQL/"
+    );
+    assert_eq!(ok(r#"@(new byte[] { }.Length)"#), "0");
+    assert_eq!(
+        ok(
+            r#"@(new HMACSHA256(new byte[] { 1, 2, 3 }).ComputeHash(Encoding.UTF8.GetBytes("x")).Length)"#
+        ),
+        "32"
+    );
+    assert_eq!(
+        run(r#"@(new byte[] { 256 })"#).unwrap_err().kind,
+        ErrorKind::Overflow
+    );
+}

@@ -224,6 +224,7 @@ pub(crate) enum Class {
     WebUtility,
     Array,
     BitConverter,
+    JsonConvert,
     DateTimeOffset,
 }
 
@@ -267,6 +268,7 @@ const CLASSES: &[(&str, &str, Class)] = &[
     ("Random", "System", Class::Random),
     ("Array", "System", Class::Array),
     ("BitConverter", "System", Class::BitConverter),
+    ("JsonConvert", "Newtonsoft.Json", Class::JsonConvert),
     ("DateTimeOffset", "System", Class::DateTimeOffset),
     ("WebUtility", "System.Net", Class::WebUtility),
     ("HMACMD5", CRYPTO, Class::Hmac(HashAlg::Md5)),

@@ -105,6 +105,11 @@ pub(crate) fn method_sig(o: CtxObj, m: Member, c: &CallTys<'_>) -> Sig {
         (CtxObj::Headers(_) | CtxObj::MatchedParameters | CtxObj::Variables, M::ContainsKey) => {
             sig(c, &[&[Str]], Ty::Bool)
         }
+        (CtxObj::Headers(_) | CtxObj::MatchedParameters | CtxObj::Variables, M::TryGetValue)
+            if c.out =>
+        {
+            sig(c, &[&[Str, P::Any]], Ty::Bool)
+        }
         (CtxObj::Variables, M::GetValueOrDefault) => {
             let ret = c.targ.cloned().unwrap_or(Ty::Object);
             sig(c, &[&[Str], &[Str, P::Any]], ret)

@@ -53,6 +53,25 @@ pub(crate) fn convert(v: Value, to: &Ty, mode: Mode) -> RtResult<Value> {
             }
         },
         Ty::Json(kind) => to_json_kind(v, *kind),
+        Ty::Bytes => match v {
+            Value::Null => Ok(Value::Null),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| match i.number() {
+                    Some(crate::value::Num::Int(n) | crate::value::Num::Long(n)) => {
+                        u8::try_from(n).map_err(|_| {
+                            RuntimeError::new(
+                                ErrorKind::Overflow,
+                                format_args!("Value {n} was either too large or too small for an unsigned byte."),
+                            )
+                        })
+                    }
+                    _ => Err(RuntimeError::cast(i.type_name(), "Byte")),
+                })
+                .collect::<RtResult<Vec<u8>>>()
+                .map(|b| Value::Bytes(b.into())),
+            _ => Err(RuntimeError::cast(v.type_name(), "Byte[]")),
+        },
         Ty::DateTime => match &v {
             Value::Null => Err(RuntimeError::null_reference()),
             Value::Json(Json::String(s)) => parse_date(s),

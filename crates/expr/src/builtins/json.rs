@@ -340,6 +340,50 @@ pub(crate) fn new_value(class: Class, args: &[Value]) -> RtResult<Value> {
     }
 }
 
+/// `JsonConvert.SerializeObject(value[, formatting])` and `DeserializeObject[<T>](text)`.
+pub(crate) fn json_convert_sig(m: Member, c: &CallTys<'_>) -> Sig {
+    match m {
+        Member::SerializeObject => sig(
+            c,
+            &[
+                &[P::Any],
+                &[P::Any, P::Enum(crate::types::EnumTy::Formatting)],
+            ],
+            Ty::String,
+        ),
+        Member::DeserializeObject => sig(c, &[&[P::Str]], c.targ.cloned().unwrap_or(Ty::Object)),
+        _ => Err(SigErr::NotFound),
+    }
+}
+
+pub(crate) fn json_convert_call(
+    m: Member,
+    args: &[Value],
+    x: &super::Extra,
+    rt: &mut Rt<'_>,
+) -> RtResult<Value> {
+    match m {
+        Member::SerializeObject => {
+            let indented = args
+                .get(1)
+                .and_then(super::enum_arg)
+                .is_some_and(|(_, v)| v == 1);
+            let j = to_json(args.first().unwrap_or(&Value::Null))?;
+            let text = j.to_json_string(indented);
+            rt.alloc(text.len())?;
+            Ok(Value::String(text.into()))
+        }
+        Member::DeserializeObject => {
+            let v = static_call(Class::JToken, Member::Parse, args, rt)?;
+            match &x.targ {
+                Some(t) => super::convert::convert(v, t, super::convert::Mode::Cast),
+                None => Ok(v),
+            }
+        }
+        _ => Err(RuntimeError::no_member("JsonConvert", m.name())),
+    }
+}
+
 /// Adds a `JProperty` (or the properties of a `JObject`) to an object.
 fn add_to_object(obj: &mut JsonObject, a: &Value) -> RtResult<()> {
     match a {

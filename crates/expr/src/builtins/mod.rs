@@ -30,7 +30,7 @@ use super::context::Context;
 use super::error::{ErrorKind, RtResult, RuntimeError};
 use super::json::Json;
 use super::types::{Class, EnumTy, Ty};
-use super::value::{Obj, Value};
+use super::value::{CtxObj, Handle, Obj, Value};
 
 macro_rules! members {
     ($($name:ident),* $(,)?) => {
@@ -111,6 +111,8 @@ members! {
     // Random, DateTimeOffset
     Next, NextDouble, NextInt64, FromUnixTimeSeconds, FromUnixTimeMilliseconds,
     ToUnixTimeSeconds, ToUnixTimeMilliseconds, UtcDateTime, DateTime, LocalDateTime,
+    // dictionaries, JsonConvert
+    TryGetValue, SerializeObject, DeserializeObject,
 }
 
 /// What evaluation lends a builtin: the request and the step budget.
@@ -396,6 +398,7 @@ pub(crate) fn static_sig(class: Class, m: Member, c: &CallTys<'_>) -> Sig {
         Class::WebUtility => net::static_sig(class, m, c),
         Class::Array => misc::array_static_sig(m, c),
         Class::BitConverter => misc::bit_converter_sig(m, c),
+        Class::JsonConvert => json::json_convert_sig(m, c),
         Class::DateTimeOffset => misc::offset_static_sig(m, c),
         Class::JObject | Class::JArray | Class::JToken | Class::JValue | Class::JProperty => {
             json::static_sig(class, m, c)
@@ -413,6 +416,12 @@ pub(crate) fn out_ty(recv: Option<&Ty>, class: Option<Class>, m: Member) -> Opti
         (_, Some(Class::Bool), Member::TryParse) => Some(Ty::Bool),
         (_, Some(Class::DateTime), Member::TryParse) => Some(Ty::DateTime),
         (Some(Ty::String | Ty::Object), None, Member::TryParseJwt) => Some(Ty::Jwt),
+        // Header values are joined with `,`: the array holds that one value.
+        (Some(Ty::Ctx(CtxObj::Headers(_))), None, Member::TryGetValue) => {
+            Some(Ty::array_of(Ty::String))
+        }
+        (Some(Ty::Ctx(CtxObj::MatchedParameters)), None, Member::TryGetValue) => Some(Ty::String),
+        (Some(Ty::Ctx(CtxObj::Variables)), None, Member::TryGetValue) => Some(Ty::Object),
         _ => None,
     }
 }
@@ -589,9 +598,33 @@ pub(crate) fn call(
 }
 
 /// Calls a method with an `out` argument; returns (result, out value).
-pub(crate) fn call_out(recv: &Value, m: Member, args: &[Value]) -> RtResult<(Value, Value)> {
+pub(crate) fn call_out(
+    recv: &Value,
+    m: Member,
+    args: &[Value],
+    rt: &mut Rt<'_>,
+) -> RtResult<(Value, Value)> {
     match (recv, m) {
         (Value::String(s), Member::TryParseJwt) => Ok(jwt::try_parse(s)),
+        (Value::Handle(Handle(Obj::Ctx(c))), Member::TryGetValue) => {
+            let key = args.first().unwrap_or(&Value::Null);
+            let found = context::call(
+                *c,
+                Member::ContainsKey,
+                std::slice::from_ref(key),
+                &Extra::default(),
+                rt,
+            )?;
+            if !matches!(found, Value::Bool(true)) {
+                return Ok((Value::Bool(false), Value::Null));
+            }
+            let value = context::index(*c, key, rt)?;
+            let value = match c {
+                CtxObj::Headers(_) => Value::Array(Arc::new([value])),
+                _ => value,
+            };
+            Ok((Value::Bool(true), value))
+        }
         (Value::Null, _) => Err(RuntimeError::null_reference()),
         _ => {
             let _ = args;
@@ -689,6 +722,7 @@ pub(crate) fn static_call(
         Class::WebUtility => net::static_call(m, args, rt),
         Class::Array => misc::array_static_call(m, args, rt),
         Class::BitConverter => misc::bit_converter_call(m, args, rt),
+        Class::JsonConvert => json::json_convert_call(m, args, x, rt),
         Class::DateTimeOffset => misc::offset_static_call(m, args),
         Class::JObject | Class::JArray | Class::JToken | Class::JValue | Class::JProperty => {
             json::static_call(class, m, args, rt)
@@ -718,13 +752,17 @@ pub(crate) fn new_sig(class: Class, c: &CallTys<'_>) -> Sig {
         Class::Uri | Class::UriBuilder => net::new_sig(class, c),
         Class::Random => misc::new_sig(class, c),
         Class::Hmac(_) => crypto::new_sig(class, c),
+        Class::Guid => sig(c, &[&[P::Str]], Ty::Guid),
+        Class::String => sig(c, &[&[P::Char, P::Int], &[P::Seq]], Ty::String),
         _ => Err(SigErr::NotFound),
     }
 }
 
 /// `new T(args)`.
-pub(crate) fn new_value(class: Class, args: &[Value]) -> RtResult<Value> {
+pub(crate) fn new_value(class: Class, args: &[Value], rt: &mut Rt<'_>) -> RtResult<Value> {
     match class {
+        Class::Guid => encoding::static_call(Class::Guid, Member::Parse, args, rt),
+        Class::String => string::new_string(args, rt),
         Class::DateTime | Class::TimeSpan => datetime::new_value(class, args),
         Class::Uri | Class::UriBuilder => net::new_value(class, args),
         Class::Random => misc::new_value(args),
