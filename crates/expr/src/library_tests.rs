@@ -705,3 +705,51 @@ fn guid_string_and_byte_array_constructors() {
         ErrorKind::Overflow
     );
 }
+
+#[test]
+fn xml_linq_members() {
+    let doc = r#"XDocument.Parse("<order id='7' xmlns='urn:x'><item sku='a'>2</item><item sku='b'>3</item><note>hi &amp; bye</note></order>")"#;
+    assert_eq!(ok(&format!("@({doc}.Root.Name)")), "order");
+    assert_eq!(ok(&format!("@({doc}.Root.Attribute(\"id\").Value)")), "7");
+    assert_eq!(
+        ok(&format!("@({doc}.Root.Element(\"note\").Value)")),
+        "hi & bye"
+    );
+    assert_eq!(ok(&format!("@((string){doc}.Root.Element(\"item\"))")), "2");
+    assert_eq!(
+        ok(&format!("@({doc}.Root.Elements(\"item\").Count())")),
+        "2"
+    );
+    assert_eq!(
+        ok(&format!(
+            "@(string.Join(\",\", {doc}.Descendants(\"item\").Select(e => e.Attribute(\"sku\").Value)))"
+        )),
+        "a,b"
+    );
+    assert_eq!(
+        ok(&format!("@({doc}.Root.Element(\"missing\") == null)")),
+        "True"
+    );
+    assert_eq!(ok(&format!("@({doc}.Root.Value)")), "23hi & bye");
+    assert_eq!(ok(&format!("@({doc}.Root.HasElements)")), "True");
+    assert_eq!(
+        ok(r#"@(XElement.Parse("<a x=\"1\"><b>t</b><c /></a>").ToString())"#),
+        "<a x=\"1\">\n  <b>t</b>\n  <c />\n</a>"
+    );
+    assert_eq!(
+        ok(r#"@(XDocument.Parse("<a><b>1</b></a>").Root.Element("b").Value)"#),
+        "1"
+    );
+    assert_eq!(
+        run(r#"@(XDocument.Parse("<a><b></a>"))"#).unwrap_err().kind,
+        ErrorKind::Format
+    );
+    let e = run(r#"@(XDocument.Parse("<!DOCTYPE a [<!ENTITY x 'y'>]><a>&x;</a>"))"#).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Format);
+    let deep = format!(
+        "@(XDocument.Parse(\"{}{}\"))",
+        "<a>".repeat(80),
+        "</a>".repeat(80)
+    );
+    assert!(run(&deep).unwrap_err().message.contains("deeper"));
+}

@@ -50,6 +50,9 @@ pub(crate) enum Ty {
     Hasher,
     /// `BasicAuthCredentials` (`AsBasic()`).
     Basic,
+    XDocument,
+    XElement,
+    XAttribute,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +162,9 @@ impl fmt::Display for Ty {
             Ty::Random => f.write_str("Random"),
             Ty::Hasher => f.write_str("HashAlgorithm"),
             Ty::Basic => f.write_str("BasicAuthCredentials"),
+            Ty::XDocument => f.write_str("XDocument"),
+            Ty::XElement => f.write_str("XElement"),
+            Ty::XAttribute => f.write_str("XAttribute"),
             Ty::Enum(e) => f.write_str(match e {
                 EnumTy::StringComparison => "StringComparison",
                 EnumTy::Formatting => "Formatting",
@@ -225,6 +231,8 @@ pub(crate) enum Class {
     Array,
     BitConverter,
     JsonConvert,
+    XDocument,
+    XElement,
     DateTimeOffset,
 }
 
@@ -269,6 +277,8 @@ const CLASSES: &[(&str, &str, Class)] = &[
     ("Array", "System", Class::Array),
     ("BitConverter", "System", Class::BitConverter),
     ("JsonConvert", "Newtonsoft.Json", Class::JsonConvert),
+    ("XDocument", "System.Xml.Linq", Class::XDocument),
+    ("XElement", "System.Xml.Linq", Class::XElement),
     ("DateTimeOffset", "System", Class::DateTimeOffset),
     ("WebUtility", "System.Net", Class::WebUtility),
     ("HMACMD5", CRYPTO, Class::Hmac(HashAlg::Md5)),
@@ -368,6 +378,9 @@ pub(crate) fn from_ref(t: &TypeRef) -> Result<Ty, String> {
         ("Random", 0) => Ty::Random,
         ("DateTimeOffset", 0) => Ty::DateTime,
         ("BasicAuthCredentials", 0) => Ty::Basic,
+        ("XDocument", 0) => Ty::XDocument,
+        ("XElement", 0) => Ty::XElement,
+        ("XAttribute", 0) => Ty::XAttribute,
         (
             "HMACMD5" | "HMACSHA1" | "HMACSHA256" | "HMACSHA384" | "HMACSHA512" | "HMAC"
             | "KeyedHashAlgorithm" | "HashAlgorithm" | "MD5" | "SHA1" | "SHA256" | "SHA384"

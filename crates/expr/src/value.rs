@@ -11,6 +11,7 @@ use super::builtins::jwt::Jwt;
 use super::builtins::misc::Random;
 use super::builtins::net::{UriKind, UriParts};
 use super::builtins::regex::RegexMatch;
+use super::builtins::xml::{XElement, XKind};
 use super::context::{Entity, Message};
 use super::datetime::{DateTime, TimeSpan};
 use super::json::Json;
@@ -99,6 +100,10 @@ pub(crate) enum Obj {
     Hasher(Arc<Hasher>),
     /// `BasicAuthCredentials`: (user id, password).
     Basic(Arc<(Arc<str>, Arc<str>)>),
+    /// An `XDocument` (holding its root) or an `XElement`.
+    Xml(XKind, Arc<XElement>),
+    /// An `XAttribute`: (name, value).
+    XAttr(Arc<(Arc<str>, Arc<str>)>),
 }
 
 /// An HTTP response an expression can hold (`(IResponse)context.Variables["name"]`), as
@@ -238,6 +243,19 @@ impl Value {
             Self::Handle(Handle(obj)) => match obj {
                 Obj::Url(u) => u.to_string(),
                 Obj::Uri(_, p) => p.to_uri_string(),
+                Obj::Xml(_, e) => super::builtins::xml::to_string(e),
+                Obj::XAttr(a) => {
+                    let mut v = String::new();
+                    for c in a.1.chars() {
+                        match c {
+                            '&' => v.push_str("&amp;"),
+                            '<' => v.push_str("&lt;"),
+                            '"' => v.push_str("&quot;"),
+                            c => v.push(c),
+                        }
+                    }
+                    format!("{}=\"{v}\"", a.0)
+                }
                 Obj::Query(q) => q.to_string(),
                 Obj::Match(m) => m.value(0).unwrap_or_default().to_owned(),
                 Obj::Group(m, i) => m.value(*i).unwrap_or_default().to_owned(),
@@ -302,6 +320,8 @@ impl Value {
                 Obj::Random(_) => "Random",
                 Obj::Hasher(h) => h.type_name(),
                 Obj::Basic(_) => "BasicAuthCredentials",
+                Obj::Xml(kind, _) => super::builtins::xml::type_name(*kind),
+                Obj::XAttr(_) => "XAttribute",
                 Obj::Enum(t, ..) => match t {
                     EnumTy::StringComparison => "StringComparison",
                     EnumTy::Formatting => "Formatting",
@@ -359,6 +379,7 @@ impl Value {
                 (Obj::Random(a), Obj::Random(b)) => Arc::ptr_eq(a, b),
                 (Obj::Hasher(a), Obj::Hasher(b)) => Arc::ptr_eq(a, b),
                 (Obj::Basic(a), Obj::Basic(b)) => a == b,
+                (Obj::Xml(_, a), Obj::Xml(_, b)) => Arc::ptr_eq(a, b),
                 _ => false,
             },
             _ => match (self.number(), other.number()) {

@@ -36,7 +36,16 @@ pub(crate) fn convert(v: Value, to: &Ty, mode: Mode) -> RtResult<Value> {
     match to {
         Ty::Object => Ok(v),
         Ty::Null => Ok(Value::Null),
-        Ty::String => to_string(v, mode),
+        Ty::String => match &v {
+            Value::Handle(h) if mode == Mode::Cast => match &h.0 {
+                Obj::Xml(super::xml::XKind::Element, e) => {
+                    Ok(Value::String(super::xml::value_of(e).into()))
+                }
+                Obj::XAttr(a) => Ok(Value::String(a.1.clone())),
+                _ => to_string(v, mode),
+            },
+            _ => to_string(v, mode),
+        },
         Ty::Int => Ok(Value::Int(to_int(&v, mode, 32)? as i32)),
         Ty::Long => Ok(Value::Long(to_int(&v, mode, 64)?)),
         Ty::Double => to_double(&v, mode).map(Value::Double),
@@ -155,6 +164,9 @@ pub(crate) fn is_type(v: &Value, to: &Ty) -> bool {
                     | (Obj::Random(_), Ty::Random)
                     | (Obj::Hasher(_), Ty::Hasher)
                     | (Obj::Basic(_), Ty::Basic)
+                    | (Obj::Xml(super::xml::XKind::Document, _), Ty::XDocument)
+                    | (Obj::Xml(super::xml::XKind::Element, _), Ty::XElement)
+                    | (Obj::XAttr(_), Ty::XAttribute)
             ) || matches!((&h.0, t), (Obj::Enum(a, ..), Ty::Enum(b)) if a == b)
                 || matches!((&h.0, t), (Obj::Ctx(a), Ty::Ctx(b)) if a == b)
                 || super::response::is_type(&h.0, t)

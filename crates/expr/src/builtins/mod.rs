@@ -22,6 +22,7 @@ pub(crate) mod regex;
 pub(crate) mod response;
 pub(crate) mod string;
 pub(crate) mod url;
+pub(crate) mod xml;
 
 use std::sync::Arc;
 
@@ -113,6 +114,8 @@ members! {
     ToUnixTimeSeconds, ToUnixTimeMilliseconds, UtcDateTime, DateTime, LocalDateTime,
     // dictionaries, JsonConvert
     TryGetValue, SerializeObject, DeserializeObject,
+    // System.Xml.Linq
+    Root, Element, Elements, Descendants, Attribute, Attributes, HasElements, HasAttributes,
 }
 
 /// What evaluation lends a builtin: the request and the step budget.
@@ -276,6 +279,7 @@ pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
         Ty::Certificate => certificate::prop_ty(m),
         Ty::Uri | Ty::UriBuilder => net::prop_ty(ty, m),
         Ty::Hasher => crypto::prop_ty(m),
+        Ty::XDocument | Ty::XElement | Ty::XAttribute => xml::prop_ty(ty, m),
         Ty::Basic => matches!(m, Member::UserId | Member::Password).then_some(Ty::String),
         Ty::Match | Ty::Groups | Ty::Group => regex::prop_ty(ty, m),
         Ty::Pair(k, v) => match m {
@@ -312,6 +316,7 @@ pub(crate) fn method_sig(ty: &Ty, m: Member, c: &CallTys<'_>) -> Sig {
         Ty::Object | Ty::Null => Ok(c.targ.cloned().unwrap_or(Ty::Object)),
         Ty::Random => misc::random_method_sig(m, c),
         Ty::Hasher => crypto::method_sig(m, c),
+        Ty::XDocument | Ty::XElement | Ty::XAttribute => xml::method_sig(ty, m, c),
         Ty::Ctx(o) => context::method_sig(*o, m, c),
         Ty::Url | Ty::Query => url::method_sig(ty, m, c),
         Ty::String => string::method_sig(m, c),
@@ -399,6 +404,7 @@ pub(crate) fn static_sig(class: Class, m: Member, c: &CallTys<'_>) -> Sig {
         Class::Array => misc::array_static_sig(m, c),
         Class::BitConverter => misc::bit_converter_sig(m, c),
         Class::JsonConvert => json::json_convert_sig(m, c),
+        Class::XDocument | Class::XElement => xml::static_sig(class, m, c),
         Class::DateTimeOffset => misc::offset_static_sig(m, c),
         Class::JObject | Class::JArray | Class::JToken | Class::JValue | Class::JProperty => {
             json::static_sig(class, m, c)
@@ -499,6 +505,8 @@ pub(crate) fn get(recv: &Value, m: Member, rt: &mut Rt<'_>) -> RtResult<Value> {
             Obj::Hasher(hasher) => crypto::get(hasher, m),
             Obj::Basic(creds) => net::basic_get(creds, m),
             Obj::Random(_) => Err(RuntimeError::no_member(recv.type_name(), m.name())),
+            Obj::Xml(kind, e) => xml::get(*kind, e, m, rt),
+            Obj::XAttr(a) => xml::attr_get(a, m),
         },
         Value::DateTime(d)
             if matches!(
@@ -568,6 +576,7 @@ pub(crate) fn call(
             Obj::Certificate(c) => certificate::call(c, m, args),
             Obj::Random(r) => misc::random_call(r, m, args),
             Obj::Hasher(hasher) => crypto::call(hasher, m, args, rt),
+            Obj::Xml(kind, e) => xml::call(*kind, e, m, args, rt),
             Obj::Uri(net::UriKind::Builder, p) if args.len() == 1 && net::settable(m).is_some() => {
                 net::set(p, m, &args[0])
             }
@@ -723,6 +732,7 @@ pub(crate) fn static_call(
         Class::Array => misc::array_static_call(m, args, rt),
         Class::BitConverter => misc::bit_converter_call(m, args, rt),
         Class::JsonConvert => json::json_convert_call(m, args, x, rt),
+        Class::XDocument | Class::XElement => xml::static_call(class, m, args, rt),
         Class::DateTimeOffset => misc::offset_static_call(m, args),
         Class::JObject | Class::JArray | Class::JToken | Class::JValue | Class::JProperty => {
             json::static_call(class, m, args, rt)
