@@ -753,3 +753,45 @@ fn xml_linq_members() {
     );
     assert!(run(&deep).unwrap_err().message.contains("deeper"));
 }
+
+#[test]
+fn byte_array_encrypt_and_decrypt() {
+    // NIST SP 800-38A F.2.1 (CBC-AES128): the first block of the ciphertext.
+    let key = r#"Convert.FromBase64String("K34VFiiu0qar9xWICc9PPA==")"#;
+    let iv = r#"Convert.FromBase64String("AAECAwQFBgcICQoLDA0ODw==")"#;
+    let plain = r#"Convert.FromBase64String("a8G+4i5An5bpPX4Rc5MXKg==")"#;
+    assert_eq!(
+        ok(&format!(
+            r#"@(BitConverter.ToString({plain}.Encrypt("Aes", {key}, {iv})).Substring(0, 47))"#
+        )),
+        "76-49-AB-AC-81-19-B2-46-CE-E9-8E-9B-12-E9-19-7D"
+    );
+    // PKCS7 pads a full block with a whole block.
+    assert_eq!(
+        ok(&format!(
+            r#"@({plain}.Encrypt("Rijndael", {key}, {iv}).Length)"#
+        )),
+        "32"
+    );
+    let round = format!(
+        r#"@(Encoding.UTF8.GetString(Encoding.UTF8.GetBytes("secret text").Encrypt("Aes", {key}, {iv}).Decrypt("Aes", {key}, {iv})))"#
+    );
+    assert_eq!(ok(&round), "secret text");
+    let bad_key = run(&format!(
+        r#"@({plain}.Encrypt("Aes", new byte[] {{ 1 }}, {iv}))"#
+    ))
+    .unwrap_err();
+    assert!(
+        bad_key.message.contains("16, 24 or 32 bytes"),
+        "{}",
+        bad_key.message
+    );
+    let bad_alg = run(&format!(r#"@({plain}.Encrypt("DES", {key}, {iv}))"#)).unwrap_err();
+    assert!(
+        bad_alg.message.contains("'DES' is not supported"),
+        "{}",
+        bad_alg.message
+    );
+    let garbage = run(&format!(r#"@({plain}.Decrypt("Aes", {key}, {iv}))"#)).unwrap_err();
+    assert_eq!(garbage.kind, ErrorKind::Format);
+}

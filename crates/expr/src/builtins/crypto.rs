@@ -1,8 +1,10 @@
 //! `System.Security.Cryptography` in expressions: `HMACSHA1/256/384/512` and `HMACMD5`
 //! (`new HMACSHA256(key).ComputeHash(bytes)`, `HMACSHA256.HashData(key, bytes)`), and the
 //! hash algorithms `SHA1/256/384/512` and `MD5` (`SHA256.Create().ComputeHash(bytes)`,
-//! `SHA256.HashData(bytes)`). The SHA family runs on aws-lc-rs; MD5 (which aws-lc-rs does not
-//! offer) on the `md-5` crate, with HMAC over it built as RFC 2104 describes.
+//! `SHA256.HashData(bytes)`), and Azure's `byte[].Encrypt/Decrypt(alg, key, iv)` extensions
+//! with AES (CBC, PKCS7 padding: .NET's defaults). The SHA family and AES run on aws-lc-rs;
+//! MD5 (which aws-lc-rs does not offer) on the `md-5` crate, with HMAC over it built as RFC
+//! 2104 describes.
 
 use std::sync::Arc;
 
@@ -228,6 +230,84 @@ pub(crate) fn call(h: &Hasher, m: Member, args: &[Value], rt: &mut Rt<'_>) -> Rt
         }
         Member::Dispose | Member::Clear => Ok(Value::Null),
         _ => Err(RuntimeError::no_member(h.type_name(), m.name())),
+    }
+}
+
+/// `input.Encrypt(alg, key, iv)` / `input.Decrypt(alg, key, iv)`: AES-CBC with PKCS7
+/// padding, the defaults of .NET's `Aes` and `Rijndael` (128-bit block). The key is 16, 24 or
+/// 32 bytes and the IV 16.
+pub(crate) fn symmetric(
+    input: &[u8],
+    m: Member,
+    args: &[Value],
+    rt: &mut Rt<'_>,
+) -> RtResult<Value> {
+    use aws_lc_rs::cipher::{
+        AES_128, AES_192, AES_256, DecryptionContext, EncryptionContext, PaddedBlockDecryptingKey,
+        PaddedBlockEncryptingKey, UnboundCipherKey,
+    };
+    use aws_lc_rs::iv::FixedLength;
+    let alg = super::arg_str(args, 0, "alg")?;
+    let known = [
+        "aes",
+        "rijndael",
+        "aesmanaged",
+        "rijndaelmanaged",
+        "aescryptoserviceprovider",
+    ];
+    let simple = alg.rsplit('.').next().unwrap_or(alg).to_ascii_lowercase();
+    if !known.contains(&simple.as_str()) {
+        return Err(RuntimeError::argument(format_args!(
+            "{}: the algorithm '{alg}' is not supported; use \"Aes\" or \"Rijndael\" (AES-CBC, PKCS7).",
+            m.name()
+        )));
+    }
+    let key = bytes_arg(args, 1, "key")?;
+    let iv = bytes_arg(args, 2, "iv")?;
+    let cipher = match key.len() {
+        16 => &AES_128,
+        24 => &AES_192,
+        32 => &AES_256,
+        n => {
+            return Err(RuntimeError::argument(format_args!(
+                "{}: an AES key is 16, 24 or 32 bytes, not {n}.",
+                m.name()
+            )));
+        }
+    };
+    let iv: [u8; 16] = iv.try_into().map_err(|_| {
+        RuntimeError::argument(format_args!(
+            "{}: the IV is 16 bytes, not {}.",
+            m.name(),
+            iv.len()
+        ))
+    })?;
+    charge(rt, input.len())?;
+    rt.alloc(input.len() + 16)?;
+    let unbound = || {
+        UnboundCipherKey::new(cipher, key)
+            .map_err(|_| RuntimeError::argument("The AES key could not be used."))
+    };
+    if m == Member::Encrypt {
+        let k = PaddedBlockEncryptingKey::cbc_pkcs7(unbound()?)
+            .map_err(|_| RuntimeError::argument("The AES key could not be used."))?;
+        let mut out = input.to_vec();
+        k.less_safe_encrypt(&mut out, EncryptionContext::Iv128(FixedLength::from(iv)))
+            .map_err(|_| RuntimeError::argument("Encrypt failed."))?;
+        Ok(Value::Bytes(out.into()))
+    } else {
+        let k = PaddedBlockDecryptingKey::cbc_pkcs7(unbound()?)
+            .map_err(|_| RuntimeError::argument("The AES key could not be used."))?;
+        let mut buf = input.to_vec();
+        let plain = k
+            .decrypt(&mut buf, DecryptionContext::Iv128(FixedLength::from(iv)))
+            .map_err(|_| {
+                RuntimeError::new(
+                    crate::error::ErrorKind::Format,
+                    "Decrypt: the data is not valid for this key and IV (padding is invalid).",
+                )
+            })?;
+        Ok(Value::Bytes(plain.to_vec().into()))
     }
 }
 

@@ -116,6 +116,8 @@ members! {
     TryGetValue, SerializeObject, DeserializeObject,
     // System.Xml.Linq
     Root, Element, Elements, Descendants, Attribute, Attributes, HasElements, HasAttributes,
+    // byte[] extensions
+    Encrypt, Decrypt,
 }
 
 /// What evaluation lends a builtin: the request and the step budget.
@@ -307,6 +309,9 @@ pub(crate) fn method_sig(ty: &Ty, m: Member, c: &CallTys<'_>) -> Sig {
     match (ty, m) {
         (Ty::String, Member::AsBasic) => return sig(c, &[&[]], Ty::Basic),
         (Ty::Url, Member::ToUri) => return sig(c, &[&[]], Ty::Uri),
+        (Ty::Bytes, Member::Encrypt | Member::Decrypt) => {
+            return sig(c, &[&[P::Str, P::Bytes, P::Bytes]], Ty::Bytes);
+        }
         (Ty::DateTime, Member::ToUnixTimeSeconds | Member::ToUnixTimeMilliseconds) => {
             return sig(c, &[&[]], Ty::Long);
         }
@@ -583,6 +588,9 @@ pub(crate) fn call(
             _ => Err(RuntimeError::no_member(recv.type_name(), m.name())),
         },
         Value::String(s) if m == Member::AsBasic && args.is_empty() => Ok(net::as_basic(s)),
+        Value::Bytes(b) if matches!(m, Member::Encrypt | Member::Decrypt) => {
+            crypto::symmetric(b, m, args, rt)
+        }
         Value::DateTime(d)
             if matches!(
                 m,
