@@ -795,3 +795,30 @@ fn byte_array_encrypt_and_decrypt() {
     let garbage = run(&format!(r#"@({plain}.Decrypt("Aes", {key}, {iv}))"#)).unwrap_err();
     assert_eq!(garbage.kind, ErrorKind::Format);
 }
+
+#[test]
+fn body_as_xml() {
+    let c = StaticContext {
+        request_body: Some(b"<soap:Envelope xmlns:soap='urn:s'><soap:Body><Get id='5'/></soap:Body></soap:Envelope>".to_vec()),
+        ..ctx()
+    };
+    let eval = |src: &str| {
+        compile(src)
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
+            .eval(&c, &mut Budget::default())
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
+            .to_policy_string()
+    };
+    assert_eq!(
+        eval(
+            r#"@(context.Request.Body.As<XElement>(preserveContent: true).Element("Body").Element("Get").Attribute("id").Value)"#
+        ),
+        "5"
+    );
+    assert_eq!(
+        eval(r#"@(context.Request.Body.As<XDocument>().Root.Name)"#),
+        "Envelope"
+    );
+    let e = compile_err(r#"@(context.Request.Body.As<Uri>())"#);
+    assert!(e.to_string().contains("XDocument or XElement"), "{e}");
+}

@@ -119,11 +119,13 @@ pub(crate) fn method_sig(o: CtxObj, m: Member, c: &CallTys<'_>) -> Sig {
                 Some(
                     t @ (Ty::String
                     | Ty::Json(JKind::Object | JKind::Array | JKind::Token)
-                    | Ty::Bytes),
+                    | Ty::Bytes
+                    | Ty::XDocument
+                    | Ty::XElement),
                 ) => t.clone(),
                 Some(t) => {
                     return Err(SigErr::Other(format!(
-                        "Body.As<{t}>() is not supported; use string, byte[], JObject, JArray or JToken"
+                        "Body.As<{t}>() is not supported; use string, byte[], JObject, JArray, JToken, XDocument or XElement"
                     )));
                 }
                 None => {
@@ -302,6 +304,20 @@ pub(crate) fn body_as(bytes: &[u8], targ: Option<&Ty>, rt: &mut Rt<'_>) -> RtRes
                 )));
             }
             Ok(Value::Json(json))
+        }
+        Some(t @ (Ty::XDocument | Ty::XElement)) => {
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Value::Null);
+            }
+            let text = std::str::from_utf8(bytes).map_err(|_| {
+                RuntimeError::format("The body is not UTF-8 text, so it is not XML.")
+            })?;
+            let class = if *t == Ty::XDocument {
+                crate::types::Class::XDocument
+            } else {
+                crate::types::Class::XElement
+            };
+            super::xml::static_call(class, Member::Parse, &[Value::String(text.into())], rt)
         }
         _ => Err(RuntimeError::argument("Unsupported body type.")),
     }
