@@ -822,3 +822,42 @@ fn body_as_xml() {
     let e = compile_err(r#"@(context.Request.Body.As<Uri>())"#);
     assert!(e.to_string().contains("XDocument or XElement"), "{e}");
 }
+
+#[test]
+fn string_builder_members() {
+    assert_eq!(
+        ok(
+            r#"@{ var sb = new StringBuilder(); sb.Append("a").Append(1).Append(true); sb.AppendLine(); sb.AppendFormat("{0}-{1}", 2, "x"); return sb.ToString(); }"#
+        ),
+        "a1True\n2-x"
+    );
+    // A reference, as in .NET: both names see the change.
+    assert_eq!(
+        ok(
+            r#"@{ var a = new System.Text.StringBuilder("x"); var b = a; b.Append("y"); return a.ToString() + a.Length; }"#
+        ),
+        "xy2"
+    );
+    assert_eq!(
+        ok(
+            r#"@{ var sb = new StringBuilder("hello"); sb.Insert(0, "[").Replace("l", "L").Append(']'); return sb.ToString(); }"#
+        ),
+        "[heLLo]"
+    );
+    assert_eq!(
+        ok(r#"@{ var sb = new StringBuilder("abc"); sb.Clear(); return sb.Length; }"#),
+        "0"
+    );
+    assert_eq!(
+        run(r#"@(new StringBuilder("a").Insert(5, "x"))"#)
+            .unwrap_err()
+            .kind,
+        ErrorKind::OutOfRange
+    );
+    // Appending is charged to the budget: a loop cannot grow it without bound.
+    let e = compile(r#"@{ var sb = new StringBuilder(); while (sb.Length >= 0) { sb.Append("0123456789012345678901234567890123456789"); } return sb.ToString(); }"#).unwrap();
+    assert_eq!(
+        e.eval(&ctx(), &mut Budget::default()).unwrap_err().kind,
+        ErrorKind::BudgetExceeded
+    );
+}

@@ -53,6 +53,7 @@ pub(crate) enum Ty {
     XDocument,
     XElement,
     XAttribute,
+    StringBuilder,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,6 +166,7 @@ impl fmt::Display for Ty {
             Ty::XDocument => f.write_str("XDocument"),
             Ty::XElement => f.write_str("XElement"),
             Ty::XAttribute => f.write_str("XAttribute"),
+            Ty::StringBuilder => f.write_str("StringBuilder"),
             Ty::Enum(e) => f.write_str(match e {
                 EnumTy::StringComparison => "StringComparison",
                 EnumTy::Formatting => "Formatting",
@@ -233,6 +235,7 @@ pub(crate) enum Class {
     JsonConvert,
     XDocument,
     XElement,
+    StringBuilder,
     DateTimeOffset,
 }
 
@@ -279,6 +282,7 @@ const CLASSES: &[(&str, &str, Class)] = &[
     ("JsonConvert", "Newtonsoft.Json", Class::JsonConvert),
     ("XDocument", "System.Xml.Linq", Class::XDocument),
     ("XElement", "System.Xml.Linq", Class::XElement),
+    ("StringBuilder", "System.Text", Class::StringBuilder),
     ("DateTimeOffset", "System", Class::DateTimeOffset),
     ("WebUtility", "System.Net", Class::WebUtility),
     ("HMACMD5", CRYPTO, Class::Hmac(HashAlg::Md5)),
@@ -381,6 +385,7 @@ pub(crate) fn from_ref(t: &TypeRef) -> Result<Ty, String> {
         ("XDocument", 0) => Ty::XDocument,
         ("XElement", 0) => Ty::XElement,
         ("XAttribute", 0) => Ty::XAttribute,
+        ("StringBuilder", 0) => Ty::StringBuilder,
         (
             "HMACMD5" | "HMACSHA1" | "HMACSHA256" | "HMACSHA384" | "HMACSHA512" | "HMAC"
             | "KeyedHashAlgorithm" | "HashAlgorithm" | "MD5" | "SHA1" | "SHA256" | "SHA384"

@@ -11,6 +11,7 @@ use super::builtins::jwt::Jwt;
 use super::builtins::misc::Random;
 use super::builtins::net::{UriKind, UriParts};
 use super::builtins::regex::RegexMatch;
+use super::builtins::text::StringBuilder;
 use super::builtins::xml::{XElement, XKind};
 use super::context::{Entity, Message};
 use super::datetime::{DateTime, TimeSpan};
@@ -104,6 +105,8 @@ pub(crate) enum Obj {
     Xml(XKind, Arc<XElement>),
     /// An `XAttribute`: (name, value).
     XAttr(Arc<(Arc<str>, Arc<str>)>),
+    /// A `StringBuilder`, shared and changed in place as in .NET.
+    StringBuilder(Arc<StringBuilder>),
 }
 
 /// An HTTP response an expression can hold (`(IResponse)context.Variables["name"]`), as
@@ -244,6 +247,7 @@ impl Value {
                 Obj::Url(u) => u.to_string(),
                 Obj::Uri(_, p) => p.to_uri_string(),
                 Obj::Xml(_, e) => super::builtins::xml::to_string(e),
+                Obj::StringBuilder(sb) => sb.text(),
                 Obj::XAttr(a) => {
                     let mut v = String::new();
                     for c in a.1.chars() {
@@ -322,6 +326,7 @@ impl Value {
                 Obj::Basic(_) => "BasicAuthCredentials",
                 Obj::Xml(kind, _) => super::builtins::xml::type_name(*kind),
                 Obj::XAttr(_) => "XAttribute",
+                Obj::StringBuilder(_) => "StringBuilder",
                 Obj::Enum(t, ..) => match t {
                     EnumTy::StringComparison => "StringComparison",
                     EnumTy::Formatting => "Formatting",
@@ -380,6 +385,7 @@ impl Value {
                 (Obj::Hasher(a), Obj::Hasher(b)) => Arc::ptr_eq(a, b),
                 (Obj::Basic(a), Obj::Basic(b)) => a == b,
                 (Obj::Xml(_, a), Obj::Xml(_, b)) => Arc::ptr_eq(a, b),
+                (Obj::StringBuilder(a), Obj::StringBuilder(b)) => Arc::ptr_eq(a, b),
                 _ => false,
             },
             _ => match (self.number(), other.number()) {

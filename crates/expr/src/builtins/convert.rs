@@ -167,6 +167,7 @@ pub(crate) fn is_type(v: &Value, to: &Ty) -> bool {
                     | (Obj::Xml(super::xml::XKind::Document, _), Ty::XDocument)
                     | (Obj::Xml(super::xml::XKind::Element, _), Ty::XElement)
                     | (Obj::XAttr(_), Ty::XAttribute)
+                    | (Obj::StringBuilder(_), Ty::StringBuilder)
             ) || matches!((&h.0, t), (Obj::Enum(a, ..), Ty::Enum(b)) if a == b)
                 || matches!((&h.0, t), (Obj::Ctx(a), Ty::Ctx(b)) if a == b)
                 || super::response::is_type(&h.0, t)

@@ -21,6 +21,7 @@ pub(crate) mod number;
 pub(crate) mod regex;
 pub(crate) mod response;
 pub(crate) mod string;
+pub(crate) mod text;
 pub(crate) mod url;
 pub(crate) mod xml;
 
@@ -118,6 +119,8 @@ members! {
     Root, Element, Elements, Descendants, Attribute, Attributes, HasElements, HasAttributes,
     // byte[] extensions
     Encrypt, Decrypt,
+    // StringBuilder
+    Append, AppendLine, AppendFormat,
 }
 
 /// What evaluation lends a builtin: the request and the step budget.
@@ -281,6 +284,7 @@ pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
         Ty::Certificate => certificate::prop_ty(m),
         Ty::Uri | Ty::UriBuilder => net::prop_ty(ty, m),
         Ty::Hasher => crypto::prop_ty(m),
+        Ty::StringBuilder => text::prop_ty(m),
         Ty::XDocument | Ty::XElement | Ty::XAttribute => xml::prop_ty(ty, m),
         Ty::Basic => matches!(m, Member::UserId | Member::Password).then_some(Ty::String),
         Ty::Match | Ty::Groups | Ty::Group => regex::prop_ty(ty, m),
@@ -321,6 +325,7 @@ pub(crate) fn method_sig(ty: &Ty, m: Member, c: &CallTys<'_>) -> Sig {
         Ty::Object | Ty::Null => Ok(c.targ.cloned().unwrap_or(Ty::Object)),
         Ty::Random => misc::random_method_sig(m, c),
         Ty::Hasher => crypto::method_sig(m, c),
+        Ty::StringBuilder => text::method_sig(m, c),
         Ty::XDocument | Ty::XElement | Ty::XAttribute => xml::method_sig(ty, m, c),
         Ty::Ctx(o) => context::method_sig(*o, m, c),
         Ty::Url | Ty::Query => url::method_sig(ty, m, c),
@@ -512,6 +517,7 @@ pub(crate) fn get(recv: &Value, m: Member, rt: &mut Rt<'_>) -> RtResult<Value> {
             Obj::Random(_) => Err(RuntimeError::no_member(recv.type_name(), m.name())),
             Obj::Xml(kind, e) => xml::get(*kind, e, m, rt),
             Obj::XAttr(a) => xml::attr_get(a, m),
+            Obj::StringBuilder(sb) => text::get(sb, m, rt),
         },
         Value::DateTime(d)
             if matches!(
@@ -544,7 +550,12 @@ pub(crate) fn call(
     rt: &mut Rt<'_>,
 ) -> RtResult<Value> {
     match (m, args.len()) {
-        (Member::ToString, 0) if !matches!(recv, Value::Json(_) | Value::Null) => {
+        (Member::ToString, 0)
+            if !matches!(
+                recv,
+                Value::Json(_) | Value::Null | Value::Handle(Handle(Obj::StringBuilder(_)))
+            ) =>
+        {
             let s = recv.to_policy_string();
             return Ok(Value::String(s.into()));
         }
@@ -582,6 +593,7 @@ pub(crate) fn call(
             Obj::Random(r) => misc::random_call(r, m, args),
             Obj::Hasher(hasher) => crypto::call(hasher, m, args, rt),
             Obj::Xml(kind, e) => xml::call(*kind, e, m, args, rt),
+            Obj::StringBuilder(sb) => text::call(recv, sb, m, args, rt),
             Obj::Uri(net::UriKind::Builder, p) if args.len() == 1 && net::settable(m).is_some() => {
                 net::set(p, m, &args[0])
             }
@@ -771,6 +783,7 @@ pub(crate) fn new_sig(class: Class, c: &CallTys<'_>) -> Sig {
         Class::Random => misc::new_sig(class, c),
         Class::Hmac(_) => crypto::new_sig(class, c),
         Class::Guid => sig(c, &[&[P::Str]], Ty::Guid),
+        Class::StringBuilder => text::new_sig(c),
         Class::String => sig(c, &[&[P::Char, P::Int], &[P::Seq]], Ty::String),
         _ => Err(SigErr::NotFound),
     }
@@ -781,6 +794,7 @@ pub(crate) fn new_value(class: Class, args: &[Value], rt: &mut Rt<'_>) -> RtResu
     match class {
         Class::Guid => encoding::static_call(Class::Guid, Member::Parse, args, rt),
         Class::String => string::new_string(args, rt),
+        Class::StringBuilder => text::new_value(args, rt),
         Class::DateTime | Class::TimeSpan => datetime::new_value(class, args),
         Class::Uri | Class::UriBuilder => net::new_value(class, args),
         Class::Random => misc::new_value(args),
