@@ -861,3 +861,37 @@ fn string_builder_members() {
         ErrorKind::BudgetExceeded
     );
 }
+
+#[test]
+fn as_form_url_encoded_content() {
+    let c = StaticContext {
+        request_body: Some(b"grant_type=client_credentials&scope=a+b&scope=c%2Fd".to_vec()),
+        ..ctx()
+    };
+    let eval = |src: &str| {
+        compile(src)
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
+            .eval(&c, &mut Budget::default())
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
+            .to_policy_string()
+    };
+    assert_eq!(
+        eval(
+            r#"@(context.Request.Body.AsFormUrlEncodedContent(preserveContent: true)["grant_type"][0])"#
+        ),
+        "client_credentials"
+    );
+    assert_eq!(
+        eval(r#"@(string.Join("|", context.Request.Body.AsFormUrlEncodedContent(true)["scope"]))"#),
+        "a b|c/d"
+    );
+    assert_eq!(
+        eval(r#"@(context.Request.Body.AsFormUrlEncodedContent().ContainsKey("nope"))"#),
+        "False"
+    );
+    // Without a body there is nothing to read.
+    assert_eq!(
+        ok(r#"@(context.Request.Body?.AsFormUrlEncodedContent() == null)"#),
+        "True"
+    );
+}

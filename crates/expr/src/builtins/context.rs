@@ -114,6 +114,7 @@ pub(crate) fn method_sig(o: CtxObj, m: Member, c: &CallTys<'_>) -> Sig {
             let ret = c.targ.cloned().unwrap_or(Ty::Object);
             sig(c, &[&[Str], &[Str, P::Any]], ret)
         }
+        (CtxObj::Body(_), M::AsFormUrlEncodedContent) => sig(c, &[&[], &[P::Bool]], Ty::Query),
         (CtxObj::Body(_), M::As) => {
             let ret = match c.targ {
                 Some(
@@ -258,6 +259,17 @@ pub(crate) fn call(
                     None => t.as_ref().map_or(Value::Null, default_of),
                 }),
             }
+        }
+        // A form body is a query string: read as `Url.Query` is (values decoded, `string[]`).
+        (CtxObj::Body(msg), M::AsFormUrlEncodedContent) => {
+            let preserve = matches!(args.first(), Some(Value::Bool(true)));
+            let Some(bytes) = cx.body(msg, preserve) else {
+                return Ok(Value::Null);
+            };
+            rt.alloc(bytes.len())?;
+            Ok(Value::obj(Obj::Query(
+                String::from_utf8_lossy(&bytes).trim().into(),
+            )))
         }
         (CtxObj::Body(msg), M::As) => {
             let preserve = matches!(args.first(), Some(Value::Bool(true)));

@@ -121,6 +121,8 @@ members! {
     Encrypt, Decrypt,
     // StringBuilder
     Append, AppendLine, AppendFormat,
+    // message bodies
+    AsFormUrlEncodedContent,
 }
 
 /// What evaluation lends a builtin: the request and the step budget.
@@ -476,7 +478,7 @@ pub(crate) fn enum_value(class: Class, m: Member) -> Option<(EnumTy, i32)> {
 /// Parameter names usable as named arguments (`preserveContent: true`), by position.
 pub(crate) fn param_names(m: Member) -> &'static [&'static str] {
     match m {
-        Member::As => &["preserveContent"],
+        Member::As | Member::AsFormUrlEncodedContent => &["preserveContent"],
         Member::GetValueOrDefault => &["name", "defaultValue"],
         Member::Substring => &["startIndex", "length"],
         Member::IsMatch | Member::Match | Member::Matches => &["input", "pattern", "options"],
