@@ -1193,6 +1193,18 @@ impl Compiler<'_> {
         {
             return self.json_mutation(slot, &path, m, &ordered, s);
         }
+        if m == Member::Add
+            && let ExprKind::Name(n) = &target.kind
+            && let Some(Local {
+                slot,
+                ty: Ty::Array(elem),
+                ..
+            }) = self.lookup(n)
+            && let [one] = ordered.as_slice()
+        {
+            let (slot, elem) = (*slot, (**elem).clone());
+            return self.list_add(slot, &elem, one);
+        }
         let recv = self.target(target)?;
         // `out` goes last.
         let out_arg = match ordered.last().map(|a| &a.kind) {
@@ -1410,6 +1422,29 @@ impl Compiler<'_> {
             args: args.into_iter().map(|a| a.node).collect(),
         };
         Ok(T::new(Node::Mutate(Box::new(node)), ty))
+    }
+
+    /// `list.Add(item)` on a `List<T>` (or array) held in a local: the local takes the list with
+    /// the item appended.
+    fn list_add(&mut self, slot: u32, elem: &Ty, arg: &Arg) -> R<T> {
+        let v = self.arg_value(arg)?;
+        let v = self.coerce(v, elem, true, arg.span)?;
+        let call = ir::Call {
+            recv: Node::Local(slot),
+            member: Member::Add,
+            args: Box::new([v]),
+            extra: Extra::default(),
+            out: None,
+        };
+        let assign = ir::Assign {
+            slot,
+            path: Box::new([]),
+            op: None,
+            value: Node::Call(Box::new(call)),
+            conv: None,
+            postfix: false,
+        };
+        Ok(T::new(Node::Assign(Box::new(assign)), Ty::Object))
     }
 
     fn arg_value(&mut self, a: &Arg) -> R<T> {

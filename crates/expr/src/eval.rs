@@ -376,37 +376,7 @@ impl Machine<'_> {
 
     /// [`Machine::check_nesting`] for values placed `depth` levels down.
     fn check_nesting_at(&mut self, values: &[Value], depth: usize) -> RtResult<()> {
-        let mut stack: Vec<(&Value, usize)> = values.iter().map(|v| (v, depth)).collect();
-        let mut json: Vec<(&Json, usize)> = Vec::new();
-        while let Some((v, depth)) = stack.pop() {
-            self.rt.steps(1)?;
-            match v {
-                Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
-                Value::Json(j) => json.push((j, depth)),
-                Value::Handle(h) => {
-                    if let Obj::Pair(p) = &h.0 {
-                        stack.push((&p.0, depth + 1));
-                        stack.push((&p.1, depth + 1));
-                    }
-                }
-                _ => {}
-            }
-            if depth > MAX_NESTING {
-                return Err(too_deep());
-            }
-        }
-        while let Some((j, depth)) = json.pop() {
-            self.rt.steps(1)?;
-            if depth > MAX_NESTING {
-                return Err(too_deep());
-            }
-            match j {
-                Json::Array(items) => json.extend(items.iter().map(|i| (i, depth + 1))),
-                Json::Object(o) => json.extend(o.iter().map(|(_, v)| (v, depth + 1))),
-                _ => {}
-            }
-        }
-        Ok(())
+        check_nesting(&mut self.rt, values, depth)
     }
 
     fn assign(&mut self, a: &Assign) -> Ev<Value> {
@@ -537,4 +507,41 @@ impl Machine<'_> {
         }
         Ok(Flow::Normal)
     }
+}
+
+/// Refuses values nested deeper than `MAX_NESTING` when placed `depth` levels down, one step
+/// per value visited (so every value an expression builds can be walked without recursion
+/// limits mattering).
+pub(crate) fn check_nesting(rt: &mut Rt<'_>, values: &[Value], depth: usize) -> RtResult<()> {
+    let mut stack: Vec<(&Value, usize)> = values.iter().map(|v| (v, depth)).collect();
+    let mut json: Vec<(&Json, usize)> = Vec::new();
+    while let Some((v, depth)) = stack.pop() {
+        rt.steps(1)?;
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            Value::Json(j) => json.push((j, depth)),
+            Value::Handle(h) => {
+                if let Obj::Pair(p) = &h.0 {
+                    stack.push((&p.0, depth + 1));
+                    stack.push((&p.1, depth + 1));
+                }
+            }
+            _ => {}
+        }
+        if depth > MAX_NESTING {
+            return Err(too_deep());
+        }
+    }
+    while let Some((j, depth)) = json.pop() {
+        rt.steps(1)?;
+        if depth > MAX_NESTING {
+            return Err(too_deep());
+        }
+        match j {
+            Json::Array(items) => json.extend(items.iter().map(|i| (i, depth + 1))),
+            Json::Object(o) => json.extend(o.iter().map(|(_, v)| (v, depth + 1))),
+            _ => {}
+        }
+    }
+    Ok(())
 }

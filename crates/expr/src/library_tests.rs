@@ -895,3 +895,37 @@ fn as_form_url_encoded_content() {
         "True"
     );
 }
+
+#[test]
+fn list_add_and_count() {
+    assert_eq!(
+        ok(
+            r#"@{ var l = new List<string>(); foreach (var p in "a,b,c".Split(',')) { if (p != "b") { l.Add(p.ToUpper()); } } return string.Join("+", l) + l.Count; }"#
+        ),
+        "A+C2"
+    );
+    assert_eq!(
+        ok(r#"@{ var l = new List<int> { 1 }; l.Add(2); return l.Sum(); }"#),
+        "3"
+    );
+    let e = compile_err(r#"@{ var l = new List<int>(); l.Add("x"); return l.Count; }"#);
+    assert!(e.to_string().contains("Cannot implicitly convert"), "{e}");
+    // Lists nested in lists are bounded like every other value.
+    let deep = r#"@{ var l = new List<object>(); for (var i = 0; i < 500; i++) { var m = new List<object>(); m.Add(l); l = m; } return l.Count; }"#;
+    let err = run(deep).unwrap_err();
+    assert!(
+        err.message.contains("nest") || err.kind == ErrorKind::BudgetExceeded,
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn dictionary_changes_in_a_local() {
+    assert_eq!(
+        ok(
+            r#"@{ var d = new Dictionary<string, string>(); d["a"] = "1"; d.Add("b", "2"); return (string)d["a"] + (string)d["b"] + d.Count; }"#
+        ),
+        "122"
+    );
+}

@@ -268,8 +268,8 @@ pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
         Ty::String => string::prop_ty(m),
         Ty::Array(_) | Ty::Bytes => match m {
             Member::Length => Some(Ty::Int),
-            // `Regex.Matches` gives a `MatchCollection`, which counts with `Count`.
-            Member::Count if matches!(ty, Ty::Array(t) if **t == Ty::Match) => Some(Ty::Int),
+            // `MatchCollection.Count`, `List<T>.Count` (lists are arrays here).
+            Member::Count if matches!(ty, Ty::Array(_)) => Some(Ty::Int),
             _ => None,
         },
         Ty::DateTime
@@ -602,6 +602,15 @@ pub(crate) fn call(
             _ => Err(RuntimeError::no_member(recv.type_name(), m.name())),
         },
         Value::String(s) if m == Member::AsBasic && args.is_empty() => Ok(net::as_basic(s)),
+        // `list.Add(x)`, compiled as an assignment of the longer list to the local.
+        Value::Array(items) if m == Member::Add && args.len() == 1 => {
+            rt.steps(items.len() + 1)?;
+            crate::eval::check_nesting(rt, std::slice::from_ref(&args[0]), 1)?;
+            let mut out = Vec::with_capacity(items.len() + 1);
+            out.extend(items.iter().cloned());
+            out.push(args[0].clone());
+            Ok(Value::Array(out.into()))
+        }
         Value::Bytes(b) if matches!(m, Member::Encrypt | Member::Decrypt) => {
             crypto::symmetric(b, m, args, rt)
         }
