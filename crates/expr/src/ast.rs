@@ -119,10 +119,11 @@ pub(crate) enum ExprKind {
         params: Vec<(String, Span)>,
         body: Box<Expr>,
     },
-    /// `new T(args)`.
+    /// `new T(args)`, `new T(args) { … }`, `new T { … }`.
     New {
         ty: TypeRef,
         args: Vec<Arg>,
+        init: Option<Vec<InitItem>>,
     },
     /// `new[] { … }` / `new T[] { … }`.
     NewArray {
@@ -135,6 +136,17 @@ pub(crate) enum ExprKind {
         target: Box<Expr>,
         value: Box<Expr>,
     },
+}
+
+/// One entry of an object or collection initializer.
+#[derive(Clone, Debug)]
+pub(crate) enum InitItem {
+    /// `[key] = value`.
+    Index(Expr, Expr),
+    /// `value` or `{ a, b }`: a call of the collection's `Add`.
+    Add(Vec<Expr>, Span),
+    /// `Name = value`.
+    Member(String, Span, Expr),
 }
 
 #[derive(Clone, Debug)]

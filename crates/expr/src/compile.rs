@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::ast::{self, Arg, ArgKind, BinOp, ExprKind, Stmt as AStmt, TypeRef, UnOp};
+use super::ast::{self, Arg, ArgKind, BinOp, ExprKind, InitItem, Stmt as AStmt, TypeRef, UnOp};
 use super::builtins::convert::Mode;
 use super::builtins::{
     self, CallTys, Extra, Member, SigErr, index_ty, linq, method_sig, new_sig, out_ty, param_names,
@@ -15,7 +15,7 @@ use super::builtins::{
 use super::error::CompileError;
 use super::ir::{self, Body, Node, Stmt};
 use super::lexer::Span;
-use super::types::{self, Assign, Class, Ty, assignable, join, promote};
+use super::types::{self, Assign, Class, JKind, Ty, assignable, join, promote};
 use super::value::{CtxObj, Value};
 
 /// Compiles a parsed program; returns the tree, the number of local slots, and the static type
@@ -417,7 +417,7 @@ impl Compiler<'_> {
                 s,
                 "A lambda expression is only allowed as an argument of a LINQ method (Any, Where, Select…)",
             )),
-            ExprKind::New { ty, args } => self.new_object(ty, args),
+            ExprKind::New { ty, args, init } => self.new_object(ty, args, init.as_deref()),
             ExprKind::NewArray { elem, items } => self.new_array(elem.as_ref(), items, s),
             ExprKind::Assign { op, target, value } => self.assign(*op, target, value, s),
         }
@@ -553,7 +553,159 @@ impl Compiler<'_> {
         Ok(T::new(Node::Convert(Box::new(t.node), to, mode), ty))
     }
 
-    fn new_object(&mut self, ty: &TypeRef, args: &[Arg]) -> R<T> {
+    fn new_object(&mut self, ty: &TypeRef, args: &[Arg], init: Option<&[InitItem]>) -> R<T> {
+        let simple = ty.name.rsplit('.').next().unwrap_or(&ty.name);
+        if matches!(simple, "Dictionary" | "List") && ty.array == 0 {
+            return self.new_collection(ty, args, init.unwrap_or_default());
+        }
+        let base = self.new_plain(ty, args)?;
+        match init {
+            None => Ok(base),
+            Some(items) => self.initialize(base, ty, items),
+        }
+    }
+
+    /// `new Dictionary<string, T> { … }` (a JSON object: keys in insertion order) and
+    /// `new List<T> { … }` (an array).
+    fn new_collection(&mut self, ty: &TypeRef, args: &[Arg], init: &[InitItem]) -> R<T> {
+        let t = self.type_of(ty)?;
+        if let Some(a) = args.first() {
+            return Err(self.err(
+                a.span,
+                format!(
+                    "'{}' is created empty or from an initializer here; constructor arguments are not supported",
+                    ty.name
+                ),
+            ));
+        }
+        match t {
+            Ty::Array(elem) => {
+                let mut nodes = Vec::with_capacity(init.len());
+                for item in init {
+                    match item {
+                        InitItem::Add(values, span) if values.len() == 1 => {
+                            let v = self.value_expr(&values[0])?;
+                            nodes.push(self.coerce(v, &elem, true, *span)?);
+                        }
+                        other => {
+                            return Err(self.err(
+                                init_span(other),
+                                "A list initializer takes one value per entry ({ a, b, c })",
+                            ));
+                        }
+                    }
+                }
+                Ok(T::new(Node::NewArray(nodes.into()), Ty::Array(elem)))
+            }
+            obj @ Ty::Json(_) => {
+                let base = T::new(Node::New(Class::JObject, Box::new([])), obj);
+                self.initialize(base, ty, init)
+            }
+            _ => Err(self.err(ty.span, types::not_allowed(&ty.name))),
+        }
+    }
+
+    /// An object or collection initializer on a JSON object or array.
+    fn initialize(&mut self, base: T, ty: &TypeRef, items: &[InitItem]) -> R<T> {
+        let (object, array) = (
+            matches!(base.ty, Ty::Json(JKind::Object)),
+            matches!(base.ty, Ty::Json(JKind::Array)),
+        );
+        let builder = base.ty == Ty::UriBuilder;
+        let mut ops = Vec::with_capacity(items.len());
+        for item in items {
+            let op = match item {
+                InitItem::Index(key, value) if object => {
+                    let k = self.value_expr(key)?;
+                    let k = self.coerce(k, &Ty::String, true, key.span)?;
+                    ir::InitOp::Set(k, self.value_expr(value)?.node)
+                }
+                InitItem::Add(values, _) if object && values.len() == 2 => {
+                    let k = self.value_expr(&values[0])?;
+                    let k = self.coerce(k, &Ty::String, true, values[0].span)?;
+                    ir::InitOp::Set(k, self.value_expr(&values[1])?.node)
+                }
+                InitItem::Add(values, _) if (object || array) && values.len() == 1 => {
+                    ir::InitOp::Add(self.value_expr(&values[0])?.node)
+                }
+                InitItem::Member(name, span, value) if builder => {
+                    let (m, want) = self.builder_member(name, *span)?;
+                    let v = self.value_expr(value)?;
+                    ir::InitOp::Member(m, self.coerce(v, &want, true, value.span)?)
+                }
+                other => {
+                    let what = match other {
+                        InitItem::Index(..) => "an indexer entry ([key] = value)".to_owned(),
+                        InitItem::Add(..) => "an entry of this shape".to_owned(),
+                        InitItem::Member(name, ..) => {
+                            format!("a member assignment ({name} = value)")
+                        }
+                    };
+                    return Err(self.err(
+                        init_span(other),
+                        format!(
+                            "The initializer of '{}' cannot take {what}; JObject takes [\"key\"] = value, {{ \"key\", value }} or a JProperty, JArray and List<T> take values, Dictionary<string, T> takes [key] = value or {{ key, value }}",
+                            ty.name
+                        ),
+                    ));
+                }
+            };
+            ops.push(op);
+        }
+        Ok(T::new(
+            Node::Init(Box::new(ir::Init {
+                base: base.node,
+                ops: ops.into(),
+            })),
+            base.ty,
+        ))
+    }
+
+    /// `builder.Host = value`: the local takes a builder with that part changed.
+    fn assign_builder_part(
+        &mut self,
+        local: &ast::Expr,
+        name: &str,
+        name_span: Span,
+        value: &ast::Expr,
+    ) -> R<T> {
+        let (slot, local_ty) = self.assignable_local(local)?;
+        let (m, want) = self.builder_member(name, name_span)?;
+        let v = self.value_expr(value)?;
+        let v = self.coerce(v, &want, true, value.span)?;
+        let call = ir::Call {
+            recv: Node::Local(slot),
+            member: m,
+            args: Box::new([v]),
+            extra: builtins::Extra::default(),
+            out: None,
+        };
+        let assign = ir::Assign {
+            slot,
+            path: Box::new([]),
+            op: None,
+            value: Node::Call(Box::new(call)),
+            conv: None,
+            postfix: false,
+        };
+        Ok(T::new(Node::Assign(Box::new(assign)), local_ty))
+    }
+
+    /// A `UriBuilder` part that can be set, and the type it takes.
+    fn builder_member(&self, name: &str, span: Span) -> R<(Member, Ty)> {
+        Member::from_name(name)
+            .and_then(|m| builtins::net::settable(m).map(|t| (m, t)))
+            .ok_or_else(|| {
+                self.err(
+                    span,
+                    format!(
+                        "'UriBuilder' has no settable member '{name}' (Scheme, Host, Port, Path, Query and Fragment can be set)"
+                    ),
+                )
+            })
+    }
+
+    fn new_plain(&mut self, ty: &TypeRef, args: &[Arg]) -> R<T> {
         if !ty.args.is_empty() || ty.array > 0 {
             return Err(self.err(ty.span, types::not_allowed(&ty.name)));
         }
@@ -593,6 +745,23 @@ impl Compiler<'_> {
     }
 
     fn new_array(&mut self, elem: Option<&TypeRef>, items: &[ast::Expr], s: Span) -> R<T> {
+        // `new byte[] { … }`: ints checked to fit a byte when the array is made.
+        if let Some(t) = elem
+            && t.array == 0
+            && t.args.is_empty()
+            && matches!(t.name.as_str(), "byte" | "Byte" | "System.Byte")
+        {
+            let mut nodes = Vec::with_capacity(items.len());
+            for i in items {
+                let v = self.value_expr(i)?;
+                nodes.push(self.coerce(v, &Ty::Int, false, i.span)?);
+            }
+            let array = Node::NewArray(nodes.into());
+            return Ok(T::new(
+                Node::Convert(Box::new(array), Ty::Bytes, Mode::Cast),
+                Ty::Bytes,
+            ));
+        }
         let items = items
             .iter()
             .map(|i| self.value_expr(i))
@@ -743,6 +912,19 @@ impl Compiler<'_> {
         value: &ast::Expr,
         s: Span,
     ) -> R<T> {
+        if let ExprKind::Member {
+            target: inner,
+            name,
+            name_span,
+            null_cond: false,
+            ..
+        } = &target.kind
+            && let ExprKind::Name(local) = &inner.kind
+            && self.lookup(local).is_some_and(|l| l.ty == Ty::UriBuilder)
+            && op.is_none()
+        {
+            return self.assign_builder_part(inner, name, *name_span, value);
+        }
         // Peel `local[k1][k2]…`.
         let mut path = Vec::new();
         let mut root = target;
@@ -1011,6 +1193,18 @@ impl Compiler<'_> {
         {
             return self.json_mutation(slot, &path, m, &ordered, s);
         }
+        if m == Member::Add
+            && let ExprKind::Name(n) = &target.kind
+            && let Some(Local {
+                slot,
+                ty: Ty::Array(elem),
+                ..
+            }) = self.lookup(n)
+            && let [one] = ordered.as_slice()
+        {
+            let (slot, elem) = (*slot, (**elem).clone());
+            return self.list_add(slot, &elem, one);
+        }
         let recv = self.target(target)?;
         // `out` goes last.
         let out_arg = match ordered.last().map(|a| &a.kind) {
@@ -1230,6 +1424,29 @@ impl Compiler<'_> {
         Ok(T::new(Node::Mutate(Box::new(node)), ty))
     }
 
+    /// `list.Add(item)` on a `List<T>` (or array) held in a local: the local takes the list with
+    /// the item appended.
+    fn list_add(&mut self, slot: u32, elem: &Ty, arg: &Arg) -> R<T> {
+        let v = self.arg_value(arg)?;
+        let v = self.coerce(v, elem, true, arg.span)?;
+        let call = ir::Call {
+            recv: Node::Local(slot),
+            member: Member::Add,
+            args: Box::new([v]),
+            extra: Extra::default(),
+            out: None,
+        };
+        let assign = ir::Assign {
+            slot,
+            path: Box::new([]),
+            op: None,
+            value: Node::Call(Box::new(call)),
+            conv: None,
+            postfix: false,
+        };
+        Ok(T::new(Node::Assign(Box::new(assign)), Ty::Object))
+    }
+
     fn arg_value(&mut self, a: &Arg) -> R<T> {
         match &a.kind {
             ArgKind::Value(e) => self.value_expr(e),
@@ -1283,7 +1500,7 @@ impl Compiler<'_> {
         m: Member,
         args: &[T],
         src_args: &[&Arg],
-    ) -> R<Option<Arc<::regex::Regex>>> {
+    ) -> R<Option<Arc<builtins::regex::Pattern>>> {
         if class != Class::Regex || m == Member::Escape {
             return Ok(None);
         }
@@ -1425,6 +1642,8 @@ fn class_name(c: Class) -> String {
         Class::Bool => "bool".into(),
         Class::Char => "char".into(),
         Class::String => "string".into(),
+        Class::Hmac(alg) => format!("HMAC{}", alg.name()),
+        Class::Hash(alg) => alg.name().into(),
         other => format!("{other:?}"),
     }
 }
@@ -1481,5 +1700,13 @@ fn binary_ty(op: BinOp, a: &Ty, b: &Ty) -> Option<Ty> {
             _ => promote(a, b).filter(|t| *t != Ty::Double),
         },
         B::And | B::Or | B::Coalesce => Some(Ty::Bool),
+    }
+}
+
+fn init_span(item: &InitItem) -> Span {
+    match item {
+        InitItem::Index(k, _) => k.span,
+        InitItem::Add(_, span) => *span,
+        InitItem::Member(_, span, value) => span.to(value.span),
     }
 }

@@ -6,7 +6,7 @@ use super::builtins::convert::{Mode, convert, to_json};
 use super::builtins::{self, Rt, linq, string};
 use super::context::Context;
 use super::error::{ErrorKind, RtResult, RuntimeError};
-use super::ir::{Assign, Body, Call, Linq, Mutate, Node, Piece, StaticCall, Stmt};
+use super::ir::{Assign, Body, Call, Init, InitOp, Linq, Mutate, Node, Piece, StaticCall, Stmt};
 use super::json::Json;
 use super::ops::{self, truthy};
 use super::value::{CtxObj, Obj, Value};
@@ -224,14 +224,70 @@ impl Machine<'_> {
             Node::New(class, args) => {
                 let args = self.args(args)?;
                 self.check_nesting(&args)?;
-                Ok(builtins::new_value(*class, &args)?)
+                Ok(builtins::new_value(*class, &args, &mut self.rt)?)
             }
             Node::NewArray(items) => {
                 let items = self.args(items)?;
                 self.check_nesting(&items)?;
                 Ok(Value::Array(items.into()))
             }
+            Node::Init(init) => self.initialize(init),
         }
+    }
+
+    fn initialize(&mut self, init: &Init) -> Ev<Value> {
+        let mut target = match self.eval(&init.base)? {
+            Value::Json(j @ (Json::Object(_) | Json::Array(_))) => j,
+            mut builder @ Value::Handle(_) => {
+                for op in &init.ops {
+                    if let InitOp::Member(m, value) = op {
+                        let value = self.eval(value)?;
+                        builder = builtins::call(
+                            &builder,
+                            *m,
+                            std::slice::from_ref(&value),
+                            &builtins::Extra::default(),
+                            &mut self.rt,
+                        )?;
+                    }
+                }
+                return Ok(builder);
+            }
+            other => {
+                return Err(RuntimeError::new(
+                    ErrorKind::InvalidCast,
+                    format_args!(
+                        "A collection initializer cannot fill '{}'.",
+                        other.type_name()
+                    ),
+                )
+                .into());
+            }
+        };
+        for op in &init.ops {
+            match op {
+                InitOp::Set(key, value) => {
+                    let key = self.eval(key)?;
+                    let value = self.eval(value)?;
+                    self.check_nesting(std::slice::from_ref(&value))?;
+                    let Value::String(key) = key else {
+                        return Err(builtins::null_argument("key").into());
+                    };
+                    builtins::json::init_set(&mut target, key, &value)?;
+                }
+                InitOp::Add(value) => {
+                    let value = self.eval(value)?;
+                    self.check_nesting(std::slice::from_ref(&value))?;
+                    builtins::json::init_add(&mut target, &value)?;
+                }
+                InitOp::Member(m, _) => {
+                    return Err(
+                        RuntimeError::no_member(Value::Json(target).type_name(), m.name()).into(),
+                    );
+                }
+            }
+        }
+        Ok(Value::Json(target))
     }
 
     fn call(&mut self, call: &Call) -> Ev<Value> {
@@ -239,7 +295,7 @@ impl Machine<'_> {
         let args = self.args(&call.args)?;
         Ok(match call.out {
             Some(slot) => {
-                let (result, out) = builtins::call_out(&recv, call.member, &args)?;
+                let (result, out) = builtins::call_out(&recv, call.member, &args, &mut self.rt)?;
                 self.set_local(slot, out);
                 result
             }
@@ -320,37 +376,7 @@ impl Machine<'_> {
 
     /// [`Machine::check_nesting`] for values placed `depth` levels down.
     fn check_nesting_at(&mut self, values: &[Value], depth: usize) -> RtResult<()> {
-        let mut stack: Vec<(&Value, usize)> = values.iter().map(|v| (v, depth)).collect();
-        let mut json: Vec<(&Json, usize)> = Vec::new();
-        while let Some((v, depth)) = stack.pop() {
-            self.rt.steps(1)?;
-            match v {
-                Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
-                Value::Json(j) => json.push((j, depth)),
-                Value::Handle(h) => {
-                    if let Obj::Pair(p) = &h.0 {
-                        stack.push((&p.0, depth + 1));
-                        stack.push((&p.1, depth + 1));
-                    }
-                }
-                _ => {}
-            }
-            if depth > MAX_NESTING {
-                return Err(too_deep());
-            }
-        }
-        while let Some((j, depth)) = json.pop() {
-            self.rt.steps(1)?;
-            if depth > MAX_NESTING {
-                return Err(too_deep());
-            }
-            match j {
-                Json::Array(items) => json.extend(items.iter().map(|i| (i, depth + 1))),
-                Json::Object(o) => json.extend(o.iter().map(|(_, v)| (v, depth + 1))),
-                _ => {}
-            }
-        }
-        Ok(())
+        check_nesting(&mut self.rt, values, depth)
     }
 
     fn assign(&mut self, a: &Assign) -> Ev<Value> {
@@ -481,4 +507,41 @@ impl Machine<'_> {
         }
         Ok(Flow::Normal)
     }
+}
+
+/// Refuses values nested deeper than `MAX_NESTING` when placed `depth` levels down, one step
+/// per value visited (so every value an expression builds can be walked without recursion
+/// limits mattering).
+pub(crate) fn check_nesting(rt: &mut Rt<'_>, values: &[Value], depth: usize) -> RtResult<()> {
+    let mut stack: Vec<(&Value, usize)> = values.iter().map(|v| (v, depth)).collect();
+    let mut json: Vec<(&Json, usize)> = Vec::new();
+    while let Some((v, depth)) = stack.pop() {
+        rt.steps(1)?;
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            Value::Json(j) => json.push((j, depth)),
+            Value::Handle(h) => {
+                if let Obj::Pair(p) = &h.0 {
+                    stack.push((&p.0, depth + 1));
+                    stack.push((&p.1, depth + 1));
+                }
+            }
+            _ => {}
+        }
+        if depth > MAX_NESTING {
+            return Err(too_deep());
+        }
+    }
+    while let Some((j, depth)) = json.pop() {
+        rt.steps(1)?;
+        if depth > MAX_NESTING {
+            return Err(too_deep());
+        }
+        match j {
+            Json::Array(items) => json.extend(items.iter().map(|i| (i, depth + 1))),
+            Json::Object(o) => json.extend(o.iter().map(|(_, v)| (v, depth + 1))),
+            _ => {}
+        }
+    }
+    Ok(())
 }

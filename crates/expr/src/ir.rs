@@ -40,6 +40,24 @@ pub(crate) enum Node {
     Mutate(Box<Mutate>),
     New(Class, Box<[Node]>),
     NewArray(Box<[Node]>),
+    /// `new JObject { … }`, `new Dictionary<string, T> { … }`: an object made, then filled.
+    Init(Box<Init>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Init {
+    pub base: Node,
+    pub ops: Box<[InitOp]>,
+}
+
+#[derive(Debug)]
+pub(crate) enum InitOp {
+    /// `[key] = value` / `{ key, value }`.
+    Set(Node, Node),
+    /// `value` (an array item, or a `JProperty` of an object).
+    Add(Node),
+    /// `Name = value` (a `UriBuilder` part).
+    Member(Member, Node),
 }
 
 #[derive(Debug)]

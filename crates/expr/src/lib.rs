@@ -28,11 +28,13 @@
 //!   JWTs and regex matches is resolved against the static type C# would know, with argument
 //!   counts and types checked; where C# itself only knows `object` (variables, untyped JSON)
 //!   the check happens at run time instead;
-//! - the allow-list: only `System` types used by policies (`string`, `Math`, `Convert`,
-//!   `Encoding`, `Regex`, `DateTime`, `TimeSpan`, `Guid`, `Uri`…) and Newtonsoft's
-//!   `JObject`/`JArray`/`JToken` may be named; `System.IO.File` and the like are refused;
-//! - literal regex patterns (compiled then, with the `regex` crate: no lookaround or
-//!   backreferences).
+//! - the allow-list: only the .NET types Azure allows in policies (`string`, `Math`, `Convert`,
+//!   `Encoding`, `Regex`, `DateTime`, `DateTimeOffset`, `TimeSpan`, `Guid`, `Uri`, `UriBuilder`,
+//!   `Random`, `WebUtility`, `HMACSHA256` and the other hashes…) and Newtonsoft's
+//!   `JObject`/`JArray`/`JToken`/`JsonConvert` may be named; `System.IO.File` and the like are
+//!   refused (the table in `docs/expressions.md` lists each member);
+//! - literal regex patterns (compiled then: on the linear-time `regex` crate, or, for .NET's
+//!   lookaround and backreferences, on the backtracking `fancy-regex` with a backtrack limit).
 //!
 //! What evaluating guarantees: it never panics, and it is bounded by a [`Budget`] of steps
 //! (tree nodes, loop iterations, sequence elements, and bytes produced), so no expression can
@@ -150,3 +152,6 @@ pub fn compile(src: &str) -> Result<Expr, CompileError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod library_tests;

@@ -14,7 +14,7 @@ use winnow::prelude::*;
 use winnow::stream::{Stateful, Stream, TokenSlice};
 
 use super::ast::{
-    Arg, ArgKind, BinOp, Expr, ExprKind, Hole, InterpPiece, Program, Stmt, TypeRef, UnOp,
+    Arg, ArgKind, BinOp, Expr, ExprKind, Hole, InitItem, InterpPiece, Program, Stmt, TypeRef, UnOp,
 };
 use super::lexer::{InterpPart, PResult, Punct, Span, SyntaxError, Tok, Token, cut};
 
@@ -358,6 +358,8 @@ fn statement(i: &mut In<'_>) -> PResult<Stmt> {
             "foreach" => foreach_statement(i),
             "while" => while_statement(i),
             "for" => for_statement(i),
+            "using" if is_punct(nth(i, 1), Punct::LParen) => using_statement(i),
+            "switch" => switch_statement(i),
             "break" | "continue" => {
                 i.next_token();
                 expect(i, Punct::Semi)?;
@@ -382,7 +384,6 @@ fn is_unsupported_statement(w: &str) -> bool {
         "else"
             | "throw"
             | "try"
-            | "switch"
             | "do"
             | "goto"
             | "using"
@@ -503,6 +504,141 @@ fn for_statement(i: &mut In<'_>) -> PResult<Stmt> {
         cond,
         step,
         body: Box::new(statement(i)?),
+    })
+}
+
+/// `using (var x = …) body`: the variable is scoped to the body. Nothing here holds a resource
+/// to release, so it is the block `{ var x = …; body }`.
+fn using_statement(i: &mut In<'_>) -> PResult<Stmt> {
+    i.next_token();
+    expect(i, Punct::LParen)?;
+    let start = peek(i).span;
+    let head = if let Some(ty) = declaration_type(i)? {
+        let (name, name_span) = cut_err(identifier).parse_next(i)?;
+        expect(i, Punct::Assign)?;
+        let value = expr(i)?;
+        let span = start.to(value.span);
+        Stmt::Decl {
+            ty,
+            vars: vec![(name, name_span, Some(value))],
+            span,
+        }
+    } else {
+        Stmt::Expr(expr(i)?)
+    };
+    expect(i, Punct::RParen)?;
+    let body = statement(i)?;
+    Ok(Stmt::Block(vec![head, body]))
+}
+
+/// `switch (e) { case a: case b: …; break; default: …; }`, read as `if`/`else if` over a
+/// hidden local holding `e` (C# forbids falling through a non-empty section, so the sections
+/// are independent). A section's closing `break` ends it; a `break` elsewhere in a section is
+/// refused, since it would leave the switch and not an enclosing loop here.
+fn switch_statement(i: &mut In<'_>) -> PResult<Stmt> {
+    let kw = peek(i).span;
+    i.next_token();
+    expect(i, Punct::LParen)?;
+    let subject = expr(i)?;
+    expect(i, Punct::RParen)?;
+    expect(i, Punct::LBrace)?;
+    // Unique per nesting level, and not a name C# could spell.
+    let hidden = format!("switch#{}", i.state);
+    let mut sections: Vec<(Vec<Expr>, bool, Vec<Stmt>)> = Vec::new();
+    loop {
+        let t = peek(i);
+        if is_punct(t, Punct::RBrace) {
+            i.next_token();
+            break;
+        }
+        let mut labels = Vec::new();
+        let mut default = false;
+        loop {
+            let t = peek(i);
+            if is_word(t, "case") {
+                i.next_token();
+                labels.push(expr(i)?);
+                expect(i, Punct::Colon)?;
+            } else if is_word(t, "default") && is_punct(nth(i, 1), Punct::Colon) {
+                i.next_token();
+                i.next_token();
+                default = true;
+            } else {
+                break;
+            }
+        }
+        if labels.is_empty() && !default {
+            return cut(
+                peek(i).span.start,
+                "'case' or 'default' expected in the switch",
+            );
+        }
+        let mut body = Vec::new();
+        loop {
+            let t = peek(i);
+            if is_punct(t, Punct::RBrace) || is_word(t, "case") || is_word(t, "default") {
+                break;
+            }
+            if t.kind == Tok::Eof {
+                return cut(t.span.start, "'}' expected");
+            }
+            body.push(statement(i)?);
+        }
+        if matches!(body.last(), Some(Stmt::Break(_))) {
+            body.pop();
+        }
+        if let Some(at) = stray_break(&body) {
+            return cut(
+                at,
+                "'break' inside a switch section is supported only as the section's last statement",
+            );
+        }
+        sections.push((labels, default, body));
+    }
+    let name = |span| node(ExprKind::Name(hidden.clone()), span);
+    let mut chain: Option<Stmt> = sections
+        .iter()
+        .find(|s| s.1)
+        .map(|s| Stmt::Block(s.2.clone()));
+    for (labels, _, body) in sections.into_iter().rev().filter(|s| !s.0.is_empty()) {
+        let cond = labels
+            .into_iter()
+            .map(|l| {
+                let span = l.span;
+                node(
+                    ExprKind::Binary(BinOp::Eq, Box::new(name(span)), Box::new(l)),
+                    span,
+                )
+            })
+            .reduce(|a, b| {
+                let span = a.span.to(b.span);
+                node(ExprKind::Binary(BinOp::Or, Box::new(a), Box::new(b)), span)
+            });
+        let Some(cond) = cond else { continue };
+        chain = Some(Stmt::If {
+            cond,
+            then: Box::new(Stmt::Block(body)),
+            els: chain.map(Box::new),
+        });
+    }
+    let decl = Stmt::Decl {
+        ty: None,
+        vars: vec![(hidden, kw, Some(subject))],
+        span: kw,
+    };
+    Ok(Stmt::Block(vec![decl, chain.unwrap_or(Stmt::Empty)]))
+}
+
+/// Where a `break` that would leave a switch section (not a loop inside it) stands.
+fn stray_break(stmts: &[Stmt]) -> Option<usize> {
+    stmts.iter().find_map(|s| match s {
+        Stmt::Break(span) => Some(span.start),
+        Stmt::Block(inner) => stray_break(inner),
+        Stmt::If { then, els, .. } => stray_break(std::slice::from_ref(then)).or_else(|| {
+            els.as_deref()
+                .and_then(|e| stray_break(std::slice::from_ref(e)))
+        }),
+        _ => None,
     })
 }
 
@@ -1172,20 +1308,75 @@ fn new_expr(i: &mut In<'_>) -> PResult<Expr> {
             start.to(end),
         ));
     }
-    if !is_punct(peek(i), Punct::LParen) {
+    let (args, mut end) = if is_punct(peek(i), Punct::LParen) {
+        arguments(i)?
+    } else if is_punct(peek(i), Punct::LBrace) {
+        (Vec::new(), ty.span)
+    } else {
         return cut(
             peek(i).span.start,
-            "'(' expected (object initializers are not supported)",
+            "'(' or '{' expected after the type of 'new'",
         );
+    };
+    let init = if is_punct(peek(i), Punct::LBrace) {
+        let (items, close) = initializer(i)?;
+        end = close;
+        Some(items)
+    } else {
+        None
+    };
+    Ok(node(ExprKind::New { ty, args, init }, start.to(end)))
+}
+
+/// `{ ["k"] = v, Name = v, { a, b }, v, … }` after `new T(…)`.
+fn initializer(i: &mut In<'_>) -> PResult<(Vec<InitItem>, Span)> {
+    expect(i, Punct::LBrace)?;
+    let mut items = Vec::new();
+    loop {
+        let t = peek(i);
+        if is_punct(t, Punct::RBrace) {
+            i.next_token();
+            return Ok((items, t.span));
+        }
+        let item = if is_punct(t, Punct::LBracket) {
+            i.next_token();
+            let key = expr(i)?;
+            expect(i, Punct::RBracket)?;
+            expect(i, Punct::Assign)?;
+            InitItem::Index(key, expr(i)?)
+        } else if is_punct(t, Punct::LBrace) {
+            i.next_token();
+            let mut values = Vec::new();
+            loop {
+                values.push(expr(i)?);
+                if !eat(i, Punct::Comma) {
+                    break;
+                }
+            }
+            let close = expect(i, Punct::RBrace)?;
+            InitItem::Add(values, t.span.to(close))
+        } else if let Tok::Ident(name) = &t.kind
+            && !is_reserved(name)
+            && is_punct(nth(i, 1), Punct::Assign)
+        {
+            i.next_token();
+            i.next_token();
+            InitItem::Member(name.clone(), t.span, expr(i)?)
+        } else {
+            let value = expr(i)?;
+            let span = value.span;
+            InitItem::Add(vec![value], span)
+        };
+        items.push(item);
+        let t = peek(i);
+        match t.kind {
+            Tok::P(Punct::Comma) => {
+                i.next_token();
+            }
+            Tok::P(Punct::RBrace) => {}
+            _ => return cut(t.span.start, "',' or '}' expected in the initializer"),
+        }
     }
-    let (args, close) = arguments(i)?;
-    if is_punct(peek(i), Punct::LBrace) {
-        return cut(
-            peek(i).span.start,
-            "Object and collection initializers are not supported in policy expressions",
-        );
-    }
-    Ok(node(ExprKind::New { ty, args }, start.to(close)))
 }
 
 fn array_items(i: &mut In<'_>) -> PResult<(Vec<Expr>, Span)> {

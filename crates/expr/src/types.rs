@@ -6,6 +6,7 @@
 use std::fmt;
 
 use super::ast::TypeRef;
+use super::builtins::crypto::HashAlg;
 use super::context::{Entity, Message};
 use super::value::CtxObj;
 
@@ -41,6 +42,18 @@ pub(crate) enum Ty {
     Ctx(CtxObj),
     Encoding,
     Enum(EnumTy),
+    /// `System.Uri`.
+    Uri,
+    UriBuilder,
+    Random,
+    /// An HMAC or hash algorithm object.
+    Hasher,
+    /// `BasicAuthCredentials` (`AsBasic()`).
+    Basic,
+    XDocument,
+    XElement,
+    XAttribute,
+    StringBuilder,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +158,15 @@ impl fmt::Display for Ty {
             Ty::Pair(k, v) => write!(f, "KeyValuePair<{k}, {v}>"),
             Ty::Url => f.write_str("IUrl"),
             Ty::Encoding => f.write_str("Encoding"),
+            Ty::Uri => f.write_str("Uri"),
+            Ty::UriBuilder => f.write_str("UriBuilder"),
+            Ty::Random => f.write_str("Random"),
+            Ty::Hasher => f.write_str("HashAlgorithm"),
+            Ty::Basic => f.write_str("BasicAuthCredentials"),
+            Ty::XDocument => f.write_str("XDocument"),
+            Ty::XElement => f.write_str("XElement"),
+            Ty::XAttribute => f.write_str("XAttribute"),
+            Ty::StringBuilder => f.write_str("StringBuilder"),
             Ty::Enum(e) => f.write_str(match e {
                 EnumTy::StringComparison => "StringComparison",
                 EnumTy::Formatting => "Formatting",
@@ -201,6 +223,20 @@ pub(crate) enum Class {
     RegexOptions,
     StringSplitOptions,
     DateTimeKind,
+    UriBuilder,
+    Random,
+    /// `HMACSHA256`…: keyed hashes.
+    Hmac(HashAlg),
+    /// `SHA256`, `MD5`…: `Create()` and `HashData`.
+    Hash(HashAlg),
+    WebUtility,
+    Array,
+    BitConverter,
+    JsonConvert,
+    XDocument,
+    XElement,
+    StringBuilder,
+    DateTimeOffset,
 }
 
 /// (simple name, namespace) of every allowed class; C# keywords have no namespace.
@@ -239,7 +275,29 @@ const CLASSES: &[(&str, &str, Class)] = &[
     ("JValue", "Newtonsoft.Json.Linq", Class::JValue),
     ("JProperty", "Newtonsoft.Json.Linq", Class::JProperty),
     ("Formatting", "Newtonsoft.Json", Class::Formatting),
+    ("UriBuilder", "System", Class::UriBuilder),
+    ("Random", "System", Class::Random),
+    ("Array", "System", Class::Array),
+    ("BitConverter", "System", Class::BitConverter),
+    ("JsonConvert", "Newtonsoft.Json", Class::JsonConvert),
+    ("XDocument", "System.Xml.Linq", Class::XDocument),
+    ("XElement", "System.Xml.Linq", Class::XElement),
+    ("StringBuilder", "System.Text", Class::StringBuilder),
+    ("DateTimeOffset", "System", Class::DateTimeOffset),
+    ("WebUtility", "System.Net", Class::WebUtility),
+    ("HMACMD5", CRYPTO, Class::Hmac(HashAlg::Md5)),
+    ("HMACSHA1", CRYPTO, Class::Hmac(HashAlg::Sha1)),
+    ("HMACSHA256", CRYPTO, Class::Hmac(HashAlg::Sha256)),
+    ("HMACSHA384", CRYPTO, Class::Hmac(HashAlg::Sha384)),
+    ("HMACSHA512", CRYPTO, Class::Hmac(HashAlg::Sha512)),
+    ("MD5", CRYPTO, Class::Hash(HashAlg::Md5)),
+    ("SHA1", CRYPTO, Class::Hash(HashAlg::Sha1)),
+    ("SHA256", CRYPTO, Class::Hash(HashAlg::Sha256)),
+    ("SHA384", CRYPTO, Class::Hash(HashAlg::Sha384)),
+    ("SHA512", CRYPTO, Class::Hash(HashAlg::Sha512)),
 ];
+
+const CRYPTO: &str = "System.Security.Cryptography";
 
 /// Namespaces a qualified name may go through.
 const NAMESPACES: &[&str] = &[
@@ -252,6 +310,11 @@ const NAMESPACES: &[&str] = &[
     "Newtonsoft",
     "Newtonsoft.Json",
     "Newtonsoft.Json.Linq",
+    "System.Net",
+    "System.Security",
+    "System.Security.Cryptography",
+    "System.Xml",
+    "System.Xml.Linq",
 ];
 
 /// A class by simple or fully qualified name.
@@ -314,6 +377,21 @@ pub(crate) fn from_ref(t: &TypeRef) -> Result<Ty, String> {
         // A response `send-request` stored in a variable: typed like `context.Response`.
         ("IResponse", 0) => Ty::Ctx(CtxObj::Response),
         ("Group", 0) => Ty::Group,
+        ("Uri", 0) => Ty::Uri,
+        ("UriBuilder", 0) => Ty::UriBuilder,
+        ("Random", 0) => Ty::Random,
+        ("DateTimeOffset", 0) => Ty::DateTime,
+        ("BasicAuthCredentials", 0) => Ty::Basic,
+        ("XDocument", 0) => Ty::XDocument,
+        ("XElement", 0) => Ty::XElement,
+        ("XAttribute", 0) => Ty::XAttribute,
+        ("StringBuilder", 0) => Ty::StringBuilder,
+        (
+            "HMACMD5" | "HMACSHA1" | "HMACSHA256" | "HMACSHA384" | "HMACSHA512" | "HMAC"
+            | "KeyedHashAlgorithm" | "HashAlgorithm" | "MD5" | "SHA1" | "SHA256" | "SHA384"
+            | "SHA512",
+            0,
+        ) => Ty::Hasher,
         ("StringComparison", 0) => Ty::Enum(EnumTy::StringComparison),
         ("Formatting", 0) => Ty::Enum(EnumTy::Formatting),
         ("RegexOptions", 0) => Ty::Enum(EnumTy::RegexOptions),
@@ -328,6 +406,17 @@ pub(crate) fn from_ref(t: &TypeRef) -> Result<Ty, String> {
             1,
         ) => Ty::array_of(arg(0)?),
         ("KeyValuePair", 2) => Ty::Pair(Box::new(arg(0)?), Box::new(arg(1)?)),
+        // A dictionary with string keys is held as a JSON object (keys in insertion order).
+        ("Dictionary" | "IDictionary" | "IReadOnlyDictionary", 2) => {
+            if arg(0)? != Ty::String {
+                return Err(format!(
+                    "'{}' needs string keys in policy expressions (Dictionary<string, T>)",
+                    t.name
+                ));
+            }
+            arg(1)?;
+            Ty::Json(JKind::Object)
+        }
         _ => return Err(not_allowed(&t.name)),
     };
     base = nest_array(base, t.array);

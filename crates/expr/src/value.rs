@@ -6,8 +6,13 @@ use std::sync::Arc;
 
 use super::builtins::Member;
 use super::builtins::certificate::ClientCertificate;
+use super::builtins::crypto::Hasher;
 use super::builtins::jwt::Jwt;
+use super::builtins::misc::Random;
+use super::builtins::net::{UriKind, UriParts};
 use super::builtins::regex::RegexMatch;
+use super::builtins::text::StringBuilder;
+use super::builtins::xml::{XElement, XKind};
 use super::context::{Entity, Message};
 use super::datetime::{DateTime, TimeSpan};
 use super::json::Json;
@@ -88,6 +93,20 @@ pub(crate) enum Obj {
     ResponseBody(Arc<HttpResponse>),
     /// `context.Request.Certificate`.
     Certificate(Arc<ClientCertificate>),
+    /// A `System.Uri` or `UriBuilder`.
+    Uri(UriKind, Arc<UriParts>),
+    /// `System.Random`.
+    Random(Arc<Random>),
+    /// `new HMACSHA256(key)`, `SHA256.Create()`…
+    Hasher(Arc<Hasher>),
+    /// `BasicAuthCredentials`: (user id, password).
+    Basic(Arc<(Arc<str>, Arc<str>)>),
+    /// An `XDocument` (holding its root) or an `XElement`.
+    Xml(XKind, Arc<XElement>),
+    /// An `XAttribute`: (name, value).
+    XAttr(Arc<(Arc<str>, Arc<str>)>),
+    /// A `StringBuilder`, shared and changed in place as in .NET.
+    StringBuilder(Arc<StringBuilder>),
 }
 
 /// An HTTP response an expression can hold (`(IResponse)context.Variables["name"]`), as
@@ -226,6 +245,21 @@ impl Value {
             Self::Jwt(_) => "Microsoft.Azure.ApiManagement.Policies.Jwt".to_owned(),
             Self::Handle(Handle(obj)) => match obj {
                 Obj::Url(u) => u.to_string(),
+                Obj::Uri(_, p) => p.to_uri_string(),
+                Obj::Xml(_, e) => super::builtins::xml::to_string(e),
+                Obj::StringBuilder(sb) => sb.text(),
+                Obj::XAttr(a) => {
+                    let mut v = String::new();
+                    for c in a.1.chars() {
+                        match c {
+                            '&' => v.push_str("&amp;"),
+                            '<' => v.push_str("&lt;"),
+                            '"' => v.push_str("&quot;"),
+                            c => v.push(c),
+                        }
+                    }
+                    format!("{}=\"{v}\"", a.0)
+                }
                 Obj::Query(q) => q.to_string(),
                 Obj::Match(m) => m.value(0).unwrap_or_default().to_owned(),
                 Obj::Group(m, i) => m.value(*i).unwrap_or_default().to_owned(),
@@ -286,6 +320,13 @@ impl Value {
                 Obj::ResponseHeaders(_) => "IReadOnlyDictionary<string, string[]>",
                 Obj::ResponseBody(_) => "IMessageBody",
                 Obj::Certificate(_) => super::builtins::certificate::TYPE_NAME,
+                Obj::Uri(kind, _) => super::builtins::net::type_name(*kind),
+                Obj::Random(_) => "Random",
+                Obj::Hasher(h) => h.type_name(),
+                Obj::Basic(_) => "BasicAuthCredentials",
+                Obj::Xml(kind, _) => super::builtins::xml::type_name(*kind),
+                Obj::XAttr(_) => "XAttribute",
+                Obj::StringBuilder(_) => "StringBuilder",
                 Obj::Enum(t, ..) => match t {
                     EnumTy::StringComparison => "StringComparison",
                     EnumTy::Formatting => "Formatting",
@@ -339,6 +380,12 @@ impl Value {
                 (Obj::Pair(a), Obj::Pair(b)) => a.0.loose_eq(&b.0) && a.1.loose_eq(&b.1),
                 (Obj::Response(a), Obj::Response(b)) => Arc::ptr_eq(a, b),
                 (Obj::Certificate(a), Obj::Certificate(b)) => Arc::ptr_eq(a, b),
+                (Obj::Uri(ka, a), Obj::Uri(kb, b)) => ka == kb && a == b,
+                (Obj::Random(a), Obj::Random(b)) => Arc::ptr_eq(a, b),
+                (Obj::Hasher(a), Obj::Hasher(b)) => Arc::ptr_eq(a, b),
+                (Obj::Basic(a), Obj::Basic(b)) => a == b,
+                (Obj::Xml(_, a), Obj::Xml(_, b)) => Arc::ptr_eq(a, b),
+                (Obj::StringBuilder(a), Obj::StringBuilder(b)) => Arc::ptr_eq(a, b),
                 _ => false,
             },
             _ => match (self.number(), other.number()) {

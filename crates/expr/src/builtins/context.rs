@@ -105,20 +105,28 @@ pub(crate) fn method_sig(o: CtxObj, m: Member, c: &CallTys<'_>) -> Sig {
         (CtxObj::Headers(_) | CtxObj::MatchedParameters | CtxObj::Variables, M::ContainsKey) => {
             sig(c, &[&[Str]], Ty::Bool)
         }
+        (CtxObj::Headers(_) | CtxObj::MatchedParameters | CtxObj::Variables, M::TryGetValue)
+            if c.out =>
+        {
+            sig(c, &[&[Str, P::Any]], Ty::Bool)
+        }
         (CtxObj::Variables, M::GetValueOrDefault) => {
             let ret = c.targ.cloned().unwrap_or(Ty::Object);
             sig(c, &[&[Str], &[Str, P::Any]], ret)
         }
+        (CtxObj::Body(_), M::AsFormUrlEncodedContent) => sig(c, &[&[], &[P::Bool]], Ty::Query),
         (CtxObj::Body(_), M::As) => {
             let ret = match c.targ {
                 Some(
                     t @ (Ty::String
                     | Ty::Json(JKind::Object | JKind::Array | JKind::Token)
-                    | Ty::Bytes),
+                    | Ty::Bytes
+                    | Ty::XDocument
+                    | Ty::XElement),
                 ) => t.clone(),
                 Some(t) => {
                     return Err(SigErr::Other(format!(
-                        "Body.As<{t}>() is not supported; use string, byte[], JObject, JArray or JToken"
+                        "Body.As<{t}>() is not supported; use string, byte[], JObject, JArray, JToken, XDocument or XElement"
                     )));
                 }
                 None => {
@@ -252,6 +260,17 @@ pub(crate) fn call(
                 }),
             }
         }
+        // A form body is a query string: read as `Url.Query` is (values decoded, `string[]`).
+        (CtxObj::Body(msg), M::AsFormUrlEncodedContent) => {
+            let preserve = matches!(args.first(), Some(Value::Bool(true)));
+            let Some(bytes) = cx.body(msg, preserve) else {
+                return Ok(Value::Null);
+            };
+            rt.alloc(bytes.len())?;
+            Ok(Value::obj(Obj::Query(
+                String::from_utf8_lossy(&bytes).trim().into(),
+            )))
+        }
         (CtxObj::Body(msg), M::As) => {
             let preserve = matches!(args.first(), Some(Value::Bool(true)));
             let Some(bytes) = cx.body(msg, preserve) else {
@@ -297,6 +316,20 @@ pub(crate) fn body_as(bytes: &[u8], targ: Option<&Ty>, rt: &mut Rt<'_>) -> RtRes
                 )));
             }
             Ok(Value::Json(json))
+        }
+        Some(t @ (Ty::XDocument | Ty::XElement)) => {
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Value::Null);
+            }
+            let text = std::str::from_utf8(bytes).map_err(|_| {
+                RuntimeError::format("The body is not UTF-8 text, so it is not XML.")
+            })?;
+            let class = if *t == Ty::XDocument {
+                crate::types::Class::XDocument
+            } else {
+                crate::types::Class::XElement
+            };
+            super::xml::static_call(class, Member::Parse, &[Value::String(text.into())], rt)
         }
         _ => Err(RuntimeError::argument("Unsupported body type.")),
     }

@@ -36,7 +36,16 @@ pub(crate) fn convert(v: Value, to: &Ty, mode: Mode) -> RtResult<Value> {
     match to {
         Ty::Object => Ok(v),
         Ty::Null => Ok(Value::Null),
-        Ty::String => to_string(v, mode),
+        Ty::String => match &v {
+            Value::Handle(h) if mode == Mode::Cast => match &h.0 {
+                Obj::Xml(super::xml::XKind::Element, e) => {
+                    Ok(Value::String(super::xml::value_of(e).into()))
+                }
+                Obj::XAttr(a) => Ok(Value::String(a.1.clone())),
+                _ => to_string(v, mode),
+            },
+            _ => to_string(v, mode),
+        },
         Ty::Int => Ok(Value::Int(to_int(&v, mode, 32)? as i32)),
         Ty::Long => Ok(Value::Long(to_int(&v, mode, 64)?)),
         Ty::Double => to_double(&v, mode).map(Value::Double),
@@ -53,6 +62,25 @@ pub(crate) fn convert(v: Value, to: &Ty, mode: Mode) -> RtResult<Value> {
             }
         },
         Ty::Json(kind) => to_json_kind(v, *kind),
+        Ty::Bytes => match v {
+            Value::Null => Ok(Value::Null),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| match i.number() {
+                    Some(crate::value::Num::Int(n) | crate::value::Num::Long(n)) => {
+                        u8::try_from(n).map_err(|_| {
+                            RuntimeError::new(
+                                ErrorKind::Overflow,
+                                format_args!("Value {n} was either too large or too small for an unsigned byte."),
+                            )
+                        })
+                    }
+                    _ => Err(RuntimeError::cast(i.type_name(), "Byte")),
+                })
+                .collect::<RtResult<Vec<u8>>>()
+                .map(|b| Value::Bytes(b.into())),
+            _ => Err(RuntimeError::cast(v.type_name(), "Byte[]")),
+        },
         Ty::DateTime => match &v {
             Value::Null => Err(RuntimeError::null_reference()),
             Value::Json(Json::String(s)) => parse_date(s),
@@ -131,6 +159,15 @@ pub(crate) fn is_type(v: &Value, to: &Ty) -> bool {
                     | (Obj::Group(..), Ty::Group)
                     | (Obj::Encoding(_), Ty::Encoding)
                     | (Obj::Certificate(_), Ty::Certificate)
+                    | (Obj::Uri(super::net::UriKind::Uri, _), Ty::Uri)
+                    | (Obj::Uri(super::net::UriKind::Builder, _), Ty::UriBuilder)
+                    | (Obj::Random(_), Ty::Random)
+                    | (Obj::Hasher(_), Ty::Hasher)
+                    | (Obj::Basic(_), Ty::Basic)
+                    | (Obj::Xml(super::xml::XKind::Document, _), Ty::XDocument)
+                    | (Obj::Xml(super::xml::XKind::Element, _), Ty::XElement)
+                    | (Obj::XAttr(_), Ty::XAttribute)
+                    | (Obj::StringBuilder(_), Ty::StringBuilder)
             ) || matches!((&h.0, t), (Obj::Enum(a, ..), Ty::Enum(b)) if a == b)
                 || matches!((&h.0, t), (Obj::Ctx(a), Ty::Ctx(b)) if a == b)
                 || super::response::is_type(&h.0, t)

@@ -325,28 +325,7 @@ pub(crate) fn new_value(class: Class, args: &[Value]) -> RtResult<Value> {
         Class::JObject => {
             let mut obj = JsonObject::new();
             for a in flatten(args) {
-                match a {
-                    Value::Handle(ref h) => match &h.0 {
-                        Obj::Pair(p) => obj.insert(p.0.to_policy_string(), to_json(&p.1)?),
-                        _ => {
-                            return Err(RuntimeError::argument(format_args!(
-                                "Can not add {} to JObject.",
-                                a.type_name()
-                            )));
-                        }
-                    },
-                    Value::Json(Json::Object(o)) => {
-                        for (k, v) in o.iter() {
-                            obj.insert(k, v.clone());
-                        }
-                    }
-                    other => {
-                        return Err(RuntimeError::argument(format_args!(
-                            "Can not add {} to JObject.",
-                            other.type_name()
-                        )));
-                    }
-                }
+                add_to_object(&mut obj, &a)?;
             }
             Ok(Value::Json(Json::Object(Arc::new(obj))))
         }
@@ -358,6 +337,108 @@ pub(crate) fn new_value(class: Class, args: &[Value]) -> RtResult<Value> {
             Ok(Value::Json(Json::Array(Arc::new(items))))
         }
         _ => Ok(Value::Json(to_json(args.first().unwrap_or(&Value::Null))?)),
+    }
+}
+
+/// `JsonConvert.SerializeObject(value[, formatting])` and `DeserializeObject[<T>](text)`.
+pub(crate) fn json_convert_sig(m: Member, c: &CallTys<'_>) -> Sig {
+    match m {
+        Member::SerializeObject => sig(
+            c,
+            &[
+                &[P::Any],
+                &[P::Any, P::Enum(crate::types::EnumTy::Formatting)],
+            ],
+            Ty::String,
+        ),
+        Member::DeserializeObject => sig(c, &[&[P::Str]], c.targ.cloned().unwrap_or(Ty::Object)),
+        _ => Err(SigErr::NotFound),
+    }
+}
+
+pub(crate) fn json_convert_call(
+    m: Member,
+    args: &[Value],
+    x: &super::Extra,
+    rt: &mut Rt<'_>,
+) -> RtResult<Value> {
+    match m {
+        Member::SerializeObject => {
+            let indented = args
+                .get(1)
+                .and_then(super::enum_arg)
+                .is_some_and(|(_, v)| v == 1);
+            let j = to_json(args.first().unwrap_or(&Value::Null))?;
+            let text = j.to_json_string(indented);
+            rt.alloc(text.len())?;
+            Ok(Value::String(text.into()))
+        }
+        Member::DeserializeObject => {
+            let v = static_call(Class::JToken, Member::Parse, args, rt)?;
+            match &x.targ {
+                Some(t) => super::convert::convert(v, t, super::convert::Mode::Cast),
+                None => Ok(v),
+            }
+        }
+        _ => Err(RuntimeError::no_member("JsonConvert", m.name())),
+    }
+}
+
+/// Adds a `JProperty` (or the properties of a `JObject`) to an object.
+fn add_to_object(obj: &mut JsonObject, a: &Value) -> RtResult<()> {
+    match a {
+        Value::Handle(h) => match &h.0 {
+            Obj::Pair(p) => obj.insert(p.0.to_policy_string(), to_json(&p.1)?),
+            _ => {
+                return Err(RuntimeError::argument(format_args!(
+                    "Can not add {} to JObject.",
+                    a.type_name()
+                )));
+            }
+        },
+        Value::Json(Json::Object(o)) => {
+            for (k, v) in o.iter() {
+                obj.insert(k, v.clone());
+            }
+        }
+        other => {
+            return Err(RuntimeError::argument(format_args!(
+                "Can not add {} to JObject.",
+                other.type_name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `[key] = value` in an object initializer.
+pub(crate) fn init_set(target: &mut Json, key: Arc<str>, value: &Value) -> RtResult<()> {
+    let value = to_json(value)?;
+    match target {
+        Json::Object(o) => {
+            Arc::make_mut(o).insert(key, value);
+            Ok(())
+        }
+        other => Err(RuntimeError::argument(format_args!(
+            "Can not set a property of {}.",
+            other.type_name()
+        ))),
+    }
+}
+
+/// An item of a collection initializer: an array item, or a property of an object.
+pub(crate) fn init_add(target: &mut Json, value: &Value) -> RtResult<()> {
+    match target {
+        Json::Array(a) => {
+            let item = to_json(value)?;
+            Arc::make_mut(a).push(item);
+            Ok(())
+        }
+        Json::Object(o) => add_to_object(Arc::make_mut(o), value),
+        other => Err(RuntimeError::argument(format_args!(
+            "Can not add items to {}.",
+            other.type_name()
+        ))),
     }
 }
 

@@ -9,16 +9,21 @@
 pub(crate) mod certificate;
 pub(crate) mod context;
 pub(crate) mod convert;
+pub(crate) mod crypto;
 pub(crate) mod datetime;
 pub(crate) mod encoding;
 pub(crate) mod json;
 pub(crate) mod jwt;
 pub(crate) mod linq;
+pub(crate) mod misc;
+pub(crate) mod net;
 pub(crate) mod number;
 pub(crate) mod regex;
 pub(crate) mod response;
 pub(crate) mod string;
+pub(crate) mod text;
 pub(crate) mod url;
+pub(crate) mod xml;
 
 use std::sync::Arc;
 
@@ -27,7 +32,7 @@ use super::context::Context;
 use super::error::{ErrorKind, RtResult, RuntimeError};
 use super::json::Json;
 use super::types::{Class, EnumTy, Ty};
-use super::value::{Obj, Value};
+use super::value::{CtxObj, Handle, Obj, Value};
 
 macro_rules! members {
     ($($name:ident),* $(,)?) => {
@@ -99,6 +104,25 @@ members! {
     CurrentCultureIgnoreCase, None, Indented, IgnoreCase, Multiline, Singleline, ExplicitCapture,
     CultureInvariant, IgnorePatternWhitespace, Compiled, RemoveEmptyEntries, TrimEntries, Utc,
     Local, Unspecified,
+    // cryptography
+    ComputeHash, Create, HashData, HashSize, Dispose, Clear,
+    // Uri, UriBuilder, WebUtility, basic credentials
+    AbsolutePath, AbsoluteUri, PathAndQuery, Fragment, Authority, UserInfo, OriginalString,
+    IsDefaultPort, IsAbsoluteUri, Uri, ToUri, UrlEncode, UrlDecode, HtmlEncode, HtmlDecode,
+    AsBasic, UserId, Password,
+    // Random, DateTimeOffset
+    Next, NextDouble, NextInt64, FromUnixTimeSeconds, FromUnixTimeMilliseconds,
+    ToUnixTimeSeconds, ToUnixTimeMilliseconds, UtcDateTime, DateTime, LocalDateTime,
+    // dictionaries, JsonConvert
+    TryGetValue, SerializeObject, DeserializeObject,
+    // System.Xml.Linq
+    Root, Element, Elements, Descendants, Attribute, Attributes, HasElements, HasAttributes,
+    // byte[] extensions
+    Encrypt, Decrypt,
+    // StringBuilder
+    Append, AppendLine, AppendFormat,
+    // message bodies
+    AsFormUrlEncodedContent,
 }
 
 /// What evaluation lends a builtin: the request and the step budget.
@@ -124,7 +148,7 @@ pub(crate) struct Extra {
     /// The type argument of `As<T>`, `GetValueOrDefault<T>`, `Value<T>`, `ToObject<T>`.
     pub targ: Option<Ty>,
     /// A regex pattern given as a literal, compiled when the policy was saved.
-    pub regex: Option<Arc<::regex::Regex>>,
+    pub regex: Option<Arc<regex::Pattern>>,
 }
 
 /// Why a member could not be used.
@@ -244,12 +268,27 @@ pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
         Ty::String => string::prop_ty(m),
         Ty::Array(_) | Ty::Bytes => match m {
             Member::Length => Some(Ty::Int),
+            // `MatchCollection.Count`, `List<T>.Count` (lists are arrays here).
+            Member::Count if matches!(ty, Ty::Array(_)) => Some(Ty::Int),
             _ => None,
         },
+        Ty::DateTime
+            if matches!(
+                m,
+                Member::UtcDateTime | Member::DateTime | Member::LocalDateTime
+            ) =>
+        {
+            Some(Ty::DateTime)
+        }
         Ty::DateTime | Ty::TimeSpan => datetime::prop_ty(ty, m),
         Ty::Json(_) => json::prop_ty(ty, m),
         Ty::Jwt | Ty::Claims => jwt::prop_ty(ty, m),
         Ty::Certificate => certificate::prop_ty(m),
+        Ty::Uri | Ty::UriBuilder => net::prop_ty(ty, m),
+        Ty::Hasher => crypto::prop_ty(m),
+        Ty::StringBuilder => text::prop_ty(m),
+        Ty::XDocument | Ty::XElement | Ty::XAttribute => xml::prop_ty(ty, m),
+        Ty::Basic => matches!(m, Member::UserId | Member::Password).then_some(Ty::String),
         Ty::Match | Ty::Groups | Ty::Group => regex::prop_ty(ty, m),
         Ty::Pair(k, v) => match m {
             Member::Key => Some((**k).clone()),
@@ -273,8 +312,23 @@ pub(crate) fn method_sig(ty: &Ty, m: Member, c: &CallTys<'_>) -> Sig {
         }
         _ => {}
     }
+    match (ty, m) {
+        (Ty::String, Member::AsBasic) => return sig(c, &[&[]], Ty::Basic),
+        (Ty::Url, Member::ToUri) => return sig(c, &[&[]], Ty::Uri),
+        (Ty::Bytes, Member::Encrypt | Member::Decrypt) => {
+            return sig(c, &[&[P::Str, P::Bytes, P::Bytes]], Ty::Bytes);
+        }
+        (Ty::DateTime, Member::ToUnixTimeSeconds | Member::ToUnixTimeMilliseconds) => {
+            return sig(c, &[&[]], Ty::Long);
+        }
+        _ => {}
+    }
     match ty {
         Ty::Object | Ty::Null => Ok(c.targ.cloned().unwrap_or(Ty::Object)),
+        Ty::Random => misc::random_method_sig(m, c),
+        Ty::Hasher => crypto::method_sig(m, c),
+        Ty::StringBuilder => text::method_sig(m, c),
+        Ty::XDocument | Ty::XElement | Ty::XAttribute => xml::method_sig(ty, m, c),
         Ty::Ctx(o) => context::method_sig(*o, m, c),
         Ty::Url | Ty::Query => url::method_sig(ty, m, c),
         Ty::String => string::method_sig(m, c),
@@ -334,6 +388,7 @@ pub(crate) fn static_prop_ty(class: Class, m: Member) -> Option<Ty> {
         Class::Int | Class::Long | Class::Double | Class::Math => number::static_prop_ty(class, m),
         Class::DateTime | Class::TimeSpan => datetime::static_prop_ty(class, m),
         Class::Encoding | Class::Guid => encoding::static_prop_ty(class, m),
+        Class::DateTimeOffset => misc::offset_static_prop_ty(m),
         Class::StringComparison
         | Class::Formatting
         | Class::RegexOptions
@@ -356,6 +411,13 @@ pub(crate) fn static_sig(class: Class, m: Member, c: &CallTys<'_>) -> Sig {
         }
         Class::DateTime | Class::TimeSpan => datetime::static_sig(class, m, c),
         Class::Regex => regex::static_sig(m, c),
+        Class::Hmac(_) | Class::Hash(_) => crypto::static_sig(class, m, c),
+        Class::WebUtility => net::static_sig(class, m, c),
+        Class::Array => misc::array_static_sig(m, c),
+        Class::BitConverter => misc::bit_converter_sig(m, c),
+        Class::JsonConvert => json::json_convert_sig(m, c),
+        Class::XDocument | Class::XElement => xml::static_sig(class, m, c),
+        Class::DateTimeOffset => misc::offset_static_sig(m, c),
         Class::JObject | Class::JArray | Class::JToken | Class::JValue | Class::JProperty => {
             json::static_sig(class, m, c)
         }
@@ -372,6 +434,12 @@ pub(crate) fn out_ty(recv: Option<&Ty>, class: Option<Class>, m: Member) -> Opti
         (_, Some(Class::Bool), Member::TryParse) => Some(Ty::Bool),
         (_, Some(Class::DateTime), Member::TryParse) => Some(Ty::DateTime),
         (Some(Ty::String | Ty::Object), None, Member::TryParseJwt) => Some(Ty::Jwt),
+        // Header values are joined with `,`: the array holds that one value.
+        (Some(Ty::Ctx(CtxObj::Headers(_))), None, Member::TryGetValue) => {
+            Some(Ty::array_of(Ty::String))
+        }
+        (Some(Ty::Ctx(CtxObj::MatchedParameters)), None, Member::TryGetValue) => Some(Ty::String),
+        (Some(Ty::Ctx(CtxObj::Variables)), None, Member::TryGetValue) => Some(Ty::Object),
         _ => None,
     }
 }
@@ -410,7 +478,7 @@ pub(crate) fn enum_value(class: Class, m: Member) -> Option<(EnumTy, i32)> {
 /// Parameter names usable as named arguments (`preserveContent: true`), by position.
 pub(crate) fn param_names(m: Member) -> &'static [&'static str] {
     match m {
-        Member::As => &["preserveContent"],
+        Member::As | Member::AsFormUrlEncodedContent => &["preserveContent"],
         Member::GetValueOrDefault => &["name", "defaultValue"],
         Member::Substring => &["startIndex", "length"],
         Member::IsMatch | Member::Match | Member::Matches => &["input", "pattern", "options"],
@@ -445,9 +513,24 @@ pub(crate) fn get(recv: &Value, m: Member, rt: &mut Rt<'_>) -> RtResult<Value> {
                 response::get(&h.0, m)
             }
             Obj::Certificate(c) => certificate::get(c, m),
+            Obj::Uri(kind, p) => net::get(*kind, p, m),
+            Obj::Hasher(hasher) => crypto::get(hasher, m),
+            Obj::Basic(creds) => net::basic_get(creds, m),
+            Obj::Random(_) => Err(RuntimeError::no_member(recv.type_name(), m.name())),
+            Obj::Xml(kind, e) => xml::get(*kind, e, m, rt),
+            Obj::XAttr(a) => xml::attr_get(a, m),
+            Obj::StringBuilder(sb) => text::get(sb, m, rt),
         },
+        Value::DateTime(d)
+            if matches!(
+                m,
+                Member::UtcDateTime | Member::DateTime | Member::LocalDateTime
+            ) =>
+        {
+            Ok(Value::DateTime(*d))
+        }
         Value::String(s) => string::get(s, m),
-        Value::Array(a) if m == Member::Length => Ok(len_value(a.len())),
+        Value::Array(a) if matches!(m, Member::Length | Member::Count) => Ok(len_value(a.len())),
         Value::Bytes(b) if m == Member::Length => Ok(len_value(b.len())),
         Value::DateTime(_) | Value::TimeSpan(_) => datetime::get(recv, m),
         Value::Json(j) => json::get(j, m),
@@ -469,7 +552,12 @@ pub(crate) fn call(
     rt: &mut Rt<'_>,
 ) -> RtResult<Value> {
     match (m, args.len()) {
-        (Member::ToString, 0) if !matches!(recv, Value::Json(_) | Value::Null) => {
+        (Member::ToString, 0)
+            if !matches!(
+                recv,
+                Value::Json(_) | Value::Null | Value::Handle(Handle(Obj::StringBuilder(_)))
+            ) =>
+        {
             let s = recv.to_policy_string();
             return Ok(Value::String(s.into()));
         }
@@ -493,6 +581,9 @@ pub(crate) fn call(
         Value::Null => Err(RuntimeError::null_reference()),
         Value::Handle(h) => match &h.0 {
             Obj::Ctx(c) => context::call(*c, m, args, x, rt),
+            Obj::Url(u) if m == Member::ToUri => {
+                Ok(net::uri_value(net::UriKind::Uri, net::UriParts::parse(u)?))
+            }
             Obj::Url(u) => url::url_call(u, m, args),
             Obj::Query(q) => url::query_call(q, m, args),
             Obj::Claims(j) => jwt::claims_call(j, m, args),
@@ -501,8 +592,36 @@ pub(crate) fn call(
                 response::call(&h.0, m, args, x, rt)
             }
             Obj::Certificate(c) => certificate::call(c, m, args),
+            Obj::Random(r) => misc::random_call(r, m, args),
+            Obj::Hasher(hasher) => crypto::call(hasher, m, args, rt),
+            Obj::Xml(kind, e) => xml::call(*kind, e, m, args, rt),
+            Obj::StringBuilder(sb) => text::call(recv, sb, m, args, rt),
+            Obj::Uri(net::UriKind::Builder, p) if args.len() == 1 && net::settable(m).is_some() => {
+                net::set(p, m, &args[0])
+            }
             _ => Err(RuntimeError::no_member(recv.type_name(), m.name())),
         },
+        Value::String(s) if m == Member::AsBasic && args.is_empty() => Ok(net::as_basic(s)),
+        // `list.Add(x)`, compiled as an assignment of the longer list to the local.
+        Value::Array(items) if m == Member::Add && args.len() == 1 => {
+            rt.steps(items.len() + 1)?;
+            crate::eval::check_nesting(rt, std::slice::from_ref(&args[0]), 1)?;
+            let mut out = Vec::with_capacity(items.len() + 1);
+            out.extend(items.iter().cloned());
+            out.push(args[0].clone());
+            Ok(Value::Array(out.into()))
+        }
+        Value::Bytes(b) if matches!(m, Member::Encrypt | Member::Decrypt) => {
+            crypto::symmetric(b, m, args, rt)
+        }
+        Value::DateTime(d)
+            if matches!(
+                m,
+                Member::ToUnixTimeSeconds | Member::ToUnixTimeMilliseconds
+            ) =>
+        {
+            misc::to_unix(*d, m)
+        }
         Value::String(s) => string::call(s, m, args, rt),
         Value::Char(c) => string::char_call(*c, m, args),
         Value::Int(_) | Value::Long(_) | Value::Double(_) | Value::Bool(_) => {
@@ -519,9 +638,33 @@ pub(crate) fn call(
 }
 
 /// Calls a method with an `out` argument; returns (result, out value).
-pub(crate) fn call_out(recv: &Value, m: Member, args: &[Value]) -> RtResult<(Value, Value)> {
+pub(crate) fn call_out(
+    recv: &Value,
+    m: Member,
+    args: &[Value],
+    rt: &mut Rt<'_>,
+) -> RtResult<(Value, Value)> {
     match (recv, m) {
         (Value::String(s), Member::TryParseJwt) => Ok(jwt::try_parse(s)),
+        (Value::Handle(Handle(Obj::Ctx(c))), Member::TryGetValue) => {
+            let key = args.first().unwrap_or(&Value::Null);
+            let found = context::call(
+                *c,
+                Member::ContainsKey,
+                std::slice::from_ref(key),
+                &Extra::default(),
+                rt,
+            )?;
+            if !matches!(found, Value::Bool(true)) {
+                return Ok((Value::Bool(false), Value::Null));
+            }
+            let value = context::index(*c, key, rt)?;
+            let value = match c {
+                CtxObj::Headers(_) => Value::Array(Arc::new([value])),
+                _ => value,
+            };
+            Ok((Value::Bool(true), value))
+        }
         (Value::Null, _) => Err(RuntimeError::null_reference()),
         _ => {
             let _ = args;
@@ -591,6 +734,7 @@ pub(crate) fn static_get(class: Class, m: Member, rt: &mut Rt<'_>) -> RtResult<V
         Class::Int | Class::Long | Class::Double | Class::Math => number::static_get(class, m),
         Class::DateTime | Class::TimeSpan => datetime::static_get(class, m, rt),
         Class::Encoding | Class::Guid => encoding::static_get(class, m),
+        Class::DateTimeOffset => datetime::static_get(Class::DateTime, m, rt),
         _ => Err(RuntimeError::no_member("type", m.name())),
     }
 }
@@ -614,6 +758,13 @@ pub(crate) fn static_call(
         }
         Class::DateTime | Class::TimeSpan => datetime::static_call(class, m, args),
         Class::Regex => regex::static_call(m, args, x, rt),
+        Class::Hmac(_) | Class::Hash(_) => crypto::static_call(class, m, args, rt),
+        Class::WebUtility => net::static_call(m, args, rt),
+        Class::Array => misc::array_static_call(m, args, rt),
+        Class::BitConverter => misc::bit_converter_call(m, args, rt),
+        Class::JsonConvert => json::json_convert_call(m, args, x, rt),
+        Class::XDocument | Class::XElement => xml::static_call(class, m, args, rt),
+        Class::DateTimeOffset => misc::offset_static_call(m, args),
         Class::JObject | Class::JArray | Class::JToken | Class::JValue | Class::JProperty => {
             json::static_call(class, m, args, rt)
         }
@@ -639,14 +790,26 @@ pub(crate) fn new_sig(class: Class, c: &CallTys<'_>) -> Sig {
         Class::JObject | Class::JArray | Class::JProperty | Class::JValue => {
             json::new_sig(class, c)
         }
+        Class::Uri | Class::UriBuilder => net::new_sig(class, c),
+        Class::Random => misc::new_sig(class, c),
+        Class::Hmac(_) => crypto::new_sig(class, c),
+        Class::Guid => sig(c, &[&[P::Str]], Ty::Guid),
+        Class::StringBuilder => text::new_sig(c),
+        Class::String => sig(c, &[&[P::Char, P::Int], &[P::Seq]], Ty::String),
         _ => Err(SigErr::NotFound),
     }
 }
 
 /// `new T(args)`.
-pub(crate) fn new_value(class: Class, args: &[Value]) -> RtResult<Value> {
+pub(crate) fn new_value(class: Class, args: &[Value], rt: &mut Rt<'_>) -> RtResult<Value> {
     match class {
+        Class::Guid => encoding::static_call(Class::Guid, Member::Parse, args, rt),
+        Class::String => string::new_string(args, rt),
+        Class::StringBuilder => text::new_value(args, rt),
         Class::DateTime | Class::TimeSpan => datetime::new_value(class, args),
+        Class::Uri | Class::UriBuilder => net::new_value(class, args),
+        Class::Random => misc::new_value(args),
+        Class::Hmac(_) => crypto::new_value(class, args),
         _ => json::new_value(class, args),
     }
 }

@@ -1,11 +1,15 @@
-//! `Regex.IsMatch/Match/Matches/Replace/Escape/Split` and `Match`/`Group` members, on the
-//! `regex` crate: linear time, so a pattern can't hang a request, but without .NET's
-//! lookaround and backreferences (such patterns are refused). A literal pattern is compiled
-//! once, when the policy is saved; a computed one on each call.
+//! `Regex.IsMatch/Match/Matches/Replace/Escape/Split` and `Match`/`Group` members. A pattern
+//! runs on the linear-time `regex` crate when it can; .NET's lookaround, backreferences and
+//! the like run on `fancy-regex`, a backtracking engine, whose searches are bounded by a
+//! backtrack limit and charged their worst case to the budget, so no pattern can hang a
+//! request. A literal pattern is compiled once, when the policy is saved; a computed one on
+//! each call.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ::regex::{Regex, RegexBuilder};
+
+use crate::error::ErrorKind;
 
 use super::{CallTys, Extra, Member, P, Rt, Sig, SigErr, arg_str, enum_arg, len_value, sig};
 use crate::error::{RtResult, RuntimeError};
@@ -49,22 +53,216 @@ pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
     })
 }
 
-/// Builds a regex with .NET `RegexOptions` (`IgnoreCase`, `Multiline`, `Singleline`,
+/// How many times the backtracking engine may backtrack in one search, by tier. A search
+/// starts at the tier its input length suggests and moves up one when it runs out; a search
+/// that needs more than the last tier fails with a run-time error (catastrophic backtracking
+/// on a hostile input). In a release build 10 000 backtracks take about 0.3 ms at worst.
+const TIERS: [usize; 4] = [10_000, 40_000, 160_000, 640_000];
+
+/// Backtracks per budget step: each search is charged its tier's worst case up front, so the
+/// [`Budget`](crate::Budget) bounds the time backtracking can take (the default budget allows
+/// two hundred searches at the first tier, or three at the last).
+const BACKTRACKS_PER_STEP: usize = 20;
+
+/// A compiled pattern: on the linear-time `regex` crate when it can take the pattern, else
+/// (lookaround, backreferences, atomic groups…) on `fancy-regex`, one compiled regex per
+/// backtrack tier (the first when the pattern is compiled, the others when first needed).
+#[derive(Debug)]
+pub(crate) enum Pattern {
+    Linear(Regex),
+    Backtrack(Box<Backtracking>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Backtracking {
+    /// The pattern with the options as inline flags.
+    source: Box<str>,
+    tiers: [OnceLock<Option<fancy_regex::Regex>>; 4],
+}
+
+impl Backtracking {
+    fn build(source: &str, limit: usize) -> Result<fancy_regex::Regex, String> {
+        fancy_regex::RegexBuilder::new(source)
+            .backtrack_limit(limit)
+            .delegate_size_limit(1 << 20)
+            .delegate_dfa_size_limit(1 << 22)
+            .build()
+            .map_err(|e| e.to_string())
+    }
+
+    fn tier(&self, i: usize) -> RtResult<&fancy_regex::Regex> {
+        let (Some(cell), Some(limit)) = (self.tiers.get(i), TIERS.get(i)) else {
+            return Err(RuntimeError::argument("no such backtrack tier"));
+        };
+        cell.get_or_init(|| Self::build(&self.source, *limit).ok())
+            .as_ref()
+            .ok_or_else(|| RuntimeError::argument("Invalid regular expression pattern"))
+    }
+
+    /// Runs `search` at the tier for `input_len`, moving up a tier when it runs out of
+    /// backtracks; each attempt is charged its worst case first.
+    fn run<T>(
+        &self,
+        input_len: usize,
+        rt: &mut Rt<'_>,
+        search: impl Fn(&fancy_regex::Regex) -> Result<T, Fail>,
+    ) -> RtResult<T> {
+        let need = input_len.saturating_mul(2).saturating_add(1_000);
+        let mut i = TIERS
+            .iter()
+            .position(|t| *t >= need)
+            .unwrap_or(TIERS.len() - 1);
+        loop {
+            rt.steps(TIERS[i] / BACKTRACKS_PER_STEP)?;
+            match search(self.tier(i)?) {
+                Ok(v) => return Ok(v),
+                Err(Fail::Limit) if i + 1 < TIERS.len() => i += 1,
+                Err(Fail::Limit) => return Err(run_failed("out of backtracks")),
+                Err(Fail::Other(e)) => return Err(run_failed(&e)),
+            }
+        }
+    }
+}
+
+/// Why a backtracking search failed.
+enum Fail {
+    /// It used up its tier's backtracks.
+    Limit,
+    Other(String),
+}
+
+impl From<fancy_regex::Error> for Fail {
+    fn from(e: fancy_regex::Error) -> Self {
+        match e {
+            fancy_regex::Error::RuntimeError(fancy_regex::RuntimeError::BacktrackLimitExceeded) => {
+                Self::Limit
+            }
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+/// The byte spans of a match's groups (`None` for a group that took no part).
+type Spans = Vec<Option<(usize, usize)>>;
+
+impl Pattern {
+    fn names(&self) -> Vec<Option<String>> {
+        match self {
+            Self::Linear(re) => re.capture_names().map(|n| n.map(str::to_owned)).collect(),
+            Self::Backtrack(b) => match b.tier(0) {
+                Ok(re) => re.capture_names().map(|n| n.map(str::to_owned)).collect(),
+                Err(_) => Vec::new(),
+            },
+        }
+    }
+
+    /// Whether the backtracking engine runs it.
+    #[cfg(test)]
+    pub(crate) fn backtracks(&self) -> bool {
+        matches!(self, Self::Backtrack(_))
+    }
+
+    fn is_match(&self, input: &str, rt: &mut Rt<'_>) -> RtResult<bool> {
+        match self {
+            Self::Linear(re) => Ok(re.is_match(input)),
+            Self::Backtrack(b) => b.run(input.len(), rt, |re| Ok(re.is_match(input)?)),
+        }
+    }
+
+    /// The first match's groups.
+    fn first(&self, input: &str, rt: &mut Rt<'_>) -> RtResult<Option<Spans>> {
+        match self {
+            Self::Linear(re) => Ok(re
+                .captures(input)
+                .map(|c| spans(c.len(), |i| c.get(i).map(|m| (m.start(), m.end()))))),
+            Self::Backtrack(b) => b.run(input.len(), rt, |re| {
+                Ok(re
+                    .captures(input)?
+                    .map(|c| spans(c.len(), |i| c.get(i).map(|m| (m.start(), m.end())))))
+            }),
+        }
+    }
+
+    /// Every non-overlapping match's groups, in order, one step each.
+    fn all(&self, input: &str, rt: &mut Rt<'_>) -> RtResult<Vec<Spans>> {
+        let out: Vec<Spans> = match self {
+            Self::Linear(re) => re
+                .captures_iter(input)
+                .map(|c| spans(c.len(), |i| c.get(i).map(|m| (m.start(), m.end()))))
+                .collect(),
+            Self::Backtrack(b) => b.run(input.len(), rt, |re| {
+                let mut out = Vec::new();
+                for c in re.captures_iter(input) {
+                    let c = c?;
+                    out.push(spans(c.len(), |i| c.get(i).map(|m| (m.start(), m.end()))));
+                }
+                Ok(out)
+            })?,
+        };
+        rt.steps(out.len())?;
+        Ok(out)
+    }
+}
+
+fn spans(n: usize, get: impl Fn(usize) -> Option<(usize, usize)>) -> Spans {
+    (0..n).map(get).collect()
+}
+
+fn run_failed(e: &str) -> RuntimeError {
+    RuntimeError::new(
+        ErrorKind::InvalidOperation,
+        format_args!(
+            "The regular expression could not be evaluated: {e} (a search may backtrack at most {} times; simplify the pattern)",
+            TIERS[TIERS.len() - 1]
+        ),
+    )
+}
+
+/// Builds a pattern with .NET `RegexOptions` (`IgnoreCase`, `Multiline`, `Singleline`,
 /// `IgnorePatternWhitespace`; the others don't change matching here).
-pub(crate) fn build(pattern: &str, options: i32) -> Result<Regex, String> {
-    RegexBuilder::new(pattern)
+pub(crate) fn build(pattern: &str, options: i32) -> Result<Pattern, String> {
+    let linear = RegexBuilder::new(pattern)
         .case_insensitive(options & 1 != 0)
         .multi_line(options & 2 != 0)
         .dot_matches_new_line(options & 16 != 0)
         .ignore_whitespace(options & 32 != 0)
         .size_limit(1 << 20)
         .dfa_size_limit(1 << 22)
-        .build()
-        .map_err(|e| {
-            let detail = e.to_string();
-            let last = detail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid pattern").trim();
-            format!("Invalid regular expression pattern: {last} (lookaround and backreferences are not supported)")
-        })
+        .build();
+    let first_err = match linear {
+        Ok(re) => return Ok(Pattern::Linear(re)),
+        Err(e) => e,
+    };
+    if matches!(first_err, ::regex::Error::CompiledTooBig(_)) {
+        return Err(format!(
+            "Invalid regular expression pattern: {first_err}; simplify the pattern"
+        ));
+    }
+    // The flags as an inline group, so they apply to the whole pattern in either engine.
+    let mut flags = String::new();
+    for (bit, flag) in [(1, 'i'), (2, 'm'), (16, 's'), (32, 'x')] {
+        if options & bit != 0 {
+            flags.push(flag);
+        }
+    }
+    let source = if flags.is_empty() {
+        pattern.to_owned()
+    } else {
+        format!("(?{flags}){pattern}")
+    };
+    let first = Backtracking::build(&source, TIERS[0])
+        .map_err(|e| format!("Invalid regular expression pattern: {e}"))?;
+    let tiers = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    let _ = tiers[0].set(Some(first));
+    Ok(Pattern::Backtrack(Box::new(Backtracking {
+        source: source.into(),
+        tiers,
+    })))
 }
 
 /// The options argument of a call (`RegexOptions` after the input, pattern[, replacement]).
@@ -74,7 +272,7 @@ pub(crate) fn options_of(args: &[Value]) -> i32 {
         .unwrap_or(0)
 }
 
-fn regex_for(args: &[Value], x: &Extra, rt: &mut Rt<'_>) -> RtResult<Arc<Regex>> {
+fn regex_for(args: &[Value], x: &Extra, rt: &mut Rt<'_>) -> RtResult<Arc<Pattern>> {
     if let Some(re) = &x.regex {
         return Ok(re.clone());
     }
@@ -99,20 +297,24 @@ struct GroupData {
 }
 
 impl RegexMatch {
-    fn new(re: &Regex, input: &str, caps: Option<::regex::Captures<'_>>) -> Self {
-        let groups = re
-            .capture_names()
+    fn new(names: &[Option<String>], input: &str, found: Option<&Spans>) -> Self {
+        let groups = names
+            .iter()
             .enumerate()
             .map(|(i, name)| GroupData {
-                name: name.map_or_else(|| i.to_string().into(), Arc::from),
-                found: caps.as_ref().and_then(|c| c.get(i)).map(|m| {
-                    let index = super::string::utf16_at(input, m.start());
-                    (
-                        Arc::from(m.as_str()),
-                        index,
-                        super::string::utf16_len(m.as_str()),
-                    )
-                }),
+                name: name
+                    .as_deref()
+                    .map_or_else(|| i.to_string().into(), Arc::from),
+                found: found
+                    .and_then(|f| f.get(i).copied().flatten())
+                    .and_then(|(start, end)| {
+                        let text = input.get(start..end)?;
+                        Some((
+                            Arc::from(text),
+                            super::string::utf16_at(input, start),
+                            super::string::utf16_len(text),
+                        ))
+                    }),
             })
             .collect();
         Self { groups }
@@ -143,90 +345,125 @@ pub(crate) fn static_call(
     let re = regex_for(args, x, rt)?;
     rt.steps(input.len() / 64)?;
     match m {
-        M::IsMatch => Ok(Value::Bool(re.is_match(input))),
-        M::Match => Ok(Value::obj(Obj::Match(Arc::new(RegexMatch::new(
-            &re,
-            input,
-            re.captures(input),
-        ))))),
+        M::IsMatch => Ok(Value::Bool(re.is_match(input, rt)?)),
+        M::Match => {
+            let found = re.first(input, rt)?;
+            Ok(Value::obj(Obj::Match(Arc::new(RegexMatch::new(
+                &re.names(),
+                input,
+                found.as_ref(),
+            )))))
+        }
         M::Matches => {
-            let mut out = Vec::new();
-            for caps in re.captures_iter(input) {
-                rt.steps(1)?;
-                out.push(Value::obj(Obj::Match(Arc::new(RegexMatch::new(
-                    &re,
-                    input,
-                    Some(caps),
-                )))));
-            }
+            let names = re.names();
+            let out: Vec<Value> = re
+                .all(input, rt)?
+                .iter()
+                .map(|f| {
+                    Value::obj(Obj::Match(Arc::new(RegexMatch::new(
+                        &names,
+                        input,
+                        Some(f),
+                    ))))
+                })
+                .collect();
             Ok(Value::Array(out.into()))
         }
         M::Split => {
             let mut out = Vec::new();
-            for part in re.split(input) {
+            let mut last = 0;
+            for f in re.all(input, rt)? {
+                let Some(Some((start, end))) = f.first().copied() else {
+                    continue;
+                };
                 rt.steps(1)?;
-                out.push(Value::String(part.into()));
+                out.push(Value::String(input.get(last..start).unwrap_or("").into()));
+                last = end;
             }
+            out.push(Value::String(input.get(last..).unwrap_or("").into()));
             Ok(Value::Array(out.into()))
         }
         M::Replace => {
-            let replacement = translate_replacement(arg_str(args, 2, "replacement")?);
+            let replacement = arg_str(args, 2, "replacement")?;
+            let names = re.names();
             let refs = replacement.matches('$').count();
             let mut out = String::with_capacity(input.len());
             let mut last = 0;
-            for caps in re.captures_iter(input) {
-                let Some(whole) = caps.get(0) else { continue };
+            for f in re.all(input, rt)? {
+                let Some(Some((start, end))) = f.first().copied() else {
+                    continue;
+                };
                 rt.alloc(
-                    whole.start() - last
-                        + replacement.len()
-                        + refs * whole.len().max(input.len() / 4),
+                    start - last + replacement.len() + refs * (end - start).max(input.len() / 4),
                 )?;
-                out.push_str(&input[last..whole.start()]);
-                caps.expand(&replacement, &mut out);
-                last = whole.end();
+                out.push_str(input.get(last..start).unwrap_or(""));
+                expand(replacement, &names, &f, input, &mut out);
+                last = end;
             }
-            out.push_str(&input[last..]);
+            out.push_str(input.get(last..).unwrap_or(""));
             Ok(Value::String(out.into()))
         }
         _ => Err(RuntimeError::no_member("Regex", m.name())),
     }
 }
 
-/// .NET substitutions (`$1`, `${name}`, `$0`, `$&`, `$$`) in the `regex` crate's syntax.
-fn translate_replacement(rep: &str) -> String {
-    let mut out = String::with_capacity(rep.len());
-    let mut chars = rep.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '$' {
-            out.push(c);
-            continue;
-        }
-        match chars.peek().copied() {
-            Some('$') => {
-                chars.next();
-                out.push_str("$$");
-            }
-            Some('&') => {
-                chars.next();
-                out.push_str("${0}");
-            }
-            Some('{') => {
-                chars.next();
-                let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
-                out.push_str(&format!("${{{name}}}"));
-            }
-            Some(d) if d.is_ascii_digit() => {
-                let mut num = String::new();
-                while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
-                    num.push(d);
-                    chars.next();
+/// Appends `rep` with .NET substitutions (`$1`, `${name}`, `$0`, `$&`, `$$`) filled from one
+/// match. A `$` that names no group is kept as written, as .NET does.
+fn expand(rep: &str, names: &[Option<String>], found: &Spans, input: &str, out: &mut String) {
+    let group = |i: usize| -> &str {
+        found
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|(s, e)| input.get(s..e))
+            .unwrap_or("")
+    };
+    let mut rest = rep;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('&') {
+            out.push_str(group(0));
+            rest = tail;
+        } else if let Some((name, tail)) = after
+            .strip_prefix('{')
+            .and_then(|t| t.split_once('}'))
+            .and_then(|(name, tail)| {
+                let i = names
+                    .iter()
+                    .position(|n| n.as_deref() == Some(name))
+                    .or_else(|| name.parse::<usize>().ok().filter(|i| *i < names.len()))?;
+                Some((i, tail))
+            })
+        {
+            out.push_str(group(name));
+            rest = tail;
+        } else {
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            // The longest run of digits that names a group, as .NET reads `$12`.
+            let named = (1..=digits).rev().find_map(|n| {
+                after[..n]
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < names.len())
+                    .map(|i| (i, n))
+            });
+            match named {
+                Some((i, n)) => {
+                    out.push_str(group(i));
+                    rest = &after[n..];
                 }
-                out.push_str(&format!("${{{num}}}"));
+                None => {
+                    out.push('$');
+                    rest = after;
+                }
             }
-            _ => out.push_str("$$"),
         }
     }
-    out
+    out.push_str(rest);
 }
 
 pub(crate) fn get(o: &Obj, m: Member) -> RtResult<Value> {
@@ -284,17 +521,34 @@ pub(crate) fn groups(rm: &Arc<RegexMatch>) -> Vec<Value> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn replacement_syntax() {
-        assert_eq!(
-            translate_replacement("$1-$&-${n}-$$-$x"),
-            "${1}-${0}-${n}-$$-$$x"
-        );
+    fn expanded(rep: &str) -> String {
+        let names = vec![None, None, Some("n".to_owned())];
+        let found = vec![Some((0, 5)), Some((0, 2)), Some((3, 5))];
+        let mut out = String::new();
+        expand(rep, &names, &found, "ab-cd", &mut out);
+        out
     }
 
     #[test]
-    fn lookaround_is_refused() {
-        assert!(build("a(?=b)", 0).unwrap_err().contains("not supported"));
-        assert!(build("(?<m>\\d+)", 1).is_ok());
+    fn replacement_syntax() {
+        assert_eq!(
+            expanded("$1-$&-${n}-$$-$x-$9-${2}"),
+            "ab-ab-cd-cd-$-$x-$9-cd"
+        );
+        assert_eq!(expanded("$12"), "ab2");
+    }
+
+    #[test]
+    fn linear_first_backtracking_for_the_rest() {
+        assert!(!build("(?<m>\\d+)", 1).unwrap().backtracks());
+        assert!(build("a(?=b)", 0).unwrap().backtracks());
+        assert!(build("(a)\\1", 0).unwrap().backtracks());
+        assert!(build("(?<=x)y", 0).unwrap().backtracks());
+        assert!(build("a(?!b)", 1).unwrap().backtracks());
+        assert!(
+            build("(", 0)
+                .unwrap_err()
+                .contains("Invalid regular expression")
+        );
     }
 }

@@ -699,6 +699,38 @@ pub(crate) fn char_static_call(m: Member, args: &[Value]) -> RtResult<Value> {
     })
 }
 
+/// `new string(c, count)` and `new string(chars)`.
+pub(crate) fn new_string(args: &[Value], rt: &mut Rt<'_>) -> RtResult<Value> {
+    match args {
+        [Value::Char(c), n] => {
+            let count = super::arg_i64(std::slice::from_ref(n), 0)?;
+            let count = usize::try_from(count).map_err(|_| {
+                RuntimeError::out_of_range(format_args!(
+                    "new string(c, count): count must be non-negative, not {count}."
+                ))
+            })?;
+            rt.alloc(count.saturating_mul(c.len_utf8()))?;
+            Ok(Value::String(
+                std::iter::repeat_n(*c, count).collect::<String>().into(),
+            ))
+        }
+        [seq] => {
+            let items = super::linq::enumerate(seq, rt)?;
+            let mut out = String::with_capacity(items.len());
+            for item in items.iter() {
+                match item {
+                    Value::Char(c) => out.push(*c),
+                    other => return Err(RuntimeError::cast(other.type_name(), "Char")),
+                }
+            }
+            Ok(Value::String(out.into()))
+        }
+        _ => Err(RuntimeError::argument(
+            "new string(…) takes (char, count) or a char array.",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,7 +113,7 @@ fn params(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn form_decode(s: &str) -> String {
+pub(crate) fn form_decode(s: &str) -> String {
     percent_decode(&s.replace('+', " "))
 }
 
