@@ -1,15 +1,13 @@
 //! Evaluation time of typical existing expressions, to compare branches (issue #15 required
-//! the library work not to slow them down). Ignored by default; run it in release:
-//! `cargo test --release -p gatehouse-expr --features test-util --test eval_speed -- --ignored --nocapture`
+//! the library work not to slow them down): a measurement, not a check, so an example rather
+//! than a test. Run it in release:
+//! `cargo run --release -p gatehouse-expr --features test-util --example eval_speed`
 
-#![cfg(feature = "test-util")]
 #![allow(clippy::unwrap_used)]
 
 use gatehouse_expr::testing::StaticContext;
 use gatehouse_expr::{Budget, Value, compile};
-#[test]
-#[ignore = "a measurement, not a check: run it in release"]
-fn eval_speed() {
+fn main() {
     let ctx = StaticContext {
         method: "POST".into(),
         url: "https://api.example.com/a/b?x=1&x=2".into(),
