@@ -7,7 +7,7 @@ use std::fmt;
 
 use super::ast::TypeRef;
 use super::builtins::crypto::HashAlg;
-use super::context::{Entity, Message};
+use super::context::Message;
 use super::value::CtxObj;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -174,24 +174,7 @@ impl fmt::Display for Ty {
                 EnumTy::StringSplitOptions => "StringSplitOptions",
                 EnumTy::DateTimeKind => "DateTimeKind",
             }),
-            Ty::Ctx(c) => f.write_str(match c {
-                CtxObj::Context => "IContext",
-                CtxObj::Request => "IRequest",
-                CtxObj::Response => "IResponse",
-                CtxObj::Headers(_) => "IReadOnlyDictionary<string, string[]>",
-                CtxObj::Body(_) => "IMessageBody",
-                CtxObj::Variables => "IReadOnlyDictionary<string, object>",
-                CtxObj::MatchedParameters => "IReadOnlyDictionary<string, string>",
-                CtxObj::Entity(e) => match e {
-                    Entity::Subscription => "ISubscription",
-                    Entity::User => "IUser",
-                    Entity::Product => "IProduct",
-                    Entity::Api => "IApi",
-                    Entity::Operation => "IOperation",
-                    Entity::Deployment => "IDeployment",
-                    Entity::LastError => "ILastError",
-                },
-            }),
+            Ty::Ctx(c) => f.write_str(c.type_name()),
         }
     }
 }

@@ -163,6 +163,30 @@ pub(crate) enum CtxObj {
     Entity(Entity),
 }
 
+impl CtxObj {
+    /// The .NET type name an expression sees (in errors and `GetType().Name`).
+    pub(crate) fn type_name(self) -> &'static str {
+        match self {
+            CtxObj::Context => "IContext",
+            CtxObj::Request => "IRequest",
+            CtxObj::Response => "IResponse",
+            CtxObj::Headers(_) => "IReadOnlyDictionary<string, string[]>",
+            CtxObj::Body(_) => "IMessageBody",
+            CtxObj::Variables => "IReadOnlyDictionary<string, object>",
+            CtxObj::MatchedParameters => "IReadOnlyDictionary<string, string>",
+            CtxObj::Entity(e) => match e {
+                Entity::Subscription => "ISubscription",
+                Entity::User => "IUser",
+                Entity::Product => "IProduct",
+                Entity::Api => "IApi",
+                Entity::Operation => "IOperation",
+                Entity::Deployment => "IDeployment",
+                Entity::LastError => "ILastError",
+            },
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum TextEncoding {
     Utf8,
@@ -290,24 +314,7 @@ impl Value {
             Self::Guid(_) => "Guid",
             Self::Jwt(_) => "Jwt",
             Self::Handle(Handle(obj)) => match obj {
-                Obj::Ctx(c) => match c {
-                    CtxObj::Context => "IContext",
-                    CtxObj::Request => "IRequest",
-                    CtxObj::Response => "IResponse",
-                    CtxObj::Headers(_) => "IReadOnlyDictionary<string, string[]>",
-                    CtxObj::Body(_) => "IMessageBody",
-                    CtxObj::Variables => "IReadOnlyDictionary<string, object>",
-                    CtxObj::MatchedParameters => "IReadOnlyDictionary<string, string>",
-                    CtxObj::Entity(e) => match e {
-                        Entity::Subscription => "ISubscription",
-                        Entity::User => "IUser",
-                        Entity::Product => "IProduct",
-                        Entity::Api => "IApi",
-                        Entity::Operation => "IOperation",
-                        Entity::Deployment => "IDeployment",
-                        Entity::LastError => "ILastError",
-                    },
-                },
+                Obj::Ctx(c) => c.type_name(),
                 Obj::Url(_) => "IUrl",
                 Obj::Query(_) => "IReadOnlyDictionary<string, string[]>",
                 Obj::Claims(_) => "IReadOnlyDictionary<string, string[]>",

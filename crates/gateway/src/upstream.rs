@@ -760,19 +760,16 @@ impl Shared {
     }
 
     fn put_lean(&self, key: &str, conn: Box<crate::h1::Conn>) {
-        let mut map = self.lock_lean();
-        if !map.contains_key(key) {
-            map.insert(key.into(), Vec::new());
-        }
-        let Some(list) = map.get_mut(key) else {
-            return;
+        let idle = LeanIdle {
+            conn,
+            since: Instant::now(),
         };
-        if list.len() < self.settings.max_idle_per_backend {
-            list.push(LeanIdle {
-                conn,
-                since: Instant::now(),
-            });
-        }
+        file_idle(
+            &mut self.lock_lean(),
+            key,
+            idle,
+            self.settings.max_idle_per_backend,
+        );
     }
 
     fn lock_multiplexed(
@@ -813,19 +810,16 @@ impl Shared {
         if sender.is_closed() {
             return;
         }
-        let mut map = self.lock();
-        if !map.contains_key(key) {
-            map.insert(key.into(), Vec::new());
-        }
-        let Some(list) = map.get_mut(key) else {
-            return;
+        let idle = Idle {
+            sender,
+            since: Instant::now(),
         };
-        if list.len() < self.settings.max_idle_per_backend {
-            list.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
-        }
+        file_idle(
+            &mut self.lock(),
+            key,
+            idle,
+            self.settings.max_idle_per_backend,
+        );
     }
 
     /// Drops the connections idle longer than the idle timeout, and those the backend closed.
@@ -843,6 +837,19 @@ impl Shared {
             list.retain_mut(|idle| idle.since.elapsed() <= timeout && idle.conn.is_usable());
             !list.is_empty()
         });
+    }
+}
+
+/// Files an idle connection under `key`, unless `max` already wait there (it is then dropped,
+/// which closes it). A backend's list stays when it empties, so the next one does not allocate
+/// it again.
+fn file_idle<T>(map: &mut FxHashMap<Box<str>, Vec<T>>, key: &str, idle: T, max: usize) {
+    if let Some(list) = map.get_mut(key) {
+        if list.len() < max {
+            list.push(idle);
+        }
+    } else if max > 0 {
+        map.insert(key.into(), vec![idle]);
     }
 }
 
