@@ -10,13 +10,16 @@ use crate::policies::flowkit::FlowIo;
 use crate::policies::testkit::*;
 use crate::run::{Decision, Io, OutboundRequest, PolicyError};
 
+/// Each token asked for: the resource and the client id.
+type Calls = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// The flow test `Io` with a token provider: `Some(token)` answers every resource with it
 /// (suffixed with the resource and client id), `None` fails. Each call is recorded.
 #[derive(Clone, Default)]
 struct TokenIo {
     flow: FlowIo,
     token: Option<&'static str>,
-    calls: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    calls: Calls,
 }
 
 impl TokenIo {
