@@ -583,3 +583,67 @@ async fn policy_check_accepts_the_policy_and_the_settings_are_checked() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn workload_identity_exchanges_the_projected_service_account_token() {
+    let idp = TokenEndpoint::start(200, "wi-fake-token").await;
+    let backend = Backend::start().await;
+    let dir = crate::support::temp_dir("identity-wi-token");
+    let token_file = dir.join("azure-identity-token");
+    std::fs::write(&token_file, "projected.service-account.jwt\n").unwrap();
+    let authority = idp.url("/");
+    let gh = Gatehouse::up(
+        "identity-wi",
+        &[
+            "--identity-provider",
+            "workload-identity",
+            "--identity-authority-host",
+            &authority,
+            "--identity-tenant-id",
+            "tenant-wi",
+            "--identity-client-id",
+            "client-wi",
+            "--identity-token-file",
+            token_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    gh.simple_api("kv", "kv", &backend.url(), true).await;
+    set_policy(
+        &gh,
+        "/mgmt/apis/kv/policy",
+        r#"<policies><inbound><base />
+            <authentication-managed-identity resource="https://vault.azure.net" />
+        </inbound></policies>"#,
+    )
+    .await;
+    until_backend_sees(
+        &gh,
+        &backend,
+        "/kv/s",
+        "authorization",
+        "Bearer wi-fake-token",
+    )
+    .await;
+    let asked = idp.asked();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let a = &asked[0];
+    assert_eq!(
+        (a.method.as_str(), a.path.as_str()),
+        ("POST", "/tenant-wi/oauth2/v2.0/token")
+    );
+    assert_eq!(a.form["client_id"], "client-wi");
+    assert_eq!(a.form["scope"], "https://vault.azure.net/.default");
+    assert_eq!(
+        a.form["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    assert_eq!(a.form["client_assertion"], "projected.service-account.jwt");
+    let log = gh.log();
+    assert!(!log.contains("wi-fake-token"), "the token is in the log");
+    assert!(
+        !log.contains("projected.service-account.jwt"),
+        "the assertion is in the log"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
