@@ -525,7 +525,7 @@ impl TokenProvider {
 
     async fn fetch(&self, resource: &str, client_id: Option<&str>) -> Result<Fetched, TokenError> {
         let kind = self.provider.kind();
-        let (request, kind) = match &self.provider {
+        let request = match &self.provider {
             Provider::Imds {
                 endpoint,
                 client_id: default_client,
@@ -543,7 +543,7 @@ impl TokenProvider {
                         q.append_pair("client_id", c);
                     }
                 }
-                (self.client.get(url).header("Metadata", "true"), kind)
+                self.client.get(url).header("Metadata", "true")
             }
             Provider::WorkloadIdentity {
                 authority,
@@ -568,7 +568,7 @@ impl TokenProvider {
                     ),
                     ("client_assertion", assertion.trim()),
                 ]);
-                (self.post(&entra_url(authority, tenant), body), kind)
+                self.post(&entra_url(authority, tenant), body)
             }
             Provider::ClientSecret {
                 authority,
@@ -583,7 +583,7 @@ impl TokenProvider {
                     ("client_secret", secret.expose()),
                     ("scope", &entra_scope(resource)),
                 ]);
-                (self.post(&entra_url(authority, tenant), body), kind)
+                self.post(&entra_url(authority, tenant), body)
             }
             Provider::ClientCertificate {
                 authority,
@@ -610,7 +610,7 @@ impl TokenProvider {
                     ),
                     ("client_assertion", &assertion),
                 ]);
-                (self.post(&url, body), kind)
+                self.post(&url, body)
             }
             Provider::OAuth2 {
                 token_url,
@@ -626,7 +626,7 @@ impl TokenProvider {
                     ("client_secret", secret.expose()),
                     ("scope", &scope),
                 ]);
-                (self.post(token_url, body), kind)
+                self.post(token_url, body)
             }
             #[cfg(test)]
             Provider::Fake(f) => {
