@@ -192,6 +192,50 @@ pub struct RedisArgs {
     pub redis_batch_from: Option<u64>,
 }
 
+/// Where `authentication-managed-identity` gets its tokens (README, Settings). The Azure
+/// variables (`AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE`,
+/// `AZURE_AUTHORITY_HOST`, `AZURE_CLIENT_SECRET`, `AZURE_CLIENT_CERTIFICATE_PATH`) fill in what
+/// these leave unset.
+#[derive(Debug, Args, Clone, Default)]
+pub struct IdentityArgs {
+    /// The token provider: none, imds (Azure instance metadata), workload-identity,
+    /// client-secret, client-certificate (Entra ID) or oauth2 (any OAuth 2.0 token endpoint)
+    /// [default: none].
+    #[arg(long, env = "GATEHOUSE_IDENTITY_PROVIDER")]
+    pub identity_provider: Option<String>,
+    /// The token endpoint: of imds [default: http://169.254.169.254/metadata/identity/oauth2/token],
+    /// of oauth2 (required).
+    #[arg(long, env = "GATEHOUSE_IDENTITY_ENDPOINT")]
+    pub identity_endpoint: Option<String>,
+    /// Entra ID's host for workload-identity, client-secret and client-certificate
+    /// [default: AZURE_AUTHORITY_HOST, else https://login.microsoftonline.com/].
+    #[arg(long, env = "GATEHOUSE_IDENTITY_AUTHORITY_HOST")]
+    pub identity_authority_host: Option<String>,
+    /// The Entra ID tenant [default: AZURE_TENANT_ID].
+    #[arg(long, env = "GATEHOUSE_IDENTITY_TENANT_ID")]
+    pub identity_tenant_id: Option<String>,
+    /// The client (application) id; for imds, the user-assigned identity used when a policy
+    /// names none [default: AZURE_CLIENT_ID].
+    #[arg(long, env = "GATEHOUSE_IDENTITY_CLIENT_ID")]
+    pub identity_client_id: Option<String>,
+    /// The client secret of client-secret and oauth2 (better given through the environment or
+    /// the settings file, which `ps` does not show) [default: AZURE_CLIENT_SECRET].
+    #[arg(long, env = "GATEHOUSE_IDENTITY_CLIENT_SECRET", hide_env_values = true)]
+    pub identity_client_secret: Option<String>,
+    /// A PEM file with the certificate and private key of client-certificate
+    /// [default: AZURE_CLIENT_CERTIFICATE_PATH].
+    #[arg(long, env = "GATEHOUSE_IDENTITY_CERTIFICATE")]
+    pub identity_certificate: Option<PathBuf>,
+    /// The projected service-account token of workload-identity, read for each exchange
+    /// [default: AZURE_FEDERATED_TOKEN_FILE].
+    #[arg(long, env = "GATEHOUSE_IDENTITY_TOKEN_FILE")]
+    pub identity_token_file: Option<PathBuf>,
+    /// The scope oauth2 asks for, `{resource}` standing for the policy's resource
+    /// [default: {resource}].
+    #[arg(long, env = "GATEHOUSE_IDENTITY_SCOPE")]
+    pub identity_scope: Option<String>,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct UpArgs {
     /// Also start an echo backend and create a demo API, product and subscription.
@@ -227,6 +271,8 @@ pub struct UpArgs {
     pub telemetry: TelemetryArgs,
     #[command(flatten)]
     pub redis: RedisArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// Send OpenTelemetry traces of gateway requests to this OTLP/HTTP collector, e.g.
     /// http://127.0.0.1:4318 (traces go to /v1/traces under it) [default: off].
     #[arg(long, env = "GATEHOUSE_OTLP_ENDPOINT")]
@@ -400,6 +446,8 @@ pub struct GatewayRunArgs {
     pub telemetry: TelemetryArgs,
     #[command(flatten)]
     pub redis: RedisArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// Send OpenTelemetry traces of gateway requests to this OTLP/HTTP collector, e.g.
     /// http://127.0.0.1:4318 (traces go to /v1/traces under it) [default: off].
     #[arg(long, env = "GATEHOUSE_OTLP_ENDPOINT")]

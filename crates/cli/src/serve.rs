@@ -581,6 +581,8 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     settings.trusted_proxies = common.trusted_proxies.clone();
     settings.max_request_body = crate::settings::max_request_body(&args.server.limits, file)?;
     settings.redis = crate::settings::redis(&args.redis, file, &settings.trusted_ca)?;
+    settings.identity =
+        crate::settings::token_provider(&args.identity, file, &settings.trusted_ca)?;
     let grace = settings.shutdown_grace;
     let admin_addr = parse_addr(
         "--gateway-admin-listen",
@@ -1048,6 +1050,7 @@ pub async fn gateway(global: Global, args: crate::args::GatewayRunArgs) -> Resul
         crate::settings::trusted_proxies(args.server.trusted_proxies.as_deref(), &file)?;
     gateway.max_request_body = crate::settings::max_request_body(&args.server.limits, &file)?;
     gateway.redis = crate::settings::redis(&args.redis, &file, &gateway.trusted_ca)?;
+    gateway.identity = crate::settings::token_provider(&args.identity, &file, &gateway.trusted_ca)?;
     let instance = pick(&args.name, &file.name).unwrap_or_else(instance_name);
     // The token is checked properly when the gateway starts; here it only names the gateway
     // in the traces' resource.

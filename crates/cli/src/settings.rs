@@ -64,6 +64,15 @@ pub struct FileSettings {
     pub redis_failure: Option<String>,
     pub redis_timeout: Option<String>,
     pub redis_batch_from: Option<u64>,
+    pub identity_provider: Option<String>,
+    pub identity_endpoint: Option<String>,
+    pub identity_authority_host: Option<String>,
+    pub identity_tenant_id: Option<String>,
+    pub identity_client_id: Option<String>,
+    pub identity_client_secret: Option<String>,
+    pub identity_certificate: Option<PathBuf>,
+    pub identity_token_file: Option<PathBuf>,
+    pub identity_scope: Option<String>,
 }
 
 impl FileSettings {
@@ -219,6 +228,205 @@ pub fn redis(
     }))
 }
 
+/// The token provider of `authentication-managed-identity` (`--identity-provider` and its
+/// companions): flags and `GATEHOUSE_IDENTITY_…` first, then the settings file, then the
+/// variables Azure's SDKs read (`AZURE_CLIENT_ID`, …), looked up through `env` so tests pass a
+/// map. `None`: no provider.
+pub fn identity(
+    args: &crate::args::IdentityArgs,
+    file: &FileSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<gatehouse_gateway::identity::Provider>, Failure> {
+    use gatehouse_gateway::identity::{self as id, Provider, Secret};
+    let text = |flag: &Option<String>, key: &Option<String>, azure: Option<&str>| {
+        flag.clone()
+            .or_else(|| key.clone())
+            .or_else(|| azure.and_then(env))
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let path = |flag: &Option<PathBuf>, key: &Option<PathBuf>, azure: &str| {
+        flag.clone().or_else(|| key.clone()).or_else(|| {
+            env(azure)
+                .filter(|v| !v.trim().is_empty())
+                .map(PathBuf::from)
+        })
+    };
+    let Some(kind) = text(&args.identity_provider, &file.identity_provider, None) else {
+        return Ok(None);
+    };
+    let kind = kind.to_ascii_lowercase();
+    let need = |value: Option<String>, what: &str, flag: &str, azure: &str| {
+        value.ok_or_else(|| {
+            Failure::input(format!(
+                "--identity-provider {kind} needs {what}: set {flag}{azure}"
+            ))
+        })
+    };
+    let url = |value: String, flag: &str| -> Result<String, Failure> {
+        let lower = value.to_ascii_lowercase();
+        if (lower.starts_with("http://") || lower.starts_with("https://"))
+            && reqwest::Url::parse(&value).is_ok()
+        {
+            Ok(value)
+        } else {
+            Err(Failure::input(format!(
+                "{flag} '{value}' is not an http:// or https:// URL"
+            )))
+        }
+    };
+    let client_id = text(
+        &args.identity_client_id,
+        &file.identity_client_id,
+        Some("AZURE_CLIENT_ID"),
+    );
+    let tenant = || {
+        need(
+            text(
+                &args.identity_tenant_id,
+                &file.identity_tenant_id,
+                Some("AZURE_TENANT_ID"),
+            ),
+            "a tenant",
+            "--identity-tenant-id",
+            " or AZURE_TENANT_ID",
+        )
+    };
+    let authority = || {
+        let host = text(
+            &args.identity_authority_host,
+            &file.identity_authority_host,
+            Some("AZURE_AUTHORITY_HOST"),
+        )
+        .unwrap_or_else(|| id::AUTHORITY_HOST.to_owned());
+        url(host, "--identity-authority-host")
+    };
+    let need_client = |c: Option<String>| {
+        need(
+            c,
+            "a client id",
+            "--identity-client-id",
+            " or AZURE_CLIENT_ID",
+        )
+    };
+    let secret = |c: Option<String>| {
+        need(
+            c,
+            "a client secret",
+            "--identity-client-secret (better GATEHOUSE_IDENTITY_CLIENT_SECRET or the settings file)",
+            " or AZURE_CLIENT_SECRET",
+        )
+        .map(Secret::new)
+    };
+    let client_secret = text(
+        &args.identity_client_secret,
+        &file.identity_client_secret,
+        Some("AZURE_CLIENT_SECRET"),
+    );
+    let provider = match kind.as_str() {
+        "none" | "off" => return Ok(None),
+        "imds" => Provider::Imds {
+            endpoint: url(
+                text(&args.identity_endpoint, &file.identity_endpoint, None)
+                    .unwrap_or_else(|| id::IMDS_ENDPOINT.to_owned()),
+                "--identity-endpoint",
+            )?,
+            client_id,
+        },
+        "workload-identity" => {
+            let token_file = path(
+                &args.identity_token_file,
+                &file.identity_token_file,
+                "AZURE_FEDERATED_TOKEN_FILE",
+            )
+            .ok_or_else(|| {
+                Failure::input(
+                    "--identity-provider workload-identity needs the federated token file: set --identity-token-file or AZURE_FEDERATED_TOKEN_FILE",
+                )
+            })?;
+            if !token_file.is_file() {
+                return Err(Failure::input(format!(
+                    "the federated token file {} (--identity-token-file or AZURE_FEDERATED_TOKEN_FILE) does not exist",
+                    token_file.display()
+                )));
+            }
+            Provider::WorkloadIdentity {
+                authority: authority()?,
+                tenant: tenant()?,
+                client_id: need_client(client_id)?,
+                token_file,
+            }
+        }
+        "client-secret" => Provider::ClientSecret {
+            authority: authority()?,
+            tenant: tenant()?,
+            client_id: need_client(client_id)?,
+            secret: secret(client_secret)?,
+        },
+        "client-certificate" => {
+            let cert = path(
+                &args.identity_certificate,
+                &file.identity_certificate,
+                "AZURE_CLIENT_CERTIFICATE_PATH",
+            )
+            .ok_or_else(|| {
+                Failure::input(
+                    "--identity-provider client-certificate needs a certificate: set --identity-certificate or AZURE_CLIENT_CERTIFICATE_PATH (a PEM file with the certificate and its private key)",
+                )
+            })?;
+            Provider::ClientCertificate {
+                authority: authority()?,
+                tenant: tenant()?,
+                client_id: need_client(client_id)?,
+                certificate: id::ClientCertificate::load(&cert)
+                    .map_err(|e| Failure::input(e.to_string()))?,
+            }
+        }
+        "oauth2" => Provider::OAuth2 {
+            token_url: url(
+                need(
+                    text(&args.identity_endpoint, &file.identity_endpoint, None),
+                    "a token endpoint",
+                    "--identity-endpoint",
+                    "",
+                )?,
+                "--identity-endpoint",
+            )?,
+            client_id: need_client(client_id)?,
+            secret: secret(client_secret)?,
+            scope: text(&args.identity_scope, &file.identity_scope, None)
+                .unwrap_or_else(|| id::DEFAULT_SCOPE.to_owned()),
+        },
+        other => {
+            return Err(Failure::input(format!(
+                "--identity-provider '{other}' is not one of none, imds, workload-identity, client-secret, client-certificate, oauth2"
+            )));
+        }
+    };
+    Ok(Some(provider))
+}
+
+/// [`identity`] from the process environment, ready for the gateway: fetching over the
+/// gateway's outbound trust (the OS roots and `--trusted-ca`).
+pub fn token_provider(
+    args: &crate::args::IdentityArgs,
+    file: &FileSettings,
+    trusted_ca: &[PathBuf],
+) -> Result<Option<std::sync::Arc<gatehouse_gateway::identity::TokenProvider>>, Failure> {
+    let Some(provider) = identity(args, file, &|name| std::env::var(name).ok())? else {
+        return Ok(None);
+    };
+    let tls = gatehouse_gateway::outbound_tls::reqwest_tls(trusted_ca)
+        .map_err(|e| Failure::input(e.to_string()))?;
+    let provider = gatehouse_gateway::identity::TokenProvider::new(provider, tls)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    tracing::info!(
+        provider = provider.kind(),
+        "authentication-managed-identity gets tokens from this provider"
+    );
+    Ok(Some(std::sync::Arc::new(provider)))
+}
+
 /// The listeners' timeouts and caps: flags and environment first, then the settings file.
 pub fn listener_limits(
     args: &crate::args::ListenerArgs,
@@ -348,6 +556,151 @@ pub fn parse_addr(what: &str, text: &str) -> Result<std::net::SocketAddr, Failur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The token provider from flags, the settings file and Azure's variables (a map stands in
+    /// for the environment).
+    #[test]
+    fn identity_comes_from_flags_then_the_file_then_azure_variables() {
+        use crate::args::IdentityArgs;
+        use gatehouse_gateway::identity::Provider;
+        let none = FileSettings::default();
+        let no_env = |_: &str| None;
+        assert!(
+            identity(&IdentityArgs::default(), &none, &no_env)
+                .unwrap()
+                .is_none()
+        );
+
+        let imds = IdentityArgs {
+            identity_provider: Some("imds".into()),
+            ..IdentityArgs::default()
+        };
+        match identity(&imds, &none, &no_env).unwrap() {
+            Some(Provider::Imds {
+                endpoint,
+                client_id,
+            }) => {
+                assert_eq!(endpoint, gatehouse_gateway::identity::IMDS_ENDPOINT);
+                assert_eq!(client_id, None);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Workload identity as AKS sets it up: everything from AZURE_* variables.
+        let dir = std::env::temp_dir().join(format!("gh-settings-wi-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, "jwt").unwrap();
+        let azure: std::collections::HashMap<&str, String> = [
+            ("AZURE_CLIENT_ID", "client-a".to_owned()),
+            ("AZURE_TENANT_ID", "tenant-a".to_owned()),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+            (
+                "AZURE_AUTHORITY_HOST",
+                "https://login.microsoftonline.us/".to_owned(),
+            ),
+        ]
+        .into();
+        let env = |k: &str| azure.get(k).cloned();
+        let file = FileSettings {
+            identity_provider: Some("workload-identity".into()),
+            ..FileSettings::default()
+        };
+        match identity(&IdentityArgs::default(), &file, &env).unwrap() {
+            Some(Provider::WorkloadIdentity {
+                authority,
+                tenant,
+                client_id,
+                token_file: f,
+            }) => {
+                assert_eq!(authority, "https://login.microsoftonline.us/");
+                assert_eq!(
+                    (tenant.as_str(), client_id.as_str()),
+                    ("tenant-a", "client-a")
+                );
+                assert_eq!(f, token_file);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The file wins over Azure's variables, a flag over the file.
+        let file = FileSettings {
+            identity_provider: Some("workload-identity".into()),
+            identity_client_id: Some("client-file".into()),
+            identity_tenant_id: Some("tenant-file".into()),
+            ..FileSettings::default()
+        };
+        let flags = IdentityArgs {
+            identity_client_id: Some("client-flag".into()),
+            ..IdentityArgs::default()
+        };
+        match identity(&flags, &file, &env).unwrap() {
+            Some(Provider::WorkloadIdentity {
+                tenant, client_id, ..
+            }) => {
+                assert_eq!(
+                    (tenant.as_str(), client_id.as_str()),
+                    ("tenant-file", "client-flag")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // What is missing is named, with where to set it.
+        for (kind, needle) in [
+            ("client-secret", "--identity-tenant-id or AZURE_TENANT_ID"),
+            (
+                "workload-identity",
+                "--identity-token-file or AZURE_FEDERATED_TOKEN_FILE",
+            ),
+            (
+                "client-certificate",
+                "--identity-certificate or AZURE_CLIENT_CERTIFICATE_PATH",
+            ),
+            ("oauth2", "needs a token endpoint: set --identity-endpoint"),
+            ("kerberos", "is not one of none, imds"),
+        ] {
+            let args = IdentityArgs {
+                identity_provider: Some(kind.into()),
+                ..IdentityArgs::default()
+            };
+            let e = identity(&args, &none, &no_env).unwrap_err();
+            assert!(e.message.contains(needle), "{kind}: {}", e.message);
+            assert_eq!(e.code, 2);
+        }
+        let oauth2 = IdentityArgs {
+            identity_provider: Some("oauth2".into()),
+            identity_endpoint: Some("ftp://idp/token".into()),
+            identity_client_id: Some("c".into()),
+            identity_client_secret: Some("s".into()),
+            ..IdentityArgs::default()
+        };
+        let e = identity(&oauth2, &none, &no_env).unwrap_err();
+        assert!(
+            e.message.contains("is not an http:// or https:// URL"),
+            "{}",
+            e.message
+        );
+        // Keys of the settings file.
+        let parsed: FileSettings = serde_json::from_str(
+            r#"{"identity-provider": "oauth2", "identity-endpoint": "https://idp/token", "identity-client-id": "c", "identity-client-secret": "s", "identity-scope": "{resource}.read"}"#,
+        )
+        .unwrap();
+        match identity(&IdentityArgs::default(), &parsed, &no_env).unwrap() {
+            Some(Provider::OAuth2 {
+                token_url, scope, ..
+            }) => {
+                assert_eq!(
+                    (token_url.as_str(), scope.as_str()),
+                    ("https://idp/token", "{resource}.read")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn durations() {

@@ -16,6 +16,7 @@ pub mod error;
 pub mod forwarded;
 pub mod h1;
 pub mod holder;
+pub mod identity;
 pub mod inbound_tls;
 pub mod link;
 pub mod listener;
@@ -68,6 +69,9 @@ pub struct GatewaySettings {
     pub max_request_body: u64,
     /// Counters and cache shared with the gateway's replicas through Redis (`--redis`).
     pub redis: Option<redis_link::RedisSettings>,
+    /// Where `authentication-managed-identity` gets tokens (`--identity-provider`), shared by
+    /// the workers; `None`: the policy fails (or is ignored with `ignore-error`).
+    pub identity: Option<Arc<identity::TokenProvider>>,
 }
 
 impl Default for GatewaySettings {
@@ -82,6 +86,7 @@ impl Default for GatewaySettings {
             trusted_proxies: Arc::from(Vec::new()),
             max_request_body: u64::MAX,
             redis: None,
+            identity: None,
         }
     }
 }

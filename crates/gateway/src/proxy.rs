@@ -1146,6 +1146,19 @@ impl Io for GatewayIo<'_> {
             .map_err(|m| PolicyError::runtime("OpenIdConfigurationUnavailable", m))
     }
 
+    async fn managed_identity_token(
+        &mut self,
+        resource: &str,
+        client_id: Option<&str>,
+    ) -> Result<gatehouse_policy::policies::AccessToken, PolicyError> {
+        match &self.worker.settings.identity {
+            Some(provider) => Ok(provider.token(resource, client_id).await?),
+            None => Err(PolicyError::managed_identity(
+                "this gateway has no token provider (--identity-provider)",
+            )),
+        }
+    }
+
     async fn acquire(&mut self, key: &str, max: u64) -> Option<Slot> {
         let (redis, local) = (self.worker.redis.as_ref(), &self.worker.counters.slots);
         let taken = crate::redis_link::acquire(redis, local, self.gateway, key, max).await;

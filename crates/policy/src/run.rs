@@ -231,6 +231,20 @@ pub trait Io: Send {
         std::future::ready(())
     }
 
+    /// An access token for `resource` from the gateway's token provider
+    /// (`authentication-managed-identity`; `client_id` names a user-assigned identity). The
+    /// gateway caches it until shortly before it expires. The default has no provider.
+    fn managed_identity_token(
+        &mut self,
+        resource: &str,
+        client_id: Option<&str>,
+    ) -> impl Future<Output = Result<crate::policies::AccessToken, PolicyError>> + Send {
+        let _ = (resource, client_id);
+        std::future::ready(Err(PolicyError::managed_identity(
+            "this gateway has no token provider (--identity-provider)",
+        )))
+    }
+
     /// The signing keys an OpenID Connect provider publishes (`validate-jwt`'s
     /// `<openid-config url>`): its discovery document's `jwks_uri` and issuer, fetched and
     /// cached by the gateway and refreshed hourly. `refresh` asks for a fresh copy because a

@@ -11,6 +11,7 @@ mod containment;
 mod expressions_library;
 mod first_hour;
 mod gateway;
+mod identity;
 mod lifecycle;
 mod management;
 mod observability;

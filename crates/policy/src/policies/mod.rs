@@ -4,6 +4,7 @@
 
 mod authentication_basic;
 mod authentication_certificate;
+mod authentication_managed_identity;
 mod cache;
 mod cache_lookup;
 mod cache_lookup_value;
@@ -47,6 +48,7 @@ mod xml_to_json;
 
 pub use authentication_basic::AuthenticationBasic;
 pub use authentication_certificate::AuthenticationCertificate;
+pub use authentication_managed_identity::{AccessToken, AuthenticationManagedIdentity};
 pub use cache::{CacheEntry, CachedResponse, CachingType, Downstream, ResponseCacheKey};
 pub use cache_lookup::CacheLookup;
 pub use cache_lookup_value::CacheLookupValue;
@@ -190,6 +192,7 @@ use Section::{Backend, Inbound, OnError, Outbound};
 registry! {
     AuthenticationBasic(AuthenticationBasic) { "authentication-basic" [Inbound] => AuthenticationBasic::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
     AuthenticationCertificate(AuthenticationCertificate) { "authentication-certificate" [Inbound] => AuthenticationCertificate::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
+    AuthenticationManagedIdentity(AuthenticationManagedIdentity) { "authentication-managed-identity" [Inbound] => AuthenticationManagedIdentity::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     CacheLookup(CacheLookup) { "cache-lookup" [Inbound] => CacheLookup::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     CacheLookupValue(CacheLookupValue) { "cache-lookup-value" [Inbound, Backend, Outbound, OnError] => CacheLookupValue::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     CacheRemoveValue(CacheRemoveValue) { "cache-remove-value" [Inbound, Backend, Outbound, OnError] => CacheRemoveValue::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
@@ -366,7 +369,7 @@ mod registry_tests {
         let names: Vec<&str> = CATALOGUE.iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names.join(" "),
-            "base authentication-basic authentication-certificate cache-lookup \
+            "base authentication-basic authentication-certificate authentication-managed-identity cache-lookup \
              cache-lookup-value cache-remove-value cache-store cache-store-value check-header \
              choose cors find-and-replace forward-request include-fragment ip-filter json-to-xml \
              limit-concurrency mock-response quota quota-by-key rate-limit rate-limit-by-key retry \

@@ -1,7 +1,7 @@
 //! `<send-request mode="new|copy" response-variable-name="v" timeout="60" ignore-error="false">`
 //! and `<send-one-way-request mode timeout>`, each with `<set-url>`, `<set-method>`,
-//! `<set-header>` and `<set-body>` inside: a request to another service, not the API's
-//! backend.
+//! `<set-header>`, `<set-body>` and `<authentication-managed-identity>` inside: a request to
+//! another service, not the API's backend.
 //!
 //! `send-request` waits for the answer and stores it in the variable, where expressions read it
 //! as `((IResponse)context.Variables["v"]).StatusCode`, `.Headers`, `.Body.As<JObject>()`, and
@@ -21,8 +21,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use super::SetBody;
 use super::set_header::{self, SetHeader};
+use super::{AuthenticationManagedIdentity, SetBody};
 use crate::compile::{Cx, Section};
 use crate::exchange::Exchange;
 use crate::expr::Value;
@@ -47,6 +47,8 @@ pub struct SendRequest {
     method: Option<Method>,
     headers: Vec<SetHeader>,
     body: Option<SetBody>,
+    /// `<authentication-managed-identity>`: a token for the request (applied after the headers).
+    identity: Option<AuthenticationManagedIdentity>,
     /// In outbound and on-error, `copy` leaves the body out.
     copies_body: bool,
 }
@@ -98,6 +100,7 @@ impl SendRequest {
                 "set-header",
                 "set-body",
                 "authentication-certificate",
+                "authentication-managed-identity",
                 "proxy",
             ],
         );
@@ -148,6 +151,7 @@ impl SendRequest {
         let mut method = None;
         let mut headers = Vec::new();
         let mut body = None;
+        let mut identity = None;
         for child in el.elements() {
             match child.name.as_str() {
                 "set-url" => {
@@ -195,6 +199,12 @@ impl SendRequest {
                     Some(b) => body = Some(b),
                     None => ok = false,
                 },
+                "authentication-managed-identity" => {
+                    match AuthenticationManagedIdentity::compile(child, cx) {
+                        Some(i) => identity = Some(i),
+                        None => ok = false,
+                    }
+                }
                 other => {
                     cx.error(
                         child.pos,
@@ -237,6 +247,7 @@ impl SendRequest {
             method,
             headers,
             body,
+            identity,
             copies_body: !matches!(section, Section::Outbound | Section::OnError),
         })
     }
@@ -248,6 +259,11 @@ impl SendRequest {
         t.extend(self.url.iter());
         t.extend(self.headers.iter().flat_map(SetHeader::texts));
         t.extend(self.body.iter().map(|b| &b.body));
+        t.extend(
+            self.identity
+                .iter()
+                .flat_map(AuthenticationManagedIdentity::texts),
+        );
         t
     }
 
@@ -371,13 +387,30 @@ impl SendRequest {
         })
     }
 
+    /// [`Self::prepare`], then authenticates the request when the policy says so (which may
+    /// wait for the gateway's token provider).
+    pub(crate) async fn prepare_authenticated<I: Io>(
+        &self,
+        ex: &mut Exchange,
+        io: &mut I,
+        budget: &mut Budget,
+    ) -> Result<Prepared, PolicyError> {
+        let mut prepared = self.prepare(ex, budget)?;
+        if let Some(identity) = &self.identity {
+            identity
+                .authorize(ex, io, budget, &mut prepared.request.headers)
+                .await?;
+        }
+        Ok(prepared)
+    }
+
     pub async fn run<I: Io>(
         &self,
         ex: &mut Exchange,
         io: &mut I,
         budget: &mut Budget,
     ) -> Result<Flow, PolicyError> {
-        let prepared = self.prepare(ex, budget)?;
+        let prepared = self.prepare_authenticated(ex, io, budget).await?;
         if self.one_way {
             io.send_detached(prepared.request);
             return Ok(Flow::Continue);

@@ -94,7 +94,7 @@ impl Wait {
         let mut prepared: Vec<Prepared> = Vec::with_capacity(sends.len());
         for s in &sends {
             if let Step::SendRequest(s) = s {
-                prepared.push(s.prepare(ex, budget)?);
+                prepared.push(s.prepare_authenticated(ex, io, budget).await?);
             }
         }
         let mut pending: Vec<Option<Pin<Box<_>>>> = prepared
