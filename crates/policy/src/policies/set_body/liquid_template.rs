@@ -158,16 +158,16 @@ fn error_position(message: &str) -> Option<Pos> {
 fn error_summary(message: &str) -> String {
     let lines: Vec<&str> = message
         .lines()
-        .map(str::trim)
+        .map(|l| l.trim().trim_start_matches("liquid:").trim())
         .filter(|l| {
             !l.is_empty()
                 && !l.starts_with("-->")
                 && !l.starts_with('|')
-                && !l.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && !l.starts_with(|c: char| c.is_ascii_digit())
         })
+        .map(|l| l.trim_start_matches("= "))
         .collect();
-    let text = lines.join(" ");
-    text.strip_prefix("liquid: ").unwrap_or(&text).to_owned()
+    lines.join("; ")
 }
 
 impl LiquidTemplate {
