@@ -25,6 +25,9 @@ use crate::xml::Pos;
 
 /// Largest body a template may render.
 pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
+/// Most numbers a loop range `(a..b)` may span. Liquid makes the whole range a list before
+/// looping, so its bounds must be literals (a bound from the request could ask for billions).
+pub const MAX_RANGE: i64 = 10_000;
 
 /// A parsed template.
 #[derive(Clone)]
@@ -140,6 +143,40 @@ fn rename_filters(src: &str) -> String {
     out
 }
 
+/// Refuses loop ranges `(a..b)` in tags unless both bounds are whole-number literals at most
+/// [`MAX_RANGE`] apart.
+fn check_ranges(src: &str) -> Result<(), String> {
+    let mut rest = src;
+    while let Some(open) = rest.find("{%") {
+        let tag = &rest[open + 2..];
+        let end = tag.find("%}").unwrap_or(tag.len());
+        let body = &tag[..end];
+        rest = &tag[end..];
+        let mut search = body;
+        while let Some(dots) = search.find("..") {
+            let before = &search[..dots];
+            let after = &search[dots + 2..];
+            let start = before.rsplit('(').next().unwrap_or_default().trim();
+            let stop = after.split(')').next().unwrap_or_default().trim();
+            match (start.parse::<i64>(), stop.parse::<i64>()) {
+                (Ok(a), Ok(b)) if b.saturating_sub(a) <= MAX_RANGE => {}
+                (Ok(_), Ok(_)) => {
+                    return Err(format!(
+                        "the range ({start}..{stop}) spans more than {MAX_RANGE} numbers"
+                    ));
+                }
+                _ => {
+                    return Err(format!(
+                        "the range ({start}..{stop}) must have whole-number literal bounds (a bound taken from the message could ask for billions of loops); loop over an array instead"
+                    ));
+                }
+            }
+            search = after;
+        }
+    }
+    Ok(())
+}
+
 /// Finds Liquid's `--> line:column` in an error message.
 fn error_position(message: &str) -> Option<Pos> {
     let at = message.split("-->").nth(1)?.trim_start();
@@ -172,6 +209,7 @@ fn error_summary(message: &str) -> String {
 
 impl LiquidTemplate {
     pub fn parse(src: &str) -> Result<Self, TemplateError> {
+        check_ranges(src).map_err(|message| TemplateError { message, at: None })?;
         let elements =
             liquid_core::parser::parse(&rename_filters(src), language()).map_err(|e| {
                 let message = e.to_string();
