@@ -1,4 +1,4 @@
-//! `set-body template="liquid"`: a Liquid template (the `liquid` crate) parsed once when the
+//! `set-body template="liquid"`: a Liquid template (`liquid-core` and `liquid-lib`) parsed once when the
 //! policy is compiled and rendered per request over Azure's Liquid context: `context.Request`
 //! (`Method`, `Url.{Scheme,Host,Port,Path,Query,QueryString}`, `Headers`, `IpAddress`,
 //! `OriginalUrl`, `MatchedParameters`), `context.Response` (`StatusCode`, `StatusReason`,
@@ -8,7 +8,7 @@
 //!
 //! Azure's templates name filters the .NET way (`Upcase`, `AtLeast`, `UrlEncode`); they are
 //! renamed to the Liquid names (`upcase`, `at_least`, `url_encode`) when the template is
-//! parsed. As in Azure, a value that is not there renders as nothing (Liquid's own runtime
+//! parsed, and Azure's own `JSONArrayFor` block becomes a standard loop. As in Azure, a value that is not there renders as nothing (Liquid's own runtime
 //! would fail on it). The output is capped at [`MAX_OUTPUT`] bytes.
 
 use std::sync::{Arc, OnceLock};
@@ -71,6 +71,38 @@ fn filter_name(name: &str) -> String {
             out.push(c);
         }
     }
+    out
+}
+
+/// Azure's `{% JSONArrayFor x in list %}…{% endJSONArrayFor %}` block, which writes a JSON array
+/// of what its body renders for each item, in standard Liquid: a `for` loop between brackets
+/// with commas between the items.
+fn json_array_for(src: &str) -> String {
+    let mut out = String::with_capacity(src.len() + 32);
+    let mut rest = src;
+    while let Some(open) = rest.find("{%") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("%}") else {
+            break;
+        };
+        let inner = after[..close]
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim();
+        out.push_str(&rest[..open]);
+        if let Some(args) = inner.strip_prefix("JSONArrayFor ") {
+            out.push_str("[{% for ");
+            out.push_str(args.trim());
+            out.push_str(" %}");
+        } else if inner == "endJSONArrayFor" {
+            out.push_str("{% unless forloop.last %},{% endunless %}{% endfor %}]");
+        } else {
+            out.push_str(&rest[open..open + 2 + close + 2]);
+        }
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -211,13 +243,15 @@ impl LiquidTemplate {
     pub fn parse(src: &str) -> Result<Self, TemplateError> {
         check_ranges(src).map_err(|message| TemplateError { message, at: None })?;
         let elements =
-            liquid_core::parser::parse(&rename_filters(src), language()).map_err(|e| {
-                let message = e.to_string();
-                TemplateError {
-                    at: error_position(&message),
-                    message: error_summary(&message),
-                }
-            })?;
+            liquid_core::parser::parse(&rename_filters(&json_array_for(src)), language()).map_err(
+                |e| {
+                    let message = e.to_string();
+                    TemplateError {
+                        at: error_position(&message),
+                        message: error_summary(&message),
+                    }
+                },
+            )?;
         Ok(Self {
             template: Arc::new(liquid_core::Template::new(elements)),
             reads_body: src.contains("body"),

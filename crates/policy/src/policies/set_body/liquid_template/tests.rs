@@ -119,3 +119,17 @@ fn the_output_is_capped() {
     let e = t.render(&ex, false).unwrap_err();
     assert!(e.message.contains("failed to render"), "{e:?}");
 }
+
+#[test]
+fn json_array_for_writes_a_json_array() {
+    let out = render(
+        r#"{"ids": {% JSONArrayFor i in body.items %}{"id": {{i.id}}}{% endJSONArrayFor %}, "none": {% JSONArrayFor i in body.empty %}{{i}}{% endJSONArrayFor %}}"#,
+        &[],
+        r#"{"items": [{"id": 1}, {"id": 2}], "empty": []}"#,
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"ids": [{"id": 1}, {"id": 2}], "none": []})
+    );
+}
