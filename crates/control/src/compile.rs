@@ -136,18 +136,24 @@ fn snapshot_api(
 ) -> SnapshotApi {
     operations.sort_by(|a, b| a.id.cmp(&b.id));
     // The imported OpenAPI document's response examples, for `mock-response`.
-    let examples = match document {
+    // And its body schemas, for `validate-content`.
+    let (examples, extracted) = match document {
         Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(doc) => crate::examples::extract(&doc, &operations),
+            Ok(doc) => (
+                crate::examples::extract(&doc, &operations),
+                crate::schemas::extract(&api.id, &doc, &operations),
+            ),
             Err(e) => {
-                tracing::warn!(api = %api.id, error = %e, "the stored OpenAPI document is unreadable; no mock examples");
-                BTreeMap::new()
+                tracing::warn!(api = %api.id, error = %e, "the stored OpenAPI document is unreadable; no mock examples or body schemas");
+                (BTreeMap::new(), Default::default())
             }
         },
-        None => BTreeMap::new(),
+        None => (BTreeMap::new(), Default::default()),
     };
     SnapshotApi {
         examples,
+        schemas: extracted.schemas,
+        definitions: extracted.definitions,
         name: api.display_name,
         version: api.api_version,
         policy,

@@ -22,7 +22,7 @@ const MAX_EXAMPLE: usize = 256 * 1024;
 const MAX_HOPS: usize = 8;
 
 /// Follows local `$ref`s from `v` within `doc`.
-fn resolve<'d>(doc: &'d Value, mut v: &'d Value) -> Option<&'d Value> {
+pub(crate) fn resolve<'d>(doc: &'d Value, mut v: &'d Value) -> Option<&'d Value> {
     for _ in 0..MAX_HOPS {
         let Some(r) = v.get("$ref").and_then(Value::as_str) else {
             return Some(v);
@@ -98,7 +98,11 @@ fn response_examples(doc: &Value, response: &Value) -> Vec<ResponseExample> {
 }
 
 /// The operation of `doc` at `method` and `url_template` (as the import wrote it).
-fn find_operation<'d>(doc: &'d Value, method: &str, url_template: &str) -> Option<&'d Value> {
+pub(crate) fn find_operation<'d>(
+    doc: &'d Value,
+    method: &str,
+    url_template: &str,
+) -> Option<&'d Value> {
     let Value::Object(paths) = doc.get("paths")? else {
         return None;
     };

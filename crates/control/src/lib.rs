@@ -15,6 +15,7 @@ mod feed;
 mod handlers;
 mod http;
 mod link;
+mod schemas;
 pub mod secrets;
 mod telemetry;
 #[cfg(test)]

@@ -75,6 +75,8 @@ fn api(i: usize, policy: bool) -> SnapshotApi {
         policy: policy.then(|| TEN_POLICIES.to_owned()),
         operation_policies: Default::default(),
         examples: Default::default(),
+        schemas: Default::default(),
+        definitions: Default::default(),
     }
 }
 

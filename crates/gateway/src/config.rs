@@ -986,7 +986,15 @@ fn compile_api(
         let mut compiled = CompiledOperation::compile(&op.id, &op.method, &op.url_template)
             .map_err(|m| (format!("apis.{}.operations.{}", api.id, op.id), m))?;
         compiled.name = op.display_name.as_str().into();
-        compiled.examples = api.examples.get(&op.id).cloned().map(Arc::new);
+        compiled.examples = gatehouse_policy::exchange::OperationDocument::build(
+            api.examples.get(&op.id),
+            api.schemas.get(&op.id),
+            &api.definitions,
+            &mut |problem| {
+                tracing::warn!(api = %api.id, operation = %op.id, "a body schema of the OpenAPI document is not used by validate-content: {problem}");
+            },
+        )
+        .map(Arc::new);
         let op_doc = match api.operation_policies.get(&op.id) {
             Some(xml) => Some(compile_doc(
                 xml,

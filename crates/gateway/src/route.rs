@@ -30,8 +30,9 @@ pub struct CompiledOperation {
     pub template: std::sync::Arc<str>,
     /// The effective policy, composed once per configuration.
     pub policy: OperationPolicy,
-    /// Response examples from the API's OpenAPI document (`mock-response`).
-    pub examples: Option<std::sync::Arc<gatehouse_model::snapshot::ResponseExamples>>,
+    /// What the API's OpenAPI document says of the operation: response examples
+    /// (`mock-response`) and body schemas (`validate-content`), compiled.
+    pub examples: Option<std::sync::Arc<gatehouse_policy::exchange::OperationDocument>>,
 }
 
 /// The composed pipeline of an operation: one for calls without a product, and one for each

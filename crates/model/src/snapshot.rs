@@ -206,6 +206,33 @@ pub struct SnapshotApi {
     /// `mock-response`). Operations without examples are left out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub examples: BTreeMap<String, ResponseExamples>,
+    /// Body schemas from the imported OpenAPI document, by operation id (for
+    /// `validate-content`). Operations without schemas are left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schemas: BTreeMap<String, OperationSchemas>,
+    /// The document's named schemas (`components.schemas`, or `definitions` in Swagger 2.0)
+    /// that the operations' schemas refer to with `$ref`, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub definitions: BTreeMap<String, serde_json::Value>,
+}
+
+/// The body schemas of one operation, as its OpenAPI document declares them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationSchemas {
+    /// The request body's schema, by media type (`application/json`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub request: BTreeMap<String, serde_json::Value>,
+    /// The response bodies' schemas: status as the document writes it (`200`, `2XX`,
+    /// `default`) → media type → schema.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub responses: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+impl OperationSchemas {
+    pub fn is_empty(&self) -> bool {
+        self.request.is_empty() && self.responses.is_empty()
+    }
 }
 
 /// The example responses of one operation: status code as the document writes it (`200`,

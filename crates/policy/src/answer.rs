@@ -16,6 +16,9 @@ pub enum Answer {
     BadBody,
     /// A body over the gateway's or a policy's limit.
     TooLarge,
+    /// `validate-content` refused the request body (its own answer, which says why, normally
+    /// goes first).
+    InvalidContent,
     MissingKey,
     InvalidKey,
     /// `validate-jwt` refused the token (its own answer normally goes first).
@@ -40,11 +43,12 @@ pub enum Answer {
 
 impl Answer {
     /// Every answer, in the order declared.
-    pub const ALL: [Answer; 14] = [
+    pub const ALL: [Answer; 15] = [
         Self::NotFound,
         Self::BadPath,
         Self::BadBody,
         Self::TooLarge,
+        Self::InvalidContent,
         Self::MissingKey,
         Self::InvalidKey,
         Self::InvalidJwt,
@@ -75,6 +79,10 @@ impl Answer {
             Self::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 r#"{"statusCode":413,"message":"Request entity too large"}"#,
+            ),
+            Self::InvalidContent => (
+                StatusCode::BAD_REQUEST,
+                r#"{"statusCode":400,"message":"The request body does not conform to its definition."}"#,
             ),
             Self::MissingKey => (
                 StatusCode::UNAUTHORIZED,

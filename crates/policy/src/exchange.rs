@@ -73,8 +73,10 @@ pub struct RequestInfo {
     pub timestamp: Option<SystemTime>,
     pub original_url: String,
     pub matched: Vec<(Arc<str>, String)>,
-    /// The operation's response examples from its OpenAPI document (`mock-response`).
-    pub examples: Option<Arc<gatehouse_model::snapshot::ResponseExamples>>,
+    /// What the operation's OpenAPI document says about it: response examples
+    /// (`mock-response`) and body schemas (`validate-content`), compiled once per
+    /// configuration. `None` when the document says nothing of the operation.
+    pub examples: Option<Arc<OperationDocument>>,
     /// `context.Request.Certificate`: described once per connection, shared by its requests.
     pub client_certificate: Option<Arc<ClientCertificate>>,
 }
@@ -400,5 +402,84 @@ impl Context for Exchange {
 
     fn timestamp(&self) -> SystemTime {
         self.info.timestamp.unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+/// What an API's imported OpenAPI document says about one operation, compiled when the
+/// configuration is loaded.
+#[derive(Debug, Default)]
+pub struct OperationDocument {
+    /// Response examples by status (`mock-response`).
+    pub examples: gatehouse_model::snapshot::ResponseExamples,
+    /// The compiled body schemas of the operation; `request` and `responses` point into it.
+    pub schemas: crate::schema::SchemaSet,
+    /// The request body's schema by media type, lowercase.
+    pub request: Vec<(String, crate::schema::SchemaRef)>,
+    /// The response bodies' schemas: status as the document writes it (`200`, `2XX`,
+    /// `default`) → media type (lowercase) → schema.
+    pub responses: Vec<(String, Vec<(String, crate::schema::SchemaRef)>)>,
+}
+
+impl OperationDocument {
+    /// Compiles what the snapshot holds for one operation, or `None` when it holds nothing.
+    /// A schema that does not compile is left out and reported to `problem` (with where), so
+    /// one bad schema does not stop the configuration.
+    pub fn build(
+        examples: Option<&gatehouse_model::snapshot::ResponseExamples>,
+        schemas: Option<&gatehouse_model::snapshot::OperationSchemas>,
+        definitions: &std::collections::BTreeMap<String, serde_json::Value>,
+        problem: &mut dyn FnMut(String),
+    ) -> Option<Self> {
+        let schemas = schemas.filter(|s| !s.is_empty());
+        if examples.is_none_or(|e| e.is_empty()) && schemas.is_none() {
+            return None;
+        }
+        let mut doc = Self {
+            examples: examples.cloned().unwrap_or_default(),
+            ..Self::default()
+        };
+        let Some(schemas) = schemas else {
+            return Some(doc);
+        };
+        let defs = |name: &str| definitions.get(name).cloned();
+        let mut compile =
+            |set: &mut crate::schema::SchemaSet, what: String, schema: &serde_json::Value| {
+                set.compile(schema, &defs)
+                    .map_err(|e| problem(format!("{what}: {e}")))
+                    .ok()
+            };
+        for (media, schema) in &schemas.request {
+            if let Some(r) = compile(&mut doc.schemas, format!("request body {media}"), schema) {
+                doc.request.push((media.to_ascii_lowercase(), r));
+            }
+        }
+        for (status, by_media) in &schemas.responses {
+            let mut list = Vec::new();
+            for (media, schema) in by_media {
+                let what = format!("response {status} {media}");
+                if let Some(r) = compile(&mut doc.schemas, what, schema) {
+                    list.push((media.to_ascii_lowercase(), r));
+                }
+            }
+            doc.responses.push((status.clone(), list));
+        }
+        Some(doc)
+    }
+
+    /// The schemas of the response bodies of `status`: its own, else its class (`2XX`), else
+    /// `default`.
+    pub fn response_schemas(&self, status: u16) -> Option<&[(String, crate::schema::SchemaRef)]> {
+        let exact = status.to_string();
+        let class = format!("{}XX", status / 100);
+        self.responses
+            .iter()
+            .find(|(s, _)| *s == exact)
+            .or_else(|| {
+                self.responses
+                    .iter()
+                    .find(|(s, _)| s.eq_ignore_ascii_case(&class))
+            })
+            .or_else(|| self.responses.iter().find(|(s, _)| s == "default"))
+            .map(|(_, l)| l.as_slice())
     }
 }

@@ -14,6 +14,7 @@ pub mod exchange;
 pub mod limits;
 pub mod policies;
 pub mod run;
+pub mod schema;
 pub mod text;
 pub mod xml;
 

@@ -8,6 +8,7 @@ mod backend_responses;
 mod backends_tls;
 mod backup_deltas;
 mod containment;
+mod content_policies;
 mod expressions_library;
 mod first_hour;
 mod gateway;

@@ -28,6 +28,8 @@ fn api(id: &str, path: &str, required: bool) -> SnapshotApi {
         policy: None,
         operation_policies: Default::default(),
         examples: Default::default(),
+        schemas: Default::default(),
+        definitions: Default::default(),
     }
 }
 
@@ -533,7 +535,7 @@ fn apis_with_cors_answer_preflights_and_operations_get_their_examples() {
     assert!(preflight.policy.default.answers_preflight());
     assert!(c.find_api("/a/b/c").unwrap().0.preflight.is_none());
     assert_eq!(
-        echo.operations[0].examples.as_ref().unwrap()["200"][0].body,
+        echo.operations[0].examples.as_ref().unwrap().examples["200"][0].body,
         "{}"
     );
     // A global cors policy serves every API.

@@ -91,7 +91,7 @@ impl MockResponse {
             .info
             .examples
             .as_deref()
-            .and_then(|e| pick(e, self.status.as_u16(), wanted));
+            .and_then(|d| pick(&d.examples, self.status.as_u16(), wanted));
         let mut r = Response::new(self.status);
         let content_type = match (&self.content_type, example) {
             (Some(v), _) => Some(v.clone()),
@@ -117,7 +117,7 @@ mod tests {
 
     use super::super::testkit::*;
 
-    fn examples() -> Arc<ResponseExamples> {
+    fn examples() -> Arc<crate::exchange::OperationDocument> {
         let ex = |ct: &str, body: &str| ResponseExample {
             content_type: ct.into(),
             body: body.into(),
@@ -135,7 +135,10 @@ mod tests {
             vec![ex("application/json", r#"{"error":"bad"}"#)],
         );
         m.insert("default".into(), vec![ex("text/plain", "whatever")]);
-        Arc::new(m)
+        Arc::new(crate::exchange::OperationDocument {
+            examples: m,
+            ..Default::default()
+        })
     }
 
     fn mock(attrs: &str, with_examples: bool) -> (u16, Option<String>, String, bool) {

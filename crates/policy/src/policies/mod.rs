@@ -42,6 +42,7 @@ mod set_variable;
 pub(crate) mod testkit;
 mod trace;
 mod validate_client_certificate;
+mod validate_content;
 pub mod validate_jwt;
 mod wait;
 mod xml_to_json;
@@ -83,6 +84,7 @@ pub use trace::{Severity as TraceSeverity, Trace, TraceEvent};
 pub use validate_client_certificate::{
     Identity as ClientCertificateIdentity, ValidateClientCertificate,
 };
+pub use validate_content::ValidateContent;
 pub use validate_jwt::{OpenIdKeys, ValidateJwt};
 pub use wait::Wait;
 pub use xml_to_json::XmlToJson;
@@ -225,6 +227,7 @@ registry! {
     EmitMetric(EmitMetric) { "emit-metric" [Inbound, Backend, Outbound, OnError] => EmitMetric::compile; run |p, ex, io, b| p.run(ex, io, b); texts |p| p.texts(); }
     Trace(Trace) { "trace" [Inbound, Backend, Outbound, OnError] => Trace::compile; run |p, ex, io, b| p.run(ex, io, b); texts |p| p.texts(); }
     ValidateClientCertificate(ValidateClientCertificate) { "validate-client-certificate" [Inbound] => ValidateClientCertificate::compile; run |p, ex, _, _| p.run(ex); }
+    ValidateContent(Box<ValidateContent>) { "validate-content" [Inbound, Outbound, OnError] => ValidateContent::compile; run |p, ex, _, _| p.run(ex); }
     ValidateJwt(ValidateJwt) { "validate-jwt" [Inbound] => ValidateJwt::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     Wait(Wait) { "wait" [Inbound, Backend, Outbound] => Wait::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| vec![&p.mode]; }
     XmlToJson(XmlToJson) { "xml-to-json" [Inbound, Outbound, OnError] => XmlToJson::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
@@ -347,6 +350,8 @@ impl Step {
             Step::JsonToXml(p) => Some(p.response),
             Step::XmlToJson(p) => Some(p.response),
             Step::CacheStore(_) => Some(true),
+            Step::ValidateContent(p) => Some(p.response),
+            Step::SetBody(p) => p.template_reads_body(),
             _ => None,
         }
     }
@@ -375,7 +380,8 @@ mod registry_tests {
              limit-concurrency mock-response quota quota-by-key rate-limit rate-limit-by-key retry \
              return-response rewrite-uri send-one-way-request send-request set-backend-service \
              set-body set-header set-method set-query-parameter set-status set-variable \
-             emit-metric trace validate-client-certificate validate-jwt wait xml-to-json"
+             emit-metric trace validate-client-certificate validate-content validate-jwt wait \
+             xml-to-json"
         );
         let sections = |name: &str| CATALOGUE.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
         assert_eq!(sections("forward-request"), Some(&[Backend, OnError][..]));

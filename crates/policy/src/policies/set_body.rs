@@ -1,6 +1,9 @@
 //! `<set-body>…</set-body>`: replaces the body of the request (inbound, backend) or the response
 //! (outbound, on-error) with literal content or an expression's value. The literal content is
-//! payload — any JSON or XML — and is never checked as policy.
+//! payload — any JSON or XML — and is never checked as policy. With `template="liquid"` the
+//! content is a Liquid template ([`liquid_template`]), parsed here and rendered per request.
+
+mod liquid_template;
 
 use bytes::Bytes;
 
@@ -9,26 +12,67 @@ use crate::compile::Cx;
 use crate::exchange::{Exchange, Response};
 use crate::run::{Budget, Flow, PolicyError};
 use crate::text::{self, PolicyText};
-use crate::xml::Element;
+use crate::xml::{Element, Pos};
+use liquid_template::LiquidTemplate;
 
 #[derive(Debug, Clone)]
 pub struct SetBody {
     pub body: PolicyText,
     pub response: bool,
+    /// `template="liquid"`: the template, which replaces `body`.
+    liquid: Option<LiquidTemplate>,
 }
 
 impl SetBody {
     pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Self> {
         cx.allow_attrs(el, &["template", "xsi-nil", "parse-date"]);
+        let response = on_response(cx.section);
         if let Some(t) = cx.literal(el, "template")
             && !t.eq_ignore_ascii_case("none")
         {
-            let pos = el.attr("template").map_or(el.pos, |a| a.pos);
-            cx.error(
-                pos,
-                format!("template=\"{t}\" is not supported yet; use an expression (@{{ … }})"),
-            );
-            return None;
+            if !t.eq_ignore_ascii_case("liquid") {
+                let pos = el.attr("template").map_or(el.pos, |a| a.pos);
+                cx.error(
+                    pos,
+                    format!("template=\"{t}\" is not known; the only template language is liquid"),
+                );
+                return None;
+            }
+            // The template as written: `{{…}}` is Liquid's, not a named value.
+            let (src, start) = match el.text() {
+                Some((t, pos, _)) => {
+                    let lead = &t[..t.len() - t.trim_start().len()];
+                    (t.trim().to_owned(), advance(pos, lead))
+                }
+                None => (el.inner_raw.trim().to_owned(), el.pos),
+            };
+            return match LiquidTemplate::parse(&src) {
+                Ok(template) => Some(Self {
+                    body: PolicyText::literal(""),
+                    response,
+                    liquid: Some(template),
+                }),
+                Err(e) => {
+                    let at = e.at.map_or(start, |at| {
+                        if at.line <= 1 {
+                            Pos {
+                                line: start.line,
+                                column: start.column + at.column.saturating_sub(1),
+                            }
+                        } else {
+                            Pos {
+                                line: start.line + at.line - 1,
+                                column: at.column,
+                            }
+                        }
+                    });
+                    cx.error(
+                        at,
+                        format!("the Liquid template does not parse: {}", e.message),
+                    );
+                    None
+                }
+            };
         }
         let body = match el.text() {
             // Text only: it may be an expression.
@@ -43,12 +87,22 @@ impl SetBody {
         };
         Some(Self {
             body,
-            response: on_response(cx.section),
+            response,
+            liquid: None,
         })
     }
 
+    /// For a Liquid template, which body it reads (`Some(true)`: the response's); `None`
+    /// otherwise (the expressions say).
+    pub fn template_reads_body(&self) -> Option<bool> {
+        self.liquid.as_ref().map(|_| self.response)
+    }
+
     pub fn run(&self, ex: &mut Exchange, budget: &mut Budget) -> Result<Flow, PolicyError> {
-        let content = Bytes::from(self.body.eval(ex, budget)?.into_owned());
+        let content = match &self.liquid {
+            Some(t) => Bytes::from(t.render(ex, self.response)?),
+            None => Bytes::from(self.body.eval(ex, budget)?.into_owned()),
+        };
         if self.response {
             let r = ex
                 .response
@@ -61,4 +115,17 @@ impl SetBody {
         }
         Ok(Flow::Continue)
     }
+}
+
+/// The position after `text` written from `pos`.
+fn advance(mut pos: Pos, text: &str) -> Pos {
+    for c in text.chars() {
+        if c == '\n' {
+            pos.line += 1;
+            pos.column = 1;
+        } else {
+            pos.column += 1;
+        }
+    }
+    pos
 }
