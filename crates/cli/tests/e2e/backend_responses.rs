@@ -164,13 +164,16 @@ async fn a_broken_answer_is_a_502_or_a_cut_body_and_the_next_call_is_served() {
     );
 
     // The head was fine, the body is cut short: the client's answer is cut as well, never
-    // padded or passed off as whole.
-    let r = gh.http.get(gh.gateway("/raw/short")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(
-        r.bytes().await.is_err(),
-        "a body cut short reached the client as whole"
-    );
+    // padded or passed off as whole. Whether the head reached the client first depends on
+    // whether the gateway flushed it before it saw the backend close; either way the call fails.
+    let whole = match gh.http.get(gh.gateway("/raw/short")).send().await {
+        Ok(r) => {
+            assert_eq!(r.status(), 200);
+            r.bytes().await.is_ok()
+        }
+        Err(_) => false,
+    };
+    assert!(!whole, "a body cut short reached the client as whole");
 
     let r = gh.http.get(gh.gateway("/raw/length")).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "hello");
