@@ -197,7 +197,7 @@ async fn a_liquid_set_body_renders_the_request_into_the_backend_body() {
     .await;
     let start = Instant::now();
     let rendered = loop {
-        let (status, _) = post_until(&gh, "/shop/render", VALID, |_, _| true).await;
+        let (status, _) = post_until(&gh, "/shop/render", VALID, |s, _| s == 200).await;
         assert_eq!(status, 200);
         let seen = backend.last();
         if let Ok(v) = serde_json::from_slice::<Value>(&seen.body)
