@@ -145,12 +145,13 @@ pub fn extract(doc: &Value, operations: &[Operation]) -> BTreeMap<String, Respon
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
 
-    fn op(id: &str, method: &str, template: &str) -> Operation {
+    /// An operation of `method` and `template`, named `id`, for the extractors' tests.
+    pub(crate) fn op(id: &str, method: &str, template: &str) -> Operation {
         Operation {
             id: id.into(),
             display_name: id.into(),

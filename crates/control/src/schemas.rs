@@ -175,16 +175,7 @@ mod tests {
 
     use super::*;
 
-    fn op(id: &str, method: &str, template: &str) -> Operation {
-        Operation {
-            id: id.into(),
-            display_name: id.into(),
-            method: method.into(),
-            url_template: template.into(),
-            template_parameters: vec![],
-            description: None,
-        }
-    }
+    use crate::examples::tests::op;
 
     #[test]
     fn openapi3_request_and_response_schemas_with_their_definitions() {
