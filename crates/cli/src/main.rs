@@ -6,6 +6,8 @@ mod client;
 mod demo;
 mod echo;
 mod portal;
+#[cfg(test)]
+mod reference;
 mod serve;
 mod settings;
 

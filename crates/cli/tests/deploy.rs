@@ -749,3 +749,100 @@ fn bench_and_helper_scripts_parse_and_the_readme_names_each_benchmark() {
     }
     assert!(checked >= 5, "only {checked} scripts found");
 }
+
+/// Every Markdown file of the repository (not the build's or the package managers' folders).
+fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !name.starts_with('.') && !["target", "node_modules"].contains(&name.as_str()) {
+                markdown_files(&path, out);
+            }
+        } else if name.ends_with(".md") {
+            out.push(path);
+        }
+    }
+}
+
+/// The text outside code blocks and code spans, where links are links.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        // Odd pieces between backticks are code spans.
+        for (i, piece) in line.split('`').enumerate() {
+            if i % 2 == 0 {
+                out.push_str(piece);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The targets of `[text](target)` links in a Markdown text.
+fn link_targets(text: &str) -> Vec<String> {
+    prose(text)
+        .split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .map(|t| t.split_whitespace().next().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[test]
+fn no_document_links_to_a_path_outside_the_repository_or_to_a_missing_file() {
+    let root = root().canonicalize().unwrap();
+    let mut files = Vec::new();
+    markdown_files(&root, &mut files);
+    assert!(
+        files.len() >= 8,
+        "only {} Markdown files found",
+        files.len()
+    );
+    let mut links = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let shown = file.strip_prefix(&root).unwrap().display().to_string();
+        assert!(
+            !text.contains("../shared"),
+            "{shown} points at ../shared, which a clone does not have"
+        );
+        for target in link_targets(&text) {
+            if target.is_empty() || target.starts_with('#') || target.contains("://") {
+                continue;
+            }
+            if target.starts_with("mailto:") {
+                continue;
+            }
+            let path = target.split('#').next().unwrap();
+            let resolved = file.parent().unwrap().join(path);
+            let resolved = resolved
+                .canonicalize()
+                .unwrap_or_else(|e| panic!("{shown} links to {target}, which does not exist: {e}"));
+            assert!(
+                resolved.starts_with(&root),
+                "{shown} links to {target}, outside the repository"
+            );
+            links += 1;
+        }
+    }
+    assert!(links >= 10, "only {links} relative links checked");
+}
+
+#[test]
+fn link_targets_are_read_from_markdown() {
+    assert_eq!(
+        link_targets("see [a](docs/a.md) and [b](../b.md#x \"title\") and [c](#here)"),
+        vec!["docs/a.md", "../b.md#x", "#here"]
+    );
+    assert!(link_targets("`x[](y)` and\n```\n[z](w)\n```\n").is_empty());
+}

@@ -15,6 +15,8 @@ mod feed;
 mod handlers;
 mod http;
 mod link;
+#[cfg(test)]
+mod reference;
 mod schemas;
 pub mod secrets;
 mod telemetry;
