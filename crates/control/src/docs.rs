@@ -245,8 +245,265 @@ async fn security_headers(req: Request, next: Next) -> Response {
     response
 }
 
+/// The document as served: what utoipa derives, then [`patterns`], [`put_bodies`] and
+/// [`merge_patch_bodies`].
+pub(crate) fn document() -> Result<serde_json::Value, serde_json::Error> {
+    let mut doc = serde_json::to_value(ApiDoc::openapi())?;
+    patterns(&mut doc);
+    unsigned_ranges(&mut doc);
+    // Before the PATCH schemas, which are made from the resources as returned.
+    put_bodies(&mut doc);
+    merge_patch_bodies(&mut doc);
+    Ok(doc)
+}
+
+/// Patterns the code checks with the very same expression, set here from the constants so the
+/// document and the checks cannot drift: (schema, member, pattern).
+const PATTERNS: &[(&str, &str, &str)] = &[
+    (
+        "Api",
+        "serviceUrl",
+        gatehouse_model::resources::HTTP_URL_PATTERN,
+    ),
+    (
+        "Backend",
+        "url",
+        gatehouse_model::resources::HTTP_URL_PATTERN,
+    ),
+    ("User", "email", gatehouse_model::resources::EMAIL_PATTERN),
+];
+
+/// utoipa writes a `u32` as `int32` with a minimum of 0, whose JSON Schema range stops at
+/// 2^31 - 1; the server takes the whole `u32` range. Says so, unless a maximum is set.
+fn unsigned_ranges(value: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    match value {
+        Value::Object(members) => {
+            let unsigned_int32 = members.get("format").and_then(Value::as_str) == Some("int32")
+                && members.get("minimum").and_then(Value::as_f64) == Some(0.0);
+            if unsigned_int32 && !members.contains_key("maximum") {
+                members.insert("format".into(), json!("int64"));
+                members.insert("maximum".into(), json!(u32::MAX));
+            }
+            members.values_mut().for_each(unsigned_ranges);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsigned_ranges),
+        _ => {}
+    }
+}
+
+/// Sets [`PATTERNS`] on the resources' schemas, and the report interval's on its parameter.
+fn patterns(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    for (schema, member, pattern) in PATTERNS {
+        let pointer = format!("/components/schemas/{schema}/properties/{member}");
+        if let Some(property) = doc.pointer_mut(&pointer) {
+            property["pattern"] = json!(pattern);
+        }
+    }
+    if let Some(params) = doc
+        .pointer_mut("/paths/~1mgmt~1reports~1byTime/get/parameters")
+        .and_then(Value::as_array_mut)
+    {
+        for param in params.iter_mut().filter(|p| p["name"] == "interval") {
+            param["schema"]["pattern"] = json!(gatehouse_model::reports::INTERVAL_PATTERN);
+        }
+    }
+}
+
+/// Members a PUT must carry although the resource, as returned, may leave them out (a secret's
+/// value, a certificate's PEM): (schema, member). Their PUT bodies get a `<Schema>Put` schema
+/// that requires them.
+const PUT_REQUIRED: &[(&str, &str)] = &[("NamedValue", "value"), ("Certificate", "data")];
+
+/// Points each PUT of a schema in [`PUT_REQUIRED`] at a copy that requires those members.
+fn put_bodies(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let mut wanted = Vec::new();
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut() {
+            let Some(schema) =
+                item.pointer_mut("/put/requestBody/content/application~1json/schema")
+            else {
+                continue;
+            };
+            let Some(name) = schema
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                .filter(|n| PUT_REQUIRED.iter().any(|(s, _)| s == n))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            *schema = json!({ "$ref": format!("#/components/schemas/{name}Put") });
+            wanted.push(name);
+        }
+    }
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for name in wanted {
+        let Some(mut put) = schemas.get(&name).cloned() else {
+            continue;
+        };
+        let mut required: Vec<Value> = put
+            .get("required")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for (_, member) in PUT_REQUIRED.iter().filter(|(s, _)| *s == name) {
+            required.push(json!(member));
+            // Required and not null: a string.
+            if let Some(Value::Array(types)) =
+                put.pointer_mut(&format!("/properties/{member}/type"))
+            {
+                types.retain(|t| t != "null");
+            }
+        }
+        put["required"] = Value::Array(required);
+        put["description"] = json!(format!("A {name} as PUT takes it."));
+        schemas.insert(format!("{name}Put"), put);
+    }
+}
+
+/// Members a PUT takes and a PATCH refuses: (schema, member).
+const PUT_ONLY: &[(&str, &str)] = &[("Api", "import")];
+
+/// A PATCH body is a JSON merge patch (RFC 7386) of the resource, not the resource: every
+/// member may be left out, and `null` resets a member to its default. Each PATCH operation gets
+/// a `<Schema>Patch` component saying so: the resource's schema without `required`, where the
+/// members that are optional in the resource also take `null`. (A member the resource
+/// requires has no default to reset to, so `null` stays invalid there.)
+fn merge_patch_bodies(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let mut wanted = Vec::new();
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut() {
+            let Some(schema) =
+                item.pointer_mut("/patch/requestBody/content/application~1json/schema")
+            else {
+                continue;
+            };
+            let Some(name) = schema
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            *schema = json!({ "$ref": format!("#/components/schemas/{name}Patch") });
+            wanted.push(name);
+        }
+    }
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for name in wanted {
+        let patch_name = format!("{name}Patch");
+        if schemas.contains_key(&patch_name) {
+            continue;
+        }
+        let Some(mut patch) = schemas.get(&name).cloned() else {
+            continue;
+        };
+        let required: Vec<Value> = patch
+            .as_object_mut()
+            .and_then(|o| o.remove("required"))
+            .and_then(|r| r.as_array().cloned())
+            .unwrap_or_default();
+        if let Some(properties) = patch.get_mut("properties").and_then(Value::as_object_mut) {
+            for (schema, member) in PUT_ONLY {
+                if *schema == name {
+                    properties.remove(*member);
+                }
+            }
+            for (member, schema) in properties.iter_mut() {
+                let put_required = PUT_REQUIRED.iter().any(|(s, m)| *s == name && m == member);
+                if put_required && let Some(Value::Array(types)) = schema.get_mut("type") {
+                    // Required on PUT, so `null` (unset) is not a value it can take.
+                    types.retain(|t| t != "null");
+                }
+                if !put_required && !required.iter().any(|r| r.as_str() == Some(member.as_str())) {
+                    nullable(schema);
+                }
+            }
+        }
+        patch["description"] = json!(format!(
+            "A JSON merge patch (RFC 7386) of a {name}: members left out keep their value, \
+             `null` resets an optional member to its default."
+        ));
+        schemas.insert(patch_name, patch);
+    }
+}
+
+/// Makes one property schema also accept `null`.
+fn nullable(schema: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    // (Not named `null`: inside `json!` that is the JSON literal.)
+    let null_type = json!({ "type": "null" });
+    if schema.get("$ref").is_some() {
+        *schema = json!({ "oneOf": [schema.clone(), null_type] });
+        return;
+    }
+    if let Some(Value::Array(parts)) = schema.get_mut("oneOf") {
+        if !parts.contains(&null_type) {
+            parts.push(null_type);
+        }
+        return;
+    }
+    match schema.get_mut("type") {
+        Some(Value::String(t)) => {
+            let t = t.clone();
+            schema["type"] = json!([t, "null"]);
+        }
+        Some(Value::Array(types)) if !types.iter().any(|t| t == "null") => {
+            types.push(json!("null"));
+        }
+        _ => {}
+    }
+    if let Some(Value::Array(values)) = schema.get_mut("enum")
+        && !values.contains(&Value::Null)
+    {
+        values.push(Value::Null);
+    }
+}
+
+/// The document as JSON text, `openapi` and `info` first as readers (and tools that sniff the
+/// first bytes) expect; the rest in name order.
+fn document_text() -> Result<String, serde_json::Error> {
+    let serde_json::Value::Object(mut members) = document()? else {
+        return Ok(String::new());
+    };
+    let mut out = String::from("{");
+    let first = ["openapi", "info"];
+    let ordered = first
+        .iter()
+        .filter_map(|k| members.remove(*k).map(|v| ((*k).to_owned(), v)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .chain(members);
+    for (i, (key, value)) in ordered.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(&key)?);
+        out.push(':');
+        out.push_str(&serde_json::to_string(&value)?);
+    }
+    out.push('}');
+    Ok(out)
+}
+
 async fn spec() -> Response {
-    match ApiDoc::openapi().to_json() {
+    match document_text() {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot render the OpenAPI document");

@@ -43,7 +43,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ValidationErro
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ValidationError::one("body", "is empty; send a JSON object"));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    let direct = serde_json::from_slice(bytes);
+    // JSON has one kind of number: `8080.0` is the integer 8080 to JSON Schema, and to the
+    // OpenAPI document. Retried only when the direct parse fails, which keeps the error's line
+    // and column for every other mistake.
+    if let Err(e) = &direct
+        && e.classify() == serde_json::error::Category::Data
+        && let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && integral_numbers(&mut value)
+        && let Ok(parsed) = T::deserialize(value)
+    {
+        return Ok(parsed);
+    }
+    direct.map_err(|e| {
         let line = u32::try_from(e.line()).unwrap_or(u32::MAX);
         let column = u32::try_from(e.column()).unwrap_or(u32::MAX);
         let what = match e.classify() {
@@ -57,6 +69,32 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ValidationErro
             vec![Detail::new("body", e.to_string()).at(line, column)],
         )
     })
+}
+
+/// Rewrites every number with no fractional part (`8080.0`, `1e3`) as an integer, in place.
+/// Returns whether anything changed.
+pub fn integral_numbers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let Some(f) = n.as_f64() else { return false };
+            if f.fract() != 0.0 || !f.is_finite() {
+                return false;
+            }
+            // Within ±2^53 a float is an exact integer; beyond it, leave it to the type check.
+            let limit = 9_007_199_254_740_992.0;
+            if !(-limit..=limit).contains(&f) {
+                return false;
+            }
+            *value = Value::from(f as i64);
+            true
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |c, v| integral_numbers(v) | c),
+        Value::Object(members) => members
+            .values_mut()
+            .fold(false, |c, v| integral_numbers(v) | c),
+        _ => false,
+    }
 }
 
 /// `axum::extract::Query` whose rejection is a JSON `ValidationError` naming the parameter,
@@ -187,5 +225,34 @@ mod tests {
             skip: None,
         };
         assert!(p.page("/x", vec![1]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod number_tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Port {
+        port: u16,
+        weight: f64,
+    }
+
+    #[test]
+    fn integral_floats_are_integers_and_other_mistakes_keep_their_position() {
+        let p: Port = parse_json(br#"{"port": 8080.0, "weight": 0.5}"#).unwrap();
+        assert_eq!((p.port, p.weight), (8080, 0.5));
+        let p: Port = parse_json(br#"{"port": 8e3, "weight": 2}"#).unwrap();
+        assert_eq!((p.port, p.weight), (8000, 2.0));
+        let e = parse_json::<Port>(b"{\"port\": 80.5,\n \"weight\": 1}").unwrap_err();
+        assert!(e.to_string().contains("80.5"), "{e}");
+        let e = parse_json::<Port>(b"{\"port\": \"x\",\n \"weight\": 1}").unwrap_err();
+        assert!(e.details[0].line.is_some(), "{e:?}");
+        let mut v = serde_json::json!({"a": [1.0, 2.5, {"b": 1e2}], "c": 9.007199254740994e15});
+        assert!(integral_numbers(&mut v));
+        assert_eq!(
+            v,
+            serde_json::json!({"a": [1, 2.5, {"b": 100}], "c": 9.007199254740994e15})
+        );
     }
 }

@@ -4,10 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::docs::document;
 use serde_json::Value;
-use utoipa::OpenApi as _;
-
-use crate::docs::ApiDoc;
 
 const METHODS: &[&str] = &["get", "put", "post", "patch", "delete"];
 
@@ -244,7 +242,7 @@ fn schema_section(out: &mut String, name: &str, schema: &Value) {
 
 /// The page, from the document the server serves.
 pub fn management_api_page() -> Result<String, serde_json::Error> {
-    let doc = serde_json::to_value(ApiDoc::openapi())?;
+    let doc = document()?;
     let mut out = String::new();
     out.push_str(
         "# Management API\n\n\
@@ -334,7 +332,7 @@ mod tests {
     #[test]
     fn every_operation_and_schema_of_the_document_is_on_the_page() {
         let page = management_api_page().expect("render");
-        let doc = serde_json::to_value(ApiDoc::openapi()).expect("document");
+        let doc = document().expect("document");
         let mut operations = 0;
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for method in METHODS {
@@ -368,5 +366,42 @@ mod tests {
         let s = serde_json::json!({"type": ["string", "null"], "enum": ["a", "b", null], "maxLength": 5});
         assert_eq!(type_of(&s), "string");
         assert_eq!(constraints(&s), vec!["one of `a`, `b`", "max length 5"]);
+    }
+
+    #[test]
+    fn the_published_interval_pattern_is_the_one_the_parser_follows() {
+        let doc = document().expect("document");
+        let params = doc
+            .pointer("/paths/~1mgmt~1reports~1byTime/get/parameters")
+            .and_then(Value::as_array)
+            .expect("byTime parameters");
+        let interval = params
+            .iter()
+            .find(|p| p["name"] == "interval")
+            .expect("interval parameter");
+        assert_eq!(
+            interval["schema"]["pattern"],
+            gatehouse_model::reports::INTERVAL_PATTERN
+        );
+    }
+
+    #[test]
+    fn patch_bodies_are_merge_patches_that_take_null_for_optional_members() {
+        let doc = document().expect("document");
+        let body = doc
+            .pointer("/paths/~1mgmt~1products~1{productId}/patch/requestBody/content/application~1json/schema/$ref")
+            .and_then(Value::as_str);
+        assert_eq!(body, Some("#/components/schemas/ProductPatch"));
+        let patch = &doc["components"]["schemas"]["ProductPatch"];
+        assert!(patch.get("required").is_none());
+        assert_eq!(
+            patch["properties"]["description"]["type"],
+            serde_json::json!(["string", "null"])
+        );
+        // PUT still takes the resource itself.
+        let put = doc
+            .pointer("/paths/~1mgmt~1products~1{productId}/put/requestBody/content/application~1json/schema/$ref")
+            .and_then(Value::as_str);
+        assert_eq!(put, Some("#/components/schemas/Product"));
     }
 }

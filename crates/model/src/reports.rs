@@ -39,10 +39,11 @@ impl Window {
     }
 
     pub fn new(from: i64, to: i64) -> Result<Self, ValidationError> {
-        if from >= to {
+        // An empty window (`from` = `to`) is a window with no traffic, not a mistake.
+        if from > to {
             return Err(ValidationError::one(
                 "to",
-                "must be later than 'from' (the window is [from, to))",
+                "must not be earlier than 'from' (the window is [from, to))",
             ));
         }
         Ok(Self { from, to })
@@ -78,60 +79,54 @@ pub fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// Parses an ISO 8601 duration that is a whole number of minutes from `PT1M` to `P1D`
-/// (`PT5M`, `PT1H30M`, `PT900S`, `P1D`). Returns seconds.
+/// The intervals a report over time takes, as the OpenAPI document publishes them: one day,
+/// whole hours up to a day, whole minutes up to a day, or hours and minutes. [`parse_interval`]
+/// accepts exactly these (a property test holds it to this expression).
+pub const INTERVAL_PATTERN: &str = "^P(1D|T(24|1[0-9]|2[0-3]|[1-9])H|T(1440|14[0-3][0-9]|1[0-3][0-9][0-9]|[1-9][0-9]?[0-9]?)M|T(1[0-9]|2[0-3]|[1-9])H([1-5][0-9]|[1-9])M)$";
+
+/// Parses a report interval, an ISO 8601 duration from `PT1M` to `P1D` in one of the forms
+/// of [`INTERVAL_PATTERN`]: `P1D`, `PT6H`, `PT90M`, `PT1H30M`. Returns seconds.
 pub fn parse_interval(text: &str) -> Result<i64, ValidationError> {
-    let bad = |why: &str| {
+    let bad = || {
         ValidationError::one(
             "interval",
-            format!("'{text}' {why}; give an ISO 8601 duration such as PT5M, PT1H or P1D"),
+            format!(
+                "'{text}' is not a report interval; give an ISO 8601 duration from PT1M to P1D: \
+                 P1D, whole hours (PT1H to PT24H), whole minutes (PT1M to PT1440M) or hours and \
+                 minutes (PT1H30M)"
+            ),
         )
     };
-    let rest = text
-        .trim()
-        .strip_prefix('P')
-        .ok_or_else(|| bad("is not an ISO 8601 duration"))?;
-    let mut seconds: i64 = 0;
-    let mut in_time = false;
-    let mut number = String::new();
-    let mut any = false;
-    for c in rest.chars() {
-        match c {
-            '0'..='9' => number.push(c),
-            'T' if !in_time && number.is_empty() => in_time = true,
-            'D' | 'H' | 'M' | 'S' => {
-                let n: i64 = number
-                    .parse()
-                    .map_err(|_| bad("has a unit without a number"))?;
-                number.clear();
-                let unit = match (c, in_time) {
-                    ('D', false) => 86_400,
-                    ('H', true) => 3_600,
-                    ('M', true) => 60,
-                    ('S', true) => 1,
-                    ('M', false) => return Err(bad("counts months, whose length varies")),
-                    _ => return Err(bad("is not an ISO 8601 duration")),
-                };
-                seconds = n
-                    .checked_mul(unit)
-                    .and_then(|v| seconds.checked_add(v))
-                    .ok_or_else(|| bad("is too long"))?;
-                any = true;
-            }
-            'Y' | 'W' => return Err(bad("must be at most one day")),
-            _ => return Err(bad("is not an ISO 8601 duration")),
+    // A count without sign, leading zero or more than four digits.
+    let count = |digits: &str| -> Option<i64> {
+        let plain = !digits.is_empty()
+            && digits.len() <= 4
+            && !digits.starts_with('0')
+            && digits.bytes().all(|b| b.is_ascii_digit());
+        plain.then(|| digits.parse().ok()).flatten()
+    };
+    let rest = text.strip_prefix('P').ok_or_else(bad)?;
+    if rest == "1D" {
+        return Ok(86_400);
+    }
+    let time = rest.strip_prefix('T').ok_or_else(bad)?;
+    let seconds = match (time.split_once('H'), time.strip_suffix('M')) {
+        // `PT{h}H`
+        (Some((h, "")), _) => count(h).filter(|h| (1..=24).contains(h)).map(|h| h * 3_600),
+        // `PT{h}H{m}M`
+        (Some((h, m)), Some(_)) => {
+            let h = count(h).filter(|h| (1..=23).contains(h));
+            let m = m
+                .strip_suffix('M')
+                .and_then(count)
+                .filter(|m| (1..=59).contains(m));
+            h.zip(m).map(|(h, m)| h * 3_600 + m * 60)
         }
-    }
-    if !any || !number.is_empty() {
-        return Err(bad("is not an ISO 8601 duration"));
-    }
-    if seconds % 60 != 0 {
-        return Err(bad("is not a whole number of minutes"));
-    }
-    if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&seconds) {
-        return Err(bad("must be between PT1M and P1D"));
-    }
-    Ok(seconds)
+        // `PT{m}M`
+        (None, Some(m)) => count(m).filter(|m| (1..=1_440).contains(m)).map(|m| m * 60),
+        _ => None,
+    };
+    seconds.ok_or_else(bad)
 }
 
 /// An interval in seconds as the canonical ISO 8601 duration: `PT5M`, `PT1H30M`, `P1D`.
@@ -445,9 +440,15 @@ mod tests {
     fn windows_name_the_parameter_at_fault() {
         let w = Window::parse(
             Some("2027-01-15T08:00:00Z"),
-            Some("2027-01-15T09:00:00+01:00"),
+            Some("2027-01-15T08:59:00+01:00"),
         );
         assert_eq!(w.unwrap_err().details[0].target, "to");
+        let empty = Window::parse(
+            Some("2027-01-15T08:00:00Z"),
+            Some("2027-01-15T09:00:00+01:00"),
+        )
+        .unwrap();
+        assert_eq!(empty.from, empty.to);
         let w = Window::parse(
             Some("2027-01-15T08:00:00Z"),
             Some("2027-01-15T10:00:00+01:00"),
@@ -483,7 +484,9 @@ mod tests {
             ("PT15M", 900),
             ("PT1H", 3_600),
             ("PT1H30M", 5_400),
-            ("PT900S", 900),
+            ("PT90M", 5_400),
+            ("PT1440M", 86_400),
+            ("PT23H59M", 86_340),
             ("P1D", 86_400),
             ("PT24H", 86_400),
         ] {
@@ -491,7 +494,8 @@ mod tests {
         }
         for bad in [
             "", "5M", "PT", "P", "PT0M", "PT30S", "PT90S", "P2D", "P1M", "P1W", "PT5", "PTM",
-            "PT1.5M", "pt5m", "PT5M3",
+            "PT1.5M", "pt5m", "PT5M3", "PT900S", "PT05M", "PT1441M", "PT25H", "PT24H1M", "PT1H60M",
+            "PT1H0M", " PT5M", "PT5M ", "P1DT1M", "PT+5M", "PT1H30",
         ] {
             let e = parse_interval(bad).unwrap_err();
             assert_eq!(e.details[0].target, "interval", "{bad}");
@@ -505,6 +509,28 @@ mod tests {
         ] {
             assert_eq!(format_interval(seconds), text);
             assert_eq!(parse_interval(text).unwrap(), seconds);
+        }
+    }
+
+    proptest::proptest! {
+        /// The parser takes exactly what the published pattern matches: strings made of the
+        /// pattern's own characters, and strings the pattern generates.
+        #[test]
+        fn the_interval_parser_accepts_exactly_the_published_pattern(
+            near in "P?T?[0-9]{0,5}[DHMST]?[0-9]{0,3}[DHMS]?",
+            inside in proptest::string::string_regex(
+                INTERVAL_PATTERN.trim_start_matches('^').trim_end_matches('$')
+            ).expect("the pattern generates"),
+        ) {
+            let pattern = regex::Regex::new(INTERVAL_PATTERN).expect("the pattern compiles");
+            for text in [near.as_str(), inside.as_str()] {
+                proptest::prop_assert_eq!(
+                    pattern.is_match(text),
+                    parse_interval(text).is_ok(),
+                    "{}", text
+                );
+            }
+            proptest::prop_assert!(parse_interval(&inside).is_ok(), "{}", inside);
         }
     }
 }

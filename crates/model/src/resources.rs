@@ -127,9 +127,9 @@ pub struct Api {
     pub path: String,
     /// The backend base URL requests are forwarded to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = "^https?://[^/?#@\\s]+([/?][^#\\s]*)?$")]
     pub service_url: Option<String>,
     #[serde(default = "default_protocols")]
+    #[schema(min_items = 1)]
     pub protocols: Vec<Protocol>,
     #[serde(default = "default_true")]
     pub subscription_required: bool,
@@ -263,7 +263,63 @@ fn shown_url(url: &str) -> String {
 /// takes). It is stricter than RFC 3986 where a gateway's HTTP or TLS stack would be: the
 /// host is an IP address or a DNS name a certificate can carry, the port is 1 to 65535, and
 /// the path and query hold only URL characters (others percent-encoded).
+///
+/// The rules are [`HTTP_URL_PATTERN`], which the OpenAPI document publishes for every backend
+/// URL: a URL passes exactly when it matches. When it does not, the message says why.
 pub fn check_http_url(url: &str) -> Result<(), String> {
+    if HTTP_URL.as_ref().is_some_and(|re| re.is_match(url)) {
+        return Ok(());
+    }
+    match diagnose_http_url(url) {
+        Err(why) => Err(why),
+        Ok(()) => Err(format!(
+            "'{}' is not a URL the gateway can call: http:// or https://, an IP address or a \
+             host name, an optional port, then a path and query of URL characters",
+            shown_url(url)
+        )),
+    }
+}
+
+/// What [`check_http_url`] checks, as a regular expression: `http` or `https`; an IPv4 address
+/// (no leading zeros), a bracketed IPv6 address, or a DNS name whose labels are letters,
+/// digits, '-' and '_' (1 to 63, no '-' at either end) and whose last label starts with a
+/// letter (so it cannot be taken for a number), with an optional final dot; a port from 1 to
+/// 65535; a path or query of URL characters and percent-encoded bytes. No user information,
+/// no fragment, no spaces.
+pub const HTTP_URL_PATTERN: &str = concat!(
+    "^https?://",
+    "(?:",
+    // IPv4
+    "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}",
+    // IPv6
+    "|\\[(?:",
+    "(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}",
+    "|(?:[0-9A-Fa-f]{1,4}:){1,7}:",
+    "|(?:[0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}",
+    "|(?:[0-9A-Fa-f]{1,4}:){1,5}(?::[0-9A-Fa-f]{1,4}){1,2}",
+    "|(?:[0-9A-Fa-f]{1,4}:){1,4}(?::[0-9A-Fa-f]{1,4}){1,3}",
+    "|(?:[0-9A-Fa-f]{1,4}:){1,3}(?::[0-9A-Fa-f]{1,4}){1,4}",
+    "|(?:[0-9A-Fa-f]{1,4}:){1,2}(?::[0-9A-Fa-f]{1,4}){1,5}",
+    "|[0-9A-Fa-f]{1,4}:(?::[0-9A-Fa-f]{1,4}){1,6}",
+    "|:(?:(?::[0-9A-Fa-f]{1,4}){1,7}|:)",
+    ")\\]",
+    // DNS name
+    "|(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\\.)*[A-Za-z](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\\.?",
+    ")",
+    // port
+    "(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9][0-9]|6[0-4][0-9][0-9][0-9]|[1-5][0-9][0-9][0-9][0-9]|[1-9][0-9]{0,3}))?",
+    // path and query
+    "(?:[/?](?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f][0-9A-Fa-f])*)?",
+    "$"
+);
+
+/// [`HTTP_URL_PATTERN`], compiled once. `None` only if the constant did not compile, which a
+/// unit test rules out; every URL is refused then.
+static HTTP_URL: std::sync::LazyLock<Option<regex::Regex>> =
+    std::sync::LazyLock::new(|| regex::Regex::new(HTTP_URL_PATTERN).ok());
+
+/// Says what is wrong with a URL [`HTTP_URL_PATTERN`] refuses.
+fn diagnose_http_url(url: &str) -> Result<(), String> {
     // Messages show the URL without its user information and query: they reach logs and
     // `/readyz`, and a query or a user-info part can carry a secret.
     let shown = shown_url(url);
@@ -387,11 +443,11 @@ pub struct Operation {
     pub display_name: String,
     /// HTTP method, such as `GET`; `*` matches any method.
     #[serde(default)]
-    #[schema(pattern = "^([*]|[A-Za-z]+)$")]
+    #[schema(required = true, pattern = "^([*]|[A-Za-z]+)$")]
     pub method: String,
     /// Path template below the API's path, such as `/users/{id}`.
     #[serde(default)]
-    #[schema(pattern = "^/")]
+    #[schema(required = true, pattern = "^/")]
     pub url_template: String,
     #[serde(default)]
     pub template_parameters: Vec<TemplateParameter>,
@@ -470,7 +526,9 @@ pub struct Product {
     pub subscription_required: bool,
     #[serde(default)]
     pub approval_required: bool,
+    /// How many subscriptions one user may have to the product (Azure's int32).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 2147483647)]
     pub subscriptions_limit: Option<u32>,
     #[serde(default)]
     pub state: ProductState,
@@ -487,6 +545,12 @@ impl Resource for Product {
         }
         if self.display_name.len() > 300 {
             p.push("displayName", "must be at most 300 characters");
+        }
+        if self
+            .subscriptions_limit
+            .is_some_and(|n| n > i32::MAX as u32)
+        {
+            p.push("subscriptionsLimit", "must be at most 2147483647");
         }
         if !self.subscription_required && self.approval_required {
             p.push(
@@ -574,13 +638,14 @@ pub struct Subscription {
     pub owner_id: Option<String>,
     #[serde(default)]
     pub allow_tracing: bool,
-    /// Input only: a key to use instead of a generated one. Read keys with `listSecrets`.
+    /// Input only: a key to use instead of a generated one, 16 to 256 printable ASCII
+    /// characters without spaces. Read keys with `listSecrets`.
     #[serde(default, skip_serializing_if = "input_only")]
-    #[schema(write_only)]
+    #[schema(write_only, pattern = "^[!-~]{16,256}$")]
     pub primary_key: Option<String>,
     /// Input only, like `primaryKey`.
     #[serde(default, skip_serializing_if = "input_only")]
-    #[schema(write_only)]
+    #[schema(write_only, pattern = "^[!-~]{16,256}$")]
     pub secondary_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(read_only)]
@@ -765,7 +830,7 @@ pub struct Backend {
     pub id: String,
     /// The backend's base URL, `http://` or `https://`.
     #[serde(default)]
-    #[schema(pattern = "^https?://[^/?#@\\s]+([/?][^#\\s]*)?$")]
+    #[schema(required = true)]
     pub url: String,
     /// `http`, the only kind supported.
     #[serde(default = "default_backend_protocol")]
@@ -852,6 +917,7 @@ impl Resource for Backend {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GatewayLocation {
+    #[schema(min_length = 1)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
@@ -906,7 +972,8 @@ pub struct User {
     #[schema(read_only)]
     pub id: String,
     #[serde(default)]
-    #[schema(max_length = 254)]
+    /// An email address (its pattern is `EMAIL_PATTERN`, set in the published document).
+    #[schema(required = true, max_length = 254)]
     pub email: String,
     #[serde(default)]
     #[schema(max_length = 100)]
@@ -944,20 +1011,25 @@ pub const GUESTS_GROUP: &str = "guests";
 
 /// Checks the shape of an email address: one `@`, a non-empty local part and a dotted domain,
 /// no spaces or control characters, at most 254 characters.
+/// The pattern of an email address the OpenAPI document publishes (with a maximum length of
+/// 254); [`check_email`] follows it exactly (a property test holds it to it).
+pub const EMAIL_PATTERN: &str = "^[!#-;=?A-~]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$";
+
 pub fn check_email(email: &str) -> Result<(), String> {
     let bad = || format!("'{email}' is not an email address such as ada@example.com");
-    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if email.len() > 254 {
         return Err(bad());
     }
-    let (local, domain) = email.rsplit_once('@').ok_or_else(bad)?;
+    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+    let local_ok = (1..=64).contains(&local.len())
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>' | b'@'));
+    let mut labels = domain.split('.');
     let domain_ok = domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
-        && domain
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '.'));
-    if local.is_empty() || local.len() > 64 || local.contains(['@', '<', '>', '"']) || !domain_ok {
+        && labels
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if !local_ok || !domain_ok {
         return Err(bad());
     }
     Ok(())
@@ -969,7 +1041,6 @@ impl Resource for User {
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
         let mut p = Problems::default();
-        self.email = self.email.trim().to_owned();
         if let Err(e) = check_email(&self.email) {
             p.push("email", e);
         }
@@ -1670,10 +1741,13 @@ mod tests {
 
     #[test]
     fn users_need_an_email() {
-        let mut user: User = serde_json::from_str(r#"{"email":" ada@example.com "}"#).unwrap();
+        let mut user: User = serde_json::from_str(r#"{"email":"ada@example.com"}"#).unwrap();
         user.set_id("ada".into());
         user.normalize().unwrap();
         assert_eq!(user.email, "ada@example.com");
+        let mut spaced: User = serde_json::from_str(r#"{"email":" ada@example.com "}"#).unwrap();
+        spaced.set_id("ada".into());
+        assert!(spaced.normalize().is_err());
         assert_eq!(user.state, UserState::Active);
         for bad in [
             "",
@@ -1682,6 +1756,10 @@ mod tests {
             "@example.com",
             "a b@example.com",
             "ada@example",
+            "ada@exa..mple.com",
+            "ada@example.com.",
+            "ada@bü.com",
+            "\"ada\"@example.com",
         ] {
             assert!(check_email(bad).is_err(), "{bad}");
         }
@@ -1803,6 +1881,56 @@ mod tests {
         assert!(validate_id("api", "echo-1.v2_x").is_ok());
         for bad in ["", ".x", "a/b", "a b", &"x".repeat(81)] {
             assert!(validate_id("api", bad).is_err());
+        }
+    }
+
+    proptest::proptest! {
+        /// `check_email` takes exactly what the published pattern (and length) allows.
+        #[test]
+        fn the_email_check_follows_the_published_pattern(
+            near in "[a-z.!\"<>@ ü-]{0,6}@?[a-zA-Z0-9.ü_-]{0,8}",
+            inside in proptest::string::string_regex(
+                EMAIL_PATTERN.trim_start_matches('^').trim_end_matches('$')
+            ).expect("the pattern generates"),
+        ) {
+            let pattern = regex::Regex::new(EMAIL_PATTERN).expect("the pattern compiles");
+            for text in [near.as_str(), inside.as_str()] {
+                let allowed = pattern.is_match(text) && text.chars().count() <= 254;
+                proptest::prop_assert_eq!(allowed, check_email(text).is_ok(), "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn the_url_pattern_compiles_and_decides() {
+        assert!(HTTP_URL.is_some());
+        for good in [
+            "http://backend",
+            "https://api.example.com:8443/v1/x?y=1&z=%20",
+            "http://127.0.0.1:8080",
+            "http://[::1]:9000/p",
+            "http://[2001:db8::8a2e:370:7334]",
+            "http://svc_1.internal./p",
+        ] {
+            assert!(check_http_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://0",
+            "http://01.2.3.4",
+            "http://256.1.1.1",
+            "http://1.2.3",
+            "http://[:::]",
+            "http://host:0",
+            "http://host:65536",
+            "http://host:080",
+            "http://-host",
+            "http://user:pw@host",
+            "http://host/a b",
+            "http://host/#frag",
+            "http://host/%zz",
+            "ftp://host",
+        ] {
+            assert!(check_http_url(bad).is_err(), "{bad}");
         }
     }
 }

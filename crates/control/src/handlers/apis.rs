@@ -186,7 +186,8 @@ pub async fn patch(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Json<Api>> {
-    if body.get("import").is_some() {
+    // `null` is a merge patch's "unset", which for `import` (never stored) changes nothing.
+    if body.get("import").is_some_and(|v| !v.is_null()) {
         return Err(ValidationError::one("import", "is accepted by PUT only").into());
     }
     let existing = load::<Api>(&cp, "", &id).await?;

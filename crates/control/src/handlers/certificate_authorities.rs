@@ -83,7 +83,8 @@ pub async fn put(
     ca.set_id(id.clone());
     ca.normalize()?;
     load::<Gateway>(&cp, "", &gateway).await?;
-    super::certificates::referenced(&cp, &id).await?;
+    // The certificate is named by the path: a missing one is a missing resource (404).
+    super::certificates::load_stored(&cp, &id).await?;
     let mut tx = cp.store().begin().await?;
     // Again under the write lock: the certificate may have been deleted meanwhile.
     if tx.get(Certificate::KIND, "", &id).await?.is_none() {

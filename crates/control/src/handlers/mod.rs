@@ -342,10 +342,12 @@ pub(crate) fn prepare<R: Resource>(mut resource: R, id: &str) -> ApiResult<R> {
 }
 
 /// Applies a JSON merge patch (RFC 7386) to a resource and validates the result.
-pub(crate) fn merge<R: Resource>(existing: &R, patch: Value) -> ApiResult<R> {
+pub(crate) fn merge<R: Resource>(existing: &R, mut patch: Value) -> ApiResult<R> {
     if !patch.is_object() {
         return Err(ValidationError::one("body", "a PATCH body must be a JSON object").into());
     }
+    // `8080.0` is the integer 8080 in JSON; the resources' integer fields take it so.
+    crate::http::integral_numbers(&mut patch);
     let mut value = serde_json::to_value(existing)
         .map_err(|e| ApiError::Internal(format!("cannot encode: {e}")))?;
     merge_value(&mut value, patch);

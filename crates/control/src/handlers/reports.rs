@@ -20,7 +20,8 @@ pub struct ReportParams {
     /// Minutes that start at or after it count.
     #[param(required = true, value_type = String, format = DateTime)]
     pub from: Option<String>,
-    /// End of the window, exclusive: an RFC 3339 time later than `from`.
+    /// End of the window, exclusive: an RFC 3339 time not earlier than `from` (equal to it:
+    /// an empty window, no rows).
     #[param(required = true, value_type = String, format = DateTime)]
     pub to: Option<String>,
     /// Only the traffic of this API.
@@ -38,9 +39,11 @@ pub struct ReportParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct IntervalParam {
-    /// An ISO 8601 duration of whole minutes from `PT1M` to `P1D`, such as `PT5M`, `PT1H` or
-    /// `P1D`. Buckets are aligned to the Unix epoch (`PT5M`: :00, :05, …; `P1D`: midnight UTC).
-    #[param(required = true, value_type = String, pattern = "^P([0-9]+D)?(T([0-9]+H)?([0-9]+M)?([0-9]+S)?)?$")]
+    /// An ISO 8601 duration from `PT1M` to `P1D`: `P1D`, whole hours (`PT1H` to `PT24H`),
+    /// whole minutes (`PT1M` to `PT1440M`) or hours and minutes (`PT1H30M`). Buckets are
+    /// aligned to the Unix epoch (`PT5M`: :00, :05, …; `P1D`: midnight UTC).
+    #[param(required = true, value_type = String, pattern = "^P")]
+    // The document replaces this pattern with `reports::INTERVAL_PATTERN` (`docs::patterns`).
     pub interval: Option<String>,
 }
 
@@ -219,7 +222,7 @@ pub async fn by_time(
     Query(params): Query<ReportParams>,
     Query(interval): Query<IntervalParam>,
 ) -> ApiResult<Json<Collection<TimeReport>>> {
-    let seconds = match interval.interval.as_deref().map(str::trim) {
+    let seconds = match interval.interval.as_deref() {
         Some(text) if !text.is_empty() => reports::parse_interval(text)?,
         _ => {
             return Err(gatehouse_model::ValidationError::one(

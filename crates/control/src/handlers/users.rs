@@ -4,7 +4,6 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
     Collection, GROUP_USER, Resource, USER_CREDENTIALS, USER_EMAIL, User, UserState, email_key,
 };
@@ -14,12 +13,12 @@ use super::{Cp, check_id, commit, encode, load, load_all, load_opt, merge, prepa
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
 
+/// Another user has the email: a conflict with the store's state (409), as Azure answers.
 fn email_taken(user: &User) -> ApiError {
-    ValidationError::one(
-        "email",
-        format!("'{}' is already the email of another user", user.email),
-    )
-    .into()
+    ApiError::Conflict(format!(
+        "'{}' is already the email of another user",
+        user.email
+    ))
 }
 
 /// Points the email index at `user`, refusing an email another user already has (compared
@@ -104,7 +103,8 @@ pub async fn list(cp: Cp, Query(paging): Query<Paging>) -> ApiResult<Json<Collec
 #[utoipa::path(get, path = "/mgmt/users/{userId}", tag = "users",
     params(("userId" = String, Path)),
     responses((status = 200, body = User), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "Another user has the email")),
     security(("admin" = [])))]
 pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<User>> {
     Ok(Json(load::<User>(&cp, "", &id).await?))
@@ -113,7 +113,8 @@ pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<User>> {
 #[utoipa::path(put, path = "/mgmt/users/{userId}", tag = "users",
     params(("userId" = String, Path)), request_body = User,
     responses((status = 200, body = User), (status = 201, body = User),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "Another user has the email")),
     security(("admin" = [])))]
 pub async fn put(
     cp: Cp,
@@ -136,7 +137,8 @@ pub async fn put(
 #[utoipa::path(patch, path = "/mgmt/users/{userId}", tag = "users",
     params(("userId" = String, Path)), request_body = User,
     responses((status = 200, body = User), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "Another user has the email")),
     security(("admin" = [])))]
 pub async fn patch(
     cp: Cp,

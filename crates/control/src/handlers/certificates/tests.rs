@@ -254,7 +254,9 @@ async fn hostnames_and_authorities_need_their_certificates_and_reach_the_snapsho
             Some(json!({})),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // The path names the certificate: a missing one is a missing resource.
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.to_string().contains("missing"), "{body}");
     let (status, body) = h
         .call(
             Method::PUT,
