@@ -15,8 +15,8 @@ pub fn postgres_server(what: &str) -> Option<String> {
         ),
         _ => {
             eprintln!(
-                "note: GATEHOUSE_TEST_POSTGRES is not set, so {what} ran without PostgreSQL; \
-                 run scripts/test, or set it to a server's URL"
+                "note: GATEHOUSE_TEST_POSTGRES is not set, so {what} was skipped; run \
+                 scripts/test, or set it to a server's URL"
             );
             None
         }
@@ -58,6 +58,20 @@ impl TestDatabase {
             server: server.to_owned(),
             name,
         }
+    }
+
+    /// Bumps the revision as a commit that touched nothing would, without the notification: what
+    /// the other control planes see when a notification is lost. Returns the new revision.
+    pub async fn bump_revision_unannounced(&self) -> u64 {
+        let pool = sqlx::AnyPool::connect(&self.url).await.unwrap();
+        let revision: i64 = sqlx::query_scalar(
+            "UPDATE gh_meta SET value = value + 1 WHERE name = 'revision' RETURNING value",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        u64::try_from(revision).unwrap()
     }
 
     /// Drops the database, ending any session still connected to it.
