@@ -6,12 +6,17 @@
 //! channel. Whoever serves gateways (the built-in gateway of `gatehouse up`, and the gateway
 //! link) asks the gateway's feed for that revision: the feed brings the gateway's compiled
 //! snapshot up to date from the change log and answers with a delta, or the whole snapshot.
+//!
+//! Several control planes can share one PostgreSQL store: each also follows the revisions the
+//! others commit (see `follow`), so a change reaches every gateway whichever control plane it
+//! was made through.
 
 mod compile;
 mod docs;
 pub mod error;
 mod examples;
 mod feed;
+mod follow;
 mod handlers;
 mod http;
 mod link;
@@ -28,10 +33,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use gatehouse_model::resources::{Subscription, SubscriptionKeys, SubscriptionState};
+use gatehouse_model::resources::{
+    Gateway, Resource, Subscription, SubscriptionKeys, SubscriptionState,
+};
 use gatehouse_model::snapshot::Snapshot;
 use gatehouse_store::Store;
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
 pub use compile::BUILT_IN_GATEWAY;
 pub use error::ApiError;
@@ -82,6 +90,20 @@ pub struct ControlPlane {
     /// Refused gateway tokens per existing gateway, for the fleet status (in memory only).
     refusals:
         std::sync::Mutex<std::collections::HashMap<String, handlers::gateway_tokens::Refusals>>,
+    /// Background work that lives as long as the control plane (see `follow`).
+    tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let tasks = match self.tasks.get_mut() {
+            Ok(tasks) => tasks,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for task in tasks.drain(..) {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -135,7 +157,13 @@ impl ControlPlane {
             held: std::sync::atomic::AtomicUsize::new(0),
             telemetry,
             refusals: std::sync::Mutex::default(),
+            tasks: std::sync::Mutex::default(),
         });
+        let tasks = follow::spawn(&control);
+        match control.tasks.lock() {
+            Ok(mut held) => held.extend(tasks),
+            Err(_) => tasks.iter().for_each(AbortHandle::abort),
+        }
         telemetry::spawn_housekeeping(Arc::downgrade(&control));
         Ok(Opened {
             control,
@@ -206,6 +234,64 @@ impl ControlPlane {
         }
     }
 
+    /// Drops what this process keeps for gateways deleted in revisions `since + 1 ..= upto`,
+    /// whichever control plane deleted them: their feeds (compiled snapshots) and refused-token
+    /// counts. The change log says whether any gateway resource changed; when it no longer
+    /// reaches back, every kept gateway is looked up. The built-in gateway serves without a
+    /// resource, so its feed stays.
+    pub(crate) async fn forget_deleted_gateways(
+        &self,
+        since: u64,
+        upto: u64,
+    ) -> Result<(), ApiError> {
+        let unusable = || ApiError::Internal("the per-gateway state is unusable".into());
+        let mut ids: std::collections::BTreeSet<String> = match self.feeds.lock() {
+            Ok(feeds) => feeds.keys().cloned().collect(),
+            Err(_) => return Err(unusable()),
+        };
+        match self.refusals.lock() {
+            Ok(refusals) => ids.extend(refusals.keys().cloned()),
+            Err(_) => return Err(unusable()),
+        }
+        ids.remove(BUILT_IN_GATEWAY);
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let gateways_changed = match self.store.changes(since, upto).await? {
+            Some(changes) => changes.iter().any(|c| c.kind == Gateway::KIND),
+            None => true,
+        };
+        if !gateways_changed {
+            return Ok(());
+        }
+        let mut gone = std::collections::BTreeSet::new();
+        for id in ids {
+            if self.store.get(Gateway::KIND, "", &id).await?.is_none() {
+                gone.insert(id);
+            }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        match (self.feeds.lock(), self.refusals.lock()) {
+            (Ok(mut feeds), Ok(mut refusals)) => {
+                feeds.retain(|id, _| !gone.contains(id));
+                refusals.retain(|id, _| !gone.contains(id));
+            }
+            _ => return Err(unusable()),
+        }
+        tracing::info!(gateways = ?gone, "dropped the compiled snapshots of deleted gateways");
+        Ok(())
+    }
+
+    /// The gateways whose compiled snapshots are kept now.
+    #[cfg(test)]
+    pub(crate) fn feed_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.feeds.lock().unwrap().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -220,7 +306,8 @@ impl ControlPlane {
         &self.sealer
     }
 
-    /// Tells subscribers that `revision` is committed.
+    /// Tells subscribers that `revision` is committed (here, or through another control plane
+    /// sharing the store).
     pub(crate) fn published(&self, revision: u64) {
         self.changes.send_if_modified(|current| {
             if revision > *current {
@@ -310,7 +397,7 @@ impl ControlPlane {
     /// as `GET /mgmt/gateways/{id}/status` computes it, ordered by gateway id.
     pub async fn fleet_status(&self) -> Result<(u64, Vec<FleetEntry>), ApiError> {
         let current = self.store.revision().await?;
-        let gateways = handlers::load_all::<gatehouse_model::resources::Gateway>(self, "").await?;
+        let gateways = handlers::load_all::<Gateway>(self, "").await?;
         let mut fleet = Vec::with_capacity(gateways.len());
         for gateway in gateways {
             let status =

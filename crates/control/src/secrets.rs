@@ -65,8 +65,37 @@ pub fn admin_token(path: &Path) -> Result<(String, bool), SecretError> {
         return Ok((token, false));
     }
     let token = format!("gh_{}", URL_SAFE_NO_PAD.encode(random::<32>()?));
-    write_private(path, token.as_bytes())?;
-    Ok((token, true))
+    if create_private(path, token.as_bytes())? {
+        return Ok((token, true));
+    }
+    // Another control plane sharing the data directory created it first: use that one.
+    let text = std::fs::read_to_string(path).map_err(|source| SecretError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok((text.trim().to_owned(), false))
+}
+
+/// Creates `path` holding `bytes`, readable by its owner only, unless it exists. Returns false
+/// when it existed. The file appears whole or not at all: control planes that share a data
+/// directory and start at once each write a file of their own, and the first to link theirs
+/// to `path` wins, so every one of them then reads the same complete content.
+pub fn create_private(path: &Path, bytes: &[u8]) -> Result<bool, SecretError> {
+    let io = |source| SecretError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.new", hex(&random::<8>()?)));
+    let staged = path.with_file_name(name);
+    write_private(&staged, bytes)?;
+    let linked = std::fs::hard_link(&staged, path);
+    let _ = std::fs::remove_file(&staged);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io(e)),
+    }
 }
 
 /// Writes a file only its owner can read.
@@ -150,8 +179,15 @@ impl Sealer {
             })?
         } else {
             let key = random::<32>()?;
-            write_private(path, &key)?;
-            key.to_vec()
+            if create_private(path, &key)? {
+                key.to_vec()
+            } else {
+                // Another control plane sharing the data directory created it first.
+                std::fs::read(path).map_err(|source| SecretError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?
+            }
         };
         let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
             SecretError::Invalid(format!(
@@ -223,6 +259,42 @@ mod tests {
             hash_key("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn control_planes_starting_at_once_on_one_data_directory_share_the_token_and_key() {
+        let dir = std::env::temp_dir().join(format!(
+            "gh-secrets-race-{}-{}",
+            std::process::id(),
+            hex(&random::<8>().unwrap())
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let starts: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    let (token, created) = admin_token(&dir.join("admin-token")).unwrap();
+                    let sealer = Sealer::load(None, &dir.join("secret.key")).unwrap();
+                    (token, created, sealer.tryit_key())
+                })
+            })
+            .collect();
+        let results: Vec<_> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.1).count(), 1, "one creates");
+        assert!(
+            results
+                .iter()
+                .all(|r| r.0 == results[0].0 && r.2 == results[0].2)
+        );
+        assert!(results[0].0.starts_with("gh_"));
+        // Only the two files are left: no staged copies.
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["admin-token", "secret.key"]);
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

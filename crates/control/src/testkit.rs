@@ -1,5 +1,5 @@
 //! What the control plane's unit tests share: a control plane of its own, on a fresh SQLite
-//! store in a temporary directory.
+//! store in a temporary directory, or on a given store (several replicas on one database).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,15 +15,27 @@ pub struct TestControl {
     pub dir: PathBuf,
 }
 
-/// A control plane whose data lives in a new directory named after `tag`.
-pub async fn open(tag: &str) -> TestControl {
+/// A new directory under the system temp dir, named after `tag`.
+pub fn temp_dir(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     let dir = std::env::temp_dir().join(format!("gh-{tag}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A control plane whose data lives in a new directory named after `tag`.
+pub async fn open(tag: &str) -> TestControl {
+    let dir = temp_dir(tag);
     let store = gatehouse_store::Store::open_sqlite_dir(&dir).await.unwrap();
+    open_on(store, dir).await
+}
+
+/// A control plane on `store`, with its admin token and secret key in `dir` (replicas given
+/// the same directory share them).
+pub async fn open_on(store: gatehouse_store::Store, dir: PathBuf) -> TestControl {
     let settings = ControlSettings {
         data_dir: dir.clone(),
         admin_token: None,

@@ -14,16 +14,27 @@
 //!
 //! Telemetry from gateways lives in tables of its own (see [`telemetry`]) and never bumps the
 //! revision.
+//!
+//! On PostgreSQL, several control planes may share the store: each commit also notifies the
+//! others (see [`revisions`]), and migrations run under an advisory lock, so replicas that
+//! start together apply each migration once.
 
 use std::path::Path;
 use std::str::FromStr;
 
+use std::sync::Arc;
+
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{AnyPool, Row};
 
 mod migrations;
+pub mod revisions;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testdb;
 
+pub use revisions::{RevisionListener, Wake};
 pub use telemetry::{Ingested, Pruned, Retention};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +89,8 @@ pub struct Store {
     /// SQLite has one writer at a time: write transactions take the write lock up front
     /// (`BEGIN IMMEDIATE`), so one that read first never fails to upgrade ("database is locked").
     sqlite: bool,
+    /// How to reach the server when the store is PostgreSQL, for [`Store::revisions`].
+    postgres: Option<Arc<PgConnectOptions>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -103,6 +116,11 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(url).map_err(open_err)?;
         let sqlite = url.starts_with("sqlite:");
+        let postgres = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Arc::new(PgConnectOptions::from_str(url).map_err(open_err)?))
+        } else {
+            None
+        };
         let mut pool = AnyPoolOptions::new().max_connections(if sqlite { 4 } else { 10 });
         if sqlite {
             pool = pool.after_connect(|conn, _| {
@@ -119,9 +137,20 @@ impl Store {
             });
         }
         let pool = pool.connect_with(options).await.map_err(open_err)?;
-        let store = Self { pool, sqlite };
-        migrations::run(&store.pool).await?;
+        let store = Self {
+            pool,
+            sqlite,
+            postgres,
+        };
+        migrations::run(&store.pool, store.postgres.is_some()).await?;
         Ok(store)
+    }
+
+    /// A listener for revisions that any process sharing this store commits (it connects when
+    /// first used), or `None` when no other process commits to it (SQLite: the process that
+    /// opened it publishes its own commits). See [`revisions`].
+    pub fn revisions(&self) -> Option<RevisionListener> {
+        self.postgres.clone().map(RevisionListener::new)
     }
 
     /// The revision of the last committed change.
@@ -241,6 +270,7 @@ impl Store {
         Ok(Tx {
             tx,
             touched: std::collections::BTreeSet::new(),
+            notify: self.postgres.is_some(),
         })
     }
 
@@ -283,6 +313,8 @@ pub struct Tx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     /// `(kind, parent, id)` of every document written or deleted, for the change log.
     touched: std::collections::BTreeSet<(String, String, String)>,
+    /// Announce the new revision to the other processes sharing the store (PostgreSQL).
+    notify: bool,
 }
 
 impl Tx {
@@ -465,6 +497,14 @@ impl Tx {
                 .await?;
             sqlx::query("UPDATE gh_meta SET value = $1 WHERE name = 'changes_from' AND value < $1")
                 .bind(oldest)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        if self.notify && !touched.is_empty() {
+            // Delivered to every listener when, and only if, this transaction commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(revisions::CHANNEL)
+                .bind(revision.to_string())
                 .execute(&mut *self.tx)
                 .await?;
         }

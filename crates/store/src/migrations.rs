@@ -1,7 +1,7 @@
 //! Schema migrations, applied in order at start-up. Each runs once, in its own transaction,
 //! and is recorded in `gh_migrations`. Never edit a released migration: add a new one.
 
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Connection, Row};
 
 use crate::{Result, StoreError};
 
@@ -83,12 +83,40 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     ),
 ];
 
-pub(crate) async fn run(pool: &AnyPool) -> Result<()> {
+/// The key of the session advisory lock that migrations run under on PostgreSQL ("ghmigrat").
+const MIGRATION_LOCK: i64 = 0x6768_6d69_6772_6174;
+
+/// Applies the migrations not yet recorded. On PostgreSQL several control planes may start at
+/// once on one database: they take turns under a session advisory lock held on the connection
+/// that migrates, so each migration runs once and a replica starts only on the full schema.
+pub(crate) async fn run(pool: &AnyPool, postgres: bool) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    if !postgres {
+        return apply(&mut conn).await;
+    }
+    // Ending the session releases the lock: this connection is closed rather than pooled
+    // again, so it cannot linger holding the lock, even if this future is dropped midway.
+    conn.close_on_drop();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let applied = apply(&mut conn).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await;
+    applied?;
+    unlocked?;
+    Ok(())
+}
+
+async fn apply(conn: &mut AnyConnection) -> Result<()> {
     sqlx::query("CREATE TABLE IF NOT EXISTS gh_migrations (version BIGINT PRIMARY KEY)")
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     let applied: Vec<i64> = sqlx::query("SELECT version FROM gh_migrations")
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(|r| r.try_get::<i64, _>(0))
@@ -101,7 +129,7 @@ pub(crate) async fn run(pool: &AnyPool) -> Result<()> {
             version: *version,
             source,
         };
-        let mut tx = pool.begin().await.map_err(fail)?;
+        let mut tx = conn.begin().await.map_err(fail)?;
         for sql in *statements {
             sqlx::query(*sql).execute(&mut *tx).await.map_err(fail)?;
         }

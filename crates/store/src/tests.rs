@@ -207,18 +207,17 @@ mod telemetry {
     pub(super) async fn stores() -> Vec<(Store, Cleanup)> {
         let (sqlite, dir) = temp_store().await;
         let mut all = vec![(sqlite, Cleanup::Dir(dir))];
-        match std::env::var("GATEHOUSE_TEST_POSTGRES") {
-            Ok(url) if !url.trim().is_empty() => all.push(postgres(url.trim()).await),
-            _ => eprintln!(
-                "note: GATEHOUSE_TEST_POSTGRES is not set, so telemetry was tested on SQLite only"
-            ),
+        if let Some(server) = crate::testdb::postgres_server("this test's PostgreSQL half") {
+            let database = crate::testdb::TestDatabase::create(&server).await;
+            let store = Store::open(&database.url).await.unwrap();
+            all.push((store, Cleanup::Database(database)));
         }
         all
     }
 
     pub(super) enum Cleanup {
         Dir(std::path::PathBuf),
-        Database { server: String, name: String },
+        Database(crate::testdb::TestDatabase),
     }
 
     impl Cleanup {
@@ -228,43 +227,9 @@ mod telemetry {
                 Cleanup::Dir(dir) => {
                     std::fs::remove_dir_all(dir).ok();
                 }
-                Cleanup::Database { server, name } => {
-                    let admin = sqlx::AnyPool::connect(&server).await.unwrap();
-                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-                        .execute(&admin)
-                        .await
-                        .unwrap();
-                    admin.close().await;
-                }
+                Cleanup::Database(database) => database.drop_now().await,
             }
         }
-    }
-
-    async fn postgres(server: &str) -> (Store, Cleanup) {
-        sqlx::any::install_default_drivers();
-        let name = format!(
-            "gh_test_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-        let admin = sqlx::AnyPool::connect(server).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        let (base, _) = server.rsplit_once('/').unwrap();
-        let store = Store::open(&format!("{base}/{name}")).await.unwrap();
-        (
-            store,
-            Cleanup::Database {
-                server: server.to_owned(),
-                name,
-            },
-        )
     }
 
     #[tokio::test]
@@ -607,3 +572,5 @@ async fn a_guard_row_serialises_counting_writers_and_create_is_exclusive() {
         cleanup.run(store).await;
     }
 }
+
+mod shared;

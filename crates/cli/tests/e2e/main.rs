@@ -9,6 +9,7 @@ mod backends_tls;
 mod backup_deltas;
 mod containment;
 mod content_policies;
+mod control_planes;
 mod expressions_library;
 mod first_hour;
 mod gateway;
