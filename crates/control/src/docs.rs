@@ -292,13 +292,51 @@ fn unsigned_ranges(value: &mut serde_json::Value) {
     }
 }
 
-/// Sets [`PATTERNS`] on the resources' schemas, and the report interval's on its parameter.
+/// Rules the code checks without a regular expression, said in JSON Schema:
+/// (schema, member, keyword, value).
+fn member_rules() -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)> {
+    use gatehouse_model::resources::HEADER_NAME_PATTERN;
+    use serde_json::json;
+    // `char::is_control`: the Unicode category Cc.
+    let no_controls = json!("^[^\\u0000-\\u001f\\u007f-\\u009f]*$");
+    vec![
+        (
+            "SubscriptionKeyParameterNames",
+            "header",
+            "pattern",
+            json!(HEADER_NAME_PATTERN),
+        ),
+        ("User", "firstName", "pattern", no_controls.clone()),
+        ("User", "lastName", "pattern", no_controls),
+        (
+            "BackendCredentials",
+            "header",
+            "propertyNames",
+            json!({ "pattern": HEADER_NAME_PATTERN }),
+        ),
+        (
+            "BackendCredentials",
+            "query",
+            "propertyNames",
+            json!({ "minLength": 1 }),
+        ),
+    ]
+}
+
+/// Sets [`PATTERNS`] and [`member_rules`] on the resources' schemas, and the report
+/// interval's pattern on its parameter.
 fn patterns(doc: &mut serde_json::Value) {
     use serde_json::{Value, json};
     for (schema, member, pattern) in PATTERNS {
         let pointer = format!("/components/schemas/{schema}/properties/{member}");
         if let Some(property) = doc.pointer_mut(&pointer) {
             property["pattern"] = json!(pattern);
+        }
+    }
+    for (schema, member, keyword, rule) in member_rules() {
+        let pointer = format!("/components/schemas/{schema}/properties/{member}");
+        if let Some(property) = doc.pointer_mut(&pointer) {
+            property[keyword] = rule;
         }
     }
     if let Some(params) = doc

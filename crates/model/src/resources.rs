@@ -214,6 +214,9 @@ fn is_path_char(c: char) -> bool {
         )
 }
 
+/// [`is_header_name`] as a regular expression (an RFC 9110 token), for the OpenAPI document.
+pub const HEADER_NAME_PATTERN: &str = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+
 pub fn is_header_name(name: &str) -> bool {
     !name.is_empty()
         && name.chars().all(|c| {
@@ -524,6 +527,8 @@ pub struct Product {
     /// When false, the product's APIs can be called without a key ("open product").
     #[serde(default = "default_true")]
     pub subscription_required: bool,
+    /// Whether an administrator approves each new subscription. An open product
+    /// (`subscriptionRequired: false`) has no subscriptions, so there it changes nothing.
     #[serde(default)]
     pub approval_required: bool,
     /// How many subscriptions one user may have to the product (Azure's int32).
@@ -551,12 +556,6 @@ impl Resource for Product {
             .is_some_and(|n| n > i32::MAX as u32)
         {
             p.push("subscriptionsLimit", "must be at most 2147483647");
-        }
-        if !self.subscription_required && self.approval_required {
-            p.push(
-                "approvalRequired",
-                "needs subscriptionRequired: an open product has no subscriptions to approve",
-            );
         }
         p.finish("product")
     }

@@ -351,12 +351,6 @@ async fn bad_input_gets_400_with_details() {
         ("PUT", "/mgmt/apis/bad%20id", json!({"path": "x"}), "apiId"),
         (
             "PUT",
-            "/mgmt/products/p",
-            json!({"subscriptionRequired": false, "approvalRequired": true}),
-            "approvalRequired",
-        ),
-        (
-            "PUT",
             "/mgmt/subscriptions/s",
             json!({"scope": "/users/1"}),
             "scope",

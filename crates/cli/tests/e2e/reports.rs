@@ -648,14 +648,6 @@ async fn every_report_counts_uploaded_telemetry_exactly_once() {
         (&format!("/mgmt/reports/byApi?to={}", rfc3339(t0)), "from"),
         (
             &format!(
-                "/mgmt/reports/bySubscription?from={}&to={}",
-                rfc3339(t0 + 60),
-                rfc3339(t0)
-            ),
-            "to",
-        ),
-        (
-            &format!(
                 "/mgmt/reports/byOperation?from=yesterday&to={}",
                 rfc3339(t0)
             ),

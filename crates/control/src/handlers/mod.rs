@@ -350,6 +350,25 @@ pub(crate) fn merge<R: Resource>(existing: &R, mut patch: Value) -> ApiResult<R>
     crate::http::integral_numbers(&mut patch);
     let mut value = serde_json::to_value(existing)
         .map_err(|e| ApiError::Internal(format!("cannot encode: {e}")))?;
+    // `null` for a member the resource does not have would merge into nothing; it is still a
+    // member the resource does not know, as it would be with any other value.
+    if let (Value::Object(members), Value::Object(current)) = (&patch, &value) {
+        for (name, _) in members
+            .iter()
+            .filter(|(name, v)| v.is_null() && !current.contains_key(*name))
+        {
+            let probe = Value::Object([(name.clone(), Value::Null)].into_iter().collect());
+            if let Err(e) = serde_json::from_value::<R>(probe)
+                && e.to_string().contains("unknown field")
+            {
+                return Err(ValidationError::one(
+                    name.as_str(),
+                    format!("is not a member of this resource: {e}"),
+                )
+                .into());
+            }
+        }
+    }
     merge_value(&mut value, patch);
     if let Value::Object(map) = &mut value {
         map.remove("id");

@@ -20,8 +20,8 @@ pub struct ReportParams {
     /// Minutes that start at or after it count.
     #[param(required = true, value_type = String, format = DateTime)]
     pub from: Option<String>,
-    /// End of the window, exclusive: an RFC 3339 time not earlier than `from` (equal to it:
-    /// an empty window, no rows).
+    /// End of the window, exclusive: an RFC 3339 time. A window that ends where it starts, or
+    /// before, holds no traffic: the report has no rows.
     #[param(required = true, value_type = String, format = DateTime)]
     pub to: Option<String>,
     /// Only the traffic of this API.

@@ -51,9 +51,10 @@ async fn ensure_unique(cp: &ControlPlane, own: &str, hash: &str, target: &str) -
         let k: StoredKeys = serde_json::from_str(&doc.body)
             .map_err(|e| ApiError::Internal(format!("stored keys are unreadable: {e}")))?;
         if k.primary_hash == hash || k.secondary_hash == hash {
-            return Err(
-                ValidationError::one(target, "is already used by another subscription").into(),
-            );
+            // A clash with another resource's state, not a malformed value.
+            return Err(ApiError::Conflict(format!(
+                "the {target} is already used by another subscription; choose another key"
+            )));
         }
     }
     Ok(())
@@ -199,11 +200,6 @@ async fn store_subscription(
         sub.secondary_key.take(),
         old.as_ref().map(|k| &k.secondary_sealed),
     )?;
-    if primary == secondary {
-        return Err(
-            ValidationError::one("secondaryKey", "must differ from the primary key").into(),
-        );
-    }
     let keys = StoredKeys {
         primary_hash: secrets::hash_key(&primary),
         secondary_hash: secrets::hash_key(&secondary),
@@ -233,7 +229,8 @@ async fn store_subscription(
 #[utoipa::path(put, path = "/mgmt/subscriptions/{subscriptionId}", tag = "subscriptions",
     params(("subscriptionId" = String, Path)), request_body = Subscription,
     responses((status = 200, body = Subscription), (status = 201, body = Subscription),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "A chosen key is another subscription's")),
     security(("admin" = [])))]
 pub async fn put(
     cp: Cp,
@@ -250,7 +247,8 @@ pub async fn put(
 #[utoipa::path(patch, path = "/mgmt/subscriptions/{subscriptionId}", tag = "subscriptions",
     params(("subscriptionId" = String, Path)), request_body = Subscription,
     responses((status = 200, body = Subscription), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "A chosen key is another subscription's")),
     security(("admin" = [])))]
 pub async fn patch(
     cp: Cp,
