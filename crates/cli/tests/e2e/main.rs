@@ -35,3 +35,4 @@ mod tls_client_certificates;
 mod tls_listeners;
 mod tls_outbound;
 mod tour;
+mod validation_policies;
