@@ -293,7 +293,13 @@ fn check_path(
             .matched
             .iter()
             .filter(|(n, _)| **n == *p.name)
-            .map(|(_, v)| Cow::Owned(decode_component(v, false)))
+            .map(|(_, v)| {
+                if v.contains('%') {
+                    Cow::Owned(decode_component(v, false))
+                } else {
+                    Cow::Borrowed(v.as_str())
+                }
+            })
             .collect();
         check_declared(doc, p, &texts, action, "PathParameter", findings);
     }
