@@ -135,8 +135,8 @@ fn snapshot_api(
     document: Option<&str>,
 ) -> SnapshotApi {
     operations.sort_by(|a, b| a.id.cmp(&b.id));
-    // The imported OpenAPI document's response examples, for `mock-response`.
-    // And its body schemas, for `validate-content`.
+    // The imported OpenAPI document's response examples, for `mock-response`, and what it
+    // declares of each operation (schemas, parameters, statuses) for the validation policies.
     let (examples, extracted) = match document {
         Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
             Ok(doc) => (
@@ -144,7 +144,7 @@ fn snapshot_api(
                 crate::schemas::extract(&api.id, &doc, &operations),
             ),
             Err(e) => {
-                tracing::warn!(api = %api.id, error = %e, "the stored OpenAPI document is unreadable; no mock examples or body schemas");
+                tracing::warn!(api = %api.id, error = %e, "the stored OpenAPI document is unreadable; no mock examples or schemas for the validation policies");
                 (BTreeMap::new(), Default::default())
             }
         },

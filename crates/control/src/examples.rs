@@ -103,6 +103,15 @@ pub(crate) fn find_operation<'d>(
     method: &str,
     url_template: &str,
 ) -> Option<&'d Value> {
+    find_path_operation(doc, method, url_template).map(|(_, op)| op)
+}
+
+/// The path item and the operation of `doc` at `method` and `url_template`.
+pub(crate) fn find_path_operation<'d>(
+    doc: &'d Value,
+    method: &str,
+    url_template: &str,
+) -> Option<(&'d Value, &'d Value)> {
     let Value::Object(paths) = doc.get("paths")? else {
         return None;
     };
@@ -116,7 +125,8 @@ pub(crate) fn find_operation<'d>(
         if template != url_template {
             return None;
         }
-        resolve(doc, item)?.get(&method)
+        let item = resolve(doc, item)?;
+        Some((item, item.get(&method)?))
     })
 }
 

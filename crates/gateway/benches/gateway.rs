@@ -2,7 +2,8 @@
 //! routing, the subscription-key lookup, a ten-policy pipeline per request, the telemetry of
 //! one request (metrics and aggregates, and the access log line), compiling a configuration
 //! of 1,000 APIs that each carry a policy, and applying a one-subscription change to one of
-//! 10,000 APIs and 100,000 subscriptions.
+//! 10,000 APIs and 100,000 subscriptions; and the validation policies (parameters, response
+//! headers, status) on one request against an operation's imported OpenAPI definitions.
 //!
 //!     cargo bench -p gatehouse-gateway --bench gateway
 
@@ -207,6 +208,7 @@ fn benches(c: &mut Criterion) {
     });
 
     telemetry_benches(c);
+    validation_benches(c);
 
     let thousand = snapshot(1000, 1000, true);
     let mut group = c.benchmark_group("compile");
@@ -299,6 +301,85 @@ fn telemetry_benches(c: &mut Criterion) {
             black_box(&out);
         })
     });
+}
+
+/// One GET through `validate-parameters`, `validate-headers` and `validate-status-code` (all
+/// `prevent`, the request and response valid), against the same pipeline without them.
+fn validation_benches(c: &mut Criterion) {
+    const VALIDATIONS: &str = r#"<policies>
+      <inbound><base />
+        <validate-parameters specified-parameter-action="prevent" unspecified-parameter-action="prevent" errors-variable-name="errs">
+          <headers><parameter name="Host" action="ignore" /><parameter name="User-Agent" action="ignore" /></headers>
+        </validate-parameters>
+      </inbound>
+      <outbound><base />
+        <validate-headers specified-header-action="prevent" unspecified-header-action="prevent" errors-variable-name="errs">
+          <header name="Server" action="ignore" />
+        </validate-headers>
+        <validate-status-code unspecified-status-code-action="prevent" errors-variable-name="errs" />
+      </outbound>
+    </policies>"#;
+    let schemas: gatehouse_model::snapshot::OperationSchemas = serde_json::from_value(serde_json::json!({
+        "parameters": [
+            {"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 50}},
+            {"name": "tags", "in": "query", "schema": {"type": "array", "items": {"type": "string", "enum": ["a", "b", "c"]}}},
+            {"name": "X-Trace", "in": "header", "schema": {"type": "string", "pattern": "^[a-f0-9]+$"}}
+        ],
+        "statuses": {"200": [{"name": "X-Rate", "in": "header", "schema": {"type": "integer"}}], "404": []}
+    }))
+    .unwrap();
+    for (name, policy) in [
+        (
+            "validation: the same request without validation policies",
+            None,
+        ),
+        (
+            "validation: validate-parameters + validate-headers + validate-status-code, one valid request",
+            Some(VALIDATIONS),
+        ),
+    ] {
+        let mut snap = snapshot(1, 1, false);
+        snap.apis[0].schemas.insert("op-0".into(), schemas.clone());
+        snap.apis[0].policy = policy.map(str::to_owned);
+        let config = CompiledConfig::compile(&snap).unwrap();
+        let (api, _) = config.find_api("/svc0/v1/things0/42").unwrap();
+        let op = &api.operations[0];
+        let pipeline = op.policy.default.clone();
+        let examples = op.examples.clone();
+        assert!(examples.is_some());
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let mut headers = http::HeaderMap::new();
+                headers.insert("host", http::HeaderValue::from_static("gw.example"));
+                headers.insert("user-agent", http::HeaderValue::from_static("bench/1"));
+                headers.insert("accept", http::HeaderValue::from_static("*/*"));
+                headers.insert("x-trace", http::HeaderValue::from_static("00ff"));
+                let mut ex = Exchange::new(
+                    Request {
+                        method: http::Method::GET,
+                        scheme: "http".into(),
+                        host: "gw".into(),
+                        path: "/things0/42".into(),
+                        query: Some("limit=10&tags=a,b".into()),
+                        headers,
+                        body: None,
+                    },
+                    RequestInfo {
+                        api_id: api.id.clone(),
+                        operation_id: "op-0".into(),
+                        ip: "127.0.0.1".into(),
+                        matched: vec![("id".into(), "42".into())],
+                        examples: examples.clone(),
+                        ..RequestInfo::default()
+                    },
+                );
+                block_on(pipeline.run(&mut ex, &mut NullIo));
+                assert!(ex.failure.is_none() && !ex.variables.contains_key("errs"));
+                black_box(ex.response);
+            })
+        });
+    }
 }
 
 criterion_group!(gateway, benches);

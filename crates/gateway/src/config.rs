@@ -991,7 +991,7 @@ fn compile_api(
             api.schemas.get(&op.id),
             &api.definitions,
             &mut |problem| {
-                tracing::warn!(api = %api.id, operation = %op.id, "a body schema of the OpenAPI document is not used by validate-content: {problem}");
+                tracing::warn!(api = %api.id, operation = %op.id, "a schema of the OpenAPI document is not used by the validation policies: {problem}");
             },
         )
         .map(Arc::new);

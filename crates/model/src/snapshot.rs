@@ -206,8 +206,10 @@ pub struct SnapshotApi {
     /// `mock-response`). Operations without examples are left out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub examples: BTreeMap<String, ResponseExamples>,
-    /// Body schemas from the imported OpenAPI document, by operation id (for
-    /// `validate-content`). Operations without schemas are left out.
+    /// What the imported OpenAPI document declares of each operation, by operation id: body
+    /// schemas (`validate-content`), parameters (`validate-parameters`), response statuses
+    /// and headers (`validate-status-code`, `validate-headers`). Operations the document does
+    /// not describe are left out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub schemas: BTreeMap<String, OperationSchemas>,
     /// The document's named schemas (`components.schemas`, or `definitions` in Swagger 2.0)
@@ -216,7 +218,9 @@ pub struct SnapshotApi {
     pub definitions: BTreeMap<String, serde_json::Value>,
 }
 
-/// The body schemas of one operation, as its OpenAPI document declares them.
+/// What an operation's OpenAPI document declares of its messages. Its presence in
+/// [`SnapshotApi::schemas`] means the document describes the operation, even when every
+/// field is empty (then no parameter and no status is declared).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationSchemas {
@@ -227,12 +231,71 @@ pub struct OperationSchemas {
     /// `default`) → media type → schema.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub responses: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    /// The header, query and path parameters (path-item and operation level merged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<ParameterSchema>,
+    /// Every response status the operation declares, as the document writes it (`200`,
+    /// `2XX`, `default`), with the headers declared for it (their location is `header`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub statuses: BTreeMap<String, Vec<ParameterSchema>>,
 }
 
-impl OperationSchemas {
-    pub fn is_empty(&self) -> bool {
-        self.request.is_empty() && self.responses.is_empty()
+/// One declared parameter (or response header).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParameterSchema {
+    pub name: String,
+    #[serde(rename = "in")]
+    pub location: ParameterLocation,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub required: bool,
+    /// The value's JSON schema (local `$ref`s kept); `None` when the document gives none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+    /// How the value is written in the message.
+    #[serde(default, skip_serializing_if = "ParameterStyle::is_default")]
+    pub style: ParameterStyle,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ParameterLocation {
+    Query,
+    Header,
+    Path,
+}
+
+/// How a parameter's value is written: for arrays, what separates the items; for the rest,
+/// whether the text is the value itself or a JSON document.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ParameterStyle {
+    /// Items separated by `,` (OpenAPI 3 `simple` and `form` without explode, Swagger `csv`).
+    #[default]
+    Csv,
+    /// Items separated by a space (`spaceDelimited`, `ssv`).
+    Ssv,
+    /// Items separated by a tab (`tsv`).
+    Tsv,
+    /// Items separated by `|` (`pipeDelimited`, `pipes`).
+    Pipes,
+    /// The parameter repeated, one item each (`form` with explode, Swagger `multi`).
+    Multi,
+    /// The value is a JSON text (OpenAPI 3 `content: {application/json: …}`).
+    Json,
+    /// A style whose values are not checked beyond their presence (`label`, `matrix`,
+    /// `deepObject`, an exploded object).
+    Unchecked,
+}
+
+impl ParameterStyle {
+    fn is_default(&self) -> bool {
+        *self == Self::Csv
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The example responses of one operation: status code as the document writes it (`200`,

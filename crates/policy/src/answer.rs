@@ -19,6 +19,13 @@ pub enum Answer {
     /// `validate-content` refused the request body (its own answer, which says why, normally
     /// goes first).
     InvalidContent,
+    /// `validate-parameters` refused the request's parameters (its own answer, which says
+    /// why, normally goes first).
+    InvalidParameters,
+    /// A validation policy refused the backend's response (`validate-content`,
+    /// `validate-headers`, `validate-status-code`): Azure's public answer, which says nothing
+    /// of the backend.
+    InvalidResponse,
     MissingKey,
     InvalidKey,
     /// `validate-jwt` refused the token (its own answer normally goes first).
@@ -43,12 +50,14 @@ pub enum Answer {
 
 impl Answer {
     /// Every answer, in the order declared.
-    pub const ALL: [Answer; 15] = [
+    pub const ALL: [Answer; 17] = [
         Self::NotFound,
         Self::BadPath,
         Self::BadBody,
         Self::TooLarge,
         Self::InvalidContent,
+        Self::InvalidParameters,
+        Self::InvalidResponse,
         Self::MissingKey,
         Self::InvalidKey,
         Self::InvalidJwt,
@@ -83,6 +92,14 @@ impl Answer {
             Self::InvalidContent => (
                 StatusCode::BAD_REQUEST,
                 r#"{"statusCode":400,"message":"The request body does not conform to its definition."}"#,
+            ),
+            Self::InvalidParameters => (
+                StatusCode::BAD_REQUEST,
+                r#"{"statusCode":400,"message":"The request parameters do not conform to their definition."}"#,
+            ),
+            Self::InvalidResponse => (
+                StatusCode::BAD_GATEWAY,
+                r#"{"statusCode":502,"message":"The request could not be processed due to an internal error. Contact the API owner."}"#,
             ),
             Self::MissingKey => (
                 StatusCode::UNAUTHORIZED,

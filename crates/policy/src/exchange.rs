@@ -74,8 +74,9 @@ pub struct RequestInfo {
     pub original_url: String,
     pub matched: Vec<(Arc<str>, String)>,
     /// What the operation's OpenAPI document says about it: response examples
-    /// (`mock-response`) and body schemas (`validate-content`), compiled once per
-    /// configuration. `None` when the document says nothing of the operation.
+    /// (`mock-response`), body schemas, parameters and statuses (the validation policies),
+    /// compiled once per configuration. `None` when the document says nothing of the
+    /// operation.
     pub examples: Option<Arc<OperationDocument>>,
     /// `context.Request.Certificate`: described once per connection, shared by its requests.
     pub client_certificate: Option<Arc<ClientCertificate>>,
@@ -411,13 +412,20 @@ impl Context for Exchange {
 pub struct OperationDocument {
     /// Response examples by status (`mock-response`).
     pub examples: gatehouse_model::snapshot::ResponseExamples,
-    /// The compiled body schemas of the operation; `request` and `responses` point into it.
+    /// Whether the document describes the operation (not only its examples): the validation
+    /// policies judge messages against it. When it does not, they find nothing to check.
+    pub described: bool,
+    /// The compiled schemas of the operation; everything below points into it.
     pub schemas: crate::schema::SchemaSet,
     /// The request body's schema by media type, lowercase.
     pub request: Vec<(String, crate::schema::SchemaRef)>,
     /// The response bodies' schemas: status as the document writes it (`200`, `2XX`,
     /// `default`) → media type (lowercase) → schema.
     pub responses: Vec<(String, Vec<(String, crate::schema::SchemaRef)>)>,
+    /// The header, query and path parameters.
+    pub parameters: Vec<crate::parameters::Parameter>,
+    /// Every declared response status (as written) with its headers.
+    pub statuses: Vec<(String, Vec<crate::parameters::Parameter>)>,
 }
 
 impl OperationDocument {
@@ -430,12 +438,12 @@ impl OperationDocument {
         definitions: &std::collections::BTreeMap<String, serde_json::Value>,
         problem: &mut dyn FnMut(String),
     ) -> Option<Self> {
-        let schemas = schemas.filter(|s| !s.is_empty());
         if examples.is_none_or(|e| e.is_empty()) && schemas.is_none() {
             return None;
         }
         let mut doc = Self {
             examples: examples.cloned().unwrap_or_default(),
+            described: schemas.is_some(),
             ..Self::default()
         };
         let Some(schemas) = schemas else {
@@ -463,23 +471,53 @@ impl OperationDocument {
             }
             doc.responses.push((status.clone(), list));
         }
+        for p in &schemas.parameters {
+            let compiled =
+                crate::parameters::Parameter::compile(p, &mut doc.schemas, &defs, &mut *problem);
+            doc.parameters.push(compiled);
+        }
+        for (status, headers) in &schemas.statuses {
+            let mut list = Vec::with_capacity(headers.len());
+            for h in headers {
+                let mut prefixed = |m: String| problem(format!("response {status} {m}"));
+                list.push(crate::parameters::Parameter::compile(
+                    h,
+                    &mut doc.schemas,
+                    &defs,
+                    &mut prefixed,
+                ));
+            }
+            doc.statuses.push((status.clone(), list));
+        }
         Some(doc)
+    }
+
+    /// The declared response of `status`: its own, else its class (`2XX`), else `default`;
+    /// with the headers declared for it. `None` when the document does not declare it.
+    pub fn status(&self, status: u16) -> Option<&[crate::parameters::Parameter]> {
+        find_status(&self.statuses, status).map(Vec::as_slice)
     }
 
     /// The schemas of the response bodies of `status`: its own, else its class (`2XX`), else
     /// `default`.
     pub fn response_schemas(&self, status: u16) -> Option<&[(String, crate::schema::SchemaRef)]> {
-        let exact = status.to_string();
-        let class = format!("{}XX", status / 100);
-        self.responses
-            .iter()
-            .find(|(s, _)| *s == exact)
-            .or_else(|| {
-                self.responses
-                    .iter()
-                    .find(|(s, _)| s.eq_ignore_ascii_case(&class))
-            })
-            .or_else(|| self.responses.iter().find(|(s, _)| s == "default"))
-            .map(|(_, l)| l.as_slice())
+        find_status(&self.responses, status).map(Vec::as_slice)
     }
+}
+
+/// The entry of `status` in a list keyed by statuses as OpenAPI writes them: the exact code,
+/// else its class (`2XX`), else `default`.
+fn find_status<T>(list: &[(String, T)], status: u16) -> Option<&T> {
+    let exact = |s: &str| s.parse::<u16>() == Ok(status);
+    let class = |s: &str| {
+        let b = s.as_bytes();
+        b.len() == 3
+            && u16::from(b[0]) == u16::from(b'0') + status / 100
+            && b[1..].eq_ignore_ascii_case(b"XX")
+    };
+    list.iter()
+        .find(|(s, _)| exact(s))
+        .or_else(|| list.iter().find(|(s, _)| class(s)))
+        .or_else(|| list.iter().find(|(s, _)| s == "default"))
+        .map(|(_, v)| v)
 }

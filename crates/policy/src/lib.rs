@@ -12,6 +12,7 @@ pub mod answer;
 pub mod compile;
 pub mod exchange;
 pub mod limits;
+pub mod parameters;
 pub mod policies;
 pub mod run;
 pub mod schema;

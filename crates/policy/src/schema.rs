@@ -1,12 +1,17 @@
-//! A JSON Schema subset, compiled once per configuration, for `validate-content`: the schemas of
-//! an operation's request and response bodies, as its imported OpenAPI document declares them.
+//! A JSON Schema subset, compiled once per configuration, for the validation policies: the
+//! schemas of an operation's request and response bodies (`validate-content`), parameters
+//! (`validate-parameters`) and response headers (`validate-headers`), as its imported OpenAPI
+//! document declares them.
 //!
 //! Supported keywords: `type` (one or a list), `nullable` (OpenAPI 3.0), `properties`,
 //! `required`, `additionalProperties` (boolean or schema), `items`, `enum`, `const`,
 //! `minimum`/`maximum` and their exclusive forms (3.0 booleans and 3.1 numbers), `minLength`/
 //! `maxLength` (in characters), `pattern`, `minItems`/`maxItems`, `allOf`/`anyOf`/`oneOf`, and
-//! `$ref` to local definitions (`#/components/schemas/…`, `#/definitions/…`). Other keywords
-//! (`format`, `discriminator`, …) are accepted and not checked, as Azure does for most of them.
+//! `$ref` to local definitions (`#/components/schemas/…`, `#/definitions/…`). `format` is
+//! checked only where [`Options::formats`] asks for it (parameters and headers, whose text
+//! must parse as the format says), for `int32`, `int64`, `date`, `date-time`, `uuid`, `byte`,
+//! `ipv4`, `ipv6` and `email`; other keywords (`discriminator`, …) are accepted and not
+//! checked, as Azure does for most of them.
 //!
 //! A schema becomes a table of nodes; a `$ref` is an index into it, so recursive schemas
 //! compile once and validation never resolves anything.
@@ -59,12 +64,140 @@ struct Node {
     min_length: Option<u64>,
     max_length: Option<u64>,
     pattern: Option<regex::Regex>,
+    format: Option<Format>,
     min_items: Option<u64>,
     max_items: Option<u64>,
     all_of: Vec<usize>,
     any_of: Vec<usize>,
     one_of: Vec<usize>,
     reference: Option<usize>,
+}
+
+/// The `format`s checked when [`Options::formats`] is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Int32,
+    Int64,
+    Date,
+    DateTime,
+    Uuid,
+    Byte,
+    Ipv4,
+    Ipv6,
+    Email,
+}
+
+impl Format {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "int32" => Self::Int32,
+            "int64" => Self::Int64,
+            "date" => Self::Date,
+            "date-time" => Self::DateTime,
+            "uuid" => Self::Uuid,
+            "byte" => Self::Byte,
+            "ipv4" => Self::Ipv4,
+            "ipv6" => Self::Ipv6,
+            "email" => Self::Email,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Int32 => "int32",
+            Self::Int64 => "int64",
+            Self::Date => "date",
+            Self::DateTime => "date-time",
+            Self::Uuid => "uuid",
+            Self::Byte => "byte",
+            Self::Ipv4 => "ipv4",
+            Self::Ipv6 => "ipv6",
+            Self::Email => "email",
+        }
+    }
+
+    /// Whether `v` is written in this format; values of other kinds are not its business.
+    fn accepts(self, v: &Value) -> bool {
+        use base64::Engine as _;
+        match (self, v) {
+            (Self::Int32, Value::Number(n)) => match n.as_i64() {
+                Some(i) => i32::try_from(i).is_ok(),
+                None => n.as_f64().is_some_and(|f| {
+                    f.fract() == 0.0 && f >= f64::from(i32::MIN) && f <= f64::from(i32::MAX)
+                }),
+            },
+            (Self::Int64, Value::Number(n)) => {
+                n.as_i64().is_some()
+                    || n.as_f64()
+                        .is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+            }
+            (Self::Date, Value::String(s)) => {
+                let f = time::macros::format_description!("[year]-[month]-[day]");
+                s.len() == 10 && time::Date::parse(s, f).is_ok()
+            }
+            (Self::DateTime, Value::String(s)) => {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .is_ok()
+            }
+            (Self::Uuid, Value::String(s)) => uuid::Uuid::try_parse(s).is_ok(),
+            (Self::Byte, Value::String(s)) => {
+                base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+            }
+            (Self::Ipv4, Value::String(s)) => s.parse::<std::net::Ipv4Addr>().is_ok(),
+            (Self::Ipv6, Value::String(s)) => s.parse::<std::net::Ipv6Addr>().is_ok(),
+            (Self::Email, Value::String(s)) => s.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && !domain.is_empty()
+                    && !domain.contains('@')
+                    && !s.chars().any(char::is_whitespace)
+            }),
+            _ => true,
+        }
+    }
+}
+
+/// How [`SchemaSet::validate_with`] judges a value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// When given, overrides every `additionalProperties` (`validate-content
+    /// allow-additional-properties`).
+    pub allow_additional: Option<bool>,
+    /// Checks the `format`s this module knows.
+    pub formats: bool,
+}
+
+/// The JSON types a schema allows at its root: what a parameter's text may be read as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kinds(u8);
+
+impl Kinds {
+    /// No `type` said: anything goes.
+    pub fn any(self) -> bool {
+        self.0 == 0
+    }
+    pub fn boolean(self) -> bool {
+        self.0 & BOOLEAN != 0
+    }
+    pub fn integer(self) -> bool {
+        self.0 & INTEGER != 0
+    }
+    pub fn number(self) -> bool {
+        self.0 & NUMBER != 0
+    }
+    pub fn string(self) -> bool {
+        self.0 & STRING != 0
+    }
+    pub fn array(self) -> bool {
+        self.0 & ARRAY != 0
+    }
+    pub fn object(self) -> bool {
+        self.0 & OBJECT != 0
+    }
+    /// The types by name, as messages list them (`integer or string`).
+    pub fn names(self) -> String {
+        type_names(self.0 & !(if self.0 & NUMBER != 0 { INTEGER } else { 0 }))
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -169,14 +302,72 @@ impl SchemaSet {
         value: &Value,
         allow_additional: Option<bool>,
     ) -> Vec<Violation> {
+        self.validate_with(
+            root,
+            value,
+            Options {
+                allow_additional,
+                formats: false,
+            },
+        )
+    }
+
+    /// [`SchemaSet::validate`] with every option.
+    pub fn validate_with(
+        &self,
+        root: SchemaRef,
+        value: &Value,
+        options: Options,
+    ) -> Vec<Violation> {
         let mut v = Validator {
             set: self,
-            allow_additional,
+            options,
             errors: Vec::new(),
             path: String::new(),
         };
         v.check(root.0, value, 0);
         v.errors
+    }
+
+    /// The node `id` stands for: itself, or what its `$ref`s lead to when it says nothing of
+    /// its own type (a `$ref` next to other keywords keeps them).
+    fn target(&self, mut id: usize) -> Option<&Node> {
+        for _ in 0..MAX_DEPTH {
+            let n = self.nodes.get(id)?;
+            match n.reference {
+                Some(r) if n.types == 0 && n.items.is_none() => id = r,
+                _ => return Some(n),
+            }
+        }
+        None
+    }
+
+    /// The types `root` allows (through `$ref`s and the first of `allOf` that says); any
+    /// when it says none.
+    pub fn kinds(&self, root: SchemaRef) -> Kinds {
+        let Some(n) = self.target(root.0) else {
+            return Kinds::default();
+        };
+        if n.types != 0 {
+            return Kinds(n.types);
+        }
+        n.all_of
+            .iter()
+            .map(|&s| self.kinds(SchemaRef(s)))
+            .find(|k| !k.any())
+            .unwrap_or_default()
+    }
+
+    /// The schema of the items of an array schema `root`.
+    pub fn items(&self, root: SchemaRef) -> Option<SchemaRef> {
+        let n = self.target(root.0)?;
+        n.items
+            .or_else(|| {
+                n.all_of
+                    .iter()
+                    .find_map(|&s| self.items(SchemaRef(s)).map(|r| r.0))
+            })
+            .map(SchemaRef)
     }
 }
 
@@ -281,6 +472,10 @@ impl Compiler<'_, '_> {
         n.max_length = count("maxLength");
         n.min_items = count("minItems");
         n.max_items = count("maxItems");
+        n.format = obj
+            .get("format")
+            .and_then(Value::as_str)
+            .and_then(Format::parse);
         if let Some(p) = obj.get("pattern") {
             let p = p
                 .as_str()
@@ -347,7 +542,7 @@ impl Compiler<'_, '_> {
 
 struct Validator<'s> {
     set: &'s SchemaSet,
-    allow_additional: Option<bool>,
+    options: Options,
     errors: Vec<Violation>,
     /// The JSON pointer of the value being checked.
     path: String,
@@ -371,7 +566,7 @@ impl Validator<'_> {
     fn conforms(&self, id: usize, value: &Value, depth: usize) -> bool {
         let mut probe = Validator {
             set: self.set,
-            allow_additional: self.allow_additional,
+            options: self.options,
             errors: Vec::new(),
             path: self.path.clone(),
         };
@@ -433,6 +628,12 @@ impl Validator<'_> {
             && !equal(c, value)
         {
             self.fail(format!("{} is not {}", short(value), short(c)));
+        }
+        if self.options.formats
+            && let Some(f) = n.format
+            && !f.accepts(value)
+        {
+            self.fail(format!("{} is not a valid {}", short(value), f.name()));
         }
         match value {
             Value::Number(x) => {
@@ -507,7 +708,7 @@ impl Validator<'_> {
                         self.fail(format!("the required property '{name}' is missing"));
                     }
                 }
-                let additional = match self.allow_additional {
+                let additional = match self.options.allow_additional {
                     Some(false) => Additional::Deny,
                     Some(true) if n.additional == Additional::Deny => Additional::Any,
                     _ => n.additional,

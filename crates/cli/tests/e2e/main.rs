@@ -36,3 +36,4 @@ mod tls_client_certificates;
 mod tls_listeners;
 mod tls_outbound;
 mod tour;
+mod validation_policies;

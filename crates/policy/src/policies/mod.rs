@@ -43,7 +43,11 @@ pub(crate) mod testkit;
 mod trace;
 mod validate_client_certificate;
 mod validate_content;
+mod validate_headers;
 pub mod validate_jwt;
+mod validate_parameters;
+mod validate_status_code;
+mod validation;
 mod wait;
 mod xml_to_json;
 
@@ -85,7 +89,10 @@ pub use validate_client_certificate::{
     Identity as ClientCertificateIdentity, ValidateClientCertificate,
 };
 pub use validate_content::ValidateContent;
+pub use validate_headers::ValidateHeaders;
 pub use validate_jwt::{OpenIdKeys, ValidateJwt};
+pub use validate_parameters::ValidateParameters;
+pub use validate_status_code::ValidateStatusCode;
 pub use wait::Wait;
 pub use xml_to_json::XmlToJson;
 
@@ -228,7 +235,10 @@ registry! {
     Trace(Trace) { "trace" [Inbound, Backend, Outbound, OnError] => Trace::compile; run |p, ex, io, b| p.run(ex, io, b); texts |p| p.texts(); }
     ValidateClientCertificate(ValidateClientCertificate) { "validate-client-certificate" [Inbound] => ValidateClientCertificate::compile; run |p, ex, _, _| p.run(ex); }
     ValidateContent(Box<ValidateContent>) { "validate-content" [Inbound, Outbound, OnError] => ValidateContent::compile; run |p, ex, _, _| p.run(ex); }
+    ValidateHeaders(Box<ValidateHeaders>) { "validate-headers" [Outbound, OnError] => ValidateHeaders::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
     ValidateJwt(ValidateJwt) { "validate-jwt" [Inbound] => ValidateJwt::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
+    ValidateParameters(Box<ValidateParameters>) { "validate-parameters" [Inbound] => ValidateParameters::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
+    ValidateStatusCode(ValidateStatusCode) { "validate-status-code" [Outbound, OnError] => ValidateStatusCode::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
     Wait(Wait) { "wait" [Inbound, Backend, Outbound] => Wait::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| vec![&p.mode]; }
     XmlToJson(XmlToJson) { "xml-to-json" [Inbound, Outbound, OnError] => XmlToJson::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
 }
@@ -380,8 +390,8 @@ mod registry_tests {
              limit-concurrency mock-response quota quota-by-key rate-limit rate-limit-by-key retry \
              return-response rewrite-uri send-one-way-request send-request set-backend-service \
              set-body set-header set-method set-query-parameter set-status set-variable \
-             emit-metric trace validate-client-certificate validate-content validate-jwt wait \
-             xml-to-json"
+             emit-metric trace validate-client-certificate validate-content validate-headers \
+             validate-jwt validate-parameters validate-status-code wait xml-to-json"
         );
         let sections = |name: &str| CATALOGUE.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
         assert_eq!(sections("forward-request"), Some(&[Backend, OnError][..]));

@@ -99,12 +99,17 @@ pub(crate) fn encode(text: &str) -> String {
 
 /// Decodes a percent-encoded query component (`+` is a space).
 pub(crate) fn decode(text: &str) -> String {
+    decode_component(text, true)
+}
+
+/// Decodes a percent-encoded URL component; `+` is a space in a query, itself in a path.
+pub(crate) fn decode_component(text: &str, plus_is_space: bool) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
                 let h = (bytes[i + 1] as char).to_digit(16);
                 let l = (bytes[i + 2] as char).to_digit(16);

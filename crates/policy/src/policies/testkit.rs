@@ -228,3 +228,43 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
         }
     }
 }
+
+/// What the control plane ships for an operation (`OperationSchemas` as JSON), compiled as
+/// the gateway compiles it.
+pub fn described(schemas: serde_json::Value) -> Arc<crate::exchange::OperationDocument> {
+    let schemas: gatehouse_model::snapshot::OperationSchemas =
+        serde_json::from_value(schemas).unwrap();
+    Arc::new(
+        crate::exchange::OperationDocument::build(
+            None,
+            Some(&schemas),
+            &std::collections::BTreeMap::new(),
+            &mut |p| panic!("{p}"),
+        )
+        .unwrap(),
+    )
+}
+
+/// The errors variable `name` as JSON (what `JsonConvert.SerializeObject` prints).
+pub fn errors_json(ex: &Exchange, name: &str) -> serde_json::Value {
+    match ex.variables.get(name) {
+        Some(crate::expr::Value::Array(items)) => serde_json::Value::Array(
+            items
+                .iter()
+                .map(|v| match v {
+                    crate::expr::Value::Json(j) => j.to_serde(),
+                    other => serde_json::Value::String(other.to_policy_string()),
+                })
+                .collect(),
+        ),
+        Some(other) => panic!("{name} is not a list: {other:?}"),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// All diagnostics (errors and warnings) for a `section` holding `inner`, as printed.
+pub fn diagnostics_in(section: &str, inner: &str) -> Vec<String> {
+    let xml = format!("<policies><{section}>{inner}</{section}></policies>");
+    let (_, diags) = compile::compile(&xml, Scope::Api, &NoNamedValues, Mode::Strict);
+    diags.into_iter().map(|d| d.to_string()).collect()
+}

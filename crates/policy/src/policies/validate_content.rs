@@ -3,46 +3,26 @@
 //! imported OpenAPI document gives the operation's request (or the response's status), with
 //! [`crate::schema`].
 //!
-//! Each check has an action: `ignore` does nothing, `detect` logs the problem and appends it to
-//! the `errors-variable-name` variable (a `string[]` of `"where: what"` lines), `prevent` also
-//! stops the request: the client gets Azure's 400 (request) or 502 (response) with the first
-//! problem, and the pipeline goes to `on-error` with `context.LastError.Source`
-//! `validate-content`.
+//! Each check has an action, as [`super::validation`] runs them: `ignore` does nothing,
+//! `detect` logs the problem and appends it to the `errors-variable-name` variable, `prevent`
+//! also stops the request: the client gets Azure's 400 with the first problem (a request) or
+//! Azure's 502 (a response), and the pipeline goes to `on-error` with
+//! `context.LastError.Source` `validate-content`.
 
 use http::StatusCode;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 
 use super::check_header::json_error;
 use super::on_response;
+use super::validation::{self, Action, Finding, literal_action as action};
 use crate::compile::Cx;
 use crate::exchange::{Exchange, OperationDocument};
-use crate::expr::Value;
 use crate::run::{Flow, PolicyError};
 use crate::schema::SchemaRef;
 use crate::xml::Element;
 
 /// Largest `max-size` accepted: Azure's own limit.
 pub const MAX_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Ignore,
-    Detect,
-    Prevent,
-}
-
-fn action(cx: &mut Cx<'_>, el: &Element, name: &str, default: Action) -> Action {
-    let d = match default {
-        Action::Ignore => "ignore",
-        Action::Detect => "detect",
-        Action::Prevent => "prevent",
-    };
-    match cx.choice(el, name, &["ignore", "detect", "prevent"], d) {
-        "prevent" => Action::Prevent,
-        "detect" => Action::Detect,
-        _ => Action::Ignore,
-    }
-}
 
 /// One `<content>`: what to do with bodies of a media type.
 #[derive(Debug, Clone)]
@@ -80,6 +60,10 @@ struct Problem {
     action: Action,
     /// Azure's name for the kind of problem (`context.LastError.Reason`).
     reason: &'static str,
+    /// Azure's validation rule (`SizeLimit`, `Unspecified`, `IncorrectMessage`).
+    rule: &'static str,
+    /// The content type concerned, when known.
+    media: String,
     message: String,
 }
 
@@ -118,9 +102,7 @@ impl ValidateContent {
         let unspecified = action(cx, el, "unspecified-content-type-action", Action::Ignore);
         let size_action = action(cx, el, "size-exceeded-action", Action::Ignore);
         let max_size = cx.u64_attr(el, "max-size", 0, MAX_SIZE_LIMIT);
-        let errors_variable = cx
-            .literal(el, "errors-variable-name")
-            .filter(|v| !v.is_empty());
+        let errors_variable = validation::errors_variable(cx, el);
         let mut contents = Vec::new();
         let mut map = TypeMap::default();
         for child in el.elements() {
@@ -229,48 +211,42 @@ impl ValidateContent {
             return Ok(Flow::Continue);
         }
         let what = if self.response { "response" } else { "request" };
-        let mut recorded: Vec<Value> = match self
-            .errors_variable
-            .as_ref()
-            .and_then(|n| ex.variables.get(n))
-        {
-            Some(Value::Array(a)) => a.to_vec(),
-            _ => Vec::new(),
-        };
-        for p in problems.iter().filter(|p| p.action != Action::Ignore) {
-            tracing::warn!(
-                request_id = %ex.info.request_id,
-                policy = "validate-content",
-                reason = p.reason,
-                "the {what} body: {}",
-                p.message
-            );
-            recorded.push(Value::String(p.message.as_str().into()));
-        }
-        if let Some(name) = &self.errors_variable
-            && !recorded.is_empty()
-        {
-            ex.variables
-                .insert(name.clone(), Value::Array(recorded.into()));
-        }
-        let Some(first) = problems.iter().find(|p| p.action == Action::Prevent) else {
+        let findings: Vec<Finding> = problems
+            .iter()
+            .map(|p| Finding {
+                name: p.media.clone(),
+                kind: if self.response {
+                    "ResponseBody"
+                } else {
+                    "RequestBody"
+                },
+                rule: p.rule,
+                details: format!("{} {}", capitalised(what), p.message),
+                public: format!("{} {}", capitalised(what), p.message),
+                action: p.action,
+            })
+            .collect();
+        let errors_variable = self.errors_variable.as_deref();
+        let Some(first) = validation::record(ex, "validate-content", errors_variable, &findings)
+        else {
             return Ok(Flow::Continue);
         };
+        let reason = problems
+            .iter()
+            .find(|p| p.action == Action::Prevent)
+            .map_or("InvalidContent", |p| p.reason);
         let answer = if self.response {
-            // The backend's body is none of the client's business: the fixed 502.
-            crate::Answer::BackendError
+            // The backend's body is none of the client's business: Azure's fixed 502.
+            crate::Answer::InvalidResponse
         } else {
             // Like Azure, the answer says what is wrong with the client's own body.
-            ex.error_response = Some(json_error(
-                StatusCode::BAD_REQUEST,
-                &format!("{} {}", capitalised(what), first.message),
-            ));
+            ex.error_response = Some(json_error(StatusCode::BAD_REQUEST, &first.public));
             crate::Answer::InvalidContent
         };
         Err(PolicyError::new(
             "validate-content",
-            first.reason,
-            first.message.clone(),
+            reason,
+            first.details.clone(),
             answer,
         ))
     }
@@ -294,6 +270,8 @@ impl ValidateContent {
         if size > self.max_size {
             out.push(Problem {
                 action: self.size_action,
+                rule: "SizeLimit",
+                media: String::new(),
                 reason: if self.response {
                     "ResponseBodyTooLarge"
                 } else {
@@ -335,6 +313,8 @@ impl ValidateContent {
         else {
             out.push(Problem {
                 action: self.unspecified,
+                rule: "Unspecified",
+                media: media.clone(),
                 reason: "UnspecifiedContentType",
                 message: if media.is_empty() {
                     "body has no content type".to_owned()
@@ -358,6 +338,8 @@ impl ValidateContent {
             Err(e) => {
                 out.push(Problem {
                     action: content.action,
+                    rule: "IncorrectMessage",
+                    media: media.clone(),
                     reason: "InvalidContent",
                     message: format!("body is not valid JSON: {e}"),
                 });
@@ -371,6 +353,8 @@ impl ValidateContent {
             let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
             out.push(Problem {
                 action: content.action,
+                rule: "IncorrectMessage",
+                media: media.clone(),
                 reason: "InvalidContent",
                 message: format!(
                     "body does not conform to the schema of '{media}': {}",

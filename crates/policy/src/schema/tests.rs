@@ -291,3 +291,48 @@ fn errors_are_capped_and_deep_values_stop() {
         .unwrap();
     assert!(!set.validate(root, &deep, None).is_empty());
 }
+
+#[test]
+fn formats_are_checked_only_when_asked() {
+    let mut set = SchemaSet::default();
+    let root = set
+        .compile(&json!({"type": "string", "format": "uuid"}), &no_defs)
+        .unwrap();
+    // Bodies (validate-content) keep Azure's leniency.
+    assert!(set.validate(root, &json!("nope"), None).is_empty());
+    let strict = Options {
+        allow_additional: None,
+        formats: true,
+    };
+    let errors = set.validate_with(root, &json!("nope"), strict);
+    assert_eq!(errors[0].message, r#""nope" is not a valid uuid"#);
+    let root = set.compile(&json!({"format": "ipv4"}), &no_defs).unwrap();
+    assert!(
+        set.validate_with(root, &json!("10.0.0.1"), strict)
+            .is_empty()
+    );
+    assert!(
+        !set.validate_with(root, &json!("10.0.0.300"), strict)
+            .is_empty()
+    );
+    // A format says nothing of values of other kinds.
+    assert!(set.validate_with(root, &json!(5), strict).is_empty());
+}
+
+#[test]
+fn kinds_and_items_look_through_references() {
+    let defs = |name: &str| match name {
+        "Ids" => Some(json!({"type": "array", "items": {"$ref": "#/definitions/Id"}})),
+        "Id" => Some(json!({"type": "integer"})),
+        _ => None,
+    };
+    let mut set = SchemaSet::default();
+    let root = set
+        .compile(&json!({"$ref": "#/definitions/Ids"}), &defs)
+        .unwrap();
+    assert!(set.kinds(root).array());
+    let items = set.items(root).unwrap();
+    assert!(set.kinds(items).integer() && !set.kinds(items).string());
+    let any = set.compile(&json!({"description": "x"}), &defs).unwrap();
+    assert!(set.kinds(any).any());
+}
