@@ -164,10 +164,10 @@ async fn users_by(
     for kind in [GLOBAL, PRODUCT, API, OPERATION] {
         for doc in cp.store().list_all(kind).await? {
             if referenced(&doc.body).iter().any(|b| b == id) {
-                out.push(format!(
-                    "the policy of {}",
-                    describe(kind, &doc.parent, &doc.id)
-                ));
+                out.push(match kind {
+                    GLOBAL => describe(kind, &doc.parent, &doc.id),
+                    _ => format!("the policy of {}", describe(kind, &doc.parent, &doc.id)),
+                });
             }
         }
     }
