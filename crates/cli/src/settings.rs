@@ -644,7 +644,11 @@ mod tests {
         for (flag, env_vars, wanted) in [
             (Some("localhost:3500"), &[][..], "--dapr-http-endpoint"),
             (Some("http://d:1/?x=1"), &[][..], "query"),
-            (None, &[("DAPR_HTTP_PORT", "web")][..], "DAPR_HTTP_PORT 'web'"),
+            (
+                None,
+                &[("DAPR_HTTP_PORT", "web")][..],
+                "DAPR_HTTP_PORT 'web'",
+            ),
         ] {
             let e = dapr_endpoint(flag, &none, &env(env_vars)).unwrap_err();
             assert!(e.message.contains(wanted), "{flag:?}: {}", e.message);

@@ -15,8 +15,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::handlers::{
     apis, backends, certificate_authorities, certificates, gateway_tokens, gateways, groups,
-    hostname_configurations, loggers, named_values, policies, policy_fragments, portal_settings, products,
-    reports, subscriptions, users,
+    hostname_configurations, loggers, named_values, policies, policy_fragments, portal_settings,
+    products, reports, subscriptions, users,
 };
 
 #[derive(OpenApi)]

@@ -571,7 +571,11 @@ impl Sender {
         self.counters.queued.fetch_sub(count, Ordering::Relaxed);
     }
 
-    async fn send_once(&mut self, partition: &Partition, messages: &[Queued]) -> Result<(), Failure> {
+    async fn send_once(
+        &mut self,
+        partition: &Partition,
+        messages: &[Queued],
+    ) -> Result<(), Failure> {
         let spec = self.spec.clone();
         let request = match &spec.sink {
             Sink::EventHub(hub) => {
@@ -595,7 +599,8 @@ impl Sender {
                 r
             }
             Sink::Http { url, headers } => {
-                let mut body = String::with_capacity(messages.iter().map(|m| m.message.len() + 1).sum());
+                let mut body =
+                    String::with_capacity(messages.iter().map(|m| m.message.len() + 1).sum());
                 for m in messages {
                     body.push_str(&m.message);
                     body.push('\n');
@@ -684,7 +689,11 @@ fn by_partition(batch: Vec<Queued>) -> Vec<(Partition, Vec<Queued>)> {
 }
 
 /// Event Hubs' send API for a batch: the URL and the JSON body.
-fn event_hub_request(hub: &EventHub, partition: &Partition, messages: &[Queued]) -> (String, String) {
+fn event_hub_request(
+    hub: &EventHub,
+    partition: &Partition,
+    messages: &[Queued],
+) -> (String, String) {
     let url = match partition {
         Partition::Id(id) => format!(
             "{}/partitions/{}/messages?timeout=60&api-version=2014-01",

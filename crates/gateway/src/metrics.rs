@@ -298,12 +298,11 @@ impl Collector for Scrape {
                 "log-to-eventhub messages dropped: the logger's queue was full, sending failed, or the logger is unknown",
                 &series(|c| c.dropped.load(std::sync::atomic::Ordering::Relaxed)),
             )?;
-            let queued: Vec<(Labels, f64)> = series(|c| {
-                c.queued.load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .into_iter()
-            .map(|(l, v)| (l, v as f64))
-            .collect();
+            let queued: Vec<(Labels, f64)> =
+                series(|c| c.queued.load(std::sync::atomic::Ordering::Relaxed))
+                    .into_iter()
+                    .map(|(l, v)| (l, v as f64))
+                    .collect();
             gauge(
                 &mut encoder,
                 "gatehouse_logger_queued",

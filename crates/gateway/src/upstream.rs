@@ -114,7 +114,8 @@ impl Target {
     /// proxy's `Proxy-Authorization`, when requests go through a proxy in clear.
     fn absolute(&self, path_and_query: &str) -> Option<(String, Option<&HeaderValue>)> {
         let proxy = self.via.as_ref().filter(|_| self.tls.is_none())?;
-        let mut target = String::with_capacity(7 + self.authority.as_str().len() + path_and_query.len());
+        let mut target =
+            String::with_capacity(7 + self.authority.as_str().len() + path_and_query.len());
         target.push_str("http://");
         target.push_str(self.authority.as_str());
         target.push_str(path_and_query);

@@ -13,6 +13,7 @@ mod expressions_library;
 mod first_hour;
 mod gateway;
 mod identity;
+mod integrations;
 mod lifecycle;
 mod management;
 mod observability;

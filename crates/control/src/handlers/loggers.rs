@@ -9,7 +9,9 @@ use gatehouse_model::ValidationError;
 use gatehouse_model::loggers::{Logger, MASKED};
 use gatehouse_model::resources::{Collection, Resource as _};
 
-use super::{Cp, check_id, commit, load, load_all, load_opt, merge_unchecked, prepare, save, saved};
+use super::{
+    Cp, check_id, commit, load, load_all, load_opt, merge_unchecked, prepare, save, saved,
+};
 use crate::ControlPlane;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};

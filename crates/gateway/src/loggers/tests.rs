@@ -15,7 +15,9 @@ struct Seen {
 }
 
 /// A sink on loopback answering request `n` (from 0) with `answer(n)`: a status, after a delay.
-async fn sink(answer: impl Fn(u32) -> (u16, Duration) + Send + Sync + 'static) -> (String, Arc<Seen>) {
+async fn sink(
+    answer: impl Fn(u32) -> (u16, Duration) + Send + Sync + 'static,
+) -> (String, Arc<Seen>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
@@ -184,7 +186,10 @@ async fn an_http_logger_gets_every_message_in_batches_with_its_headers() {
     for i in 0..300 {
         shipper.submit(Some(&spec), entry("sink", format!("message {i}")));
     }
-    until("300 lines", Duration::from_secs(10), || lines(&seen).len() == 300).await;
+    until("300 lines", Duration::from_secs(10), || {
+        lines(&seen).len() == 300
+    })
+    .await;
     let got = lines(&seen);
     let want: Vec<String> = (0..300).map(|i| format!("message {i}")).collect();
     assert_eq!(got, want, "every message, in order");
@@ -229,7 +234,11 @@ async fn failed_batches_are_tried_again_and_refused_ones_dropped_and_counted() {
     // A logger the configuration does not have: dropped and counted.
     shipper.submit(None, entry("ghost", "three".into()));
     assert_eq!(
-        shipper.stats().counters("ghost").dropped.load(Ordering::Relaxed),
+        shipper
+            .stats()
+            .counters("ghost")
+            .dropped
+            .load(Ordering::Relaxed),
         1
     );
 }
@@ -238,7 +247,11 @@ async fn failed_batches_are_tried_again_and_refused_ones_dropped_and_counted() {
 async fn a_full_queue_drops_and_counts_without_making_anyone_wait() {
     // The sink takes 2 s for the first batch: the queue fills behind it.
     let (url, seen) = sink(|n| {
-        let stall = if n == 0 { Duration::from_secs(2) } else { Duration::ZERO };
+        let stall = if n == 0 {
+            Duration::from_secs(2)
+        } else {
+            Duration::ZERO
+        };
         (200, stall)
     })
     .await;

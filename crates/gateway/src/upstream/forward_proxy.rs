@@ -64,8 +64,8 @@ impl ForwardProxy {
         let port = authority.port_u16().unwrap_or(80);
         let (authorization, secret) = match (username, password) {
             (Some(user), Some(password)) => {
-                let encoded = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{user}:{password}"));
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
                 let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
                     .map_err(|_| "the proxy credentials cannot be sent in a header".to_owned())?;
                 value.set_sensitive(true);
@@ -131,7 +131,9 @@ impl ForwardProxy {
                     .await
                     .map_err(|e| failed(format!("no answer to CONNECT: {e}")))?;
                 if n == 0 {
-                    return Err(failed("it closed the connection instead of answering CONNECT".into()));
+                    return Err(failed(
+                        "it closed the connection instead of answering CONNECT".into(),
+                    ));
                 }
                 answer.extend_from_slice(&buf[..n]);
             }

@@ -62,7 +62,9 @@ impl DaprCall {
             let pos = el.attr("timeout").map_or(el.pos, |a| a.pos);
             cx.error(
                 pos,
-                format!("timeout must be a whole number of seconds from 1 to {MAX_TIMEOUT}, not '{lit}'"),
+                format!(
+                    "timeout must be a whole number of seconds from 1 to {MAX_TIMEOUT}, not '{lit}'"
+                ),
             );
             return None;
         }

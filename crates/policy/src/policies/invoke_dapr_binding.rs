@@ -188,7 +188,10 @@ mod tests {
         let mut ex = exchange("POST", "/", &[("X-Body", r#"{"order":1}"#)]);
         block_on(p.run(&mut ex, &mut io.clone()));
         let sent = io.state.sent.lock().unwrap();
-        assert_eq!(sent[0].url, "http://localhost:3500/v1.0/bindings/external-system");
+        assert_eq!(
+            sent[0].url,
+            "http://localhost:3500/v1.0/bindings/external-system"
+        );
         assert_eq!(sent[0].headers["content-type"], "application/json");
         let body: serde_json::Value = serde_json::from_slice(&sent[0].body).unwrap();
         assert_eq!(
@@ -224,18 +227,42 @@ mod tests {
     #[test]
     fn bad_documents_are_refused() {
         for (inner, wanted) in [
-            (r#"<invoke-dapr-binding><data>x</data></invoke-dapr-binding>"#, "needs the attribute 'name'"),
-            (r#"<invoke-dapr-binding name="b" operation="@(&quot;x&quot;)" />"#, "does not accept an expression"),
-            (r#"<invoke-dapr-binding name="b"><metadata><item>v</item></metadata></invoke-dapr-binding>"#, "needs the attribute 'key'"),
-            (r#"<invoke-dapr-binding name="b"><metadata><item key="k">1</item><item key="k">2</item></metadata></invoke-dapr-binding>"#, "appears twice"),
-            (r#"<invoke-dapr-binding name="b"><body>x</body></invoke-dapr-binding>"#, "cannot contain <body>"),
-            (r#"<invoke-dapr-binding name="b" timeout="x" />"#, "from 1 to 240"),
+            (
+                r#"<invoke-dapr-binding><data>x</data></invoke-dapr-binding>"#,
+                "needs the attribute 'name'",
+            ),
+            (
+                r#"<invoke-dapr-binding name="b" operation="@(&quot;x&quot;)" />"#,
+                "does not accept an expression",
+            ),
+            (
+                r#"<invoke-dapr-binding name="b"><metadata><item>v</item></metadata></invoke-dapr-binding>"#,
+                "needs the attribute 'key'",
+            ),
+            (
+                r#"<invoke-dapr-binding name="b"><metadata><item key="k">1</item><item key="k">2</item></metadata></invoke-dapr-binding>"#,
+                "appears twice",
+            ),
+            (
+                r#"<invoke-dapr-binding name="b"><body>x</body></invoke-dapr-binding>"#,
+                "cannot contain <body>",
+            ),
+            (
+                r#"<invoke-dapr-binding name="b" timeout="x" />"#,
+                "from 1 to 240",
+            ),
         ] {
             let errors = errors_inbound(inner);
-            assert!(errors.iter().any(|e| e.contains(wanted)), "{inner}: {errors:?}");
+            assert!(
+                errors.iter().any(|e| e.contains(wanted)),
+                "{inner}: {errors:?}"
+            );
         }
         for section in ["inbound", "outbound", "on-error"] {
-            assert!(errors_in(section, r#"<invoke-dapr-binding name="b" />"#).is_empty(), "{section}");
+            assert!(
+                errors_in(section, r#"<invoke-dapr-binding name="b" />"#).is_empty(),
+                "{section}"
+            );
         }
         let errors = errors_in("backend", r#"<invoke-dapr-binding name="b" />"#);
         assert!(errors[0].contains("not allowed in <backend>"), "{errors:?}");

@@ -183,8 +183,14 @@ mod tests {
     #[test]
     fn bad_attributes_are_refused_with_their_place() {
         for (inner, wanted) in [
-            (r#"<log-to-eventhub>x</log-to-eventhub>"#, "needs the attribute 'logger-id'"),
-            (r#"<log-to-eventhub logger-id=" ">x</log-to-eventhub>"#, "logger-id is empty"),
+            (
+                r#"<log-to-eventhub>x</log-to-eventhub>"#,
+                "needs the attribute 'logger-id'",
+            ),
+            (
+                r#"<log-to-eventhub logger-id=" ">x</log-to-eventhub>"#,
+                "logger-id is empty",
+            ),
             (
                 r#"<log-to-eventhub logger-id="@(&quot;l&quot;)">x</log-to-eventhub>"#,
                 "does not accept an expression",

@@ -153,11 +153,17 @@ mod tests {
     fn bad_proxies_are_refused_where_they_are_written() {
         for (inner, wanted) in [
             (r#"<proxy />"#, "needs the attribute 'url'"),
-            (r#"<proxy url="https://p:443" />"#, "must be http://host:port"),
+            (
+                r#"<proxy url="https://p:443" />"#,
+                "must be http://host:port",
+            ),
             (r#"<proxy url="http://p:3128/path" />"#, "without a path"),
             (r#"<proxy url="http://u:p@p:3128" />"#, "without a path"),
             (r#"<proxy url="http://p:3128" username="u" />"#, "together"),
-            (r#"<proxy url="http://p:3128" port="1" />"#, "no attribute 'port'"),
+            (
+                r#"<proxy url="http://p:3128" port="1" />"#,
+                "no attribute 'port'",
+            ),
         ] {
             let errors = errors_inbound(inner);
             assert!(
@@ -170,6 +176,9 @@ mod tests {
         assert!(errors[0].starts_with("3:6:"), "{errors:?}");
         // Only inbound, as in Azure.
         let errors = errors_in("outbound", r#"<proxy url="http://p:1" />"#);
-        assert!(errors[0].contains("not allowed in <outbound>"), "{errors:?}");
+        assert!(
+            errors[0].contains("not allowed in <outbound>"),
+            "{errors:?}"
+        );
     }
 }

@@ -37,7 +37,9 @@ impl PublishToDapr {
             let pos = el.attr("topic").map_or(el.pos, |a| a.pos);
             cx.error(
                 pos,
-                format!("without pubsub-name, topic must be written pubsub-name/topic-name, not '{t}'"),
+                format!(
+                    "without pubsub-name, topic must be written pubsub-name/topic-name, not '{t}'"
+                ),
             );
             return None;
         }
@@ -78,7 +80,9 @@ impl PublishToDapr {
                 _ => {
                     return Err(PolicyError::runtime(
                         "ExpressionValueEvaluationFailure",
-                        format!("without pubsub-name, topic must be pubsub-name/topic-name, not '{topic}'"),
+                        format!(
+                            "without pubsub-name, topic must be pubsub-name/topic-name, not '{topic}'"
+                        ),
                     ));
                 }
             },
@@ -145,7 +149,10 @@ mod tests {
         assert_eq!(&sent[0].body[..], br#"{"id":7}"#);
         assert_eq!(sent[0].headers["content-type"], "application/json");
         assert_eq!(sent[0].timeout, std::time::Duration::from_secs(5));
-        assert_eq!(sent[1].url, "http://localhost:3500/v1.0/publish/events/created");
+        assert_eq!(
+            sent[1].url,
+            "http://localhost:3500/v1.0/publish/events/created"
+        );
         assert_eq!(&sent[1].body[..], br#"<order id="1"/>"#);
         assert_eq!(sent[1].headers["content-type"], "text/plain; charset=utf-8");
         assert_eq!(sent[1].timeout, std::time::Duration::from_secs(9));
@@ -162,15 +169,21 @@ mod tests {
             </inbound><on-error><return-response response-variable-name="r" /></on-error></policies>"#
             )
         };
-        let io = FlowIo::default().answer(|_| Ok(answer(500, r#"{"errorCode":"ERR_PUBSUB_NOT_FOUND"}"#)));
+        let io = FlowIo::default()
+            .answer(|_| Ok(answer(500, r#"{"errorCode":"ERR_PUBSUB_NOT_FOUND"}"#)));
         let mut ex = exchange("POST", "/", &[]);
         block_on(pipeline(&xml("false")).run(&mut ex, &mut io.clone()));
         assert!(!ex.variables.contains_key("after"));
         let e = ex.last_error.clone().unwrap();
-        assert_eq!((e.source.as_str(), e.reason.as_str()), ("publish-to-dapr", "DaprRuntimeError"));
+        assert_eq!(
+            (e.source.as_str(), e.reason.as_str()),
+            ("publish-to-dapr", "DaprRuntimeError")
+        );
         let r = ex.response.unwrap();
         assert_eq!(r.status.as_u16(), 500);
-        assert!(String::from_utf8_lossy(r.body.as_deref().unwrap()).contains("ERR_PUBSUB_NOT_FOUND"));
+        assert!(
+            String::from_utf8_lossy(r.body.as_deref().unwrap()).contains("ERR_PUBSUB_NOT_FOUND")
+        );
 
         let mut ex = exchange("POST", "/", &[]);
         block_on(pipeline(&xml("true")).run(&mut ex, &mut io.clone()));
@@ -181,21 +194,57 @@ mod tests {
     #[test]
     fn bad_attributes_are_refused() {
         for (inner, wanted) in [
-            (r#"<publish-to-dapr pubsub-name="p">m</publish-to-dapr>"#, "needs the attribute 'topic'"),
-            (r#"<publish-to-dapr topic="justone">m</publish-to-dapr>"#, "pubsub-name/topic-name"),
-            (r#"<publish-to-dapr topic="p/t" timeout="0">m</publish-to-dapr>"#, "from 1 to 240"),
-            (r#"<publish-to-dapr topic="p/t" timeout="241">m</publish-to-dapr>"#, "from 1 to 240"),
-            (r#"<publish-to-dapr topic="p/t" template="mustache">m</publish-to-dapr>"#, "Liquid is the only"),
-            (r#"<publish-to-dapr topic="p/t" content-type="text/xml">m</publish-to-dapr>"#, "application/json is the only"),
-            (r#"<publish-to-dapr topic="p/t" ignore-error="maybe">m</publish-to-dapr>"#, "true or false"),
-            (r#"<publish-to-dapr topic="p/t" response-variable-name="@(&quot;v&quot;)">m</publish-to-dapr>"#, "does not accept an expression"),
-            (r#"<publish-to-dapr topic="p/t" name="x">m</publish-to-dapr>"#, "no attribute 'name'"),
+            (
+                r#"<publish-to-dapr pubsub-name="p">m</publish-to-dapr>"#,
+                "needs the attribute 'topic'",
+            ),
+            (
+                r#"<publish-to-dapr topic="justone">m</publish-to-dapr>"#,
+                "pubsub-name/topic-name",
+            ),
+            (
+                r#"<publish-to-dapr topic="p/t" timeout="0">m</publish-to-dapr>"#,
+                "from 1 to 240",
+            ),
+            (
+                r#"<publish-to-dapr topic="p/t" timeout="241">m</publish-to-dapr>"#,
+                "from 1 to 240",
+            ),
+            (
+                r#"<publish-to-dapr topic="p/t" template="mustache">m</publish-to-dapr>"#,
+                "Liquid is the only",
+            ),
+            (
+                r#"<publish-to-dapr topic="p/t" content-type="text/xml">m</publish-to-dapr>"#,
+                "application/json is the only",
+            ),
+            (
+                r#"<publish-to-dapr topic="p/t" ignore-error="maybe">m</publish-to-dapr>"#,
+                "true or false",
+            ),
+            (
+                r#"<publish-to-dapr topic="p/t" response-variable-name="@(&quot;v&quot;)">m</publish-to-dapr>"#,
+                "does not accept an expression",
+            ),
+            (
+                r#"<publish-to-dapr topic="p/t" name="x">m</publish-to-dapr>"#,
+                "no attribute 'name'",
+            ),
         ] {
             let errors = errors_inbound(inner);
-            assert!(errors.iter().any(|e| e.contains(wanted)), "{inner}: {errors:?}");
+            assert!(
+                errors.iter().any(|e| e.contains(wanted)),
+                "{inner}: {errors:?}"
+            );
         }
-        let errors = errors_in("outbound", r#"<publish-to-dapr topic="p/t">m</publish-to-dapr>"#);
-        assert!(errors[0].contains("not allowed in <outbound>"), "{errors:?}");
+        let errors = errors_in(
+            "outbound",
+            r#"<publish-to-dapr topic="p/t">m</publish-to-dapr>"#,
+        );
+        assert!(
+            errors[0].contains("not allowed in <outbound>"),
+            "{errors:?}"
+        );
     }
 
     #[test]

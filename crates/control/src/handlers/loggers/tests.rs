@@ -19,9 +19,13 @@ async fn put_json(cp: &Arc<ControlPlane>, id: &str, body: serde_json::Value) -> 
 }
 
 async fn put_global(cp: &Arc<ControlPlane>, xml: &str) -> ApiResult<()> {
-    policies::put_global(State(cp.clone()), HeaderMap::new(), Bytes::from(xml.to_owned()))
-        .await
-        .map(|_| ())
+    policies::put_global(
+        State(cp.clone()),
+        HeaderMap::new(),
+        Bytes::from(xml.to_owned()),
+    )
+    .await
+    .map(|_| ())
 }
 
 #[tokio::test]
@@ -38,13 +42,29 @@ async fn secrets_are_sealed_at_rest_masked_when_read_and_kept_when_sent_back_mas
     .unwrap();
     assert_eq!(shown.credentials["connectionString"], MASKED);
     // At rest: sealed, the key nowhere in clear.
-    let stored = cp.store().get(Logger::KIND, "", "hub").await.unwrap().unwrap();
-    assert!(!stored.contains("c2VjcmV0LWtleQ") && !stored.contains("SharedAccessKey"), "{stored}");
+    let stored = cp
+        .store()
+        .get(Logger::KIND, "", "hub")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !stored.contains("c2VjcmV0LWtleQ") && !stored.contains("SharedAccessKey"),
+        "{stored}"
+    );
     // GET and the list show it masked.
     let Json(got) = get(State(cp.clone()), Path("hub".into())).await.unwrap();
     assert_eq!(got.credentials["connectionString"], MASKED);
     assert_eq!(got.credentials["name"], "orders");
-    let Json(all) = list(State(cp.clone()), Query(Paging { top: None, skip: None })).await.unwrap();
+    let Json(all) = list(
+        State(cp.clone()),
+        Query(Paging {
+            top: None,
+            skip: None,
+        }),
+    )
+    .await
+    .unwrap();
     assert_eq!(all.value[0].credentials["connectionString"], MASKED);
 
     // What GET showed, sent back with a new description: the stored secret stays.
@@ -72,7 +92,10 @@ async fn secrets_are_sealed_at_rest_masked_when_read_and_kept_when_sent_back_mas
     )
     .await
     .unwrap_err();
-    assert!(e.to_string().contains("endpoint.headers.Authorization"), "{e}");
+    assert!(
+        e.to_string().contains("endpoint.headers.Authorization"),
+        "{e}"
+    );
     std::fs::remove_dir_all(t.dir).ok();
 }
 
@@ -117,8 +140,16 @@ async fn policies_must_name_loggers_that_exist_and_gateways_get_the_ones_they_us
     assert!(!format!("{shipped:?}").contains("s3cret"));
 
     // In use: it cannot be deleted; the other can.
-    let e = delete(State(cp.clone()), Path("sink".into())).await.unwrap_err();
-    assert!(e.to_string().contains("'sink' is used by the global policy"), "{e}");
-    delete(State(cp.clone()), Path("unused".into())).await.unwrap();
+    let e = delete(State(cp.clone()), Path("sink".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("'sink' is used by the global policy"),
+        "{e}"
+    );
+    delete(State(cp.clone()), Path("unused".into()))
+        .await
+        .unwrap();
     std::fs::remove_dir_all(t.dir).ok();
 }
