@@ -514,11 +514,12 @@ impl Sender {
                 let next = match rx.try_recv() {
                     Ok(q) => Some(q),
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    // Nothing more within the linger: the batch goes as it is.
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(q) => q,
-                            Err(_) => None,
-                        }
+                        tokio::time::timeout_at(deadline, rx.recv())
+                            .await
+                            .ok()
+                            .flatten()
                     }
                 };
                 let Some(q) = next else { break };

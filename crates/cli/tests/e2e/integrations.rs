@@ -129,11 +129,14 @@ fn check_signature(header: &str, resource: &str, key_name: &str, key: &str) -> R
     Ok(())
 }
 
+/// Events as the fake event hub got them: each body and its partition key.
+type Events = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// A fake Azure Event Hubs namespace over TLS: `POST /{hub}/messages` with a valid signature
 /// and a batch body; records each message's body and partition key.
 struct FakeEventHub {
     addr: SocketAddr,
-    events: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    events: Events,
     refused: Arc<Mutex<Vec<String>>>,
 }
 
@@ -143,7 +146,7 @@ impl FakeEventHub {
     async fn start(tls: Arc<ServerTls>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let events: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+        let events: Events = Arc::default();
         let refused: Arc<Mutex<Vec<String>>> = Arc::default();
         let (record, refusals) = (events.clone(), refused.clone());
         tokio::spawn(async move {

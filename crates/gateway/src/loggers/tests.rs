@@ -193,13 +193,14 @@ async fn an_http_logger_gets_every_message_in_batches_with_its_headers() {
     let got = lines(&seen);
     let want: Vec<String> = (0..300).map(|i| format!("message {i}")).collect();
     assert_eq!(got, want, "every message, in order");
-    let requests = seen.requests.lock().unwrap();
-    assert!(requests.len() < 10, "batched: {} requests", requests.len());
-    let (path, headers, _) = &requests[0];
-    assert_eq!(path, "/ingest");
-    assert_eq!(headers["authorization"], "Bearer t0ken");
-    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
-    drop(requests);
+    {
+        let requests = seen.requests.lock().unwrap();
+        assert!(requests.len() < 10, "batched: {} requests", requests.len());
+        let (path, headers, _) = &requests[0];
+        assert_eq!(path, "/ingest");
+        assert_eq!(headers["authorization"], "Bearer t0ken");
+        assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    }
     let c = shipper.stats().counters("sink");
     until("counted", Duration::from_secs(5), || {
         c.sent.load(Ordering::Relaxed) == 300
