@@ -7,8 +7,8 @@
 //! drained by one task that batches messages (waiting up to [`LINGER`] for more when the
 //! logger `isBuffered`) and sends each batch: to Azure Event Hubs over its HTTPS REST API
 //! (`POST https://{namespace}/{hub}/messages`, a `SharedAccessSignature` made from the
-//! connection string's key, the partition in the path or the partition key in
-//! `BrokerProperties`), as newline-delimited text to an `http` logger's URL, or as OTLP/HTTP
+//! connection string's key, or a token of the gateway's token provider for a logger with a
+//! managed identity; the partition in the path or the partition key in `BrokerProperties`), as newline-delimited text to an `http` logger's URL, or as OTLP/HTTP
 //! JSON log records to an `otlp` collector. A batch that fails with a connection error, a
 //! timeout, 408, 429 or 5xx is sent again with backoff, [`ATTEMPTS`] times at most; then, or
 //! on any other refusal, its messages are dropped and counted, and the reason logged (never a
@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
-use gatehouse_model::loggers::{Logger, LoggerKind};
+use gatehouse_model::loggers::{EventHubAuth, Logger, LoggerKind};
 use gatehouse_model::snapshot::SnapshotLogger;
 use gatehouse_policy::policies::{LogEntry, Partition};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -74,24 +74,16 @@ enum Sink {
     Otlp { url: String, headers: HeaderMap },
 }
 
-/// An event hub and the key its signatures are made with.
-#[derive(PartialEq)]
+/// An event hub and how the gateway signs in to it (its `Debug` never prints the key).
+#[derive(Debug, PartialEq)]
 struct EventHub {
     /// `https://{namespace}/{hub}`: what signatures are for, and where messages go under.
     entity: String,
-    key_name: String,
-    key: String,
+    auth: EventHubAuth,
 }
 
-/// Never prints the key.
-impl std::fmt::Debug for EventHub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventHub")
-            .field("entity", &self.entity)
-            .field("key_name", &self.key_name)
-            .finish_non_exhaustive()
-    }
-}
+/// The resource Event Hubs tokens are for.
+const EVENT_HUBS_RESOURCE: &str = "https://eventhubs.azure.net";
 
 fn sensitive_headers(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
@@ -120,12 +112,10 @@ impl LoggerSpec {
         };
         let sink = match logger.kind()? {
             LoggerKind::AzureEventHub => {
-                let c = logger.event_hub()?;
-                let hub = c.entity_path.unwrap_or_default();
+                let hub = logger.event_hub()?;
                 Sink::EventHub(EventHub {
-                    entity: format!("https://{}/{}", c.host, hub.trim_matches('/')),
-                    key_name: c.key_name,
-                    key: c.key,
+                    entity: format!("https://{}/{}", hub.host, hub.hub.trim_matches('/')),
+                    auth: hub.auth,
                 })
             }
             kind @ (LoggerKind::Http | LoggerKind::Otlp) => {
@@ -272,6 +262,8 @@ struct Runtime {
 /// Sends the messages of `log-to-eventhub` for one gateway process, for all its workers.
 pub struct LogShipper {
     stats: Arc<LoggerStats>,
+    /// The gateway's token provider, for loggers with a managed identity.
+    identity: Option<Arc<crate::identity::TokenProvider>>,
     tls: gatehouse_tls::rustls::ClientConfig,
     runtime: OnceLock<Result<Runtime, String>>,
     queues: Mutex<HashMap<Arc<str>, Queue>>,
@@ -288,19 +280,22 @@ impl std::fmt::Debug for LogShipper {
 }
 
 impl LogShipper {
-    /// A shipper trusting the OS roots and `trusted_ca` for https sinks, counting into `stats`.
+    /// A shipper trusting the OS roots and `trusted_ca` for https sinks, signing in to event
+    /// hubs with a managed identity through `identity`, counting into `stats`.
     pub fn new(
         trusted_ca: &[PathBuf],
+        identity: Option<Arc<crate::identity::TokenProvider>>,
         stats: Arc<LoggerStats>,
     ) -> Result<Self, gatehouse_tls::TlsError> {
-        Ok(Self::with_tls(
-            crate::outbound_tls::reqwest_tls(trusted_ca)?,
-            stats,
-        ))
+        Ok(Self {
+            identity,
+            ..Self::with_tls(crate::outbound_tls::reqwest_tls(trusted_ca)?, stats)
+        })
     }
 
     pub fn with_tls(tls: gatehouse_tls::rustls::ClientConfig, stats: Arc<LoggerStats>) -> Self {
         Self {
+            identity: None,
             stats,
             tls,
             runtime: OnceLock::new(),
@@ -385,6 +380,7 @@ impl LogShipper {
         let counters = self.stats.counters(&spec.id);
         let sender = Sender {
             spec: spec.clone(),
+            identity: self.identity.clone(),
             client: runtime.client.clone(),
             bytes: bytes.clone(),
             counters: counters.clone(),
@@ -473,6 +469,7 @@ fn start_runtime(tls: gatehouse_tls::rustls::ClientConfig) -> Result<Runtime, St
 /// The task behind one queue.
 struct Sender {
     spec: Arc<LoggerSpec>,
+    identity: Option<Arc<crate::identity::TokenProvider>>,
     client: reqwest::Client,
     bytes: Arc<AtomicUsize>,
     counters: Arc<LoggerCounters>,
@@ -581,11 +578,27 @@ impl Sender {
         let request = match &spec.sink {
             Sink::EventHub(hub) => {
                 let (url, body) = event_hub_request(hub, partition, messages);
-                let signature = self.signature(hub);
+                let authorization = match &hub.auth {
+                    EventHubAuth::SharedKey { key_name, key } => {
+                        self.signature(&hub.entity, key_name, key)
+                    }
+                    EventHubAuth::ManagedIdentity { client_id } => {
+                        let Some(provider) = &self.identity else {
+                            return Err(Failure::Final(
+                                "the logger signs in with a managed identity and this gateway has no token provider (--identity-provider)".into(),
+                            ));
+                        };
+                        let token = provider
+                            .token(EVENT_HUBS_RESOURCE, client_id.as_deref())
+                            .await
+                            .map_err(|e| Failure::Transient(e.to_string()))?;
+                        token.bearer().map_err(|e| Failure::Final(e.message))?
+                    }
+                };
                 let mut r = self
                     .client
                     .post(url)
-                    .header(http::header::AUTHORIZATION, signature)
+                    .header(http::header::AUTHORIZATION, authorization)
                     .header(
                         http::header::CONTENT_TYPE,
                         "application/vnd.microsoft.servicebus.json",
@@ -636,8 +649,9 @@ impl Sender {
         }
     }
 
-    /// The `Authorization` for `hub`: the signature in use, or a new one when it nears its end.
-    fn signature(&mut self, hub: &EventHub) -> HeaderValue {
+    /// The `Authorization` for the event hub `entity`: the signature in use, or a new one
+    /// when it nears its end.
+    fn signature(&mut self, entity: &str, key_name: &str, key: &str) -> HeaderValue {
         let now = SystemTime::now();
         if let Some((value, until)) = &self.sas
             && now + SAS_RENEW < *until
@@ -648,7 +662,7 @@ impl Sender {
         let expiry = until
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let text = shared_access_signature(&hub.entity, &hub.key_name, &hub.key, expiry);
+        let text = shared_access_signature(entity, key_name, key, expiry);
         let mut value = HeaderValue::from_str(&text)
             .unwrap_or_else(|_| HeaderValue::from_static("SharedAccessSignature"));
         value.set_sensitive(true);

@@ -84,8 +84,12 @@ impl RunningGateway {
                 .map_err(ServeError::Tls)?,
         );
         let loggers = Arc::new(
-            crate::loggers::LogShipper::new(&settings.trusted_ca, telemetry.loggers.clone())
-                .map_err(ServeError::Tls)?,
+            crate::loggers::LogShipper::new(
+                &settings.trusted_ca,
+                settings.identity.clone(),
+                telemetry.loggers.clone(),
+            )
+            .map_err(ServeError::Tls)?,
         );
         // The counters, the policy cache, the OpenID keys and the loggers' queues outlive
         // configuration swaps.

@@ -1,7 +1,8 @@
 //! Loggers (`/mgmt/loggers/{id}`), where `log-to-eventhub` sends its messages, with Azure API
 //! Management's shape: `loggerType` `azureEventHub` with `credentials.connectionString` (and
-//! `credentials.name`, the event hub, when the connection string has no `EntityPath`),
-//! `description`, `isBuffered`. Two types of our own serve users outside Azure: `http` POSTs
+//! `credentials.name`, the event hub, when the connection string has no `EntityPath`), or with
+//! `credentials.endpointAddress`, `identityClientId` (`SystemAssigned` or a client id) and
+//! `name` for a managed identity (the gateway's token provider), `description`, `isBuffered`. Two types of our own serve users outside Azure: `http` POSTs
 //! the messages, newline-delimited, in batches to `endpoint.url` with `endpoint.headers`, and
 //! `otlp` sends them as OpenTelemetry log records (OTLP/HTTP with JSON) to a collector.
 //!
@@ -25,6 +26,44 @@ pub const MASKED: &str = "******";
 pub const CONNECTION_STRING: &str = "connectionString";
 /// The credential naming the event hub (Azure's `credentials.name`).
 pub const EVENT_HUB_NAME: &str = "name";
+/// The credentials of a logger that signs in with a managed identity: the namespace's host and
+/// the identity (`SystemAssigned`, or a user-assigned identity's client id).
+pub const ENDPOINT_ADDRESS: &str = "endpointAddress";
+pub const IDENTITY_CLIENT_ID: &str = "identityClientId";
+
+/// How the gateway signs in to an event hub.
+#[derive(Clone, PartialEq, Eq)]
+pub enum EventHubAuth {
+    /// A shared access signature made with a key of the connection string.
+    SharedKey { key_name: String, key: String },
+    /// A token from the gateway's token provider; `client_id` names a user-assigned identity.
+    ManagedIdentity { client_id: Option<String> },
+}
+
+/// Never prints the key.
+impl std::fmt::Debug for EventHubAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SharedKey { key_name, .. } => f
+                .debug_struct("SharedKey")
+                .field("key_name", key_name)
+                .finish_non_exhaustive(),
+            Self::ManagedIdentity { client_id } => f
+                .debug_struct("ManagedIdentity")
+                .field("client_id", client_id)
+                .finish(),
+        }
+    }
+}
+
+/// An event hub and how to sign in to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHubTarget {
+    /// The namespace's host (and port, where one is given).
+    pub host: String,
+    pub hub: String,
+    pub auth: EventHubAuth,
+}
 
 /// Where a logger sends its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,28 +171,49 @@ impl Logger {
         self
     }
 
-    /// The Event Hubs connection of an `azureEventHub` logger.
-    pub fn event_hub(&self) -> Result<EventHubConnection, String> {
-        let text = self
+    /// The event hub of an `azureEventHub` logger and how to sign in to it.
+    pub fn event_hub(&self) -> Result<EventHubTarget, String> {
+        let name = self
             .credentials
-            .get(CONNECTION_STRING)
-            .ok_or("an azureEventHub logger needs credentials.connectionString")?;
-        let mut connection = EventHubConnection::parse(text)?;
-        match (
-            &connection.entity_path,
-            self.credentials.get(EVENT_HUB_NAME),
-        ) {
-            (Some(_), _) => {}
-            (None, Some(name)) if !name.trim().is_empty() => {
-                connection.entity_path = Some(name.trim().to_owned());
+            .get(EVENT_HUB_NAME)
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty());
+        let endpoint = self.credentials.get(ENDPOINT_ADDRESS);
+        if let Some(text) = self.credentials.get(CONNECTION_STRING) {
+            if endpoint.is_some() || self.credentials.contains_key(IDENTITY_CLIENT_ID) {
+                return Err("give connectionString, or endpointAddress and identityClientId for a managed identity, not both".into());
             }
-            (None, _) => {
-                return Err(
-                    "name the event hub: give credentials.name, or EntityPath in the connection string".into(),
-                );
-            }
+            let c = EventHubConnection::parse(text)?;
+            let hub = c.entity_path.or(name).ok_or(
+                "name the event hub: give credentials.name, or EntityPath in the connection string",
+            )?;
+            return Ok(EventHubTarget {
+                host: c.host,
+                hub,
+                auth: EventHubAuth::SharedKey {
+                    key_name: c.key_name,
+                    key: c.key,
+                },
+            });
         }
-        Ok(connection)
+        let Some(endpoint) = endpoint else {
+            return Err("an azureEventHub logger needs credentials.connectionString, or endpointAddress and identityClientId for a managed identity".into());
+        };
+        let host = host_of(endpoint).ok_or(
+            "credentials.endpointAddress must be the namespace's host, such as contoso.servicebus.windows.net",
+        )?;
+        let hub =
+            name.ok_or("a managed identity logger names its event hub in credentials.name")?;
+        let client_id = match self.credentials.get(IDENTITY_CLIENT_ID).map(|c| c.trim()) {
+            None | Some("") => None,
+            Some(c) if c.eq_ignore_ascii_case("SystemAssigned") => None,
+            Some(c) => Some(c.to_owned()),
+        };
+        Ok(EventHubTarget {
+            host,
+            hub,
+            auth: EventHubAuth::ManagedIdentity { client_id },
+        })
     }
 }
 
@@ -185,16 +245,28 @@ impl Resource for Logger {
                     );
                 }
                 for key in self.credentials.keys() {
-                    if key != CONNECTION_STRING && key != EVENT_HUB_NAME {
+                    if ![
+                        CONNECTION_STRING,
+                        EVENT_HUB_NAME,
+                        ENDPOINT_ADDRESS,
+                        IDENTITY_CLIENT_ID,
+                    ]
+                    .contains(&key.as_str())
+                    {
                         p.push(
                             format!("credentials.{key}"),
-                            "is not known; an azureEventHub logger takes connectionString and name",
+                            "is not known; an azureEventHub logger takes connectionString and name, or endpointAddress, identityClientId and name",
                         );
                     }
                 }
                 // A masked value is resolved against the stored one before this runs.
                 if let Err(e) = self.event_hub() {
-                    p.push("credentials.connectionString", e);
+                    let target = if self.credentials.contains_key(CONNECTION_STRING) {
+                        "credentials.connectionString"
+                    } else {
+                        "credentials"
+                    };
+                    p.push(target, e);
                 }
             }
             Some(LoggerKind::Http | LoggerKind::Otlp) => {
@@ -301,14 +373,7 @@ impl EventHubConnection {
                     .map(|_| &endpoint[s.len()..])
             })
             .ok_or("the connection string's Endpoint must start with sb:// (or https://)")?;
-        let host = rest.split(['/', '?']).next().unwrap_or_default().trim();
-        let valid_host = !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-        if !valid_host {
-            return Err("the connection string's Endpoint has no valid host".into());
-        }
+        let host = host_of(rest).ok_or("the connection string's Endpoint has no valid host")?;
         let key_name = key_name
             .filter(|k| !k.is_empty())
             .ok_or("the connection string has no SharedAccessKeyName")?;
@@ -316,12 +381,32 @@ impl EventHubConnection {
             .filter(|k| !k.is_empty())
             .ok_or("the connection string has no SharedAccessKey")?;
         Ok(Self {
-            host: host.to_ascii_lowercase(),
+            host,
             key_name,
             key,
             entity_path,
         })
     }
+}
+
+/// The host (and port) of `text`: a bare host, or a URL (`sb://`, `https://`) whose path is
+/// ignored; lower case. `None` when there is none.
+fn host_of(text: &str) -> Option<String> {
+    let text = text.trim();
+    let rest = ["sb://", "https://"]
+        .iter()
+        .find_map(|s| {
+            text.get(..s.len())
+                .filter(|p| p.eq_ignore_ascii_case(s))
+                .map(|_| &text[s.len()..])
+        })
+        .unwrap_or(text);
+    let host = rest.split(['/', '?']).next().unwrap_or_default().trim();
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    valid.then(|| host.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -340,18 +425,41 @@ mod tests {
         assert!(l.is_buffered);
         let c = l.event_hub().unwrap();
         assert_eq!(c.host, "ns.servicebus.windows.net");
-        assert_eq!(c.key_name, "send");
-        assert_eq!(c.key, "abc=");
-        assert_eq!(c.entity_path.as_deref(), Some("hub1"));
+        assert_eq!(c.hub, "hub1");
+        assert_eq!(
+            c.auth,
+            EventHubAuth::SharedKey {
+                key_name: "send".into(),
+                key: "abc=".into()
+            }
+        );
         // EntityPath in the string wins over credentials.name.
-        let l = hub(r#"{"loggerType":"azureEventHub","credentials":{"connectionString":"Endpoint=sb://127.0.0.1:9443/;SharedAccessKeyName=k;SharedAccessKey=s;EntityPath=orders"}}"#).unwrap();
+        let l = hub(r#"{"loggerType":"azureEventHub","credentials":{"name":"other","connectionString":"Endpoint=sb://127.0.0.1:9443/;SharedAccessKeyName=k;SharedAccessKey=s3cr3t;EntityPath=orders"}}"#).unwrap();
         let c = l.event_hub().unwrap();
         assert_eq!(
-            (c.host.as_str(), c.entity_path.as_deref()),
-            ("127.0.0.1:9443", Some("orders"))
+            (c.host.as_str(), c.hub.as_str()),
+            ("127.0.0.1:9443", "orders")
         );
         // Debug never shows the key.
-        assert!(!format!("{c:?}").contains("\"s\""));
+        assert!(!format!("{c:?}").contains("s3cr3t"), "{c:?}");
+        // A managed identity, system-assigned or user-assigned.
+        let l = hub(r#"{"loggerType":"azureEventHub","credentials":{"endpointAddress":"Contoso.servicebus.windows.net","identityClientId":"SystemAssigned","name":"orders"}}"#).unwrap();
+        let c = l.event_hub().unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.hub.as_str(), &c.auth),
+            (
+                "contoso.servicebus.windows.net",
+                "orders",
+                &EventHubAuth::ManagedIdentity { client_id: None }
+            )
+        );
+        let l = hub(r#"{"loggerType":"azureEventHub","credentials":{"endpointAddress":"sb://contoso.servicebus.windows.net/","identityClientId":"1b2c","name":"orders"}}"#).unwrap();
+        assert_eq!(
+            l.event_hub().unwrap().auth,
+            EventHubAuth::ManagedIdentity {
+                client_id: Some("1b2c".into())
+            }
+        );
     }
 
     #[test]
@@ -377,6 +485,26 @@ mod tests {
                 r#"{"loggerType":"azureEventHub","credentials":{"connectionString":"Endpoint=sb://ns/;SharedAccessKeyName=k","name":"h"}}"#,
                 "credentials.connectionString",
                 "no SharedAccessKey",
+            ),
+            (
+                r#"{"loggerType":"azureEventHub","credentials":{"endpointAddress":"ns.servicebus.windows.net","identityClientId":"SystemAssigned"}}"#,
+                "credentials",
+                "names its event hub in credentials.name",
+            ),
+            (
+                r#"{"loggerType":"azureEventHub","credentials":{"name":"h"}}"#,
+                "credentials",
+                "needs credentials.connectionString, or endpointAddress",
+            ),
+            (
+                r#"{"loggerType":"azureEventHub","credentials":{"name":"h","endpointAddress":"ns","connectionString":"Endpoint=sb://ns/;SharedAccessKeyName=k;SharedAccessKey=s"}}"#,
+                "credentials.connectionString",
+                "not both",
+            ),
+            (
+                r#"{"loggerType":"azureEventHub","credentials":{"name":"h","instrumentationKey":"x","connectionString":"Endpoint=sb://ns/;SharedAccessKeyName=k;SharedAccessKey=s"}}"#,
+                "credentials.instrumentationKey",
+                "is not known",
             ),
             (r#"{"loggerType":"http"}"#, "endpoint", "is required"),
             (

@@ -73,7 +73,7 @@ fn http_logger(id: &str, url: &str, buffered: bool) -> Arc<LoggerSpec> {
 }
 
 fn shipper() -> LogShipper {
-    LogShipper::new(&[], Arc::default()).unwrap()
+    LogShipper::new(&[], None, Arc::default()).unwrap()
 }
 
 fn entry(logger: &str, message: String) -> LogEntry {
@@ -341,4 +341,63 @@ async fn a_logger_whose_settings_change_gets_a_new_queue_and_the_old_one_drains(
         shipper.running.load(Ordering::SeqCst) == 1
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_event_hub_logger_with_a_managed_identity_sends_the_providers_token() {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let imds = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/token"))
+        .and(query_param("resource", EVENT_HUBS_RESOURCE))
+        .and(query_param("client_id", "uai-7"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"access_token": "hub-token", "expires_in": "3599", "token_type": "Bearer"}),
+        ))
+        .mount(&imds)
+        .await;
+    let provider = crate::identity::TokenProvider::new(
+        crate::identity::Provider::Imds {
+            endpoint: format!("{}/token", imds.uri()),
+            client_id: None,
+        },
+        crate::outbound_tls::reqwest_tls(&[]).unwrap(),
+    )
+    .unwrap();
+    let (url, seen) = sink(|_| (201, Duration::ZERO)).await;
+    // The hub over plain HTTP here; the sink stands for the namespace.
+    let spec = Arc::new(LoggerSpec {
+        id: "mi".into(),
+        buffered: false,
+        sink: Sink::EventHub(EventHub {
+            entity: format!("{url}/orders"),
+            auth: EventHubAuth::ManagedIdentity {
+                client_id: Some("uai-7".into()),
+            },
+        }),
+    });
+    let shipper = LogShipper {
+        identity: Some(Arc::new(provider)),
+        ..shipper()
+    };
+    shipper.submit(Some(&spec), entry("mi", "signed in".into()));
+    until("delivered", Duration::from_secs(10), || {
+        seen.requests.lock().unwrap().len() == 1
+    })
+    .await;
+    let (path, headers, body) = seen.requests.lock().unwrap()[0].clone();
+    assert_eq!(path, "/orders/messages?timeout=60&api-version=2014-01");
+    assert_eq!(headers["authorization"], "Bearer hub-token");
+    assert_eq!(body, r#"[{"Body":"signed in"}]"#);
+
+    // Without a token provider: dropped and counted, never sent unsigned.
+    let unsigned = LogShipper::new(&[], None, Arc::default()).unwrap();
+    unsigned.submit(Some(&spec), entry("mi", "lost".into()));
+    let c = unsigned.stats().counters("mi");
+    until("dropped", Duration::from_secs(5), || {
+        c.dropped.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    assert_eq!(seen.requests.lock().unwrap().len(), 1);
 }
