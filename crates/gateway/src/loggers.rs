@@ -15,7 +15,8 @@
 //! secret).
 //!
 //! The tasks run on a current-thread runtime of the shipper's own thread, started with the
-//! first message: a gateway that logs nothing runs nothing. Queues outlive configuration
+//! first message: a gateway that logs nothing runs nothing. Finding a logger's queue takes one
+//! short lock shared by the workers, and only requests that log take it. Queues outlive configuration
 //! swaps; a logger whose settings change gets a new queue, and the old one is drained with
 //! the old settings.
 
@@ -331,10 +332,15 @@ impl LogShipper {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let current = queues
-                .get(&spec.id)
+                .get_mut(&spec.id)
                 .filter(|q| Arc::ptr_eq(&q.spec, spec) || q.spec == *spec);
             match current {
-                Some(q) => (q.tx.clone(), q.bytes.clone(), q.counters.clone()),
+                Some(q) => {
+                    // The same settings from a configuration compiled again: next time, the
+                    // pointer says so.
+                    q.spec = spec.clone();
+                    (q.tx.clone(), q.bytes.clone(), q.counters.clone())
+                }
                 None => match self.start_queue(spec) {
                     Some(q) => {
                         let parts = (q.tx.clone(), q.bytes.clone(), q.counters.clone());
