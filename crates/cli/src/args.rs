@@ -277,6 +277,11 @@ pub struct UpArgs {
     /// http://127.0.0.1:4318 (traces go to /v1/traces under it) [default: off].
     #[arg(long, env = "GATEHOUSE_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// The Dapr sidecar's HTTP API, for set-backend-service backend-id="dapr", publish-to-dapr
+    /// and invoke-dapr-binding [default: DAPR_HTTP_ENDPOINT, else http://127.0.0.1:DAPR_HTTP_PORT,
+    /// else http://localhost:3500].
+    #[arg(long, env = "GATEHOUSE_DAPR_HTTP_ENDPOINT")]
+    pub dapr_http_endpoint: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
     #[command(flatten)]
@@ -452,6 +457,11 @@ pub struct GatewayRunArgs {
     /// http://127.0.0.1:4318 (traces go to /v1/traces under it) [default: off].
     #[arg(long, env = "GATEHOUSE_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// The Dapr sidecar's HTTP API, for set-backend-service backend-id="dapr", publish-to-dapr
+    /// and invoke-dapr-binding [default: DAPR_HTTP_ENDPOINT, else http://127.0.0.1:DAPR_HTTP_PORT,
+    /// else http://localhost:3500].
+    #[arg(long, env = "GATEHOUSE_DAPR_HTTP_ENDPOINT")]
+    pub dapr_http_endpoint: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -583,6 +583,10 @@ pub async fn up(global: Global, args: UpArgs) -> Result<(), Failure> {
     settings.redis = crate::settings::redis(&args.redis, file, &settings.trusted_ca)?;
     settings.identity =
         crate::settings::token_provider(&args.identity, file, &settings.trusted_ca)?;
+    settings.dapr_endpoint =
+        crate::settings::dapr_endpoint(args.dapr_http_endpoint.as_deref(), file, &|name| {
+            std::env::var(name).ok()
+        })?;
     let grace = settings.shutdown_grace;
     let admin_addr = parse_addr(
         "--gateway-admin-listen",
@@ -1051,6 +1055,10 @@ pub async fn gateway(global: Global, args: crate::args::GatewayRunArgs) -> Resul
     gateway.max_request_body = crate::settings::max_request_body(&args.server.limits, &file)?;
     gateway.redis = crate::settings::redis(&args.redis, &file, &gateway.trusted_ca)?;
     gateway.identity = crate::settings::token_provider(&args.identity, &file, &gateway.trusted_ca)?;
+    gateway.dapr_endpoint =
+        crate::settings::dapr_endpoint(args.dapr_http_endpoint.as_deref(), &file, &|name| {
+            std::env::var(name).ok()
+        })?;
     let instance = pick(&args.name, &file.name).unwrap_or_else(instance_name);
     // The token is checked properly when the gateway starts; here it only names the gateway
     // in the traces' resource.

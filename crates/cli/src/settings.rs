@@ -73,6 +73,7 @@ pub struct FileSettings {
     pub identity_certificate: Option<PathBuf>,
     pub identity_token_file: Option<PathBuf>,
     pub identity_scope: Option<String>,
+    pub dapr_http_endpoint: Option<String>,
 }
 
 impl FileSettings {
@@ -427,6 +428,49 @@ pub fn token_provider(
     Ok(Some(std::sync::Arc::new(provider)))
 }
 
+/// The Dapr sidecar's HTTP API: `--dapr-http-endpoint` (or `GATEHOUSE_DAPR_HTTP_ENDPOINT`),
+/// then the settings file, then the variables Dapr's own SDKs read (`DAPR_HTTP_ENDPOINT`, then
+/// `DAPR_HTTP_PORT` on 127.0.0.1), looked up through `env` so tests pass a map; else Azure's
+/// `http://localhost:3500`.
+pub fn dapr_endpoint(
+    flag: Option<&str>,
+    file: &FileSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Failure> {
+    let given = |v: Option<String>| v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let (endpoint, from) = if let Some(v) = given(flag.map(str::to_owned)) {
+        (v, "--dapr-http-endpoint")
+    } else if let Some(v) = given(file.dapr_http_endpoint.clone()) {
+        (v, "dapr-http-endpoint in the settings file")
+    } else if let Some(v) = given(env("DAPR_HTTP_ENDPOINT")) {
+        (v, "DAPR_HTTP_ENDPOINT")
+    } else if let Some(port) = given(env("DAPR_HTTP_PORT")) {
+        let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
+            Failure::input(format!(
+                "DAPR_HTTP_PORT '{port}' is not a port number; set it to the Dapr sidecar's HTTP port, such as 3500"
+            ))
+        })?;
+        (format!("http://127.0.0.1:{port}"), "DAPR_HTTP_PORT")
+    } else {
+        return Ok(gatehouse_policy::policies::DAPR_DEFAULT_ENDPOINT.to_owned());
+    };
+    let endpoint = endpoint.trim_end_matches('/').to_owned();
+    gatehouse_model::resources::check_http_url(&endpoint)
+        .and_then(|()| {
+            if endpoint.contains('?') {
+                Err(format!("'{endpoint}' must not have a query"))
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|e| {
+            Failure::input(format!(
+                "{from}: {e}; give the Dapr sidecar's HTTP address, such as http://localhost:3500"
+            ))
+        })?;
+    Ok(endpoint)
+}
+
 /// The listeners' timeouts and caps: flags and environment first, then the settings file.
 pub fn listener_limits(
     args: &crate::args::ListenerArgs,
@@ -556,6 +600,60 @@ pub fn parse_addr(what: &str, text: &str) -> Result<std::net::SocketAddr, Failur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Dapr sidecar from the flag, the settings file, then Dapr's own variables (a map
+    /// stands in for the environment), else Azure's default.
+    #[test]
+    fn the_dapr_sidecar_comes_from_the_flag_the_file_then_daprs_variables() {
+        fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        }
+        let none = FileSettings::default();
+        assert_eq!(
+            dapr_endpoint(None, &none, &env(&[])).unwrap(),
+            "http://localhost:3500"
+        );
+        assert_eq!(
+            dapr_endpoint(None, &none, &env(&[("DAPR_HTTP_PORT", "3601")])).unwrap(),
+            "http://127.0.0.1:3601"
+        );
+        let both = env(&[
+            ("DAPR_HTTP_PORT", "3601"),
+            ("DAPR_HTTP_ENDPOINT", "http://dapr.local:3500/"),
+        ]);
+        assert_eq!(
+            dapr_endpoint(None, &none, &both).unwrap(),
+            "http://dapr.local:3500"
+        );
+        let file = FileSettings {
+            dapr_http_endpoint: Some("http://from-file:1".into()),
+            ..FileSettings::default()
+        };
+        assert_eq!(
+            dapr_endpoint(None, &file, &both).unwrap(),
+            "http://from-file:1"
+        );
+        assert_eq!(
+            dapr_endpoint(Some("https://flag:2"), &file, &both).unwrap(),
+            "https://flag:2"
+        );
+        for (flag, env_vars, wanted) in [
+            (Some("localhost:3500"), &[][..], "--dapr-http-endpoint"),
+            (Some("http://d:1/?x=1"), &[][..], "query"),
+            (
+                None,
+                &[("DAPR_HTTP_PORT", "web")][..],
+                "DAPR_HTTP_PORT 'web'",
+            ),
+        ] {
+            let e = dapr_endpoint(flag, &none, &env(env_vars)).unwrap_err();
+            assert!(e.message.contains(wanted), "{flag:?}: {}", e.message);
+        }
+    }
 
     /// The token provider from flags, the settings file and Azure's variables (a map stands in
     /// for the environment).

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use gatehouse_model::loggers::Logger;
 use gatehouse_model::resources::{
     Api, Backend, Certificate, GROUP_USER, GatewayCertificateAuthority, HostnameConfiguration,
     NamedValue, Operation, PRODUCT_GROUP, PolicyFragment, Product, Resource, Scope, Subscription,
@@ -16,8 +17,8 @@ use gatehouse_model::resources::{
 };
 use gatehouse_model::snapshot::{
     Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotBackend, SnapshotCertificateAuthority,
-    SnapshotClientCertificate, SnapshotHostname, SnapshotProduct, SnapshotSubscription,
-    SnapshotTls,
+    SnapshotClientCertificate, SnapshotHostname, SnapshotLogger, SnapshotProduct,
+    SnapshotSubscription, SnapshotTls,
 };
 use gatehouse_store::{Change, Store};
 
@@ -107,6 +108,8 @@ pub(crate) struct Compiled {
     backends: BTreeMap<String, SnapshotBackend>,
     /// The Try it signing key, base64 (see `gatehouse_model::tryit`).
     tryit_key: Option<String>,
+    /// The loggers the shipped policies and fragments name, secrets opened.
+    loggers: BTreeMap<String, SnapshotLogger>,
 }
 
 /// A scope as the index keys it: `/apis`, `/apis/{id}` or `/products/{id}`.
@@ -250,6 +253,7 @@ impl Compiled {
             tls: SnapshotTls::default(),
             backends: BTreeMap::new(),
             tryit_key: None,
+            loggers: BTreeMap::new(),
         }
     }
 
@@ -471,6 +475,30 @@ impl Compiled {
                 }
             }
         }
+        // Ship only the loggers the shipped policies and fragments log to.
+        let mut loggers = BTreeMap::new();
+        for text in texts().chain(fragments.values()) {
+            for id in policies::referenced_loggers(text) {
+                if loggers.contains_key(&id) {
+                    continue;
+                }
+                let Some(body) = store.get(Logger::KIND, "", &id).await? else {
+                    continue;
+                };
+                let logger = crate::handlers::loggers::open_with(sealer, decode(&body)?)?;
+                loggers.insert(
+                    id,
+                    SnapshotLogger {
+                        id: logger.id,
+                        logger_type: logger.logger_type,
+                        credentials: logger.credentials,
+                        endpoint: logger.endpoint,
+                        is_buffered: logger.is_buffered,
+                    },
+                );
+            }
+        }
+        self.loggers = loggers;
         let mut named_values = BTreeMap::new();
         for name in wanted {
             let Some(body) = store.get(NamedValue::KIND, "", &name).await? else {
@@ -689,7 +717,7 @@ impl Compiled {
                     dirty_backends.insert(id.clone());
                 }
                 policies::GLOBAL => global = true,
-                PolicyFragment::KIND | NamedValue::KIND => policy_inputs = true,
+                PolicyFragment::KIND | NamedValue::KIND | Logger::KIND => policy_inputs = true,
                 // Any certificate may be one this gateway uses: reading its few TLS documents
                 // again and comparing is cheaper than tracking who uses what.
                 Certificate::KIND => tls = true,
@@ -874,7 +902,11 @@ impl Compiled {
             // The policies may name other client certificates.
             tls = true;
             let (fragments, named) = (self.policy_fragments.clone(), self.named_values.clone());
+            let loggers = self.loggers.clone();
             self.ship_policy_inputs(store, sealer).await?;
+            if loggers != self.loggers {
+                delta.loggers = Some(self.loggers.values().cloned().collect());
+            }
             if fragments != self.policy_fragments {
                 delta.policy_fragments = Some(self.policy_fragments.clone());
             }
@@ -942,6 +974,8 @@ impl Compiled {
             tls: (old.tls != self.tls).then(|| self.tls.clone()),
             backends,
             removed_backends,
+            loggers: (old.loggers != self.loggers)
+                .then(|| self.loggers.values().cloned().collect()),
         }
     }
 
@@ -960,6 +994,7 @@ impl Compiled {
             tls: self.tls.clone(),
             backends: self.backends.values().cloned().collect(),
             tryit_key: self.tryit_key.clone(),
+            loggers: self.loggers.values().cloned().collect(),
         }
     }
 }

@@ -15,8 +15,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::handlers::{
     apis, backends, certificate_authorities, certificates, gateway_tokens, gateways, groups,
-    hostname_configurations, named_values, policies, policy_fragments, portal_settings, products,
-    reports, subscriptions, users,
+    hostname_configurations, loggers, named_values, policies, policy_fragments, portal_settings,
+    products, reports, subscriptions, users,
 };
 
 #[derive(OpenApi)]
@@ -38,6 +38,7 @@ use crate::handlers::{
         named_values::list, named_values::get, named_values::put, named_values::patch,
         named_values::delete, named_values::list_value,
         backends::list, backends::get, backends::put, backends::patch, backends::delete,
+        loggers::list, loggers::get, loggers::put, loggers::patch, loggers::delete,
         gateways::list, gateways::get, gateways::put, gateways::patch, gateways::delete,
         gateways::list_apis, gateways::add_api, gateways::remove_api,
         certificates::list, certificates::get, certificates::put, certificates::delete,
@@ -68,6 +69,7 @@ use crate::handlers::{
         (name = "subscriptions", description = "Subscriptions and their keys"),
         (name = "named-values", description = "Values policies refer to as {{name}}"),
         (name = "backends", description = "Backend services"),
+        (name = "loggers", description = "Where log-to-eventhub sends messages: Azure Event Hubs, or an http or otlp sink"),
         (name = "gateways", description = "Gateways, the APIs assigned to them, their hostname configurations and certificate authorities"),
         (name = "certificates", description = "TLS certificates (PEM) for the gateways' hostnames and certificate authorities"),
         (name = "policies", description = "Policy documents at the global, product, API and operation scopes"),

@@ -115,6 +115,7 @@ fn snapshot(apis: usize, subscriptions: usize, policies: bool) -> Snapshot {
         policy_fragments: Default::default(),
         tls: Default::default(),
         tryit_key: None,
+        loggers: Vec::new(),
         backends: Vec::new(),
     }
 }

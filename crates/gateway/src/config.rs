@@ -199,6 +199,9 @@ pub struct CompiledConfig {
     pub backends: Arc<Backends>,
     /// The APIs of the snapshot that could not be compiled, in the snapshot's order.
     problems: Arc<[Arc<ApiProblem>]>,
+    /// The loggers `log-to-eventhub` sends to; shared with the next configuration when a
+    /// delta leaves them alone.
+    pub loggers: Arc<crate::loggers::CompiledLoggers>,
 }
 
 /// Shards of the key index: an update copies the few shards it changes, not the index.
@@ -571,7 +574,20 @@ impl CompiledConfig {
             }),
             tls,
             backends,
+            loggers: Arc::new(crate::loggers::CompiledLoggers::compile(&snapshot.loggers)),
         })
+    }
+
+    /// The loggers of the configuration `delta` leads to: compiled again only if they changed.
+    fn updated_loggers(
+        &self,
+        delta: &Delta,
+        snapshot: &Snapshot,
+    ) -> Arc<crate::loggers::CompiledLoggers> {
+        match &delta.loggers {
+            Some(_) => Arc::new(crate::loggers::CompiledLoggers::compile(&snapshot.loggers)),
+            None => self.loggers.clone(),
+        }
     }
 
     /// The backends of the configuration `delta` leads to, under `tls` (that configuration's):
@@ -682,6 +698,7 @@ impl CompiledConfig {
                 tls,
                 backends,
                 problems: self.problems.clone(),
+                loggers: self.updated_loggers(delta, snapshot),
             });
         }
 
@@ -812,6 +829,7 @@ impl CompiledConfig {
             }),
             tls,
             backends,
+            loggers: self.updated_loggers(delta, snapshot),
         })
     }
 

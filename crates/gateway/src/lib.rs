@@ -20,6 +20,7 @@ pub mod identity;
 pub mod inbound_tls;
 pub mod link;
 pub mod listener;
+pub mod loggers;
 pub mod metrics;
 pub mod openid;
 pub mod otel;
@@ -72,6 +73,9 @@ pub struct GatewaySettings {
     /// Where `authentication-managed-identity` gets tokens (`--identity-provider`), shared by
     /// the workers; `None`: the policy fails (or is ignored with `ignore-error`).
     pub identity: Option<Arc<identity::TokenProvider>>,
+    /// The Dapr sidecar's HTTP API (`--dapr-http-endpoint`), for `set-backend-service
+    /// backend-id="dapr"`, `publish-to-dapr` and `invoke-dapr-binding`.
+    pub dapr_endpoint: String,
 }
 
 impl Default for GatewaySettings {
@@ -87,6 +91,7 @@ impl Default for GatewaySettings {
             max_request_body: u64::MAX,
             redis: None,
             identity: None,
+            dapr_endpoint: gatehouse_policy::policies::DAPR_DEFAULT_ENDPOINT.to_owned(),
         }
     }
 }

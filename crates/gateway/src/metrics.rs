@@ -274,6 +274,44 @@ impl Collector for Scrape {
             )?;
         }
 
+        let loggers = s.telemetry.loggers.all();
+        if !loggers.is_empty() {
+            let series = |pick: fn(&crate::loggers::LoggerCounters) -> u64| -> Vec<(Labels, u64)> {
+                loggers
+                    .iter()
+                    .map(|(id, c)| {
+                        let mut labels = base();
+                        labels.push(("logger".to_owned(), id.to_string()));
+                        (labels, pick(c))
+                    })
+                    .collect()
+            };
+            counter(
+                &mut encoder,
+                "gatehouse_logger_sent",
+                "log-to-eventhub messages the logger accepted",
+                &series(|c| c.sent.load(std::sync::atomic::Ordering::Relaxed)),
+            )?;
+            counter(
+                &mut encoder,
+                "gatehouse_logger_dropped",
+                "log-to-eventhub messages dropped: the logger's queue was full, sending failed, or the logger is unknown",
+                &series(|c| c.dropped.load(std::sync::atomic::Ordering::Relaxed)),
+            )?;
+            let queued: Vec<(Labels, f64)> =
+                series(|c| c.queued.load(std::sync::atomic::Ordering::Relaxed))
+                    .into_iter()
+                    .map(|(l, v)| (l, v as f64))
+                    .collect();
+            gauge(
+                &mut encoder,
+                "gatehouse_logger_queued",
+                "log-to-eventhub messages waiting to be sent",
+                None,
+                &queued,
+            )?;
+        }
+
         let up = &s.telemetry.upstream;
         gauge(
             &mut encoder,

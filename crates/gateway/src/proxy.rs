@@ -135,6 +135,11 @@ pub struct Worker {
     region: Arc<str>,
     /// The WebSockets open on this worker.
     tunnels: Arc<Tunnels>,
+    /// Where `log-to-eventhub` messages go, shared by the workers.
+    loggers: Arc<crate::loggers::LogShipper>,
+    /// The Dapr sidecar's HTTP API, parsed; `None` when `--dapr-http-endpoint` is not a URL
+    /// (the command line refuses that, so only embedders see it).
+    dapr: Option<Upstream>,
 }
 
 /// What the workers of one gateway share, and what outlives configuration swaps.
@@ -145,6 +150,7 @@ pub struct WorkerShared {
     pub openid: Arc<OpenIdKeyCache>,
     pub outbound_tls: Arc<crate::outbound_tls::OutboundTls>,
     pub redis: Option<Arc<crate::redis_link::RedisShared>>,
+    pub loggers: Arc<crate::loggers::LogShipper>,
 }
 
 impl Worker {
@@ -161,7 +167,12 @@ impl Worker {
             shared.outbound_tls.clone(),
             config.clone(),
         );
+        let dapr = crate::config::parse_upstream(settings.dapr_endpoint.trim_end_matches('/'))
+            .map_err(|e| tracing::error!(error = %e, "the Dapr sidecar address is not usable; Dapr policies fail"))
+            .ok();
         Self {
+            dapr,
+            loggers: shared.loggers.clone(),
             config,
             client,
             settings,
@@ -482,6 +493,7 @@ impl Worker {
             tunnel: None,
             gateway: &config.gateway_id,
             counters_down: false,
+            loggers: &config.loggers,
         };
         pipeline.run(&mut ex, &mut io).await;
         let GatewayIo {
@@ -984,6 +996,8 @@ struct GatewayIo<'a> {
     gateway: &'a Arc<str>,
     /// A counter was refused because Redis failed under `--redis-failure closed`: 503.
     counters_down: bool,
+    /// The configuration's loggers, for `log-to-eventhub`.
+    loggers: &'a crate::loggers::CompiledLoggers,
 }
 
 /// How a request goes to its backend, the same for every call it makes (`retry` makes several).
@@ -1045,11 +1059,21 @@ impl Io for GatewayIo<'_> {
         ex: &mut Exchange,
         options: &ForwardRequest,
     ) -> Result<(), PolicyError> {
-        let route =
-            crate::config::backends::Route::choose(self.backends, ex, self.upstream, self.api_id)?;
+        let route = crate::config::backends::Route::choose(
+            self.backends,
+            ex,
+            self.upstream,
+            self.api_id,
+            self.worker.dapr.as_ref(),
+        )?;
         let upstream = route.upstream();
         let query = route.query(ex.request.query.as_deref());
-        let uri = upstream_uri(upstream, &ex.request.path, query.as_deref(), None)?;
+        let uri = upstream_uri(
+            upstream,
+            route.path(&ex.request.path),
+            query.as_deref(),
+            None,
+        )?;
         let mut headers = if self.take_headers {
             std::mem::take(&mut ex.request.headers)
         } else {
@@ -1215,6 +1239,18 @@ impl Io for GatewayIo<'_> {
         }
     }
 
+    fn log(&mut self, entry: gatehouse_policy::policies::LogEntry) {
+        let spec = self.loggers.get(&entry.logger);
+        self.worker.loggers.submit(spec, entry);
+    }
+
+    fn dapr_url(&self, path: &str) -> String {
+        format!(
+            "{}{path}",
+            self.worker.settings.dapr_endpoint.trim_end_matches('/')
+        )
+    }
+
     fn emit_metric(&mut self, metric: gatehouse_policy::policies::EmittedMetric) {
         self.worker.telemetry.emit(
             crate::telemetry::CustomKey {
@@ -1242,7 +1278,7 @@ async fn outbound(
         .url
         .parse()
         .map_err(|e| failed(format!("'{}' is not a valid URL: {e}", request.url)))?;
-    let target = match (uri.scheme(), uri.authority()) {
+    let mut target = match (uri.scheme(), uri.authority()) {
         (Some(scheme), Some(a))
             if *scheme == http::uri::Scheme::HTTP || *scheme == http::uri::Scheme::HTTPS =>
         {
@@ -1256,6 +1292,15 @@ async fn outbound(
             )));
         }
     };
+    if let Some(p) = &request.proxy {
+        let proxy = crate::upstream::ForwardProxy::new(
+            &p.url,
+            p.username.as_deref(),
+            p.password.as_deref(),
+        )
+        .map_err(failed)?;
+        target = target.through(Arc::new(proxy));
+    }
     let authority = target.authority().clone();
     let origin_form = uri
         .path_and_query()

@@ -52,6 +52,8 @@ pub struct RunningGateway {
     pub https_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
+    /// `log-to-eventhub`'s messages, sent before the process ends.
+    loggers: Arc<crate::loggers::LogShipper>,
 }
 
 impl std::fmt::Debug for RunningGateway {
@@ -81,8 +83,18 @@ impl RunningGateway {
             crate::outbound_tls::OutboundTls::load(&settings.trusted_ca)
                 .map_err(ServeError::Tls)?,
         );
-        // The counters, the policy cache and the OpenID keys outlive configuration swaps.
+        let loggers = Arc::new(
+            crate::loggers::LogShipper::new(
+                &settings.trusted_ca,
+                settings.identity.clone(),
+                telemetry.loggers.clone(),
+            )
+            .map_err(ServeError::Tls)?,
+        );
+        // The counters, the policy cache, the OpenID keys and the loggers' queues outlive
+        // configuration swaps.
         let shared = crate::proxy::WorkerShared {
+            loggers: loggers.clone(),
             counters: Arc::new(crate::counters::LocalCounters::default()),
             cache: Arc::new(crate::cache::GatewayCache::default()),
             openid: Arc::new(crate::openid::OpenIdKeyCache::default().trusting(
@@ -215,6 +227,7 @@ impl RunningGateway {
             https_addr: https_bound,
             stop,
             workers,
+            loggers,
         })
     }
 
@@ -225,8 +238,17 @@ impl RunningGateway {
         for w in self.workers {
             let _ = w.join();
         }
+        // No request logs any more: what is queued gets a moment to leave.
+        if !self.loggers.flush(LOGGER_FLUSH) {
+            tracing::warn!(
+                "log-to-eventhub messages were still queued at shutdown after {LOGGER_FLUSH:?}; they are lost"
+            );
+        }
     }
 }
+
+/// How long shutdown waits for the loggers' queues to empty.
+const LOGGER_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn bind_error(addr: SocketAddr) -> impl Fn(std::io::Error) -> ServeError {
     move |source| ServeError::Bind {

@@ -92,6 +92,8 @@ pub struct Telemetry {
     pub redis_errors: AtomicU64,
     /// The workers' upstream connections.
     pub upstream: Arc<crate::upstream::UpstreamGauges>,
+    /// What `log-to-eventhub` sent and dropped, per logger.
+    pub loggers: Arc<crate::loggers::LoggerStats>,
 }
 
 impl Telemetry {
@@ -122,6 +124,7 @@ impl Telemetry {
             batches_sent: AtomicU64::new(0),
             redis_errors: AtomicU64::new(0),
             upstream,
+            loggers: Arc::default(),
         })
     }
 

@@ -18,6 +18,12 @@
 //! the answer in the task serving the client, on connections pooled apart from hyper's.
 //!
 //! The pool also counts the connections it opens and those still open, for `/metrics`.
+//!
+//! A target may go through an HTTP proxy ([`forward_proxy`]): its connections are then the
+//! proxy's, in absolute form or tunnelled, and pooled apart from direct ones.
+
+mod forward_proxy;
+pub use forward_proxy::ForwardProxy;
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -29,7 +35,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gatehouse_tls::rustls::pki_types::ServerName;
 use http::uri::Authority;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -61,6 +67,8 @@ pub struct Target {
     client: Option<Arc<ClientTls>>,
     /// The backend resource this target belongs to, named in logs.
     backend: Option<Arc<str>>,
+    /// The HTTP proxy its connections go through (`proxy` policy).
+    via: Option<Arc<ForwardProxy>>,
 }
 
 impl Target {
@@ -88,7 +96,30 @@ impl Target {
             tls,
             client: None,
             backend: None,
+            via: None,
         })
+    }
+
+    /// This target reached through `proxy`: its connections are filed apart from direct ones
+    /// and from other proxies' (or other credentials').
+    pub fn through(&self, proxy: Arc<ForwardProxy>) -> Self {
+        let mut out = self.clone();
+        out.key = Arc::from(format!("{}{}", proxy.tag, self.key));
+        out.h2c_key = Arc::from(format!("{}{}", proxy.tag, self.h2c_key));
+        out.via = Some(proxy);
+        out
+    }
+
+    /// The target in absolute form for a proxy (`http://host:port/path?query`), and the
+    /// proxy's `Proxy-Authorization`, when requests go through a proxy in clear.
+    fn absolute(&self, path_and_query: &str) -> Option<(String, Option<&HeaderValue>)> {
+        let proxy = self.via.as_ref().filter(|_| self.tls.is_none())?;
+        let mut target =
+            String::with_capacity(7 + self.authority.as_str().len() + path_and_query.len());
+        target.push_str("http://");
+        target.push_str(self.authority.as_str());
+        target.push_str(path_and_query);
+        Some((target, proxy.authorization.as_ref()))
     }
 
     /// This target as backend resource `backend`'s, with TLS variant `client` (used for
@@ -198,6 +229,12 @@ pub enum UpstreamError {
         #[source]
         source: crate::h1::H1Error,
     },
+    #[error("the proxy {proxy} did not open a tunnel to {authority}: {reason}")]
+    Proxy {
+        proxy: Authority,
+        authority: Authority,
+        reason: String,
+    },
 }
 
 /// One worker's pool. Cloning it is cheap and shares the pool.
@@ -268,6 +305,9 @@ impl UpstreamPool {
     ) -> impl std::future::Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send + 'a
     {
         use tokio_util::either::Either;
+        if target.via.is_some() {
+            through_proxy(target, &mut request);
+        }
         if target.tls.is_none()
             && let Some(body) = whole_body(request.body_mut())
         {
@@ -335,7 +375,14 @@ impl UpstreamPool {
         parts: http::request::Parts,
         body: Bytes,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        // Through a proxy in clear, [`through_proxy`] made the URI absolute.
+        let target_text;
+        let path = if target.via.is_some() {
+            target_text = parts.uri.to_string();
+            target_text.as_str()
+        } else {
+            parts.uri.path_and_query().map_or("/", |p| p.as_str())
+        };
         let mut retried = false;
         loop {
             let (mut conn, fresh) = match self.shared.checkout_lean(&target.key) {
@@ -457,11 +504,35 @@ impl UpstreamPool {
         })
     }
 
-    /// Opens a TCP connection to the first of the target's addresses that accepts.
+    /// Opens a connection to the target: to the first of its addresses that accepts, or
+    /// through its proxy (a tunnel for TLS).
     async fn open(&self, target: &Target) -> Result<TcpStream, UpstreamError> {
+        self.open_via(target, target.tls.is_some()).await
+    }
+
+    /// [`Self::open`]; through a proxy, `tunnel` asks for a `CONNECT` tunnel.
+    async fn open_via(&self, target: &Target, tunnel: bool) -> Result<TcpStream, UpstreamError> {
         self.start_sweeping();
-        let authority = &target.authority;
-        let addrs = resolve(authority, target.port).await?;
+        let Some(proxy) = &target.via else {
+            return self.open_tcp(&target.authority, target.port).await;
+        };
+        let mut stream = self.open_tcp(&proxy.authority, proxy.port).await?;
+        if tunnel {
+            proxy
+                .tunnel(
+                    &mut stream,
+                    &target.authority,
+                    target.port,
+                    self.shared.settings.connect_timeout,
+                )
+                .await?;
+        }
+        Ok(stream)
+    }
+
+    /// Opens a TCP connection to the first of `authority`'s addresses that accepts.
+    async fn open_tcp(&self, authority: &Authority, port: u16) -> Result<TcpStream, UpstreamError> {
+        let addrs = resolve(authority, port).await?;
         let connect_error = |source| UpstreamError::Connect {
             authority: authority.clone(),
             source,
@@ -595,7 +666,8 @@ impl UpstreamPool {
             return self.send_multiplexed(target, sender, request).await;
         }
         let sender = Box::pin(async {
-            let stream = self.open(target).await?;
+            // Prior knowledge has no absolute form: through a proxy, a tunnel.
+            let stream = self.open_via(target, true).await?;
             self.handshake_http2(&target.authority, stream).await
         })
         .await?;
@@ -625,6 +697,10 @@ impl UpstreamPool {
         match protocol {
             Protocol::Auto => Either::Left(self.send(target, request)),
             Protocol::Upgrade => Either::Right(Box::pin(async move {
+                let mut request = request;
+                if target.via.is_some() {
+                    through_proxy(target, &mut request);
+                }
                 let result = self.send_upgrade(target, request).await;
                 say_why_tls_failed(target, &result);
                 result
@@ -888,6 +964,27 @@ async fn resolve(authority: &Authority, port: u16) -> Result<Vec<SocketAddr>, Up
             authority: authority.clone(),
             source,
         }),
+    }
+}
+
+/// A request to a target reached through a proxy in clear, made ready for it: its URI in
+/// absolute form and the proxy's `Proxy-Authorization` (the client's never passes: it is
+/// hop-by-hop). Through a tunnel, or directly, it is left as it is.
+fn through_proxy(target: &Target, request: &mut Request<Body>) {
+    let pq = request
+        .uri()
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let Some((absolute, authorization)) = target.absolute(pq) else {
+        return;
+    };
+    if let Ok(uri) = absolute.parse::<http::Uri>() {
+        *request.uri_mut() = uri;
+    }
+    if let Some(auth) = authorization {
+        request
+            .headers_mut()
+            .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
     }
 }
 

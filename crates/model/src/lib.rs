@@ -3,6 +3,7 @@
 //! the snapshot format a gateway downloads. Pure data: no I/O, no async runtime.
 
 pub mod error;
+pub mod loggers;
 pub mod openapi;
 pub mod reports;
 pub mod resources;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::loggers::LoggerEndpoint;
 use crate::resources::{
     BackendCredentials, BackendTls, Operation, ProductState, Protocol, SubscriptionState,
 };
@@ -53,6 +54,38 @@ pub struct Snapshot {
     /// the named values; `None`: the gateway believes no such address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tryit_key: Option<String>,
+    /// The loggers (`/mgmt/loggers`) the shipped policies name in `log-to-eventhub`, ordered
+    /// by id, with their secrets in clear (the gateway uses them; the backup seals them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loggers: Vec<SnapshotLogger>,
+}
+
+/// One logger as a gateway needs it: where messages go and with which secrets.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotLogger {
+    pub id: String,
+    /// `azureEventHub`, `http` or `otlp`.
+    pub logger_type: String,
+    /// `azureEventHub`: `connectionString` (and `name`), in clear.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub credentials: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<LoggerEndpoint>,
+    #[serde(default = "default_true")]
+    pub is_buffered: bool,
+}
+
+/// Never prints the credentials or the endpoint's headers.
+impl std::fmt::Debug for SnapshotLogger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotLogger")
+            .field("id", &self.id)
+            .field("logger_type", &self.logger_type)
+            .field("url", &self.endpoint.as_ref().map(|e| &e.url))
+            .field("is_buffered", &self.is_buffered)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a gateway needs for TLS beyond its command line: the certificates it serves per
@@ -379,6 +412,9 @@ pub struct Delta {
     pub backends: Vec<SnapshotBackend>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed_backends: Vec<String>,
+    /// `Some` when any shipped logger changed: the whole new set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loggers: Option<Vec<SnapshotLogger>>,
 }
 
 /// Upserts and removals between two lists keyed by id, keeping `new`'s order for upserts.
@@ -471,6 +507,7 @@ impl Delta {
             tls: (old.tls != new.tls).then(|| new.tls.clone()),
             backends,
             removed_backends,
+            loggers: (old.loggers != new.loggers).then(|| new.loggers.clone()),
         }
     }
 
@@ -539,6 +576,9 @@ impl Delta {
         if let Some(t) = &self.tls {
             next.tls = t.clone();
         }
+        if let Some(l) = &self.loggers {
+            next.loggers = l.clone();
+        }
     }
 
     /// One delta that does what `self` then `next` do: from `self.base` to `next.revision`.
@@ -583,6 +623,9 @@ impl Delta {
         if next.tls.is_some() {
             self.tls = next.tls;
         }
+        if next.loggers.is_some() {
+            self.loggers = next.loggers;
+        }
         Ok(self)
     }
 
@@ -604,6 +647,8 @@ impl Delta {
                 (t.hostnames.len() + t.certificate_authorities.len() + t.client_certificates.len())
                     .max(1)
             })
+            // An emptied set is still a change.
+            + self.loggers.as_ref().map_or(0, |l| l.len().max(1))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -150,8 +150,9 @@ impl Fragments for NoFragments {
     }
 }
 
-/// What exists besides the policy: the backends `set-backend-service backend-id` and the
-/// certificates `authentication-certificate certificate-id` name. A literal id that does not
+/// What exists besides the policy: the backends `set-backend-service backend-id`, the
+/// certificates `authentication-certificate certificate-id` and the loggers
+/// `log-to-eventhub logger-id` name. A literal id that does not
 /// exist is a compile error where the compile can tell (the control plane, on save); elsewhere
 /// ([`Unknown`]) it is found when a request runs.
 pub trait Known {
@@ -159,6 +160,11 @@ pub trait Known {
     fn backend(&self, id: &str) -> Option<bool>;
     /// `Some(false)` when certificate `id` certainly does not exist (or has no private key).
     fn certificate(&self, id: &str) -> Option<bool>;
+    /// `Some(false)` when logger `id` (`log-to-eventhub`) certainly does not exist.
+    fn logger(&self, id: &str) -> Option<bool> {
+        let _ = id;
+        None
+    }
 }
 
 /// Nothing is known: every id is checked when a request runs.

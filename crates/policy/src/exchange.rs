@@ -149,6 +149,12 @@ pub struct Exchange {
     pub backend_id: Option<Arc<str>>,
     /// Set by `authentication-certificate`: the certificate presented to the backend.
     pub authentication_certificate: Option<Arc<str>>,
+    /// Set by `set-backend-service backend-id="dapr"`: the path of the Dapr sidecar's invoke
+    /// API the request goes to (`/v1.0/invoke/{app}[.{namespace}]/method/{method}`), in place
+    /// of the backend's URL and the request's path.
+    pub dapr_invoke: Option<String>,
+    /// Set by `proxy`: the HTTP proxy the backend request goes through.
+    pub proxy: Option<Arc<crate::policies::ProxySettings>>,
     pub last_error: Option<LastError>,
     /// Headers policies add to whatever response the client finally gets (the remaining-calls
     /// header of a rate limit, say).
@@ -182,6 +188,8 @@ impl Exchange {
             backend_url: None,
             backend_id: None,
             authentication_certificate: None,
+            dapr_invoke: None,
+            proxy: None,
             last_error: None,
             cache_hit: None,
             refused: None,

@@ -191,6 +191,18 @@ pub trait Io: Send {
         let _ = metric;
     }
 
+    /// Takes a message of `log-to-eventhub`: the gateway queues it and sends it to its logger
+    /// in the background, never making the request wait. The default drops it.
+    fn log(&mut self, entry: crate::policies::LogEntry) {
+        let _ = entry;
+    }
+
+    /// The URL of `path` on the Dapr sidecar's HTTP API (`publish-to-dapr`,
+    /// `invoke-dapr-binding`). The default is Azure's sidecar, `http://localhost:3500`.
+    fn dapr_url(&self, path: &str) -> String {
+        format!("{}{path}", crate::policies::DAPR_DEFAULT_ENDPOINT)
+    }
+
     /// Waits (`retry` between attempts). The default returns at once.
     fn sleep(&mut self, duration: Duration) -> impl Future<Output = ()> + Send {
         let _ = duration;
@@ -273,6 +285,8 @@ pub struct OutboundRequest {
     pub body: bytes::Bytes,
     /// For the whole exchange: connecting, sending, and reading the answer.
     pub timeout: Duration,
+    /// `<proxy>` inside `send-request`: the HTTP proxy the request goes through.
+    pub proxy: Option<Arc<crate::policies::ProxySettings>>,
 }
 
 /// A `limit-concurrency` slot: held while the nested policies run, freed when dropped (on

@@ -14,6 +14,7 @@ mod expressions_library;
 mod first_hour;
 mod gateway;
 mod identity;
+mod integrations;
 mod lifecycle;
 mod management;
 mod observability;

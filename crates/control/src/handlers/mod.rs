@@ -9,6 +9,7 @@ pub mod gateway_tokens;
 pub mod gateways;
 pub mod groups;
 pub mod hostname_configurations;
+pub mod loggers;
 pub mod named_values;
 pub mod policies;
 pub mod policy_fragments;
@@ -140,6 +141,14 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
                 .patch(backends::patch)
                 .delete(backends::delete),
         )
+        .route("/mgmt/loggers", get(loggers::list))
+        .route(
+            "/mgmt/loggers/{loggerId}",
+            get(loggers::get)
+                .put(loggers::put)
+                .patch(loggers::patch)
+                .delete(loggers::delete),
+        )
         .route("/mgmt/gateways", get(gateways::list))
         .route(
             "/mgmt/gateways/{gatewayId}",
@@ -266,6 +275,7 @@ pub(crate) fn label(kind: &str) -> &str {
         "gateway" => "Gateway",
         "user" => "User",
         "group" => "Group",
+        "logger" => "Logger",
         other => other,
     }
 }
@@ -342,7 +352,14 @@ pub(crate) fn prepare<R: Resource>(mut resource: R, id: &str) -> ApiResult<R> {
 }
 
 /// Applies a JSON merge patch (RFC 7386) to a resource and validates the result.
-pub(crate) fn merge<R: Resource>(existing: &R, mut patch: Value) -> ApiResult<R> {
+pub(crate) fn merge<R: Resource>(existing: &R, patch: Value) -> ApiResult<R> {
+    let mut merged = merge_unchecked(existing, patch)?;
+    merged.normalize()?;
+    Ok(merged)
+}
+
+/// [`merge`] without the validation, for a caller that completes the result first.
+pub(crate) fn merge_unchecked<R: Resource>(existing: &R, mut patch: Value) -> ApiResult<R> {
     if !patch.is_object() {
         return Err(ValidationError::one("body", "a PATCH body must be a JSON object").into());
     }
@@ -377,7 +394,6 @@ pub(crate) fn merge<R: Resource>(existing: &R, mut patch: Value) -> ApiResult<R>
         ValidationError::one("body", format!("the patched resource is not valid: {e}"))
     })?;
     merged.set_id(existing.id().to_owned());
-    merged.normalize()?;
     Ok(merged)
 }
 

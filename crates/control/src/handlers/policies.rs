@@ -139,21 +139,40 @@ pub fn referenced_backends(xml: &str) -> Vec<String> {
     literal_attributes(xml, "set-backend-service", "backend-id")
 }
 
+/// The logger ids a document names in `<log-to-eventhub logger-id="…">`.
+pub fn referenced_loggers(xml: &str) -> Vec<String> {
+    literal_attributes(xml, "log-to-eventhub", "logger-id")
+}
+
 /// The scopes whose policy documents (or policy fragments) send to backend `id`.
 pub async fn backend_users(cp: &ControlPlane, id: &str) -> ApiResult<Vec<String>> {
+    users_by(cp, id, referenced_backends).await
+}
+
+/// The scopes whose policy documents (or policy fragments) log to logger `id`.
+pub async fn logger_users(cp: &ControlPlane, id: &str) -> ApiResult<Vec<String>> {
+    users_by(cp, id, referenced_loggers).await
+}
+
+/// The policy documents and fragments in which `referenced` finds `id`.
+async fn users_by(
+    cp: &ControlPlane,
+    id: &str,
+    referenced: fn(&str) -> Vec<String>,
+) -> ApiResult<Vec<String>> {
     let mut out = Vec::new();
     for kind in [GLOBAL, PRODUCT, API, OPERATION] {
         for doc in cp.store().list_all(kind).await? {
-            if referenced_backends(&doc.body).iter().any(|b| b == id) {
-                out.push(format!(
-                    "the policy of {}",
-                    describe(kind, &doc.parent, &doc.id)
-                ));
+            if referenced(&doc.body).iter().any(|b| b == id) {
+                out.push(match kind {
+                    GLOBAL => describe(kind, &doc.parent, &doc.id),
+                    _ => format!("the policy of {}", describe(kind, &doc.parent, &doc.id)),
+                });
             }
         }
     }
     for (fragment, xml) in super::policy_fragments::all(cp).await? {
-        if referenced_backends(&xml).iter().any(|b| b == id) {
+        if referenced(&xml).iter().any(|b| b == id) {
             out.push(format!("policy fragment '{fragment}'"));
         }
     }
@@ -165,6 +184,7 @@ struct Existing {
     backends: std::collections::HashSet<String>,
     /// Certificates with a private key.
     certificates: std::collections::HashSet<String>,
+    loggers: std::collections::HashSet<String>,
 }
 
 impl Existing {
@@ -186,9 +206,17 @@ impl Existing {
                 certificates.insert(doc.id);
             }
         }
+        let loggers = cp
+            .store()
+            .list(gatehouse_model::loggers::Logger::KIND, "")
+            .await?
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
         Ok(Self {
             backends,
             certificates,
+            loggers,
         })
     }
 }
@@ -200,6 +228,10 @@ impl gatehouse_policy::Known for Existing {
 
     fn certificate(&self, id: &str) -> Option<bool> {
         Some(self.certificates.contains(id))
+    }
+
+    fn logger(&self, id: &str) -> Option<bool> {
+        Some(self.loggers.contains(id))
     }
 }
 

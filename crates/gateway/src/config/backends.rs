@@ -433,12 +433,13 @@ fn missing_certificate(message: String) -> PolicyError {
     )
 }
 
-/// Where one forward goes: the backend `set-backend-service` chose (by id or URL) or the API's
-/// service URL, with the client certificate `authentication-certificate` chose.
+/// Where one forward goes: the backend `set-backend-service` chose (by id, URL or Dapr
+/// application) or the API's service URL, with the client certificate
+/// `authentication-certificate` chose and the HTTP proxy `proxy` chose.
 pub struct Route<'a> {
     chosen: Chosen<'a>,
     /// The chosen upstream with a target of its own, when the request presents a
-    /// certificate of its own.
+    /// certificate of its own or goes through a proxy.
     presenting: Option<Upstream>,
 }
 
@@ -446,19 +447,33 @@ enum Chosen<'a> {
     Backend(&'a CompiledBackend),
     /// `set-backend-service base-url`, parsed for this request.
     Url(Box<Upstream>),
+    /// `set-backend-service backend-id="dapr"`: the sidecar, with the invoke path as its
+    /// base path; the request's own path is not added.
+    Dapr(Box<Upstream>),
     Api(&'a Upstream),
 }
 
 impl<'a> Route<'a> {
-    /// The route of `ex`'s forward under `backends`; `api_upstream` is the API's service URL.
-    /// An unknown backend id is a 500 (Azure's body) whose log names the id.
+    /// The route of `ex`'s forward under `backends`; `api_upstream` is the API's service URL,
+    /// `dapr` the Dapr sidecar's HTTP API. An unknown backend id is a 500 (Azure's body) whose
+    /// log names the id.
     pub fn choose(
         backends: &'a Backends,
         ex: &Exchange,
         api_upstream: Option<&'a Upstream>,
         api_id: &str,
+        dapr: Option<&Upstream>,
     ) -> Result<Self, PolicyError> {
-        let chosen = if let Some(id) = &ex.backend_id {
+        let chosen = if let Some(path) = &ex.dapr_invoke {
+            let sidecar = dapr.ok_or_else(|| {
+                PolicyError::backend_unreachable(
+                    "set-backend-service backend-id=\"dapr\": this gateway has no valid Dapr sidecar address (--dapr-http-endpoint)",
+                )
+            })?;
+            let mut upstream = sidecar.clone();
+            upstream.base_path = format!("{}{path}", sidecar.base_path).into();
+            Chosen::Dapr(Box::new(upstream))
+        } else if let Some(id) = &ex.backend_id {
             Chosen::Backend(backends.get(id).ok_or_else(|| {
                 PolicyError::new(
                     "set-backend-service",
@@ -491,7 +506,34 @@ impl<'a> Route<'a> {
             upstream.target = upstream.target.with_client(variant, name);
             route.presenting = Some(upstream);
         }
+        if let Some(p) = &ex.proxy {
+            let proxy = crate::upstream::ForwardProxy::new(
+                &p.url,
+                p.username.as_deref(),
+                p.password.as_deref(),
+            )
+            .map_err(|m| {
+                PolicyError::new(
+                    "proxy",
+                    "InvalidProxyUrl",
+                    m,
+                    gatehouse_policy::Answer::Internal,
+                )
+            })?;
+            let mut upstream = route.upstream().clone();
+            upstream.target = upstream.target.through(Arc::new(proxy));
+            route.presenting = Some(upstream);
+        }
         Ok(route)
+    }
+
+    /// The path the request goes to under the upstream's base path: the request's own,
+    /// except for Dapr, whose invoke path is the whole of it.
+    pub fn path<'p>(&self, request_path: &'p str) -> &'p str {
+        match self.chosen {
+            Chosen::Dapr(_) => "",
+            _ => request_path,
+        }
     }
 
     fn backend(&self) -> Option<&'a CompiledBackend> {
@@ -508,7 +550,7 @@ impl<'a> Route<'a> {
         }
         match &self.chosen {
             Chosen::Backend(b) => &b.upstream,
-            Chosen::Url(u) => u,
+            Chosen::Url(u) | Chosen::Dapr(u) => u,
             Chosen::Api(u) => u,
         }
     }

@@ -109,6 +109,7 @@ fn snapshot() -> Snapshot {
         policy_fragments: Default::default(),
         tls: Default::default(),
         tryit_key: None,
+        loggers: Vec::new(),
         backends: vec![],
     }
 }

@@ -14,17 +14,22 @@ mod cache_store_value;
 mod check_header;
 mod choose;
 mod cors;
+mod dapr;
 mod emit_metric;
 mod find_and_replace;
 #[cfg(test)]
 pub(crate) mod flowkit;
 mod forward_request;
 mod include_fragment;
+mod invoke_dapr_binding;
 mod ip_filter;
 mod json_to_xml;
 mod limit_concurrency;
+mod log_to_eventhub;
 mod mock_response;
 mod param;
+mod proxy;
+mod publish_to_dapr;
 pub(crate) mod quota;
 mod rate_limit;
 mod retry;
@@ -63,14 +68,19 @@ pub use cache_store_value::CacheStoreValue;
 pub use check_header::CheckHeader;
 pub use choose::Choose;
 pub use cors::{Cors, is_preflight, preflight};
+pub use dapr::DAPR_DEFAULT_ENDPOINT;
 pub use emit_metric::{EmitMetric, EmittedMetric};
 pub use find_and_replace::FindAndReplace;
 pub use forward_request::{DEFAULT_TIMEOUT, ForwardRequest};
 pub use include_fragment::IncludeFragment;
+pub use invoke_dapr_binding::InvokeDaprBinding;
 pub use ip_filter::IpFilter;
 pub use json_to_xml::JsonToXml;
 pub use limit_concurrency::LimitConcurrency;
+pub use log_to_eventhub::{LogEntry, LogToEventHub, MAX_MESSAGE as MAX_LOG_MESSAGE, Partition};
 pub use mock_response::MockResponse;
+pub use proxy::{Proxy, ProxySettings};
+pub use publish_to_dapr::PublishToDapr;
 pub use quota::{Quota, QuotaCharge};
 pub use rate_limit::RateLimit;
 pub use retry::Retry;
@@ -214,10 +224,14 @@ registry! {
     ForwardRequest(ForwardRequest) { "forward-request" [Backend, OnError] => ForwardRequest::compile; run |p, ex, io, _| p.run(ex, io).await; }
     // The fragment's own steps name themselves in errors.
     IncludeFragment(IncludeFragment) { "include-fragment" [Inbound, Backend, Outbound, OnError] => IncludeFragment::compile; run |p, ex, io, b| return p.run(ex, io, b).await; }
+    InvokeDaprBinding(Box<InvokeDaprBinding>) { "invoke-dapr-binding" [Inbound, Outbound, OnError] => InvokeDaprBinding::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     IpFilter(IpFilter) { "ip-filter" [Inbound] => IpFilter::compile; run |p, ex, _, _| Ok(p.run(ex)); }
     JsonToXml(JsonToXml) { "json-to-xml" [Inbound, Outbound, OnError] => JsonToXml::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
     LimitConcurrency(LimitConcurrency) { "limit-concurrency" [Inbound, Backend, Outbound, OnError] => LimitConcurrency::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| vec![&p.key]; }
+    LogToEventHub(LogToEventHub) { "log-to-eventhub" [Inbound, Backend, Outbound, OnError] => LogToEventHub::compile; run |p, ex, io, b| p.run(ex, io, b); texts |p| p.texts(); }
     MockResponse(MockResponse) { "mock-response" [Inbound, Outbound, OnError] => MockResponse::compile; run |p, ex, _, _| p.run(ex); }
+    Proxy(Proxy) { "proxy" [Inbound] => Proxy::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
+    PublishToDapr(Box<PublishToDapr>) { "publish-to-dapr" [Inbound] => PublishToDapr::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     Quota(Box<Quota>) { "quota" [Inbound] => |el, cx| Quota::compile(el, cx, false), "quota-by-key" [Inbound] => |el, cx| Quota::compile(el, cx, true); run |p, ex, io, b| p.run(ex, io, b).await; name |p| p.name(); texts |p| p.texts(); }
     RateLimit(RateLimit) { "rate-limit" [Inbound] => |el, cx| RateLimit::compile(el, cx, false), "rate-limit-by-key" [Inbound] => |el, cx| RateLimit::compile(el, cx, true); run |p, ex, io, b| p.run(ex, io, b).await; name |p| p.name(); texts |p| p.texts(); }
     Retry(Box<Retry>) { "retry" [Inbound, Backend, Outbound, OnError] => Retry::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
@@ -362,6 +376,8 @@ impl Step {
             Step::CacheStore(_) => Some(true),
             Step::ValidateContent(p) => Some(p.response),
             Step::SetBody(p) => p.template_reads_body(),
+            Step::PublishToDapr(p) => p.template_reads_body(),
+            Step::InvokeDaprBinding(p) => p.template_reads_body(),
             _ => None,
         }
     }
@@ -386,8 +402,9 @@ mod registry_tests {
             names.join(" "),
             "base authentication-basic authentication-certificate authentication-managed-identity cache-lookup \
              cache-lookup-value cache-remove-value cache-store cache-store-value check-header \
-             choose cors find-and-replace forward-request include-fragment ip-filter json-to-xml \
-             limit-concurrency mock-response quota quota-by-key rate-limit rate-limit-by-key retry \
+             choose cors find-and-replace forward-request include-fragment invoke-dapr-binding \
+             ip-filter json-to-xml limit-concurrency log-to-eventhub mock-response proxy \
+             publish-to-dapr quota quota-by-key rate-limit rate-limit-by-key retry \
              return-response rewrite-uri send-one-way-request send-request set-backend-service \
              set-body set-header set-method set-query-parameter set-status set-variable \
              emit-metric trace validate-client-certificate validate-content validate-headers \

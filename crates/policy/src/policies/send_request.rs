@@ -1,7 +1,7 @@
 //! `<send-request mode="new|copy" response-variable-name="v" timeout="60" ignore-error="false">`
 //! and `<send-one-way-request mode timeout>`, each with `<set-url>`, `<set-method>`,
-//! `<set-header>`, `<set-body>` and `<authentication-managed-identity>` inside: a request to
-//! another service, not the API's backend.
+//! `<set-header>`, `<set-body>`, `<authentication-managed-identity>` and `<proxy>` inside: a
+//! request to another service, not the API's backend.
 //!
 //! `send-request` waits for the answer and stores it in the variable, where expressions read it
 //! as `((IResponse)context.Variables["v"]).StatusCode`, `.Headers`, `.Body.As<JObject>()`, and
@@ -22,7 +22,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::set_header::{self, SetHeader};
-use super::{AuthenticationManagedIdentity, SetBody};
+use super::{AuthenticationManagedIdentity, Proxy, SetBody};
 use crate::compile::{Cx, Section};
 use crate::exchange::Exchange;
 use crate::expr::Value;
@@ -49,6 +49,8 @@ pub struct SendRequest {
     body: Option<SetBody>,
     /// `<authentication-managed-identity>`: a token for the request (applied after the headers).
     identity: Option<AuthenticationManagedIdentity>,
+    /// `<proxy>`: the HTTP proxy the request goes through.
+    proxy: Option<Proxy>,
     /// In outbound and on-error, `copy` leaves the body out.
     copies_body: bool,
 }
@@ -152,6 +154,7 @@ impl SendRequest {
         let mut headers = Vec::new();
         let mut body = None;
         let mut identity = None;
+        let mut proxy = None;
         for child in el.elements() {
             match child.name.as_str() {
                 "set-url" => {
@@ -205,6 +208,10 @@ impl SendRequest {
                         None => ok = false,
                     }
                 }
+                "proxy" => match Proxy::compile(child, cx) {
+                    Some(p) => proxy = Some(p),
+                    None => ok = false,
+                },
                 other => {
                     cx.error(
                         child.pos,
@@ -248,6 +255,7 @@ impl SendRequest {
             headers,
             body,
             identity,
+            proxy,
             copies_body: !matches!(section, Section::Outbound | Section::OnError),
         })
     }
@@ -264,6 +272,7 @@ impl SendRequest {
                 .iter()
                 .flat_map(AuthenticationManagedIdentity::texts),
         );
+        t.extend(self.proxy.iter().flat_map(Proxy::texts));
         t
     }
 
@@ -374,6 +383,10 @@ impl SendRequest {
             Some(v) => v.eval(ex, budget)?.into_owned(),
             None => String::new(),
         };
+        let proxy = match &self.proxy {
+            Some(p) => Some(p.settings(ex, budget)?),
+            None => None,
+        };
         Ok(Prepared {
             request: OutboundRequest {
                 method,
@@ -381,6 +394,7 @@ impl SendRequest {
                 headers,
                 body,
                 timeout,
+                proxy,
             },
             variable,
             ignore_error: self.ignore_error,

@@ -27,6 +27,7 @@ impl SetBody {
     pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Self> {
         cx.allow_attrs(el, &["template", "xsi-nil", "parse-date"]);
         let response = on_response(cx.section);
+        let mut liquid = false;
         if let Some(t) = cx.literal(el, "template")
             && !t.eq_ignore_ascii_case("none")
         {
@@ -38,6 +39,20 @@ impl SetBody {
                 );
                 return None;
             }
+            liquid = true;
+        }
+        Self::payload(el, cx, liquid, response)
+    }
+
+    /// The content of `el` as a payload: a Liquid template (`liquid`), an expression, text, or
+    /// markup kept as written. `response`: a template reads the response (`body`).
+    pub(crate) fn payload(
+        el: &Element,
+        cx: &mut Cx<'_>,
+        liquid: bool,
+        response: bool,
+    ) -> Option<Self> {
+        if liquid {
             // The template as written: `{{…}}` is Liquid's, not a named value.
             let (src, start) = match el.text() {
                 Some((t, pos, _)) => {
@@ -98,11 +113,16 @@ impl SetBody {
         self.liquid.as_ref().map(|_| self.response)
     }
 
-    pub fn run(&self, ex: &mut Exchange, budget: &mut Budget) -> Result<Flow, PolicyError> {
-        let content = match &self.liquid {
+    /// The content for this request: the template rendered, or the text evaluated.
+    pub(crate) fn render(&self, ex: &Exchange, budget: &mut Budget) -> Result<Bytes, PolicyError> {
+        Ok(match &self.liquid {
             Some(t) => Bytes::from(t.render(ex, self.response)?),
             None => Bytes::from(self.body.eval(ex, budget)?.into_owned()),
-        };
+        })
+    }
+
+    pub fn run(&self, ex: &mut Exchange, budget: &mut Budget) -> Result<Flow, PolicyError> {
+        let content = self.render(ex, budget)?;
         if self.response {
             let r = ex
                 .response

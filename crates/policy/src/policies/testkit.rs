@@ -99,6 +99,8 @@ pub struct MockIo {
     pub emitted: Vec<super::EmittedMetric>,
     /// What `trace` handed over.
     pub traced: Vec<super::TraceEvent>,
+    /// What `log-to-eventhub` handed over.
+    pub logged: Vec<super::LogEntry>,
 }
 
 /// An in-memory cache shared between runs (entries never expire).
@@ -123,6 +125,10 @@ impl Io for MockIo {
 
     fn trace_event(&mut self, event: super::TraceEvent) {
         self.traced.push(event);
+    }
+
+    fn log(&mut self, entry: super::LogEntry) {
+        self.logged.push(entry);
     }
 
     async fn read_request_body(&mut self, _ex: &mut Exchange) -> Result<(), PolicyError> {

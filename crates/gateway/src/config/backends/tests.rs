@@ -230,8 +230,8 @@ fn authentication_certificate_gets_one_shared_variant_per_configuration() {
         gatehouse_policy::exchange::RequestInfo::default(),
     );
     ex.authentication_certificate = Some("client".into());
-    let a = super::Route::choose(&config.backends, &ex, Some(&api), "api").unwrap();
-    let b = super::Route::choose(&config.backends, &ex, Some(&api), "api").unwrap();
+    let a = super::Route::choose(&config.backends, &ex, Some(&api), "api", None).unwrap();
+    let b = super::Route::choose(&config.backends, &ex, Some(&api), "api", None).unwrap();
     let (ta, tb) = (&a.upstream().target, &b.upstream().target);
     assert_ne!(ta.pool_key(), api.target.pool_key());
     assert_eq!(ta.pool_key(), tb.pool_key());
@@ -249,14 +249,14 @@ fn authentication_certificate_gets_one_shared_variant_per_configuration() {
 
     // An unknown certificate or backend is a 500 naming it.
     ex.authentication_certificate = Some("gone".into());
-    let e = super::Route::choose(&config.backends, &ex, Some(&api), "api")
+    let e = super::Route::choose(&config.backends, &ex, Some(&api), "api", None)
         .err()
         .unwrap();
     assert_eq!(e.answer, gatehouse_policy::Answer::Internal);
     assert!(e.message.contains("certificate 'gone'"), "{}", e.message);
     ex.authentication_certificate = None;
     ex.backend_id = Some("nope".into());
-    let e = super::Route::choose(&config.backends, &ex, Some(&api), "api")
+    let e = super::Route::choose(&config.backends, &ex, Some(&api), "api", None)
         .err()
         .unwrap();
     assert_eq!(e.answer, gatehouse_policy::Answer::Internal);

@@ -52,6 +52,7 @@ impl Io for TokenIo {
             headers: ex.request.headers.clone(),
             body: Default::default(),
             timeout: Duration::ZERO,
+            proxy: None,
         });
         self.flow.forward(ex, o).await
     }

@@ -265,6 +265,29 @@ fn urls_from_expressions_are_checked_when_sent() {
 }
 
 #[test]
+fn a_proxy_inside_applies_to_that_request_only() {
+    let p = pipeline(
+        r#"<policies><inbound>
+            <send-request mode="new" response-variable-name="r">
+                <set-url>https://secure.test/</set-url><set-method>GET</set-method>
+                <proxy url="http://proxy.test:3128" username="u" password="p" />
+            </send-request>
+        </inbound><backend><forward-request /></backend></policies>"#,
+    );
+    let io = FlowIo::default();
+    let mut ex = exchange("GET", "/", &[]);
+    block_on(p.run(&mut ex, &mut io.clone()));
+    let proxy = io.sent()[0].proxy.clone().unwrap();
+    assert_eq!(proxy.url, "http://proxy.test:3128");
+    assert_eq!(proxy.username.as_deref(), Some("u"));
+    assert!(ex.proxy.is_none(), "the backend request goes direct");
+    let errors = errors_inbound(
+        r#"<send-request mode="new" response-variable-name="r"><set-url>http://a.test/</set-url><set-method>GET</set-method><proxy url="https://p:1" /></send-request>"#,
+    );
+    assert!(errors[0].contains("must be http://host:port"), "{errors:?}");
+}
+
+#[test]
 fn compile_errors() {
     let url = "<set-url>http://a.test/</set-url><set-method>GET</set-method>";
     for (xml, needle) in [
