@@ -569,7 +569,16 @@ impl<'a> Cx<'a> {
     /// The text content of an element (named values and expressions allowed).
     pub fn content(&mut self, el: &Element) -> Option<PolicyText> {
         match el.text() {
-            Some((t, pos, off)) => self.text(t.trim(), pos, off + (t.len() - t.trim_start().len())),
+            Some((t, pos, off)) => {
+                let before = self.unresolved.len();
+                let compiled = self.text(t.trim(), pos, off + (t.len() - t.trim_start().len()));
+                // A policy judges its content's shape (a URL, an address) at the element:
+                // offline, that judgement waits for the named value too.
+                if self.unresolved.len() > before {
+                    self.unresolved.push(el.pos);
+                }
+                compiled
+            }
             None if el.children.is_empty() => Some(PolicyText::literal("")),
             None => {
                 self.error(

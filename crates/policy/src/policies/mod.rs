@@ -22,11 +22,13 @@ mod forward_request;
 mod include_fragment;
 mod ip_filter;
 mod json_to_xml;
+mod jsonp;
 mod limit_concurrency;
 mod mock_response;
 mod param;
 pub(crate) mod quota;
 mod rate_limit;
+mod redirect_content_urls;
 mod retry;
 mod return_response;
 mod rewrite_uri;
@@ -65,10 +67,12 @@ pub use forward_request::{DEFAULT_TIMEOUT, ForwardRequest};
 pub use include_fragment::IncludeFragment;
 pub use ip_filter::IpFilter;
 pub use json_to_xml::JsonToXml;
+pub use jsonp::Jsonp;
 pub use limit_concurrency::LimitConcurrency;
 pub use mock_response::MockResponse;
 pub use quota::{Quota, QuotaCharge};
 pub use rate_limit::RateLimit;
+pub use redirect_content_urls::RedirectContentUrls;
 pub use retry::Retry;
 pub use return_response::ReturnResponse;
 pub use rewrite_uri::RewriteUri;
@@ -209,10 +213,12 @@ registry! {
     IncludeFragment(IncludeFragment) { "include-fragment" [Inbound, Backend, Outbound, OnError] => IncludeFragment::compile; run |p, ex, io, b| return p.run(ex, io, b).await; }
     IpFilter(IpFilter) { "ip-filter" [Inbound] => IpFilter::compile; run |p, ex, _, _| Ok(p.run(ex)); }
     JsonToXml(JsonToXml) { "json-to-xml" [Inbound, Outbound, OnError] => JsonToXml::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
+    Jsonp(Jsonp) { "jsonp" [Outbound] => Jsonp::compile; run |p, ex, _, _| p.run(ex); }
     LimitConcurrency(LimitConcurrency) { "limit-concurrency" [Inbound, Backend, Outbound, OnError] => LimitConcurrency::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| vec![&p.key]; }
     MockResponse(MockResponse) { "mock-response" [Inbound, Outbound, OnError] => MockResponse::compile; run |p, ex, _, _| p.run(ex); }
     Quota(Box<Quota>) { "quota" [Inbound] => |el, cx| Quota::compile(el, cx, false), "quota-by-key" [Inbound] => |el, cx| Quota::compile(el, cx, true); run |p, ex, io, b| p.run(ex, io, b).await; name |p| p.name(); texts |p| p.texts(); }
     RateLimit(RateLimit) { "rate-limit" [Inbound] => |el, cx| RateLimit::compile(el, cx, false), "rate-limit-by-key" [Inbound] => |el, cx| RateLimit::compile(el, cx, true); run |p, ex, io, b| p.run(ex, io, b).await; name |p| p.name(); texts |p| p.texts(); }
+    RedirectContentUrls(RedirectContentUrls) { "redirect-content-urls" [Inbound, Outbound] => RedirectContentUrls::compile; run |p, ex, _, _| p.run(ex); }
     Retry(Box<Retry>) { "retry" [Inbound, Backend, Outbound, OnError] => Retry::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     ReturnResponse(ReturnResponse) { "return-response" [Inbound, Backend, Outbound, OnError] => ReturnResponse::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
     RewriteUri(RewriteUri) { "rewrite-uri" [Inbound] => RewriteUri::compile; run |p, ex, _, b| p.run(ex, b); texts |p| vec![&p.template]; }
@@ -233,8 +239,51 @@ registry! {
     XmlToJson(XmlToJson) { "xml-to-json" [Inbound, Outbound, OnError] => XmlToJson::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
 }
 
+/// Azure policies this gateway does not run, each with one sentence on why and what to use
+/// instead. [`compile`] refuses them with that sentence (an element that is in neither list gets
+/// the list of the policies this gateway knows).
+pub const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "xsl-transform",
+        "it needs an XSLT 1.0 engine, which this gateway does not embed; reshape XML with set-body and an expression (XDocument, XElement), a Liquid template, or xml-to-json",
+    ),
+    ("azure-openai-semantic-cache-lookup", SEMANTIC_CACHE),
+    ("azure-openai-semantic-cache-store", SEMANTIC_CACHE),
+    ("llm-semantic-cache-lookup", SEMANTIC_CACHE),
+    ("llm-semantic-cache-store", SEMANTIC_CACHE),
+    (
+        "llm-content-safety",
+        "it hands prompts to Azure AI Content Safety through Azure's own integration, which this gateway does not have; call the Content Safety text:analyze API with send-request and refuse with return-response",
+    ),
+    (
+        "get-authorization-context",
+        "it reads tokens from Azure API Management's credential manager, which exists only inside Azure; fetch the token with send-request (cached with cache-store-value) or use authentication-managed-identity",
+    ),
+    ("validate-graphql-request", GRAPHQL),
+    ("set-graphql-resolver", GRAPHQL),
+    ("http-data-source", GRAPHQL),
+    ("sql-data-source", GRAPHQL),
+    ("cosmosdb-data-source", GRAPHQL),
+    ("publish-event", GRAPHQL),
+    (
+        "validate-odata-request",
+        "this gateway does not import OData APIs, so there is no OData model to check a request against; check the query with validate-parameters or an expression",
+    ),
+];
+
+const SEMANTIC_CACHE: &str = "semantic caching needs an embeddings deployment and a vector index (Azure Managed Redis with RediSearch), which this gateway does not have; cache exact prompts with cache-lookup-value and cache-store-value keyed on a hash of the request body";
+
+const GRAPHQL: &str = "this gateway does not run GraphQL APIs (schemas, resolvers, subscriptions); put the GraphQL server behind an HTTP API and validate requests with validate-content";
+
 /// Compiles one policy element, reporting problems into `cx`.
 pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Step> {
+    if let Some((_, why)) = UNSUPPORTED.iter().find(|(n, _)| *n == el.name) {
+        cx.error(
+            el.pos,
+            format!("<{}> is not supported by this gateway: {why}", el.name),
+        );
+        return None;
+    }
     let Some((_, sections)) = CATALOGUE.iter().find(|(n, _)| *n == el.name) else {
         cx.error(
             el.pos,
@@ -349,6 +398,8 @@ impl Step {
             Step::FindAndReplace(p) => Some(p.response),
             Step::JsonToXml(p) => Some(p.response),
             Step::XmlToJson(p) => Some(p.response),
+            Step::Jsonp(_) => Some(true),
+            Step::RedirectContentUrls(p) => Some(p.response),
             Step::CacheStore(_) => Some(true),
             Step::ValidateContent(p) => Some(p.response),
             Step::SetBody(p) => p.template_reads_body(),
@@ -377,7 +428,8 @@ mod registry_tests {
             "base authentication-basic authentication-certificate authentication-managed-identity cache-lookup \
              cache-lookup-value cache-remove-value cache-store cache-store-value check-header \
              choose cors find-and-replace forward-request include-fragment ip-filter json-to-xml \
-             limit-concurrency mock-response quota quota-by-key rate-limit rate-limit-by-key retry \
+             jsonp limit-concurrency mock-response quota quota-by-key rate-limit rate-limit-by-key \
+             redirect-content-urls retry \
              return-response rewrite-uri send-one-way-request send-request set-backend-service \
              set-body set-header set-method set-query-parameter set-status set-variable \
              emit-metric trace validate-client-certificate validate-content validate-jwt wait \
@@ -419,5 +471,45 @@ mod registry_tests {
             let first = &compiled.sections[Section::Inbound.index()][0];
             assert_eq!(first.name(), name);
         }
+    }
+
+    /// An Azure policy this gateway does not run is refused where it stands, with why and what
+    /// to use instead, not with the list of known policies; an unknown element still gets the
+    /// list.
+    #[test]
+    fn unsupported_azure_policies_say_why_and_what_instead() {
+        let errors = |inner: &str| {
+            let doc = format!("<policies>\n<inbound>\n  {inner}\n</inbound>\n</policies>");
+            let (compiled, diags) = crate::compile::compile(
+                &doc,
+                crate::Scope::Api,
+                &crate::NoNamedValues,
+                crate::Mode::Strict,
+            );
+            assert!(compiled.is_none(), "{inner} compiled");
+            diags
+        };
+        for (name, why) in UNSUPPORTED {
+            assert!(
+                CATALOGUE.iter().all(|(n, _)| n != name),
+                "{name} is both supported and not"
+            );
+            assert!(
+                why.contains("; ") && !why.ends_with('.'),
+                "{name}: one sentence, why; what instead"
+            );
+            let diags = errors(&format!("<{name} />"));
+            assert_eq!(diags.len(), 1, "{diags:?}");
+            assert_eq!((diags[0].line, diags[0].column), (3, 3));
+            assert_eq!(
+                diags[0].message,
+                format!("<{name}> is not supported by this gateway: {why}")
+            );
+            assert!(!diags[0].message.contains("this gateway supports:"));
+        }
+        let diags = errors("<no-such-policy />");
+        assert!(diags[0].message.starts_with(
+            "unknown policy <no-such-policy>; this gateway supports: authentication-basic"
+        ));
     }
 }
