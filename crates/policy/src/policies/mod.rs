@@ -24,6 +24,9 @@ mod ip_filter;
 mod json_to_xml;
 mod jsonp;
 mod limit_concurrency;
+pub(crate) mod llm;
+mod llm_emit_token_metric;
+mod llm_token_limit;
 mod mock_response;
 mod param;
 pub(crate) mod quota;
@@ -43,6 +46,7 @@ mod set_variable;
 #[cfg(test)]
 pub(crate) mod testkit;
 mod trace;
+mod validate_azure_ad_token;
 mod validate_client_certificate;
 mod validate_content;
 pub mod validate_jwt;
@@ -69,6 +73,8 @@ pub use ip_filter::IpFilter;
 pub use json_to_xml::JsonToXml;
 pub use jsonp::Jsonp;
 pub use limit_concurrency::LimitConcurrency;
+pub use llm_emit_token_metric::LlmEmitTokenMetric;
+pub use llm_token_limit::LlmTokenLimit;
 pub use mock_response::MockResponse;
 pub use quota::{Quota, QuotaCharge};
 pub use rate_limit::RateLimit;
@@ -215,6 +221,8 @@ registry! {
     JsonToXml(JsonToXml) { "json-to-xml" [Inbound, Outbound, OnError] => JsonToXml::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
     Jsonp(Jsonp) { "jsonp" [Outbound] => Jsonp::compile; run |p, ex, _, _| p.run(ex); }
     LimitConcurrency(LimitConcurrency) { "limit-concurrency" [Inbound, Backend, Outbound, OnError] => LimitConcurrency::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| vec![&p.key]; }
+    LlmEmitTokenMetric(LlmEmitTokenMetric) { "azure-openai-emit-token-metric" [Inbound] => LlmEmitTokenMetric::compile, "llm-emit-token-metric" [Inbound] => LlmEmitTokenMetric::compile; run |p, ex, _, b| p.run(ex, b); name |p| p.name(); texts |p| p.texts(); }
+    LlmTokenLimit(Box<LlmTokenLimit>) { "azure-openai-token-limit" [Inbound] => LlmTokenLimit::compile, "llm-token-limit" [Inbound] => LlmTokenLimit::compile; run |p, ex, io, b| p.run(ex, io, b).await; name |p| p.name(); texts |p| p.texts(); }
     MockResponse(MockResponse) { "mock-response" [Inbound, Outbound, OnError] => MockResponse::compile; run |p, ex, _, _| p.run(ex); }
     Quota(Box<Quota>) { "quota" [Inbound] => |el, cx| Quota::compile(el, cx, false), "quota-by-key" [Inbound] => |el, cx| Quota::compile(el, cx, true); run |p, ex, io, b| p.run(ex, io, b).await; name |p| p.name(); texts |p| p.texts(); }
     RateLimit(RateLimit) { "rate-limit" [Inbound] => |el, cx| RateLimit::compile(el, cx, false), "rate-limit-by-key" [Inbound] => |el, cx| RateLimit::compile(el, cx, true); run |p, ex, io, b| p.run(ex, io, b).await; name |p| p.name(); texts |p| p.texts(); }
@@ -234,6 +242,7 @@ registry! {
     Trace(Trace) { "trace" [Inbound, Backend, Outbound, OnError] => Trace::compile; run |p, ex, io, b| p.run(ex, io, b); texts |p| p.texts(); }
     ValidateClientCertificate(ValidateClientCertificate) { "validate-client-certificate" [Inbound] => ValidateClientCertificate::compile; run |p, ex, _, _| p.run(ex); }
     ValidateContent(Box<ValidateContent>) { "validate-content" [Inbound, Outbound, OnError] => ValidateContent::compile; run |p, ex, _, _| p.run(ex); }
+    ValidateAzureAdToken(ValidateJwt) { "validate-azure-ad-token" [Inbound] => validate_azure_ad_token::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     ValidateJwt(ValidateJwt) { "validate-jwt" [Inbound] => ValidateJwt::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     Wait(Wait) { "wait" [Inbound, Backend, Outbound] => Wait::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| vec![&p.mode]; }
     XmlToJson(XmlToJson) { "xml-to-json" [Inbound, Outbound, OnError] => XmlToJson::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
@@ -333,6 +342,7 @@ impl Step {
                         .any(|s| s.reads_request_body() || s.forwards())
             }
             Step::SendRequest(s) => s.copies_request_body() || self.expressions_read_body(),
+            Step::LlmTokenLimit(p) => p.estimate || self.expressions_read_body(),
             Step::LimitConcurrency(_) | Step::Wait(_) | Step::IncludeFragment(_) => {
                 self.expressions_read_body() || self.nested().iter().any(Step::reads_request_body)
             }
@@ -369,6 +379,16 @@ impl Step {
             Step::Wait(p) => &p.steps,
             Step::IncludeFragment(p) => &p.steps,
             _ => &[],
+        }
+    }
+
+    /// Whether this step or a nested one counts or reports a model's tokens, which it reads
+    /// from the answer's body.
+    pub fn counts_tokens(&self) -> bool {
+        match self {
+            Step::LlmTokenLimit(_) | Step::LlmEmitTokenMetric(_) => true,
+            Step::Choose(c) => c.any(Step::counts_tokens),
+            _ => self.nested().iter().any(Step::counts_tokens),
         }
     }
 
@@ -428,11 +448,12 @@ mod registry_tests {
             "base authentication-basic authentication-certificate authentication-managed-identity cache-lookup \
              cache-lookup-value cache-remove-value cache-store cache-store-value check-header \
              choose cors find-and-replace forward-request include-fragment ip-filter json-to-xml \
-             jsonp limit-concurrency mock-response quota quota-by-key rate-limit rate-limit-by-key \
+             jsonp limit-concurrency azure-openai-emit-token-metric llm-emit-token-metric \
+             azure-openai-token-limit llm-token-limit mock-response quota quota-by-key rate-limit rate-limit-by-key \
              redirect-content-urls retry \
              return-response rewrite-uri send-one-way-request send-request set-backend-service \
              set-body set-header set-method set-query-parameter set-status set-variable \
-             emit-metric trace validate-client-certificate validate-content validate-jwt wait \
+             emit-metric trace validate-client-certificate validate-content validate-azure-ad-token validate-jwt wait \
              xml-to-json"
         );
         let sections = |name: &str| CATALOGUE.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
