@@ -130,6 +130,11 @@ pub(crate) enum ExprKind {
         elem: Option<TypeRef>,
         items: Vec<Expr>,
     },
+    /// `new T[n]`: `n` default values.
+    NewArraySized {
+        elem: TypeRef,
+        size: Box<Expr>,
+    },
     /// `target = value`, `target += value`…
     Assign {
         op: Option<BinOp>,

@@ -1294,6 +1294,18 @@ fn new_expr(i: &mut In<'_>) -> PResult<Expr> {
         ));
     }
     let ty = cut_err(type_ref).parse_next(i)?;
+    if ty.array == 0 && is_punct(peek(i), Punct::LBracket) {
+        i.next_token();
+        let size = expr(i)?;
+        let close = expect(i, Punct::RBracket)?;
+        return Ok(node(
+            ExprKind::NewArraySized {
+                elem: ty,
+                size: Box::new(size),
+            },
+            start.to(close),
+        ));
+    }
     if ty.array > 0 {
         let (items, end) = array_items(i)?;
         let elem = TypeRef {

@@ -70,7 +70,7 @@ members! {
     // url
     Scheme, Host, Port, Query, QueryString, GetQueryParameterValueOrDefault,
     // object, string, char
-    ToString, Equals, CompareTo, GetType, Length, Contains, StartsWith, EndsWith, Substring,
+    ToString, Equals, CompareTo, GetType, GetHashCode, Length, Contains, StartsWith, EndsWith, Substring,
     IndexOf, LastIndexOf, Split, Replace, ToUpper, ToLower, ToUpperInvariant, ToLowerInvariant,
     Trim, TrimStart, TrimEnd, PadLeft, PadRight, Insert, Remove, ToCharArray, IsNullOrEmpty,
     IsNullOrWhiteSpace, Format, Concat, Join, Compare, Empty, AsJwt, TryParseJwt, IsDigit,
@@ -83,6 +83,7 @@ members! {
     UTF8, ASCII, Unicode, GetBytes, GetString, EscapeDataString, UnescapeDataString, NewGuid,
     // dates
     UtcNow, Now, Today, Year, Month, Day, Hour, Minute, Second, Millisecond, Ticks, DayOfYear,
+    DayOfWeek,
     Date, TimeOfDay, AddYears, AddMonths, AddDays, AddHours, AddMinutes, AddSeconds,
     AddMilliseconds, AddTicks, Add, Subtract, ToUniversalTime, ToLocalTime, FromSeconds,
     FromMinutes, FromHours, FromDays, FromMilliseconds, FromTicks, TotalDays, TotalHours,
@@ -92,18 +93,20 @@ members! {
     IsMatch, Match, Matches, Escape, Success, Groups, Index, Captures,
     // json
     Value, ToObject, SelectToken, Count, HasValues, Properties, Children, GetValue, Type,
+    Property, Values,
     // certificate
     Certificate, Thumbprint, SerialNumber, NotAfter, Verify,
     // jwt
     Subject, Issuer, Audiences, ExpirationTime, NotBefore, IssuedAt, Algorithm, Claims,
     // linq
     Any, All, Where, Select, First, FirstOrDefault, Last, LastOrDefault, Sum, Average, ToArray,
-    ToList, Skip, Take, Distinct, Reverse, OrderBy, OrderByDescending, ElementAt,
+    ToList, Skip, Take, Distinct, Reverse, OrderBy, OrderByDescending, ElementAt, Single,
+    SingleOrDefault,
     // enum members
     Ordinal, OrdinalIgnoreCase, InvariantCulture, InvariantCultureIgnoreCase, CurrentCulture,
     CurrentCultureIgnoreCase, None, Indented, IgnoreCase, Multiline, Singleline, ExplicitCapture,
     CultureInvariant, IgnorePatternWhitespace, Compiled, RemoveEmptyEntries, TrimEntries, Utc,
-    Local, Unspecified,
+    Local, Unspecified, Sunday, Monday, Tuesday, Wednesday, Thursday, Friday, Saturday,
     // cryptography
     ComputeHash, Create, HashData, HashSize, Dispose, Clear,
     // Uri, UriBuilder, WebUtility, basic credentials
@@ -305,6 +308,7 @@ pub(crate) fn method_sig(ty: &Ty, m: Member, c: &CallTys<'_>) -> Sig {
     match m {
         Member::ToString if c.args.is_empty() && !ty.is_dynamic() => return Ok(Ty::String),
         Member::Equals if c.args.len() == 1 && !matches!(ty, Ty::String) => return Ok(Ty::Bool),
+        Member::GetHashCode if c.args.is_empty() && !ty.is_dynamic() => return Ok(Ty::Int),
         Member::GetType => {
             return Err(SigErr::Other(
                 "GetType() is not allowed in policy expressions".into(),
@@ -393,7 +397,8 @@ pub(crate) fn static_prop_ty(class: Class, m: Member) -> Option<Ty> {
         | Class::Formatting
         | Class::RegexOptions
         | Class::StringSplitOptions
-        | Class::DateTimeKind => enum_value(class, m).map(|(t, _)| Ty::Enum(t)),
+        | Class::DateTimeKind
+        | Class::DayOfWeek => enum_value(class, m).map(|(t, _)| Ty::Enum(t)),
         _ => None,
     }
 }
@@ -470,9 +475,27 @@ pub(crate) fn enum_value(class: Class, m: Member) -> Option<(EnumTy, i32)> {
         (Class::DateTimeKind, M::Unspecified) => (EnumTy::DateTimeKind, 0),
         (Class::DateTimeKind, M::Utc) => (EnumTy::DateTimeKind, 1),
         (Class::DateTimeKind, M::Local) => (EnumTy::DateTimeKind, 2),
+        (Class::DayOfWeek, d) => (EnumTy::DayOfWeek, day_number(d)?),
         _ => return None,
     };
     Some((t, v))
+}
+
+/// `DayOfWeek` members and their numbers (Sunday is 0, as in .NET).
+pub(crate) const DAYS: [Member; 7] = [
+    Member::Sunday,
+    Member::Monday,
+    Member::Tuesday,
+    Member::Wednesday,
+    Member::Thursday,
+    Member::Friday,
+    Member::Saturday,
+];
+
+fn day_number(m: Member) -> Option<i32> {
+    DAYS.iter()
+        .position(|d| *d == m)
+        .and_then(|i| i32::try_from(i).ok())
 }
 
 /// Parameter names usable as named arguments (`preserveContent: true`), by position.
@@ -564,6 +587,7 @@ pub(crate) fn call(
         (Member::Equals, 1) if !matches!(recv, Value::String(_) | Value::Null) => {
             return Ok(Value::Bool(recv.loose_eq(&args[0])));
         }
+        (Member::GetHashCode, 0) if !recv.is_null() => return Ok(Value::Int(hash_code(recv))),
         _ => {}
     }
     // A LINQ operator without a lambda on a value typed `object` (`v.Contains(x)`, `v.Count()`)
@@ -881,5 +905,26 @@ pub(crate) fn arg_char(args: &[Value], i: usize) -> RtResult<char> {
             other.map_or("null", Value::type_name),
             "Char",
         )),
+    }
+}
+
+/// `GetHashCode()`: an `int` that is equal for equal values within a process, as .NET
+/// promises (and no more: .NET randomises string hashes per process too). Numbers and
+/// booleans hash as .NET's do; other values by their text, with FNV-1a.
+fn hash_code(v: &Value) -> i32 {
+    match v {
+        Value::Int(i) => *i,
+        Value::Bool(b) => i32::from(*b),
+        Value::Char(c) => *c as i32,
+        // .NET: the low 32 bits xor the high 32 bits.
+        Value::Long(l) => (*l as i32) ^ ((*l >> 32) as i32),
+        other => {
+            let mut h: u32 = 0x811c_9dc5;
+            for b in other.to_policy_string().bytes() {
+                h ^= u32::from(b);
+                h = h.wrapping_mul(0x0100_0193);
+            }
+            h as i32
+        }
     }
 }

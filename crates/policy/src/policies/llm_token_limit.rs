@@ -27,6 +27,7 @@
 //! consumed: on arrival, then updated once the answer's usage is known (before outbound runs).
 //! `tokens-per-minute` and `token-quota` may be named values or expressions.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -128,7 +129,7 @@ pub struct LlmTokenLimit {
     per_minute: Option<Param<u64>>,
     quota: Option<(Param<u64>, Period)>,
     pub estimate: bool,
-    names: Names,
+    names: Arc<Names>,
 }
 
 /// Where the policy reports what it counted.
@@ -151,7 +152,7 @@ pub(crate) struct Charge {
     quota: Option<(String, u64, Duration)>,
     /// Tokens counted on arrival (the prompt estimate).
     estimated: u64,
-    names: Names,
+    names: Arc<Names>,
 }
 
 const ATTRS: [&str; 13] = [
@@ -265,7 +266,7 @@ impl LlmTokenLimit {
             per_minute,
             quota,
             estimate,
-            names,
+            names: Arc::new(names),
         })
     }
 

@@ -194,13 +194,13 @@ fn each_entra_check_refuses_with_its_reason() {
 
 #[test]
 fn status_message_header_and_authority_are_the_policys() {
-    let p = pipeline(&format!(
+    let p = pipeline(
         r#"<policies><inbound>
             <validate-azure-ad-token tenant-id="https://contoso.onmicrosoft.com/" header-name="X-Token"
                 authentication-endpoint="https://login.microsoftonline.us/" failed-validation-httpcode="403"
                 failed-validation-error-message="Go away." />
-        </inbound><backend><forward-request/></backend></policies>"#
-    ));
+        </inbound><backend><forward-request/></backend></policies>"#,
+    );
     let mk = || {
         io(
             "https://login.microsoftonline.us",
