@@ -217,6 +217,8 @@ pub(crate) enum Class {
     Hash(HashAlg),
     WebUtility,
     Array,
+    /// `System.Linq.Enumerable`'s static members (`Empty<T>()`, `Range`, `Repeat`).
+    Enumerable,
     BitConverter,
     JsonConvert,
     XDocument,
@@ -265,6 +267,7 @@ const CLASSES: &[(&str, &str, Class)] = &[
     ("UriBuilder", "System", Class::UriBuilder),
     ("Random", "System", Class::Random),
     ("Array", "System", Class::Array),
+    ("Enumerable", "System.Linq", Class::Enumerable),
     ("BitConverter", "System", Class::BitConverter),
     ("JsonConvert", "Newtonsoft.Json", Class::JsonConvert),
     ("XDocument", "System.Xml.Linq", Class::XDocument),

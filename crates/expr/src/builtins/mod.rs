@@ -93,7 +93,7 @@ members! {
     IsMatch, Match, Matches, Escape, Success, Groups, Index, Captures,
     // json
     Value, ToObject, SelectToken, Count, HasValues, Properties, Children, GetValue, Type,
-    Property, Values,
+    Property, Values, Range, Repeat,
     // certificate
     Certificate, Thumbprint, SerialNumber, NotAfter, Verify,
     // jwt
@@ -419,6 +419,7 @@ pub(crate) fn static_sig(class: Class, m: Member, c: &CallTys<'_>) -> Sig {
         Class::Hmac(_) | Class::Hash(_) => crypto::static_sig(class, m, c),
         Class::WebUtility => net::static_sig(class, m, c),
         Class::Array => misc::array_static_sig(m, c),
+        Class::Enumerable => misc::enumerable_static_sig(m, c),
         Class::BitConverter => misc::bit_converter_sig(m, c),
         Class::JsonConvert => json::json_convert_sig(m, c),
         Class::XDocument | Class::XElement => xml::static_sig(class, m, c),
@@ -785,6 +786,7 @@ pub(crate) fn static_call(
         Class::Hmac(_) | Class::Hash(_) => crypto::static_call(class, m, args, rt),
         Class::WebUtility => net::static_call(m, args, rt),
         Class::Array => misc::array_static_call(m, args, rt),
+        Class::Enumerable => misc::enumerable_static_call(m, args, rt),
         Class::BitConverter => misc::bit_converter_call(m, args, rt),
         Class::JsonConvert => json::json_convert_call(m, args, x, rt),
         Class::XDocument | Class::XElement => xml::static_call(class, m, args, rt),
