@@ -222,6 +222,15 @@ impl PolicyDocument {
     pub fn section(&self, s: Section) -> &[Step] {
         &self.sections[s.index()]
     }
+
+    /// The `/crossdomain.xml` a `<cross-domain>` of this (global) document's inbound section
+    /// serves.
+    pub fn cross_domain(&self) -> Option<&std::sync::Arc<str>> {
+        self.section(Section::Inbound).iter().find_map(|s| match s {
+            Step::CrossDomain(c) => Some(c.document()),
+            _ => None,
+        })
+    }
 }
 
 /// The state of one compile: the source for positions, named values, diagnostics.

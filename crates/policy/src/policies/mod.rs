@@ -14,6 +14,7 @@ mod cache_store_value;
 mod check_header;
 mod choose;
 mod cors;
+mod cross_domain;
 mod emit_metric;
 mod find_and_replace;
 #[cfg(test)]
@@ -65,6 +66,7 @@ pub use cache_store_value::CacheStoreValue;
 pub use check_header::CheckHeader;
 pub use choose::Choose;
 pub use cors::{Cors, is_preflight, preflight};
+pub use cross_domain::CrossDomain;
 pub use emit_metric::{EmitMetric, EmittedMetric};
 pub use find_and_replace::FindAndReplace;
 pub use forward_request::{DEFAULT_TIMEOUT, ForwardRequest};
@@ -213,6 +215,7 @@ registry! {
     CheckHeader(CheckHeader) { "check-header" [Inbound] => CheckHeader::compile; run |p, ex, _, b| p.run(ex, b); }
     Choose(Choose) { "choose" [Inbound, Backend, Outbound, OnError] => Choose::compile; run |p, ex, io, b| p.run(ex, io, b).await; }
     Cors(Box<Cors>) { "cors" [Inbound] => Cors::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
+    CrossDomain(CrossDomain) { "cross-domain" [Inbound] => CrossDomain::compile; run |_, _, _, _| Ok(Flow::Continue); }
     FindAndReplace(FindAndReplace) { "find-and-replace" [Inbound, Backend, Outbound, OnError] => FindAndReplace::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
     ForwardRequest(ForwardRequest) { "forward-request" [Backend, OnError] => ForwardRequest::compile; run |p, ex, io, _| p.run(ex, io).await; }
     // The fragment's own steps name themselves in errors.
@@ -447,7 +450,7 @@ mod registry_tests {
             names.join(" "),
             "base authentication-basic authentication-certificate authentication-managed-identity cache-lookup \
              cache-lookup-value cache-remove-value cache-store cache-store-value check-header \
-             choose cors find-and-replace forward-request include-fragment ip-filter json-to-xml \
+             choose cors cross-domain find-and-replace forward-request include-fragment ip-filter json-to-xml \
              jsonp limit-concurrency azure-openai-emit-token-metric llm-emit-token-metric \
              azure-openai-token-limit llm-token-limit mock-response quota quota-by-key rate-limit rate-limit-by-key \
              redirect-content-urls retry \
