@@ -420,6 +420,7 @@ impl Compiler<'_> {
             ExprKind::New { ty, args, init } => self.new_object(ty, args, init.as_deref()),
             ExprKind::NewArray { elem, items } => self.new_array(elem.as_ref(), items, s),
             ExprKind::NewArraySized { elem, size } => self.new_array_sized(elem, size),
+            ExprKind::NewAnonymous(members) => self.new_anonymous(members),
             ExprKind::Assign { op, target, value } => self.assign(*op, target, value, s),
         }
     }
@@ -779,6 +780,29 @@ impl Compiler<'_> {
             .map(|t| self.coerce(t, &elem_ty, true, s))
             .collect::<R<Vec<_>>>()?;
         Ok(T::new(Node::NewArray(nodes.into()), Ty::array_of(elem_ty)))
+    }
+
+    /// `new { a = 1, b }`: a JSON object with those properties, in order (what
+    /// `JsonConvert.SerializeObject` makes of an anonymous object in .NET).
+    fn new_anonymous(&mut self, members: &[(String, Span, ast::Expr)]) -> R<T> {
+        let mut ops = Vec::with_capacity(members.len());
+        for (i, (name, span, value)) in members.iter().enumerate() {
+            if members[..i].iter().any(|(n, ..)| n == name) {
+                return Err(self.err(
+                    *span,
+                    format!("An anonymous type cannot have multiple properties with the same name ('{name}')"),
+                ));
+            }
+            let v = self.value_expr(value)?;
+            ops.push(ir::InitOp::Set(Node::Const(Value::str(name)), v.node));
+        }
+        Ok(T::new(
+            Node::Init(Box::new(ir::Init {
+                base: Node::New(Class::JObject, Box::new([])),
+                ops: ops.into(),
+            })),
+            Ty::Json(JKind::Object),
+        ))
     }
 
     /// `new T[n]`.

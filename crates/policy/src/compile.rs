@@ -404,9 +404,19 @@ impl<'a> Cx<'a> {
 
     /// Compiles a value written at `pos` (original byte offset `offset`).
     pub fn text(&mut self, raw: &str, pos: Pos, offset: usize) -> Option<PolicyText> {
+        let before = self.unresolved.len();
         let substituted = self.substitute(raw, pos)?;
         match text::compile(&substituted) {
             Ok(t) => Some(t),
+            // Offline, an expression that uses an unknown named value as code (its value is C#,
+            // a quoted string or a number) is checked with a stand-in of any type there.
+            Err(_)
+                if self.unresolved.len() > before
+                    && let Some(Ok(t)) =
+                        text::with_stand_ins(&substituted).map(|s| text::compile(&s)) =>
+            {
+                Some(t)
+            }
             Err(e) => {
                 // Point at the offending token when the text was used as written.
                 let at = if substituted == raw {

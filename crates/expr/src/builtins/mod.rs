@@ -822,6 +822,8 @@ pub(crate) fn new_sig(class: Class, c: &CallTys<'_>) -> Sig {
         Class::Guid => sig(c, &[&[P::Str]], Ty::Guid),
         Class::StringBuilder => text::new_sig(c),
         Class::String => sig(c, &[&[P::Char, P::Int], &[P::Seq]], Ty::String),
+        // Offsets are UTC here: a `DateTimeOffset` is its `DateTime`.
+        Class::DateTimeOffset => sig(c, &[&[P::DateTime]], Ty::DateTime),
         _ => Err(SigErr::NotFound),
     }
 }
@@ -836,6 +838,12 @@ pub(crate) fn new_value(class: Class, args: &[Value], rt: &mut Rt<'_>) -> RtResu
         Class::Uri | Class::UriBuilder => net::new_value(class, args),
         Class::Random => misc::new_value(args),
         Class::Hmac(_) => crypto::new_value(class, args),
+        Class::DateTimeOffset => match args.first() {
+            Some(Value::DateTime(d)) => Ok(Value::DateTime(
+                d.with_kind(crate::datetime::DateTimeKind::Utc),
+            )),
+            _ => Err(null_argument("dateTime")),
+        },
         _ => json::new_value(class, args),
     }
 }
