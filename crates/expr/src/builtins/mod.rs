@@ -81,6 +81,7 @@ members! {
     ToBase64String, FromBase64String, PI,
     // encoding, uri, guid
     UTF8, ASCII, Unicode, GetBytes, GetString, EscapeDataString, UnescapeDataString, NewGuid,
+    ToByteArray,
     // dates
     UtcNow, Now, Today, Year, Month, Day, Hour, Minute, Second, Millisecond, Ticks, DayOfYear,
     DayOfWeek,
@@ -341,6 +342,7 @@ pub(crate) fn method_sig(ty: &Ty, m: Member, c: &CallTys<'_>) -> Sig {
         Ty::DateTime | Ty::TimeSpan => datetime::method_sig(ty, m, c),
         Ty::Guid => match m {
             Member::ToString => sig(c, &[&[P::Str]], Ty::String),
+            Member::ToByteArray => sig(c, &[&[]], Ty::Bytes),
             _ => Err(SigErr::NotFound),
         },
         Ty::Encoding => encoding::method_sig(m, c),
@@ -374,8 +376,10 @@ pub(crate) fn index_ty(ty: &Ty, index: &Ty) -> Result<Ty, String> {
             Ty::Json(super::types::JKind::Token),
             int_index || str_index || matches!(index, Ty::Json(_)),
         ),
-        Ty::Ctx(super::value::CtxObj::Headers(_))
-        | Ty::Ctx(super::value::CtxObj::MatchedParameters) => ok(Ty::String, str_index),
+        // Azure's headers are `IReadOnlyDictionary<string, string[]>`: the indexer gives an
+        // array (here of one item, the values joined with `,`).
+        Ty::Ctx(super::value::CtxObj::Headers(_)) => ok(Ty::array_of(Ty::String), str_index),
+        Ty::Ctx(super::value::CtxObj::MatchedParameters) => ok(Ty::String, str_index),
         Ty::Ctx(super::value::CtxObj::Variables) => ok(Ty::Object, str_index),
         Ty::Query | Ty::Claims => ok(Ty::array_of(Ty::String), str_index),
         Ty::Groups => ok(Ty::Group, int_index || str_index),
@@ -655,6 +659,8 @@ pub(crate) fn call(
         Value::DateTime(_) | Value::TimeSpan(_) => datetime::call(recv, m, args),
         Value::Guid(g) => match m {
             Member::ToString => encoding::guid_to_string(*g, args),
+            // .NET's layout: the first three fields little-endian.
+            Member::ToByteArray => Ok(Value::Bytes(Arc::from(g.to_bytes_le()))),
             _ => Err(RuntimeError::no_member("Guid", m.name())),
         },
         Value::Json(j) => json::call(j, m, args, x, rt),
@@ -683,11 +689,8 @@ pub(crate) fn call_out(
             if !matches!(found, Value::Bool(true)) {
                 return Ok((Value::Bool(false), Value::Null));
             }
+            // Headers give their `string[]` as the indexer does.
             let value = context::index(*c, key, rt)?;
-            let value = match c {
-                CtxObj::Headers(_) => Value::Array(Arc::new([value])),
-                _ => value,
-            };
             Ok((Value::Bool(true), value))
         }
         (Value::Null, _) => Err(RuntimeError::null_reference()),
