@@ -121,6 +121,7 @@ members! {
     TryGetValue, SerializeObject, DeserializeObject,
     // System.Xml.Linq
     Root, Element, Elements, Descendants, Attribute, Attributes, HasElements, HasAttributes,
+    LocalName, NamespaceName,
     // byte[] extensions
     Encrypt, Decrypt,
     // StringBuilder
