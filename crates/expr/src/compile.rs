@@ -1329,6 +1329,34 @@ impl Compiler<'_> {
             span: s,
             ..
         } = site;
+        // `Array.Exists(a, x => …)` and its kin are LINQ over `a`.
+        if class == Class::Array
+            && let [array, predicate] = value_args
+            && let Some(op) = match m {
+                Member::Exists => Some(Member::Any),
+                Member::TrueForAll => Some(Member::All),
+                Member::Find => Some(Member::FirstOrDefault),
+                Member::FindLast => Some(Member::LastOrDefault),
+                Member::FindAll => Some(Member::Where),
+                _ => None,
+            }
+            && let ArgKind::Value(e) = &array.kind
+        {
+            let recv = self.value_expr(e)?;
+            let one = [*predicate];
+            let linq_site = CallSite {
+                name,
+                name_span,
+                member: op,
+                targ: None,
+                null_cond: false,
+                value_args: &one,
+                out_arg: None,
+                has_lambda: true,
+                span: s,
+            };
+            return self.linq(recv, &linq_site);
+        }
         if has_lambda {
             return Err(self.err(s, "Cannot convert lambda expression to type 'object' because it is not a delegate type"));
         }

@@ -94,7 +94,7 @@ members! {
     IsMatch, Match, Matches, Escape, Success, Groups, Index, Captures,
     // json
     Value, ToObject, SelectToken, Count, HasValues, Properties, Children, GetValue, Type,
-    Property, Values, Range, Repeat,
+    Property, Values, Range, Repeat, Exists, TrueForAll, Find, FindLast, FindAll,
     // certificate
     Certificate, Thumbprint, SerialNumber, NotAfter, Verify,
     // jwt
