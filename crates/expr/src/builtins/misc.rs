@@ -146,7 +146,7 @@ pub(crate) fn enumerable_static_sig(m: Member, c: &CallTys<'_>) -> Sig {
         },
         Member::Range => sig(c, &[&[P::Int, P::Int]], Ty::array_of(Ty::Int)),
         Member::Repeat => match c.args {
-            [t, count] if matches!(count, Ty::Int | Ty::Object) => {
+            [t, Ty::Int | Ty::Object] => {
                 Ok(Ty::array_of(c.targ.cloned().unwrap_or_else(|| t.clone())))
             }
             [_, _] => Err(SigErr::Types),
