@@ -130,6 +130,13 @@ pub(crate) enum ExprKind {
         elem: Option<TypeRef>,
         items: Vec<Expr>,
     },
+    /// `new { a = 1, b }`: an anonymous object (held as a `JObject`).
+    NewAnonymous(Vec<(String, Span, Expr)>),
+    /// `new T[n]`: `n` default values.
+    NewArraySized {
+        elem: TypeRef,
+        size: Box<Expr>,
+    },
     /// `target = value`, `target += value`…
     Assign {
         op: Option<BinOp>,

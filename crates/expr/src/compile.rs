@@ -419,6 +419,8 @@ impl Compiler<'_> {
             )),
             ExprKind::New { ty, args, init } => self.new_object(ty, args, init.as_deref()),
             ExprKind::NewArray { elem, items } => self.new_array(elem.as_ref(), items, s),
+            ExprKind::NewArraySized { elem, size } => self.new_array_sized(elem, size),
+            ExprKind::NewAnonymous(members) => self.new_anonymous(members),
             ExprKind::Assign { op, target, value } => self.assign(*op, target, value, s),
         }
     }
@@ -778,6 +780,52 @@ impl Compiler<'_> {
             .map(|t| self.coerce(t, &elem_ty, true, s))
             .collect::<R<Vec<_>>>()?;
         Ok(T::new(Node::NewArray(nodes.into()), Ty::array_of(elem_ty)))
+    }
+
+    /// `new { a = 1, b }`: a JSON object with those properties, in order (what
+    /// `JsonConvert.SerializeObject` makes of an anonymous object in .NET).
+    fn new_anonymous(&mut self, members: &[(String, Span, ast::Expr)]) -> R<T> {
+        let mut ops = Vec::with_capacity(members.len());
+        for (i, (name, span, value)) in members.iter().enumerate() {
+            if members[..i].iter().any(|(n, ..)| n == name) {
+                return Err(self.err(
+                    *span,
+                    format!("An anonymous type cannot have multiple properties with the same name ('{name}')"),
+                ));
+            }
+            let v = self.value_expr(value)?;
+            ops.push(ir::InitOp::Set(Node::Const(Value::str(name)), v.node));
+        }
+        Ok(T::new(
+            Node::Init(Box::new(ir::Init {
+                base: Node::New(Class::JObject, Box::new([])),
+                ops: ops.into(),
+            })),
+            Ty::Json(JKind::Object),
+        ))
+    }
+
+    /// `new T[n]`.
+    fn new_array_sized(&mut self, elem: &TypeRef, size: &ast::Expr) -> R<T> {
+        let n = self.value_expr(size)?;
+        let n = self.coerce(n, &Ty::Int, false, size.span)?;
+        let bytes = elem.array == 0
+            && elem.args.is_empty()
+            && matches!(elem.name.as_str(), "byte" | "Byte" | "System.Byte");
+        let (fill, ty) = if bytes {
+            (Value::Int(0), Ty::Bytes)
+        } else {
+            let t = self.type_of(elem)?;
+            (builtins::context::default_of(&t), Ty::array_of(t))
+        };
+        Ok(T::new(
+            Node::NewArraySized {
+                size: Box::new(n),
+                fill,
+                bytes,
+            },
+            ty,
+        ))
     }
 
     fn int_literal(&self, v: u64, long: bool, negative: bool, s: Span) -> R<T> {
@@ -1187,6 +1235,29 @@ impl Compiler<'_> {
             [t] => Some(self.type_of(t)?),
             _ => return Err(self.err(*name_span, format!("'{name}' takes one type argument"))),
         };
+        // `o.Property("k").Remove()` / `o.Property("k")?.Remove()` on a token in a local:
+        // Newtonsoft's way of removing a property, the same as `o.Remove("k")`.
+        if m == Member::Remove
+            && args.is_empty()
+            && let ExprKind::Call {
+                callee: inner,
+                args: inner_args,
+            } = &target.kind
+            && let ExprKind::Member {
+                target: object,
+                name: inner_name,
+                type_args: inner_targs,
+                ..
+            } = &inner.kind
+            && inner_name == "Property"
+            && inner_targs.is_empty()
+            && let [key] = inner_args.as_slice()
+            && matches!(key.kind, ArgKind::Value(_))
+            && key.name.is_none()
+            && let Some((slot, path)) = self.json_place(object)
+        {
+            return self.json_mutation(slot, &path, Member::Remove, &[key], s);
+        }
         let ordered = self.order_args(args, m)?;
         if matches!(m, Member::Add | Member::Remove)
             && let Some((slot, path)) = self.json_place(target)
@@ -1258,6 +1329,34 @@ impl Compiler<'_> {
             span: s,
             ..
         } = site;
+        // `Array.Exists(a, x => …)` and its kin are LINQ over `a`.
+        if class == Class::Array
+            && let [array, predicate] = value_args
+            && let Some(op) = match m {
+                Member::Exists => Some(Member::Any),
+                Member::TrueForAll => Some(Member::All),
+                Member::Find => Some(Member::FirstOrDefault),
+                Member::FindLast => Some(Member::LastOrDefault),
+                Member::FindAll => Some(Member::Where),
+                _ => None,
+            }
+            && let ArgKind::Value(e) = &array.kind
+        {
+            let recv = self.value_expr(e)?;
+            let one = [*predicate];
+            let linq_site = CallSite {
+                name,
+                name_span,
+                member: op,
+                targ: None,
+                null_cond: false,
+                value_args: &one,
+                out_arg: None,
+                has_lambda: true,
+                span: s,
+            };
+            return self.linq(recv, &linq_site);
+        }
         if has_lambda {
             return Err(self.err(s, "Cannot convert lambda expression to type 'object' because it is not a delegate type"));
         }
@@ -1596,7 +1695,19 @@ impl Compiler<'_> {
             lambda: lambda.map(|(slot, b)| (slot, b.node)),
             arg: other,
         };
-        Ok(T::new(Node::Linq(Box::new(node)), ret))
+        let mut node = Node::Linq(Box::new(node));
+        // `…OrDefault` of numbers, booleans, dates: their default, as in .NET, not null.
+        if matches!(
+            m,
+            Member::FirstOrDefault | Member::LastOrDefault | Member::SingleOrDefault
+        ) && ret.is_value_type()
+        {
+            node = Node::Coalesce(
+                Box::new(node),
+                Box::new(Node::Const(builtins::context::default_of(&ret))),
+            );
+        }
+        Ok(T::new(node, ret))
     }
 }
 

@@ -231,6 +231,25 @@ impl Machine<'_> {
                 self.check_nesting(&items)?;
                 Ok(Value::Array(items.into()))
             }
+            Node::NewArraySized { size, fill, bytes } => {
+                let n = match self.eval(size)? {
+                    Value::Int(n) => usize::try_from(n).map_err(|_| {
+                        RuntimeError::new(
+                            crate::error::ErrorKind::Overflow,
+                            "Arithmetic operation resulted in an overflow.",
+                        )
+                    })?,
+                    other => return Err(RuntimeError::cast(other.type_name(), "Int32").into()),
+                };
+                self.rt
+                    .alloc(n.saturating_mul(if *bytes { 1 } else { 8 }))?;
+                self.rt.steps(n)?;
+                Ok(if *bytes {
+                    Value::Bytes(vec![0u8; n].into())
+                } else {
+                    Value::Array(vec![fill.clone(); n].into())
+                })
+            }
             Node::Init(init) => self.initialize(init),
         }
     }

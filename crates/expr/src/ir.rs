@@ -40,6 +40,12 @@ pub(crate) enum Node {
     Mutate(Box<Mutate>),
     New(Class, Box<[Node]>),
     NewArray(Box<[Node]>),
+    /// `new T[n]`: `n` copies of the value (`byte[]` when `bytes`).
+    NewArraySized {
+        size: Box<Node>,
+        fill: Value,
+        bytes: bool,
+    },
     /// `new JObject { … }`, `new Dictionary<string, T> { … }`: an object made, then filled.
     Init(Box<Init>),
 }

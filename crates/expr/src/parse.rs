@@ -1293,7 +1293,22 @@ fn new_expr(i: &mut In<'_>) -> PResult<Expr> {
             start.to(end),
         ));
     }
+    if is_punct(peek(i), Punct::LBrace) {
+        return anonymous_object(i, start);
+    }
     let ty = cut_err(type_ref).parse_next(i)?;
+    if ty.array == 0 && is_punct(peek(i), Punct::LBracket) {
+        i.next_token();
+        let size = expr(i)?;
+        let close = expect(i, Punct::RBracket)?;
+        return Ok(node(
+            ExprKind::NewArraySized {
+                elem: ty,
+                size: Box::new(size),
+            },
+            start.to(close),
+        ));
+    }
     if ty.array > 0 {
         let (items, end) = array_items(i)?;
         let elem = TypeRef {
@@ -1326,6 +1341,47 @@ fn new_expr(i: &mut In<'_>) -> PResult<Expr> {
         None
     };
     Ok(node(ExprKind::New { ty, args, init }, start.to(end)))
+}
+
+/// `{ a = v, b, x.c }` after `new`: an anonymous object; a bare name or member access names
+/// the member after itself.
+fn anonymous_object(i: &mut In<'_>, start: Span) -> PResult<Expr> {
+    expect(i, Punct::LBrace)?;
+    let mut members = Vec::new();
+    loop {
+        let t = peek(i);
+        if is_punct(t, Punct::RBrace) {
+            i.next_token();
+            return Ok(node(ExprKind::NewAnonymous(members), start.to(t.span)));
+        }
+        let named = matches!(&t.kind, Tok::Ident(_)) && is_punct(nth(i, 1), Punct::Assign);
+        if named {
+            let (name, span) = cut_err(identifier).parse_next(i)?;
+            expect(i, Punct::Assign)?;
+            members.push((name, span, expr(i)?));
+        } else {
+            let value = expr(i)?;
+            let name = match &value.kind {
+                ExprKind::Name(n) => n.clone(),
+                ExprKind::Member { name, .. } => name.clone(),
+                _ => {
+                    return cut(
+                        value.span.start,
+                        "Invalid anonymous type member declarator: write name = value",
+                    );
+                }
+            };
+            members.push((name, value.span, value));
+        }
+        let t = peek(i);
+        match t.kind {
+            Tok::P(Punct::Comma) => {
+                i.next_token();
+            }
+            Tok::P(Punct::RBrace) => {}
+            _ => return cut(t.span.start, "',' or '}' expected"),
+        }
+    }
 }
 
 /// `{ ["k"] = v, Name = v, { a, b }, v, … }` after `new T(…)`.

@@ -147,7 +147,13 @@ fn context_members() {
         ok("@(context.Request.Url.ToString())"),
         "https://api.example.com/a/b?x=1&x=2"
     );
-    assert_eq!(ok("@(context.Request.Headers[\"x-multi\"])"), "1,2");
+    // `IReadOnlyDictionary<string, string[]>`: one item, the values joined.
+    assert_eq!(ok("@(context.Request.Headers[\"x-multi\"][0])"), "1,2");
+    assert_eq!(
+        ok("@(context.Request.Headers[\"x-multi\"].Single())"),
+        "1,2"
+    );
+    assert_eq!(ok("@(context.Request.Headers[\"x-multi\"].Length)"), "1");
     assert_eq!(ok("@(context.Request.Headers.Count)"), "2");
     assert_eq!(
         ok("@(context.Request.Headers.Select(h => h.Key).Last())"),

@@ -72,6 +72,7 @@ pub(crate) enum EnumTy {
     RegexOptions,
     StringSplitOptions,
     DateTimeKind,
+    DayOfWeek,
 }
 
 impl Ty {
@@ -173,6 +174,7 @@ impl fmt::Display for Ty {
                 EnumTy::RegexOptions => "RegexOptions",
                 EnumTy::StringSplitOptions => "StringSplitOptions",
                 EnumTy::DateTimeKind => "DateTimeKind",
+                EnumTy::DayOfWeek => "DayOfWeek",
             }),
             Ty::Ctx(c) => f.write_str(c.type_name()),
         }
@@ -206,6 +208,7 @@ pub(crate) enum Class {
     RegexOptions,
     StringSplitOptions,
     DateTimeKind,
+    DayOfWeek,
     UriBuilder,
     Random,
     /// `HMACSHA256`…: keyed hashes.
@@ -214,6 +217,8 @@ pub(crate) enum Class {
     Hash(HashAlg),
     WebUtility,
     Array,
+    /// `System.Linq.Enumerable`'s static members (`Empty<T>()`, `Range`, `Repeat`).
+    Enumerable,
     BitConverter,
     JsonConvert,
     XDocument,
@@ -247,6 +252,7 @@ const CLASSES: &[(&str, &str, Class)] = &[
     ),
     ("DateTime", "System", Class::DateTime),
     ("DateTimeKind", "System", Class::DateTimeKind),
+    ("DayOfWeek", "System", Class::DayOfWeek),
     ("TimeSpan", "System", Class::TimeSpan),
     ("Guid", "System", Class::Guid),
     ("Uri", "System", Class::Uri),
@@ -261,6 +267,7 @@ const CLASSES: &[(&str, &str, Class)] = &[
     ("UriBuilder", "System", Class::UriBuilder),
     ("Random", "System", Class::Random),
     ("Array", "System", Class::Array),
+    ("Enumerable", "System.Linq", Class::Enumerable),
     ("BitConverter", "System", Class::BitConverter),
     ("JsonConvert", "Newtonsoft.Json", Class::JsonConvert),
     ("XDocument", "System.Xml.Linq", Class::XDocument),
@@ -379,6 +386,10 @@ pub(crate) fn from_ref(t: &TypeRef) -> Result<Ty, String> {
         ("Formatting", 0) => Ty::Enum(EnumTy::Formatting),
         ("RegexOptions", 0) => Ty::Enum(EnumTy::RegexOptions),
         ("StringSplitOptions", 0) => Ty::Enum(EnumTy::StringSplitOptions),
+        ("DayOfWeek", 0) => Ty::Enum(EnumTy::DayOfWeek),
+        ("DateTimeKind", 0) => Ty::Enum(EnumTy::DateTimeKind),
+        // `System.Xml.Linq` names are strings here: `ns + "local"` names an element in `ns`.
+        ("XNamespace" | "XName", 0) => Ty::String,
         (
             "IEnumerable"
             | "List"

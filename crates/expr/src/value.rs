@@ -340,6 +340,7 @@ impl Value {
                     EnumTy::RegexOptions => "RegexOptions",
                     EnumTy::StringSplitOptions => "StringSplitOptions",
                     EnumTy::DateTimeKind => "DateTimeKind",
+                    EnumTy::DayOfWeek => "DayOfWeek",
                 },
             },
         }

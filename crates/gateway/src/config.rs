@@ -842,6 +842,11 @@ impl CompiledConfig {
         &self.problems
     }
 
+    /// The `/crossdomain.xml` the global policy's `<cross-domain>` serves, if it has one.
+    pub fn cross_domain(&self) -> Option<&Arc<str>> {
+        self.sources.docs.global.cross_domain()
+    }
+
     /// Finds the API serving `path` (which starts with `/`): the one with the longest path
     /// that is a whole-segment prefix of it. Returns the API and the rest of the path.
     pub fn find_api<'p>(&self, path: &'p str) -> Option<(&CompiledApi, &'p str)> {

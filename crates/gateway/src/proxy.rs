@@ -310,7 +310,16 @@ impl Worker {
         let normalized =
             crate::path::normalize(req.uri().path()).map_err(|_| DataPlaneError::BadPath)?;
         let path: &str = &normalized.path;
-        let (api, rest) = config.find_api(path).ok_or(DataPlaneError::NotFound)?;
+        let Some((api, rest)) = config.find_api(path) else {
+            // No API is there: a global `<cross-domain>` answers `/crossdomain.xml`.
+            if path == "/crossdomain.xml"
+                && matches!(*req.method(), http::Method::GET | http::Method::HEAD)
+                && let Some(document) = config.cross_domain()
+            {
+                return Ok(cross_domain_answer(document, request_id));
+            }
+            return Err(DataPlaneError::NotFound);
+        };
         if normalized.floor != usize::MAX {
             // A `..` that left the API's path on the way (`/demo/../other`): refused rather
             // than served by whichever API the path lands in.
@@ -746,6 +755,17 @@ fn is_preflight(req: &Request<Incoming>) -> bool {
         && req
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// `/crossdomain.xml`, from the global `<cross-domain>` policy.
+fn cross_domain_answer(document: &Arc<str>, request_id: &HeaderValue) -> Response<ResponseBody> {
+    let mut r = Response::new(Either::Left(Full::new(Bytes::copy_from_slice(
+        document.as_bytes(),
+    ))));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    h.insert(X_REQUEST_ID, request_id.clone());
+    r
 }
 
 fn status_ok(request_id: &HeaderValue) -> Response<ResponseBody> {

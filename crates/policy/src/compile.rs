@@ -228,6 +228,15 @@ impl PolicyDocument {
     pub fn section(&self, s: Section) -> &[Step] {
         &self.sections[s.index()]
     }
+
+    /// The `/crossdomain.xml` a `<cross-domain>` of this (global) document's inbound section
+    /// serves.
+    pub fn cross_domain(&self) -> Option<&std::sync::Arc<str>> {
+        self.section(Section::Inbound).iter().find_map(|s| match s {
+            Step::CrossDomain(c) => Some(c.document()),
+            _ => None,
+        })
+    }
 }
 
 /// The state of one compile: the source for positions, named values, diagnostics.
@@ -401,9 +410,19 @@ impl<'a> Cx<'a> {
 
     /// Compiles a value written at `pos` (original byte offset `offset`).
     pub fn text(&mut self, raw: &str, pos: Pos, offset: usize) -> Option<PolicyText> {
+        let before = self.unresolved.len();
         let substituted = self.substitute(raw, pos)?;
         match text::compile(&substituted) {
             Ok(t) => Some(t),
+            // Offline, an expression that uses an unknown named value as code (its value is C#,
+            // a quoted string or a number) is checked with a stand-in of any type there.
+            Err(_)
+                if self.unresolved.len() > before
+                    && let Some(Ok(t)) =
+                        text::with_stand_ins(&substituted).map(|s| text::compile(&s)) =>
+            {
+                Some(t)
+            }
             Err(e) => {
                 // Point at the offending token when the text was used as written.
                 let at = if substituted == raw {
@@ -575,7 +594,16 @@ impl<'a> Cx<'a> {
     /// The text content of an element (named values and expressions allowed).
     pub fn content(&mut self, el: &Element) -> Option<PolicyText> {
         match el.text() {
-            Some((t, pos, off)) => self.text(t.trim(), pos, off + (t.len() - t.trim_start().len())),
+            Some((t, pos, off)) => {
+                let before = self.unresolved.len();
+                let compiled = self.text(t.trim(), pos, off + (t.len() - t.trim_start().len()));
+                // A policy judges its content's shape (a URL, an address) at the element:
+                // offline, that judgement waits for the named value too.
+                if self.unresolved.len() > before {
+                    self.unresolved.push(el.pos);
+                }
+                compiled
+            }
             None if el.children.is_empty() => Some(PolicyText::literal("")),
             None => {
                 self.error(

@@ -176,6 +176,8 @@ pub struct Exchange {
     /// Quota counting left for when the response is known (bandwidth, and increment
     /// conditions that read the response); see [`crate::policies::Quota`].
     pub(crate) quota_charges: Vec<crate::policies::QuotaCharge>,
+    /// What the language-model policies count and emit once the answer is known.
+    pub(crate) llm_pending: Vec<crate::policies::llm::Pending>,
 }
 
 impl Exchange {
@@ -198,6 +200,7 @@ impl Exchange {
             failure: None,
             response_cache: None,
             quota_charges: Vec::new(),
+            llm_pending: Vec::new(),
         }
     }
 

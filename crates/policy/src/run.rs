@@ -355,7 +355,8 @@ impl Pipeline {
         let reads_response_body = sections[Section::Outbound.index()]
             .iter()
             .chain(sections[Section::OnError.index()].iter())
-            .any(|s| s.reads_response_body());
+            .any(|s| s.reads_response_body())
+            || all().any(Step::counts_tokens);
         let plain_forward = sections[Section::Inbound.index()].is_empty()
             && sections[Section::Outbound.index()].is_empty()
             && sections[Section::OnError.index()].is_empty()
@@ -443,6 +444,11 @@ impl Pipeline {
                 && let Err(e) = io.read_response_body(ex).await
             {
                 return self.fail(ex, io, &mut budget, section, e).await;
+            }
+            if section == Section::Outbound && !ex.llm_pending.is_empty() {
+                // The answer is known: the language-model policies count its tokens now, so
+                // outbound sees what they report.
+                crate::policies::llm::settle(ex, io).await;
             }
             io.section(section, true);
             let result = run_inline(self.section(section), ex, io, &mut budget).await;

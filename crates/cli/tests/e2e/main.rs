@@ -22,6 +22,7 @@ mod otlp;
 mod policies;
 mod policies_auth;
 mod policies_flow;
+mod policy_surface;
 mod protocols;
 mod redis;
 mod reload;

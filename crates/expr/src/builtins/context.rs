@@ -356,7 +356,9 @@ pub(crate) fn index(o: CtxObj, idx: &Value, rt: &mut Rt<'_>) -> RtResult<Value> 
     let key = arg_str(std::slice::from_ref(idx), 0, "key")?;
     let cx = rt.ctx;
     let found = match o {
-        CtxObj::Headers(msg) => cx.header(msg, key).map(s),
+        CtxObj::Headers(msg) => cx
+            .header(msg, key)
+            .map(|v| Value::Array(std::sync::Arc::from([s(v)]))),
         CtxObj::MatchedParameters => cx.matched_parameter(key).map(s),
         CtxObj::Variables => cx.variable(key),
         _ => return Err(RuntimeError::no_member(&Ty::Ctx(o).to_string(), "this[]")),

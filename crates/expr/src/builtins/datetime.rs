@@ -29,6 +29,7 @@ pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
         (Ty::DateTime, M::Date) => Ty::DateTime,
         (Ty::DateTime, M::TimeOfDay) => Ty::TimeSpan,
         (Ty::DateTime, M::Kind) => Ty::Enum(EnumTy::DateTimeKind),
+        (Ty::DateTime, M::DayOfWeek) => Ty::Enum(EnumTy::DayOfWeek),
         (
             Ty::TimeSpan,
             M::TotalDays | M::TotalHours | M::TotalMinutes | M::TotalSeconds | M::TotalMilliseconds,
@@ -283,6 +284,16 @@ pub(crate) fn get(recv: &Value, m: Member) -> RtResult<Value> {
                 M::Second => int(p.second),
                 M::Millisecond => int(p.fraction / TICKS_PER_MILLISECOND),
                 M::DayOfYear => int(i64::from(p.day_of_year)),
+                M::DayOfWeek => {
+                    // 0001-01-01 was a Monday.
+                    let day = usize::try_from((d.ticks() / TICKS_PER_DAY + 1) % 7).unwrap_or(0);
+                    let member = super::DAYS[day];
+                    Value::obj(Obj::Enum(
+                        EnumTy::DayOfWeek,
+                        i32::try_from(day).unwrap_or(0),
+                        Some(member),
+                    ))
+                }
                 M::Ticks => Value::Long(d.ticks()),
                 M::Date => Value::DateTime(d.date()),
                 M::TimeOfDay => Value::TimeSpan(TimeSpan::from_ticks(d.ticks() % TICKS_PER_DAY)),

@@ -83,6 +83,14 @@ pub(crate) fn method_sig(ty: &Ty, m: Member, c: &CallTys<'_>) -> Sig {
         (JKind::Object | JKind::Token, M::Properties) => {
             sig(c, &[&[]], Ty::array_of(Ty::Json(JKind::Property)))
         }
+        (JKind::Object | JKind::Token, M::Property) => {
+            sig(c, &[&[P::Str]], Ty::Json(JKind::Property))
+        }
+        (JKind::Object | JKind::Array | JKind::Token, M::Values) => sig(
+            c,
+            &[&[]],
+            Ty::array_of(c.targ.cloned().unwrap_or(Ty::Json(JKind::Token))),
+        ),
         (JKind::Object | JKind::Array | JKind::Token, M::Children) => {
             sig(c, &[&[]], Ty::array_of(Ty::Json(JKind::Token)))
         }
@@ -212,6 +220,31 @@ pub(crate) fn call(
             _ => Err(RuntimeError::no_member(j.type_name(), m.name())),
         },
         M::Children => Ok(Value::Array(children(j, rt)?.into())),
+        M::Property => match j {
+            Json::Object(o) => {
+                let name = arg_str(args, 0, "name")?;
+                Ok(o.get(name).map_or(Value::Null, |v| property(name, v)))
+            }
+            _ => Err(RuntimeError::no_member(j.type_name(), m.name())),
+        },
+        // `Values<T>()`: the items of an array, or the values of an object's properties, each
+        // converted to `T`.
+        M::Values => {
+            let items: Vec<Json> = match j {
+                Json::Array(a) => a.iter().cloned().collect(),
+                Json::Object(o) => o.iter().map(|(_, v)| v.clone()).collect(),
+                _ => return Err(no_children()),
+            };
+            rt.steps(items.len())?;
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                out.push(match &x.targ {
+                    Some(t) => convert(Value::Json(item), t, Mode::Cast)?,
+                    None => Value::Json(item),
+                });
+            }
+            Ok(Value::Array(out.into()))
+        }
         _ => Err(RuntimeError::no_member(j.type_name(), m.name())),
     }
 }

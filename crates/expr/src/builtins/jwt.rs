@@ -116,6 +116,16 @@ pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
 
 pub(crate) fn method_sig(ty: &Ty, m: Member, c: &CallTys<'_>) -> Sig {
     match (ty, m) {
+        // With a `string[]` default, .NET's generic `GetValueOrDefault` of the dictionary:
+        // the claim's values.
+        (Ty::Claims, Member::GetValueOrDefault) if matches!(c.args, [_, Ty::Array(_)]) => {
+            match c.args {
+                [Ty::String | Ty::Object, Ty::Array(t)] if matches!(**t, Ty::String) => {
+                    Ok(Ty::array_of(Ty::String))
+                }
+                _ => Err(SigErr::Types),
+            }
+        }
         (Ty::Claims, Member::GetValueOrDefault) => {
             sig(c, &[&[P::Str], &[P::Str, P::Str]], Ty::String)
         }
@@ -169,6 +179,17 @@ pub(crate) fn claims_prop(j: &Arc<Jwt>, m: Member) -> RtResult<Value> {
 pub(crate) fn claims_call(j: &Arc<Jwt>, m: Member, args: &[Value]) -> RtResult<Value> {
     let name = arg_str(args, 0, "name")?;
     match m {
+        Member::GetValueOrDefault if matches!(args.get(1), Some(Value::Array(_))) => {
+            Ok(match j.claim(name) {
+                Some(values) => Value::Array(
+                    values
+                        .into_iter()
+                        .map(|s| Value::String(s.into()))
+                        .collect(),
+                ),
+                None => args[1].clone(),
+            })
+        }
         Member::GetValueOrDefault => Ok(match j.claim(name) {
             Some(values) => Value::String(values.join(",").into()),
             None => arg_opt_str(args, 1)?.map_or(Value::Null, Value::str),

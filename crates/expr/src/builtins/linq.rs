@@ -22,6 +22,8 @@ pub(crate) fn lambda_arity(m: Member) -> Option<Option<bool>> {
         | M::FirstOrDefault
         | M::Last
         | M::LastOrDefault
+        | M::Single
+        | M::SingleOrDefault
         | M::Count
         | M::Max
         | M::Min
@@ -68,7 +70,12 @@ pub(crate) fn sig(m: Member, elem: &Ty, body: Option<&Ty>, args: &[Ty]) -> Resul
             Ok(seq)
         }
         M::Select => Ok(Ty::array_of(body.cloned().unwrap_or(Ty::Object))),
-        M::First | M::FirstOrDefault | M::Last | M::LastOrDefault => {
+        M::First
+        | M::FirstOrDefault
+        | M::Last
+        | M::LastOrDefault
+        | M::Single
+        | M::SingleOrDefault => {
             predicate()?;
             arity(0)?;
             Ok(elem.clone())
@@ -193,6 +200,7 @@ pub(crate) fn run(
     arg: Option<&Value>,
 ) -> RtResult<Value> {
     use Member as M;
+    let lambda = f.is_some();
     let mut test = |v: &Value| -> RtResult<bool> {
         match f.as_mut() {
             Some(f) => truthy(&f(v)?),
@@ -256,6 +264,36 @@ pub(crate) fn run(
             match found {
                 Some(v) => Ok(v),
                 None if m == M::Last => Err(no_elements()),
+                None => Ok(Value::Null),
+            }
+        }
+        M::Single | M::SingleOrDefault => {
+            let mut found = None;
+            for v in items {
+                if test(&v)? {
+                    if found.is_some() {
+                        return Err(RuntimeError::new(
+                            ErrorKind::InvalidOperation,
+                            if lambda {
+                                "Sequence contains more than one matching element"
+                            } else {
+                                "Sequence contains more than one element"
+                            },
+                        ));
+                    }
+                    found = Some(v);
+                }
+            }
+            match found {
+                Some(v) => Ok(v),
+                None if m == M::Single => Err(if lambda {
+                    RuntimeError::new(
+                        ErrorKind::InvalidOperation,
+                        "Sequence contains no matching element",
+                    )
+                } else {
+                    no_elements()
+                }),
                 None => Ok(Value::Null),
             }
         }

@@ -133,6 +133,70 @@ pub(crate) fn array_static_call(m: Member, args: &[Value], rt: &mut Rt<'_>) -> R
     }
 }
 
+/// The most items `Enumerable.Range` / `Repeat` make.
+const MAX_GENERATED: i64 = 100_000;
+
+pub(crate) fn enumerable_static_sig(m: Member, c: &CallTys<'_>) -> Sig {
+    match m {
+        Member::Empty => match c.targ {
+            Some(t) => sig(c, &[&[]], Ty::array_of(t.clone())),
+            None => Err(SigErr::Other(
+                "The type arguments for method 'Enumerable.Empty<T>()' cannot be inferred from the usage; write Enumerable.Empty<string>()".into(),
+            )),
+        },
+        Member::Range => sig(c, &[&[P::Int, P::Int]], Ty::array_of(Ty::Int)),
+        Member::Repeat => match c.args {
+            [t, Ty::Int | Ty::Object] => {
+                Ok(Ty::array_of(c.targ.cloned().unwrap_or_else(|| t.clone())))
+            }
+            [_, _] => Err(SigErr::Types),
+            _ => Err(SigErr::Arity),
+        },
+        _ => Err(SigErr::NotFound),
+    }
+}
+
+pub(crate) fn enumerable_static_call(
+    m: Member,
+    args: &[Value],
+    rt: &mut Rt<'_>,
+) -> RtResult<Value> {
+    let count = |i: usize| -> RtResult<i64> {
+        let n = super::arg_i64(args, i)?;
+        if !(0..=MAX_GENERATED).contains(&n) {
+            return Err(RuntimeError::out_of_range(format_args!(
+                "Specified argument was out of the range of valid values. (Parameter 'count'; this gateway makes at most {MAX_GENERATED} items)"
+            )));
+        }
+        Ok(n)
+    };
+    match m {
+        Member::Empty => Ok(Value::Array(Arc::new([]))),
+        Member::Range => {
+            let start = super::arg_i64(args, 0)?;
+            let n = count(1)?;
+            if start + n - 1 > i64::from(i32::MAX) {
+                return Err(RuntimeError::out_of_range(
+                    "Specified argument was out of the range of valid values. (Parameter 'count')",
+                ));
+            }
+            rt.steps(usize::try_from(n).unwrap_or(0))?;
+            Ok(Value::Array(
+                (start..start + n)
+                    .map(|i| Value::Int(i32::try_from(i).unwrap_or(i32::MAX)))
+                    .collect(),
+            ))
+        }
+        Member::Repeat => {
+            let n = usize::try_from(count(1)?).unwrap_or(0);
+            rt.steps(n)?;
+            let item = args.first().cloned().unwrap_or(Value::Null);
+            Ok(Value::Array(vec![item; n].into()))
+        }
+        _ => Err(RuntimeError::no_member("Enumerable", m.name())),
+    }
+}
+
 // ---- DateTimeOffset ------------------------------------------------------------------------
 
 pub(crate) fn offset_static_prop_ty(m: Member) -> Option<Ty> {

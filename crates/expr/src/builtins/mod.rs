@@ -70,7 +70,7 @@ members! {
     // url
     Scheme, Host, Port, Query, QueryString, GetQueryParameterValueOrDefault,
     // object, string, char
-    ToString, Equals, CompareTo, GetType, Length, Contains, StartsWith, EndsWith, Substring,
+    ToString, Equals, CompareTo, GetType, GetHashCode, Length, Contains, StartsWith, EndsWith, Substring,
     IndexOf, LastIndexOf, Split, Replace, ToUpper, ToLower, ToUpperInvariant, ToLowerInvariant,
     Trim, TrimStart, TrimEnd, PadLeft, PadRight, Insert, Remove, ToCharArray, IsNullOrEmpty,
     IsNullOrWhiteSpace, Format, Concat, Join, Compare, Empty, AsJwt, TryParseJwt, IsDigit,
@@ -81,8 +81,10 @@ members! {
     ToBase64String, FromBase64String, PI,
     // encoding, uri, guid
     UTF8, ASCII, Unicode, GetBytes, GetString, EscapeDataString, UnescapeDataString, NewGuid,
+    ToByteArray,
     // dates
     UtcNow, Now, Today, Year, Month, Day, Hour, Minute, Second, Millisecond, Ticks, DayOfYear,
+    DayOfWeek,
     Date, TimeOfDay, AddYears, AddMonths, AddDays, AddHours, AddMinutes, AddSeconds,
     AddMilliseconds, AddTicks, Add, Subtract, ToUniversalTime, ToLocalTime, FromSeconds,
     FromMinutes, FromHours, FromDays, FromMilliseconds, FromTicks, TotalDays, TotalHours,
@@ -92,18 +94,20 @@ members! {
     IsMatch, Match, Matches, Escape, Success, Groups, Index, Captures,
     // json
     Value, ToObject, SelectToken, Count, HasValues, Properties, Children, GetValue, Type,
+    Property, Values, Range, Repeat, Exists, TrueForAll, Find, FindLast, FindAll,
     // certificate
     Certificate, Thumbprint, SerialNumber, NotAfter, Verify,
     // jwt
     Subject, Issuer, Audiences, ExpirationTime, NotBefore, IssuedAt, Algorithm, Claims,
     // linq
     Any, All, Where, Select, First, FirstOrDefault, Last, LastOrDefault, Sum, Average, ToArray,
-    ToList, Skip, Take, Distinct, Reverse, OrderBy, OrderByDescending, ElementAt,
+    ToList, Skip, Take, Distinct, Reverse, OrderBy, OrderByDescending, ElementAt, Single,
+    SingleOrDefault,
     // enum members
     Ordinal, OrdinalIgnoreCase, InvariantCulture, InvariantCultureIgnoreCase, CurrentCulture,
     CurrentCultureIgnoreCase, None, Indented, IgnoreCase, Multiline, Singleline, ExplicitCapture,
     CultureInvariant, IgnorePatternWhitespace, Compiled, RemoveEmptyEntries, TrimEntries, Utc,
-    Local, Unspecified,
+    Local, Unspecified, Sunday, Monday, Tuesday, Wednesday, Thursday, Friday, Saturday,
     // cryptography
     ComputeHash, Create, HashData, HashSize, Dispose, Clear,
     // Uri, UriBuilder, WebUtility, basic credentials
@@ -117,6 +121,7 @@ members! {
     TryGetValue, SerializeObject, DeserializeObject,
     // System.Xml.Linq
     Root, Element, Elements, Descendants, Attribute, Attributes, HasElements, HasAttributes,
+    LocalName, NamespaceName,
     // byte[] extensions
     Encrypt, Decrypt,
     // StringBuilder
@@ -305,6 +310,7 @@ pub(crate) fn method_sig(ty: &Ty, m: Member, c: &CallTys<'_>) -> Sig {
     match m {
         Member::ToString if c.args.is_empty() && !ty.is_dynamic() => return Ok(Ty::String),
         Member::Equals if c.args.len() == 1 && !matches!(ty, Ty::String) => return Ok(Ty::Bool),
+        Member::GetHashCode if c.args.is_empty() && !ty.is_dynamic() => return Ok(Ty::Int),
         Member::GetType => {
             return Err(SigErr::Other(
                 "GetType() is not allowed in policy expressions".into(),
@@ -337,6 +343,7 @@ pub(crate) fn method_sig(ty: &Ty, m: Member, c: &CallTys<'_>) -> Sig {
         Ty::DateTime | Ty::TimeSpan => datetime::method_sig(ty, m, c),
         Ty::Guid => match m {
             Member::ToString => sig(c, &[&[P::Str]], Ty::String),
+            Member::ToByteArray => sig(c, &[&[]], Ty::Bytes),
             _ => Err(SigErr::NotFound),
         },
         Ty::Encoding => encoding::method_sig(m, c),
@@ -370,8 +377,10 @@ pub(crate) fn index_ty(ty: &Ty, index: &Ty) -> Result<Ty, String> {
             Ty::Json(super::types::JKind::Token),
             int_index || str_index || matches!(index, Ty::Json(_)),
         ),
-        Ty::Ctx(super::value::CtxObj::Headers(_))
-        | Ty::Ctx(super::value::CtxObj::MatchedParameters) => ok(Ty::String, str_index),
+        // Azure's headers are `IReadOnlyDictionary<string, string[]>`: the indexer gives an
+        // array (here of one item, the values joined with `,`).
+        Ty::Ctx(super::value::CtxObj::Headers(_)) => ok(Ty::array_of(Ty::String), str_index),
+        Ty::Ctx(super::value::CtxObj::MatchedParameters) => ok(Ty::String, str_index),
         Ty::Ctx(super::value::CtxObj::Variables) => ok(Ty::Object, str_index),
         Ty::Query | Ty::Claims => ok(Ty::array_of(Ty::String), str_index),
         Ty::Groups => ok(Ty::Group, int_index || str_index),
@@ -393,7 +402,8 @@ pub(crate) fn static_prop_ty(class: Class, m: Member) -> Option<Ty> {
         | Class::Formatting
         | Class::RegexOptions
         | Class::StringSplitOptions
-        | Class::DateTimeKind => enum_value(class, m).map(|(t, _)| Ty::Enum(t)),
+        | Class::DateTimeKind
+        | Class::DayOfWeek => enum_value(class, m).map(|(t, _)| Ty::Enum(t)),
         _ => None,
     }
 }
@@ -414,6 +424,7 @@ pub(crate) fn static_sig(class: Class, m: Member, c: &CallTys<'_>) -> Sig {
         Class::Hmac(_) | Class::Hash(_) => crypto::static_sig(class, m, c),
         Class::WebUtility => net::static_sig(class, m, c),
         Class::Array => misc::array_static_sig(m, c),
+        Class::Enumerable => misc::enumerable_static_sig(m, c),
         Class::BitConverter => misc::bit_converter_sig(m, c),
         Class::JsonConvert => json::json_convert_sig(m, c),
         Class::XDocument | Class::XElement => xml::static_sig(class, m, c),
@@ -470,9 +481,27 @@ pub(crate) fn enum_value(class: Class, m: Member) -> Option<(EnumTy, i32)> {
         (Class::DateTimeKind, M::Unspecified) => (EnumTy::DateTimeKind, 0),
         (Class::DateTimeKind, M::Utc) => (EnumTy::DateTimeKind, 1),
         (Class::DateTimeKind, M::Local) => (EnumTy::DateTimeKind, 2),
+        (Class::DayOfWeek, d) => (EnumTy::DayOfWeek, day_number(d)?),
         _ => return None,
     };
     Some((t, v))
+}
+
+/// `DayOfWeek` members and their numbers (Sunday is 0, as in .NET).
+pub(crate) const DAYS: [Member; 7] = [
+    Member::Sunday,
+    Member::Monday,
+    Member::Tuesday,
+    Member::Wednesday,
+    Member::Thursday,
+    Member::Friday,
+    Member::Saturday,
+];
+
+fn day_number(m: Member) -> Option<i32> {
+    DAYS.iter()
+        .position(|d| *d == m)
+        .and_then(|i| i32::try_from(i).ok())
 }
 
 /// Parameter names usable as named arguments (`preserveContent: true`), by position.
@@ -564,6 +593,7 @@ pub(crate) fn call(
         (Member::Equals, 1) if !matches!(recv, Value::String(_) | Value::Null) => {
             return Ok(Value::Bool(recv.loose_eq(&args[0])));
         }
+        (Member::GetHashCode, 0) if !recv.is_null() => return Ok(Value::Int(hash_code(recv))),
         _ => {}
     }
     // A LINQ operator without a lambda on a value typed `object` (`v.Contains(x)`, `v.Count()`)
@@ -630,6 +660,8 @@ pub(crate) fn call(
         Value::DateTime(_) | Value::TimeSpan(_) => datetime::call(recv, m, args),
         Value::Guid(g) => match m {
             Member::ToString => encoding::guid_to_string(*g, args),
+            // .NET's layout: the first three fields little-endian.
+            Member::ToByteArray => Ok(Value::Bytes(Arc::from(g.to_bytes_le()))),
             _ => Err(RuntimeError::no_member("Guid", m.name())),
         },
         Value::Json(j) => json::call(j, m, args, x, rt),
@@ -658,11 +690,8 @@ pub(crate) fn call_out(
             if !matches!(found, Value::Bool(true)) {
                 return Ok((Value::Bool(false), Value::Null));
             }
+            // Headers give their `string[]` as the indexer does.
             let value = context::index(*c, key, rt)?;
-            let value = match c {
-                CtxObj::Headers(_) => Value::Array(Arc::new([value])),
-                _ => value,
-            };
             Ok((Value::Bool(true), value))
         }
         (Value::Null, _) => Err(RuntimeError::null_reference()),
@@ -761,6 +790,7 @@ pub(crate) fn static_call(
         Class::Hmac(_) | Class::Hash(_) => crypto::static_call(class, m, args, rt),
         Class::WebUtility => net::static_call(m, args, rt),
         Class::Array => misc::array_static_call(m, args, rt),
+        Class::Enumerable => misc::enumerable_static_call(m, args, rt),
         Class::BitConverter => misc::bit_converter_call(m, args, rt),
         Class::JsonConvert => json::json_convert_call(m, args, x, rt),
         Class::XDocument | Class::XElement => xml::static_call(class, m, args, rt),
@@ -796,6 +826,8 @@ pub(crate) fn new_sig(class: Class, c: &CallTys<'_>) -> Sig {
         Class::Guid => sig(c, &[&[P::Str]], Ty::Guid),
         Class::StringBuilder => text::new_sig(c),
         Class::String => sig(c, &[&[P::Char, P::Int], &[P::Seq]], Ty::String),
+        // Offsets are UTC here: a `DateTimeOffset` is its `DateTime`.
+        Class::DateTimeOffset => sig(c, &[&[P::DateTime]], Ty::DateTime),
         _ => Err(SigErr::NotFound),
     }
 }
@@ -810,6 +842,12 @@ pub(crate) fn new_value(class: Class, args: &[Value], rt: &mut Rt<'_>) -> RtResu
         Class::Uri | Class::UriBuilder => net::new_value(class, args),
         Class::Random => misc::new_value(args),
         Class::Hmac(_) => crypto::new_value(class, args),
+        Class::DateTimeOffset => match args.first() {
+            Some(Value::DateTime(d)) => Ok(Value::DateTime(
+                d.with_kind(crate::datetime::DateTimeKind::Utc),
+            )),
+            _ => Err(null_argument("dateTime")),
+        },
         _ => json::new_value(class, args),
     }
 }
@@ -881,5 +919,26 @@ pub(crate) fn arg_char(args: &[Value], i: usize) -> RtResult<char> {
             other.map_or("null", Value::type_name),
             "Char",
         )),
+    }
+}
+
+/// `GetHashCode()`: an `int` that is equal for equal values within a process, as .NET
+/// promises (and no more: .NET randomises string hashes per process too). Numbers and
+/// booleans hash as .NET's do; other values by their text, with FNV-1a.
+fn hash_code(v: &Value) -> i32 {
+    match v {
+        Value::Int(i) => *i,
+        Value::Bool(b) => i32::from(*b),
+        Value::Char(c) => *c as i32,
+        // .NET: the low 32 bits xor the high 32 bits.
+        Value::Long(l) => (*l as i32) ^ ((*l >> 32) as i32),
+        other => {
+            let mut h: u32 = 0x811c_9dc5;
+            for b in other.to_policy_string().bytes() {
+                h ^= u32::from(b);
+                h = h.wrapping_mul(0x0100_0193);
+            }
+            h as i32
+        }
     }
 }

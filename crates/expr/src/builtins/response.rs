@@ -82,7 +82,7 @@ pub(crate) fn call(
 pub(crate) fn index(r: &HttpResponse, idx: &Value) -> RtResult<Value> {
     let key = arg_str(std::slice::from_ref(idx), 0, "key")?;
     r.header(key)
-        .map(s)
+        .map(|v| Value::Array(Arc::from([s(v)])))
         .ok_or_else(|| RuntimeError::key_not_found(key))
 }
 
@@ -143,7 +143,7 @@ mod tests {
                 "-",
             ),
             (
-                r#"@(((IResponse)context.Variables["r"]).Headers["Content-Type"])"#,
+                r#"@(((IResponse)context.Variables["r"]).Headers["Content-Type"].Single())"#,
                 "application/json",
             ),
             (

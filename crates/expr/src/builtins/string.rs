@@ -17,7 +17,20 @@ const CMP: P = P::Enum(EnumTy::StringComparison);
 const SPLIT_OPTS: P = P::Enum(EnumTy::StringSplitOptions);
 
 pub(crate) fn prop_ty(m: Member) -> Option<Ty> {
-    (m == Member::Length).then_some(Ty::Int)
+    match m {
+        Member::Length => Some(Ty::Int),
+        // `XName` and `XNamespace` are strings here (`{ns}local` or `local`).
+        Member::LocalName | Member::NamespaceName => Some(Ty::String),
+        _ => None,
+    }
+}
+
+/// The parts of an `XName` held as a string: `{ns}local` or `local`.
+fn xname_parts(s: &str) -> (&str, &str) {
+    match s.strip_prefix('{').and_then(|r| r.split_once('}')) {
+        Some((ns, local)) => (ns, local),
+        None => ("", s),
+    }
 }
 
 pub(crate) fn method_sig(m: Member, c: &CallTys<'_>) -> Sig {
@@ -217,6 +230,8 @@ fn start_index(s: &str, args: &[Value], i: usize) -> RtResult<usize> {
 pub(crate) fn get(s: &str, m: Member) -> RtResult<Value> {
     match m {
         Member::Length => Ok(int(utf16_len(s))),
+        Member::LocalName => Ok(Value::str(xname_parts(s).1)),
+        Member::NamespaceName => Ok(Value::str(xname_parts(s).0)),
         _ => Err(RuntimeError::no_member("String", m.name())),
     }
 }

@@ -2,7 +2,9 @@
 //! read a document (`Root`, `Element(s)`, `Descendants`, `Attribute(s)`, `Value`, `Name`,
 //! `ToString()`). The text is parsed with roxmltree (no DTDs, within the crate's depth and node
 //! limits) into an owned, immutable tree that values share. Names match by local name (a
-//! namespace in the document does not have to be spelled in the expression).
+//! namespace in the document does not have to be spelled in the expression); `XNamespace` and
+//! `XName` are strings, so `ns + "local"` (and `"{ns}local"`) names an element in namespace
+//! `ns`.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -13,10 +15,12 @@ use crate::limits::{MAX_DEPTH, MAX_VALUES};
 use crate::types::{Class, Ty};
 use crate::value::{Obj, Value};
 
-/// An element: local name, attributes in order, children in order.
+/// An element: local name, namespace, attributes in order, children in order.
 #[derive(Debug)]
 pub(crate) struct XElement {
     name: Arc<str>,
+    /// The namespace URI; empty when none.
+    ns: Arc<str>,
     attrs: Vec<(Arc<str>, Arc<str>)>,
     children: Vec<XChild>,
 }
@@ -76,6 +80,7 @@ fn convert(node: roxmltree::Node<'_, '_>, depth: usize) -> RtResult<Arc<XElement
     }
     Ok(Arc::new(XElement {
         name: node.tag_name().name().into(),
+        ns: node.tag_name().namespace().unwrap_or("").into(),
         attrs: node
             .attributes()
             .map(|a| (Arc::from(a.name()), Arc::from(a.value())))
@@ -85,6 +90,23 @@ fn convert(node: roxmltree::Node<'_, '_>, depth: usize) -> RtResult<Arc<XElement
 }
 
 impl XElement {
+    /// Whether `name` names this element: its local name, or (from `ns + "local"`, with
+    /// `XNamespace ns` a string here) its namespace and local name, or `{ns}local`.
+    fn named(&self, name: &str) -> bool {
+        if *self.name == *name {
+            return true;
+        }
+        let Some(prefix) = name.strip_suffix(&*self.name) else {
+            return false;
+        };
+        !self.ns.is_empty()
+            && (prefix == &*self.ns
+                || prefix
+                    .strip_prefix('{')
+                    .and_then(|p| p.strip_suffix('}'))
+                    .is_some_and(|p| p == &*self.ns))
+    }
+
     fn elements(&self) -> impl Iterator<Item = &Arc<XElement>> {
         self.children.iter().filter_map(|c| match c {
             XChild::Element(e) => Some(e),
@@ -104,7 +126,7 @@ impl XElement {
 
     fn descendants(self: &Arc<Self>, name: Option<&str>, out: &mut Vec<Value>) {
         for e in self.elements() {
-            if name.is_none_or(|n| *e.name == *n) {
+            if name.is_none_or(|n| e.named(n)) {
                 out.push(element(e.clone()));
             }
             e.descendants(name, out);
@@ -247,13 +269,13 @@ pub(crate) fn call(
     let name = arg_opt_str(args, 0)?;
     match (kind, m) {
         // The document's only child is its root.
-        (XKind::Document, Member::Element) => Ok(if name.is_none_or(|n| *e.name == *n) {
+        (XKind::Document, Member::Element) => Ok(if name.is_none_or(|n| e.named(n)) {
             element(e.clone())
         } else {
             Value::Null
         }),
         (XKind::Document, Member::Elements) => Ok(Value::Array(
-            if name.is_none_or(|n| *e.name == *n) {
+            if name.is_none_or(|n| e.named(n)) {
                 vec![element(e.clone())]
             } else {
                 Vec::new()
@@ -262,7 +284,7 @@ pub(crate) fn call(
         )),
         (XKind::Document, Member::Descendants) => {
             let mut out = Vec::new();
-            if name.is_none_or(|n| *e.name == *n) {
+            if name.is_none_or(|n| e.named(n)) {
                 out.push(element(e.clone()));
             }
             e.descendants(name, &mut out);
@@ -271,12 +293,12 @@ pub(crate) fn call(
         }
         (XKind::Element, Member::Element) => Ok(e
             .elements()
-            .find(|c| name.is_none_or(|n| *c.name == *n))
+            .find(|c| name.is_none_or(|n| c.named(n)))
             .map_or(Value::Null, |c| element(c.clone()))),
         (XKind::Element, Member::Elements) => {
             let out: Vec<Value> = e
                 .elements()
-                .filter(|c| name.is_none_or(|n| *c.name == *n))
+                .filter(|c| name.is_none_or(|n| c.named(n)))
                 .map(|c| element(c.clone()))
                 .collect();
             rt.steps(out.len())?;

@@ -142,7 +142,7 @@ impl EmitMetric {
     }
 }
 
-fn predefined(ex: &Exchange, name: &str) -> String {
+pub(super) fn predefined(ex: &Exchange, name: &str) -> String {
     let info = &ex.info;
     match name.to_ascii_lowercase().as_str() {
         "api id" => info.api_id.to_string(),
@@ -159,6 +159,13 @@ fn predefined(ex: &Exchange, name: &str) -> String {
             .unwrap_or_default(),
         "gateway id" => info.gateway_id.to_string(),
         "client ip" => info.ip.to_string(),
+        "user id" => info
+            .user
+            .as_ref()
+            .map(|u| u.id.to_string())
+            .unwrap_or_default(),
+        "location" => info.region.to_string(),
+        "backend id" => ex.backend_id.as_deref().unwrap_or_default().to_owned(),
         _ => String::new(),
     }
 }

@@ -14,6 +14,7 @@ mod cache_store_value;
 mod check_header;
 mod choose;
 mod cors;
+mod cross_domain;
 mod dapr;
 mod emit_metric;
 mod find_and_replace;
@@ -24,7 +25,11 @@ mod include_fragment;
 mod invoke_dapr_binding;
 mod ip_filter;
 mod json_to_xml;
+mod jsonp;
 mod limit_concurrency;
+pub(crate) mod llm;
+mod llm_emit_token_metric;
+mod llm_token_limit;
 mod log_to_eventhub;
 mod mock_response;
 mod param;
@@ -32,6 +37,7 @@ mod proxy;
 mod publish_to_dapr;
 pub(crate) mod quota;
 mod rate_limit;
+mod redirect_content_urls;
 mod retry;
 mod return_response;
 mod rewrite_uri;
@@ -46,6 +52,7 @@ mod set_variable;
 #[cfg(test)]
 pub(crate) mod testkit;
 mod trace;
+mod validate_azure_ad_token;
 mod validate_client_certificate;
 mod validate_content;
 mod validate_headers;
@@ -68,6 +75,7 @@ pub use cache_store_value::CacheStoreValue;
 pub use check_header::CheckHeader;
 pub use choose::Choose;
 pub use cors::{Cors, is_preflight, preflight};
+pub use cross_domain::CrossDomain;
 pub use dapr::DAPR_DEFAULT_ENDPOINT;
 pub use emit_metric::{EmitMetric, EmittedMetric};
 pub use find_and_replace::FindAndReplace;
@@ -76,13 +84,17 @@ pub use include_fragment::IncludeFragment;
 pub use invoke_dapr_binding::InvokeDaprBinding;
 pub use ip_filter::IpFilter;
 pub use json_to_xml::JsonToXml;
+pub use jsonp::Jsonp;
 pub use limit_concurrency::LimitConcurrency;
+pub use llm_emit_token_metric::LlmEmitTokenMetric;
+pub use llm_token_limit::LlmTokenLimit;
 pub use log_to_eventhub::{LogEntry, LogToEventHub, MAX_MESSAGE as MAX_LOG_MESSAGE, Partition};
 pub use mock_response::MockResponse;
 pub use proxy::{Proxy, ProxySettings};
 pub use publish_to_dapr::PublishToDapr;
 pub use quota::{Quota, QuotaCharge};
 pub use rate_limit::RateLimit;
+pub use redirect_content_urls::RedirectContentUrls;
 pub use retry::Retry;
 pub use return_response::ReturnResponse;
 pub use rewrite_uri::RewriteUri;
@@ -220,6 +232,7 @@ registry! {
     CheckHeader(CheckHeader) { "check-header" [Inbound] => CheckHeader::compile; run |p, ex, _, b| p.run(ex, b); }
     Choose(Choose) { "choose" [Inbound, Backend, Outbound, OnError] => Choose::compile; run |p, ex, io, b| p.run(ex, io, b).await; }
     Cors(Box<Cors>) { "cors" [Inbound] => Cors::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
+    CrossDomain(CrossDomain) { "cross-domain" [Inbound] => CrossDomain::compile; run |_, _, _, _| Ok(Flow::Continue); }
     FindAndReplace(FindAndReplace) { "find-and-replace" [Inbound, Backend, Outbound, OnError] => FindAndReplace::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
     ForwardRequest(ForwardRequest) { "forward-request" [Backend, OnError] => ForwardRequest::compile; run |p, ex, io, _| p.run(ex, io).await; }
     // The fragment's own steps name themselves in errors.
@@ -227,13 +240,17 @@ registry! {
     InvokeDaprBinding(Box<InvokeDaprBinding>) { "invoke-dapr-binding" [Inbound, Outbound, OnError] => InvokeDaprBinding::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     IpFilter(IpFilter) { "ip-filter" [Inbound] => IpFilter::compile; run |p, ex, _, _| Ok(p.run(ex)); }
     JsonToXml(JsonToXml) { "json-to-xml" [Inbound, Outbound, OnError] => JsonToXml::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
+    Jsonp(Jsonp) { "jsonp" [Outbound] => Jsonp::compile; run |p, ex, _, _| p.run(ex); }
     LimitConcurrency(LimitConcurrency) { "limit-concurrency" [Inbound, Backend, Outbound, OnError] => LimitConcurrency::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| vec![&p.key]; }
     LogToEventHub(LogToEventHub) { "log-to-eventhub" [Inbound, Backend, Outbound, OnError] => LogToEventHub::compile; run |p, ex, io, b| p.run(ex, io, b); texts |p| p.texts(); }
+    LlmEmitTokenMetric(LlmEmitTokenMetric) { "azure-openai-emit-token-metric" [Inbound] => LlmEmitTokenMetric::compile, "llm-emit-token-metric" [Inbound] => LlmEmitTokenMetric::compile; run |p, ex, _, b| p.run(ex, b); name |p| p.name(); texts |p| p.texts(); }
+    LlmTokenLimit(Box<LlmTokenLimit>) { "azure-openai-token-limit" [Inbound] => LlmTokenLimit::compile, "llm-token-limit" [Inbound] => LlmTokenLimit::compile; run |p, ex, io, b| p.run(ex, io, b).await; name |p| p.name(); texts |p| p.texts(); }
     MockResponse(MockResponse) { "mock-response" [Inbound, Outbound, OnError] => MockResponse::compile; run |p, ex, _, _| p.run(ex); }
     Proxy(Proxy) { "proxy" [Inbound] => Proxy::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
     PublishToDapr(Box<PublishToDapr>) { "publish-to-dapr" [Inbound] => PublishToDapr::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     Quota(Box<Quota>) { "quota" [Inbound] => |el, cx| Quota::compile(el, cx, false), "quota-by-key" [Inbound] => |el, cx| Quota::compile(el, cx, true); run |p, ex, io, b| p.run(ex, io, b).await; name |p| p.name(); texts |p| p.texts(); }
     RateLimit(RateLimit) { "rate-limit" [Inbound] => |el, cx| RateLimit::compile(el, cx, false), "rate-limit-by-key" [Inbound] => |el, cx| RateLimit::compile(el, cx, true); run |p, ex, io, b| p.run(ex, io, b).await; name |p| p.name(); texts |p| p.texts(); }
+    RedirectContentUrls(RedirectContentUrls) { "redirect-content-urls" [Inbound, Outbound] => RedirectContentUrls::compile; run |p, ex, _, _| p.run(ex); }
     Retry(Box<Retry>) { "retry" [Inbound, Backend, Outbound, OnError] => Retry::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     ReturnResponse(ReturnResponse) { "return-response" [Inbound, Backend, Outbound, OnError] => ReturnResponse::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
     RewriteUri(RewriteUri) { "rewrite-uri" [Inbound] => RewriteUri::compile; run |p, ex, _, b| p.run(ex, b); texts |p| vec![&p.template]; }
@@ -250,6 +267,7 @@ registry! {
     ValidateClientCertificate(ValidateClientCertificate) { "validate-client-certificate" [Inbound] => ValidateClientCertificate::compile; run |p, ex, _, _| p.run(ex); }
     ValidateContent(Box<ValidateContent>) { "validate-content" [Inbound, Outbound, OnError] => ValidateContent::compile; run |p, ex, _, _| p.run(ex); }
     ValidateHeaders(Box<ValidateHeaders>) { "validate-headers" [Outbound, OnError] => ValidateHeaders::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
+    ValidateAzureAdToken(ValidateJwt) { "validate-azure-ad-token" [Inbound] => validate_azure_ad_token::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     ValidateJwt(ValidateJwt) { "validate-jwt" [Inbound] => ValidateJwt::compile; run |p, ex, io, b| p.run(ex, io, b).await; texts |p| p.texts(); }
     ValidateParameters(Box<ValidateParameters>) { "validate-parameters" [Inbound] => ValidateParameters::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
     ValidateStatusCode(ValidateStatusCode) { "validate-status-code" [Outbound, OnError] => ValidateStatusCode::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
@@ -257,8 +275,51 @@ registry! {
     XmlToJson(XmlToJson) { "xml-to-json" [Inbound, Outbound, OnError] => XmlToJson::compile; run |p, ex, _, b| p.run(ex, b); texts |p| p.texts(); }
 }
 
+/// Azure policies this gateway does not run, each with one sentence on why and what to use
+/// instead. [`compile`] refuses them with that sentence (an element that is in neither list gets
+/// the list of the policies this gateway knows).
+pub const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "xsl-transform",
+        "it needs an XSLT 1.0 engine, which this gateway does not embed; reshape XML with set-body and an expression (XDocument, XElement), a Liquid template, or xml-to-json",
+    ),
+    ("azure-openai-semantic-cache-lookup", SEMANTIC_CACHE),
+    ("azure-openai-semantic-cache-store", SEMANTIC_CACHE),
+    ("llm-semantic-cache-lookup", SEMANTIC_CACHE),
+    ("llm-semantic-cache-store", SEMANTIC_CACHE),
+    (
+        "llm-content-safety",
+        "it hands prompts to Azure AI Content Safety through Azure's own integration, which this gateway does not have; call the Content Safety text:analyze API with send-request and refuse with return-response",
+    ),
+    (
+        "get-authorization-context",
+        "it reads tokens from Azure API Management's credential manager, which exists only inside Azure; fetch the token with send-request (cached with cache-store-value) or use authentication-managed-identity",
+    ),
+    ("validate-graphql-request", GRAPHQL),
+    ("set-graphql-resolver", GRAPHQL),
+    ("http-data-source", GRAPHQL),
+    ("sql-data-source", GRAPHQL),
+    ("cosmosdb-data-source", GRAPHQL),
+    ("publish-event", GRAPHQL),
+    (
+        "validate-odata-request",
+        "this gateway does not import OData APIs, so there is no OData model to check a request against; check the query with validate-parameters or an expression",
+    ),
+];
+
+const SEMANTIC_CACHE: &str = "semantic caching needs an embeddings deployment and a vector index (Azure Managed Redis with RediSearch), which this gateway does not have; cache exact prompts with cache-lookup-value and cache-store-value keyed on a hash of the request body";
+
+const GRAPHQL: &str = "this gateway does not run GraphQL APIs (schemas, resolvers, subscriptions); put the GraphQL server behind an HTTP API and validate requests with validate-content";
+
 /// Compiles one policy element, reporting problems into `cx`.
 pub fn compile(el: &Element, cx: &mut Cx<'_>) -> Option<Step> {
+    if let Some((_, why)) = UNSUPPORTED.iter().find(|(n, _)| *n == el.name) {
+        cx.error(
+            el.pos,
+            format!("<{}> is not supported by this gateway: {why}", el.name),
+        );
+        return None;
+    }
     let Some((_, sections)) = CATALOGUE.iter().find(|(n, _)| *n == el.name) else {
         cx.error(
             el.pos,
@@ -308,6 +369,7 @@ impl Step {
                         .any(|s| s.reads_request_body() || s.forwards())
             }
             Step::SendRequest(s) => s.copies_request_body() || self.expressions_read_body(),
+            Step::LlmTokenLimit(p) => p.estimate || self.expressions_read_body(),
             Step::LimitConcurrency(_) | Step::Wait(_) | Step::IncludeFragment(_) => {
                 self.expressions_read_body() || self.nested().iter().any(Step::reads_request_body)
             }
@@ -347,6 +409,16 @@ impl Step {
         }
     }
 
+    /// Whether this step or a nested one counts or reports a model's tokens, which it reads
+    /// from the answer's body.
+    pub fn counts_tokens(&self) -> bool {
+        match self {
+            Step::LlmTokenLimit(_) | Step::LlmEmitTokenMetric(_) => true,
+            Step::Choose(c) => c.any(Step::counts_tokens),
+            _ => self.nested().iter().any(Step::counts_tokens),
+        }
+    }
+
     /// Whether this step or a nested one is a quota (which settles after the response, and
     /// may read the request then).
     pub fn has_quota(&self) -> bool {
@@ -373,6 +445,8 @@ impl Step {
             Step::FindAndReplace(p) => Some(p.response),
             Step::JsonToXml(p) => Some(p.response),
             Step::XmlToJson(p) => Some(p.response),
+            Step::Jsonp(_) => Some(true),
+            Step::RedirectContentUrls(p) => Some(p.response),
             Step::CacheStore(_) => Some(true),
             Step::ValidateContent(p) => Some(p.response),
             Step::SetBody(p) => p.template_reads_body(),
@@ -402,12 +476,14 @@ mod registry_tests {
             names.join(" "),
             "base authentication-basic authentication-certificate authentication-managed-identity cache-lookup \
              cache-lookup-value cache-remove-value cache-store cache-store-value check-header \
-             choose cors find-and-replace forward-request include-fragment invoke-dapr-binding \
-             ip-filter json-to-xml limit-concurrency log-to-eventhub mock-response proxy \
-             publish-to-dapr quota quota-by-key rate-limit rate-limit-by-key retry \
-             return-response rewrite-uri send-one-way-request send-request set-backend-service \
-             set-body set-header set-method set-query-parameter set-status set-variable \
-             emit-metric trace validate-client-certificate validate-content validate-headers \
+             choose cors cross-domain find-and-replace forward-request include-fragment \
+             invoke-dapr-binding ip-filter json-to-xml jsonp limit-concurrency log-to-eventhub \
+             azure-openai-emit-token-metric llm-emit-token-metric azure-openai-token-limit \
+             llm-token-limit mock-response proxy publish-to-dapr quota quota-by-key rate-limit \
+             rate-limit-by-key redirect-content-urls retry return-response rewrite-uri \
+             send-one-way-request send-request set-backend-service set-body set-header set-method \
+             set-query-parameter set-status set-variable emit-metric trace \
+             validate-client-certificate validate-content validate-headers validate-azure-ad-token \
              validate-jwt validate-parameters validate-status-code wait xml-to-json"
         );
         let sections = |name: &str| CATALOGUE.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
@@ -446,5 +522,45 @@ mod registry_tests {
             let first = &compiled.sections[Section::Inbound.index()][0];
             assert_eq!(first.name(), name);
         }
+    }
+
+    /// An Azure policy this gateway does not run is refused where it stands, with why and what
+    /// to use instead, not with the list of known policies; an unknown element still gets the
+    /// list.
+    #[test]
+    fn unsupported_azure_policies_say_why_and_what_instead() {
+        let errors = |inner: &str| {
+            let doc = format!("<policies>\n<inbound>\n  {inner}\n</inbound>\n</policies>");
+            let (compiled, diags) = crate::compile::compile(
+                &doc,
+                crate::Scope::Api,
+                &crate::NoNamedValues,
+                crate::Mode::Strict,
+            );
+            assert!(compiled.is_none(), "{inner} compiled");
+            diags
+        };
+        for (name, why) in UNSUPPORTED {
+            assert!(
+                CATALOGUE.iter().all(|(n, _)| n != name),
+                "{name} is both supported and not"
+            );
+            assert!(
+                why.contains("; ") && !why.ends_with('.'),
+                "{name}: one sentence, why; what instead"
+            );
+            let diags = errors(&format!("<{name} />"));
+            assert_eq!(diags.len(), 1, "{diags:?}");
+            assert_eq!((diags[0].line, diags[0].column), (3, 3));
+            assert_eq!(
+                diags[0].message,
+                format!("<{name}> is not supported by this gateway: {why}")
+            );
+            assert!(!diags[0].message.contains("this gateway supports:"));
+        }
+        let diags = errors("<no-such-policy />");
+        assert!(diags[0].message.starts_with(
+            "unknown policy <no-such-policy>; this gateway supports: authentication-basic"
+        ));
     }
 }

@@ -83,6 +83,14 @@ impl SetBackendService {
             (Some(a), None) => {
                 let pos = a.pos;
                 let base_url = cx.req_text(el, "base-url")?;
+                if base_url.as_literal().is_some_and(|u| u.trim().is_empty()) {
+                    // Azure saves it (templates leave it to be filled in); it changes nothing.
+                    cx.warning(
+                        pos,
+                        "base-url is empty: this <set-backend-service> changes nothing; give the backend's URL",
+                    );
+                    return Some(Self::BaseUrl(base_url));
+                }
                 if let Some(u) = base_url.as_literal()
                     && !(u.starts_with("http://") || u.starts_with("https://"))
                 {
@@ -144,6 +152,7 @@ impl SetBackendService {
 
     pub fn run(&self, ex: &mut Exchange, budget: &mut Budget) -> Result<Flow, PolicyError> {
         match self {
+            Self::BaseUrl(text) if text.as_literal().is_some_and(|u| u.trim().is_empty()) => {}
             Self::BaseUrl(text) => {
                 let url = text.eval(ex, budget)?.trim().to_owned();
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -211,6 +220,26 @@ impl SetBackendService {
 #[cfg(test)]
 mod tests {
     use super::super::testkit::*;
+
+    /// Azure saves `base-url=""` (templates leave it to be filled in): a warning, and the
+    /// request goes where it went.
+    #[test]
+    fn an_empty_base_url_is_a_warning_and_changes_nothing() {
+        let (doc, diags) = crate::compile::compile(
+            r#"<policies><inbound><set-backend-service base-url="" /></inbound><backend><forward-request/></backend></policies>"#,
+            crate::Scope::Api,
+            &crate::NoNamedValues,
+            crate::Mode::Strict,
+        );
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(diags[0].severity, crate::Severity::Warning);
+        assert!(diags[0].message.contains("base-url is empty"));
+        let p = crate::run::Pipeline::compose(&doc.unwrap(), None, None, None);
+        let mut ex = exchange("GET", "/", &[]);
+        let io = run(&p, &mut ex);
+        assert!(io.forwarded.is_some());
+        assert_eq!(ex.backend_url, None);
+    }
 
     #[test]
     fn backend_id_is_set_and_the_last_choice_wins() {

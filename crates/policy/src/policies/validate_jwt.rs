@@ -69,14 +69,14 @@ pub const NOT_PRESENT: &str = "JWT not present.";
 pub const INVALID: &str = "Invalid JWT.";
 
 #[derive(Debug, Clone)]
-enum TokenSource {
+pub(super) enum TokenSource {
     Header(PolicyText),
     Query(PolicyText),
     Value(PolicyText),
 }
 
 #[derive(Debug, Clone)]
-struct Claim {
+pub(super) struct Claim {
     name: String,
     /// `match="all"` (the default): every listed value must be present; `any`: one is enough.
     all: bool,
@@ -84,22 +84,41 @@ struct Claim {
     values: Vec<PolicyText>,
 }
 
+/// What one `<validate-jwt>` (or `<validate-azure-ad-token>`) checks.
+pub(super) struct Settings {
+    /// The element, for errors: `validate-jwt` or `validate-azure-ad-token`.
+    pub policy: &'static str,
+    pub source: TokenSource,
+    pub status: Param<u16>,
+    pub message: Option<PolicyText>,
+    pub require_expiration: Param<bool>,
+    pub require_scheme: Option<PolicyText>,
+    pub require_signed: Param<bool>,
+    pub clock_skew: Param<u64>,
+    pub output: Option<String>,
+    pub openid: Vec<String>,
+    pub keys: Vec<SigningKey>,
+    pub audiences: Vec<PolicyText>,
+    pub issuers: Vec<PolicyText>,
+    pub claims: Vec<Claim>,
+    /// Microsoft Entra ID tokens (`validate-azure-ad-token`): the client applications allowed
+    /// (the `appid` or `azp` claim; empty: any), and the tenant's v1.0 issuer accepted with
+    /// its v2.0 one.
+    pub entra: Option<Vec<PolicyText>>,
+}
+
 struct Inner {
-    source: TokenSource,
-    status: Param<u16>,
-    message: Option<PolicyText>,
-    require_expiration: Param<bool>,
-    require_scheme: Option<PolicyText>,
-    require_signed: Param<bool>,
-    clock_skew: Param<u64>,
-    output: Option<String>,
-    openid: Vec<String>,
-    keys: Vec<SigningKey>,
-    audiences: Vec<PolicyText>,
-    issuers: Vec<PolicyText>,
-    claims: Vec<Claim>,
+    settings: Settings,
     /// SHA-256 of a token whose signature checked out → how long to remember it.
     verified: moka::future::Cache<[u8; 32], Duration>,
+}
+
+impl std::ops::Deref for Inner {
+    type Target = Settings;
+
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
 }
 
 /// A compiled `<validate-jwt>`. Clones (the same element composed into several pipelines) share
@@ -113,6 +132,7 @@ impl fmt::Debug for ValidateJwt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
         f.debug_struct("ValidateJwt")
+            .field("policy", &i.policy)
             .field("source", &i.source)
             .field("openid", &i.openid)
             .field("keys", &i.keys)
@@ -312,27 +332,35 @@ impl ValidateJwt {
                 "<validate-jwt> requires signed tokens but has no keys to check them with: add <issuer-signing-keys> or <openid-config>, or set require-signed-tokens=\"false\"",
             );
         }
-        Some(Self {
+        Some(Self::new(Settings {
+            policy: "validate-jwt",
+            source,
+            status,
+            message,
+            require_expiration,
+            require_scheme,
+            require_signed,
+            clock_skew,
+            output,
+            openid,
+            keys,
+            audiences,
+            issuers,
+            claims,
+            entra: None,
+        }))
+    }
+
+    pub(super) fn new(settings: Settings) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                source,
-                status,
-                message,
-                require_expiration,
-                require_scheme,
-                require_signed,
-                clock_skew,
-                output,
-                openid,
-                keys,
-                audiences,
-                issuers,
-                claims,
+                settings,
                 verified: moka::future::Cache::builder()
                     .max_capacity(VERIFIED_CAPACITY)
                     .expire_after(UntilExpiry)
                     .build(),
             }),
-        })
+        }
     }
 
     /// The expressions this step evaluates.
@@ -350,6 +378,7 @@ impl ValidateJwt {
         out.extend(i.audiences.iter());
         out.extend(i.issuers.iter());
         out.extend(i.claims.iter().flat_map(|c| c.values.iter()));
+        out.extend(i.entra.iter().flatten());
         out
     }
 
@@ -387,7 +416,7 @@ impl ValidateJwt {
         };
         ex.error_response = Some(json_error(status, &message));
         Err(PolicyError::new(
-            "validate-jwt",
+            self.inner.policy,
             failure.reason,
             failure.message,
             crate::Answer::InvalidJwt,
@@ -463,6 +492,9 @@ impl ValidateJwt {
             return Ok(Err(f));
         }
         if let Err(f) = self.check_claims(&decoded, ex, budget)? {
+            return Ok(Err(f));
+        }
+        if let Err(f) = self.check_client_application(&decoded, ex, budget)? {
             return Ok(Err(f));
         }
         Ok(Ok(decoded))
@@ -551,7 +583,7 @@ impl ValidateJwt {
             let mut provider = match io.openid_keys(url, false).await {
                 Ok(k) => k,
                 Err(e) => {
-                    tracing::warn!(url = %url, reason = %e.reason, message = %e.message, "validate-jwt: the OpenID provider's keys are not available");
+                    tracing::warn!(policy = self.inner.policy, url = %url, reason = %e.reason, message = %e.message, "the OpenID provider's keys are not available");
                     continue;
                 }
             };
@@ -676,6 +708,9 @@ impl ValidateJwt {
                 accepted.extend(keys.issuer().map(str::to_owned));
             }
         }
+        if i.entra.is_some() {
+            entra_issuers(&mut accepted, text(token.payload().get("tid")).as_deref());
+        }
         if accepted.is_empty() {
             return Ok(Ok(()));
         }
@@ -745,8 +780,72 @@ impl ValidateJwt {
     }
 }
 
+impl ValidateJwt {
+    /// `validate-azure-ad-token`: the token was issued to one of the client applications listed
+    /// (its `appid` claim, in v1.0 tokens, or `azp`, in v2.0 ones).
+    fn check_client_application(
+        &self,
+        token: &Jwt,
+        ex: &Exchange,
+        budget: &mut Budget,
+    ) -> Result<Result<(), Failure>, PolicyError> {
+        let Some(apps) = self.inner.entra.as_ref().filter(|a| !a.is_empty()) else {
+            return Ok(Ok(()));
+        };
+        let claims = token.payload();
+        let Some(client) = text(claims.get("appid")).or_else(|| text(claims.get("azp"))) else {
+            return Ok(Err(Failure::new(
+                "TokenClaimNotFound",
+                "JWT token is missing the following claims: appid. Access denied.",
+            )));
+        };
+        for app in apps {
+            if app.eval(ex, budget)?.trim().eq_ignore_ascii_case(&client) {
+                return Ok(Ok(()));
+            }
+        }
+        Ok(Err(Failure::new(
+            "TokenClaimValueNotAllowed",
+            format!(
+                "The token was issued to client application {}, which is not allowed. Access denied.",
+                printable(&client)
+            ),
+        )))
+    }
+}
+
+/// Microsoft Entra ID's issuers for the v2.0 ones its configuration names
+/// (`https://login.microsoftonline.com/{tid}/v2.0`): the same tenant's v1.0 issuer
+/// (`https://sts.windows.net/{tid}/`, and the authority's own form), and for the multi-tenant
+/// configurations (`{tenantid}` in the issuer) the token's own tenant.
+fn entra_issuers(accepted: &mut Vec<String>, token_tenant: Option<&str>) {
+    let mut more = Vec::new();
+    for issuer in accepted.iter() {
+        let issuer = match token_tenant {
+            Some(tid) if issuer.contains("{tenantid}") => {
+                let own = issuer.replace("{tenantid}", tid);
+                more.push(own.clone());
+                own
+            }
+            _ => issuer.clone(),
+        };
+        let Some(base) = issuer.strip_suffix("/v2.0") else {
+            continue;
+        };
+        let Some((authority, tenant)) = base.rsplit_once('/') else {
+            continue;
+        };
+        if tenant.is_empty() || tenant.contains('{') {
+            continue;
+        }
+        more.push(format!("https://sts.windows.net/{tenant}/"));
+        more.push(format!("{authority}/{tenant}/"));
+    }
+    accepted.extend(more);
+}
+
 /// `<audiences>` / `<issuers>`: a list of `<audience>` / `<issuer>` holding text or expressions.
-fn list(cx: &mut Cx<'_>, el: &Element, item: &str) -> Vec<PolicyText> {
+pub(super) fn list(cx: &mut Cx<'_>, el: &Element, item: &str) -> Vec<PolicyText> {
     cx.allow_attrs(el, &[]);
     cx.allow_children(el, &[item]);
     let mut out = Vec::new();
@@ -823,7 +922,7 @@ fn signing_key(cx: &mut Cx<'_>, el: &Element) -> Option<SigningKey> {
     }
 }
 
-fn claim(cx: &mut Cx<'_>, el: &Element) -> Option<Claim> {
+pub(super) fn claim(cx: &mut Cx<'_>, el: &Element) -> Option<Claim> {
     cx.allow_attrs(el, &["name", "match", "separator"]);
     cx.allow_children(el, &["value"]);
     let name = cx.req_literal(el, "name")?.trim().to_owned();
@@ -848,7 +947,7 @@ fn claim(cx: &mut Cx<'_>, el: &Element) -> Option<Claim> {
 
 /// Whether a value still holds a `{{named value}}` reference: only when compiling offline
 /// (`gatehouse policy check`), where the value is unknown and cannot be checked yet.
-fn unresolved(text: &str) -> bool {
+pub(super) fn unresolved(text: &str) -> bool {
     text.contains("{{") && text.contains("}}")
 }
 
