@@ -356,30 +356,47 @@ fn patterns(doc: &mut serde_json::Value) {
 /// that requires them.
 const PUT_REQUIRED: &[(&str, &str)] = &[("NamedValue", "value"), ("Certificate", "data")];
 
-/// Points each PUT of a schema in [`PUT_REQUIRED`] at a copy that requires those members.
-fn put_bodies(doc: &mut serde_json::Value) {
+/// Points the JSON request body of every `method` operation whose schema is `pick`ed at
+/// `<Schema><suffix>` instead, and returns the schemas so redirected (each once).
+fn redirect_bodies(
+    doc: &mut serde_json::Value,
+    method: &str,
+    suffix: &str,
+    pick: impl Fn(&str) -> bool,
+) -> Vec<String> {
     use serde_json::{Value, json};
-    let mut wanted = Vec::new();
-    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
-        for item in paths.values_mut() {
-            let Some(schema) =
-                item.pointer_mut("/put/requestBody/content/application~1json/schema")
-            else {
-                continue;
-            };
-            let Some(name) = schema
-                .get("$ref")
-                .and_then(Value::as_str)
-                .and_then(|r| r.strip_prefix("#/components/schemas/"))
-                .filter(|n| PUT_REQUIRED.iter().any(|(s, _)| s == n))
-                .map(str::to_owned)
-            else {
-                continue;
-            };
-            *schema = json!({ "$ref": format!("#/components/schemas/{name}Put") });
+    let mut wanted: Vec<String> = Vec::new();
+    let pointer = format!("/{method}/requestBody/content/application~1json/schema");
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return wanted;
+    };
+    for item in paths.values_mut() {
+        let Some(schema) = item.pointer_mut(&pointer) else {
+            continue;
+        };
+        let Some(name) = schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .filter(|n| pick(n))
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        *schema = json!({ "$ref": format!("#/components/schemas/{name}{suffix}") });
+        if !wanted.contains(&name) {
             wanted.push(name);
         }
     }
+    wanted
+}
+
+/// Points each PUT of a schema in [`PUT_REQUIRED`] at a copy that requires those members.
+fn put_bodies(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let wanted = redirect_bodies(doc, "put", "Put", |n| {
+        PUT_REQUIRED.iter().any(|(s, _)| *s == n)
+    });
     let Some(schemas) = doc
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
@@ -420,26 +437,7 @@ const PUT_ONLY: &[(&str, &str)] = &[("Api", "import")];
 /// requires has no default to reset to, so `null` stays invalid there.)
 fn merge_patch_bodies(doc: &mut serde_json::Value) {
     use serde_json::{Value, json};
-    let mut wanted = Vec::new();
-    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
-        for item in paths.values_mut() {
-            let Some(schema) =
-                item.pointer_mut("/patch/requestBody/content/application~1json/schema")
-            else {
-                continue;
-            };
-            let Some(name) = schema
-                .get("$ref")
-                .and_then(Value::as_str)
-                .and_then(|r| r.strip_prefix("#/components/schemas/"))
-                .map(str::to_owned)
-            else {
-                continue;
-            };
-            *schema = json!({ "$ref": format!("#/components/schemas/{name}Patch") });
-            wanted.push(name);
-        }
-    }
+    let wanted = redirect_bodies(doc, "patch", "Patch", |_| true);
     let Some(schemas) = doc
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
