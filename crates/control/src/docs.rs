@@ -322,6 +322,24 @@ fn member_rules() -> Vec<(&'static str, &'static str, &'static str, serde_json::
             "propertyNames",
             json!({ "minLength": 1 }),
         ),
+        // `is_path_char`: unreserved characters and sub-delimiters but `&`, `+` and `'`.
+        (
+            "SubscriptionKeyParameterNames",
+            "query",
+            "pattern",
+            json!("^[A-Za-z0-9_.~!$()*,;=:@-]+$"),
+        ),
+        // One certificate, by id or by (Azure) resource id ending in `/certificates/{id}`.
+        ("BackendCredentials", "certificateIds", "maxItems", json!(1)),
+        (
+            "BackendCredentials",
+            "certificateIds",
+            "items",
+            json!({
+                "type": "string",
+                "pattern": "^(.*/certificates/)?[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}$"
+            }),
+        ),
     ]
 }
 

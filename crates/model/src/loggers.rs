@@ -121,6 +121,7 @@ pub struct Logger {
     pub id: String,
     /// `azureEventHub`, `http` or `otlp`.
     #[serde(default)]
+    #[schema(required = true, pattern = "^(azureEventHub|http|otlp)$")]
     pub logger_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,

@@ -627,7 +627,10 @@ pub struct Subscription {
     pub id: String,
     /// `/apis`, `/apis/{apiId}` or `/products/{productId}`.
     #[serde(default)]
-    #[schema(pattern = "^/(apis|(apis|products)/[A-Za-z0-9_-][A-Za-z0-9._-]{0,79})/*$")]
+    #[schema(
+        required = true,
+        pattern = "^/(apis|(apis|products)/[A-Za-z0-9_-][A-Za-z0-9._-]{0,79})/*$"
+    )]
     pub scope: String,
     #[serde(default)]
     pub display_name: String,
