@@ -922,6 +922,12 @@ impl Compiler<'_> {
                         ),
                     )
                 })?;
+                if op == BinOp::Add && a.ty == Ty::XNamespace && b.ty == Ty::String {
+                    // `ns + "local"`: the `XName` `{ns}local`.
+                    let brace = |s: &str| Node::Const(Value::str(s));
+                    let pieces = [brace("{"), *la, brace("}"), *lb];
+                    return Ok(T::new(Node::Concat(pieces.into()), Ty::String));
+                }
                 if op == BinOp::Add && ty == Ty::String {
                     // `a + "@" + b` is one concatenation of three pieces, not two of two.
                     let mut pieces = Vec::new();
@@ -1114,6 +1120,10 @@ impl Compiler<'_> {
                         let m = Member::from_name(name);
                         let ty = m.and_then(|m| prop_ty(&t.ty, m));
                         match (m, ty) {
+                            // An `XNamespace` is held as its URI.
+                            (Some(Member::NamespaceName), Some(ty)) if t.ty == Ty::XNamespace => {
+                                Ok(Target::Value(T::new(t.node, ty)))
+                            }
                             (Some(m), Some(ty)) => {
                                 let recv = if *null_cond {
                                     Node::NullGuard(Box::new(t.node))

@@ -53,6 +53,8 @@ pub(crate) enum Ty {
     XDocument,
     XElement,
     XAttribute,
+    /// `XNamespace`: its URI as a string; `ns + "local"` makes the `XName` `{ns}local`.
+    XNamespace,
     StringBuilder,
 }
 
@@ -167,6 +169,7 @@ impl fmt::Display for Ty {
             Ty::XDocument => f.write_str("XDocument"),
             Ty::XElement => f.write_str("XElement"),
             Ty::XAttribute => f.write_str("XAttribute"),
+            Ty::XNamespace => f.write_str("XNamespace"),
             Ty::StringBuilder => f.write_str("StringBuilder"),
             Ty::Enum(e) => f.write_str(match e {
                 EnumTy::StringComparison => "StringComparison",
@@ -223,6 +226,8 @@ pub(crate) enum Class {
     JsonConvert,
     XDocument,
     XElement,
+    XAttribute,
+    XNamespace,
     StringBuilder,
     DateTimeOffset,
 }
@@ -272,6 +277,8 @@ const CLASSES: &[(&str, &str, Class)] = &[
     ("JsonConvert", "Newtonsoft.Json", Class::JsonConvert),
     ("XDocument", "System.Xml.Linq", Class::XDocument),
     ("XElement", "System.Xml.Linq", Class::XElement),
+    ("XAttribute", "System.Xml.Linq", Class::XAttribute),
+    ("XNamespace", "System.Xml.Linq", Class::XNamespace),
     ("StringBuilder", "System.Text", Class::StringBuilder),
     ("DateTimeOffset", "System", Class::DateTimeOffset),
     ("WebUtility", "System.Net", Class::WebUtility),
@@ -388,8 +395,9 @@ pub(crate) fn from_ref(t: &TypeRef) -> Result<Ty, String> {
         ("StringSplitOptions", 0) => Ty::Enum(EnumTy::StringSplitOptions),
         ("DayOfWeek", 0) => Ty::Enum(EnumTy::DayOfWeek),
         ("DateTimeKind", 0) => Ty::Enum(EnumTy::DateTimeKind),
-        // `System.Xml.Linq` names are strings here: `ns + "local"` names an element in `ns`.
-        ("XNamespace" | "XName", 0) => Ty::String,
+        // An `XName` is a string here (`{ns}local` or `local`); `XNamespace` holds its URI.
+        ("XName", 0) => Ty::String,
+        ("XNamespace", 0) => Ty::XNamespace,
         (
             "IEnumerable"
             | "List"
@@ -468,6 +476,8 @@ pub(crate) fn assignable(from: &Ty, to: &Ty, nullable_target: bool) -> Assign {
             Assign::Convert
         }
         (T::Array(_), T::Array(_)) => Assign::Same,
+        // `XNamespace ns = "uri"`: the namespace is held as its URI.
+        (T::String, T::XNamespace) => Assign::Same,
         (T::Ctx(CtxObj::Headers(Message::Request)), T::Ctx(CtxObj::Headers(_))) => Assign::Same,
         _ => Assign::No,
     }

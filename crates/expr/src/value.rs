@@ -272,18 +272,7 @@ impl Value {
                 Obj::Uri(_, p) => p.to_uri_string(),
                 Obj::Xml(_, e) => super::builtins::xml::to_string(e),
                 Obj::StringBuilder(sb) => sb.text(),
-                Obj::XAttr(a) => {
-                    let mut v = String::new();
-                    for c in a.1.chars() {
-                        match c {
-                            '&' => v.push_str("&amp;"),
-                            '<' => v.push_str("&lt;"),
-                            '"' => v.push_str("&quot;"),
-                            c => v.push(c),
-                        }
-                    }
-                    format!("{}=\"{v}\"", a.0)
-                }
+                Obj::XAttr(a) => super::builtins::xml::attr_to_string(a),
                 Obj::Query(q) => q.to_string(),
                 Obj::Match(m) => m.value(0).unwrap_or_default().to_owned(),
                 Obj::Group(m, i) => m.value(*i).unwrap_or_default().to_owned(),

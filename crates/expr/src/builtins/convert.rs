@@ -126,7 +126,7 @@ pub(crate) fn is_type(v: &Value, to: &Ty) -> bool {
     match (v, to) {
         (Value::Null, _) => false,
         (_, Ty::Object) => true,
-        (Value::String(_), Ty::String)
+        (Value::String(_), Ty::String | Ty::XNamespace)
         | (Value::Int(_), Ty::Int)
         | (Value::Long(_), Ty::Long)
         | (Value::Double(_), Ty::Double)

@@ -121,7 +121,7 @@ members! {
     TryGetValue, SerializeObject, DeserializeObject,
     // System.Xml.Linq
     Root, Element, Elements, Descendants, Attribute, Attributes, HasElements, HasAttributes,
-    LocalName, NamespaceName,
+    LocalName, NamespaceName, Xmlns, Xml, Get,
     // byte[] extensions
     Encrypt, Decrypt,
     // StringBuilder
@@ -196,6 +196,11 @@ pub(crate) enum P {
     Enum(EnumTy),
     /// An array or other sequence.
     Seq,
+    /// What `new XAttribute` takes as a value: a string, number, bool or `XNamespace`.
+    XText,
+    /// What `new XElement` / `new XDocument` take as content: an [`P::XText`], an `XElement`,
+    /// `XAttribute` or `XDocument`, or a sequence of those.
+    XContent,
     /// `params T[]`: any number of trailing arguments of this kind.
     Rest(&'static P),
 }
@@ -216,6 +221,14 @@ fn accepts(p: P, t: &Ty) -> bool {
         P::TimeSpan => matches!(t, Ty::TimeSpan),
         P::Enum(e) => *t == Ty::Enum(e),
         P::Seq => t.element().is_some(),
+        P::XText => {
+            t.is_numeric() || matches!(t, Ty::String | Ty::Bool | Ty::Json(_) | Ty::XNamespace)
+        }
+        P::XContent => {
+            accepts(P::XText, t)
+                || matches!(t, Ty::XElement | Ty::XAttribute | Ty::XDocument)
+                || matches!(t, Ty::Array(e) if accepts(P::XContent, e))
+        }
         P::Rest(inner) => accepts(*inner, t),
     }
 }
@@ -292,7 +305,7 @@ pub(crate) fn prop_ty(ty: &Ty, m: Member) -> Option<Ty> {
         Ty::Uri | Ty::UriBuilder => net::prop_ty(ty, m),
         Ty::Hasher => crypto::prop_ty(m),
         Ty::StringBuilder => text::prop_ty(m),
-        Ty::XDocument | Ty::XElement | Ty::XAttribute => xml::prop_ty(ty, m),
+        Ty::XDocument | Ty::XElement | Ty::XAttribute | Ty::XNamespace => xml::prop_ty(ty, m),
         Ty::Basic => matches!(m, Member::UserId | Member::Password).then_some(Ty::String),
         Ty::Match | Ty::Groups | Ty::Group => regex::prop_ty(ty, m),
         Ty::Pair(k, v) => match m {
@@ -398,6 +411,7 @@ pub(crate) fn static_prop_ty(class: Class, m: Member) -> Option<Ty> {
         Class::DateTime | Class::TimeSpan => datetime::static_prop_ty(class, m),
         Class::Encoding | Class::Guid => encoding::static_prop_ty(class, m),
         Class::DateTimeOffset => misc::offset_static_prop_ty(m),
+        Class::XNamespace => xml::static_prop_ty(class, m),
         Class::StringComparison
         | Class::Formatting
         | Class::RegexOptions
@@ -427,7 +441,7 @@ pub(crate) fn static_sig(class: Class, m: Member, c: &CallTys<'_>) -> Sig {
         Class::Enumerable => misc::enumerable_static_sig(m, c),
         Class::BitConverter => misc::bit_converter_sig(m, c),
         Class::JsonConvert => json::json_convert_sig(m, c),
-        Class::XDocument | Class::XElement => xml::static_sig(class, m, c),
+        Class::XDocument | Class::XElement | Class::XNamespace => xml::static_sig(class, m, c),
         Class::DateTimeOffset => misc::offset_static_sig(m, c),
         Class::JObject | Class::JArray | Class::JToken | Class::JValue | Class::JProperty => {
             json::static_sig(class, m, c)
@@ -764,6 +778,7 @@ pub(crate) fn static_get(class: Class, m: Member, rt: &mut Rt<'_>) -> RtResult<V
         Class::DateTime | Class::TimeSpan => datetime::static_get(class, m, rt),
         Class::Encoding | Class::Guid => encoding::static_get(class, m),
         Class::DateTimeOffset => datetime::static_get(Class::DateTime, m, rt),
+        Class::XNamespace => xml::static_get(m),
         _ => Err(RuntimeError::no_member("type", m.name())),
     }
 }
@@ -793,7 +808,9 @@ pub(crate) fn static_call(
         Class::Enumerable => misc::enumerable_static_call(m, args, rt),
         Class::BitConverter => misc::bit_converter_call(m, args, rt),
         Class::JsonConvert => json::json_convert_call(m, args, x, rt),
-        Class::XDocument | Class::XElement => xml::static_call(class, m, args, rt),
+        Class::XDocument | Class::XElement | Class::XNamespace => {
+            xml::static_call(class, m, args, rt)
+        }
         Class::DateTimeOffset => misc::offset_static_call(m, args),
         Class::JObject | Class::JArray | Class::JToken | Class::JValue | Class::JProperty => {
             json::static_call(class, m, args, rt)
@@ -825,6 +842,7 @@ pub(crate) fn new_sig(class: Class, c: &CallTys<'_>) -> Sig {
         Class::Hmac(_) => crypto::new_sig(class, c),
         Class::Guid => sig(c, &[&[P::Str]], Ty::Guid),
         Class::StringBuilder => text::new_sig(c),
+        Class::XElement | Class::XAttribute | Class::XDocument => xml::new_sig(class, c),
         Class::String => sig(c, &[&[P::Char, P::Int], &[P::Seq]], Ty::String),
         // Offsets are UTC here: a `DateTimeOffset` is its `DateTime`.
         Class::DateTimeOffset => sig(c, &[&[P::DateTime]], Ty::DateTime),
@@ -838,6 +856,7 @@ pub(crate) fn new_value(class: Class, args: &[Value], rt: &mut Rt<'_>) -> RtResu
         Class::Guid => encoding::static_call(Class::Guid, Member::Parse, args, rt),
         Class::String => string::new_string(args, rt),
         Class::StringBuilder => text::new_value(args, rt),
+        Class::XElement | Class::XAttribute | Class::XDocument => xml::new_value(class, args, rt),
         Class::DateTime | Class::TimeSpan => datetime::new_value(class, args),
         Class::Uri | Class::UriBuilder => net::new_value(class, args),
         Class::Random => misc::new_value(args),
