@@ -11,22 +11,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use gatehouse_model::loggers::Logger;
 use gatehouse_model::resources::{
-    Api, Backend, Certificate, GROUP_USER, GatewayCertificateAuthority, HostnameConfiguration,
-    NamedValue, Operation, PRODUCT_GROUP, PolicyFragment, Product, Resource, Scope, Subscription,
-    SubscriptionState, USER_CREDENTIALS, User, UserState,
+    Api, Backend, Certificate, GatewayCertificateAuthority, HostnameConfiguration, NamedValue,
+    Operation, Product, Resource, Scope, Subscription, SubscriptionState, User, UserState,
 };
 use gatehouse_model::snapshot::{
     Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotBackend, SnapshotCertificateAuthority,
     SnapshotClientCertificate, SnapshotHostname, SnapshotLogger, SnapshotProduct,
     SnapshotSubscription, SnapshotTls,
 };
-use gatehouse_store::{Change, Store};
+use gatehouse_store::{Change, Kind, Store};
 
 use crate::error::ApiError;
 use crate::handlers::subscriptions::StoredKeys;
-use crate::handlers::{
-    certificates, gateway_tokens, gateways, policies, policy_fragments, products,
-};
+use crate::handlers::{certificates, gateways, policies, policy_fragments, products};
 use crate::secrets::Sealer;
 
 /// Where the API import keeps the OpenAPI document (as JSON), by API id.
@@ -34,23 +31,6 @@ const API_DOCUMENT: &str = "api-document";
 
 /// The gateway of `gatehouse up`: every API is assigned to it.
 pub const BUILT_IN_GATEWAY: &str = "built-in";
-
-/// Kinds of stored documents that no snapshot depends on. A change to a kind that is neither
-/// here nor handled by [`Compiled::update`] makes it give up, and the caller compiles in full:
-/// a new input to the snapshot can make it slower, never wrong.
-const IRRELEVANT: &[&str] = &[
-    "gateway",
-    gateway_tokens::KEYS,
-    gateway_tokens::INSTANCE,
-    "group",
-    GROUP_USER,
-    PRODUCT_GROUP,
-    USER_CREDENTIALS,
-    "portal-settings",
-    "admin-session",
-    "portal-session",
-    crate::handlers::apis::PATH_INDEX,
-];
 
 fn decode<R: Resource>(body: &str) -> Result<R, ApiError> {
     serde_json::from_str(body)
@@ -688,47 +668,60 @@ impl Compiled {
         let mut dirty_backends = BTreeSet::new();
         let (mut global, mut policy_inputs, mut tls) = (false, false, false);
         for change in changes {
-            let Change { kind, parent, id } = change;
-            match kind.as_str() {
-                Api::KIND | API_DOCUMENT => {
+            // The registry says which kinds no snapshot depends on. A name it does not know
+            // (a newer release's) or a kind handled nowhere below makes this give up, and the
+            // caller compiles in full: a new input to the snapshot can make it slower, never
+            // wrong.
+            let Some(kind) = change.kind() else {
+                tracing::debug!(
+                    kind = %change.kind,
+                    "a change to an unknown kind; compiling in full"
+                );
+                return Ok(None);
+            };
+            if !kind.affects_snapshots() {
+                continue;
+            }
+            let Change { parent, id, .. } = change;
+            match kind {
+                Kind::Api | Kind::ApiDocument => {
                     dirty_apis.insert(id.clone());
                 }
-                Operation::KIND | policies::API | policies::OPERATION => {
+                Kind::Operation | Kind::ApiPolicy | Kind::OperationPolicy => {
                     dirty_apis.insert(parent.clone());
                 }
-                gateways::LINK => {
+                Kind::GatewayApi => {
                     if self.assigned.is_some() && *parent == self.gateway_id {
                         dirty_links.insert(id.clone());
                     }
                 }
-                products::LINK | policies::PRODUCT => {
+                Kind::ProductApi | Kind::ProductPolicy => {
                     dirty_products.insert(parent.clone());
                 }
-                Product::KIND => {
+                Kind::Product => {
                     dirty_products.insert(id.clone());
                 }
-                Subscription::KIND | StoredKeys::KIND => {
+                Kind::Subscription | Kind::SubscriptionKeys => {
                     dirty_subs.insert(id.clone());
                 }
-                User::KIND => {
+                Kind::User => {
                     dirty_users.insert(id.clone());
                 }
-                Backend::KIND => {
+                Kind::Backend => {
                     dirty_backends.insert(id.clone());
                 }
-                policies::GLOBAL => global = true,
-                PolicyFragment::KIND | NamedValue::KIND | Logger::KIND => policy_inputs = true,
+                Kind::GlobalPolicy => global = true,
+                Kind::PolicyFragment | Kind::NamedValue | Kind::Logger => policy_inputs = true,
                 // Any certificate may be one this gateway uses: reading its few TLS documents
                 // again and comparing is cheaper than tracking who uses what.
-                Certificate::KIND => tls = true,
-                HostnameConfiguration::KIND | GatewayCertificateAuthority::KIND => {
+                Kind::Certificate => tls = true,
+                Kind::HostnameConfiguration | Kind::GatewayCertificateAuthority => {
                     tls |= *parent == self.gateway_id;
                 }
-                other if IRRELEVANT.contains(&other) => {}
                 other => {
                     tracing::debug!(
-                        kind = other,
-                        "a change the incremental compile does not know; compiling in full"
+                        kind = %other,
+                        "a change the incremental compile does not handle; compiling in full"
                     );
                     return Ok(None);
                 }

@@ -37,7 +37,7 @@ use gatehouse_model::resources::{
     Gateway, Resource, Subscription, SubscriptionKeys, SubscriptionState,
 };
 use gatehouse_model::snapshot::Snapshot;
-use gatehouse_store::Store;
+use gatehouse_store::{Kind, Store};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
@@ -258,7 +258,7 @@ impl ControlPlane {
             return Ok(());
         }
         let gateways_changed = match self.store.changes(since, upto).await? {
-            Some(changes) => changes.iter().any(|c| c.kind == Gateway::KIND),
+            Some(changes) => changes.iter().any(|c| c.kind() == Some(Kind::Gateway)),
             None => true,
         };
         if !gateways_changed {

@@ -28,12 +28,14 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AnyPool, Row};
 
+pub mod kinds;
 mod migrations;
 pub mod revisions;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testdb;
 
+pub use kinds::Kind;
 pub use revisions::{RevisionListener, Wake};
 pub use telemetry::{Ingested, Pruned, Retention};
 
@@ -74,9 +76,18 @@ pub struct Document {
 /// A document one revision created, replaced or deleted.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Change {
+    /// The kind's name as stored: possibly one this release does not know (see [`Change::kind`]).
     pub kind: String,
     pub parent: String,
     pub id: String,
+}
+
+impl Change {
+    /// The registered kind of the document, or `None` for a name this release does not know
+    /// (written by a newer release sharing the store, say).
+    pub fn kind(&self) -> Option<Kind> {
+        Kind::from_name(&self.kind)
+    }
 }
 
 /// How many revisions the change log keeps; a compiled snapshot older than that is rebuilt.

@@ -137,7 +137,7 @@ async fn concurrent_read_then_write_transactions_never_fail() {
                 tx.put("api", "", "shared", "{}").await.unwrap();
                 tx.commit().await.unwrap();
                 store
-                    .put_state("beat", "", &format!("t{t}"), "{}")
+                    .put_state("gateway-instance", "", &format!("t{t}"), "{}")
                     .await
                     .unwrap();
             }
@@ -534,12 +534,16 @@ async fn a_guard_row_serialises_counting_writers_and_create_is_exclusive() {
                 let store = store.clone();
                 tokio::spawn(async move {
                     let mut tx = store.begin().await.unwrap();
-                    tx.put_unversioned("guard", "", "u1", "{}").await.unwrap();
-                    let held = tx.list("sub", "").await.unwrap().len();
+                    tx.put_unversioned("subscribe-guard", "", "u1", "{}")
+                        .await
+                        .unwrap();
+                    let held = tx.list("subscription", "").await.unwrap().len();
                     // Widens the window between counting and writing.
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     if held == 0 {
-                        tx.put("sub", "", &format!("s{i}"), "{}").await.unwrap();
+                        tx.put("subscription", "", &format!("s{i}"), "{}")
+                            .await
+                            .unwrap();
                     }
                     tx.commit().await.unwrap();
                 })
@@ -548,7 +552,7 @@ async fn a_guard_row_serialises_counting_writers_and_create_is_exclusive() {
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(store.list("sub", "").await.unwrap().len(), 1);
+        assert_eq!(store.list("subscription", "").await.unwrap().len(), 1);
 
         let tasks: Vec<_> = (0..20)
             .map(|i| {
@@ -556,7 +560,7 @@ async fn a_guard_row_serialises_counting_writers_and_create_is_exclusive() {
                 tokio::spawn(async move {
                     let mut tx = store.begin().await.unwrap();
                     let won = tx
-                        .create_unversioned("email", "", "a@x", &format!("\"u{i}\""))
+                        .create_unversioned("user-email", "", "a@x", &format!("\"u{i}\""))
                         .await
                         .unwrap();
                     tx.commit().await.unwrap();

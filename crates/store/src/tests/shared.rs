@@ -98,7 +98,7 @@ async fn commits_through_one_store_wake_the_listeners_of_the_others() {
     // Nothing is announced for what bumps no revision, nor for what rolled back: the next
     // wake-up is the next revision.
     let mut tx = a.begin().await.unwrap();
-    tx.put_unversioned("user-secret", "", "u", "{}")
+    tx.put_unversioned("user-credentials", "", "u", "{}")
         .await
         .unwrap();
     assert_eq!(tx.commit().await.unwrap(), 1);
