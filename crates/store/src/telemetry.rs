@@ -18,7 +18,8 @@ use gatehouse_model::telemetry::{Aggregate, Batch, Counts, Sketch};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, StoreError};
+use crate::sql::Sql;
+use crate::{Backend, Result, Store, StoreError};
 
 /// What storing a batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,9 +50,9 @@ pub struct Retention {
 
 /// An aggregate's row key; `None` product or subscription is stored as empty text, which no
 /// valid id can be.
-type RowKey = (i64, String, String, String, String);
+pub(crate) type RowKey = (i64, String, String, String, String);
 
-fn row_key(a: &Aggregate) -> RowKey {
+pub(crate) fn row_key(a: &Aggregate) -> RowKey {
     (
         a.minute - a.minute.rem_euclid(60),
         a.api_id.clone(),
@@ -147,6 +148,72 @@ impl Store {
     /// Stores one batch from `gateway_id` in one transaction, exactly once per batch id.
     /// `received_at` is Unix seconds.
     pub async fn ingest_telemetry(
+        &self,
+        gateway_id: &str,
+        batch: &Batch,
+        received_at: i64,
+        retention: Retention,
+    ) -> Result<Ingested> {
+        match &self.backend {
+            Backend::Sql(sql) => {
+                sql.ingest_telemetry(gateway_id, batch, received_at, retention)
+                    .await
+            }
+            Backend::Memory(memory) => {
+                Ok(memory.ingest_telemetry(gateway_id, batch, received_at, retention))
+            }
+        }
+    }
+
+    /// Aggregates of the minutes that start in `[from, to)` (Unix seconds), of one API or all,
+    /// one per stored row (gateways apart), ordered by minute.
+    pub async fn telemetry_minutes(
+        &self,
+        from: i64,
+        to: i64,
+        api_id: Option<&str>,
+    ) -> Result<Vec<Aggregate>> {
+        match &self.backend {
+            Backend::Sql(sql) => sql.telemetry_minutes(from, to, api_id).await,
+            Backend::Memory(memory) => Ok(memory.telemetry_minutes(from, to, api_id)),
+        }
+    }
+
+    /// The newest request samples, newest first.
+    pub async fn telemetry_samples(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<gatehouse_model::telemetry::Sample>> {
+        match &self.backend {
+            Backend::Sql(sql) => sql.telemetry_samples(limit).await,
+            Backend::Memory(memory) => Ok(memory.telemetry_samples(limit)),
+        }
+    }
+
+    /// The batches stored from each gateway, and the spool drops their instances reported:
+    /// `(gateway id, batches, dropped batches, last received Unix seconds)`.
+    pub async fn telemetry_deliveries(&self) -> Result<Vec<(String, u64, u64, i64)>> {
+        match &self.backend {
+            Backend::Sql(sql) => sql.telemetry_deliveries().await,
+            Backend::Memory(memory) => Ok(memory.telemetry_deliveries()),
+        }
+    }
+
+    /// Deletes telemetry older than the retention: aggregates of earlier minutes, the ids of
+    /// batches received before then (their aggregates would be refused as too old anyway), and
+    /// samples beyond the bound.
+    pub async fn prune_telemetry(&self, retention: Retention) -> Result<Pruned> {
+        match &self.backend {
+            Backend::Sql(sql) => sql.prune_telemetry(retention).await,
+            Backend::Memory(memory) => Ok(memory.prune_telemetry(retention)),
+        }
+    }
+}
+
+impl Sql {
+    /// Stores one batch from `gateway_id` in one transaction, exactly once per batch id.
+    /// `received_at` is Unix seconds.
+    pub(crate) async fn ingest_telemetry(
         &self,
         gateway_id: &str,
         batch: &Batch,
@@ -294,7 +361,7 @@ impl Store {
 
     /// Aggregates of the minutes that start in `[from, to)` (Unix seconds), of one API or all,
     /// one per stored row (gateways apart), ordered by minute.
-    pub async fn telemetry_minutes(
+    pub(crate) async fn telemetry_minutes(
         &self,
         from: i64,
         to: i64,
@@ -325,7 +392,7 @@ impl Store {
     }
 
     /// The newest request samples, newest first.
-    pub async fn telemetry_samples(
+    pub(crate) async fn telemetry_samples(
         &self,
         limit: u32,
     ) -> Result<Vec<gatehouse_model::telemetry::Sample>> {
@@ -348,7 +415,7 @@ impl Store {
 
     /// The batches stored from each gateway, and the spool drops their instances reported:
     /// `(gateway id, batches, dropped batches, last received Unix seconds)`.
-    pub async fn telemetry_deliveries(&self) -> Result<Vec<(String, u64, u64, i64)>> {
+    pub(crate) async fn telemetry_deliveries(&self) -> Result<Vec<(String, u64, u64, i64)>> {
         let rows = sqlx::query(
             "SELECT gateway_id, COUNT(*), CAST(SUM(dropped_batches) AS BIGINT), MAX(received_at) \
              FROM gh_telemetry_batches GROUP BY gateway_id ORDER BY gateway_id",
@@ -370,7 +437,7 @@ impl Store {
     /// Deletes telemetry older than the retention: aggregates of earlier minutes, the ids of
     /// batches received before then (their aggregates would be refused as too old anyway), and
     /// samples beyond the bound.
-    pub async fn prune_telemetry(&self, retention: Retention) -> Result<Pruned> {
+    pub(crate) async fn prune_telemetry(&self, retention: Retention) -> Result<Pruned> {
         let mut tx = self.begin_write().await?;
         let minutes = sqlx::query("DELETE FROM gh_telemetry_minutes WHERE minute < $1")
             .bind(retention.oldest_minute)

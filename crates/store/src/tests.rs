@@ -1,3 +1,6 @@
+//! The store's behaviour, one test body run on every backend: SQLite, memory, and PostgreSQL
+//! when `GATEHOUSE_TEST_POSTGRES` names a server (each test gets a fresh database there).
+
 use super::*;
 
 async fn temp_store() -> (Store, std::path::PathBuf) {
@@ -13,14 +16,61 @@ async fn temp_store() -> (Store, std::path::PathBuf) {
     (Store::open_sqlite_dir(&dir).await.unwrap(), dir)
 }
 
+/// A fresh store of every backend, and what to remove afterwards.
+pub(super) async fn backends() -> Vec<(Store, Cleanup)> {
+    let (sqlite, dir) = temp_store().await;
+    let mut all = vec![
+        (sqlite, Cleanup::Dir(dir)),
+        (Store::memory(), Cleanup::Nothing),
+    ];
+    if let Some(server) = crate::testdb::postgres_server("this test's PostgreSQL half") {
+        let database = crate::testdb::TestDatabase::create(&server).await;
+        let store = Store::open(&database.url).await.unwrap();
+        all.push((store, Cleanup::Database(database)));
+    }
+    all
+}
+
+pub(super) enum Cleanup {
+    Dir(std::path::PathBuf),
+    Database(crate::testdb::TestDatabase),
+    Nothing,
+}
+
+impl Cleanup {
+    pub(super) async fn run(self, store: Store) {
+        store.close().await;
+        match self {
+            Cleanup::Dir(dir) => {
+                std::fs::remove_dir_all(dir).ok();
+            }
+            Cleanup::Database(database) => database.drop_now().await,
+            Cleanup::Nothing => {}
+        }
+    }
+}
+
 #[tokio::test]
 async fn put_get_list_delete_and_revision() {
-    let (store, dir) = temp_store().await;
-    assert_eq!(store.revision().await.unwrap(), 0);
+    for (store, cleanup) in backends().await {
+        put_get_list_delete(&store).await;
+        cleanup.run(store).await;
+    }
+}
+
+async fn put_get_list_delete(store: &Store) {
+    assert_eq!(store.revision().await.unwrap(), 0, "{store:?}");
     let mut tx = store.begin().await.unwrap();
     assert!(tx.put("api", "", "b", r#"{"x":2}"#).await.unwrap());
     assert!(tx.put("api", "", "a", r#"{"x":1}"#).await.unwrap());
     assert!(tx.put("operation", "a", "op1", "{}").await.unwrap());
+    assert!(tx.put("operation", "b", "op1", "{}").await.unwrap());
+    // The transaction sees its own writes; nobody else does until it commits.
+    assert_eq!(tx.list("api", "").await.unwrap().len(), 2);
+    assert_eq!(tx.list_all("operation").await.unwrap().len(), 2);
+    assert!(store.get("api", "", "a").await.unwrap().is_none());
+    assert!(store.list("api", "").await.unwrap().is_empty());
+    assert_eq!(store.revision().await.unwrap(), 0);
     assert_eq!(tx.commit().await.unwrap(), 1);
 
     let ids: Vec<_> = store
@@ -35,33 +85,71 @@ async fn put_get_list_delete_and_revision() {
         store.get("api", "", "a").await.unwrap().as_deref(),
         Some(r#"{"x":1}"#)
     );
+    let all: Vec<_> = store
+        .list_all("operation")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.parent, d.id))
+        .collect();
+    assert_eq!(
+        all,
+        [("a".into(), "op1".into()), ("b".into(), "op1".into())]
+    );
+    let found: Vec<_> = store
+        .find_by_id("operation", "op1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.parent)
+        .collect();
+    assert_eq!(found, ["a", "b"]);
 
     let mut tx = store.begin().await.unwrap();
     assert!(!tx.put("api", "", "a", r#"{"x":3}"#).await.unwrap());
     assert_eq!(tx.delete_children("operation", "a").await.unwrap(), 1);
     assert!(tx.delete("api", "", "b").await.unwrap());
     assert!(!tx.delete("api", "", "zzz").await.unwrap());
+    // Deleted within the transaction: gone for it, still there for everyone else.
+    assert!(tx.get("api", "", "b").await.unwrap().is_none());
+    assert!(store.get("api", "", "b").await.unwrap().is_some());
     assert_eq!(tx.commit().await.unwrap(), 2);
+    assert_eq!(
+        store.get("api", "", "a").await.unwrap().as_deref(),
+        Some(r#"{"x":3}"#)
+    );
+    assert!(store.get("api", "", "b").await.unwrap().is_none());
+    assert_eq!(store.list_all("operation").await.unwrap().len(), 1);
 
     // A transaction that changes nothing keeps the revision.
     let tx = store.begin().await.unwrap();
     assert_eq!(tx.commit().await.unwrap(), 2);
+    assert_eq!(store.revision().await.unwrap(), 2);
+}
 
-    // Data survives reopening the file.
+#[tokio::test]
+async fn sqlite_data_survives_reopening_the_file() {
+    let (store, dir) = temp_store().await;
+    let mut tx = store.begin().await.unwrap();
+    tx.put("api", "", "a", r#"{"x":3}"#).await.unwrap();
+    tx.put("operation", "a", "op1", "{}").await.unwrap();
+    tx.delete_children("operation", "a").await.unwrap();
+    assert_eq!(tx.commit().await.unwrap(), 1);
     store.close().await;
     let again = Store::open_sqlite_dir(&dir).await.unwrap();
-    assert_eq!(again.revision().await.unwrap(), 2);
+    assert_eq!(again.revision().await.unwrap(), 1);
     assert_eq!(
         again.get("api", "", "a").await.unwrap().as_deref(),
         Some(r#"{"x":3}"#)
     );
     assert!(again.list_all("operation").await.unwrap().is_empty());
+    again.close().await;
     std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test]
 async fn the_change_log_names_what_each_revision_touched() {
-    for (store, cleanup) in telemetry::stores().await {
+    for (store, cleanup) in backends().await {
         change_log(&store).await;
         cleanup.run(store).await;
     }
@@ -93,6 +181,7 @@ async fn change_log(store: &Store) {
         change("product-api", "p", "a"),
     ];
     assert_eq!(store.changes(1, 2).await.unwrap(), Some(second.clone()));
+    assert_eq!(second[2].kind(), Some(Kind::ProductApi));
     let both = store.changes(0, 2).await.unwrap().unwrap();
     assert_eq!(both.len(), 4);
     assert!(both.contains(&change("api", "", "a")));
@@ -103,61 +192,72 @@ async fn change_log(store: &Store) {
 
 #[tokio::test]
 async fn dropped_transaction_rolls_back() {
-    let (store, dir) = temp_store().await;
-    {
+    for (store, cleanup) in backends().await {
+        {
+            let mut tx = store.begin().await.unwrap();
+            tx.put("api", "", "a", "{}").await.unwrap();
+            tx.put_unversioned("user-email", "", "a@x", "\"u\"")
+                .await
+                .unwrap();
+        }
+        assert!(store.get("api", "", "a").await.unwrap().is_none());
+        assert!(store.get("user-email", "", "a@x").await.unwrap().is_none());
+        assert_eq!(store.revision().await.unwrap(), 0);
+        assert_eq!(store.changes(0, 1).await.unwrap(), Some(vec![]));
+        // The next transaction starts from the store as committed.
         let mut tx = store.begin().await.unwrap();
-        tx.put("api", "", "a", "{}").await.unwrap();
+        assert!(tx.get("api", "", "a").await.unwrap().is_none());
+        drop(tx);
+        cleanup.run(store).await;
     }
-    assert!(store.get("api", "", "a").await.unwrap().is_none());
-    assert_eq!(store.revision().await.unwrap(), 0);
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn redacts_passwords() {
     assert_eq!(
-        redact("postgres://u:secret@db:5432/x"),
+        crate::sql::redact("postgres://u:secret@db:5432/x"),
         "postgres://***@db:5432/x"
     );
-    assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
+    assert_eq!(crate::sql::redact("sqlite://a.db"), "sqlite://a.db");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_read_then_write_transactions_never_fail() {
-    let (store, dir) = temp_store().await;
-    let mut tasks = Vec::new();
-    for t in 0..8 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..25 {
-                let mut tx = store.begin().await.unwrap();
-                // Read first, then write: the pattern that deadlocks a deferred transaction.
-                tx.get("api", "", "shared").await.unwrap();
-                tx.put("api", "", &format!("t{t}-{i}"), "{}").await.unwrap();
-                tx.put("api", "", "shared", "{}").await.unwrap();
-                tx.commit().await.unwrap();
-                store
-                    .put_state("gateway-instance", "", &format!("t{t}"), "{}")
-                    .await
-                    .unwrap();
-            }
-        }));
+    for (store, cleanup) in backends().await {
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    let mut tx = store.begin().await.unwrap();
+                    // Read first, then write: the pattern that deadlocks a deferred transaction.
+                    tx.get("api", "", "shared").await.unwrap();
+                    tx.put("api", "", &format!("t{t}-{i}"), "{}").await.unwrap();
+                    tx.put("api", "", "shared", "{}").await.unwrap();
+                    tx.commit().await.unwrap();
+                    store
+                        .put_state("gateway-instance", "", &format!("t{t}"), "{}")
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(store.revision().await.unwrap(), 200);
+        assert_eq!(store.list("api", "").await.unwrap().len(), 201);
+        assert_eq!(store.list("gateway-instance", "").await.unwrap().len(), 8);
+        cleanup.run(store).await;
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    assert_eq!(store.revision().await.unwrap(), 200);
-    std::fs::remove_dir_all(dir).ok();
 }
 
 mod telemetry {
-    //! Telemetry storage on SQLite, and on PostgreSQL when `GATEHOUSE_TEST_POSTGRES` names a
-    //! server (such as `postgres://postgres@127.0.0.1:5432/postgres`): each test gets a fresh
-    //! database there.
+    //! Telemetry storage, on every backend.
 
     use gatehouse_model::telemetry::{Aggregate, Batch, Outcome, Sample};
 
-    use super::*;
+    use super::backends as stores;
     use crate::Retention;
 
     const MINUTE: i64 = 1_800_000_000;
@@ -200,35 +300,6 @@ mod telemetry {
             aggregates,
             samples: vec![],
             dropped_batches: 0,
-        }
-    }
-
-    /// Stores and the directory or database to remove afterwards.
-    pub(super) async fn stores() -> Vec<(Store, Cleanup)> {
-        let (sqlite, dir) = temp_store().await;
-        let mut all = vec![(sqlite, Cleanup::Dir(dir))];
-        if let Some(server) = crate::testdb::postgres_server("this test's PostgreSQL half") {
-            let database = crate::testdb::TestDatabase::create(&server).await;
-            let store = Store::open(&database.url).await.unwrap();
-            all.push((store, Cleanup::Database(database)));
-        }
-        all
-    }
-
-    pub(super) enum Cleanup {
-        Dir(std::path::PathBuf),
-        Database(crate::testdb::TestDatabase),
-    }
-
-    impl Cleanup {
-        pub(super) async fn run(self, store: Store) {
-            store.close().await;
-            match self {
-                Cleanup::Dir(dir) => {
-                    std::fs::remove_dir_all(dir).ok();
-                }
-                Cleanup::Database(database) => database.drop_now().await,
-            }
         }
     }
 
@@ -480,7 +551,13 @@ mod telemetry {
 
 #[tokio::test]
 async fn unversioned_writes_bump_no_revision_and_log_nothing() {
-    let (store, _dir) = temp_store().await;
+    for (store, cleanup) in backends().await {
+        unversioned(&store).await;
+        cleanup.run(store).await;
+    }
+}
+
+async fn unversioned(store: &Store) {
     let mut tx = store.begin().await.unwrap();
     tx.put("api", "", "a", "{}").await.unwrap();
     let base = tx.commit().await.unwrap();
@@ -519,7 +596,18 @@ async fn unversioned_writes_bump_no_revision_and_log_nothing() {
     );
     let mut tx = store.begin().await.unwrap();
     assert_eq!(tx.list("user-email", "").await.unwrap().len(), 1);
-    drop(tx);
+    assert!(
+        tx.delete_unversioned("user-email", "", "a@x")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.delete_unversioned("user-email", "", "a@x")
+            .await
+            .unwrap()
+    );
+    assert_eq!(tx.commit().await.unwrap(), base);
+    assert!(store.get("user-email", "", "a@x").await.unwrap().is_none());
 }
 
 /// What subscribing through the portal relies on: a guard row written first makes concurrent
@@ -528,7 +616,7 @@ async fn unversioned_writes_bump_no_revision_and_log_nothing() {
 /// And of concurrent `create_unversioned` calls for one key, exactly one wins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_guard_row_serialises_counting_writers_and_create_is_exclusive() {
-    for (store, cleanup) in telemetry::stores().await {
+    for (store, cleanup) in backends().await {
         let tasks: Vec<_> = (0..20)
             .map(|i| {
                 let store = store.clone();
@@ -578,3 +666,4 @@ async fn a_guard_row_serialises_counting_writers_and_create_is_exclusive() {
 }
 
 mod shared;
+mod typed;

@@ -52,12 +52,12 @@ async fn open_at_once(url: &str) {
     let store = &stores[0];
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM gh_migrations ORDER BY version")
-            .fetch_all(&store.pool)
+            .fetch_all(store.pool())
             .await
             .unwrap();
     assert_eq!(versions, [1, 2, 3]);
     let meta: Vec<(String, i64)> = sqlx::query_as("SELECT name, value FROM gh_meta ORDER BY name")
-        .fetch_all(&store.pool)
+        .fetch_all(store.pool())
         .await
         .unwrap();
     assert_eq!(
@@ -116,7 +116,7 @@ async fn commits_through_one_store_wake_the_listeners_of_the_others() {
         "SELECT pg_terminate_backend(pid)::int FROM pg_stat_activity \
          WHERE datname = current_database() AND query LIKE 'LISTEN%'",
     )
-    .fetch_all(&a.pool)
+    .fetch_all(a.pool())
     .await
     .unwrap();
     assert_eq!(cut, [1], "the listener's session was not found");

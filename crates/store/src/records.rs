@@ -1,0 +1,143 @@
+//! The record types of the store: the model's resources, each under its kind, and the
+//! documents that exist only for storage (indexes, credentials, imported documents). Records
+//! whose logic lives in another crate (a subscription's sealed keys, a portal session) are
+//! declared there, against the same registry.
+
+use gatehouse_model::resources::{
+    Api, Backend, Gateway, GatewayCertificateAuthority, Group, HostnameConfiguration, NamedValue,
+    Operation, PolicyFragment, PortalSettings, Product, Subscription, User,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::Kind;
+use crate::repo::JsonRecord;
+
+/// Declares the kind each model resource is stored under.
+macro_rules! resources {
+    ($($ty:ty => $kind:expr),* $(,)?) => {
+        $(impl JsonRecord for $ty {
+            const KIND: Kind = $kind;
+        })*
+
+        /// The model's resource types and their kinds' names, for tests.
+        #[cfg(test)]
+        pub(crate) const RESOURCES: &[(&str, Kind)] = &[$((stringify!($ty), $kind)),*];
+    };
+}
+
+resources! {
+    Api => Kind::Api,
+    Operation => Kind::Operation,
+    Product => Kind::Product,
+    Subscription => Kind::Subscription,
+    NamedValue => Kind::NamedValue,
+    Backend => Kind::Backend,
+    Gateway => Kind::Gateway,
+    HostnameConfiguration => Kind::HostnameConfiguration,
+    GatewayCertificateAuthority => Kind::GatewayCertificateAuthority,
+    User => Kind::User,
+    Group => Kind::Group,
+    PolicyFragment => Kind::PolicyFragment,
+    PortalSettings => Kind::PortalSettings,
+}
+
+/// The OpenAPI document an API was imported from (id = the API's id), as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ApiDocument(pub serde_json::Value);
+
+impl JsonRecord for ApiDocument {
+    const KIND: Kind = Kind::ApiDocument;
+}
+
+/// An entry of the API path index (id = the path in lower case): the API serving the path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PathOwner(pub String);
+
+impl JsonRecord for PathOwner {
+    const KIND: Kind = Kind::ApiPath;
+}
+
+/// An entry of the email index (id = the email as `gatehouse_model::resources::email_key`
+/// gives it): the user who has the email.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EmailOwner(pub String);
+
+impl JsonRecord for EmailOwner {
+    const KIND: Kind = Kind::UserEmail;
+}
+
+/// A user's password (id = the user's id): the argon2 hash, as a PHC string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserCredentials {
+    pub password_hash: String,
+}
+
+impl JsonRecord for UserCredentials {
+    const KIND: Kind = Kind::UserCredentials;
+}
+
+/// The row a user's subscribe writes first (id = the user's id), so that concurrent subscribes
+/// of one user take turns. It holds nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SubscribeGuard {}
+
+impl JsonRecord for SubscribeGuard {
+    const KIND: Kind = Kind::SubscribeGuard;
+}
+
+#[cfg(test)]
+mod tests {
+    use gatehouse_model::resources::Resource;
+
+    use super::*;
+    use crate::repo::Record;
+
+    fn stored_kind<R: Resource + Record>() -> (&'static str, Kind) {
+        (<R as Resource>::KIND, <R as Record>::KIND)
+    }
+
+    /// The model names each resource's kind too (for its messages): the two agree.
+    #[test]
+    fn the_models_kinds_are_the_registered_ones() {
+        let all = [
+            stored_kind::<Api>(),
+            stored_kind::<Operation>(),
+            stored_kind::<Product>(),
+            stored_kind::<Subscription>(),
+            stored_kind::<NamedValue>(),
+            stored_kind::<Backend>(),
+            stored_kind::<Gateway>(),
+            stored_kind::<HostnameConfiguration>(),
+            stored_kind::<GatewayCertificateAuthority>(),
+            stored_kind::<User>(),
+            stored_kind::<Group>(),
+            stored_kind::<PolicyFragment>(),
+        ];
+        assert_eq!(all.len() + 1, RESOURCES.len(), "a resource is not checked");
+        for (name, kind) in all {
+            assert_eq!(Kind::from_name(name), Some(kind));
+        }
+        assert_eq!(PortalSettings::KIND, Kind::PortalSettings.name());
+    }
+
+    #[test]
+    fn storage_records_keep_their_stored_form() {
+        use crate::repo::Record;
+        assert_eq!(EmailOwner("u1".into()).encode().unwrap(), "\"u1\"");
+        assert_eq!(PathOwner("a".into()).encode().unwrap(), "\"a\"");
+        assert_eq!(SubscribeGuard {}.encode().unwrap(), "{}");
+        let credentials = UserCredentials {
+            password_hash: "$argon2id$x".into(),
+        };
+        assert_eq!(
+            credentials.encode().unwrap(),
+            r#"{"passwordHash":"$argon2id$x"}"#
+        );
+        let doc = ApiDocument::decode(r#"{"openapi":"3.0.0"}"#.into()).unwrap();
+        assert_eq!(doc.0["openapi"], "3.0.0");
+    }
+}
