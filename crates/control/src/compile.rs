@@ -11,36 +11,25 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use gatehouse_model::loggers::Logger;
 use gatehouse_model::resources::{
-    Api, Backend, Certificate, GatewayCertificateAuthority, HostnameConfiguration, NamedValue,
-    Operation, Product, Resource, Scope, Subscription, SubscriptionState, User, UserState,
+    Api, Backend, GatewayCertificateAuthority, HostnameConfiguration, NamedValue, Operation,
+    Product, Scope, Subscription, SubscriptionState, User, UserState,
 };
 use gatehouse_model::snapshot::{
     Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotBackend, SnapshotCertificateAuthority,
     SnapshotClientCertificate, SnapshotHostname, SnapshotLogger, SnapshotProduct,
     SnapshotSubscription, SnapshotTls,
 };
-use gatehouse_store::{Change, Kind, Store};
+use gatehouse_store::records::ApiDocument;
+use gatehouse_store::{Change, Kind, Link, PolicyLevel, PolicyScope, Store, Stored};
 
 use crate::error::ApiError;
+use crate::handlers::certificates::StoredCertificate;
 use crate::handlers::subscriptions::StoredKeys;
-use crate::handlers::{certificates, gateways, policies, policy_fragments, products};
+use crate::handlers::{certificates, policies, policy_fragments};
 use crate::secrets::Sealer;
-
-/// Where the API import keeps the OpenAPI document (as JSON), by API id.
-const API_DOCUMENT: &str = "api-document";
 
 /// The gateway of `gatehouse up`: every API is assigned to it.
 pub const BUILT_IN_GATEWAY: &str = "built-in";
-
-fn decode<R: Resource>(body: &str) -> Result<R, ApiError> {
-    serde_json::from_str(body)
-        .map_err(|e| ApiError::Internal(format!("stored {} is unreadable: {e}", R::KIND)))
-}
-
-fn decode_keys(body: &str) -> Result<StoredKeys, ApiError> {
-    serde_json::from_str(body)
-        .map_err(|e| ApiError::Internal(format!("stored keys are unreadable: {e}")))
-}
 
 /// The full compile of one gateway's snapshot, as it is in the store now.
 pub async fn snapshot(
@@ -115,22 +104,16 @@ fn snapshot_api(
     mut operations: Vec<Operation>,
     policy: Option<String>,
     operation_policies: BTreeMap<String, String>,
-    document: Option<&str>,
+    document: Option<&serde_json::Value>,
 ) -> SnapshotApi {
     operations.sort_by(|a, b| a.id.cmp(&b.id));
     // The imported OpenAPI document's response examples, for `mock-response`, and what it
     // declares of each operation (schemas, parameters, statuses) for the validation policies.
     let (examples, extracted) = match document {
-        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(doc) => (
-                crate::examples::extract(&doc, &operations),
-                crate::schemas::extract(&api.id, &doc, &operations),
-            ),
-            Err(e) => {
-                tracing::warn!(api = %api.id, error = %e, "the stored OpenAPI document is unreadable; no mock examples or schemas for the validation policies");
-                (BTreeMap::new(), Default::default())
-            }
-        },
+        Some(doc) => (
+            crate::examples::extract(doc, &operations),
+            crate::schemas::extract(&api.id, doc, &operations),
+        ),
         None => (BTreeMap::new(), Default::default()),
     };
     SnapshotApi {
@@ -297,14 +280,8 @@ impl Compiled {
         let assigned = if gateway_id == BUILT_IN_GATEWAY {
             None
         } else {
-            Some(
-                store
-                    .list(gateways::LINK, gateway_id)
-                    .await?
-                    .into_iter()
-                    .map(|d| d.id)
-                    .collect(),
-            )
+            let assigned = store.links(Link::GatewayApi).targets(gateway_id).await?;
+            Some(assigned.into_iter().collect())
         };
         let mut c = Self::empty(gateway_id, revision, assigned);
         c.tryit_key = Some(base64::Engine::encode(
@@ -315,67 +292,69 @@ impl Compiled {
         let mut phases = Vec::new();
 
         // Everything per API in one query per kind, not one per API.
+        // Only what is served here is decoded.
         let mut operations: HashMap<String, Vec<Operation>> = HashMap::new();
-        for doc in store.list_all(Operation::KIND).await? {
-            if c.serves(&doc.parent) {
-                operations
-                    .entry(doc.parent.clone())
-                    .or_default()
-                    .push(decode(&doc.body)?);
+        let served = store
+            .repo::<Operation>()
+            .list_all_where(|api| c.serves(api))
+            .await?;
+        for op in served {
+            operations.entry(op.parent).or_default().push(op.value);
+        }
+        let mut api_policies: HashMap<String, String> = HashMap::new();
+        for (scope, xml) in store.policies().all(PolicyLevel::Api).await? {
+            if let PolicyScope::Api(api) = scope {
+                api_policies.insert(api, xml);
             }
         }
-        let mut api_policies: HashMap<String, String> = store
-            .list_all(policies::API)
+        let mut operation_policies: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        for (scope, xml) in store.policies().all(PolicyLevel::Operation).await? {
+            if let PolicyScope::Operation { api, operation } = scope {
+                operation_policies
+                    .entry(api)
+                    .or_default()
+                    .insert(operation, xml);
+            }
+        }
+        // A document that does not read ships as none: no mock examples or body schemas.
+        let documents: HashMap<String, serde_json::Value> = store
+            .repo::<ApiDocument>()
+            .lenient()
+            .entries_where("", |api| c.serves(api))
             .await?
             .into_iter()
-            .filter(|d| d.id == "policy")
-            .map(|d| (d.parent, d.body))
+            .map(|d| (d.id, d.value.0))
             .collect();
-        let mut operation_policies: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-        for doc in store.list_all(policies::OPERATION).await? {
-            operation_policies
-                .entry(doc.parent)
-                .or_default()
-                .insert(doc.id, doc.body);
-        }
-        let mut documents: HashMap<String, String> = HashMap::new();
-        for doc in store.list(API_DOCUMENT, "").await? {
-            if c.serves(&doc.id) {
-                documents.insert(doc.id, doc.body);
-            }
-        }
-        for doc in store.list(Api::KIND, "").await? {
-            if !c.serves(&doc.id) {
-                continue;
-            }
-            let api: Api = decode(&doc.body)?;
+        let apis = store
+            .repo::<Api>()
+            .entries_where("", |api| c.serves(api))
+            .await?;
+        for Stored { value: api, .. } in apis {
             let id = api.id.clone();
             let shipped = snapshot_api(
                 api,
                 operations.remove(&id).unwrap_or_default(),
                 api_policies.remove(&id),
                 operation_policies.remove(&id).unwrap_or_default(),
-                documents.get(&id).map(String::as_str),
+                documents.get(&id),
             );
             c.apis.insert(id, shipped);
         }
         phases.push(("apis", started.elapsed()));
 
         let mut product_apis: HashMap<String, Vec<String>> = HashMap::new();
-        for doc in store.list_all(products::LINK).await? {
-            if c.apis.contains_key(&doc.id) {
-                product_apis.entry(doc.parent).or_default().push(doc.id);
+        for (product, api) in store.links(Link::ProductApi).all().await? {
+            if c.apis.contains_key(&api) {
+                product_apis.entry(product).or_default().push(api);
             }
         }
-        let mut product_policies: HashMap<String, String> = store
-            .list_all(policies::PRODUCT)
-            .await?
-            .into_iter()
-            .filter(|d| d.id == "policy")
-            .map(|d| (d.parent, d.body))
-            .collect();
-        for doc in store.list(Product::KIND, "").await? {
-            let product: Product = decode(&doc.body)?;
+        let mut product_policies: HashMap<String, String> = HashMap::new();
+        for (scope, xml) in store.policies().all(PolicyLevel::Product).await? {
+            if let PolicyScope::Product(product) = scope {
+                product_policies.insert(product, xml);
+            }
+        }
+        for product in store.repo::<Product>().list("").await? {
             let id = product.id.clone();
             let apis = product_apis.remove(&id).unwrap_or_default();
             if let Some(p) = snapshot_product(product, apis, product_policies.remove(&id)) {
@@ -385,18 +364,16 @@ impl Compiled {
 
         phases.push(("products", started.elapsed()));
         let mut keys: HashMap<String, StoredKeys> = HashMap::new();
-        for doc in store.list_all(StoredKeys::KIND).await? {
-            keys.insert(doc.id, decode_keys(&doc.body)?);
+        for k in store.repo::<StoredKeys>().list_all().await? {
+            keys.insert(k.id, k.value);
         }
         phases.push(("keys", started.elapsed()));
-        for doc in store.list(User::KIND, "").await? {
-            let user: User = decode(&doc.body)?;
+        for user in store.repo::<User>().list("").await? {
             if user.state == UserState::Blocked {
                 c.blocked.insert(user.id);
             }
         }
-        for doc in store.list(Subscription::KIND, "").await? {
-            let sub: Subscription = decode(&doc.body)?;
+        for sub in store.repo::<Subscription>().list("").await? {
             let links = links_of(&sub);
             let relevant = c.relevant(links.scope.as_deref());
             c.index_subscription(&sub.id, links);
@@ -412,11 +389,11 @@ impl Compiled {
         }
 
         phases.push(("subscriptions", started.elapsed()));
-        for doc in store.list(Backend::KIND, "").await? {
-            let backend = snapshot_backend(decode(&doc.body)?);
+        for backend in store.repo::<Backend>().list("").await? {
+            let backend = snapshot_backend(backend);
             c.backends.insert(backend.id.clone(), backend);
         }
-        c.global_policy = store.get(policies::GLOBAL, "", "policy").await?;
+        c.global_policy = store.policies().get(&PolicyScope::Global).await?;
         c.ship_policy_inputs(store, sealer).await?;
         phases.push(("policies", started.elapsed()));
         c.tls = Self::load_tls(store, sealer, gateway_id, &c.client_certificate_ids()).await?;
@@ -462,10 +439,10 @@ impl Compiled {
                 if loggers.contains_key(&id) {
                     continue;
                 }
-                let Some(body) = store.get(Logger::KIND, "", &id).await? else {
+                let Some(logger) = store.repo::<Logger>().get("", &id).await? else {
                     continue;
                 };
-                let logger = crate::handlers::loggers::open_with(sealer, decode(&body)?)?;
+                let logger = crate::handlers::loggers::open_with(sealer, logger)?;
                 loggers.insert(
                     id,
                     SnapshotLogger {
@@ -481,10 +458,9 @@ impl Compiled {
         self.loggers = loggers;
         let mut named_values = BTreeMap::new();
         for name in wanted {
-            let Some(body) = store.get(NamedValue::KIND, "", &name).await? else {
+            let Some(nv) = store.repo::<NamedValue>().get("", &name).await? else {
                 continue;
             };
-            let nv: NamedValue = decode(&body)?;
             let Some(value) = nv.value else { continue };
             let value = if nv.secret {
                 sealer
@@ -518,8 +494,8 @@ impl Compiled {
             id: &str,
         ) -> Result<Option<&'a certificates::Opened>, ApiError> {
             if !opened.contains_key(id) {
-                let cert = match store.get(Certificate::KIND, "", id).await? {
-                    Some(body) => Some(certificates::decode(&body)?.open(sealer)?),
+                let cert = match store.repo::<StoredCertificate>().get("", id).await? {
+                    Some(stored) => Some(stored.open(sealer)?),
                     None => None,
                 };
                 opened.insert(id.to_owned(), cert);
@@ -527,8 +503,11 @@ impl Compiled {
             Ok(opened.get(id).and_then(Option::as_ref))
         }
         let mut tls = SnapshotTls::default();
-        for doc in store.list(HostnameConfiguration::KIND, gateway_id).await? {
-            let hc: HostnameConfiguration = decode(&doc.body)?;
+        for hc in store
+            .repo::<HostnameConfiguration>()
+            .list(gateway_id)
+            .await?
+        {
             let cert = certificate(&mut opened, store, sealer, &hc.certificate_id).await?;
             let Some((chain, key)) = cert.and_then(|c| Some((&c.chain, c.key.as_ref()?))) else {
                 tracing::warn!(
@@ -549,22 +528,19 @@ impl Compiled {
                 http2_enabled: hc.http2_enabled,
             });
         }
-        for doc in store
-            .list(GatewayCertificateAuthority::KIND, gateway_id)
-            .await?
-        {
-            let ca: GatewayCertificateAuthority = decode(&doc.body)?;
-            let Some(cert) = certificate(&mut opened, store, sealer, &doc.id).await? else {
+        let authorities = store.repo::<GatewayCertificateAuthority>();
+        for Stored { id, value: ca, .. } in authorities.entries(gateway_id).await? {
+            let Some(cert) = certificate(&mut opened, store, sealer, &id).await? else {
                 tracing::warn!(
                     gateway = gateway_id,
-                    certificate = %doc.id,
+                    certificate = %id,
                     "a certificate authority of the gateway names a certificate that is gone; not shipped"
                 );
                 continue;
             };
             tls.certificate_authorities
                 .push(SnapshotCertificateAuthority {
-                    certificate_id: doc.id,
+                    certificate_id: id,
                     certificate: cert.chain.clone(),
                     is_trusted: ca.is_trusted,
                 });
@@ -622,30 +598,28 @@ impl Compiled {
 
     /// One API as shipped, read from the store; `None` when it does not exist.
     async fn load_api(store: &Store, id: &str) -> Result<Option<SnapshotApi>, ApiError> {
-        let Some(body) = store.get(Api::KIND, "", id).await? else {
+        let Some(api) = store.repo::<Api>().get("", id).await? else {
             return Ok(None);
         };
-        let api: Api = decode(&body)?;
-        let operations = store
-            .list(Operation::KIND, id)
-            .await?
-            .iter()
-            .map(|d| decode(&d.body))
-            .collect::<Result<Vec<Operation>, _>>()?;
-        let policy = store.get(policies::API, id, "policy").await?;
+        let operations = store.repo::<Operation>().list(id).await?;
+        let policy = store
+            .policies()
+            .get(&PolicyScope::Api(id.to_owned()))
+            .await?;
         let operation_policies = store
-            .list(policies::OPERATION, id)
+            .policies()
+            .of_operations(id)
             .await?
             .into_iter()
-            .map(|d| (d.id, d.body))
             .collect();
-        let document = store.get(API_DOCUMENT, "", id).await?;
+        // A document that does not read ships as none, as in the full compile.
+        let document = store.repo::<ApiDocument>().lenient().get("", id).await?;
         Ok(Some(snapshot_api(
             api,
             operations,
             policy,
             operation_policies,
-            document.as_deref(),
+            document.as_ref().map(|d| &d.0),
         )))
     }
 
@@ -737,9 +711,12 @@ impl Compiled {
 
         // Assignments first: they decide which APIs are served.
         for api in dirty_links {
-            let assigned = store.get(gateways::LINK, &self.gateway_id, &api).await?;
+            let assigned = store
+                .links(Link::GatewayApi)
+                .contains(&self.gateway_id, &api)
+                .await?;
             if let Some(set) = &mut self.assigned {
-                if assigned.is_some() {
+                if assigned {
                     set.insert(api.clone());
                 } else {
                     set.remove(&api);
@@ -761,8 +738,8 @@ impl Compiled {
             let new = self.apis.get(&id);
             if old.is_some() != new.is_some() {
                 // Served or not any more: its products and the subscriptions to it follow.
-                for link in store.find_by_id(products::LINK, &id).await? {
-                    dirty_products.insert(link.parent);
+                for product in store.links(Link::ProductApi).sources(&id).await? {
+                    dirty_products.insert(product);
                 }
                 for p in self.products.values() {
                     if p.apis.binary_search(&id).is_ok() {
@@ -784,17 +761,17 @@ impl Compiled {
         }
 
         for id in dirty_products {
-            let fresh = match store.get(Product::KIND, "", &id).await? {
-                Some(body) => {
-                    let product: Product = decode(&body)?;
+            let fresh = match store.repo::<Product>().get("", &id).await? {
+                Some(product) => {
                     let apis = store
-                        .list(products::LINK, &id)
+                        .links(Link::ProductApi)
+                        .targets(&id)
                         .await?
                         .into_iter()
-                        .map(|d| d.id)
                         .filter(|api| self.apis.contains_key(api))
                         .collect();
-                    let policy = store.get(policies::PRODUCT, &id, "policy").await?;
+                    let scope = PolicyScope::Product(id.clone());
+                    let policy = store.policies().get(&scope).await?;
                     snapshot_product(product, apis, policy)
                 }
                 None => None,
@@ -818,10 +795,8 @@ impl Compiled {
         }
 
         for id in dirty_users {
-            let blocked = match store.get(User::KIND, "", &id).await? {
-                Some(body) => decode::<User>(&body)?.state == UserState::Blocked,
-                None => false,
-            };
+            let user = store.repo::<User>().get("", &id).await?;
+            let blocked = user.is_some_and(|u| u.state == UserState::Blocked);
             if blocked {
                 self.blocked.insert(id.clone());
             } else {
@@ -832,18 +807,16 @@ impl Compiled {
 
         for id in dirty_subs {
             self.unindex_subscription(&id);
-            let sub = match store.get(Subscription::KIND, "", &id).await? {
-                Some(body) => Some(decode::<Subscription>(&body)?),
-                None => None,
-            };
+            let sub = store.repo::<Subscription>().get("", &id).await?;
             let mut fresh = None;
             if let Some(sub) = sub {
                 let links = links_of(&sub);
                 let relevant = self.relevant(links.scope.as_deref());
                 self.index_subscription(&id, links);
-                let keys = match store.get(StoredKeys::KIND, "", &id).await? {
-                    Some(body) if relevant => Some(decode_keys(&body)?),
-                    _ => None,
+                let keys = if relevant {
+                    store.repo::<StoredKeys>().get("", &id).await?
+                } else {
+                    None
                 };
                 if let Some(keys) = keys {
                     let blocked = sub
@@ -865,10 +838,11 @@ impl Compiled {
         }
 
         for id in dirty_backends {
-            let fresh = match store.get(Backend::KIND, "", &id).await? {
-                Some(body) => Some(snapshot_backend(decode(&body)?)),
-                None => None,
-            };
+            let fresh = store
+                .repo::<Backend>()
+                .get("", &id)
+                .await?
+                .map(snapshot_backend);
             let old = match fresh {
                 Some(b) => self.backends.insert(id.clone(), b),
                 None => self.backends.remove(&id),
@@ -884,7 +858,7 @@ impl Compiled {
         }
 
         if global {
-            let fresh = store.get(policies::GLOBAL, "", "policy").await?;
+            let fresh = store.policies().get(&PolicyScope::Global).await?;
             if fresh != self.global_policy {
                 delta.global_policy = Some(fresh.clone());
                 self.global_policy = fresh;

@@ -33,9 +33,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use gatehouse_model::resources::{
-    Gateway, Resource, Subscription, SubscriptionKeys, SubscriptionState,
-};
+use gatehouse_model::resources::{Gateway, Subscription, SubscriptionKeys, SubscriptionState};
 use gatehouse_model::snapshot::Snapshot;
 use gatehouse_store::{Kind, Store};
 use tokio::sync::watch;
@@ -266,7 +264,7 @@ impl ControlPlane {
         }
         let mut gone = std::collections::BTreeSet::new();
         for id in ids {
-            if self.store.get(Gateway::KIND, "", &id).await?.is_none() {
+            if !self.store.repo::<Gateway>().exists("", &id).await? {
                 gone.insert(id);
             }
         }

@@ -23,9 +23,7 @@ use gatehouse_model::telemetry::{Batch, MAX_BATCH_BYTES};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::handlers::gateway_tokens::{
-    self, INSTANCE, InstanceRecord, TokenRejection, now_rfc3339,
-};
+use crate::handlers::gateway_tokens::{self, InstanceRecord, TokenRejection, now_rfc3339};
 use crate::http::{Query, parse_json};
 use crate::{Answer, ControlPlane};
 
@@ -244,13 +242,10 @@ async fn heartbeat(
         last_error: beat.last_error,
         last_heartbeat: Some(now_rfc3339()),
     };
-    let stored = match serde_json::to_string(&record) {
-        Ok(s) => s,
-        Err(e) => return ApiError::Internal(e.to_string()).into_response(),
-    };
     match cp
         .store()
-        .put_state(INSTANCE, &gateway, &name, &stored)
+        .repo::<InstanceRecord>()
+        .put_state(&gateway, &name, &record)
         .await
     {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

@@ -3,6 +3,7 @@
 //! whose logic lives in another crate (a subscription's sealed keys, a portal session) are
 //! declared there, against the same registry.
 
+use gatehouse_model::loggers::Logger;
 use gatehouse_model::resources::{
     Api, Backend, Gateway, GatewayCertificateAuthority, Group, HostnameConfiguration, NamedValue,
     Operation, PolicyFragment, PortalSettings, Product, Subscription, User,
@@ -39,6 +40,7 @@ resources! {
     Group => Kind::Group,
     PolicyFragment => Kind::PolicyFragment,
     PortalSettings => Kind::PortalSettings,
+    Logger => Kind::Logger,
 }
 
 /// The OpenAPI document an API was imported from (id = the API's id), as JSON.

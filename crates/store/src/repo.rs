@@ -63,7 +63,7 @@ fn decode<R: Record>(lenient: bool, parent: &str, id: &str, body: String) -> Res
     match R::decode(body) {
         Ok(value) => Ok(Some(value)),
         Err(source) if lenient => {
-            tracing::debug!(kind = %R::KIND, parent, id, error = %source, "skipped an unreadable document");
+            tracing::warn!(kind = %R::KIND, parent, id, error = %source, "a stored document is unreadable; read as absent");
             Ok(None)
         }
         Err(source) => Err(StoreError::Undecodable {
@@ -144,14 +144,40 @@ impl<R: Record> Repo<'_, R> {
         self.entries(parent).await.map(values)
     }
 
+    /// The ids of the documents under `parent` (decodable or not), ordered.
+    pub async fn ids(&self, parent: &str) -> Result<Vec<String>> {
+        let documents = self.store.list(R::KIND.name(), parent).await?;
+        Ok(documents.into_iter().map(|d| d.id).collect())
+    }
+
     /// The documents under `parent`, ordered by id.
     pub async fn entries(&self, parent: &str) -> Result<Vec<Stored<R>>> {
         decode_all(self.lenient, self.store.list(R::KIND.name(), parent).await?)
     }
 
+    /// The documents under `parent` whose id `keep` accepts, ordered by id; the others are
+    /// not decoded (nor can they fail to be).
+    pub async fn entries_where(
+        &self,
+        parent: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Stored<R>>> {
+        let mut documents = self.store.list(R::KIND.name(), parent).await?;
+        documents.retain(|d| keep(&d.id));
+        decode_all(self.lenient, documents)
+    }
+
     /// Every document of the kind, ordered by parent, then id.
     pub async fn list_all(&self) -> Result<Vec<Stored<R>>> {
         decode_all(self.lenient, self.store.list_all(R::KIND.name()).await?)
+    }
+
+    /// Every document of the kind whose parent `keep` accepts, ordered by parent, then id; the
+    /// others are not decoded (nor can they fail to be).
+    pub async fn list_all_where(&self, keep: impl Fn(&str) -> bool) -> Result<Vec<Stored<R>>> {
+        let mut documents = self.store.list_all(R::KIND.name()).await?;
+        documents.retain(|d| keep(&d.parent));
+        decode_all(self.lenient, documents)
     }
 
     /// The documents with this id, under any parent, ordered by parent.
@@ -160,6 +186,12 @@ impl<R: Record> Repo<'_, R> {
             self.lenient,
             self.store.find_by_id(R::KIND.name(), id).await?,
         )
+    }
+
+    /// The parents of the documents with this id (decodable or not), ordered.
+    pub async fn parents_of(&self, id: &str) -> Result<Vec<String>> {
+        let documents = self.store.find_by_id(R::KIND.name(), id).await?;
+        Ok(documents.into_iter().map(|d| d.parent).collect())
     }
 
     /// Writes a document that is state, not configuration (see [`Store::put_state`]).

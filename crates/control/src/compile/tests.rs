@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use gatehouse_model::resources::PolicyFragment;
+use gatehouse_store::Record;
 
 use super::*;
 
@@ -180,21 +181,40 @@ fn scope(n: u8) -> String {
     }
 }
 
-async fn set(
-    tx: &mut gatehouse_store::Tx,
-    kind: &str,
-    parent: &str,
-    id: &str,
-    body: Option<String>,
-) {
-    match body {
-        Some(b) => {
-            tx.put(kind, parent, id, &b).await.unwrap();
+/// Writes `value` under `(parent, id)`, or deletes the document when it is `None`.
+async fn set<R: Record>(tx: &mut gatehouse_store::Tx, parent: &str, id: &str, value: Option<R>) {
+    match value {
+        Some(v) => {
+            tx.repo::<R>().put(parent, id, &v).await.unwrap();
         }
         None => {
-            tx.delete(kind, parent, id).await.unwrap();
+            tx.repo::<R>().delete(parent, id).await.unwrap();
         }
     }
+}
+
+async fn set_policy(tx: &mut gatehouse_store::Tx, scope: PolicyScope, xml: Option<String>) {
+    match xml {
+        Some(xml) => {
+            tx.policies().put(&scope, &xml).await.unwrap();
+        }
+        None => {
+            tx.policies().delete(&scope).await.unwrap();
+        }
+    }
+}
+
+async fn set_link(tx: &mut gatehouse_store::Tx, link: Link, source: &str, target: &str, on: bool) {
+    if on {
+        tx.links(link).add(source, target).await.unwrap();
+    } else {
+        tx.links(link).remove(source, target).await.unwrap();
+    }
+}
+
+/// A resource from its JSON form.
+fn value<R: serde::de::DeserializeOwned>(json: serde_json::Value) -> R {
+    serde_json::from_value(json).unwrap()
 }
 
 async fn run(store: &Store, sealer: &Sealer, op: &Op) {
@@ -203,123 +223,61 @@ async fn run(store: &Store, sealer: &Sealer, op: &Op) {
         Op::Api { i, path, open } => {
             let body = json!({"id": format!("a{i}"), "displayName": format!("API {i} {path}"),
                 "path": format!("p{path}"), "serviceUrl": "http://backend", "subscriptionRequired": !open});
-            set(
-                &mut tx,
-                Api::KIND,
-                "",
-                &format!("a{i}"),
-                Some(body.to_string()),
-            )
-            .await;
+            set(&mut tx, "", &format!("a{i}"), Some(value::<Api>(body))).await;
         }
         Op::DeleteApi(i) => {
             // As the handler does: the API and what hangs off it.
             let id = format!("a{i}");
-            tx.delete(Api::KIND, "", &id).await.unwrap();
-            tx.delete_children(Operation::KIND, &id).await.unwrap();
-            tx.delete(API_DOCUMENT, "", &id).await.unwrap();
-            tx.delete_by_id(products::LINK, &id).await.unwrap();
-            tx.delete_by_id(gateways::LINK, &id).await.unwrap();
-            tx.delete_children(policies::API, &id).await.unwrap();
-            tx.delete_children(policies::OPERATION, &id).await.unwrap();
+            tx.repo::<Api>().delete("", &id).await.unwrap();
+            tx.delete_children_of(Kind::Api, &id).await.unwrap();
+            tx.repo::<ApiDocument>().delete("", &id).await.unwrap();
+            tx.links(Link::ProductApi).remove_to(&id).await.unwrap();
+            tx.links(Link::GatewayApi).remove_to(&id).await.unwrap();
         }
         Op::Operation { api, op, delete } => {
             let body = json!({"id": format!("o{op}"), "method": if *op == 1 { "POST" } else { "GET" },
                 "urlTemplate": format!("/things{op}/{{id}}")});
-            set(
-                &mut tx,
-                Operation::KIND,
-                &format!("a{api}"),
-                &format!("o{op}"),
-                (!delete).then(|| body.to_string()),
-            )
-            .await;
+            let operation = (!delete).then(|| value::<Operation>(body));
+            set(&mut tx, &format!("a{api}"), &format!("o{op}"), operation).await;
         }
         Op::ApiPolicy { api, text } => {
-            set(
-                &mut tx,
-                policies::API,
-                &format!("a{api}"),
-                "policy",
-                policy(*text),
-            )
-            .await;
+            set_policy(&mut tx, PolicyScope::Api(format!("a{api}")), policy(*text)).await;
         }
         Op::OperationPolicy { api, op, text } => {
-            set(
-                &mut tx,
-                policies::OPERATION,
-                &format!("a{api}"),
-                &format!("o{op}"),
-                policy(*text),
-            )
-            .await;
+            let scope = PolicyScope::Operation {
+                api: format!("a{api}"),
+                operation: format!("o{op}"),
+            };
+            set_policy(&mut tx, scope, policy(*text)).await;
         }
         Op::Document { api, delete } => {
             let doc = json!({"openapi": "3.0.0", "paths": {"/things0/{id}": {"get": {"responses": {"200": {
                 "content": {"application/json": {"example": {"api": api}}}}}}}}});
-            set(
-                &mut tx,
-                API_DOCUMENT,
-                "",
-                &format!("a{api}"),
-                (!delete).then(|| doc.to_string()),
-            )
-            .await;
+            let doc = (!delete).then_some(ApiDocument(doc));
+            set(&mut tx, "", &format!("a{api}"), doc).await;
         }
         Op::Product { i, open, delete } => {
             let body = json!({"id": format!("p{i}"), "displayName": format!("P{i}"), "subscriptionRequired": !open});
-            set(
-                &mut tx,
-                Product::KIND,
-                "",
-                &format!("p{i}"),
-                (!delete).then(|| body.to_string()),
-            )
-            .await;
+            let product = (!delete).then(|| value::<Product>(body));
+            set(&mut tx, "", &format!("p{i}"), product).await;
         }
         Op::Link {
             product,
             api,
             delete,
         } => {
-            set(
-                &mut tx,
-                products::LINK,
-                &format!("p{product}"),
-                &format!("a{api}"),
-                (!delete).then(|| "{}".to_owned()),
-            )
-            .await;
+            let (product, api) = (format!("p{product}"), format!("a{api}"));
+            set_link(&mut tx, Link::ProductApi, &product, &api, !delete).await;
         }
         Op::ProductPolicy { product, text } => {
-            set(
-                &mut tx,
-                policies::PRODUCT,
-                &format!("p{product}"),
-                "policy",
-                policy(*text),
-            )
-            .await;
+            let scope = PolicyScope::Product(format!("p{product}"));
+            set_policy(&mut tx, scope, policy(*text)).await;
         }
         Op::Assign { api, delete } => {
-            set(
-                &mut tx,
-                gateways::LINK,
-                "edge",
-                &format!("a{api}"),
-                (!delete).then(|| "{}".to_owned()),
-            )
-            .await;
+            let api = format!("a{api}");
+            set_link(&mut tx, Link::GatewayApi, "edge", &api, !delete).await;
             // Another gateway's assignments change nothing here.
-            set(
-                &mut tx,
-                gateways::LINK,
-                "other",
-                &format!("a{api}"),
-                Some("{}".to_owned()),
-            )
-            .await;
+            set_link(&mut tx, Link::GatewayApi, "other", &api, true).await;
         }
         Op::User { i, blocked, delete } => {
             let state = if *blocked {
@@ -328,14 +286,8 @@ async fn run(store: &Store, sealer: &Sealer, op: &Op) {
                 UserState::Active
             };
             let body = json!({"id": format!("u{i}"), "email": format!("u{i}@example.com"), "state": state});
-            set(
-                &mut tx,
-                User::KIND,
-                "",
-                &format!("u{i}"),
-                (!delete).then(|| body.to_string()),
-            )
-            .await;
+            let user = (!delete).then(|| value::<User>(body));
+            set(&mut tx, "", &format!("u{i}"), user).await;
         }
         Op::Subscription {
             i,
@@ -353,14 +305,8 @@ async fn run(store: &Store, sealer: &Sealer, op: &Op) {
             if let Some(o) = owner {
                 body["ownerId"] = json!(format!("u{o}"));
             }
-            set(
-                &mut tx,
-                Subscription::KIND,
-                "",
-                &format!("s{i}"),
-                (!delete).then(|| body.to_string()),
-            )
-            .await;
+            let sub = (!delete).then(|| value::<Subscription>(body));
+            set(&mut tx, "", &format!("s{i}"), sub).await;
         }
         Op::Keys {
             sub,
@@ -376,51 +322,31 @@ async fn run(store: &Store, sealer: &Sealer, op: &Op) {
                     1000 + u64::from(*sub) * 10 + u64::from(*variant)
                 ),
             };
-            let body = serde_json::to_string(&keys).unwrap();
-            set(
-                &mut tx,
-                StoredKeys::KIND,
-                "",
-                &format!("s{sub}"),
-                (!delete).then_some(body),
-            )
-            .await;
+            set(&mut tx, "", &format!("s{sub}"), (!delete).then_some(keys)).await;
         }
         Op::Global { text } => {
-            set(&mut tx, policies::GLOBAL, "", "policy", policy(*text)).await;
+            set_policy(&mut tx, PolicyScope::Global, policy(*text)).await;
         }
         Op::Fragment { i, text, delete } => {
             let body = json!({"id": format!("f{i}"), "value": fragment(*text)});
-            set(
-                &mut tx,
-                PolicyFragment::KIND,
-                "",
-                &format!("f{i}"),
-                (!delete).then(|| body.to_string()),
-            )
-            .await;
+            let fragment = (!delete).then(|| value::<PolicyFragment>(body));
+            set(&mut tx, "", &format!("f{i}"), fragment).await;
         }
         Op::NamedValue {
             i,
             secret,
-            value,
+            value: v,
             delete,
         } => {
-            let plain = format!("value-{value}");
-            let value = if *secret {
+            let plain = format!("value-{v}");
+            let sealed = if *secret {
                 sealer.seal(&plain).unwrap()
             } else {
                 plain
             };
-            let body = json!({"id": format!("n{i}"), "value": value, "secret": secret});
-            set(
-                &mut tx,
-                NamedValue::KIND,
-                "",
-                &format!("n{i}"),
-                (!delete).then(|| body.to_string()),
-            )
-            .await;
+            let body = json!({"id": format!("n{i}"), "value": sealed, "secret": secret});
+            let named = (!delete).then(|| value::<NamedValue>(body));
+            set(&mut tx, "", &format!("n{i}"), named).await;
         }
         Op::Certificate {
             i,
@@ -436,14 +362,7 @@ async fn run(store: &Store, sealer: &Sealer, op: &Op) {
                 sealed_chain: sealer.seal(&format!("chain-{i}-{variant}")).unwrap(),
                 sealed_key: key.then(|| sealer.seal(&format!("key-{i}-{variant}")).unwrap()),
             };
-            set(
-                &mut tx,
-                Certificate::KIND,
-                "",
-                &format!("c{i}"),
-                (!delete).then(|| serde_json::to_string(&stored).unwrap()),
-            )
-            .await;
+            set(&mut tx, "", &format!("c{i}"), (!delete).then_some(stored)).await;
         }
         Op::Hostname {
             gateway,
@@ -454,14 +373,8 @@ async fn run(store: &Store, sealer: &Sealer, op: &Op) {
             let body = json!({"id": format!("h{i}"), "hostname": format!("h{i}.example.com"),
                 "certificateId": format!("c{certificate}"), "negotiateClientCertificate": certificate == &1,
                 "http2Enabled": true});
-            set(
-                &mut tx,
-                HostnameConfiguration::KIND,
-                tls_gateway(*gateway),
-                &format!("h{i}"),
-                (!delete).then(|| body.to_string()),
-            )
-            .await;
+            let hc = (!delete).then(|| value::<HostnameConfiguration>(body));
+            set(&mut tx, tls_gateway(*gateway), &format!("h{i}"), hc).await;
         }
         Op::CertificateAuthority {
             gateway,
@@ -471,24 +384,19 @@ async fn run(store: &Store, sealer: &Sealer, op: &Op) {
         } => {
             let id = format!("c{certificate}");
             let body = json!({"id": id, "isTrusted": trusted});
-            set(
-                &mut tx,
-                GatewayCertificateAuthority::KIND,
-                tls_gateway(*gateway),
-                &id,
-                (!delete).then(|| body.to_string()),
-            )
-            .await;
+            let ca = (!delete).then(|| value::<GatewayCertificateAuthority>(body));
+            set(&mut tx, tls_gateway(*gateway), &id, ca).await;
         }
         Op::DropGatewayTls(gateway) => {
-            for kind in [
-                HostnameConfiguration::KIND,
-                GatewayCertificateAuthority::KIND,
-            ] {
-                tx.delete_children(kind, tls_gateway(*gateway))
-                    .await
-                    .unwrap();
-            }
+            let gateway = tls_gateway(*gateway);
+            tx.repo::<HostnameConfiguration>()
+                .delete_children(gateway)
+                .await
+                .unwrap();
+            tx.repo::<GatewayCertificateAuthority>()
+                .delete_children(gateway)
+                .await
+                .unwrap();
         }
         Op::Backend { i, variant, delete } => {
             // Credentials that name a named value and a client certificate, or neither.
@@ -501,24 +409,19 @@ async fn run(store: &Store, sealer: &Sealer, op: &Op) {
                 _ => json!({"id": format!("b{i}"), "url": "https://b.test",
                     "credentials": {"certificateIds": [format!("/certificates/c{i}")]}}),
             };
-            set(
-                &mut tx,
-                Backend::KIND,
-                "",
-                &format!("b{i}"),
-                (!delete).then(|| body.to_string()),
-            )
-            .await;
+            let backend = (!delete).then(|| value::<Backend>(body));
+            set(&mut tx, "", &format!("b{i}"), backend).await;
         }
         Op::Irrelevant(n) => {
-            // Any kind the registry says no snapshot depends on.
+            // Any kind the registry says no snapshot depends on, whatever it holds.
             let kinds: Vec<Kind> = Kind::ALL
                 .iter()
                 .copied()
                 .filter(|k| !k.affects_snapshots())
                 .collect();
-            let kind = kinds[usize::from(*n) % kinds.len()].name();
-            set(&mut tx, kind, "", "x", Some(format!("{{\"n\":{n}}}"))).await;
+            let kind = kinds[usize::from(*n) % kinds.len()];
+            let body = format!("{{\"n\":{n}}}");
+            tx.put(kind.name(), "", "x", &body).await.unwrap();
         }
     }
     tx.commit().await.unwrap();

@@ -5,20 +5,17 @@ use axum::Json;
 use axum::http::StatusCode;
 use gatehouse_model::ValidationError;
 use gatehouse_model::openapi;
-use gatehouse_model::resources::{Api, Collection, Operation, Resource};
-use gatehouse_store::Tx;
+use gatehouse_model::resources::{Api, Collection, Operation};
+use gatehouse_store::records::{ApiDocument, PathOwner};
+use gatehouse_store::{Kind, Link, PolicyScope, StoreError, Tx};
 
-use super::{Cp, check_id, commit, encode, load, load_all, merge, prepare, save, saved};
+use super::{Cp, check_id, commit, load, load_all, merge, prepare, save, saved};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
 
-/// The imported description of an API, kept as JSON (parent = "", id = API id).
-const DOCUMENT: &str = "api-document";
-
-/// The path index: one document per API path, lower-cased (parent = "", id = the path), whose
-/// body is the id of the API serving it. Kept in the same transaction as the API, so checking
-/// that a path is free costs one read instead of a scan of every API.
-pub(crate) const PATH_INDEX: &str = "api-path";
+// The path index (`PathOwner`): one document per API path, lower-cased, naming the API serving
+// it. Kept in the same transaction as the API, so checking that a path is free costs one read
+// instead of a scan of every API.
 
 fn path_key(path: &str) -> String {
     path.to_ascii_lowercase()
@@ -28,34 +25,38 @@ fn path_key(path: &str) -> String {
 /// (paths compare without case, as routing does), and frees its previous path.
 async fn claim_path(tx: &mut Tx, api: &Api) -> ApiResult<()> {
     let key = path_key(&api.path);
-    if let Some(owner) = tx.get(PATH_INDEX, "", &key).await? {
-        let owner: String = serde_json::from_str(&owner).unwrap_or_default();
-        if owner != api.id {
-            return Err(ValidationError::one(
-                "path",
-                format!(
-                    "'{}' is already the path of API '{owner}'; choose another path",
-                    api.path
-                ),
-            )
-            .into());
-        }
+    let owner = match tx.repo::<PathOwner>().get("", &key).await {
+        // An entry that cannot be read keeps the path taken, by an API it cannot name.
+        Err(StoreError::Undecodable { .. }) => Some(PathOwner(String::new())),
+        other => other?,
+    };
+    if let Some(PathOwner(owner)) = owner
+        && owner != api.id
+    {
+        return Err(ValidationError::one(
+            "path",
+            format!(
+                "'{}' is already the path of API '{owner}'; choose another path",
+                api.path
+            ),
+        )
+        .into());
     }
-    if let Some(previous) = tx.get(Api::KIND, "", &api.id).await? {
-        let previous: Api = super::decode(&previous)?;
+    if let Some(previous) = tx.repo::<Api>().get("", &api.id).await? {
         release_path(tx, &previous).await?;
     }
-    tx.put(PATH_INDEX, "", &key, &encode(&api.id)?).await?;
+    tx.repo::<PathOwner>()
+        .put("", &key, &PathOwner(api.id.clone()))
+        .await?;
     Ok(())
 }
 
 /// Removes `api`'s path from the index, if the index gives it to `api`.
 async fn release_path(tx: &mut Tx, api: &Api) -> ApiResult<()> {
     let key = path_key(&api.path);
-    if let Some(owner) = tx.get(PATH_INDEX, "", &key).await?
-        && serde_json::from_str::<String>(&owner).is_ok_and(|o| o == api.id)
-    {
-        tx.delete(PATH_INDEX, "", &key).await?;
+    let owner = tx.repo::<PathOwner>().lenient().get("", &key).await?;
+    if owner.is_some_and(|o| o.0 == api.id) {
+        tx.repo::<PathOwner>().delete("", &key).await?;
     }
     Ok(())
 }
@@ -63,26 +64,28 @@ async fn release_path(tx: &mut Tx, api: &Api) -> ApiResult<()> {
 /// Builds the path index when it does not match the APIs (a store from before the index).
 pub(crate) async fn index_paths(store: &gatehouse_store::Store) -> ApiResult<()> {
     let mut wanted = std::collections::BTreeMap::new();
-    for doc in store.list(Api::KIND, "").await? {
-        let api: Api = super::decode(&doc.body)?;
-        wanted.insert(path_key(&api.path), encode(&api.id)?);
+    for api in store.repo::<Api>().list("").await? {
+        wanted.insert(path_key(&api.path), PathOwner(api.id));
     }
-    let indexed: std::collections::BTreeMap<String, String> = store
-        .list(PATH_INDEX, "")
+    let index = store.repo::<PathOwner>();
+    let keys = index.ids("").await?;
+    let indexed: std::collections::BTreeMap<String, PathOwner> = index
+        .lenient()
+        .entries("")
         .await?
         .into_iter()
-        .map(|d| (d.id, d.body))
+        .map(|e| (e.id, e.value))
         .collect();
-    if indexed == wanted {
+    if keys.len() == indexed.len() && indexed == wanted {
         return Ok(());
     }
     let mut tx = store.begin().await?;
-    for key in indexed.keys().filter(|k| !wanted.contains_key(*k)) {
-        tx.delete(PATH_INDEX, "", key).await?;
+    for key in keys.iter().filter(|k| !wanted.contains_key(*k)) {
+        tx.repo::<PathOwner>().delete("", key).await?;
     }
     for (key, owner) in &wanted {
         if indexed.get(key) != Some(owner) {
-            tx.put(PATH_INDEX, "", key, owner).await?;
+            tx.repo::<PathOwner>().put("", key, owner).await?;
         }
     }
     tx.commit().await?;
@@ -118,7 +121,7 @@ pub async fn put(
     Path(id): Path<String>,
     JsonBody(mut body): JsonBody<Api>,
 ) -> ApiResult<(StatusCode, Json<Api>)> {
-    check_id(Api::KIND, &id)?;
+    check_id(Kind::Api, &id)?;
     let imported = match body.import.take() {
         Some(import) => {
             let format = import.format.to_ascii_lowercase();
@@ -166,11 +169,13 @@ pub async fn put(
     claim_path(&mut tx, &api).await?;
     let created = save(&mut tx, "", &api).await?;
     if let Some(doc) = imported {
-        tx.delete_children(Operation::KIND, &id).await?;
+        tx.repo::<Operation>().delete_children(&id).await?;
         for op in &doc.operations {
             save(&mut tx, &id, op).await?;
         }
-        tx.put(DOCUMENT, "", &id, &encode(&doc.document)?).await?;
+        tx.repo::<ApiDocument>()
+            .put("", &id, &ApiDocument(doc.document))
+            .await?;
     }
     commit(&cp, tx).await?;
     Ok(saved(created, api))
@@ -206,19 +211,19 @@ pub async fn patch(
               (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    check_id(Api::KIND, &id)?;
+    check_id(Kind::Api, &id)?;
     let mut tx = cp.store().begin().await?;
-    let Some(existing) = tx.get(Api::KIND, "", &id).await? else {
+    let Some(existing) = tx.repo::<Api>().get("", &id).await? else {
         return Err(ApiError::not_found("API", &id));
     };
-    release_path(&mut tx, &super::decode(&existing)?).await?;
-    tx.delete(Api::KIND, "", &id).await?;
-    tx.delete_children(Operation::KIND, &id).await?;
-    tx.delete(DOCUMENT, "", &id).await?;
-    tx.delete_by_id(super::products::LINK, &id).await?;
-    tx.delete_by_id(super::gateways::LINK, &id).await?;
-    tx.delete_children(super::policies::API, &id).await?;
-    tx.delete_children(super::policies::OPERATION, &id).await?;
+    release_path(&mut tx, &existing).await?;
+    tx.repo::<Api>().delete("", &id).await?;
+    // Its operations and policies (the registry's children of an API), its imported document,
+    // and the links that name it.
+    tx.delete_children_of(Kind::Api, &id).await?;
+    tx.repo::<ApiDocument>().delete("", &id).await?;
+    tx.links(Link::ProductApi).remove_to(&id).await?;
+    tx.links(Link::GatewayApi).remove_to(&id).await?;
     commit(&cp, tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -231,14 +236,13 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     security(("admin" = [])))]
 pub async fn get_document(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
     load::<Api>(&cp, "", &id).await?;
-    let body = cp
+    let ApiDocument(document) = cp
         .store()
-        .get(DOCUMENT, "", &id)
+        .repo::<ApiDocument>()
+        .get("", &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("API '{id}' has no imported document.")))?;
-    serde_json::from_str(&body)
-        .map(Json)
-        .map_err(|e| ApiError::Internal(format!("stored document is unreadable: {e}")))
+    Ok(Json(document))
 }
 
 #[utoipa::path(get, path = "/mgmt/apis/{apiId}/operations", tag = "apis",
@@ -318,13 +322,17 @@ pub async fn delete_operation(
     cp: Cp,
     Path((api, op)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_id(Api::KIND, &api)?;
-    check_id(Operation::KIND, &op)?;
+    check_id(Kind::Api, &api)?;
+    check_id(Kind::Operation, &op)?;
     let mut tx = cp.store().begin().await?;
-    if !tx.delete(Operation::KIND, &api, &op).await? {
+    if !tx.repo::<Operation>().delete(&api, &op).await? {
         return Err(ApiError::not_found("Operation", &op));
     }
-    tx.delete(super::policies::OPERATION, &api, &op).await?;
+    let policy = PolicyScope::Operation {
+        api: api.clone(),
+        operation: op.clone(),
+    };
+    tx.policies().delete(&policy).await?;
     commit(&cp, tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -387,7 +395,7 @@ mod tests {
 
         // A store from before the index gets it built when the control plane opens.
         let mut tx = cp.store().begin().await.unwrap();
-        tx.delete_children(PATH_INDEX, "").await.unwrap();
+        tx.repo::<PathOwner>().delete_children("").await.unwrap();
         tx.commit().await.unwrap();
         index_paths(cp.store()).await.unwrap();
         assert!(put_api(&cp, "d", "shop/V2").await.is_err());

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use gatehouse_model::ValidationError;
-use gatehouse_model::resources::{Backend, Collection, Resource as _};
+use gatehouse_model::resources::{Backend, Collection};
+use gatehouse_store::Kind;
 
 use super::{Cp, certificates, check_id, commit, load, load_all, merge, prepare, save, saved};
 use crate::ControlPlane;
@@ -213,7 +214,7 @@ pub async fn patch(
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<axum::http::StatusCode> {
-    check_id(Backend::KIND, &id)?;
+    check_id(Kind::Backend, &id)?;
     // Read while this transaction holds the write lock, so no policy starts using it meanwhile.
     let mut tx = cp.store().begin().await?;
     let users = super::policies::backend_users(&cp, &id).await?;
@@ -227,8 +228,8 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<axum::http::Sta
         )
         .into());
     }
-    if !tx.delete(Backend::KIND, "", &id).await? {
-        return Err(ApiError::not_found(super::label(Backend::KIND), &id));
+    if !tx.repo::<Backend>().delete("", &id).await? {
+        return Err(ApiError::not_found(super::label(Kind::Backend), &id));
     }
     commit(&cp, tx).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)

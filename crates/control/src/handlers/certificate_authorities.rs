@@ -3,17 +3,18 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use gatehouse_model::resources::{
-    Certificate, Collection, Gateway, GatewayCertificateAuthority, Resource, validate_id,
-};
+use gatehouse_model::resources::{Collection, Gateway, GatewayCertificateAuthority, Resource};
 
-use super::{Cp, commit, load, save, saved};
+use gatehouse_store::Kind;
+
+use super::certificates::StoredCertificate;
+use super::{Cp, check_id, commit, load, save, saved};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
 
 fn check_ids(gateway: &str, id: &str) -> ApiResult<()> {
-    validate_id("gateway", gateway)?;
-    validate_id("certificate", id)?;
+    check_id(Kind::Gateway, gateway)?;
+    check_id(Kind::Certificate, id)?;
     Ok(())
 }
 
@@ -87,7 +88,7 @@ pub async fn put(
     super::certificates::load_stored(&cp, &id).await?;
     let mut tx = cp.store().begin().await?;
     // Again under the write lock: the certificate may have been deleted meanwhile.
-    if tx.get(Certificate::KIND, "", &id).await?.is_none() {
+    if !tx.repo::<StoredCertificate>().exists("", &id).await? {
         return Err(ApiError::Conflict(format!(
             "certificate '{id}' was deleted while this request ran"
         )));

@@ -8,11 +8,12 @@ use axum::http::StatusCode;
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
     Certificate, Collection, GatewayCertificateAuthority, HostnameConfiguration, PemParts,
-    Resource, split_pem, validate_id,
+    Resource, split_pem,
 };
+use gatehouse_store::{JsonRecord, Kind};
 use serde::{Deserialize, Serialize};
 
-use super::{Cp, commit, encode, prepare, saved};
+use super::{Cp, check_id, commit, saved};
 use crate::ControlPlane;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
@@ -31,6 +32,10 @@ pub(crate) struct StoredCertificate {
     /// The private key (PEM), sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_key: Option<String>,
+}
+
+impl JsonRecord for StoredCertificate {
+    const KIND: Kind = Kind::Certificate;
 }
 
 /// A certificate's PEM, opened.
@@ -63,11 +68,6 @@ impl StoredCertificate {
             key: self.sealed_key.as_deref().map(open).transpose()?,
         })
     }
-}
-
-pub(crate) fn decode(body: &str) -> ApiResult<StoredCertificate> {
-    serde_json::from_str(body)
-        .map_err(|e| ApiError::Internal(format!("stored certificate is unreadable: {e}")))
 }
 
 /// Parses the chain with the TLS stack the gateways use, reads the leaf, and checks the key
@@ -119,9 +119,9 @@ pub(crate) async fn referenced(cp: &ControlPlane, id: &str) -> ApiResult<StoredC
 }
 
 pub(crate) async fn load_stored(cp: &ControlPlane, id: &str) -> ApiResult<StoredCertificate> {
-    validate_id("certificate", id)?;
-    match cp.store().get(Certificate::KIND, "", id).await? {
-        Some(body) => decode(&body),
+    check_id(Kind::Certificate, id)?;
+    match cp.store().repo::<StoredCertificate>().get("", id).await? {
+        Some(stored) => Ok(stored),
         None => Err(ApiError::not_found("Certificate", id)),
     }
 }
@@ -136,11 +136,12 @@ pub async fn list(
 ) -> ApiResult<Json<Collection<Certificate>>> {
     let items = cp
         .store()
-        .list(Certificate::KIND, "")
+        .repo::<StoredCertificate>()
+        .entries("")
         .await?
         .iter()
-        .map(|d| decode(&d.body).map(|c| c.present(&d.id)))
-        .collect::<ApiResult<Vec<_>>>()?;
+        .map(|s| s.value.present(&s.id))
+        .collect();
     Ok(Json(paging.page("/mgmt/certificates", items)?))
 }
 
@@ -163,7 +164,11 @@ pub async fn put(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Certificate>,
 ) -> ApiResult<(StatusCode, Json<Certificate>)> {
-    let body = prepare(body, &id)?;
+    // Stored as a `StoredCertificate`, so prepared here rather than by `prepare`.
+    check_id(Kind::Certificate, &id)?;
+    let mut body = body;
+    body.set_id(id.clone());
+    body.normalize()?;
     let parts = split_pem("data", body.data.as_deref().unwrap_or_default())?;
     let mut shown = inspect(&parts)?;
     shown.id = id.clone();
@@ -208,9 +213,7 @@ pub async fn put(
         sealed_chain: seal(&parts.chain)?,
         sealed_key: parts.key.as_deref().map(seal).transpose()?,
     };
-    let created = tx
-        .put(Certificate::KIND, "", &id, &encode(&stored)?)
-        .await?;
+    let created = tx.repo::<StoredCertificate>().put("", &id, &stored).await?;
     commit(&cp, tx).await?;
     Ok(saved(created, shown))
 }
@@ -218,10 +221,14 @@ pub async fn put(
 /// `gateway/hostnameConfiguration` of every hostname configuration that serves `id`.
 async fn hostname_users(cp: &ControlPlane, id: &str) -> ApiResult<Vec<String>> {
     let mut users = Vec::new();
-    for doc in cp.store().list_all(HostnameConfiguration::KIND).await? {
-        let hc: HostnameConfiguration = super::decode(&doc.body)?;
-        if hc.certificate_id == id {
-            users.push(format!("{}/{}", doc.parent, doc.id));
+    for hc in cp
+        .store()
+        .repo::<HostnameConfiguration>()
+        .list_all()
+        .await?
+    {
+        if hc.value.certificate_id == id {
+            users.push(format!("{}/{}", hc.parent, hc.id));
         }
     }
     Ok(users)
@@ -233,7 +240,7 @@ async fn hostname_users(cp: &ControlPlane, id: &str) -> ApiResult<Vec<String>> {
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    validate_id("certificate", &id)?;
+    check_id(Kind::Certificate, &id)?;
     // As for PUT: the users are read while this transaction holds the write lock.
     let mut tx = cp.store().begin().await?;
     let mut users: Vec<String> = hostname_users(&cp, &id)
@@ -241,15 +248,9 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
         .into_iter()
         .map(|u| format!("hostname configuration {u}"))
         .collect();
-    for doc in cp
-        .store()
-        .find_by_id(GatewayCertificateAuthority::KIND, &id)
-        .await?
-    {
-        users.push(format!(
-            "the certificate authorities of gateway {}",
-            doc.parent
-        ));
+    let authorities = cp.store().repo::<GatewayCertificateAuthority>();
+    for gateway in authorities.parents_of(&id).await? {
+        users.push(format!("the certificate authorities of gateway {gateway}"));
     }
     users.extend(super::backends::certificate_users(&cp, &id).await?);
     if !users.is_empty() {
@@ -262,7 +263,7 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
         )
         .into());
     }
-    if !tx.delete(Certificate::KIND, "", &id).await? {
+    if !tx.repo::<StoredCertificate>().delete("", &id).await? {
         return Err(ApiError::not_found("Certificate", &id));
     }
     commit(&cp, tx).await?;

@@ -13,20 +13,19 @@ use base64::engine::general_purpose::STANDARD;
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::Gateway;
 use gatehouse_model::token::GatewayToken;
+use gatehouse_store::{JsonRecord, Kind};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::{Cp, commit, encode, load};
+use super::{Cp, commit, load};
 use crate::ControlPlane;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Path};
 use crate::secrets;
 
-/// Key documents: parent = gateway id, id = `keys`.
-pub const KEYS: &str = "gateway-keys";
-/// Instance documents: parent = gateway id, id = instance name; written by heartbeats.
-pub const INSTANCE: &str = "gateway-instance";
+/// The id of a gateway's key document (its parent is the gateway).
+const KEYS_ID: &str = "keys";
 /// The longest a token may live.
 pub const MAX_TOKEN_LIFETIME: time::Duration = time::Duration::days(30);
 
@@ -35,6 +34,10 @@ pub const MAX_TOKEN_LIFETIME: time::Duration = time::Duration::days(30);
 struct StoredGatewayKeys {
     primary_sealed: String,
     secondary_sealed: String,
+}
+
+impl JsonRecord for StoredGatewayKeys {
+    const KIND: Kind = Kind::GatewayKeys;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
@@ -48,11 +51,10 @@ pub enum KeyType {
 /// The gateway's keys in clear, if it has any yet.
 async fn existing_keys(cp: &ControlPlane, gateway: &str) -> ApiResult<Option<(String, String)>> {
     let internal = |e: secrets::SecretError| ApiError::Internal(e.to_string());
-    let Some(body) = cp.store().get(KEYS, gateway, "keys").await? else {
+    let stored = cp.store().repo::<StoredGatewayKeys>();
+    let Some(k) = stored.get(gateway, KEYS_ID).await? else {
         return Ok(None);
     };
-    let k: StoredGatewayKeys = serde_json::from_str(&body)
-        .map_err(|e| ApiError::Internal(format!("stored gateway keys are unreadable: {e}")))?;
     Ok(Some((
         cp.sealer().open(&k.primary_sealed).map_err(internal)?,
         cp.sealer().open(&k.secondary_sealed).map_err(internal)?,
@@ -85,7 +87,9 @@ async fn store_keys(
         secondary_sealed: cp.sealer().seal(secondary).map_err(internal)?,
     };
     let mut tx = cp.store().begin().await?;
-    tx.put(KEYS, gateway, "keys", &encode(&stored)?).await?;
+    tx.repo::<StoredGatewayKeys>()
+        .put(gateway, KEYS_ID, &stored)
+        .await?;
     // Keys are credentials, not configuration: no gateway needs a new snapshot for them. The
     // revision this bumps is still useful: it wakes the gateways' held config calls, so one
     // whose key was just regenerated calls again at once and is refused.
@@ -370,6 +374,7 @@ pub async fn list_keys(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<Gateway
 }
 
 /// What a gateway instance last reported, as stored.
+// Under its gateway, by instance name; heartbeats write it as state (no revision).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceRecord {
@@ -397,6 +402,10 @@ pub struct InstanceRecord {
     /// When the control plane last heard a valid heartbeat (RFC 3339).
     #[serde(default)]
     pub last_heartbeat: Option<String>,
+}
+
+impl JsonRecord for InstanceRecord {
+    const KIND: Kind = Kind::GatewayInstance;
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -468,9 +477,7 @@ pub(crate) async fn gateway_status(
 ) -> ApiResult<GatewayStatus> {
     let now = OffsetDateTime::now_utc();
     let mut instances = Vec::new();
-    for doc in cp.store().list(INSTANCE, &id).await? {
-        let record: InstanceRecord = serde_json::from_str(&doc.body)
-            .map_err(|e| ApiError::Internal(format!("stored instance is unreadable: {e}")))?;
+    for record in cp.store().repo::<InstanceRecord>().list(&id).await? {
         let age = record
             .last_heartbeat
             .as_deref()

@@ -3,7 +3,8 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use gatehouse_model::resources::{Api, Collection, Gateway, GatewayLocation, Resource};
+use gatehouse_model::resources::{Api, Collection, Gateway, GatewayLocation};
+use gatehouse_store::{Kind, Link};
 
 use super::{Cp, check_id, commit, load, saved};
 use crate::ControlPlane;
@@ -11,17 +12,14 @@ use crate::compile::BUILT_IN_GATEWAY;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Paging, Path, Query};
 
-/// Assignment documents: parent = gateway id, id = API id.
-pub const LINK: &str = "gateway-api";
-
+// Deleting a gateway deletes its assignments, keys, instances, hostname configurations and
+// certificate authorities (the registry's children of a gateway).
 crate::handlers::simple_crud! {
     type: Gateway,
     tag: "gateways",
     collection: "/mgmt/gateways",
     item: "/mgmt/gateways/{gatewayId}",
-    param: "gatewayId",
-    children: ["gateway-api", "gateway-keys", "gateway-instance",
-               "gateway-hostname-configuration", "gateway-certificate-authority"]
+    param: "gatewayId"
 }
 
 pub async fn ensure_built_in(cp: &ControlPlane) -> ApiResult<()> {
@@ -40,13 +38,9 @@ pub async fn ensure_built_in(cp: &ControlPlane) -> ApiResult<()> {
         }),
     };
     let mut tx = cp.store().begin().await?;
-    tx.put(
-        Gateway::KIND,
-        "",
-        BUILT_IN_GATEWAY,
-        &super::encode(&gateway)?,
-    )
-    .await?;
+    tx.repo::<Gateway>()
+        .put("", BUILT_IN_GATEWAY, &gateway)
+        .await?;
     commit(cp, tx).await?;
     Ok(())
 }
@@ -66,8 +60,8 @@ pub async fn list_apis(
         super::load_all::<Api>(&cp, "").await?
     } else {
         let mut apis = Vec::new();
-        for link in cp.store().list(LINK, &id).await? {
-            if let Some(api) = super::load_opt::<Api>(&cp, "", &link.id).await? {
+        for api in cp.store().links(Link::GatewayApi).targets(&id).await? {
+            if let Some(api) = super::load_opt::<Api>(&cp, "", &api).await? {
                 apis.push(api);
             }
         }
@@ -91,7 +85,7 @@ pub async fn add_api(
     load::<Gateway>(&cp, "", &gateway).await?;
     let api = load::<Api>(&cp, "", &api).await?;
     let mut tx = cp.store().begin().await?;
-    let created = tx.put(LINK, &gateway, &api.id, "{}").await?;
+    let created = tx.links(Link::GatewayApi).add(&gateway, &api.id).await?;
     commit(&cp, tx).await?;
     Ok(saved(created, api))
 }
@@ -105,10 +99,10 @@ pub async fn remove_api(
     cp: Cp,
     Path((gateway, api)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_id("gateway", &gateway)?;
-    check_id("api", &api)?;
+    check_id(Kind::Gateway, &gateway)?;
+    check_id(Kind::Api, &api)?;
     let mut tx = cp.store().begin().await?;
-    if !tx.delete(LINK, &gateway, &api).await? {
+    if !tx.links(Link::GatewayApi).remove(&gateway, &api).await? {
         return Err(ApiError::NotFound(format!(
             "API '{api}' is not assigned to gateway '{gateway}'."
         )));

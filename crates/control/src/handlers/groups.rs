@@ -4,24 +4,22 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use gatehouse_model::resources::{
-    Collection, GROUP_USER, Group, PRODUCT_GROUP, Product, Resource, User,
-};
+use gatehouse_model::resources::{Collection, Group, Product, User};
+use gatehouse_store::{Kind, Link};
 
 use super::{Cp, check_id, commit, load, load_opt, saved};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Paging, Path, Query};
 
-// Deleting a group also deletes its memberships (children) and the product links that
-// name it (linked by id).
+// Deleting a group also deletes its memberships (its children in the registry) and the
+// product links that name it.
 crate::handlers::simple_crud! {
     type: Group,
     tag: "groups",
     collection: "/mgmt/groups",
     item: "/mgmt/groups/{groupId}",
     param: "groupId",
-    children: [GROUP_USER],
-    linked: [PRODUCT_GROUP]
+    linked: [Link::ProductGroup]
 }
 
 #[utoipa::path(get, path = "/mgmt/groups/{groupId}/users", tag = "groups",
@@ -36,8 +34,8 @@ pub async fn list_users(
 ) -> ApiResult<Json<Collection<User>>> {
     load::<Group>(&cp, "", &id).await?;
     let mut users = Vec::new();
-    for link in cp.store().list(GROUP_USER, &id).await? {
-        if let Some(user) = load_opt::<User>(&cp, "", &link.id).await? {
+    for user in cp.store().links(Link::GroupUser).targets(&id).await? {
+        if let Some(user) = load_opt::<User>(&cp, "", &user).await? {
             users.push(user);
         }
     }
@@ -59,7 +57,7 @@ pub async fn add_user(
     load::<Group>(&cp, "", &group).await?;
     let user = load::<User>(&cp, "", &user).await?;
     let mut tx = cp.store().begin().await?;
-    let created = tx.put(GROUP_USER, &group, &user.id, "{}").await?;
+    let created = tx.links(Link::GroupUser).add(&group, &user.id).await?;
     commit(&cp, tx).await?;
     Ok(saved(created, user))
 }
@@ -73,10 +71,10 @@ pub async fn remove_user(
     cp: Cp,
     Path((group, user)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_id(Group::KIND, &group)?;
-    check_id(User::KIND, &user)?;
+    check_id(Kind::Group, &group)?;
+    check_id(Kind::User, &user)?;
     let mut tx = cp.store().begin().await?;
-    if !tx.delete(GROUP_USER, &group, &user).await? {
+    if !tx.links(Link::GroupUser).remove(&group, &user).await? {
         return Err(ApiError::NotFound(format!(
             "User '{user}' is not in group '{group}'."
         )));
@@ -97,8 +95,8 @@ pub async fn list_product_groups(
 ) -> ApiResult<Json<Collection<Group>>> {
     load::<Product>(&cp, "", &id).await?;
     let mut groups = Vec::new();
-    for link in cp.store().list(PRODUCT_GROUP, &id).await? {
-        if let Some(group) = load_opt::<Group>(&cp, "", &link.id).await? {
+    for group in cp.store().links(Link::ProductGroup).targets(&id).await? {
+        if let Some(group) = load_opt::<Group>(&cp, "", &group).await? {
             groups.push(group);
         }
     }
@@ -120,7 +118,10 @@ pub async fn add_product_group(
     load::<Product>(&cp, "", &product).await?;
     let group = load::<Group>(&cp, "", &group).await?;
     let mut tx = cp.store().begin().await?;
-    let created = tx.put(PRODUCT_GROUP, &product, &group.id, "{}").await?;
+    let created = tx
+        .links(Link::ProductGroup)
+        .add(&product, &group.id)
+        .await?;
     commit(&cp, tx).await?;
     Ok(saved(created, group))
 }
@@ -134,10 +135,14 @@ pub async fn remove_product_group(
     cp: Cp,
     Path((product, group)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_id(Product::KIND, &product)?;
-    check_id(Group::KIND, &group)?;
+    check_id(Kind::Product, &product)?;
+    check_id(Kind::Group, &group)?;
     let mut tx = cp.store().begin().await?;
-    if !tx.delete(PRODUCT_GROUP, &product, &group).await? {
+    if !tx
+        .links(Link::ProductGroup)
+        .remove(&product, &group)
+        .await?
+    {
         return Err(ApiError::NotFound(format!(
             "Group '{group}' is not linked to product '{product}'."
         )));

@@ -6,15 +6,18 @@ use axum::Json;
 use axum::http::StatusCode;
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
-    Certificate, Collection, Gateway, HostnameConfiguration, Resource, validate_id,
+    Collection, Gateway, HostnameConfiguration, Resource, validate_id,
 };
 
-use super::{Cp, commit, load, load_all, save, saved};
+use gatehouse_store::Kind;
+
+use super::certificates::StoredCertificate;
+use super::{Cp, check_id, commit, load, load_all, save, saved};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
 
 fn check_ids(gateway: &str, id: &str) -> ApiResult<()> {
-    validate_id("gateway", gateway)?;
+    check_id(Kind::Gateway, gateway)?;
     validate_id("hostnameConfiguration", id)?;
     Ok(())
 }
@@ -111,10 +114,11 @@ pub async fn put(
     }
     let mut tx = cp.store().begin().await?;
     // Again under the write lock: the certificate may have gone or lost its key meanwhile.
-    let still = match tx.get(Certificate::KIND, "", &hc.certificate_id).await? {
-        Some(body) => super::certificates::decode(&body)?.has_private_key,
-        None => false,
-    };
+    let still = tx
+        .repo::<StoredCertificate>()
+        .get("", &hc.certificate_id)
+        .await?
+        .is_some_and(|c| c.has_private_key);
     if !still {
         return Err(ApiError::Conflict(format!(
             "certificate '{}' changed while this request ran; try again",

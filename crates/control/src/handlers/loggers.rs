@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use gatehouse_model::ValidationError;
 use gatehouse_model::loggers::{Logger, MASKED};
 use gatehouse_model::resources::{Collection, Resource as _};
+use gatehouse_store::Kind;
 
 use super::{
     Cp, check_id, commit, load, load_all, load_opt, merge_unchecked, prepare, save, saved,
@@ -111,7 +112,7 @@ pub async fn put(
     Path(id): Path<String>,
     JsonBody(mut body): JsonBody<Logger>,
 ) -> ApiResult<(StatusCode, Json<Logger>)> {
-    check_id(Logger::KIND, &id)?;
+    check_id(Kind::Logger, &id)?;
     let stored = match load_opt::<Logger>(&cp, "", &id).await? {
         Some(l) => Some(open(&cp, l)?),
         None => None,
@@ -152,7 +153,7 @@ pub async fn patch(
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    check_id(Logger::KIND, &id)?;
+    check_id(Kind::Logger, &id)?;
     // Read while this transaction holds the write lock, so no policy starts using it meanwhile.
     let mut tx = cp.store().begin().await?;
     let users = super::policies::logger_users(&cp, &id).await?;
@@ -166,7 +167,7 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
         )
         .into());
     }
-    if !tx.delete(Logger::KIND, "", &id).await? {
+    if !tx.repo::<Logger>().delete("", &id).await? {
         return Err(ApiError::not_found("Logger", &id));
     }
     commit(&cp, tx).await?;

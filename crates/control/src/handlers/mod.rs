@@ -26,7 +26,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{Resource, validate_id};
-use gatehouse_store::Tx;
+use gatehouse_store::{Kind, Record, Tx};
 use serde_json::Value;
 
 use crate::ControlPlane;
@@ -254,53 +254,46 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
     mgmt.with_state(cp)
 }
 
-pub(crate) fn decode<R: Resource>(body: &str) -> ApiResult<R> {
-    serde_json::from_str(body)
-        .map_err(|e| ApiError::Internal(format!("stored {} is unreadable: {e}", R::KIND)))
-}
-
-pub(crate) fn encode<T: serde::Serialize>(value: &T) -> ApiResult<String> {
-    serde_json::to_string(value).map_err(|e| ApiError::Internal(format!("cannot encode: {e}")))
-}
-
 /// A human name for a kind in messages.
-pub(crate) fn label(kind: &str) -> &str {
+pub(crate) fn label(kind: Kind) -> &'static str {
     match kind {
-        "api" => "API",
-        "operation" => "Operation",
-        "product" => "Product",
-        "subscription" => "Subscription",
-        "named-value" => "Named value",
-        "backend" => "Backend",
-        "gateway" => "Gateway",
-        "user" => "User",
-        "group" => "Group",
-        "logger" => "Logger",
-        other => other,
+        Kind::Api => "API",
+        Kind::Operation => "Operation",
+        Kind::Product => "Product",
+        Kind::Subscription => "Subscription",
+        Kind::NamedValue => "Named value",
+        Kind::Backend => "Backend",
+        Kind::Gateway => "Gateway",
+        Kind::User => "User",
+        Kind::Group => "Group",
+        Kind::Logger => "Logger",
+        other => other.name(),
     }
 }
 
-pub(crate) async fn load_opt<R: Resource>(
+pub(crate) async fn load_opt<R: Resource + Record>(
     cp: &ControlPlane,
     parent: &str,
     id: &str,
 ) -> ApiResult<Option<R>> {
-    match cp.store().get(R::KIND, parent, id).await? {
-        Some(body) => decode(&body).map(Some),
-        None => Ok(None),
-    }
+    Ok(cp.store().repo::<R>().get(parent, id).await?)
 }
 
-pub(crate) async fn load<R: Resource>(cp: &ControlPlane, parent: &str, id: &str) -> ApiResult<R> {
-    check_id(R::KIND, id)?;
+pub(crate) async fn load<R: Resource + Record>(
+    cp: &ControlPlane,
+    parent: &str,
+    id: &str,
+) -> ApiResult<R> {
+    let kind = <R as Record>::KIND;
+    check_id(kind, id)?;
     load_opt(cp, parent, id)
         .await?
-        .ok_or_else(|| ApiError::not_found(label(R::KIND), id))
+        .ok_or_else(|| ApiError::not_found(label(kind), id))
 }
 
 /// A page of a gateway's child resources of kind `R`, listed at
 /// `/mgmt/gateways/{gateway}/{segment}`; 404 when the gateway does not exist.
-pub(crate) async fn list_gateway_children<R: Resource>(
+pub(crate) async fn list_gateway_children<R: Resource + Record>(
     cp: &ControlPlane,
     gateway: &str,
     segment: &str,
@@ -312,40 +305,39 @@ pub(crate) async fn list_gateway_children<R: Resource>(
 }
 
 /// Deletes a gateway's child resource; `missing` when there was none.
-pub(crate) async fn delete_gateway_child<R: Resource>(
+pub(crate) async fn delete_gateway_child<R: Resource + Record>(
     cp: &ControlPlane,
     gateway: &str,
     id: &str,
     missing: ApiError,
 ) -> ApiResult<StatusCode> {
     let mut tx = cp.store().begin().await?;
-    if !tx.delete(R::KIND, gateway, id).await? {
+    if !tx.repo::<R>().delete(gateway, id).await? {
         return Err(missing);
     }
     commit(cp, tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(crate) async fn load_all<R: Resource>(cp: &ControlPlane, parent: &str) -> ApiResult<Vec<R>> {
-    cp.store()
-        .list(R::KIND, parent)
-        .await?
-        .iter()
-        .map(|d| decode(&d.body))
-        .collect()
+pub(crate) async fn load_all<R: Resource + Record>(
+    cp: &ControlPlane,
+    parent: &str,
+) -> ApiResult<Vec<R>> {
+    Ok(cp.store().repo::<R>().list(parent).await?)
 }
 
-pub(crate) fn check_id(kind: &str, id: &str) -> ApiResult<()> {
+/// Checks an id from the path; the message names it `{kind}Id`, as the path does.
+pub(crate) fn check_id(kind: Kind, id: &str) -> ApiResult<()> {
     let what = match kind {
-        "named-value" => "namedValue",
-        other => other,
+        Kind::NamedValue => "namedValue",
+        other => other.name(),
     };
     validate_id(what, id).map_err(ApiError::from)
 }
 
 /// Gives a parsed body its id from the path and validates it.
-pub(crate) fn prepare<R: Resource>(mut resource: R, id: &str) -> ApiResult<R> {
-    check_id(R::KIND, id)?;
+pub(crate) fn prepare<R: Resource + Record>(mut resource: R, id: &str) -> ApiResult<R> {
+    check_id(<R as Record>::KIND, id)?;
     resource.set_id(id.to_owned());
     resource.normalize()?;
     Ok(resource)
@@ -412,10 +404,12 @@ fn merge_value(target: &mut Value, patch: Value) {
     }
 }
 
-pub(crate) async fn save<R: Resource>(tx: &mut Tx, parent: &str, resource: &R) -> ApiResult<bool> {
-    Ok(tx
-        .put(R::KIND, parent, resource.id(), &encode(resource)?)
-        .await?)
+pub(crate) async fn save<R: Resource + Record>(
+    tx: &mut Tx,
+    parent: &str,
+    resource: &R,
+) -> ApiResult<bool> {
+    Ok(tx.repo::<R>().put(parent, resource.id(), resource).await?)
 }
 
 /// Commits and tells subscribers about the new revision.
@@ -435,19 +429,18 @@ pub(crate) fn saved<R>(created: bool, resource: R) -> (StatusCode, Json<R>) {
 }
 
 /// Generates list/get/put/patch/delete handlers for a top-level resource with no special
-/// rules, each documented for the OpenAPI description.
+/// rules, each documented for the OpenAPI description. Deleting one deletes the documents the
+/// registry of kinds puts under it, and the `linked` links that point at it.
 macro_rules! simple_crud {
     (
         type: $ty:ty,
         tag: $tag:literal,
         collection: $coll:literal,
         item: $item:literal,
-        param: $param:literal,
-        children: [$($child:expr),*]
+        param: $param:literal
     ) => {
         crate::handlers::simple_crud! {
             type: $ty, tag: $tag, collection: $coll, item: $item, param: $param,
-            children: [$($child),*],
             linked: []
         }
     };
@@ -457,7 +450,6 @@ macro_rules! simple_crud {
         collection: $coll:literal,
         item: $item:literal,
         param: $param:literal,
-        children: [$($child:expr),*],
         linked: [$($link:expr),*]
     ) => {
         #[utoipa::path(get, path = $coll, tag = $tag, params(crate::http::Paging),
@@ -534,17 +526,18 @@ macro_rules! simple_crud {
             cp: crate::handlers::Cp,
             crate::http::Path(id): crate::http::Path<String>,
         ) -> crate::error::ApiResult<axum::http::StatusCode> {
-            use gatehouse_model::resources::Resource as _;
-            crate::handlers::check_id(<$ty>::KIND, &id)?;
+            let kind = <$ty as gatehouse_store::Record>::KIND;
+            crate::handlers::check_id(kind, &id)?;
             let mut tx = cp.store().begin().await?;
-            if !tx.delete(<$ty>::KIND, "", &id).await? {
+            if !tx.repo::<$ty>().delete("", &id).await? {
                 return Err(crate::error::ApiError::not_found(
-                    crate::handlers::label(<$ty>::KIND),
+                    crate::handlers::label(kind),
                     &id,
                 ));
             }
-            $( tx.delete_children($child, &id).await?; )*
-            $( tx.delete_by_id($link, &id).await?; )*
+            // What lives under it goes with it (the registry says what); links to it too.
+            tx.delete_children_of(kind, &id).await?;
+            $( tx.links($link).remove_to(&id).await?; )*
             crate::handlers::commit(&cp, tx).await?;
             Ok(axum::http::StatusCode::NO_CONTENT)
         }

@@ -3,7 +3,8 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use gatehouse_model::resources::{Collection, NamedValue, Resource};
+use gatehouse_model::resources::{Collection, NamedValue};
+use gatehouse_store::Kind;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -117,7 +118,7 @@ pub async fn patch(
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    check_id(NamedValue::KIND, &id)?;
+    check_id(Kind::NamedValue, &id)?;
     let users = super::policies::users_of(&cp, &id).await?;
     if !users.is_empty() {
         return Err(gatehouse_model::ValidationError::one(
@@ -130,7 +131,7 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
         .into());
     }
     let mut tx = cp.store().begin().await?;
-    if !tx.delete(NamedValue::KIND, "", &id).await? {
+    if !tx.repo::<NamedValue>().delete("", &id).await? {
         return Err(ApiError::not_found("Named value", &id));
     }
     commit(&cp, tx).await?;

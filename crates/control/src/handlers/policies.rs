@@ -10,42 +10,27 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use gatehouse_model::resources::{Api, NamedValue, Operation, Product, Resource as _};
+use gatehouse_model::resources::{Api, Backend, NamedValue, Operation, Product};
 use gatehouse_model::{Detail, ValidationError};
 use gatehouse_policy::{Mode, Scope, Severity};
+use gatehouse_store::{Kind, PolicyLevel, PolicyScope};
 
 use super::{Cp, check_id, commit, load, load_all};
 use crate::ControlPlane;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::Path;
 
-/// Where each scope's document is stored: (kind, parent, id). Product and API documents live
-/// under their resource, so deleting the resource deletes them; operation documents live under
-/// their API.
-pub type Key = (&'static str, String, String);
-
 /// The largest policy document accepted.
 const MAX_POLICY: usize = 256 * 1024;
 
-pub const GLOBAL: &str = "policy-global";
-pub const PRODUCT: &str = "policy-product";
-pub const API: &str = "policy-api";
-pub const OPERATION: &str = "policy-operation";
-
-pub fn global_key() -> Key {
-    (GLOBAL, String::new(), "policy".to_owned())
-}
-
-pub fn product_key(product: &str) -> Key {
-    (PRODUCT, product.to_owned(), "policy".to_owned())
-}
-
-pub fn api_key(api: &str) -> Key {
-    (API, api.to_owned(), "policy".to_owned())
-}
-
-pub fn operation_key(api: &str, op: &str) -> Key {
-    (OPERATION, api.to_owned(), op.to_owned())
+/// The scope the policy compiler checks a document of `level` for.
+pub fn compile_scope(level: PolicyLevel) -> Scope {
+    match level {
+        PolicyLevel::Global => Scope::Global,
+        PolicyLevel::Product => Scope::Product,
+        PolicyLevel::Api => Scope::Api,
+        PolicyLevel::Operation => Scope::Operation,
+    }
 }
 
 /// Every named value in clear, for compiling policies.
@@ -161,12 +146,12 @@ async fn users_by(
     referenced: fn(&str) -> Vec<String>,
 ) -> ApiResult<Vec<String>> {
     let mut out = Vec::new();
-    for kind in [GLOBAL, PRODUCT, API, OPERATION] {
-        for doc in cp.store().list_all(kind).await? {
-            if referenced(&doc.body).iter().any(|b| b == id) {
-                out.push(match kind {
-                    GLOBAL => describe(kind, &doc.parent, &doc.id),
-                    _ => format!("the policy of {}", describe(kind, &doc.parent, &doc.id)),
+    for level in PolicyLevel::ALL {
+        for (scope, xml) in cp.store().policies().all(level).await? {
+            if referenced(&xml).iter().any(|b| b == id) {
+                out.push(match scope {
+                    PolicyScope::Global => describe(&scope),
+                    _ => format!("the policy of {}", describe(&scope)),
                 });
             }
         }
@@ -191,27 +176,26 @@ impl Existing {
     async fn read(cp: &ControlPlane) -> ApiResult<Self> {
         let backends = cp
             .store()
-            .list(gatehouse_model::resources::Backend::KIND, "")
+            .repo::<Backend>()
+            .ids("")
             .await?
             .into_iter()
-            .map(|d| d.id)
             .collect();
-        let mut certificates = std::collections::HashSet::new();
-        for doc in cp
+        let certificates = cp
             .store()
-            .list(gatehouse_model::resources::Certificate::KIND, "")
+            .repo::<super::certificates::StoredCertificate>()
+            .entries("")
             .await?
-        {
-            if super::certificates::decode(&doc.body)?.has_private_key {
-                certificates.insert(doc.id);
-            }
-        }
+            .into_iter()
+            .filter(|c| c.value.has_private_key)
+            .map(|c| c.id)
+            .collect();
         let loggers = cp
             .store()
-            .list(gatehouse_model::loggers::Logger::KIND, "")
+            .repo::<gatehouse_model::loggers::Logger>()
+            .ids("")
             .await?
             .into_iter()
-            .map(|d| d.id)
             .collect();
         Ok(Self {
             backends,
@@ -299,10 +283,11 @@ async fn check(cp: &ControlPlane, xml: &str, scope: Scope) -> ApiResult<()> {
     Err(ValidationError::new(format!("The policy cannot run: {first}"), details).into())
 }
 
-async fn get_doc(cp: &ControlPlane, key: &Key) -> ApiResult<Response> {
+async fn get_doc(cp: &ControlPlane, scope: &PolicyScope) -> ApiResult<Response> {
     let xml = cp
         .store()
-        .get(key.0, &key.1, &key.2)
+        .policies()
+        .get(scope)
         .await?
         .ok_or_else(|| ApiError::NotFound("No policy is set at this scope.".into()))?;
     Ok((
@@ -314,15 +299,14 @@ async fn get_doc(cp: &ControlPlane, key: &Key) -> ApiResult<Response> {
 
 async fn put_doc(
     cp: &ControlPlane,
-    key: &Key,
-    scope: Scope,
+    scope: &PolicyScope,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> ApiResult<Response> {
     let xml = body_text(headers, body)?;
-    check(cp, &xml, scope).await?;
+    check(cp, &xml, compile_scope(scope.level())).await?;
     let mut tx = cp.store().begin().await?;
-    let created = tx.put(key.0, &key.1, &key.2, &xml).await?;
+    let created = tx.policies().put(scope, &xml).await?;
     commit(cp, tx).await?;
     let status = if created {
         StatusCode::CREATED
@@ -337,9 +321,9 @@ async fn put_doc(
         .into_response())
 }
 
-async fn delete_doc(cp: &ControlPlane, key: &Key) -> ApiResult<StatusCode> {
+async fn delete_doc(cp: &ControlPlane, scope: &PolicyScope) -> ApiResult<StatusCode> {
     let mut tx = cp.store().begin().await?;
-    if !tx.delete(key.0, &key.1, &key.2).await? {
+    if !tx.policies().delete(scope).await? {
         return Err(ApiError::NotFound("No policy is set at this scope.".into()));
     }
     commit(cp, tx).await?;
@@ -354,7 +338,7 @@ const XML_DESC: &str =
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn get_global(cp: Cp) -> ApiResult<Response> {
-    get_doc(&cp, &global_key()).await
+    get_doc(&cp, &PolicyScope::Global).await
 }
 
 #[utoipa::path(put, path = "/mgmt/policy", tag = "policies",
@@ -364,7 +348,7 @@ pub async fn get_global(cp: Cp) -> ApiResult<Response> {
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn put_global(cp: Cp, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
-    put_doc(&cp, &global_key(), Scope::Global, &headers, &body).await
+    put_doc(&cp, &PolicyScope::Global, &headers, &body).await
 }
 
 #[utoipa::path(delete, path = "/mgmt/policy", tag = "policies",
@@ -372,7 +356,7 @@ pub async fn put_global(cp: Cp, headers: HeaderMap, body: Bytes) -> ApiResult<Re
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn delete_global(cp: Cp) -> ApiResult<StatusCode> {
-    delete_doc(&cp, &global_key()).await
+    delete_doc(&cp, &PolicyScope::Global).await
 }
 
 #[utoipa::path(get, path = "/mgmt/products/{productId}/policy", tag = "policies",
@@ -382,7 +366,7 @@ pub async fn delete_global(cp: Cp) -> ApiResult<StatusCode> {
     security(("admin" = [])))]
 pub async fn get_product(cp: Cp, Path(id): Path<String>) -> ApiResult<Response> {
     load::<Product>(&cp, "", &id).await?;
-    get_doc(&cp, &product_key(&id)).await
+    get_doc(&cp, &PolicyScope::Product(id)).await
 }
 
 #[utoipa::path(put, path = "/mgmt/products/{productId}/policy", tag = "policies",
@@ -399,7 +383,7 @@ pub async fn put_product(
     body: Bytes,
 ) -> ApiResult<Response> {
     load::<Product>(&cp, "", &id).await?;
-    put_doc(&cp, &product_key(&id), Scope::Product, &headers, &body).await
+    put_doc(&cp, &PolicyScope::Product(id), &headers, &body).await
 }
 
 #[utoipa::path(delete, path = "/mgmt/products/{productId}/policy", tag = "policies",
@@ -408,8 +392,8 @@ pub async fn put_product(
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn delete_product(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    check_id("product", &id)?;
-    delete_doc(&cp, &product_key(&id)).await
+    check_id(Kind::Product, &id)?;
+    delete_doc(&cp, &PolicyScope::Product(id)).await
 }
 
 #[utoipa::path(get, path = "/mgmt/apis/{apiId}/policy", tag = "policies",
@@ -419,7 +403,7 @@ pub async fn delete_product(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusC
     security(("admin" = [])))]
 pub async fn get_api(cp: Cp, Path(id): Path<String>) -> ApiResult<Response> {
     load::<Api>(&cp, "", &id).await?;
-    get_doc(&cp, &api_key(&id)).await
+    get_doc(&cp, &PolicyScope::Api(id)).await
 }
 
 #[utoipa::path(put, path = "/mgmt/apis/{apiId}/policy", tag = "policies",
@@ -436,7 +420,7 @@ pub async fn put_api(
     body: Bytes,
 ) -> ApiResult<Response> {
     load::<Api>(&cp, "", &id).await?;
-    put_doc(&cp, &api_key(&id), Scope::Api, &headers, &body).await
+    put_doc(&cp, &PolicyScope::Api(id), &headers, &body).await
 }
 
 #[utoipa::path(delete, path = "/mgmt/apis/{apiId}/policy", tag = "policies",
@@ -445,8 +429,8 @@ pub async fn put_api(
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn delete_api(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    check_id("api", &id)?;
-    delete_doc(&cp, &api_key(&id)).await
+    check_id(Kind::Api, &id)?;
+    delete_doc(&cp, &PolicyScope::Api(id)).await
 }
 
 #[utoipa::path(get, path = "/mgmt/apis/{apiId}/operations/{operationId}/policy", tag = "policies",
@@ -457,7 +441,8 @@ pub async fn delete_api(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode>
 pub async fn get_operation(cp: Cp, Path((api, op)): Path<(String, String)>) -> ApiResult<Response> {
     load::<Api>(&cp, "", &api).await?;
     load::<Operation>(&cp, &api, &op).await?;
-    get_doc(&cp, &operation_key(&api, &op)).await
+    let scope = PolicyScope::Operation { api, operation: op };
+    get_doc(&cp, &scope).await
 }
 
 #[utoipa::path(put, path = "/mgmt/apis/{apiId}/operations/{operationId}/policy", tag = "policies",
@@ -475,14 +460,8 @@ pub async fn put_operation(
 ) -> ApiResult<Response> {
     load::<Api>(&cp, "", &api).await?;
     load::<Operation>(&cp, &api, &op).await?;
-    put_doc(
-        &cp,
-        &operation_key(&api, &op),
-        Scope::Operation,
-        &headers,
-        &body,
-    )
-    .await
+    let scope = PolicyScope::Operation { api, operation: op };
+    put_doc(&cp, &scope, &headers, &body).await
 }
 
 #[utoipa::path(delete, path = "/mgmt/apis/{apiId}/operations/{operationId}/policy", tag = "policies",
@@ -494,28 +473,31 @@ pub async fn delete_operation(
     cp: Cp,
     Path((api, op)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_id("api", &api)?;
-    check_id("operation", &op)?;
-    delete_doc(&cp, &operation_key(&api, &op)).await
+    check_id(Kind::Api, &api)?;
+    check_id(Kind::Operation, &op)?;
+    let scope = PolicyScope::Operation { api, operation: op };
+    delete_doc(&cp, &scope).await
 }
 
 /// Which scope a stored policy document belongs to, for messages.
-pub fn describe(kind: &str, parent: &str, id: &str) -> String {
-    match kind {
-        GLOBAL => "the global policy".to_owned(),
-        PRODUCT => format!("product '{parent}'"),
-        API => format!("API '{parent}'"),
-        _ => format!("operation '{id}' of API '{parent}'"),
+pub fn describe(scope: &PolicyScope) -> String {
+    match scope {
+        PolicyScope::Global => "the global policy".to_owned(),
+        PolicyScope::Product(product) => format!("product '{product}'"),
+        PolicyScope::Api(api) => format!("API '{api}'"),
+        PolicyScope::Operation { api, operation } => {
+            format!("operation '{operation}' of API '{api}'")
+        }
     }
 }
 
 /// The scopes whose policy documents (or policy fragments) refer to `{{name}}`.
 pub async fn users_of(cp: &ControlPlane, name: &str) -> ApiResult<Vec<String>> {
     let mut out = Vec::new();
-    for kind in [GLOBAL, PRODUCT, API, OPERATION] {
-        for doc in cp.store().list_all(kind).await? {
-            if referenced_names(&doc.body).iter().any(|n| n == name) {
-                out.push(describe(kind, &doc.parent, &doc.id));
+    for level in PolicyLevel::ALL {
+        for (scope, xml) in cp.store().policies().all(level).await? {
+            if referenced_names(&xml).iter().any(|n| n == name) {
+                out.push(describe(&scope));
             }
         }
     }
@@ -525,7 +507,7 @@ pub async fn users_of(cp: &ControlPlane, name: &str) -> ApiResult<Vec<String>> {
         }
     }
     // Gateways resolve a backend's credentials with the named values too.
-    for backend in super::load_all::<gatehouse_model::resources::Backend>(cp, "").await? {
+    for backend in super::load_all::<Backend>(cp, "").await? {
         let Some(c) = &backend.credentials else {
             continue;
         };
@@ -546,19 +528,14 @@ pub async fn check_named_value_change(cp: &ControlPlane, name: &str, value: &str
     let mut named = named_values(cp).await?;
     named.insert(name.to_owned(), value.to_owned());
     let fragments = super::policy_fragments::all(cp).await?;
-    for (kind, scope) in [
-        (GLOBAL, Scope::Global),
-        (PRODUCT, Scope::Product),
-        (API, Scope::Api),
-        (OPERATION, Scope::Operation),
-    ] {
-        for doc in cp.store().list_all(kind).await? {
-            if !referenced_names(&doc.body).iter().any(|n| n == name) {
+    for level in PolicyLevel::ALL {
+        for (scope, xml) in cp.store().policies().all(level).await? {
+            if !referenced_names(&xml).iter().any(|n| n == name) {
                 continue;
             }
             let (compiled, diags) = gatehouse_policy::compile::compile_with(
-                &doc.body,
-                scope,
+                &xml,
+                compile_scope(level),
                 &named,
                 &fragments,
                 Mode::Strict,
@@ -572,7 +549,7 @@ pub async fn check_named_value_change(cp: &ControlPlane, name: &str, value: &str
                     "value",
                     format!(
                         "with this value the policy of {} would not run ({first}); fix the value or the policy",
-                        describe(kind, &doc.parent, &doc.id)
+                        describe(&scope)
                     ),
                 )
                 .into());

@@ -11,9 +11,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use axum::Json;
 use axum::http::StatusCode;
-use gatehouse_model::resources::{Collection, PolicyFragment, Resource};
+use gatehouse_model::resources::{Collection, PolicyFragment};
 use gatehouse_model::{Detail, ValidationError};
-use gatehouse_policy::{Mode, Scope, Severity};
+use gatehouse_policy::{Mode, Severity};
+use gatehouse_store::{Kind, PolicyLevel};
 
 use super::policies::{self, named_values};
 use super::{Cp, check_id, commit, load_all, prepare, save, saved};
@@ -57,12 +58,8 @@ pub async fn all(cp: &ControlPlane) -> ApiResult<HashMap<String, String>> {
 
 /// Every fragment in `store`, id → XML.
 pub async fn all_in(store: &gatehouse_store::Store) -> ApiResult<HashMap<String, String>> {
-    let mut out = HashMap::new();
-    for doc in store.list(PolicyFragment::KIND, "").await? {
-        let f: PolicyFragment = super::decode(&doc.body)?;
-        out.insert(f.id, f.value);
-    }
-    Ok(out)
+    let fragments = store.repo::<PolicyFragment>().list("").await?;
+    Ok(fragments.into_iter().map(|f| (f.id, f.value)).collect())
 }
 
 /// The fragments `xml` includes, directly or through other fragments of `fragments`.
@@ -107,19 +104,14 @@ async fn check(
         );
         return Err(ValidationError::new(message, found).into());
     }
-    for (scope, kind) in [
-        (Scope::Global, policies::GLOBAL),
-        (Scope::Product, policies::PRODUCT),
-        (Scope::Api, policies::API),
-        (Scope::Operation, policies::OPERATION),
-    ] {
-        for doc in cp.store().list_all(kind).await? {
-            if !reachable(&doc.body, fragments).contains(id) {
+    for level in PolicyLevel::ALL {
+        for (scope, xml) in cp.store().policies().all(level).await? {
+            if !reachable(&xml, fragments).contains(id) {
                 continue;
             }
             let (compiled, diags) = gatehouse_policy::compile::compile_with(
-                &doc.body,
-                scope,
+                &xml,
+                policies::compile_scope(level),
                 &named,
                 fragments,
                 Mode::Strict,
@@ -133,7 +125,7 @@ async fn check(
                 return Err(ValidationError::new(
                     format!(
                         "The change would break the policy of {}, which includes this fragment: {first}",
-                        policies::describe(kind, &doc.parent, &doc.id)
+                        policies::describe(&scope)
                     ),
                     details(&diags),
                 )
@@ -147,18 +139,10 @@ async fn check(
 /// Who includes fragment `id`: policy documents and other fragments.
 async fn users_of(cp: &ControlPlane, id: &str) -> ApiResult<Vec<String>> {
     let mut out = Vec::new();
-    for kind in [
-        policies::GLOBAL,
-        policies::PRODUCT,
-        policies::API,
-        policies::OPERATION,
-    ] {
-        for doc in cp.store().list_all(kind).await? {
-            if included(&doc.body).iter().any(|f| f == id) {
-                out.push(format!(
-                    "the policy of {}",
-                    policies::describe(kind, &doc.parent, &doc.id)
-                ));
+    for level in PolicyLevel::ALL {
+        for (scope, xml) in cp.store().policies().all(level).await? {
+            if included(&xml).iter().any(|f| f == id) {
+                out.push(format!("the policy of {}", policies::describe(&scope)));
             }
         }
     }
@@ -188,7 +172,7 @@ pub async fn list(
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<PolicyFragment>> {
-    check_id(PolicyFragment::KIND, &id)?;
+    check_id(Kind::PolicyFragment, &id)?;
     super::load_opt::<PolicyFragment>(&cp, "", &id)
         .await?
         .map(Json)
@@ -221,7 +205,7 @@ pub async fn put(
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    check_id(PolicyFragment::KIND, &id)?;
+    check_id(Kind::PolicyFragment, &id)?;
     let users = users_of(&cp, &id).await?;
     if !users.is_empty() {
         return Err(ValidationError::one(
@@ -234,7 +218,7 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
         .into());
     }
     let mut tx = cp.store().begin().await?;
-    if !tx.delete(PolicyFragment::KIND, "", &id).await? {
+    if !tx.repo::<PolicyFragment>().delete("", &id).await? {
         return Err(not_found(&id));
     }
     commit(&cp, tx).await?;

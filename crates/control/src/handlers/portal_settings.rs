@@ -4,24 +4,20 @@
 use axum::Json;
 use gatehouse_model::resources::PortalSettings;
 
-use super::{Cp, commit, encode};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use super::{Cp, commit};
+use crate::error::{ApiResult, ErrorBody};
 use crate::http::JsonBody;
 
 #[utoipa::path(get, path = "/mgmt/portal/settings", tag = "portal",
     responses((status = 200, body = PortalSettings), (status = 401, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn get(cp: Cp) -> ApiResult<Json<PortalSettings>> {
-    match cp
+    let stored = cp
         .store()
-        .get(PortalSettings::KIND, "", PortalSettings::ID)
-        .await?
-    {
-        Some(body) => serde_json::from_str(&body)
-            .map(Json)
-            .map_err(|e| ApiError::Internal(format!("stored portal settings are unreadable: {e}"))),
-        None => Ok(Json(PortalSettings::default())),
-    }
+        .repo::<PortalSettings>()
+        .get("", PortalSettings::ID)
+        .await?;
+    Ok(Json(stored.unwrap_or_default()))
 }
 
 #[utoipa::path(put, path = "/mgmt/portal/settings", tag = "portal",
@@ -35,13 +31,9 @@ pub async fn put(
 ) -> ApiResult<Json<PortalSettings>> {
     settings.validate()?;
     let mut tx = cp.store().begin().await?;
-    tx.put(
-        PortalSettings::KIND,
-        "",
-        PortalSettings::ID,
-        &encode(&settings)?,
-    )
-    .await?;
+    tx.repo::<PortalSettings>()
+        .put("", PortalSettings::ID, &settings)
+        .await?;
     commit(&cp, tx).await?;
     Ok(Json(settings))
 }

@@ -3,21 +3,20 @@
 use axum::Json;
 use axum::http::StatusCode;
 use gatehouse_model::resources::{Api, Collection, Product};
+use gatehouse_store::{Kind, Link};
 
 use super::{Cp, check_id, commit, load, saved};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Paging, Path, Query};
 
-/// Link documents: parent = product id, id = API id.
-pub const LINK: &str = "product-api";
-
+// Deleting a product deletes its API links, group links and policy (the registry's children
+// of a product).
 crate::handlers::simple_crud! {
     type: Product,
     tag: "products",
     collection: "/mgmt/products",
     item: "/mgmt/products/{productId}",
-    param: "productId",
-    children: ["product-api", "product-group", "policy-product"]
+    param: "productId"
 }
 
 #[utoipa::path(get, path = "/mgmt/products/{productId}/apis", tag = "products",
@@ -32,8 +31,8 @@ pub async fn list_apis(
 ) -> ApiResult<Json<Collection<Api>>> {
     load::<Product>(&cp, "", &id).await?;
     let mut apis = Vec::new();
-    for link in cp.store().list(LINK, &id).await? {
-        if let Some(api) = super::load_opt::<Api>(&cp, "", &link.id).await? {
+    for api in cp.store().links(Link::ProductApi).targets(&id).await? {
+        if let Some(api) = super::load_opt::<Api>(&cp, "", &api).await? {
             apis.push(api);
         }
     }
@@ -55,7 +54,7 @@ pub async fn add_api(
     load::<Product>(&cp, "", &product).await?;
     let api = load::<Api>(&cp, "", &api).await?;
     let mut tx = cp.store().begin().await?;
-    let created = tx.put(LINK, &product, &api.id, "{}").await?;
+    let created = tx.links(Link::ProductApi).add(&product, &api.id).await?;
     commit(&cp, tx).await?;
     Ok(saved(created, api))
 }
@@ -69,10 +68,10 @@ pub async fn remove_api(
     cp: Cp,
     Path((product, api)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_id("product", &product)?;
-    check_id("api", &api)?;
+    check_id(Kind::Product, &product)?;
+    check_id(Kind::Api, &api)?;
     let mut tx = cp.store().begin().await?;
-    if !tx.delete(LINK, &product, &api).await? {
+    if !tx.links(Link::ProductApi).remove(&product, &api).await? {
         return Err(ApiError::NotFound(format!(
             "API '{api}' is not in product '{product}'."
         )));

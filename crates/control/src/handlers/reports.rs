@@ -8,6 +8,8 @@ use gatehouse_model::resources::Collection;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use gatehouse_store::Kind;
+
 use super::{Cp, check_id};
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::Query;
@@ -110,7 +112,7 @@ async fn report<T>(
 ) -> ApiResult<Json<Collection<T>>> {
     let window = Window::parse(params.from.as_deref(), params.to.as_deref())?;
     if let Some(api) = &params.api_id {
-        check_id("api", api)?;
+        check_id(Kind::Api, api)?;
     }
     let aggregates = cp
         .store()

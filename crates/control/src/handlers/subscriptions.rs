@@ -5,11 +5,13 @@ use axum::Json;
 use axum::http::StatusCode;
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
-    Api, Collection, Product, Resource, Scope, Subscription, SubscriptionKeys, SubscriptionState,
+    Api, Collection, Product, Scope, Subscription, SubscriptionKeys, SubscriptionState,
 };
+use gatehouse_store::records::SubscribeGuard;
+use gatehouse_store::{JsonRecord, Kind};
 use serde::{Deserialize, Serialize};
 
-use super::{Cp, check_id, commit, encode, load, load_opt, merge, prepare, save, saved};
+use super::{Cp, check_id, commit, load, load_opt, merge, prepare, save, saved};
 use crate::ControlPlane;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
@@ -25,8 +27,8 @@ pub struct StoredKeys {
     pub secondary_hash: String,
 }
 
-impl StoredKeys {
-    pub const KIND: &'static str = "subscription-keys";
+impl JsonRecord for StoredKeys {
+    const KIND: Kind = Kind::SubscriptionKeys;
 }
 
 fn internal(e: secrets::SecretError) -> ApiError {
@@ -34,22 +36,16 @@ fn internal(e: secrets::SecretError) -> ApiError {
 }
 
 async fn load_keys(cp: &ControlPlane, id: &str) -> ApiResult<Option<StoredKeys>> {
-    match cp.store().get(StoredKeys::KIND, "", id).await? {
-        Some(body) => serde_json::from_str(&body)
-            .map(Some)
-            .map_err(|e| ApiError::Internal(format!("stored keys are unreadable: {e}"))),
-        None => Ok(None),
-    }
+    Ok(cp.store().repo::<StoredKeys>().get("", id).await?)
 }
 
 /// Refuses a caller-chosen key that another subscription already uses.
 async fn ensure_unique(cp: &ControlPlane, own: &str, hash: &str, target: &str) -> ApiResult<()> {
-    for doc in cp.store().list_all(StoredKeys::KIND).await? {
-        if doc.id == own {
+    for stored in cp.store().repo::<StoredKeys>().list_all().await? {
+        if stored.id == own {
             continue;
         }
-        let k: StoredKeys = serde_json::from_str(&doc.body)
-            .map_err(|e| ApiError::Internal(format!("stored keys are unreadable: {e}")))?;
+        let k = stored.value;
         if k.primary_hash == hash || k.secondary_hash == hash {
             // A clash with another resource's state, not a malformed value.
             return Err(ApiError::Conflict(format!(
@@ -107,12 +103,6 @@ pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<Subscription>
     Ok(Json(load::<Subscription>(&cp, "", &id).await?))
 }
 
-/// Store kind of one empty document per user that subscribing through the portal writes
-/// first in its transaction: on PostgreSQL a concurrent subscribe of the same user waits on
-/// that row until the first commits, then counts what it committed. (SQLite runs one write
-/// transaction at a time anyway.) Unversioned: no gateway needs it.
-const SUBSCRIBE_GUARD: &str = "subscribe-guard";
-
 /// States that count against a product's `subscriptionsLimit`.
 fn counts_against_limit(state: SubscriptionState) -> bool {
     matches!(
@@ -129,10 +119,14 @@ async fn enforce_limit(
     owner: &str,
     limit: u32,
 ) -> ApiResult<()> {
-    tx.put_unversioned(SUBSCRIBE_GUARD, "", owner, "{}").await?;
+    // Written first: on PostgreSQL a concurrent subscribe of the same user waits on that row
+    // until this one commits, then counts what it committed. (SQLite runs one write
+    // transaction at a time anyway.) Unversioned: no gateway needs it.
+    tx.repo::<SubscribeGuard>()
+        .put_unversioned("", owner, &SubscribeGuard {})
+        .await?;
     let mut held = 0usize;
-    for doc in tx.list(Subscription::KIND, "").await? {
-        let other: Subscription = super::decode(&doc.body)?;
+    for other in tx.repo::<Subscription>().list("").await? {
         if other.id != sub.id
             && other.owner_id.as_deref() == Some(owner)
             && other.scope == sub.scope
@@ -220,8 +214,7 @@ async fn store_subscription(
         enforce_limit(&mut tx, &sub, &owner, limit).await?;
     }
     let created = save(&mut tx, "", &sub).await?;
-    tx.put(StoredKeys::KIND, "", &sub.id, &encode(&keys)?)
-        .await?;
+    tx.repo::<StoredKeys>().put("", &sub.id, &keys).await?;
     commit(cp, tx).await?;
     Ok(created)
 }
@@ -267,12 +260,12 @@ pub async fn patch(
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    check_id(Subscription::KIND, &id)?;
+    check_id(Kind::Subscription, &id)?;
     let mut tx = cp.store().begin().await?;
-    if !tx.delete(Subscription::KIND, "", &id).await? {
+    if !tx.repo::<Subscription>().delete("", &id).await? {
         return Err(ApiError::not_found("Subscription", &id));
     }
-    tx.delete(StoredKeys::KIND, "", &id).await?;
+    tx.repo::<StoredKeys>().delete("", &id).await?;
     commit(&cp, tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -311,7 +304,7 @@ async fn regenerate(cp: &ControlPlane, id: &str, primary: bool) -> ApiResult<Sta
         keys.secondary_hash = hash;
     }
     let mut tx = cp.store().begin().await?;
-    tx.put(StoredKeys::KIND, "", id, &encode(&keys)?).await?;
+    tx.repo::<StoredKeys>().put("", id, &keys).await?;
     commit(cp, tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

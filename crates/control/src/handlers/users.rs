@@ -4,12 +4,11 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use gatehouse_model::resources::{
-    Collection, GROUP_USER, Resource, USER_CREDENTIALS, USER_EMAIL, User, UserState, email_key,
-};
-use gatehouse_store::Tx;
+use gatehouse_model::resources::{Collection, User, UserState, email_key};
+use gatehouse_store::records::{EmailOwner, UserCredentials};
+use gatehouse_store::{Kind, Link, Tx};
 
-use super::{Cp, check_id, commit, encode, load, load_all, load_opt, merge, prepare, save, saved};
+use super::{Cp, check_id, commit, load, load_all, load_opt, merge, prepare, save, saved};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
 
@@ -25,15 +24,15 @@ fn email_taken(user: &User) -> ApiError {
 /// without case), and drops the entry of the email it replaces.
 async fn index_email(tx: &mut Tx, user: &User, previous: Option<&User>) -> ApiResult<()> {
     let key = email_key(&user.email);
-    if let Some(owner) = tx.get(USER_EMAIL, "", &key).await?
-        && serde_json::from_str::<String>(&owner).is_ok_and(|o| o != user.id)
-    {
+    let owner = tx.repo::<EmailOwner>().lenient().get("", &key).await?;
+    if owner.is_some_and(|o| o.0 != user.id) {
         return Err(email_taken(user));
     }
     if let Some(previous) = previous {
         unindex_email(tx, previous).await?;
     }
-    tx.put_unversioned(USER_EMAIL, "", &key, &encode(&user.id)?)
+    tx.repo::<EmailOwner>()
+        .put_unversioned("", &key, &EmailOwner(user.id.clone()))
         .await?;
     Ok(())
 }
@@ -41,10 +40,9 @@ async fn index_email(tx: &mut Tx, user: &User, previous: Option<&User>) -> ApiRe
 /// Drops `user`'s entry from the email index, if it is theirs.
 async fn unindex_email(tx: &mut Tx, user: &User) -> ApiResult<()> {
     let key = email_key(&user.email);
-    if let Some(owner) = tx.get(USER_EMAIL, "", &key).await?
-        && serde_json::from_str::<String>(&owner).is_ok_and(|o| o == user.id)
-    {
-        tx.delete_unversioned(USER_EMAIL, "", &key).await?;
+    let owner = tx.repo::<EmailOwner>().lenient().get("", &key).await?;
+    if owner.is_some_and(|o| o.0 == user.id) {
+        tx.repo::<EmailOwner>().delete_unversioned("", &key).await?;
     }
     Ok(())
 }
@@ -53,31 +51,35 @@ async fn unindex_email(tx: &mut Tx, user: &User) -> ApiResult<()> {
 /// Of users sharing an email, the first by id keeps it.
 pub(crate) async fn index_emails(store: &gatehouse_store::Store) -> ApiResult<()> {
     let mut wanted = std::collections::BTreeMap::new();
-    for doc in store.list(User::KIND, "").await? {
-        let user: User = super::decode(&doc.body)?;
+    for user in store.repo::<User>().list("").await? {
         let key = email_key(&user.email);
         if wanted.contains_key(&key) {
             tracing::warn!(user = %user.id, "two users share an email; the index keeps the first");
             continue;
         }
-        wanted.insert(key, encode(&user.id)?);
+        wanted.insert(key, EmailOwner(user.id));
     }
-    let indexed: std::collections::BTreeMap<String, String> = store
-        .list(USER_EMAIL, "")
+    let index = store.repo::<EmailOwner>();
+    let keys = index.ids("").await?;
+    let indexed: std::collections::BTreeMap<String, EmailOwner> = index
+        .lenient()
+        .entries("")
         .await?
         .into_iter()
-        .map(|d| (d.id, d.body))
+        .map(|e| (e.id, e.value))
         .collect();
-    if indexed == wanted {
+    if keys.len() == indexed.len() && indexed == wanted {
         return Ok(());
     }
     let mut tx = store.begin().await?;
-    for key in indexed.keys().filter(|k| !wanted.contains_key(*k)) {
-        tx.delete_unversioned(USER_EMAIL, "", key).await?;
+    for key in keys.iter().filter(|k| !wanted.contains_key(*k)) {
+        tx.repo::<EmailOwner>().delete_unversioned("", key).await?;
     }
     for (key, owner) in &wanted {
         if indexed.get(key) != Some(owner) {
-            tx.put_unversioned(USER_EMAIL, "", key, owner).await?;
+            tx.repo::<EmailOwner>()
+                .put_unversioned("", key, owner)
+                .await?;
         }
     }
     tx.commit().await?;
@@ -165,16 +167,16 @@ pub async fn patch(
               (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    check_id(User::KIND, &id)?;
+    check_id(Kind::User, &id)?;
     let mut tx = cp.store().begin().await?;
-    if let Some(body) = tx.get(User::KIND, "", &id).await? {
-        unindex_email(&mut tx, &super::decode::<User>(&body)?).await?;
+    if let Some(user) = tx.repo::<User>().get("", &id).await? {
+        unindex_email(&mut tx, &user).await?;
     }
-    if !tx.delete(User::KIND, "", &id).await? {
+    if !tx.repo::<User>().delete("", &id).await? {
         return Err(ApiError::not_found("User", &id));
     }
-    tx.delete(USER_CREDENTIALS, "", &id).await?;
-    tx.delete_by_id(GROUP_USER, &id).await?;
+    tx.repo::<UserCredentials>().delete("", &id).await?;
+    tx.links(Link::GroupUser).remove_to(&id).await?;
     commit(&cp, tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -205,10 +207,11 @@ mod tests {
 
     async fn indexed(cp: &ControlPlane, email: &str) -> Option<String> {
         cp.store()
-            .get(USER_EMAIL, "", &email_key(email))
+            .repo::<EmailOwner>()
+            .get("", &email_key(email))
             .await
             .unwrap()
-            .map(|b| serde_json::from_str(&b).unwrap())
+            .map(|o| o.0)
     }
 
     #[tokio::test]
@@ -229,8 +232,9 @@ mod tests {
         // The index bumps no revision.
         let revision = cp.store().revision().await.unwrap();
         let mut tx = cp.store().begin().await.unwrap();
-        for doc in cp.store().list(USER_EMAIL, "").await.unwrap() {
-            tx.delete_unversioned(USER_EMAIL, "", &doc.id)
+        for key in cp.store().repo::<EmailOwner>().ids("").await.unwrap() {
+            tx.repo::<EmailOwner>()
+                .delete_unversioned("", &key)
                 .await
                 .unwrap();
         }
