@@ -32,10 +32,9 @@ pub fn validate_id(what: &str, id: &str) -> Result<(), ValidationError> {
     }
 }
 
-/// A resource kept by the management API.
+/// A resource kept by the management API. (Where and under which kind the store keeps it is
+/// the store's registry of kinds.)
 pub trait Resource: Serialize + for<'de> Deserialize<'de> + Clone {
-    /// The name used in messages and in the store.
-    const KIND: &'static str;
     fn id(&self) -> &str;
     fn set_id(&mut self, id: String);
     /// Fills in defaults that depend on other properties, then checks every property.
@@ -150,7 +149,6 @@ fn default_revision() -> String {
 }
 
 impl Resource for Api {
-    const KIND: &'static str = "api";
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
@@ -459,7 +457,6 @@ pub struct Operation {
 }
 
 impl Resource for Operation {
-    const KIND: &'static str = "operation";
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
@@ -540,7 +537,6 @@ pub struct Product {
 }
 
 impl Resource for Product {
-    const KIND: &'static str = "product";
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
@@ -672,7 +668,6 @@ pub fn check_key(target: &str, key: &str) -> Result<(), ValidationError> {
 }
 
 impl Resource for Subscription {
-    const KIND: &'static str = "subscription";
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
@@ -724,7 +719,6 @@ pub struct NamedValue {
 }
 
 impl Resource for NamedValue {
-    const KIND: &'static str = "named-value";
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
@@ -857,7 +851,6 @@ fn default_backend_protocol() -> String {
 }
 
 impl Resource for Backend {
-    const KIND: &'static str = "backend";
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
@@ -942,7 +935,6 @@ pub struct Gateway {
 }
 
 impl Resource for Gateway {
-    const KIND: &'static str = "gateway";
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
@@ -993,20 +985,10 @@ pub struct User {
     pub registration_date: Option<String>,
 }
 
-/// Store kinds that belong to users and groups: a user's password hash (parent "", id = user
-/// id), group membership (parent = group, id = user) and product visibility (parent = product,
-/// id = group).
-pub const USER_CREDENTIALS: &str = "user-credentials";
-/// The users' email index: parent "", id = the email in lower case, body = the user id as a
-/// JSON string. Sign-in finds a user by it; it also keeps emails unique.
-pub const USER_EMAIL: &str = "user-email";
-
-/// A user's key in [`USER_EMAIL`]: emails are compared without ASCII case.
+/// A user's key in the store's email index: emails are compared without ASCII case.
 pub fn email_key(email: &str) -> String {
     email.trim().to_ascii_lowercase()
 }
-pub const GROUP_USER: &str = "group-user";
-pub const PRODUCT_GROUP: &str = "product-group";
 /// Groups whose members are implicit: every signed-in user, every anonymous visitor.
 pub const DEVELOPERS_GROUP: &str = "developers";
 pub const GUESTS_GROUP: &str = "guests";
@@ -1038,7 +1020,6 @@ pub fn check_email(email: &str) -> Result<(), String> {
 }
 
 impl Resource for User {
-    const KIND: &'static str = "user";
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
@@ -1080,7 +1061,6 @@ pub struct Group {
 }
 
 impl Resource for Group {
-    const KIND: &'static str = "group";
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
@@ -1194,8 +1174,7 @@ pub fn contrast_ratio(a: [u8; 3], b: [u8; 3]) -> f64 {
 pub const MIN_CONTRAST: f64 = 4.5;
 
 impl PortalSettings {
-    /// Where the settings are stored: one document (parent "", id [`Self::ID`]).
-    pub const KIND: &'static str = "portal-settings";
+    /// The id of the one stored settings document (parent "").
     pub const ID: &'static str = "default";
 
     pub fn validate(&mut self) -> Result<(), ValidationError> {
@@ -1299,7 +1278,6 @@ fn default_fragment_format() -> String {
 }
 
 impl Resource for PolicyFragment {
-    const KIND: &'static str = "policy-fragment";
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
@@ -1447,7 +1425,6 @@ pub fn split_pem(target: &str, data: &str) -> Result<PemParts, ValidationError> 
 }
 
 impl Resource for Certificate {
-    const KIND: &'static str = "certificate";
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
@@ -1553,7 +1530,6 @@ pub fn certificate_ref(reference: &str) -> &str {
 }
 
 impl Resource for HostnameConfiguration {
-    const KIND: &'static str = "gateway-hostname-configuration";
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
@@ -1590,7 +1566,6 @@ pub struct GatewayCertificateAuthority {
 }
 
 impl Resource for GatewayCertificateAuthority {
-    const KIND: &'static str = "gateway-certificate-authority";
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {

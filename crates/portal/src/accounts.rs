@@ -14,11 +14,10 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use gatehouse_model::resources::{
-    Resource, USER_CREDENTIALS, USER_EMAIL, User, UserState, email_key,
-};
+use gatehouse_model::resources::{Resource, User, UserState, email_key};
+use gatehouse_store::records::{EmailOwner, UserCredentials};
 use minijinja::context;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::Portal;
 use crate::error::{PortalError, PortalResult};
@@ -28,12 +27,6 @@ type Shared = State<Arc<Portal>>;
 
 pub const MIN_PASSWORD: usize = 10;
 pub const MAX_PASSWORD: usize = 256;
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Credentials {
-    password_hash: String,
-}
 
 /// Password hashes computed at once, at most (each needs 19 MiB of argon2 memory).
 pub const CONCURRENT_HASHES: usize = 2;
@@ -222,10 +215,8 @@ fn check_new_password(password: &str) -> Result<(), String> {
 impl Portal {
     /// The user with this email, through the email index.
     async fn user_by_email(&self, email: &str) -> PortalResult<Option<User>> {
-        let Some(id) = self.store.get(USER_EMAIL, "", &email_key(email)).await? else {
-            return Ok(None);
-        };
-        let Ok(id) = serde_json::from_str::<String>(&id) else {
+        let index = self.store.repo::<EmailOwner>().lenient();
+        let Some(EmailOwner(id)) = index.get("", &email_key(email)).await? else {
             return Ok(None);
         };
         Ok(self
@@ -235,12 +226,10 @@ impl Portal {
     }
 
     async fn password_hash(&self, user_id: &str) -> PortalResult<Option<String>> {
-        match self.store.get(USER_CREDENTIALS, "", user_id).await? {
-            Some(body) => Ok(serde_json::from_str::<Credentials>(&body)
-                .ok()
-                .map(|c| c.password_hash)),
-            None => Ok(None),
-        }
+        // Credentials that do not read are as good as none: the password does not match.
+        let credentials = self.store.repo::<UserCredentials>().lenient();
+        let stored = credentials.get("", user_id).await?;
+        Ok(stored.map(|c| c.password_hash))
     }
 
     async fn save_password(
@@ -249,11 +238,11 @@ impl Portal {
         user_id: &str,
         hash: String,
     ) -> PortalResult<()> {
-        let body = serde_json::to_string(&Credentials {
+        let credentials = UserCredentials {
             password_hash: hash,
-        })
-        .map_err(|e| PortalError::Internal(format!("cannot encode credentials: {e}")))?;
-        tx.put_unversioned(USER_CREDENTIALS, "", user_id, &body)
+        };
+        tx.repo::<UserCredentials>()
+            .put_unversioned("", user_id, &credentials)
             .await?;
         Ok(())
     }
@@ -410,22 +399,22 @@ pub async fn signup(
         .map_err(PortalError::Throttled)?;
     let hash = hash_password(form.password).await?;
     let mut tx = portal.store.begin().await?;
-    let owner = serde_json::to_string(&user.id)
-        .map_err(|e| PortalError::Internal(format!("cannot encode a user id: {e}")))?;
+    let owner = EmailOwner(user.id.clone());
     // The index entry is created first and only if absent: of two sign-ups with one email
     // racing each other, the second finds the first's.
     if !tx
-        .create_unversioned(USER_EMAIL, "", &email_key(&user.email), &owner)
+        .repo::<EmailOwner>()
+        .create_unversioned("", &email_key(&user.email), &owner)
         .await?
     {
         drop(tx);
         let problem = "An account with this email exists already. Sign in instead.".to_owned();
         return signup_refused(&portal, &visitor, &user, problem).await;
     }
-    let body = serde_json::to_string(&user)
-        .map_err(|e| PortalError::Internal(format!("cannot encode a user: {e}")))?;
     // A new active user with no subscriptions changes no gateway's configuration.
-    tx.put_unversioned(User::KIND, "", &user.id, &body).await?;
+    tx.repo::<User>()
+        .put_unversioned("", &user.id, &user)
+        .await?;
     portal.save_password(&mut tx, &user.id, hash).await?;
     portal.backend.commit(tx).await?;
     tracing::info!(user = %user.id, "portal account created");

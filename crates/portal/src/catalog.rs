@@ -4,16 +4,13 @@
 use std::collections::{HashMap, HashSet};
 
 use gatehouse_model::resources::{
-    Api, DEVELOPERS_GROUP, GROUP_USER, GUESTS_GROUP, PRODUCT_GROUP, Product, ProductState, Scope,
-    Subscription, SubscriptionState, User,
+    Api, DEVELOPERS_GROUP, GUESTS_GROUP, Product, ProductState, Scope, Subscription,
+    SubscriptionState, User,
 };
+use gatehouse_store::Link;
 
 use crate::Portal;
 use crate::error::PortalResult;
-
-/// Links between products and APIs (parent = product, id = API), as the control plane keeps
-/// them.
-pub const PRODUCT_API: &str = "product-api";
 
 #[derive(Debug, Default)]
 pub struct Catalog {
@@ -45,11 +42,7 @@ impl Portal {
         match user {
             Some(user) => {
                 groups.insert(DEVELOPERS_GROUP.to_owned());
-                for link in self.store.list_all(GROUP_USER).await? {
-                    if link.id == user.id {
-                        groups.insert(link.parent);
-                    }
-                }
+                groups.extend(self.store.links(Link::GroupUser).sources(&user.id).await?);
             }
             None => {
                 groups.insert(GUESTS_GROUP.to_owned());
@@ -61,8 +54,8 @@ impl Portal {
     pub(crate) async fn catalog(&self, user: Option<&User>) -> PortalResult<Catalog> {
         let groups = self.groups_of(user).await?;
         let mut restricted: HashMap<String, Vec<String>> = HashMap::new();
-        for link in self.store.list_all(PRODUCT_GROUP).await? {
-            restricted.entry(link.parent).or_default().push(link.id);
+        for (product, group) in self.store.links(Link::ProductGroup).all().await? {
+            restricted.entry(product).or_default().push(group);
         }
         let products: Vec<Product> = self
             .load_all::<Product>("")
@@ -78,13 +71,13 @@ impl Portal {
         let visible: HashSet<&str> = products.iter().map(|p| p.id.as_str()).collect();
         let mut product_apis: HashMap<String, Vec<String>> = HashMap::new();
         let mut api_products: HashMap<String, Vec<String>> = HashMap::new();
-        for link in self.store.list_all(PRODUCT_API).await? {
-            if visible.contains(link.parent.as_str()) {
+        for (product, api) in self.store.links(Link::ProductApi).all().await? {
+            if visible.contains(product.as_str()) {
                 product_apis
-                    .entry(link.parent.clone())
+                    .entry(product.clone())
                     .or_default()
-                    .push(link.id.clone());
-                api_products.entry(link.id).or_default().push(link.parent);
+                    .push(api.clone());
+                api_products.entry(api).or_default().push(product);
             }
         }
         let apis = self
@@ -129,7 +122,9 @@ impl Portal {
             let covers = match Scope::parse(&sub.scope) {
                 Ok(Scope::AllApis) => true,
                 Ok(Scope::Api(id)) => id == api,
-                Ok(Scope::Product(p)) => self.store.get(PRODUCT_API, &p, api).await?.is_some(),
+                Ok(Scope::Product(p)) => {
+                    self.store.links(Link::ProductApi).contains(&p, api).await?
+                }
                 Err(_) => false,
             };
             if covers {

@@ -36,8 +36,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use gatehouse_model::resources::{PortalSettings, Resource};
-use gatehouse_store::Store;
+use gatehouse_model::resources::PortalSettings;
+use gatehouse_store::{Record, Store};
 use minijinja::context;
 use minijinja::value::{Serde, Value};
 
@@ -216,39 +216,22 @@ impl Portal {
             .with_state(self.clone())
     }
 
-    async fn load_opt<R: Resource>(&self, id: &str) -> PortalResult<Option<R>> {
-        match self.store.get(R::KIND, "", id).await? {
-            Some(body) => serde_json::from_str(&body).map(Some).map_err(|e| {
-                PortalError::Internal(format!("stored {} is unreadable: {e}", R::KIND))
-            }),
-            None => Ok(None),
-        }
+    /// A top-level resource.
+    async fn load_opt<R: Record>(&self, id: &str) -> PortalResult<Option<R>> {
+        Ok(self.store.repo::<R>().get("", id).await?)
     }
 
-    async fn load_all<R: Resource>(&self, parent: &str) -> PortalResult<Vec<R>> {
-        self.store
-            .list(R::KIND, parent)
-            .await?
-            .iter()
-            .map(|d| {
-                serde_json::from_str(&d.body).map_err(|e| {
-                    PortalError::Internal(format!("stored {} is unreadable: {e}", R::KIND))
-                })
-            })
-            .collect()
+    async fn load_all<R: Record>(&self, parent: &str) -> PortalResult<Vec<R>> {
+        Ok(self.store.repo::<R>().list(parent).await?)
     }
 
     async fn settings(&self) -> PortalResult<PortalSettings> {
-        match self
+        let stored = self
             .store
-            .get(PortalSettings::KIND, "", PortalSettings::ID)
-            .await?
-        {
-            Some(body) => serde_json::from_str(&body).map_err(|e| {
-                PortalError::Internal(format!("stored portal settings are unreadable: {e}"))
-            }),
-            None => Ok(PortalSettings::default()),
-        }
+            .repo::<PortalSettings>()
+            .get("", PortalSettings::ID)
+            .await?;
+        Ok(stored.unwrap_or_default())
     }
 
     /// An API's imported document, parsed once per store revision.

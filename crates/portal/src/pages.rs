@@ -5,7 +5,8 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use gatehouse_model::resources::{Api, Operation, Resource, validate_id};
+use gatehouse_model::resources::{Api, Operation, validate_id};
+use gatehouse_store::Kind;
 use minijinja::context;
 use minijinja::value::Serde;
 use serde::{Deserialize, Serialize};
@@ -68,8 +69,8 @@ fn api_card(catalog: &Catalog, api: &Api, products: &[String]) -> ApiCard {
 }
 
 /// A valid resource id from a path, or "not found" (never a hint of what exists).
-pub(crate) fn checked(kind: &str, id: &str) -> PortalResult<()> {
-    validate_id(kind, id).map_err(|_| PortalError::NotFound)
+pub(crate) fn checked(kind: Kind, id: &str) -> PortalResult<()> {
+    validate_id(kind.name(), id).map_err(|_| PortalError::NotFound)
 }
 
 pub async fn home(State(portal): Shared, visitor: Visitor) -> PortalResult<Response> {
@@ -92,7 +93,7 @@ pub async fn product(
     visitor: Visitor,
     Path(id): Path<String>,
 ) -> PortalResult<Response> {
-    checked("product", &id)?;
+    checked(Kind::Product, &id)?;
     let catalog = portal.catalog(visitor.user.as_ref()).await?;
     let product = catalog.product(&id).ok_or(PortalError::NotFound)?;
     let apis: Vec<ApiCard> = catalog
@@ -171,7 +172,7 @@ async fn visible_api(
     visitor: &Visitor,
     id: &str,
 ) -> PortalResult<(Api, Vec<String>, Catalog)> {
-    checked("api", id)?;
+    checked(Kind::Api, id)?;
     let catalog = portal.catalog(visitor.user.as_ref()).await?;
     let (api, holders) = catalog.api(id).cloned().ok_or(PortalError::NotFound)?;
     Ok((api, holders, catalog))
@@ -243,12 +244,13 @@ pub async fn operation(
     Path((id, op_id)): Path<(String, String)>,
 ) -> PortalResult<Response> {
     let (api, _, _) = visible_api(&portal, &visitor, &id).await?;
-    checked("operation", &op_id)?;
-    let op = match portal.store.get(Operation::KIND, &id, &op_id).await? {
-        Some(body) => serde_json::from_str::<Operation>(&body)
-            .map_err(|e| PortalError::Internal(format!("stored operation is unreadable: {e}")))?,
-        None => return Err(PortalError::NotFound),
-    };
+    checked(Kind::Operation, &op_id)?;
+    let op = portal
+        .store
+        .repo::<Operation>()
+        .get(&id, &op_id)
+        .await?
+        .ok_or(PortalError::NotFound)?;
     let document = portal.document(&id).await?;
     let view = reference::operation_view(document.as_deref().map(Doc::new), &op);
     let subscriptions = match &visitor.user {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use gatehouse_model::resources::{Subscription, SubscriptionKeys, SubscriptionState, User};
+use gatehouse_store::Kind;
 use minijinja::context;
 use minijinja::value::Serde;
 use serde::{Deserialize, Serialize};
@@ -97,7 +98,7 @@ impl Portal {
 
     /// The user's own subscription `id`; anything else is "not found".
     async fn own_subscription(&self, user: &User, id: &str) -> PortalResult<Subscription> {
-        checked("subscription", id)?;
+        checked(Kind::Subscription, id)?;
         let sub = self
             .load_opt::<Subscription>(id)
             .await?
@@ -151,7 +152,7 @@ pub async fn subscribe(
     Posted { visitor, form }: Posted<SubscribeForm>,
 ) -> PortalResult<Response> {
     let user = visitor.user()?.clone();
-    checked("product", &product_id)?;
+    checked(Kind::Product, &product_id)?;
     let catalog = portal.catalog(Some(&user)).await?;
     let product = catalog
         .product(&product_id)

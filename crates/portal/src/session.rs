@@ -20,6 +20,7 @@ use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gatehouse_model::resources::{Resource, User, UserState};
+use gatehouse_store::{JsonRecord, Kind, Stored};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -28,12 +29,11 @@ use crate::error::{PortalError, PortalResult};
 
 pub const SESSION_COOKIE: &str = "gh_session";
 pub const CSRF_COOKIE: &str = "gh_csrf";
-/// Store kind of sessions (parent = user id, id = SHA-256 of the token, hex). Sessions from
-/// before sessions were kept under their user have parent "".
-pub const SESSION_KIND: &str = "portal-session";
 /// The form field (or `X-CSRF-Token` header) that carries the token.
 pub const CSRF_FIELD: &str = "csrf";
 
+/// A session as stored (parent = user id, id = SHA-256 of the token, hex). Sessions from
+/// before sessions were kept under their user have parent "".
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StoredSession {
@@ -43,6 +43,10 @@ struct StoredSession {
     expires: i64,
     #[serde(default)]
     revoked: bool,
+}
+
+impl JsonRecord for StoredSession {
+    const KIND: Kind = Kind::PortalSession;
 }
 
 /// 32 random bytes, URL-safe base64 (43 characters).
@@ -171,11 +175,10 @@ impl Visitor {
             expires: now() + ttl,
             revoked: false,
         };
-        let body = serde_json::to_string(&session)
-            .map_err(|e| PortalError::Internal(format!("cannot encode a session: {e}")))?;
         portal
             .store
-            .put_state(SESSION_KIND, user_id, &token_id(&token), &body)
+            .repo::<StoredSession>()
+            .put_state(user_id, &token_id(&token), &session)
             .await?;
         set_cookie(SESSION_COOKIE, Some(&token), ttl, self.secure)
             .ok_or_else(|| PortalError::Internal("cannot build the session cookie".into()))
@@ -183,10 +186,11 @@ impl Visitor {
 
     /// Revokes the session and returns the cookie that clears it.
     pub async fn sign_out(&self, portal: &Portal) -> PortalResult<Option<HeaderValue>> {
-        if let Some(id) = &self.session_id
-            && let Some(doc) = portal.store.find_by_id(SESSION_KIND, id).await?.first()
-        {
-            revoke(portal, doc).await?;
+        if let Some(id) = &self.session_id {
+            let sessions = portal.store.repo::<StoredSession>().lenient();
+            if let Some(session) = sessions.find_by_id(id).await?.into_iter().next() {
+                revoke(portal, session).await?;
+            }
         }
         Ok(set_cookie(SESSION_COOKIE, None, 0, self.secure))
     }
@@ -196,21 +200,19 @@ impl Visitor {
     /// Returns the new session's cookie.
     pub async fn rotate_after_password_change(&self, portal: &Portal) -> PortalResult<HeaderValue> {
         let user = self.user()?;
-        let mut sessions = portal.store.list(SESSION_KIND, &user.id).await?;
+        // Sessions that do not read are no sessions: nothing to end.
+        let stored = portal.store.repo::<StoredSession>().lenient();
+        let mut sessions = stored.entries(&user.id).await?;
         // Sessions started before sessions were kept under their user.
         sessions.extend(
-            portal
-                .store
-                .list(SESSION_KIND, "")
+            stored
+                .entries("")
                 .await?
                 .into_iter()
-                .filter(|d| {
-                    serde_json::from_str::<StoredSession>(&d.body)
-                        .is_ok_and(|s| s.user_id == user.id)
-                }),
+                .filter(|s| s.value.user_id == user.id),
         );
-        for doc in &sessions {
-            revoke(portal, doc).await?;
+        for session in sessions {
+            revoke(portal, session).await?;
         }
         self.sign_in(portal, &user.id).await
     }
@@ -224,20 +226,21 @@ impl Visitor {
 }
 
 /// Marks a stored session revoked (and its CSRF token unusable).
-async fn revoke(portal: &Portal, doc: &gatehouse_store::Document) -> PortalResult<()> {
-    let Ok(mut session) = serde_json::from_str::<StoredSession>(&doc.body) else {
-        return Ok(());
-    };
+async fn revoke(portal: &Portal, stored: Stored<StoredSession>) -> PortalResult<()> {
+    let Stored {
+        parent,
+        id,
+        value: mut session,
+    } = stored;
     if session.revoked {
         return Ok(());
     }
     session.revoked = true;
     session.csrf = random_token()?;
-    let body = serde_json::to_string(&session)
-        .map_err(|e| PortalError::Internal(format!("cannot encode a session: {e}")))?;
     portal
         .store
-        .put_state(SESSION_KIND, &doc.parent, &doc.id, &body)
+        .repo::<StoredSession>()
+        .put_state(&parent, &id, &session)
         .await?;
     Ok(())
 }
@@ -250,13 +253,17 @@ async fn active_session(
         return Ok(None);
     }
     let id = token_id(token);
-    let Some(doc) = portal.store.find_by_id(SESSION_KIND, &id).await?.pop() else {
+    // A session that does not read is no session.
+    let sessions = portal.store.repo::<StoredSession>().lenient();
+    let Some(Stored {
+        parent,
+        value: session,
+        ..
+    }) = sessions.find_by_id(&id).await?.pop()
+    else {
         return Ok(None);
     };
-    let Ok(session) = serde_json::from_str::<StoredSession>(&doc.body) else {
-        return Ok(None);
-    };
-    if doc.parent != session.user_id && !doc.parent.is_empty() {
+    if parent != session.user_id && !parent.is_empty() {
         return Ok(None);
     }
     if session.revoked || session.expires <= now() {

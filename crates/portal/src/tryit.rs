@@ -14,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use gatehouse_model::resources::{Api, Operation, SubscriptionState};
+use gatehouse_store::Kind;
 use minijinja::context;
 use minijinja::value::Serde;
 use serde::Serialize;
@@ -203,15 +204,16 @@ async fn call(
     form: &HashMap<String, String>,
 ) -> PortalResult<TryResult> {
     let user = visitor.user()?.clone();
-    checked("api", api_id)?;
-    checked("operation", op_id)?;
+    checked(Kind::Api, api_id)?;
+    checked(Kind::Operation, op_id)?;
     let catalog = portal.catalog(Some(&user)).await?;
     let api: Api = catalog.api(api_id).ok_or(PortalError::NotFound)?.0.clone();
-    let op: Operation = match portal.store.get("operation", api_id, op_id).await? {
-        Some(body) => serde_json::from_str(&body)
-            .map_err(|e| PortalError::Internal(format!("stored operation is unreadable: {e}")))?,
-        None => return Err(PortalError::NotFound),
-    };
+    let op = portal
+        .store
+        .repo::<Operation>()
+        .get(api_id, op_id)
+        .await?
+        .ok_or(PortalError::NotFound)?;
     let document = portal.document(api_id).await?;
     let view: OperationView = reference::operation_view(document.as_deref().map(Doc::new), &op);
 

@@ -182,45 +182,45 @@ impl Store {
         }
     }
 
-    pub async fn get(&self, kind: &str, parent: &str, id: &str) -> Result<Option<String>> {
+    pub async fn get(&self, kind: Kind, parent: &str, id: &str) -> Result<Option<String>> {
         match &self.backend {
-            Backend::Sql(sql) => sql.get(kind, parent, id).await,
-            Backend::Memory(memory) => Ok(memory.get(kind, parent, id)),
+            Backend::Sql(sql) => sql.get(kind.name(), parent, id).await,
+            Backend::Memory(memory) => Ok(memory.get(kind.name(), parent, id)),
         }
     }
 
     /// Documents of one kind under `parent`, ordered by id.
-    pub async fn list(&self, kind: &str, parent: &str) -> Result<Vec<Document>> {
+    pub async fn list(&self, kind: Kind, parent: &str) -> Result<Vec<Document>> {
         match &self.backend {
-            Backend::Sql(sql) => sql.list(kind, parent).await,
-            Backend::Memory(memory) => Ok(memory.list(kind, parent)),
+            Backend::Sql(sql) => sql.list(kind.name(), parent).await,
+            Backend::Memory(memory) => Ok(memory.list(kind.name(), parent)),
         }
     }
 
     /// Every document of one kind, whatever its parent, ordered by parent then id.
-    pub async fn list_all(&self, kind: &str) -> Result<Vec<Document>> {
+    pub async fn list_all(&self, kind: Kind) -> Result<Vec<Document>> {
         match &self.backend {
-            Backend::Sql(sql) => sql.list_all(kind).await,
-            Backend::Memory(memory) => Ok(memory.list_all(kind)),
+            Backend::Sql(sql) => sql.list_all(kind.name()).await,
+            Backend::Memory(memory) => Ok(memory.list_all(kind.name())),
         }
     }
 
     /// Documents of one kind with the given id, under any parent (for example, the products
     /// that link an API), ordered by parent.
-    pub async fn find_by_id(&self, kind: &str, id: &str) -> Result<Vec<Document>> {
+    pub async fn find_by_id(&self, kind: Kind, id: &str) -> Result<Vec<Document>> {
         match &self.backend {
-            Backend::Sql(sql) => sql.find_by_id(kind, id).await,
-            Backend::Memory(memory) => Ok(memory.find_by_id(kind, id)),
+            Backend::Sql(sql) => sql.find_by_id(kind.name(), id).await,
+            Backend::Memory(memory) => Ok(memory.find_by_id(kind.name(), id)),
         }
     }
 
     /// Writes a document that is state, not configuration (a gateway instance's last
     /// heartbeat, say): it does not bump the revision, so gateways do not refetch for it.
-    pub async fn put_state(&self, kind: &str, parent: &str, id: &str, body: &str) -> Result<()> {
+    pub async fn put_state(&self, kind: Kind, parent: &str, id: &str, body: &str) -> Result<()> {
         match &self.backend {
-            Backend::Sql(sql) => sql.put_state(kind, parent, id, body).await,
+            Backend::Sql(sql) => sql.put_state(kind.name(), parent, id, body).await,
             Backend::Memory(memory) => {
-                memory.put_state(kind, parent, id, body);
+                memory.put_state(kind.name(), parent, id, body);
                 Ok(())
             }
         }
@@ -276,15 +276,15 @@ impl std::fmt::Debug for Tx {
 }
 
 impl Tx {
-    pub async fn get(&mut self, kind: &str, parent: &str, id: &str) -> Result<Option<String>> {
+    pub async fn get(&mut self, kind: Kind, parent: &str, id: &str) -> Result<Option<String>> {
         match &mut self.inner {
-            TxInner::Sql(tx) => tx.get(kind, parent, id).await,
-            TxInner::Memory(tx) => Ok(tx.get(kind, parent, id)),
+            TxInner::Sql(tx) => tx.get(kind.name(), parent, id).await,
+            TxInner::Memory(tx) => Ok(tx.get(kind.name(), parent, id)),
         }
     }
 
     /// Creates or replaces a document. Returns true when it was created.
-    pub async fn put(&mut self, kind: &str, parent: &str, id: &str, body: &str) -> Result<bool> {
+    pub async fn put(&mut self, kind: Kind, parent: &str, id: &str, body: &str) -> Result<bool> {
         let existed = self.get(kind, parent, id).await?.is_some();
         self.put_unversioned(kind, parent, id, body).await?;
         self.touch(kind, parent, id);
@@ -296,15 +296,15 @@ impl Tx {
     /// transaction does, and bumps no revision on its own, so gateways do not refetch for it.
     pub async fn put_unversioned(
         &mut self,
-        kind: &str,
+        kind: Kind,
         parent: &str,
         id: &str,
         body: &str,
     ) -> Result<()> {
         match &mut self.inner {
-            TxInner::Sql(tx) => tx.upsert(kind, parent, id, body).await,
+            TxInner::Sql(tx) => tx.upsert(kind.name(), parent, id, body).await,
             TxInner::Memory(tx) => {
-                tx.upsert(kind, parent, id, body);
+                tx.upsert(kind.name(), parent, id, body);
                 Ok(())
             }
         }
@@ -315,44 +315,44 @@ impl Tx {
     /// the same key waits for this one and then finds it, so the key is a uniqueness guard.
     pub async fn create_unversioned(
         &mut self,
-        kind: &str,
+        kind: Kind,
         parent: &str,
         id: &str,
         body: &str,
     ) -> Result<bool> {
         match &mut self.inner {
-            TxInner::Sql(tx) => tx.create(kind, parent, id, body).await,
-            TxInner::Memory(tx) => Ok(tx.create(kind, parent, id, body)),
+            TxInner::Sql(tx) => tx.create(kind.name(), parent, id, body).await,
+            TxInner::Memory(tx) => Ok(tx.create(kind.name(), parent, id, body)),
         }
     }
 
     /// Deletes an unversioned document (see [`Tx::put_unversioned`]). Returns true when it
     /// existed.
-    pub async fn delete_unversioned(&mut self, kind: &str, parent: &str, id: &str) -> Result<bool> {
+    pub async fn delete_unversioned(&mut self, kind: Kind, parent: &str, id: &str) -> Result<bool> {
         match &mut self.inner {
-            TxInner::Sql(tx) => tx.delete(kind, parent, id).await,
-            TxInner::Memory(tx) => Ok(tx.delete(kind, parent, id)),
+            TxInner::Sql(tx) => tx.delete(kind.name(), parent, id).await,
+            TxInner::Memory(tx) => Ok(tx.delete(kind.name(), parent, id)),
         }
     }
 
     /// Documents of one kind under `parent`, as this transaction sees them, ordered by id.
-    pub async fn list(&mut self, kind: &str, parent: &str) -> Result<Vec<Document>> {
+    pub async fn list(&mut self, kind: Kind, parent: &str) -> Result<Vec<Document>> {
         match &mut self.inner {
-            TxInner::Sql(tx) => tx.list(kind, parent).await,
-            TxInner::Memory(tx) => Ok(tx.list(kind, parent)),
+            TxInner::Sql(tx) => tx.list(kind.name(), parent).await,
+            TxInner::Memory(tx) => Ok(tx.list(kind.name(), parent)),
         }
     }
 
     /// Every document of one kind, as this transaction sees them, ordered by parent then id.
-    pub async fn list_all(&mut self, kind: &str) -> Result<Vec<Document>> {
+    pub async fn list_all(&mut self, kind: Kind) -> Result<Vec<Document>> {
         match &mut self.inner {
-            TxInner::Sql(tx) => tx.list_all(kind).await,
-            TxInner::Memory(tx) => Ok(tx.list_all(kind)),
+            TxInner::Sql(tx) => tx.list_all(kind.name()).await,
+            TxInner::Memory(tx) => Ok(tx.list_all(kind.name())),
         }
     }
 
     /// Deletes a document. Returns true when it existed.
-    pub async fn delete(&mut self, kind: &str, parent: &str, id: &str) -> Result<bool> {
+    pub async fn delete(&mut self, kind: Kind, parent: &str, id: &str) -> Result<bool> {
         let hit = self.delete_unversioned(kind, parent, id).await?;
         if hit {
             self.touch(kind, parent, id);
@@ -361,10 +361,10 @@ impl Tx {
     }
 
     /// Deletes every document of `kind` under `parent`.
-    pub async fn delete_children(&mut self, kind: &str, parent: &str) -> Result<u64> {
+    pub async fn delete_children(&mut self, kind: Kind, parent: &str) -> Result<u64> {
         let ids = match &mut self.inner {
-            TxInner::Sql(tx) => tx.delete_children(kind, parent).await?,
-            TxInner::Memory(tx) => tx.delete_children(kind, parent),
+            TxInner::Sql(tx) => tx.delete_children(kind.name(), parent).await?,
+            TxInner::Memory(tx) => tx.delete_children(kind.name(), parent),
         };
         for id in &ids {
             self.touch(kind, parent, id);
@@ -373,10 +373,10 @@ impl Tx {
     }
 
     /// Deletes every document of `kind` with this id, under any parent.
-    pub async fn delete_by_id(&mut self, kind: &str, id: &str) -> Result<u64> {
+    pub async fn delete_by_id(&mut self, kind: Kind, id: &str) -> Result<u64> {
         let parents = match &mut self.inner {
-            TxInner::Sql(tx) => tx.delete_by_id(kind, id).await?,
-            TxInner::Memory(tx) => tx.delete_by_id(kind, id),
+            TxInner::Sql(tx) => tx.delete_by_id(kind.name(), id).await?,
+            TxInner::Memory(tx) => tx.delete_by_id(kind.name(), id),
         };
         for parent in &parents {
             self.touch(kind, parent, id);
@@ -390,14 +390,14 @@ impl Tx {
     pub async fn delete_children_of(&mut self, kind: Kind, id: &str) -> Result<u64> {
         let mut deleted = 0;
         for child in kind.children() {
-            deleted += self.delete_children(child.name(), id).await?;
+            deleted += self.delete_children(child, id).await?;
         }
         Ok(deleted)
     }
 
-    fn touch(&mut self, kind: &str, parent: &str, id: &str) {
+    fn touch(&mut self, kind: Kind, parent: &str, id: &str) {
         self.touched
-            .insert((kind.to_owned(), parent.to_owned(), id.to_owned()));
+            .insert((kind.name().to_owned(), parent.to_owned(), id.to_owned()));
     }
 
     /// Commits, bumping the revision if anything changed and logging what did. Returns the

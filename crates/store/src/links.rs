@@ -45,7 +45,7 @@ impl Link {
 #[derive(Debug)]
 pub struct Links<'s> {
     store: &'s Store,
-    kind: &'static str,
+    kind: Kind,
 }
 
 impl Store {
@@ -53,7 +53,7 @@ impl Store {
     pub fn links(&self, link: Link) -> Links<'_> {
         Links {
             store: self,
-            kind: link.kind().name(),
+            kind: link.kind(),
         }
     }
 }
@@ -86,7 +86,7 @@ impl Links<'_> {
 #[derive(Debug)]
 pub struct TxLinks<'t> {
     tx: &'t mut Tx,
-    kind: &'static str,
+    kind: Kind,
 }
 
 impl Tx {
@@ -94,7 +94,7 @@ impl Tx {
     pub fn links(&mut self, link: Link) -> TxLinks<'_> {
         TxLinks {
             tx: self,
-            kind: link.kind().name(),
+            kind: link.kind(),
         }
     }
 }

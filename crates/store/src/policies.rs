@@ -58,8 +58,8 @@ impl PolicyScope {
     }
 
     /// `(kind, parent, id)` of its document.
-    fn key(&self) -> (&'static str, &str, &str) {
-        let kind = self.level().kind().name();
+    fn key(&self) -> (Kind, &str, &str) {
+        let kind = self.level().kind();
         match self {
             PolicyScope::Global => (kind, "", POLICY),
             PolicyScope::Product(id) | PolicyScope::Api(id) => (kind, id, POLICY),
@@ -105,7 +105,7 @@ impl Policies<'_> {
 
     /// Every document of `level` with its scope, ordered by scope.
     pub async fn all(&self, level: PolicyLevel) -> Result<Vec<(PolicyScope, String)>> {
-        let documents = self.store.list_all(level.kind().name()).await?;
+        let documents = self.store.list_all(level.kind()).await?;
         Ok(documents
             .into_iter()
             .filter_map(|d| Some((PolicyScope::of(level, d.parent, d.id)?, d.body)))
@@ -114,10 +114,7 @@ impl Policies<'_> {
 
     /// The policies of API `api`'s operations: operation id → XML, ordered by operation id.
     pub async fn of_operations(&self, api: &str) -> Result<Vec<(String, String)>> {
-        let documents = self
-            .store
-            .list(PolicyLevel::Operation.kind().name(), api)
-            .await?;
+        let documents = self.store.list(PolicyLevel::Operation.kind(), api).await?;
         Ok(documents.into_iter().map(|d| (d.id, d.body)).collect())
     }
 }
@@ -171,7 +168,8 @@ mod tests {
             ),
         ];
         for (scope, key) in scopes {
-            assert_eq!(scope.key(), key);
+            let (kind, parent, id) = scope.key();
+            assert_eq!((kind.name(), parent, id), key);
             let back = PolicyScope::of(scope.level(), key.1.into(), key.2.into());
             assert_eq!(back, Some(scope));
         }

@@ -128,7 +128,7 @@ impl<R: Record> Repo<'_, R> {
     }
 
     pub async fn get(&self, parent: &str, id: &str) -> Result<Option<R>> {
-        match self.store.get(R::KIND.name(), parent, id).await? {
+        match self.store.get(R::KIND, parent, id).await? {
             Some(body) => decode(self.lenient, parent, id, body),
             None => Ok(None),
         }
@@ -136,7 +136,7 @@ impl<R: Record> Repo<'_, R> {
 
     /// Whether the document exists (decodable or not).
     pub async fn exists(&self, parent: &str, id: &str) -> Result<bool> {
-        Ok(self.store.get(R::KIND.name(), parent, id).await?.is_some())
+        Ok(self.store.get(R::KIND, parent, id).await?.is_some())
     }
 
     /// The values under `parent`, ordered by id.
@@ -146,13 +146,13 @@ impl<R: Record> Repo<'_, R> {
 
     /// The ids of the documents under `parent` (decodable or not), ordered.
     pub async fn ids(&self, parent: &str) -> Result<Vec<String>> {
-        let documents = self.store.list(R::KIND.name(), parent).await?;
+        let documents = self.store.list(R::KIND, parent).await?;
         Ok(documents.into_iter().map(|d| d.id).collect())
     }
 
     /// The documents under `parent`, ordered by id.
     pub async fn entries(&self, parent: &str) -> Result<Vec<Stored<R>>> {
-        decode_all(self.lenient, self.store.list(R::KIND.name(), parent).await?)
+        decode_all(self.lenient, self.store.list(R::KIND, parent).await?)
     }
 
     /// The documents under `parent` whose id `keep` accepts, ordered by id; the others are
@@ -162,42 +162,39 @@ impl<R: Record> Repo<'_, R> {
         parent: &str,
         keep: impl Fn(&str) -> bool,
     ) -> Result<Vec<Stored<R>>> {
-        let mut documents = self.store.list(R::KIND.name(), parent).await?;
+        let mut documents = self.store.list(R::KIND, parent).await?;
         documents.retain(|d| keep(&d.id));
         decode_all(self.lenient, documents)
     }
 
     /// Every document of the kind, ordered by parent, then id.
     pub async fn list_all(&self) -> Result<Vec<Stored<R>>> {
-        decode_all(self.lenient, self.store.list_all(R::KIND.name()).await?)
+        decode_all(self.lenient, self.store.list_all(R::KIND).await?)
     }
 
     /// Every document of the kind whose parent `keep` accepts, ordered by parent, then id; the
     /// others are not decoded (nor can they fail to be).
     pub async fn list_all_where(&self, keep: impl Fn(&str) -> bool) -> Result<Vec<Stored<R>>> {
-        let mut documents = self.store.list_all(R::KIND.name()).await?;
+        let mut documents = self.store.list_all(R::KIND).await?;
         documents.retain(|d| keep(&d.parent));
         decode_all(self.lenient, documents)
     }
 
     /// The documents with this id, under any parent, ordered by parent.
     pub async fn find_by_id(&self, id: &str) -> Result<Vec<Stored<R>>> {
-        decode_all(
-            self.lenient,
-            self.store.find_by_id(R::KIND.name(), id).await?,
-        )
+        decode_all(self.lenient, self.store.find_by_id(R::KIND, id).await?)
     }
 
     /// The parents of the documents with this id (decodable or not), ordered.
     pub async fn parents_of(&self, id: &str) -> Result<Vec<String>> {
-        let documents = self.store.find_by_id(R::KIND.name(), id).await?;
+        let documents = self.store.find_by_id(R::KIND, id).await?;
         Ok(documents.into_iter().map(|d| d.parent).collect())
     }
 
     /// Writes a document that is state, not configuration (see [`Store::put_state`]).
     pub async fn put_state(&self, parent: &str, id: &str, value: &R) -> Result<()> {
         self.store
-            .put_state(R::KIND.name(), parent, id, &encode(value)?)
+            .put_state(R::KIND, parent, id, &encode(value)?)
             .await
     }
 }
@@ -236,7 +233,7 @@ impl<R: Record> TxRepo<'_, R> {
     }
 
     pub async fn get(&mut self, parent: &str, id: &str) -> Result<Option<R>> {
-        match self.tx.get(R::KIND.name(), parent, id).await? {
+        match self.tx.get(R::KIND, parent, id).await? {
             Some(body) => decode(self.lenient, parent, id, body),
             None => Ok(None),
         }
@@ -244,7 +241,7 @@ impl<R: Record> TxRepo<'_, R> {
 
     /// Whether the document exists (decodable or not).
     pub async fn exists(&mut self, parent: &str, id: &str) -> Result<bool> {
-        Ok(self.tx.get(R::KIND.name(), parent, id).await?.is_some())
+        Ok(self.tx.get(R::KIND, parent, id).await?.is_some())
     }
 
     /// The values under `parent`, ordered by id.
@@ -254,55 +251,51 @@ impl<R: Record> TxRepo<'_, R> {
 
     /// The documents under `parent`, ordered by id.
     pub async fn entries(&mut self, parent: &str) -> Result<Vec<Stored<R>>> {
-        decode_all(self.lenient, self.tx.list(R::KIND.name(), parent).await?)
+        decode_all(self.lenient, self.tx.list(R::KIND, parent).await?)
     }
 
     /// Every document of the kind, ordered by parent, then id.
     pub async fn list_all(&mut self) -> Result<Vec<Stored<R>>> {
-        decode_all(self.lenient, self.tx.list_all(R::KIND.name()).await?)
+        decode_all(self.lenient, self.tx.list_all(R::KIND).await?)
     }
 
     /// Creates or replaces a document. Returns true when it was created.
     pub async fn put(&mut self, parent: &str, id: &str, value: &R) -> Result<bool> {
         let body = encode(value)?;
-        self.tx.put(R::KIND.name(), parent, id, &body).await
+        self.tx.put(R::KIND, parent, id, &body).await
     }
 
     /// Creates or replaces a document no gateway's configuration depends on (see
     /// [`Tx::put_unversioned`]).
     pub async fn put_unversioned(&mut self, parent: &str, id: &str, value: &R) -> Result<()> {
         let body = encode(value)?;
-        self.tx
-            .put_unversioned(R::KIND.name(), parent, id, &body)
-            .await
+        self.tx.put_unversioned(R::KIND, parent, id, &body).await
     }
 
     /// Creates an unversioned document unless one with its key exists; false when it existed
     /// (see [`Tx::create_unversioned`]).
     pub async fn create_unversioned(&mut self, parent: &str, id: &str, value: &R) -> Result<bool> {
         let body = encode(value)?;
-        self.tx
-            .create_unversioned(R::KIND.name(), parent, id, &body)
-            .await
+        self.tx.create_unversioned(R::KIND, parent, id, &body).await
     }
 
     /// Deletes a document. Returns true when it existed.
     pub async fn delete(&mut self, parent: &str, id: &str) -> Result<bool> {
-        self.tx.delete(R::KIND.name(), parent, id).await
+        self.tx.delete(R::KIND, parent, id).await
     }
 
     /// Deletes an unversioned document. Returns true when it existed.
     pub async fn delete_unversioned(&mut self, parent: &str, id: &str) -> Result<bool> {
-        self.tx.delete_unversioned(R::KIND.name(), parent, id).await
+        self.tx.delete_unversioned(R::KIND, parent, id).await
     }
 
     /// Deletes every document under `parent`.
     pub async fn delete_children(&mut self, parent: &str) -> Result<u64> {
-        self.tx.delete_children(R::KIND.name(), parent).await
+        self.tx.delete_children(R::KIND, parent).await
     }
 
     /// Deletes every document with this id, under any parent.
     pub async fn delete_by_id(&mut self, id: &str) -> Result<u64> {
-        self.tx.delete_by_id(R::KIND.name(), id).await
+        self.tx.delete_by_id(R::KIND, id).await
     }
 }

@@ -61,20 +61,20 @@ async fn put_get_list_delete_and_revision() {
 async fn put_get_list_delete(store: &Store) {
     assert_eq!(store.revision().await.unwrap(), 0, "{store:?}");
     let mut tx = store.begin().await.unwrap();
-    assert!(tx.put("api", "", "b", r#"{"x":2}"#).await.unwrap());
-    assert!(tx.put("api", "", "a", r#"{"x":1}"#).await.unwrap());
-    assert!(tx.put("operation", "a", "op1", "{}").await.unwrap());
-    assert!(tx.put("operation", "b", "op1", "{}").await.unwrap());
+    assert!(tx.put(Kind::Api, "", "b", r#"{"x":2}"#).await.unwrap());
+    assert!(tx.put(Kind::Api, "", "a", r#"{"x":1}"#).await.unwrap());
+    assert!(tx.put(Kind::Operation, "a", "op1", "{}").await.unwrap());
+    assert!(tx.put(Kind::Operation, "b", "op1", "{}").await.unwrap());
     // The transaction sees its own writes; nobody else does until it commits.
-    assert_eq!(tx.list("api", "").await.unwrap().len(), 2);
-    assert_eq!(tx.list_all("operation").await.unwrap().len(), 2);
-    assert!(store.get("api", "", "a").await.unwrap().is_none());
-    assert!(store.list("api", "").await.unwrap().is_empty());
+    assert_eq!(tx.list(Kind::Api, "").await.unwrap().len(), 2);
+    assert_eq!(tx.list_all(Kind::Operation).await.unwrap().len(), 2);
+    assert!(store.get(Kind::Api, "", "a").await.unwrap().is_none());
+    assert!(store.list(Kind::Api, "").await.unwrap().is_empty());
     assert_eq!(store.revision().await.unwrap(), 0);
     assert_eq!(tx.commit().await.unwrap(), 1);
 
     let ids: Vec<_> = store
-        .list("api", "")
+        .list(Kind::Api, "")
         .await
         .unwrap()
         .into_iter()
@@ -82,11 +82,11 @@ async fn put_get_list_delete(store: &Store) {
         .collect();
     assert_eq!(ids, ["a", "b"]);
     assert_eq!(
-        store.get("api", "", "a").await.unwrap().as_deref(),
+        store.get(Kind::Api, "", "a").await.unwrap().as_deref(),
         Some(r#"{"x":1}"#)
     );
     let all: Vec<_> = store
-        .list_all("operation")
+        .list_all(Kind::Operation)
         .await
         .unwrap()
         .into_iter()
@@ -97,7 +97,7 @@ async fn put_get_list_delete(store: &Store) {
         [("a".into(), "op1".into()), ("b".into(), "op1".into())]
     );
     let found: Vec<_> = store
-        .find_by_id("operation", "op1")
+        .find_by_id(Kind::Operation, "op1")
         .await
         .unwrap()
         .into_iter()
@@ -106,20 +106,20 @@ async fn put_get_list_delete(store: &Store) {
     assert_eq!(found, ["a", "b"]);
 
     let mut tx = store.begin().await.unwrap();
-    assert!(!tx.put("api", "", "a", r#"{"x":3}"#).await.unwrap());
-    assert_eq!(tx.delete_children("operation", "a").await.unwrap(), 1);
-    assert!(tx.delete("api", "", "b").await.unwrap());
-    assert!(!tx.delete("api", "", "zzz").await.unwrap());
+    assert!(!tx.put(Kind::Api, "", "a", r#"{"x":3}"#).await.unwrap());
+    assert_eq!(tx.delete_children(Kind::Operation, "a").await.unwrap(), 1);
+    assert!(tx.delete(Kind::Api, "", "b").await.unwrap());
+    assert!(!tx.delete(Kind::Api, "", "zzz").await.unwrap());
     // Deleted within the transaction: gone for it, still there for everyone else.
-    assert!(tx.get("api", "", "b").await.unwrap().is_none());
-    assert!(store.get("api", "", "b").await.unwrap().is_some());
+    assert!(tx.get(Kind::Api, "", "b").await.unwrap().is_none());
+    assert!(store.get(Kind::Api, "", "b").await.unwrap().is_some());
     assert_eq!(tx.commit().await.unwrap(), 2);
     assert_eq!(
-        store.get("api", "", "a").await.unwrap().as_deref(),
+        store.get(Kind::Api, "", "a").await.unwrap().as_deref(),
         Some(r#"{"x":3}"#)
     );
-    assert!(store.get("api", "", "b").await.unwrap().is_none());
-    assert_eq!(store.list_all("operation").await.unwrap().len(), 1);
+    assert!(store.get(Kind::Api, "", "b").await.unwrap().is_none());
+    assert_eq!(store.list_all(Kind::Operation).await.unwrap().len(), 1);
 
     // A transaction that changes nothing keeps the revision.
     let tx = store.begin().await.unwrap();
@@ -131,18 +131,18 @@ async fn put_get_list_delete(store: &Store) {
 async fn sqlite_data_survives_reopening_the_file() {
     let (store, dir) = temp_store().await;
     let mut tx = store.begin().await.unwrap();
-    tx.put("api", "", "a", r#"{"x":3}"#).await.unwrap();
-    tx.put("operation", "a", "op1", "{}").await.unwrap();
-    tx.delete_children("operation", "a").await.unwrap();
+    tx.put(Kind::Api, "", "a", r#"{"x":3}"#).await.unwrap();
+    tx.put(Kind::Operation, "a", "op1", "{}").await.unwrap();
+    tx.delete_children(Kind::Operation, "a").await.unwrap();
     assert_eq!(tx.commit().await.unwrap(), 1);
     store.close().await;
     let again = Store::open_sqlite_dir(&dir).await.unwrap();
     assert_eq!(again.revision().await.unwrap(), 1);
     assert_eq!(
-        again.get("api", "", "a").await.unwrap().as_deref(),
+        again.get(Kind::Api, "", "a").await.unwrap().as_deref(),
         Some(r#"{"x":3}"#)
     );
-    assert!(again.list_all("operation").await.unwrap().is_empty());
+    assert!(again.list_all(Kind::Operation).await.unwrap().is_empty());
     again.close().await;
     std::fs::remove_dir_all(dir).ok();
 }
@@ -164,15 +164,15 @@ async fn change_log(store: &Store) {
         id: id.into(),
     };
     let mut tx = store.begin().await.unwrap();
-    tx.put("api", "", "a", "{}").await.unwrap();
-    tx.put("operation", "a", "op1", "{}").await.unwrap();
-    tx.put("operation", "a", "op2", "{}").await.unwrap();
-    tx.put("product-api", "p", "a", "{}").await.unwrap();
+    tx.put(Kind::Api, "", "a", "{}").await.unwrap();
+    tx.put(Kind::Operation, "a", "op1", "{}").await.unwrap();
+    tx.put(Kind::Operation, "a", "op2", "{}").await.unwrap();
+    tx.put(Kind::ProductApi, "p", "a", "{}").await.unwrap();
     assert_eq!(tx.commit().await.unwrap(), 1);
     let mut tx = store.begin().await.unwrap();
-    assert_eq!(tx.delete_children("operation", "a").await.unwrap(), 2);
-    assert_eq!(tx.delete_by_id("product-api", "a").await.unwrap(), 1);
-    assert!(!tx.delete("api", "", "missing").await.unwrap());
+    assert_eq!(tx.delete_children(Kind::Operation, "a").await.unwrap(), 2);
+    assert_eq!(tx.delete_by_id(Kind::ProductApi, "a").await.unwrap(), 1);
+    assert!(!tx.delete(Kind::Api, "", "missing").await.unwrap());
     assert_eq!(tx.commit().await.unwrap(), 2);
 
     let second = vec![
@@ -195,18 +195,24 @@ async fn dropped_transaction_rolls_back() {
     for (store, cleanup) in backends().await {
         {
             let mut tx = store.begin().await.unwrap();
-            tx.put("api", "", "a", "{}").await.unwrap();
-            tx.put_unversioned("user-email", "", "a@x", "\"u\"")
+            tx.put(Kind::Api, "", "a", "{}").await.unwrap();
+            tx.put_unversioned(Kind::UserEmail, "", "a@x", "\"u\"")
                 .await
                 .unwrap();
         }
-        assert!(store.get("api", "", "a").await.unwrap().is_none());
-        assert!(store.get("user-email", "", "a@x").await.unwrap().is_none());
+        assert!(store.get(Kind::Api, "", "a").await.unwrap().is_none());
+        assert!(
+            store
+                .get(Kind::UserEmail, "", "a@x")
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(store.revision().await.unwrap(), 0);
         assert_eq!(store.changes(0, 1).await.unwrap(), Some(vec![]));
         // The next transaction starts from the store as committed.
         let mut tx = store.begin().await.unwrap();
-        assert!(tx.get("api", "", "a").await.unwrap().is_none());
+        assert!(tx.get(Kind::Api, "", "a").await.unwrap().is_none());
         drop(tx);
         cleanup.run(store).await;
     }
@@ -231,12 +237,14 @@ async fn concurrent_read_then_write_transactions_never_fail() {
                 for i in 0..25 {
                     let mut tx = store.begin().await.unwrap();
                     // Read first, then write: the pattern that deadlocks a deferred transaction.
-                    tx.get("api", "", "shared").await.unwrap();
-                    tx.put("api", "", &format!("t{t}-{i}"), "{}").await.unwrap();
-                    tx.put("api", "", "shared", "{}").await.unwrap();
+                    tx.get(Kind::Api, "", "shared").await.unwrap();
+                    tx.put(Kind::Api, "", &format!("t{t}-{i}"), "{}")
+                        .await
+                        .unwrap();
+                    tx.put(Kind::Api, "", "shared", "{}").await.unwrap();
                     tx.commit().await.unwrap();
                     store
-                        .put_state("gateway-instance", "", &format!("t{t}"), "{}")
+                        .put_state(Kind::GatewayInstance, "", &format!("t{t}"), "{}")
                         .await
                         .unwrap();
                 }
@@ -246,8 +254,11 @@ async fn concurrent_read_then_write_transactions_never_fail() {
             t.await.unwrap();
         }
         assert_eq!(store.revision().await.unwrap(), 200);
-        assert_eq!(store.list("api", "").await.unwrap().len(), 201);
-        assert_eq!(store.list("gateway-instance", "").await.unwrap().len(), 8);
+        assert_eq!(store.list(Kind::Api, "").await.unwrap().len(), 201);
+        assert_eq!(
+            store.list(Kind::GatewayInstance, "").await.unwrap().len(),
+            8
+        );
         cleanup.run(store).await;
     }
 }
@@ -559,20 +570,20 @@ async fn unversioned_writes_bump_no_revision_and_log_nothing() {
 
 async fn unversioned(store: &Store) {
     let mut tx = store.begin().await.unwrap();
-    tx.put("api", "", "a", "{}").await.unwrap();
+    tx.put(Kind::Api, "", "a", "{}").await.unwrap();
     let base = tx.commit().await.unwrap();
 
     let mut tx = store.begin().await.unwrap();
-    tx.put_unversioned("user-credentials", "", "u1", "{\"h\":1}")
+    tx.put_unversioned(Kind::UserCredentials, "", "u1", "{\"h\":1}")
         .await
         .unwrap();
     assert!(
-        tx.create_unversioned("user-email", "", "a@x", "\"u1\"")
+        tx.create_unversioned(Kind::UserEmail, "", "a@x", "\"u1\"")
             .await
             .unwrap()
     );
     assert!(
-        !tx.create_unversioned("user-email", "", "a@x", "\"u2\"")
+        !tx.create_unversioned(Kind::UserEmail, "", "a@x", "\"u2\"")
             .await
             .unwrap()
     );
@@ -583,31 +594,41 @@ async fn unversioned(store: &Store) {
         1
     );
     assert_eq!(
-        store.get("user-email", "", "a@x").await.unwrap().as_deref(),
+        store
+            .get(Kind::UserEmail, "", "a@x")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("\"u1\"")
     );
     assert_eq!(
         store
-            .get("user-credentials", "", "u1")
+            .get(Kind::UserCredentials, "", "u1")
             .await
             .unwrap()
             .as_deref(),
         Some("{\"h\":1}")
     );
     let mut tx = store.begin().await.unwrap();
-    assert_eq!(tx.list("user-email", "").await.unwrap().len(), 1);
+    assert_eq!(tx.list(Kind::UserEmail, "").await.unwrap().len(), 1);
     assert!(
-        tx.delete_unversioned("user-email", "", "a@x")
+        tx.delete_unversioned(Kind::UserEmail, "", "a@x")
             .await
             .unwrap()
     );
     assert!(
-        !tx.delete_unversioned("user-email", "", "a@x")
+        !tx.delete_unversioned(Kind::UserEmail, "", "a@x")
             .await
             .unwrap()
     );
     assert_eq!(tx.commit().await.unwrap(), base);
-    assert!(store.get("user-email", "", "a@x").await.unwrap().is_none());
+    assert!(
+        store
+            .get(Kind::UserEmail, "", "a@x")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// What subscribing through the portal relies on: a guard row written first makes concurrent
@@ -622,14 +643,14 @@ async fn a_guard_row_serialises_counting_writers_and_create_is_exclusive() {
                 let store = store.clone();
                 tokio::spawn(async move {
                     let mut tx = store.begin().await.unwrap();
-                    tx.put_unversioned("subscribe-guard", "", "u1", "{}")
+                    tx.put_unversioned(Kind::SubscribeGuard, "", "u1", "{}")
                         .await
                         .unwrap();
-                    let held = tx.list("subscription", "").await.unwrap().len();
+                    let held = tx.list(Kind::Subscription, "").await.unwrap().len();
                     // Widens the window between counting and writing.
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     if held == 0 {
-                        tx.put("subscription", "", &format!("s{i}"), "{}")
+                        tx.put(Kind::Subscription, "", &format!("s{i}"), "{}")
                             .await
                             .unwrap();
                     }
@@ -640,7 +661,7 @@ async fn a_guard_row_serialises_counting_writers_and_create_is_exclusive() {
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(store.list("subscription", "").await.unwrap().len(), 1);
+        assert_eq!(store.list(Kind::Subscription, "").await.unwrap().len(), 1);
 
         let tasks: Vec<_> = (0..20)
             .map(|i| {
@@ -648,7 +669,7 @@ async fn a_guard_row_serialises_counting_writers_and_create_is_exclusive() {
                 tokio::spawn(async move {
                     let mut tx = store.begin().await.unwrap();
                     let won = tx
-                        .create_unversioned("user-email", "", "a@x", &format!("\"u{i}\""))
+                        .create_unversioned(Kind::UserEmail, "", "a@x", &format!("\"u{i}\""))
                         .await
                         .unwrap();
                     tx.commit().await.unwrap();

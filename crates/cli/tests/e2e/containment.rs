@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use gatehouse_store::Kind;
 use serde_json::{Value, json};
 
 use crate::support::{Backend, Gatehouse, GatewayProc};
@@ -20,9 +21,9 @@ async fn inject_api(gh: &Gatehouse, id: &str, path: &str, service_url: &str) {
         .unwrap();
     let mut tx = store.begin().await.unwrap();
     let api = json!({"id": id, "displayName": id, "path": path, "serviceUrl": service_url});
-    tx.put("api", "", id, &api.to_string()).await.unwrap();
+    tx.put(Kind::Api, "", id, &api.to_string()).await.unwrap();
     let op = json!({"id": "get", "displayName": "get", "method": "GET", "urlTemplate": "/{*rest}"});
-    tx.put("operation", id, "get", &op.to_string())
+    tx.put(Kind::Operation, id, "get", &op.to_string())
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -421,7 +421,7 @@ async fn run(store: &Store, sealer: &Sealer, op: &Op) {
                 .collect();
             let kind = kinds[usize::from(*n) % kinds.len()];
             let body = format!("{{\"n\":{n}}}");
-            tx.put(kind.name(), "", "x", &body).await.unwrap();
+            tx.put(kind, "", "x", &body).await.unwrap();
         }
     }
     tx.commit().await.unwrap();

@@ -284,7 +284,7 @@ pub(crate) async fn load<R: Resource + Record>(
     parent: &str,
     id: &str,
 ) -> ApiResult<R> {
-    let kind = <R as Record>::KIND;
+    let kind = R::KIND;
     check_id(kind, id)?;
     load_opt(cp, parent, id)
         .await?
@@ -337,7 +337,7 @@ pub(crate) fn check_id(kind: Kind, id: &str) -> ApiResult<()> {
 
 /// Gives a parsed body its id from the path and validates it.
 pub(crate) fn prepare<R: Resource + Record>(mut resource: R, id: &str) -> ApiResult<R> {
-    check_id(<R as Record>::KIND, id)?;
+    check_id(R::KIND, id)?;
     resource.set_id(id.to_owned());
     resource.normalize()?;
     Ok(resource)

@@ -18,6 +18,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use gatehouse_store::{JsonRecord, Kind};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +28,7 @@ use crate::session::{came_over_tls, cookie, looks_like_token, random_token, toke
 
 pub const SESSION_COOKIE: &str = "gh_admin";
 pub const CSRF_COOKIE: &str = "gh_admin_csrf";
-/// Store kind of console sessions (parent "", id = SHA-256 of the cookie's value, hex).
-pub const SESSION_KIND: &str = "admin-session";
-
+/// A console session as stored (parent "", id = SHA-256 of the cookie's value, hex).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StoredSession {
@@ -39,6 +38,10 @@ struct StoredSession {
     generation: String,
     #[serde(default)]
     revoked: bool,
+}
+
+impl JsonRecord for StoredSession {
+    const KIND: Kind = Kind::AdminSession;
 }
 
 fn now() -> i64 {
@@ -86,10 +89,9 @@ async fn active_session(
         return Ok(None);
     }
     let id = token_id(token);
-    let Some(body) = console.store.get(SESSION_KIND, "", &id).await? else {
-        return Ok(None);
-    };
-    let Ok(session) = serde_json::from_str::<StoredSession>(&body) else {
+    // A session that does not read is no session.
+    let sessions = console.store.repo::<StoredSession>().lenient();
+    let Some(session) = sessions.get("", &id).await? else {
         return Ok(None);
     };
     let current = console.backend.admin_generation();
@@ -332,11 +334,10 @@ pub async fn signin(
         generation: console.backend.admin_generation(),
         revoked: false,
     };
-    let body = serde_json::to_string(&session)
-        .map_err(|e| PortalError::Internal(format!("cannot encode a console session: {e}")))?;
     console
         .store
-        .put_state(SESSION_KIND, "", &token_id(&token), &body)
+        .repo::<StoredSession>()
+        .put_state("", &token_id(&token), &session)
         .await?;
     tracing::info!(ip = %ip, "admin signed in to the console");
     let mut response = Redirect::to(&next).into_response();
@@ -367,14 +368,11 @@ pub async fn signout(
     if !matches(&form.csrf, csrf) {
         return Err(PortalError::Csrf);
     }
-    if let Some(body) = console.store.get(SESSION_KIND, "", id).await?
-        && let Ok(mut session) = serde_json::from_str::<StoredSession>(&body)
-    {
+    let sessions = console.store.repo::<StoredSession>().lenient();
+    if let Some(mut session) = sessions.get("", id).await? {
         session.revoked = true;
         session.csrf = random_token()?;
-        let body = serde_json::to_string(&session)
-            .map_err(|e| PortalError::Internal(format!("cannot encode a console session: {e}")))?;
-        console.store.put_state(SESSION_KIND, "", id, &body).await?;
+        sessions.put_state("", id, &session).await?;
     }
     let mut response = Redirect::to("/admin/signin?signed_out=1").into_response();
     if let Some(v) = set_cookie(SESSION_COOKIE, None, 0, admin.secure) {

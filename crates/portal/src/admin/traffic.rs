@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use gatehouse_model::reports::{self, Figures, Grouping, Key, Totals, Window};
-use gatehouse_model::resources::{Api, Resource};
+use gatehouse_model::resources::Api;
 use minijinja::context;
 use minijinja::value::Serde;
 use serde::{Deserialize, Serialize};
@@ -257,10 +257,9 @@ pub async fn page(
         .await?;
 
     let mut names: HashMap<String, String> = HashMap::new();
-    for doc in console.store.list(Api::KIND, "").await? {
-        if let Ok(api) = serde_json::from_str::<Api>(&doc.body) {
-            names.insert(doc.id, api.display_name);
-        }
+    // An API that does not read is shown by id.
+    for api in console.store.repo::<Api>().lenient().entries("").await? {
+        names.insert(api.id, api.value.display_name);
     }
     let mut rows: Vec<ApiRow> = reports::group(&aggregates, Grouping::Api)
         .into_iter()

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use gatehouse_model::resources::{GROUP_USER, PRODUCT_GROUP};
 use gatehouse_portal::{Limits, PortalConfig};
+use gatehouse_store::{Kind, Link};
 
 use crate::support::{Client, setup, setup_with};
 
@@ -391,14 +391,15 @@ async fn blocked_users_are_signed_out_and_cannot_sign_in() {
     let mut user = s.client();
     user.sign_up_and_in("frank@example.com", PASSWORD).await;
     assert_eq!(user.get("/portal/profile").await.status, StatusCode::OK);
-    let docs = s.store.list("user", "").await.unwrap();
+    let docs = s.store.list(Kind::User, "").await.unwrap();
     let mut frank: serde_json::Value = serde_json::from_str(&docs[0].body).unwrap();
     assert!(
         !docs[0].body.contains("argon2"),
         "the user resource holds no password"
     );
     frank["state"] = "blocked".into();
-    s.put_raw("user", "", &docs[0].id, &frank.to_string()).await;
+    s.put_raw(Kind::User, "", &docs[0].id, &frank.to_string())
+        .await;
     assert_eq!(
         user.get("/portal/profile").await.status,
         StatusCode::SEE_OTHER
@@ -423,7 +424,7 @@ async fn products_linked_to_groups_are_visible_to_their_members_only() {
     let s = setup("groups").await;
     s.import("pets", "petstore-openapi3.yaml").await;
     s.product("partners", &["pets"], false).await;
-    s.put_raw(PRODUCT_GROUP, "partners", "partner-group", "{}")
+    s.link(Link::ProductGroup, "partners", "partner-group")
         .await;
     let mut anonymous = s.client();
     assert_eq!(
@@ -440,8 +441,8 @@ async fn products_linked_to_groups_are_visible_to_their_members_only() {
         user.get("/portal/products/partners").await.status,
         StatusCode::NOT_FOUND
     );
-    let id = s.store.list("user", "").await.unwrap()[0].id.clone();
-    s.put_raw(GROUP_USER, "partner-group", &id, "{}").await;
+    let id = s.store.list(Kind::User, "").await.unwrap()[0].id.clone();
+    s.link(Link::GroupUser, "partner-group", &id).await;
     assert_eq!(
         user.get("/portal/products/partners").await.status,
         StatusCode::OK
@@ -453,7 +454,7 @@ async fn products_linked_to_groups_are_visible_to_their_members_only() {
             .contains("/portal/apis/pets")
     );
     // The implicit groups: `developers` is every signed-in user, `guests` every visitor.
-    s.put_raw(PRODUCT_GROUP, "partners", "guests", "{}").await;
+    s.link(Link::ProductGroup, "partners", "guests").await;
     assert_eq!(
         anonymous.get("/portal/products/partners").await.status,
         StatusCode::OK
@@ -575,7 +576,7 @@ async fn pages_have_labels_landmarks_and_one_heading() {
     let csrf = user.sign_up_and_in("ivy@example.com", PASSWORD).await;
     subscribe(&mut user, &csrf, "starter").await;
     s.put_raw(
-        "product",
+        Kind::Product,
         "",
         "terms",
         r#"{"id":"terms","displayName":"With terms","terms":"Be kind.","state":"published"}"#,

@@ -10,7 +10,7 @@ use gatehouse_portal::{
     AdminBackend, BackendError, BoxFuture, Console, ConsoleConfig, Fleet, FleetGateway,
     FleetInstance,
 };
-use gatehouse_store::{Retention, Store};
+use gatehouse_store::{Kind, Retention, Store};
 
 use crate::support::{Client, temp_dir};
 
@@ -167,7 +167,7 @@ async fn a_session_starts_with_the_token_and_ends_with_sign_out() {
     let session = client.cookies["gh_admin"].clone();
     assert_eq!(session.len(), 43);
     assert!(!cookie.contains(TOKEN));
-    let stored = s.store.list("admin-session", "").await.unwrap();
+    let stored = s.store.list(Kind::AdminSession, "").await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_ne!(stored[0].id, session, "the store keeps only a hash");
     assert!(!stored[0].body.contains(TOKEN) && !stored[0].body.contains(&session));

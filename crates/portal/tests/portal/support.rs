@@ -17,12 +17,11 @@ use gatehouse_model::resources::{
     Api, Product, ProductState, Resource, Subscription, SubscriptionKeys, SubscriptionState,
 };
 use gatehouse_portal::{BackendError, BoxFuture, Portal, PortalBackend, PortalConfig};
-use gatehouse_store::{Store, Tx};
+use gatehouse_store::records::ApiDocument;
+use gatehouse_store::{Kind, Link, Record, Store, Tx};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
-
-pub const DOCUMENT: &str = "api-document";
 
 /// Stands in for the control plane: keys kept in memory, documents read from the store.
 pub struct FakeControl {
@@ -51,14 +50,10 @@ impl PortalBackend for FakeControl {
                 .map_err(|e| BackendError::Invalid(e.message))?;
             sub.created_date = Some("2026-01-01T00:00:00Z".into());
             let mut tx = self.store.begin().await.unwrap();
-            tx.put(
-                "subscription",
-                "",
-                &sub.id,
-                &serde_json::to_string(&sub).unwrap(),
-            )
-            .await
-            .unwrap();
+            tx.repo::<Subscription>()
+                .put("", &sub.id, &sub)
+                .await
+                .unwrap();
             tx.commit().await.unwrap();
             let keys = SubscriptionKeys {
                 primary_key: self.fresh_key(),
@@ -75,23 +70,11 @@ impl PortalBackend for FakeControl {
         state: SubscriptionState,
     ) -> BoxFuture<'a, Result<Subscription, BackendError>> {
         Box::pin(async move {
-            let body = self
-                .store
-                .get("subscription", "", id)
-                .await
-                .unwrap()
-                .unwrap();
-            let mut sub: Subscription = serde_json::from_str(&body).unwrap();
+            let subs = self.store.repo::<Subscription>();
+            let mut sub = subs.get("", id).await.unwrap().unwrap();
             sub.state = state;
             let mut tx = self.store.begin().await.unwrap();
-            tx.put(
-                "subscription",
-                "",
-                id,
-                &serde_json::to_string(&sub).unwrap(),
-            )
-            .await
-            .unwrap();
+            tx.repo::<Subscription>().put("", id, &sub).await.unwrap();
             tx.commit().await.unwrap();
             Ok(sub)
         })
@@ -130,12 +113,8 @@ impl PortalBackend for FakeControl {
         api_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Value>, BackendError>> {
         Box::pin(async move {
-            Ok(self
-                .store
-                .get(DOCUMENT, "", api_id)
-                .await
-                .unwrap()
-                .map(|b| serde_json::from_str(&b).unwrap()))
+            let document = self.store.repo::<ApiDocument>().get("", api_id).await;
+            Ok(document.unwrap().map(|d| d.0))
         })
     }
 
@@ -211,17 +190,22 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 impl Setup {
-    async fn put<R: Resource>(&self, parent: &str, r: &R) {
+    pub async fn put<R: Resource + Record>(&self, parent: &str, r: &R) {
         let mut tx = self.store.begin().await.unwrap();
-        tx.put(R::KIND, parent, r.id(), &serde_json::to_string(r).unwrap())
-            .await
-            .unwrap();
+        tx.repo::<R>().put(parent, r.id(), r).await.unwrap();
         tx.commit().await.unwrap();
     }
 
-    pub async fn put_raw(&self, kind: &str, parent: &str, id: &str, body: &str) {
+    /// Writes a document as given, whatever it holds.
+    pub async fn put_raw(&self, kind: Kind, parent: &str, id: &str, body: &str) {
         let mut tx = self.store.begin().await.unwrap();
         tx.put(kind, parent, id, body).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    pub async fn link(&self, link: Link, source: &str, target: &str) {
+        let mut tx = self.store.begin().await.unwrap();
+        tx.links(link).add(source, target).await.unwrap();
         tx.commit().await.unwrap();
     }
 
@@ -242,18 +226,16 @@ impl Setup {
         self.put("", &api).await;
         let mut tx = self.store.begin().await.unwrap();
         for op in &imported.operations {
-            tx.put("operation", id, &op.id, &serde_json::to_string(op).unwrap())
+            tx.repo::<gatehouse_model::resources::Operation>()
+                .put(id, &op.id, op)
                 .await
                 .unwrap();
         }
-        tx.put(
-            DOCUMENT,
-            "",
-            id,
-            &serde_json::to_string(&imported.document).unwrap(),
-        )
-        .await
-        .unwrap();
+        let document = ApiDocument(imported.document.clone());
+        tx.repo::<ApiDocument>()
+            .put("", id, &document)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         (imported.document, imported.operations)
     }
@@ -269,7 +251,7 @@ impl Setup {
         product.normalize().unwrap();
         self.put("", &product).await;
         for api in apis {
-            self.put_raw("product-api", id, api, "{}").await;
+            self.link(Link::ProductApi, id, api).await;
         }
     }
 

@@ -15,6 +15,50 @@ fn names_are_unique_and_read_back() {
     assert_eq!(Kind::from_name("API"), None, "names are compared exactly");
 }
 
+/// Stores written by earlier releases keep their documents under these names: a kind is never
+/// renamed (that would take a data migration).
+#[test]
+fn the_names_on_disk_never_change() {
+    let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "api",
+            "operation",
+            "api-document",
+            "api-path",
+            "product",
+            "product-api",
+            "product-group",
+            "subscription",
+            "subscription-keys",
+            "subscribe-guard",
+            "named-value",
+            "backend",
+            "certificate",
+            "gateway",
+            "gateway-api",
+            "gateway-keys",
+            "gateway-instance",
+            "gateway-hostname-configuration",
+            "gateway-certificate-authority",
+            "user",
+            "user-credentials",
+            "user-email",
+            "group",
+            "group-user",
+            "policy-global",
+            "policy-product",
+            "policy-api",
+            "policy-operation",
+            "policy-fragment",
+            "portal-settings",
+            "portal-session",
+            "admin-session",
+        ]
+    );
+}
+
 #[test]
 fn parents_are_top_level_kinds() {
     for kind in Kind::ALL {
@@ -115,8 +159,10 @@ fn the_scan_finds_declared_and_literal_kinds() {
     );
 }
 
-/// No data migration: whatever name a crate of the workspace stores documents under, or
-/// declares as a kind, is one the registry knows.
+/// No data migration: whatever name a crate of the workspace declares as a kind, or stores
+/// documents under, is one the registry knows. (The store's calls take a [`Kind`], so a name
+/// reaches the store only through the registry; this catches a kind declared as a string
+/// beside it, as a new resource type might.)
 #[test]
 fn every_kind_named_in_the_workspace_is_registered() {
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -127,20 +173,14 @@ fn every_kind_named_in_the_workspace_is_registered() {
     let this = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/kinds/tests.rs");
     let this = this.canonicalize().unwrap();
     let mut unknown = BTreeSet::new();
-    let mut seen = BTreeSet::new();
     for file in files
         .iter()
         .filter(|f| f.canonicalize().is_ok_and(|f| f != this))
     {
         let text = std::fs::read_to_string(file).unwrap();
         for name in kind_names(&text) {
-            match Kind::from_name(&name) {
-                Some(kind) => {
-                    seen.insert(kind);
-                }
-                None => {
-                    unknown.insert(format!("{name} ({})", file.display()));
-                }
+            if Kind::from_name(&name).is_none() {
+                unknown.insert(format!("{name} ({})", file.display()));
             }
         }
     }
@@ -148,5 +188,4 @@ fn every_kind_named_in_the_workspace_is_registered() {
         unknown.is_empty(),
         "kinds the registry does not know: {unknown:?}"
     );
-    assert!(seen.contains(&Kind::Api) && seen.contains(&Kind::AdminSession));
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use gatehouse_model::telemetry::{Aggregate, Batch, Outcome};
 
 use crate::testdb::{TestDatabase, postgres_server};
-use crate::{Retention, RevisionListener, Store, Wake};
+use crate::{Kind, Retention, RevisionListener, Store, Wake};
 
 async fn database(what: &str) -> Option<TestDatabase> {
     let server = postgres_server(what)?;
@@ -67,7 +67,7 @@ async fn open_at_once(url: &str) {
     // Every replica works on the full schema.
     for (i, s) in stores.iter().enumerate() {
         let mut tx = s.begin().await.unwrap();
-        tx.put("api", "", &format!("a{i}"), "{}").await.unwrap();
+        tx.put(Kind::Api, "", &format!("a{i}"), "{}").await.unwrap();
         tx.commit().await.unwrap();
     }
     assert_eq!(store.revision().await.unwrap(), 8);
@@ -89,7 +89,7 @@ async fn commits_through_one_store_wake_the_listeners_of_the_others() {
     assert_eq!(next(&mut listener).await.unwrap(), Wake::Resync);
 
     let mut tx = a.begin().await.unwrap();
-    tx.put("api", "", "one", "{}").await.unwrap();
+    tx.put(Kind::Api, "", "one", "{}").await.unwrap();
     let started = Instant::now();
     assert_eq!(tx.commit().await.unwrap(), 1);
     assert_eq!(next(&mut listener).await.unwrap(), Wake::Revision(1));
@@ -98,15 +98,15 @@ async fn commits_through_one_store_wake_the_listeners_of_the_others() {
     // Nothing is announced for what bumps no revision, nor for what rolled back: the next
     // wake-up is the next revision.
     let mut tx = a.begin().await.unwrap();
-    tx.put_unversioned("user-credentials", "", "u", "{}")
+    tx.put_unversioned(Kind::UserCredentials, "", "u", "{}")
         .await
         .unwrap();
     assert_eq!(tx.commit().await.unwrap(), 1);
     let mut tx = a.begin().await.unwrap();
-    tx.put("api", "", "gone", "{}").await.unwrap();
+    tx.put(Kind::Api, "", "gone", "{}").await.unwrap();
     drop(tx);
     let mut tx = b.begin().await.unwrap();
-    tx.put("api", "", "two", "{}").await.unwrap();
+    tx.put(Kind::Api, "", "two", "{}").await.unwrap();
     assert_eq!(tx.commit().await.unwrap(), 2);
     assert_eq!(next(&mut listener).await.unwrap(), Wake::Revision(2));
 
@@ -132,7 +132,7 @@ async fn commits_through_one_store_wake_the_listeners_of_the_others() {
         }
     }
     let mut tx = a.begin().await.unwrap();
-    tx.put("api", "", "three", "{}").await.unwrap();
+    tx.put(Kind::Api, "", "three", "{}").await.unwrap();
     assert_eq!(tx.commit().await.unwrap(), 3);
     assert_eq!(next(&mut listener).await.unwrap(), Wake::Revision(3));
 

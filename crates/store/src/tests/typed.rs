@@ -54,7 +54,7 @@ async fn repositories(store: &Store) {
     assert_eq!(revision, 1);
 
     // Stored as the JSON the untyped calls read.
-    let raw = store.get("api", "", "a").await.unwrap().unwrap();
+    let raw = store.get(Kind::Api, "", "a").await.unwrap().unwrap();
     assert_eq!(serde_json::from_str::<Api>(&raw).unwrap(), api("a", "ay2"));
 
     let apis = store.repo::<Api>();
@@ -155,8 +155,8 @@ async fn repositories(store: &Store) {
 async fn an_unreadable_document_is_an_error_naming_it_unless_lenient() {
     for (store, cleanup) in backends().await {
         let mut tx = store.begin().await.unwrap();
-        tx.put("user", "", "broken", "{not json").await.unwrap();
-        tx.put("user", "", "fine", r#"{"id":"fine","email":"a@x.org"}"#)
+        tx.put(Kind::User, "", "broken", "{not json").await.unwrap();
+        tx.put(Kind::User, "", "fine", r#"{"id":"fine","email":"a@x.org"}"#)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -208,7 +208,7 @@ async fn links_join_their_two_sides() {
         // The documents they always were.
         assert_eq!(
             store
-                .get("product-api", "gold", "a")
+                .get(Kind::ProductApi, "gold", "a")
                 .await
                 .unwrap()
                 .as_deref(),
@@ -302,7 +302,7 @@ async fn policies_are_kept_per_scope() {
         tx.commit().await.unwrap();
         assert_eq!(
             store
-                .get("policy-global", "", "policy")
+                .get(Kind::GlobalPolicy, "", "policy")
                 .await
                 .unwrap()
                 .as_deref(),
@@ -310,7 +310,7 @@ async fn policies_are_kept_per_scope() {
         );
         assert_eq!(
             store
-                .get("policy-operation", "a", "put")
+                .get(Kind::OperationPolicy, "a", "put")
                 .await
                 .unwrap()
                 .as_deref(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use gatehouse_store::Kind;
 use gatehouse_tls::testca::TestCa;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -109,7 +110,7 @@ async fn certificates_are_checked_sealed_and_never_shown() {
     // Stored sealed: neither the key nor the chain is readable in the store.
     let stored =
         h.cp.store()
-            .get("certificate", "", "web")
+            .get(Kind::Certificate, "", "web")
             .await
             .unwrap()
             .unwrap();
