@@ -219,8 +219,6 @@ impl Logger {
 }
 
 impl Resource for Logger {
-    const KIND: &'static str = "logger";
-
     fn id(&self) -> &str {
         &self.id
     }

@@ -116,6 +116,7 @@ mod tests {
             ("Group", "group"),
             ("PolicyFragment", "policy-fragment"),
             ("PortalSettings", "portal-settings"),
+            ("Logger", "logger"),
         ];
         let actual: Vec<(&str, &str)> = RESOURCES.iter().map(|(t, k)| (*t, k.name())).collect();
         assert_eq!(actual, expected);

@@ -52,6 +52,7 @@ fn the_names_on_disk_never_change() {
             "policy-api",
             "policy-operation",
             "policy-fragment",
+            "logger",
             "portal-settings",
             "portal-session",
             "admin-session",

@@ -44,7 +44,7 @@ async fn secrets_are_sealed_at_rest_masked_when_read_and_kept_when_sent_back_mas
     // At rest: sealed, the key nowhere in clear.
     let stored = cp
         .store()
-        .get(Kind::Logger.name(), "", "hub")
+        .get(Kind::Logger, "", "hub")
         .await
         .unwrap()
         .unwrap();
