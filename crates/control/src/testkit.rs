@@ -1,5 +1,6 @@
-//! What the control plane's unit tests share: a control plane of its own, on a fresh SQLite
-//! store in a temporary directory, or on a given store (several replicas on one database).
+//! What the control plane's unit tests share: a control plane of its own, on a fresh in-memory
+//! store (tests of what is stored, not of SQL), on a fresh SQLite store in a temporary
+//! directory, or on a given store (several replicas on one database).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,8 +27,15 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// A control plane whose data lives in a new directory named after `tag`.
+/// A control plane on a new in-memory store, with its admin token and secret key in a new
+/// directory named after `tag`.
 pub async fn open(tag: &str) -> TestControl {
+    open_on(gatehouse_store::Store::memory(), temp_dir(tag)).await
+}
+
+/// A control plane whose data lives in a new directory named after `tag`, in SQLite: other
+/// stores can open it there.
+pub async fn open_sqlite(tag: &str) -> TestControl {
     let dir = temp_dir(tag);
     let store = gatehouse_store::Store::open_sqlite_dir(&dir).await.unwrap();
     open_on(store, dir).await

@@ -1,6 +1,7 @@
-//! The incremental compile against the full one: random changes to a real store, and after
-//! every few revisions the updated snapshot must equal a fresh full compile, and the delta it
-//! returned must turn the previous snapshot into the new one.
+//! The incremental compile against the full one: random changes to a store (the in-memory
+//! backend, which behaves as the SQL ones do), and after every few revisions the updated
+//! snapshot must equal a fresh full compile, and the delta it returned must turn the previous
+//! snapshot into the new one.
 
 use proptest::prelude::*;
 use serde_json::json;
@@ -434,6 +435,7 @@ fn sorted(mut s: Snapshot) -> Snapshot {
     s
 }
 
+/// A fresh in-memory store, and a sealer whose key lives in a new directory.
 async fn temp_store() -> (Store, Sealer, std::path::PathBuf) {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -442,7 +444,7 @@ async fn temp_store() -> (Store, Sealer, std::path::PathBuf) {
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let store = Store::open_sqlite_dir(&dir).await.unwrap();
+    let store = Store::memory();
     let sealer = Sealer::load(None, &dir.join("secret.key")).unwrap();
     (store, sealer, dir)
 }

@@ -140,7 +140,7 @@ async fn deleting_a_gateway_frees_its_compiled_snapshot_and_refusal_counts() {
 async fn a_gateway_deleted_through_another_control_plane_is_dropped_from_the_change_log() {
     // Two control planes on one SQLite file: the second deletes, and the first hears of the
     // revision as its listener would tell it (SQLite has none; PostgreSQL is tested below).
-    let a = testkit::open("follow-replica").await;
+    let a = testkit::open_sqlite("follow-replica").await;
     let store = gatehouse_store::Store::open_sqlite_dir(&a.dir)
         .await
         .unwrap();
