@@ -69,6 +69,10 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// Another write transaction stayed open too long (the in-memory store's; SQLite reports
+    /// its own as a database error).
+    #[error("the store is busy: another write transaction stayed open for {0:?}")]
+    Busy(std::time::Duration),
     #[error("store migration {version} failed: {source}")]
     Migration {
         version: i64,
@@ -231,7 +235,7 @@ impl Store {
     pub async fn begin(&self) -> Result<Tx> {
         let inner = match &self.backend {
             Backend::Sql(sql) => TxInner::Sql(sql.begin().await?),
-            Backend::Memory(memory) => TxInner::Memory(memory.begin().await),
+            Backend::Memory(memory) => TxInner::Memory(memory.begin().await?),
         };
         Ok(Tx {
             inner,
@@ -242,6 +246,14 @@ impl Store {
     pub async fn close(&self) {
         if let Backend::Sql(sql) = &self.backend {
             sql.close().await;
+        }
+    }
+
+    /// A memory store whose write transactions wait `busy` for the one before them.
+    #[cfg(test)]
+    pub(crate) fn memory_with_busy_timeout(busy: std::time::Duration) -> Self {
+        Self {
+            backend: Backend::Memory(Arc::new(memory::Memory::with_busy_timeout(busy))),
         }
     }
 

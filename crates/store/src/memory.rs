@@ -4,8 +4,9 @@
 //!
 //! It behaves as the SQL backends do (the store's tests run one body on every backend):
 //! - One write transaction at a time, as on SQLite: [`Memory::begin`] waits for the previous
-//!   one to end. Its writes are kept apart until it commits, so readers outside it see the
-//!   store as committed, and dropping it rolls back.
+//!   one to end, as long as SQLite's busy timeout, then gives up ([`StoreError::Busy`]). Its
+//!   writes are kept apart until it commits, so readers outside it see the store as committed,
+//!   and dropping it rolls back.
 //! - A commit applies the writes, and bumps the revision and logs the touched documents when
 //!   there are any, all at once.
 //! - Listings are ordered as SQLite orders them (by byte value).
@@ -17,7 +18,10 @@ use gatehouse_model::telemetry::{Aggregate, Batch, Sample};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::telemetry::{Ingested, Pruned, Retention, row_key};
-use crate::{CHANGE_LOG_REVISIONS, Change, Document};
+use crate::{CHANGE_LOG_REVISIONS, Change, Document, Result, StoreError};
+
+/// How long a write transaction waits for the one before it to end: SQLite's busy timeout.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `(kind, parent, id)`.
 type Key = (String, String, String);
@@ -26,11 +30,17 @@ type Key = (String, String, String);
 /// product or subscription: empty).
 type MinuteKey = (i64, String, String, String, String, String);
 
-#[derive(Default)]
 pub(crate) struct Memory {
     state: Mutex<State>,
     /// Held by the open write transaction.
     writer: Arc<tokio::sync::Mutex<()>>,
+    busy_timeout: std::time::Duration,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Self::with_busy_timeout(BUSY_TIMEOUT)
+    }
 }
 
 #[derive(Default)]
@@ -102,6 +112,14 @@ fn key(kind: &str, parent: &str, id: &str) -> Key {
 }
 
 impl Memory {
+    pub(crate) fn with_busy_timeout(busy_timeout: std::time::Duration) -> Self {
+        Self {
+            state: Mutex::default(),
+            writer: Arc::default(),
+            busy_timeout,
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding the lock, so a poisoned state is still consistent.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -166,13 +184,15 @@ impl Memory {
     }
 
     /// Starts a write transaction, once the previous one has ended.
-    pub(crate) async fn begin(self: &Arc<Self>) -> MemoryTx {
-        let writer = self.writer.clone().lock_owned().await;
-        MemoryTx {
+    pub(crate) async fn begin(self: &Arc<Self>) -> Result<MemoryTx> {
+        let writer = tokio::time::timeout(self.busy_timeout, self.writer.clone().lock_owned())
+            .await
+            .map_err(|_| StoreError::Busy(self.busy_timeout))?;
+        Ok(MemoryTx {
             memory: self.clone(),
             _writer: writer,
             writes: BTreeMap::new(),
-        }
+        })
     }
 
     pub(crate) fn ingest_telemetry(

@@ -422,6 +422,26 @@ async fn deleting_the_children_of_a_document_follows_the_registry() {
 }
 
 #[tokio::test]
+async fn a_memory_transaction_waits_for_the_one_before_and_gives_up_in_time() {
+    let store = Store::memory_with_busy_timeout(std::time::Duration::from_millis(300));
+    let first = store.begin().await.unwrap();
+    // Ended while the second waits: the second goes on.
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { store.begin().await.map(drop) }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    drop(first);
+    waiting.await.unwrap().unwrap();
+    // Never ended: the second gives up with an error, rather than waiting for ever.
+    let _held = store.begin().await.unwrap();
+    match store.begin().await {
+        Err(StoreError::Busy(_)) => {}
+        other => panic!("expected Busy, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn memory_stores_are_separate_and_shared_by_clones() {
     let (one, two) = (Store::memory(), Store::memory());
     let mut tx = one.begin().await.unwrap();
