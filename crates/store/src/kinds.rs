@@ -121,7 +121,8 @@ kinds! {
     OperationPolicy = "policy-operation", parent: Some(Kind::Api), snapshot: true;
     /// A policy fragment.
     PolicyFragment = "policy-fragment", parent: None, snapshot: true;
-    /// A logger (an Event Hubs or HTTP sink) that `log-to-eventhub` sends to, secrets sealed.
+    /// A logger (Azure Event Hubs, or an `http` or `otlp` sink) that `log-to-eventhub` sends
+    /// to; its secrets sealed.
     Logger = "logger", parent: None, snapshot: true;
     /// The developer portal's branding: one document.
     PortalSettings = "portal-settings", parent: None, snapshot: false;
