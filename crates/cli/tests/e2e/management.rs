@@ -412,13 +412,20 @@ async fn bad_input_gets_400_with_details() {
         assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
     }
 
-    // Two APIs cannot share a path.
+    // Two APIs cannot share a path: the second is a conflict with the first (409).
     gh.ok("PUT", "/mgmt/apis/first", Some(json!({"path": "same"})))
         .await;
     let (status, answer) = gh
         .mgmt("PUT", "/mgmt/apis/second", Some(json!({"path": "SAME"})))
         .await;
-    assert_eq!(status, 400, "{answer}");
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "Conflict", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("'first'")),
+        "{answer}"
+    );
 
     // A broken OpenAPI document says where.
     let (status, answer) = gh.mgmt("PUT", "/mgmt/apis/broken", Some(json!({

@@ -33,14 +33,11 @@ async fn claim_path(tx: &mut Tx, api: &Api) -> ApiResult<()> {
     if let Some(PathOwner(owner)) = owner
         && owner != api.id
     {
-        return Err(ValidationError::one(
-            "path",
-            format!(
-                "'{}' is already the path of API '{owner}'; choose another path",
-                api.path
-            ),
-        )
-        .into());
+        // Another API holds it: a conflict with the store's state (409), not a malformed path.
+        return Err(ApiError::Conflict(format!(
+            "'{}' is already the path of API '{owner}'; choose another path",
+            api.path
+        )));
     }
     if let Some(previous) = tx.repo::<Api>().get("", &api.id).await? {
         release_path(tx, &previous).await?;
@@ -114,7 +111,8 @@ pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<Api>> {
 #[utoipa::path(put, path = "/mgmt/apis/{apiId}", tag = "apis",
     params(("apiId" = String, Path)), request_body = Api,
     responses((status = 200, body = Api), (status = 201, body = Api),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "Another API has the path")),
     security(("admin" = [])))]
 pub async fn put(
     cp: Cp,
@@ -184,7 +182,8 @@ pub async fn put(
 #[utoipa::path(patch, path = "/mgmt/apis/{apiId}", tag = "apis",
     params(("apiId" = String, Path)), request_body = Api,
     responses((status = 200, body = Api), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "Another API has the path")),
     security(("admin" = [])))]
 pub async fn patch(
     cp: Cp,
