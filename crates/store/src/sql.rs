@@ -16,6 +16,16 @@ use sqlx::{AnyPool, Row};
 use crate::{CHANGE_LOG_REVISIONS, Change, Document, Result, RevisionListener, StoreError};
 use crate::{migrations, revisions};
 
+/// The statements the pool and a transaction both run.
+const GET_DOCUMENT: &str =
+    "SELECT body FROM gh_documents WHERE kind = $1 AND parent = $2 AND id = $3";
+const LIST_UNDER: &str =
+    "SELECT parent, id, body FROM gh_documents WHERE kind = $1 AND parent = $2 ORDER BY id";
+const LIST_ALL: &str =
+    "SELECT parent, id, body FROM gh_documents WHERE kind = $1 ORDER BY parent, id";
+const UPSERT_DOCUMENT: &str = "INSERT INTO gh_documents (kind, parent, id, body) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (kind, parent, id) DO UPDATE SET body = excluded.body";
+
 /// A store in a database.
 #[derive(Clone)]
 pub(crate) struct Sql {
@@ -132,14 +142,12 @@ impl Sql {
     }
 
     pub(crate) async fn get(&self, kind: &str, parent: &str, id: &str) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT body FROM gh_documents WHERE kind = $1 AND parent = $2 AND id = $3",
-        )
-        .bind(kind)
-        .bind(parent)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(GET_DOCUMENT)
+            .bind(kind)
+            .bind(parent)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(match row {
             Some(r) => Some(r.try_get::<String, _>(0)?),
             None => None,
@@ -147,23 +155,19 @@ impl Sql {
     }
 
     pub(crate) async fn list(&self, kind: &str, parent: &str) -> Result<Vec<Document>> {
-        let rows = sqlx::query(
-            "SELECT parent, id, body FROM gh_documents WHERE kind = $1 AND parent = $2 ORDER BY id",
-        )
-        .bind(kind)
-        .bind(parent)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(LIST_UNDER)
+            .bind(kind)
+            .bind(parent)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(document).collect()
     }
 
     pub(crate) async fn list_all(&self, kind: &str) -> Result<Vec<Document>> {
-        let rows = sqlx::query(
-            "SELECT parent, id, body FROM gh_documents WHERE kind = $1 ORDER BY parent, id",
-        )
-        .bind(kind)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(LIST_ALL)
+            .bind(kind)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(document).collect()
     }
 
@@ -185,16 +189,13 @@ impl Sql {
         id: &str,
         body: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO gh_documents (kind, parent, id, body) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (kind, parent, id) DO UPDATE SET body = excluded.body",
-        )
-        .bind(kind)
-        .bind(parent)
-        .bind(id)
-        .bind(body)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(UPSERT_DOCUMENT)
+            .bind(kind)
+            .bind(parent)
+            .bind(id)
+            .bind(body)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -233,14 +234,12 @@ impl SqlTx {
         parent: &str,
         id: &str,
     ) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT body FROM gh_documents WHERE kind = $1 AND parent = $2 AND id = $3",
-        )
-        .bind(kind)
-        .bind(parent)
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
+        let row = sqlx::query(GET_DOCUMENT)
+            .bind(kind)
+            .bind(parent)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
         Ok(match row {
             Some(r) => Some(r.try_get::<String, _>(0)?),
             None => None,
@@ -254,16 +253,13 @@ impl SqlTx {
         id: &str,
         body: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO gh_documents (kind, parent, id, body) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (kind, parent, id) DO UPDATE SET body = excluded.body",
-        )
-        .bind(kind)
-        .bind(parent)
-        .bind(id)
-        .bind(body)
-        .execute(&mut *self.tx)
-        .await?;
+        sqlx::query(UPSERT_DOCUMENT)
+            .bind(kind)
+            .bind(parent)
+            .bind(id)
+            .bind(body)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -301,23 +297,19 @@ impl SqlTx {
     }
 
     pub(crate) async fn list(&mut self, kind: &str, parent: &str) -> Result<Vec<Document>> {
-        let rows = sqlx::query(
-            "SELECT parent, id, body FROM gh_documents WHERE kind = $1 AND parent = $2 ORDER BY id",
-        )
-        .bind(kind)
-        .bind(parent)
-        .fetch_all(&mut *self.tx)
-        .await?;
+        let rows = sqlx::query(LIST_UNDER)
+            .bind(kind)
+            .bind(parent)
+            .fetch_all(&mut *self.tx)
+            .await?;
         rows.iter().map(document).collect()
     }
 
     pub(crate) async fn list_all(&mut self, kind: &str) -> Result<Vec<Document>> {
-        let rows = sqlx::query(
-            "SELECT parent, id, body FROM gh_documents WHERE kind = $1 ORDER BY parent, id",
-        )
-        .bind(kind)
-        .fetch_all(&mut *self.tx)
-        .await?;
+        let rows = sqlx::query(LIST_ALL)
+            .bind(kind)
+            .fetch_all(&mut *self.tx)
+            .await?;
         rows.iter().map(document).collect()
     }
 
