@@ -1,4 +1,5 @@
-//! Management API errors and the one place they become responses.
+//! Management API errors and the one place they become responses: the HTTP edge of the
+//! service layer's [`crate::service::ServiceError`].
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -21,6 +22,19 @@ pub enum ApiError {
     Store(#[from] gatehouse_store::StoreError),
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError as S;
+        match e {
+            S::Invalid(v) => Self::Validation(v),
+            S::NotFound(m) => Self::NotFound(m),
+            S::Conflict(m) => Self::Conflict(m),
+            S::Store(e) => Self::Store(e),
+            S::Internal(m) => Self::Internal(m),
+        }
+    }
 }
 
 impl ApiError {

@@ -24,6 +24,7 @@ mod link;
 mod reference;
 mod schemas;
 pub mod secrets;
+pub mod service;
 mod telemetry;
 #[cfg(test)]
 mod testkit;
@@ -320,7 +321,7 @@ impl ControlPlane {
     /// Commits a transaction and announces the new revision, for callers outside the
     /// management API (the developer portal's accounts) whose changes must be published too.
     pub async fn commit(&self, tx: gatehouse_store::Tx) -> Result<u64, ApiError> {
-        handlers::commit(self, tx).await
+        Ok(service::commit(self, tx).await?)
     }
 
     /// Creates a subscription with fresh keys, as `PUT /mgmt/subscriptions/{id}` does,
@@ -395,7 +396,7 @@ impl ControlPlane {
     /// as `GET /mgmt/gateways/{id}/status` computes it, ordered by gateway id.
     pub async fn fleet_status(&self) -> Result<(u64, Vec<FleetEntry>), ApiError> {
         let current = self.store.revision().await?;
-        let gateways = handlers::load_all::<Gateway>(self, "").await?;
+        let gateways = service::load_all::<Gateway>(self, "").await?;
         let mut fleet = Vec::with_capacity(gateways.len());
         for gateway in gateways {
             let status =

@@ -24,14 +24,15 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use gatehouse_model::ValidationError;
-use gatehouse_model::resources::{Resource, validate_id};
-use gatehouse_store::{Kind, Record, Tx};
-use serde_json::Value;
+use gatehouse_model::resources::Resource;
+use gatehouse_store::Record;
 
 use crate::ControlPlane;
 use crate::error::{ApiError, ApiResult};
 use crate::http::require_admin;
+pub(crate) use crate::service::{
+    check_id, commit, label, load, load_all, load_opt, merge, merge_unchecked, prepare, save,
+};
 
 pub type Cp = axum::extract::State<Arc<ControlPlane>>;
 
@@ -254,43 +255,6 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
     mgmt.with_state(cp)
 }
 
-/// A human name for a kind in messages.
-pub(crate) fn label(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Api => "API",
-        Kind::Operation => "Operation",
-        Kind::Product => "Product",
-        Kind::Subscription => "Subscription",
-        Kind::NamedValue => "Named value",
-        Kind::Backend => "Backend",
-        Kind::Gateway => "Gateway",
-        Kind::User => "User",
-        Kind::Group => "Group",
-        Kind::Logger => "Logger",
-        other => other.name(),
-    }
-}
-
-pub(crate) async fn load_opt<R: Resource + Record>(
-    cp: &ControlPlane,
-    parent: &str,
-    id: &str,
-) -> ApiResult<Option<R>> {
-    Ok(cp.store().repo::<R>().get(parent, id).await?)
-}
-
-pub(crate) async fn load<R: Resource + Record>(
-    cp: &ControlPlane,
-    parent: &str,
-    id: &str,
-) -> ApiResult<R> {
-    let kind = R::KIND;
-    check_id(kind, id)?;
-    load_opt(cp, parent, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(label(kind), id))
-}
-
 /// A page of a gateway's child resources of kind `R`, listed at
 /// `/mgmt/gateways/{gateway}/{segment}`; 404 when the gateway does not exist.
 pub(crate) async fn list_gateway_children<R: Resource + Record>(
@@ -317,106 +281,6 @@ pub(crate) async fn delete_gateway_child<R: Resource + Record>(
     }
     commit(cp, tx).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-pub(crate) async fn load_all<R: Resource + Record>(
-    cp: &ControlPlane,
-    parent: &str,
-) -> ApiResult<Vec<R>> {
-    Ok(cp.store().repo::<R>().list(parent).await?)
-}
-
-/// Checks an id from the path; the message names it `{kind}Id`, as the path does.
-pub(crate) fn check_id(kind: Kind, id: &str) -> ApiResult<()> {
-    let what = match kind {
-        Kind::NamedValue => "namedValue",
-        other => other.name(),
-    };
-    validate_id(what, id).map_err(ApiError::from)
-}
-
-/// Gives a parsed body its id from the path and validates it.
-pub(crate) fn prepare<R: Resource + Record>(mut resource: R, id: &str) -> ApiResult<R> {
-    check_id(R::KIND, id)?;
-    resource.set_id(id.to_owned());
-    resource.normalize()?;
-    Ok(resource)
-}
-
-/// Applies a JSON merge patch (RFC 7386) to a resource and validates the result.
-pub(crate) fn merge<R: Resource>(existing: &R, patch: Value) -> ApiResult<R> {
-    let mut merged = merge_unchecked(existing, patch)?;
-    merged.normalize()?;
-    Ok(merged)
-}
-
-/// [`merge`] without the validation, for a caller that completes the result first.
-pub(crate) fn merge_unchecked<R: Resource>(existing: &R, mut patch: Value) -> ApiResult<R> {
-    if !patch.is_object() {
-        return Err(ValidationError::one("body", "a PATCH body must be a JSON object").into());
-    }
-    // `8080.0` is the integer 8080 in JSON; the resources' integer fields take it so.
-    crate::http::integral_numbers(&mut patch);
-    let mut value = serde_json::to_value(existing)
-        .map_err(|e| ApiError::Internal(format!("cannot encode: {e}")))?;
-    // `null` for a member the resource does not have would merge into nothing; it is still a
-    // member the resource does not know, as it would be with any other value.
-    if let (Value::Object(members), Value::Object(current)) = (&patch, &value) {
-        for (name, _) in members
-            .iter()
-            .filter(|(name, v)| v.is_null() && !current.contains_key(*name))
-        {
-            let probe = Value::Object([(name.clone(), Value::Null)].into_iter().collect());
-            if let Err(e) = serde_json::from_value::<R>(probe)
-                && e.to_string().contains("unknown field")
-            {
-                return Err(ValidationError::one(
-                    name.as_str(),
-                    format!("is not a member of this resource: {e}"),
-                )
-                .into());
-            }
-        }
-    }
-    merge_value(&mut value, patch);
-    if let Value::Object(map) = &mut value {
-        map.remove("id");
-    }
-    let mut merged: R = serde_json::from_value(value).map_err(|e| {
-        ValidationError::one("body", format!("the patched resource is not valid: {e}"))
-    })?;
-    merged.set_id(existing.id().to_owned());
-    Ok(merged)
-}
-
-fn merge_value(target: &mut Value, patch: Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(&k);
-                } else {
-                    merge_value(t.entry(k).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p,
-    }
-}
-
-pub(crate) async fn save<R: Resource + Record>(
-    tx: &mut Tx,
-    parent: &str,
-    resource: &R,
-) -> ApiResult<bool> {
-    Ok(tx.repo::<R>().put(parent, resource.id(), resource).await?)
-}
-
-/// Commits and tells subscribers about the new revision.
-pub(crate) async fn commit(cp: &ControlPlane, tx: Tx) -> ApiResult<u64> {
-    let revision = tx.commit().await?;
-    cp.published(revision);
-    Ok(revision)
 }
 
 pub(crate) fn saved<R>(created: bool, resource: R) -> (StatusCode, Json<R>) {

@@ -163,7 +163,7 @@ pub(crate) async fn create_for_user(
         Scope::Api(_) | Scope::AllApis => None,
     };
     store_subscription(cp, sub, None, limit).await?;
-    load::<Subscription>(cp, "", &id).await
+    Ok(load::<Subscription>(cp, "", &id).await?)
 }
 
 /// Saves a subscription and (re)places its keys: given ones, kept ones, or fresh ones. With
