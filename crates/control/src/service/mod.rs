@@ -9,6 +9,9 @@
 //! What every resource shares lives in this file: loading by id, validating a new resource,
 //! merging a JSON merge patch, saving and committing.
 
+pub mod portal_settings;
+pub mod reports;
+
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{Resource, validate_id};
 use gatehouse_store::{Kind, Record, Tx};
