@@ -141,7 +141,7 @@ impl ControlPlane {
         if let Err(e) = handlers::apis::index_paths(&store).await {
             tracing::error!(error = %e, "cannot index the API paths");
         }
-        if let Err(e) = handlers::users::index_emails(&store).await {
+        if let Err(e) = service::users::index_emails(&store).await {
             tracing::error!(error = %e, "cannot index the user emails");
         }
         let revision = store.revision().await?;

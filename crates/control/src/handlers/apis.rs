@@ -176,7 +176,10 @@ pub async fn put(
             .await?;
     }
     commit(&cp, tx).await?;
-    Ok(saved(created, api))
+    Ok(saved(super::Saved {
+        created,
+        value: api,
+    }))
 }
 
 #[utoipa::path(patch, path = "/mgmt/apis/{apiId}", tag = "apis",
@@ -290,7 +293,10 @@ pub async fn put_operation(
     let mut tx = cp.store().begin().await?;
     let created = save(&mut tx, &api, &operation).await?;
     commit(&cp, tx).await?;
-    Ok(saved(created, operation))
+    Ok(saved(super::Saved {
+        created,
+        value: operation,
+    }))
 }
 
 #[utoipa::path(patch, path = "/mgmt/apis/{apiId}/operations/{operationId}", tag = "apis",

@@ -186,7 +186,10 @@ pub async fn put(
     check_references(&cp, &resource).await?;
     let created = save(&mut tx, "", &resource).await?;
     commit(&cp, tx).await?;
-    Ok(saved(created, resource))
+    Ok(saved(super::Saved {
+        created,
+        value: resource,
+    }))
 }
 
 #[utoipa::path(patch, path = "/mgmt/backends/{backendId}", tag = "backends",

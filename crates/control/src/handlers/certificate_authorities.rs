@@ -95,7 +95,7 @@ pub async fn put(
     }
     let created = save(&mut tx, &gateway, &ca).await?;
     commit(&cp, tx).await?;
-    Ok(saved(created, ca))
+    Ok(saved(super::Saved { created, value: ca }))
 }
 
 #[utoipa::path(delete, path = "/mgmt/gateways/{gatewayId}/certificateAuthorities/{certificateId}",

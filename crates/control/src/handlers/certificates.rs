@@ -215,7 +215,10 @@ pub async fn put(
     };
     let created = tx.repo::<StoredCertificate>().put("", &id, &stored).await?;
     commit(&cp, tx).await?;
-    Ok(saved(created, shown))
+    Ok(saved(super::Saved {
+        created,
+        value: shown,
+    }))
 }
 
 /// `gateway/hostnameConfiguration` of every hostname configuration that serves `id`.

@@ -87,7 +87,10 @@ pub async fn add_api(
     let mut tx = cp.store().begin().await?;
     let created = tx.links(Link::GatewayApi).add(&gateway, &api.id).await?;
     commit(&cp, tx).await?;
-    Ok(saved(created, api))
+    Ok(saved(super::Saved {
+        created,
+        value: api,
+    }))
 }
 
 #[utoipa::path(delete, path = "/mgmt/gateways/{gatewayId}/apis/{apiId}", tag = "gateways",

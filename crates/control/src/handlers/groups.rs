@@ -59,7 +59,10 @@ pub async fn add_user(
     let mut tx = cp.store().begin().await?;
     let created = tx.links(Link::GroupUser).add(&group, &user.id).await?;
     commit(&cp, tx).await?;
-    Ok(saved(created, user))
+    Ok(saved(super::Saved {
+        created,
+        value: user,
+    }))
 }
 
 #[utoipa::path(delete, path = "/mgmt/groups/{groupId}/users/{userId}", tag = "groups",
@@ -123,7 +126,10 @@ pub async fn add_product_group(
         .add(&product, &group.id)
         .await?;
     commit(&cp, tx).await?;
-    Ok(saved(created, group))
+    Ok(saved(super::Saved {
+        created,
+        value: group,
+    }))
 }
 
 #[utoipa::path(delete, path = "/mgmt/products/{productId}/groups/{groupId}", tag = "products",

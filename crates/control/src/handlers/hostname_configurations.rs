@@ -127,7 +127,7 @@ pub async fn put(
     }
     let created = save(&mut tx, &gateway, &hc).await?;
     commit(&cp, tx).await?;
-    Ok(saved(created, hc))
+    Ok(saved(super::Saved { created, value: hc }))
 }
 
 #[utoipa::path(delete, path = "/mgmt/gateways/{gatewayId}/hostnameConfigurations/{hcId}",

@@ -122,7 +122,10 @@ pub async fn put(
     let mut tx = cp.store().begin().await?;
     let created = save(&mut tx, "", &seal(&cp, logger.clone())?).await?;
     commit(&cp, tx).await?;
-    Ok(saved(created, logger.masked()))
+    Ok(saved(super::Saved {
+        created,
+        value: logger.masked(),
+    }))
 }
 
 #[utoipa::path(patch, path = "/mgmt/loggers/{loggerId}", tag = "loggers",

@@ -31,7 +31,7 @@ use crate::ControlPlane;
 use crate::error::{ApiError, ApiResult};
 use crate::http::require_admin;
 pub(crate) use crate::service::{
-    check_id, commit, label, load, load_all, load_opt, merge, merge_unchecked, prepare, save,
+    Saved, check_id, commit, label, load, load_all, load_opt, merge, merge_unchecked, prepare, save,
 };
 
 pub type Cp = axum::extract::State<Arc<ControlPlane>>;
@@ -283,13 +283,14 @@ pub(crate) async fn delete_gateway_child<R: Resource + Record>(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(crate) fn saved<R>(created: bool, resource: R) -> (StatusCode, Json<R>) {
-    let status = if created {
+/// 201 with the resource when the service created it, 200 when it replaced one.
+pub(crate) fn saved<R>(saved: Saved<R>) -> (StatusCode, Json<R>) {
+    let status = if saved.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    (status, Json(resource))
+    (status, Json(saved.value))
 }
 
 /// Generates list/get/put/patch/delete handlers for a top-level resource with no special
@@ -357,7 +358,10 @@ macro_rules! simple_crud {
             let mut tx = cp.store().begin().await?;
             let created = crate::handlers::save(&mut tx, "", &resource).await?;
             crate::handlers::commit(&cp, tx).await?;
-            Ok(crate::handlers::saved(created, resource))
+            Ok(crate::handlers::saved(crate::handlers::Saved {
+                created,
+                value: resource,
+            }))
         }
 
         #[utoipa::path(patch, path = $item, tag = $tag, params(($param = String, Path)),

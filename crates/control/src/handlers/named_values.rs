@@ -87,7 +87,10 @@ pub async fn put(
     let mut tx = cp.store().begin().await?;
     let created = save(&mut tx, "", &seal(&cp, nv.clone())?).await?;
     commit(&cp, tx).await?;
-    Ok(saved(created, present(nv)))
+    Ok(saved(super::Saved {
+        created,
+        value: present(nv),
+    }))
 }
 
 #[utoipa::path(patch, path = "/mgmt/named-values/{namedValueId}", tag = "named-values",

@@ -196,7 +196,10 @@ pub async fn put(
     let mut tx = cp.store().begin().await?;
     let created = save(&mut tx, "", &fragment).await?;
     commit(&cp, tx).await?;
-    Ok(saved(created, fragment))
+    Ok(saved(super::Saved {
+        created,
+        value: fragment,
+    }))
 }
 
 #[utoipa::path(delete, path = "/mgmt/policy-fragments/{fragmentId}", tag = "policy-fragments",

@@ -56,7 +56,10 @@ pub async fn add_api(
     let mut tx = cp.store().begin().await?;
     let created = tx.links(Link::ProductApi).add(&product, &api.id).await?;
     commit(&cp, tx).await?;
-    Ok(saved(created, api))
+    Ok(saved(super::Saved {
+        created,
+        value: api,
+    }))
 }
 
 #[utoipa::path(delete, path = "/mgmt/products/{productId}/apis/{apiId}", tag = "products",

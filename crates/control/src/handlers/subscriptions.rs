@@ -234,7 +234,10 @@ pub async fn put(
     let previous = load_opt::<Subscription>(&cp, "", &id).await?;
     let created = store_subscription(&cp, sub, previous.as_ref(), None).await?;
     let stored = load::<Subscription>(&cp, "", &id).await?;
-    Ok(saved(created, stored))
+    Ok(saved(super::Saved {
+        created,
+        value: stored,
+    }))
 }
 
 #[utoipa::path(patch, path = "/mgmt/subscriptions/{subscriptionId}", tag = "subscriptions",

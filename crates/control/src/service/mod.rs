@@ -11,6 +11,7 @@
 
 pub mod portal_settings;
 pub mod reports;
+pub mod users;
 
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{Resource, validate_id};
@@ -48,6 +49,14 @@ impl ServiceError {
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// What a create-or-replace stored, and whether it was new (the HTTP edge answers 201 then,
+/// 200 otherwise).
+#[derive(Debug)]
+pub struct Saved<T> {
+    pub created: bool,
+    pub value: T,
+}
 
 /// A human name for a kind in messages.
 pub(crate) fn label(kind: Kind) -> &'static str {
