@@ -419,7 +419,7 @@ impl ControlPlane {
 
     /// Makes sure the built-in gateway resource exists (for `gatehouse up`).
     pub async fn ensure_built_in_gateway(&self) -> Result<(), ApiError> {
-        handlers::gateways::ensure_built_in(self).await
+        Ok(service::gateways::ensure_built_in(self).await?)
     }
 }
 

@@ -294,28 +294,19 @@ pub(crate) fn saved<R>(saved: Saved<R>) -> (StatusCode, Json<R>) {
 }
 
 /// Generates list/get/put/patch/delete handlers for a top-level resource with no special
-/// rules, each documented for the OpenAPI description. Deleting one deletes the documents the
-/// registry of kinds puts under it, and the `linked` links that point at it.
+/// rules, each documented for the OpenAPI description, over the functions of the same names
+/// in `crate::service::<service>` (which say what deleting one takes with it).
+// Laid out by hand: inside a macro, rustfmt pushes the attributes' continuation lines far
+// right.
+#[rustfmt::skip]
 macro_rules! simple_crud {
     (
         type: $ty:ty,
+        service: $svc:ident,
         tag: $tag:literal,
         collection: $coll:literal,
         item: $item:literal,
         param: $param:literal
-    ) => {
-        crate::handlers::simple_crud! {
-            type: $ty, tag: $tag, collection: $coll, item: $item, param: $param,
-            linked: []
-        }
-    };
-    (
-        type: $ty:ty,
-        tag: $tag:literal,
-        collection: $coll:literal,
-        item: $item:literal,
-        param: $param:literal,
-        linked: [$($link:expr),*]
     ) => {
         #[utoipa::path(get, path = $coll, tag = $tag, params(crate::http::Paging),
             responses((status = 200, body = Collection<$ty>),
@@ -326,7 +317,7 @@ macro_rules! simple_crud {
             cp: crate::handlers::Cp,
             crate::http::Query(paging): crate::http::Query<crate::http::Paging>,
         ) -> crate::error::ApiResult<axum::Json<gatehouse_model::resources::Collection<$ty>>> {
-            let items = crate::handlers::load_all::<$ty>(&cp, "").await?;
+            let items = crate::service::$svc::list(&cp).await?;
             Ok(axum::Json(paging.page($coll, items)?))
         }
 
@@ -340,7 +331,7 @@ macro_rules! simple_crud {
             cp: crate::handlers::Cp,
             crate::http::Path(id): crate::http::Path<String>,
         ) -> crate::error::ApiResult<axum::Json<$ty>> {
-            Ok(axum::Json(crate::handlers::load::<$ty>(&cp, "", &id).await?))
+            Ok(axum::Json(crate::service::$svc::get(&cp, &id).await?))
         }
 
         #[utoipa::path(put, path = $item, tag = $tag, params(($param = String, Path)),
@@ -354,14 +345,9 @@ macro_rules! simple_crud {
             crate::http::Path(id): crate::http::Path<String>,
             crate::http::JsonBody(body): crate::http::JsonBody<$ty>,
         ) -> crate::error::ApiResult<(axum::http::StatusCode, axum::Json<$ty>)> {
-            let resource = crate::handlers::prepare(body, &id)?;
-            let mut tx = cp.store().begin().await?;
-            let created = crate::handlers::save(&mut tx, "", &resource).await?;
-            crate::handlers::commit(&cp, tx).await?;
-            Ok(crate::handlers::saved(crate::handlers::Saved {
-                created,
-                value: resource,
-            }))
+            Ok(crate::handlers::saved(
+                crate::service::$svc::put(&cp, &id, body).await?,
+            ))
         }
 
         #[utoipa::path(patch, path = $item, tag = $tag, params(($param = String, Path)),
@@ -376,12 +362,9 @@ macro_rules! simple_crud {
             crate::http::Path(id): crate::http::Path<String>,
             crate::http::JsonBody(body): crate::http::JsonBody<serde_json::Value>,
         ) -> crate::error::ApiResult<axum::Json<$ty>> {
-            let existing = crate::handlers::load::<$ty>(&cp, "", &id).await?;
-            let resource = crate::handlers::merge(&existing, body)?;
-            let mut tx = cp.store().begin().await?;
-            crate::handlers::save(&mut tx, "", &resource).await?;
-            crate::handlers::commit(&cp, tx).await?;
-            Ok(axum::Json(resource))
+            Ok(axum::Json(
+                crate::service::$svc::patch(&cp, &id, body).await?,
+            ))
         }
 
         #[utoipa::path(delete, path = $item, tag = $tag, params(($param = String, Path)),
@@ -394,19 +377,7 @@ macro_rules! simple_crud {
             cp: crate::handlers::Cp,
             crate::http::Path(id): crate::http::Path<String>,
         ) -> crate::error::ApiResult<axum::http::StatusCode> {
-            let kind = <$ty as gatehouse_store::Record>::KIND;
-            crate::handlers::check_id(kind, &id)?;
-            let mut tx = cp.store().begin().await?;
-            if !tx.repo::<$ty>().delete("", &id).await? {
-                return Err(crate::error::ApiError::not_found(
-                    crate::handlers::label(kind),
-                    &id,
-                ));
-            }
-            // What lives under it goes with it (the registry says what); links to it too.
-            tx.delete_children_of(kind, &id).await?;
-            $( tx.links($link).remove_to(&id).await?; )*
-            crate::handlers::commit(&cp, tx).await?;
+            crate::service::$svc::delete(&cp, &id).await?;
             Ok(axum::http::StatusCode::NO_CONTENT)
         }
     };
