@@ -43,8 +43,8 @@ use tokio::task::AbortHandle;
 pub use compile::BUILT_IN_GATEWAY;
 pub use error::ApiError;
 pub use feed::{Answer, Update};
-pub use handlers::gateway_tokens::{GatewayStatus, InstanceRecord, InstanceStatus};
 use secrets::Sealer;
+pub use service::instances::{GatewayStatus, InstanceRecord, InstanceStatus};
 pub use telemetry::{HOUSEKEEPING_EVERY, IngestOutcome, TelemetrySettings};
 
 /// Settings the control plane needs beyond its store.
@@ -88,7 +88,7 @@ pub struct ControlPlane {
     telemetry: TelemetrySettings,
     /// Refused gateway tokens per existing gateway, for the fleet status (in memory only).
     refusals:
-        std::sync::Mutex<std::collections::HashMap<String, handlers::gateway_tokens::Refusals>>,
+        std::sync::Mutex<std::collections::HashMap<String, service::gateway_tokens::Refusals>>,
     /// Background work that lives as long as the control plane (see `follow`).
     tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -400,7 +400,7 @@ impl ControlPlane {
         let mut fleet = Vec::with_capacity(gateways.len());
         for gateway in gateways {
             let status =
-                handlers::gateway_tokens::gateway_status(self, gateway.id.clone(), current).await?;
+                service::instances::gateway_status(self, gateway.id.clone(), current).await?;
             fleet.push((gateway, status));
         }
         Ok((current, fleet))

@@ -10,8 +10,10 @@
 //! merging a JSON merge patch, saving and committing, and the whole life of a resource with no
 //! rules beyond its own validation.
 
+pub mod gateway_tokens;
 pub mod gateways;
 pub mod groups;
+pub mod instances;
 pub mod portal_settings;
 pub mod products;
 pub mod reports;
