@@ -23,10 +23,10 @@ use gatehouse_store::records::ApiDocument;
 use gatehouse_store::{Change, Kind, Link, PolicyLevel, PolicyScope, Store, Stored};
 
 use crate::error::ApiError;
-use crate::handlers::certificates::StoredCertificate;
 use crate::handlers::subscriptions::StoredKeys;
-use crate::handlers::{certificates, policies, policy_fragments};
+use crate::handlers::{policies, policy_fragments};
 use crate::secrets::Sealer;
+use crate::service::certificates::{self, StoredCertificate};
 
 /// The gateway of `gatehouse up`: every API is assigned to it.
 pub const BUILT_IN_GATEWAY: &str = "built-in";

@@ -9,10 +9,11 @@ use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{Backend, Collection};
 use gatehouse_store::Kind;
 
-use super::{Cp, certificates, check_id, commit, load, load_all, merge, prepare, save, saved};
+use super::{Cp, check_id, commit, load, load_all, merge, prepare, save, saved};
 use crate::ControlPlane;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
+use crate::service::{ServiceError, certificates};
 
 /// Refuses a backend whose client certificate is missing or has no key, or whose credentials
 /// name a named value that does not exist: gateways could not use it.
@@ -39,7 +40,7 @@ async fn check_references(cp: &ControlPlane, backend: &Backend) -> ApiResult<()>
     check_values(backend, &named)?;
     for id in credentials.certificates() {
         let stored = certificates::referenced(cp, id).await.map_err(|e| match e {
-            ApiError::Validation(_) => ValidationError::one(
+            ServiceError::Invalid(_) => ValidationError::one(
                 "credentials.certificateIds",
                 format!("certificate '{id}' does not exist; PUT it (PEM chain and private key) to /mgmt/certificates/{id} first"),
             )
@@ -236,18 +237,4 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<axum::http::Sta
     }
     commit(&cp, tx).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
-}
-
-/// `backend '{id}'` for each backend that presents certificate `id`.
-pub(crate) async fn certificate_users(cp: &ControlPlane, id: &str) -> ApiResult<Vec<String>> {
-    Ok(load_all::<Backend>(cp, "")
-        .await?
-        .into_iter()
-        .filter(|b| {
-            b.credentials
-                .as_ref()
-                .is_some_and(|c| c.certificates().any(|c| c == id))
-        })
-        .map(|b| format!("backend '{}'", b.id))
-        .collect())
 }

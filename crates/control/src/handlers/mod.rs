@@ -24,11 +24,8 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use gatehouse_model::resources::Resource;
-use gatehouse_store::Record;
 
 use crate::ControlPlane;
-use crate::error::{ApiError, ApiResult};
 use crate::http::require_admin;
 pub(crate) use crate::service::{
     Saved, check_id, commit, label, load, load_all, load_opt, merge, merge_unchecked, prepare, save,
@@ -253,34 +250,6 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
     mgmt.with_state(cp)
-}
-
-/// A page of a gateway's child resources of kind `R`, listed at
-/// `/mgmt/gateways/{gateway}/{segment}`; 404 when the gateway does not exist.
-pub(crate) async fn list_gateway_children<R: Resource + Record>(
-    cp: &ControlPlane,
-    gateway: &str,
-    segment: &str,
-    paging: &crate::http::Paging,
-) -> ApiResult<gatehouse_model::resources::Collection<R>> {
-    load::<gatehouse_model::resources::Gateway>(cp, "", gateway).await?;
-    let items = load_all::<R>(cp, gateway).await?;
-    paging.page(&format!("/mgmt/gateways/{gateway}/{segment}"), items)
-}
-
-/// Deletes a gateway's child resource; `missing` when there was none.
-pub(crate) async fn delete_gateway_child<R: Resource + Record>(
-    cp: &ControlPlane,
-    gateway: &str,
-    id: &str,
-    missing: ApiError,
-) -> ApiResult<StatusCode> {
-    let mut tx = cp.store().begin().await?;
-    if !tx.repo::<R>().delete(gateway, id).await? {
-        return Err(missing);
-    }
-    commit(cp, tx).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// 201 with the resource when the service created it, 200 when it replaced one.

@@ -183,7 +183,7 @@ impl Existing {
             .collect();
         let certificates = cp
             .store()
-            .repo::<super::certificates::StoredCertificate>()
+            .repo::<crate::service::certificates::StoredCertificate>()
             .entries("")
             .await?
             .into_iter()

@@ -1,8 +1,8 @@
 //! Gateway resources and the APIs assigned to each. The built-in gateway of `gatehouse up`
 //! serves every API whatever its assignments.
 
-use gatehouse_model::resources::{Api, Gateway, GatewayLocation};
-use gatehouse_store::{Kind, Link};
+use gatehouse_model::resources::{Api, Gateway, GatewayLocation, Resource};
+use gatehouse_store::{Kind, Link, Record};
 
 use super::{Saved, ServiceError, ServiceResult, check_id, commit, load, load_all, load_opt};
 use crate::ControlPlane;
@@ -95,6 +95,30 @@ pub async fn remove_api(cp: &ControlPlane, gateway: &str, api: &str) -> ServiceR
         return Err(ServiceError::NotFound(format!(
             "API '{api}' is not assigned to gateway '{gateway}'."
         )));
+    }
+    commit(cp, tx).await?;
+    Ok(())
+}
+
+/// Gateway `gateway`'s child resources of kind `R` (404 when the gateway does not exist).
+pub(crate) async fn children<R: Resource + Record>(
+    cp: &ControlPlane,
+    gateway: &str,
+) -> ServiceResult<Vec<R>> {
+    load::<Gateway>(cp, "", gateway).await?;
+    load_all::<R>(cp, gateway).await
+}
+
+/// Deletes a gateway's child resource; `missing` when there was none.
+pub(crate) async fn delete_child<R: Resource + Record>(
+    cp: &ControlPlane,
+    gateway: &str,
+    id: &str,
+    missing: ServiceError,
+) -> ServiceResult<()> {
+    let mut tx = cp.store().begin().await?;
+    if !tx.repo::<R>().delete(gateway, id).await? {
+        return Err(missing);
     }
     commit(cp, tx).await?;
     Ok(())

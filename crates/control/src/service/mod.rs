@@ -10,9 +10,13 @@
 //! merging a JSON merge patch, saving and committing, and the whole life of a resource with no
 //! rules beyond its own validation.
 
+pub mod backends;
+pub mod certificate_authorities;
+pub mod certificates;
 pub mod gateway_tokens;
 pub mod gateways;
 pub mod groups;
+pub mod hostname_configurations;
 pub mod instances;
 pub mod portal_settings;
 pub mod products;
