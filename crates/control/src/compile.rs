@@ -24,9 +24,9 @@ use gatehouse_store::{Change, Kind, Link, PolicyLevel, PolicyScope, Store, Store
 
 use crate::error::ApiError;
 use crate::handlers::subscriptions::StoredKeys;
-use crate::handlers::{policies, policy_fragments};
 use crate::secrets::Sealer;
 use crate::service::certificates::{self, StoredCertificate};
+use crate::service::{policies, policy_fragments};
 
 /// The gateway of `gatehouse up`: every API is assigned to it.
 pub const BUILT_IN_GATEWAY: &str = "built-in";

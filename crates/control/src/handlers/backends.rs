@@ -23,12 +23,12 @@ async fn check_references(cp: &ControlPlane, backend: &Backend) -> ApiResult<()>
     };
     let wanted: Vec<String> = credentials
         .texts()
-        .flat_map(super::policies::referenced_names)
+        .flat_map(crate::service::policies::referenced_names)
         .collect();
     let named = if wanted.is_empty() {
         HashMap::new()
     } else {
-        super::policies::named_values(cp).await?
+        crate::service::policies::named_values(cp).await?
     };
     if let Some(missing) = wanted.iter().find(|w| !named.contains_key(*w)) {
         return Err(ValidationError::one(
@@ -61,7 +61,7 @@ async fn check_references(cp: &ControlPlane, backend: &Backend) -> ApiResult<()>
 /// `text` with its `{{name}}` references replaced from `named` (left as written when unknown).
 fn resolved(text: &str, named: &HashMap<String, String>) -> String {
     let mut out = text.to_owned();
-    for name in super::policies::referenced_names(text) {
+    for name in crate::service::policies::referenced_names(text) {
         if let Some(value) = named.get(&name) {
             out = out.replace(&format!("{{{{{name}}}}}"), value);
         }
@@ -122,7 +122,7 @@ pub(crate) async fn check_named_value_change(
                     .flat_map(|a| [&a.scheme, &a.parameter]),
             )
             .any(|t| {
-                super::policies::referenced_names(t)
+                crate::service::policies::referenced_names(t)
                     .iter()
                     .any(|n| n == name)
             });
@@ -130,7 +130,7 @@ pub(crate) async fn check_named_value_change(
             continue;
         }
         if named.is_none() {
-            let mut all = super::policies::named_values(cp).await?;
+            let mut all = crate::service::policies::named_values(cp).await?;
             all.insert(name.to_owned(), value.to_owned());
             named = Some(all);
         }
@@ -221,7 +221,7 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<axum::http::Sta
     check_id(Kind::Backend, &id)?;
     // Read while this transaction holds the write lock, so no policy starts using it meanwhile.
     let mut tx = cp.store().begin().await?;
-    let users = super::policies::backend_users(&cp, &id).await?;
+    let users = crate::service::policies::backend_users(&cp, &id).await?;
     if !users.is_empty() {
         return Err(ValidationError::one(
             "backendId",

@@ -159,7 +159,7 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     check_id(Kind::Logger, &id)?;
     // Read while this transaction holds the write lock, so no policy starts using it meanwhile.
     let mut tx = cp.store().begin().await?;
-    let users = super::policies::logger_users(&cp, &id).await?;
+    let users = crate::service::policies::logger_users(&cp, &id).await?;
     if !users.is_empty() {
         return Err(ValidationError::one(
             "loggerId",

@@ -80,8 +80,12 @@ pub async fn put(
     JsonBody(body): JsonBody<NamedValue>,
 ) -> ApiResult<(StatusCode, Json<NamedValue>)> {
     let nv = prepare(body, &id)?;
-    super::policies::check_named_value_change(&cp, &id, nv.value.as_deref().unwrap_or_default())
-        .await?;
+    crate::service::policies::check_named_value_change(
+        &cp,
+        &id,
+        nv.value.as_deref().unwrap_or_default(),
+    )
+    .await?;
     super::backends::check_named_value_change(&cp, &id, nv.value.as_deref().unwrap_or_default())
         .await?;
     let mut tx = cp.store().begin().await?;
@@ -105,8 +109,12 @@ pub async fn patch(
 ) -> ApiResult<Json<NamedValue>> {
     let existing = reveal(&cp, load::<NamedValue>(&cp, "", &id).await?)?;
     let nv = merge(&existing, body)?;
-    super::policies::check_named_value_change(&cp, &id, nv.value.as_deref().unwrap_or_default())
-        .await?;
+    crate::service::policies::check_named_value_change(
+        &cp,
+        &id,
+        nv.value.as_deref().unwrap_or_default(),
+    )
+    .await?;
     super::backends::check_named_value_change(&cp, &id, nv.value.as_deref().unwrap_or_default())
         .await?;
     let mut tx = cp.store().begin().await?;
@@ -122,7 +130,7 @@ pub async fn patch(
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     check_id(Kind::NamedValue, &id)?;
-    let users = super::policies::users_of(&cp, &id).await?;
+    let users = crate::service::policies::users_of(&cp, &id).await?;
     if !users.is_empty() {
         return Err(gatehouse_model::ValidationError::one(
             "namedValueId",

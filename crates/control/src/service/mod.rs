@@ -18,6 +18,8 @@ pub mod gateways;
 pub mod groups;
 pub mod hostname_configurations;
 pub mod instances;
+pub mod policies;
+pub mod policy_fragments;
 pub mod portal_settings;
 pub mod products;
 pub mod reports;
