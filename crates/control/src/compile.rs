@@ -442,7 +442,7 @@ impl Compiled {
                 let Some(logger) = store.repo::<Logger>().get("", &id).await? else {
                     continue;
                 };
-                let logger = crate::handlers::loggers::open_with(sealer, logger)?;
+                let logger = crate::service::loggers::open_with(sealer, logger)?;
                 loggers.insert(
                     id,
                     SnapshotLogger {

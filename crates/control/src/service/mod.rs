@@ -18,6 +18,7 @@ pub mod gateways;
 pub mod groups;
 pub mod hostname_configurations;
 pub mod instances;
+pub mod loggers;
 pub mod named_values;
 pub mod policies;
 pub mod policy_fragments;
