@@ -23,9 +23,9 @@ use gatehouse_store::records::ApiDocument;
 use gatehouse_store::{Change, Kind, Link, PolicyLevel, PolicyScope, Store, Stored};
 
 use crate::error::ApiError;
-use crate::handlers::subscriptions::StoredKeys;
 use crate::secrets::Sealer;
 use crate::service::certificates::{self, StoredCertificate};
+use crate::service::subscriptions::StoredKeys;
 use crate::service::{policies, policy_fragments};
 
 /// The gateway of `gatehouse up`: every API is assigned to it.

@@ -332,7 +332,7 @@ impl ControlPlane {
         self: &Arc<Self>,
         subscription: Subscription,
     ) -> Result<Subscription, ApiError> {
-        handlers::subscriptions::create_for_user(self, subscription).await
+        Ok(service::subscriptions::create_for_user(self, subscription).await?)
     }
 
     /// Changes a subscription's state, as `PATCH /mgmt/subscriptions/{id}` does.
@@ -341,14 +341,7 @@ impl ControlPlane {
         id: &str,
         state: SubscriptionState,
     ) -> Result<Subscription, ApiError> {
-        let patch = serde_json::json!({ "state": state });
-        let axum::Json(stored) = handlers::subscriptions::patch(
-            State(self.clone()),
-            http::Path(id.to_owned()),
-            http::JsonBody(patch),
-        )
-        .await?;
-        Ok(stored)
+        Ok(service::subscriptions::set_state(self, id, state).await?)
     }
 
     /// A subscription's keys in clear text (`listSecrets`).
@@ -356,10 +349,7 @@ impl ControlPlane {
         self: &Arc<Self>,
         id: &str,
     ) -> Result<SubscriptionKeys, ApiError> {
-        let axum::Json(keys) =
-            handlers::subscriptions::list_secrets(State(self.clone()), http::Path(id.to_owned()))
-                .await?;
-        Ok(keys)
+        Ok(service::subscriptions::list_secrets(self, id).await?)
     }
 
     /// Replaces a subscription's primary or secondary key; the old one stops working as soon as
@@ -369,13 +359,7 @@ impl ControlPlane {
         id: &str,
         primary: bool,
     ) -> Result<(), ApiError> {
-        let (state, path) = (State(self.clone()), http::Path(id.to_owned()));
-        if primary {
-            handlers::subscriptions::regenerate_primary(state, path).await?;
-        } else {
-            handlers::subscriptions::regenerate_secondary(state, path).await?;
-        }
-        Ok(())
+        Ok(service::subscriptions::regenerate(self, id, primary).await?)
     }
 
     /// The OpenAPI document imported with an API, as JSON; `None` when the API does not exist

@@ -28,7 +28,7 @@ use axum::{Json, Router};
 use crate::ControlPlane;
 use crate::http::require_admin;
 pub(crate) use crate::service::{
-    Saved, check_id, commit, label, load, load_all, load_opt, merge, prepare, save,
+    Saved, check_id, commit, label, load, load_all, merge, prepare, save,
 };
 
 pub type Cp = axum::extract::State<Arc<ControlPlane>>;

@@ -25,6 +25,7 @@ pub mod policy_fragments;
 pub mod portal_settings;
 pub mod products;
 pub mod reports;
+pub mod subscriptions;
 pub mod users;
 
 use gatehouse_model::ValidationError;
