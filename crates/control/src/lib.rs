@@ -33,7 +33,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
 use gatehouse_model::resources::{Gateway, Subscription, SubscriptionKeys, SubscriptionState};
 use gatehouse_model::snapshot::Snapshot;
 use gatehouse_store::{Kind, Store};
@@ -138,7 +137,7 @@ impl ControlPlane {
             settings.secret_key.as_deref(),
             &settings.data_dir.join("secret.key"),
         )?;
-        if let Err(e) = handlers::apis::index_paths(&store).await {
+        if let Err(e) = service::apis::index_paths(&store).await {
             tracing::error!(error = %e, "cannot index the API paths");
         }
         if let Err(e) = service::users::index_emails(&store).await {
@@ -368,11 +367,10 @@ impl ControlPlane {
         self: &Arc<Self>,
         api_id: &str,
     ) -> Result<Option<serde_json::Value>, ApiError> {
-        match handlers::apis::get_document(State(self.clone()), http::Path(api_id.to_owned())).await
-        {
-            Ok(axum::Json(document)) => Ok(Some(document)),
-            Err(ApiError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
+        match service::apis::document(self, api_id).await {
+            Ok(document) => Ok(Some(document)),
+            Err(service::ServiceError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -10,6 +10,7 @@
 //! merging a JSON merge patch, saving and committing, and the whole life of a resource with no
 //! rules beyond its own validation.
 
+pub mod apis;
 pub mod backends;
 pub mod certificate_authorities;
 pub mod certificates;
@@ -20,6 +21,7 @@ pub mod hostname_configurations;
 pub mod instances;
 pub mod loggers;
 pub mod named_values;
+pub mod operations;
 pub mod policies;
 pub mod policy_fragments;
 pub mod portal_settings;
