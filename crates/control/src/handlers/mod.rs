@@ -1,5 +1,7 @@
-//! Management API handlers, one module per resource. The helpers here hold what every
-//! resource shares: loading, validating, merging a PATCH, paging and publishing a change.
+//! The management API's HTTP edge, one module per resource: each handler extracts the path,
+//! query and body, calls the resource's functions in `crate::service`, and answers with a
+//! status and JSON (a `ServiceError` becomes an `ApiError` response). The rules live in the
+//! service; what is here is routing, paging and the OpenAPI annotations.
 
 pub mod apis;
 pub mod backends;
@@ -27,9 +29,7 @@ use axum::{Json, Router};
 
 use crate::ControlPlane;
 use crate::http::require_admin;
-pub(crate) use crate::service::{
-    Saved, check_id, commit, label, load, load_all, merge, prepare, save,
-};
+use crate::service::Saved;
 
 pub type Cp = axum::extract::State<Arc<ControlPlane>>;
 

@@ -1,13 +1,123 @@
 //! Backend services that policies route to with `<set-backend-service backend-id="…"/>`,
-//! with the credentials and TLS settings gateways use for them.
+//! with the credentials and TLS settings gateways use for them. A backend's client certificate
+//! (`credentials.certificateIds`) must be a certificate that holds its private key, and the
+//! named values its credentials name must exist and make valid header values; a backend a
+//! policy sends to cannot be deleted.
 
 use std::collections::HashMap;
 
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::Backend;
+use gatehouse_store::Kind;
 
-use super::{ServiceResult, load_all};
+use super::{
+    Saved, ServiceError, ServiceResult, check_id, commit, load, load_all, merge, prepare, save,
+};
 use crate::ControlPlane;
+
+/// Refuses a backend whose client certificate is missing or has no key, or whose credentials
+/// name a named value that does not exist: gateways could not use it.
+async fn check_references(cp: &ControlPlane, backend: &Backend) -> ServiceResult<()> {
+    let Some(credentials) = &backend.credentials else {
+        return Ok(());
+    };
+    let wanted: Vec<String> = credentials
+        .texts()
+        .flat_map(super::policies::referenced_names)
+        .collect();
+    let named = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        super::policies::named_values(cp).await?
+    };
+    if let Some(missing) = wanted.iter().find(|w| !named.contains_key(*w)) {
+        return Err(ValidationError::one(
+            "credentials",
+            format!("named value '{missing}' does not exist; create it with PUT /mgmt/named-values/{missing} first"),
+        )
+        .into());
+    }
+    check_values(backend, &named)?;
+    for id in credentials.certificates() {
+        let stored = super::certificates::referenced(cp, id).await.map_err(|e| match e {
+            ServiceError::Invalid(_) => ValidationError::one(
+                "credentials.certificateIds",
+                format!("certificate '{id}' does not exist; PUT it (PEM chain and private key) to /mgmt/certificates/{id} first"),
+            )
+            .into(),
+            other => other,
+        })?;
+        if !stored.has_private_key {
+            return Err(ValidationError::one(
+                "credentials.certificateIds",
+                format!("certificate '{id}' has no private key, and a client certificate needs one; PUT it again with the key after the chain"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Every backend, ordered by id.
+pub async fn list(cp: &ControlPlane) -> ServiceResult<Vec<Backend>> {
+    load_all::<Backend>(cp, "").await
+}
+
+pub async fn get(cp: &ControlPlane, id: &str) -> ServiceResult<Backend> {
+    load::<Backend>(cp, "", id).await
+}
+
+/// Creates or replaces backend `id`, refused when gateways could not use its credentials.
+pub async fn put(cp: &ControlPlane, id: &str, body: Backend) -> ServiceResult<Saved<Backend>> {
+    let resource = prepare(body, id)?;
+    // Checked inside the write transaction, so the certificate cannot go meanwhile.
+    let mut tx = cp.store().begin().await?;
+    check_references(cp, &resource).await?;
+    let created = save(&mut tx, "", &resource).await?;
+    commit(cp, tx).await?;
+    Ok(Saved {
+        created,
+        value: resource,
+    })
+}
+
+/// Applies a JSON merge patch to backend `id`, with the checks of [`put`].
+pub async fn patch(
+    cp: &ControlPlane,
+    id: &str,
+    patch: serde_json::Value,
+) -> ServiceResult<Backend> {
+    let existing = load::<Backend>(cp, "", id).await?;
+    let resource = merge(&existing, patch)?;
+    let mut tx = cp.store().begin().await?;
+    check_references(cp, &resource).await?;
+    save(&mut tx, "", &resource).await?;
+    commit(cp, tx).await?;
+    Ok(resource)
+}
+
+/// Deletes backend `id`, unless a policy or a fragment sends to it.
+pub async fn delete(cp: &ControlPlane, id: &str) -> ServiceResult<()> {
+    check_id(Kind::Backend, id)?;
+    // Read while this transaction holds the write lock, so no policy starts using it meanwhile.
+    let mut tx = cp.store().begin().await?;
+    let users = super::policies::backend_users(cp, id).await?;
+    if !users.is_empty() {
+        return Err(ValidationError::one(
+            "backendId",
+            format!(
+                "'{id}' is used by {}; remove it there first",
+                users.join(", ")
+            ),
+        )
+        .into());
+    }
+    if !tx.repo::<Backend>().delete("", id).await? {
+        return Err(ServiceError::not_found(super::label(Kind::Backend), id));
+    }
+    commit(cp, tx).await?;
+    Ok(())
+}
 
 /// `backend '{id}'` for each backend that presents certificate `id`.
 pub(crate) async fn certificate_users(cp: &ControlPlane, id: &str) -> ServiceResult<Vec<String>> {
@@ -36,10 +146,7 @@ fn resolved(text: &str, named: &HashMap<String, String>) -> String {
 
 /// Refuses header credentials that would not be valid header values once their named values
 /// are resolved (a line break, say): gateways could not send them.
-pub(crate) fn check_values(
-    backend: &Backend,
-    named: &HashMap<String, String>,
-) -> Result<(), ValidationError> {
+fn check_values(backend: &Backend, named: &HashMap<String, String>) -> Result<(), ValidationError> {
     let Some(c) = &backend.credentials else {
         return Ok(());
     };
