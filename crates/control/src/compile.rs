@@ -22,8 +22,8 @@ use gatehouse_model::snapshot::{
 use gatehouse_store::records::ApiDocument;
 use gatehouse_store::{Change, Kind, Link, PolicyLevel, PolicyScope, Store, Stored};
 
-use crate::error::ApiError;
 use crate::secrets::Sealer;
+use crate::service::ServiceError;
 use crate::service::certificates::{self, StoredCertificate};
 use crate::service::subscriptions::StoredKeys;
 use crate::service::{policies, policy_fragments};
@@ -36,7 +36,7 @@ pub async fn snapshot(
     store: &Store,
     sealer: &Sealer,
     gateway_id: &str,
-) -> Result<Snapshot, ApiError> {
+) -> Result<Snapshot, ServiceError> {
     Ok(Compiled::full(store, sealer, gateway_id).await?.snapshot())
 }
 
@@ -274,7 +274,11 @@ impl Compiled {
     }
 
     /// Compiles the snapshot of `gateway_id` from the whole store.
-    pub async fn full(store: &Store, sealer: &Sealer, gateway_id: &str) -> Result<Self, ApiError> {
+    pub async fn full(
+        store: &Store,
+        sealer: &Sealer,
+        gateway_id: &str,
+    ) -> Result<Self, ServiceError> {
         // Read the revision first: anything committed later is at least as new as it says.
         let revision = store.revision().await?;
         let assigned = if gateway_id == BUILT_IN_GATEWAY {
@@ -407,7 +411,11 @@ impl Compiled {
     }
 
     /// Recomputes the policy fragments and named values the shipped policies use.
-    async fn ship_policy_inputs(&mut self, store: &Store, sealer: &Sealer) -> Result<(), ApiError> {
+    async fn ship_policy_inputs(
+        &mut self,
+        store: &Store,
+        sealer: &Sealer,
+    ) -> Result<(), ServiceError> {
         let texts = || self.policy_texts();
         // Ship only the policy fragments the shipped policies include (through others too).
         let all_fragments = policy_fragments::all_in(store).await?;
@@ -465,7 +473,7 @@ impl Compiled {
             let value = if nv.secret {
                 sealer
                     .open(&value)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?
             } else {
                 value
             };
@@ -485,14 +493,14 @@ impl Compiled {
         sealer: &Sealer,
         gateway_id: &str,
         client_certificates: &BTreeSet<String>,
-    ) -> Result<SnapshotTls, ApiError> {
+    ) -> Result<SnapshotTls, ServiceError> {
         let mut opened: HashMap<String, Option<certificates::Opened>> = HashMap::new();
         async fn certificate<'a>(
             opened: &'a mut HashMap<String, Option<certificates::Opened>>,
             store: &Store,
             sealer: &Sealer,
             id: &str,
-        ) -> Result<Option<&'a certificates::Opened>, ApiError> {
+        ) -> Result<Option<&'a certificates::Opened>, ServiceError> {
             if !opened.contains_key(id) {
                 let cert = match store.repo::<StoredCertificate>().get("", id).await? {
                     Some(stored) => Some(stored.open(sealer)?),
@@ -597,7 +605,7 @@ impl Compiled {
     }
 
     /// One API as shipped, read from the store; `None` when it does not exist.
-    async fn load_api(store: &Store, id: &str) -> Result<Option<SnapshotApi>, ApiError> {
+    async fn load_api(store: &Store, id: &str) -> Result<Option<SnapshotApi>, ServiceError> {
         let Some(api) = store.repo::<Api>().get("", id).await? else {
             return Ok(None);
         };
@@ -633,7 +641,7 @@ impl Compiled {
         sealer: &Sealer,
         changes: &[Change],
         revision: u64,
-    ) -> Result<Option<Delta>, ApiError> {
+    ) -> Result<Option<Delta>, ServiceError> {
         let mut dirty_links = BTreeSet::new();
         let mut dirty_apis = BTreeSet::new();
         let mut dirty_products = BTreeSet::new();

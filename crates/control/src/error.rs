@@ -37,12 +37,6 @@ impl From<crate::service::ServiceError> for ApiError {
     }
 }
 
-impl ApiError {
-    pub fn not_found(kind: &str, id: &str) -> Self {
-        Self::NotFound(format!("{kind} '{id}' was not found."))
-    }
-}
-
 /// The error body: `{"error": {code, message, details}}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {

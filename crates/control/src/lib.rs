@@ -40,10 +40,10 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 pub use compile::BUILT_IN_GATEWAY;
-pub use error::ApiError;
 pub use feed::{Answer, Update};
 use secrets::Sealer;
 pub use service::instances::{GatewayStatus, InstanceRecord, InstanceStatus};
+pub use service::{ServiceError, ServiceResult};
 pub use telemetry::{HOUSEKEEPING_EVERY, IngestOutcome, TelemetrySettings};
 
 /// Settings the control plane needs beyond its store.
@@ -197,7 +197,7 @@ impl ControlPlane {
     }
 
     /// Compiles the snapshot for one gateway from the store as it is now.
-    pub async fn snapshot(&self, gateway_id: &str) -> Result<Snapshot, ApiError> {
+    pub async fn snapshot(&self, gateway_id: &str) -> ServiceResult<Snapshot> {
         compile::snapshot(&self.store, &self.sealer, gateway_id).await
     }
 
@@ -209,7 +209,7 @@ impl ControlPlane {
         gateway_id: &str,
         known: Option<u64>,
         delta: bool,
-    ) -> Result<Answer, ApiError> {
+    ) -> ServiceResult<Answer> {
         let feed = self.feed(gateway_id)?;
         let mut feed = feed.lock().await;
         feed.answer(&self.store, &self.sealer, gateway_id, known, delta)
@@ -218,17 +218,19 @@ impl ControlPlane {
 
     /// [`ControlPlane::answer`] for a gateway in this process (the built-in one): the delta or
     /// the snapshot itself, not its JSON.
-    pub async fn update(&self, gateway_id: &str, known: Option<u64>) -> Result<Update, ApiError> {
+    pub async fn update(&self, gateway_id: &str, known: Option<u64>) -> ServiceResult<Update> {
         let feed = self.feed(gateway_id)?;
         let mut feed = feed.lock().await;
         feed.update(&self.store, &self.sealer, gateway_id, known)
             .await
     }
 
-    fn feed(&self, gateway_id: &str) -> Result<Arc<tokio::sync::Mutex<feed::Feed>>, ApiError> {
+    fn feed(&self, gateway_id: &str) -> ServiceResult<Arc<tokio::sync::Mutex<feed::Feed>>> {
         match self.feeds.lock() {
             Ok(mut feeds) => Ok(feeds.entry(gateway_id.to_owned()).or_default().clone()),
-            Err(_) => Err(ApiError::Internal("the snapshot feeds are unusable".into())),
+            Err(_) => Err(ServiceError::Internal(
+                "the snapshot feeds are unusable".into(),
+            )),
         }
     }
 
@@ -237,12 +239,8 @@ impl ControlPlane {
     /// counts. The change log says whether any gateway resource changed; when it no longer
     /// reaches back, every kept gateway is looked up. The built-in gateway serves without a
     /// resource, so its feed stays.
-    pub(crate) async fn forget_deleted_gateways(
-        &self,
-        since: u64,
-        upto: u64,
-    ) -> Result<(), ApiError> {
-        let unusable = || ApiError::Internal("the per-gateway state is unusable".into());
+    pub(crate) async fn forget_deleted_gateways(&self, since: u64, upto: u64) -> ServiceResult<()> {
+        let unusable = || ServiceError::Internal("the per-gateway state is unusable".into());
         let mut ids: std::collections::BTreeSet<String> = match self.feeds.lock() {
             Ok(feeds) => feeds.keys().cloned().collect(),
             Err(_) => return Err(unusable()),
@@ -319,8 +317,8 @@ impl ControlPlane {
 
     /// Commits a transaction and announces the new revision, for callers outside the
     /// management API (the developer portal's accounts) whose changes must be published too.
-    pub async fn commit(&self, tx: gatehouse_store::Tx) -> Result<u64, ApiError> {
-        Ok(service::commit(self, tx).await?)
+    pub async fn commit(&self, tx: gatehouse_store::Tx) -> ServiceResult<u64> {
+        service::commit(self, tx).await
     }
 
     /// Creates a subscription with fresh keys, as `PUT /mgmt/subscriptions/{id}` does,
@@ -330,8 +328,8 @@ impl ControlPlane {
     pub async fn create_subscription(
         self: &Arc<Self>,
         subscription: Subscription,
-    ) -> Result<Subscription, ApiError> {
-        Ok(service::subscriptions::create_for_user(self, subscription).await?)
+    ) -> ServiceResult<Subscription> {
+        service::subscriptions::create_for_user(self, subscription).await
     }
 
     /// Changes a subscription's state, as `PATCH /mgmt/subscriptions/{id}` does.
@@ -339,16 +337,13 @@ impl ControlPlane {
         self: &Arc<Self>,
         id: &str,
         state: SubscriptionState,
-    ) -> Result<Subscription, ApiError> {
-        Ok(service::subscriptions::set_state(self, id, state).await?)
+    ) -> ServiceResult<Subscription> {
+        service::subscriptions::set_state(self, id, state).await
     }
 
     /// A subscription's keys in clear text (`listSecrets`).
-    pub async fn subscription_keys(
-        self: &Arc<Self>,
-        id: &str,
-    ) -> Result<SubscriptionKeys, ApiError> {
-        Ok(service::subscriptions::list_secrets(self, id).await?)
+    pub async fn subscription_keys(self: &Arc<Self>, id: &str) -> ServiceResult<SubscriptionKeys> {
+        service::subscriptions::list_secrets(self, id).await
     }
 
     /// Replaces a subscription's primary or secondary key; the old one stops working as soon as
@@ -357,8 +352,8 @@ impl ControlPlane {
         self: &Arc<Self>,
         id: &str,
         primary: bool,
-    ) -> Result<(), ApiError> {
-        Ok(service::subscriptions::regenerate(self, id, primary).await?)
+    ) -> ServiceResult<()> {
+        service::subscriptions::regenerate(self, id, primary).await
     }
 
     /// The OpenAPI document imported with an API, as JSON; `None` when the API does not exist
@@ -366,17 +361,17 @@ impl ControlPlane {
     pub async fn api_document(
         self: &Arc<Self>,
         api_id: &str,
-    ) -> Result<Option<serde_json::Value>, ApiError> {
+    ) -> ServiceResult<Option<serde_json::Value>> {
         match service::apis::document(self, api_id).await {
             Ok(document) => Ok(Some(document)),
-            Err(service::ServiceError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e.into()),
+            Err(ServiceError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
     /// The current revision, and every gateway with the status of its instances against it
     /// as `GET /mgmt/gateways/{id}/status` computes it, ordered by gateway id.
-    pub async fn fleet_status(&self) -> Result<(u64, Vec<FleetEntry>), ApiError> {
+    pub async fn fleet_status(&self) -> ServiceResult<(u64, Vec<FleetEntry>)> {
         let current = self.store.revision().await?;
         let gateways = service::load_all::<Gateway>(self, "").await?;
         let mut fleet = Vec::with_capacity(gateways.len());
@@ -400,8 +395,8 @@ impl ControlPlane {
     }
 
     /// Makes sure the built-in gateway resource exists (for `gatehouse up`).
-    pub async fn ensure_built_in_gateway(&self) -> Result<(), ApiError> {
-        Ok(service::gateways::ensure_built_in(self).await?)
+    pub async fn ensure_built_in_gateway(&self) -> ServiceResult<()> {
+        service::gateways::ensure_built_in(self).await
     }
 }
 

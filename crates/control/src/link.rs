@@ -133,7 +133,7 @@ async fn config(
                 Ok(Answer::Unchanged) => (None, 0, Bytes::new()),
                 Ok(Answer::Delta { revision, body }) => (Some(DELTA_TYPE), revision, body),
                 Ok(Answer::Whole { revision, body }) => (Some("application/json"), revision, body),
-                Err(e) => return e.into_response(),
+                Err(e) => return ApiError::from(e).into_response(),
             };
         if let Some(content_type) = content_type {
             let mut response =
@@ -231,7 +231,7 @@ async fn telemetry(
     };
     match cp.ingest_telemetry(&gateway, &batch).await {
         Ok(outcome) => (StatusCode::OK, axum::Json(outcome)).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
