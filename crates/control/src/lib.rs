@@ -174,11 +174,10 @@ impl ControlPlane {
         secrets::token_matches(&self.admin_hash, presented)
     }
 
-    /// The management API, Swagger UI and OpenAPI document, to be served on the control port.
+    /// The management API, Swagger UI and OpenAPI document, and the gateway link, to be served
+    /// on the control port.
     pub fn router(self: &Arc<Self>) -> Router {
-        handlers::router(self.clone())
-            .merge(docs::router())
-            .merge(link::router(self.clone()))
+        handlers::router(self.clone()).merge(link::router(self.clone()))
     }
 
     /// A feed of store revisions: it changes after every committed change.

@@ -13,6 +13,7 @@ pub mod groups;
 pub mod hostname_configurations;
 pub mod loggers;
 pub mod named_values;
+mod openapi;
 pub mod policies;
 pub mod policy_fragments;
 pub mod portal_settings;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use utoipa::OpenApi as _;
 
 use crate::ControlPlane;
 use crate::http::require_admin;
@@ -249,7 +251,9 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             require_admin,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
+    // The document and Swagger UI need no admin token.
     mgmt.with_state(cp)
+        .merge(crate::docs::router(openapi::ApiDoc::openapi()))
 }
 
 /// 201 with the resource when the service created it, 200 when it replaced one.
