@@ -1,7 +1,7 @@
 //! The management API's own OpenAPI document (`/mgmt/openapi.json`) and its Swagger UI
 //! (`/mgmt/docs`), served from assets embedded at build time from npm's swagger-ui-dist.
 //!
-//! utoipa derives the description from the handlers' annotations (`handlers::openapi`); what
+//! utoipa derives the description from the handlers' annotations (`handlers/openapi.rs`); what
 //! it leaves out or says too loosely is completed here, once, when the router is built.
 
 use axum::Router;

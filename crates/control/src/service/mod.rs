@@ -266,3 +266,6 @@ pub(crate) async fn delete_simple<R: Resource + Record>(
     commit(cp, tx).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
