@@ -2,10 +2,11 @@
 //! (`/mgmt/docs`), served from assets embedded at build time from npm's swagger-ui-dist.
 //!
 //! utoipa derives the description from the handlers' annotations (`handlers/openapi.rs`); what
-//! it leaves out or says too loosely is completed here, once, when the router is built.
+//! it leaves out or says too loosely is completed here.
+
+use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -145,15 +146,9 @@ const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'sel
 
 /// Serves the document completed from `derived`, and Swagger UI over it.
 pub fn router(derived: utoipa::openapi::OpenApi) -> Router {
-    let spec = match document_text(derived) {
-        Ok(json) => Some(Bytes::from(json)),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot render the OpenAPI document");
-            None
-        }
-    };
+    let derived = Arc::new(derived);
     Router::new()
-        .route("/mgmt/openapi.json", get(move || serve_spec(spec.clone())))
+        .route("/mgmt/openapi.json", get(move || spec(derived.clone())))
         .route("/mgmt/docs", get(|| async { Html(DOCS_PAGE) }))
         .route("/mgmt/docs/", get(|| async { Html(DOCS_PAGE) }))
         .route("/mgmt/docs/{file}", get(asset))
@@ -502,10 +497,13 @@ fn document_text(derived: utoipa::openapi::OpenApi) -> Result<String, serde_json
     Ok(out)
 }
 
-async fn serve_spec(spec: Option<Bytes>) -> Response {
-    match spec {
-        Some(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
-        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+async fn spec(derived: Arc<utoipa::openapi::OpenApi>) -> Response {
+    match document_text(derived.as_ref().clone()) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render the OpenAPI document");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
 }
 
