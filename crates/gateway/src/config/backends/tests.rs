@@ -19,6 +19,8 @@ fn backend(id: &str, url: &str) -> SnapshotBackend {
         url: url.into(),
         credentials: None,
         tls: None,
+        circuit_breaker: None,
+        pool: None,
     }
 }
 
