@@ -1,7 +1,8 @@
 //! `/mgmt/backends`: backend services that policies route to with
 //! `<set-backend-service backend-id="…"/>`, with the credentials and TLS settings gateways use
-//! for them. A backend's client certificate (`credentials.certificateIds`) must be a
-//! certificate of `/mgmt/certificates` that holds its private key.
+//! for them, and pools of them (their rules are in `service::backends`). A backend's client
+//! certificate (`credentials.certificateIds`) must be a certificate of `/mgmt/certificates`
+//! that holds its private key.
 
 use std::collections::HashMap;
 
@@ -184,6 +185,7 @@ pub async fn put(
     // Checked inside the write transaction, so the certificate cannot go meanwhile.
     let mut tx = cp.store().begin().await?;
     check_references(&cp, &resource).await?;
+    crate::service::backends::check_pool_references(&cp, &resource).await?;
     let created = save(&mut tx, "", &resource).await?;
     commit(&cp, tx).await?;
     Ok(saved(created, resource))
@@ -203,6 +205,7 @@ pub async fn patch(
     let resource = merge(&existing, body)?;
     let mut tx = cp.store().begin().await?;
     check_references(&cp, &resource).await?;
+    crate::service::backends::check_pool_references(&cp, &resource).await?;
     save(&mut tx, "", &resource).await?;
     commit(&cp, tx).await?;
     Ok(axum::Json(resource))
@@ -218,16 +221,7 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<axum::http::Sta
     // Read while this transaction holds the write lock, so no policy starts using it meanwhile.
     let mut tx = cp.store().begin().await?;
     let users = super::policies::backend_users(&cp, &id).await?;
-    if !users.is_empty() {
-        return Err(ValidationError::one(
-            "backendId",
-            format!(
-                "'{id}' is used by {}; remove it there first",
-                users.join(", ")
-            ),
-        )
-        .into());
-    }
+    crate::service::backends::check_unused(&cp, &id, users).await?;
     if !tx.repo::<Backend>().delete("", &id).await? {
         return Err(ApiError::not_found(super::label(Kind::Backend), &id));
     }

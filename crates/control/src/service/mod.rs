@@ -16,6 +16,8 @@ use serde_json::Value;
 
 use crate::ControlPlane;
 
+pub mod backends;
+
 /// Why a service call did not do what it was asked. The messages are for the caller: they say
 /// what is wrong and what to do, and never carry internal detail (that goes to the log).
 #[derive(Debug, thiserror::Error)]
