@@ -439,10 +439,9 @@ impl Backends {
     /// the backend itself. An unknown id is a 500 (Azure's body) whose log names it; a backend
     /// whose breaker is open, or a pool none of whose members is available, a 503.
     fn choose(&self, id: &str) -> Result<&CompiledBackend, PolicyError> {
-        let now = crate::breaker::now_ms();
         if let Some(pool) = self.pools.get(id) {
             return pool
-                .pick(now, pool::random())
+                .pick(crate::breaker::now_ms(), pool::random())
                 .map(|b| &**b)
                 .map_err(|e| match e.retry_after_ms {
                     Some(ms) => unavailable(format!(
@@ -462,13 +461,14 @@ impl Backends {
                 gatehouse_policy::Answer::Internal,
             )
         })?;
-        if let Some(b) = &backend.breaker
-            && b.is_open(now)
-        {
-            return Err(unavailable(format!(
-                "backend '{id}': its circuit breaker is open for another {:.1} s",
-                b.remaining(now) as f64 / 1000.0
-            )));
+        if let Some(b) = &backend.breaker {
+            let now = crate::breaker::now_ms();
+            if b.is_open(now) {
+                return Err(unavailable(format!(
+                    "backend '{id}': its circuit breaker is open for another {:.1} s",
+                    b.remaining(now) as f64 / 1000.0
+                )));
+            }
         }
         Ok(backend)
     }
