@@ -329,7 +329,9 @@ async fn retry_after_holds_a_breaker_open_and_nothing_left_is_azures_503() {
     pool(&gh, "ai", &[("limited", 1, 1), ("spare", 2, 1)]).await;
     api_to(&gh, "chat", "ai").await;
     api_to(&gh, "direct", "limited").await;
+    // Both APIs served (each configuration change reaches the gateway on its own).
     until_member(&gh, "/chat/x", "limited", Duration::from_secs(15)).await;
+    until_member(&gh, "/direct/x", "limited", Duration::from_secs(15)).await;
 
     limited.answer(429, Some("3"));
     let (status, member, _) = call(&gh, "/chat/x").await;
