@@ -11,13 +11,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use gatehouse_model::loggers::Logger;
 use gatehouse_model::resources::{
-    Api, Backend, GatewayCertificateAuthority, HostnameConfiguration, NamedValue, Operation,
-    Product, Scope, Subscription, SubscriptionState, User, UserState,
+    Api, BREAKER_ERROR_REASONS, Backend, BackendType, CircuitBreakerRule,
+    GatewayCertificateAuthority, HostnameConfiguration, NamedValue, Operation, Product, Scope,
+    Subscription, SubscriptionState, User, UserState, backend_id_of,
 };
 use gatehouse_model::snapshot::{
-    Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotBackend, SnapshotCertificateAuthority,
-    SnapshotClientCertificate, SnapshotHostname, SnapshotLogger, SnapshotProduct,
-    SnapshotSubscription, SnapshotTls,
+    Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotBackend, SnapshotBreaker,
+    SnapshotCertificateAuthority, SnapshotClientCertificate, SnapshotHostname, SnapshotLogger,
+    SnapshotPoolMember, SnapshotProduct, SnapshotSubscription, SnapshotTls,
 };
 use gatehouse_store::records::ApiDocument;
 use gatehouse_store::{Change, Kind, Link, PolicyLevel, PolicyScope, Store, Stored};
@@ -174,13 +175,86 @@ fn snapshot_subscription(
     }
 }
 
+/// A backend as gateways get it: a pool's members ordered by priority (stably, so members
+/// of one priority keep the pool's order), a breaker rule with its durations parsed. Done once
+/// per change of the backend, not per request.
 fn snapshot_backend(backend: Backend) -> SnapshotBackend {
+    let pool = (backend.backend_type == BackendType::Pool).then(|| {
+        let mut members: Vec<SnapshotPoolMember> = backend
+            .pool
+            .iter()
+            .flat_map(|p| &p.services)
+            .map(|s| SnapshotPoolMember {
+                id: backend_id_of(&s.id).to_owned(),
+                priority: s.priority,
+                weight: s.weight,
+            })
+            .collect();
+        members.sort_by_key(|m| m.priority);
+        members
+    });
+    let circuit_breaker = match (&pool, &backend.circuit_breaker) {
+        (None, Some(cb)) => cb
+            .rules
+            .first()
+            .and_then(|rule| snapshot_breaker(&backend.id, rule)),
+        _ => None,
+    };
     SnapshotBackend {
         id: backend.id,
         url: backend.url,
         credentials: backend.credentials,
         tls: backend.tls,
+        circuit_breaker,
+        pool,
     }
+}
+
+/// A breaker rule as gateways run it; `None` (logged) for a rule that does not parse, which the
+/// management API refuses, so only a store written some other way has one.
+fn snapshot_breaker(backend: &str, rule: &CircuitBreakerRule) -> Option<SnapshotBreaker> {
+    let c = &rule.failure_condition;
+    let parsed = |text: &str| {
+        gatehouse_model::duration::parse(text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    let (Some(interval_ms), Some(trip_duration_ms)) =
+        (parsed(&c.interval), parsed(&rule.trip_duration))
+    else {
+        tracing::warn!(
+            backend,
+            "the circuit breaker rule's interval or tripDuration is not a positive ISO 8601 duration; the backend ships without a breaker"
+        );
+        return None;
+    };
+    let error_reasons = BREAKER_ERROR_REASONS
+        .iter()
+        .filter(|known| {
+            c.error_reasons
+                .iter()
+                .any(|r| r.trim().eq_ignore_ascii_case(known))
+        })
+        .map(|r| (*r).to_owned())
+        .collect();
+    Some(SnapshotBreaker {
+        name: rule.name.clone(),
+        count: c.count,
+        percentage: c.percentage,
+        interval_ms,
+        trip_duration_ms,
+        status_code_ranges: c
+            .status_code_ranges
+            .iter()
+            .map(|r| {
+                let status = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+                (status(r.min), status(r.max))
+            })
+            .collect(),
+        error_reasons,
+        accept_retry_after: rule.accept_retry_after,
+    })
 }
 
 fn links_of(sub: &Subscription) -> SubLinks {

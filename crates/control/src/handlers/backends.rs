@@ -1,6 +1,6 @@
 //! `/mgmt/backends`: backend services that policies route to with
 //! `<set-backend-service backend-id="…"/>`, with the credentials and TLS settings gateways use
-//! for them. What a backend must satisfy is in `crate::service::backends`.
+//! for them, and pools of them. What a backend must satisfy is in `crate::service::backends`.
 
 use axum::Json;
 use axum::http::StatusCode;

@@ -2,12 +2,18 @@
 //! with the credentials and TLS settings gateways use for them. A backend's client certificate
 //! (`credentials.certificateIds`) must be a certificate that holds its private key, and the
 //! named values its credentials name must exist and make valid header values; a backend a
-//! policy sends to cannot be deleted.
+//! policy sends to, or a pool holds, cannot be deleted.
+//!
+//! Pools: a pool's members exist and are single backends, and a backend some pool holds does
+//! not become a pool. These rules reach beyond one resource, so they are checked inside the
+//! write transaction that saves or deletes the backend: no other change to backends lands
+//! between the check and the write. The resource's own fields are checked by
+//! `Backend::normalize`.
 
 use std::collections::HashMap;
 
 use gatehouse_model::ValidationError;
-use gatehouse_model::resources::Backend;
+use gatehouse_model::resources::{Backend, BackendType};
 use gatehouse_store::Kind;
 
 use super::{
@@ -73,6 +79,7 @@ pub async fn put(cp: &ControlPlane, id: &str, body: Backend) -> ServiceResult<Sa
     // Checked inside the write transaction, so the certificate cannot go meanwhile.
     let mut tx = cp.store().begin().await?;
     check_references(cp, &resource).await?;
+    check_pool_references(cp, &resource).await?;
     let created = save(&mut tx, "", &resource).await?;
     commit(cp, tx).await?;
     Ok(Saved {
@@ -91,27 +98,19 @@ pub async fn patch(
     let resource = merge(&existing, patch)?;
     let mut tx = cp.store().begin().await?;
     check_references(cp, &resource).await?;
+    check_pool_references(cp, &resource).await?;
     save(&mut tx, "", &resource).await?;
     commit(cp, tx).await?;
     Ok(resource)
 }
 
-/// Deletes backend `id`, unless a policy or a fragment sends to it.
+/// Deletes backend `id`, unless a policy or a fragment sends to it or a pool holds it.
 pub async fn delete(cp: &ControlPlane, id: &str) -> ServiceResult<()> {
     check_id(Kind::Backend, id)?;
     // Read while this transaction holds the write lock, so no policy starts using it meanwhile.
     let mut tx = cp.store().begin().await?;
     let users = super::policies::backend_users(cp, id).await?;
-    if !users.is_empty() {
-        return Err(ValidationError::one(
-            "backendId",
-            format!(
-                "'{id}' is used by {}; remove it there first",
-                users.join(", ")
-            ),
-        )
-        .into());
-    }
+    check_unused(cp, id, users).await?;
     if !tx.repo::<Backend>().delete("", id).await? {
         return Err(ServiceError::not_found(super::label(Kind::Backend), id));
     }
@@ -224,3 +223,85 @@ pub(crate) async fn check_named_value_change(
     }
     Ok(())
 }
+
+/// Refuses a pool that names a backend that does not exist or is itself a pool, and a pool
+/// that another pool holds (a pool cannot contain a pool, whichever is saved first).
+pub(crate) async fn check_pool_references(
+    cp: &ControlPlane,
+    backend: &Backend,
+) -> ServiceResult<()> {
+    if backend.backend_type != BackendType::Pool {
+        return Ok(());
+    }
+    let all = load_all::<Backend>(cp, "").await?;
+    for (i, member) in backend.members().enumerate() {
+        let field = format!("pool.services[{i}].id");
+        match all.iter().find(|b| b.id == member) {
+            None => {
+                return Err(ValidationError::one(
+                    field,
+                    format!(
+                        "backend '{member}' does not exist; create it with PUT /mgmt/backends/{member} (a url, or its own credentials) first"
+                    ),
+                )
+                .into());
+            }
+            Some(b) if b.backend_type == BackendType::Pool => {
+                return Err(ValidationError::one(
+                    field,
+                    format!(
+                        "backend '{member}' is a pool, and a pool cannot contain a pool; list the members of '{member}' instead"
+                    ),
+                )
+                .into());
+            }
+            Some(_) => {}
+        }
+    }
+    let holders = pools_holding(&all, &backend.id);
+    if !holders.is_empty() {
+        return Err(ValidationError::one(
+            "type",
+            format!(
+                "'{}' is a member of {}, and a pool cannot contain a pool; remove it from there first, or keep it a single backend",
+                backend.id,
+                holders.join(", ")
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Refuses to delete backend `id` while anything uses it: the pools that hold it, and
+/// `users`, the other users the caller found (policies that name it).
+pub(crate) async fn check_unused(
+    cp: &ControlPlane,
+    id: &str,
+    mut users: Vec<String>,
+) -> ServiceResult<()> {
+    let all = load_all::<Backend>(cp, "").await?;
+    users.extend(pools_holding(&all, id));
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(ValidationError::one(
+        "backendId",
+        format!(
+            "'{id}' is used by {}; remove it there first",
+            users.join(", ")
+        ),
+    )
+    .into())
+}
+
+/// `backend pool '{p}'` for each pool among `all` that holds backend `id`, in id order.
+fn pools_holding(all: &[Backend], id: &str) -> Vec<String> {
+    all.iter()
+        .filter(|b| b.backend_type == BackendType::Pool && b.members().any(|m| m == id))
+        .map(|b| format!("backend pool '{}'", b.id))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
