@@ -138,7 +138,10 @@ impl Gatehouse {
                     .get(self.control("/mgmt/openapi.json"))
                     .send()
                     .await
-                    .is_ok_and(|r| r.status() == 200);
+                    .is_ok_and(|r| r.status() == 200)
+                // Serving starts before the banner is printed (`--demo` configures itself
+                // through the API first): ready means both, so tests can read stdout.
+                && self.stdout().contains("Gatehouse is running.");
             if ready {
                 break;
             }
