@@ -200,9 +200,13 @@ impl Logger {
         let Some(endpoint) = endpoint else {
             return Err("an azureEventHub logger needs credentials.connectionString, or endpointAddress and identityClientId for a managed identity".into());
         };
-        let host = host_of(endpoint).ok_or(
-            "credentials.endpointAddress must be the namespace's host, such as contoso.servicebus.windows.net",
-        )?;
+        let host = EVENT_HUB_ADDRESS
+            .as_ref()
+            .filter(|re| re.is_match(endpoint))
+            .and_then(|_| host_of(endpoint))
+            .ok_or(
+                "credentials.endpointAddress must be the namespace's host, such as contoso.servicebus.windows.net (or sb://contoso.servicebus.windows.net/)",
+            )?;
         let hub =
             name.ok_or("a managed identity logger names its event hub in credentials.name")?;
         let client_id = match self.credentials.get(IDENTITY_CLIENT_ID).map(|c| c.trim()) {
@@ -281,7 +285,7 @@ impl Resource for Logger {
                         "is required: {\"url\": \"https://…\", \"headers\": {…}}",
                     ),
                     Some(e) => {
-                        if let Err(m) = check_http_url(e.url.trim()) {
+                        if let Err(m) = check_http_url(&e.url) {
                             p.push("endpoint.url", m);
                         }
                         for (name, value) in &e.headers {
@@ -388,6 +392,16 @@ impl EventHubConnection {
     }
 }
 
+/// What `credentials.endpointAddress` may be, as the OpenAPI document publishes it: the
+/// namespace's DNS name (and a port), bare or after `sb://` or `https://` (in any case), with
+/// an optional final `/`.
+pub const EVENT_HUB_ADDRESS_PATTERN: &str = "^(?:[Ss][Bb]://|[Hh][Tt][Tt][Pp][Ss]://)?[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*(?::[0-9]{1,5})?/?$";
+
+/// [`EVENT_HUB_ADDRESS_PATTERN`], compiled once; `None` only if it did not compile, which a
+/// unit test rules out (every address is refused then).
+static EVENT_HUB_ADDRESS: std::sync::LazyLock<Option<regex::Regex>> =
+    std::sync::LazyLock::new(|| regex::Regex::new(EVENT_HUB_ADDRESS_PATTERN).ok());
+
 /// The host (and port) of `text`: a bare host, or a URL (`sb://`, `https://`) whose path is
 /// ignored; lower case. `None` when there is none.
 fn host_of(text: &str) -> Option<String> {
@@ -459,6 +473,23 @@ mod tests {
                 client_id: Some("1b2c".into())
             }
         );
+    }
+
+    #[test]
+    fn an_endpoint_address_is_a_host_as_the_published_pattern_says() {
+        assert!(EVENT_HUB_ADDRESS.is_some());
+        let with = |address: &str| {
+            hub(&format!(
+                r#"{{"loggerType":"azureEventHub","credentials":{{"endpointAddress":"{address}","name":"h"}}}}"#
+            ))
+        };
+        for ok in ["ns.servicebus.windows.net", "HTTPS://ns.example:5671/", "sb://ns/"] {
+            assert!(with(ok).is_ok(), "{ok}");
+        }
+        for bad in ["sb://", " ns.example", "ns.example/path", "sb://ns..x", "ns_1", ""] {
+            let e = with(bad).unwrap_err();
+            assert!(e.to_string().contains("endpointAddress"), "{bad}: {e}");
+        }
     }
 
     #[test]

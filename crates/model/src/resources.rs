@@ -1453,10 +1453,20 @@ impl Resource for Certificate {
     }
 }
 
+/// What [`check_hostname`] accepts, as a regular expression (with a maximum length of 253),
+/// for the OpenAPI document: DNS labels of letters, digits and '-' (1 to 63, no '-' at either
+/// end), the last starting with a letter so it cannot be taken for a number (as in
+/// [`HTTP_URL_PATTERN`]), or `*.` followed by two labels or more.
+pub const HOSTNAME_PATTERN: &str = concat!(
+    "^(?:\\*\\.(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+",
+    "|(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*)",
+    "[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+);
+
 /// Checks a hostname a gateway serves: a DNS name, or `*.` followed by one (a one-label
-/// wildcard), at most 253 characters. Returns it in lower case.
+/// wildcard), at most 253 characters, as [`HOSTNAME_PATTERN`] says. Returns it in lower case.
 pub fn check_hostname(hostname: &str) -> Result<String, String> {
-    let lower = hostname.trim().to_ascii_lowercase();
+    let lower = hostname.to_ascii_lowercase();
     let bad = |why: &str| {
         format!("'{hostname}' is not a hostname such as api.example.com or *.example.com: {why}")
     };
@@ -1485,13 +1495,13 @@ pub fn check_hostname(hostname: &str) -> Result<String, String> {
             return Err(bad("a label must not start or end with '-'"));
         }
     }
-    if name
-        .split('.')
-        .next_back()
-        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    if !name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.starts_with(|c: char| c.is_ascii_alphabetic()))
     {
         return Err(bad(
-            "IP addresses are not hostnames; SNI carries names only",
+            "the last label must start with a letter; IP addresses are not hostnames, SNI carries names only",
         ));
     }
     Ok(lower)
@@ -1832,6 +1842,8 @@ mod tests {
             "**.a.com",
             "127.0.0.1",
             "a_b.com",
+            " api.example.com",
+            "example.1a",
             &format!("{}.com", "x".repeat(64)),
         ] {
             assert!(check_hostname(bad).is_err(), "{bad}");
@@ -1874,6 +1886,23 @@ mod tests {
             for text in [near.as_str(), inside.as_str()] {
                 let allowed = pattern.is_match(text) && text.chars().count() <= 254;
                 proptest::prop_assert_eq!(allowed, check_email(text).is_ok(), "{}", text);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// `check_hostname` takes exactly what the published pattern (and length) allows.
+        #[test]
+        fn the_hostname_check_follows_the_published_pattern(
+            near in "[*]?[.]?[a-zA-Z0-9_ .-]{0,12}",
+            inside in proptest::string::string_regex(
+                HOSTNAME_PATTERN.trim_start_matches('^').trim_end_matches('$')
+            ).expect("the pattern generates"),
+        ) {
+            let pattern = regex::Regex::new(HOSTNAME_PATTERN).expect("the pattern compiles");
+            for text in [near.as_str(), inside.as_str()] {
+                let allowed = pattern.is_match(text) && text.len() <= 253;
+                proptest::prop_assert_eq!(allowed, check_hostname(text).is_ok(), "{}", text);
             }
         }
     }
