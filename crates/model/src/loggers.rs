@@ -262,14 +262,25 @@ impl Resource for Logger {
                         );
                     }
                 }
-                // A masked value is resolved against the stored one before this runs.
-                if let Err(e) = self.event_hub() {
-                    let target = if self.credentials.contains_key(CONNECTION_STRING) {
-                        "credentials.connectionString"
-                    } else {
-                        "credentials"
-                    };
-                    p.push(target, e);
+                // A masked value is resolved against the stored one before this runs. What is
+                // wrong with one credential names it; what is missing, or does not go
+                // together, names `credentials`.
+                let connection = self.credentials.get(CONNECTION_STRING);
+                let address = self.credentials.get(ENDPOINT_ADDRESS);
+                if let Some(Err(e)) = connection.map(|c| EventHubConnection::parse(c)) {
+                    p.push("credentials.connectionString", e);
+                } else if connection.is_none()
+                    && let Some(address) = address
+                    && !EVENT_HUB_ADDRESS
+                        .as_ref()
+                        .is_some_and(|re| re.is_match(address))
+                {
+                    p.push(
+                        "credentials.endpointAddress",
+                        "must be the namespace's host, such as contoso.servicebus.windows.net (or sb://contoso.servicebus.windows.net/)",
+                    );
+                } else if let Err(e) = self.event_hub() {
+                    p.push("credentials", e);
                 }
             }
             Some(LoggerKind::Http | LoggerKind::Otlp) => {
@@ -503,7 +514,7 @@ mod tests {
             ),
             (
                 r#"{"loggerType":"azureEventHub","credentials":{"connectionString":"Endpoint=sb://ns/;SharedAccessKeyName=k;SharedAccessKey=s"}}"#,
-                "credentials.connectionString",
+                "credentials",
                 "name the event hub",
             ),
             (
@@ -528,7 +539,7 @@ mod tests {
             ),
             (
                 r#"{"loggerType":"azureEventHub","credentials":{"name":"h","endpointAddress":"ns","connectionString":"Endpoint=sb://ns/;SharedAccessKeyName=k;SharedAccessKey=s"}}"#,
-                "credentials.connectionString",
+                "credentials",
                 "not both",
             ),
             (

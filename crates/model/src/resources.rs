@@ -1170,6 +1170,9 @@ pub fn contrast_ratio(a: [u8; 3], b: [u8; 3]) -> f64 {
     (hi + 0.05) / (lo + 0.05)
 }
 
+/// Longest landing page accepted, in characters.
+pub const MAX_LANDING_MARKDOWN: usize = 64 * 1024;
+
 /// Smallest contrast accepted between text and its background (WCAG AA for normal text).
 pub const MIN_CONTRAST: f64 = 4.5;
 
@@ -1179,7 +1182,6 @@ impl PortalSettings {
 
     pub fn validate(&mut self) -> Result<(), ValidationError> {
         let mut p = Problems::default();
-        self.title = self.title.trim().to_owned();
         if self.title.is_empty() {
             self.title = default_portal_title();
         }
@@ -1191,7 +1193,7 @@ impl PortalSettings {
         }
         if let Some(url) = &self.logo_url {
             let local = url.starts_with('/') && !url.starts_with("//");
-            let ok = url.len() <= 2000
+            let ok = url.chars().count() <= 2000
                 && !url.contains(['"', '\'', '<', '>', '\\'])
                 && (local || check_http_url(url).is_ok());
             if !ok {
@@ -1243,9 +1245,12 @@ impl PortalSettings {
         if self
             .landing_markdown
             .as_ref()
-            .is_some_and(|m| m.len() > 64 * 1024)
+            .is_some_and(|m| m.chars().count() > MAX_LANDING_MARKDOWN)
         {
-            p.push("landingMarkdown", "must be at most 64 KiB");
+            p.push(
+                "landingMarkdown",
+                format!("must be at most {MAX_LANDING_MARKDOWN} characters"),
+            );
         }
         p.finish("portal settings")
     }
