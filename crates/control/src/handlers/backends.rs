@@ -30,28 +30,25 @@ async fn check_references(cp: &ControlPlane, backend: &Backend) -> ApiResult<()>
         super::policies::named_values(cp).await?
     };
     if let Some(missing) = wanted.iter().find(|w| !named.contains_key(*w)) {
-        return Err(ValidationError::one(
+        return Err(ApiError::missing_reference(
             "credentials",
             format!("named value '{missing}' does not exist; create it with PUT /mgmt/named-values/{missing} first"),
-        )
-        .into());
+        ));
     }
     check_values(backend, &named)?;
     for id in credentials.certificates() {
         let stored = certificates::referenced(cp, id).await.map_err(|e| match e {
-            ApiError::Validation(_) => ValidationError::one(
+            ApiError::NotFound(_) => ApiError::missing_reference(
                 "credentials.certificateIds",
                 format!("certificate '{id}' does not exist; PUT it (PEM chain and private key) to /mgmt/certificates/{id} first"),
-            )
-            .into(),
+            ),
             other => other,
         })?;
+        // The certificate's state, not this request, is in the way: 409, like a taken name.
         if !stored.has_private_key {
-            return Err(ValidationError::one(
-                "credentials.certificateIds",
-                format!("certificate '{id}' has no private key, and a client certificate needs one; PUT it again with the key after the chain"),
-            )
-            .into());
+            return Err(ApiError::Conflict(format!(
+                "Invalid value for 'credentials.certificateIds': certificate '{id}' has no private key, and a client certificate needs one; PUT it again with the key after the chain"
+            )));
         }
     }
     Ok(())
@@ -173,7 +170,9 @@ pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<axum::Json<Backend
 #[utoipa::path(put, path = "/mgmt/backends/{backendId}", tag = "backends",
     params(("backendId" = String, Path)), request_body = Backend,
     responses((status = 200, body = Backend), (status = 201, body = Backend),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "A certificate or named value the credentials name does not exist"),
+              (status = 409, body = ErrorBody, description = "The client certificate has no private key")),
     security(("admin" = [])))]
 pub async fn put(
     cp: Cp,
@@ -192,7 +191,9 @@ pub async fn put(
 #[utoipa::path(patch, path = "/mgmt/backends/{backendId}", tag = "backends",
     params(("backendId" = String, Path)), request_body = Backend,
     responses((status = 200, body = Backend), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "The backend, or a certificate or named value its credentials name, does not exist"),
+              (status = 409, body = ErrorBody, description = "The client certificate has no private key")),
     security(("admin" = [])))]
 pub async fn patch(
     cp: Cp,
@@ -211,7 +212,8 @@ pub async fn patch(
 #[utoipa::path(delete, path = "/mgmt/backends/{backendId}", tag = "backends",
     params(("backendId" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "In use; the message says where")),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<axum::http::StatusCode> {
     check_id(Kind::Backend, &id)?;
@@ -219,14 +221,10 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<axum::http::Sta
     let mut tx = cp.store().begin().await?;
     let users = super::policies::backend_users(&cp, &id).await?;
     if !users.is_empty() {
-        return Err(ValidationError::one(
-            "backendId",
-            format!(
-                "'{id}' is used by {}; remove it there first",
-                users.join(", ")
-            ),
-        )
-        .into());
+        return Err(ApiError::Conflict(format!(
+            "Backend '{id}' is used by {}; remove it there first",
+            users.join(", ")
+        )));
     }
     if !tx.repo::<Backend>().delete("", &id).await? {
         return Err(ApiError::not_found(super::label(Kind::Backend), &id));

@@ -105,15 +105,14 @@ fn inspect(parts: &PemParts) -> ApiResult<Certificate> {
     })
 }
 
-/// The certificate a gateway resource refers to: a missing one is the caller's mistake (400 on
-/// `certificateId`), not a missing resource.
+/// The certificate a gateway resource refers to: a missing one is 404, naming `certificateId`
+/// and what to create.
 pub(crate) async fn referenced(cp: &ControlPlane, id: &str) -> ApiResult<StoredCertificate> {
     match load_stored(cp, id).await {
-        Err(ApiError::NotFound(_)) => Err(gatehouse_model::ValidationError::one(
+        Err(ApiError::NotFound(_)) => Err(ApiError::missing_reference(
             "certificateId",
             format!("certificate '{id}' does not exist; PUT it to /mgmt/certificates/{id} first"),
-        )
-        .into()),
+        )),
         other => other,
     }
 }
@@ -237,7 +236,8 @@ async fn hostname_users(cp: &ControlPlane, id: &str) -> ApiResult<Vec<String>> {
 #[utoipa::path(delete, path = "/mgmt/certificates/{certificateId}", tag = "certificates",
     params(("certificateId" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "In use; the message says where")),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     check_id(Kind::Certificate, &id)?;
@@ -254,14 +254,10 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     }
     users.extend(super::backends::certificate_users(&cp, &id).await?);
     if !users.is_empty() {
-        return Err(ValidationError::one(
-            "certificateId",
-            format!(
-                "'{id}' is used by {}; remove it there first",
-                users.join(", ")
-            ),
-        )
-        .into());
+        return Err(ApiError::Conflict(format!(
+            "Certificate '{id}' is used by {}; remove it there first",
+            users.join(", ")
+        )));
     }
     if !tx.repo::<StoredCertificate>().delete("", &id).await? {
         return Err(ApiError::not_found("Certificate", &id));

@@ -4,7 +4,6 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
     Collection, Gateway, HostnameConfiguration, Resource, validate_id,
 };
@@ -76,8 +75,9 @@ pub async fn get(
     request_body = HostnameConfiguration,
     responses((status = 200, body = HostnameConfiguration),
               (status = 201, body = HostnameConfiguration), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody)),
+              (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "The gateway or the certificate does not exist"),
+              (status = 409, body = ErrorBody, description = "The certificate has no private key, or another configuration of the gateway has the hostname")),
     security(("admin" = [])))]
 pub async fn put(
     cp: Cp,
@@ -89,27 +89,21 @@ pub async fn put(
     hc.normalize()?;
     load::<Gateway>(&cp, "", &gateway).await?;
     let certificate = super::certificates::referenced(&cp, &hc.certificate_id).await?;
+    // The certificate's state, and another configuration's hostname, are clashes with what is
+    // stored rather than malformed input: 409, like a taken name.
     if !certificate.has_private_key {
-        return Err(ValidationError::one(
-            "certificateId",
-            format!(
-                "certificate '{}' has no private key, and a gateway cannot serve it without one; PUT it again with the key after the chain",
-                hc.certificate_id
-            ),
-        )
-        .into());
+        return Err(ApiError::Conflict(format!(
+            "Invalid value for 'certificateId': certificate '{}' has no private key, and a gateway cannot serve it without one; PUT it again with the key after the chain",
+            hc.certificate_id
+        )));
     }
     // One configuration per hostname: SNI could not choose between two.
     for other in load_all::<HostnameConfiguration>(&cp, &gateway).await? {
         if other.id != id && other.hostname == hc.hostname {
-            return Err(ValidationError::one(
-                "hostname",
-                format!(
-                    "'{}' is already configured by hostname configuration '{}' of this gateway",
-                    hc.hostname, other.id
-                ),
-            )
-            .into());
+            return Err(ApiError::Conflict(format!(
+                "Invalid value for 'hostname': '{}' is already configured by hostname configuration '{}' of this gateway",
+                hc.hostname, other.id
+            )));
         }
     }
     let mut tx = cp.store().begin().await?;

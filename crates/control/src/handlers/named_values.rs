@@ -115,20 +115,17 @@ pub async fn patch(
 #[utoipa::path(delete, path = "/mgmt/named-values/{namedValueId}", tag = "named-values",
     params(("namedValueId" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "In use; the message says where")),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     check_id(Kind::NamedValue, &id)?;
     let users = super::policies::users_of(&cp, &id).await?;
     if !users.is_empty() {
-        return Err(gatehouse_model::ValidationError::one(
-            "namedValueId",
-            format!(
-                "'{id}' is used by the policy of {}; remove it there first",
-                users.join(", ")
-            ),
-        )
-        .into());
+        return Err(ApiError::Conflict(format!(
+            "Named value '{id}' is used by the policy of {}; remove it there first",
+            users.join(", ")
+        )));
     }
     let mut tx = cp.store().begin().await?;
     if !tx.repo::<NamedValue>().delete("", &id).await? {

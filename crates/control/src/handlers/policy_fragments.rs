@@ -202,20 +202,17 @@ pub async fn put(
 #[utoipa::path(delete, path = "/mgmt/policy-fragments/{fragmentId}", tag = "policy-fragments",
     params(("fragmentId" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "In use; the message says where")),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     check_id(Kind::PolicyFragment, &id)?;
     let users = users_of(&cp, &id).await?;
     if !users.is_empty() {
-        return Err(ValidationError::one(
-            "fragmentId",
-            format!(
-                "'{id}' is included by {}; remove the <include-fragment> there first",
-                users.join(", ")
-            ),
-        )
-        .into());
+        return Err(ApiError::Conflict(format!(
+            "Policy fragment '{id}' is included by {}; remove the <include-fragment> there first",
+            users.join(", ")
+        )));
     }
     let mut tx = cp.store().begin().await?;
     if !tx.repo::<PolicyFragment>().delete("", &id).await? {

@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
     Api, Collection, Product, Scope, Subscription, SubscriptionKeys, SubscriptionState,
 };
@@ -58,10 +57,7 @@ async fn ensure_unique(cp: &ControlPlane, own: &str, hash: &str, target: &str) -
 
 async fn check_scope(cp: &ControlPlane, sub: &Subscription) -> ApiResult<()> {
     let missing = |what: &str, id: &str| {
-        ApiError::from(ValidationError::one(
-            "scope",
-            format!("{what} '{id}' does not exist; create it first"),
-        ))
+        ApiError::missing_reference("scope", format!("{what} '{id}' does not exist; create it first"))
     };
     match sub.parsed_scope()? {
         Scope::AllApis => Ok(()),
@@ -223,6 +219,7 @@ async fn store_subscription(
     params(("subscriptionId" = String, Path)), request_body = Subscription,
     responses((status = 200, body = Subscription), (status = 201, body = Subscription),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "The API or product of the scope does not exist"),
               (status = 409, body = ErrorBody, description = "A chosen key is another subscription's")),
     security(("admin" = [])))]
 pub async fn put(
@@ -240,7 +237,8 @@ pub async fn put(
 #[utoipa::path(patch, path = "/mgmt/subscriptions/{subscriptionId}", tag = "subscriptions",
     params(("subscriptionId" = String, Path)), request_body = Subscription,
     responses((status = 200, body = Subscription), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "The subscription, or the API or product of its scope, does not exist"),
               (status = 409, body = ErrorBody, description = "A chosen key is another subscription's")),
     security(("admin" = [])))]
 pub async fn patch(
