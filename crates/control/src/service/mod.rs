@@ -167,6 +167,11 @@ fn merge_value(target: &mut Value, patch: Value) {
                 }
             }
         }
+        // An object patches an empty object where there was none, so its `null`s go (RFC 7386).
+        (t, p @ Value::Object(_)) => {
+            *t = Value::Object(serde_json::Map::new());
+            merge_value(t, p);
+        }
         (t, p) => *t = p,
     }
 }
