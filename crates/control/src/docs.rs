@@ -247,16 +247,96 @@ async fn security_headers(req: Request, next: Next) -> Response {
     response
 }
 
-/// The document as served: what utoipa derives, then [`patterns`], [`put_bodies`] and
-/// [`merge_patch_bodies`].
+/// The document as served: what utoipa derives, then [`patterns`], [`unsigned_ranges`],
+/// [`policy_bodies`], [`put_bodies`], [`logger_bodies`] and [`merge_patch_bodies`].
+///
+/// Some strings hold a whole document whose rules JSON Schema cannot state: a policy, a PEM
+/// certificate, an API description, an Event Hubs connection string. Their schemas name a
+/// format of ours for it ([`FORMATS`]); `scripts/schemathesis_hooks.py` teaches schemathesis
+/// to write valid ones.
 pub(crate) fn document() -> Result<serde_json::Value, serde_json::Error> {
     let mut doc = serde_json::to_value(ApiDoc::openapi())?;
     patterns(&mut doc);
     unsigned_ranges(&mut doc);
+    policy_bodies(&mut doc);
     // Before the PATCH schemas, which are made from the resources as returned.
     put_bodies(&mut doc);
+    logger_bodies(&mut doc);
     merge_patch_bodies(&mut doc);
+    describe_formats(&mut doc);
     Ok(doc)
+}
+
+/// A resource id, as [`id_schema`] says, without anchors.
+const ID: &str = "[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}";
+
+/// Formats of ours, for strings that hold a document JSON Schema cannot describe:
+/// (name, what it is).
+pub(crate) const FORMATS: &[(&str, &str)] = &[
+    (
+        POLICY_XML,
+        "a policy document, <policies> with its sections, that compiles at the operation's scope",
+    ),
+    (
+        POLICY_FRAGMENT,
+        "a policy fragment, <fragment> holding policies that compile",
+    ),
+    (
+        PEM_CERTIFICATE,
+        "PEM text: CERTIFICATE blocks (X.509, leaf first), then optionally the leaf's unencrypted PRIVATE KEY block",
+    ),
+    (
+        API_DESCRIPTION,
+        "an OpenAPI 3.x or Swagger 2.0 document, JSON or YAML",
+    ),
+    (
+        EVENT_HUB_CONNECTION_STRING,
+        "an Event Hubs connection string: Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…[;EntityPath=…]",
+    ),
+];
+const POLICY_XML: &str = "policy-xml";
+const POLICY_FRAGMENT: &str = "policy-fragment-xml";
+const PEM_CERTIFICATE: &str = "pem-certificate";
+const API_DESCRIPTION: &str = "api-description";
+const EVENT_HUB_CONNECTION_STRING: &str = "event-hub-connection-string";
+
+/// Members the code requires although their Rust type has a default: (schema, member).
+const REQUIRED: &[(&str, &str)] = &[
+    ("PolicyFragment", "value"),
+    ("HostnameConfiguration", "hostname"),
+    ("HostnameConfiguration", "certificateId"),
+];
+
+/// A header value as `HeaderValue` takes it: no control bytes but the tab.
+const HEADER_VALUE: &str = "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$";
+
+/// A portal logo: an http(s) URL the gateway could call, or a path on this server (`/x`, not
+/// `//x`), never with a quote, `<`, `>` or `\\` (`PortalSettings::validate`).
+fn logo_url_pattern() -> String {
+    let url = gatehouse_model::resources::HTTP_URL_PATTERN
+        .trim_start_matches('^')
+        .trim_end_matches('$')
+        .replace("&'(", "&(");
+    format!("^(?:/(?:[^/\"'<>\\\\][^\"'<>\\\\]*)?|{url})$")
+}
+
+/// The `import.format` values `PUT /mgmt/apis/{apiId}` takes, in any case, as a pattern.
+fn import_formats() -> String {
+    let alternatives: Vec<String> = gatehouse_model::openapi::IMPORT_FORMATS
+        .iter()
+        .map(|f| {
+            f.chars()
+                .map(|c| match c {
+                    c if c.is_ascii_alphabetic() => {
+                        format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+                    }
+                    '+' => "\\+".to_owned(),
+                    c => c.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    format!("^(?:{})$", alternatives.join("|"))
 }
 
 /// Patterns the code checks with the very same expression, set here from the constants so the
@@ -297,7 +377,7 @@ fn unsigned_ranges(value: &mut serde_json::Value) {
 /// Rules the code checks without a regular expression, said in JSON Schema:
 /// (schema, member, keyword, value).
 fn member_rules() -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)> {
-    use gatehouse_model::resources::HEADER_NAME_PATTERN;
+    use gatehouse_model::resources::{self, HEADER_NAME_PATTERN};
     use serde_json::json;
     // `char::is_control`: the Unicode category Cc.
     let no_controls = json!("^[^\\u0000-\\u001f\\u007f-\\u009f]*$");
@@ -309,7 +389,7 @@ fn member_rules() -> Vec<(&'static str, &'static str, &'static str, serde_json::
             json!(HEADER_NAME_PATTERN),
         ),
         ("User", "firstName", "pattern", no_controls.clone()),
-        ("User", "lastName", "pattern", no_controls),
+        ("User", "lastName", "pattern", no_controls.clone()),
         (
             "BackendCredentials",
             "header",
@@ -329,6 +409,69 @@ fn member_rules() -> Vec<(&'static str, &'static str, &'static str, serde_json::
             "pattern",
             json!("^[A-Za-z0-9_.~!$()*,;=:@-]+$"),
         ),
+        (
+            "HostnameConfiguration",
+            "hostname",
+            "pattern",
+            json!(resources::HOSTNAME_PATTERN),
+        ),
+        // `certificate_ref`: the id after the last `/certificates/`, trailing '/' dropped.
+        (
+            "HostnameConfiguration",
+            "certificateId",
+            "pattern",
+            json!(format!("^(?:[\\s\\S]*/certificates/)?{ID}/*$")),
+        ),
+        ("PolicyFragment", "value", "format", json!(POLICY_FRAGMENT)),
+        ("Certificate", "data", "format", json!(PEM_CERTIFICATE)),
+        // Azure's PFX password: refused unless empty.
+        ("Certificate", "password", "maxLength", json!(0)),
+        ("ApiImport", "format", "pattern", json!(import_formats())),
+        ("ApiImport", "value", "format", json!(API_DESCRIPTION)),
+        ("LoggerEndpoint", "url", "pattern", json!(resources::HTTP_URL_PATTERN)),
+        (
+            "LoggerEndpoint",
+            "headers",
+            "propertyNames",
+            json!({ "pattern": HEADER_NAME_PATTERN }),
+        ),
+        // `char::is_control` but the tab: not in a header value.
+        (
+            "LoggerEndpoint",
+            "headers",
+            "additionalProperties",
+            json!({ "type": "string", "pattern": "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f]*$" }),
+        ),
+        // What `HeaderValue` takes: no control bytes but the tab.
+        (
+            "BackendCredentials",
+            "header",
+            "additionalProperties",
+            json!({ "type": "array", "items": { "type": "string", "pattern": HEADER_VALUE } }),
+        ),
+        // One word, then a parameter that is not blank; together a header value.
+        (
+            "BackendAuthorization",
+            "scheme",
+            "pattern",
+            json!("^[^\\s\\u0000-\\u001f\\u007f]+$"),
+        ),
+        (
+            "BackendAuthorization",
+            "parameter",
+            "pattern",
+            json!("^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$"),
+        ),
+        ("PortalSettings", "title", "pattern", no_controls.clone()),
+        ("PortalSettings", "footer", "maxLength", json!(1000)),
+        (
+            "PortalSettings",
+            "landingMarkdown",
+            "maxLength",
+            json!(resources::MAX_LANDING_MARKDOWN),
+        ),
+        ("PortalSettings", "logoUrl", "maxLength", json!(2000)),
+        ("PortalSettings", "logoUrl", "pattern", json!(logo_url_pattern())),
         // One certificate, by id or by (Azure) resource id ending in `/certificates/{id}`.
         ("BackendCredentials", "certificateIds", "maxItems", json!(1)),
         (
@@ -357,6 +500,29 @@ fn patterns(doc: &mut serde_json::Value) {
         let pointer = format!("/components/schemas/{schema}/properties/{member}");
         if let Some(property) = doc.pointer_mut(&pointer) {
             property[keyword] = rule;
+        }
+    }
+    // `normalize`: a circuit breaker's counts and durations are positive.
+    for member in ["failureCount", "intervalSeconds", "tripDurationSeconds"] {
+        if let Some(property) =
+            doc.pointer_mut(&format!("/components/schemas/CircuitBreaker/properties/{member}"))
+        {
+            property["format"] = json!("int64");
+            property["minimum"] = json!(1);
+            property["maximum"] = json!(u32::MAX);
+        }
+    }
+    for (schema, member) in REQUIRED {
+        let Some(resource) = doc.pointer_mut(&format!("/components/schemas/{schema}")) else {
+            continue;
+        };
+        let required = resource
+            .as_object_mut()
+            .map(|o| o.entry("required").or_insert_with(|| json!([])));
+        if let Some(Value::Array(required)) = required
+            && !required.iter().any(|r| r == member)
+        {
+            required.push(json!(member));
         }
     }
     if let Some(params) = doc
@@ -445,6 +611,178 @@ fn put_bodies(doc: &mut serde_json::Value) {
     }
 }
 
+/// Says what each of our [`FORMATS`] is, in the description of every schema that has one.
+fn describe_formats(value: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    match value {
+        Value::Object(members) => {
+            let ours = members
+                .get("format")
+                .and_then(Value::as_str)
+                .and_then(|f| FORMATS.iter().find(|(name, _)| *name == f));
+            if let Some((name, what)) = ours {
+                let said = format!("Format `{name}`: {what}.");
+                let description = match members.get("description").and_then(Value::as_str) {
+                    Some(d) if d.contains(&said) => d.to_owned(),
+                    Some(d) => format!("{d} {said}"),
+                    None => said,
+                };
+                members.insert("description".into(), json!(description));
+            }
+            members.values_mut().for_each(describe_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(describe_formats),
+        _ => {}
+    }
+}
+
+/// Every policy document a PUT takes (`application/xml`) is a string of [`POLICY_XML`].
+fn policy_bodies(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        if let Some(schema) =
+            item.pointer_mut("/put/requestBody/content/application~1xml/schema")
+            && schema.get("type") == Some(&json!("string"))
+        {
+            schema["format"] = json!(POLICY_XML);
+        }
+    }
+}
+
+/// What a logger's PUT takes depends on its `loggerType`; `LoggerPut` says so as one of
+/// three shapes: an `azureEventHub` logger with a connection string, one with a managed
+/// identity (`endpointAddress`, `identityClientId`, `name`), and an `http` or `otlp` logger
+/// with an `endpoint` and no credentials.
+fn logger_bodies(doc: &mut serde_json::Value) {
+    use gatehouse_model::loggers::EVENT_HUB_ADDRESS_PATTERN;
+    use serde_json::{Value, json};
+    let wanted = redirect_bodies(doc, "put", "Put", |n| n == "Logger");
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if wanted.is_empty() {
+        return;
+    }
+    let Some(logger) = schemas.get("Logger").cloned() else {
+        return;
+    };
+    let common = |logger_type: Value, credentials: Value, endpoint: Value, required: Value| {
+        let mut shape = logger.clone();
+        shape["properties"]["loggerType"] = logger_type;
+        shape["properties"]["credentials"] = credentials;
+        shape["properties"]["endpoint"] = endpoint;
+        shape["required"] = required;
+        shape
+    };
+    let event_hub = json!({ "type": "string", "enum": ["azureEventHub"] });
+    let no_endpoint = json!({ "type": "null", "description": "Only http and otlp loggers have one." });
+    let key = common(
+        event_hub.clone(),
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "connectionString": {
+                    "type": "string",
+                    "format": EVENT_HUB_CONNECTION_STRING,
+                    "description": "Secret: shown masked. Sent back masked, the stored one is kept.",
+                },
+                "name": {
+                    "type": "string",
+                    "description": "The event hub, when the connection string has no EntityPath.",
+                },
+            },
+            "required": ["connectionString"],
+        }),
+        no_endpoint.clone(),
+        json!(["loggerType", "credentials"]),
+    );
+    let identity = common(
+        event_hub,
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "endpointAddress": {
+                    "type": "string",
+                    "pattern": EVENT_HUB_ADDRESS_PATTERN,
+                    "description": "The namespace's host, such as contoso.servicebus.windows.net.",
+                },
+                "identityClientId": {
+                    "type": "string",
+                    "description": "`SystemAssigned`, or a user-assigned identity's client id.",
+                },
+                "name": {
+                    "type": "string",
+                    "pattern": "\\S",
+                    "description": "The event hub.",
+                },
+            },
+            "required": ["endpointAddress", "name"],
+        }),
+        no_endpoint,
+        json!(["loggerType", "credentials"]),
+    );
+    let sink = common(
+        json!({ "type": "string", "enum": ["http", "otlp"] }),
+        json!({
+            "type": "object",
+            "maxProperties": 0,
+            "description": "Only azureEventHub loggers have credentials.",
+        }),
+        json!({ "$ref": "#/components/schemas/LoggerEndpoint" }),
+        json!(["loggerType", "endpoint"]),
+    );
+    // A PATCH of one of the three shapes: members left out keep their value, `null` resets
+    // an optional one. (Whether the result fits the stored logger is the server's to say: 409.)
+    let patch_of = |shape: &Value| {
+        let mut patch = shape.clone();
+        if let Some(o) = patch.as_object_mut() {
+            o.remove("required");
+        }
+        if let Some(properties) = patch.get_mut("properties").and_then(Value::as_object_mut) {
+            for (member, schema) in properties.iter_mut() {
+                if member != "loggerType" {
+                    nullable(schema);
+                }
+            }
+        }
+        patch
+    };
+    let patches: Vec<Value> = [&key, &identity, &sink].into_iter().map(patch_of).collect();
+    schemas.insert(
+        "LoggerPatch".to_owned(),
+        json!({
+            "description": "A JSON merge patch (RFC 7386) of a Logger, in the shape of one logger type: members left out keep their value, `null` resets an optional member. A patch that does not fit the stored logger (an endpoint for an azureEventHub logger, say) is refused with 409.",
+            "anyOf": patches,
+        }),
+    );
+    for (name, shape) in [
+        ("EventHubKeyLogger", key),
+        ("EventHubIdentityLogger", identity),
+        ("SinkLogger", sink),
+    ] {
+        schemas.insert(name.to_owned(), shape);
+    }
+    schemas.insert(
+        "LoggerPut".to_owned(),
+        json!({
+            "description": "A Logger as PUT takes it: its credentials or endpoint depend on loggerType.",
+            "oneOf": [
+                { "$ref": "#/components/schemas/EventHubKeyLogger" },
+                { "$ref": "#/components/schemas/EventHubIdentityLogger" },
+                { "$ref": "#/components/schemas/SinkLogger" },
+            ],
+        }),
+    );
+}
+
 /// Members a PUT takes and a PATCH refuses: (schema, member).
 const PUT_ONLY: &[(&str, &str)] = &[("Api", "import")];
 
@@ -452,7 +790,10 @@ const PUT_ONLY: &[(&str, &str)] = &[("Api", "import")];
 /// member may be left out, and `null` resets a member to its default. Each PATCH operation gets
 /// a `<Schema>Patch` component saying so: the resource's schema without `required`, where the
 /// members that are optional in the resource also take `null`. (A member the resource
-/// requires has no default to reset to, so `null` stays invalid there.)
+/// requires has no default to reset to, so `null` stays invalid there.) The patch applies to
+/// nested objects too, so an object member points at its own `<Schema>Patch`, which keeps its
+/// `required` members (a nested object may be new) and lets the others be `null`; in a map,
+/// `null` removes an entry.
 fn merge_patch_bodies(doc: &mut serde_json::Value) {
     use serde_json::{Value, json};
     let wanted = redirect_bodies(doc, "patch", "Patch", |_| true);
@@ -462,7 +803,8 @@ fn merge_patch_bodies(doc: &mut serde_json::Value) {
     else {
         return;
     };
-    for name in wanted {
+    let mut queue: Vec<(String, bool)> = wanted.into_iter().map(|n| (n, true)).collect();
+    while let Some((name, top)) = queue.pop() {
         let patch_name = format!("{name}Patch");
         if schemas.contains_key(&patch_name) {
             continue;
@@ -470,18 +812,30 @@ fn merge_patch_bodies(doc: &mut serde_json::Value) {
         let Some(mut patch) = schemas.get(&name).cloned() else {
             continue;
         };
-        let required: Vec<Value> = patch
-            .as_object_mut()
-            .and_then(|o| o.remove("required"))
-            .and_then(|r| r.as_array().cloned())
-            .unwrap_or_default();
+        let required: Vec<Value> = if top {
+            patch
+                .as_object_mut()
+                .and_then(|o| o.remove("required"))
+                .and_then(|r| r.as_array().cloned())
+                .unwrap_or_default()
+        } else {
+            patch
+                .get("required")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
         if let Some(properties) = patch.get_mut("properties").and_then(Value::as_object_mut) {
             for (schema, member) in PUT_ONLY {
-                if *schema == name {
+                if top && *schema == name {
                     properties.remove(*member);
                 }
             }
             for (member, schema) in properties.iter_mut() {
+                for nested in nested_objects(schema, schemas) {
+                    queue.push((nested, false));
+                }
+                patch_nested(schema, schemas);
                 let put_required = PUT_REQUIRED.iter().any(|(s, m)| *s == name && m == member);
                 if put_required && let Some(Value::Array(types)) = schema.get_mut("type") {
                     // Required on PUT, so `null` (unset) is not a value it can take.
@@ -492,11 +846,63 @@ fn merge_patch_bodies(doc: &mut serde_json::Value) {
                 }
             }
         }
-        patch["description"] = json!(format!(
-            "A JSON merge patch (RFC 7386) of a {name}: members left out keep their value, \
-             `null` resets an optional member to its default."
-        ));
+        patch["description"] = json!(if top {
+            format!(
+                "A JSON merge patch (RFC 7386) of a {name}: members left out keep their value, \
+                 `null` resets an optional member to its default."
+            )
+        } else {
+            format!(
+                "A {name} inside a JSON merge patch: members left out keep their value, `null` \
+                 resets an optional member to its default."
+            )
+        });
         schemas.insert(patch_name, patch);
+    }
+}
+
+/// The object components a member's schema refers to, directly or as `oneOf` with `null`.
+fn nested_objects(
+    schema: &serde_json::Value,
+    schemas: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    use serde_json::Value;
+    let refs: Vec<&Value> = match schema.get("oneOf").and_then(Value::as_array) {
+        Some(parts) => parts.iter().collect(),
+        None => vec![schema],
+    };
+    refs.into_iter()
+        .filter_map(|s| s.get("$ref").and_then(Value::as_str))
+        .filter_map(|r| r.strip_prefix("#/components/schemas/"))
+        .filter(|n| schemas.get(*n).is_some_and(|s| s.get("properties").is_some()))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Points a member's references to object components at their `<Schema>Patch`, and lets the
+/// entries of a map be `null`.
+fn patch_nested(
+    schema: &mut serde_json::Value,
+    schemas: &serde_json::Map<String, serde_json::Value>,
+) {
+    use serde_json::Value;
+    let objects = nested_objects(schema, schemas);
+    let mut retarget = |s: &mut Value| {
+        if let Some(Value::String(r)) = s.get_mut("$ref")
+            && let Some(name) = r.strip_prefix("#/components/schemas/")
+            && objects.iter().any(|o| o == name)
+        {
+            *r = format!("{r}Patch");
+        }
+    };
+    match schema.get_mut("oneOf").and_then(Value::as_array_mut) {
+        Some(parts) => parts.iter_mut().for_each(&mut retarget),
+        None => retarget(schema),
+    }
+    if let Some(entries) = schema.get_mut("additionalProperties")
+        && entries.is_object()
+    {
+        nullable(entries);
     }
 }
 

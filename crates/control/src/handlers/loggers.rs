@@ -128,7 +128,8 @@ pub async fn put(
 #[utoipa::path(patch, path = "/mgmt/loggers/{loggerId}", tag = "loggers",
     params(("loggerId" = String, Path)), request_body = Logger,
     responses((status = 200, body = Logger), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "The patch does not fit the stored logger's type")),
     security(("admin" = [])))]
 pub async fn patch(
     cp: Cp,
@@ -140,7 +141,20 @@ pub async fn patch(
     // the stored secret.
     let mut merged: Logger = merge_unchecked(&stored.clone().masked(), body)?;
     keep_masked(&mut merged, Some(&stored))?;
-    merged.normalize()?;
+    if let Err(e) = merged.normalize() {
+        // Members one logger type has and another has not: the patch clashes with the stored
+        // logger rather than being malformed (RFC 5789's conflicting state), so 409.
+        if e.details
+            .iter()
+            .all(|d| d.target == "endpoint" || d.target == "credentials")
+        {
+            return Err(ApiError::Conflict(format!(
+                "The patch does not fit logger '{id}' as stored: {}",
+                e.message
+            )));
+        }
+        return Err(e.into());
+    }
     let mut tx = cp.store().begin().await?;
     save(&mut tx, "", &seal(&cp, merged.clone())?).await?;
     commit(&cp, tx).await?;
@@ -150,7 +164,8 @@ pub async fn patch(
 #[utoipa::path(delete, path = "/mgmt/loggers/{loggerId}", tag = "loggers",
     params(("loggerId" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "In use; the message says where")),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     check_id(Kind::Logger, &id)?;
@@ -158,14 +173,10 @@ pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let mut tx = cp.store().begin().await?;
     let users = super::policies::logger_users(&cp, &id).await?;
     if !users.is_empty() {
-        return Err(ValidationError::one(
-            "loggerId",
-            format!(
-                "'{id}' is used by {}; remove its log-to-eventhub there first",
-                users.join(", ")
-            ),
-        )
-        .into());
+        return Err(ApiError::Conflict(format!(
+            "Logger '{id}' is used by {}; remove its log-to-eventhub there first",
+            users.join(", ")
+        )));
     }
     if !tx.repo::<Logger>().delete("", &id).await? {
         return Err(ApiError::not_found("Logger", &id));
