@@ -15,6 +15,7 @@ SCHEMATHESIS_HOOKS=scripts/schemathesis_hooks.py, as crates/cli/tests/schemathes
   pem-certificate              PEM certificates made here with openssl, with and without a key
   api-description             small OpenAPI 3 and Swagger 2 documents, JSON and YAML
   event-hub-connection-string  connection strings with an EntityPath
+  gateway-token-expiry         RFC 3339 times from 5 minutes to 29 days from now
 
 The portal settings' colours must stay readable (WCAG AA, 4.5:1): text on the background, white
 text on the primary colour, and the primary colour on the background. A body whose colours are
@@ -23,6 +24,7 @@ all valid `#rrggbb` but break that rule gets a readable palette before it is sen
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -179,6 +181,18 @@ schemathesis.openapi.format(
         st.from_regex(r"\A[A-Za-z][A-Za-z0-9]{0,15}\Z"),
         st.from_regex(r"\A[A-Za-z0-9+/]{8,43}=\Z"),
         st.from_regex(r"\A[a-z][a-z0-9._-]{0,20}\Z"),
+    ),
+)
+
+# ---------------------------------------------------------------------------------------------
+# Gateway token expiries: later than now, at most 30 days away, when the request is made.
+
+schemathesis.openapi.format(
+    "gateway-token-expiry",
+    st.integers(min_value=5, max_value=29 * 24 * 60).map(
+        lambda minutes: (
+            datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=minutes)
+        ).strftime("%Y-%m-%dT%H:%M:%SZ")
     ),
 )
 

@@ -290,11 +290,18 @@ pub(crate) const FORMATS: &[(&str, &str)] = &[
         "an OpenAPI 3.x or Swagger 2.0 document, JSON or YAML",
     ),
     (
+        GATEWAY_TOKEN_EXPIRY,
+        "an RFC 3339 time later than now and at most 30 days away",
+    ),
+    (
         EVENT_HUB_CONNECTION_STRING,
         "an Event Hubs connection string: Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…[;EntityPath=…]",
     ),
 ];
+/// A segment of an API's path (`is_path_char`).
+const SEGMENT: &str = "[A-Za-z0-9._~!$()*,;=:@-]+";
 const POLICY_XML: &str = "policy-xml";
+const GATEWAY_TOKEN_EXPIRY: &str = "gateway-token-expiry";
 const POLICY_FRAGMENT: &str = "policy-fragment-xml";
 const PEM_CERTIFICATE: &str = "pem-certificate";
 const API_DESCRIPTION: &str = "api-description";
@@ -423,6 +430,24 @@ fn member_rules() -> Vec<(&'static str, &'static str, &'static str, serde_json::
             json!(format!("^(?:[\\s\\S]*/certificates/)?{ID}/*$")),
         ),
         ("PolicyFragment", "value", "format", json!(POLICY_FRAGMENT)),
+        ("PolicyFragment", "description", "maxLength", json!(1000)),
+        ("Api", "displayName", "maxLength", json!(300)),
+        ("Product", "displayName", "maxLength", json!(300)),
+        ("NamedValue", "value", "maxLength", json!(4096)),
+        // `normalize`: '/' at either end is dropped, then segments of `is_path_char`s.
+        ("Api", "path", "maxLength", json!(400)),
+        (
+            "Api",
+            "path",
+            "pattern",
+            json!(format!("^/*(?:{SEGMENT}(?:/{SEGMENT})*)?/*$")),
+        ),
+        (
+            "GenerateTokenRequest",
+            "expiry",
+            "format",
+            json!(GATEWAY_TOKEN_EXPIRY),
+        ),
         ("Certificate", "data", "format", json!(PEM_CERTIFICATE)),
         // Azure's PFX password: refused unless empty.
         ("Certificate", "password", "maxLength", json!(0)),

@@ -153,15 +153,16 @@ impl Resource for Api {
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
         let mut p = Problems::default();
+        // As given, before the slashes at either end are dropped.
+        if self.path.chars().count() > 400 {
+            p.push("path", "must be at most 400 characters");
+        }
         self.path = self.path.trim_matches('/').to_owned();
         if self.display_name.is_empty() {
             self.display_name = self.id.clone();
         }
-        if self.display_name.len() > 300 {
+        if self.display_name.chars().count() > 300 {
             p.push("displayName", "must be at most 300 characters");
-        }
-        if self.path.len() > 400 {
-            p.push("path", "must be at most 400 characters");
         }
         for seg in self.path.split('/') {
             if self.path.is_empty() {
@@ -544,7 +545,7 @@ impl Resource for Product {
         if self.display_name.is_empty() {
             self.display_name = self.id.clone();
         }
-        if self.display_name.len() > 300 {
+        if self.display_name.chars().count() > 300 {
             p.push("displayName", "must be at most 300 characters");
         }
         if self
@@ -728,7 +729,9 @@ impl Resource for NamedValue {
         }
         match &self.value {
             None => p.push("value", "is required"),
-            Some(v) if v.len() > 4096 => p.push("value", "must be at most 4096 characters"),
+            Some(v) if v.chars().count() > 4096 => {
+                p.push("value", "must be at most 4096 characters")
+            }
             Some(_) => {}
         }
         p.finish("named value")
@@ -1296,7 +1299,7 @@ impl Resource for PolicyFragment {
             p.push("value", "must be at most 512 KiB");
         }
         if let Some(d) = &self.description
-            && d.len() > 1000
+            && d.chars().count() > 1000
         {
             p.push("description", "must be at most 1000 characters");
         }
