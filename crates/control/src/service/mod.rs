@@ -150,7 +150,16 @@ pub(crate) fn merge_unchecked<R: Resource>(existing: &R, mut patch: Value) -> Se
         map.remove("id");
     }
     let mut merged: R = serde_json::from_value(value).map_err(|e| {
-        ValidationError::one("body", format!("the patched resource is not valid: {e}"))
+        let text = e.to_string();
+        // A nested object given in part where the resource has none to complete: the patch
+        // does not fit the resource as it is (RFC 5789's conflicting state).
+        if text.contains("missing field") {
+            ServiceError::Conflict(format!(
+                "The patch gives part of an object the resource does not have yet ({text}); give it whole"
+            ))
+        } else {
+            ValidationError::one("body", format!("the patched resource is not valid: {text}")).into()
+        }
     })?;
     merged.set_id(existing.id().to_owned());
     Ok(merged)
