@@ -263,6 +263,7 @@ pub(crate) fn document() -> Result<serde_json::Value, serde_json::Error> {
     put_bodies(&mut doc);
     logger_bodies(&mut doc);
     merge_patch_bodies(&mut doc);
+    patch_conflicts(&mut doc);
     describe_formats(&mut doc);
     Ok(doc)
 }
@@ -453,7 +454,12 @@ fn member_rules() -> Vec<(&'static str, &'static str, &'static str, serde_json::
         ("Certificate", "password", "maxLength", json!(0)),
         ("ApiImport", "format", "pattern", json!(import_formats())),
         ("ApiImport", "value", "format", json!(API_DESCRIPTION)),
-        ("LoggerEndpoint", "url", "pattern", json!(resources::HTTP_URL_PATTERN)),
+        (
+            "LoggerEndpoint",
+            "url",
+            "pattern",
+            json!(resources::HTTP_URL_PATTERN),
+        ),
         (
             "LoggerEndpoint",
             "headers",
@@ -485,7 +491,9 @@ fn member_rules() -> Vec<(&'static str, &'static str, &'static str, serde_json::
             "BackendAuthorization",
             "parameter",
             "pattern",
-            json!("^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$"),
+            json!(
+                "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$"
+            ),
         ),
         ("PortalSettings", "title", "pattern", no_controls.clone()),
         ("PortalSettings", "footer", "maxLength", json!(1000)),
@@ -496,7 +504,12 @@ fn member_rules() -> Vec<(&'static str, &'static str, &'static str, serde_json::
             json!(resources::MAX_LANDING_MARKDOWN),
         ),
         ("PortalSettings", "logoUrl", "maxLength", json!(2000)),
-        ("PortalSettings", "logoUrl", "pattern", json!(logo_url_pattern())),
+        (
+            "PortalSettings",
+            "logoUrl",
+            "pattern",
+            json!(logo_url_pattern()),
+        ),
         // One certificate, by id or by (Azure) resource id ending in `/certificates/{id}`.
         ("BackendCredentials", "certificateIds", "maxItems", json!(1)),
         (
@@ -529,9 +542,9 @@ fn patterns(doc: &mut serde_json::Value) {
     }
     // `normalize`: a circuit breaker's counts and durations are positive.
     for member in ["failureCount", "intervalSeconds", "tripDurationSeconds"] {
-        if let Some(property) =
-            doc.pointer_mut(&format!("/components/schemas/CircuitBreaker/properties/{member}"))
-        {
+        if let Some(property) = doc.pointer_mut(&format!(
+            "/components/schemas/CircuitBreaker/properties/{member}"
+        )) {
             property["format"] = json!("int64");
             property["minimum"] = json!(1);
             property["maximum"] = json!(u32::MAX);
@@ -661,6 +674,31 @@ fn describe_formats(value: &mut serde_json::Value) {
     }
 }
 
+/// Every PATCH may answer 409: a patch that gives part of a nested object the resource does
+/// not have yet, or that does not fit the resource as stored, cannot be applied (RFC 5789).
+fn patch_conflicts(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(responses) = item
+            .pointer_mut("/patch/responses")
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        responses.entry("409").or_insert_with(|| {
+            json!({
+                "description": "The patch does not fit the resource as stored",
+                "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/ErrorBody" }
+                } },
+            })
+        });
+    }
+}
+
 /// Every policy document a PUT takes (`application/xml`) is a string of [`POLICY_XML`].
 fn policy_bodies(doc: &mut serde_json::Value) {
     use serde_json::{Value, json};
@@ -668,8 +706,7 @@ fn policy_bodies(doc: &mut serde_json::Value) {
         return;
     };
     for item in paths.values_mut() {
-        if let Some(schema) =
-            item.pointer_mut("/put/requestBody/content/application~1xml/schema")
+        if let Some(schema) = item.pointer_mut("/put/requestBody/content/application~1xml/schema")
             && schema.get("type") == Some(&json!("string"))
         {
             schema["format"] = json!(POLICY_XML);
@@ -706,7 +743,8 @@ fn logger_bodies(doc: &mut serde_json::Value) {
         shape
     };
     let event_hub = json!({ "type": "string", "enum": ["azureEventHub"] });
-    let no_endpoint = json!({ "type": "null", "description": "Only http and otlp loggers have one." });
+    let no_endpoint =
+        json!({ "type": "null", "description": "Only http and otlp loggers have one." });
     let key = common(
         event_hub.clone(),
         json!({
@@ -773,6 +811,20 @@ fn logger_bodies(doc: &mut serde_json::Value) {
         }
         if let Some(properties) = patch.get_mut("properties").and_then(Value::as_object_mut) {
             for (member, schema) in properties.iter_mut() {
+                if member == "credentials"
+                    && let Some(credentials) = schema.as_object_mut()
+                {
+                    // Patched entry by entry: what is left out stays, `null` removes it.
+                    credentials.remove("required");
+                    for entry in credentials
+                        .get_mut("properties")
+                        .and_then(Value::as_object_mut)
+                        .into_iter()
+                        .flat_map(|p| p.values_mut())
+                    {
+                        nullable(entry);
+                    }
+                }
                 if member != "loggerType" {
                     nullable(schema);
                 }
@@ -780,7 +832,26 @@ fn logger_bodies(doc: &mut serde_json::Value) {
         }
         patch
     };
-    let patches: Vec<Value> = [&key, &identity, &sink].into_iter().map(patch_of).collect();
+    let mut patches: Vec<Value> = [&key, &identity, &sink].into_iter().map(patch_of).collect();
+    // The sink's endpoint is patched too: `headers` and its entries take `null`.
+    if let Some(mut endpoint) = schemas.get("LoggerEndpoint").cloned() {
+        if let Some(headers) = endpoint.pointer_mut("/properties/headers") {
+            if let Some(entries) = headers.get_mut("additionalProperties") {
+                nullable(entries);
+            }
+            nullable(headers);
+        }
+        endpoint["description"] = json!("A LoggerEndpoint inside a JSON merge patch.");
+        schemas.insert("LoggerEndpointPatch".to_owned(), endpoint);
+        if let Some(Value::Array(parts)) = patches
+            .get_mut(2)
+            .and_then(|p| p.pointer_mut("/properties/endpoint/oneOf"))
+        {
+            for part in parts.iter_mut().filter(|p| p.get("$ref").is_some()) {
+                *part = json!({ "$ref": "#/components/schemas/LoggerEndpointPatch" });
+            }
+        }
+    }
     schemas.insert(
         "LoggerPatch".to_owned(),
         json!({
@@ -816,9 +887,9 @@ const PUT_ONLY: &[(&str, &str)] = &[("Api", "import")];
 /// a `<Schema>Patch` component saying so: the resource's schema without `required`, where the
 /// members that are optional in the resource also take `null`. (A member the resource
 /// requires has no default to reset to, so `null` stays invalid there.) The patch applies to
-/// nested objects too, so an object member points at its own `<Schema>Patch`, which keeps its
-/// `required` members (a nested object may be new) and lets the others be `null`; in a map,
-/// `null` removes an entry.
+/// nested objects too, so an object member points at its own `<Schema>Patch`, with the same
+/// rules; in a map, `null` removes an entry. A nested object the resource does not have yet
+/// must come whole: a part with nothing to complete it is refused with 409.
 fn merge_patch_bodies(doc: &mut serde_json::Value) {
     use serde_json::{Value, json};
     let wanted = redirect_bodies(doc, "patch", "Patch", |_| true);
@@ -837,19 +908,11 @@ fn merge_patch_bodies(doc: &mut serde_json::Value) {
         let Some(mut patch) = schemas.get(&name).cloned() else {
             continue;
         };
-        let required: Vec<Value> = if top {
-            patch
-                .as_object_mut()
-                .and_then(|o| o.remove("required"))
-                .and_then(|r| r.as_array().cloned())
-                .unwrap_or_default()
-        } else {
-            patch
-                .get("required")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        };
+        let required: Vec<Value> = patch
+            .as_object_mut()
+            .and_then(|o| o.remove("required"))
+            .and_then(|r| r.as_array().cloned())
+            .unwrap_or_default();
         if let Some(properties) = patch.get_mut("properties").and_then(Value::as_object_mut) {
             for (schema, member) in PUT_ONLY {
                 if top && *schema == name {
@@ -879,7 +942,8 @@ fn merge_patch_bodies(doc: &mut serde_json::Value) {
         } else {
             format!(
                 "A {name} inside a JSON merge patch: members left out keep their value, `null` \
-                 resets an optional member to its default."
+                 resets an optional member to its default. Where there is no {name} yet, give \
+                 it whole."
             )
         });
         schemas.insert(patch_name, patch);
@@ -899,7 +963,11 @@ fn nested_objects(
     refs.into_iter()
         .filter_map(|s| s.get("$ref").and_then(Value::as_str))
         .filter_map(|r| r.strip_prefix("#/components/schemas/"))
-        .filter(|n| schemas.get(*n).is_some_and(|s| s.get("properties").is_some()))
+        .filter(|n| {
+            schemas
+                .get(*n)
+                .is_some_and(|s| s.get("properties").is_some())
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -947,6 +1015,7 @@ fn nullable(schema: &mut serde_json::Value) {
         return;
     }
     match schema.get_mut("type") {
+        Some(Value::String(t)) if t == "null" => {}
         Some(Value::String(t)) => {
             let t = t.clone();
             schema["type"] = json!([t, "null"]);
