@@ -494,10 +494,21 @@ mod tests {
                 r#"{{"loggerType":"azureEventHub","credentials":{{"endpointAddress":"{address}","name":"h"}}}}"#
             ))
         };
-        for ok in ["ns.servicebus.windows.net", "HTTPS://ns.example:5671/", "sb://ns/"] {
+        for ok in [
+            "ns.servicebus.windows.net",
+            "HTTPS://ns.example:5671/",
+            "sb://ns/",
+        ] {
             assert!(with(ok).is_ok(), "{ok}");
         }
-        for bad in ["sb://", " ns.example", "ns.example/path", "sb://ns..x", "ns_1", ""] {
+        for bad in [
+            "sb://",
+            " ns.example",
+            "ns.example/path",
+            "sb://ns..x",
+            "ns_1",
+            "",
+        ] {
             let e = with(bad).unwrap_err();
             assert!(e.to_string().contains("endpointAddress"), "{bad}: {e}");
         }

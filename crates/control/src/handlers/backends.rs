@@ -32,7 +32,9 @@ async fn check_references(cp: &ControlPlane, backend: &Backend) -> ApiResult<()>
     if let Some(missing) = wanted.iter().find(|w| !named.contains_key(*w)) {
         return Err(ApiError::missing_reference(
             "credentials",
-            format!("named value '{missing}' does not exist; create it with PUT /mgmt/named-values/{missing} first"),
+            format!(
+                "named value '{missing}' does not exist; create it with PUT /mgmt/named-values/{missing} first"
+            ),
         ));
     }
     check_values(backend, &named)?;

@@ -57,7 +57,10 @@ async fn ensure_unique(cp: &ControlPlane, own: &str, hash: &str, target: &str) -
 
 async fn check_scope(cp: &ControlPlane, sub: &Subscription) -> ApiResult<()> {
     let missing = |what: &str, id: &str| {
-        ApiError::missing_reference("scope", format!("{what} '{id}' does not exist; create it first"))
+        ApiError::missing_reference(
+            "scope",
+            format!("{what} '{id}' does not exist; create it first"),
+        )
     };
     match sub.parsed_scope()? {
         Scope::AllApis => Ok(()),
