@@ -61,7 +61,7 @@ BACKEND = ["", "<base />", "<forward-request />"]
 @st.composite
 def policy_sections(draw, section: str, snippets: list) -> str:
     parts = draw(st.lists(st.sampled_from(snippets), max_size=2))
-    body = "".join(part(draw(NAMES), draw(WORDS).replace("&", "")) for part in parts)
+    body = "".join(part(draw(NAMES), draw(WORDS)) for part in parts)
     if draw(st.booleans()):
         body = "<base />" + body
     return f"<{section}>{body}</{section}>" if body else f"<{section} />"
