@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use clap::Args;
-use gatehouse_control::{ApiError, BUILT_IN_GATEWAY, ControlPlane};
+use gatehouse_control::{BUILT_IN_GATEWAY, ControlPlane, ServiceError};
 use gatehouse_model::resources::{Subscription, SubscriptionKeys, SubscriptionState};
 use gatehouse_portal::{
     AdminBackend, BackendError, BoxFuture, Console, ConsoleConfig, Fleet, FleetGateway,
@@ -39,11 +39,11 @@ pub struct PortalArgs {
 /// `PortalBackend` over the control plane.
 pub struct ControlBackend(pub Arc<ControlPlane>);
 
-fn backend_error(e: ApiError) -> BackendError {
+fn backend_error(e: ServiceError) -> BackendError {
     match e {
-        ApiError::Validation(v) => BackendError::Invalid(v.message),
-        ApiError::NotFound(m) => BackendError::NotFound(m),
-        ApiError::Conflict(m) => BackendError::Conflict(m),
+        ServiceError::Invalid(v) => BackendError::Invalid(v.message),
+        ServiceError::NotFound(m) => BackendError::NotFound(m),
+        ServiceError::Conflict(m) => BackendError::Conflict(m),
         other => BackendError::Internal(other.to_string()),
     }
 }

@@ -98,7 +98,7 @@ impl Sink for InProcess {
                 .await
                 .map(|_| ())
                 .map_err(|e| match e {
-                    gatehouse_control::ApiError::Validation(v) => {
+                    gatehouse_control::ServiceError::Invalid(v) => {
                         DeliveryError::Rejected(v.to_string())
                     }
                     other => DeliveryError::Retry(other.to_string()),

@@ -11,22 +11,23 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use gatehouse_model::loggers::Logger;
 use gatehouse_model::resources::{
-    Api, Backend, GatewayCertificateAuthority, HostnameConfiguration, NamedValue, Operation,
-    Product, Scope, Subscription, SubscriptionState, User, UserState,
+    Api, BREAKER_ERROR_REASONS, Backend, BackendType, CircuitBreakerRule,
+    GatewayCertificateAuthority, HostnameConfiguration, NamedValue, Operation, Product, Scope,
+    Subscription, SubscriptionState, User, UserState, backend_id_of,
 };
 use gatehouse_model::snapshot::{
-    Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotBackend, SnapshotCertificateAuthority,
-    SnapshotClientCertificate, SnapshotHostname, SnapshotLogger, SnapshotProduct,
-    SnapshotSubscription, SnapshotTls,
+    Delta, FORMAT_VERSION, Snapshot, SnapshotApi, SnapshotBackend, SnapshotBreaker,
+    SnapshotCertificateAuthority, SnapshotClientCertificate, SnapshotHostname, SnapshotLogger,
+    SnapshotPoolMember, SnapshotProduct, SnapshotSubscription, SnapshotTls,
 };
 use gatehouse_store::records::ApiDocument;
 use gatehouse_store::{Change, Kind, Link, PolicyLevel, PolicyScope, Store, Stored};
 
-use crate::error::ApiError;
-use crate::handlers::certificates::StoredCertificate;
-use crate::handlers::subscriptions::StoredKeys;
-use crate::handlers::{certificates, policies, policy_fragments};
 use crate::secrets::Sealer;
+use crate::service::ServiceError;
+use crate::service::certificates::{self, StoredCertificate};
+use crate::service::subscriptions::StoredKeys;
+use crate::service::{policies, policy_fragments};
 
 /// The gateway of `gatehouse up`: every API is assigned to it.
 pub const BUILT_IN_GATEWAY: &str = "built-in";
@@ -36,7 +37,7 @@ pub async fn snapshot(
     store: &Store,
     sealer: &Sealer,
     gateway_id: &str,
-) -> Result<Snapshot, ApiError> {
+) -> Result<Snapshot, ServiceError> {
     Ok(Compiled::full(store, sealer, gateway_id).await?.snapshot())
 }
 
@@ -174,13 +175,86 @@ fn snapshot_subscription(
     }
 }
 
+/// A backend as gateways get it: a pool's members ordered by priority (stably, so members
+/// of one priority keep the pool's order), a breaker rule with its durations parsed. Done once
+/// per change of the backend, not per request.
 fn snapshot_backend(backend: Backend) -> SnapshotBackend {
+    let pool = (backend.backend_type == BackendType::Pool).then(|| {
+        let mut members: Vec<SnapshotPoolMember> = backend
+            .pool
+            .iter()
+            .flat_map(|p| &p.services)
+            .map(|s| SnapshotPoolMember {
+                id: backend_id_of(&s.id).to_owned(),
+                priority: s.priority,
+                weight: s.weight,
+            })
+            .collect();
+        members.sort_by_key(|m| m.priority);
+        members
+    });
+    let circuit_breaker = match (&pool, &backend.circuit_breaker) {
+        (None, Some(cb)) => cb
+            .rules
+            .first()
+            .and_then(|rule| snapshot_breaker(&backend.id, rule)),
+        _ => None,
+    };
     SnapshotBackend {
         id: backend.id,
         url: backend.url,
         credentials: backend.credentials,
         tls: backend.tls,
+        circuit_breaker,
+        pool,
     }
+}
+
+/// A breaker rule as gateways run it; `None` (logged) for a rule that does not parse, which the
+/// management API refuses, so only a store written some other way has one.
+fn snapshot_breaker(backend: &str, rule: &CircuitBreakerRule) -> Option<SnapshotBreaker> {
+    let c = &rule.failure_condition;
+    let parsed = |text: &str| {
+        gatehouse_model::duration::parse(text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    let (Some(interval_ms), Some(trip_duration_ms)) =
+        (parsed(&c.interval), parsed(&rule.trip_duration))
+    else {
+        tracing::warn!(
+            backend,
+            "the circuit breaker rule's interval or tripDuration is not a positive ISO 8601 duration; the backend ships without a breaker"
+        );
+        return None;
+    };
+    let error_reasons = BREAKER_ERROR_REASONS
+        .iter()
+        .filter(|known| {
+            c.error_reasons
+                .iter()
+                .any(|r| r.trim().eq_ignore_ascii_case(known))
+        })
+        .map(|r| (*r).to_owned())
+        .collect();
+    Some(SnapshotBreaker {
+        name: rule.name.clone(),
+        count: c.count,
+        percentage: c.percentage,
+        interval_ms,
+        trip_duration_ms,
+        status_code_ranges: c
+            .status_code_ranges
+            .iter()
+            .map(|r| {
+                let status = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+                (status(r.min), status(r.max))
+            })
+            .collect(),
+        error_reasons,
+        accept_retry_after: rule.accept_retry_after,
+    })
 }
 
 fn links_of(sub: &Subscription) -> SubLinks {
@@ -274,7 +348,11 @@ impl Compiled {
     }
 
     /// Compiles the snapshot of `gateway_id` from the whole store.
-    pub async fn full(store: &Store, sealer: &Sealer, gateway_id: &str) -> Result<Self, ApiError> {
+    pub async fn full(
+        store: &Store,
+        sealer: &Sealer,
+        gateway_id: &str,
+    ) -> Result<Self, ServiceError> {
         // Read the revision first: anything committed later is at least as new as it says.
         let revision = store.revision().await?;
         let assigned = if gateway_id == BUILT_IN_GATEWAY {
@@ -407,7 +485,11 @@ impl Compiled {
     }
 
     /// Recomputes the policy fragments and named values the shipped policies use.
-    async fn ship_policy_inputs(&mut self, store: &Store, sealer: &Sealer) -> Result<(), ApiError> {
+    async fn ship_policy_inputs(
+        &mut self,
+        store: &Store,
+        sealer: &Sealer,
+    ) -> Result<(), ServiceError> {
         let texts = || self.policy_texts();
         // Ship only the policy fragments the shipped policies include (through others too).
         let all_fragments = policy_fragments::all_in(store).await?;
@@ -442,7 +524,7 @@ impl Compiled {
                 let Some(logger) = store.repo::<Logger>().get("", &id).await? else {
                     continue;
                 };
-                let logger = crate::handlers::loggers::open_with(sealer, logger)?;
+                let logger = crate::service::loggers::open_with(sealer, logger)?;
                 loggers.insert(
                     id,
                     SnapshotLogger {
@@ -465,7 +547,7 @@ impl Compiled {
             let value = if nv.secret {
                 sealer
                     .open(&value)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?
             } else {
                 value
             };
@@ -485,14 +567,14 @@ impl Compiled {
         sealer: &Sealer,
         gateway_id: &str,
         client_certificates: &BTreeSet<String>,
-    ) -> Result<SnapshotTls, ApiError> {
+    ) -> Result<SnapshotTls, ServiceError> {
         let mut opened: HashMap<String, Option<certificates::Opened>> = HashMap::new();
         async fn certificate<'a>(
             opened: &'a mut HashMap<String, Option<certificates::Opened>>,
             store: &Store,
             sealer: &Sealer,
             id: &str,
-        ) -> Result<Option<&'a certificates::Opened>, ApiError> {
+        ) -> Result<Option<&'a certificates::Opened>, ServiceError> {
             if !opened.contains_key(id) {
                 let cert = match store.repo::<StoredCertificate>().get("", id).await? {
                     Some(stored) => Some(stored.open(sealer)?),
@@ -597,7 +679,7 @@ impl Compiled {
     }
 
     /// One API as shipped, read from the store; `None` when it does not exist.
-    async fn load_api(store: &Store, id: &str) -> Result<Option<SnapshotApi>, ApiError> {
+    async fn load_api(store: &Store, id: &str) -> Result<Option<SnapshotApi>, ServiceError> {
         let Some(api) = store.repo::<Api>().get("", id).await? else {
             return Ok(None);
         };
@@ -633,7 +715,7 @@ impl Compiled {
         sealer: &Sealer,
         changes: &[Change],
         revision: u64,
-    ) -> Result<Option<Delta>, ApiError> {
+    ) -> Result<Option<Delta>, ServiceError> {
         let mut dirty_links = BTreeSet::new();
         let mut dirty_apis = BTreeSet::new();
         let mut dirty_products = BTreeSet::new();

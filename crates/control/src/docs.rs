@@ -1,5 +1,10 @@
 //! The management API's own OpenAPI document (`/mgmt/openapi.json`) and its Swagger UI
 //! (`/mgmt/docs`), served from assets embedded at build time from npm's swagger-ui-dist.
+//!
+//! utoipa derives the description from the handlers' annotations (`handlers/openapi.rs`); what
+//! it leaves out or says too loosely is completed here.
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Request};
@@ -7,82 +12,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use utoipa::Modify;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{
-    apis, backends, certificate_authorities, certificates, gateway_tokens, gateways, groups,
-    hostname_configurations, loggers, named_values, policies, policy_fragments, portal_settings,
-    products, reports, subscriptions, users,
-};
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Gatehouse management API",
-        description = "Manage the APIs, products, subscriptions, named values, backends and gateways of a Gatehouse control plane, and read its traffic reports. Resource and property names follow Azure API Management. Every call needs `Authorization: Bearer <admin token>`.",
-        license(name = "Apache-2.0")
-    ),
-    paths(
-        apis::list, apis::get, apis::put, apis::patch, apis::delete, apis::get_document,
-        apis::list_operations, apis::get_operation, apis::put_operation,
-        apis::patch_operation, apis::delete_operation,
-        products::list, products::get, products::put, products::patch, products::delete,
-        products::list_apis, products::add_api, products::remove_api,
-        subscriptions::list, subscriptions::get, subscriptions::put, subscriptions::patch,
-        subscriptions::delete, subscriptions::list_secrets, subscriptions::regenerate_primary,
-        subscriptions::regenerate_secondary,
-        named_values::list, named_values::get, named_values::put, named_values::patch,
-        named_values::delete, named_values::list_value,
-        backends::list, backends::get, backends::put, backends::patch, backends::delete,
-        loggers::list, loggers::get, loggers::put, loggers::patch, loggers::delete,
-        gateways::list, gateways::get, gateways::put, gateways::patch, gateways::delete,
-        gateways::list_apis, gateways::add_api, gateways::remove_api,
-        certificates::list, certificates::get, certificates::put, certificates::delete,
-        hostname_configurations::list, hostname_configurations::get,
-        hostname_configurations::put, hostname_configurations::delete,
-        certificate_authorities::list, certificate_authorities::get,
-        certificate_authorities::put, certificate_authorities::delete,
-        gateway_tokens::generate_token, gateway_tokens::regenerate_key,
-        gateway_tokens::list_keys, gateway_tokens::status,
-        policies::get_global, policies::put_global, policies::delete_global,
-        policies::get_product, policies::put_product, policies::delete_product,
-        policies::get_api, policies::put_api, policies::delete_api,
-        policies::get_operation, policies::put_operation, policies::delete_operation,
-        policy_fragments::list, policy_fragments::get, policy_fragments::put,
-        policy_fragments::delete,
-        users::list, users::get, users::put, users::patch, users::delete,
-        groups::list, groups::get, groups::put, groups::patch, groups::delete,
-        groups::list_users, groups::add_user, groups::remove_user,
-        groups::list_product_groups, groups::add_product_group, groups::remove_product_group,
-        portal_settings::get, portal_settings::put,
-        reports::by_api, reports::by_operation, reports::by_product, reports::by_subscription,
-        reports::by_time,
-    ),
-    modifiers(&AdminAuth, &Conventions),
-    tags(
-        (name = "apis", description = "APIs and their operations"),
-        (name = "products", description = "Products group APIs for subscription"),
-        (name = "subscriptions", description = "Subscriptions and their keys"),
-        (name = "named-values", description = "Values policies refer to as {{name}}"),
-        (name = "backends", description = "Backend services"),
-        (name = "loggers", description = "Where log-to-eventhub sends messages: Azure Event Hubs, or an http or otlp sink"),
-        (name = "gateways", description = "Gateways, the APIs assigned to them, their hostname configurations and certificate authorities"),
-        (name = "certificates", description = "TLS certificates (PEM) for the gateways' hostnames and certificate authorities"),
-        (name = "policies", description = "Policy documents at the global, product, API and operation scopes"),
-        (name = "policy-fragments", description = "Reusable policy XML that policies insert with <include-fragment>"),
-        (name = "users", description = "Developer portal accounts"),
-        (name = "groups", description = "Groups of users, and the products they may see"),
-        (name = "portal", description = "Developer portal settings"),
-        (name = "reports", description = "Traffic over a time window, from the telemetry gateways upload: calls by outcome, bandwidth, mean and 95th percentile latencies"),
-    )
-)]
-pub struct ApiDoc;
-
-struct AdminAuth;
+/// The admin token as the security scheme every operation names.
+pub(crate) struct AdminAuth;
 
 impl Modify for AdminAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -103,7 +40,7 @@ impl Modify for AdminAuth {
 /// `description`, and every `operationId` must be unique (handlers of different resources share
 /// function names such as `list`, so ids become `<tag>_<function>`, e.g. `products_list`).
 /// Path parameters that are resource ids also get the id syntax, so clients and fuzzers know it.
-struct Conventions;
+pub(crate) struct Conventions;
 
 impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -207,9 +144,11 @@ const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'sel
      script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
      form-action 'self'";
 
-pub fn router() -> Router {
+/// Serves the document completed from `derived`, and Swagger UI over it.
+pub fn router(derived: utoipa::openapi::OpenApi) -> Router {
+    let derived = Arc::new(derived);
     Router::new()
-        .route("/mgmt/openapi.json", get(spec))
+        .route("/mgmt/openapi.json", get(move || spec(derived.clone())))
         .route("/mgmt/docs", get(|| async { Html(DOCS_PAGE) }))
         .route("/mgmt/docs/", get(|| async { Html(DOCS_PAGE) }))
         .route("/mgmt/docs/{file}", get(asset))
@@ -254,8 +193,8 @@ async fn security_headers(req: Request, next: Next) -> Response {
 /// certificate, an API description, an Event Hubs connection string. Their schemas name a
 /// format of ours for it ([`FORMATS`]); `scripts/schemathesis_hooks.py` teaches schemathesis
 /// to write valid ones.
-pub(crate) fn document() -> Result<serde_json::Value, serde_json::Error> {
-    let mut doc = serde_json::to_value(ApiDoc::openapi())?;
+fn document(derived: utoipa::openapi::OpenApi) -> Result<serde_json::Value, serde_json::Error> {
+    let mut doc = serde_json::to_value(derived)?;
     patterns(&mut doc);
     unsigned_ranges(&mut doc);
     policy_bodies(&mut doc);
@@ -1034,8 +973,8 @@ fn nullable(schema: &mut serde_json::Value) {
 
 /// The document as JSON text, `openapi` and `info` first as readers (and tools that sniff the
 /// first bytes) expect; the rest in name order.
-fn document_text() -> Result<String, serde_json::Error> {
-    let serde_json::Value::Object(mut members) = document()? else {
+fn document_text(derived: utoipa::openapi::OpenApi) -> Result<String, serde_json::Error> {
+    let serde_json::Value::Object(mut members) = document(derived)? else {
         return Ok(String::new());
     };
     let mut out = String::from("{");
@@ -1058,8 +997,8 @@ fn document_text() -> Result<String, serde_json::Error> {
     Ok(out)
 }
 
-async fn spec() -> Response {
-    match document_text() {
+async fn spec(derived: Arc<utoipa::openapi::OpenApi>) -> Response {
+    match document_text(derived.as_ref().clone()) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot render the OpenAPI document");

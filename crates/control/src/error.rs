@@ -37,19 +37,6 @@ impl From<crate::service::ServiceError> for ApiError {
     }
 }
 
-impl ApiError {
-    pub fn not_found(kind: &str, id: &str) -> Self {
-        Self::NotFound(format!("{kind} '{id}' was not found."))
-    }
-
-    /// A body member names a resource that does not exist: 404, as for a missing resource in
-    /// the path (the request is well formed; what it refers to is not there), saying which
-    /// member and what to create.
-    pub fn missing_reference(target: &str, message: impl std::fmt::Display) -> Self {
-        Self::NotFound(format!("Invalid value for '{target}': {message}"))
-    }
-}
-
 /// The error body: `{"error": {code, message, details}}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {

@@ -13,8 +13,8 @@ use gatehouse_model::snapshot::{Delta, Snapshot};
 use gatehouse_store::Store;
 
 use crate::compile::Compiled;
-use crate::error::ApiError;
 use crate::secrets::Sealer;
+use crate::service::ServiceError;
 
 /// Deltas remembered per gateway, for replicas a few revisions behind.
 const STEPS: usize = 16;
@@ -51,10 +51,10 @@ pub(crate) struct Feed {
     whole: Option<(u64, Bytes)>,
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Result<Bytes, ApiError> {
+fn encode<T: serde::Serialize>(value: &T) -> Result<Bytes, ServiceError> {
     serde_json::to_vec(value)
         .map(Bytes::from)
-        .map_err(|e| ApiError::Internal(format!("cannot encode a snapshot: {e}")))
+        .map_err(|e| ServiceError::Internal(format!("cannot encode a snapshot: {e}")))
 }
 
 impl Feed {
@@ -64,7 +64,7 @@ impl Feed {
         store: &Store,
         sealer: &Sealer,
         gateway_id: &str,
-    ) -> Result<&Compiled, ApiError> {
+    ) -> Result<&Compiled, ServiceError> {
         let upto = store.revision().await?;
         let started = Instant::now();
         let mut compiled = match self.compiled.take() {
@@ -139,7 +139,7 @@ impl Feed {
         store: &Store,
         sealer: &Sealer,
         gateway_id: &str,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<u64, ServiceError> {
         match self.refresh(store, sealer, gateway_id).await {
             Ok(c) => Ok(c.revision),
             Err(e) => {
@@ -157,7 +157,7 @@ impl Feed {
         sealer: &Sealer,
         gateway_id: &str,
         known: Option<u64>,
-    ) -> Result<Update, ApiError> {
+    ) -> Result<Update, ServiceError> {
         let revision = self.refreshed(store, sealer, gateway_id).await?;
         if known == Some(revision) {
             return Ok(Update::Unchanged);
@@ -167,7 +167,7 @@ impl Feed {
         }
         match &self.compiled {
             Some(c) => Ok(Update::Whole(c.snapshot())),
-            None => Err(ApiError::Internal("no compiled snapshot".into())),
+            None => Err(ServiceError::Internal("no compiled snapshot".into())),
         }
     }
 
@@ -179,7 +179,7 @@ impl Feed {
         gateway_id: &str,
         known: Option<u64>,
         delta: bool,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Answer, ServiceError> {
         let revision = self.refreshed(store, sealer, gateway_id).await?;
         if known == Some(revision) {
             return Ok(Answer::Unchanged);
@@ -199,7 +199,7 @@ impl Feed {
             });
         }
         let Some(compiled) = &self.compiled else {
-            return Err(ApiError::Internal("no compiled snapshot".into()));
+            return Err(ServiceError::Internal("no compiled snapshot".into()));
         };
         let started = Instant::now();
         let body = encode(&compiled.snapshot())?;

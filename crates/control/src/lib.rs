@@ -33,7 +33,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
 use gatehouse_model::resources::{Gateway, Subscription, SubscriptionKeys, SubscriptionState};
 use gatehouse_model::snapshot::Snapshot;
 use gatehouse_store::{Kind, Store};
@@ -41,10 +40,10 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 pub use compile::BUILT_IN_GATEWAY;
-pub use error::ApiError;
 pub use feed::{Answer, Update};
-pub use handlers::gateway_tokens::{GatewayStatus, InstanceRecord, InstanceStatus};
 use secrets::Sealer;
+pub use service::instances::{GatewayStatus, InstanceRecord, InstanceStatus};
+pub use service::{ServiceError, ServiceResult};
 pub use telemetry::{HOUSEKEEPING_EVERY, IngestOutcome, TelemetrySettings};
 
 /// Settings the control plane needs beyond its store.
@@ -88,7 +87,7 @@ pub struct ControlPlane {
     telemetry: TelemetrySettings,
     /// Refused gateway tokens per existing gateway, for the fleet status (in memory only).
     refusals:
-        std::sync::Mutex<std::collections::HashMap<String, handlers::gateway_tokens::Refusals>>,
+        std::sync::Mutex<std::collections::HashMap<String, service::gateway_tokens::Refusals>>,
     /// Background work that lives as long as the control plane (see `follow`).
     tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -138,10 +137,10 @@ impl ControlPlane {
             settings.secret_key.as_deref(),
             &settings.data_dir.join("secret.key"),
         )?;
-        if let Err(e) = handlers::apis::index_paths(&store).await {
+        if let Err(e) = service::apis::index_paths(&store).await {
             tracing::error!(error = %e, "cannot index the API paths");
         }
-        if let Err(e) = handlers::users::index_emails(&store).await {
+        if let Err(e) = service::users::index_emails(&store).await {
             tracing::error!(error = %e, "cannot index the user emails");
         }
         let revision = store.revision().await?;
@@ -175,11 +174,10 @@ impl ControlPlane {
         secrets::token_matches(&self.admin_hash, presented)
     }
 
-    /// The management API, Swagger UI and OpenAPI document, to be served on the control port.
+    /// The management API, Swagger UI and OpenAPI document, and the gateway link, to be served
+    /// on the control port.
     pub fn router(self: &Arc<Self>) -> Router {
-        handlers::router(self.clone())
-            .merge(docs::router())
-            .merge(link::router(self.clone()))
+        handlers::router(self.clone()).merge(link::router(self.clone()))
     }
 
     /// A feed of store revisions: it changes after every committed change.
@@ -198,7 +196,7 @@ impl ControlPlane {
     }
 
     /// Compiles the snapshot for one gateway from the store as it is now.
-    pub async fn snapshot(&self, gateway_id: &str) -> Result<Snapshot, ApiError> {
+    pub async fn snapshot(&self, gateway_id: &str) -> ServiceResult<Snapshot> {
         compile::snapshot(&self.store, &self.sealer, gateway_id).await
     }
 
@@ -210,7 +208,7 @@ impl ControlPlane {
         gateway_id: &str,
         known: Option<u64>,
         delta: bool,
-    ) -> Result<Answer, ApiError> {
+    ) -> ServiceResult<Answer> {
         let feed = self.feed(gateway_id)?;
         let mut feed = feed.lock().await;
         feed.answer(&self.store, &self.sealer, gateway_id, known, delta)
@@ -219,17 +217,19 @@ impl ControlPlane {
 
     /// [`ControlPlane::answer`] for a gateway in this process (the built-in one): the delta or
     /// the snapshot itself, not its JSON.
-    pub async fn update(&self, gateway_id: &str, known: Option<u64>) -> Result<Update, ApiError> {
+    pub async fn update(&self, gateway_id: &str, known: Option<u64>) -> ServiceResult<Update> {
         let feed = self.feed(gateway_id)?;
         let mut feed = feed.lock().await;
         feed.update(&self.store, &self.sealer, gateway_id, known)
             .await
     }
 
-    fn feed(&self, gateway_id: &str) -> Result<Arc<tokio::sync::Mutex<feed::Feed>>, ApiError> {
+    fn feed(&self, gateway_id: &str) -> ServiceResult<Arc<tokio::sync::Mutex<feed::Feed>>> {
         match self.feeds.lock() {
             Ok(mut feeds) => Ok(feeds.entry(gateway_id.to_owned()).or_default().clone()),
-            Err(_) => Err(ApiError::Internal("the snapshot feeds are unusable".into())),
+            Err(_) => Err(ServiceError::Internal(
+                "the snapshot feeds are unusable".into(),
+            )),
         }
     }
 
@@ -238,12 +238,8 @@ impl ControlPlane {
     /// counts. The change log says whether any gateway resource changed; when it no longer
     /// reaches back, every kept gateway is looked up. The built-in gateway serves without a
     /// resource, so its feed stays.
-    pub(crate) async fn forget_deleted_gateways(
-        &self,
-        since: u64,
-        upto: u64,
-    ) -> Result<(), ApiError> {
-        let unusable = || ApiError::Internal("the per-gateway state is unusable".into());
+    pub(crate) async fn forget_deleted_gateways(&self, since: u64, upto: u64) -> ServiceResult<()> {
+        let unusable = || ServiceError::Internal("the per-gateway state is unusable".into());
         let mut ids: std::collections::BTreeSet<String> = match self.feeds.lock() {
             Ok(feeds) => feeds.keys().cloned().collect(),
             Err(_) => return Err(unusable()),
@@ -320,8 +316,8 @@ impl ControlPlane {
 
     /// Commits a transaction and announces the new revision, for callers outside the
     /// management API (the developer portal's accounts) whose changes must be published too.
-    pub async fn commit(&self, tx: gatehouse_store::Tx) -> Result<u64, ApiError> {
-        Ok(service::commit(self, tx).await?)
+    pub async fn commit(&self, tx: gatehouse_store::Tx) -> ServiceResult<u64> {
+        service::commit(self, tx).await
     }
 
     /// Creates a subscription with fresh keys, as `PUT /mgmt/subscriptions/{id}` does,
@@ -331,8 +327,8 @@ impl ControlPlane {
     pub async fn create_subscription(
         self: &Arc<Self>,
         subscription: Subscription,
-    ) -> Result<Subscription, ApiError> {
-        handlers::subscriptions::create_for_user(self, subscription).await
+    ) -> ServiceResult<Subscription> {
+        service::subscriptions::create_for_user(self, subscription).await
     }
 
     /// Changes a subscription's state, as `PATCH /mgmt/subscriptions/{id}` does.
@@ -340,26 +336,13 @@ impl ControlPlane {
         self: &Arc<Self>,
         id: &str,
         state: SubscriptionState,
-    ) -> Result<Subscription, ApiError> {
-        let patch = serde_json::json!({ "state": state });
-        let axum::Json(stored) = handlers::subscriptions::patch(
-            State(self.clone()),
-            http::Path(id.to_owned()),
-            http::JsonBody(patch),
-        )
-        .await?;
-        Ok(stored)
+    ) -> ServiceResult<Subscription> {
+        service::subscriptions::set_state(self, id, state).await
     }
 
     /// A subscription's keys in clear text (`listSecrets`).
-    pub async fn subscription_keys(
-        self: &Arc<Self>,
-        id: &str,
-    ) -> Result<SubscriptionKeys, ApiError> {
-        let axum::Json(keys) =
-            handlers::subscriptions::list_secrets(State(self.clone()), http::Path(id.to_owned()))
-                .await?;
-        Ok(keys)
+    pub async fn subscription_keys(self: &Arc<Self>, id: &str) -> ServiceResult<SubscriptionKeys> {
+        service::subscriptions::list_secrets(self, id).await
     }
 
     /// Replaces a subscription's primary or secondary key; the old one stops working as soon as
@@ -368,14 +351,8 @@ impl ControlPlane {
         self: &Arc<Self>,
         id: &str,
         primary: bool,
-    ) -> Result<(), ApiError> {
-        let (state, path) = (State(self.clone()), http::Path(id.to_owned()));
-        if primary {
-            handlers::subscriptions::regenerate_primary(state, path).await?;
-        } else {
-            handlers::subscriptions::regenerate_secondary(state, path).await?;
-        }
-        Ok(())
+    ) -> ServiceResult<()> {
+        service::subscriptions::regenerate(self, id, primary).await
     }
 
     /// The OpenAPI document imported with an API, as JSON; `None` when the API does not exist
@@ -383,24 +360,23 @@ impl ControlPlane {
     pub async fn api_document(
         self: &Arc<Self>,
         api_id: &str,
-    ) -> Result<Option<serde_json::Value>, ApiError> {
-        match handlers::apis::get_document(State(self.clone()), http::Path(api_id.to_owned())).await
-        {
-            Ok(axum::Json(document)) => Ok(Some(document)),
-            Err(ApiError::NotFound(_)) => Ok(None),
+    ) -> ServiceResult<Option<serde_json::Value>> {
+        match service::apis::document(self, api_id).await {
+            Ok(document) => Ok(Some(document)),
+            Err(ServiceError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// The current revision, and every gateway with the status of its instances against it
     /// as `GET /mgmt/gateways/{id}/status` computes it, ordered by gateway id.
-    pub async fn fleet_status(&self) -> Result<(u64, Vec<FleetEntry>), ApiError> {
+    pub async fn fleet_status(&self) -> ServiceResult<(u64, Vec<FleetEntry>)> {
         let current = self.store.revision().await?;
         let gateways = service::load_all::<Gateway>(self, "").await?;
         let mut fleet = Vec::with_capacity(gateways.len());
         for gateway in gateways {
             let status =
-                handlers::gateway_tokens::gateway_status(self, gateway.id.clone(), current).await?;
+                service::instances::gateway_status(self, gateway.id.clone(), current).await?;
             fleet.push((gateway, status));
         }
         Ok((current, fleet))
@@ -418,8 +394,8 @@ impl ControlPlane {
     }
 
     /// Makes sure the built-in gateway resource exists (for `gatehouse up`).
-    pub async fn ensure_built_in_gateway(&self) -> Result<(), ApiError> {
-        handlers::gateways::ensure_built_in(self).await
+    pub async fn ensure_built_in_gateway(&self) -> ServiceResult<()> {
+        service::gateways::ensure_built_in(self).await
     }
 }
 

@@ -23,8 +23,9 @@ use gatehouse_model::telemetry::{Batch, MAX_BATCH_BYTES};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::handlers::gateway_tokens::{self, InstanceRecord, TokenRejection, now_rfc3339};
 use crate::http::{Query, parse_json};
+use crate::service::gateway_tokens::{self, TokenRejection};
+use crate::service::instances::{self, Heartbeat};
 use crate::{Answer, ControlPlane};
 
 /// The longest a config call is held open.
@@ -69,7 +70,7 @@ async fn authenticate(cp: &ControlPlane, headers: &HeaderMap) -> Result<String, 
                 TokenRejection::PUBLIC_MESSAGE.to_owned(),
             ))
         }
-        Err(e) => Err(e.into_response()),
+        Err(e) => Err(ApiError::from(e).into_response()),
     }
 }
 
@@ -132,7 +133,7 @@ async fn config(
                 Ok(Answer::Unchanged) => (None, 0, Bytes::new()),
                 Ok(Answer::Delta { revision, body }) => (Some(DELTA_TYPE), revision, body),
                 Ok(Answer::Whole { revision, body }) => (Some("application/json"), revision, body),
-                Err(e) => return e.into_response(),
+                Err(e) => return ApiError::from(e).into_response(),
             };
         if let Some(content_type) = content_type {
             let mut response =
@@ -181,29 +182,6 @@ impl Drop for Held<'_> {
     }
 }
 
-/// What a gateway instance reports every heartbeat interval.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Heartbeat {
-    instance: String,
-    #[serde(default)]
-    version: String,
-    #[serde(default)]
-    applied_revision: Option<u64>,
-    #[serde(default)]
-    uptime_seconds: u64,
-    #[serde(default)]
-    state: String,
-    #[serde(default)]
-    source: Option<String>,
-    #[serde(default)]
-    token_expiry: Option<String>,
-    #[serde(default)]
-    heartbeat_interval_seconds: u64,
-    #[serde(default)]
-    last_error: Option<String>,
-}
-
 async fn heartbeat(
     State(cp): State<Arc<ControlPlane>>,
     headers: HeaderMap,
@@ -217,37 +195,7 @@ async fn heartbeat(
         Ok(b) => b,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let name: String = beat
-        .instance
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(128)
-        .collect();
-    if name.is_empty() {
-        return ApiError::from(gatehouse_model::ValidationError::one(
-            "instance",
-            "must name the instance",
-        ))
-        .into_response();
-    }
-    let record = InstanceRecord {
-        name: name.clone(),
-        version: beat.version,
-        applied_revision: beat.applied_revision,
-        uptime_seconds: beat.uptime_seconds,
-        state: beat.state,
-        source: beat.source,
-        token_expiry: beat.token_expiry,
-        heartbeat_interval_seconds: beat.heartbeat_interval_seconds,
-        last_error: beat.last_error,
-        last_heartbeat: Some(now_rfc3339()),
-    };
-    match cp
-        .store()
-        .repo::<InstanceRecord>()
-        .put_state(&gateway, &name, &record)
-        .await
-    {
+    match instances::heartbeat(&cp, &gateway, beat).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -283,7 +231,7 @@ async fn telemetry(
     };
     match cp.ingest_telemetry(&gateway, &batch).await {
         Ok(outcome) => (StatusCode::OK, axum::Json(outcome)).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 
-use crate::docs::document;
 use serde_json::Value;
 
 const METHODS: &[&str] = &["get", "put", "post", "patch", "delete"];
@@ -241,8 +240,7 @@ fn schema_section(out: &mut String, name: &str, schema: &Value) {
 }
 
 /// The page, from the document the server serves.
-pub fn management_api_page() -> Result<String, serde_json::Error> {
-    let doc = document()?;
+pub fn management_api_page(doc: &Value) -> String {
     let mut out = String::new();
     out.push_str(
         "# Management API\n\n\
@@ -304,20 +302,38 @@ pub fn management_api_page() -> Result<String, serde_json::Error> {
             schema_section(&mut out, name, schema);
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
     use super::*;
+
+    /// The document as a control plane serves it at `/mgmt/openapi.json`.
+    async fn document() -> Value {
+        let t = crate::testkit::open("reference").await;
+        let request = Request::get("/mgmt/openapi.json")
+            .body(Body::empty())
+            .unwrap();
+        let response = t.cp.router().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        std::fs::remove_dir_all(&t.dir).ok();
+        serde_json::from_slice(&body).expect("the served document is JSON")
+    }
 
     fn path() -> std::path::PathBuf {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/management-api.md")
     }
 
-    #[test]
-    fn docs_management_api_md_matches_the_openapi_document() {
-        let page = management_api_page().expect("render");
+    #[tokio::test]
+    async fn docs_management_api_md_matches_the_openapi_document() {
+        let page = management_api_page(&document().await);
         if std::env::var_os("GATEHOUSE_UPDATE_DOCS").is_some() {
             std::fs::write(path(), &page).expect("write docs/management-api.md");
         }
@@ -329,10 +345,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn every_operation_and_schema_of_the_document_is_on_the_page() {
-        let page = management_api_page().expect("render");
-        let doc = document().expect("document");
+    #[tokio::test]
+    async fn every_operation_and_schema_of_the_document_is_on_the_page() {
+        let doc = document().await;
+        let page = management_api_page(&doc);
         let mut operations = 0;
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for method in METHODS {
@@ -368,9 +384,9 @@ mod tests {
         assert_eq!(constraints(&s), vec!["one of `a`, `b`", "max length 5"]);
     }
 
-    #[test]
-    fn the_published_interval_pattern_is_the_one_the_parser_follows() {
-        let doc = document().expect("document");
+    #[tokio::test]
+    async fn the_published_interval_pattern_is_the_one_the_parser_follows() {
+        let doc = document().await;
         let params = doc
             .pointer("/paths/~1mgmt~1reports~1byTime/get/parameters")
             .and_then(Value::as_array)
@@ -385,9 +401,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn patch_bodies_are_merge_patches_that_take_null_for_optional_members() {
-        let doc = document().expect("document");
+    #[tokio::test]
+    async fn patch_bodies_are_merge_patches_that_take_null_for_optional_members() {
+        let doc = document().await;
         let body = doc
             .pointer("/paths/~1mgmt~1products~1{productId}/patch/requestBody/content/application~1json/schema/$ref")
             .and_then(Value::as_str);

@@ -13,7 +13,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::ControlPlane;
-use crate::error::ApiError;
+use crate::service::ServiceError;
 
 /// How long telemetry is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +115,7 @@ impl ControlPlane {
         &self,
         gateway_id: &str,
         batch: &Batch,
-    ) -> Result<IngestOutcome, ApiError> {
+    ) -> Result<IngestOutcome, ServiceError> {
         validate(gateway_id, batch)?;
         let now = now();
         let stored = self
@@ -137,7 +137,7 @@ impl ControlPlane {
     }
 
     /// Deletes telemetry older than the retention now.
-    pub async fn prune_telemetry(&self) -> Result<gatehouse_store::Pruned, ApiError> {
+    pub async fn prune_telemetry(&self) -> Result<gatehouse_store::Pruned, ServiceError> {
         Ok(self
             .store()
             .prune_telemetry(self.telemetry.retention(now()))

@@ -482,13 +482,24 @@ fn product_index(products: &[SnapshotProduct]) -> HashMap<&str, usize> {
 
 impl CompiledConfig {
     pub fn compile(snapshot: &Snapshot) -> Result<Self, CompileError> {
-        Self::compile_keeping_tls(snapshot, None)
+        Self::compile_keeping_tls(snapshot, None, None)
     }
 
-    /// [`CompiledConfig::compile`], with the TLS part given when it is known not to have changed.
+    /// [`CompiledConfig::compile`] of the configuration that follows `previous`: the circuit
+    /// breakers of `previous`'s backends carry over where the backend's URL and rule stay.
+    pub fn compile_after(
+        snapshot: &Snapshot,
+        previous: Option<&CompiledConfig>,
+    ) -> Result<Self, CompileError> {
+        Self::compile_keeping_tls(snapshot, None, previous.map(|p| &*p.backends))
+    }
+
+    /// [`CompiledConfig::compile`], with the TLS part given when it is known not to have
+    /// changed, and the backends of the configuration in force, whose breakers carry over.
     fn compile_keeping_tls(
         snapshot: &Snapshot,
         tls: Option<Arc<CompiledTls>>,
+        previous: Option<&Backends>,
     ) -> Result<Self, CompileError> {
         let revision = snapshot.revision;
         let fail = failure(revision);
@@ -553,7 +564,8 @@ impl CompiledConfig {
         let tryit = tryit_key(snapshot);
         let tls = tls.unwrap_or_else(|| Arc::new(CompiledTls::compile(&snapshot.tls, revision)));
         let backends = Arc::new(
-            Backends::compile(snapshot, &docs.named, tls.clone()).map_err(|(t, m)| fail(t, m))?,
+            Backends::compile(snapshot, &docs.named, tls.clone(), previous)
+                .map_err(|(t, m)| fail(t, m))?,
         );
         Ok(Self {
             revision,
@@ -605,9 +617,14 @@ impl CompiledConfig {
         {
             return Ok(self.backends.clone());
         }
-        Backends::compile(snapshot, &self.sources.docs.named, tls.clone())
-            .map(Arc::new)
-            .map_err(|(t, m)| failure(snapshot.revision)(t, m))
+        Backends::compile(
+            snapshot,
+            &self.sources.docs.named,
+            tls.clone(),
+            Some(&self.backends),
+        )
+        .map(Arc::new)
+        .map_err(|(t, m)| failure(snapshot.revision)(t, m))
     }
 
     /// The TLS of the configuration `delta` leads to: compiled again only if it changed.
@@ -655,7 +672,7 @@ impl CompiledConfig {
                 .zip(&snapshot.products)
                 .any(|(old, new)| old.id != new.id);
         if self.revision != delta.base || *self.gateway_id != *snapshot.gateway_id {
-            return Self::compile(snapshot);
+            return Self::compile_after(snapshot, Some(self));
         }
         // An API left without its path by another may get it now: a full compile decides.
         let paths_shared = self.problems.iter().any(|p| p.target.ends_with(".path"));
@@ -666,7 +683,11 @@ impl CompiledConfig {
             || !delta.removed_products.is_empty()
             || renumbered
         {
-            return Self::compile_keeping_tls(snapshot, Some(self.updated_tls(delta, snapshot)));
+            return Self::compile_keeping_tls(
+                snapshot,
+                Some(self.updated_tls(delta, snapshot)),
+                Some(&self.backends),
+            );
         }
         if delta.apis.is_empty()
             && delta.removed_apis.is_empty()
@@ -789,6 +810,7 @@ impl CompiledConfig {
                 return Self::compile_keeping_tls(
                     snapshot,
                     Some(self.updated_tls(delta, snapshot)),
+                    Some(&self.backends),
                 );
             }
             by_path.insert(path.into_boxed_str(), api.index);

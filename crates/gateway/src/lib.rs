@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod backup;
+pub mod breaker;
 pub mod cache;
 pub mod client_certificate;
 pub mod config;
@@ -117,7 +118,7 @@ impl ConfigHandle {
     /// Compiles `snapshot` and, if it compiles, makes it the configuration every new request
     /// sees. On error the previous configuration stays in force.
     pub fn apply(&self, snapshot: &Snapshot) -> Result<u64, CompileError> {
-        let compiled = CompiledConfig::compile(snapshot)?;
+        let compiled = CompiledConfig::compile_after(snapshot, self.current().as_deref())?;
         Ok(self.swap(compiled))
     }
 

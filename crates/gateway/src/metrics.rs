@@ -346,6 +346,37 @@ impl Collector for Scrape {
             None,
             &[(base(), errors as f64)],
         )?;
+        let breakers = config
+            .as_ref()
+            .map(|c| c.backends.breakers())
+            .unwrap_or_default();
+        if !breakers.is_empty() {
+            let now = crate::breaker::now_ms();
+            let labelled = |b: &crate::breaker::Breaker| {
+                let mut labels = base();
+                labels.push(("backend".to_owned(), b.backend().to_string()));
+                labels
+            };
+            let open: Vec<(Labels, f64)> = breakers
+                .iter()
+                .map(|b| (labelled(b), if b.is_open(now) { 1.0 } else { 0.0 }))
+                .collect();
+            gauge(
+                &mut encoder,
+                "gatehouse_backend_circuit_open",
+                "1 while the backend's circuit breaker is open (the backend gets no requests), 0 while it is closed",
+                None,
+                &open,
+            )?;
+            let trips: Vec<(Labels, u64)> =
+                breakers.iter().map(|b| (labelled(b), b.trips())).collect();
+            counter(
+                &mut encoder,
+                "gatehouse_backend_circuit_trips",
+                "Times the backend's circuit breaker tripped, since this gateway took up its URL and rule",
+                &trips,
+            )?;
+        }
         if let Some(link) = &s.link {
             let g: LinkGauges = link.gauges();
             let states = [State::Starting, State::Ready, State::Stale, State::Degraded]

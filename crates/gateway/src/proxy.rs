@@ -1125,7 +1125,17 @@ impl Io for GatewayIo<'_> {
                 self.record,
                 self.section,
             )
-            .await?;
+            .await;
+        if let Some(breaker) = route.breaker() {
+            breaker.record(match &answered {
+                Ok(a) => crate::breaker::Outcome::Answered(
+                    a.parts.status,
+                    a.parts.headers.get(header::RETRY_AFTER),
+                ),
+                Err(e) => crate::breaker::Outcome::of_error(e),
+            });
+        }
+        let answered = answered?;
         self.tunnel = answered.tunnel;
         ex.response = Some(ExResponse {
             status: answered.parts.status,

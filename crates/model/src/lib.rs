@@ -2,6 +2,7 @@
 //! Management's property names), their validation, the URL template grammar, OpenAPI import, and
 //! the snapshot format a gateway downloads. Pure data: no I/O, no async runtime.
 
+pub mod duration;
 pub mod error;
 pub mod loggers;
 pub mod openapi;

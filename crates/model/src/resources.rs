@@ -802,23 +802,214 @@ pub struct BackendTls {
     pub validate_certificate_name: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CircuitBreaker {
-    /// Failures within `intervalSeconds` that open the circuit.
-    pub failure_count: u32,
-    pub interval_seconds: u32,
-    /// How long the circuit stays open.
-    pub trip_duration_seconds: u32,
+/// Whether a backend is one service (`Single`) or a load-balanced pool of single backends
+/// (`Pool`). Read in any letter case (Azure's templates write `pool` too); written as here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, Default)]
+pub enum BackendType {
+    #[default]
+    Single,
+    Pool,
 }
 
+impl BackendType {
+    fn is_single(&self) -> bool {
+        *self == Self::Single
+    }
+}
+
+impl<'de> Deserialize<'de> for BackendType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.eq_ignore_ascii_case("single") {
+            Ok(Self::Single)
+        } else if text.eq_ignore_ascii_case("pool") {
+            Ok(Self::Pool)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "unknown backend type '{text}': use 'Single' or 'Pool'"
+            )))
+        }
+    }
+}
+
+/// The members of a pool (`type: Pool`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackendPool {
-    /// Upper bound on idle keep-alive connections per gateway worker.
-    pub max_idle_connections: u32,
+    /// The single backends the pool sends to; at least one, each once.
+    #[serde(default)]
+    #[schema(min_items = 1)]
+    pub services: Vec<BackendPoolItem>,
+}
+
+/// One member of a pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendPoolItem {
+    /// The member backend, as Azure writes it (`/backends/{id}`, or a full resource id ending
+    /// so) or the plain id. It must exist and be a single backend (a pool holds no pool).
+    pub id: String,
+    /// Lower is preferred: a request goes to the lowest priority that has a member whose
+    /// circuit breaker is closed. 0 to 100; 1 when left out.
+    #[serde(default = "default_pool_share")]
+    #[schema(minimum = 0, maximum = 100)]
+    pub priority: u32,
+    /// The member's share of the requests among the available members of its priority. 0 to
+    /// 100; 1 when left out.
+    #[serde(default = "default_pool_share")]
+    #[schema(minimum = 0, maximum = 100)]
+    pub weight: u32,
+}
+
+fn default_pool_share() -> u32 {
+    1
+}
+
+/// A backend reference as Azure writes it (`/backends/{id}`, or a full resource id ending so)
+/// or the plain id: the id.
+pub fn backend_id_of(reference: &str) -> &str {
+    let r = reference.trim();
+    match r.rfind("/backends/") {
+        Some(i) => &r[i + "/backends/".len()..],
+        None => r,
+    }
+}
+
+/// A backend's circuit breaker (Azure's shape): rules that take the backend out of service
+/// for a while when it fails too often. Azure takes one rule per backend, and so does this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CircuitBreaker {
+    #[serde(default)]
+    #[schema(min_items = 1, max_items = 1)]
+    pub rules: Vec<CircuitBreakerRule>,
+}
+
+/// When a circuit breaker trips, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CircuitBreakerRule {
+    /// The rule's name, for logs.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub failure_condition: CircuitBreakerFailureCondition,
+    /// How long the breaker stays open once tripped, as an ISO 8601 duration (`PT30S`, `PT1M`).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub trip_duration: String,
+    /// When the response that trips the breaker carries `Retry-After` (seconds or an HTTP
+    /// date), the breaker stays open that long instead of `tripDuration`.
+    #[serde(default)]
+    pub accept_retry_after: bool,
+}
+
+/// What counts as a failure, and how many failures within `interval` trip the breaker: `count`
+/// failures, or `percentage` percent of the calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CircuitBreakerFailureCondition {
+    /// Failures within `interval` that trip the breaker (give this or `percentage`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idle_timeout_seconds: Option<u32>,
+    #[schema(minimum = 1)]
+    pub count: Option<u32>,
+    /// The percentage of calls within `interval` that, failing, trip the breaker (1 to 100;
+    /// give this or `count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100)]
+    pub percentage: Option<u32>,
+    /// The window failures are counted in, as an ISO 8601 duration (`PT10S`, `PT1M`, `P1D`).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub interval: String,
+    /// Backend answers with a status in one of these ranges are failures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status_code_ranges: Vec<FailureStatusCodeRange>,
+    /// Calls that get no answer for one of these reasons are failures:
+    /// `BackendConnectionFailure` (the backend could not be reached, or its certificate was
+    /// refused) and `Timeout` (no answer in time), in any letter case. Other values are
+    /// kept, as Azure keeps them, and match nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_reasons: Vec<String>,
+}
+
+/// An inclusive range of HTTP status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailureStatusCodeRange {
+    #[schema(minimum = 100, maximum = 599)]
+    pub min: u32,
+    #[schema(minimum = 100, maximum = 599)]
+    pub max: u32,
+}
+
+/// The error reasons a failure condition can name, as gateways report them (Azure's
+/// `context.LastError.Reason` of `forward-request`).
+pub const BREAKER_ERROR_REASONS: [&str; 2] = ["BackendConnectionFailure", "Timeout"];
+
+impl CircuitBreakerRule {
+    /// Checks the rule, with messages under `at` (`circuitBreaker.rules[0]`).
+    fn check(&self, at: &str, p: &mut Problems) {
+        let c = &self.failure_condition;
+        match (c.count, c.percentage) {
+            (None, None) => p.push(
+                format!("{at}.failureCondition"),
+                "needs 'count' (failures) or 'percentage' (of the calls) within 'interval'",
+            ),
+            (Some(_), Some(_)) => p.push(
+                format!("{at}.failureCondition"),
+                "give 'count' or 'percentage', not both",
+            ),
+            (Some(0), None) => p.push(format!("{at}.failureCondition.count"), "must be at least 1"),
+            (None, Some(n)) if !(1..=100).contains(&n) => p.push(
+                format!("{at}.failureCondition.percentage"),
+                "must be 1 to 100",
+            ),
+            _ => {}
+        }
+        let mut duration = |field: String, text: &str| {
+            if text.trim().is_empty() {
+                p.push(
+                    field,
+                    "is required: an ISO 8601 duration such as PT10S or PT1M",
+                );
+                return;
+            }
+            match crate::duration::parse(text) {
+                Ok(d) if d.is_zero() => p.push(field, "must be longer than zero"),
+                Ok(_) => {}
+                Err(e) => p.push(field, e),
+            }
+        };
+        duration(format!("{at}.failureCondition.interval"), &c.interval);
+        duration(format!("{at}.tripDuration"), &self.trip_duration);
+        if c.status_code_ranges.is_empty() && c.error_reasons.is_empty() {
+            p.push(
+                format!("{at}.failureCondition"),
+                "needs 'statusCodeRanges' (such as [{\"min\": 500, \"max\": 599}]) or 'errorReasons' (BackendConnectionFailure, Timeout), or nothing is a failure",
+            );
+        }
+        for (i, r) in c.status_code_ranges.iter().enumerate() {
+            let field = format!("{at}.failureCondition.statusCodeRanges[{i}]");
+            if !(100..=599).contains(&r.min) || !(100..=599).contains(&r.max) {
+                p.push(field, "'min' and 'max' must be HTTP statuses, 100 to 599");
+            } else if r.min > r.max {
+                p.push(field, "'min' must not be above 'max'");
+            }
+        }
+        for (i, reason) in c.error_reasons.iter().enumerate() {
+            if reason.trim().is_empty() || reason.len() > 100 {
+                p.push(
+                    format!("{at}.failureCondition.errorReasons[{i}]"),
+                    "must be a reason of 1 to 100 characters, such as BackendConnectionFailure or Timeout",
+                );
+            }
+        }
+        if self.name.len() > 100 {
+            p.push(format!("{at}.name"), "must be at most 100 characters");
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -827,9 +1018,16 @@ pub struct Backend {
     #[serde(default)]
     #[schema(read_only)]
     pub id: String,
-    /// The backend's base URL, `http://` or `https://`.
-    #[serde(default)]
-    #[schema(required = true)]
+    /// `Single` (the default): one service at `url`. `Pool`: the backends of `pool`.
+    #[serde(
+        default,
+        rename = "type",
+        skip_serializing_if = "BackendType::is_single"
+    )]
+    pub backend_type: BackendType,
+    /// The backend's base URL, `http://` or `https://`; required for a single backend. A
+    /// pool sends to its members' URLs and needs none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// `http`, the only kind supported.
     #[serde(default = "default_backend_protocol")]
@@ -843,8 +1041,11 @@ pub struct Backend {
     pub credentials: Option<BackendCredentials>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<BackendTls>,
+    /// Takes a single backend out of service for a while when it fails too often; a pool
+    /// then sends to its other members.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// The members of a pool (`type: Pool`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<BackendPool>,
 }
@@ -853,13 +1054,99 @@ fn default_backend_protocol() -> String {
     "http".to_owned()
 }
 
+impl Backend {
+    /// The ids of a pool's members, in the pool's order (none for a single backend).
+    pub fn members(&self) -> impl Iterator<Item = &str> {
+        self.pool
+            .iter()
+            .flat_map(|p| &p.services)
+            .map(|s| backend_id_of(&s.id))
+    }
+
+    fn check_pool(&self, p: &mut Problems) {
+        let Some(pool) = &self.pool else {
+            p.push(
+                "pool",
+                "is required for a backend of type Pool: {\"services\": [{\"id\": \"/backends/{id}\", \"priority\": 1, \"weight\": 1}]}",
+            );
+            return;
+        };
+        if pool.services.is_empty() {
+            p.push("pool.services", "needs at least one backend");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, s) in pool.services.iter().enumerate() {
+            let id = backend_id_of(&s.id);
+            if validate_id("backend", id).is_err() {
+                p.push(
+                    format!("pool.services[{i}].id"),
+                    format!("'{}' is not a backend id or /backends/{{id}}", s.id),
+                );
+            } else if id == self.id {
+                p.push(
+                    format!("pool.services[{i}].id"),
+                    "a pool cannot contain itself",
+                );
+            } else if !seen.insert(id) {
+                p.push(
+                    format!("pool.services[{i}].id"),
+                    format!("backend '{id}' is in the pool twice; give it once, with its weight"),
+                );
+            }
+            if s.priority > 100 {
+                p.push(format!("pool.services[{i}].priority"), "must be 0 to 100");
+            }
+            if s.weight > 100 {
+                p.push(format!("pool.services[{i}].weight"), "must be 0 to 100");
+            }
+        }
+        if self
+            .credentials
+            .as_ref()
+            .is_some_and(|c| *c != BackendCredentials::default())
+        {
+            p.push(
+                "credentials",
+                "a pool sends each request with the credentials of the member it picks; set them on the member backends",
+            );
+        }
+        if self.circuit_breaker.is_some() {
+            p.push(
+                "circuitBreaker",
+                "a pool has no circuit breaker of its own; set one on each member backend, and the pool skips a member whose breaker is open",
+            );
+        }
+        if !self.url.is_empty()
+            && let Err(e) = check_http_url(&self.url)
+        {
+            p.push("url", e);
+        }
+    }
+}
+
 impl Resource for Backend {
     resource_id!();
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
         let mut p = Problems::default();
-        if let Err(e) = check_http_url(&self.url) {
-            p.push("url", e);
+        match self.backend_type {
+            BackendType::Single => {
+                if self.url.is_empty() {
+                    p.push(
+                        "url",
+                        "is required for a single backend: its base URL, http:// or https://",
+                    );
+                } else if let Err(e) = check_http_url(&self.url) {
+                    p.push("url", e);
+                }
+                if self.pool.is_some() {
+                    p.push(
+                        "pool",
+                        "only a backend of type Pool has members; set \"type\": \"Pool\"",
+                    );
+                }
+            }
+            BackendType::Pool => self.check_pool(&mut p),
         }
         if self.protocol != "http" {
             p.push("protocol", "only 'http' backends are supported");
@@ -903,10 +1190,21 @@ impl Resource for Backend {
                 }
             }
         }
-        if let Some(cb) = &self.circuit_breaker
-            && (cb.failure_count == 0 || cb.interval_seconds == 0 || cb.trip_duration_seconds == 0)
-        {
-            p.push("circuitBreaker", "counts and durations must be positive");
+        if let Some(cb) = &self.circuit_breaker {
+            match cb.rules.len() {
+                0 => p.push(
+                    "circuitBreaker.rules",
+                    "needs one rule; to have no circuit breaker, leave circuitBreaker out",
+                ),
+                1 => {}
+                _ => p.push(
+                    "circuitBreaker.rules",
+                    "takes one rule, as in Azure API Management",
+                ),
+            }
+            for (i, rule) in cb.rules.iter().enumerate() {
+                rule.check(&format!("circuitBreaker.rules[{i}]"), &mut p);
+            }
         }
         p.finish("backend")
     }
@@ -1686,6 +1984,240 @@ mod tests {
         assert!(e.contains("one client certificate per backend"), "{e}");
         assert!(e.contains("is not a certificate id"), "{e}");
         assert!(e.contains("needs a scheme"), "{e}");
+    }
+
+    fn backend(json: &str) -> Result<Backend, ValidationError> {
+        let mut b: Backend = serde_json::from_str(json).unwrap();
+        b.set_id("b".into());
+        b.normalize().map(|()| b)
+    }
+
+    /// The fields of a validation error, and its details as one text.
+    fn problems(e: &ValidationError) -> (Vec<String>, String) {
+        let fields = e.details.iter().map(|d| d.target.clone()).collect();
+        (fields, format!("{e:?}"))
+    }
+
+    #[test]
+    fn a_pool_takes_azures_shape_with_defaults() {
+        let b = backend(
+            r#"{"type":"Pool","pool":{"services":[{"id":"/backends/one","priority":1,"weight":3},
+                {"id":"two"},{"id":"/subscriptions/s/resourceGroups/g/providers/Microsoft.ApiManagement/service/x/backends/three","priority":2}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(b.backend_type, BackendType::Pool);
+        assert_eq!(b.members().collect::<Vec<_>>(), ["one", "two", "three"]);
+        let services = &b.pool.as_ref().unwrap().services;
+        assert_eq!((services[1].priority, services[1].weight), (1, 1));
+        assert_eq!((services[2].priority, services[2].weight), (2, 1));
+        // Azure's templates write the type in lower case; it is written back as Azure names it.
+        let lower = backend(r#"{"type":"pool","pool":{"services":[{"id":"one"}]}}"#).unwrap();
+        let text = serde_json::to_string(&lower).unwrap();
+        assert!(text.contains(r#""type":"Pool""#), "{text}");
+        assert!(!text.contains(r#""url""#), "{text}");
+        // A single backend reads and writes as before: no type, its URL.
+        let single = backend(r#"{"url":"http://a.example.com"}"#).unwrap();
+        let text = serde_json::to_string(&single).unwrap();
+        assert!(!text.contains("type") && text.contains("url"), "{text}");
+        assert!(serde_json::from_str::<Backend>(r#"{"type":"Cluster"}"#).is_err());
+    }
+
+    #[test]
+    fn pools_and_singles_are_refused_with_the_field_and_the_fix() {
+        for (json, field, why) in [
+            (
+                r#"{"type":"Pool"}"#,
+                "pool",
+                "is required for a backend of type Pool",
+            ),
+            (
+                r#"{"type":"Pool","pool":{"services":[]}}"#,
+                "pool.services",
+                "at least one backend",
+            ),
+            (
+                r#"{"type":"Pool","pool":{"services":[{"id":"a"},{"id":"/backends/a"}]}}"#,
+                "pool.services[1].id",
+                "in the pool twice",
+            ),
+            (
+                r#"{"type":"Pool","pool":{"services":[{"id":"/backends/b"}]}}"#,
+                "pool.services[0].id",
+                "cannot contain itself",
+            ),
+            (
+                r#"{"type":"Pool","pool":{"services":[{"id":"a b"}]}}"#,
+                "pool.services[0].id",
+                "not a backend id",
+            ),
+            (
+                r#"{"type":"Pool","pool":{"services":[{"id":"a","priority":101}]}}"#,
+                "pool.services[0].priority",
+                "0 to 100",
+            ),
+            (
+                r#"{"type":"Pool","pool":{"services":[{"id":"a","weight":101}]}}"#,
+                "pool.services[0].weight",
+                "0 to 100",
+            ),
+            (
+                r#"{"type":"Pool","pool":{"services":[{"id":"a"}]},"credentials":{"header":{"x":["y"]}}}"#,
+                "credentials",
+                "set them on the member backends",
+            ),
+            (
+                r#"{"type":"Pool","pool":{"services":[{"id":"a"}]},"circuitBreaker":{"rules":[{"failureCondition":{"count":1,"interval":"PT1M","statusCodeRanges":[{"min":500,"max":599}]},"tripDuration":"PT1M"}]}}"#,
+                "circuitBreaker",
+                "no circuit breaker of its own",
+            ),
+            (r#"{}"#, "url", "is required for a single backend"),
+            (
+                r#"{"url":"http://a.example.com","pool":{"services":[{"id":"a"}]}}"#,
+                "pool",
+                "only a backend of type Pool has members",
+            ),
+        ] {
+            let e = backend(json).unwrap_err();
+            let (fields, text) = problems(&e);
+            assert!(fields.iter().any(|f| f == field), "{json}: {fields:?}");
+            assert!(text.contains(why), "{json}: {text}");
+        }
+    }
+
+    #[test]
+    fn circuit_breaker_rules_take_azures_shape() {
+        let b = backend(
+            r#"{"url":"http://a.example.com","circuitBreaker":{"rules":[{"name":"breakerRule",
+                "failureCondition":{"count":3,"interval":"PT10S","statusCodeRanges":[{"min":500,"max":599}],
+                "errorReasons":["Timeout","Server errors"]},"tripDuration":"PT2S","acceptRetryAfter":true}]}}"#,
+        )
+        .unwrap();
+        let rule = &b.circuit_breaker.as_ref().unwrap().rules[0];
+        assert_eq!(rule.failure_condition.count, Some(3));
+        assert!(rule.accept_retry_after);
+        // Percentage instead of a count, days, a rule without a name: taken.
+        backend(
+            r#"{"url":"http://a.example.com","circuitBreaker":{"rules":[{
+                "failureCondition":{"percentage":50,"interval":"P1D","errorReasons":["BackendConnectionFailure"]},
+                "tripDuration":"PT1H"}]}}"#,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn bad_circuit_breaker_rules_name_the_field() {
+        let rule = |condition: &str, trip: &str| {
+            format!(
+                r#"{{"url":"http://a.example.com","circuitBreaker":{{"rules":[{{"name":"r","failureCondition":{condition},"tripDuration":"{trip}"}}]}}}}"#
+            )
+        };
+        let ranges = r#""statusCodeRanges":[{"min":500,"max":599}]"#;
+        for (json, field, why) in [
+            (
+                rule(&format!(r#"{{"interval":"PT10S",{ranges}}}"#), "PT1M"),
+                "circuitBreaker.rules[0].failureCondition",
+                "needs 'count'",
+            ),
+            (
+                rule(
+                    &format!(r#"{{"count":1,"percentage":5,"interval":"PT10S",{ranges}}}"#),
+                    "PT1M",
+                ),
+                "circuitBreaker.rules[0].failureCondition",
+                "not both",
+            ),
+            (
+                rule(
+                    &format!(r#"{{"count":0,"interval":"PT10S",{ranges}}}"#),
+                    "PT1M",
+                ),
+                "circuitBreaker.rules[0].failureCondition.count",
+                "at least 1",
+            ),
+            (
+                rule(
+                    &format!(r#"{{"percentage":101,"interval":"PT10S",{ranges}}}"#),
+                    "PT1M",
+                ),
+                "circuitBreaker.rules[0].failureCondition.percentage",
+                "1 to 100",
+            ),
+            (
+                rule(
+                    &format!(r#"{{"count":1,"interval":"10s",{ranges}}}"#),
+                    "PT1M",
+                ),
+                "circuitBreaker.rules[0].failureCondition.interval",
+                "ISO 8601",
+            ),
+            (
+                rule(&format!(r#"{{"count":1,{ranges}}}"#), "PT1M"),
+                "circuitBreaker.rules[0].failureCondition.interval",
+                "is required",
+            ),
+            (
+                rule(
+                    &format!(r#"{{"count":1,"interval":"PT10S",{ranges}}}"#),
+                    "P1M",
+                ),
+                "circuitBreaker.rules[0].tripDuration",
+                "years and months",
+            ),
+            (
+                rule(
+                    &format!(r#"{{"count":1,"interval":"PT10S",{ranges}}}"#),
+                    "PT0S",
+                ),
+                "circuitBreaker.rules[0].tripDuration",
+                "longer than zero",
+            ),
+            (
+                rule(r#"{"count":1,"interval":"PT10S"}"#, "PT1M"),
+                "circuitBreaker.rules[0].failureCondition",
+                "nothing is a failure",
+            ),
+            (
+                rule(
+                    r#"{"count":1,"interval":"PT10S","statusCodeRanges":[{"min":599,"max":500}]}"#,
+                    "PT1M",
+                ),
+                "circuitBreaker.rules[0].failureCondition.statusCodeRanges[0]",
+                "must not be above",
+            ),
+            (
+                rule(
+                    r#"{"count":1,"interval":"PT10S","statusCodeRanges":[{"min":500,"max":700}]}"#,
+                    "PT1M",
+                ),
+                "circuitBreaker.rules[0].failureCondition.statusCodeRanges[0]",
+                "100 to 599",
+            ),
+            (
+                rule(
+                    r#"{"count":1,"interval":"PT10S","errorReasons":[""]}"#,
+                    "PT1M",
+                ),
+                "circuitBreaker.rules[0].failureCondition.errorReasons[0]",
+                "1 to 100 characters",
+            ),
+            (
+                r#"{"url":"http://a.example.com","circuitBreaker":{"rules":[]}}"#.to_owned(),
+                "circuitBreaker.rules",
+                "needs one rule",
+            ),
+        ] {
+            let e = backend(&json).unwrap_err();
+            let (fields, text) = problems(&e);
+            assert!(fields.iter().any(|f| f == field), "{json}: {fields:?}");
+            assert!(text.contains(why), "{json}: {text}");
+        }
+        let one = r#"{"failureCondition":{"count":1,"interval":"PT10S","errorReasons":["Timeout"]},"tripDuration":"PT1M"}"#;
+        let two = format!(
+            r#"{{"url":"http://a.example.com","circuitBreaker":{{"rules":[{one},{one}]}}}}"#
+        );
+        let (fields, text) = problems(&backend(&two).unwrap_err());
+        assert_eq!(fields, ["circuitBreaker.rules"]);
+        assert!(text.contains("one rule, as in Azure"), "{text}");
     }
 
     #[test]

@@ -141,12 +141,62 @@ impl std::fmt::Debug for SnapshotClientCertificate {
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotBackend {
     pub id: String,
-    /// The base URL, `http://` or `https://`.
+    /// The base URL, `http://` or `https://`; empty for a pool.
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<BackendCredentials>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<BackendTls>,
+    /// A single backend's circuit breaker rule, its durations parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<SnapshotBreaker>,
+    /// A pool's members (`None` for a single backend), ordered by priority, then as the pool
+    /// lists them. Each is a single backend of [`Snapshot::backends`], by id: a member's URL,
+    /// credentials, TLS and breaker are its own, and its breaker is the same whether a request
+    /// reaches it through a pool or by its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<Vec<SnapshotPoolMember>>,
+}
+
+/// One member of a pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotPoolMember {
+    /// The member backend's id (plain, without Azure's `/backends/`).
+    pub id: String,
+    /// Lower is preferred.
+    pub priority: u32,
+    /// The share of requests among the available members of the same priority.
+    pub weight: u32,
+}
+
+/// A circuit breaker rule as a gateway runs it: what a failure is, how many trip the breaker
+/// within `intervalMs`, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotBreaker {
+    /// The rule's name, for logs.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Failures within the interval that trip the breaker; else `percentage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// The percentage of the calls within the interval that, failing, trip the breaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<u32>,
+    pub interval_ms: u64,
+    pub trip_duration_ms: u64,
+    /// Inclusive status ranges whose answers are failures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status_code_ranges: Vec<(u16, u16)>,
+    /// The reasons of calls without an answer that are failures, as gateways name them
+    /// (`BackendConnectionFailure`, `Timeout`); reasons no gateway reports are left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_reasons: Vec<String>,
+    /// The tripping answer's `Retry-After`, when it has one, says how long the breaker stays
+    /// open.
+    #[serde(default)]
+    pub accept_retry_after: bool,
 }
 
 /// Never prints the credentials (they may hold secrets in clear once resolved, or keys).
@@ -156,6 +206,8 @@ impl std::fmt::Debug for SnapshotBackend {
             .field("id", &self.id)
             .field("url", &self.url)
             .field("tls", &self.tls)
+            .field("circuit_breaker", &self.circuit_breaker)
+            .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
 }
@@ -694,6 +746,8 @@ mod tests {
                 ..BackendCredentials::default()
             }),
             tls: None,
+            circuit_breaker: None,
+            pool: None,
         }
     }
 

@@ -15,9 +15,12 @@ use crate::repo::JsonRecord;
 
 /// Declares the kind each model resource is stored under.
 macro_rules! resources {
-    ($($ty:ty => $kind:expr),* $(,)?) => {
+    ($($ty:ty => $kind:expr $(; upgrade: $up:path)?),* $(,)?) => {
         $(impl JsonRecord for $ty {
             const KIND: Kind = $kind;
+            $(fn upgrade(body: &mut serde_json::Value) -> bool {
+                $up(body)
+            })?
         })*
 
         /// The model's resource types and their kinds' names, for tests.
@@ -32,7 +35,7 @@ resources! {
     Product => Kind::Product,
     Subscription => Kind::Subscription,
     NamedValue => Kind::NamedValue,
-    Backend => Kind::Backend,
+    Backend => Kind::Backend; upgrade: legacy_backend,
     Gateway => Kind::Gateway,
     HostnameConfiguration => Kind::HostnameConfiguration,
     GatewayCertificateAuthority => Kind::GatewayCertificateAuthority,
@@ -41,6 +44,34 @@ resources! {
     PolicyFragment => Kind::PolicyFragment,
     PortalSettings => Kind::PortalSettings,
     Logger => Kind::Logger,
+}
+
+/// A backend stored before pools and Azure's circuit breaker rules: its `pool` (connection
+/// pool sizes) and `circuitBreaker` (`failureCount`, `intervalSeconds`,
+/// `tripDurationSeconds`) had other shapes, and no gateway ever used them. They are dropped,
+/// which changes nothing a gateway does.
+fn legacy_backend(body: &mut serde_json::Value) -> bool {
+    let Some(members) = body.as_object_mut() else {
+        return false;
+    };
+    let mut changed = false;
+    for (name, old) in [
+        ("pool", &["maxIdleConnections", "idleTimeoutSeconds"][..]),
+        (
+            "circuitBreaker",
+            &["failureCount", "intervalSeconds", "tripDurationSeconds"][..],
+        ),
+    ] {
+        let legacy = members
+            .get(name)
+            .and_then(serde_json::Value::as_object)
+            .is_some_and(|o| o.keys().any(|k| old.contains(&k.as_str())));
+        if legacy {
+            members.remove(name);
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// The OpenAPI document an API was imported from (id = the API's id), as JSON.
@@ -121,6 +152,24 @@ mod tests {
         let actual: Vec<(&str, &str)> = RESOURCES.iter().map(|(t, k)| (*t, k.name())).collect();
         assert_eq!(actual, expected);
         assert_eq!(<Api as Record>::KIND, Kind::Api);
+    }
+
+    /// Backends stored with the unused connection-pool and breaker shapes of earlier releases
+    /// still read, without them; a body wrong in another way is still an error.
+    #[test]
+    fn backends_of_earlier_releases_read() {
+        use gatehouse_model::resources::Backend;
+        let old = r#"{"id":"b","url":"http://b.example.com","protocol":"http",
+            "circuitBreaker":{"failureCount":3,"intervalSeconds":10,"tripDurationSeconds":30},
+            "pool":{"maxIdleConnections":8}}"#;
+        let b = Backend::decode(old.to_owned()).unwrap();
+        assert_eq!(b.url, "http://b.example.com");
+        assert!(b.pool.is_none() && b.circuit_breaker.is_none());
+        assert!(Backend::decode(r#"{"id":"b","url":7}"#.to_owned()).is_err());
+        let current = r#"{"id":"p","type":"Pool","protocol":"http",
+            "pool":{"services":[{"id":"/backends/a","priority":1,"weight":2}]}}"#;
+        let p = Backend::decode(current.to_owned()).unwrap();
+        assert_eq!(p.members().collect::<Vec<_>>(), ["a"]);
     }
 
     #[test]

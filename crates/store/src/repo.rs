@@ -29,6 +29,12 @@ pub trait Record: Sized + Send + Sync {
 /// A record stored as its JSON form: implementing this is all a serde type needs.
 pub trait JsonRecord: Serialize + DeserializeOwned + Send + Sync {
     const KIND: Kind;
+
+    /// Rewrites a body stored by an older release into the current shape; true when it
+    /// changed something. Called only for a body that does not read as it is.
+    fn upgrade(_body: &mut serde_json::Value) -> bool {
+        false
+    }
 }
 
 impl<T: JsonRecord> Record for T {
@@ -39,7 +45,18 @@ impl<T: JsonRecord> Record for T {
     }
 
     fn decode(body: String) -> std::result::Result<Self, serde_json::Error> {
-        serde_json::from_str(&body)
+        let error = match serde_json::from_str(&body) {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&body) else {
+            return Err(error);
+        };
+        if T::upgrade(&mut value) {
+            serde_json::from_value(value)
+        } else {
+            Err(error)
+        }
     }
 }
 

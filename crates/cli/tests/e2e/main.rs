@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod azure_policies;
+mod backend_pools;
 mod backend_responses;
 mod backends_tls;
 mod backup_deltas;

@@ -147,7 +147,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..3u8, 0..3u8, any::<bool>(), prop::bool::weighted(0.2))
             .prop_map(|(gateway, certificate, trusted, delete)| Op::CertificateAuthority { gateway, certificate, trusted, delete }),
         1 => (0..3u8).prop_map(Op::DropGatewayTls),
-        2 => (0..2u8, 0..4u8, prop::bool::weighted(0.2))
+        2 => (0..3u8, 0..6u8, prop::bool::weighted(0.2))
             .prop_map(|(i, variant, delete)| Op::Backend { i, variant, delete }),
     ]
 }
@@ -407,8 +407,18 @@ async fn run(store: &Store, sealer: &Sealer, op: &Op) {
                     "tls": {"validateCertificateChain": false}}),
                 2 => json!({"id": format!("b{i}"), "url": "https://b.test",
                     "credentials": {"header": {"x-key": ["{{n1}}"]}}}),
-                _ => json!({"id": format!("b{i}"), "url": "https://b.test",
+                3 => json!({"id": format!("b{i}"), "url": "https://b.test",
                     "credentials": {"certificateIds": [format!("/certificates/c{i}")]}}),
+                // A breaker rule, its durations parsed for the snapshot.
+                4 => json!({"id": format!("b{i}"), "url": "http://b.test",
+                    "circuitBreaker": {"rules": [{"name": "r", "failureCondition": {"count": i + 1,
+                        "interval": "PT10S", "statusCodeRanges": [{"min": 500, "max": 599}]},
+                        "tripDuration": "PT1M"}]}}),
+                // A pool of the other backends (the store holds what the compiler gets, checked
+                // or not): its members by id, ordered by priority.
+                _ => json!({"id": format!("b{i}"), "type": "Pool", "pool": {"services": [
+                    {"id": format!("/backends/b{}", (i + 1) % 3), "priority": 2},
+                    {"id": format!("b{}", (i + 2) % 3), "weight": 3}]}}),
             };
             let backend = (!delete).then(|| value::<Backend>(body));
             set(&mut tx, "", &format!("b{i}"), backend).await;

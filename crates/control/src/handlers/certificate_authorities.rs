@@ -3,26 +3,12 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use gatehouse_model::resources::{Collection, Gateway, GatewayCertificateAuthority, Resource};
+use gatehouse_model::resources::{Collection, GatewayCertificateAuthority};
 
-use gatehouse_store::Kind;
-
-use super::certificates::StoredCertificate;
-use super::{Cp, check_id, commit, load, save, saved};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use super::{Cp, saved};
+use crate::error::{ApiResult, ErrorBody};
 use crate::http::{JsonBody, Paging, Path, Query};
-
-fn check_ids(gateway: &str, id: &str) -> ApiResult<()> {
-    check_id(Kind::Gateway, gateway)?;
-    check_id(Kind::Certificate, id)?;
-    Ok(())
-}
-
-fn not_assigned(gateway: &str, id: &str) -> ApiError {
-    ApiError::NotFound(format!(
-        "Certificate '{id}' is not a certificate authority of gateway '{gateway}'."
-    ))
-}
+use crate::service::certificate_authorities as service;
 
 #[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/certificateAuthorities", tag = "gateways",
     operation_id = "certificate_authorities_list",
@@ -36,15 +22,11 @@ pub async fn list(
     Path(gateway): Path<String>,
     Query(paging): Query<Paging>,
 ) -> ApiResult<Json<Collection<GatewayCertificateAuthority>>> {
-    Ok(Json(
-        super::list_gateway_children::<GatewayCertificateAuthority>(
-            &cp,
-            &gateway,
-            "certificateAuthorities",
-            &paging,
-        )
-        .await?,
-    ))
+    let items = service::list(&cp, &gateway).await?;
+    Ok(Json(paging.page(
+        &format!("/mgmt/gateways/{gateway}/certificateAuthorities"),
+        items,
+    )?))
 }
 
 #[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/certificateAuthorities/{certificateId}",
@@ -58,11 +40,7 @@ pub async fn get(
     cp: Cp,
     Path((gateway, id)): Path<(String, String)>,
 ) -> ApiResult<Json<GatewayCertificateAuthority>> {
-    check_ids(&gateway, &id)?;
-    super::load_opt::<GatewayCertificateAuthority>(&cp, &gateway, &id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| not_assigned(&gateway, &id))
+    Ok(Json(service::get(&cp, &gateway, &id).await?))
 }
 
 #[utoipa::path(put, path = "/mgmt/gateways/{gatewayId}/certificateAuthorities/{certificateId}",
@@ -78,24 +56,9 @@ pub async fn get(
 pub async fn put(
     cp: Cp,
     Path((gateway, id)): Path<(String, String)>,
-    JsonBody(mut ca): JsonBody<GatewayCertificateAuthority>,
+    JsonBody(ca): JsonBody<GatewayCertificateAuthority>,
 ) -> ApiResult<(StatusCode, Json<GatewayCertificateAuthority>)> {
-    check_ids(&gateway, &id)?;
-    ca.set_id(id.clone());
-    ca.normalize()?;
-    load::<Gateway>(&cp, "", &gateway).await?;
-    // The certificate is named by the path: a missing one is a missing resource (404).
-    super::certificates::load_stored(&cp, &id).await?;
-    let mut tx = cp.store().begin().await?;
-    // Again under the write lock: the certificate may have been deleted meanwhile.
-    if !tx.repo::<StoredCertificate>().exists("", &id).await? {
-        return Err(ApiError::Conflict(format!(
-            "certificate '{id}' was deleted while this request ran"
-        )));
-    }
-    let created = save(&mut tx, &gateway, &ca).await?;
-    commit(&cp, tx).await?;
-    Ok(saved(created, ca))
+    Ok(saved(service::put(&cp, &gateway, &id, ca).await?))
 }
 
 #[utoipa::path(delete, path = "/mgmt/gateways/{gatewayId}/certificateAuthorities/{certificateId}",
@@ -106,7 +69,6 @@ pub async fn put(
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path((gateway, id)): Path<(String, String)>) -> ApiResult<StatusCode> {
-    check_ids(&gateway, &id)?;
-    let missing = not_assigned(&gateway, &id);
-    super::delete_gateway_child::<GatewayCertificateAuthority>(&cp, &gateway, &id, missing).await
+    service::delete(&cp, &gateway, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -3,46 +3,20 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use gatehouse_model::resources::{Api, Collection, Gateway, GatewayLocation};
-use gatehouse_store::{Kind, Link};
+use gatehouse_model::resources::{Api, Collection, Gateway};
 
-use super::{Cp, check_id, commit, load, saved};
-use crate::ControlPlane;
-use crate::compile::BUILT_IN_GATEWAY;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use super::{Cp, saved};
+use crate::error::{ApiResult, ErrorBody};
 use crate::http::{Paging, Path, Query};
+use crate::service::gateways as service;
 
-// Deleting a gateway deletes its assignments, keys, instances, hostname configurations and
-// certificate authorities (the registry's children of a gateway).
 crate::handlers::simple_crud! {
     type: Gateway,
+    service: gateways,
     tag: "gateways",
     collection: "/mgmt/gateways",
     item: "/mgmt/gateways/{gatewayId}",
     param: "gatewayId"
-}
-
-pub async fn ensure_built_in(cp: &ControlPlane) -> ApiResult<()> {
-    if super::load_opt::<Gateway>(cp, "", BUILT_IN_GATEWAY)
-        .await?
-        .is_some()
-    {
-        return Ok(());
-    }
-    let gateway = Gateway {
-        id: BUILT_IN_GATEWAY.to_owned(),
-        description: Some("The gateway built into `gatehouse up`; it serves every API.".into()),
-        location_data: Some(GatewayLocation {
-            name: "built-in".into(),
-            ..GatewayLocation::default()
-        }),
-    };
-    let mut tx = cp.store().begin().await?;
-    tx.repo::<Gateway>()
-        .put("", BUILT_IN_GATEWAY, &gateway)
-        .await?;
-    commit(cp, tx).await?;
-    Ok(())
 }
 
 #[utoipa::path(get, path = "/mgmt/gateways/{gatewayId}/apis", tag = "gateways",
@@ -55,18 +29,7 @@ pub async fn list_apis(
     Path(id): Path<String>,
     Query(paging): Query<Paging>,
 ) -> ApiResult<Json<Collection<Api>>> {
-    load::<Gateway>(&cp, "", &id).await?;
-    let apis = if id == BUILT_IN_GATEWAY {
-        super::load_all::<Api>(&cp, "").await?
-    } else {
-        let mut apis = Vec::new();
-        for api in cp.store().links(Link::GatewayApi).targets(&id).await? {
-            if let Some(api) = super::load_opt::<Api>(&cp, "", &api).await? {
-                apis.push(api);
-            }
-        }
-        apis
-    };
+    let apis = service::list_apis(&cp, &id).await?;
     Ok(Json(
         paging.page(&format!("/mgmt/gateways/{id}/apis"), apis)?,
     ))
@@ -82,12 +45,7 @@ pub async fn add_api(
     cp: Cp,
     Path((gateway, api)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Api>)> {
-    load::<Gateway>(&cp, "", &gateway).await?;
-    let api = load::<Api>(&cp, "", &api).await?;
-    let mut tx = cp.store().begin().await?;
-    let created = tx.links(Link::GatewayApi).add(&gateway, &api.id).await?;
-    commit(&cp, tx).await?;
-    Ok(saved(created, api))
+    Ok(saved(service::add_api(&cp, &gateway, &api).await?))
 }
 
 #[utoipa::path(delete, path = "/mgmt/gateways/{gatewayId}/apis/{apiId}", tag = "gateways",
@@ -99,14 +57,6 @@ pub async fn remove_api(
     cp: Cp,
     Path((gateway, api)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_id(Kind::Gateway, &gateway)?;
-    check_id(Kind::Api, &api)?;
-    let mut tx = cp.store().begin().await?;
-    if !tx.links(Link::GatewayApi).remove(&gateway, &api).await? {
-        return Err(ApiError::NotFound(format!(
-            "API '{api}' is not assigned to gateway '{gateway}'."
-        )));
-    }
-    commit(&cp, tx).await?;
+    service::remove_api(&cp, &gateway, &api).await?;
     Ok(StatusCode::NO_CONTENT)
 }

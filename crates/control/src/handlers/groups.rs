@@ -4,22 +4,20 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use gatehouse_model::resources::{Collection, Group, Product, User};
-use gatehouse_store::{Kind, Link};
+use gatehouse_model::resources::{Collection, Group, User};
 
-use super::{Cp, check_id, commit, load, load_opt, saved};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use super::{Cp, saved};
+use crate::error::{ApiResult, ErrorBody};
 use crate::http::{Paging, Path, Query};
+use crate::service::groups as service;
 
-// Deleting a group also deletes its memberships (its children in the registry) and the
-// product links that name it.
 crate::handlers::simple_crud! {
     type: Group,
+    service: groups,
     tag: "groups",
     collection: "/mgmt/groups",
     item: "/mgmt/groups/{groupId}",
-    param: "groupId",
-    linked: [Link::ProductGroup]
+    param: "groupId"
 }
 
 #[utoipa::path(get, path = "/mgmt/groups/{groupId}/users", tag = "groups",
@@ -32,13 +30,7 @@ pub async fn list_users(
     Path(id): Path<String>,
     Query(paging): Query<Paging>,
 ) -> ApiResult<Json<Collection<User>>> {
-    load::<Group>(&cp, "", &id).await?;
-    let mut users = Vec::new();
-    for user in cp.store().links(Link::GroupUser).targets(&id).await? {
-        if let Some(user) = load_opt::<User>(&cp, "", &user).await? {
-            users.push(user);
-        }
-    }
+    let users = service::list_users(&cp, &id).await?;
     Ok(Json(
         paging.page(&format!("/mgmt/groups/{id}/users"), users)?,
     ))
@@ -54,12 +46,7 @@ pub async fn add_user(
     cp: Cp,
     Path((group, user)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    load::<Group>(&cp, "", &group).await?;
-    let user = load::<User>(&cp, "", &user).await?;
-    let mut tx = cp.store().begin().await?;
-    let created = tx.links(Link::GroupUser).add(&group, &user.id).await?;
-    commit(&cp, tx).await?;
-    Ok(saved(created, user))
+    Ok(saved(service::add_user(&cp, &group, &user).await?))
 }
 
 #[utoipa::path(delete, path = "/mgmt/groups/{groupId}/users/{userId}", tag = "groups",
@@ -71,15 +58,7 @@ pub async fn remove_user(
     cp: Cp,
     Path((group, user)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_id(Kind::Group, &group)?;
-    check_id(Kind::User, &user)?;
-    let mut tx = cp.store().begin().await?;
-    if !tx.links(Link::GroupUser).remove(&group, &user).await? {
-        return Err(ApiError::NotFound(format!(
-            "User '{user}' is not in group '{group}'."
-        )));
-    }
-    commit(&cp, tx).await?;
+    service::remove_user(&cp, &group, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -93,13 +72,7 @@ pub async fn list_product_groups(
     Path(id): Path<String>,
     Query(paging): Query<Paging>,
 ) -> ApiResult<Json<Collection<Group>>> {
-    load::<Product>(&cp, "", &id).await?;
-    let mut groups = Vec::new();
-    for group in cp.store().links(Link::ProductGroup).targets(&id).await? {
-        if let Some(group) = load_opt::<Group>(&cp, "", &group).await? {
-            groups.push(group);
-        }
-    }
+    let groups = service::list_product_groups(&cp, &id).await?;
     Ok(Json(
         paging.page(&format!("/mgmt/products/{id}/groups"), groups)?,
     ))
@@ -115,15 +88,9 @@ pub async fn add_product_group(
     cp: Cp,
     Path((product, group)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Group>)> {
-    load::<Product>(&cp, "", &product).await?;
-    let group = load::<Group>(&cp, "", &group).await?;
-    let mut tx = cp.store().begin().await?;
-    let created = tx
-        .links(Link::ProductGroup)
-        .add(&product, &group.id)
-        .await?;
-    commit(&cp, tx).await?;
-    Ok(saved(created, group))
+    Ok(saved(
+        service::add_product_group(&cp, &product, &group).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/mgmt/products/{productId}/groups/{groupId}", tag = "products",
@@ -135,18 +102,6 @@ pub async fn remove_product_group(
     cp: Cp,
     Path((product, group)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_id(Kind::Product, &product)?;
-    check_id(Kind::Group, &group)?;
-    let mut tx = cp.store().begin().await?;
-    if !tx
-        .links(Link::ProductGroup)
-        .remove(&product, &group)
-        .await?
-    {
-        return Err(ApiError::NotFound(format!(
-            "Group '{group}' is not linked to product '{product}'."
-        )));
-    }
-    commit(&cp, tx).await?;
+    service::remove_product_group(&cp, &product, &group).await?;
     Ok(StatusCode::NO_CONTENT)
 }

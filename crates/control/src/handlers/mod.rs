@@ -1,5 +1,7 @@
-//! Management API handlers, one module per resource. The helpers here hold what every
-//! resource shares: loading, validating, merging a PATCH, paging and publishing a change.
+//! The management API's HTTP edge, one module per resource: each handler extracts the path,
+//! query and body, calls the resource's functions in `crate::service`, and answers with a
+//! status and JSON (a `ServiceError` becomes an `ApiError` response). The rules live in the
+//! service; what is here is routing, paging and the OpenAPI annotations.
 
 pub mod apis;
 pub mod backends;
@@ -11,6 +13,7 @@ pub mod groups;
 pub mod hostname_configurations;
 pub mod loggers;
 pub mod named_values;
+mod openapi;
 pub mod policies;
 pub mod policy_fragments;
 pub mod portal_settings;
@@ -24,15 +27,11 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use gatehouse_model::resources::Resource;
-use gatehouse_store::Record;
+use utoipa::OpenApi as _;
 
 use crate::ControlPlane;
-use crate::error::{ApiError, ApiResult};
 use crate::http::require_admin;
-pub(crate) use crate::service::{
-    check_id, commit, label, load, load_all, load_opt, merge, merge_unchecked, prepare, save,
-};
+use crate::service::Saved;
 
 pub type Cp = axum::extract::State<Arc<ControlPlane>>;
 
@@ -252,69 +251,35 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             require_admin,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
+    // The document and Swagger UI need no admin token.
     mgmt.with_state(cp)
+        .merge(crate::docs::router(openapi::ApiDoc::openapi()))
 }
 
-/// A page of a gateway's child resources of kind `R`, listed at
-/// `/mgmt/gateways/{gateway}/{segment}`; 404 when the gateway does not exist.
-pub(crate) async fn list_gateway_children<R: Resource + Record>(
-    cp: &ControlPlane,
-    gateway: &str,
-    segment: &str,
-    paging: &crate::http::Paging,
-) -> ApiResult<gatehouse_model::resources::Collection<R>> {
-    load::<gatehouse_model::resources::Gateway>(cp, "", gateway).await?;
-    let items = load_all::<R>(cp, gateway).await?;
-    paging.page(&format!("/mgmt/gateways/{gateway}/{segment}"), items)
-}
-
-/// Deletes a gateway's child resource; `missing` when there was none.
-pub(crate) async fn delete_gateway_child<R: Resource + Record>(
-    cp: &ControlPlane,
-    gateway: &str,
-    id: &str,
-    missing: ApiError,
-) -> ApiResult<StatusCode> {
-    let mut tx = cp.store().begin().await?;
-    if !tx.repo::<R>().delete(gateway, id).await? {
-        return Err(missing);
-    }
-    commit(cp, tx).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-pub(crate) fn saved<R>(created: bool, resource: R) -> (StatusCode, Json<R>) {
-    let status = if created {
+/// 201 with the resource when the service created it, 200 when it replaced one.
+pub(crate) fn saved<R>(saved: Saved<R>) -> (StatusCode, Json<R>) {
+    let status = if saved.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    (status, Json(resource))
+    (status, Json(saved.value))
 }
 
 /// Generates list/get/put/patch/delete handlers for a top-level resource with no special
-/// rules, each documented for the OpenAPI description. Deleting one deletes the documents the
-/// registry of kinds puts under it, and the `linked` links that point at it.
+/// rules, each documented for the OpenAPI description, over the functions of the same names
+/// in `crate::service::<service>` (which say what deleting one takes with it).
+// Laid out by hand: inside a macro, rustfmt pushes the attributes' continuation lines far
+// right.
+#[rustfmt::skip]
 macro_rules! simple_crud {
     (
         type: $ty:ty,
+        service: $svc:ident,
         tag: $tag:literal,
         collection: $coll:literal,
         item: $item:literal,
         param: $param:literal
-    ) => {
-        crate::handlers::simple_crud! {
-            type: $ty, tag: $tag, collection: $coll, item: $item, param: $param,
-            linked: []
-        }
-    };
-    (
-        type: $ty:ty,
-        tag: $tag:literal,
-        collection: $coll:literal,
-        item: $item:literal,
-        param: $param:literal,
-        linked: [$($link:expr),*]
     ) => {
         #[utoipa::path(get, path = $coll, tag = $tag, params(crate::http::Paging),
             responses((status = 200, body = Collection<$ty>),
@@ -325,7 +290,7 @@ macro_rules! simple_crud {
             cp: crate::handlers::Cp,
             crate::http::Query(paging): crate::http::Query<crate::http::Paging>,
         ) -> crate::error::ApiResult<axum::Json<gatehouse_model::resources::Collection<$ty>>> {
-            let items = crate::handlers::load_all::<$ty>(&cp, "").await?;
+            let items = crate::service::$svc::list(&cp).await?;
             Ok(axum::Json(paging.page($coll, items)?))
         }
 
@@ -339,7 +304,7 @@ macro_rules! simple_crud {
             cp: crate::handlers::Cp,
             crate::http::Path(id): crate::http::Path<String>,
         ) -> crate::error::ApiResult<axum::Json<$ty>> {
-            Ok(axum::Json(crate::handlers::load::<$ty>(&cp, "", &id).await?))
+            Ok(axum::Json(crate::service::$svc::get(&cp, &id).await?))
         }
 
         #[utoipa::path(put, path = $item, tag = $tag, params(($param = String, Path)),
@@ -353,11 +318,9 @@ macro_rules! simple_crud {
             crate::http::Path(id): crate::http::Path<String>,
             crate::http::JsonBody(body): crate::http::JsonBody<$ty>,
         ) -> crate::error::ApiResult<(axum::http::StatusCode, axum::Json<$ty>)> {
-            let resource = crate::handlers::prepare(body, &id)?;
-            let mut tx = cp.store().begin().await?;
-            let created = crate::handlers::save(&mut tx, "", &resource).await?;
-            crate::handlers::commit(&cp, tx).await?;
-            Ok(crate::handlers::saved(created, resource))
+            Ok(crate::handlers::saved(
+                crate::service::$svc::put(&cp, &id, body).await?,
+            ))
         }
 
         #[utoipa::path(patch, path = $item, tag = $tag, params(($param = String, Path)),
@@ -372,12 +335,9 @@ macro_rules! simple_crud {
             crate::http::Path(id): crate::http::Path<String>,
             crate::http::JsonBody(body): crate::http::JsonBody<serde_json::Value>,
         ) -> crate::error::ApiResult<axum::Json<$ty>> {
-            let existing = crate::handlers::load::<$ty>(&cp, "", &id).await?;
-            let resource = crate::handlers::merge(&existing, body)?;
-            let mut tx = cp.store().begin().await?;
-            crate::handlers::save(&mut tx, "", &resource).await?;
-            crate::handlers::commit(&cp, tx).await?;
-            Ok(axum::Json(resource))
+            Ok(axum::Json(
+                crate::service::$svc::patch(&cp, &id, body).await?,
+            ))
         }
 
         #[utoipa::path(delete, path = $item, tag = $tag, params(($param = String, Path)),
@@ -390,19 +350,7 @@ macro_rules! simple_crud {
             cp: crate::handlers::Cp,
             crate::http::Path(id): crate::http::Path<String>,
         ) -> crate::error::ApiResult<axum::http::StatusCode> {
-            let kind = <$ty as gatehouse_store::Record>::KIND;
-            crate::handlers::check_id(kind, &id)?;
-            let mut tx = cp.store().begin().await?;
-            if !tx.repo::<$ty>().delete("", &id).await? {
-                return Err(crate::error::ApiError::not_found(
-                    crate::handlers::label(kind),
-                    &id,
-                ));
-            }
-            // What lives under it goes with it (the registry says what); links to it too.
-            tx.delete_children_of(kind, &id).await?;
-            $( tx.links($link).remove_to(&id).await?; )*
-            crate::handlers::commit(&cp, tx).await?;
+            crate::service::$svc::delete(&cp, &id).await?;
             Ok(axum::http::StatusCode::NO_CONTENT)
         }
     };

@@ -4,20 +4,16 @@
 use axum::Json;
 use gatehouse_model::resources::PortalSettings;
 
-use super::{Cp, commit};
+use super::Cp;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::JsonBody;
+use crate::service::portal_settings as service;
 
 #[utoipa::path(get, path = "/mgmt/portal/settings", tag = "portal",
     responses((status = 200, body = PortalSettings), (status = 401, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn get(cp: Cp) -> ApiResult<Json<PortalSettings>> {
-    let stored = cp
-        .store()
-        .repo::<PortalSettings>()
-        .get("", PortalSettings::ID)
-        .await?;
-    Ok(Json(stored.unwrap_or_default()))
+    Ok(Json(service::get(&cp).await?))
 }
 
 #[utoipa::path(put, path = "/mgmt/portal/settings", tag = "portal",
@@ -27,13 +23,7 @@ pub async fn get(cp: Cp) -> ApiResult<Json<PortalSettings>> {
     security(("admin" = [])))]
 pub async fn put(
     cp: Cp,
-    JsonBody(mut settings): JsonBody<PortalSettings>,
+    JsonBody(settings): JsonBody<PortalSettings>,
 ) -> ApiResult<Json<PortalSettings>> {
-    settings.validate()?;
-    let mut tx = cp.store().begin().await?;
-    tx.repo::<PortalSettings>()
-        .put("", PortalSettings::ID, &settings)
-        .await?;
-    commit(&cp, tx).await?;
-    Ok(Json(settings))
+    Ok(Json(service::put(&cp, settings).await?))
 }

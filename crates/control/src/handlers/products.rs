@@ -3,16 +3,15 @@
 use axum::Json;
 use axum::http::StatusCode;
 use gatehouse_model::resources::{Api, Collection, Product};
-use gatehouse_store::{Kind, Link};
 
-use super::{Cp, check_id, commit, load, saved};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use super::{Cp, saved};
+use crate::error::{ApiResult, ErrorBody};
 use crate::http::{Paging, Path, Query};
+use crate::service::products as service;
 
-// Deleting a product deletes its API links, group links and policy (the registry's children
-// of a product).
 crate::handlers::simple_crud! {
     type: Product,
+    service: products,
     tag: "products",
     collection: "/mgmt/products",
     item: "/mgmt/products/{productId}",
@@ -29,13 +28,7 @@ pub async fn list_apis(
     Path(id): Path<String>,
     Query(paging): Query<Paging>,
 ) -> ApiResult<Json<Collection<Api>>> {
-    load::<Product>(&cp, "", &id).await?;
-    let mut apis = Vec::new();
-    for api in cp.store().links(Link::ProductApi).targets(&id).await? {
-        if let Some(api) = super::load_opt::<Api>(&cp, "", &api).await? {
-            apis.push(api);
-        }
-    }
+    let apis = service::list_apis(&cp, &id).await?;
     Ok(Json(
         paging.page(&format!("/mgmt/products/{id}/apis"), apis)?,
     ))
@@ -51,12 +44,7 @@ pub async fn add_api(
     cp: Cp,
     Path((product, api)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Api>)> {
-    load::<Product>(&cp, "", &product).await?;
-    let api = load::<Api>(&cp, "", &api).await?;
-    let mut tx = cp.store().begin().await?;
-    let created = tx.links(Link::ProductApi).add(&product, &api.id).await?;
-    commit(&cp, tx).await?;
-    Ok(saved(created, api))
+    Ok(saved(service::add_api(&cp, &product, &api).await?))
 }
 
 #[utoipa::path(delete, path = "/mgmt/products/{productId}/apis/{apiId}", tag = "products",
@@ -68,14 +56,6 @@ pub async fn remove_api(
     cp: Cp,
     Path((product, api)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_id(Kind::Product, &product)?;
-    check_id(Kind::Api, &api)?;
-    let mut tx = cp.store().begin().await?;
-    if !tx.links(Link::ProductApi).remove(&product, &api).await? {
-        return Err(ApiError::NotFound(format!(
-            "API '{api}' is not in product '{product}'."
-        )));
-    }
-    commit(&cp, tx).await?;
+    service::remove_api(&cp, &product, &api).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,16 +3,15 @@
 //! arithmetic lives in `gatehouse_model::reports`, shared with the admin console.
 
 use axum::Json;
-use gatehouse_model::reports::{self, Figures, Grouping, Key, Window};
+use gatehouse_model::reports::{self, Figures, Grouping, Key};
 use gatehouse_model::resources::Collection;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use gatehouse_store::Kind;
-
-use super::{Cp, check_id};
+use super::Cp;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::Query;
+use crate::service::reports as service;
 
 /// The window every report takes, and the optional API filter.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -103,24 +102,24 @@ pub struct TimeReport {
     pub figures: Figures,
 }
 
-/// Reads the window's aggregates and groups them; `row` turns each group into a report row.
+/// The window's traffic, grouped; `row` turns each group into a report row.
 async fn report<T>(
     cp: &Cp,
     params: &ReportParams,
     grouping: Grouping,
     row: impl Fn(Key, Figures) -> Option<T>,
 ) -> ApiResult<Json<Collection<T>>> {
-    let window = Window::parse(params.from.as_deref(), params.to.as_deref())?;
-    if let Some(api) = &params.api_id {
-        check_id(Kind::Api, api)?;
-    }
-    let aggregates = cp
-        .store()
-        .telemetry_minutes(window.from, window.to, params.api_id.as_deref())
-        .await?;
-    let value: Vec<T> = reports::group(&aggregates, grouping)
+    let groups = service::grouped(
+        cp,
+        params.from.as_deref(),
+        params.to.as_deref(),
+        params.api_id.as_deref(),
+        grouping,
+    )
+    .await?;
+    let value: Vec<T> = groups
         .into_iter()
-        .filter_map(|(key, totals)| row(key, totals.figures()))
+        .filter_map(|(key, figures)| row(key, figures))
         .collect();
     Ok(Json(Collection {
         count: value.len() as u64,
@@ -224,16 +223,7 @@ pub async fn by_time(
     Query(params): Query<ReportParams>,
     Query(interval): Query<IntervalParam>,
 ) -> ApiResult<Json<Collection<TimeReport>>> {
-    let seconds = match interval.interval.as_deref() {
-        Some(text) if !text.is_empty() => reports::parse_interval(text)?,
-        _ => {
-            return Err(gatehouse_model::ValidationError::one(
-                "interval",
-                "is required: an ISO 8601 duration of whole minutes such as PT5M",
-            )
-            .into());
-        }
-    };
+    let seconds = service::interval(interval.interval.as_deref())?;
     let label = reports::format_interval(seconds);
     report(
         &cp,

@@ -7,11 +7,32 @@
 //! only the HTTP edge turns them into responses ([`crate::error::ApiError`]).
 //!
 //! What every resource shares lives in this file: loading by id, validating a new resource,
-//! merging a JSON merge patch, saving and committing.
+//! merging a JSON merge patch, saving and committing, and the whole life of a resource with no
+//! rules beyond its own validation.
+
+pub mod apis;
+pub mod backends;
+pub mod certificate_authorities;
+pub mod certificates;
+pub mod gateway_tokens;
+pub mod gateways;
+pub mod groups;
+pub mod hostname_configurations;
+pub mod instances;
+pub mod loggers;
+pub mod named_values;
+pub mod operations;
+pub mod policies;
+pub mod policy_fragments;
+pub mod portal_settings;
+pub mod products;
+pub mod reports;
+pub mod subscriptions;
+pub mod users;
 
 use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{Resource, validate_id};
-use gatehouse_store::{Kind, Record, Tx};
+use gatehouse_store::{Kind, Link, Record, Tx};
 use serde_json::Value;
 
 use crate::ControlPlane;
@@ -42,9 +63,24 @@ impl ServiceError {
     pub fn not_found(kind: &str, id: &str) -> Self {
         Self::NotFound(format!("{kind} '{id}' was not found."))
     }
+
+    /// A body member names a resource that does not exist: 404, as for a missing resource in
+    /// the path (the request is well formed; what it refers to is not there), saying which
+    /// member and what to create.
+    pub fn missing_reference(target: &str, message: impl std::fmt::Display) -> Self {
+        Self::NotFound(format!("Invalid value for '{target}': {message}"))
+    }
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// What a create-or-replace stored, and whether it was new (the HTTP edge answers 201 then,
+/// 200 otherwise).
+#[derive(Debug)]
+pub struct Saved<T> {
+    pub created: bool,
+    pub value: T,
+}
 
 /// A human name for a kind in messages.
 pub(crate) fn label(kind: Kind) -> &'static str {
@@ -200,3 +236,57 @@ pub(crate) async fn commit(cp: &ControlPlane, tx: Tx) -> ServiceResult<u64> {
     cp.published(revision);
     Ok(revision)
 }
+
+/// Creates or replaces a resource that has no rules beyond its own validation.
+pub(crate) async fn put_simple<R: Resource + Record>(
+    cp: &ControlPlane,
+    id: &str,
+    body: R,
+) -> ServiceResult<Saved<R>> {
+    let resource = prepare(body, id)?;
+    let mut tx = cp.store().begin().await?;
+    let created = save(&mut tx, "", &resource).await?;
+    commit(cp, tx).await?;
+    Ok(Saved {
+        created,
+        value: resource,
+    })
+}
+
+/// Applies a JSON merge patch to a resource that has no rules beyond its own validation.
+pub(crate) async fn patch_simple<R: Resource + Record>(
+    cp: &ControlPlane,
+    id: &str,
+    patch: Value,
+) -> ServiceResult<R> {
+    let existing = load::<R>(cp, "", id).await?;
+    let resource = merge(&existing, patch)?;
+    let mut tx = cp.store().begin().await?;
+    save(&mut tx, "", &resource).await?;
+    commit(cp, tx).await?;
+    Ok(resource)
+}
+
+/// Deletes a top-level resource with what the registry of kinds puts under it, and the
+/// `linked` links that point at it.
+pub(crate) async fn delete_simple<R: Resource + Record>(
+    cp: &ControlPlane,
+    id: &str,
+    linked: &[Link],
+) -> ServiceResult<()> {
+    let kind = R::KIND;
+    check_id(kind, id)?;
+    let mut tx = cp.store().begin().await?;
+    if !tx.repo::<R>().delete("", id).await? {
+        return Err(ServiceError::not_found(label(kind), id));
+    }
+    tx.delete_children_of(kind, id).await?;
+    for link in linked {
+        tx.links(*link).remove_to(id).await?;
+    }
+    commit(cp, tx).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

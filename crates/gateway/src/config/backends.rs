@@ -25,7 +25,12 @@ use gatehouse_tls::rustls::ClientConfig;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{CompiledTls, Upstream, parse_upstream};
+use crate::breaker::Breaker;
 use crate::outbound_tls::OutboundTls;
+
+mod pool;
+
+pub use pool::{CompiledPool, NoMember};
 
 /// A certificate the gateway presents as a TLS client, ready to use.
 pub struct ClientCertificate {
@@ -122,6 +127,9 @@ pub struct CompiledBackend {
     /// `credentials.query`: the names, and every `name=value` pair percent-encoded.
     query_names: Vec<Box<str>>,
     query: Vec<Box<str>>,
+    /// The circuit breaker, when the backend has a rule: shared by the workers, and by the
+    /// configurations that follow while the backend's URL and rule stay.
+    pub breaker: Option<Arc<Breaker>>,
 }
 
 impl CompiledBackend {
@@ -174,7 +182,9 @@ type Variants = HashMap<(bool, bool, Arc<str>), Arc<ClientTls>>;
 /// The backends and client certificates of one configuration.
 #[derive(Debug, Default)]
 pub struct Backends {
+    /// The single backends.
     by_id: HashMap<Arc<str>, Arc<CompiledBackend>>,
+    pools: HashMap<Arc<str>, CompiledPool>,
     /// The client certificates of the snapshot with the strict variant presenting each, or
     /// why one cannot be used.
     certificates: HashMap<Arc<str>, Result<Arc<ClientTls>, String>>,
@@ -251,11 +261,14 @@ fn compile_certificate(id: &str, chain: &str, key: &str) -> Result<ClientCertifi
 
 impl Backends {
     /// Compiles the snapshot's backends and client certificates, with `cas` the
-    /// configuration's compiled TLS. Fails with the backend's path and what is wrong.
+    /// configuration's compiled TLS. The circuit breakers of `previous` (the configuration in
+    /// force) carry over to the backends whose URL and rule stay. Fails with the backend's path
+    /// and what is wrong.
     pub fn compile(
         snapshot: &Snapshot,
         named: &HashMap<String, String>,
         cas: Arc<CompiledTls>,
+        previous: Option<&Backends>,
     ) -> Result<Self, (String, String)> {
         let mut certificates = HashMap::new();
         for c in &snapshot.tls.client_certificates {
@@ -273,13 +286,28 @@ impl Backends {
         }
         let mut out = Self {
             by_id: HashMap::with_capacity(snapshot.backends.len()),
+            pools: HashMap::new(),
             certificates,
             variants: Mutex::default(),
             cas,
         };
-        for b in &snapshot.backends {
-            let compiled = out.compile_backend(b, named)?;
+        for b in snapshot.backends.iter().filter(|b| b.pool.is_none()) {
+            let mut compiled = out.compile_backend(b, named)?;
+            compiled.breaker = b.circuit_breaker.as_ref().map(|rule| {
+                previous
+                    .and_then(|p| p.by_id.get(b.id.as_str()))
+                    .and_then(|old| old.breaker.clone())
+                    .filter(|old| old.carries_over(&b.url, rule))
+                    .unwrap_or_else(|| Arc::new(Breaker::new(compiled.id.clone(), &b.url, rule)))
+            });
             out.by_id.insert(compiled.id.clone(), Arc::new(compiled));
+        }
+        for b in &snapshot.backends {
+            if let Some(members) = &b.pool {
+                let id: Arc<str> = b.id.as_str().into();
+                let pool = CompiledPool::compile(&id, members, &out.by_id);
+                out.pools.insert(id, pool);
+            }
         }
         Ok(out)
     }
@@ -373,19 +401,76 @@ impl Backends {
             authorization,
             query_names,
             query,
+            breaker: None,
         })
     }
 
+    /// The single backend `id`.
     pub fn get(&self, id: &str) -> Option<&Arc<CompiledBackend>> {
         self.by_id.get(id)
     }
 
+    /// The pool `id`.
+    pub fn pool(&self, id: &str) -> Option<&CompiledPool> {
+        self.pools.get(id)
+    }
+
+    /// Backends and pools.
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.by_id.len() + self.pools.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.by_id.is_empty() && self.pools.is_empty()
+    }
+
+    /// The circuit breakers of the configuration, by backend id.
+    pub fn breakers(&self) -> Vec<&Arc<Breaker>> {
+        let mut all: Vec<&Arc<Breaker>> = self
+            .by_id
+            .values()
+            .filter_map(|b| b.breaker.as_ref())
+            .collect();
+        all.sort_by(|a, b| a.backend().cmp(b.backend()));
+        all
+    }
+
+    /// The backend a request sent to backend (or pool) `id` goes to now: a pool's pick, or
+    /// the backend itself. An unknown id is a 500 (Azure's body) whose log names it; a backend
+    /// whose breaker is open, or a pool none of whose members is available, a 503.
+    fn choose(&self, id: &str) -> Result<&CompiledBackend, PolicyError> {
+        if let Some(pool) = self.pools.get(id) {
+            return pool
+                .pick(crate::breaker::now_ms(), pool::random())
+                .map(|b| &**b)
+                .map_err(|e| match e.retry_after_ms {
+                    Some(ms) => unavailable(format!(
+                        "backend pool '{id}': the circuit breaker of every member is open; the first closes in {:.1} s",
+                        ms as f64 / 1000.0
+                    )),
+                    None => unavailable(format!(
+                        "backend pool '{id}' has no member this gateway can send to"
+                    )),
+                });
+        }
+        let backend = self.by_id.get(id).ok_or_else(|| {
+            PolicyError::new(
+                "set-backend-service",
+                "BackendNotFound",
+                format!("backend '{id}' does not exist in this gateway's configuration"),
+                gatehouse_policy::Answer::Internal,
+            )
+        })?;
+        if let Some(b) = &backend.breaker {
+            let now = crate::breaker::now_ms();
+            if b.is_open(now) {
+                return Err(unavailable(format!(
+                    "backend '{id}': its circuit breaker is open for another {:.1} s",
+                    b.remaining(now) as f64 / 1000.0
+                )));
+            }
+        }
+        Ok(backend)
     }
 
     /// The variant presenting certificate `id` with the checks of `verify`, shared within
@@ -424,6 +509,16 @@ impl Backends {
     }
 }
 
+/// Nothing to send to: the breakers are open. Azure's 503; the message goes to the log only.
+fn unavailable(message: String) -> PolicyError {
+    PolicyError::new(
+        "forward-request",
+        "BackendUnavailable",
+        message,
+        gatehouse_policy::Answer::Unavailable,
+    )
+}
+
 fn missing_certificate(message: String) -> PolicyError {
     PolicyError::new(
         "authentication-certificate",
@@ -455,8 +550,8 @@ enum Chosen<'a> {
 
 impl<'a> Route<'a> {
     /// The route of `ex`'s forward under `backends`; `api_upstream` is the API's service URL,
-    /// `dapr` the Dapr sidecar's HTTP API. An unknown backend id is a 500 (Azure's body) whose
-    /// log names the id.
+    /// `dapr` the Dapr sidecar's HTTP API. A backend id names a single backend or a pool
+    /// ([`Backends::choose`] says what a request gets when it cannot be sent).
     pub fn choose(
         backends: &'a Backends,
         ex: &Exchange,
@@ -474,14 +569,7 @@ impl<'a> Route<'a> {
             upstream.base_path = format!("{}{path}", sidecar.base_path).into();
             Chosen::Dapr(Box::new(upstream))
         } else if let Some(id) = &ex.backend_id {
-            Chosen::Backend(backends.get(id).ok_or_else(|| {
-                PolicyError::new(
-                    "set-backend-service",
-                    "BackendNotFound",
-                    format!("backend '{id}' does not exist in this gateway's configuration"),
-                    gatehouse_policy::Answer::Internal,
-                )
-            })?)
+            Chosen::Backend(backends.choose(id)?)
         } else if let Some(url) = &ex.backend_url {
             Chosen::Url(Box::new(parse_upstream(url).map_err(|m| {
                 PolicyError::backend_unreachable(format!("set-backend-service: {m}"))
@@ -541,6 +629,12 @@ impl<'a> Route<'a> {
             Chosen::Backend(b) => Some(b),
             _ => None,
         }
+    }
+
+    /// The circuit breaker of the backend the request goes to, if it has one: what the call
+    /// comes to is counted there.
+    pub fn breaker(&self) -> Option<&'a Breaker> {
+        self.backend().and_then(|b| b.breaker.as_deref())
     }
 
     /// Where the request goes; its `target` says how to connect (the TLS variant).

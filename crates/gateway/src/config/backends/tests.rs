@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use gatehouse_model::resources::{BackendAuthorization, BackendCredentials, BackendTls};
 use gatehouse_model::snapshot::{
-    Delta, FORMAT_VERSION, Snapshot, SnapshotBackend, SnapshotClientCertificate,
+    Delta, FORMAT_VERSION, Snapshot, SnapshotBackend, SnapshotBreaker, SnapshotClientCertificate,
+    SnapshotPoolMember,
 };
 use gatehouse_tls::testca::TestCa;
 use http::HeaderMap;
 
+use super::Backends;
 use crate::config::CompiledConfig;
 
 fn backend(id: &str, url: &str) -> SnapshotBackend {
@@ -19,6 +21,8 @@ fn backend(id: &str, url: &str) -> SnapshotBackend {
         url: url.into(),
         credentials: None,
         tls: None,
+        circuit_breaker: None,
+        pool: None,
     }
 }
 
@@ -295,4 +299,232 @@ fn an_update_compiles_backends_again_only_when_they_or_what_they_use_change() {
     let delta = Delta::between(&changed, &broken);
     let e = next.update(&delta, &broken).unwrap_err();
     assert_eq!(e.target, "backends.a.url");
+}
+
+fn breaker_rule(count: u32) -> SnapshotBreaker {
+    SnapshotBreaker {
+        name: "r".into(),
+        count: Some(count),
+        percentage: None,
+        interval_ms: 10_000,
+        trip_duration_ms: 60_000,
+        status_code_ranges: vec![(500, 599)],
+        error_reasons: vec![],
+        accept_retry_after: false,
+    }
+}
+
+fn with_breaker(id: &str, count: u32) -> SnapshotBackend {
+    let mut b = backend(id, &format!("http://{id}.example.com"));
+    b.circuit_breaker = Some(breaker_rule(count));
+    b
+}
+
+fn pool(id: &str, members: &[(&str, u32, u32)]) -> SnapshotBackend {
+    let mut p = backend(id, "");
+    p.pool = Some(
+        members
+            .iter()
+            .map(|(id, priority, weight)| SnapshotPoolMember {
+                id: (*id).into(),
+                priority: *priority,
+                weight: *weight,
+            })
+            .collect(),
+    );
+    p
+}
+
+/// Trips `id`'s breaker (its rule counts one 500).
+fn trip(backends: &Backends, id: &str) {
+    let b = backends.get(id).unwrap().breaker.as_ref().unwrap();
+    b.record(crate::breaker::Outcome::Answered(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        None,
+    ));
+    assert!(b.is_open(crate::breaker::now_ms()));
+}
+
+/// How many of `draws` evenly spread draws each member of `pool` gets.
+fn spread(backends: &Backends, pool: &str, draws: u64) -> BTreeMap<String, u64> {
+    let pool = backends.pool(pool).unwrap();
+    let now = crate::breaker::now_ms();
+    let mut counts = BTreeMap::new();
+    for i in 0..draws {
+        // Every residue of the tiers' weight totals, equally often.
+        let picked = pool.pick(now, i).unwrap();
+        *counts.entry(picked.id.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+#[test]
+fn a_pool_sends_to_its_lowest_available_priority_by_weight() {
+    let s = snapshot(
+        1,
+        vec![
+            with_breaker("a", 1),
+            with_breaker("b", 1),
+            with_breaker("c", 1),
+            backend("d", "http://d.example.com"),
+            pool("p", &[("a", 1, 3), ("b", 1, 1), ("c", 2, 1), ("d", 3, 0)]),
+        ],
+    );
+    let config = CompiledConfig::compile(&s).unwrap();
+    let backends = &config.backends;
+    let members: Vec<_> = backends
+        .pool("p")
+        .unwrap()
+        .members()
+        .map(|(id, p, w)| (id.to_string(), p, w))
+        .collect();
+    assert_eq!(
+        members,
+        [
+            ("a".into(), 1, 3),
+            ("b".into(), 1, 1),
+            ("c".into(), 2, 1),
+            ("d".into(), 3, 0)
+        ]
+    );
+    // 3:1 within priority 1; nothing to the others while it has a member.
+    assert_eq!(
+        spread(backends, "p", 400),
+        BTreeMap::from([("a".into(), 300), ("b".into(), 100)])
+    );
+    trip(backends, "a");
+    assert_eq!(
+        spread(backends, "p", 100),
+        BTreeMap::from([("b".into(), 100)])
+    );
+    trip(backends, "b");
+    assert_eq!(
+        spread(backends, "p", 100),
+        BTreeMap::from([("c".into(), 100)])
+    );
+    // A member of weight 0 still serves when it is all that is left.
+    trip(backends, "c");
+    assert_eq!(
+        spread(backends, "p", 10),
+        BTreeMap::from([("d".into(), 10)])
+    );
+}
+
+#[test]
+fn a_request_to_an_open_breaker_or_an_empty_pool_is_a_503_whose_detail_stays_in_the_log() {
+    let s = snapshot(
+        1,
+        vec![
+            with_breaker("a", 1),
+            with_breaker("b", 1),
+            pool("p", &[("a", 1, 1), ("b", 2, 1)]),
+            pool("stray", &[("gone", 1, 1)]),
+        ],
+    );
+    let config = CompiledConfig::compile(&s).unwrap();
+    let api = crate::config::parse_upstream("http://api.example.com").unwrap();
+    let mut ex = gatehouse_policy::Exchange::new(
+        gatehouse_policy::exchange::Request {
+            method: http::Method::GET,
+            scheme: "https".into(),
+            host: "gw".into(),
+            path: String::new(),
+            query: None,
+            headers: HeaderMap::new(),
+            body: None,
+        },
+        gatehouse_policy::exchange::RequestInfo::default(),
+    );
+    let choose = |ex: &gatehouse_policy::Exchange| {
+        super::Route::choose(&config.backends, ex, Some(&api), "api", None)
+            .map(|r| r.upstream().authority.to_string())
+    };
+    ex.backend_id = Some("p".into());
+    assert_eq!(choose(&ex).unwrap(), "a.example.com");
+    trip(&config.backends, "a");
+    assert_eq!(choose(&ex).unwrap(), "b.example.com");
+    // The tripped backend by its own id: 503.
+    ex.backend_id = Some("a".into());
+    let e = choose(&ex).unwrap_err();
+    assert_eq!(e.answer, gatehouse_policy::Answer::Unavailable);
+    assert_eq!(e.reason, "BackendUnavailable");
+    assert!(e.message.contains("backend 'a'"), "{}", e.message);
+    trip(&config.backends, "b");
+    ex.backend_id = Some("p".into());
+    let e = choose(&ex).unwrap_err();
+    assert_eq!(e.answer, gatehouse_policy::Answer::Unavailable);
+    assert!(
+        e.message.contains("pool 'p'") && e.message.contains("every member"),
+        "{}",
+        e.message
+    );
+    let (status, body) = e.answer.parts();
+    assert_eq!(status, 503);
+    assert!(
+        !body.contains("pool") && !body.contains("breaker"),
+        "{body}"
+    );
+    // A pool whose member the configuration lacks compiles without it, and sends nowhere.
+    ex.backend_id = Some("stray".into());
+    let e = choose(&ex).unwrap_err();
+    assert_eq!(e.answer, gatehouse_policy::Answer::Unavailable);
+    assert!(e.message.contains("no member"), "{}", e.message);
+}
+
+#[test]
+fn breakers_outlive_configurations_while_the_backend_and_rule_stay() {
+    let old = snapshot(
+        1,
+        vec![
+            with_breaker("a", 1),
+            with_breaker("b", 1),
+            with_breaker("c", 1),
+        ],
+    );
+    let first = CompiledConfig::compile(&old).unwrap();
+    for id in ["a", "b", "c"] {
+        trip(&first.backends, id);
+    }
+    // b gets another URL, c another rule, d is new: their breakers start closed.
+    let mut next = old.clone();
+    next.revision = 2;
+    next.backends = vec![
+        with_breaker("a", 1),
+        {
+            let mut b = with_breaker("b", 1);
+            b.url = "http://b2.example.com".into();
+            b
+        },
+        with_breaker("c", 2),
+        with_breaker("d", 1),
+    ];
+    let now = crate::breaker::now_ms();
+    let open = |c: &CompiledConfig| -> Vec<(String, bool, u64)> {
+        c.backends
+            .breakers()
+            .iter()
+            .map(|b| (b.backend().to_string(), b.is_open(now), b.trips()))
+            .collect()
+    };
+    let expected = vec![
+        ("a".to_owned(), true, 1),
+        ("b".to_owned(), false, 0),
+        ("c".to_owned(), false, 0),
+        ("d".to_owned(), false, 0),
+    ];
+    // Through a delta, and through a whole snapshot applied after the first.
+    let updated = first.update(&Delta::between(&old, &next), &next).unwrap();
+    assert_eq!(open(&updated), expected);
+    let full = CompiledConfig::compile_after(&next, Some(&first)).unwrap();
+    assert_eq!(open(&full), expected);
+    assert!(Arc::ptr_eq(
+        full.backends.get("a").unwrap().breaker.as_ref().unwrap(),
+        first.backends.get("a").unwrap().breaker.as_ref().unwrap()
+    ));
+    // A configuration compiled on its own starts every breaker closed.
+    assert!(
+        open(&CompiledConfig::compile(&next).unwrap())
+            .iter()
+            .all(|(_, o, _)| !o)
+    );
 }

@@ -1,31 +1,20 @@
-use std::sync::Arc;
-
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use gatehouse_store::PolicyScope;
 use serde_json::json;
 
 use super::*;
-use crate::ControlPlane;
-use crate::handlers::policies;
+use crate::service::policies::{self, Form};
 
 const CONNECTION: &str = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0LWtleQ==";
 
-async fn put_json(cp: &Arc<ControlPlane>, id: &str, body: serde_json::Value) -> ApiResult<Logger> {
+async fn put_json(cp: &ControlPlane, id: &str, body: serde_json::Value) -> ServiceResult<Logger> {
     let body: Logger = serde_json::from_value(body).unwrap();
-    put(State(cp.clone()), Path(id.to_owned()), JsonBody(body))
-        .await
-        .map(|(_, Json(l))| l)
+    put(cp, id, body).await.map(|saved| saved.value)
 }
 
-async fn put_global(cp: &Arc<ControlPlane>, xml: &str) -> ApiResult<()> {
-    policies::put_global(
-        State(cp.clone()),
-        HeaderMap::new(),
-        Bytes::from(xml.to_owned()),
-    )
-    .await
-    .map(|_| ())
+async fn put_global(cp: &ControlPlane, xml: &str) -> ServiceResult<()> {
+    policies::put(cp, &PolicyScope::Global, xml.as_bytes(), Form::Xml)
+        .await
+        .map(|_| ())
 }
 
 #[tokio::test]
@@ -53,32 +42,20 @@ async fn secrets_are_sealed_at_rest_masked_when_read_and_kept_when_sent_back_mas
         "{stored}"
     );
     // GET and the list show it masked.
-    let Json(got) = get(State(cp.clone()), Path("hub".into())).await.unwrap();
+    let got = get(&cp, "hub").await.unwrap();
     assert_eq!(got.credentials["connectionString"], MASKED);
     assert_eq!(got.credentials["name"], "orders");
-    let Json(all) = list(
-        State(cp.clone()),
-        Query(Paging {
-            top: None,
-            skip: None,
-        }),
-    )
-    .await
-    .unwrap();
-    assert_eq!(all.value[0].credentials["connectionString"], MASKED);
+    let all = list(&cp).await.unwrap();
+    assert_eq!(all[0].credentials["connectionString"], MASKED);
 
     // What GET showed, sent back with a new description: the stored secret stays.
     let mut again = serde_json::to_value(&got).unwrap();
     again["description"] = json!("orders, v2");
     put_json(&cp, "hub", again).await.unwrap();
     // A PATCH that leaves the credentials alone keeps them too.
-    let Json(patched) = patch(
-        State(cp.clone()),
-        Path("hub".into()),
-        JsonBody(json!({"isBuffered": false})),
-    )
-    .await
-    .unwrap();
+    let patched = patch(&cp, "hub", json!({"isBuffered": false}))
+        .await
+        .unwrap();
     assert!(!patched.is_buffered);
     let opened = open(&cp, load::<Logger>(&cp, "", "hub").await.unwrap()).unwrap();
     assert_eq!(opened.credentials["connectionString"], CONNECTION);
@@ -140,16 +117,12 @@ async fn policies_must_name_loggers_that_exist_and_gateways_get_the_ones_they_us
     assert!(!format!("{shipped:?}").contains("s3cret"));
 
     // In use: it cannot be deleted; the other can.
-    let e = delete(State(cp.clone()), Path("sink".into()))
-        .await
-        .unwrap_err();
+    let e = delete(&cp, "sink").await.unwrap_err();
     assert!(
         e.to_string()
             .contains("'sink' is used by the global policy"),
         "{e}"
     );
-    delete(State(cp.clone()), Path("unused".into()))
-        .await
-        .unwrap();
+    delete(&cp, "unused").await.unwrap();
     std::fs::remove_dir_all(t.dir).ok();
 }
