@@ -229,6 +229,13 @@ def _contrast(a, b) -> float:
 
 @schemathesis.hook
 def before_call(ctx, case, kwargs):
+    if (
+        case.method.upper() in ("PUT", "PATCH")
+        and case.path == "/mgmt/backends/{backendId}"
+        and isinstance(case.body, dict)
+    ):
+        _fix_backend(str((case.path_parameters or {}).get("backendId", "")), case.body)
+        return
     if case.method.upper() != "PUT" or case.path != "/mgmt/portal/settings":
         return
     body = case.body
@@ -253,3 +260,62 @@ def before_call(ctx, case, kwargs):
     # Members left out take their defaults, which must fit the palette too.
     for member in DEFAULT_COLOURS:
         body.setdefault(member, palette[member])
+
+
+# ---------------------------------------------------------------------------------------------
+# Circuit breaker durations: ISO 8601, weeks to seconds, longer than zero, at most 365 days.
+
+schemathesis.openapi.format(
+    "breaker-duration",
+    st.one_of(
+        st.integers(min_value=1, max_value=3600).map(lambda n: f"PT{n}S"),
+        st.integers(min_value=1, max_value=1440).map(lambda n: f"PT{n}M"),
+        st.integers(min_value=1, max_value=365).map(lambda n: f"P{n}D"),
+        st.integers(min_value=1, max_value=52).map(lambda n: f"P{n}W"),
+        st.tuples(st.integers(0, 23), st.integers(1, 59)).map(lambda t: f"PT{t[0]}H{t[1]}M"),
+        st.integers(min_value=1, max_value=999).map(lambda n: f"PT0.{n:03d}S"),
+    ),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends: rules over several members or items that JSON Schema cannot state. A status code
+# range's `min` is not above its `max`; a pool holds each member once and never itself.
+
+def _backend_id(reference):
+    text = reference.strip()
+    at = text.rfind("/backends/")
+    return text[at + len("/backends/"):] if at >= 0 else text
+
+
+def _fix_backend(backend_id, body):
+    breaker = body.get("circuitBreaker")
+    rules = breaker.get("rules") if isinstance(breaker, dict) else None
+    for rule in rules if isinstance(rules, list) else []:
+        condition = rule.get("failureCondition") if isinstance(rule, dict) else None
+        ranges = condition.get("statusCodeRanges") if isinstance(condition, dict) else None
+        for r in ranges if isinstance(ranges, list) else []:
+            if (
+                isinstance(r, dict)
+                and isinstance(r.get("min"), int)
+                and isinstance(r.get("max"), int)
+                and r["min"] > r["max"]
+            ):
+                r["min"], r["max"] = r["max"], r["min"]
+    pool = body.get("pool")
+    services = pool.get("services") if isinstance(pool, dict) else None
+    if not isinstance(services, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("id"), str) for s in services
+    ):
+        return
+    seen, kept = {backend_id}, []
+    for member in services:
+        member_id = _backend_id(member["id"])
+        if member_id not in seen:
+            seen.add(member_id)
+            kept.append(member)
+    if services and not kept:
+        # The pool held only itself: name another backend instead (which may not exist: 404).
+        other = "member" if backend_id != "member" else "member2"
+        kept = [dict(services[0], id=other)]
+    pool["services"] = kept

@@ -187,7 +187,8 @@ async fn security_headers(req: Request, next: Next) -> Response {
 }
 
 /// The document as served: what utoipa derives, then [`patterns`], [`unsigned_ranges`],
-/// [`policy_bodies`], [`put_bodies`], [`logger_bodies`] and [`merge_patch_bodies`].
+/// [`policy_bodies`], [`put_bodies`], [`logger_bodies`], [`backend_bodies`] and
+/// [`merge_patch_bodies`].
 ///
 /// Some strings hold a whole document whose rules JSON Schema cannot state: a policy, a PEM
 /// certificate, an API description, an Event Hubs connection string. Their schemas name a
@@ -201,6 +202,7 @@ fn document(derived: utoipa::openapi::OpenApi) -> Result<serde_json::Value, serd
     // Before the PATCH schemas, which are made from the resources as returned.
     put_bodies(&mut doc);
     logger_bodies(&mut doc);
+    backend_bodies(&mut doc);
     merge_patch_bodies(&mut doc);
     patch_conflicts(&mut doc);
     describe_formats(&mut doc);
@@ -237,6 +239,10 @@ pub(crate) const FORMATS: &[(&str, &str)] = &[
         EVENT_HUB_CONNECTION_STRING,
         "an Event Hubs connection string: Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…[;EntityPath=…]",
     ),
+    (
+        BREAKER_DURATION,
+        "an ISO 8601 duration in weeks, days, hours, minutes and seconds (no years or months), longer than zero and at most 365 days, such as PT10S, PT1M30S or P1D",
+    ),
 ];
 /// A segment of an API's path (`is_path_char`).
 const SEGMENT: &str = "[A-Za-z0-9._~!$()*,;=:@-]+";
@@ -246,12 +252,16 @@ const POLICY_FRAGMENT: &str = "policy-fragment-xml";
 const PEM_CERTIFICATE: &str = "pem-certificate";
 const API_DESCRIPTION: &str = "api-description";
 const EVENT_HUB_CONNECTION_STRING: &str = "event-hub-connection-string";
+const BREAKER_DURATION: &str = "breaker-duration";
 
 /// Members the code requires although their Rust type has a default: (schema, member).
 const REQUIRED: &[(&str, &str)] = &[
     ("PolicyFragment", "value"),
     ("HostnameConfiguration", "hostname"),
     ("HostnameConfiguration", "certificateId"),
+    // `Backend::normalize`: a circuit breaker has its one rule, and a pool its members.
+    ("CircuitBreaker", "rules"),
+    ("BackendPool", "services"),
 ];
 
 /// A header value as `HeaderValue` takes it: no control bytes but the tab.
@@ -302,14 +312,18 @@ const PATTERNS: &[(&str, &str, &str)] = &[
     ("User", "email", gatehouse_model::resources::EMAIL_PATTERN),
 ];
 
-/// utoipa writes a `u32` as `int32` with a minimum of 0, whose JSON Schema range stops at
-/// 2^31 - 1; the server takes the whole `u32` range. Says so, unless a maximum is set.
+/// utoipa writes a `u32` as `int32` with a minimum (0, or one set on the member), whose JSON
+/// Schema range stops at 2^31 - 1; the server takes the whole `u32` range. Says so, unless a
+/// maximum is set.
 fn unsigned_ranges(value: &mut serde_json::Value) {
     use serde_json::{Value, json};
     match value {
         Value::Object(members) => {
             let unsigned_int32 = members.get("format").and_then(Value::as_str) == Some("int32")
-                && members.get("minimum").and_then(Value::as_f64) == Some(0.0);
+                && members
+                    .get("minimum")
+                    .and_then(Value::as_f64)
+                    .is_some_and(|m| m >= 0.0);
             if unsigned_int32 && !members.contains_key("maximum") {
                 members.insert("format".into(), json!("int64"));
                 members.insert("maximum".into(), json!(u32::MAX));
@@ -449,6 +463,34 @@ fn member_rules() -> Vec<(&'static str, &'static str, &'static str, serde_json::
             "pattern",
             json!(logo_url_pattern()),
         ),
+        // `backend_id_of`: the id after the last `/backends/`, around it whitespace.
+        (
+            "BackendPoolItem",
+            "id",
+            "pattern",
+            json!(format!("^\\s*(?:[\\s\\S]*/backends/)?{ID}\\s*$")),
+        ),
+        // `CircuitBreakerRule::check`: lengths in characters, durations of ours, reasons that
+        // are not blank.
+        ("CircuitBreakerRule", "name", "maxLength", json!(100)),
+        (
+            "CircuitBreakerRule",
+            "tripDuration",
+            "format",
+            json!(BREAKER_DURATION),
+        ),
+        (
+            "CircuitBreakerFailureCondition",
+            "interval",
+            "format",
+            json!(BREAKER_DURATION),
+        ),
+        (
+            "CircuitBreakerFailureCondition",
+            "errorReasons",
+            "items",
+            json!({ "type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S" }),
+        ),
         // One certificate, by id or by (Azure) resource id ending in `/certificates/{id}`.
         ("BackendCredentials", "certificateIds", "maxItems", json!(1)),
         (
@@ -477,16 +519,6 @@ fn patterns(doc: &mut serde_json::Value) {
         let pointer = format!("/components/schemas/{schema}/properties/{member}");
         if let Some(property) = doc.pointer_mut(&pointer) {
             property[keyword] = rule;
-        }
-    }
-    // `normalize`: a circuit breaker's counts and durations are positive.
-    for member in ["failureCount", "intervalSeconds", "tripDurationSeconds"] {
-        if let Some(property) = doc.pointer_mut(&format!(
-            "/components/schemas/CircuitBreaker/properties/{member}"
-        )) {
-            property["format"] = json!("int64");
-            property["minimum"] = json!(1);
-            property["maximum"] = json!(u32::MAX);
         }
     }
     for (schema, member) in REQUIRED {
@@ -818,6 +850,139 @@ fn logger_bodies(doc: &mut serde_json::Value) {
     );
 }
 
+/// A pattern that takes each of `words` in any letter case.
+fn any_case(words: &[&str]) -> String {
+    let alternatives: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.chars()
+                .map(|c| match c {
+                    c if c.is_ascii_alphabetic() => {
+                        format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+                    }
+                    c => c.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    format!("^(?:{})$", alternatives.join("|"))
+}
+
+/// A backend is one service or a pool, and `Backend::normalize` holds each to its members:
+/// `BackendPut` says so as one of two shapes. A single backend (`type` left out or `Single`)
+/// needs `url` and has no `pool`; a pool (`type: Pool`) needs `pool`, has no circuit breaker
+/// and no credentials of its own, and may leave `url` empty. `BackendType` is read in any
+/// letter case, and a breaker's failure condition counts (`count`) or takes a percentage
+/// (`percentage`), one of the two, of answers in `statusCodeRanges` or calls that fail for one
+/// of `errorReasons` (at least one of those).
+fn backend_bodies(doc: &mut serde_json::Value) {
+    use gatehouse_model::resources::HTTP_URL_PATTERN;
+    use serde_json::{Value, json};
+    let wanted = redirect_bodies(doc, "put", "Put", |n| n == "Backend");
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if let Some(backend_type) = schemas.get_mut("BackendType")
+        && let Some(o) = backend_type.as_object_mut()
+    {
+        o.remove("enum");
+        o.insert("type".into(), json!("string"));
+        o.insert("pattern".into(), json!(any_case(&["Single", "Pool"])));
+    }
+    if let Some(condition) = schemas.get_mut("CircuitBreakerFailureCondition") {
+        let said = "Give one of `count` and `percentage`, and at least one of `statusCodeRanges` and `errorReasons`.";
+        condition["description"] = match condition.get("description").and_then(Value::as_str) {
+            Some(d) => json!(format!("{d} {said}")),
+            None => json!(said),
+        };
+        let integer = json!({ "type": "integer" });
+        let absent = json!({ "type": "null" });
+        condition["allOf"] = json!([
+            { "oneOf": [
+                { "required": ["count"],
+                  "properties": { "count": integer, "percentage": absent } },
+                { "required": ["percentage"],
+                  "properties": { "percentage": integer, "count": absent } },
+            ] },
+            { "anyOf": [
+                { "required": ["statusCodeRanges"],
+                  "properties": { "statusCodeRanges": { "minItems": 1 } } },
+                { "required": ["errorReasons"],
+                  "properties": { "errorReasons": { "minItems": 1 } } },
+            ] },
+        ]);
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let Some(backend) = schemas.get("Backend").cloned() else {
+        return;
+    };
+    let mut single = backend.clone();
+    single["properties"]["type"] = json!({
+        "type": "string",
+        "pattern": any_case(&["Single"]),
+        "description": "`Single`, in any letter case, or left out.",
+    });
+    single["properties"]["pool"] =
+        json!({ "type": "null", "description": "Only a backend of type Pool has members." });
+    single["required"] = json!(["url"]);
+    single["description"] = json!("A single backend: one service at `url`.");
+    let mut pool = backend;
+    pool["properties"]["type"] = json!({
+        "type": "string",
+        "pattern": any_case(&["Pool"]),
+        "description": "`Pool`, in any letter case.",
+    });
+    pool["properties"]["pool"] = json!({ "$ref": "#/components/schemas/BackendPool" });
+    let url = HTTP_URL_PATTERN
+        .trim_start_matches('^')
+        .trim_end_matches('$');
+    pool["properties"]["url"] = json!({
+        "type": "string",
+        "pattern": format!("^(?:{url})?$"),
+        "description": "Not used: a pool sends to its members' URLs. Checked when given.",
+    });
+    pool["properties"]["circuitBreaker"] = json!({
+        "type": "null",
+        "description": "A pool has none of its own; each member backend has its own.",
+    });
+    let empty = json!({ "type": "object", "maxProperties": 0 });
+    pool["properties"]["credentials"] = json!({
+        "description": "A pool sends with the credentials of the member it picks, so it has none.",
+        "oneOf": [
+            { "type": "null" },
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "header": empty,
+                    "query": empty,
+                    "authorization": { "type": "null" },
+                    "certificateIds": { "type": "array", "maxItems": 0 },
+                },
+            },
+        ],
+    });
+    pool["required"] = json!(["type", "pool"]);
+    pool["description"] = json!("A pool of single backends.");
+    schemas.insert("SingleBackend".to_owned(), single);
+    schemas.insert("PoolBackend".to_owned(), pool);
+    schemas.insert(
+        "BackendPut".to_owned(),
+        json!({
+            "description": "A Backend as PUT takes it: a single backend or a pool.",
+            "oneOf": [
+                { "$ref": "#/components/schemas/SingleBackend" },
+                { "$ref": "#/components/schemas/PoolBackend" },
+            ],
+        }),
+    );
+}
+
 /// Members a PUT takes and a PATCH refuses: (schema, member).
 const PUT_ONLY: &[(&str, &str)] = &[("Api", "import")];
 
@@ -852,6 +1017,11 @@ fn merge_patch_bodies(doc: &mut serde_json::Value) {
             .and_then(|o| o.remove("required"))
             .and_then(|r| r.as_array().cloned())
             .unwrap_or_default();
+        // Rules over several members hold for the patched resource, which is the server's to
+        // check: a part of it need not keep them.
+        if let Some(o) = patch.as_object_mut() {
+            o.remove("allOf");
+        }
         if let Some(properties) = patch.get_mut("properties").and_then(Value::as_object_mut) {
             for (schema, member) in PUT_ONLY {
                 if top && *schema == name {

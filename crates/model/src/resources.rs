@@ -999,14 +999,14 @@ impl CircuitBreakerRule {
             }
         }
         for (i, reason) in c.error_reasons.iter().enumerate() {
-            if reason.trim().is_empty() || reason.len() > 100 {
+            if reason.trim().is_empty() || reason.chars().count() > 100 {
                 p.push(
                     format!("{at}.failureCondition.errorReasons[{i}]"),
                     "must be a reason of 1 to 100 characters, such as BackendConnectionFailure or Timeout",
                 );
             }
         }
-        if self.name.len() > 100 {
+        if self.name.chars().count() > 100 {
             p.push(format!("{at}.name"), "must be at most 100 characters");
         }
     }

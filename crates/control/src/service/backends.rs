@@ -13,11 +13,12 @@
 use std::collections::HashMap;
 
 use gatehouse_model::ValidationError;
-use gatehouse_model::resources::{Backend, BackendType};
+use gatehouse_model::resources::{Backend, BackendType, Resource};
 use gatehouse_store::Kind;
 
 use super::{
-    Saved, ServiceError, ServiceResult, check_id, commit, load, load_all, merge, prepare, save,
+    Saved, ServiceError, ServiceResult, check_id, commit, load, load_all, merge_unchecked, prepare,
+    save,
 };
 use crate::ControlPlane;
 
@@ -94,13 +95,38 @@ pub async fn patch(
     patch: serde_json::Value,
 ) -> ServiceResult<Backend> {
     let existing = load::<Backend>(cp, "", id).await?;
-    let resource = merge(&existing, patch)?;
+    let mut resource = merge_unchecked(&existing, patch)?;
+    if let Err(e) = resource.normalize() {
+        // What a single backend or a pool must or must not have, or a part of a breaker or a
+        // pool where the backend has none: the patch clashes with the stored backend rather
+        // than being malformed (RFC 5789's conflicting state), so 409.
+        if e.details.iter().all(is_shape_problem) {
+            return Err(ServiceError::Conflict(format!(
+                "The patch does not fit backend '{id}' as stored: {}",
+                e.message
+            )));
+        }
+        return Err(e.into());
+    }
     let mut tx = cp.store().begin().await?;
     check_references(cp, &resource).await?;
     check_pool_references(cp, &resource).await?;
     save(&mut tx, "", &resource).await?;
     commit(cp, tx).await?;
     Ok(resource)
+}
+
+/// Whether a problem of a patched backend is about the backend's shape (a single backend's
+/// `url`, a pool's `pool`, what a pool has none of, a breaker or pool given in part) rather
+/// than about a member that is wrong by itself.
+fn is_shape_problem(d: &gatehouse_model::Detail) -> bool {
+    match d.target.as_str() {
+        "pool" | "pool.services" | "credentials" | "circuitBreaker" | "circuitBreaker.rules" => {
+            true
+        }
+        "url" => d.message.starts_with("is required"),
+        _ => false,
+    }
 }
 
 /// Deletes backend `id`, unless a policy or a fragment sends to it or a pool holds it.

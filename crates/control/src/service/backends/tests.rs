@@ -314,3 +314,41 @@ async fn bad_pools_and_breakers_are_400s_that_name_the_field() {
     let (_, message) = refusal(status, &body);
     assert!(message.contains("use 'Single' or 'Pool'"), "{message}");
 }
+
+#[tokio::test]
+async fn a_patch_that_does_not_fit_the_backend_as_stored_is_409() {
+    let h = Harness::new("shape").await;
+    h.single("one").await;
+    h.single("two").await;
+    // Members for a single backend, a pool without its members, a breaker given in part.
+    for patch in [
+        json!({"pool": {"services": [{"id": "two"}]}}),
+        json!({"type": "Pool"}),
+        json!({"circuitBreaker": {}}),
+    ] {
+        let (status, body) = h
+            .call(Method::PATCH, "/mgmt/backends/one", Some(patch.clone()))
+            .await;
+        let message = refused(status, &body, StatusCode::CONFLICT);
+        assert!(
+            message.contains("does not fit backend 'one' as stored"),
+            "{patch}: {message}"
+        );
+    }
+    // A member wrong by itself is still 400, naming it.
+    let (status, body) = h
+        .call(
+            Method::PATCH,
+            "/mgmt/backends/one",
+            Some(json!({"url": "ftp://one.example.com"})),
+        )
+        .await;
+    let (targets, _) = refusal(status, &body);
+    assert_eq!(targets, ["url"]);
+    // Nothing was stored by the refusals.
+    let (_, one) = h.call(Method::GET, "/mgmt/backends/one", None).await;
+    assert!(
+        one.get("pool").is_none() && one.get("circuitBreaker").is_none(),
+        "{one}"
+    );
+}
