@@ -186,16 +186,114 @@ async fn security_headers(req: Request, next: Next) -> Response {
     response
 }
 
-/// The document as served: what utoipa derives, then [`patterns`], [`put_bodies`] and
+/// The document as served: what utoipa derives, then [`patterns`], [`unsigned_ranges`],
+/// [`policy_bodies`], [`put_bodies`], [`logger_bodies`], [`backend_bodies`] and
 /// [`merge_patch_bodies`].
+///
+/// Some strings hold a whole document whose rules JSON Schema cannot state: a policy, a PEM
+/// certificate, an API description, an Event Hubs connection string. Their schemas name a
+/// format of ours for it ([`FORMATS`]); `scripts/schemathesis_hooks.py` teaches schemathesis
+/// to write valid ones.
 fn document(derived: utoipa::openapi::OpenApi) -> Result<serde_json::Value, serde_json::Error> {
     let mut doc = serde_json::to_value(derived)?;
     patterns(&mut doc);
     unsigned_ranges(&mut doc);
+    policy_bodies(&mut doc);
     // Before the PATCH schemas, which are made from the resources as returned.
     put_bodies(&mut doc);
+    logger_bodies(&mut doc);
+    backend_bodies(&mut doc);
     merge_patch_bodies(&mut doc);
+    patch_conflicts(&mut doc);
+    describe_formats(&mut doc);
     Ok(doc)
+}
+
+/// A resource id, as [`id_schema`] says, without anchors.
+const ID: &str = "[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}";
+
+/// Formats of ours, for strings that hold a document JSON Schema cannot describe:
+/// (name, what it is).
+pub(crate) const FORMATS: &[(&str, &str)] = &[
+    (
+        POLICY_XML,
+        "a policy document, <policies> with its sections, that compiles at the operation's scope",
+    ),
+    (
+        POLICY_FRAGMENT,
+        "a policy fragment, <fragment> holding policies that compile",
+    ),
+    (
+        PEM_CERTIFICATE,
+        "PEM text: CERTIFICATE blocks (X.509, leaf first), then optionally the leaf's unencrypted PRIVATE KEY block",
+    ),
+    (
+        API_DESCRIPTION,
+        "an OpenAPI 3.x or Swagger 2.0 document, JSON or YAML",
+    ),
+    (
+        GATEWAY_TOKEN_EXPIRY,
+        "an RFC 3339 time later than now and at most 30 days away",
+    ),
+    (
+        EVENT_HUB_CONNECTION_STRING,
+        "an Event Hubs connection string: Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…[;EntityPath=…]",
+    ),
+    (
+        BREAKER_DURATION,
+        "an ISO 8601 duration in weeks, days, hours, minutes and seconds (no years or months), longer than zero and at most 365 days, such as PT10S, PT1M30S or P1D",
+    ),
+];
+/// A segment of an API's path (`is_path_char`).
+const SEGMENT: &str = "[A-Za-z0-9._~!$()*,;=:@-]+";
+const POLICY_XML: &str = "policy-xml";
+const GATEWAY_TOKEN_EXPIRY: &str = "gateway-token-expiry";
+const POLICY_FRAGMENT: &str = "policy-fragment-xml";
+const PEM_CERTIFICATE: &str = "pem-certificate";
+const API_DESCRIPTION: &str = "api-description";
+const EVENT_HUB_CONNECTION_STRING: &str = "event-hub-connection-string";
+const BREAKER_DURATION: &str = "breaker-duration";
+
+/// Members the code requires although their Rust type has a default: (schema, member).
+const REQUIRED: &[(&str, &str)] = &[
+    ("PolicyFragment", "value"),
+    ("HostnameConfiguration", "hostname"),
+    ("HostnameConfiguration", "certificateId"),
+    // `Backend::normalize`: a circuit breaker has its one rule, and a pool its members.
+    ("CircuitBreaker", "rules"),
+    ("BackendPool", "services"),
+];
+
+/// A header value as `HeaderValue` takes it: no control bytes but the tab.
+const HEADER_VALUE: &str = "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$";
+
+/// A portal logo: an http(s) URL the gateway could call, or a path on this server (`/x`, not
+/// `//x`), never with a quote, `<`, `>` or `\\` (`PortalSettings::validate`).
+fn logo_url_pattern() -> String {
+    let url = gatehouse_model::resources::HTTP_URL_PATTERN
+        .trim_start_matches('^')
+        .trim_end_matches('$')
+        .replace("&'(", "&(");
+    format!("^(?:/(?:[^/\"'<>\\\\][^\"'<>\\\\]*)?|{url})$")
+}
+
+/// The `import.format` values `PUT /mgmt/apis/{apiId}` takes, in any case, as a pattern.
+fn import_formats() -> String {
+    let alternatives: Vec<String> = gatehouse_model::openapi::IMPORT_FORMATS
+        .iter()
+        .map(|f| {
+            f.chars()
+                .map(|c| match c {
+                    c if c.is_ascii_alphabetic() => {
+                        format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+                    }
+                    '+' => "\\+".to_owned(),
+                    c => c.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    format!("^(?:{})$", alternatives.join("|"))
 }
 
 /// Patterns the code checks with the very same expression, set here from the constants so the
@@ -214,14 +312,18 @@ const PATTERNS: &[(&str, &str, &str)] = &[
     ("User", "email", gatehouse_model::resources::EMAIL_PATTERN),
 ];
 
-/// utoipa writes a `u32` as `int32` with a minimum of 0, whose JSON Schema range stops at
-/// 2^31 - 1; the server takes the whole `u32` range. Says so, unless a maximum is set.
+/// utoipa writes a `u32` as `int32` with a minimum (0, or one set on the member), whose JSON
+/// Schema range stops at 2^31 - 1; the server takes the whole `u32` range. Says so, unless a
+/// maximum is set.
 fn unsigned_ranges(value: &mut serde_json::Value) {
     use serde_json::{Value, json};
     match value {
         Value::Object(members) => {
             let unsigned_int32 = members.get("format").and_then(Value::as_str) == Some("int32")
-                && members.get("minimum").and_then(Value::as_f64) == Some(0.0);
+                && members
+                    .get("minimum")
+                    .and_then(Value::as_f64)
+                    .is_some_and(|m| m >= 0.0);
             if unsigned_int32 && !members.contains_key("maximum") {
                 members.insert("format".into(), json!("int64"));
                 members.insert("maximum".into(), json!(u32::MAX));
@@ -236,7 +338,7 @@ fn unsigned_ranges(value: &mut serde_json::Value) {
 /// Rules the code checks without a regular expression, said in JSON Schema:
 /// (schema, member, keyword, value).
 fn member_rules() -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)> {
-    use gatehouse_model::resources::HEADER_NAME_PATTERN;
+    use gatehouse_model::resources::{self, HEADER_NAME_PATTERN};
     use serde_json::json;
     // `char::is_control`: the Unicode category Cc.
     let no_controls = json!("^[^\\u0000-\\u001f\\u007f-\\u009f]*$");
@@ -248,7 +350,7 @@ fn member_rules() -> Vec<(&'static str, &'static str, &'static str, serde_json::
             json!(HEADER_NAME_PATTERN),
         ),
         ("User", "firstName", "pattern", no_controls.clone()),
-        ("User", "lastName", "pattern", no_controls),
+        ("User", "lastName", "pattern", no_controls.clone()),
         (
             "BackendCredentials",
             "header",
@@ -267,6 +369,127 @@ fn member_rules() -> Vec<(&'static str, &'static str, &'static str, serde_json::
             "query",
             "pattern",
             json!("^[A-Za-z0-9_.~!$()*,;=:@-]+$"),
+        ),
+        (
+            "HostnameConfiguration",
+            "hostname",
+            "pattern",
+            json!(resources::HOSTNAME_PATTERN),
+        ),
+        // `certificate_ref`: the id after the last `/certificates/`, trailing '/' dropped.
+        (
+            "HostnameConfiguration",
+            "certificateId",
+            "pattern",
+            json!(format!("^(?:[\\s\\S]*/certificates/)?{ID}/*$")),
+        ),
+        ("PolicyFragment", "value", "format", json!(POLICY_FRAGMENT)),
+        ("PolicyFragment", "description", "maxLength", json!(1000)),
+        ("Api", "displayName", "maxLength", json!(300)),
+        ("Product", "displayName", "maxLength", json!(300)),
+        ("NamedValue", "value", "maxLength", json!(4096)),
+        // `normalize`: '/' at either end is dropped, then segments of `is_path_char`s.
+        ("Api", "path", "maxLength", json!(400)),
+        (
+            "Api",
+            "path",
+            "pattern",
+            json!(format!("^/*(?:{SEGMENT}(?:/{SEGMENT})*)?/*$")),
+        ),
+        (
+            "GenerateTokenRequest",
+            "expiry",
+            "format",
+            json!(GATEWAY_TOKEN_EXPIRY),
+        ),
+        ("Certificate", "data", "format", json!(PEM_CERTIFICATE)),
+        // Azure's PFX password: refused unless empty.
+        ("Certificate", "password", "maxLength", json!(0)),
+        ("ApiImport", "format", "pattern", json!(import_formats())),
+        ("ApiImport", "value", "format", json!(API_DESCRIPTION)),
+        (
+            "LoggerEndpoint",
+            "url",
+            "pattern",
+            json!(resources::HTTP_URL_PATTERN),
+        ),
+        (
+            "LoggerEndpoint",
+            "headers",
+            "propertyNames",
+            json!({ "pattern": HEADER_NAME_PATTERN }),
+        ),
+        // `char::is_control` but the tab: not in a header value.
+        (
+            "LoggerEndpoint",
+            "headers",
+            "additionalProperties",
+            json!({ "type": "string", "pattern": "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f]*$" }),
+        ),
+        // What `HeaderValue` takes: no control bytes but the tab.
+        (
+            "BackendCredentials",
+            "header",
+            "additionalProperties",
+            json!({ "type": "array", "items": { "type": "string", "pattern": HEADER_VALUE } }),
+        ),
+        // One word, then a parameter that is not blank; together a header value.
+        (
+            "BackendAuthorization",
+            "scheme",
+            "pattern",
+            json!("^[^\\s\\u0000-\\u001f\\u007f]+$"),
+        ),
+        (
+            "BackendAuthorization",
+            "parameter",
+            "pattern",
+            json!(
+                "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$"
+            ),
+        ),
+        ("PortalSettings", "title", "pattern", no_controls.clone()),
+        ("PortalSettings", "footer", "maxLength", json!(1000)),
+        (
+            "PortalSettings",
+            "landingMarkdown",
+            "maxLength",
+            json!(resources::MAX_LANDING_MARKDOWN),
+        ),
+        ("PortalSettings", "logoUrl", "maxLength", json!(2000)),
+        (
+            "PortalSettings",
+            "logoUrl",
+            "pattern",
+            json!(logo_url_pattern()),
+        ),
+        // `backend_id_of`: the id after the last `/backends/`, around it whitespace.
+        (
+            "BackendPoolItem",
+            "id",
+            "pattern",
+            json!(format!("^\\s*(?:[\\s\\S]*/backends/)?{ID}\\s*$")),
+        ),
+        // `CircuitBreakerRule::check`: lengths in characters, durations of ours, reasons that
+        // are not blank.
+        ("CircuitBreakerRule", "name", "maxLength", json!(100)),
+        (
+            "CircuitBreakerRule",
+            "tripDuration",
+            "format",
+            json!(BREAKER_DURATION),
+        ),
+        (
+            "CircuitBreakerFailureCondition",
+            "interval",
+            "format",
+            json!(BREAKER_DURATION),
+        ),
+        (
+            "CircuitBreakerFailureCondition",
+            "errorReasons",
+            "items",
+            json!({ "type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S" }),
         ),
         // One certificate, by id or by (Azure) resource id ending in `/certificates/{id}`.
         ("BackendCredentials", "certificateIds", "maxItems", json!(1)),
@@ -296,6 +519,19 @@ fn patterns(doc: &mut serde_json::Value) {
         let pointer = format!("/components/schemas/{schema}/properties/{member}");
         if let Some(property) = doc.pointer_mut(&pointer) {
             property[keyword] = rule;
+        }
+    }
+    for (schema, member) in REQUIRED {
+        let Some(resource) = doc.pointer_mut(&format!("/components/schemas/{schema}")) else {
+            continue;
+        };
+        let required = resource
+            .as_object_mut()
+            .map(|o| o.entry("required").or_insert_with(|| json!([])));
+        if let Some(Value::Array(required)) = required
+            && !required.iter().any(|r| r == member)
+        {
+            required.push(json!(member));
         }
     }
     if let Some(params) = doc
@@ -384,6 +620,369 @@ fn put_bodies(doc: &mut serde_json::Value) {
     }
 }
 
+/// Says what each of our [`FORMATS`] is, in the description of every schema that has one.
+fn describe_formats(value: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    match value {
+        Value::Object(members) => {
+            let ours = members
+                .get("format")
+                .and_then(Value::as_str)
+                .and_then(|f| FORMATS.iter().find(|(name, _)| *name == f));
+            if let Some((name, what)) = ours {
+                let said = format!("Format `{name}`: {what}.");
+                let description = match members.get("description").and_then(Value::as_str) {
+                    Some(d) if d.contains(&said) => d.to_owned(),
+                    Some(d) => format!("{d} {said}"),
+                    None => said,
+                };
+                members.insert("description".into(), json!(description));
+            }
+            members.values_mut().for_each(describe_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(describe_formats),
+        _ => {}
+    }
+}
+
+/// Every PATCH may answer 409: a patch that gives part of a nested object the resource does
+/// not have yet, or that does not fit the resource as stored, cannot be applied (RFC 5789).
+fn patch_conflicts(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(responses) = item
+            .pointer_mut("/patch/responses")
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        responses.entry("409").or_insert_with(|| {
+            json!({
+                "description": "The patch does not fit the resource as stored",
+                "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/ErrorBody" }
+                } },
+            })
+        });
+    }
+}
+
+/// Every policy document a PUT takes (`application/xml`) is a string of [`POLICY_XML`].
+fn policy_bodies(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        if let Some(schema) = item.pointer_mut("/put/requestBody/content/application~1xml/schema")
+            && schema.get("type") == Some(&json!("string"))
+        {
+            schema["format"] = json!(POLICY_XML);
+        }
+    }
+}
+
+/// What a logger's PUT takes depends on its `loggerType`; `LoggerPut` says so as one of
+/// three shapes: an `azureEventHub` logger with a connection string, one with a managed
+/// identity (`endpointAddress`, `identityClientId`, `name`), and an `http` or `otlp` logger
+/// with an `endpoint` and no credentials.
+fn logger_bodies(doc: &mut serde_json::Value) {
+    use gatehouse_model::loggers::EVENT_HUB_ADDRESS_PATTERN;
+    use serde_json::{Value, json};
+    let wanted = redirect_bodies(doc, "put", "Put", |n| n == "Logger");
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if wanted.is_empty() {
+        return;
+    }
+    let Some(logger) = schemas.get("Logger").cloned() else {
+        return;
+    };
+    let common = |logger_type: Value, credentials: Value, endpoint: Value, required: Value| {
+        let mut shape = logger.clone();
+        shape["properties"]["loggerType"] = logger_type;
+        shape["properties"]["credentials"] = credentials;
+        shape["properties"]["endpoint"] = endpoint;
+        shape["required"] = required;
+        shape
+    };
+    let event_hub = json!({ "type": "string", "enum": ["azureEventHub"] });
+    let no_endpoint =
+        json!({ "type": "null", "description": "Only http and otlp loggers have one." });
+    let key = common(
+        event_hub.clone(),
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "connectionString": {
+                    "type": "string",
+                    "format": EVENT_HUB_CONNECTION_STRING,
+                    "description": "Secret: shown masked. Sent back masked, the stored one is kept.",
+                },
+                "name": {
+                    "type": "string",
+                    "description": "The event hub, when the connection string has no EntityPath.",
+                },
+            },
+            "required": ["connectionString"],
+        }),
+        no_endpoint.clone(),
+        json!(["loggerType", "credentials"]),
+    );
+    let identity = common(
+        event_hub,
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "endpointAddress": {
+                    "type": "string",
+                    "pattern": EVENT_HUB_ADDRESS_PATTERN,
+                    "description": "The namespace's host, such as contoso.servicebus.windows.net.",
+                },
+                "identityClientId": {
+                    "type": "string",
+                    "description": "`SystemAssigned`, or a user-assigned identity's client id.",
+                },
+                "name": {
+                    "type": "string",
+                    "pattern": "\\S",
+                    "description": "The event hub.",
+                },
+            },
+            "required": ["endpointAddress", "name"],
+        }),
+        no_endpoint,
+        json!(["loggerType", "credentials"]),
+    );
+    let sink = common(
+        json!({ "type": "string", "enum": ["http", "otlp"] }),
+        json!({
+            "type": "object",
+            "maxProperties": 0,
+            "description": "Only azureEventHub loggers have credentials.",
+        }),
+        json!({ "$ref": "#/components/schemas/LoggerEndpoint" }),
+        json!(["loggerType", "endpoint"]),
+    );
+    // A PATCH of one of the three shapes: members left out keep their value, `null` resets
+    // an optional one. (Whether the result fits the stored logger is the server's to say: 409.)
+    let patch_of = |shape: &Value| {
+        let mut patch = shape.clone();
+        if let Some(o) = patch.as_object_mut() {
+            o.remove("required");
+        }
+        if let Some(properties) = patch.get_mut("properties").and_then(Value::as_object_mut) {
+            for (member, schema) in properties.iter_mut() {
+                if member == "credentials"
+                    && let Some(credentials) = schema.as_object_mut()
+                {
+                    // Patched entry by entry: what is left out stays, `null` removes it.
+                    credentials.remove("required");
+                    for entry in credentials
+                        .get_mut("properties")
+                        .and_then(Value::as_object_mut)
+                        .into_iter()
+                        .flat_map(|p| p.values_mut())
+                    {
+                        nullable(entry);
+                    }
+                }
+                if member != "loggerType" {
+                    nullable(schema);
+                }
+            }
+        }
+        patch
+    };
+    let mut patches: Vec<Value> = [&key, &identity, &sink].into_iter().map(patch_of).collect();
+    // The sink's endpoint is patched too: `headers` and its entries take `null`.
+    if let Some(mut endpoint) = schemas.get("LoggerEndpoint").cloned() {
+        if let Some(headers) = endpoint.pointer_mut("/properties/headers") {
+            if let Some(entries) = headers.get_mut("additionalProperties") {
+                nullable(entries);
+            }
+            nullable(headers);
+        }
+        endpoint["description"] = json!("A LoggerEndpoint inside a JSON merge patch.");
+        schemas.insert("LoggerEndpointPatch".to_owned(), endpoint);
+        if let Some(Value::Array(parts)) = patches
+            .get_mut(2)
+            .and_then(|p| p.pointer_mut("/properties/endpoint/oneOf"))
+        {
+            for part in parts.iter_mut().filter(|p| p.get("$ref").is_some()) {
+                *part = json!({ "$ref": "#/components/schemas/LoggerEndpointPatch" });
+            }
+        }
+    }
+    schemas.insert(
+        "LoggerPatch".to_owned(),
+        json!({
+            "description": "A JSON merge patch (RFC 7386) of a Logger, in the shape of one logger type: members left out keep their value, `null` resets an optional member. A patch that does not fit the stored logger (an endpoint for an azureEventHub logger, say) is refused with 409.",
+            "anyOf": patches,
+        }),
+    );
+    for (name, shape) in [
+        ("EventHubKeyLogger", key),
+        ("EventHubIdentityLogger", identity),
+        ("SinkLogger", sink),
+    ] {
+        schemas.insert(name.to_owned(), shape);
+    }
+    schemas.insert(
+        "LoggerPut".to_owned(),
+        json!({
+            "description": "A Logger as PUT takes it: its credentials or endpoint depend on loggerType.",
+            "oneOf": [
+                { "$ref": "#/components/schemas/EventHubKeyLogger" },
+                { "$ref": "#/components/schemas/EventHubIdentityLogger" },
+                { "$ref": "#/components/schemas/SinkLogger" },
+            ],
+        }),
+    );
+}
+
+/// A pattern that takes each of `words` in any letter case.
+fn any_case(words: &[&str]) -> String {
+    let alternatives: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.chars()
+                .map(|c| match c {
+                    c if c.is_ascii_alphabetic() => {
+                        format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+                    }
+                    c => c.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    format!("^(?:{})$", alternatives.join("|"))
+}
+
+/// A backend is one service or a pool, and `Backend::normalize` holds each to its members:
+/// `BackendPut` says so as one of two shapes. A single backend (`type` left out or `Single`)
+/// needs `url` and has no `pool`; a pool (`type: Pool`) needs `pool`, has no circuit breaker
+/// and no credentials of its own, and may leave `url` empty. `BackendType` is read in any
+/// letter case, and a breaker's failure condition counts (`count`) or takes a percentage
+/// (`percentage`), one of the two, of answers in `statusCodeRanges` or calls that fail for one
+/// of `errorReasons` (at least one of those).
+fn backend_bodies(doc: &mut serde_json::Value) {
+    use gatehouse_model::resources::HTTP_URL_PATTERN;
+    use serde_json::{Value, json};
+    let wanted = redirect_bodies(doc, "put", "Put", |n| n == "Backend");
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if let Some(backend_type) = schemas.get_mut("BackendType")
+        && let Some(o) = backend_type.as_object_mut()
+    {
+        o.remove("enum");
+        o.insert("type".into(), json!("string"));
+        o.insert("pattern".into(), json!(any_case(&["Single", "Pool"])));
+    }
+    if let Some(condition) = schemas.get_mut("CircuitBreakerFailureCondition") {
+        let said = "Give one of `count` and `percentage`, and at least one of `statusCodeRanges` and `errorReasons`.";
+        condition["description"] = match condition.get("description").and_then(Value::as_str) {
+            Some(d) => json!(format!("{d} {said}")),
+            None => json!(said),
+        };
+        let integer = json!({ "type": "integer" });
+        let absent = json!({ "type": "null" });
+        condition["allOf"] = json!([
+            { "oneOf": [
+                { "required": ["count"],
+                  "properties": { "count": integer, "percentage": absent } },
+                { "required": ["percentage"],
+                  "properties": { "percentage": integer, "count": absent } },
+            ] },
+            { "anyOf": [
+                { "required": ["statusCodeRanges"],
+                  "properties": { "statusCodeRanges": { "minItems": 1 } } },
+                { "required": ["errorReasons"],
+                  "properties": { "errorReasons": { "minItems": 1 } } },
+            ] },
+        ]);
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let Some(backend) = schemas.get("Backend").cloned() else {
+        return;
+    };
+    let mut single = backend.clone();
+    single["properties"]["type"] = json!({
+        "type": "string",
+        "pattern": any_case(&["Single"]),
+        "description": "`Single`, in any letter case, or left out.",
+    });
+    single["properties"]["pool"] =
+        json!({ "type": "null", "description": "Only a backend of type Pool has members." });
+    single["required"] = json!(["url"]);
+    single["description"] = json!("A single backend: one service at `url`.");
+    let mut pool = backend;
+    pool["properties"]["type"] = json!({
+        "type": "string",
+        "pattern": any_case(&["Pool"]),
+        "description": "`Pool`, in any letter case.",
+    });
+    pool["properties"]["pool"] = json!({ "$ref": "#/components/schemas/BackendPool" });
+    let url = HTTP_URL_PATTERN
+        .trim_start_matches('^')
+        .trim_end_matches('$');
+    pool["properties"]["url"] = json!({
+        "type": "string",
+        "pattern": format!("^(?:{url})?$"),
+        "description": "Not used: a pool sends to its members' URLs. Checked when given.",
+    });
+    pool["properties"]["circuitBreaker"] = json!({
+        "type": "null",
+        "description": "A pool has none of its own; each member backend has its own.",
+    });
+    let empty = json!({ "type": "object", "maxProperties": 0 });
+    pool["properties"]["credentials"] = json!({
+        "description": "A pool sends with the credentials of the member it picks, so it has none.",
+        "oneOf": [
+            { "type": "null" },
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "header": empty,
+                    "query": empty,
+                    "authorization": { "type": "null" },
+                    "certificateIds": { "type": "array", "maxItems": 0 },
+                },
+            },
+        ],
+    });
+    pool["required"] = json!(["type", "pool"]);
+    pool["description"] = json!("A pool of single backends.");
+    schemas.insert("SingleBackend".to_owned(), single);
+    schemas.insert("PoolBackend".to_owned(), pool);
+    schemas.insert(
+        "BackendPut".to_owned(),
+        json!({
+            "description": "A Backend as PUT takes it: a single backend or a pool.",
+            "oneOf": [
+                { "$ref": "#/components/schemas/SingleBackend" },
+                { "$ref": "#/components/schemas/PoolBackend" },
+            ],
+        }),
+    );
+}
+
 /// Members a PUT takes and a PATCH refuses: (schema, member).
 const PUT_ONLY: &[(&str, &str)] = &[("Api", "import")];
 
@@ -391,7 +990,10 @@ const PUT_ONLY: &[(&str, &str)] = &[("Api", "import")];
 /// member may be left out, and `null` resets a member to its default. Each PATCH operation gets
 /// a `<Schema>Patch` component saying so: the resource's schema without `required`, where the
 /// members that are optional in the resource also take `null`. (A member the resource
-/// requires has no default to reset to, so `null` stays invalid there.)
+/// requires has no default to reset to, so `null` stays invalid there.) The patch applies to
+/// nested objects too, so an object member points at its own `<Schema>Patch`, with the same
+/// rules; in a map, `null` removes an entry. A nested object the resource does not have yet
+/// must come whole: a part with nothing to complete it is refused with 409.
 fn merge_patch_bodies(doc: &mut serde_json::Value) {
     use serde_json::{Value, json};
     let wanted = redirect_bodies(doc, "patch", "Patch", |_| true);
@@ -401,7 +1003,8 @@ fn merge_patch_bodies(doc: &mut serde_json::Value) {
     else {
         return;
     };
-    for name in wanted {
+    let mut queue: Vec<(String, bool)> = wanted.into_iter().map(|n| (n, true)).collect();
+    while let Some((name, top)) = queue.pop() {
         let patch_name = format!("{name}Patch");
         if schemas.contains_key(&patch_name) {
             continue;
@@ -414,13 +1017,22 @@ fn merge_patch_bodies(doc: &mut serde_json::Value) {
             .and_then(|o| o.remove("required"))
             .and_then(|r| r.as_array().cloned())
             .unwrap_or_default();
+        // Rules over several members hold for the patched resource, which is the server's to
+        // check: a part of it need not keep them.
+        if let Some(o) = patch.as_object_mut() {
+            o.remove("allOf");
+        }
         if let Some(properties) = patch.get_mut("properties").and_then(Value::as_object_mut) {
             for (schema, member) in PUT_ONLY {
-                if *schema == name {
+                if top && *schema == name {
                     properties.remove(*member);
                 }
             }
             for (member, schema) in properties.iter_mut() {
+                for nested in nested_objects(schema, schemas) {
+                    queue.push((nested, false));
+                }
+                patch_nested(schema, schemas);
                 let put_required = PUT_REQUIRED.iter().any(|(s, m)| *s == name && m == member);
                 if put_required && let Some(Value::Array(types)) = schema.get_mut("type") {
                     // Required on PUT, so `null` (unset) is not a value it can take.
@@ -431,11 +1043,68 @@ fn merge_patch_bodies(doc: &mut serde_json::Value) {
                 }
             }
         }
-        patch["description"] = json!(format!(
-            "A JSON merge patch (RFC 7386) of a {name}: members left out keep their value, \
-             `null` resets an optional member to its default."
-        ));
+        patch["description"] = json!(if top {
+            format!(
+                "A JSON merge patch (RFC 7386) of a {name}: members left out keep their value, \
+                 `null` resets an optional member to its default."
+            )
+        } else {
+            format!(
+                "A {name} inside a JSON merge patch: members left out keep their value, `null` \
+                 resets an optional member to its default. Where there is no {name} yet, give \
+                 it whole."
+            )
+        });
         schemas.insert(patch_name, patch);
+    }
+}
+
+/// The object components a member's schema refers to, directly or as `oneOf` with `null`.
+fn nested_objects(
+    schema: &serde_json::Value,
+    schemas: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    use serde_json::Value;
+    let refs: Vec<&Value> = match schema.get("oneOf").and_then(Value::as_array) {
+        Some(parts) => parts.iter().collect(),
+        None => vec![schema],
+    };
+    refs.into_iter()
+        .filter_map(|s| s.get("$ref").and_then(Value::as_str))
+        .filter_map(|r| r.strip_prefix("#/components/schemas/"))
+        .filter(|n| {
+            schemas
+                .get(*n)
+                .is_some_and(|s| s.get("properties").is_some())
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Points a member's references to object components at their `<Schema>Patch`, and lets the
+/// entries of a map be `null`.
+fn patch_nested(
+    schema: &mut serde_json::Value,
+    schemas: &serde_json::Map<String, serde_json::Value>,
+) {
+    use serde_json::Value;
+    let objects = nested_objects(schema, schemas);
+    let mut retarget = |s: &mut Value| {
+        if let Some(Value::String(r)) = s.get_mut("$ref")
+            && let Some(name) = r.strip_prefix("#/components/schemas/")
+            && objects.iter().any(|o| o == name)
+        {
+            *r = format!("{r}Patch");
+        }
+    };
+    match schema.get_mut("oneOf").and_then(Value::as_array_mut) {
+        Some(parts) => parts.iter_mut().for_each(&mut retarget),
+        None => retarget(schema),
+    }
+    if let Some(entries) = schema.get_mut("additionalProperties")
+        && entries.is_object()
+    {
+        nullable(entries);
     }
 }
 
@@ -455,6 +1124,7 @@ fn nullable(schema: &mut serde_json::Value) {
         return;
     }
     match schema.get_mut("type") {
+        Some(Value::String(t)) if t == "null" => {}
         Some(Value::String(t)) => {
             let t = t.clone();
             schema["type"] = json!([t, "null"]);

@@ -200,9 +200,13 @@ impl Logger {
         let Some(endpoint) = endpoint else {
             return Err("an azureEventHub logger needs credentials.connectionString, or endpointAddress and identityClientId for a managed identity".into());
         };
-        let host = host_of(endpoint).ok_or(
-            "credentials.endpointAddress must be the namespace's host, such as contoso.servicebus.windows.net",
-        )?;
+        let host = EVENT_HUB_ADDRESS
+            .as_ref()
+            .filter(|re| re.is_match(endpoint))
+            .and_then(|_| host_of(endpoint))
+            .ok_or(
+                "credentials.endpointAddress must be the namespace's host, such as contoso.servicebus.windows.net (or sb://contoso.servicebus.windows.net/)",
+            )?;
         let hub =
             name.ok_or("a managed identity logger names its event hub in credentials.name")?;
         let client_id = match self.credentials.get(IDENTITY_CLIENT_ID).map(|c| c.trim()) {
@@ -258,14 +262,25 @@ impl Resource for Logger {
                         );
                     }
                 }
-                // A masked value is resolved against the stored one before this runs.
-                if let Err(e) = self.event_hub() {
-                    let target = if self.credentials.contains_key(CONNECTION_STRING) {
-                        "credentials.connectionString"
-                    } else {
-                        "credentials"
-                    };
-                    p.push(target, e);
+                // A masked value is resolved against the stored one before this runs. What is
+                // wrong with one credential names it; what is missing, or does not go
+                // together, names `credentials`.
+                let connection = self.credentials.get(CONNECTION_STRING);
+                let address = self.credentials.get(ENDPOINT_ADDRESS);
+                if let Some(Err(e)) = connection.map(|c| EventHubConnection::parse(c)) {
+                    p.push("credentials.connectionString", e);
+                } else if connection.is_none()
+                    && let Some(address) = address
+                    && !EVENT_HUB_ADDRESS
+                        .as_ref()
+                        .is_some_and(|re| re.is_match(address))
+                {
+                    p.push(
+                        "credentials.endpointAddress",
+                        "must be the namespace's host, such as contoso.servicebus.windows.net (or sb://contoso.servicebus.windows.net/)",
+                    );
+                } else if let Err(e) = self.event_hub() {
+                    p.push("credentials", e);
                 }
             }
             Some(LoggerKind::Http | LoggerKind::Otlp) => {
@@ -281,7 +296,7 @@ impl Resource for Logger {
                         "is required: {\"url\": \"https://…\", \"headers\": {…}}",
                     ),
                     Some(e) => {
-                        if let Err(m) = check_http_url(e.url.trim()) {
+                        if let Err(m) = check_http_url(&e.url) {
                             p.push("endpoint.url", m);
                         }
                         for (name, value) in &e.headers {
@@ -388,6 +403,16 @@ impl EventHubConnection {
     }
 }
 
+/// What `credentials.endpointAddress` may be, as the OpenAPI document publishes it: the
+/// namespace's DNS name (and a port), bare or after `sb://` or `https://` (in any case), with
+/// an optional final `/`.
+pub const EVENT_HUB_ADDRESS_PATTERN: &str = "^(?:[Ss][Bb]://|[Hh][Tt][Tt][Pp][Ss]://)?[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*(?::[0-9]{1,5})?/?$";
+
+/// [`EVENT_HUB_ADDRESS_PATTERN`], compiled once; `None` only if it did not compile, which a
+/// unit test rules out (every address is refused then).
+static EVENT_HUB_ADDRESS: std::sync::LazyLock<Option<regex::Regex>> =
+    std::sync::LazyLock::new(|| regex::Regex::new(EVENT_HUB_ADDRESS_PATTERN).ok());
+
 /// The host (and port) of `text`: a bare host, or a URL (`sb://`, `https://`) whose path is
 /// ignored; lower case. `None` when there is none.
 fn host_of(text: &str) -> Option<String> {
@@ -462,6 +487,34 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_address_is_a_host_as_the_published_pattern_says() {
+        assert!(EVENT_HUB_ADDRESS.is_some());
+        let with = |address: &str| {
+            hub(&format!(
+                r#"{{"loggerType":"azureEventHub","credentials":{{"endpointAddress":"{address}","name":"h"}}}}"#
+            ))
+        };
+        for ok in [
+            "ns.servicebus.windows.net",
+            "HTTPS://ns.example:5671/",
+            "sb://ns/",
+        ] {
+            assert!(with(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "sb://",
+            " ns.example",
+            "ns.example/path",
+            "sb://ns..x",
+            "ns_1",
+            "",
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.to_string().contains("endpointAddress"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn bad_loggers_say_what_is_wrong() {
         for (json, target, wanted) in [
             (r#"{}"#, "loggerType", "is required"),
@@ -472,7 +525,7 @@ mod tests {
             ),
             (
                 r#"{"loggerType":"azureEventHub","credentials":{"connectionString":"Endpoint=sb://ns/;SharedAccessKeyName=k;SharedAccessKey=s"}}"#,
-                "credentials.connectionString",
+                "credentials",
                 "name the event hub",
             ),
             (
@@ -497,7 +550,7 @@ mod tests {
             ),
             (
                 r#"{"loggerType":"azureEventHub","credentials":{"name":"h","endpointAddress":"ns","connectionString":"Endpoint=sb://ns/;SharedAccessKeyName=k;SharedAccessKey=s"}}"#,
-                "credentials.connectionString",
+                "credentials",
                 "not both",
             ),
             (

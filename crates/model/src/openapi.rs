@@ -39,6 +39,18 @@ pub struct ImportedApi {
     pub document: Value,
 }
 
+/// The `import.format` values an API import takes, compared without ASCII case: Azure's names
+/// for OpenAPI 3.x and Swagger 2.0 documents, JSON or YAML (the text decides which).
+pub const IMPORT_FORMATS: &[&str] = &[
+    "openapi",
+    "openapi+json",
+    "openapi-json",
+    "openapi+yaml",
+    "swagger",
+    "swagger-json",
+    "swagger+json",
+];
+
 /// Largest document accepted, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 /// Most values (objects, arrays and scalars, counting what YAML aliases expand to) accepted.

@@ -153,15 +153,16 @@ impl Resource for Api {
 
     fn normalize(&mut self) -> Result<(), ValidationError> {
         let mut p = Problems::default();
+        // As given, before the slashes at either end are dropped.
+        if self.path.chars().count() > 400 {
+            p.push("path", "must be at most 400 characters");
+        }
         self.path = self.path.trim_matches('/').to_owned();
         if self.display_name.is_empty() {
             self.display_name = self.id.clone();
         }
-        if self.display_name.len() > 300 {
+        if self.display_name.chars().count() > 300 {
             p.push("displayName", "must be at most 300 characters");
-        }
-        if self.path.len() > 400 {
-            p.push("path", "must be at most 400 characters");
         }
         for seg in self.path.split('/') {
             if self.path.is_empty() {
@@ -544,7 +545,7 @@ impl Resource for Product {
         if self.display_name.is_empty() {
             self.display_name = self.id.clone();
         }
-        if self.display_name.len() > 300 {
+        if self.display_name.chars().count() > 300 {
             p.push("displayName", "must be at most 300 characters");
         }
         if self
@@ -728,7 +729,9 @@ impl Resource for NamedValue {
         }
         match &self.value {
             None => p.push("value", "is required"),
-            Some(v) if v.len() > 4096 => p.push("value", "must be at most 4096 characters"),
+            Some(v) if v.chars().count() > 4096 => {
+                p.push("value", "must be at most 4096 characters")
+            }
             Some(_) => {}
         }
         p.finish("named value")
@@ -996,14 +999,14 @@ impl CircuitBreakerRule {
             }
         }
         for (i, reason) in c.error_reasons.iter().enumerate() {
-            if reason.trim().is_empty() || reason.len() > 100 {
+            if reason.trim().is_empty() || reason.chars().count() > 100 {
                 p.push(
                     format!("{at}.failureCondition.errorReasons[{i}]"),
                     "must be a reason of 1 to 100 characters, such as BackendConnectionFailure or Timeout",
                 );
             }
         }
-        if self.name.len() > 100 {
+        if self.name.chars().count() > 100 {
             p.push(format!("{at}.name"), "must be at most 100 characters");
         }
     }
@@ -1468,6 +1471,9 @@ pub fn contrast_ratio(a: [u8; 3], b: [u8; 3]) -> f64 {
     (hi + 0.05) / (lo + 0.05)
 }
 
+/// Longest landing page accepted, in characters.
+pub const MAX_LANDING_MARKDOWN: usize = 64 * 1024;
+
 /// Smallest contrast accepted between text and its background (WCAG AA for normal text).
 pub const MIN_CONTRAST: f64 = 4.5;
 
@@ -1477,7 +1483,6 @@ impl PortalSettings {
 
     pub fn validate(&mut self) -> Result<(), ValidationError> {
         let mut p = Problems::default();
-        self.title = self.title.trim().to_owned();
         if self.title.is_empty() {
             self.title = default_portal_title();
         }
@@ -1489,7 +1494,7 @@ impl PortalSettings {
         }
         if let Some(url) = &self.logo_url {
             let local = url.starts_with('/') && !url.starts_with("//");
-            let ok = url.len() <= 2000
+            let ok = url.chars().count() <= 2000
                 && !url.contains(['"', '\'', '<', '>', '\\'])
                 && (local || check_http_url(url).is_ok());
             if !ok {
@@ -1541,9 +1546,12 @@ impl PortalSettings {
         if self
             .landing_markdown
             .as_ref()
-            .is_some_and(|m| m.len() > 64 * 1024)
+            .is_some_and(|m| m.chars().count() > MAX_LANDING_MARKDOWN)
         {
-            p.push("landingMarkdown", "must be at most 64 KiB");
+            p.push(
+                "landingMarkdown",
+                format!("must be at most {MAX_LANDING_MARKDOWN} characters"),
+            );
         }
         p.finish("portal settings")
     }
@@ -1589,7 +1597,7 @@ impl Resource for PolicyFragment {
             p.push("value", "must be at most 512 KiB");
         }
         if let Some(d) = &self.description
-            && d.len() > 1000
+            && d.chars().count() > 1000
         {
             p.push("description", "must be at most 1000 characters");
         }
@@ -1751,10 +1759,20 @@ impl Resource for Certificate {
     }
 }
 
+/// What [`check_hostname`] accepts, as a regular expression (with a maximum length of 253),
+/// for the OpenAPI document: DNS labels of letters, digits and '-' (1 to 63, no '-' at either
+/// end), the last starting with a letter so it cannot be taken for a number (as in
+/// [`HTTP_URL_PATTERN`]), or `*.` followed by two labels or more.
+pub const HOSTNAME_PATTERN: &str = concat!(
+    "^(?:\\*\\.(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+",
+    "|(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*)",
+    "[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+);
+
 /// Checks a hostname a gateway serves: a DNS name, or `*.` followed by one (a one-label
-/// wildcard), at most 253 characters. Returns it in lower case.
+/// wildcard), at most 253 characters, as [`HOSTNAME_PATTERN`] says. Returns it in lower case.
 pub fn check_hostname(hostname: &str) -> Result<String, String> {
-    let lower = hostname.trim().to_ascii_lowercase();
+    let lower = hostname.to_ascii_lowercase();
     let bad = |why: &str| {
         format!("'{hostname}' is not a hostname such as api.example.com or *.example.com: {why}")
     };
@@ -1783,13 +1801,13 @@ pub fn check_hostname(hostname: &str) -> Result<String, String> {
             return Err(bad("a label must not start or end with '-'"));
         }
     }
-    if name
-        .split('.')
-        .next_back()
-        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    if !name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.starts_with(|c: char| c.is_ascii_alphabetic()))
     {
         return Err(bad(
-            "IP addresses are not hostnames; SNI carries names only",
+            "the last label must start with a letter; IP addresses are not hostnames, SNI carries names only",
         ));
     }
     Ok(lower)
@@ -2364,6 +2382,8 @@ mod tests {
             "**.a.com",
             "127.0.0.1",
             "a_b.com",
+            " api.example.com",
+            "example.1a",
             &format!("{}.com", "x".repeat(64)),
         ] {
             assert!(check_hostname(bad).is_err(), "{bad}");
@@ -2406,6 +2426,23 @@ mod tests {
             for text in [near.as_str(), inside.as_str()] {
                 let allowed = pattern.is_match(text) && text.chars().count() <= 254;
                 proptest::prop_assert_eq!(allowed, check_email(text).is_ok(), "{}", text);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// `check_hostname` takes exactly what the published pattern (and length) allows.
+        #[test]
+        fn the_hostname_check_follows_the_published_pattern(
+            near in "[*]?[.]?[a-zA-Z0-9_ .-]{0,12}",
+            inside in proptest::string::string_regex(
+                HOSTNAME_PATTERN.trim_start_matches('^').trim_end_matches('$')
+            ).expect("the pattern generates"),
+        ) {
+            let pattern = regex::Regex::new(HOSTNAME_PATTERN).expect("the pattern compiles");
+            for text in [near.as_str(), inside.as_str()] {
+                let allowed = pattern.is_match(text) && text.len() <= 253;
+                proptest::prop_assert_eq!(allowed, check_hostname(text).is_ok(), "{}", text);
             }
         }
     }

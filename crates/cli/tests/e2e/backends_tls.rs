@@ -349,7 +349,7 @@ async fn a_backends_tls_relaxation_applies_to_that_backend_only_and_changes_live
 
     // A backend a policy sends to cannot be deleted from under it; an unused one can.
     let (code, body) = gh.mgmt("DELETE", "/mgmt/backends/lax-chain", None).await;
-    assert_eq!(code, 400, "{body}");
+    assert_eq!(code, 409, "{body}");
     assert!(body.to_string().contains("API 'via-lax-chain'"), "{body}");
     gh.ok(
         "PUT",
@@ -388,7 +388,7 @@ async fn client_certificates_and_credentials_reach_backends() {
             Some(json!({"url": mtls.url(), "credentials": {"certificateIds": ["/certificates/nope"]}})),
         )
         .await;
-    assert_eq!(code, 400, "{body}");
+    assert_eq!(code, 404, "{body}");
     assert!(
         body.to_string()
             .contains("certificate 'nope' does not exist"),
@@ -523,6 +523,6 @@ async fn client_certificates_and_credentials_reach_backends() {
     let (code, body) = gh
         .mgmt("DELETE", "/mgmt/certificates/client-cert", None)
         .await;
-    assert_eq!(code, 400, "{body}");
+    assert_eq!(code, 409, "{body}");
     assert!(body.to_string().contains("backend 'mtls'"), "{body}");
 }

@@ -498,7 +498,7 @@ async fn log_to_eventhub_reaches_an_http_sink_and_event_hubs_without_losing_or_w
     }
     // In use, a logger cannot go.
     let (status, body) = gh.mgmt("DELETE", "/mgmt/loggers/hub", None).await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 409, "{body}");
 }
 
 /// What the forward proxy saw: the request line (or CONNECT) and its Proxy-Authorization.

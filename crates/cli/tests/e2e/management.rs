@@ -358,12 +358,6 @@ async fn bad_input_gets_400_with_details() {
         (
             "PUT",
             "/mgmt/subscriptions/s",
-            json!({"scope": "/apis/missing"}),
-            "scope",
-        ),
-        (
-            "PUT",
-            "/mgmt/subscriptions/s",
             json!({"scope": "/apis", "primaryKey": "short"}),
             "primaryKey",
         ),
@@ -411,6 +405,22 @@ async fn bad_input_gets_400_with_details() {
         );
         assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
     }
+
+    // A scope naming an API that does not exist: 404, saying which member and what to create.
+    let (status, answer) = gh
+        .mgmt(
+            "PUT",
+            "/mgmt/subscriptions/s",
+            Some(json!({"scope": "/apis/missing"})),
+        )
+        .await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["error"]["code"], "ResourceNotFound", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("'scope'") && message.contains("API 'missing' does not exist"),
+        "{answer}"
+    );
 
     // Two APIs cannot share a path: the second is a conflict with the first (409).
     gh.ok("PUT", "/mgmt/apis/first", Some(json!({"path": "same"})))

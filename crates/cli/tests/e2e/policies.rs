@@ -140,7 +140,7 @@ async fn transformation_policies_shape_the_request_and_the_response() {
 
     // A named value in use cannot be deleted; its secret never reaches the log.
     let (status, body) = gh.mgmt("DELETE", "/mgmt/named-values/tenant", None).await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 409, "{body}");
     assert!(
         body["error"]["message"]
             .as_str()

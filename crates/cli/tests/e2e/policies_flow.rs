@@ -897,7 +897,7 @@ async fn policy_fragments_are_managed_validated_and_inlined() {
     let (status, body) = gh
         .mgmt("DELETE", "/mgmt/policy-fragments/tagging", None)
         .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 409, "{body}");
     assert!(
         message(&body).contains("API 'frag'") && message(&body).contains("'outer'"),
         "{body}"
@@ -909,7 +909,7 @@ async fn policy_fragments_are_managed_validated_and_inlined() {
     )
     .await;
     let (status, body) = gh.mgmt("DELETE", "/mgmt/named-values/team", None).await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 409, "{body}");
     assert!(message(&body).contains("fragment 'tagging'"), "{body}");
     gh.ok("DELETE", "/mgmt/apis/frag/policy", None).await;
     gh.ok("DELETE", "/mgmt/policy-fragments/outer", None).await;

@@ -184,10 +184,10 @@ async fn certificates_reach_only_their_gateway_and_never_rest_in_clear() {
 
     // In use: the certificate cannot be deleted.
     let (status, body) = gh.mgmt("DELETE", "/mgmt/certificates/api-cert", None).await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 409, "{body}");
     assert!(body.to_string().contains("edge/api"), "{body}");
     let (status, _) = gh.mgmt("DELETE", "/mgmt/certificates/root", None).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 409);
 
     // The snapshot carries them to edge only.
     let edge_token = gh.gateway_token("edge").await;

@@ -32,7 +32,9 @@ pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<Backend>> {
 #[utoipa::path(put, path = "/mgmt/backends/{backendId}", tag = "backends",
     params(("backendId" = String, Path)), request_body = Backend,
     responses((status = 200, body = Backend), (status = 201, body = Backend),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "A certificate or named value the credentials name, or a member of the pool, does not exist"),
+              (status = 409, body = ErrorBody, description = "The client certificate has no private key, a member of the pool is a pool, or a pool holds this backend and it would become one")),
     security(("admin" = [])))]
 pub async fn put(
     cp: Cp,
@@ -45,7 +47,9 @@ pub async fn put(
 #[utoipa::path(patch, path = "/mgmt/backends/{backendId}", tag = "backends",
     params(("backendId" = String, Path)), request_body = Backend,
     responses((status = 200, body = Backend), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "The backend, a certificate or named value its credentials name, or a member of the pool does not exist"),
+              (status = 409, body = ErrorBody, description = "The client certificate has no private key, a member of the pool is a pool, or a pool holds this backend and it would become one")),
     security(("admin" = [])))]
 pub async fn patch(
     cp: Cp,
@@ -58,7 +62,8 @@ pub async fn patch(
 #[utoipa::path(delete, path = "/mgmt/backends/{backendId}", tag = "backends",
     params(("backendId" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "In use; the message says where")),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     service::delete(&cp, &id).await?;

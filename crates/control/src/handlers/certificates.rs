@@ -49,7 +49,8 @@ pub async fn put(
 #[utoipa::path(delete, path = "/mgmt/certificates/{certificateId}", tag = "certificates",
     params(("certificateId" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "In use; the message says where")),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     service::delete(&cp, &id).await?;

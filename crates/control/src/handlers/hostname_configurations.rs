@@ -51,8 +51,9 @@ pub async fn get(
     request_body = HostnameConfiguration,
     responses((status = 200, body = HostnameConfiguration),
               (status = 201, body = HostnameConfiguration), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody)),
+              (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "The gateway or the certificate does not exist"),
+              (status = 409, body = ErrorBody, description = "The certificate has no private key, or another configuration of the gateway has the hostname")),
     security(("admin" = [])))]
 pub async fn put(
     cp: Cp,

@@ -47,7 +47,8 @@ pub async fn put(
 #[utoipa::path(patch, path = "/mgmt/loggers/{loggerId}", tag = "loggers",
     params(("loggerId" = String, Path)), request_body = Logger,
     responses((status = 200, body = Logger), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "The patch does not fit the stored logger's type")),
     security(("admin" = [])))]
 pub async fn patch(
     cp: Cp,
@@ -60,7 +61,8 @@ pub async fn patch(
 #[utoipa::path(delete, path = "/mgmt/loggers/{loggerId}", tag = "loggers",
     params(("loggerId" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "In use; the message says where")),
     security(("admin" = [])))]
 pub async fn delete(cp: Cp, Path(id): Path<String>) -> ApiResult<StatusCode> {
     service::delete(&cp, &id).await?;

@@ -35,6 +35,7 @@ pub async fn get(cp: Cp, Path(id): Path<String>) -> ApiResult<Json<Subscription>
     params(("subscriptionId" = String, Path)), request_body = Subscription,
     responses((status = 200, body = Subscription), (status = 201, body = Subscription),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "The API or product of the scope does not exist"),
               (status = 409, body = ErrorBody, description = "A chosen key is another subscription's")),
     security(("admin" = [])))]
 pub async fn put(
@@ -48,7 +49,8 @@ pub async fn put(
 #[utoipa::path(patch, path = "/mgmt/subscriptions/{subscriptionId}", tag = "subscriptions",
     params(("subscriptionId" = String, Path)), request_body = Subscription,
     responses((status = 200, body = Subscription), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "The subscription, or the API or product of its scope, does not exist"),
               (status = 409, body = ErrorBody, description = "A chosen key is another subscription's")),
     security(("admin" = [])))]
 pub async fn patch(

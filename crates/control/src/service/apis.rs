@@ -107,16 +107,7 @@ pub async fn put(cp: &ControlPlane, id: &str, mut body: Api) -> ServiceResult<Sa
     let imported = match body.import.take() {
         Some(import) => {
             let format = import.format.to_ascii_lowercase();
-            if !matches!(
-                format.as_str(),
-                "openapi"
-                    | "openapi+json"
-                    | "openapi-json"
-                    | "openapi+yaml"
-                    | "swagger"
-                    | "swagger-json"
-                    | "swagger+json"
-            ) {
+            if !gatehouse_model::openapi::IMPORT_FORMATS.contains(&format.as_str()) {
                 return Err(ValidationError::one(
                     "import.format",
                     format!("'{}' is not supported; use 'openapi' (OpenAPI 3.x or Swagger 2.0, JSON or YAML)", import.format),

@@ -13,11 +13,12 @@
 use std::collections::HashMap;
 
 use gatehouse_model::ValidationError;
-use gatehouse_model::resources::{Backend, BackendType};
+use gatehouse_model::resources::{Backend, BackendType, Resource};
 use gatehouse_store::Kind;
 
 use super::{
-    Saved, ServiceError, ServiceResult, check_id, commit, load, load_all, merge, prepare, save,
+    Saved, ServiceError, ServiceResult, check_id, commit, load, load_all, merge_unchecked, prepare,
+    save,
 };
 use crate::ControlPlane;
 
@@ -37,28 +38,27 @@ async fn check_references(cp: &ControlPlane, backend: &Backend) -> ServiceResult
         super::policies::named_values(cp).await?
     };
     if let Some(missing) = wanted.iter().find(|w| !named.contains_key(*w)) {
-        return Err(ValidationError::one(
+        return Err(ServiceError::missing_reference(
             "credentials",
-            format!("named value '{missing}' does not exist; create it with PUT /mgmt/named-values/{missing} first"),
-        )
-        .into());
+            format!(
+                "named value '{missing}' does not exist; create it with PUT /mgmt/named-values/{missing} first"
+            ),
+        ));
     }
     check_values(backend, &named)?;
     for id in credentials.certificates() {
         let stored = super::certificates::referenced(cp, id).await.map_err(|e| match e {
-            ServiceError::Invalid(_) => ValidationError::one(
+            ServiceError::NotFound(_) => ServiceError::missing_reference(
                 "credentials.certificateIds",
                 format!("certificate '{id}' does not exist; PUT it (PEM chain and private key) to /mgmt/certificates/{id} first"),
-            )
-            .into(),
+            ),
             other => other,
         })?;
+        // The certificate's state, not this request, is in the way: 409, like a taken name.
         if !stored.has_private_key {
-            return Err(ValidationError::one(
-                "credentials.certificateIds",
-                format!("certificate '{id}' has no private key, and a client certificate needs one; PUT it again with the key after the chain"),
-            )
-            .into());
+            return Err(ServiceError::Conflict(format!(
+                "Invalid value for 'credentials.certificateIds': certificate '{id}' has no private key, and a client certificate needs one; PUT it again with the key after the chain"
+            )));
         }
     }
     Ok(())
@@ -95,13 +95,38 @@ pub async fn patch(
     patch: serde_json::Value,
 ) -> ServiceResult<Backend> {
     let existing = load::<Backend>(cp, "", id).await?;
-    let resource = merge(&existing, patch)?;
+    let mut resource = merge_unchecked(&existing, patch)?;
+    if let Err(e) = resource.normalize() {
+        // What a single backend or a pool must or must not have, or a part of a breaker or a
+        // pool where the backend has none: the patch clashes with the stored backend rather
+        // than being malformed (RFC 5789's conflicting state), so 409.
+        if e.details.iter().all(is_shape_problem) {
+            return Err(ServiceError::Conflict(format!(
+                "The patch does not fit backend '{id}' as stored: {}",
+                e.message
+            )));
+        }
+        return Err(e.into());
+    }
     let mut tx = cp.store().begin().await?;
     check_references(cp, &resource).await?;
     check_pool_references(cp, &resource).await?;
     save(&mut tx, "", &resource).await?;
     commit(cp, tx).await?;
     Ok(resource)
+}
+
+/// Whether a problem of a patched backend is about the backend's shape (a single backend's
+/// `url`, a pool's `pool`, what a pool has none of, a breaker or pool given in part) rather
+/// than about a member that is wrong by itself.
+fn is_shape_problem(d: &gatehouse_model::Detail) -> bool {
+    match d.target.as_str() {
+        "pool" | "pool.services" | "credentials" | "circuitBreaker" | "circuitBreaker.rules" => {
+            true
+        }
+        "url" => d.message.starts_with("is required"),
+        _ => false,
+    }
 }
 
 /// Deletes backend `id`, unless a policy or a fragment sends to it or a pool holds it.
@@ -237,38 +262,31 @@ pub(crate) async fn check_pool_references(
     for (i, member) in backend.members().enumerate() {
         let field = format!("pool.services[{i}].id");
         match all.iter().find(|b| b.id == member) {
+            // A member that is not there is a missing resource (404); one that is a pool, like
+            // a pool that another pool holds, clashes with what is stored (409).
             None => {
-                return Err(ValidationError::one(
-                    field,
+                return Err(ServiceError::missing_reference(
+                    &field,
                     format!(
                         "backend '{member}' does not exist; create it with PUT /mgmt/backends/{member} (a url, or its own credentials) first"
                     ),
-                )
-                .into());
+                ));
             }
             Some(b) if b.backend_type == BackendType::Pool => {
-                return Err(ValidationError::one(
-                    field,
-                    format!(
-                        "backend '{member}' is a pool, and a pool cannot contain a pool; list the members of '{member}' instead"
-                    ),
-                )
-                .into());
+                return Err(ServiceError::Conflict(format!(
+                    "Invalid value for '{field}': backend '{member}' is a pool, and a pool cannot contain a pool; list the members of '{member}' instead"
+                )));
             }
             Some(_) => {}
         }
     }
     let holders = pools_holding(&all, &backend.id);
     if !holders.is_empty() {
-        return Err(ValidationError::one(
-            "type",
-            format!(
-                "'{}' is a member of {}, and a pool cannot contain a pool; remove it from there first, or keep it a single backend",
-                backend.id,
-                holders.join(", ")
-            ),
-        )
-        .into());
+        return Err(ServiceError::Conflict(format!(
+            "Invalid value for 'type': '{}' is a member of {}, and a pool cannot contain a pool; remove it from there first, or keep it a single backend",
+            backend.id,
+            holders.join(", ")
+        )));
     }
     Ok(())
 }
@@ -285,14 +303,11 @@ pub(crate) async fn check_unused(
     if users.is_empty() {
         return Ok(());
     }
-    Err(ValidationError::one(
-        "backendId",
-        format!(
-            "'{id}' is used by {}; remove it there first",
-            users.join(", ")
-        ),
-    )
-    .into())
+    // What is stored, not this request, is in the way: 409.
+    Err(ServiceError::Conflict(format!(
+        "Backend '{id}' is used by {}; remove it there first",
+        users.join(", ")
+    )))
 }
 
 /// `backend pool '{p}'` for each pool among `all` that holds backend `id`, in id order.

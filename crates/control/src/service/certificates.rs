@@ -101,15 +101,14 @@ fn inspect(parts: &PemParts) -> ServiceResult<Certificate> {
     })
 }
 
-/// The certificate a gateway resource refers to: a missing one is the caller's mistake (a
-/// validation error on `certificateId`), not a missing resource.
+/// The certificate a gateway resource refers to: a missing one is 404, naming `certificateId`
+/// and what to create.
 pub(crate) async fn referenced(cp: &ControlPlane, id: &str) -> ServiceResult<StoredCertificate> {
     match load_stored(cp, id).await {
-        Err(ServiceError::NotFound(_)) => Err(ValidationError::one(
+        Err(ServiceError::NotFound(_)) => Err(ServiceError::missing_reference(
             "certificateId",
             format!("certificate '{id}' does not exist; PUT it to /mgmt/certificates/{id} first"),
-        )
-        .into()),
+        )),
         other => other,
     }
 }
@@ -234,14 +233,10 @@ pub async fn delete(cp: &ControlPlane, id: &str) -> ServiceResult<()> {
     }
     users.extend(super::backends::certificate_users(cp, id).await?);
     if !users.is_empty() {
-        return Err(ValidationError::one(
-            "certificateId",
-            format!(
-                "'{id}' is used by {}; remove it there first",
-                users.join(", ")
-            ),
-        )
-        .into());
+        return Err(ServiceError::Conflict(format!(
+            "Certificate '{id}' is used by {}; remove it there first",
+            users.join(", ")
+        )));
     }
     if !tx.repo::<StoredCertificate>().delete("", id).await? {
         return Err(ServiceError::not_found("Certificate", id));

@@ -1,7 +1,6 @@
 //! The hostnames a gateway serves over TLS, each with a certificate (that has its private key)
 //! chosen by SNI. Stored as children of the gateway, so deleting the gateway removes them.
 
-use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{Gateway, HostnameConfiguration, Resource, validate_id};
 use gatehouse_store::Kind;
 
@@ -50,27 +49,21 @@ pub async fn put(
     hc.normalize()?;
     load::<Gateway>(cp, "", gateway).await?;
     let certificate = certificates::referenced(cp, &hc.certificate_id).await?;
+    // The certificate's state, and another configuration's hostname, are clashes with what is
+    // stored rather than malformed input: 409, like a taken name.
     if !certificate.has_private_key {
-        return Err(ValidationError::one(
-            "certificateId",
-            format!(
-                "certificate '{}' has no private key, and a gateway cannot serve it without one; PUT it again with the key after the chain",
-                hc.certificate_id
-            ),
-        )
-        .into());
+        return Err(ServiceError::Conflict(format!(
+            "Invalid value for 'certificateId': certificate '{}' has no private key, and a gateway cannot serve it without one; PUT it again with the key after the chain",
+            hc.certificate_id
+        )));
     }
     // One configuration per hostname: SNI could not choose between two.
     for other in load_all::<HostnameConfiguration>(cp, gateway).await? {
         if other.id != id && other.hostname == hc.hostname {
-            return Err(ValidationError::one(
-                "hostname",
-                format!(
-                    "'{}' is already configured by hostname configuration '{}' of this gateway",
-                    hc.hostname, other.id
-                ),
-            )
-            .into());
+            return Err(ServiceError::Conflict(format!(
+                "Invalid value for 'hostname': '{}' is already configured by hostname configuration '{}' of this gateway",
+                hc.hostname, other.id
+            )));
         }
     }
     let mut tx = cp.store().begin().await?;

@@ -119,7 +119,20 @@ pub async fn patch(cp: &ControlPlane, id: &str, patch: serde_json::Value) -> Ser
     // the stored secret.
     let mut merged: Logger = merge_unchecked(&stored.clone().masked(), patch)?;
     keep_masked(&mut merged, Some(&stored))?;
-    merged.normalize()?;
+    if let Err(e) = merged.normalize() {
+        // Members one logger type has and another has not: the patch clashes with the stored
+        // logger rather than being malformed (RFC 5789's conflicting state), so 409.
+        if e.details
+            .iter()
+            .all(|d| d.target == "endpoint" || d.target == "credentials")
+        {
+            return Err(ServiceError::Conflict(format!(
+                "The patch does not fit logger '{id}' as stored: {}",
+                e.message
+            )));
+        }
+        return Err(e.into());
+    }
     let mut tx = cp.store().begin().await?;
     save(&mut tx, "", &seal(cp, merged.clone())?).await?;
     commit(cp, tx).await?;
@@ -133,14 +146,10 @@ pub async fn delete(cp: &ControlPlane, id: &str) -> ServiceResult<()> {
     let mut tx = cp.store().begin().await?;
     let users = super::policies::logger_users(cp, id).await?;
     if !users.is_empty() {
-        return Err(ValidationError::one(
-            "loggerId",
-            format!(
-                "'{id}' is used by {}; remove its log-to-eventhub there first",
-                users.join(", ")
-            ),
-        )
-        .into());
+        return Err(ServiceError::Conflict(format!(
+            "Logger '{id}' is used by {}; remove its log-to-eventhub there first",
+            users.join(", ")
+        )));
     }
     if !tx.repo::<Logger>().delete("", id).await? {
         return Err(ServiceError::not_found("Logger", id));

@@ -63,6 +63,13 @@ impl ServiceError {
     pub fn not_found(kind: &str, id: &str) -> Self {
         Self::NotFound(format!("{kind} '{id}' was not found."))
     }
+
+    /// A body member names a resource that does not exist: 404, as for a missing resource in
+    /// the path (the request is well formed; what it refers to is not there), saying which
+    /// member and what to create.
+    pub fn missing_reference(target: &str, message: impl std::fmt::Display) -> Self {
+        Self::NotFound(format!("Invalid value for '{target}': {message}"))
+    }
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -179,7 +186,16 @@ pub(crate) fn merge_unchecked<R: Resource>(existing: &R, mut patch: Value) -> Se
         map.remove("id");
     }
     let mut merged: R = serde_json::from_value(value).map_err(|e| {
-        ValidationError::one("body", format!("the patched resource is not valid: {e}"))
+        let text = e.to_string();
+        // A nested object given in part where the resource has none to complete: the patch
+        // does not fit the resource as it is (RFC 5789's conflicting state).
+        if text.contains("missing field") {
+            ServiceError::Conflict(format!(
+                "The patch gives part of an object the resource does not have yet ({text}); give it whole"
+            ))
+        } else {
+            ValidationError::one("body", format!("the patched resource is not valid: {text}")).into()
+        }
     })?;
     merged.set_id(existing.id().to_owned());
     Ok(merged)
@@ -195,6 +211,11 @@ fn merge_value(target: &mut Value, patch: Value) {
                     merge_value(t.entry(k).or_insert(Value::Null), v);
                 }
             }
+        }
+        // An object patches an empty object where there was none, so its `null`s go (RFC 7386).
+        (t, p @ Value::Object(_)) => {
+            *t = Value::Object(serde_json::Map::new());
+            merge_value(t, p);
         }
         (t, p) => *t = p,
     }

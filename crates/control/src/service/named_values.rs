@@ -3,7 +3,6 @@
 //! refused when a policy or a backend that uses it could not work with it, and a named value
 //! in use cannot be deleted.
 
-use gatehouse_model::ValidationError;
 use gatehouse_model::resources::NamedValue;
 use gatehouse_store::Kind;
 
@@ -101,14 +100,10 @@ pub async fn delete(cp: &ControlPlane, id: &str) -> ServiceResult<()> {
     check_id(Kind::NamedValue, id)?;
     let users = super::policies::users_of(cp, id).await?;
     if !users.is_empty() {
-        return Err(ValidationError::one(
-            "namedValueId",
-            format!(
-                "'{id}' is used by the policy of {}; remove it there first",
-                users.join(", ")
-            ),
-        )
-        .into());
+        return Err(ServiceError::Conflict(format!(
+            "Named value '{id}' is used by the policy of {}; remove it there first",
+            users.join(", ")
+        )));
     }
     let mut tx = cp.store().begin().await?;
     if !tx.repo::<NamedValue>().delete("", id).await? {

@@ -187,14 +187,10 @@ pub async fn delete(cp: &ControlPlane, id: &str) -> ServiceResult<()> {
     check_id(Kind::PolicyFragment, id)?;
     let users = users_of(cp, id).await?;
     if !users.is_empty() {
-        return Err(ValidationError::one(
-            "fragmentId",
-            format!(
-                "'{id}' is included by {}; remove the <include-fragment> there first",
-                users.join(", ")
-            ),
-        )
-        .into());
+        return Err(ServiceError::Conflict(format!(
+            "Policy fragment '{id}' is included by {}; remove the <include-fragment> there first",
+            users.join(", ")
+        )));
     }
     let mut tx = cp.store().begin().await?;
     if !tx.repo::<PolicyFragment>().delete("", id).await? {

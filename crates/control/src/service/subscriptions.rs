@@ -2,7 +2,6 @@
 //! gateways receive); reads never return them, [`list_secrets`] does. Keys a caller chooses
 //! must be unique; a product's `subscriptionsLimit` caps what one owner may hold.
 
-use gatehouse_model::ValidationError;
 use gatehouse_model::resources::{
     Api, Product, Scope, Subscription, SubscriptionKeys, SubscriptionState,
 };
@@ -62,10 +61,10 @@ async fn ensure_unique(
 
 async fn check_scope(cp: &ControlPlane, sub: &Subscription) -> ServiceResult<()> {
     let missing = |what: &str, id: &str| {
-        ServiceError::from(ValidationError::one(
+        ServiceError::missing_reference(
             "scope",
             format!("{what} '{id}' does not exist; create it first"),
-        ))
+        )
     };
     match sub.parsed_scope()? {
         Scope::AllApis => Ok(()),

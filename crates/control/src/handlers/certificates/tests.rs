@@ -180,8 +180,10 @@ async fn hostnames_and_authorities_need_their_certificates_and_reach_the_snapsho
             Some(hc("web")),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A certificate that is not there: 404, naming the member.
+    assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.to_string().contains("does not exist"), "{body}");
+    assert!(body.to_string().contains("certificateId"), "{body}");
 
     // A certificate without its key cannot serve a hostname.
     h.call(
@@ -197,7 +199,7 @@ async fn hostnames_and_authorities_need_their_certificates_and_reach_the_snapsho
             Some(hc("ca")),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::CONFLICT);
     assert!(body.to_string().contains("no private key"), "{body}");
 
     let (status, _) = h
@@ -229,7 +231,7 @@ async fn hostnames_and_authorities_need_their_certificates_and_reach_the_snapsho
             Some(hc("web")),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::CONFLICT);
     assert!(body.to_string().contains("already configured"), "{body}");
     let (status, body) = h
         .call(
@@ -295,7 +297,7 @@ async fn hostnames_and_authorities_need_their_certificates_and_reach_the_snapsho
         let (status, body) = h
             .call(Method::DELETE, &format!("/mgmt/certificates/{id}"), None)
             .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
         assert!(body.to_string().contains("remove it there first"), "{body}");
     }
     let (status, body) = h

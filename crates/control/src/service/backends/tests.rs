@@ -78,6 +78,13 @@ fn refusal(status: StatusCode, body: &Value) -> (Vec<String>, String) {
     (targets, error.to_string())
 }
 
+/// The message of a refusal with `expected` (404 for a member that does not exist, 409 for a
+/// clash with what is stored), which names no details: the message says which member.
+fn refused(status: StatusCode, body: &Value, expected: StatusCode) -> String {
+    assert_eq!(status, expected, "{body}");
+    body["error"]["message"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn a_pool_of_existing_single_backends_is_taken_and_shipped_resolved() {
     let h = Harness::new("pool").await;
@@ -148,10 +155,11 @@ async fn a_pool_cannot_hold_a_missing_backend_or_a_pool() {
             json!({"type": "Pool", "pool": {"services": [{"id": "one"}, {"id": "/backends/gone"}]}}),
         )
         .await;
-    let (targets, message) = refusal(status, &body);
-    assert_eq!(targets, ["pool.services[1].id"]);
+    // A member that does not exist: 404, naming the member.
+    let message = refused(status, &body, StatusCode::NOT_FOUND);
     assert!(
-        message.contains("backend 'gone' does not exist")
+        message.contains("'pool.services[1].id'")
+            && message.contains("backend 'gone' does not exist")
             && message.contains("PUT /mgmt/backends/gone"),
         "{message}"
     );
@@ -170,10 +178,11 @@ async fn a_pool_cannot_hold_a_missing_backend_or_a_pool() {
             json!({"type": "Pool", "pool": {"services": [{"id": "p"}]}}),
         )
         .await;
-    let (targets, message) = refusal(status, &body);
-    assert_eq!(targets, ["pool.services[0].id"]);
+    // A member that is a pool clashes with what is stored: 409.
+    let message = refused(status, &body, StatusCode::CONFLICT);
     assert!(
-        message.contains("'p' is a pool, and a pool cannot contain a pool"),
+        message.contains("'pool.services[0].id'")
+            && message.contains("'p' is a pool, and a pool cannot contain a pool"),
         "{message}"
     );
     let (status, body) = h
@@ -183,7 +192,7 @@ async fn a_pool_cannot_hold_a_missing_backend_or_a_pool() {
             Some(json!({"type": "Pool", "pool": {"services": [{"id": "p"}]}})),
         )
         .await;
-    let (_, message) = refusal(status, &body);
+    let message = refused(status, &body, StatusCode::CONFLICT);
     assert!(
         message.contains("a pool cannot contain a pool"),
         "{message}"
@@ -195,8 +204,8 @@ async fn a_pool_cannot_hold_a_missing_backend_or_a_pool() {
             Some(json!({"type": "Pool", "pool": {"services": [{"id": "two"}]}})),
         )
         .await;
-    let (targets, message) = refusal(status, &body);
-    assert_eq!(targets, ["pool.services[0].id"], "{message}");
+    let message = refused(status, &body, StatusCode::NOT_FOUND);
+    assert!(message.contains("'pool.services[0].id'"), "{message}");
     h.single("two").await;
     let (status, body) = h
         .call(
@@ -205,10 +214,9 @@ async fn a_pool_cannot_hold_a_missing_backend_or_a_pool() {
             Some(json!({"type": "Pool", "pool": {"services": [{"id": "two"}]}})),
         )
         .await;
-    let (targets, message) = refusal(status, &body);
-    assert_eq!(targets, ["type"]);
+    let message = refused(status, &body, StatusCode::CONFLICT);
     assert!(
-        message.contains("'one' is a member of backend pool 'p'"),
+        message.contains("'type'") && message.contains("'one' is a member of backend pool 'p'"),
         "{message}"
     );
     // Nothing was stored by the refusals.
@@ -236,11 +244,11 @@ async fn a_backend_a_pool_holds_is_not_deleted() {
         assert_eq!(status, StatusCode::CREATED);
     }
     let (status, body) = h.call(Method::DELETE, "/mgmt/backends/one", None).await;
-    let (targets, message) = refusal(status, &body);
-    assert_eq!(targets, ["backendId"]);
+    // In use: 409, saying where.
+    let message = refused(status, &body, StatusCode::CONFLICT);
     assert!(
         message.contains(
-            "'one' is used by backend pool 'p1', backend pool 'p2'; remove it there first"
+            "Backend 'one' is used by backend pool 'p1', backend pool 'p2'; remove it there first"
         ),
         "{message}"
     );
@@ -254,7 +262,7 @@ async fn a_backend_a_pool_holds_is_not_deleted() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = h.call(Method::DELETE, "/mgmt/backends/one", None).await;
-    let (_, message) = refusal(status, &body);
+    let message = refused(status, &body, StatusCode::CONFLICT);
     assert!(
         message.contains("backend pool 'p2'") && !message.contains("p1"),
         "{message}"
@@ -305,4 +313,42 @@ async fn bad_pools_and_breakers_are_400s_that_name_the_field() {
     let (status, body) = h.put("s", json!({"type": "Cluster"})).await;
     let (_, message) = refusal(status, &body);
     assert!(message.contains("use 'Single' or 'Pool'"), "{message}");
+}
+
+#[tokio::test]
+async fn a_patch_that_does_not_fit_the_backend_as_stored_is_409() {
+    let h = Harness::new("shape").await;
+    h.single("one").await;
+    h.single("two").await;
+    // Members for a single backend, a pool without its members, a breaker given in part.
+    for patch in [
+        json!({"pool": {"services": [{"id": "two"}]}}),
+        json!({"type": "Pool"}),
+        json!({"circuitBreaker": {}}),
+    ] {
+        let (status, body) = h
+            .call(Method::PATCH, "/mgmt/backends/one", Some(patch.clone()))
+            .await;
+        let message = refused(status, &body, StatusCode::CONFLICT);
+        assert!(
+            message.contains("does not fit backend 'one' as stored"),
+            "{patch}: {message}"
+        );
+    }
+    // A member wrong by itself is still 400, naming it.
+    let (status, body) = h
+        .call(
+            Method::PATCH,
+            "/mgmt/backends/one",
+            Some(json!({"url": "ftp://one.example.com"})),
+        )
+        .await;
+    let (targets, _) = refusal(status, &body);
+    assert_eq!(targets, ["url"]);
+    // Nothing was stored by the refusals.
+    let (_, one) = h.call(Method::GET, "/mgmt/backends/one", None).await;
+    assert!(
+        one.get("pool").is_none() && one.get("circuitBreaker").is_none(),
+        "{one}"
+    );
 }
